@@ -1,0 +1,133 @@
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import X509
+
+/// A read-only view of the CA on this machine, for `ca status` and `info`.
+public struct CAStatusReport: Codable, Sendable {
+    public struct CertificateSummary: Codable, Sendable {
+        public var subject: String
+        public var keyType: String
+        public var serial: String
+        public var notBefore: Date
+        public var notAfter: Date
+        public var daysLeft: Int
+        public var fingerprint: String
+        public var path: String
+
+        enum CodingKeys: String, CodingKey {
+            case subject
+            case keyType = "key_type"
+            case serial
+            case notBefore = "not_before"
+            case notAfter = "not_after"
+            case daysLeft = "days_left"
+            case fingerprint
+            case path
+        }
+    }
+
+    public var name: String
+    public var fingerprint: String
+    public var root: CertificateSummary
+    public var intermediate: CertificateSummary
+    public var addresses: [String]
+    public var dnsNames: [String]
+    public var defaultDuration: String
+    public var minimumDuration: String
+    public var maximumDuration: String
+    public var provisioners: [String]
+    public var server: String
+    public var warnings: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case name, fingerprint, root, intermediate, addresses
+        case dnsNames = "dns_names"
+        case defaultDuration = "default_duration"
+        case minimumDuration = "min_duration"
+        case maximumDuration = "max_duration"
+        case provisioners, server, warnings
+    }
+
+    /// An intermediate with less than this left gets a warning: leaves cannot outlive it.
+    public static let intermediateWarningDays = 90
+
+    public static func load(directories: Directories, now: Date = Date()) throws -> CAStatusReport {
+        let configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        guard let settings = configuration.ca else {
+            if FileOperations.exists(directories.caDir) {
+                throw AutoSSLError.general(
+                    "\(directories.caDir) exists but \(directories.configFile) has no CA section",
+                    hint: "restore config.yaml from a backup, or remove the CA with `auto-ssl ca reset`")
+            }
+            throw AutoSSLError.general(
+                "no CA on this machine (looked in \(directories.configFile))",
+                hint: "create one with `auto-ssl ca init`")
+        }
+        let root = try loadCertificate(settings.paths.rootCertificate, what: "root certificate")
+        let intermediate = try loadCertificate(settings.paths.intermediateCertificate, what: "intermediate certificate")
+        let rootSummary = try summary(root, path: settings.paths.rootCertificate, now: now)
+        let intermediateSummary = try summary(intermediate, path: settings.paths.intermediateCertificate, now: now)
+
+        var warnings: [String] = []
+        if intermediateSummary.daysLeft < intermediateWarningDays {
+            warnings.append(
+                intermediateSummary.daysLeft < 0
+                    ? "the intermediate certificate has expired: no certificate can be issued"
+                    : "the intermediate certificate expires in \(intermediateSummary.daysLeft) days; create a new one before then")
+        }
+        if rootSummary.daysLeft < 365 {
+            warnings.append("the root certificate expires in \(rootSummary.daysLeft) days")
+        }
+        for path in [settings.paths.rootKey, settings.paths.intermediateKey] {
+            if let mode = FileOperations.mode(of: path), mode & 0o077 != 0 {
+                warnings.append("\(path) is readable by group or others (mode \(String(mode, radix: 8))); run chmod 600 on it")
+            } else if FileOperations.mode(of: path) == nil {
+                warnings.append("\(path) is missing")
+            }
+        }
+        if let mode = FileOperations.mode(of: settings.paths.secretsDir), mode & 0o077 != 0 {
+            warnings.append("\(settings.paths.secretsDir) is accessible by group or others; run chmod 700 on it")
+        }
+
+        return CAStatusReport(
+            name: settings.name,
+            fingerprint: rootSummary.fingerprint,
+            root: rootSummary,
+            intermediate: intermediateSummary,
+            addresses: settings.addresses.map(\.description),
+            dnsNames: settings.dnsNames,
+            defaultDuration: settings.defaultDuration,
+            minimumDuration: settings.minimumDuration,
+            maximumDuration: settings.maximumDuration,
+            provisioners: settings.provisioners.map { "\($0.name) (\($0.type))" },
+            // The HTTPS server arrives with `ca serve`; until then there is nothing that could be running.
+            server: "not running",
+            warnings: warnings)
+    }
+
+    public static func loadCertificate(_ path: String, what: String) throws -> Certificate {
+        guard FileOperations.exists(path) else {
+            throw AutoSSLError.general("the \(what) is missing (\(path))", hint: "restore the CA from a backup")
+        }
+        do {
+            return try Certificate(pemEncoded: try FileOperations.readText(path))
+        } catch let error as AutoSSLError {
+            throw error
+        } catch {
+            throw AutoSSLError.general("the \(what) at \(path) could not be parsed: \(error)")
+        }
+    }
+
+    static func summary(_ certificate: Certificate, path: String, now: Date) throws -> CertificateSummary {
+        CertificateSummary(
+            subject: certificate.commonName ?? certificate.subject.description,
+            keyType: KeyAlgorithm(publicKey: certificate.publicKey)?.displayName ?? "unknown",
+            serial: Hex.colonSeparated(certificate.serialNumber.bytes),
+            notBefore: certificate.notValidBefore,
+            notAfter: certificate.notValidAfter,
+            daysLeft: Int(floor(certificate.notValidAfter.timeIntervalSince(now) / 86_400)),
+            fingerprint: try Fingerprint.sha256(of: certificate),
+            path: path)
+    }
+}

@@ -1,0 +1,133 @@
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import Yams
+
+/// `$AUTO_SSL_CONFIG_DIR/config.yaml`. One file per machine; each role owns one section, so a CA
+/// and an enrolled server can live on the same host without overwriting each other.
+public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
+    public var ca: CASettings?
+
+    public init(ca: CASettings? = nil) {
+        self.ca = ca
+    }
+
+    public var isEmpty: Bool { ca == nil }
+
+    /// Loads the file; a missing file is an empty configuration, a damaged one is an error.
+    public static func load(from path: String) throws -> AutoSSLConfiguration {
+        guard FileOperations.exists(path) else { return AutoSSLConfiguration() }
+        let text = try FileOperations.readText(path)
+        do {
+            return try YAMLDecoder().decode(AutoSSLConfiguration.self, from: text)
+        } catch {
+            throw AutoSSLError.general(
+                "\(path) could not be read: \(error)",
+                hint: "fix the file by hand or restore it from the copy kept next to the CA directory")
+        }
+    }
+
+    public func yamlString() throws -> String {
+        "# auto-ssl configuration; written by auto-ssl, safe to read, edit with care.\n"
+            + (try YAMLEncoder().encode(self))
+    }
+
+    /// Atomic write, 0644: the file holds names, paths and durations, never a secret.
+    public func save(to path: String) throws {
+        try FileOperations.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
+        try FileOperations.writeAtomically(try yamlString(), to: path, mode: 0o644)
+    }
+}
+
+/// The CA's own settings, written by `ca init`.
+public struct CASettings: Codable, Equatable, Sendable {
+    public var name: String
+    public var addresses: [ListenAddress]
+    public var dnsNames: [String]
+    public var keyType: CAKeyType
+    public var defaultDuration: String
+    public var minimumDuration: String
+    public var maximumDuration: String
+    public var passwordFile: String?
+    public var provisioners: [ProvisionerSettings]
+    public var paths: CAPaths
+    public var createdAt: Date
+
+    enum CodingKeys: String, CodingKey {
+        case name, addresses
+        case dnsNames = "dns_names"
+        case keyType = "key_type"
+        case defaultDuration = "default_duration"
+        case minimumDuration = "min_duration"
+        case maximumDuration = "max_duration"
+        case passwordFile = "password_file"
+        case provisioners, paths
+        case createdAt = "created_at"
+    }
+
+    public var durations: (default: CertificateDuration, minimum: CertificateDuration, maximum: CertificateDuration) {
+        get throws {
+            (try CertificateDuration(parsing: defaultDuration), try CertificateDuration(parsing: minimumDuration),
+             try CertificateDuration(parsing: maximumDuration))
+        }
+    }
+}
+
+public struct ProvisionerSettings: Codable, Equatable, Sendable {
+    public var name: String
+    public var type: String
+    /// Public JWK (JSON), `kid` = RFC 7638 thumbprint.
+    public var publicKey: String
+    /// The private JWK, encrypted under the provisioner password as a compact JWE.
+    public var encryptedKeyFile: String
+
+    enum CodingKeys: String, CodingKey {
+        case name, type
+        case publicKey = "public_key"
+        case encryptedKeyFile = "encrypted_key_file"
+    }
+}
+
+/// `ec`: P-384 root + P-256 intermediate; `rsa`: RSA 4096 root + RSA 2048 intermediate.
+public enum CAKeyType: String, Codable, CaseIterable, Sendable {
+    case ec
+    case rsa
+
+    public var rootAlgorithm: KeyAlgorithm { self == .ec ? .p384 : .rsa4096 }
+    public var intermediateAlgorithm: KeyAlgorithm { self == .ec ? .p256 : .rsa2048 }
+}
+
+/// The CA's files under `$AUTO_SSL_DATA_DIR/ca` (DESIGN.md §3).
+public struct CAPaths: Codable, Equatable, Sendable {
+    public var caDir: String
+    public var rootCertificate: String
+    public var intermediateCertificate: String
+    public var rootKey: String
+    public var intermediateKey: String
+    public var secretsDir: String
+    public var databaseDir: String
+
+    enum CodingKeys: String, CodingKey {
+        case caDir = "ca_dir"
+        case rootCertificate = "root_certificate"
+        case intermediateCertificate = "intermediate_certificate"
+        case rootKey = "root_key"
+        case intermediateKey = "intermediate_key"
+        case secretsDir = "secrets_dir"
+        case databaseDir = "database_dir"
+    }
+
+    public init(caDir: String) {
+        self.caDir = caDir
+        self.rootCertificate = caDir + "/certs/root_ca.crt"
+        self.intermediateCertificate = caDir + "/certs/intermediate_ca.crt"
+        self.secretsDir = caDir + "/secrets"
+        self.rootKey = caDir + "/secrets/root_ca_key"
+        self.intermediateKey = caDir + "/secrets/intermediate_ca_key"
+        self.databaseDir = caDir + "/db"
+    }
+
+    public func provisionerKeyFile(_ name: String) -> String {
+        secretsDir + "/provisioner_\(name).jwe"
+    }
+}

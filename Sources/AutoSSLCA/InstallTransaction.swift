@@ -1,0 +1,112 @@
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The changes `ca init` and `ca reset` make to an installed CA, recorded so that a failure half-way
+/// can put everything back: a moved-aside CA returns, and files we replaced get their old content.
+struct InstallTransaction {
+    let directories: Directories
+    let logger: Logger
+    /// The CA directory (and copies of the config files) moved aside, if any.
+    private(set) var movedAside: String?
+    var installedCADirectory = false
+    /// Original contents of files we overwrote or removed (nil = the file did not exist).
+    private var originals: [(path: String, contents: String?, mode: mode_t)] = []
+
+    init(directories: Directories, logger: Logger) {
+        self.directories = directories
+        self.logger = logger
+    }
+
+    static let configFilesKeptWithCA = ["config.yaml", "ca-password", "provisioner-password"]
+
+    /// Moves `$DATA/ca` to `$DATA/ca.<suffix>` (keys stay encrypted, nothing is deleted) and puts copies of
+    /// config.yaml and the password files in its `previous-config/`, so the old CA can be brought back whole.
+    mutating func moveExistingCAAside(suffix: String) throws {
+        let aside = directories.caDir + "." + suffix
+        guard !FileOperations.exists(aside) else {
+            throw AutoSSLError.general("\(aside) already exists; wait a second and try again")
+        }
+        if FileOperations.exists(directories.caDir) {
+            try FileOperations.move(directories.caDir, to: aside)
+        } else {
+            try FileOperations.makeDirectory(aside, mode: 0o700)
+        }
+        movedAside = aside
+        let copies = aside + "/previous-config"
+        try FileOperations.makeDirectory(copies, mode: 0o700)
+        for name in Self.configFilesKeptWithCA {
+            let path = directories.configDir + "/" + name
+            guard FileOperations.exists(path) else { continue }
+            let contents = try FileOperations.readText(path)
+            try FileOperations.writeAtomically(contents, to: copies + "/" + name, mode: 0o600)
+            if name != "config.yaml" {
+                try remove(path)
+            }
+        }
+        logger.info("moved the existing CA aside", metadata: ["path": "\(aside)"])
+    }
+
+    mutating func writeSecret(_ secret: String, to path: String) throws {
+        try remember(path)
+        try FileOperations.writeAtomically(secret + "\n", to: path, mode: 0o600)
+    }
+
+    mutating func writeConfiguration(_ configuration: AutoSSLConfiguration) throws {
+        try remember(directories.configFile)
+        if configuration.isEmpty {
+            try FileOperations.removeTree(directories.configFile)
+        } else {
+            try configuration.save(to: directories.configFile)
+        }
+    }
+
+    mutating func remove(_ path: String) throws {
+        try remember(path)
+        try FileOperations.removeTree(path)
+    }
+
+    private mutating func remember(_ path: String) throws {
+        guard !originals.contains(where: { $0.path == path }) else { return }
+        if FileOperations.exists(path) {
+            originals.append((path, try FileOperations.readText(path), FileOperations.mode(of: path) ?? 0o600))
+        } else {
+            originals.append((path, nil, 0))
+        }
+    }
+
+    /// Best effort: every step is attempted even if an earlier one fails, and failures are logged.
+    func rollBack() {
+        for original in originals.reversed() {
+            do {
+                if let contents = original.contents {
+                    try FileOperations.writeAtomically(contents, to: original.path, mode: original.mode)
+                } else {
+                    try FileOperations.removeTree(original.path)
+                }
+            } catch {
+                logger.error("rollback could not restore \(original.path): \(error)")
+            }
+        }
+        if installedCADirectory {
+            do { try FileOperations.removeTree(directories.caDir) } catch {
+                logger.error("rollback could not remove the new CA directory: \(error)")
+            }
+        }
+        if let movedAside, FileOperations.exists(movedAside + "/certs") || FileOperations.exists(movedAside + "/secrets") {
+            do {
+                try FileOperations.removeTree(movedAside + "/previous-config")
+                try FileOperations.move(movedAside, to: directories.caDir)
+            } catch {
+                logger.error("rollback could not move the previous CA back from \(movedAside): \(error)")
+            }
+        }
+    }
+}

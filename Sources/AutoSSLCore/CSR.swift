@@ -1,0 +1,86 @@
+import Foundation
+import SwiftASN1
+import X509
+
+/// A certificate signing request that has been parsed and whose self-signature verified.
+public struct VerifiedCSR: Sendable {
+    public let request: CertificateSigningRequest
+    public let keyAlgorithm: KeyAlgorithm
+    /// DNS and IP names from the extensionRequest's subjectAltName, plus the CN if it is not among them.
+    public let names: [SubjectName]
+
+    /// Parses a PEM ("CERTIFICATE REQUEST" or "NEW CERTIFICATE REQUEST") or DER CSR, checks its
+    /// signature with its own public key, and refuses key types we do not issue for.
+    public init(pem: String) throws {
+        let document: PEMDocument
+        do {
+            document = try PEMDocument(pemString: pem)
+        } catch {
+            throw AutoSSLError.invalidArgument("the CSR is not valid PEM")
+        }
+        guard document.discriminator == "CERTIFICATE REQUEST" || document.discriminator == "NEW CERTIFICATE REQUEST" else {
+            throw AutoSSLError.invalidArgument(
+                "expected a PEM \"CERTIFICATE REQUEST\", found \"\(document.discriminator)\"")
+        }
+        try self.init(der: document.derBytes)
+    }
+
+    public init(der: [UInt8]) throws {
+        let csr: CertificateSigningRequest
+        do {
+            csr = try CertificateSigningRequest(derEncoded: der)
+        } catch {
+            throw AutoSSLError.invalidArgument("the CSR could not be parsed: \(error)")
+        }
+        guard let algorithm = KeyAlgorithm(publicKey: csr.publicKey) else {
+            throw AutoSSLError.invalidArgument(
+                "the CSR's key type is not allowed",
+                hint: "use ECDSA P-256 or P-384, or RSA with 2048, 3072 or 4096 bits")
+        }
+        guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
+            throw AutoSSLError.invalidArgument("the CSR's signature does not verify with its own public key")
+        }
+        // swift-certificates cannot even express ecdsa-with-SHA1; RSA-SHA1 it can, and we refuse it.
+        if csr.signatureAlgorithm == .sha1WithRSAEncryption {
+            throw AutoSSLError.invalidArgument("the CSR is signed with SHA-1, which is not accepted")
+        }
+        var names: [SubjectName] = []
+        do {
+            if let sans = try csr.attributes.extensionRequest?.extensions.subjectAlternativeNames {
+                for general in sans {
+                    guard let name = SubjectName(generalName: general) else {
+                        throw AutoSSLError.invalidArgument(
+                            "the CSR asks for a name that is neither DNS nor IP: \(general)")
+                    }
+                    if !names.contains(name) { names.append(name) }
+                }
+            }
+        } catch let error as AutoSSLError {
+            throw error
+        } catch {
+            throw AutoSSLError.invalidArgument("the CSR's extension request could not be parsed: \(error)")
+        }
+        let cn = csr.subject.flatMap { $0 }.first { $0.type == .RDNAttributeType.commonName }
+        if let cn, let cnName = try? SubjectName(parsing: String(describing: cn.value)), !names.contains(cnName) {
+            names.insert(cnName, at: 0)
+        }
+        self.request = csr
+        self.keyAlgorithm = algorithm
+        self.names = names
+    }
+
+    public var publicKey: Certificate.PublicKey { request.publicKey }
+
+    /// Builds a CSR for `names` signed by `key` (used by our own client and tests).
+    public static func make(names: [SubjectName], key: SigningKey) throws -> String {
+        guard let first = names.first else { throw AutoSSLError.invalidArgument("a CSR needs at least one name") }
+        let extensions = try Certificate.Extensions { SubjectAlternativeNames(names.map(\.generalName)) }
+        let csr = try CertificateSigningRequest(
+            version: .v1,
+            subject: try DistinguishedName { CommonName(first.description) },
+            privateKey: key.certificateKey,
+            attributes: try CertificateSigningRequest.Attributes([.init(ExtensionRequest(extensions: extensions))]),
+            signatureAlgorithm: key.algorithm.signatureAlgorithm)
+        return try csr.serializeAsPEM().pemString + "\n"
+    }
+}

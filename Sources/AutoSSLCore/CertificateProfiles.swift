@@ -1,0 +1,146 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// The certificate profiles of DESIGN.md §4: root, intermediate and leaf, RFC 5280 conformant,
+/// random positive serials, SKI/AKI, critical basicConstraints, no SHA-1 anywhere.
+public enum CertificateProfiles {
+    /// Random positive serial: 16 bytes from the CSPRNG with the top bit cleared (127 bits of entropy),
+    /// never longer than RFC 5280's 20 octets and never negative.
+    public static func randomSerial() -> Certificate.SerialNumber {
+        var rng = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        bytes[0] &= 0x7F
+        if bytes[0] == 0 { bytes[0] = 0x01 }  // keep the encoding at a fixed 16 octets
+        return Certificate.SerialNumber(bytes: bytes)
+    }
+
+    /// Key identifier per RFC 7093 §2 method 1: the leftmost 160 bits of the SHA-256 hash of the
+    /// subjectPublicKey bits (the SHA-1 method of RFC 5280 would do, but we keep SHA-1 out entirely).
+    public static func keyIdentifier(for publicKey: Certificate.PublicKey) -> ArraySlice<UInt8> {
+        ArraySlice(SHA256.hash(data: Array(publicKey.subjectPublicKeyInfoBytes)).prefix(20))
+    }
+
+    public static func rootSubject(caName: String) throws -> DistinguishedName {
+        try DistinguishedName {
+            OrganizationName(caName)
+            CommonName("\(caName) Root CA")
+        }
+    }
+
+    public static func intermediateSubject(caName: String) throws -> DistinguishedName {
+        try DistinguishedName {
+            OrganizationName(caName)
+            CommonName("\(caName) Intermediate CA")
+        }
+    }
+
+    /// A self-signed root. Its key signs intermediates (and CRLs about them), nothing else.
+    public static func root(
+        caName: String, key: SigningKey, notBefore: Date, notAfter: Date
+    ) throws -> Certificate {
+        let subject = try rootSubject(caName: caName)
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.isCertificateAuthority(maxPathLength: nil))
+            Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+            SubjectKeyIdentifier(keyIdentifier: keyIdentifier(for: key.publicKey))
+            // Optional for a self-signed root (RFC 5280 §4.2.1.1) but helps path builders; equals the SKI.
+            AuthorityKeyIdentifier(keyIdentifier: keyIdentifier(for: key.publicKey))
+        }
+        return try Certificate(
+            version: .v3,
+            serialNumber: randomSerial(),
+            publicKey: key.publicKey,
+            notValidBefore: notBefore,
+            notValidAfter: notAfter,
+            issuer: subject,
+            subject: subject,
+            signatureAlgorithm: key.algorithm.signatureAlgorithm,
+            extensions: extensions,
+            issuerPrivateKey: key.certificateKey)
+    }
+
+    /// An intermediate under `root`, path length 0: it signs leaves only. Its EKU lists what its leaves
+    /// may be used for, so verifiers that check EKU nesting (Go, Windows, macOS) accept the chain.
+    public static func intermediate(
+        caName: String, publicKey: Certificate.PublicKey, root: Certificate, rootKey: SigningKey,
+        notBefore: Date, notAfter: Date
+    ) throws -> Certificate {
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
+            Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+            try ExtendedKeyUsage([.serverAuth, .clientAuth])
+            SubjectKeyIdentifier(keyIdentifier: keyIdentifier(for: publicKey))
+            AuthorityKeyIdentifier(keyIdentifier: try authorityKeyIdentifier(of: root))
+        }
+        return try Certificate(
+            version: .v3,
+            serialNumber: randomSerial(),
+            publicKey: publicKey,
+            notValidBefore: notBefore,
+            notValidAfter: notAfter,
+            issuer: root.subject,
+            subject: try intermediateSubject(caName: caName),
+            signatureAlgorithm: rootKey.algorithm.signatureAlgorithm,
+            extensions: extensions,
+            issuerPrivateKey: rootKey.certificateKey)
+    }
+
+    /// A TLS leaf for `names` (the first is also the subject CN): serverAuth + clientAuth so the same
+    /// certificate authenticates renewal over mutual TLS.
+    public static func leaf(
+        names: [SubjectName], publicKey: Certificate.PublicKey, serial: Certificate.SerialNumber,
+        issuer: Certificate, issuerKey: SigningKey, notBefore: Date, notAfter: Date
+    ) throws -> Certificate {
+        guard let first = names.first else {
+            throw AutoSSLError.invalidArgument("a certificate needs at least one name")
+        }
+        guard let keyAlgorithm = KeyAlgorithm(publicKey: publicKey) else {
+            throw AutoSSLError.invalidArgument("unsupported key type (use ECDSA P-256, P-384 or RSA 2048-4096)")
+        }
+        let keyUsage = keyAlgorithm.isRSA
+            ? KeyUsage(digitalSignature: true, keyEncipherment: true)
+            : KeyUsage(digitalSignature: true)
+        let extensions = try Certificate.Extensions {
+            Critical(BasicConstraints.notCertificateAuthority)
+            Critical(keyUsage)
+            try ExtendedKeyUsage([.serverAuth, .clientAuth])
+            SubjectKeyIdentifier(keyIdentifier: keyIdentifier(for: publicKey))
+            AuthorityKeyIdentifier(keyIdentifier: try authorityKeyIdentifier(of: issuer))
+            SubjectAlternativeNames(names.map(\.generalName))
+        }
+        let subject = try DistinguishedName { CommonName(first.description) }
+        return try Certificate(
+            version: .v3,
+            serialNumber: serial,
+            publicKey: publicKey,
+            notValidBefore: notBefore,
+            notValidAfter: notAfter,
+            issuer: issuer.subject,
+            subject: subject,
+            signatureAlgorithm: issuerKey.algorithm.signatureAlgorithm,
+            extensions: extensions,
+            issuerPrivateKey: issuerKey.certificateKey)
+    }
+
+    /// The issuer's SKI, or one computed from its key when the issuer carries none.
+    static func authorityKeyIdentifier(of issuer: Certificate) throws -> ArraySlice<UInt8> {
+        if let ski = try issuer.extensions.subjectKeyIdentifier {
+            return ski.keyIdentifier
+        }
+        return keyIdentifier(for: issuer.publicKey)
+    }
+}
+
+extension Certificate {
+    /// DNS and IP names of the certificate's subjectAltName extension.
+    public var subjectNames: [SubjectName] {
+        guard let sans = try? extensions.subjectAlternativeNames else { return [] }
+        return sans.compactMap(SubjectName.init(generalName:))
+    }
+
+    public var commonName: String? {
+        subject.flatMap { $0 }.first { $0.type == .RDNAttributeType.commonName }.map { String(describing: $0.value) }
+    }
+}

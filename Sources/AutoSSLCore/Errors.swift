@@ -1,0 +1,38 @@
+/// What kind of failure an error is; the CLI turns it into the documented exit code.
+public enum FailureKind: Int32, Sendable, CaseIterable {
+    case general = 1
+    case invalidArguments = 2
+    case missingDependency = 3
+    case permissionDenied = 4
+    case network = 5
+    case trustFailure = 6
+
+    public var exitCode: Int32 { rawValue }
+}
+
+/// An error meant for the operator: what went wrong and, when we know it, what to do about it.
+/// Messages never contain secrets.
+public struct AutoSSLError: Error, CustomStringConvertible, Sendable {
+    public var kind: FailureKind
+    public var message: String
+    public var hint: String?
+
+    public init(_ kind: FailureKind, _ message: String, hint: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.hint = hint
+    }
+
+    public var description: String {
+        guard let hint else { return message }
+        return "\(message)\n  \(hint)"
+    }
+
+    public static func invalidArgument(_ message: String, hint: String? = nil) -> AutoSSLError {
+        AutoSSLError(.invalidArguments, message, hint: hint)
+    }
+
+    public static func general(_ message: String, hint: String? = nil) -> AutoSSLError {
+        AutoSSLError(.general, message, hint: hint)
+    }
+}

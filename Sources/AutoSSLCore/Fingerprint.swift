@@ -1,0 +1,67 @@
+import Crypto
+import Foundation
+import SwiftASN1
+import X509
+
+/// SHA-256 fingerprints of certificates, in the form users compare by eye and by script:
+/// lower-case hex without separators (what `openssl x509 -fingerprint -sha256` prints, minus colons).
+public enum Fingerprint {
+    public static func sha256(der: some DataProtocol) -> String {
+        Hex.encode(SHA256.hash(data: der))
+    }
+
+    public static func sha256(of certificate: Certificate) throws -> String {
+        sha256(der: try certificate.derBytes())
+    }
+
+    /// Normalises what a user typed: case-insensitive, colons and spaces allowed.
+    /// Anything other than 64 hex digits is an invalid argument.
+    public static func normalise(_ text: String) throws -> String {
+        let cleaned = text.lowercased().filter { $0 != ":" && $0 != " " }
+        guard cleaned.count == 64, cleaned.allSatisfy({ $0.isHexDigit }) else {
+            throw AutoSSLError.invalidArgument(
+                "\"\(text)\" is not a SHA-256 fingerprint",
+                hint: "expected 64 hexadecimal characters (colons allowed), as printed by `auto-ssl ca status`")
+        }
+        return cleaned
+    }
+}
+
+public enum Hex {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Colon-separated upper-case hex, the way openssl shows serial numbers and key identifiers.
+    public static func colonSeparated(_ bytes: some Sequence<UInt8>) -> String {
+        bytes.map { byte in
+            let s = String(byte, radix: 16, uppercase: true)
+            return s.count == 1 ? "0" + s : s
+        }.joined(separator: ":")
+    }
+}
+
+extension Certificate {
+    /// DER bytes of the certificate.
+    public func derBytes() throws -> [UInt8] {
+        var serializer = DER.Serializer()
+        try serializer.serialize(self)
+        return serializer.serializedBytes
+    }
+
+    /// PEM with a trailing newline, so that files built by concatenation stay valid for openssl.
+    public func pemString() throws -> String {
+        try serializeAsPEM().pemString + "\n"
+    }
+}
+
+extension Certificate.SerialNumber {
+    /// Lower-case hex without separators, as stored in our database and shown by `ca certs`.
+    public var hexString: String { Hex.encode(bytes) }
+}

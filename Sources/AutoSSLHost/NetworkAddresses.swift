@@ -1,0 +1,68 @@
+import AutoSSLCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The machine's own addresses, for default CA addresses and certificate names.
+public enum NetworkAddresses {
+    /// Interfaces that belong to containers or virtual bridges, not to the machine's network identity.
+    static let virtualInterfacePrefixes = [
+        "docker", "br-", "veth", "virbr", "cni", "flannel", "cali", "lxcbr", "lxdbr", "podman", "kube", "tun", "wg",
+        "vxlan", "tailscale", "zt",
+    ]
+
+    public static func isVirtual(interface name: String) -> Bool {
+        virtualInterfacePrefixes.contains { name.hasPrefix($0) }
+    }
+
+    /// Non-loopback, non-link-local addresses of interfaces that are up, IPv4 first, in interface order.
+    public static func primaryAddresses() -> [IPAddress] {
+        var head: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&head) == 0, let first = head else { return [] }
+        defer { freeifaddrs(head) }
+        var v4: [IPAddress] = []
+        var v6: [IPAddress] = []
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            let flags = Int32(entry.pointee.ifa_flags)
+            guard flags & Int32(IFF_UP) != 0, flags & Int32(IFF_LOOPBACK) == 0,
+                  let address = entry.pointee.ifa_addr else { continue }
+            let name = String(cString: entry.pointee.ifa_name)
+            guard !isVirtual(interface: name) else { continue }
+            switch Int32(address.pointee.sa_family) {
+            case AF_INET:
+                let ip = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer -> IPAddress? in
+                    var addr = pointer.pointee.sin_addr
+                    return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
+                }
+                if let ip, !ip.isLoopback, !(ip.bytes[0] == 169 && ip.bytes[1] == 254) { v4.append(ip) }
+            case AF_INET6:
+                let ip = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer -> IPAddress? in
+                    var addr = pointer.pointee.sin6_addr
+                    return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
+                }
+                // Skip link-local fe80::/10: it needs a zone and is useless in a certificate.
+                if let ip, !ip.isLoopback, !(ip.bytes[0] == 0xFE && ip.bytes[1] & 0xC0 == 0x80) { v6.append(ip) }
+            default:
+                continue
+            }
+        }
+        return v4 + v6
+    }
+
+    /// The address a CA listens on and is reached at when the operator names none.
+    public static func defaultCAHost() -> String {
+        primaryAddresses().first?.description ?? "127.0.0.1"
+    }
+
+    public static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

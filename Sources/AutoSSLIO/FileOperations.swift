@@ -1,0 +1,160 @@
+import AutoSSLCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// File-system primitives with the guarantees of DESIGN.md §3: every write is atomic
+/// (temp file + fsync + rename + fsync of the directory) with its final mode set before the rename,
+/// and every failure becomes an AutoSSLError with the right exit code.
+public enum FileOperations {
+    /// Writes `data` to `path` atomically with `mode`. Readers see the old file or the new one, never a mix.
+    public static func writeAtomically(_ data: some DataProtocol, to path: String, mode: mode_t) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        var template = Array("\(directory)/.\(name).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw systemError(errno, "create a temporary file in \(directory)") }
+        let tempPath = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var committed = false
+        defer {
+            if !committed { unlink(tempPath) }
+        }
+        do {
+            defer { close(fd) }
+            guard fchmod(fd, mode) == 0 else { throw systemError(errno, "set the mode of \(path)") }
+            let bytes = Array(data)
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw systemError(errno, "write \(path)")
+                }
+                offset += written
+            }
+            guard fsync(fd) == 0 else { throw systemError(errno, "flush \(path) to disk") }
+        }
+        guard rename(tempPath, path) == 0 else { throw systemError(errno, "replace \(path)") }
+        committed = true
+        try syncDirectory(directory)
+    }
+
+    public static func writeAtomically(_ text: String, to path: String, mode: mode_t) throws {
+        try writeAtomically(Array(text.utf8), to: path, mode: mode)
+    }
+
+    /// fsync a directory so a rename in it survives power loss.
+    public static func syncDirectory(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw systemError(errno, "open directory \(path)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw systemError(errno, "flush directory \(path)") }
+    }
+
+    /// Creates `path` and missing parents. A directory created here gets `mode`; an existing one is
+    /// tightened to `mode` only when `enforceMode` is set (for secrets directories).
+    public static func makeDirectory(_ path: String, mode: mode_t, enforceMode: Bool = false) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw AutoSSLError.general("\(path) exists but is not a directory")
+            }
+            if enforceMode, chmod(path, mode) != 0 { throw systemError(errno, "set the mode of \(path)") }
+            return
+        }
+        let parent = (path as NSString).deletingLastPathComponent
+        if parent != path, !parent.isEmpty {
+            try makeDirectory(parent, mode: 0o755)
+        }
+        if mkdir(path, mode) != 0 {
+            if errno == EEXIST { return }
+            throw systemError(errno, "create directory \(path)")
+        }
+        // mkdir's mode is filtered by the umask; set it exactly.
+        guard chmod(path, mode) == 0 else { throw systemError(errno, "set the mode of \(path)") }
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0
+    }
+
+    /// Permission bits of a file (e.g. 0o600), or nil when it does not exist.
+    public static func mode(of path: String) -> mode_t? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return st.st_mode & 0o7777
+    }
+
+    public static func readText(_ path: String) throws -> String {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw systemError(errno, "read \(path)") }
+        defer { close(fd) }
+        var result = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw systemError(errno, "read \(path)")
+            }
+            if n == 0 { break }
+            result.append(contentsOf: buffer[0..<n])
+            if result.count > 16 * 1024 * 1024 {
+                throw AutoSSLError.general("\(path) is larger than 16 MiB; refusing to read it")
+            }
+        }
+        return String(decoding: result, as: UTF8.self)
+    }
+
+    /// rename(2) with errors mapped; both paths must be on one file system.
+    public static func move(_ from: String, to: String) throws {
+        guard rename(from, to) == 0 else { throw systemError(errno, "move \(from) to \(to)") }
+        try syncDirectory((to as NSString).deletingLastPathComponent)
+    }
+
+    public static func removeTree(_ path: String) throws {
+        guard exists(path) else { return }
+        do {
+            try FileManager.default.removeItem(atPath: path)
+        } catch {
+            let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError
+            if let code = underlying?.code, code == Int(EACCES) || code == Int(EPERM) {
+                throw systemError(Int32(code), "remove \(path)")
+            }
+            throw AutoSSLError.general("could not remove \(path): \(error.localizedDescription)")
+        }
+    }
+
+    /// Turns an errno into an operator-facing error: permission problems exit 4 with a sudo hint.
+    public static func systemError(_ code: Int32, _ action: String) -> AutoSSLError {
+        let reason = String(cString: strerror(code))
+        switch code {
+        case EACCES, EPERM, EROFS:
+            return AutoSSLError(
+                .permissionDenied, "could not \(action): \(reason)",
+                hint: code == EROFS
+                    ? "the file system is read-only; point the AUTO_SSL_*_DIR variables at a writable place"
+                    : "rerun with sudo, or point AUTO_SSL_CONFIG_DIR / AUTO_SSL_DATA_DIR at directories you can write")
+        case ENOSPC, EDQUOT:
+            return AutoSSLError(.general, "could not \(action): \(reason)", hint: "free some disk space and try again")
+        default:
+            return AutoSSLError(.general, "could not \(action): \(reason)")
+        }
+    }
+
+    /// UTC timestamp for names of moved-aside directories, e.g. 20261129T011500Z.
+    public static func timestamp(_ date: Date = Date()) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return formatter.string(from: date)
+    }
+}

@@ -1,0 +1,163 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLHost
+import AutoSSLIO
+import Foundation
+import Logging
+
+struct CAInitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a new CA: root, intermediate, encrypted keys and the enrollment provisioner.",
+        discussion: """
+            Without password files and at a terminal, asks for the CA key password and the provisioner
+            (enrollment) password twice each. With --non-interactive and no password file, generates
+            strong passwords and stores them 0600 in $AUTO_SSL_CONFIG_DIR. An existing CA is never
+            overwritten: --force moves it aside first.
+            """)
+
+    @Option(help: "CA name; the root is \"<name> Root CA\", the intermediate \"<name> Intermediate CA\".")
+    var name = "Internal CA"
+
+    @Option(help: ArgumentHelp("Address the CA serves on, host:port (repeatable). Default: this machine's primary IP and :9000.", valueName: "host:port"))
+    var address: [String] = []
+
+    @Option(help: "Extra DNS name for the CA's own TLS certificate (repeatable).")
+    var dns: [String] = []
+
+    @Option(help: "ec (P-384 root + P-256 intermediate) or rsa (4096 + 2048).")
+    var keyType: String = "ec"
+
+    @Option(help: "Default lifetime of issued certificates (e.g. 168h, 7d).")
+    var certDuration = "168h"
+
+    @Option(help: "Longest lifetime a certificate may be given (at most 720h).")
+    var maxDuration = "720h"
+
+    @Option(help: "Name of the password (JWK) provisioner that servers enroll with.")
+    var provisioner = "admin"
+
+    @Option(help: ArgumentHelp("File holding the CA key password (may be /dev/stdin).", valueName: "file"))
+    var passwordFile: String?
+
+    @Option(help: ArgumentHelp("File holding the provisioner (enrollment) password (may be /dev/stdin).", valueName: "file"))
+    var provisionerPasswordFile: String?
+
+    @Flag(help: "Never prompt; generate any password that no file provides.")
+    var nonInteractive = false
+
+    @Flag(help: "Replace an existing CA (it is moved aside, not deleted).")
+    var force = false
+
+    func run() throws {
+        let directories = Directories.fromEnvironment()
+        let logger = Logger(label: "auto-ssl.ca.init")
+        let initializer = CAInitializer(directories: directories, logger: logger)
+
+        var options = CAInitOptions()
+        options.name = name
+        options.force = force
+        options.provisionerName = provisioner
+        guard let keyType = CAKeyType(rawValue: keyType.lowercased()) else {
+            throw AutoSSLError.invalidArgument("--key-type must be ec or rsa, not \"\(keyType)\"")
+        }
+        options.keyType = keyType
+        options.defaultDuration = try CertificateDuration(parsing: certDuration)
+        options.maximumDuration = try CertificateDuration(parsing: maxDuration)
+        options.addresses = try address.isEmpty
+            ? [ListenAddress(host: NetworkAddresses.defaultCAHost(), port: 9000)]
+            : address.map(ListenAddress.init(parsing:))
+        options.dnsNames = dns
+        if let kdf = ProcessInfo.processInfo.environment["AUTO_SSL_TEST_KDF_ITERATIONS"], let value = Int(kdf) {
+            // Tests only: PBKDF2 at 600,000 rounds costs ~0.5 s per key in debug builds.
+            options.kdfIterations = max(value, 210_000)
+        }
+
+        // Everything that can be checked without secrets is checked before asking for any.
+        var check = options
+        check.caPassword = .generate
+        check.provisionerPassword = .generate
+        try check.validate()
+        try initializer.checkNotInitialised(force: force)
+
+        if SecretFiles.isStandardInput(passwordFile), SecretFiles.isStandardInput(provisionerPasswordFile) {
+            throw AutoSSLError.invalidArgument(
+                "--password-file and --provisioner-password-file cannot both read standard input")
+        }
+        let needsPrompt = passwordFile == nil || provisionerPasswordFile == nil
+        if needsPrompt, !nonInteractive, !Terminal.standardInputIsTerminal {
+            throw AutoSSLError.invalidArgument(
+                "standard input is not a terminal, so passwords cannot be asked for",
+                hint: "pass --password-file and --provisioner-password-file, or --non-interactive to generate and store them")
+        }
+        options.caPassword = try passwordFile.map { .given(try SecretFiles.read($0, option: "--password-file")) }
+            ?? (nonInteractive ? .generate : Terminal.readNewSecret(purpose: "CA key password", allowGenerate: true))
+        options.provisionerPassword = try provisionerPasswordFile.map {
+            .given(try SecretFiles.read($0, option: "--provisioner-password-file"))
+        } ?? (nonInteractive ? .generate : Terminal.readNewSecret(purpose: "provisioner password", allowGenerate: true))
+
+        if keyType == .rsa { Output.standardError("Generating RSA 4096 and 2048 keys; this can take a few seconds...\n") }
+        let result = try initializer.initialise(options)
+        report(result, directories: directories)
+    }
+
+    private func report(_ result: CAInitResult, directories: Directories) {
+        let settings = result.settings
+        let url = settings.addresses[0].urlString
+        var lines: [String] = []
+        if let previous = result.previousCALocation {
+            lines.append("The previous CA was moved to \(previous) (its keys are still encrypted).")
+        }
+        lines += [
+            "Created CA \"\(settings.name)\" in \(settings.paths.caDir)",
+            "",
+            "Root fingerprint (SHA-256) - compare it whenever you enroll a server or trust the CA:",
+            "",
+            "    \(result.rootFingerprint)",
+            "",
+            "  Root:          \(settings.name) Root CA (\(settings.keyType.rootAlgorithm.displayName), \(CAMaterial.rootLifetimeYears) years)",
+            "  Intermediate:  \(settings.name) Intermediate CA (\(settings.keyType.intermediateAlgorithm.displayName), \(CAMaterial.intermediateLifetimeYears) years)",
+            "  Addresses:     \(settings.addresses.map(\.description).joined(separator: ", "))",
+            "  Provisioner:   \(settings.provisioners.map { "\($0.name) (\($0.type))" }.joined(separator: ", "))",
+            "  Durations:     default \(settings.defaultDuration), maximum \(settings.maximumDuration)",
+            "  Configuration: \(directories.configFile)",
+        ]
+        for (purpose, path) in result.generatedPasswordFiles {
+            lines.append("  The \(purpose) was generated and stored in \(path) (mode 0600).")
+        }
+        lines.append("")
+        lines.append(firewallReport(settings.addresses))
+        lines += [
+            "",
+            "Next steps:",
+            "  Check the CA:          auto-ssl ca status",
+            "  On each server:        sudo auto-ssl server enroll --ca-url \(url) --fingerprint \(result.rootFingerprint)",
+            "  On each client:        sudo auto-ssl client trust --ca-url \(url) --fingerprint \(result.rootFingerprint)",
+        ]
+        print(lines.joined(separator: "\n"))
+    }
+
+    private func firewallReport(_ addresses: [ListenAddress]) -> String {
+        let exposed = addresses.filter { address in
+            guard let ip = IPAddress(address.host) else { return address.host != "localhost" }
+            return !ip.isLoopback
+        }
+        guard !exposed.isEmpty else { return "Firewall: the CA listens on loopback only; no rule is needed." }
+        let ports = Array(Set(exposed.map(\.port))).sorted()
+        var lines: [String] = []
+        let firewall = Firewall()
+        for port in ports {
+            switch firewall.openPort(port) {
+            case .opened(let kind):
+                lines.append("Firewall: opened \(port)/tcp in \(kind.rawValue).")
+            case .couldNotOpen(let kind, let command, let reason):
+                lines.append("Firewall: \(kind.rawValue) is active but \(port)/tcp was not opened (\(reason)); run: \(command)")
+            case .noActiveFirewall(let suggestions):
+                lines.append("Firewall: no active firewalld or ufw found. If another firewall filters this host, allow \(port)/tcp, e.g.:")
+                lines += suggestions.map { "    \($0)" }
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

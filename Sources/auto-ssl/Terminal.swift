@@ -1,0 +1,101 @@
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Talking to a person at a terminal: secrets without echo, confirmations.
+enum Terminal {
+    static var standardInputIsTerminal: Bool { isatty(STDIN_FILENO) == 1 }
+
+    /// Reads one line without echo. Echo comes back even if reading fails.
+    static func readSecret(prompt: String) throws -> String {
+        Output.standardError(prompt)
+        var original = termios()
+        let haveTerminal = tcgetattr(STDIN_FILENO, &original) == 0
+        if haveTerminal {
+            var silent = original
+            silent.c_lflag &= ~tcflag_t(ECHO)
+            tcsetattr(STDIN_FILENO, TCSAFLUSH, &silent)
+        }
+        defer {
+            if haveTerminal {
+                tcsetattr(STDIN_FILENO, TCSAFLUSH, &original)
+                Output.standardError("\n")
+            }
+        }
+        guard let line = readLine(strippingNewline: true) else {
+            throw AutoSSLError.invalidArgument("no input: standard input was closed")
+        }
+        return line
+    }
+
+    /// Asks twice and insists the answers match. An empty answer means "generate one for me" when allowed.
+    static func readNewSecret(purpose: String, allowGenerate: Bool) throws -> PasswordChoice {
+        for _ in 0..<3 {
+            let suffix = allowGenerate ? " (at least \(Passwords.minimumLength) characters; empty = generate one)" : ""
+            let first = try readSecret(prompt: "\(purpose.capitalizedFirst)\(suffix): ")
+            if first.isEmpty, allowGenerate { return .generate }
+            do {
+                try Passwords.validate(first, purpose: purpose)
+            } catch let error as AutoSSLError {
+                Output.error(error)
+                continue
+            }
+            let second = try readSecret(prompt: "Repeat the \(purpose): ")
+            if first == second { return .given(first) }
+            Output.standardError("The two entries differ; try again.\n")
+        }
+        throw AutoSSLError.invalidArgument("no valid \(purpose) was entered after three attempts")
+    }
+
+    /// yes/no confirmation; only "y" or "yes" confirm.
+    static func confirm(_ question: String) -> Bool {
+        Output.standardError("\(question) [y/N] ")
+        guard let answer = readLine(strippingNewline: true)?.trimmingCharacters(in: .whitespaces).lowercased() else {
+            return false
+        }
+        return answer == "y" || answer == "yes"
+    }
+}
+
+/// Reading secrets from files named on the command line (never from argv itself).
+enum SecretFiles {
+    /// Reads the first line of `path`; `/dev/stdin` and `-` read standard input.
+    static func read(_ path: String, option: String) throws -> String {
+        let effective = path == "-" ? "/dev/stdin" : path
+        if effective != "/dev/stdin", !FileOperations.exists(effective) {
+            throw AutoSSLError.invalidArgument("\(option): \(path) does not exist")
+        }
+        let contents: String
+        if effective == "/dev/stdin" {
+            var lines: [String] = []
+            while let line = readLine(strippingNewline: true) {
+                lines.append(line)
+                break
+            }
+            contents = lines.first ?? ""
+        } else {
+            contents = try FileOperations.readText(effective)
+        }
+        let secret = Passwords.fromFileContents(contents)
+        guard !secret.isEmpty else {
+            throw AutoSSLError.invalidArgument("\(option): \(path) is empty", hint: "put the password on its first line")
+        }
+        return secret
+    }
+
+    static func isStandardInput(_ path: String?) -> Bool {
+        guard let path else { return false }
+        return path == "-" || path == "/dev/stdin" || path == "/proc/self/fd/0" || path == "/dev/fd/0"
+    }
+}
+
+extension String {
+    var capitalizedFirst: String { prefix(1).uppercased() + dropFirst() }
+}
