@@ -92,6 +92,12 @@ public struct CAInitResult: Sendable {
 public struct CAInitializer {
     public let directories: Directories
     let logger: Logger
+    /// Tests only: called at named points of the install so a failure can be injected there.
+    var faultInjector: (@Sendable (InstallPoint) throws -> Void)?
+
+    enum InstallPoint: Sendable {
+        case movedAside, installedCADirectory, wroteSecrets
+    }
 
     public init(directories: Directories, logger: Logger = Logger(label: "auto-ssl.ca.init")) {
         self.directories = directories
@@ -172,16 +178,19 @@ public struct CAInitializer {
         do {
             if options.force, try existingCA() != nil {
                 try transaction.moveExistingCAAside(suffix: "replaced-" + FileOperations.timestamp(now))
+                try faultInjector?(.movedAside)
             }
             try FileOperations.move(staging, to: directories.caDir)
             stagingInstalled = true
             transaction.installedCADirectory = true
+            try faultInjector?(.installedCADirectory)
             if case .generate = options.caPassword {
                 try transaction.writeSecret(caPassword, to: directories.caPasswordFile)
             }
             if case .generate = options.provisionerPassword {
                 try transaction.writeSecret(provisionerPassword, to: directories.provisionerPasswordFile)
             }
+            try faultInjector?(.wroteSecrets)
             var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
             configuration.ca = settings
             try transaction.writeConfiguration(configuration)

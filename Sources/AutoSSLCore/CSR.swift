@@ -1,6 +1,7 @@
 import Foundation
 import SwiftASN1
 import X509
+import _CryptoExtras
 
 /// A certificate signing request that has been parsed and whose self-signature verified.
 public struct VerifiedCSR: Sendable {
@@ -30,6 +31,11 @@ public struct VerifiedCSR: Sendable {
         do {
             csr = try CertificateSigningRequest(derEncoded: der)
         } catch {
+            // swift-certificates refuses weak keys while parsing; say which rule was broken.
+            if let weakKey = Self.describeRefusedKey(der: der) {
+                throw AutoSSLError.invalidArgument(
+                    "the CSR's \(weakKey) is not allowed", hint: "use ECDSA P-256 or P-384, or RSA with 2048, 3072 or 4096 bits")
+            }
             throw AutoSSLError.invalidArgument("the CSR could not be parsed: \(error)")
         }
         guard let algorithm = KeyAlgorithm(publicKey: csr.publicKey) else {
@@ -70,6 +76,27 @@ public struct VerifiedCSR: Sendable {
     }
 
     public var publicKey: Certificate.PublicKey { request.publicKey }
+
+    static let rsaEncryptionOID: ASN1ObjectIdentifier = [1, 2, 840, 113549, 1, 1, 1]
+
+    /// Reads just enough of a CSR (CertificationRequestInfo → SubjectPublicKeyInfo) to name a key
+    /// the X.509 parser refused, e.g. "RSA key of 1024 bits". Nil when the CSR is broken otherwise.
+    static func describeRefusedKey(der: [UInt8]) -> String? {
+        guard let root = try? DER.parse(der), case .constructed(let outer) = root.content,
+              let info = outer.first(where: { _ in true }), case .constructed(let infoNodes) = info.content else {
+            return nil
+        }
+        let fields = Array(infoNodes)
+        guard fields.count >= 3, case .constructed(let spkiNodes) = fields[2].content else { return nil }
+        let spki = Array(spkiNodes)
+        guard spki.count == 2, case .constructed(let algorithmNodes) = spki[0].content,
+              let oidNode = algorithmNodes.first(where: { _ in true }),
+              let oid = try? ASN1ObjectIdentifier(derEncoded: oidNode) else { return nil }
+        guard oid == rsaEncryptionOID else { return "key algorithm \(oid)" }
+        guard let bits = try? ASN1BitString(derEncoded: spki[1]),
+              let key = try? _RSA.Signing.PublicKey(unsafeDERRepresentation: Array(bits.bytes)) else { return nil }
+        return "RSA key of \(key.keySizeInBits) bits"
+    }
 
     /// Builds a CSR for `names` signed by `key` (used by our own client and tests).
     public static func make(names: [SubjectName], key: SigningKey) throws -> String {

@@ -26,7 +26,7 @@ public enum Passwords {
 
     /// What a password file holds: its first line, without the line ending.
     public static func fromFileContents(_ contents: String) -> String {
-        let firstLine = contents.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        return String(firstLine.hasSuffix("\r") ? firstLine.dropLast() : firstLine)
+        // Character-wise split: "\r\n" is one Character in Swift, and isNewline covers it.
+        String(contents.split(maxSplits: 1, omittingEmptySubsequences: false, whereSeparator: \.isNewline).first ?? "")
     }
 }

@@ -69,10 +69,6 @@ struct CAInitCommand: ParsableCommand {
             ? [ListenAddress(host: NetworkAddresses.defaultCAHost(), port: 9000)]
             : address.map(ListenAddress.init(parsing:))
         options.dnsNames = dns
-        if let kdf = ProcessInfo.processInfo.environment["AUTO_SSL_TEST_KDF_ITERATIONS"], let value = Int(kdf) {
-            // Tests only: PBKDF2 at 600,000 rounds costs ~0.5 s per key in debug builds.
-            options.kdfIterations = max(value, 210_000)
-        }
 
         // Everything that can be checked without secrets is checked before asking for any.
         var check = options

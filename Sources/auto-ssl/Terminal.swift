@@ -15,20 +15,22 @@ enum Terminal {
 
     /// Reads one line without echo. Echo comes back even if reading fails.
     static func readSecret(prompt: String) throws -> String {
-        Output.standardError(prompt)
         var original = termios()
         let haveTerminal = tcgetattr(STDIN_FILENO, &original) == 0
+        // Echo goes off before the prompt appears, and without flushing, so whatever is typed
+        // (or sent by automation) once the prompt is visible is neither shown nor lost.
         if haveTerminal {
             var silent = original
             silent.c_lflag &= ~tcflag_t(ECHO)
-            tcsetattr(STDIN_FILENO, TCSAFLUSH, &silent)
+            tcsetattr(STDIN_FILENO, TCSANOW, &silent)
         }
         defer {
             if haveTerminal {
-                tcsetattr(STDIN_FILENO, TCSAFLUSH, &original)
+                tcsetattr(STDIN_FILENO, TCSANOW, &original)
                 Output.standardError("\n")
             }
         }
+        Output.standardError(prompt)
         guard let line = readLine(strippingNewline: true) else {
             throw AutoSSLError.invalidArgument("no input: standard input was closed")
         }

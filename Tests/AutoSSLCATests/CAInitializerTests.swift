@@ -1,0 +1,179 @@
+@testable import AutoSSLCA
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import Testing
+import TestSupport
+import X509
+
+@Suite struct CAInitializerTests {
+    func directories(_ dir: TemporaryDirectory) -> Directories {
+        Directories(
+            configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"),
+            systemdDir: dir.file("systemd"))
+    }
+
+    func options(force: Bool = false) -> CAInitOptions {
+        var options = CAInitOptions()
+        options.name = "Unit CA"
+        options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
+        options.caPassword = .given("ca-password-0123456789")
+        options.provisionerPassword = .generate
+        options.force = force
+        return options
+    }
+
+    @Test func createsTheLayoutWithTightModes() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        let result = try CAInitializer(directories: dirs).initialise(options())
+        let paths = result.settings.paths
+        #expect(fileMode(paths.secretsDir) == 0o700)
+        #expect(fileMode(paths.rootKey) == 0o600)
+        #expect(fileMode(paths.intermediateKey) == 0o600)
+        #expect(fileMode(paths.provisionerKeyFile("admin")) == 0o600)
+        #expect(fileMode(paths.databaseDir) == 0o700)
+        #expect(fileMode(paths.rootCertificate) == 0o644)
+        #expect(fileMode(dirs.provisionerPasswordFile) == 0o600)
+        #expect(!FileOperations.exists(dirs.caPasswordFile))  // it was given, so it is not stored
+        #expect(result.generatedPasswordFiles.map(\.path) == [dirs.provisionerPasswordFile])
+
+        let root = try Certificate(pemEncoded: try readFile(paths.rootCertificate))
+        #expect(try Fingerprint.sha256(of: root) == result.rootFingerprint)
+        let key = try EncryptedPrivateKey.decryptKey(pem: try readFile(paths.rootKey), password: "ca-password-0123456789")
+        #expect(key.publicKey == root.publicKey)
+
+        // The provisioner key decrypts with the generated password and matches the public JWK in config.yaml.
+        let provisionerPassword = Passwords.fromFileContents(try readFile(dirs.provisionerPasswordFile))
+        let jwe = try readFile(paths.provisionerKeyFile("admin"))
+        let privateJWK = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: provisionerPassword))
+        let config = try AutoSSLConfiguration.load(from: dirs.configFile)
+        let publicJWK = try JSONDecoder().decode(ECJWK.self, from: Data(try #require(config.ca?.provisioners.first?.publicKey).utf8))
+        #expect(publicJWK.d == nil)
+        #expect(publicJWK.x == privateJWK.x && publicJWK.y == privateJWK.y)
+        #expect(publicJWK.kid == publicJWK.thumbprint)
+        #expect(config.ca == result.settings)
+        // Nothing half-made is left next to the CA.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dirs.dataDir).filter { $0 != "ca" }
+        #expect(leftovers.isEmpty)
+    }
+
+    @Test func refusesToOverwriteAndLeavesEverythingUnchanged() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        _ = try CAInitializer(directories: dirs).initialise(options())
+        let before = try snapshotTree(dir.path)
+        #expect(throws: AutoSSLError.self) { try CAInitializer(directories: dirs).initialise(options()) }
+        #expect(try snapshotTree(dir.path) == before)
+    }
+
+    @Test func forceMovesTheOldCAAsideWithItsConfiguration() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        let first = try CAInitializer(directories: dirs).initialise(options())
+        let oldRoot = try readFile(first.settings.paths.rootCertificate)
+        let oldProvisionerPassword = try readFile(dirs.provisionerPasswordFile)
+        let second = try CAInitializer(directories: dirs).initialise(
+            options(force: true), now: Date().addingTimeInterval(5))
+        let aside = try #require(second.previousCALocation)
+        #expect(aside.hasPrefix(dirs.caDir + ".replaced-"))
+        #expect(try readFile(aside + "/certs/root_ca.crt") == oldRoot)
+        #expect(try readFile(aside + "/previous-config/provisioner-password") == oldProvisionerPassword)
+        #expect(fileMode(aside + "/previous-config/provisioner-password") == 0o600)
+        #expect(second.rootFingerprint != first.rootFingerprint)
+        #expect(try readFile(dirs.provisionerPasswordFile) != oldProvisionerPassword)
+    }
+
+    struct InjectedFault: Error {}
+
+    @Test(arguments: [CAInitializer.InstallPoint.installedCADirectory, .wroteSecrets])
+    func aFailureHalfWayLeavesNoPartialCA(point: CAInitializer.InstallPoint) throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        var initializer = CAInitializer(directories: dirs)
+        initializer.faultInjector = { if $0 == point { throw InjectedFault() } }
+        #expect(throws: InjectedFault.self) { try initializer.initialise(options()) }
+        #expect(!FileOperations.exists(dirs.caDir))
+        #expect(!FileOperations.exists(dirs.provisionerPasswordFile))
+        #expect(!FileOperations.exists(dirs.configFile))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dirs.dataDir).isEmpty)
+    }
+
+    @Test(arguments: [CAInitializer.InstallPoint.movedAside, .installedCADirectory, .wroteSecrets])
+    func aFailedForcedInitPutsTheOldCABack(point: CAInitializer.InstallPoint) throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        _ = try CAInitializer(directories: dirs).initialise(options())
+        let before = try snapshotTree(dir.path)
+        var initializer = CAInitializer(directories: dirs)
+        initializer.faultInjector = { if $0 == point { throw InjectedFault() } }
+        #expect(throws: InjectedFault.self) { try initializer.initialise(options(force: true)) }
+        #expect(try snapshotTree(dir.path) == before)
+        #expect(try CAStatusReport.load(directories: dirs).name == "Unit CA")
+    }
+
+    @Test func validatesOptions() {
+        var bad = options()
+        bad.maximumDuration = .days(31)
+        #expect(throws: AutoSSLError.self) { try bad.validate() }
+        bad = options()
+        bad.defaultDuration = .minutes(1)
+        #expect(throws: AutoSSLError.self) { try bad.validate() }
+        bad = options()
+        bad.defaultDuration = .days(10)
+        bad.maximumDuration = .days(7)
+        #expect(throws: AutoSSLError.self) { try bad.validate() }
+        bad = options()
+        bad.caPassword = .given("short")
+        #expect(throws: AutoSSLError.self) { try bad.validate() }
+        bad = options()
+        bad.provisionerPassword = .given("ca-password-0123456789")
+        #expect(throws: AutoSSLError.self) { try bad.validate() }
+        bad = options()
+        bad.provisionerName = "../etc"
+        #expect(throws: AutoSSLError.self) { try bad.validate() }
+        bad = options()
+        bad.name = String(repeating: "n", count: 49)
+        #expect(throws: AutoSSLError.self) { try bad.validate() }
+    }
+
+    @Test func resetKeepsASafetyCopyOrDeletesForGood() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        _ = try CAInitializer(directories: dirs).initialise(options())
+        let root = try readFile(dirs.caDir + "/certs/root_ca.crt")
+        let kept = try CAReset(directories: dirs).reset(keepCopy: true)
+        let copy = try #require(kept.safetyCopy)
+        #expect(try readFile(copy + "/certs/root_ca.crt") == root)
+        #expect(!FileOperations.exists(dirs.caDir))
+        #expect(!FileOperations.exists(dirs.provisionerPasswordFile))
+        #expect(try AutoSSLConfiguration.load(from: dirs.configFile).ca == nil)
+        #expect(throws: AutoSSLError.self) { try CAReset(directories: dirs).reset(keepCopy: true) }
+
+        _ = try CAInitializer(directories: dirs).initialise(options())
+        let gone = try CAReset(directories: dirs).reset(keepCopy: false)
+        #expect(gone.safetyCopy == nil)
+        #expect(!FileOperations.exists(dirs.caDir))
+        #expect(!FileOperations.exists(dirs.configFile))
+    }
+
+    @Test func statusWarnsAboutLooseKeyModes() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        let result = try CAInitializer(directories: dirs).initialise(options())
+        #expect(try CAStatusReport.load(directories: dirs).warnings.isEmpty)
+        chmod(result.settings.paths.rootKey, 0o644)
+        let warnings = try CAStatusReport.load(directories: dirs).warnings
+        #expect(warnings.contains { $0.contains("root_ca_key") && $0.contains("chmod 600") })
+    }
+
+    @Test func statusWarnsWhenTheIntermediateIsCloseToExpiry() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        _ = try CAInitializer(directories: dirs).initialise(options())
+        let later = Calendar(identifier: .gregorian).date(byAdding: .day, value: 5 * 365 - 30, to: Date())!
+        let report = try CAStatusReport.load(directories: dirs, now: later)
+        #expect(report.intermediate.daysLeft < 90)
+        #expect(report.warnings.contains { $0.contains("intermediate certificate expires") })
+    }
+}

@@ -1,0 +1,51 @@
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct FileOperationsTests {
+    @Test func atomicWriteSetsModeAndLeavesNoTemporaryFiles() throws {
+        let dir = TemporaryDirectory()
+        let target = dir.file("secret")
+        try FileOperations.writeAtomically("first", to: target, mode: 0o600)
+        try FileOperations.writeAtomically("second", to: target, mode: 0o640)
+        #expect(try readFile(target) == "second")
+        #expect(fileMode(target) == 0o640)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["secret"])
+    }
+
+    @Test func aFailedWriteKeepsTheOldFile() throws {
+        let dir = TemporaryDirectory()
+        let target = dir.file("missing-dir/file")
+        #expect(throws: AutoSSLError.self) { try FileOperations.writeAtomically("x", to: target, mode: 0o600) }
+    }
+
+    @Test func permissionErrorsMapToExitCode4() {
+        #expect(FileOperations.systemError(EACCES, "write x").kind == .permissionDenied)
+        #expect(FileOperations.systemError(EACCES, "write x").hint?.contains("sudo") == true)
+        #expect(FileOperations.systemError(EROFS, "write x").kind == .permissionDenied)
+        #expect(FileOperations.systemError(ENOSPC, "write x").kind == .general)
+    }
+
+    @Test func directoriesComeFromTheEnvironment() {
+        let dirs = Directories.fromEnvironment([
+            "AUTO_SSL_CONFIG_DIR": "/x/etc", "AUTO_SSL_DATA_DIR": "/x/data", "AUTO_SSL_CERT_DIR": "relative/certs",
+        ])
+        #expect(dirs.configDir == "/x/etc")
+        #expect(dirs.dataDir == "/x/data")
+        #expect(dirs.certDir.hasPrefix("/") && dirs.certDir.hasSuffix("/relative/certs"))
+        #expect(dirs.systemdDir == "/etc/systemd/system")
+        #expect(Directories.fromEnvironment([:]) == .defaults)
+    }
+
+    @Test func makeDirectoryTightensSecretsDirectories() throws {
+        let dir = TemporaryDirectory()
+        let secrets = dir.file("a/b/secrets")
+        try FileOperations.makeDirectory(secrets, mode: 0o700)
+        #expect(fileMode(secrets) == 0o700)
+        chmod(secrets, 0o755)
+        try FileOperations.makeDirectory(secrets, mode: 0o700, enforceMode: true)
+        #expect(fileMode(secrets) == 0o700)
+    }
+}

@@ -1,0 +1,98 @@
+import AutoSSLHost
+import Foundation
+import Testing
+
+final class FakeRunner: CommandRunning, @unchecked Sendable {
+    var available: Set<String>
+    var responses: [String: CommandResult]
+    var calls: [[String]] = []
+
+    init(available: Set<String>, responses: [String: CommandResult]) {
+        self.available = available
+        self.responses = responses
+    }
+
+    func which(_ name: String) -> String? { available.contains(name) ? "/usr/sbin/" + name : nil }
+
+    func run(_ executable: String, _ arguments: [String], timeout: TimeInterval) -> CommandResult? {
+        let name = (executable as NSString).lastPathComponent
+        calls.append([name] + arguments)
+        return responses[([name] + arguments).joined(separator: " ")] ?? CommandResult(status: 1, output: "")
+    }
+}
+
+@Suite struct HostTests {
+    @Test(arguments: [
+        ("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"", OSFamily.debian),
+        ("ID=ubuntu\nID_LIKE=debian", .debian),
+        ("ID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"", .rhel),
+        ("ID=amzn\nID_LIKE=\"centos rhel fedora\"", .rhel),
+        ("ID=fedora", .rhel),
+        ("ID=\"opensuse-leap\"\nID_LIKE=\"suse opensuse\"", .suse),
+        ("ID=arch", .arch),
+        ("ID=alpine", .alpine),
+        ("ID=weird\nID_LIKE=\"ubuntu debian\"", .debian),
+        ("ID=plan9", .unknown),
+        ("", .unknown),
+    ])
+    func detectsOSFamily(contents: String, family: OSFamily) {
+        #expect(OSFamily.detect(osRelease: contents).family == family)
+    }
+
+    @Test func readsPrettyName() {
+        #expect(OSFamily.detect(osRelease: "ID=debian\nPRETTY_NAME=\"Debian 12\"\n# c\n").prettyName == "Debian 12")
+    }
+
+    @Test func opensThePortInAnActiveUfw() {
+        let runner = FakeRunner(available: ["ufw"], responses: [
+            "ufw status": CommandResult(status: 0, output: "Status: active\n"),
+            "ufw allow 9000/tcp": CommandResult(status: 0, output: "Rule added\n"),
+        ])
+        #expect(Firewall(runner: runner, isRoot: true).openPort(9000) == .opened(.ufw))
+        #expect(runner.calls.last == ["ufw", "allow", "9000/tcp"])
+    }
+
+    @Test func opensThePortInFirewalld() {
+        let runner = FakeRunner(available: ["firewall-cmd"], responses: [
+            "firewall-cmd --state": CommandResult(status: 0, output: "running\n"),
+            "firewall-cmd --permanent --add-port=9000/tcp": CommandResult(status: 0, output: "success\n"),
+            "firewall-cmd --reload": CommandResult(status: 0, output: "success\n"),
+        ])
+        #expect(Firewall(runner: runner, isRoot: true).openPort(9000) == .opened(.firewalld))
+    }
+
+    @Test func explainsWhenItCannotOpen() {
+        let runner = FakeRunner(available: ["ufw"], responses: ["ufw status": CommandResult(status: 0, output: "Status: active")])
+        guard case .couldNotOpen(.ufw, let command, _) = Firewall(runner: runner, isRoot: false).openPort(9000) else {
+            Issue.record("expected couldNotOpen")
+            return
+        }
+        #expect(command == "sudo ufw allow 9000/tcp")
+        #expect(runner.calls == [["ufw", "status"]])  // nothing was attempted without root
+    }
+
+    @Test func inactiveUfwMeansNoActiveFirewall() {
+        let runner = FakeRunner(available: ["ufw"], responses: ["ufw status": CommandResult(status: 0, output: "Status: inactive")])
+        guard case .noActiveFirewall(let suggestions) = Firewall(runner: runner, isRoot: true).openPort(9443) else {
+            Issue.record("expected noActiveFirewall")
+            return
+        }
+        #expect(suggestions.contains("sudo ufw allow 9443/tcp"))
+    }
+
+    @Test func virtualInterfacesAreNotPrimary() {
+        #expect(NetworkAddresses.isVirtual(interface: "docker0"))
+        #expect(NetworkAddresses.isVirtual(interface: "br-1234"))
+        #expect(NetworkAddresses.isVirtual(interface: "veth9"))
+        #expect(!NetworkAddresses.isVirtual(interface: "eth0"))
+        #expect(!NetworkAddresses.isVirtual(interface: "enp0s3"))
+        #expect(NetworkAddresses.primaryAddresses().allSatisfy { !$0.isLoopback })
+    }
+
+    @Test func systemRunnerRunsRealCommands() {
+        let runner = SystemCommandRunner()
+        #expect(runner.which("sh") != nil)
+        #expect(runner.run("sh", ["-c", "echo hi; exit 3"], timeout: 5) == CommandResult(status: 3, output: "hi\n"))
+        #expect(runner.run("definitely-not-a-command-xyz", [], timeout: 5) == nil)
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct CommandsEndToEndTests {
+    func initialised() throws -> Sandbox {
+        let sandbox = Sandbox()
+        let result = try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443", "--name", "Status CA"])
+        #expect(result.status == 0, "\(result)")
+        return sandbox
+    }
+
+    @Test func versionAndHelp() throws {
+        let sandbox = Sandbox()
+        for arguments in [["version"], ["-v"], ["--version"]] {
+            let result = try sandbox.run(arguments)
+            #expect(result.status == 0, "\(result)")
+            #expect(result.stdout.hasPrefix("auto-ssl 0."), "\(arguments): \(result)")
+        }
+        let help = try sandbox.run(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("ca") && help.stdout.contains("info") && help.stdout.contains("Exit codes"))
+        let initHelp = try sandbox.run(["ca", "init", "--help"])
+        #expect(initHelp.status == 0)
+        for option in ["--name", "--address", "--dns", "--key-type", "--cert-duration", "--max-duration", "--provisioner",
+                       "--password-file", "--provisioner-password-file", "--non-interactive", "--force"] {
+            #expect(initHelp.stdout.contains(option), "ca init --help lacks \(option)")
+        }
+        #expect(try sandbox.run(["ca", "reset", "--help"]).stdout.contains("--yes"))
+    }
+
+    @Test func statusReportsTheCAInTextAndJSON() throws {
+        let sandbox = try initialised()
+        let text = try sandbox.run(["ca", "status"])
+        #expect(text.status == 0, "\(text)")
+        #expect(text.stdout.contains("Status CA Root CA") && text.stdout.contains("ECDSA P-384"))
+        #expect(text.stdout.contains("not running"))
+        let json = try sandbox.run(["ca", "status", "--json"])
+        #expect(json.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        #expect(object["name"] as? String == "Status CA")
+        let fingerprint = try #require(object["fingerprint"] as? String)
+        let openssl = try runProcess("openssl", ["x509", "-in", sandbox.caDir + "/certs/root_ca.crt", "-noout", "-fingerprint", "-sha256"])
+        #expect(openssl.stdout.replacingOccurrences(of: ":", with: "").lowercased().contains(fingerprint))
+        let intermediate = try #require(object["intermediate"] as? [String: Any])
+        #expect(intermediate["key_type"] as? String == "ECDSA P-256")
+        #expect((intermediate["days_left"] as? Int ?? 0) > 1800)
+        #expect(object["default_duration"] as? String == "168h")
+        #expect(object["max_duration"] as? String == "720h")
+        #expect(object["addresses"] as? [String] == ["127.0.0.1:9443"])
+        #expect(object["server"] as? String == "not running")
+    }
+
+    @Test func statusWithoutACAExitsWith1() throws {
+        let result = try Sandbox().run(["ca", "status"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("ca init"))
+    }
+
+    @Test func statusWarnsAboutAKeyReadableByOthers() throws {
+        let sandbox = try initialised()
+        chmod(sandbox.caDir + "/secrets/root_ca_key", 0o644)
+        let result = try sandbox.run(["ca", "status"])
+        #expect(result.stderr.contains("warning:") && result.stderr.contains("chmod 600"), "\(result)")
+    }
+
+    @Test func resetRefusesWithoutConfirmationOnANonTerminal() throws {
+        let sandbox = try initialised()
+        let before = try snapshotTree(sandbox.root.path)
+        let refused = try sandbox.run(["ca", "reset"])
+        #expect(refused.status == 2, "\(refused)")
+        #expect(refused.stderr.contains("--yes"))
+        #expect(try snapshotTree(sandbox.root.path) == before)
+    }
+
+    @Test func resetKeepsASafetyCopyThenInitWorksAgain() throws {
+        let sandbox = try initialised()
+        let root = try readFile(sandbox.caDir + "/certs/root_ca.crt")
+        let reset = try sandbox.run(["ca", "reset", "--yes"])
+        #expect(reset.status == 0, "\(reset)")
+        let copies = try FileManager.default.contentsOfDirectory(atPath: sandbox.dataDir).filter { $0.hasPrefix("ca.reset-") }
+        #expect(copies.count == 1)
+        #expect(reset.stdout.contains(copies[0]))
+        #expect(try readFile(sandbox.dataDir + "/" + copies[0] + "/certs/root_ca.crt") == root)
+        #expect(try sandbox.run(["ca", "status"]).status == 1)
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let gone = try sandbox.run(["ca", "reset", "--yes", "--no-backup"])
+        #expect(gone.status == 0, "\(gone)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.caDir))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: sandbox.dataDir).filter { $0.hasPrefix("ca.reset-") }.count == 1)
+        #expect(try sandbox.run(["ca", "reset", "--yes"]).status == 1)
+    }
+
+    @Test func infoShowsDirectoriesRoleAndTools() throws {
+        let sandbox = try initialised()
+        let result = try sandbox.run(["info", "--json"])
+        #expect(result.status == 0, "\(result)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let directories = try #require(object["directories"] as? [String: Any])
+        #expect(directories["configDir"] as? String == sandbox.configDir)
+        #expect(directories["dataDir"] as? String == sandbox.dataDir)
+        #expect((object["roles"] as? [String])?.contains("CA") == true)
+        #expect(object["os"] as? String == "debian")
+        let tools = try #require(object["tools"] as? [[String: Any]])
+        let openssl = try #require(tools.first { $0["name"] as? String == "openssl" })
+        #expect((openssl["version"] as? String)?.hasPrefix("OpenSSL") == true)
+        let text = try sandbox.run(["info"])
+        #expect(text.stdout.contains("AUTO_SSL_DATA_DIR") && text.stdout.contains("Role:          CA"))
+    }
+
+    @Test func debugLoggingGoesToStandardError() throws {
+        let sandbox = Sandbox()
+        sandbox.extraEnvironment["AUTO_SSL_DEBUG"] = "1"
+        let result = try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"])
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("debug") && result.stderr.contains("generating CA keys"), "\(result)")
+        let quiet = Sandbox()
+        #expect(try quiet.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).stderr.isEmpty)
+    }
+
+    @Test func permissionDeniedExitsWith4AndSuggestsSudo() throws {
+        let sandbox = Sandbox()
+        // A data directory this user cannot write. As root, run the binary as `nobody` instead.
+        let locked = sandbox.root.file("locked")
+        try FileManager.default.createDirectory(atPath: locked, withIntermediateDirectories: true)
+        chmod(locked, 0o555)
+        chmod(sandbox.root.path, 0o755)
+        var arguments = ["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]
+        var executable = autoSSLBinaryPath()
+        if geteuid() == 0 {
+            arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", executable] + arguments
+            executable = "/usr/bin/setpriv"
+        }
+        var environment = sandbox.environment
+        environment["AUTO_SSL_CONFIG_DIR"] = locked + "/etc"
+        environment["AUTO_SSL_DATA_DIR"] = locked + "/data"
+        let result = try runProcess(executable, arguments, environment: environment, currentDirectory: "/")
+        #expect(result.status == 4, "\(result)")
+        #expect(result.stderr.contains("sudo"), "\(result)")
+    }
+
+    @Test func interactiveInitPromptsTwiceWithoutEcho() throws {
+        let sandbox = Sandbox()
+        let script = """
+            import os, sys, pexpect
+            env = dict(os.environ)
+            child = pexpect.spawn(sys.argv[1], ["ca", "init", "--address", "127.0.0.1:9443"], env=env, encoding="utf-8", timeout=60)
+            child.expect("CA key password")
+            child.sendline("interactive-ca-password-1")
+            child.expect("Repeat")
+            child.sendline("interactive-ca-password-1")
+            child.expect("rovisioner password")
+            child.sendline("too-short")
+            child.expect("too short")
+            child.expect("rovisioner password")
+            child.sendline("interactive-enroll-password-2")
+            child.expect("Repeat")
+            child.sendline("interactive-enroll-password-2")
+            child.expect(pexpect.EOF)
+            child.close()
+            output = child.before or ""
+            assert "interactive-ca-password-1" not in output, "password echoed"
+            print("exit", child.exitstatus)
+            """
+        var environment = sandbox.environment
+        environment["PYTHONUNBUFFERED"] = "1"
+        let result = try runProcess("python3", ["-c", script, autoSSLBinaryPath()], environment: environment)
+        #expect(result.status == 0 && result.stdout.contains("exit 0"), "\(result)")
+        let opened = try runProcess("openssl", [
+            "pkey", "-in", sandbox.caDir + "/secrets/root_ca_key", "-passin", "pass:interactive-ca-password-1", "-noout",
+        ])
+        #expect(opened.status == 0, "\(opened)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.configDir + "/ca-password"))
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+
+/// A temporary directory removed when the value is released... or explicitly with `remove()`.
+public final class TemporaryDirectory: @unchecked Sendable {
+    public let path: String
+
+    public init(_ prefix: String = "auto-ssl-test") {
+        var base = NSTemporaryDirectory()
+        while base.count > 1, base.hasSuffix("/") { base.removeLast() }
+        let template = base + "/\(prefix)-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        guard let result = bytes.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            fatalError("mkdtemp failed")  // a test machine without /tmp cannot run any test
+        }
+        path = String(cString: result)
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+
+    public func file(_ name: String) -> String { path + "/" + name }
+
+    public func write(_ name: String, _ contents: String, mode: Int = 0o600) throws -> String {
+        let target = file(name)
+        try contents.write(toFile: target, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: target)
+        return target
+    }
+}
+
+public struct ProcessResult: Sendable, CustomStringConvertible {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+
+    public var description: String { "exit \(status)\nstdout:\n\(stdout)\nstderr:\n\(stderr)" }
+}
+
+/// Runs a program to completion. `stdin` is written then closed; nil means /dev/null (as in CI).
+@discardableResult
+public func runProcess(
+    _ executable: String, _ arguments: [String], stdin: String? = nil, environment: [String: String]? = nil,
+    currentDirectory: String? = nil
+) throws -> ProcessResult {
+    let process = Process()
+    if executable.hasPrefix("/") {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+    } else {
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [executable] + arguments
+    }
+    if let environment { process.environment = environment }
+    if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    let input = Pipe()
+    process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+    try process.run()
+    if let stdin {
+        input.fileHandleForWriting.write(Data(stdin.utf8))
+        try input.fileHandleForWriting.close()
+    }
+    // Read both pipes concurrently so a chatty child cannot block on a full pipe.
+    let errBox = DataBox()
+    let group = DispatchGroup()
+    group.enter()
+    DispatchQueue.global().async {
+        errBox.data = err.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return ProcessResult(
+        status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errBox.data, as: UTF8.self))
+}
+
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
+}
+
+/// Runs an inline Python 3 program (for independent checks with `cryptography` / `joserfc`).
+@discardableResult
+public func runPython(_ source: String, arguments: [String] = []) throws -> ProcessResult {
+    try runProcess("python3", ["-c", source] + arguments)
+}
+
+public func fileMode(_ path: String) -> Int? {
+    (try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? NSNumber)?.intValue
+}
+
+public func readFile(_ path: String) throws -> String {
+    try String(contentsOfFile: path, encoding: .utf8)
+}
+
+/// SHA-256 of every regular file under `root`, keyed by relative path: to prove a tree is unchanged.
+public func snapshotTree(_ root: String) throws -> [String: String] {
+    var result: [String: String] = [:]
+    guard let enumerator = FileManager.default.enumerator(atPath: root) else { return result }
+    while let relative = enumerator.nextObject() as? String {
+        let full = root + "/" + relative
+        var isDirectory: ObjCBool = false
+        FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory)
+        let mode = fileMode(full).map { String($0, radix: 8) } ?? "?"
+        if isDirectory.boolValue {
+            result[relative + "/"] = mode
+        } else {
+            let data = try Data(contentsOf: URL(fileURLWithPath: full))
+            result[relative] = mode + " " + data.base64EncodedString()
+        }
+    }
+    return result
+}
+
+/// The built `auto-ssl` binary: $AUTO_SSL_BINARY, else next to the running test bundle
+/// (SwiftPM puts executables and test bundles in the same products directory).
+public func autoSSLBinaryPath() -> String {
+    if let explicit = ProcessInfo.processInfo.environment["AUTO_SSL_BINARY"], !explicit.isEmpty { return explicit }
+    var directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent("auto-ssl").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    return "auto-ssl"
+}
+
+/// A sandbox for one end-to-end test: every AUTO_SSL_* directory inside one temporary folder.
+public final class Sandbox: @unchecked Sendable {
+    public let root: TemporaryDirectory
+    public var extraEnvironment: [String: String] = [:]
+
+    public init() { root = TemporaryDirectory("auto-ssl-e2e") }
+
+    public var configDir: String { root.file("etc") }
+    public var dataDir: String { root.file("data") }
+    public var certDir: String { root.file("certs") }
+    public var systemdDir: String { root.file("systemd") }
+    public var caDir: String { dataDir + "/ca" }
+
+    public var environment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["AUTO_SSL_CONFIG_DIR"] = configDir
+        env["AUTO_SSL_DATA_DIR"] = dataDir
+        env["AUTO_SSL_CERT_DIR"] = certDir
+        env["AUTO_SSL_SYSTEMD_DIR"] = systemdDir
+        env.removeValue(forKey: "AUTO_SSL_DEBUG")
+        env.merge(extraEnvironment) { _, new in new }
+        return env
+    }
+
+    @discardableResult
+    public func run(_ arguments: [String], stdin: String? = nil) throws -> ProcessResult {
+        try runProcess(autoSSLBinaryPath(), arguments, stdin: stdin, environment: environment, currentDirectory: root.path)
+    }
+}
