@@ -15,6 +15,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Pure PKI: keys, certificate profiles, CSRs, durations, fingerprints, encrypted PEM, JOSE. No I/O.
@@ -32,14 +38,50 @@ let package = Package(
             name: "AutoSSLIO",
             dependencies: ["AutoSSLCore"]
         ),
-        // The authority: CA material, configuration, provisioners.
+        // Persistence: the certificate database (SQLite, WAL, group commit).
+        .target(
+            name: "AutoSSLStore",
+            dependencies: [
+                "AutoSSLCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The authority: CA material, configuration, provisioners, tokens, policy, issuance, audit. No HTTP.
         .target(
             name: "AutoSSLCA",
             dependencies: [
                 "AutoSSLCore",
                 "AutoSSLIO",
+                "AutoSSLStore",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The HTTPS surface of the CA (Hummingbird + NIOSSL).
+        .target(
+            name: "AutoSSLServer",
+            dependencies: [
+                "AutoSSLCore",
+                "AutoSSLCA",
+                "AutoSSLStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Talking to a CA: fingerprint bootstrap, provisioner key, one-time tokens, issuance.
+        .target(
+            name: "AutoSSLClient",
+            dependencies: [
+                "AutoSSLCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
         // The machine: OS detection, network addresses, firewall, external tools.
@@ -57,6 +99,9 @@ let package = Package(
                 "AutoSSLCore",
                 "AutoSSLIO",
                 "AutoSSLCA",
+                "AutoSSLStore",
+                "AutoSSLServer",
+                "AutoSSLClient",
                 "AutoSSLHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -52,8 +52,14 @@ public struct CASettings: Codable, Equatable, Sendable {
     public var provisioners: [ProvisionerSettings]
     public var paths: CAPaths
     public var createdAt: Date
+    /// CA-wide issuance policy; nil = the product defaults (any name, every key type, 7d/5m/30d).
+    public var policy: PolicySettings?
+    /// Grace window after expiry during which renewal is still allowed, as a fraction of the lifetime.
+    public var renewalGraceFraction: Double?
 
     enum CodingKeys: String, CodingKey {
+        case policy
+        case renewalGraceFraction = "renewal_grace_fraction"
         case name, addresses
         case dnsNames = "dns_names"
         case keyType = "key_type"
@@ -65,11 +71,10 @@ public struct CASettings: Codable, Equatable, Sendable {
         case createdAt = "created_at"
     }
 
-    public var durations: (default: CertificateDuration, minimum: CertificateDuration, maximum: CertificateDuration) {
-        get throws {
-            (try CertificateDuration(parsing: defaultDuration), try CertificateDuration(parsing: minimumDuration),
-             try CertificateDuration(parsing: maximumDuration))
-        }
+    /// The CA-wide policy: durations from the top-level settings, the rest from `policy`.
+    public var basePolicySettings: PolicySettings {
+        PolicySettings(defaultDuration: defaultDuration, minimumDuration: minimumDuration, maximumDuration: maximumDuration)
+            .overlaid(by: policy)
     }
 }
 
@@ -80,8 +85,19 @@ public struct ProvisionerSettings: Codable, Equatable, Sendable {
     public var publicKey: String
     /// The private JWK, encrypted under the provisioner password as a compact JWE.
     public var encryptedKeyFile: String
+    /// Replaces the CA's policy field by field for certificates this provisioner authorises.
+    public var policy: PolicySettings?
+
+    public init(name: String, type: String, publicKey: String, encryptedKeyFile: String, policy: PolicySettings? = nil) {
+        self.name = name
+        self.type = type
+        self.publicKey = publicKey
+        self.encryptedKeyFile = encryptedKeyFile
+        self.policy = policy
+    }
 
     enum CodingKeys: String, CodingKey {
+        case policy
         case name, type
         case publicKey = "public_key"
         case encryptedKeyFile = "encrypted_key_file"

@@ -1,0 +1,78 @@
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import Logging
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One JSON line per security-relevant event in `$AUTO_SSL_DATA_DIR/audit.log` (0600) and in the
+/// service log. Lines are written with a single O_APPEND write, so concurrent writers never interleave.
+public final class AuditLog: Sendable {
+    public struct Event: Encodable, Sendable {
+        public var time: Date
+        public var event: String
+        public var serial: String?
+        public var sans: [String]?
+        public var provisioner: String?
+        public var remote: String?
+        public var reason: String?
+        public var detail: String?
+
+        public init(
+            _ event: String, time: Date = Date(), serial: String? = nil, sans: [String]? = nil, provisioner: String? = nil,
+            remote: String? = nil, reason: String? = nil, detail: String? = nil
+        ) {
+            self.time = time
+            self.event = event
+            self.serial = serial
+            self.sans = sans
+            self.provisioner = provisioner
+            self.remote = remote
+            self.reason = reason
+            self.detail = detail
+        }
+    }
+
+    public let path: String
+    private let descriptor: Int32
+    private let logger: Logger
+
+    public init(path: String, logger: Logger = Logger(label: "auto-ssl.audit")) throws {
+        self.path = path
+        self.logger = logger
+        try FileOperations.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileOperations.systemError(errno, "open the audit log \(path)") }
+        // An audit log that others can read leaks who asked for which names; keep it private.
+        fchmod(fd, 0o600)
+        descriptor = fd
+    }
+
+    deinit { close(descriptor) }
+
+    public func record(_ event: Event) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(Self.timestamp(date))
+        }
+        guard var line = try? encoder.encode(event) else { return }
+        line.append(0x0A)
+        let written = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written != line.count {
+            logger.error("could not append to the audit log \(path): \(String(cString: strerror(errno)))")
+        }
+        logger.notice("audit \(String(decoding: line.dropLast(), as: UTF8.self))")
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.string(from: date)
+    }
+}

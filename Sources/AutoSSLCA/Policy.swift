@@ -1,0 +1,138 @@
+import AutoSSLCore
+import Foundation
+
+/// Issuance policy as written in config.yaml, for the CA as a whole or for one provisioner.
+/// A provisioner's settings replace the CA's field by field; unset fields inherit.
+public struct PolicySettings: Codable, Equatable, Sendable {
+    /// Exact names ("web01.internal") or suffixes (".internal" or "*.internal": any name below).
+    public var allowedDNS: [String]?
+    /// CIDR ranges ("10.0.0.0/8", "fd00::/8").
+    public var allowedIPs: [String]?
+    /// Key types from KeyAlgorithm ("P-256", "RSA-2048", ...).
+    public var keyTypes: [String]?
+    public var defaultDuration: String?
+    public var minimumDuration: String?
+    public var maximumDuration: String?
+
+    enum CodingKeys: String, CodingKey {
+        case allowedDNS = "allowed_dns"
+        case allowedIPs = "allowed_ips"
+        case keyTypes = "key_types"
+        case defaultDuration = "default_duration"
+        case minimumDuration = "min_duration"
+        case maximumDuration = "max_duration"
+    }
+
+    public init(
+        allowedDNS: [String]? = nil, allowedIPs: [String]? = nil, keyTypes: [String]? = nil,
+        defaultDuration: String? = nil, minimumDuration: String? = nil, maximumDuration: String? = nil
+    ) {
+        self.allowedDNS = allowedDNS
+        self.allowedIPs = allowedIPs
+        self.keyTypes = keyTypes
+        self.defaultDuration = defaultDuration
+        self.minimumDuration = minimumDuration
+        self.maximumDuration = maximumDuration
+    }
+
+    public func overlaid(by other: PolicySettings?) -> PolicySettings {
+        guard let other else { return self }
+        return PolicySettings(
+            allowedDNS: other.allowedDNS ?? allowedDNS, allowedIPs: other.allowedIPs ?? allowedIPs,
+            keyTypes: other.keyTypes ?? keyTypes, defaultDuration: other.defaultDuration ?? defaultDuration,
+            minimumDuration: other.minimumDuration ?? minimumDuration,
+            maximumDuration: other.maximumDuration ?? maximumDuration)
+    }
+}
+
+/// Why a request was refused by policy: which rule, in words an operator can act on.
+public struct PolicyViolation: Error, Equatable, Sendable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// The checked, parsed form of a policy.
+public struct IssuancePolicy: Sendable, Equatable {
+    public var allowedDNS: [String]?
+    public var allowedIPs: [IPRange]?
+    public var keyTypes: Set<KeyAlgorithm>
+    public var defaultDuration: CertificateDuration
+    public var minimumDuration: CertificateDuration
+    public var maximumDuration: CertificateDuration
+
+    public static let allKeyTypes: Set<KeyAlgorithm> = Set(KeyAlgorithm.allCases)
+
+    /// Parses settings over the product's defaults (7d / 5m / 30d, every supported key type, any name).
+    public init(_ settings: PolicySettings) throws {
+        allowedDNS = try settings.allowedDNS.map { rules in
+            try rules.map { rule in
+                let lower = rule.lowercased()
+                let bare = lower.hasPrefix("*.") ? String(lower.dropFirst(2)) : (lower.hasPrefix(".") ? String(lower.dropFirst()) : lower)
+                _ = try SubjectName(parsing: bare)
+                return lower.hasPrefix("*.") ? "." + bare : lower
+            }
+        }
+        allowedIPs = try settings.allowedIPs.map { try $0.map(IPRange.init(parsing:)) }
+        if let names = settings.keyTypes {
+            keyTypes = Set(try names.map { name in
+                guard let algorithm = KeyAlgorithm(rawValue: name.uppercased()) else {
+                    throw AutoSSLError.invalidArgument(
+                        "unknown key type \"\(name)\"",
+                        hint: "use \(KeyAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return algorithm
+            })
+        } else {
+            keyTypes = Self.allKeyTypes
+        }
+        defaultDuration = try settings.defaultDuration.map(CertificateDuration.init(parsing:)) ?? .days(7)
+        minimumDuration = try settings.minimumDuration.map(CertificateDuration.init(parsing:)) ?? .minutes(5)
+        maximumDuration = try settings.maximumDuration.map(CertificateDuration.init(parsing:)) ?? .days(30)
+        guard minimumDuration >= CAInitOptions.minimumDuration, maximumDuration <= CAInitOptions.durationCeiling,
+              minimumDuration <= defaultDuration, defaultDuration <= maximumDuration else {
+            throw AutoSSLError.invalidArgument(
+                "inconsistent policy durations (min \(minimumDuration), default \(defaultDuration), max \(maximumDuration))",
+                hint: "durations must satisfy 5m <= min <= default <= max <= 720h")
+        }
+    }
+
+    public func check(names: [SubjectName]) throws(PolicyViolation) {
+        for name in names {
+            switch name {
+            case .dns(let dns):
+                guard let rules = allowedDNS else { continue }
+                let allowed = rules.contains { rule in
+                    rule.hasPrefix(".") ? dns.hasSuffix(rule) && dns.count > rule.count : dns == rule
+                }
+                if !allowed {
+                    throw PolicyViolation(
+                        message: "the name \(dns) is not allowed by policy (allowed DNS: \(rules.joined(separator: ", ")))")
+                }
+            case .ip(let ip):
+                guard let ranges = allowedIPs else { continue }
+                if !ranges.contains(where: { $0.contains(ip) }) {
+                    throw PolicyViolation(
+                        message: "the IP address \(ip) is not allowed by policy (allowed ranges: \(ranges.map(\.description).joined(separator: ", ")))")
+                }
+            }
+        }
+    }
+
+    public func check(keyType: KeyAlgorithm) throws(PolicyViolation) {
+        guard keyTypes.contains(keyType) else {
+            throw PolicyViolation(
+                message: "key type \(keyType.rawValue) is not allowed by policy (allowed: \(keyTypes.map(\.rawValue).sorted().joined(separator: ", ")))")
+        }
+    }
+
+    public func check(lifetime: CertificateDuration) throws(PolicyViolation) {
+        guard lifetime >= minimumDuration else {
+            throw PolicyViolation(
+                message: "the requested lifetime \(lifetime) is shorter than the minimum \(minimumDuration)")
+        }
+        guard lifetime <= maximumDuration else {
+            throw PolicyViolation(
+                message: "the requested lifetime \(lifetime) (\(lifetime.humanReadable)) exceeds the maximum \(maximumDuration) (\(maximumDuration.humanReadable))")
+        }
+    }
+}

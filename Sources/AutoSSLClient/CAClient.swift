@@ -1,0 +1,208 @@
+import AsyncHTTPClient
+import AutoSSLCore
+import Crypto
+import Foundation
+import NIOCore
+import NIOFoundationCompat
+import NIOSSL
+import X509
+
+/// Talks to an auto-ssl (or step-ca) CA. Trust starts from a fingerprint: the root is fetched once
+/// without verification, its SHA-256 compared with the pin, and every later request verifies the
+/// CA's TLS chain against that root only.
+public final class CAClient: Sendable {
+    public let baseURL: String
+    public let root: Certificate
+    public let rootFingerprint: String
+    private let http: HTTPClient
+
+    public static let timeout = TimeAmount.seconds(15)
+
+    /// Downloads the root (first `/root/{fingerprint}`, then `/roots`) and checks it against `fingerprint`.
+    public static func connect(url: String, fingerprint: String) async throws -> CAClient {
+        let base = try normalise(url: url)
+        let pinned = try Fingerprint.normalise(fingerprint)
+        let root = try await bootstrapRoot(base: base, fingerprint: pinned)
+        return try CAClient(baseURL: base, root: root)
+    }
+
+    init(baseURL: String, root: Certificate) throws {
+        self.baseURL = baseURL
+        self.root = root
+        self.rootFingerprint = try Fingerprint.sha256(of: root)
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try root.derBytes(), format: .der)])
+        tls.certificateVerification = .fullVerification
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+    }
+
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    static func normalise(url: String) throws -> String {
+        var text = url.trimmingCharacters(in: .whitespaces)
+        while text.hasSuffix("/") { text.removeLast() }
+        guard let parsed = URL(string: text), parsed.scheme == "https", parsed.host != nil else {
+            throw AutoSSLError.invalidArgument(
+                "\"\(url)\" is not an https URL of a CA", hint: "use the form https://ca.internal:9000")
+        }
+        return text
+    }
+
+    static func bootstrapRoot(base: String, fingerprint: String) async throws -> Certificate {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none  // nothing is trusted yet: the fingerprint check below is the trust
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        do {
+            var candidates: [Certificate] = []
+            let (status, body) = try await get(client, base + "/root/" + fingerprint)
+            if status == 200, let pem = (try? JSONSerialization.jsonObject(with: body) as? [String: Any])?["ca"] as? String {
+                candidates.append(try Certificate(pemEncoded: pem))
+            } else {
+                let (rootsStatus, rootsBody) = try await get(client, base + "/roots")
+                guard rootsStatus == 200,
+                      let crts = (try? JSONSerialization.jsonObject(with: rootsBody) as? [String: Any])?["crts"] as? [String] else {
+                    throw AutoSSLError(.network, "\(base) did not answer like a CA (HTTP \(rootsStatus) for /roots)")
+                }
+                candidates = try crts.map { try Certificate(pemEncoded: $0) }
+            }
+            try await client.shutdown()
+            for candidate in candidates where try Fingerprint.sha256(of: candidate) == fingerprint {
+                return candidate
+            }
+            let found = try candidates.map { try Fingerprint.sha256(of: $0) }
+            throw AutoSSLError(
+                .trustFailure,
+                "the CA at \(base) is not the one you expect: its root fingerprint is \(found.joined(separator: ", ")), expected \(fingerprint)",
+                hint: "check the fingerprint with `auto-ssl ca status` on the CA host; nothing was changed here")
+        } catch {
+            try? await client.shutdown()
+            throw map(error, url: base)
+        }
+    }
+
+    static func get(_ client: HTTPClient, _ url: String) async throws -> (Int, Data) {
+        let response = try await client.execute(HTTPClientRequest(url: url), timeout: timeout)
+        let body = try await response.body.collect(upTo: 1 << 20)
+        return (Int(response.status.code), Data(buffer: body))
+    }
+
+    static func map(_ error: any Error, url: String) -> any Error {
+        if error is AutoSSLError { return error }
+        if let tls = error as? NIOSSLError {
+            return AutoSSLError(.trustFailure, "TLS with \(url) failed: \(tls)")
+        }
+        if "\(error)".contains("handshake") || "\(error)".contains("certificate") {
+            return AutoSSLError(.trustFailure, "TLS with \(url) failed: \(error)")
+        }
+        return AutoSSLError(.network, "could not reach the CA at \(url): \(error)", hint: "check the URL, the network and that `auto-ssl ca serve` runs there")
+    }
+
+    // MARK: - API
+
+    public struct ProvisionerInfo: Sendable {
+        public var name: String
+        public var type: String
+        public var kid: String?
+        public var encryptedKey: String?
+    }
+
+    public func provisioners() async throws -> [ProvisionerInfo] {
+        let (status, body) = try await request("GET", "/provisioners")
+        guard status == 200, let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
+              let list = object["provisioners"] as? [[String: Any]] else {
+            throw AutoSSLError(.network, "unexpected answer from \(baseURL)/provisioners (HTTP \(status))")
+        }
+        return list.map { entry in
+            ProvisionerInfo(
+                name: entry["name"] as? String ?? "", type: entry["type"] as? String ?? "",
+                kid: (entry["key"] as? [String: Any])?["kid"] as? String, encryptedKey: entry["encryptedKey"] as? String)
+        }
+    }
+
+    /// Fetches the provisioner's encrypted key and decrypts it locally; the password never leaves this machine.
+    public func provisionerKey(name: String, password: String) async throws -> ECJWK {
+        guard let info = try await provisioners().first(where: { $0.name == name }) else {
+            throw AutoSSLError.invalidArgument("the CA has no provisioner named \"\(name)\"")
+        }
+        guard info.type == "JWK", let encrypted = info.encryptedKey else {
+            throw AutoSSLError.invalidArgument("provisioner \"\(name)\" is not a password (JWK) provisioner")
+        }
+        let plaintext: Data
+        do {
+            plaintext = try PasswordJWE.decrypt(encrypted, password: password)
+        } catch {
+            throw AutoSSLError(.trustFailure, "wrong provisioner password for \"\(name)\"", hint: "check the password and try again")
+        }
+        var jwk = try JSONDecoder().decode(ECJWK.self, from: plaintext)
+        jwk.kid = jwk.kid ?? info.kid
+        return jwk
+    }
+
+    /// A one-time token for `/sign`, valid for 5 minutes.
+    public func signToken(provisioner: String, key: ECJWK, names: [SubjectName], now: Date = Date()) throws -> String {
+        let issued = Int64(now.timeIntervalSince1970)
+        var rng = SystemRandomNumberGenerator()
+        let jti = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        let claims = ProvisionerTokenClaims(
+            iss: provisioner, aud: [baseURL + "/1.0/sign"], sub: names.first?.description ?? "", sans: names.map(\.description),
+            nbf: issued, iat: issued, exp: issued + 300, jti: jti, sha: rootFingerprint)
+        return try JWT.sign(payload: claims, kid: key.kid ?? key.thumbprint, key: try key.privateKey())
+    }
+
+    public struct SignedChain: Sendable {
+        public var leaf: Certificate
+        public var chain: [Certificate]
+        public var pemChain: String
+    }
+
+    public func sign(csrPEM: String, token: String, notAfter: String? = nil) async throws -> SignedChain {
+        var body: [String: Any] = ["csr": csrPEM, "ott": token]
+        if let notAfter { body["notAfter"] = notAfter }
+        let (status, data) = try await request("POST", "/1.0/sign", body: try JSONSerialization.data(withJSONObject: body))
+        guard status == 201 else { throw Self.apiError(status: status, body: data, action: "sign the certificate") }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let chainPEMs = object["certChain"] as? [String], !chainPEMs.isEmpty else {
+            throw AutoSSLError(.network, "the CA's answer to /sign has no certificate chain")
+        }
+        let chain = try chainPEMs.map { try Certificate(pemEncoded: $0) }
+        try verify(chain: chain)
+        let pem = try chain.map { try $0.pemString() }.joined()
+        return SignedChain(leaf: chain[0], chain: chain, pemChain: pem)
+    }
+
+    /// The chain must lead to the pinned root (defence in depth: the TLS channel already did).
+    func verify(chain: [Certificate]) throws {
+        guard chain.count >= 2 else { throw AutoSSLError(.trustFailure, "the CA returned an incomplete chain") }
+        for (child, parent) in zip(chain, chain.dropFirst() + [root]) {
+            guard child.issuer == parent.subject, parent.publicKey.isValidSignature(child.signature, for: child) else {
+                throw AutoSSLError(.trustFailure, "the returned certificate chain does not verify against the pinned root")
+            }
+        }
+    }
+
+    static func apiError(status: Int, body: Data, action: String) -> AutoSSLError {
+        let message = (try? JSONSerialization.jsonObject(with: body) as? [String: Any])?["message"] as? String
+            ?? String(decoding: body.prefix(300), as: UTF8.self)
+        let kind: FailureKind = status == 401 || status == 403 ? .trustFailure : (status >= 500 ? .network : .general)
+        return AutoSSLError(kind, "the CA refused to \(action) (HTTP \(status)): \(message)")
+    }
+
+    func request(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, Data) {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method = .init(rawValue: method)
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body))
+        }
+        do {
+            let response = try await http.execute(request, timeout: Self.timeout)
+            let data = try await response.body.collect(upTo: 4 << 20)
+            return (Int(response.status.code), Data(buffer: data))
+        } catch {
+            throw Self.map(error, url: baseURL)
+        }
+    }
+}

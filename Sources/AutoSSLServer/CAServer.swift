@@ -1,0 +1,248 @@
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLStore
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import X509
+
+/// Request context that remembers who is asking, for the audit log and the rate limiter.
+public struct CARequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let remoteAddress: String?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress
+    }
+
+    /// Bodies are capped at 1 MiB (HTTP 413 beyond).
+    public var maxUploadSize: Int { CAServer.maximumBodySize }
+}
+
+/// An error with the JSON body step-ca clients expect: {"status": N, "message": "..."}.
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let message: String
+    var headers: HTTPFields = [:]
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = #"{"status":\#(status.code),"message":\#(jsonString(message))}"#
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+func jsonString(_ text: String) -> String {
+    let data = (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8)
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// Turns every error into the JSON error shape and keeps internal details out of responses.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as AuthorityError {
+            throw APIError(status: error.kind.httpStatus, message: error.message)
+        } catch let error as HTTPError {
+            let message: String
+            switch error.status {
+            case .contentTooLarge: message = "the request body exceeds \(CAServer.maximumBodySize) bytes"
+            case .notFound: message = "not found"
+            default: message = error.body ?? error.status.reasonPhrase
+            }
+            throw APIError(status: error.status, message: message)
+        } catch let error as AutoSSLError {
+            throw APIError(status: .badRequest, message: error.message)
+        } catch {
+            logger.error("internal error: \(error)")
+            throw APIError(status: .internalServerError, message: "internal error; see the CA's log")
+        }
+    }
+}
+
+extension AuthorityError.Kind {
+    var httpStatus: HTTPResponse.Status {
+        switch self {
+        case .badRequest: return .badRequest
+        case .unauthorized: return .unauthorized
+        case .forbidden: return .forbidden
+        case .notFound: return .notFound
+        case .conflict: return .conflict
+        case .unavailable: return .serviceUnavailable
+        }
+    }
+}
+
+/// The CA's HTTPS API (step-ca's shapes), on every configured address, with graceful shutdown on
+/// SIGTERM/SIGINT and an in-process renewal of its own TLS certificate.
+public final class CAServer: Sendable {
+    public static let maximumBodySize = 1 << 20
+
+    let authority: Authority
+    let identity: ServerIdentity
+    let limiter: FailureLimiter
+    let logger: Logger
+
+    public init(authority: Authority, logger: Logger = Logger(label: "auto-ssl.server")) async throws {
+        self.authority = authority
+        self.logger = logger
+        self.limiter = FailureLimiter()
+        self.identity = try await ServerIdentity(authority: authority, logger: logger)
+    }
+
+    public func buildRouter() -> Router<CARequestContext> {
+        let router = Router(context: CARequestContext.self)
+        router.middlewares.add(JSONErrorMiddleware(logger: logger))
+        for prefix in ["", "/1.0"] {
+            let group = prefix.isEmpty ? router.group() : router.group(RouterPath(prefix))
+            group.get("health") { _, _ in Self.json(#"{"status":"ok"}"#) }
+            group.get("roots") { _, _ in try self.roots() }
+            group.get("roots.pem") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "application/x-pem-file"],
+                    body: .init(byteBuffer: ByteBuffer(string: try self.authority.root.pemString())))
+            }
+            group.get("root/:sha") { _, context in try self.root(fingerprint: context.parameters.get("sha") ?? "") }
+            group.get("provisioners") { _, _ in try self.provisioners() }
+            group.post("sign") { request, context in try await self.sign(request, context: context) }
+        }
+        return router
+    }
+
+    static func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func jsonObject(_ object: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        return json(String(decoding: data, as: UTF8.self), status: status)
+    }
+
+    func roots() throws -> Response {
+        try Self.jsonObject(["crts": [try authority.root.pemString()]])
+    }
+
+    func root(fingerprint: String) throws -> Response {
+        let lower = fingerprint.lowercased()
+        guard lower.count == 64, lower.allSatisfy(\.isHexDigit) else {
+            throw APIError(status: .badRequest, message: "a root is addressed by its SHA-256 fingerprint: 64 hexadecimal characters")
+        }
+        guard lower == authority.rootFingerprint else {
+            throw APIError(status: .notFound, message: "no root with fingerprint \(lower)")
+        }
+        return try Self.jsonObject(["ca": try authority.root.pemString()])
+    }
+
+    func provisioners() throws -> Response {
+        let list: [[String: Any]] = try authority.provisioners.map { provisioner in
+            let key = try JSONSerialization.jsonObject(with: Data(try provisioner.publicJWK.jsonString().utf8))
+            return ["type": "JWK", "name": provisioner.settings.name, "key": key, "encryptedKey": provisioner.encryptedKey]
+        }
+        return try Self.jsonObject(["provisioners": list, "nextCursor": ""])
+    }
+
+    struct SignBody: Decodable {
+        var csr: String
+        var ott: String
+        var notBefore: String?
+        var notAfter: String?
+    }
+
+    func sign(_ request: Request, context: CARequestContext) async throws -> Response {
+        let remote = context.remoteAddress ?? "unknown"
+        if let wait = await limiter.retryAfter(remote) {
+            authority.audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
+            throw APIError(
+                status: .tooManyRequests,
+                message: "too many failed authentication attempts from \(remote); retry in \(wait) s",
+                headers: [.retryAfter: "\(wait)"])
+        }
+        let buffer = try await request.body.collect(upTo: Self.maximumBodySize)
+        let body: SignBody
+        do {
+            body = try JSONDecoder().decode(SignBody.self, from: Data(buffer: buffer))
+        } catch {
+            throw APIError(status: .badRequest, message: "the body must be JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
+        }
+        do {
+            let issued = try await authority.sign(
+                .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote))
+            let leaf = try issued.leaf.pemString()
+            let ca = try issued.intermediate.pemString()
+            return try Self.jsonObject(["crt": leaf, "ca": ca, "certChain": [leaf, ca]], status: .created)
+        } catch let error as AuthorityError where error.kind == .unauthorized {
+            await limiter.recordFailure(remote)
+            throw error
+        }
+    }
+
+    /// Runs until SIGTERM/SIGINT: stops accepting, lets in-flight requests finish, audits the stop.
+    public func run(onRunning: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
+        let router = buildRouter()
+        let tls = try identity.tlsConfiguration()
+        var services: [any Service] = []
+        for address in authority.settings.addresses {
+            let host = address.host.isEmpty ? "0.0.0.0" : address.host
+            let app = Application(
+                router: router,
+                server: try .tls(.http1(), tlsConfiguration: tls),
+                configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
+                onServerRunning: { channel in
+                    await onRunning(channel.localAddress.map { "\($0)" } ?? address.description)
+                },
+                logger: logger)
+            services.append(app)
+        }
+        services.append(MaintenanceService(identity: identity, store: authority.store, logger: logger))
+        authority.audit.record(.init(
+            "service.start", detail: "listening on \(authority.settings.addresses.map(\.description).joined(separator: ", "))"))
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            authority.audit.record(.init("service.stop", reason: "error: \(error)"))
+            throw error
+        }
+        authority.audit.record(.init("service.stop", reason: "shutdown signal"))
+    }
+}
+
+/// Housekeeping while serving: renew the listener's certificate before it expires and forget
+/// token ids whose tokens can no longer be used.
+struct MaintenanceService: Service {
+    let identity: ServerIdentity
+    let store: any CertificateDatabase
+    let logger: Logger
+
+    init(identity: ServerIdentity, store: any CertificateDatabase, logger: Logger) {
+        self.identity = identity
+        self.store = store
+        self.logger = logger
+    }
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await identity.renewIfDue()
+                _ = try await store.purgeTokens(expiredBefore: Date())
+            } catch {
+                logger.error("maintenance failed: \(error)")
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
+        }
+    }
+}

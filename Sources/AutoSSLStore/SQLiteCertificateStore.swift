@@ -1,0 +1,192 @@
+import Foundation
+import GRDB
+import Logging
+
+/// The embedded default store: SQLite in WAL mode with `synchronous=FULL`, so a commit is on disk
+/// when it returns. Writes go through a group committer: every request waiting while a commit is
+/// being flushed joins the next one, so N concurrent issuances cost one fsync, not N.
+public final class SQLiteCertificateStore: CertificateDatabase {
+    let pool: DatabasePool
+    let committer: GroupCommitter
+    public let path: String
+
+    public init(path: String, logger: Logger = Logger(label: "auto-ssl.store")) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.label = "auto-ssl"
+        configuration.prepareDatabase { db in
+            // WAL + FULL: each commit is fsync'd. (NORMAL would lose the last commits on power loss.)
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+        } catch {
+            throw StoreOpenError(path: path, underlying: "\(error)")
+        }
+        try Self.migrator.migrate(pool)
+        committer = GroupCommitter(pool: pool, logger: logger)
+    }
+
+    public struct StoreOpenError: Error, CustomStringConvertible {
+        public var path: String
+        public var underlying: String
+        public var description: String { "could not open the certificate database \(path): \(underlying)" }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE certificates (
+                    serial TEXT PRIMARY KEY NOT NULL,
+                    status TEXT NOT NULL,
+                    common_name TEXT NOT NULL,
+                    names TEXT NOT NULL,
+                    not_before DOUBLE NOT NULL,
+                    not_after DOUBLE NOT NULL,
+                    key_type TEXT NOT NULL,
+                    provisioner TEXT NOT NULL,
+                    requester TEXT,
+                    renewed_from TEXT,
+                    der BLOB,
+                    created_at DOUBLE NOT NULL
+                );
+                CREATE INDEX certificates_not_after ON certificates(not_after);
+                CREATE TABLE revocations (
+                    serial TEXT PRIMARY KEY NOT NULL REFERENCES certificates(serial),
+                    reason_code INTEGER NOT NULL,
+                    reason TEXT NOT NULL,
+                    revoked_at DOUBLE NOT NULL,
+                    revoked_by TEXT NOT NULL
+                );
+                CREATE TABLE used_tokens (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    expires_at DOUBLE NOT NULL
+                );
+                CREATE INDEX used_tokens_expires_at ON used_tokens(expires_at);
+                """)
+        }
+        return migrator
+    }
+
+    /// The synchronous mode in force on the writer connection (2 = FULL), for tests and `ca status`.
+    public func synchronousMode() async throws -> Int {
+        try await pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
+    }
+
+    public func reserve(_ record: CertificateRecord, token: TokenUse?) async throws {
+        try await committer.submit { db in
+            if let token {
+                do {
+                    try db.execute(
+                        sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
+                        arguments: [token.id, token.expiresAt.timeIntervalSince1970])
+                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                    throw StoreError.tokenAlreadyUsed
+                }
+            }
+            do {
+                try db.execute(
+                    sql: """
+                        INSERT INTO certificates (serial, status, common_name, names, not_before, not_after, key_type,
+                            provisioner, requester, renewed_from, der, created_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        record.serial, record.status.rawValue, record.commonName, Self.encodeNames(record.names),
+                        record.notBefore.timeIntervalSince1970, record.notAfter.timeIntervalSince1970, record.keyType,
+                        record.provisioner, record.requester, record.renewedFrom, record.der.map { Data($0) },
+                        record.createdAt.timeIntervalSince1970,
+                    ])
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw StoreError.serialAlreadyExists
+            }
+        }
+    }
+
+    public func markIssued(serial: String, der: [UInt8]) async throws {
+        try await committer.submit { db in
+            try db.execute(
+                sql: "UPDATE certificates SET status = 'issued', der = ? WHERE serial = ?",
+                arguments: [Data(der), serial])
+            if db.changesCount == 0 { throw StoreError.unknownSerial }
+        }
+    }
+
+    public func certificate(serial: String) async throws -> CertificateRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: Self.selectSQL + " WHERE c.serial = ?", arguments: [serial]).map(Self.record)
+        }
+    }
+
+    public func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord] {
+        var clauses = ["c.status = 'issued'"]
+        var arguments: [any DatabaseValueConvertible] = []
+        if let before = query.expiringBefore {
+            clauses.append("c.not_after <= ?")
+            arguments.append(before.timeIntervalSince1970)
+        }
+        if !query.includeExpired {
+            clauses.append("c.not_after > ?")
+            arguments.append(now.timeIntervalSince1970)
+        }
+        if query.onlyRevoked { clauses.append("r.serial IS NOT NULL") }
+        var sql = Self.selectSQL + " WHERE " + clauses.joined(separator: " AND ") + " ORDER BY c.created_at DESC"
+        if let limit = query.limit { sql += " LIMIT \(max(0, limit))" }
+        let finalSQL = sql
+        let finalArguments = StatementArguments(arguments.map { $0.databaseValue })
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: finalSQL, arguments: finalArguments).map(Self.record)
+        }
+    }
+
+    public func purgeTokens(expiredBefore date: Date) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM used_tokens WHERE expires_at < ?", arguments: [date.timeIntervalSince1970])
+            return db.changesCount
+        }
+    }
+
+    public func close() async throws {
+        try pool.close()
+    }
+
+    static let selectSQL = """
+        SELECT c.*, r.reason_code, r.reason, r.revoked_at, r.revoked_by
+        FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+        """
+
+    static func record(_ row: Row) -> CertificateRecord {
+        var revocation: RevocationRecord?
+        if let revokedAt: Double = row["revoked_at"] {
+            revocation = RevocationRecord(
+                reasonCode: row["reason_code"], reason: row["reason"],
+                revokedAt: Date(timeIntervalSince1970: revokedAt), revokedBy: row["revoked_by"])
+        }
+        let der: Data? = row["der"]
+        return CertificateRecord(
+            serial: row["serial"],
+            status: CertificateRecord.Status(rawValue: row["status"]) ?? .reserved,
+            commonName: row["common_name"],
+            names: decodeNames(row["names"]),
+            notBefore: Date(timeIntervalSince1970: row["not_before"]),
+            notAfter: Date(timeIntervalSince1970: row["not_after"]),
+            keyType: row["key_type"],
+            provisioner: row["provisioner"],
+            requester: row["requester"],
+            renewedFrom: row["renewed_from"],
+            der: der.map { Array($0) },
+            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            revocation: revocation)
+    }
+
+    static func encodeNames(_ names: [String]) -> String {
+        String(decoding: (try? JSONEncoder().encode(names)) ?? Data("[]".utf8), as: UTF8.self)
+    }
+
+    static func decodeNames(_ text: String) -> [String] {
+        (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
+    }
+}
