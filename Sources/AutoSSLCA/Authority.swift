@@ -4,6 +4,7 @@ import AutoSSLStore
 import Crypto
 import Foundation
 import Logging
+import Synchronization
 import X509
 
 /// A refusal the HTTP layer turns into a status code; the message is safe to send to the client.
@@ -45,7 +46,9 @@ public final class Authority: Sendable {
     public let root: Certificate
     public let intermediate: Certificate
     public let rootFingerprint: String
-    public let provisioners: [Provisioner]
+    private let provisionerList: Mutex<[Provisioner]>
+    /// The current provisioners; replaced when config.yaml changes while serving.
+    public var provisioners: [Provisioner] { provisionerList.withLock { $0 } }
     public let store: any CertificateDatabase
     public let audit: AuditLog
     let intermediateKey: SigningKey
@@ -68,7 +71,7 @@ public final class Authority: Sendable {
         self.intermediate = intermediate
         self.intermediateKey = intermediateKey
         self.rootFingerprint = try Fingerprint.sha256(of: root)
-        self.provisioners = provisioners
+        self.provisionerList = Mutex(provisioners)
         self.store = store
         self.audit = audit
         self.logger = logger
@@ -97,6 +100,10 @@ public final class Authority: Sendable {
         let authority = url.port.map { "\(hostPart):\($0)" } ?? hostPart
         guard audienceHosts.contains(authority) else { return false }
         return url.path == path || url.path == "/1.0" + path
+    }
+
+    public func replaceProvisioners(_ provisioners: [Provisioner]) {
+        provisionerList.withLock { $0 = provisioners }
     }
 
     // MARK: - Signing

@@ -8,7 +8,7 @@ import X509
 
 /// Opens the CA on this machine for serving: reads config.yaml, refuses unsafe key permissions,
 /// decrypts the intermediate key with the CA password, opens the database and the audit log.
-public struct AuthorityLoader {
+public struct AuthorityLoader: Sendable {
     public let directories: Directories
     let logger: Logger
 

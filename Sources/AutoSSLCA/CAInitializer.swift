@@ -160,7 +160,9 @@ public struct CAInitializer {
                 ProvisionerSettings(
                     name: options.provisionerName, type: "JWK",
                     publicKey: try material.provisionerPublicJWK.jsonString(),
-                    encryptedKeyFile: paths.provisionerKeyFile(options.provisionerName)),
+                    encryptedKeyFile: paths.provisionerKeyFile(options.provisionerName),
+                    passwordFile: generated.contains { $0.path == directories.provisionerPasswordFile }
+                        ? directories.provisionerPasswordFile : nil),
             ],
             paths: paths,
             createdAt: now)

@@ -101,8 +101,8 @@ public struct CAStatusReport: Codable, Sendable {
             minimumDuration: settings.minimumDuration,
             maximumDuration: settings.maximumDuration,
             provisioners: settings.provisioners.map { "\($0.name) (\($0.type))" },
-            // The HTTPS server arrives with `ca serve`; until then there is nothing that could be running.
-            server: "not running",
+            // Filled in by the caller, which can reach the network.
+            server: "unknown",
             warnings: warnings)
     }
 

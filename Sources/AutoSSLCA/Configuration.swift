@@ -87,17 +87,24 @@ public struct ProvisionerSettings: Codable, Equatable, Sendable {
     public var encryptedKeyFile: String
     /// Replaces the CA's policy field by field for certificates this provisioner authorises.
     public var policy: PolicySettings?
+    /// Where the password is stored (0600) when auto-ssl generated it; nil when the operator keeps it.
+    public var passwordFile: String?
 
-    public init(name: String, type: String, publicKey: String, encryptedKeyFile: String, policy: PolicySettings? = nil) {
+    public init(
+        name: String, type: String, publicKey: String, encryptedKeyFile: String, policy: PolicySettings? = nil,
+        passwordFile: String? = nil
+    ) {
         self.name = name
         self.type = type
         self.publicKey = publicKey
         self.encryptedKeyFile = encryptedKeyFile
         self.policy = policy
+        self.passwordFile = passwordFile
     }
 
     enum CodingKeys: String, CodingKey {
         case policy
+        case passwordFile = "password_file"
         case name, type
         case publicKey = "public_key"
         case encryptedKeyFile = "encrypted_key_file"

@@ -206,3 +206,13 @@ public final class CAClient: Sendable {
         }
     }
 }
+
+extension CAClient {
+    /// Whether a CA answers `/health` at `url` over TLS that verifies against `root`.
+    public static func isHealthy(url: String, root: Certificate) async -> Bool {
+        guard let client = try? CAClient(baseURL: try normalise(url: url), root: root) else { return false }
+        defer { Task { await client.shutdown() } }
+        guard let (status, body) = try? await client.request("GET", "/health") else { return false }
+        return status == 200 && String(decoding: body, as: UTF8.self).contains("\"ok\"")
+    }
+}

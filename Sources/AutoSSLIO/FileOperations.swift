@@ -158,3 +158,26 @@ public enum FileOperations {
         return formatter.string(from: date)
     }
 }
+
+extension FileOperations {
+    /// Writes several files that belong together (a key and its certificate): all are staged and
+    /// synced first, then renamed into place one after the other, so a failure while staging
+    /// changes nothing.
+    public static func replaceTogether(_ files: [(data: [UInt8], path: String, mode: mode_t)]) throws {
+        var staged: [(temp: String, path: String)] = []
+        defer { for entry in staged { unlink(entry.temp) } }
+        for file in files {
+            let directory = (file.path as NSString).deletingLastPathComponent
+            let temp = directory + "/." + (file.path as NSString).lastPathComponent + ".staged-" + UUID().uuidString
+            try writeAtomically(file.data, to: temp, mode: file.mode)
+            staged.append((temp, file.path))
+        }
+        for entry in staged {
+            guard rename(entry.temp, entry.path) == 0 else { throw systemError(errno, "replace \(entry.path)") }
+        }
+        for directory in Set(staged.map { ($0.path as NSString).deletingLastPathComponent }) {
+            try syncDirectory(directory)
+        }
+        staged.removeAll()
+    }
+}

@@ -93,9 +93,16 @@ public final class CAServer: Sendable {
     let identity: ServerIdentity
     let limiter: FailureLimiter
     let logger: Logger
+    let reloadProvisioners: @Sendable () throws -> [Provisioner]
 
-    public init(authority: Authority, logger: Logger = Logger(label: "auto-ssl.server")) async throws {
+    /// `reloadProvisioners` reads the provisioners from the configuration again; it runs every few
+    /// seconds so `ca provisioner add|remove|password` take effect without a restart.
+    public init(
+        authority: Authority, reloadProvisioners: @escaping @Sendable () throws -> [Provisioner],
+        logger: Logger = Logger(label: "auto-ssl.server")
+    ) async throws {
         self.authority = authority
+        self.reloadProvisioners = reloadProvisioners
         self.logger = logger
         self.limiter = FailureLimiter()
         self.identity = try await ServerIdentity(authority: authority, logger: logger)
@@ -201,12 +208,14 @@ public final class CAServer: Sendable {
                 server: try .tls(.http1(), tlsConfiguration: tls),
                 configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
                 onServerRunning: { channel in
-                    await onRunning(channel.localAddress.map { "\($0)" } ?? address.description)
+                    let port = channel.localAddress?.port ?? address.port
+                    await onRunning("https://\(ListenAddress(host: host, port: port))")
                 },
                 logger: logger)
             services.append(app)
         }
-        services.append(MaintenanceService(identity: identity, store: authority.store, logger: logger))
+        services.append(MaintenanceService(
+            identity: identity, authority: authority, reloadProvisioners: reloadProvisioners, logger: logger))
         authority.audit.record(.init(
             "service.start", detail: "listening on \(authority.settings.addresses.map(\.description).joined(separator: ", "))"))
         let group = ServiceGroup(
@@ -221,28 +230,41 @@ public final class CAServer: Sendable {
     }
 }
 
-/// Housekeeping while serving: renew the listener's certificate before it expires and forget
-/// token ids whose tokens can no longer be used.
+/// Housekeeping while serving: pick up provisioner changes, renew the listener's certificate before
+/// it expires, and forget token ids whose tokens can no longer be used.
 struct MaintenanceService: Service {
     let identity: ServerIdentity
-    let store: any CertificateDatabase
+    let authority: Authority
+    let reloadProvisioners: @Sendable () throws -> [Provisioner]
     let logger: Logger
-
-    init(identity: ServerIdentity, store: any CertificateDatabase, logger: Logger) {
-        self.identity = identity
-        self.store = store
-        self.logger = logger
-    }
+    static let interval: Duration = .seconds(5)
 
     func run() async throws {
+        var lastPurge = Date.distantPast
+        var lastProvisionerKeys = authority.provisioners.map(\.encryptedKey)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            do {
+                let fresh = try reloadProvisioners()
+                let keys = fresh.map(\.encryptedKey)
+                if keys != lastProvisionerKeys || fresh.map(\.settings) != authority.provisioners.map(\.settings) {
+                    authority.replaceProvisioners(fresh)
+                    lastProvisionerKeys = keys
+                    logger.notice("provisioners reloaded: \(fresh.map(\.settings.name).joined(separator: ", "))")
+                }
+            } catch {
+                logger.error("could not reload provisioners (keeping the current ones): \(error)")
+            }
             do {
                 try await identity.renewIfDue()
-                _ = try await store.purgeTokens(expiredBefore: Date())
+                if Date().timeIntervalSince(lastPurge) > 60 {
+                    _ = try await authority.store.purgeTokens(expiredBefore: Date())
+                    lastPurge = Date()
+                }
             } catch {
                 logger.error("maintenance failed: \(error)")
             }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
         }
     }
 }

@@ -15,7 +15,7 @@ struct AutoSSLCommand: AsyncParsableCommand {
             5 network error, 6 trust failure.
             """,
         version: versionLine,
-        subcommands: [CACommand.self, InfoCommand.self, VersionCommand.self]
+        subcommands: [CACommand.self, CertCommand.self, InfoCommand.self, VersionCommand.self]
     )
 }
 
@@ -23,7 +23,10 @@ struct CACommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
         abstract: "Create and run the Certificate Authority.",
-        subcommands: [CAInitCommand.self, CAStatusCommand.self, CAResetCommand.self]
+        subcommands: [
+            CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CAProvisionerCommand.self,
+            CAInstallServiceCommand.self, CAResetCommand.self,
+        ]
     )
 }
 

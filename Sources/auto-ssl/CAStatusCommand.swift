@@ -1,18 +1,20 @@
 import ArgumentParser
 import AutoSSLCA
+import AutoSSLClient
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
 
-struct CAStatusCommand: ParsableCommand {
+struct CAStatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status", abstract: "Show the CA: fingerprint, certificates, addresses, durations, server state.")
 
     @Flag(help: "Print JSON.")
     var json = false
 
-    func run() throws {
-        let report = try CAStatusReport.load(directories: Directories.fromEnvironment())
+    func run() async throws {
+        var report = try CAStatusReport.load(directories: Directories.fromEnvironment())
+        report.server = try await serverState(report)
         if json {
             try Output.json(report)
             return
@@ -43,5 +45,16 @@ struct CAStatusCommand: ParsableCommand {
         ]
         print(lines.joined(separator: "\n"))
         for warning in report.warnings { Output.warning(warning) }
+    }
+
+    /// Asks every configured address for /health over TLS verified against the root.
+    private func serverState(_ report: CAStatusReport) async throws -> String {
+        let root = try CAStatusReport.loadCertificate(report.root.path, what: "root certificate")
+        var answering: [String] = []
+        for address in report.addresses {
+            let url = try ListenAddress(parsing: address).urlString
+            if await CAClient.isHealthy(url: url, root: root) { answering.append(url) }
+        }
+        return answering.isEmpty ? "not running" : "running (" + answering.joined(separator: ", ") + ")"
     }
 }

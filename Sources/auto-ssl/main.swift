@@ -6,37 +6,39 @@ import Logging
 // The entry point maps every failure to the exit codes of DESIGN.md §2 (ArgumentParser's own
 // usage errors would otherwise exit 64) and sets up logging before any command runs.
 LoggingSetup.bootstrap()
+exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 
-let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments == ["-v"] {
-    print(AutoSSLCommand.versionLine)
-    exit(0)
-}
-
-do {
-    var command = try AutoSSLCommand.parseAsRoot(arguments)
-    if var asyncCommand = command as? AsyncParsableCommand {
-        try await asyncCommand.run()
-    } else {
-        try command.run()
+func runMain(_ arguments: [String]) async -> Int32 {
+    if arguments == ["-v"] {
+        print(AutoSSLCommand.versionLine)
+        return 0
     }
-} catch let error as AutoSSLError {
-    Output.error(error)
-    exit(error.kind.exitCode)
-} catch {
-    let code = AutoSSLCommand.exitCode(for: error)
-    let message = AutoSSLCommand.fullMessage(for: error)
-    if code == .success {
-        if !message.isEmpty { print(message) }
-        exit(0)
-    } else if code == .validationFailure {
-        Output.standardError(message + "\n")
-        exit(FailureKind.invalidArguments.exitCode)
-    } else if error is ExitCode {
-        if !message.isEmpty { Output.standardError(message + "\n") }
-        exit(code.rawValue)
-    } else {
-        Output.standardError("error: \(message.isEmpty ? String(describing: error) : message)\n")
-        exit(FailureKind.general.exitCode)
+    do {
+        var command = try AutoSSLCommand.parseAsRoot(arguments)
+        if var asyncCommand = command as? AsyncParsableCommand {
+            try await asyncCommand.run()
+        } else {
+            try command.run()
+        }
+        return 0
+    } catch let error as AutoSSLError {
+        Output.error(error)
+        return error.kind.exitCode
+    } catch {
+        let code = AutoSSLCommand.exitCode(for: error)
+        let message = AutoSSLCommand.fullMessage(for: error)
+        if code == .success {
+            if !message.isEmpty { print(message) }
+            return 0
+        } else if code == .validationFailure {
+            Output.standardError(message + "\n")
+            return FailureKind.invalidArguments.exitCode
+        } else if error is ExitCode {
+            if !message.isEmpty { Output.standardError(message + "\n") }
+            return code.rawValue
+        } else {
+            Output.standardError("error: \(message.isEmpty ? String(describing: error) : message)\n")
+            return FailureKind.general.exitCode
+        }
     }
 }

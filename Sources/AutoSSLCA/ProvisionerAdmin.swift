@@ -1,0 +1,108 @@
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+/// `ca provisioner add|remove|password`: changes to config.yaml and the encrypted keys, each
+/// written atomically. A running `ca serve` picks them up within seconds.
+public struct ProvisionerAdmin {
+    public let directories: Directories
+
+    public init(directories: Directories) {
+        self.directories = directories
+    }
+
+    func load() throws -> (AutoSSLConfiguration, CASettings) {
+        let configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        guard let settings = configuration.ca else {
+            throw AutoSSLError.general("no CA on this machine", hint: "create one with `auto-ssl ca init`")
+        }
+        return (configuration, settings)
+    }
+
+    public func list() throws -> [ProvisionerSettings] {
+        try load().1.provisioners
+    }
+
+    public struct Added: Sendable {
+        public var settings: ProvisionerSettings
+        public var generatedPasswordFile: String?
+    }
+
+    public func add(
+        name: String, password: PasswordChoice, policy: PolicySettings?, kdfIterations: Int = PasswordJWE.defaultIterations
+    ) throws -> Added {
+        try ProvisionerName.validate(name)
+        var (configuration, settings) = try load()
+        guard !settings.provisioners.contains(where: { $0.name == name }) else {
+            throw AutoSSLError.invalidArgument("a provisioner named \"\(name)\" already exists")
+        }
+        // The policy must parse on top of the CA's before anything is written.
+        _ = try IssuancePolicy(settings.basePolicySettings.overlaid(by: policy))
+        let secret: String
+        var storedPasswordFile: String?
+        switch password {
+        case .given(let given):
+            try Passwords.validate(given, purpose: "provisioner password")
+            secret = given
+        case .generate:
+            secret = Passwords.generate()
+            storedPasswordFile = directories.configDir + "/provisioner-\(name)-password"
+        }
+        let jwk = ECJWK.generatePrivate()
+        let jwe = try PasswordJWE.encrypt(Data(try jwk.jsonString().utf8), password: secret, iterations: kdfIterations)
+        let keyFile = settings.paths.provisionerKeyFile(name)
+        let provisioner = ProvisionerSettings(
+            name: name, type: "JWK", publicKey: try jwk.publicOnly.jsonString(), encryptedKeyFile: keyFile, policy: policy,
+            passwordFile: storedPasswordFile)
+        try FileOperations.writeAtomically(jwe + "\n", to: keyFile, mode: 0o600)
+        do {
+            if let storedPasswordFile {
+                try FileOperations.writeAtomically(secret + "\n", to: storedPasswordFile, mode: 0o600)
+            }
+            settings.provisioners.append(provisioner)
+            configuration.ca = settings
+            try configuration.save(to: directories.configFile)
+        } catch {
+            try? FileOperations.removeTree(keyFile)
+            if let storedPasswordFile { try? FileOperations.removeTree(storedPasswordFile) }
+            throw error
+        }
+        return Added(settings: provisioner, generatedPasswordFile: storedPasswordFile)
+    }
+
+    public func remove(name: String) throws {
+        var (configuration, settings) = try load()
+        guard let provisioner = settings.provisioners.first(where: { $0.name == name }) else {
+            throw AutoSSLError.general("there is no provisioner named \"\(name)\"")
+        }
+        settings.provisioners.removeAll { $0.name == name }
+        configuration.ca = settings
+        try configuration.save(to: directories.configFile)
+        // The configuration no longer names them: removing the key and stored password cannot strand anything.
+        try FileOperations.removeTree(provisioner.encryptedKeyFile)
+        if let passwordFile = provisioner.passwordFile { try FileOperations.removeTree(passwordFile) }
+    }
+
+    /// Re-encrypts the provisioner key under a new password. The key pair stays the same, so
+    /// nothing else changes; servers must use the new password from now on.
+    public func changePassword(name: String, current: String, new: String) throws -> ProvisionerSettings {
+        let (_, settings) = try load()
+        guard let provisioner = settings.provisioners.first(where: { $0.name == name }) else {
+            throw AutoSSLError.general("there is no provisioner named \"\(name)\"")
+        }
+        try Passwords.validate(new, purpose: "new provisioner password")
+        let jwe = try FileOperations.readText(provisioner.encryptedKeyFile)
+        let plaintext: Data
+        do {
+            plaintext = try PasswordJWE.decrypt(jwe, password: current)
+        } catch {
+            throw AutoSSLError.general("the current password of provisioner \"\(name)\" is wrong; nothing was changed")
+        }
+        let reencrypted = try PasswordJWE.encrypt(plaintext, password: new)
+        try FileOperations.writeAtomically(reencrypted + "\n", to: provisioner.encryptedKeyFile, mode: 0o600)
+        if let passwordFile = provisioner.passwordFile {
+            try FileOperations.writeAtomically(new + "\n", to: passwordFile, mode: 0o600)
+        }
+        return provisioner
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+/// systemd unit files the product installs, and their verification.
+public enum SystemdUnits {
+    /// A hardened unit for `auto-ssl ca serve`: no new privileges, read-only system, private /tmp,
+    /// write access only to the data directory, restart on failure. The CA password arrives as a
+    /// systemd credential when a password file exists.
+    public static func caService(
+        executable: String, configDir: String, dataDir: String, passwordFile: String?, lowPort: Bool
+    ) -> String {
+        var lines = [
+            "# Written by auto-ssl ca install-service",
+            "[Unit]",
+            "Description=auto-ssl Certificate Authority",
+            "Documentation=https://github.com/auto-ssl",
+            "Wants=network-online.target",
+            "After=network-online.target",
+            "",
+            "[Service]",
+            "Type=simple",
+            "ExecStart=\(executable) ca serve",
+            "Environment=AUTO_SSL_CONFIG_DIR=\(configDir)",
+            "Environment=AUTO_SSL_DATA_DIR=\(dataDir)",
+            "Restart=on-failure",
+            "RestartSec=5",
+            "TimeoutStopSec=30",
+            "UMask=0077",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "PrivateTmp=yes",
+            "PrivateDevices=yes",
+            "ProtectKernelTunables=yes",
+            "ProtectKernelModules=yes",
+            "ProtectKernelLogs=yes",
+            "ProtectControlGroups=yes",
+            "ProtectClock=yes",
+            "ProtectHostname=yes",
+            "RestrictNamespaces=yes",
+            "RestrictRealtime=yes",
+            "RestrictSUIDSGID=yes",
+            "LockPersonality=yes",
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+            "ReadWritePaths=\(dataDir)",
+            "ReadOnlyPaths=\(configDir)",
+        ]
+        if let passwordFile {
+            lines.append("LoadCredential=ca-password:\(passwordFile)")
+        }
+        if lowPort {
+            lines += ["AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"]
+        } else {
+            lines.append("CapabilityBoundingSet=")
+        }
+        lines += ["", "[Install]", "WantedBy=multi-user.target", ""]
+        return lines.joined(separator: "\n")
+    }
+
+    public enum Verification: Equatable, Sendable {
+        case passed
+        case failed(String)
+        case unavailable
+    }
+
+    /// `systemd-analyze verify` where the tool exists.
+    public static func verify(_ path: String, runner: CommandRunning = SystemCommandRunner()) -> Verification {
+        guard runner.which("systemd-analyze") != nil else { return .unavailable }
+        guard let result = runner.run("systemd-analyze", ["verify", path], timeout: 30) else { return .unavailable }
+        // Warnings about the rest of the system (other units) are not about this file.
+        let relevant = result.output.split(separator: "\n").filter { $0.contains((path as NSString).lastPathComponent) }
+        if result.status == 0 && relevant.isEmpty { return .passed }
+        return .failed(relevant.isEmpty ? result.output : relevant.joined(separator: "\n"))
+    }
+
+    public static var systemdIsRunning: Bool {
+        FileManager.default.fileExists(atPath: "/run/systemd/system")
+    }
+}

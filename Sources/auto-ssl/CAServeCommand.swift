@@ -1,0 +1,36 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLIO
+import AutoSSLServer
+import Foundation
+import Logging
+
+struct CAServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the HTTPS CA in the foreground (for systemd or a terminal).",
+        discussion: """
+            Serves on the addresses in config.yaml. The CA password comes from --password-file, a systemd
+            credential named ca-password, or $AUTO_SSL_CONFIG_DIR/ca-password. SIGTERM or SIGINT stops
+            accepting connections, lets requests in flight finish, and exits 0.
+            """)
+
+    @Option(help: ArgumentHelp("File holding the CA key password.", valueName: "file"))
+    var passwordFile: String?
+
+    func run() async throws {
+        let directories = Directories.fromEnvironment()
+        let loader = AuthorityLoader(directories: directories)
+        let authority = try loader.load(passwordFile: passwordFile)
+        let server = try await CAServer(authority: authority, reloadProvisioners: {
+            try loader.provisioners(try loader.settings())
+        })
+        Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
+        try await server.run(onRunning: { address in
+            Output.standardError("listening on \(address)\n")
+        })
+        try await authority.store.close()
+        Output.standardError("stopped\n")
+    }
+}

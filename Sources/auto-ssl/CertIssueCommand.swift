@@ -1,0 +1,99 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLClient
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+struct CertCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cert", abstract: "One-off certificates for scripts and apps.", subcommands: [CertIssueCommand.self])
+}
+
+struct CertIssueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "issue",
+        abstract: "Get one certificate from a CA: the key is made here and never leaves this machine.",
+        discussion: """
+            The CA is trusted through its root fingerprint (exit 6 on mismatch, nothing written).
+            Writes the chain (leaf + intermediate, 0644) and the key (0600) atomically.
+            """)
+
+    @Option(help: "CA URL, e.g. https://ca.internal:9000.")
+    var caUrl: String
+
+    @Option(help: "SHA-256 fingerprint of the CA's root (colons allowed).")
+    var fingerprint: String
+
+    @Option(help: "Name for the certificate (repeatable; DNS or IP; the first is the subject CN).")
+    var san: [String] = []
+
+    @Option(help: ArgumentHelp("Where to write the certificate chain.", valueName: "file"))
+    var outCert: String
+
+    @Option(help: ArgumentHelp("Where to write the private key.", valueName: "file"))
+    var outKey: String
+
+    @Option(help: "Provisioner to authenticate with.")
+    var provisioner = "admin"
+
+    @Option(help: ArgumentHelp("File holding the provisioner password (may be /dev/stdin).", valueName: "file"))
+    var passwordFile: String?
+
+    @Option(help: "Lifetime (e.g. 24h, 7d); default: the CA's.")
+    var duration: String?
+
+    @Option(help: "ec (P-256) or rsa (2048).")
+    var keyType = "ec"
+
+    @Flag(help: "Never prompt.")
+    var nonInteractive = false
+
+    func run() async throws {
+        guard !san.isEmpty else { throw AutoSSLError.invalidArgument("at least one --san is required") }
+        let names = try san.map(SubjectName.init(parsing:))
+        if let duration { _ = try CertificateDuration(parsing: duration) }
+        let algorithm: KeyAlgorithm
+        switch keyType.lowercased() {
+        case "ec": algorithm = .p256
+        case "rsa": algorithm = .rsa2048
+        default: throw AutoSSLError.invalidArgument("--key-type must be ec or rsa, not \"\(keyType)\"")
+        }
+        for path in [outCert, outKey] {
+            let directory = (Directories.absolute(path) as NSString).deletingLastPathComponent
+            guard FileManager.default.fileExists(atPath: directory) else {
+                throw AutoSSLError.invalidArgument("the directory \(directory) does not exist")
+            }
+        }
+        let password: String
+        if let passwordFile {
+            password = try SecretFiles.read(passwordFile, option: "--password-file")
+        } else if nonInteractive || !Terminal.standardInputIsTerminal {
+            throw AutoSSLError.invalidArgument(
+                "the provisioner password is needed", hint: "pass --password-file (it may be /dev/stdin)")
+        } else {
+            password = try Terminal.readSecret(prompt: "Password for provisioner \(provisioner): ")
+        }
+
+        let client = try await CAClient.connect(url: caUrl, fingerprint: fingerprint)
+        do {
+            let key = try SigningKey.generate(algorithm)
+            let jwk = try await client.provisionerKey(name: provisioner, password: password)
+            let token = try client.signToken(provisioner: provisioner, key: jwk, names: names)
+            let signed = try await client.sign(
+                csrPEM: try VerifiedCSR.make(names: names, key: key), token: token, notAfter: duration)
+            try FileOperations.replaceTogether([
+                (Array(key.pkcs8PEMRepresentation.utf8), Directories.absolute(outKey), 0o600),
+                (Array(signed.pemChain.utf8), Directories.absolute(outCert), 0o644),
+            ])
+            await client.shutdown()
+            print("Issued \(Hex.colonSeparated(signed.leaf.serialNumber.bytes)) for \(names.map(\.description).joined(separator: ", "))")
+            print("  valid until \(Output.date(signed.leaf.notValidAfter))")
+            print("  certificate chain: \(outCert)")
+            print("  private key:       \(outKey) (mode 0600)")
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+}
