@@ -110,7 +110,7 @@ let package = Package(
         // Helpers shared by the test targets: temporary directories, running processes (openssl, python).
         .target(name: "TestSupport", dependencies: ["AutoSSLCore"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
-        .testTarget(name: "AutoSSLCATests", dependencies: ["AutoSSLCA", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
+        .testTarget(name: "AutoSSLCATests", dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLHostTests", dependencies: ["AutoSSLHost"]),
         // Runs the built binary; depending on the executable makes `swift test` build it first.
         .testTarget(name: "EndToEndTests", dependencies: ["auto-ssl", "AutoSSLCore", "TestSupport"]),

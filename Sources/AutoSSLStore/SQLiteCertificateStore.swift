@@ -16,12 +16,13 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         configuration.busyMode = .timeout(10)
         configuration.label = "auto-ssl"
         configuration.prepareDatabase { db in
-            // WAL + FULL: each commit is fsync'd. (NORMAL would lose the last commits on power loss.)
-            try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
+            // WAL + FULL: each commit is fsync'd (NORMAL, GRDB's WAL default, would lose the last commits
+            // on power loss). Set on the one writer connection, after GRDB's own WAL setup.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         } catch {
             throw StoreOpenError(path: path, underlying: "\(error)")
         }

@@ -1,0 +1,232 @@
+@testable import AutoSSLCA
+import AutoSSLCore
+import AutoSSLIO
+import AutoSSLStore
+import Foundation
+import Testing
+import TestSupport
+import X509
+
+/// The authority without HTTP: tokens, policy, durations, audit, durable records.
+@Suite struct AuthorityTests {
+    static let provisionerPassword = "provisioner-password-for-tests"
+
+    final class Fixture: @unchecked Sendable {
+        let dir = TemporaryDirectory()
+        let directories: Directories
+        let authority: Authority
+        let key: ECJWK
+        let url = "https://127.0.0.1:9443"
+
+        init(policy: PolicySettings? = nil) async throws {
+            directories = Directories(
+                configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"), systemdDir: dir.file("sd"))
+            var options = CAInitOptions()
+            options.name = "Authority Test"
+            options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
+            options.dnsNames = ["ca.test.internal"]
+            options.caPassword = .given("ca-password-for-tests-123")
+            options.provisionerPassword = .given(AuthorityTests.provisionerPassword)
+            _ = try CAInitializer(directories: directories).initialise(options)
+            if let policy {
+                var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+                configuration.ca?.provisioners[0].policy = policy
+                try configuration.save(to: directories.configFile)
+            }
+            let passwordFile = try dir.write("ca.pw", "ca-password-for-tests-123\n")
+            authority = try AuthorityLoader(directories: directories).load(passwordFile: passwordFile)
+            let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
+            key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: AuthorityTests.provisionerPassword))
+        }
+
+        func token(
+            sans: [String], aud: String? = nil, iss: String = "admin", lifetime: Int64 = 300, offset: Int64 = 0,
+            jti: String = UUID().uuidString, sha: String? = nil, signer: ECJWK? = nil
+        ) throws -> String {
+            let now = Int64(Date().timeIntervalSince1970) + offset
+            let claims = ProvisionerTokenClaims(
+                iss: iss, aud: [aud ?? url + "/1.0/sign"], sub: sans.first ?? "", sans: sans, nbf: now, iat: now,
+                exp: now + lifetime, jti: jti, sha: sha ?? authority.rootFingerprint)
+            let signingKey = signer ?? key
+            return try JWT.sign(payload: claims, kid: signingKey.kid ?? signingKey.thumbprint, key: try signingKey.privateKey())
+        }
+
+        func csr(_ names: [String], algorithm: KeyAlgorithm = .p256) throws -> String {
+            try VerifiedCSR.make(names: names.map(SubjectName.init(parsing:)), key: SigningKey.generate(algorithm))
+        }
+
+        func auditLines() throws -> [[String: Any]] {
+            try readFile(directories.auditLog).split(separator: "\n").map {
+                try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+            }
+        }
+    }
+
+    func expectRefusal(
+        _ fixture: Fixture, _ request: Authority.SignRequest, kind: AuthorityError.Kind, containing text: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
+        do {
+            _ = try await fixture.authority.sign(request)
+            Issue.record("request was accepted", sourceLocation: sourceLocation)
+        } catch let error as AuthorityError {
+            #expect(error.kind == kind, "\(error.message)", sourceLocation: sourceLocation)
+            #expect(error.message.contains(text), "\(error.message)", sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func issuesARecordedCertificateThatVerifies() async throws {
+        let f = try await Fixture()
+        let names = ["web01.internal", "10.0.0.7"]
+        let issued = try await f.authority.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names), remote: "192.0.2.1"))
+        #expect(issued.leaf.subjectNames.map(\.description) == names)
+        #expect(issued.leaf.issuer == f.authority.intermediate.subject)
+        let lifetime = issued.leaf.notValidAfter.timeIntervalSince(issued.leaf.notValidBefore)
+        #expect(abs(lifetime - (7 * 86_400 + 60)) < 5)  // 7 days plus the backdating
+        let record = try #require(try await f.authority.store.certificate(serial: issued.serial))
+        #expect(record.status == .issued && record.provisioner == "admin" && record.requester == "192.0.2.1")
+        #expect(record.der == (try issued.leaf.derBytes()))
+        let audit = try f.auditLines().last!
+        #expect(audit["event"] as? String == "certificate.issued")
+        #expect(audit["serial"] as? String == issued.serial)
+        #expect(audit["remote"] as? String == "192.0.2.1")
+        #expect(audit["sans"] as? [String] == names)
+    }
+
+    @Test func aTokenWorksOnlyOnce() async throws {
+        let f = try await Fixture()
+        let token = try f.token(sans: ["a.internal"])
+        _ = try await f.authority.sign(.init(csrPEM: try f.csr(["a.internal"]), token: token))
+        await expectRefusal(f, .init(csrPEM: try f.csr(["a.internal"]), token: token), kind: .unauthorized, containing: "already used")
+        #expect(try f.auditLines().last?["event"] as? String == "auth.failure")
+    }
+
+    @Test func refusesBadTokens() async throws {
+        let f = try await Fixture()
+        let csr = try f.csr(["a.internal"])
+        let stranger = ECJWK.generatePrivate()
+        let cases: [(String, AuthorityError.Kind, String)] = [
+            (try f.token(sans: ["a.internal"], aud: "https://evil.example:9443/1.0/sign"), .unauthorized, "audience"),
+            (try f.token(sans: ["a.internal"], aud: f.url + "/1.0/renew"), .unauthorized, "audience"),
+            (try f.token(sans: ["a.internal"], signer: stranger), .unauthorized, "unknown key"),
+            (try f.token(sans: ["a.internal"], iss: "someone"), .unauthorized, "issuer"),
+            (try f.token(sans: ["a.internal"], lifetime: 3600), .unauthorized, "5 minutes"),
+            (try f.token(sans: ["a.internal"], offset: -900), .unauthorized, "expired"),
+            (try f.token(sans: ["a.internal"], offset: 900), .unauthorized, "not valid yet"),
+            (try f.token(sans: ["a.internal"], sha: String(repeating: "0", count: 64)), .unauthorized, "fingerprint"),
+            ("not-a-token", .unauthorized, "malformed"),
+        ]
+        for (token, kind, text) in cases {
+            await expectRefusal(f, .init(csrPEM: csr, token: token), kind: kind, containing: text)
+        }
+        // The token's kid points at the real provisioner but another key signed it.
+        var forged = try f.token(sans: ["a.internal"], signer: stranger).split(separator: ".").map(String.init)
+        forged[0] = Base64URL.encode(Data(#"{"alg":"ES256","kid":"\#(f.key.kid!)"}"#.utf8))
+        await expectRefusal(f, .init(csrPEM: csr, token: forged.joined(separator: ".")), kind: .unauthorized, containing: "signature")
+        #expect(try f.auditLines().filter { $0["event"] as? String == "auth.failure" }.count == cases.count + 1)
+    }
+
+    @Test func audiences() async throws {
+        let f = try await Fixture()
+        for audience in ["https://127.0.0.1:9443/1.0/sign", "https://127.0.0.1:9443/sign", "https://ca.test.internal:9443/sign"] {
+            #expect(f.authority.isAcceptedAudience(audience, path: "/sign"), "\(audience)")
+        }
+        for audience in ["http://127.0.0.1:9443/sign", "https://127.0.0.1:9444/sign", "https://127.0.0.1:9443/sign/x"] {
+            #expect(!f.authority.isAcceptedAudience(audience, path: "/sign"), "\(audience)")
+        }
+    }
+
+    @Test func csrMustMatchTheToken() async throws {
+        let f = try await Fixture()
+        await expectRefusal(
+            f, .init(csrPEM: try f.csr(["a.internal", "b.internal"]), token: try f.token(sans: ["a.internal"])),
+            kind: .forbidden, containing: "do not match")
+        await expectRefusal(
+            f, .init(csrPEM: "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                     token: try f.token(sans: ["a.internal"])),
+            kind: .badRequest, containing: "CSR")
+        await expectRefusal(
+            f, .init(csrPEM: try rsa1024CSR(), token: try f.token(sans: ["weak.internal"])),
+            kind: .badRequest, containing: "RSA key of 1024 bits")
+    }
+
+    @Test func durationsAreBoundedNotClamped() async throws {
+        let f = try await Fixture()
+        await expectRefusal(
+            f, .init(csrPEM: try f.csr(["a.internal"]), token: try f.token(sans: ["a.internal"]), notAfter: "744h"),
+            kind: .forbidden, containing: "exceeds the maximum 720h")
+        await expectRefusal(
+            f, .init(csrPEM: try f.csr(["a.internal"]), token: try f.token(sans: ["a.internal"]), notAfter: "1m"),
+            kind: .forbidden, containing: "shorter than the minimum")
+        await expectRefusal(
+            f, .init(csrPEM: try f.csr(["a.internal"]), token: try f.token(sans: ["a.internal"]), notAfter: "soon"),
+            kind: .badRequest, containing: "notAfter")
+        let issued = try await f.authority.sign(
+            .init(csrPEM: try f.csr(["a.internal"]), token: try f.token(sans: ["a.internal"]), notAfter: "24h"))
+        #expect(abs(issued.leaf.notValidAfter.timeIntervalSinceNow - 86_400) < 10)
+        let until = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3 * 86_400))
+        let exact = try await f.authority.sign(
+            .init(csrPEM: try f.csr(["b.internal"]), token: try f.token(sans: ["b.internal"]), notAfter: until))
+        #expect(abs(exact.leaf.notValidAfter.timeIntervalSinceNow - 3 * 86_400) < 10)
+    }
+
+    @Test func neverOutlivesTheIntermediate() async throws {
+        let f = try await Fixture()
+        let nearEnd = f.authority.intermediate.notValidAfter.addingTimeInterval(-86_400)
+        do {
+            _ = try f.authority.validity(
+                notBefore: nil, notAfter: nil, policy: f.authority.provisioners[0].policy, now: nearEnd,
+                provisioner: "admin", remote: nil)
+            Issue.record("accepted a certificate outliving the intermediate")
+        } catch let error as AuthorityError {
+            #expect(error.message.contains("ca rotate-intermediate"))
+        }
+    }
+
+    @Test func policyLimitsNamesAndKeyTypes() async throws {
+        let f = try await Fixture(policy: PolicySettings(allowedDNS: [".internal"], allowedIPs: ["10.0.0.0/8"], keyTypes: ["P-256"]))
+        _ = try await f.authority.sign(
+            .init(csrPEM: try f.csr(["web.internal", "10.9.9.9"]), token: try f.token(sans: ["web.internal", "10.9.9.9"])))
+        await expectRefusal(
+            f, .init(csrPEM: try f.csr(["web.example.com"]), token: try f.token(sans: ["web.example.com"])),
+            kind: .forbidden, containing: "web.example.com is not allowed by policy")
+        await expectRefusal(
+            f, .init(csrPEM: try f.csr(["192.168.1.1"]), token: try f.token(sans: ["192.168.1.1"])),
+            kind: .forbidden, containing: "192.168.1.1 is not allowed")
+        await expectRefusal(
+            f, .init(csrPEM: try f.csr(["web.internal"], algorithm: .p384), token: try f.token(sans: ["web.internal"])),
+            kind: .forbidden, containing: "key type P-384")
+        #expect(try f.auditLines().last?["event"] as? String == "request.refused")
+    }
+
+    @Test func serverCertificateCoversTheConfiguredNames() async throws {
+        let f = try await Fixture()
+        let (key, chain) = try await f.authority.issueServerCertificate()
+        #expect(chain[0].publicKey == key.publicKey)
+        #expect(Set(chain[0].subjectNames.map(\.description)) == ["127.0.0.1", "ca.test.internal"])
+    }
+
+    @Test func failureLimiterBlocksAfterTheLimit() async {
+        let limiter = FailureLimiter(limit: 3, window: 60)
+        let start = Date()
+        for i in 0..<3 {
+            #expect(await limiter.retryAfter("a", now: start) == nil)
+            await limiter.recordFailure("a", now: start.addingTimeInterval(Double(i)))
+        }
+        #expect(await limiter.retryAfter("a", now: start.addingTimeInterval(3)) == 57)
+        #expect(await limiter.retryAfter("b", now: start.addingTimeInterval(3)) == nil)
+        #expect(await limiter.retryAfter("a", now: start.addingTimeInterval(61)) == nil)
+    }
+
+    func rsa1024CSR() throws -> String {
+        let dir = TemporaryDirectory()
+        let result = try runProcess("openssl", [
+            "req", "-new", "-newkey", "rsa:1024", "-nodes", "-keyout", dir.file("k"), "-out", dir.file("r"),
+            "-subj", "/CN=weak.internal",
+        ])
+        #expect(result.status == 0, "\(result)")
+        return try readFile(dir.file("r"))
+    }
+}

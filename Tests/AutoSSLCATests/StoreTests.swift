@@ -1,0 +1,90 @@
+@testable import AutoSSLStore
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct StoreTests {
+    func record(_ serial: String, notAfter: Date = Date().addingTimeInterval(86_400)) -> CertificateRecord {
+        CertificateRecord(
+            serial: serial, status: .reserved, commonName: "a.internal", names: ["a.internal", "10.0.0.1"],
+            notBefore: Date(), notAfter: notAfter, keyType: "P-256", provisioner: "admin", requester: "127.0.0.1",
+            renewedFrom: nil, der: nil, createdAt: Date())
+    }
+
+    @Test func commitsAreDurableAndFull() async throws {
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        #expect(try await store.synchronousMode() == 2)  // FULL
+        let journal = try await store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(journal == "wal")
+        try await store.close()
+    }
+
+    @Test func reserveThenIssueAndRead() async throws {
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        try await store.reserve(record("01"), token: TokenUse(id: "admin:t1", expiresAt: Date().addingTimeInterval(300)))
+        #expect(try await store.certificate(serial: "01")?.status == .reserved)
+        #expect(try await store.certificates(CertificateQuery(), now: Date()).isEmpty)  // reserved rows are not listed
+        try await store.markIssued(serial: "01", der: [1, 2, 3])
+        let stored = try #require(try await store.certificate(serial: "01"))
+        #expect(stored.status == .issued && stored.der == [1, 2, 3] && stored.names == ["a.internal", "10.0.0.1"])
+        await #expect(throws: StoreError.unknownSerial) { try await store.markIssued(serial: "02", der: []) }
+        await #expect(throws: StoreError.serialAlreadyExists) { try await store.reserve(record("01"), token: nil) }
+        try await store.close()
+        // Reopening finds everything again.
+        let reopened = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        #expect(try await reopened.certificate(serial: "01")?.der == [1, 2, 3])
+        try await reopened.close()
+    }
+
+    @Test func aTokenWorksOnceAndAFailedReservationLeavesNoRow() async throws {
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        let token = TokenUse(id: "admin:same", expiresAt: Date().addingTimeInterval(300))
+        try await store.reserve(record("0a"), token: token)
+        await #expect(throws: StoreError.tokenAlreadyUsed) { try await store.reserve(record("0b"), token: token) }
+        #expect(try await store.certificate(serial: "0b") == nil)
+        try await store.close()
+    }
+
+    @Test func concurrentWritesShareCommitsAndFailuresStayIsolated() async throws {
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        let shared = TokenUse(id: "admin:shared", expiresAt: Date().addingTimeInterval(300))
+        let outcomes = await withTaskGroup(of: Bool.self) { group in
+            for i in 0..<200 {
+                group.addTask {
+                    // Every tenth request replays the same token: exactly one of those may succeed.
+                    let token = i % 10 == 0 ? shared : TokenUse(id: "admin:t\(i)", expiresAt: Date().addingTimeInterval(300))
+                    do {
+                        try await store.reserve(self.record(String(format: "%04x", i + 1)), token: token)
+                        return true
+                    } catch {
+                        return false
+                    }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 }.count == 181)
+        #expect(await store.committer.largestBatch > 1)
+        try await store.close()
+    }
+
+    @Test func listsByExpiryAndPurgesTokens() async throws {
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        let now = Date()
+        try await store.reserve(record("01", notAfter: now.addingTimeInterval(3600)), token: TokenUse(id: "old", expiresAt: now.addingTimeInterval(-10)))
+        try await store.reserve(record("02", notAfter: now.addingTimeInterval(86_400 * 5)), token: nil)
+        try await store.reserve(record("03", notAfter: now.addingTimeInterval(-60)), token: nil)
+        for serial in ["01", "02", "03"] { try await store.markIssued(serial: serial, der: [0]) }
+        let soon = try await store.certificates(
+            CertificateQuery(expiringBefore: now.addingTimeInterval(48 * 3600), includeExpired: false), now: now)
+        #expect(soon.map(\.serial) == ["01"])
+        #expect(try await store.certificates(CertificateQuery(), now: now).count == 3)
+        #expect(try await store.purgeTokens(expiredBefore: now) == 1)
+        try await store.close()
+    }
+}
