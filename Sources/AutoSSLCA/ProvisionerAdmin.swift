@@ -36,6 +36,15 @@ public struct ProvisionerAdmin {
         guard !settings.provisioners.contains(where: { $0.name == name }) else {
             throw AutoSSLError.invalidArgument("a provisioner named \"\(name)\" already exists")
         }
+        var policy = policy
+        // A maximum below the inherited default lowers the default with it (a 24h provisioner
+        // defaults to 24h rather than refusing every request that names no lifetime).
+        if var adjusted = policy, adjusted.defaultDuration == nil, let maximum = adjusted.maximumDuration,
+           let inherited = settings.basePolicySettings.defaultDuration,
+           try CertificateDuration(parsing: maximum) < CertificateDuration(parsing: inherited) {
+            adjusted.defaultDuration = maximum
+            policy = adjusted
+        }
         // The policy must parse on top of the CA's before anything is written.
         _ = try IssuancePolicy(settings.basePolicySettings.overlaid(by: policy))
         let secret: String

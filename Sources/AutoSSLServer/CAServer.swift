@@ -177,7 +177,15 @@ public final class CAServer: Sendable {
                 message: "too many failed authentication attempts from \(remote); retry in \(wait) s",
                 headers: [.retryAfter: "\(wait)"])
         }
-        let buffer = try await request.body.collect(upTo: Self.maximumBodySize)
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maximumBodySize {
+            throw HTTPError(.contentTooLarge)
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: Self.maximumBodySize)
+        } catch is NIOTooManyBytesError {
+            throw HTTPError(.contentTooLarge)
+        }
         let body: SignBody
         do {
             body = try JSONDecoder().decode(SignBody.self, from: Data(buffer: buffer))
@@ -237,7 +245,7 @@ struct MaintenanceService: Service {
     let authority: Authority
     let reloadProvisioners: @Sendable () throws -> [Provisioner]
     let logger: Logger
-    static let interval: Duration = .seconds(5)
+    static let interval: Duration = .seconds(2)
 
     func run() async throws {
         var lastPurge = Date.distantPast

@@ -157,3 +157,89 @@ public final class Sandbox: @unchecked Sendable {
         try runProcess(autoSSLBinaryPath(), arguments, stdin: stdin, environment: environment, currentDirectory: root.path)
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+public func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// `auto-ssl ca serve` running in the background for one test; stopped with SIGTERM.
+public final class RunningCA: @unchecked Sendable {
+    public let sandbox: Sandbox
+    public let port: Int
+    public let process: Process
+    public let stderrFile: String
+    public var url: String { "https://127.0.0.1:\(port)" }
+    public var rootPath: String { sandbox.caDir + "/certs/root_ca.crt" }
+
+    /// Creates a CA on a free loopback port (plus `setup`, run before serving) and starts serving.
+    public init(initArguments: [String] = [], setup: (Sandbox) throws -> Void = { _ in }) throws {
+        sandbox = Sandbox()
+        port = freeLoopbackPort()
+        let created = try sandbox.run(
+            ["ca", "init", "--non-interactive", "--name", "Serve CA", "--address", "127.0.0.1:\(port)"] + initArguments)
+        guard created.status == 0 else { throw TestFailure("ca init failed: \(created)") }
+        try setup(sandbox)
+        stderrFile = sandbox.root.file("serve.log")
+        FileManager.default.createFile(atPath: stderrFile, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: autoSSLBinaryPath())
+        process.arguments = ["ca", "serve"]
+        process.environment = sandbox.environment
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle(forWritingAtPath: stderrFile)
+        process.standardError = FileHandle(forWritingAtPath: stderrFile)
+        try process.run()
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if (try? String(contentsOfFile: stderrFile, encoding: .utf8))?.contains("listening on") == true { return }
+            if !process.isRunning { break }
+            usleep(100_000)
+        }
+        let log = (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? ""
+        process.terminate()
+        throw TestFailure("ca serve did not start: \(log)")
+    }
+
+    public var fingerprint: String {
+        get throws {
+            let status = try sandbox.run(["ca", "status", "--json"])
+            let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            return object?["fingerprint"] as? String ?? ""
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    @discardableResult
+    public func stop() -> Int32 {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGTERM)
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+
+    public var log: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
+
+    public func auditEvents() throws -> [[String: Any]] {
+        try readFile(sandbox.dataDir + "/audit.log").split(separator: "\n").compactMap {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    deinit { stop() }
+}
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,262 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `ca serve` on a loopback port, exercised through our own client (`cert issue`) and through an
+/// independent one (Python cryptography + jwcrypto), then checked with openssl, pkilint and sslscan.
+@Suite(.serialized) struct CAServerEndToEndTests {
+    static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
+    static let restrictedPassword = "restricted-provisioner-password"
+
+    func startWithRestrictedProvisioner() throws -> RunningCA {
+        try RunningCA { sandbox in
+            let added = try sandbox.run(
+                ["ca", "provisioner", "add", "restricted", "--password-file", "/dev/stdin",
+                 "--allow-dns", ".internal", "--allow-ip", "10.0.0.0/8"],
+                stdin: Self.restrictedPassword + "\n")
+            guard added.status == 0 else { throw TestFailure("provisioner add failed: \(added)") }
+        }
+    }
+
+    @Test func independentClientExercisesEveryEndpoint() throws {
+        let ca = try startWithRestrictedProvisioner()
+        let adminPassword = try readFile(ca.sandbox.configDir + "/provisioner-password").trimmingCharacters(in: .newlines)
+        let result = try runProcess("python3", [
+            Self.resources + "/independent_client.py", ca.url, ca.rootPath, adminPassword, Self.restrictedPassword,
+            ca.sandbox.root.path,
+        ])
+        #expect(result.status == 0, "\(result)\nserver log:\n\(ca.log)")
+        let results = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: [String: Any]])
+        func status(_ name: String) -> Int? { results[name]?["status"] as? Int }
+        func message(_ name: String) -> String { results[name]?["message"] as? String ?? "" }
+
+        #expect(status("issue") == 201, "\(results["issue"] ?? [:])")
+        #expect(results["issue"]?["sans"] as? [String] == ["py.internal", "10.20.30.40"])
+        #expect(results["issue"]?["ca_matches"] as? Bool == true)
+        #expect(status("replay") == 401 && message("replay").contains("already used"))
+        #expect(status("wrong_audience") == 401 && message("wrong_audience").contains("audience"))
+        #expect(status("unknown_key") == 401 && message("unknown_key").contains("unknown key"))
+        #expect(status("names_not_in_token") == 403 && message("names_not_in_token").contains("do not match"))
+        #expect(status("too_long") == 403 && message("too_long").contains("maximum 720h"))
+        #expect(status("outside_policy") == 403 && message("outside_policy").contains("not allowed by policy"))
+        #expect(status("inside_policy") == 201)
+        #expect(status("rsa1024") == 400 && message("rsa1024").contains("RSA key of 1024 bits"))
+        #expect(status("garbage_csr") == 400 && message("garbage_csr").contains("CSR"))
+        #expect(status("malformed_json") == 400)
+        #expect(status("huge_body") == 413)
+        #expect(status("root_by_fingerprint") == 200 && results["root_by_fingerprint"]?["same_root"] as? Bool == true)
+        #expect(status("root_unknown") == 404)
+        #expect(status("root_bad_form") == 400)
+        #expect(status("health") == 200 && status("health_v1") == 200 && status("roots") == 200)
+        #expect(results["roots_pem"]?["is_root"] as? Bool == true)
+
+        // The certificate verifies strictly and lints clean.
+        let chain = ca.sandbox.root.file("python-chain.pem")
+        let verify = try runProcess("openssl", ["verify", "-x509_strict", "-CAfile", ca.rootPath, "-untrusted", chain, chain])
+        #expect(verify.status == 0, "\(verify)")
+        let lint = try runProcess("lint_pkix_cert", ["lint", "-s", "ERROR", ca.sandbox.root.file("python-leaf.pem")])
+        #expect(lint.status == 0 && lint.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(lint)")
+
+        // The server is still up after all that, and every event is in the audit log.
+        #expect(try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/health"]).status == 0)
+        #expect(ca.stop() == 0)
+        let events = try ca.auditEvents()
+        let issued = events.filter { $0["event"] as? String == "certificate.issued" }
+        #expect(issued.count == 2)
+        #expect(issued.contains { $0["serial"] as? String == results["issue"]?["serial"] as? String && $0["remote"] as? String == "127.0.0.1" })
+        let failures = events.filter { $0["event"] as? String == "auth.failure" }.compactMap { $0["reason"] as? String }
+        #expect(failures.contains { $0.contains("already used") })
+        #expect(failures.contains { $0.contains("audience") })
+        #expect(failures.contains { $0.contains("unknown key") })
+        let refused = events.filter { $0["event"] as? String == "request.refused" }.compactMap { $0["reason"] as? String }
+        for text in ["do not match", "maximum 720h", "not allowed by policy", "RSA key of 1024 bits"] {
+            #expect(refused.contains { $0.contains(text) }, "no audit line for \(text): \(refused)")
+        }
+        #expect(events.first { $0["event"] as? String == "service.start" } != nil)
+        #expect(events.last?["event"] as? String == "service.stop")
+        #expect(fileMode(ca.sandbox.dataDir + "/audit.log") == 0o600)
+    }
+
+    @Test func ourClientIssuesAndAdminCommandsSeeIt() throws {
+        let ca = try RunningCA()
+        let fingerprint = try ca.fingerprint
+        let out = ca.sandbox.root
+        let issued = try ca.sandbox.run([
+            "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint.uppercased(), "--san", "app.internal",
+            "--san", "10.1.1.1", "--out-cert", out.file("app.crt"), "--out-key", out.file("app.key"),
+            "--password-file", ca.sandbox.configDir + "/provisioner-password", "--duration", "48h",
+        ])
+        #expect(issued.status == 0, "\(issued)\n\(ca.log)")
+        #expect(fileMode(out.file("app.key")) == 0o600)
+        let verify = try runProcess("openssl", ["verify", "-x509_strict", "-CAfile", ca.rootPath, "-untrusted", out.file("app.crt"), out.file("app.crt")])
+        #expect(verify.status == 0, "\(verify)")
+        let keyMatches = try runProcess("openssl", ["x509", "-in", out.file("app.crt"), "-noout", "-pubkey"]).stdout
+            == (try runProcess("openssl", ["pkey", "-in", out.file("app.key"), "-pubout"]).stdout)
+        #expect(keyMatches)
+        let end = try runProcess("openssl", ["x509", "-in", out.file("app.crt"), "-noout", "-enddate"]).stdout
+        #expect(!end.isEmpty)
+
+        let list = try ca.sandbox.run(["ca", "certs", "list", "--json"])
+        let certs = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+        let app = try #require(certs.first { ($0["names"] as? [String]) == ["app.internal", "10.1.1.1"] })
+        #expect(app["provisioner"] as? String == "admin" && app["status"] as? String == "valid")
+        let serial = try #require(app["serial"] as? String)
+        let expiring = try ca.sandbox.run(["ca", "certs", "list", "--expiring", "72h", "--json"])
+        #expect(expiring.stdout.contains(serial))
+        let notExpiring = try ca.sandbox.run(["ca", "certs", "list", "--expiring", "24h", "--json"])
+        #expect(!notExpiring.stdout.contains(serial))
+        let decimal = try #require(app["serial_decimal"] as? String)
+        let shown = try ca.sandbox.run(["ca", "certs", "show", decimal])
+        #expect(shown.status == 0 && shown.stdout.contains(serial) && shown.stdout.contains("app.internal"), "\(shown)")
+        let pem = try ca.sandbox.run(["ca", "certs", "show", serial, "--pem"])
+        #expect(pem.stdout == (try readFile(out.file("app.crt"))).components(separatedBy: "-----END CERTIFICATE-----\n")[0] + "-----END CERTIFICATE-----\n")
+        #expect(try ca.sandbox.run(["ca", "certs", "show", "00ff"]).status == 1)
+
+        let status = try ca.sandbox.run(["ca", "status", "--json"])
+        #expect(status.stdout.contains("\"server\" : \"running (\(ca.url))\""), "\(status)")
+        #expect(ca.stop() == 0)
+        #expect(try ca.sandbox.run(["ca", "status", "--json"]).stdout.contains("\"not running\""))
+        // Admin commands work with the server stopped too.
+        #expect(try ca.sandbox.run(["ca", "certs", "list"]).stdout.contains(serial))
+    }
+
+    @Test func ourClientStopsOnAWrongFingerprintAndWritesNothing() throws {
+        let ca = try RunningCA()
+        let out = ca.sandbox.root
+        let result = try ca.sandbox.run([
+            "cert", "issue", "--ca-url", ca.url, "--fingerprint", String(repeating: "ab", count: 32), "--san", "x.internal",
+            "--out-cert", out.file("x.crt"), "--out-key", out.file("x.key"),
+            "--password-file", ca.sandbox.configDir + "/provisioner-password",
+        ])
+        #expect(result.status == 6, "\(result)")
+        #expect(result.stderr.contains(try ca.fingerprint) && result.stderr.contains(String(repeating: "ab", count: 32)))
+        #expect(!FileManager.default.fileExists(atPath: out.file("x.crt")) && !FileManager.default.fileExists(atPath: out.file("x.key")))
+        let wrongPassword = try out.write("wrong.pw", "not-the-provisioner-password\n")
+        let refused = try ca.sandbox.run([
+            "cert", "issue", "--ca-url", ca.url, "--fingerprint", try ca.fingerprint, "--san", "x.internal",
+            "--out-cert", out.file("x.crt"), "--out-key", out.file("x.key"), "--password-file", wrongPassword,
+        ])
+        #expect(refused.status == 6 && refused.stderr.contains("wrong provisioner password"), "\(refused)")
+        let unreachable = try ca.sandbox.run([
+            "cert", "issue", "--ca-url", "https://127.0.0.1:\(freeLoopbackPort())", "--fingerprint", try ca.fingerprint,
+            "--san", "x.internal", "--out-cert", out.file("x.crt"), "--out-key", out.file("x.key"), "--password-file", wrongPassword,
+        ])
+        #expect(unreachable.status == 5, "\(unreachable)")
+    }
+
+    @Test func repeatedAuthenticationFailuresAreSlowedDown() throws {
+        let ca = try RunningCA()
+        var statuses: [Int] = []
+        for _ in 0..<12 {
+            let response = try runProcess("curl", [
+                "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca.rootPath, "-H", "Content-Type: application/json",
+                "--data", #"{"csr":"x","ott":"a.b.c"}"#, ca.url + "/1.0/sign",
+            ])
+            statuses.append(Int(response.stdout) ?? 0)
+        }
+        #expect(Array(statuses.prefix(10)) == Array(repeating: 401, count: 10), "\(statuses)")
+        #expect(statuses.suffix(2) == [429, 429], "\(statuses)")
+        let headers = try runProcess("curl", [
+            "-s", "-D", "-", "-o", "/dev/null", "--cacert", ca.rootPath, "--data", "{}", ca.url + "/sign",
+        ])
+        #expect(headers.stdout.lowercased().contains("retry-after:"))
+        #expect(try ca.auditEvents().contains { $0["event"] as? String == "auth.rate-limited" })
+    }
+
+    @Test func onlyModernTLS() throws {
+        let ca = try RunningCA()
+        for version in ["-tls1", "-tls1_1"] {
+            let result = try runProcess("sh", ["-c", "echo | openssl s_client -connect 127.0.0.1:\(ca.port) \(version) 2>&1"])
+            #expect(result.stdout.contains("alert protocol version") || result.stdout.contains("no protocols available"),
+                    "\(version): \(result.stdout)")
+        }
+        for version in ["-tls1_2", "-tls1_3"] {
+            let result = try runProcess("sh", ["-c", "echo | openssl s_client -connect 127.0.0.1:\(ca.port) \(version) -CAfile \(ca.rootPath) -verify_return_error 2>&1"])
+            #expect(result.stdout.contains("Verify return code: 0 (ok)"), "\(version): \(result.stdout)")
+        }
+        let scan = try runProcess("sslscan", ["--no-colour", "--no-heartbleed", "127.0.0.1:\(ca.port)"])
+        #expect(scan.status == 0, "\(scan)")
+        for weak in ["SSLv2", "SSLv3", "TLSv1.0", "TLSv1.1"] {
+            #expect(scan.stdout.range(of: "\(weak)\\s+disabled", options: .regularExpression) != nil, "\(weak) not disabled:\n\(scan.stdout)")
+        }
+        let accepted = scan.stdout.split(separator: "\n").filter { $0.contains("Accepted") || $0.contains("Preferred") }
+        #expect(!accepted.isEmpty, "\(scan.stdout)")
+        for line in accepted {
+            #expect(line.contains("GCM") || line.contains("CHACHA20"), "non-AEAD cipher accepted: \(line)")
+        }
+    }
+
+    @Test func refusesToServeWithReadableKeys() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:\(freeLoopbackPort())"]).status == 0)
+        chmod(sandbox.caDir + "/secrets/intermediate_ca_key", 0o640)
+        let result = try sandbox.run(["ca", "serve"])
+        #expect(result.status == 4, "\(result)")
+        #expect(result.stderr.contains("intermediate_ca_key") && result.stderr.contains("chmod 600"), "\(result)")
+    }
+
+    @Test func provisionerManagementTakesEffectWhileServing() throws {
+        let ca = try RunningCA()
+        let fingerprint = try ca.fingerprint
+        let added = try ca.sandbox.run(["ca", "provisioner", "add", "ops", "--non-interactive", "--max-duration", "24h"])
+        #expect(added.status == 0, "\(added)")
+        let opsPassword = ca.sandbox.configDir + "/provisioner-ops-password"
+        #expect(fileMode(opsPassword) == 0o600)
+        let list = try ca.sandbox.run(["ca", "provisioner", "list", "--json"])
+        #expect(list.stdout.contains("\"ops\"") && list.stdout.contains("24h"))
+        func issue(_ provisioner: String, _ passwordFile: String, duration: String? = nil) throws -> ProcessResult {
+            try ca.sandbox.run([
+                "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint, "--san", "ops.internal",
+                "--out-cert", ca.sandbox.root.file("o.crt"), "--out-key", ca.sandbox.root.file("o.key"),
+                "--provisioner", provisioner, "--password-file", passwordFile,
+            ] + (duration.map { ["--duration", $0] } ?? []))
+        }
+        // The running server picks the new provisioner up within seconds.
+        var result = try issue("ops", opsPassword, duration: "12h")
+        for _ in 0..<20 where result.status != 0 {
+            usleep(500_000)
+            result = try issue("ops", opsPassword, duration: "12h")
+        }
+        #expect(result.status == 0, "\(result)\n\(ca.log)")
+        #expect(try issue("ops", opsPassword, duration: "48h").stderr.contains("maximum 24h"))
+
+        let oldPassword = try readFile(opsPassword)
+        let changed = try ca.sandbox.run(["ca", "provisioner", "password", "ops", "--non-interactive"])
+        #expect(changed.status == 0, "\(changed)")
+        #expect(try readFile(opsPassword) != oldPassword)
+        let stale = try ca.sandbox.root.write("old.pw", oldPassword)
+        var staleResult = try issue("ops", stale)
+        for _ in 0..<20 where staleResult.status != 6 {
+            usleep(500_000)
+            staleResult = try issue("ops", stale)
+        }
+        #expect(staleResult.status == 6, "\(staleResult)")
+        #expect(try issue("ops", opsPassword).status == 0)
+
+        #expect(try ca.sandbox.run(["ca", "provisioner", "remove", "ops"]).status == 2)  // needs --yes off a terminal
+        #expect(try ca.sandbox.run(["ca", "provisioner", "remove", "ops", "--yes"]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: opsPassword))
+        var gone = try issue("ops", opsPassword)
+        for _ in 0..<20 where gone.status == 0 || !gone.stderr.contains("no provisioner named") {
+            usleep(500_000)
+            gone = try issue("ops", opsPassword)
+        }
+        #expect(gone.status != 0, "\(gone)")
+    }
+
+    @Test func installServiceWritesAVerifiedHardenedUnit() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let result = try sandbox.run(["ca", "install-service"])
+        #expect(result.status == 0, "\(result)")
+        let unit = try readFile(sandbox.systemdDir + "/auto-ssl-ca.service")
+        for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
+                     "ReadWritePaths=\(sandbox.dataDir)", "Restart=on-failure", "ExecStart=\(autoSSLBinaryPath()) ca serve",
+                     "LoadCredential=ca-password:\(sandbox.configDir)/ca-password"] {
+            #expect(unit.contains(line + "\n"), "missing \(line)")
+        }
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") {
+            #expect(result.stdout.contains("systemd-analyze verify: ok"), "\(result)")
+        }
+    }
+}
