@@ -25,7 +25,7 @@ struct CACommand: AsyncParsableCommand {
         abstract: "Create and run the Certificate Authority.",
         subcommands: [
             CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CAProvisionerCommand.self,
-            CAInstallServiceCommand.self, CAResetCommand.self,
+            CARotateIntermediateCommand.self, CAInstallServiceCommand.self, CAResetCommand.self,
         ]
     )
 }

@@ -173,3 +173,34 @@ import TestSupport
         #expect(!FileManager.default.fileExists(atPath: sandbox.configDir + "/ca-password"))
     }
 }
+
+@Suite struct RotateIntermediateEndToEndTests {
+    @Test func rotationKeepsTheRootAndArchivesTheOldIntermediate() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let before = try readFile(sandbox.caDir + "/certs/intermediate_ca.crt")
+        let fingerprint = try sandbox.run(["ca", "status", "--json"]).stdout
+        #expect(try sandbox.run(["ca", "rotate-intermediate"]).status == 2)  // confirmation needed off a terminal
+        let rotated = try sandbox.run(["ca", "rotate-intermediate", "--yes"])
+        #expect(rotated.status == 0, "\(rotated)")
+        let after = try readFile(sandbox.caDir + "/certs/intermediate_ca.crt")
+        #expect(after != before)
+        let root = sandbox.caDir + "/certs/root_ca.crt"
+        #expect(try runProcess("openssl", ["verify", "-x509_strict", "-CAfile", root, sandbox.caDir + "/certs/intermediate_ca.crt"]).status == 0)
+        let archived = try FileManager.default.contentsOfDirectory(atPath: sandbox.caDir + "/certs/intermediates")
+        #expect(archived.count == 1)
+        #expect(try readFile(sandbox.caDir + "/certs/intermediates/" + archived[0]) == before)
+        #expect(fileMode(sandbox.caDir + "/secrets/intermediates") == 0o700)
+        let key = try runProcess("openssl", [
+            "pkey", "-in", sandbox.caDir + "/secrets/intermediate_ca_key", "-passin", "file:" + sandbox.configDir + "/ca-password", "-pubout",
+        ])
+        let certificateKey = try runProcess("openssl", ["x509", "-in", sandbox.caDir + "/certs/intermediate_ca.crt", "-noout", "-pubkey"])
+        #expect(key.status == 0 && key.stdout == certificateKey.stdout)
+        // The root, and so its fingerprint, is unchanged.
+        let status = try sandbox.run(["ca", "status", "--json"]).stdout
+        func fingerprintOf(_ json: String) throws -> String? {
+            (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["fingerprint"] as? String
+        }
+        #expect(try fingerprintOf(status) == fingerprintOf(fingerprint))
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+struct CARotateIntermediateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate-intermediate",
+        abstract: "Create a new intermediate CA under the root; the old one is archived.",
+        discussion: """
+            Certificates issued by the old intermediate stay valid (the root did not change, so clients
+            need nothing). Restart `auto-ssl ca serve` afterwards so it signs with the new intermediate.
+            """)
+
+    @Option(help: ArgumentHelp("File holding the CA key password.", valueName: "file"))
+    var passwordFile: String?
+
+    @Flag(help: "Do not ask for confirmation.")
+    var yes = false
+
+    func run() throws {
+        let directories = Directories.fromEnvironment()
+        let loader = AuthorityLoader(directories: directories)
+        let settings = try loader.settings()
+        if !yes {
+            guard Terminal.standardInputIsTerminal else {
+                throw AutoSSLError.invalidArgument(
+                    "rotating the intermediate needs confirmation, and standard input is not a terminal",
+                    hint: "rerun with --yes to confirm")
+            }
+            guard Terminal.confirm("Create a new intermediate for \(settings.name)?") else {
+                throw AutoSSLError.general("cancelled; nothing was changed")
+            }
+        }
+        let password = try loader.caPassword(explicitFile: passwordFile, settings: settings)
+        let result = try IntermediateRotation(directories: directories).rotate(caPassword: password)
+        print("New intermediate \(Hex.colonSeparated(result.current.serialNumber.bytes)), valid until \(Output.date(result.current.notValidAfter)).")
+        print("The previous one (valid until \(Output.date(result.previous.notValidAfter))) is archived in \(result.archivedCertificate).")
+        print("Restart `auto-ssl ca serve` (e.g. systemctl restart auto-ssl-ca) to sign with the new intermediate.")
+    }
+}
