@@ -38,7 +38,8 @@ enum LoggingSetup {
         let level: Logger.Level = debugEnabled ? .debug : .warning
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
+            // Audit events always reach the service's log (the journal under systemd), not only audit.log.
+            handler.logLevel = label == "auto-ssl.audit" ? min(level, .notice) : level
             return handler
         }
     }

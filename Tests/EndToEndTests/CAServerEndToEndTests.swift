@@ -74,6 +74,8 @@ import TestSupport
         }
         #expect(events.first { $0["event"] as? String == "service.start" } != nil)
         #expect(events.last?["event"] as? String == "service.stop")
+        // The same events reach the service's own log (stderr, the journal under systemd).
+        #expect(ca.log.contains("audit {") && ca.log.contains("certificate.issued"))
         #expect(fileMode(ca.sandbox.dataDir + "/audit.log") == 0o600)
     }
 
@@ -93,6 +95,9 @@ import TestSupport
         let keyMatches = try runProcess("openssl", ["x509", "-in", out.file("app.crt"), "-noout", "-pubkey"]).stdout
             == (try runProcess("openssl", ["pkey", "-in", out.file("app.key"), "-pubout"]).stdout)
         #expect(keyMatches)
+        let leafOnly = try readFile(out.file("app.crt")).components(separatedBy: "-----END CERTIFICATE-----\n")[0] + "-----END CERTIFICATE-----\n"
+        let lint = try runProcess("lint_pkix_cert", ["lint", "-s", "ERROR", try out.write("leaf.pem", leafOnly)])
+        #expect(lint.status == 0 && lint.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "\(lint)")
         let end = try runProcess("openssl", ["x509", "-in", out.file("app.crt"), "-noout", "-enddate"]).stdout
         #expect(!end.isEmpty)
 
