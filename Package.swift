@@ -105,6 +105,8 @@ let package = Package(
                 "AutoSSLHost",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         // Helpers shared by the test targets: temporary directories, running processes (openssl, python).

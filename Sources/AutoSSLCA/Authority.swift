@@ -51,6 +51,10 @@ public final class Authority: Sendable {
     public var provisioners: [Provisioner] { provisionerList.withLock { $0 } }
     public let store: any CertificateDatabase
     public let audit: AuditLog
+    /// Intermediates replaced by `ca rotate-intermediate`: certificates they signed stay renewable and revocable.
+    public let previousIntermediates: [Certificate]
+    /// The CRL, signed by the current intermediate.
+    public let crl: CRLPublisher
     let intermediateKey: SigningKey
     let logger: Logger
     /// How far a token's times may be off because of clock differences.
@@ -61,7 +65,7 @@ public final class Authority: Sendable {
     public init(
         settings: CASettings, root: Certificate, intermediate: Certificate, intermediateKey: SigningKey,
         provisioners: [Provisioner], store: any CertificateDatabase, audit: AuditLog,
-        logger: Logger = Logger(label: "auto-ssl.authority")
+        previousIntermediates: [Certificate] = [], logger: Logger = Logger(label: "auto-ssl.authority")
     ) throws {
         guard intermediateKey.publicKey == intermediate.publicKey else {
             throw AutoSSLError.general("the intermediate key does not match the intermediate certificate")
@@ -74,6 +78,8 @@ public final class Authority: Sendable {
         self.provisionerList = Mutex(provisioners)
         self.store = store
         self.audit = audit
+        self.previousIntermediates = previousIntermediates
+        self.crl = CRLPublisher(issuer: intermediate, key: intermediateKey, store: store)
         self.logger = logger
     }
 
@@ -291,7 +297,7 @@ public final class Authority: Sendable {
     }
 
     /// Audits a refusal (authentication failures get their own event) and builds the error.
-    func refuse(
+    public func refuse(
         _ kind: AuthorityError.Kind, _ message: String, provisioner: String? = nil, remote: String?, authFailure: Bool = false
     ) -> AuthorityError {
         audit.record(.init(

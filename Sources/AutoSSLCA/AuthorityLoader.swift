@@ -85,6 +85,15 @@ public struct AuthorityLoader: Sendable {
         }
     }
 
+    /// Intermediates archived by `ca rotate-intermediate` (certs/intermediates/*.crt).
+    public func previousIntermediates(_ settings: CASettings) throws -> [Certificate] {
+        let directory = settings.paths.caDir + "/certs/intermediates"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        return try names.filter { $0.hasSuffix(".crt") }.sorted().map {
+            try CAStatusReport.loadCertificate(directory + "/" + $0, what: "archived intermediate certificate")
+        }
+    }
+
     public func openStore(_ settings: CASettings) throws -> SQLiteCertificateStore {
         try FileOperations.makeDirectory(settings.paths.databaseDir, mode: 0o700)
         do {
@@ -117,6 +126,6 @@ public struct AuthorityLoader: Sendable {
         return try Authority(
             settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
             provisioners: try provisioners(settings), store: try openStore(settings), audit: try openAuditLog(),
-            logger: logger)
+            previousIntermediates: try previousIntermediates(settings), logger: logger)
     }
 }

@@ -163,14 +163,7 @@ public final class CAClient: Sendable {
         if let notAfter { body["notAfter"] = notAfter }
         let (status, data) = try await request("POST", "/1.0/sign", body: try JSONSerialization.data(withJSONObject: body))
         guard status == 201 else { throw Self.apiError(status: status, body: data, action: "sign the certificate") }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let chainPEMs = object["certChain"] as? [String], !chainPEMs.isEmpty else {
-            throw AutoSSLError(.network, "the CA's answer to /sign has no certificate chain")
-        }
-        let chain = try chainPEMs.map { try Certificate(pemEncoded: $0) }
-        try verify(chain: chain)
-        let pem = try chain.map { try $0.pemString() }.joined()
-        return SignedChain(leaf: chain[0], chain: chain, pemChain: pem)
+        return try parseChain(data)
     }
 
     /// The chain must lead to the pinned root (defence in depth: the TLS channel already did).
@@ -190,9 +183,10 @@ public final class CAClient: Sendable {
         return AutoSSLError(kind, "the CA refused to \(action) (HTTP \(status)): \(message)")
     }
 
-    func request(_ method: String, _ path: String, body: Data? = nil) async throws -> (Int, Data) {
+    func request(_ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]) async throws -> (Int, Data) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = .init(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(data: body))
@@ -214,5 +208,113 @@ extension CAClient {
         defer { Task { await client.shutdown() } }
         guard let (status, body) = try? await client.request("GET", "/health") else { return false }
         return status == 200 && String(decoding: body, as: UTF8.self).contains("\"ok\"")
+    }
+}
+
+// MARK: - Renewal and revocation
+
+extension CAClient {
+    /// How a holder authenticates with its certificate.
+    public enum HolderAuthentication: String, Sendable, CaseIterable {
+        /// Mutual TLS with the certificate on the connection.
+        case mtls
+        /// A bearer token signed by the certificate's key with the chain in `x5c`.
+        case token
+    }
+
+    /// A short-lived token signed by the certificate's key, for `/renew` or `/revoke`.
+    public func certificateToken(chain: [Certificate], key: SigningKey, path: String, now: Date = Date()) throws -> String {
+        let issued = Int64(now.timeIntervalSince1970)
+        var rng = SystemRandomNumberGenerator()
+        let jti = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        let subject = chain[0].commonName ?? chain[0].subjectNames.first?.description ?? ""
+        let claims = CertificateTokenClaims(
+            aud: [baseURL + "/1.0" + path], sub: subject, nbf: issued, iat: issued, exp: issued + 300, jti: jti)
+        return try X5CToken.sign(payload: claims, chain: chain, key: key)
+    }
+
+    /// An HTTP client that presents `chain`/`key` for mutual TLS, trusting only the pinned root.
+    func mutualTLSClient(chain: [Certificate], key: SigningKey) throws -> HTTPClient {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try root.derBytes(), format: .der)])
+        tls.certificateVerification = .fullVerification
+        tls.certificateChain = try chain.map { .certificate(try NIOSSLCertificate(bytes: try $0.derBytes(), format: .der)) }
+        tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key.pkcs8DERRepresentation, format: .der))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+    }
+
+    func holderRequest(
+        _ path: String, body: Data?, chain: [Certificate], key: SigningKey, method: HolderAuthentication
+    ) async throws -> (Int, Data) {
+        switch method {
+        case .token:
+            let token = try certificateToken(chain: chain, key: key, path: path)
+            return try await request("POST", "/1.0" + path, body: body ?? Data(), headers: ["Authorization": "Bearer " + token])
+        case .mtls:
+            let client = try mutualTLSClient(chain: chain, key: key)
+            var request = HTTPClientRequest(url: baseURL + "/1.0" + path)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body ?? Data()))
+            do {
+                let response = try await client.execute(request, timeout: Self.timeout)
+                let data = try await response.body.collect(upTo: 4 << 20)
+                try? await client.shutdown()
+                return (Int(response.status.code), Data(buffer: data))
+            } catch {
+                try? await client.shutdown()
+                throw Self.map(error, url: baseURL)
+            }
+        }
+    }
+
+    /// Renews `chain[0]`, proving possession with `key`; the key stays the same.
+    public func renew(chain: [Certificate], key: SigningKey, method: HolderAuthentication) async throws -> SignedChain {
+        let (status, data) = try await holderRequest("/renew", body: nil, chain: chain, key: key, method: method)
+        guard status == 201 else { throw Self.apiError(status: status, body: data, action: "renew the certificate") }
+        return try parseChain(data)
+    }
+
+    /// Revokes `chain[0]`, authenticated by the certificate itself.
+    public func revoke(chain: [Certificate], key: SigningKey, method: HolderAuthentication, reasonCode: Int, reason: String) async throws {
+        let body = try JSONSerialization.data(withJSONObject: [
+            "serial": SerialText.decimal(fromHex: chain[0].serialNumber.hexString), "reasonCode": reasonCode, "reason": reason,
+            "passive": true,
+        ] as [String: Any])
+        let (status, data) = try await holderRequest("/revoke", body: body, chain: chain, key: key, method: method)
+        guard status == 200 else { throw Self.apiError(status: status, body: data, action: "revoke the certificate") }
+    }
+
+    /// Revokes any serial with a provisioner token (`sub` = the serial).
+    public func revoke(serialDecimal: String, provisioner: String, key: ECJWK, reasonCode: Int, reason: String, now: Date = Date()) async throws {
+        let issued = Int64(now.timeIntervalSince1970)
+        var rng = SystemRandomNumberGenerator()
+        let claims = ProvisionerTokenClaims(
+            iss: provisioner, aud: [baseURL + "/1.0/revoke"], sub: serialDecimal, sans: [], nbf: issued, iat: issued,
+            exp: issued + 300, jti: Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }), sha: rootFingerprint)
+        let token = try JWT.sign(payload: claims, kid: key.kid ?? key.thumbprint, key: try key.privateKey())
+        let body = try JSONSerialization.data(withJSONObject: [
+            "serial": serialDecimal, "reasonCode": reasonCode, "reason": reason, "passive": true, "ott": token,
+        ] as [String: Any])
+        let (status, data) = try await request("POST", "/1.0/revoke", body: body)
+        guard status == 200 else { throw Self.apiError(status: status, body: data, action: "revoke the certificate") }
+    }
+
+    /// The current CRL (DER).
+    public func crl() async throws -> [UInt8] {
+        let (status, data) = try await request("GET", "/1.0/crl")
+        guard status == 200 else { throw Self.apiError(status: status, body: data, action: "send its CRL") }
+        return Array(data)
+    }
+
+    func parseChain(_ data: Data) throws -> SignedChain {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let chainPEMs = object["certChain"] as? [String], !chainPEMs.isEmpty else {
+            throw AutoSSLError(.network, "the CA's answer has no certificate chain")
+        }
+        let chain = try chainPEMs.map { try Certificate(pemEncoded: $0) }
+        try verify(chain: chain)
+        return SignedChain(leaf: chain[0], chain: chain, pemChain: try chain.map { try $0.pemString() }.joined())
     }
 }

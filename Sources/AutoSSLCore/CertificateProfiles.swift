@@ -124,6 +124,11 @@ public enum CertificateProfiles {
             issuerPrivateKey: issuerKey.certificateKey)
     }
 
+    /// The key identifier a CRL or certificate signed by `issuer` names in its AKI.
+    public static func authorityKeyIdentifier(forIssuer issuer: Certificate) throws -> ArraySlice<UInt8> {
+        try authorityKeyIdentifier(of: issuer)
+    }
+
     /// The issuer's SKI, or one computed from its key when the issuer carries none.
     static func authorityKeyIdentifier(of issuer: Certificate) throws -> ArraySlice<UInt8> {
         if let ski = try issuer.extensions.subjectKeyIdentifier {

@@ -44,6 +44,18 @@ public enum SerialText {
         return bytes
     }
 
+    /// Bytes of a hex serial as stored (lower-case, even length).
+    public static func bytes(fromHex hex: String) -> [UInt8] {
+        var result: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) ?? hex.endIndex
+            result.append(UInt8(hex[index..<next], radix: 16) ?? 0)
+            index = next
+        }
+        return result
+    }
+
     /// Decimal text of big-endian bytes (for step-ca-style output).
     public static func decimal(fromHex hex: String) -> String {
         var digits: [UInt8] = [0]  // little-endian base-10 digits

@@ -140,3 +140,26 @@ public struct SigningKey: Sendable {
         return nil
     }
 }
+
+extension SigningKey {
+    /// Signs `data` the way X.509 structures carry signatures: DER ECDSA (SHA-256 for P-256,
+    /// SHA-384 for P-384) or RSA PKCS#1 v1.5 with SHA-256, matching `algorithm.signatureAlgorithm`.
+    public func signForX509(_ data: [UInt8]) throws -> [UInt8] {
+        switch backing {
+        case .p256(let key): return Array(try key.signature(for: data).derRepresentation)
+        case .p384(let key): return Array(try key.signature(for: data).derRepresentation)
+        case .rsa(let key): return Array(try key.signature(for: data, padding: .insecurePKCS1v1_5).rawRepresentation)
+        }
+    }
+}
+
+extension SigningKey {
+    /// JOSE signatures: raw r‖s for ECDSA (ES256/ES384), PKCS#1 v1.5 for RSA (RS256).
+    public func signJOSE(_ data: [UInt8]) throws -> [UInt8] {
+        switch backing {
+        case .p256(let key): return Array(try key.signature(for: data).rawRepresentation)
+        case .p384(let key): return Array(try key.signature(for: data).rawRepresentation)
+        case .rsa(let key): return Array(try key.signature(for: data, padding: .insecurePKCS1v1_5).rawRepresentation)
+        }
+    }
+}

@@ -14,10 +14,20 @@ import X509
 public struct CARequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: String?
+    /// The connection, for the client certificate presented over mutual TLS.
+    public let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress?.ipAddress
+        channel = source.channel
+    }
+
+    /// The certificate the client presented (already verified by the TLS stack against our CAs), if any.
+    func peerCertificate() async -> Certificate? {
+        guard let peer = try? await channel.nioSSL_peerCertificate().get(),
+              let der = try? peer.toDERBytes() else { return nil }
+        return try? Certificate(derEncoded: der)
     }
 
     /// Bodies are capped at 1 MiB (HTTP 413 beyond).
@@ -123,6 +133,9 @@ public final class CAServer: Sendable {
             group.get("root/:sha") { _, context in try self.root(fingerprint: context.parameters.get("sha") ?? "") }
             group.get("provisioners") { _, _ in try self.provisioners() }
             group.post("sign") { request, context in try await self.sign(request, context: context) }
+            group.post("renew") { request, context in try await self.renew(request, context: context) }
+            group.post("revoke") { request, context in try await self.revoke(request, context: context) }
+            group.get("crl") { request, _ in try await self.crl(request) }
         }
         return router
     }
@@ -161,14 +174,10 @@ public final class CAServer: Sendable {
         return try Self.jsonObject(["provisioners": list, "nextCursor": ""])
     }
 
-    struct SignBody: Decodable {
-        var csr: String
-        var ott: String
-        var notBefore: String?
-        var notAfter: String?
-    }
-
-    func sign(_ request: Request, context: CARequestContext) async throws -> Response {
+    /// Applies the rate limit, reads the body (at most 1 MiB) and remembers authentication failures.
+    func authenticated<T>(
+        _ request: Request, context: CARequestContext, _ body: (ByteBuffer, String) async throws -> T
+    ) async throws -> T {
         let remote = context.remoteAddress ?? "unknown"
         if let wait = await limiter.retryAfter(remote) {
             authority.audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
@@ -186,21 +195,95 @@ public final class CAServer: Sendable {
         } catch is NIOTooManyBytesError {
             throw HTTPError(.contentTooLarge)
         }
-        let body: SignBody
         do {
-            body = try JSONDecoder().decode(SignBody.self, from: Data(buffer: buffer))
-        } catch {
-            throw APIError(status: .badRequest, message: "the body must be JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
-        }
-        do {
-            let issued = try await authority.sign(
-                .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote))
-            let leaf = try issued.leaf.pemString()
-            let ca = try issued.intermediate.pemString()
-            return try Self.jsonObject(["crt": leaf, "ca": ca, "certChain": [leaf, ca]], status: .created)
+            return try await body(buffer, remote)
         } catch let error as AuthorityError where error.kind == .unauthorized {
             await limiter.recordFailure(remote)
             throw error
+        }
+    }
+
+    func chainResponse(_ issued: IssuedCertificate) throws -> Response {
+        let leaf = try issued.leaf.pemString()
+        let ca = try issued.intermediate.pemString()
+        return try Self.jsonObject(["crt": leaf, "ca": ca, "certChain": [leaf, ca]], status: .created)
+    }
+
+    func renew(_ request: Request, context: CARequestContext) async throws -> Response {
+        try await authenticated(request, context: context) { _, remote in
+            let proof: PossessionProof
+            if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
+                proof = .x5cToken(String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces))
+            } else if let certificate = await context.peerCertificate() {
+                proof = .mutualTLS(certificate)
+            } else {
+                throw authority.refuse(
+                    .unauthorized, "renewal needs the current certificate: present it over mutual TLS or as an x5c bearer token",
+                    remote: remote, authFailure: true)
+            }
+            return try chainResponse(try await authority.renew(proof, remote: remote))
+        }
+    }
+
+    struct RevokeBody: Decodable {
+        var serial: String
+        var reasonCode: Int?
+        var reason: String?
+        var passive: Bool?
+        var ott: String?
+    }
+
+    func revoke(_ request: Request, context: CARequestContext) async throws -> Response {
+        try await authenticated(request, context: context) { buffer, remote in
+            let body: RevokeBody
+            do {
+                body = try JSONDecoder().decode(RevokeBody.self, from: Data(buffer: buffer))
+            } catch {
+                throw APIError(status: .badRequest, message: "the body must be JSON with \"serial\" (decimal string) and optional \"reasonCode\", \"reason\", \"passive\", \"ott\"")
+            }
+            guard body.passive ?? true else {
+                throw APIError(status: .badRequest, message: "only passive revocation (CRL, refused renewal) is supported; send \"passive\": true")
+            }
+            var token = body.ott
+            if token == nil, let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
+                token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            }
+            let presented = token == nil ? await context.peerCertificate() : nil
+            try await authority.revoke(.init(
+                serial: body.serial, reasonCode: body.reasonCode ?? 0, reason: body.reason ?? "", token: token,
+                presented: presented, remote: remote))
+            return Self.json(#"{"status":"ok"}"#)
+        }
+    }
+
+    func crl(_ request: Request) async throws -> Response {
+        let der = try await authority.crl.current()
+        if request.uri.queryParameters["pem"] != nil || request.uri.query?.split(separator: "&").contains("pem") == true {
+            return Response(
+                status: .ok, headers: [.contentType: "application/x-pem-file"],
+                body: .init(byteBuffer: ByteBuffer(string: CRLBuilder.pem(der))))
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "application/pkix-crl"], body: .init(byteBuffer: ByteBuffer(bytes: der)))
+    }
+
+    struct SignBody: Decodable {
+        var csr: String
+        var ott: String
+        var notBefore: String?
+        var notAfter: String?
+    }
+
+    func sign(_ request: Request, context: CARequestContext) async throws -> Response {
+        try await authenticated(request, context: context) { buffer, remote in
+            let body: SignBody
+            do {
+                body = try JSONDecoder().decode(SignBody.self, from: Data(buffer: buffer))
+            } catch {
+                throw APIError(status: .badRequest, message: "the body must be JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
+            }
+            return try chainResponse(try await authority.sign(
+                .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote)))
         }
     }
 
@@ -266,6 +349,7 @@ struct MaintenanceService: Service {
             }
             do {
                 try await identity.renewIfDue()
+                try await authority.crl.refreshIfChanged()
                 if Date().timeIntervalSince(lastPurge) > 60 {
                     _ = try await authority.store.purgeTokens(expiredBefore: Date())
                     lastPurge = Date()

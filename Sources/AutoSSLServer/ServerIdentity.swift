@@ -63,6 +63,14 @@ final class ServerIdentity: Sendable {
             .TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
             .TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
         ]
+        // Renewal and revocation accept the current certificate over mutual TLS on the same port;
+        // clients without a certificate connect as before. Intermediates are trust anchors too, so a
+        // client that sends only its leaf is accepted.
+        configuration.certificateVerification = .optionalVerification
+        configuration.trustRoots = .certificates(
+            try ([authority.root, authority.intermediate] + authority.previousIntermediates).map {
+                try NIOSSLCertificate(bytes: try $0.derBytes(), format: .der)
+            })
         configuration.sslContextCallback = { [self] _, promise in
             let now = self.current
             var override = NIOSSLContextConfigurationOverride()

@@ -83,6 +83,18 @@ public struct CertificateQuery: Sendable {
     }
 }
 
+public struct RevokedEntry: Sendable, Equatable {
+    public var serial: String
+    public var revokedAt: Date
+    public var reasonCode: Int
+
+    public init(serial: String, revokedAt: Date, reasonCode: Int) {
+        self.serial = serial
+        self.revokedAt = revokedAt
+        self.reasonCode = reasonCode
+    }
+}
+
 public enum StoreError: Error, Equatable, Sendable {
     case tokenAlreadyUsed
     case serialAlreadyExists
@@ -93,10 +105,20 @@ public enum StoreError: Error, Equatable, Sendable {
 public protocol CertificateDatabase: Sendable {
     /// Atomically marks the token as used (if any) and records the serial before anything is signed.
     func reserve(_ record: CertificateRecord, token: TokenUse?) async throws
+    /// Marks a token as used on its own (revocation tokens reserve no serial).
+    func consume(_ token: TokenUse) async throws
     /// Stores the signed certificate for a reserved serial.
     func markIssued(serial: String, der: [UInt8]) async throws
     func certificate(serial: String) async throws -> CertificateRecord?
     func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord]
+    /// Records a revocation durably. Returns false (and changes nothing) when it was already revoked.
+    func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool
+    /// Revoked certificates whose notAfter is after `date`, for the CRL.
+    func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry]
+    /// The next CRL number (monotonic, durable).
+    func nextCRLNumber() async throws -> Int64
+    /// Changes whenever a revocation is added (by this process or another), so a server can notice.
+    func revocationMarker() async throws -> Int64
     /// Forgets token ids whose tokens expired before `date`; returns how many.
     func purgeTokens(expiredBefore date: Date) async throws -> Int
     func close() async throws

@@ -69,6 +69,12 @@ public final class SQLiteCertificateStore: CertificateDatabase {
                 CREATE INDEX used_tokens_expires_at ON used_tokens(expires_at);
                 """)
         }
+        migrator.registerMigration("v2-crl") { db in
+            try db.execute(sql: """
+                CREATE TABLE crl_state (id INTEGER PRIMARY KEY CHECK (id = 1), number INTEGER NOT NULL);
+                INSERT INTO crl_state (id, number) VALUES (1, 0);
+                """)
+        }
         return migrator
     }
 
@@ -107,6 +113,18 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         }
     }
 
+    public func consume(_ token: TokenUse) async throws {
+        try await committer.submit { db in
+            do {
+                try db.execute(
+                    sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
+                    arguments: [token.id, token.expiresAt.timeIntervalSince1970])
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                throw StoreError.tokenAlreadyUsed
+            }
+        }
+    }
+
     public func markIssued(serial: String, der: [UInt8]) async throws {
         try await committer.submit { db in
             try db.execute(
@@ -140,6 +158,51 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         let finalArguments = StatementArguments(arguments.map { $0.databaseValue })
         return try await pool.read { db in
             try Row.fetchAll(db, sql: finalSQL, arguments: finalArguments).map(Self.record)
+        }
+    }
+
+    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool {
+        let box = ResultBox()
+        try await committer.submit { db in
+            guard try String.fetchOne(db, sql: "SELECT status FROM certificates WHERE serial = ?", arguments: [serial]) == "issued" else {
+                throw StoreError.unknownSerial
+            }
+            try db.execute(
+                sql: """
+                    INSERT OR IGNORE INTO revocations (serial, reason_code, reason, revoked_at, revoked_by)
+                    VALUES (?, ?, ?, ?, ?)
+                    """,
+                arguments: [serial, revocation.reasonCode, revocation.reason, revocation.revokedAt.timeIntervalSince1970, revocation.revokedBy])
+            box.changed = db.changesCount > 0
+        }
+        return box.changed
+    }
+
+    public func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT r.serial, r.revoked_at, r.reason_code FROM revocations r JOIN certificates c ON c.serial = r.serial
+                    WHERE c.not_after > ? ORDER BY r.revoked_at
+                    """,
+                arguments: [date.timeIntervalSince1970]
+            ).map { RevokedEntry(serial: $0["serial"], revokedAt: Date(timeIntervalSince1970: $0["revoked_at"]), reasonCode: $0["reason_code"]) }
+        }
+    }
+
+    public func nextCRLNumber() async throws -> Int64 {
+        let box = ResultBox()
+        try await committer.submit { db in
+            try db.execute(sql: "UPDATE crl_state SET number = number + 1 WHERE id = 1")
+            box.number = try Int64.fetchOne(db, sql: "SELECT number FROM crl_state WHERE id = 1") ?? 0
+        }
+        return box.number
+    }
+
+    public func revocationMarker() async throws -> Int64 {
+        try await pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT COUNT(*) * 1000003 + COALESCE(MAX(rowid), 0) FROM revocations") ?? 0
         }
     }
 
@@ -190,4 +253,10 @@ public final class SQLiteCertificateStore: CertificateDatabase {
     static func decodeNames(_ text: String) -> [String] {
         (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
     }
+}
+
+/// Carries a value out of a group-committed operation (which runs on the database's queue).
+final class ResultBox: @unchecked Sendable {
+    var changed = false
+    var number: Int64 = 0
 }

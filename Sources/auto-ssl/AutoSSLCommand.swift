@@ -15,7 +15,7 @@ struct AutoSSLCommand: AsyncParsableCommand {
             5 network error, 6 trust failure.
             """,
         version: versionLine,
-        subcommands: [CACommand.self, CertCommand.self, InfoCommand.self, VersionCommand.self]
+        subcommands: [CACommand.self, CertCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]
     )
 }
 
@@ -24,7 +24,8 @@ struct CACommand: AsyncParsableCommand {
         commandName: "ca",
         abstract: "Create and run the Certificate Authority.",
         subcommands: [
-            CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CAProvisionerCommand.self,
+            CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CARevokeCommand.self,
+            CAProvisionerCommand.self,
             CARotateIntermediateCommand.self, CAInstallServiceCommand.self, CAResetCommand.self,
         ]
     )

@@ -7,7 +7,7 @@ import Foundation
 
 struct CertCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "cert", abstract: "One-off certificates for scripts and apps.", subcommands: [CertIssueCommand.self])
+        commandName: "cert", abstract: "One-off certificates for scripts and apps.", subcommands: [CertIssueCommand.self, CertRenewCommand.self, CertRevokeCommand.self])
 }
 
 struct CertIssueCommand: AsyncParsableCommand {

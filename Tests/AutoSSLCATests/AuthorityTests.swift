@@ -18,7 +18,7 @@ import X509
         let key: ECJWK
         let url = "https://127.0.0.1:9443"
 
-        init(policy: PolicySettings? = nil) async throws {
+        init(policy: PolicySettings? = nil, grace: Double? = nil) async throws {
             directories = Directories(
                 configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"), systemdDir: dir.file("sd"))
             var options = CAInitOptions()
@@ -28,9 +28,10 @@ import X509
             options.caPassword = .given("ca-password-for-tests-123")
             options.provisionerPassword = .given(AuthorityTests.provisionerPassword)
             _ = try CAInitializer(directories: directories).initialise(options)
-            if let policy {
+            if policy != nil || grace != nil {
                 var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
                 configuration.ca?.provisioners[0].policy = policy
+                configuration.ca?.renewalGraceFraction = grace
                 try configuration.save(to: directories.configFile)
             }
             let passwordFile = try dir.write("ca.pw", "ca-password-for-tests-123\n")
@@ -219,6 +220,63 @@ import X509
         #expect(await limiter.retryAfter("a", now: start.addingTimeInterval(3)) == 57)
         #expect(await limiter.retryAfter("b", now: start.addingTimeInterval(3)) == nil)
         #expect(await limiter.retryAfter("a", now: start.addingTimeInterval(61)) == nil)
+    }
+
+    @Test func renewalKeepsNamesKeyAndLifetimeAndRecordsTheOrigin() async throws {
+        let f = try await Fixture()
+        let names = ["keep.internal", "10.0.0.9"]
+        let first = try await f.authority.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names), notAfter: "48h"))
+        let later = Date().addingTimeInterval(36 * 3600)
+        let renewed = try await f.authority.renew(.mutualTLS(first.leaf), remote: "192.0.2.9", now: later)
+        #expect(renewed.leaf.publicKey == first.leaf.publicKey)
+        #expect(renewed.leaf.subjectNames == first.leaf.subjectNames)
+        #expect(renewed.leaf.notValidAfter.timeIntervalSince(renewed.leaf.notValidBefore)
+            == first.leaf.notValidAfter.timeIntervalSince(first.leaf.notValidBefore))
+        #expect(try await f.authority.store.certificate(serial: renewed.serial)?.renewedFrom == first.serial)
+        #expect(try f.auditLines().last?["event"] as? String == "certificate.renewed")
+    }
+
+    @Test func renewalGraceWindowIsFivePercentOfTheLifetime() async throws {
+        let f = try await Fixture()
+        let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["g.internal"]), token: try f.token(sans: ["g.internal"]), notAfter: "100h"))
+        let lifetime = issued.leaf.notValidAfter.timeIntervalSince(issued.leaf.notValidBefore)
+        _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(lifetime * 0.04))
+        do {
+            _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(lifetime * 0.06))
+            Issue.record("renewed beyond the grace window")
+        } catch let error as AuthorityError {
+            #expect(error.kind == .forbidden && error.message.contains("grace window"))
+        }
+    }
+
+    @Test func zeroGraceDisablesRenewalAfterExpiry() async throws {
+        let f = try await Fixture(grace: 0)
+        let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["z.internal"]), token: try f.token(sans: ["z.internal"])))
+        await #expect(throws: AuthorityError.self) {
+            _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(1))
+        }
+        _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(-1))
+    }
+
+    @Test func revokedCertificatesAreNeverRenewedAndAppearInTheCRL() async throws {
+        let f = try await Fixture()
+        let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["r.internal"]), token: try f.token(sans: ["r.internal"])))
+        try await f.authority.revoke(.init(
+            serial: SerialText.decimal(fromHex: issued.serial), reasonCode: 1, reason: "test", token: nil, presented: issued.leaf, remote: nil))
+        await #expect(throws: AuthorityError.self) { _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil) }
+        let crl = try await f.authority.crl.current()
+        let dir = TemporaryDirectory()
+        let text = try runProcess("openssl", ["crl", "-inform", "DER", "-in", try dir.writeData("crl.der", crl), "-noout", "-text"]).stdout
+        #expect(text.uppercased().contains(issued.serial.uppercased()), "\(text)")
+        // Another certificate cannot be revoked by presenting this one.
+        let other = try await f.authority.sign(.init(csrPEM: try f.csr(["o.internal"]), token: try f.token(sans: ["o.internal"])))
+        await #expect(throws: AuthorityError.self) {
+            try await f.authority.revoke(.init(
+                serial: other.serial, reasonCode: 0, reason: "", token: nil, presented: issued.leaf, remote: nil))
+        }
+        await #expect(throws: AuthorityError.self) {
+            try await f.authority.revoke(.init(serial: other.serial, reasonCode: 7, reason: "", token: nil, presented: other.leaf, remote: nil))
+        }
     }
 
     func rsa1024CSR() throws -> String {

@@ -19,6 +19,12 @@ public final class TemporaryDirectory: @unchecked Sendable {
 
     public func file(_ name: String) -> String { path + "/" + name }
 
+    public func writeData(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let target = file(name)
+        try Data(bytes).write(to: URL(fileURLWithPath: target))
+        return target
+    }
+
     public func write(_ name: String, _ contents: String, mode: Int = 0o600) throws -> String {
         let target = file(name)
         try contents.write(toFile: target, atomically: true, encoding: .utf8)

@@ -1,0 +1,125 @@
+import AutoSSLCore
+import AutoSSLStore
+import Foundation
+import X509
+
+extension Authority {
+    public struct RevokeRequest: Sendable {
+        /// Decimal (step-ca's form) or hex.
+        public var serial: String
+        public var reasonCode: Int
+        public var reason: String
+        /// A provisioner token (sub = serial) or an x5c token of the certificate itself.
+        public var token: String?
+        /// The certificate presented over mutual TLS, if any.
+        public var presented: Certificate?
+        public var remote: String?
+
+        public init(serial: String, reasonCode: Int, reason: String, token: String?, presented: Certificate?, remote: String?) {
+            self.serial = serial
+            self.reasonCode = reasonCode
+            self.reason = reason
+            self.token = token
+            self.presented = presented
+            self.remote = remote
+        }
+    }
+
+    public static func validateReasonCode(_ code: Int) throws {
+        guard CRLBuilder.reasonNames[code] != nil else {
+            throw AutoSSLError.invalidArgument(
+                "invalid revocation reason code \(code)",
+                hint: "use 0-6 or 9-10 (RFC 5280: 7 is unused, 8 removeFromCRL is for delta CRLs only)")
+        }
+    }
+
+    /// Revokes a certificate, authenticated by the certificate itself (mTLS or x5c token) or by a
+    /// provisioner token whose `sub` is the serial. Revocation is permanent.
+    public func revoke(_ request: RevokeRequest, now: Date = Date()) async throws {
+        do {
+            try Self.validateReasonCode(request.reasonCode)
+        } catch let error as AutoSSLError {
+            throw AuthorityError(.badRequest, error.message)
+        }
+        let candidates: [String]
+        do {
+            candidates = try SerialText.candidates(request.serial)
+        } catch let error as AutoSSLError {
+            throw AuthorityError(.badRequest, error.message)
+        }
+        var revokedBy: String
+        var tokenUse: TokenUse?
+        var serial: String
+        if let token = request.token, !token.isEmpty, !Self.carriesCertificateChain(token) {
+            let (provisioner, claims) = try authenticate(token: token, path: "/revoke", remote: request.remote, now: now)
+            let subjects = try SerialText.candidates(claims.sub)
+            // The wire form is decimal, so a digits-only serial is read as decimal first.
+            let matching = candidates.filter(subjects.contains).reversed()
+            guard !matching.isEmpty else {
+                throw refuse(.unauthorized, "the token's subject is not serial \(request.serial)", provisioner: provisioner.settings.name, remote: request.remote, authFailure: true)
+            }
+            var known: String?
+            for candidate in matching where known == nil {
+                if try await store.certificate(serial: candidate)?.status == .issued { known = candidate }
+            }
+            serial = known ?? matching.first!
+            revokedBy = "provisioner:" + provisioner.settings.name
+            tokenUse = TokenUse(
+                id: provisioner.settings.name + ":" + claims.jti,
+                expiresAt: Date(timeIntervalSince1970: TimeInterval(claims.exp)).addingTimeInterval(Self.clockSkew))
+        } else {
+            let proof: PossessionProof
+            if let token = request.token, !token.isEmpty {
+                proof = .x5cToken(token)
+            } else if let presented = request.presented {
+                proof = .mutualTLS(presented)
+            } else {
+                throw refuse(.unauthorized, "revocation needs the certificate (mutual TLS or an x5c token) or a provisioner token", remote: request.remote, authFailure: true)
+            }
+            let (leaf, use) = try presentedCertificate(proof, path: "/revoke", remote: request.remote, now: now)
+            guard issuedByThisCA(leaf) else {
+                throw refuse(.unauthorized, "the certificate was not issued by this CA", remote: request.remote, authFailure: true)
+            }
+            guard candidates.contains(leaf.serialNumber.hexString) else {
+                throw refuse(.forbidden, "a certificate can only revoke itself; serial \(request.serial) is not the presented certificate", remote: request.remote)
+            }
+            serial = leaf.serialNumber.hexString
+            revokedBy = "holder"
+            tokenUse = use
+        }
+        if let tokenUse {
+            do {
+                try await store.consume(tokenUse)
+            } catch StoreError.tokenAlreadyUsed {
+                throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", remote: request.remote, authFailure: true)
+            }
+        }
+        try await recordRevocation(serial: serial, reasonCode: request.reasonCode, reason: request.reason, revokedBy: revokedBy, remote: request.remote, now: now)
+    }
+
+    /// Stores the revocation and audits it; unknown serials are a 404.
+    func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws {
+        let changed: Bool
+        do {
+            changed = try await store.revoke(
+                serial: serial, RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: revokedBy))
+        } catch StoreError.unknownSerial {
+            throw AuthorityError(.notFound, "this CA issued no certificate with serial \(serial)")
+        }
+        if changed {
+            audit.record(.init(
+                "certificate.revoked", time: now, serial: serial, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
+                remote: remote, reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
+                detail: "reason code \(reasonCode), by \(revokedBy)"))
+            // Publish at once: the CRL must list the serial before this call returns.
+            try await crl.regenerate(now: now)
+        }
+    }
+
+    /// Whether a JWT's header carries `x5c` (a certificate holder's token) rather than a provisioner `kid`.
+    static func carriesCertificateChain(_ token: String) -> Bool {
+        guard let header = token.split(separator: ".").first, let data = Base64URL.decode(header),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
+        return object["x5c"] != nil
+    }
+}

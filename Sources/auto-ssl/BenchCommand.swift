@@ -1,0 +1,138 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLClient
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Benchmarks that print figures.", subcommands: [BenchSignCommand.self])
+}
+
+struct BenchSignCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign",
+        abstract: "Issue certificates through the real HTTPS API with concurrent clients; print rate, latency, server RSS.",
+        discussion: """
+            Creates a throw-away CA in a temporary directory, starts `auto-ssl ca serve` for it as a child
+            process on a loopback port, prepares one CSR and one-time token per request, then sends them
+            over --concurrency keep-alive connections. Every certificate is durably recorded (SQLite,
+            synchronous=FULL) before it is returned, as in production. Build with -c release to measure.
+            """)
+
+    @Option(help: "Concurrent clients (keep-alive connections).") var concurrency = 16
+    @Option(help: "Certificates to issue in the measured run.") var requests = 20_000
+    @Option(help: "Certificates issued first, unmeasured.") var warmup = 1_000
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        guard concurrency > 0, requests > 0, warmup >= 0 else { throw AutoSSLError.invalidArgument("counts must be positive") }
+        let workspace = NSTemporaryDirectory() + "auto-ssl-bench-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let directories = Directories(
+            configDir: workspace + "/etc", dataDir: workspace + "/data", certDir: workspace + "/certs", systemdDir: workspace + "/systemd")
+        let port = try Self.freePort()
+        var options = CAInitOptions()
+        options.name = "Bench CA"
+        options.addresses = [ListenAddress(host: "127.0.0.1", port: port)]
+        options.maximumDuration = .days(30)
+        let created = try CAInitializer(directories: directories).initialise(options)
+
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        server.arguments = ["ca", "serve"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["AUTO_SSL_CONFIG_DIR"] = directories.configDir
+        environment["AUTO_SSL_DATA_DIR"] = directories.dataDir
+        server.environment = environment
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            if server.isRunning {
+                kill(server.processIdentifier, SIGTERM)
+                server.waitUntilExit()
+            }
+        }
+        let url = "https://127.0.0.1:\(port)"
+        let client = try await Self.waitForServer(url: url, fingerprint: created.rootFingerprint)
+        let password = Passwords.fromFileContents(try FileOperations.readText(directories.provisionerPasswordFile))
+        let key = try await client.provisionerKey(name: options.provisionerName, password: password)
+        let benchmark = SignBenchmark(client: client, provisioner: options.provisionerName, key: key)
+
+        Output.standardError("preparing \(warmup + requests) CSRs and tokens...\n")
+        let bodies = try benchmark.prepare(count: warmup + requests)
+        if warmup > 0 {
+            _ = try await benchmark.run(bodies: Array(bodies.prefix(warmup)), concurrency: concurrency)
+        }
+        Output.standardError("issuing \(requests) certificates with \(concurrency) concurrent clients...\n")
+        let result = try await benchmark.run(bodies: Array(bodies.suffix(requests)), concurrency: concurrency)
+        let peakRSS = Self.peakRSSKilobytes(pid: server.processIdentifier)
+        await client.shutdown()
+
+        // Every issued certificate must be in the database (durable rows, not just responses).
+        kill(server.processIdentifier, SIGTERM)
+        server.waitUntilExit()
+        let loader = AuthorityLoader(directories: directories)
+        let store = try loader.openStore(try loader.settings())
+        let stored = try await store.certificates(.init(), now: Date()).count
+        try await store.close()
+
+        if json {
+            struct Report: Encodable {
+                var result: SignBenchmark.Result
+                var serverPeakRSSKilobytes: Int?
+                var storedCertificates: Int
+                enum CodingKeys: String, CodingKey {
+                    case result
+                    case serverPeakRSSKilobytes = "server_peak_rss_kb"
+                    case storedCertificates = "stored_certificates"
+                }
+            }
+            try Output.json(Report(result: result, serverPeakRSSKilobytes: peakRSS, storedCertificates: stored))
+        } else {
+            print(String(format: "requests      %d (%d ok, %d failed), %d concurrent clients", result.requests, result.succeeded, result.failed, result.concurrency))
+            print(String(format: "duration      %.2f s", result.seconds))
+            print(String(format: "throughput    %.0f certificates/s", result.certificatesPerSecond))
+            print(String(format: "latency       p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms", result.p50Milliseconds, result.p90Milliseconds, result.p99Milliseconds, result.maxMilliseconds))
+            print("server RSS    \(peakRSS.map { "\($0 / 1024) MiB peak" } ?? "unknown")")
+            print("stored        \(stored) certificate rows (incl. the server's own TLS certificate and warm-up)")
+            if let error = result.firstError { print("first error   \(error)") }
+        }
+        if result.failed > 0 { throw AutoSSLError.general("\(result.failed) requests failed") }
+    }
+
+    static func waitForServer(url: String, fingerprint: String) async throws -> CAClient {
+        var lastError: (any Error)?
+        for _ in 0..<100 {
+            do {
+                return try await CAClient.connect(url: url, fingerprint: fingerprint)
+            } catch {
+                lastError = error
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        throw lastError ?? AutoSSLError(.network, "the benchmark's CA server did not start")
+    }
+
+    /// VmHWM of a process: its peak resident set size, in KiB.
+    static func peakRSSKilobytes(pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "")
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw AutoSSLError.general("no free loopback port") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLClient
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import SwiftASN1
+import X509
+
+/// Reading a certificate chain and its key from files an app or web server uses.
+enum HolderFiles {
+    static func chain(_ path: String) throws -> [Certificate] {
+        let text = try FileOperations.readText(Directories.absolute(path))
+        let documents: [PEMDocument]
+        do {
+            documents = try PEMDocument.parseMultiple(pemString: text).filter { $0.discriminator == "CERTIFICATE" }
+        } catch {
+            throw AutoSSLError.invalidArgument("\(path) is not a PEM certificate file")
+        }
+        guard !documents.isEmpty else { throw AutoSSLError.invalidArgument("\(path) holds no certificate") }
+        return try documents.map { try Certificate(derEncoded: $0.derBytes) }
+    }
+
+    static func key(_ path: String, matching certificate: Certificate) throws -> SigningKey {
+        let text = try FileOperations.readText(Directories.absolute(path))
+        guard let document = try? PEMDocument(pemString: text) else {
+            throw AutoSSLError.invalidArgument("\(path) is not a PEM private key")
+        }
+        if document.discriminator == "ENCRYPTED PRIVATE KEY" {
+            throw AutoSSLError.invalidArgument("\(path) is encrypted; renewal needs the key the web server uses (unencrypted, mode 0600)")
+        }
+        let key = try SigningKey(derRepresentation: document.derBytes)
+        guard key.publicKey == certificate.publicKey else {
+            throw AutoSSLError.invalidArgument("the key in \(path) does not belong to the certificate")
+        }
+        return key
+    }
+}
+
+struct CertRenewCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew",
+        abstract: "Renew a certificate, authenticated by the certificate itself (same names, same key).",
+        discussion: "Writes the new chain atomically; on failure the existing files stay as they were.")
+
+    @Option(help: "CA URL.") var caUrl: String
+    @Option(help: "SHA-256 fingerprint of the CA's root.") var fingerprint: String
+    @Option(help: ArgumentHelp("The current certificate chain.", valueName: "file")) var cert: String
+    @Option(help: ArgumentHelp("Its private key.", valueName: "file")) var key: String
+    @Option(help: ArgumentHelp("Where to write the new chain (default: replace --cert).", valueName: "file")) var outCert: String?
+    @Option(help: "mtls (the certificate on the TLS connection) or token (an x5c bearer token, for proxies).")
+    var method = "mtls"
+
+    func run() async throws {
+        guard let authentication = CAClient.HolderAuthentication(rawValue: method) else {
+            throw AutoSSLError.invalidArgument("--method must be mtls or token")
+        }
+        let chain = try HolderFiles.chain(cert)
+        let signingKey = try HolderFiles.key(key, matching: chain[0])
+        let client = try await CAClient.connect(url: caUrl, fingerprint: fingerprint)
+        do {
+            let renewed = try await client.renew(chain: chain, key: signingKey, method: authentication)
+            try FileOperations.writeAtomically(renewed.pemChain, to: Directories.absolute(outCert ?? cert), mode: 0o644)
+            await client.shutdown()
+            print("Renewed: new serial \(Hex.colonSeparated(renewed.leaf.serialNumber.bytes)), valid until \(Output.date(renewed.leaf.notValidAfter)) (written to \(outCert ?? cert))")
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+}
+
+struct RevocationReason: ParsableArguments {
+    @Option(help: "RFC 5280 reason code: 0 unspecified, 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation, ...")
+    var reasonCode = 0
+
+    @Option(help: "Free-text reason, recorded in the audit log.")
+    var reason = ""
+}
+
+struct CertRevokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke",
+        abstract: "Revoke a certificate at the CA: with the certificate itself, or any serial with a provisioner password.")
+
+    @Option(help: "CA URL.") var caUrl: String
+    @Option(help: "SHA-256 fingerprint of the CA's root.") var fingerprint: String
+    @Option(help: ArgumentHelp("The certificate to revoke (with --key).", valueName: "file")) var cert: String?
+    @Option(help: ArgumentHelp("Its private key.", valueName: "file")) var key: String?
+    @Option(help: "mtls or token (with --cert/--key).") var method = "mtls"
+    @Option(help: "Serial to revoke with a provisioner token (decimal or hex).") var serial: String?
+    @Option(help: "Provisioner for --serial.") var provisioner = "admin"
+    @Option(help: ArgumentHelp("Provisioner password file for --serial.", valueName: "file")) var passwordFile: String?
+    @OptionGroup var reason: RevocationReason
+
+    func run() async throws {
+        try Authority.validateReasonCode(reason.reasonCode)
+        let client = try await CAClient.connect(url: caUrl, fingerprint: fingerprint)
+        do {
+            if let cert, let key {
+                guard let authentication = CAClient.HolderAuthentication(rawValue: method) else {
+                    throw AutoSSLError.invalidArgument("--method must be mtls or token")
+                }
+                let chain = try HolderFiles.chain(cert)
+                try await client.revoke(
+                    chain: chain, key: try HolderFiles.key(key, matching: chain[0]), method: authentication,
+                    reasonCode: reason.reasonCode, reason: reason.reason)
+                print("Revoked \(Hex.colonSeparated(chain[0].serialNumber.bytes)).")
+            } else if let serial {
+                guard let passwordFile else {
+                    throw AutoSSLError.invalidArgument("--serial needs the provisioner password", hint: "pass --password-file")
+                }
+                let candidates = try SerialText.candidates(serial)
+                let decimal = serial.allSatisfy(\.isNumber) ? serial : SerialText.decimal(fromHex: candidates[0])
+                let jwk = try await client.provisionerKey(
+                    name: provisioner, password: try SecretFiles.read(passwordFile, option: "--password-file"))
+                try await client.revoke(
+                    serialDecimal: decimal, provisioner: provisioner, key: jwk, reasonCode: reason.reasonCode, reason: reason.reason)
+                print("Revoked serial \(serial).")
+            } else {
+                throw AutoSSLError.invalidArgument("name the certificate (--cert and --key) or a --serial")
+            }
+            await client.shutdown()
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+}
+
+struct CARevokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke",
+        abstract: "Revoke a certificate on the CA host (works whether or not the server runs).",
+        discussion: "A running server notices within seconds and publishes the serial in its CRL.")
+
+    @Argument(help: "Serial: decimal, or hex with or without colons.")
+    var serial: String
+
+    @OptionGroup var reason: RevocationReason
+
+    func run() async throws {
+        let result = try await AdminRevocation(directories: Directories.fromEnvironment()).revoke(
+            serial: serial, reasonCode: reason.reasonCode, reason: reason.reason)
+        if result.alreadyRevoked {
+            print("Certificate \(result.record.serial) was already revoked; nothing changed.")
+        } else {
+            print("Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode).")
+        }
+    }
+}

@@ -1,0 +1,211 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Renewal (mTLS and x5c token), revocation (holder, provisioner token, `ca revoke`) and the CRL,
+/// through our client and an independent one, checked with openssl.
+@Suite(.serialized) struct RenewRevokeEndToEndTests {
+    static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
+
+    final class Setup: @unchecked Sendable {
+        let ca: RunningCA
+        let fingerprint: String
+        var provisionerPassword: String { ca.sandbox.configDir + "/provisioner-password" }
+
+        init() throws {
+            ca = try RunningCA()
+            fingerprint = try ca.fingerprint
+        }
+
+        func file(_ name: String) -> String { ca.sandbox.root.file(name) }
+
+        @discardableResult
+        func issue(_ name: String, san: String) throws -> String {
+            let result = try ca.sandbox.run([
+                "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint, "--san", san,
+                "--out-cert", file(name + ".crt"), "--out-key", file(name + ".key"), "--password-file", provisionerPassword,
+            ])
+            guard result.status == 0 else { throw TestFailure("cert issue: \(result)") }
+            return try serial(file(name + ".crt"))
+        }
+
+        func serial(_ path: String) throws -> String {
+            let out = try runProcess("openssl", ["x509", "-in", path, "-noout", "-serial"]).stdout
+            return String(out.split(separator: "=").last ?? "").trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+        }
+
+        func renew(_ name: String, method: String, out: String) throws -> ProcessResult {
+            try ca.sandbox.run([
+                "cert", "renew", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", file(name + ".crt"),
+                "--key", file(name + ".key"), "--out-cert", file(out + ".crt"), "--method", method,
+            ])
+        }
+
+        func python(_ mode: String, chain: String, key: String, out: String) throws -> [String: Any] {
+            let result = try runProcess("python3", [
+                RenewRevokeEndToEndTests.resources + "/renewal_client.py", ca.url, ca.rootPath, chain, key, mode, out,
+            ])
+            guard result.status == 0 else { throw TestFailure("python \(mode): \(result)") }
+            return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+        }
+
+        func crlPEM() throws -> String {
+            let result = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/crl?pem"])
+            guard result.status == 0 else { throw TestFailure("GET /crl?pem: \(result)") }
+            return result.stdout
+        }
+
+        func crlSerials() throws -> Set<String> {
+            let text = try runProcess("sh", ["-c", "openssl crl -noout -text"], stdin: try crlPEM()).stdout
+            return Set(text.split(separator: "\n").compactMap { line -> String? in
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                guard trimmed.hasPrefix("Serial Number:") else { return nil }
+                return trimmed.dropFirst("Serial Number:".count).trimmingCharacters(in: .whitespaces).lowercased()
+            }.map { String($0.drop { $0 == "0" }) })
+        }
+    }
+
+    @Test func renewalByBothMethodsAndBothClients() throws {
+        let s = try Setup()
+        let original = try s.issue("a", san: "renew.internal")
+        let key = try readFile(s.file("a.key"))
+
+        let mtls = try s.renew("a", method: "mtls", out: "a2")
+        #expect(mtls.status == 0, "\(mtls)\n\(s.ca.log)")
+        try FileManager.default.copyItem(atPath: s.file("a.key"), toPath: s.file("a2.key"))
+        let renewedMTLS = try s.serial(s.file("a2.crt"))
+        #expect(renewedMTLS != original)
+        let token = try s.renew("a2", method: "token", out: "a3")
+        #expect(token.status == 0, "\(token)")
+        try FileManager.default.copyItem(atPath: s.file("a.key"), toPath: s.file("a3.key"))
+        let renewedToken = try s.serial(s.file("a3.crt"))
+
+        // Same names, same key, same lifetime; the chain verifies strictly.
+        for name in ["a2", "a3"] {
+            let text = try runProcess("openssl", ["x509", "-in", s.file(name + ".crt"), "-noout", "-text"]).stdout
+            #expect(text.contains("DNS:renew.internal"))
+            let verify = try runProcess("openssl", ["verify", "-x509_strict", "-CAfile", s.ca.rootPath, "-untrusted", s.file(name + ".crt"), s.file(name + ".crt")])
+            #expect(verify.status == 0, "\(verify)")
+            #expect(try runProcess("openssl", ["x509", "-in", s.file(name + ".crt"), "-noout", "-pubkey"]).stdout
+                    == (try runProcess("openssl", ["pkey", "-in", s.file("a.key"), "-pubout"]).stdout))
+        }
+        #expect(try readFile(s.file("a.key")) == key)
+        let shown = try s.ca.sandbox.run(["ca", "certs", "show", renewedToken])
+        #expect(shown.stdout.contains("Renewed from: \(renewedMTLS.count % 2 == 1 ? "0" + renewedMTLS : renewedMTLS)"), "\(shown)")
+
+        // The independent client: mutual TLS with Python's ssl, then an x5c token made with jwcrypto.
+        let python1 = try s.python("renew-mtls", chain: s.file("a3.crt"), key: s.file("a.key"), out: s.file("a4.crt"))
+        #expect(python1["status"] as? Int == 201, "\(python1)")
+        let python2 = try s.python("renew-x5c", chain: s.file("a4.crt"), key: s.file("a.key"), out: s.file("a5.crt"))
+        #expect(python2["status"] as? Int == 201, "\(python2)")
+        let events = try s.ca.auditEvents().filter { $0["event"] as? String == "certificate.renewed" }
+        #expect(events.count == 4)
+    }
+
+    @Test func revokedForeignAndLongExpiredCertificatesAreNotRenewed() throws {
+        let s = try Setup()
+        let serial = try s.issue("r", san: "revoked.internal")
+        // Revoked by its holder (our client, mutual TLS).
+        let revoke = try s.ca.sandbox.run([
+            "cert", "revoke", "--ca-url", s.ca.url, "--fingerprint", s.fingerprint, "--cert", s.file("r.crt"),
+            "--key", s.file("r.key"), "--reason-code", "1", "--reason", "key leaked",
+        ])
+        #expect(revoke.status == 0, "\(revoke)")
+        for method in ["mtls", "token"] {
+            let refused = try s.renew("r", method: method, out: "r2")
+            #expect(refused.status != 0 && refused.stderr.contains("revoked"), "\(method): \(refused)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: s.file("r2.crt")))
+        let show = try s.ca.sandbox.run(["ca", "certs", "list", "--revoked", "--json"])
+        #expect(show.stdout.contains(serial) && show.stdout.contains("key leaked") && show.stdout.contains("holder"))
+
+        // A certificate from another CA: refused at TLS for mTLS, with a message for a token.
+        let foreign = try runProcess("python3", [Self.resources + "/forge_certificate.py", "foreign", s.file("f.crt"), s.file("f.key")])
+        #expect(foreign.status == 0, "\(foreign)")
+        let foreignToken = try s.python("renew-x5c", chain: s.file("f.crt"), key: s.file("f.key"), out: s.file("f2.crt"))
+        #expect(foreignToken["status"] as? Int == 401 && (foreignToken["message"] as? String ?? "").contains("not issued by this CA"), "\(foreignToken)")
+        let foreignTLS = try s.renew("f", method: "mtls", out: "f3")
+        #expect(foreignTLS.status != 0)
+
+        // Signed by our intermediate but expired three days ago: far beyond the 5 % grace window.
+        let expired = try runProcess("python3", [
+            Self.resources + "/forge_certificate.py", "expired", s.file("e.crt"), s.file("e.key"),
+            s.ca.sandbox.caDir + "/certs/intermediate_ca.crt", s.ca.sandbox.caDir + "/secrets/intermediate_ca_key",
+            s.ca.sandbox.configDir + "/ca-password",
+        ])
+        #expect(expired.status == 0, "\(expired)")
+        let expiredToken = try s.renew("e", method: "token", out: "e2")
+        #expect(expiredToken.status != 0 && expiredToken.stderr.contains("grace window"), "\(expiredToken)")
+
+        let refusals = try s.ca.auditEvents().filter { $0["event"] as? String == "renewal.refused" }.compactMap { $0["reason"] as? String }
+        #expect(refusals.contains { $0.contains("revoked") })
+        #expect(refusals.contains { $0.contains("not issued by this CA") })
+        #expect(refusals.contains { $0.contains("grace window") })
+    }
+
+    @Test func revocationPathsAndTheCRL() throws {
+        let s = try Setup()
+        let keep = try s.issue("keep", san: "keep.internal")
+        let holder = try s.issue("holder", san: "holder.internal")
+        let byProvisioner = try s.issue("prov", san: "prov.internal")
+        let byAdmin = try s.issue("admin", san: "admin.internal")
+        let byPython = try s.issue("py", san: "py.internal")
+        #expect(try s.crlSerials().isEmpty)
+
+        let holderRevoke = try s.ca.sandbox.run([
+            "cert", "revoke", "--ca-url", s.ca.url, "--fingerprint", s.fingerprint, "--cert", s.file("holder.crt"),
+            "--key", s.file("holder.key"), "--method", "token",
+        ])
+        #expect(holderRevoke.status == 0, "\(holderRevoke)")
+        // Published at once: the CRL lists it immediately after the call returns.
+        #expect(try s.crlSerials() == [holder].map { String($0.drop { $0 == "0" }) }.reduce(into: Set<String>()) { $0.insert($1) })
+
+        let provisionerRevoke = try s.ca.sandbox.run([
+            "cert", "revoke", "--ca-url", s.ca.url, "--fingerprint", s.fingerprint, "--serial", byProvisioner,
+            "--password-file", s.provisionerPassword, "--reason-code", "5",
+        ])
+        #expect(provisionerRevoke.status == 0, "\(provisionerRevoke)")
+        let python = try s.python("revoke-x5c", chain: s.file("py.crt"), key: s.file("py.key"), out: s.file("unused"))
+        #expect(python["status"] as? Int == 200, "\(python)")
+
+        // `ca revoke` writes to the database directly; the running server publishes it within seconds.
+        let decimal = try runProcess("python3", ["-c", "import sys; print(int(sys.argv[1], 16))", byAdmin]).stdout.trimmingCharacters(in: .newlines)
+        let admin = try s.ca.sandbox.run(["ca", "revoke", decimal, "--reason", "decommissioned", "--reason-code", "5"])
+        #expect(admin.status == 0, "\(admin)")
+        let expected = Set([holder, byProvisioner, byAdmin, byPython].map { String($0.drop { $0 == "0" }) })
+        var listed = try s.crlSerials()
+        for _ in 0..<30 where listed != expected {
+            usleep(500_000)
+            listed = try s.crlSerials()
+        }
+        #expect(listed == expected, "CRL lists \(listed), expected \(expected)")
+        #expect(!listed.contains(String(keep.drop { $0 == "0" })))
+
+        // openssl: the CRL verifies against the intermediate, and -crl_check refuses revoked certificates only.
+        let crl = try s.ca.sandbox.root.write("crl.pem", try s.crlPEM())
+        let intermediate = s.ca.sandbox.caDir + "/certs/intermediate_ca.crt"
+        let chain = try s.ca.sandbox.root.write("chain.pem", try readFile(s.ca.rootPath) + (try readFile(intermediate)))
+        let crlVerify = try runProcess("openssl", ["crl", "-in", crl, "-CAfile", chain, "-noout", "-verify"])
+        #expect(crlVerify.status == 0 && (crlVerify.stdout + crlVerify.stderr).contains("verify OK"), "\(crlVerify)")
+        let text = try runProcess("openssl", ["crl", "-in", crl, "-noout", "-text"]).stdout
+        #expect(text.contains("CRL Version 2") || text.contains("Version 2 (0x1)"), "\(text)")
+        #expect(text.contains("X509v3 CRL Number") && text.contains("X509v3 Authority Key Identifier") && text.contains("Next Update"))
+        #expect(text.contains("Key Compromise") == false && text.contains("Cessation Of Operation"), "\(text)")
+        for (name, revoked) in [("keep", false), ("holder", true), ("admin", true), ("prov", true)] {
+            let result = try runProcess("openssl", [
+                "verify", "-crl_check", "-CAfile", s.ca.rootPath, "-untrusted", intermediate, "-CRLfile", crl, s.file(name + ".crt"),
+            ])
+            if revoked {
+                #expect(result.status != 0 && (result.stdout + result.stderr).contains("certificate revoked"), "\(name): \(result)")
+            } else {
+                #expect(result.status == 0, "\(name): \(result)")
+            }
+        }
+        // DER at /crl, the same list.
+        let der = try runProcess("sh", ["-c", "curl -sf --cacert \(s.ca.rootPath) \(s.ca.url)/1.0/crl | openssl crl -inform DER -noout -text"])
+        #expect(der.status == 0 && der.stdout.contains("Revoked Certificates"), "\(der)")
+        let events = try s.ca.auditEvents().filter { $0["event"] as? String == "certificate.revoked" }
+        #expect(events.count == 4)
+        #expect(Set(events.compactMap { ($0["detail"] as? String)?.components(separatedBy: "by ").last }) == ["holder", "provisioner:admin", "admin"])
+    }
+}
