@@ -12,7 +12,7 @@ import Darwin
 /// One JSON line per security-relevant event in `$AUTO_SSL_DATA_DIR/audit.log` (0600) and in the
 /// service log. Lines are written with a single O_APPEND write, so concurrent writers never interleave.
 public final class AuditLog: Sendable {
-    public struct Event: Encodable, Sendable {
+    public struct Event: Sendable {
         public var time: Date
         public var event: String
         public var serial: String?
@@ -35,10 +35,25 @@ public final class AuditLog: Sendable {
             self.reason = reason
             self.detail = detail
         }
+
+        /// One JSON object, keys sorted, no whitespace (built by hand: this runs for every issuance).
+        var jsonLine: String {
+            var members: [(String, String)] = []
+            if let detail { members.append(("detail", JSONText.quote(detail))) }
+            members.append(("event", JSONText.quote(event)))
+            if let provisioner { members.append(("provisioner", JSONText.quote(provisioner))) }
+            if let reason { members.append(("reason", JSONText.quote(reason))) }
+            if let remote { members.append(("remote", JSONText.quote(remote))) }
+            if let sans { members.append(("sans", JSONText.array(sans.map(JSONText.quote)))) }
+            if let serial { members.append(("serial", JSONText.quote(serial))) }
+            members.append(("time", JSONText.quote(AuditLog.timestamp(time))))
+            return JSONText.object(members)
+        }
     }
 
     public let path: String
     private let descriptor: Int32
+
     private let logger: Logger
 
     public init(path: String, logger: Logger = Logger(label: "auto-ssl.audit")) throws {
@@ -55,24 +70,16 @@ public final class AuditLog: Sendable {
     deinit { close(descriptor) }
 
     public func record(_ event: Event) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(Self.timestamp(date))
-        }
-        guard var line = try? encoder.encode(event) else { return }
+        var line = Array(event.jsonLine.utf8)
         line.append(0x0A)
         let written = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         if written != line.count {
             logger.error("could not append to the audit log \(path): \(String(cString: strerror(errno)))")
         }
-        logger.notice("audit \(String(decoding: line.dropLast(), as: UTF8.self))")
+        logger.notice("audit \(event.jsonLine)")
     }
 
     static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: date)
+        Timestamp.rfc3339(date, milliseconds: true)
     }
 }

@@ -5,22 +5,35 @@ import _CryptoExtras
 /// base64url without padding (RFC 7515 §2).
 public enum Base64URL {
     public static func encode(_ bytes: some DataProtocol) -> String {
-        Data(bytes).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+        var encoded = Array(Data(bytes).base64EncodedData())
+        while encoded.last == 0x3D { encoded.removeLast() }  // "="
+        for index in encoded.indices {
+            switch encoded[index] {
+            case 0x2B: encoded[index] = 0x2D  // + -> -
+            case 0x2F: encoded[index] = 0x5F  // / -> _
+            default: break
+            }
+        }
+        return String(decoding: encoded, as: UTF8.self)
     }
 
     public static func decode(_ text: some StringProtocol) -> Data? {
-        var s = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        guard !s.contains("=") else { return nil }
-        switch s.count % 4 {
+        var bytes = Array(text.utf8)
+        for index in bytes.indices {
+            switch bytes[index] {
+            case 0x2D: bytes[index] = 0x2B  // - -> +
+            case 0x5F: bytes[index] = 0x2F  // _ -> /
+            case 0x2B, 0x2F, 0x3D: return nil  // not base64url
+            default: break
+            }
+        }
+        switch bytes.count % 4 {
         case 0: break
-        case 2: s += "=="
-        case 3: s += "="
+        case 2: bytes += [0x3D, 0x3D]
+        case 3: bytes.append(0x3D)
         default: return nil
         }
-        return Data(base64Encoded: s)
+        return Data(base64Encoded: Data(bytes))
     }
 }
 

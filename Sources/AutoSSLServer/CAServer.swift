@@ -104,6 +104,7 @@ public final class CAServer: Sendable {
     let limiter: FailureLimiter
     let logger: Logger
     let reloadProvisioners: @Sendable () throws -> [Provisioner]
+    let intermediatePEM: String
 
     /// `reloadProvisioners` reads the provisioners from the configuration again; it runs every few
     /// seconds so `ca provisioner add|remove|password` take effect without a restart.
@@ -113,6 +114,7 @@ public final class CAServer: Sendable {
     ) async throws {
         self.authority = authority
         self.reloadProvisioners = reloadProvisioners
+        self.intermediatePEM = try authority.intermediate.pemString()
         self.logger = logger
         self.limiter = FailureLimiter()
         self.identity = try await ServerIdentity(authority: authority, logger: logger)
@@ -203,10 +205,11 @@ public final class CAServer: Sendable {
         }
     }
 
+    /// `{"crt", "ca", "certChain"}`, encoded by hand: it is on every issuance's path.
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
-        let leaf = try issued.leaf.pemString()
-        let ca = try issued.intermediate.pemString()
-        return try Self.jsonObject(["crt": leaf, "ca": ca, "certChain": [leaf, ca]], status: .created)
+        let leaf = JSONText.quote(try issued.leaf.pemString())
+        let ca = JSONText.quote(intermediatePEM)
+        return Self.json(JSONText.object([("ca", ca), ("certChain", JSONText.array([leaf, ca])), ("crt", leaf)]), status: .created)
     }
 
     func renew(_ request: Request, context: CARequestContext) async throws -> Response {
