@@ -169,8 +169,8 @@ public final class Authority: Sendable {
             provisioner: provisioner.settings.name, token: token, renewedFrom: nil, remote: request.remote, now: now)
     }
 
-    /// Records the serial (and consumes the token) durably, signs, stores the certificate durably,
-    /// and only then returns it.
+    /// Consumes the token, records the serial, signs and stores the certificate in one durable
+    /// transaction (group-committed with concurrent requests), and only then returns it.
     func issue(
         names: [SubjectName], publicKey: Certificate.PublicKey, keyType: KeyAlgorithm, notBefore: Date, notAfter: Date,
         provisioner: String, token: TokenUse?, renewedFrom: String?, remote: String?, now: Date, event: String = "certificate.issued"
@@ -181,18 +181,24 @@ public final class Authority: Sendable {
             serial: serialHex, status: .reserved, commonName: names[0].description, names: names.map(\.description),
             notBefore: notBefore, notAfter: notAfter, keyType: keyType.rawValue, provisioner: provisioner,
             requester: remote, renewedFrom: renewedFrom, der: nil, createdAt: now)
+        let signed = SignedLeaf()
+        let issuer = intermediate
+        let issuerKey = intermediateKey
         do {
-            try await store.reserve(record, token: token)
+            try await store.recordIssuance(record, token: token) {
+                let leaf = try CertificateProfiles.leaf(
+                    names: names, publicKey: publicKey, serial: serial, issuer: issuer, issuerKey: issuerKey,
+                    notBefore: notBefore, notAfter: notAfter)
+                signed.certificate = leaf
+                return try leaf.derBytes()
+            }
         } catch StoreError.tokenAlreadyUsed {
             throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", provisioner: provisioner, remote: remote, authFailure: true)
         } catch StoreError.serialAlreadyExists {
             // 127 random bits make this practically impossible; never reuse a serial all the same.
             throw AuthorityError(.unavailable, "serial collision; retry the request")
         }
-        let leaf = try CertificateProfiles.leaf(
-            names: names, publicKey: publicKey, serial: serial, issuer: intermediate, issuerKey: intermediateKey,
-            notBefore: notBefore, notAfter: notAfter)
-        try await store.markIssued(serial: serialHex, der: try leaf.derBytes())
+        guard let leaf = signed.certificate else { throw AuthorityError(.unavailable, "the certificate was not signed") }
         audit.record(.init(
             event, time: now, serial: serialHex, sans: names.map(\.description), provisioner: provisioner, remote: remote,
             detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")))
@@ -331,4 +337,10 @@ public final class Authority: Sendable {
             event: "server-certificate.issued")
         return (key, [issued.leaf, issued.intermediate])
     }
+}
+
+/// Carries the signed certificate out of the store's transaction, which runs on the database queue
+/// and completes before the awaiting caller reads it.
+final class SignedLeaf: @unchecked Sendable {
+    var certificate: Certificate?
 }

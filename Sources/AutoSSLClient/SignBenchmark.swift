@@ -115,7 +115,7 @@ public struct SignBenchmark: Sendable {
             firstError: perWorker.compactMap(\.2).first)
     }
 
-    static func milliseconds(_ duration: Duration) -> Double {
+    public static func milliseconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
     }
 }

@@ -103,12 +103,13 @@ public enum StoreError: Error, Equatable, Sendable {
 
 /// The CA's database. Every write returns only once it is durable on disk.
 public protocol CertificateDatabase: Sendable {
-    /// Atomically marks the token as used (if any) and records the serial before anything is signed.
-    func reserve(_ record: CertificateRecord, token: TokenUse?) async throws
-    /// Marks a token as used on its own (revocation tokens reserve no serial).
+    /// One durable transaction per issuance: marks the token as used (if any), records the serial,
+    /// then calls `sign` (so nothing is signed whose serial is not recorded) and stores the
+    /// certificate it returns. Returns only once the transaction is on disk; if anything fails,
+    /// nothing of it remains and the signed bytes are never handed out.
+    func recordIssuance(_ record: CertificateRecord, token: TokenUse?, sign: @escaping @Sendable () throws -> [UInt8]) async throws
+    /// Marks a token as used on its own (revocation tokens issue nothing).
     func consume(_ token: TokenUse) async throws
-    /// Stores the signed certificate for a reserved serial.
-    func markIssued(serial: String, der: [UInt8]) async throws
     func certificate(serial: String) async throws -> CertificateRecord?
     func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord]
     /// Records a revocation durably. Returns false (and changes nothing) when it was already revoked.

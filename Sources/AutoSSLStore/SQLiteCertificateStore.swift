@@ -83,54 +83,43 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         try await pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
-    public func reserve(_ record: CertificateRecord, token: TokenUse?) async throws {
+    public func recordIssuance(
+        _ record: CertificateRecord, token: TokenUse?, sign: @escaping @Sendable () throws -> [UInt8]
+    ) async throws {
         try await committer.submit { db in
-            if let token {
-                do {
-                    try db.execute(
-                        sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
-                        arguments: [token.id, token.expiresAt.timeIntervalSince1970])
-                } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                    throw StoreError.tokenAlreadyUsed
-                }
-            }
+            if let token { try Self.insert(token, into: db) }
             do {
                 try db.execute(
                     sql: """
                         INSERT INTO certificates (serial, status, common_name, names, not_before, not_after, key_type,
                             provisioner, requester, renewed_from, der, created_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        VALUES (?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
                         """,
                     arguments: [
-                        record.serial, record.status.rawValue, record.commonName, Self.encodeNames(record.names),
+                        record.serial, record.commonName, Self.encodeNames(record.names),
                         record.notBefore.timeIntervalSince1970, record.notAfter.timeIntervalSince1970, record.keyType,
-                        record.provisioner, record.requester, record.renewedFrom, record.der.map { Data($0) },
-                        record.createdAt.timeIntervalSince1970,
+                        record.provisioner, record.requester, record.renewedFrom, record.createdAt.timeIntervalSince1970,
                     ])
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 throw StoreError.serialAlreadyExists
             }
+            let der = try sign()
+            try db.execute(
+                sql: "UPDATE certificates SET status = 'issued', der = ? WHERE serial = ?", arguments: [Data(der), record.serial])
         }
     }
 
     public func consume(_ token: TokenUse) async throws {
-        try await committer.submit { db in
-            do {
-                try db.execute(
-                    sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
-                    arguments: [token.id, token.expiresAt.timeIntervalSince1970])
-            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-                throw StoreError.tokenAlreadyUsed
-            }
-        }
+        try await committer.submit { db in try Self.insert(token, into: db) }
     }
 
-    public func markIssued(serial: String, der: [UInt8]) async throws {
-        try await committer.submit { db in
+    static func insert(_ token: TokenUse, into db: Database) throws {
+        do {
             try db.execute(
-                sql: "UPDATE certificates SET status = 'issued', der = ? WHERE serial = ?",
-                arguments: [Data(der), serial])
-            if db.changesCount == 0 { throw StoreError.unknownSerial }
+                sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
+                arguments: [token.id, token.expiresAt.timeIntervalSince1970])
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+            throw StoreError.tokenAlreadyUsed
         }
     }
 

@@ -20,21 +20,28 @@ import TestSupport
         try await store.close()
     }
 
-    @Test func reserveThenIssueAndRead() async throws {
+    struct SigningFailed: Error {}
+
+    @Test func recordsTheSerialBeforeSigningAndKeepsNothingOfAFailure() async throws {
         let dir = TemporaryDirectory()
         let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
-        try await store.reserve(record("01"), token: TokenUse(id: "admin:t1", expiresAt: Date().addingTimeInterval(300)))
-        #expect(try await store.certificate(serial: "01")?.status == .reserved)
-        #expect(try await store.certificates(CertificateQuery(), now: Date()).isEmpty)  // reserved rows are not listed
-        try await store.markIssued(serial: "01", der: [1, 2, 3])
+        try await store.recordIssuance(record("01"), token: TokenUse(id: "admin:t1", expiresAt: Date().addingTimeInterval(300))) {
+            // Runs inside the transaction, after the serial's row was inserted.
+            [1, 2, 3]
+        }
         let stored = try #require(try await store.certificate(serial: "01"))
         #expect(stored.status == .issued && stored.der == [1, 2, 3] && stored.names == ["a.internal", "10.0.0.1"])
-        await #expect(throws: StoreError.unknownSerial) { try await store.markIssued(serial: "02", der: []) }
-        await #expect(throws: StoreError.serialAlreadyExists) { try await store.reserve(record("01"), token: nil) }
+        await #expect(throws: StoreError.serialAlreadyExists) { try await store.recordIssuance(record("01"), token: nil) { [9] } }
+        // A signing failure rolls back the token and the row.
+        let token = TokenUse(id: "admin:t2", expiresAt: Date().addingTimeInterval(300))
+        await #expect(throws: SigningFailed.self) { try await store.recordIssuance(record("02"), token: token) { throw SigningFailed() } }
+        #expect(try await store.certificate(serial: "02") == nil)
+        try await store.recordIssuance(record("03"), token: token) { [3] }
         try await store.close()
         // Reopening finds everything again.
         let reopened = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
         #expect(try await reopened.certificate(serial: "01")?.der == [1, 2, 3])
+        #expect(try await reopened.certificate(serial: "03")?.der == [3])
         try await reopened.close()
     }
 
@@ -42,8 +49,8 @@ import TestSupport
         let dir = TemporaryDirectory()
         let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
         let token = TokenUse(id: "admin:same", expiresAt: Date().addingTimeInterval(300))
-        try await store.reserve(record("0a"), token: token)
-        await #expect(throws: StoreError.tokenAlreadyUsed) { try await store.reserve(record("0b"), token: token) }
+        try await store.recordIssuance(record("0a"), token: token) { [0] }
+        await #expect(throws: StoreError.tokenAlreadyUsed) { try await store.recordIssuance(record("0b"), token: token) { [0] } }
         #expect(try await store.certificate(serial: "0b") == nil)
         try await store.close()
     }
@@ -58,7 +65,7 @@ import TestSupport
                     // Every tenth request replays the same token: exactly one of those may succeed.
                     let token = i % 10 == 0 ? shared : TokenUse(id: "admin:t\(i)", expiresAt: Date().addingTimeInterval(300))
                     do {
-                        try await store.reserve(self.record(String(format: "%04x", i + 1)), token: token)
+                        try await store.recordIssuance(self.record(String(format: "%04x", i + 1)), token: token) { [UInt8(i % 256)] }
                         return true
                     } catch {
                         return false
@@ -76,10 +83,9 @@ import TestSupport
         let dir = TemporaryDirectory()
         let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
         let now = Date()
-        try await store.reserve(record("01", notAfter: now.addingTimeInterval(3600)), token: TokenUse(id: "old", expiresAt: now.addingTimeInterval(-10)))
-        try await store.reserve(record("02", notAfter: now.addingTimeInterval(86_400 * 5)), token: nil)
-        try await store.reserve(record("03", notAfter: now.addingTimeInterval(-60)), token: nil)
-        for serial in ["01", "02", "03"] { try await store.markIssued(serial: serial, der: [0]) }
+        try await store.recordIssuance(record("01", notAfter: now.addingTimeInterval(3600)), token: TokenUse(id: "old", expiresAt: now.addingTimeInterval(-10))) { [0] }
+        try await store.recordIssuance(record("02", notAfter: now.addingTimeInterval(86_400 * 5)), token: nil) { [0] }
+        try await store.recordIssuance(record("03", notAfter: now.addingTimeInterval(-60)), token: nil) { [0] }
         let soon = try await store.certificates(
             CertificateQuery(expiringBefore: now.addingTimeInterval(48 * 3600), includeExpired: false), now: now)
         #expect(soon.map(\.serial) == ["01"])
