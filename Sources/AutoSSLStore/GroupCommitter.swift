@@ -3,8 +3,9 @@ import GRDB
 import Logging
 
 /// Group commit: writes submitted while a transaction is being made durable wait and then share the
-/// next transaction. Each write runs in its own savepoint, so one that fails (a replayed token, say)
-/// is rolled back alone and reports its own error while the others in the batch commit.
+/// next transaction. A write that fails (a replayed token, say) aborts the transaction; it gets its
+/// error and the rest of the batch is committed again without it. Failures are rare, so the common
+/// case costs one transaction and one fsync for the whole batch, with no per-write savepoints.
 actor GroupCommitter {
     typealias Operation = @Sendable (Database) throws -> Void
 
@@ -40,36 +41,50 @@ actor GroupCommitter {
             let batch = pending
             pending = []
             largestBatch = max(largestBatch, batch.count)
-            let operations = batch.map(\.operation)
-            let outcomes: [Result<Void, any Error>]
-            do {
-                outcomes = try await pool.write { db -> [Result<Void, any Error>] in
-                    var results: [Result<Void, any Error>] = []
-                    results.reserveCapacity(operations.count)
-                    for operation in operations {
-                        var failure: (any Error)?
-                        try db.inSavepoint {
-                            do {
-                                try operation(db)
-                                return .commit
-                            } catch {
-                                failure = error
-                                return .rollback
-                            }
-                        }
-                        results.append(failure.map { .failure($0) } ?? .success(()))
-                    }
-                    return results
-                }
-            } catch {
-                // The commit itself failed (disk full, I/O error): nothing in the batch is durable.
-                logger.error("database commit failed: \(error)")
-                outcomes = Array(repeating: .failure(error), count: batch.count)
-            }
+            let outcomes = await commit(batch.map(\.operation))
             for (item, outcome) in zip(batch, outcomes) {
                 item.continuation.resume(with: outcome)
             }
         }
         flushing = false
+    }
+}
+
+extension GroupCommitter {
+    /// Marks which operation failed inside a transaction, so the batch can be retried without it.
+    private struct OperationFailed: Error {
+        let index: Int
+        let error: any Error
+    }
+
+    /// Runs the operations in as few transactions as possible: one, unless some fail.
+    func commit(_ operations: [Operation]) async -> [Result<Void, any Error>] {
+        var outcomes = [Result<Void, any Error>?](repeating: nil, count: operations.count)
+        var remaining = Array(operations.indices)
+        while !remaining.isEmpty {
+            let attempt = remaining
+            do {
+                try await pool.write { db in
+                    for index in attempt {
+                        do {
+                            try operations[index](db)
+                        } catch {
+                            throw OperationFailed(index: index, error: error)
+                        }
+                    }
+                }
+                for index in attempt { outcomes[index] = .success(()) }
+                remaining = []
+            } catch let failed as OperationFailed {
+                outcomes[failed.index] = .failure(failed.error)
+                remaining.removeAll { $0 == failed.index }
+            } catch {
+                // The commit itself failed (disk full, I/O error): nothing of this attempt is durable.
+                logger.error("database commit failed: \(error)")
+                for index in attempt { outcomes[index] = .failure(error) }
+                remaining = []
+            }
+        }
+        return outcomes.map { $0 ?? .failure(CancellationError()) }
     }
 }

@@ -89,12 +89,12 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         try await committer.submit { db in
             if let token { try Self.insert(token, into: db) }
             do {
-                try db.execute(
-                    sql: """
-                        INSERT INTO certificates (serial, status, common_name, names, not_before, not_after, key_type,
-                            provisioner, requester, renewed_from, der, created_at)
-                        VALUES (?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
-                        """,
+                // Cached statements: the SQL is compiled once per connection, not once per issuance.
+                try db.cachedStatement(sql: """
+                    INSERT INTO certificates (serial, status, common_name, names, not_before, not_after, key_type,
+                        provisioner, requester, renewed_from, der, created_at)
+                    VALUES (?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+                    """).execute(
                     arguments: [
                         record.serial, record.commonName, Self.encodeNames(record.names),
                         record.notBefore.timeIntervalSince1970, record.notAfter.timeIntervalSince1970, record.keyType,
@@ -104,8 +104,8 @@ public final class SQLiteCertificateStore: CertificateDatabase {
                 throw StoreError.serialAlreadyExists
             }
             let der = try sign()
-            try db.execute(
-                sql: "UPDATE certificates SET status = 'issued', der = ? WHERE serial = ?", arguments: [Data(der), record.serial])
+            try db.cachedStatement(sql: "UPDATE certificates SET status = 'issued', der = ? WHERE serial = ?")
+                .execute(arguments: [Data(der), record.serial])
         }
     }
 
@@ -115,9 +115,8 @@ public final class SQLiteCertificateStore: CertificateDatabase {
 
     static func insert(_ token: TokenUse, into db: Database) throws {
         do {
-            try db.execute(
-                sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
-                arguments: [token.id, token.expiresAt.timeIntervalSince1970])
+            try db.cachedStatement(sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)")
+                .execute(arguments: [token.id, token.expiresAt.timeIntervalSince1970])
         } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
             throw StoreError.tokenAlreadyUsed
         }
