@@ -110,7 +110,7 @@ let package = Package(
             ]
         ),
         // Helpers shared by the test targets: temporary directories, running processes (openssl, python).
-        .target(name: "TestSupport", dependencies: ["AutoSSLCore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLCATests", dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLHostTests", dependencies: ["AutoSSLHost"]),

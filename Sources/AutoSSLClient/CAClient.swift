@@ -26,6 +26,21 @@ public final class CAClient: Sendable {
         return try CAClient(baseURL: base, root: root)
     }
 
+    /// Connects (fingerprint bootstrap), runs `body`, and always shuts the client down.
+    public static func withConnection<T>(
+        url: String, fingerprint: String, _ body: (CAClient) async throws -> T
+    ) async throws -> T {
+        let client = try await connect(url: url, fingerprint: fingerprint)
+        do {
+            let result = try await body(client)
+            await client.shutdown()
+            return result
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
     init(baseURL: String, root: Certificate) throws {
         self.baseURL = baseURL
         self.root = root

@@ -206,6 +206,14 @@ public final class CAServer: Sendable {
     }
 
     /// `{"crt", "ca", "certChain"}`, encoded by hand: it is on every issuance's path.
+    static func decode<Body: Decodable>(_ type: Body.Type, _ buffer: ByteBuffer, expected: String) throws -> Body {
+        do {
+            return try JSONDecoder().decode(type, from: Data(buffer: buffer))
+        } catch {
+            throw APIError(status: .badRequest, message: "the body must be " + expected)
+        }
+    }
+
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
         let leaf = JSONText.quote(try issued.leaf.pemString())
         let ca = JSONText.quote(intermediatePEM)
@@ -238,12 +246,9 @@ public final class CAServer: Sendable {
 
     func revoke(_ request: Request, context: CARequestContext) async throws -> Response {
         try await authenticated(request, context: context) { buffer, remote in
-            let body: RevokeBody
-            do {
-                body = try JSONDecoder().decode(RevokeBody.self, from: Data(buffer: buffer))
-            } catch {
-                throw APIError(status: .badRequest, message: "the body must be JSON with \"serial\" (decimal string) and optional \"reasonCode\", \"reason\", \"passive\", \"ott\"")
-            }
+            let body = try Self.decode(
+                RevokeBody.self, buffer,
+                expected: "JSON with \"serial\" (decimal string) and optional \"reasonCode\", \"reason\", \"passive\", \"ott\"")
             guard body.passive ?? true else {
                 throw APIError(status: .badRequest, message: "only passive revocation (CRL, refused renewal) is supported; send \"passive\": true")
             }
@@ -279,12 +284,9 @@ public final class CAServer: Sendable {
 
     func sign(_ request: Request, context: CARequestContext) async throws -> Response {
         try await authenticated(request, context: context) { buffer, remote in
-            let body: SignBody
-            do {
-                body = try JSONDecoder().decode(SignBody.self, from: Data(buffer: buffer))
-            } catch {
-                throw APIError(status: .badRequest, message: "the body must be JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
-            }
+            let body = try Self.decode(
+                SignBody.self, buffer,
+                expected: "JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
             return try chainResponse(try await authority.sign(
                 .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote)))
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import AutoSSLCA
 import AutoSSLClient
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLIO
 import Foundation
 
@@ -34,7 +35,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: workspace) }
         let directories = Directories(
             configDir: workspace + "/etc", dataDir: workspace + "/data", certDir: workspace + "/certs", systemdDir: workspace + "/systemd")
-        let port = try Self.freePort()
+        let port = try NetworkAddresses.freeLoopbackPort()
         var options = CAInitOptions()
         options.name = "Bench CA"
         options.addresses = [ListenAddress(host: "127.0.0.1", port: port)]
@@ -180,16 +181,4 @@ struct BenchSignCommand: AsyncParsableCommand {
         return Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "")
     }
 
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0 else { throw AutoSSLError.general("no free loopback port") }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }

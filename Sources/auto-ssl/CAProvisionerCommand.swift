@@ -126,16 +126,8 @@ struct ProvisionerRemoveCommand: ParsableCommand {
     var yes = false
 
     func run() throws {
-        if !yes {
-            guard Terminal.standardInputIsTerminal else {
-                throw AutoSSLError.invalidArgument(
-                    "removing a provisioner needs confirmation, and standard input is not a terminal",
-                    hint: "rerun with --yes to confirm")
-            }
-            guard Terminal.confirm("Remove provisioner \(name)? Servers using it can no longer enroll.") else {
-                throw AutoSSLError.general("cancelled; nothing was changed")
-            }
-        }
+        try Terminal.requireConfirmation(
+            yes: yes, action: "removing a provisioner", question: "Remove provisioner \(name)? Servers using it can no longer enroll.")
         try ProvisionerAdmin(directories: Directories.fromEnvironment()).remove(name: name)
         print("Removed provisioner \(name).")
     }

@@ -25,17 +25,9 @@ struct CAResetCommand: ParsableCommand {
         guard try CAInitializer(directories: directories).existingCA() != nil else {
             throw AutoSSLError.general("there is no CA on this machine to reset; nothing was changed")
         }
-        if !yes {
-            guard Terminal.standardInputIsTerminal else {
-                throw AutoSSLError.invalidArgument(
-                    "ca reset needs confirmation, and standard input is not a terminal",
-                    hint: "rerun with --yes to confirm")
-            }
-            let what = noBackup ? "PERMANENTLY DELETE the CA and its keys" : "remove the CA (a safety copy is kept)"
-            guard Terminal.confirm("This will \(what) in \(directories.caDir). Continue?") else {
-                throw AutoSSLError.general("cancelled; nothing was changed")
-            }
-        }
+        let what = noBackup ? "PERMANENTLY DELETE the CA and its keys" : "remove the CA (a safety copy is kept)"
+        try Terminal.requireConfirmation(
+            yes: yes, action: "ca reset", question: "This will \(what) in \(directories.caDir). Continue?")
         let result = try CAReset(directories: directories).reset(keepCopy: !noBackup)
         if let copy = result.safetyCopy {
             print("The CA was removed. A safety copy (keys still encrypted) is in \(copy)")

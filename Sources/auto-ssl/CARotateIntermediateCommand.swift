@@ -23,16 +23,8 @@ struct CARotateIntermediateCommand: ParsableCommand {
         let directories = Directories.fromEnvironment()
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
-        if !yes {
-            guard Terminal.standardInputIsTerminal else {
-                throw AutoSSLError.invalidArgument(
-                    "rotating the intermediate needs confirmation, and standard input is not a terminal",
-                    hint: "rerun with --yes to confirm")
-            }
-            guard Terminal.confirm("Create a new intermediate for \(settings.name)?") else {
-                throw AutoSSLError.general("cancelled; nothing was changed")
-            }
-        }
+        try Terminal.requireConfirmation(
+            yes: yes, action: "rotating the intermediate", question: "Create a new intermediate for \(settings.name)?")
         let password = try loader.caPassword(explicitFile: passwordFile, settings: settings)
         let result = try IntermediateRotation(directories: directories).rotate(caPassword: password)
         print("New intermediate \(Hex.colonSeparated(result.current.serialNumber.bytes)), valid until \(Output.date(result.current.notValidAfter)).")

@@ -75,25 +75,19 @@ struct CertIssueCommand: AsyncParsableCommand {
             password = try Terminal.readSecret(prompt: "Password for provisioner \(provisioner): ")
         }
 
-        let client = try await CAClient.connect(url: caUrl, fingerprint: fingerprint)
-        do {
-            let key = try SigningKey.generate(algorithm)
+        let key = try SigningKey.generate(algorithm)
+        let signed = try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
             let jwk = try await client.provisionerKey(name: provisioner, password: password)
             let token = try client.signToken(provisioner: provisioner, key: jwk, names: names)
-            let signed = try await client.sign(
-                csrPEM: try VerifiedCSR.make(names: names, key: key), token: token, notAfter: duration)
-            try FileOperations.replaceTogether([
-                (Array(key.pkcs8PEMRepresentation.utf8), Directories.absolute(outKey), 0o600),
-                (Array(signed.pemChain.utf8), Directories.absolute(outCert), 0o644),
-            ])
-            await client.shutdown()
-            print("Issued \(Hex.colonSeparated(signed.leaf.serialNumber.bytes)) for \(names.map(\.description).joined(separator: ", "))")
-            print("  valid until \(Output.date(signed.leaf.notValidAfter))")
-            print("  certificate chain: \(outCert)")
-            print("  private key:       \(outKey) (mode 0600)")
-        } catch {
-            await client.shutdown()
-            throw error
+            return try await client.sign(csrPEM: try VerifiedCSR.make(names: names, key: key), token: token, notAfter: duration)
         }
+        try FileOperations.replaceTogether([
+            (Array(key.pkcs8PEMRepresentation.utf8), Directories.absolute(outKey), 0o600),
+            (Array(signed.pemChain.utf8), Directories.absolute(outCert), 0o644),
+        ])
+        print("Issued \(Hex.colonSeparated(signed.leaf.serialNumber.bytes)) for \(names.map(\.description).joined(separator: ", "))")
+        print("  valid until \(Output.date(signed.leaf.notValidAfter))")
+        print("  certificate chain: \(outCert)")
+        print("  private key:       \(outKey) (mode 0600)")
     }
 }

@@ -57,16 +57,11 @@ struct CertRenewCommand: AsyncParsableCommand {
         }
         let chain = try HolderFiles.chain(cert)
         let signingKey = try HolderFiles.key(key, matching: chain[0])
-        let client = try await CAClient.connect(url: caUrl, fingerprint: fingerprint)
-        do {
-            let renewed = try await client.renew(chain: chain, key: signingKey, method: authentication)
-            try FileOperations.writeAtomically(renewed.pemChain, to: Directories.absolute(outCert ?? cert), mode: 0o644)
-            await client.shutdown()
-            print("Renewed: new serial \(Hex.colonSeparated(renewed.leaf.serialNumber.bytes)), valid until \(Output.date(renewed.leaf.notValidAfter)) (written to \(outCert ?? cert))")
-        } catch {
-            await client.shutdown()
-            throw error
+        let renewed = try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
+            try await client.renew(chain: chain, key: signingKey, method: authentication)
         }
+        try FileOperations.writeAtomically(renewed.pemChain, to: Directories.absolute(outCert ?? cert), mode: 0o644)
+        print("Renewed: new serial \(Hex.colonSeparated(renewed.leaf.serialNumber.bytes)), valid until \(Output.date(renewed.leaf.notValidAfter)) (written to \(outCert ?? cert))")
     }
 }
 
@@ -95,8 +90,7 @@ struct CertRevokeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try Authority.validateReasonCode(reason.reasonCode)
-        let client = try await CAClient.connect(url: caUrl, fingerprint: fingerprint)
-        do {
+        try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
             if let cert, let key {
                 guard let authentication = CAClient.HolderAuthentication(rawValue: method) else {
                     throw AutoSSLError.invalidArgument("--method must be mtls or token")
@@ -120,10 +114,6 @@ struct CertRevokeCommand: AsyncParsableCommand {
             } else {
                 throw AutoSSLError.invalidArgument("name the certificate (--cert and --key) or a --serial")
             }
-            await client.shutdown()
-        } catch {
-            await client.shutdown()
-            throw error
         }
     }
 }

@@ -56,6 +56,17 @@ enum Terminal {
         throw AutoSSLError.invalidArgument("no valid \(purpose) was entered after three attempts")
     }
 
+    /// The confirmation every destructive command asks for: skipped with --yes, asked at a terminal,
+    /// and refused (exit 2, naming --yes) on a non-terminal, never silently cancelled.
+    static func requireConfirmation(yes: Bool, action: String, question: String) throws {
+        guard !yes else { return }
+        guard standardInputIsTerminal else {
+            throw AutoSSLError.invalidArgument(
+                "\(action) needs confirmation, and standard input is not a terminal", hint: "rerun with --yes to confirm")
+        }
+        guard confirm(question) else { throw AutoSSLError.general("cancelled; nothing was changed") }
+    }
+
     /// yes/no confirmation; only "y" or "yes" confirm.
     static func confirm(_ question: String) -> Bool {
         Output.standardError("\(question) [y/N] ")

@@ -1,3 +1,4 @@
+import AutoSSLHost
 import Foundation
 
 /// A temporary directory removed when the value is released... or explicitly with `remove()`.
@@ -166,16 +167,7 @@ public final class Sandbox: @unchecked Sendable {
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 public func freeLoopbackPort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
+    (try? NetworkAddresses.freeLoopbackPort()) ?? 0
 }
 
 /// `auto-ssl ca serve` running in the background for one test; stopped with SIGTERM.
