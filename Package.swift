@@ -113,7 +113,9 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLCATests", dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
-        .testTarget(name: "AutoSSLHostTests", dependencies: ["AutoSSLHost"]),
+        .testTarget(
+            name: "AutoSSLHostTests",
+            dependencies: ["AutoSSLHost", "AutoSSLCore", .product(name: "X509", package: "swift-certificates")]),
         // Runs the built binary; depending on the executable makes `swift test` build it first.
         .testTarget(
             name: "EndToEndTests", dependencies: ["auto-ssl", "AutoSSLCore", "TestSupport"],

@@ -333,3 +333,19 @@ extension CAClient {
         return SignedChain(leaf: chain[0], chain: chain, pemChain: try chain.map { try $0.pemString() }.joined())
     }
 }
+
+extension CAClient {
+    /// Whether `url` answers over TLS verified with the operating system's trust store alone.
+    public static func verifiesWithSystemTrust(url: String) async -> (ok: Bool, detail: String) {
+        guard let base = try? normalise(url: url) else { return (false, "not an https URL") }
+        let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: .makeClientConfiguration()))
+        defer { Task { try? await http.shutdown() } }
+        do {
+            let response = try await http.execute(HTTPClientRequest(url: base + "/health"), timeout: timeout)
+            _ = try await response.body.collect(upTo: 1 << 16)
+            return (response.status.code == 200, "HTTP \(response.status.code)")
+        } catch {
+            return (false, "\(error)")
+        }
+    }
+}

@@ -123,6 +123,9 @@ public final class CAServer: Sendable {
     public func buildRouter() -> Router<CARequestContext> {
         let router = Router(context: CARequestContext.self)
         router.middlewares.add(JSONErrorMiddleware(logger: logger))
+        // A page for people on a new laptop: what this CA is and how to trust it.
+        router.get("/") { request, _ in self.trustPage(request) }
+        router.get("trust") { request, _ in self.trustPage(request) }
         for prefix in ["", "/1.0"] {
             let group = prefix.isEmpty ? router.group() : router.group(RouterPath(prefix))
             group.get("health") { _, _ in Self.json(#"{"status":"ok"}"#) }
@@ -131,6 +134,11 @@ public final class CAServer: Sendable {
                 Response(
                     status: .ok, headers: [.contentType: "application/x-pem-file"],
                     body: .init(byteBuffer: ByteBuffer(string: try self.authority.root.pemString())))
+            }
+            group.get("roots.der") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "application/pkix-cert", .contentDisposition: "attachment; filename=\"root_ca.crt\""],
+                    body: .init(byteBuffer: ByteBuffer(bytes: try self.authority.root.derBytes())))
             }
             group.get("root/:sha") { _, context in try self.root(fingerprint: context.parameters.get("sha") ?? "") }
             group.get("provisioners") { _, _ in try self.provisioners() }
@@ -151,6 +159,13 @@ public final class CAServer: Sendable {
     static func jsonObject(_ object: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         return json(String(decoding: data, as: UTF8.self), status: status)
+    }
+
+    func trustPage(_ request: Request) -> Response {
+        let host = request.head.authority ?? authority.settings.addresses.first?.description ?? "ca"
+        let url = "https://" + host
+        return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(
+            string: TrustPage.html(caName: authority.settings.name, fingerprint: authority.rootFingerprint, url: url))))
     }
 
     func roots() throws -> Response {

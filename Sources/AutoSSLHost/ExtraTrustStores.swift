@@ -1,0 +1,84 @@
+import AutoSSLCore
+import Foundation
+
+/// Opt-in trust stores beyond the system one: the NSS database browsers use on Linux (certutil from
+/// libnss3-tools) and the Java cacerts keystore (keytool). Entries are named like the anchor file.
+public struct ExtraTrustStores: Sendable {
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        case nss, java
+    }
+
+    let runner: CommandRunning
+    let nssDatabase: String
+
+    public init(runner: CommandRunning = SystemCommandRunner(), home: String = NSHomeDirectory()) {
+        self.runner = runner
+        self.nssDatabase = "sql:" + home + "/.pki/nssdb"
+    }
+
+    static let javaPassword = "changeit"  // the JDK's documented default for cacerts; not a secret
+
+    func require(_ tool: String, package: String) throws {
+        guard runner.which(tool) != nil else {
+            throw AutoSSLError(.missingDependency, "\(tool) is not installed", hint: "install \(package)")
+        }
+    }
+
+    func run(_ arguments: [String]) -> CommandResult? {
+        runner.run(arguments[0], Array(arguments.dropFirst()), timeout: 60)
+    }
+
+    public func commands(install kind: Kind, name: String, file: String) -> [[String]] {
+        switch kind {
+        case .nss:
+            return [["certutil", "-d", nssDatabase, "-A", "-t", "C,,", "-n", name, "-i", file]]
+        case .java:
+            return [["keytool", "-importcert", "-noprompt", "-trustcacerts", "-cacerts", "-storepass", Self.javaPassword,
+                     "-alias", name, "-file", file]]
+        }
+    }
+
+    public func install(_ kind: Kind, name: String, file: String) throws {
+        switch kind {
+        case .nss:
+            try require("certutil", package: "libnss3-tools")
+            let directory = String(nssDatabase.dropFirst(4))
+            if !FileManager.default.fileExists(atPath: directory + "/cert9.db") {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                _ = run(["certutil", "-d", nssDatabase, "-N", "--empty-password"])
+            }
+        case .java:
+            try require("keytool", package: "a Java runtime (default-jre-headless)")
+        }
+        if names(in: kind).contains(name) { return }  // idempotent
+        for command in commands(install: kind, name: name, file: file) {
+            guard let result = run(command), result.status == 0 else {
+                throw AutoSSLError.general("`\(command[0])` could not add the root to the \(kind.rawValue) store")
+            }
+        }
+    }
+
+    /// auto-ssl entries in the store (empty when the tool is missing).
+    public func names(in kind: Kind) -> [String] {
+        let output: String?
+        switch kind {
+        case .nss:
+            guard runner.which("certutil") != nil else { return [] }
+            output = run(["certutil", "-d", nssDatabase, "-L"])?.output
+        case .java:
+            guard runner.which("keytool") != nil else { return [] }
+            output = run(["keytool", "-list", "-cacerts", "-storepass", Self.javaPassword])?.output
+        }
+        return (output ?? "").split(separator: "\n").compactMap { line in
+            let first = line.split(whereSeparator: { $0 == " " || $0 == "," }).first.map(String.init) ?? ""
+            return first.hasPrefix("auto-ssl-") ? first : nil
+        }
+    }
+
+    public func remove(_ kind: Kind, name: String) {
+        switch kind {
+        case .nss: _ = run(["certutil", "-d", nssDatabase, "-D", "-n", name])
+        case .java: _ = run(["keytool", "-delete", "-cacerts", "-storepass", Self.javaPassword, "-alias", name])
+        }
+    }
+}

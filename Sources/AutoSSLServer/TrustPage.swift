@@ -1,0 +1,55 @@
+import Foundation
+
+/// The plain page the CA serves at `/` and `/trust`: name, fingerprint, downloads, and the exact
+/// command for each OS. No scripts, no external resources.
+enum TrustPage {
+    static func escape(_ text: String) -> String {
+        text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    static func html(caName: String, fingerprint: String, url: String) -> String {
+        let name = escape(caName)
+        let base = escape(url)
+        let colons = stride(from: 0, to: fingerprint.count, by: 2).map { offset -> String in
+            let start = fingerprint.index(fingerprint.startIndex, offsetBy: offset)
+            return String(fingerprint[start..<fingerprint.index(start, offsetBy: 2)]).uppercased()
+        }.joined(separator: ":")
+        return """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8"><title>Trust \(name)</title>
+            <style>body{font-family:sans-serif;max-width:50em;margin:2em auto;line-height:1.5}
+            code,pre{background:#f3f3f3;padding:.2em .4em;overflow-wrap:anywhere}pre{padding:.8em;white-space:pre-wrap}</style>
+            </head><body>
+            <h1>\(name)</h1>
+            <p>This is the internal certificate authority of this network. Trust its root once on each machine so
+            browsers and tools accept internal HTTPS sites.</p>
+            <h2>Root fingerprint (SHA-256)</h2>
+            <pre id="fingerprint">\(fingerprint)</pre>
+            <p>With colons: <code>\(colons)</code>. Compare it with the one your administrator gave you before trusting.</p>
+            <h2>Download</h2>
+            <ul><li><a href="/roots.pem">root_ca.crt (PEM)</a></li><li><a href="/roots.der">root_ca.cer (DER)</a></li></ul>
+            <h2>Linux (any distribution, with auto-ssl)</h2>
+            <pre>sudo auto-ssl client trust --ca-url \(base) --fingerprint \(fingerprint)</pre>
+            <h2>Debian / Ubuntu (without auto-ssl)</h2>
+            <pre>sudo curl -fsSk \(base)/roots.pem -o /usr/local/share/ca-certificates/auto-ssl-root.crt
+            openssl x509 -in /usr/local/share/ca-certificates/auto-ssl-root.crt -noout -fingerprint -sha256
+            sudo update-ca-certificates</pre>
+            <h2>RHEL / Fedora / Rocky / Alma (without auto-ssl)</h2>
+            <pre>sudo curl -fsSk \(base)/roots.pem -o /etc/pki/ca-trust/source/anchors/auto-ssl-root.pem
+            openssl x509 -in /etc/pki/ca-trust/source/anchors/auto-ssl-root.pem -noout -fingerprint -sha256
+            sudo update-ca-trust extract</pre>
+            <h2>macOS</h2>
+            <pre>curl -fsSk \(base)/roots.pem -o /tmp/root_ca.crt
+            openssl x509 -in /tmp/root_ca.crt -noout -fingerprint -sha256
+            sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain /tmp/root_ca.crt</pre>
+            <h2>Windows (elevated PowerShell)</h2>
+            <pre>curl.exe -fsSk \(base)/roots.der -o $env:TEMP\\root_ca.cer
+            certutil -dump $env:TEMP\\root_ca.cer | findstr /i "sha256"
+            certutil -addstore Root $env:TEMP\\root_ca.cer</pre>
+            <p>Check the fingerprint printed by each command against the one above before the last step.</p>
+            </body></html>
+
+            """
+    }
+}
