@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `client trust` on this Debian machine's real trust store (root only), and on fake filesystems
+/// for the other families.
+@Suite(.serialized) struct ClientTrustEndToEndTests {
+    static let systemBundle = "/etc/ssl/certs/ca-certificates.crt"
+
+    func plainCurl(_ url: String) throws -> ProcessResult {
+        try runProcess("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", url + "/health"])
+    }
+
+    func storeSnapshot() throws -> [String: String] {
+        var snapshot = try snapshotTree("/usr/local/share/ca-certificates")
+        snapshot["bundle"] = try readFile(Self.systemBundle)
+        return snapshot
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "changes the system trust store; needs root"))
+    func trustMakesPlainCurlWorkAndUntrustPutsEverythingBack() throws {
+        let ca = try RunningCA()
+        let before = try storeSnapshot()
+        defer {
+            // Whatever happens, leave the machine's trust store as it was.
+            _ = try? ca.sandbox.run(["client", "untrust", "--fingerprint", (try? ca.fingerprint) ?? ""])
+        }
+        #expect(try plainCurl(ca.url).status != 0)  // not trusted yet
+
+        let wrong = try ca.sandbox.run(["client", "trust", "--ca-url", ca.url, "--fingerprint", String(repeating: "cd", count: 32)])
+        #expect(wrong.status == 6, "\(wrong)")
+        #expect(try storeSnapshot() == before)
+
+        let trusted = try ca.sandbox.run(["client", "trust", "--ca-url", ca.url, "--fingerprint", try ca.fingerprint])
+        #expect(trusted.status == 0, "\(trusted)")
+        let curl = try plainCurl(ca.url)
+        #expect(curl.status == 0 && curl.stdout == "200", "\(curl)")
+        let again = try ca.sandbox.run(["client", "trust", "--ca-url", ca.url, "--fingerprint", try ca.fingerprint])
+        #expect(again.status == 0 && again.stdout.contains("already trusted"), "\(again)")
+
+        let status = try ca.sandbox.run(["client", "status", "--json", "--ca-url", ca.url])
+        #expect(status.status == 0, "\(status)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        let roots = try #require(object["roots"] as? [[String: Any]])
+        #expect(roots.contains { $0["fingerprint"] as? String == (try? ca.fingerprint) })
+        #expect(object["verifies_with_system_trust"] as? Bool == true)
+
+        let untrusted = try ca.sandbox.run(["client", "untrust"])
+        #expect(untrusted.status == 0, "\(untrusted)")
+        #expect(try plainCurl(ca.url).status != 0)
+        #expect(try storeSnapshot() == before)
+        let after = try ca.sandbox.run(["client", "status", "--ca-url", ca.url])
+        #expect(after.status == 6 && after.stdout.contains("does NOT verify"), "\(after)")
+    }
+
+    @Test func otherFamiliesOnAFakeFilesystem() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--name", "Fake FS", "--address", "127.0.0.1:9443"]).status == 0)
+        let root = sandbox.caDir + "/certs/root_ca.crt"
+        let fs = sandbox.root.file("rootfs")
+        sandbox.extraEnvironment["AUTO_SSL_ROOT_FS"] = fs
+        for (os, directory) in [("rhel", "/etc/pki/ca-trust/source/anchors"), ("suse", "/etc/pki/trust/anchors"),
+                                ("arch", "/etc/ca-certificates/trust-source/anchors"), ("alpine", "/usr/local/share/ca-certificates")] {
+            let trusted = try sandbox.run(["client", "trust", "--cert-file", root, "--os", os])
+            #expect(trusted.status == 0, "\(os): \(trusted)")
+            let files = try FileManager.default.contentsOfDirectory(atPath: fs + directory).filter { $0.hasPrefix("auto-ssl-fake-fs-") }
+            #expect(files.count == 1, "\(os): \(files)")
+            #expect(try readFile(fs + directory + "/" + files[0]) == (try readFile(root)))
+            let listed = try sandbox.run(["client", "status", "--os", os, "--json"])
+            #expect(listed.stdout.contains("Fake FS Root CA"), "\(listed)")
+            #expect(try sandbox.run(["client", "untrust", "--os", os]).status == 0)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: fs + directory).filter { $0.hasPrefix("auto-ssl-") }.isEmpty)
+        }
+        // A fingerprint given with --cert-file is checked too; a leaf is not a trust anchor.
+        let mismatch = try sandbox.run(["client", "trust", "--cert-file", root, "--fingerprint", String(repeating: "0", count: 64), "--os", "rhel"])
+        #expect(mismatch.status == 6, "\(mismatch)")
+        #expect(try sandbox.run(["client", "trust", "--os", "rhel"]).status == 2)
+    }
+
+    @Test func printsScriptsAndServesATrustPage() throws {
+        let ca = try RunningCA()
+        let fingerprint = try ca.fingerprint
+        let macos = try ca.sandbox.run(["client", "trust", "--ca-url", ca.url, "--fingerprint", fingerprint, "--print-script", "macos"])
+        let rootPEM = try readFile(ca.rootPath)
+        #expect(macos.status == 0 && macos.stdout.contains("EXPECTED=\"\(fingerprint)\"") && macos.stdout.contains(rootPEM))
+        let windows = try ca.sandbox.run(["client", "trust", "--cert-file", ca.rootPath, "--print-script", "windows"])
+        #expect(windows.status == 0 && windows.stdout.contains("$Expected = \"\(fingerprint)\""))
+        for path in ["/", "/trust"] {
+            let page = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + path])
+            #expect(page.status == 0 && page.stdout.contains(fingerprint) && page.stdout.contains("Serve CA"), "\(page)")
+            #expect(page.stdout.contains("/roots.pem") && page.stdout.contains("/roots.der") && page.stdout.contains("certutil -addstore Root"))
+            #expect(page.stdout.contains("auto-ssl client trust --ca-url \(ca.url) --fingerprint \(fingerprint)"))
+        }
+        let der = try runProcess("sh", ["-c", "curl -sf --cacert \(ca.rootPath) \(ca.url)/roots.der | openssl x509 -inform DER -noout -fingerprint -sha256"])
+        #expect(der.stdout.replacingOccurrences(of: ":", with: "").lowercased().contains(fingerprint))
+    }
+}
