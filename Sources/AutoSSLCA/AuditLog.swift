@@ -37,7 +37,7 @@ public final class AuditLog: Sendable {
         }
 
         /// One JSON object, keys sorted, no whitespace (built by hand: this runs for every issuance).
-        var jsonLine: String {
+        public var jsonLine: String {
             var members: [(String, String)] = []
             if let detail { members.append(("detail", JSONText.quote(detail))) }
             members.append(("event", JSONText.quote(event)))

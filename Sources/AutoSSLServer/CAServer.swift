@@ -203,24 +203,33 @@ public final class CAServer: Sendable {
                 message: "too many failed authentication attempts from \(remote); retry in \(wait) s",
                 headers: [.retryAfter: "\(wait)"])
         }
+        let path = request.uri.path
+        func tooLarge() -> HTTPError {
+            authority.audit.record(.init(
+                "request.refused", remote: remote, reason: "request body larger than \(Self.maximumBodySize) bytes", detail: path))
+            return HTTPError(.contentTooLarge)
+        }
         if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maximumBodySize {
-            throw HTTPError(.contentTooLarge)
+            throw tooLarge()
         }
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: Self.maximumBodySize)
         } catch is NIOTooManyBytesError {
-            throw HTTPError(.contentTooLarge)
+            throw tooLarge()
         }
         do {
             return try await body(buffer, remote)
         } catch let error as AuthorityError where error.kind == .unauthorized {
             await limiter.recordFailure(remote)
             throw error
+        } catch let error as APIError where error.status == .badRequest {
+            // Malformed bodies never reach the authority; audit them here.
+            authority.audit.record(.init("request.refused", remote: remote, reason: error.message, detail: path))
+            throw error
         }
     }
 
-    /// `{"crt", "ca", "certChain"}`, encoded by hand: it is on every issuance's path.
     static func decode<Body: Decodable>(_ type: Body.Type, _ buffer: ByteBuffer, expected: String) throws -> Body {
         do {
             return try JSONDecoder().decode(type, from: Data(buffer: buffer))
@@ -229,6 +238,7 @@ public final class CAServer: Sendable {
         }
     }
 
+    /// `{"crt", "ca", "certChain"}`, encoded by hand: it is on every issuance's path.
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
         let leaf = JSONText.quote(try issued.leaf.pemString())
         let ca = JSONText.quote(intermediatePEM)

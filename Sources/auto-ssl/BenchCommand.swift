@@ -8,7 +8,7 @@ import Foundation
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks that print figures.", subcommands: [BenchSignCommand.self])
+        commandName: "bench", abstract: "Benchmarks that print figures.", subcommands: [BenchSignCommand.self, BenchStagesCommand.self])
 }
 
 struct BenchSignCommand: AsyncParsableCommand {

@@ -71,7 +71,8 @@ import TestSupport
         #expect(failures.contains { $0.contains("audience") })
         #expect(failures.contains { $0.contains("unknown key") })
         let refused = events.filter { $0["event"] as? String == "request.refused" }.compactMap { $0["reason"] as? String }
-        for text in ["do not match", "maximum 720h", "not allowed by policy", "RSA key of 1024 bits"] {
+        for text in ["do not match", "maximum 720h", "not allowed by policy", "RSA key of 1024 bits", "CSR",
+                     "larger than 1048576 bytes", "the body must be JSON"] {
             #expect(refused.contains { $0.contains(text) }, "no audit line for \(text): \(refused)")
         }
         #expect(events.first { $0["event"] as? String == "service.start" } != nil)

@@ -1,0 +1,59 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLCore
+import Foundation
+import X509
+
+/// Single-threaded cost of each step of an issuance, to see where `/sign` spends its CPU.
+struct BenchStagesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stages", abstract: "Time each step of an issuance on one core (microseconds per operation).")
+
+    @Option(help: "Iterations per step.") var iterations = 2_000
+
+    func run() throws {
+        let now = Date()
+        let rootKey = try SigningKey.generate(.p384)
+        let root = try CertificateProfiles.root(caName: "Stages", key: rootKey, notBefore: now, notAfter: now + 86_400 * 365)
+        let issuerKey = try SigningKey.generate(.p256)
+        let issuer = try CertificateProfiles.intermediate(
+            caName: "Stages", publicKey: issuerKey.publicKey, root: root, rootKey: rootKey, notBefore: now, notAfter: now + 86_400 * 300)
+        let provisioner = ECJWK.generatePrivate()
+        let leafKey = try SigningKey.generate(.p256)
+        let names = [SubjectName.dns("stage.bench.internal")]
+        let csr = try VerifiedCSR.make(names: names, key: leafKey)
+        let claims = ProvisionerTokenClaims(
+            iss: "admin", aud: ["https://127.0.0.1:9443/1.0/sign"], sub: names[0].description, sans: [names[0].description],
+            nbf: 0, iat: 0, exp: 300, jti: "j", sha: "s")
+        let token = try JWT.sign(payload: claims, kid: provisioner.kid, key: try provisioner.privateKey())
+        let publicKey = try provisioner.publicKey()
+
+        func measure(_ label: String, _ body: () throws -> Void) rethrows {
+            let start = ContinuousClock.now
+            for _ in 0..<iterations { try body() }
+            let elapsed = ContinuousClock.now - start
+            let micros = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(iterations)
+            print(String(format: "%-44@ %8.1f µs", label as NSString, micros))
+        }
+        try measure("JWT.parse") { _ = try JWT.parse(token) }
+        let parsed = try JWT.parse(token)
+        measure("ES256 verify (token)") { _ = JWT.verifyES256(parsed, key: publicKey) }
+        try measure("claims JSONDecoder") { _ = try JSONDecoder().decode(ProvisionerTokenClaims.self, from: parsed.payload) }
+        try measure("CSR parse + verify") { _ = try VerifiedCSR(pem: csr) }
+        let verified = try VerifiedCSR(pem: csr)
+        try measure("leaf build + sign") {
+            _ = try CertificateProfiles.leaf(
+                names: names, publicKey: verified.publicKey, serial: CertificateProfiles.randomSerial(), issuer: issuer,
+                issuerKey: issuerKey, notBefore: now, notAfter: now + 86_400)
+        }
+        let leaf = try CertificateProfiles.leaf(
+            names: names, publicKey: verified.publicKey, serial: CertificateProfiles.randomSerial(), issuer: issuer,
+            issuerKey: issuerKey, notBefore: now, notAfter: now + 86_400)
+        try measure("leaf DER") { _ = try leaf.derBytes() }
+        try measure("leaf PEM") { _ = try leaf.pemString() }
+        try measure("P-256 sign (raw)") { _ = try issuerKey.signForX509(Array(repeating: 1, count: 300)) }
+        let line = AuditLog.Event("certificate.issued", serial: "00", sans: ["a"], provisioner: "admin", remote: "127.0.0.1", detail: "x")
+        measure("audit line encoding") { _ = line.jsonLine }
+        measure("JSON quote of a PEM") { _ = JSONText.quote(csr) }
+    }
+}
