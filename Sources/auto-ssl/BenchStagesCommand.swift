@@ -1,17 +1,18 @@
 import ArgumentParser
 import AutoSSLCA
 import AutoSSLCore
+import AutoSSLStore
 import Foundation
 import X509
 
 /// Single-threaded cost of each step of an issuance, to see where `/sign` spends its CPU.
-struct BenchStagesCommand: ParsableCommand {
+struct BenchStagesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stages", abstract: "Time each step of an issuance on one core (microseconds per operation).")
 
     @Option(help: "Iterations per step.") var iterations = 2_000
 
-    func run() throws {
+    func run() async throws {
         let now = Date()
         let rootKey = try SigningKey.generate(.p384)
         let root = try CertificateProfiles.root(caName: "Stages", key: rootKey, notBefore: now, notAfter: now + 86_400 * 365)
@@ -55,5 +56,42 @@ struct BenchStagesCommand: ParsableCommand {
         let line = AuditLog.Event("certificate.issued", serial: "00", sans: ["a"], provisioner: "admin", remote: "127.0.0.1", detail: "x")
         measure("audit line encoding") { _ = line.jsonLine }
         measure("JSON quote of a PEM") { _ = JSONText.quote(csr) }
+        try await measureStore(der: try leaf.derBytes())
+    }
+
+    /// The durable store alone: 16 concurrent writers, group commit, synchronous=FULL.
+    func measureStore(der: [UInt8]) async throws {
+        let directory = NSTemporaryDirectory() + "auto-ssl-stages-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteCertificateStore(path: directory + "/db.sqlite")
+        let count = iterations * 4
+        let cpuBefore = Self.cpuSeconds()
+        let start = ContinuousClock.now
+        await withTaskGroup(of: Void.self) { group in
+            for lane in 0..<16 {
+                group.addTask {
+                    for index in stride(from: lane, to: count, by: 16) {
+                        let record = CertificateRecord(
+                            serial: String(format: "%032x", index + 1), status: .reserved, commonName: "a", names: ["a"],
+                            notBefore: Date(), notAfter: Date() + 3600, keyType: "P-256", provisioner: "p", requester: nil,
+                            renewedFrom: nil, der: nil, createdAt: Date())
+                        try? await store.recordIssuance(record, token: TokenUse(id: "t\(index)", expiresAt: Date() + 300)) { der }
+                    }
+                }
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let cpu = Self.cpuSeconds() - cpuBefore
+        try await store.close()
+        print(String(format: "%-44@ %8.0f /s, %.1f µs CPU each", "store: durable issuance rows (16 writers)" as NSString,
+                     Double(count) / seconds, cpu / Double(count) * 1e6))
+    }
+
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
     }
 }
