@@ -54,6 +54,8 @@ let package = Package(
                 "AutoSSLCore",
                 "AutoSSLIO",
                 "AutoSSLStore",
+                "AutoSSLHost",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -6,7 +6,7 @@ import Logging
 /// when it returns. Writes go through a group committer: every request waiting while a commit is
 /// being flushed joins the next one, so N concurrent issuances cost one fsync, not N.
 public final class SQLiteCertificateStore: CertificateDatabase {
-    let pool: DatabasePool
+    public let pool: DatabasePool
     let committer: GroupCommitter
     public let path: String
 

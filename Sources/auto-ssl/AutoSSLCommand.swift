@@ -26,7 +26,8 @@ struct CACommand: AsyncParsableCommand {
         subcommands: [
             CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CARevokeCommand.self,
             CAProvisionerCommand.self,
-            CARotateIntermediateCommand.self, CAInstallServiceCommand.self, CAResetCommand.self,
+            CARotateIntermediateCommand.self, CABackupCommand.self, CARestoreCommand.self, CAInstallServiceCommand.self,
+            CAResetCommand.self,
         ]
     )
 }

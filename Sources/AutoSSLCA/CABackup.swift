@@ -1,0 +1,265 @@
+import AutoSSLCore
+import AutoSSLHost
+import AutoSSLIO
+import AutoSSLStore
+import Crypto
+import Foundation
+import GRDB
+import X509
+
+/// `ca backup` / `ca backup verify` / `ca restore`: one file holding the CA (certificates, encrypted
+/// keys, provisioner keys), config.yaml, the password files, a consistent snapshot of the database
+/// and a manifest of SHA-256 hashes; gzip-compressed tar, encrypted in `openssl enc` format so it
+/// can always be recovered with `openssl enc -d -aes-256-cbc -pbkdf2 -iter N -in FILE | tar -xz`.
+public struct CABackup {
+    public let directories: Directories
+    public static let topDirectory = "auto-ssl-backup"
+
+    public init(directories: Directories) {
+        self.directories = directories
+    }
+
+    public struct Manifest: Codable, Sendable {
+        public var format: Int
+        public var createdAt: Date
+        public var caName: String
+        public var caFingerprint: String
+        public var toolVersion: String
+        public var files: [String: String]
+
+        enum CodingKeys: String, CodingKey {
+            case format
+            case createdAt = "created_at"
+            case caName = "ca_name"
+            case caFingerprint = "ca_fingerprint"
+            case toolVersion = "tool_version"
+            case files
+        }
+    }
+
+    public static func validatePassphrase(_ passphrase: String) throws {
+        guard passphrase.count >= 16 else {
+            throw AutoSSLError.invalidArgument(
+                "the backup passphrase is too short (\(passphrase.count) characters; at least 16 are required)")
+        }
+    }
+
+    public static func recoveryCommand(file: String, iterations: Int) -> String {
+        "openssl enc -d -aes-256-cbc -pbkdf2 -md sha256 -iter \(iterations) -in \(file) | tar -xz"
+    }
+
+    // MARK: - Create
+
+    /// Builds the encrypted backup in memory (a CA is a few hundred KiB plus its database).
+    public func create(passphrase: String, iterations: Int, toolVersion: String, now: Date = Date()) async throws -> (bytes: [UInt8], manifest: Manifest) {
+        try Self.validatePassphrase(passphrase)
+        let loader = AuthorityLoader(directories: directories)
+        let settings = try loader.settings()
+        let work = try Self.privateWorkDirectory(in: directories.dataDir, prefix: ".backup-")
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let top = work + "/" + Self.topDirectory
+
+        // The CA directory without its live database files, then a consistent online snapshot of the database.
+        try Self.copyTree(from: settings.paths.caDir, to: top + "/ca", skipping: { $0.hasPrefix("db/") })
+        try FileOperations.makeDirectory(top + "/ca/db", mode: 0o700)
+        let store = try loader.openStore(settings)
+        do {
+            let snapshot = try DatabaseQueue(path: top + "/ca/db/auto-ssl.sqlite")
+            try store.pool.backup(to: snapshot)
+            try snapshot.close()
+            try await store.close()
+        } catch {
+            try? await store.close()
+            throw AutoSSLError.general("could not snapshot the certificate database: \(error)")
+        }
+        try FileOperations.makeDirectory(top + "/config", mode: 0o700)
+        var configFiles = [directories.configFile, directories.caPasswordFile, directories.provisionerPasswordFile]
+        configFiles += settings.provisioners.compactMap(\.passwordFile)
+        for path in Set(configFiles) where FileOperations.exists(path) {
+            try FileOperations.writeAtomically(
+                try FileOperations.readText(path), to: top + "/config/" + (path as NSString).lastPathComponent, mode: 0o600)
+        }
+
+        let root = try CAStatusReport.loadCertificate(settings.paths.rootCertificate, what: "root certificate")
+        let manifest = Manifest(
+            format: 1, createdAt: now, caName: settings.name, caFingerprint: try Fingerprint.sha256(of: root),
+            toolVersion: toolVersion, files: try Self.hashes(under: top))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        try FileOperations.writeAtomically(try encoder.encode(manifest), to: top + "/manifest.json", mode: 0o600)
+        let archive = try Tarball.create(directory: work, member: Self.topDirectory)
+        return (try OpenSSLEnc.encrypt(archive, passphrase: passphrase, iterations: iterations), manifest)
+    }
+
+    // MARK: - Open and verify
+
+    public struct Opened {
+        public var workDirectory: String
+        /// The directory holding `ca/` and `config/`.
+        public var content: String
+        public var manifest: Manifest?
+        public var rootFingerprint: String
+    }
+
+    /// Decrypts and unpacks into a private directory under `$AUTO_SSL_DATA_DIR` and checks every
+    /// manifest hash (and that nothing unlisted was added). Nothing outside that directory changes.
+    public func open(_ bytes: [UInt8], passphrase: String, iterations: Int) throws -> Opened {
+        let archive = try OpenSSLEnc.decrypt(bytes, passphrase: passphrase, iterations: iterations)
+        try FileOperations.makeDirectory(directories.dataDir, mode: 0o755)
+        let work = try Self.privateWorkDirectory(in: directories.dataDir, prefix: ".restore-")
+        do {
+            do {
+                try Tarball.extract(archive, into: work)
+            } catch {
+                throw AutoSSLError.general("the backup could not be unpacked (wrong passphrase or damaged file)")
+            }
+            let content = FileOperations.exists(work + "/" + Self.topDirectory) ? work + "/" + Self.topDirectory : work
+            var manifest: Manifest?
+            if FileOperations.exists(content + "/manifest.json") {
+                let decoder = JSONDecoder()
+                decoder.dateDecodingStrategy = .iso8601
+                guard let parsed = try? decoder.decode(Manifest.self, from: Data(try FileOperations.readText(content + "/manifest.json").utf8)) else {
+                    throw AutoSSLError.general("the backup's manifest is damaged")
+                }
+                let actual = try Self.hashes(under: content).filter { $0.key != "manifest.json" }
+                for (path, hash) in parsed.files where actual[path] != hash {
+                    throw AutoSSLError.general("the backup is damaged: \(path) does not match its manifest hash")
+                }
+                if let extra = actual.keys.first(where: { parsed.files[$0] == nil }) {
+                    throw AutoSSLError.general("the backup is damaged: \(extra) is not in its manifest")
+                }
+                manifest = parsed
+            }
+            let rootPath = content + "/ca/certs/root_ca.crt"
+            guard FileOperations.exists(rootPath), FileOperations.exists(content + "/config/config.yaml") else {
+                throw AutoSSLError.general("the backup does not hold a CA (ca/certs/root_ca.crt and config/config.yaml expected)")
+            }
+            let fingerprint = try Fingerprint.sha256(of: try CAStatusReport.loadCertificate(rootPath, what: "root certificate in the backup"))
+            if let manifest, manifest.caFingerprint != fingerprint {
+                throw AutoSSLError.general("the backup's root does not match its manifest fingerprint")
+            }
+            return Opened(workDirectory: work, content: content, manifest: manifest, rootFingerprint: fingerprint)
+        } catch {
+            try? FileManager.default.removeItem(atPath: work)
+            throw error
+        }
+    }
+
+    // MARK: - Restore
+
+    public struct Restored: Sendable {
+        public var settings: CASettings
+        public var fingerprint: String
+        public var previousCALocation: String?
+        public var hadManifest: Bool
+    }
+
+    /// Installs an opened backup as this machine's CA, rewriting paths for the directories in use.
+    /// An existing CA is refused unless `force`, and then moved aside first; any failure puts back
+    /// what was there.
+    public func restore(_ opened: Opened, force: Bool, newAddress: ListenAddress?, now: Date = Date()) throws -> Restored {
+        defer { try? FileManager.default.removeItem(atPath: opened.workDirectory) }
+        let initializer = CAInitializer(directories: directories)
+        if !force, let existing = try initializer.existingCA() {
+            throw AutoSSLError.general(
+                "a CA already exists on this machine (\(existing)); nothing was changed",
+                hint: "rerun with --force to replace it (the current CA is moved aside, not deleted)")
+        }
+        let backupConfig = try AutoSSLConfiguration.load(from: opened.content + "/config/config.yaml")
+        guard var settings = backupConfig.ca else { throw AutoSSLError.general("the backup's config.yaml has no CA section") }
+        let paths = CAPaths(caDir: directories.caDir)
+        settings.paths = paths
+        settings.provisioners = settings.provisioners.map { provisioner in
+            var updated = provisioner
+            updated.encryptedKeyFile = paths.provisionerKeyFile(provisioner.name)
+            updated.passwordFile = provisioner.passwordFile.map { directories.configDir + "/" + ($0 as NSString).lastPathComponent }
+            return updated
+        }
+        settings.passwordFile = settings.passwordFile.map { directories.configDir + "/" + ($0 as NSString).lastPathComponent }
+        if let newAddress { settings.addresses = [newAddress] }
+
+        try FileOperations.makeDirectory(directories.configDir, mode: 0o755)
+        var transaction = InstallTransaction(directories: directories, logger: initializer.logger)
+        do {
+            if force, try initializer.existingCA() != nil {
+                try transaction.moveExistingCAAside(suffix: "replaced-" + FileOperations.timestamp(now))
+            }
+            try Self.tightenModes(opened.content + "/ca")
+            try FileOperations.move(opened.content + "/ca", to: directories.caDir)
+            transaction.installedCADirectory = true
+            let configFiles = (try? FileManager.default.contentsOfDirectory(atPath: opened.content + "/config")) ?? []
+            for name in configFiles where name != "config.yaml" {
+                try transaction.writeSecret(
+                    Passwords.fromFileContents(try FileOperations.readText(opened.content + "/config/" + name)),
+                    to: directories.configDir + "/" + name)
+            }
+            var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+            configuration.ca = settings
+            try transaction.writeConfiguration(configuration)
+        } catch {
+            transaction.rollBack()
+            throw error
+        }
+        return Restored(
+            settings: settings, fingerprint: opened.rootFingerprint, previousCALocation: transaction.movedAside,
+            hadManifest: opened.manifest != nil)
+    }
+
+    // MARK: - Helpers
+
+    static func privateWorkDirectory(in parent: String, prefix: String) throws -> String {
+        let path = parent + "/" + prefix + Passwords.generate(length: 10)
+        try FileOperations.makeDirectory(path, mode: 0o700)
+        return path
+    }
+
+    /// SHA-256 of every regular file below `root`, by relative path.
+    static func hashes(under root: String) throws -> [String: String] {
+        var result: [String: String] = [:]
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else { return result }
+        while let relative = enumerator.nextObject() as? String {
+            var isDirectory: ObjCBool = false
+            FileManager.default.fileExists(atPath: root + "/" + relative, isDirectory: &isDirectory)
+            guard !isDirectory.boolValue else { continue }
+            guard let data = FileManager.default.contents(atPath: root + "/" + relative) else {
+                throw AutoSSLError.general("could not read \(relative) for the manifest")
+            }
+            result[relative] = Hex.encode(SHA256.hash(data: data))
+        }
+        return result
+    }
+
+    static func copyTree(from source: String, to destination: String, skipping: (String) -> Bool) throws {
+        try FileOperations.makeDirectory(destination, mode: 0o700)
+        guard let enumerator = FileManager.default.enumerator(atPath: source) else { return }
+        while let relative = enumerator.nextObject() as? String {
+            if skipping(relative) { continue }
+            let from = source + "/" + relative
+            let to = destination + "/" + relative
+            var isDirectory: ObjCBool = false
+            FileManager.default.fileExists(atPath: from, isDirectory: &isDirectory)
+            let mode = FileOperations.mode(of: from) ?? 0o600
+            if isDirectory.boolValue {
+                try FileOperations.makeDirectory(to, mode: mode)
+            } else if let data = FileManager.default.contents(atPath: from) {
+                try FileOperations.writeAtomically(data, to: to, mode: mode)
+            }
+        }
+    }
+
+    /// Secrets 0700/0600, database 0700, certificates readable: whatever the archive said.
+    static func tightenModes(_ caDir: String) throws {
+        for (path, mode) in [(caDir + "/secrets", mode_t(0o700)), (caDir + "/db", 0o700), (caDir + "/certs", 0o755), (caDir, 0o755)] {
+            if FileOperations.exists(path) { chmod(path, mode) }
+        }
+        for directory in [caDir + "/secrets", caDir + "/db", caDir + "/secrets/intermediates"] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+                let path = directory + "/" + name
+                var isDirectory: ObjCBool = false
+                FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
+                chmod(path, isDirectory.boolValue ? 0o700 : 0o600)
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Backups of a running CA: recoverable with openssl + tar, restorable into empty directories with
+/// everything the CA knew, and refused cleanly when the passphrase or the file is wrong.
+@Suite(.serialized) struct BackupEndToEndTests {
+    static let passphrase = "a-long-backup-passphrase-42"
+
+    @Test func backupRunningCARecoverWithOpenSSLAndRestoreElsewhere() throws {
+        let ca = try RunningCA()
+        let fingerprint = try ca.fingerprint
+        let out = ca.sandbox.root
+        func issue(_ name: String) throws {
+            let result = try ca.sandbox.run([
+                "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint, "--san", name + ".internal",
+                "--out-cert", out.file(name + ".crt"), "--out-key", out.file(name + ".key"),
+                "--password-file", ca.sandbox.configDir + "/provisioner-password",
+            ])
+            #expect(result.status == 0, "\(result)")
+        }
+        try issue("kept")
+        try issue("revoked")
+        let revoke = try ca.sandbox.run([
+            "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("revoked.crt"),
+            "--key", out.file("revoked.key"), "--reason-code", "1",
+        ])
+        #expect(revoke.status == 0, "\(revoke)")
+        let revokedSerial = try runProcess("openssl", ["x509", "-in", out.file("revoked.crt"), "-noout", "-serial"]).stdout
+            .split(separator: "=").last!.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+
+        // Back up while the server runs.
+        let passphraseFile = try out.write("pp", Self.passphrase + "\n")
+        let backupFile = out.file("ca-backup.enc")
+        let backup = try ca.sandbox.run(["ca", "backup", "--output", backupFile, "--passphrase-file", passphraseFile])
+        #expect(backup.status == 0, "\(backup)")
+        #expect(fileMode(backupFile) == 0o600)
+        #expect(backup.stdout.contains("openssl enc -d -aes-256-cbc -pbkdf2 -md sha256 -iter 600000 -in \(backupFile) | tar -xz"))
+        #expect(try ca.sandbox.run(["ca", "backup", "verify", backupFile, "--passphrase-file", passphraseFile]).status == 0)
+
+        // openssl and tar alone recover the files.
+        let recovered = out.file("recovered")
+        try FileManager.default.createDirectory(atPath: recovered, withIntermediateDirectories: true)
+        let manual = try runProcess("sh", ["-c", "openssl enc -d -aes-256-cbc -pbkdf2 -md sha256 -iter 600000 -in \(backupFile) -pass file:\(passphraseFile) | tar -xz -C \(recovered)"])
+        #expect(manual.status == 0, "\(manual)")
+        #expect(try readFile(recovered + "/auto-ssl-backup/ca/certs/root_ca.crt") == (try readFile(ca.rootPath)))
+        let key = try runProcess("openssl", [
+            "pkey", "-in", recovered + "/auto-ssl-backup/ca/secrets/intermediate_ca_key",
+            "-passin", "file:" + recovered + "/auto-ssl-backup/config/ca-password", "-noout",
+        ])
+        #expect(key.status == 0, "\(key)")
+        #expect(FileManager.default.fileExists(atPath: recovered + "/auto-ssl-backup/manifest.json"))
+        #expect(ca.stop() == 0)
+
+        // Restore into empty directories on a new port; the restored CA is the same CA.
+        let target = Sandbox()
+        let port = freeLoopbackPort()
+        let restore = try target.run([
+            "ca", "restore", "--input", backupFile, "--passphrase-file", passphraseFile, "--new-address", "127.0.0.1:\(port)",
+        ])
+        #expect(restore.status == 0, "\(restore)")
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: autoSSLBinaryPath())
+        server.arguments = ["ca", "serve"]
+        server.environment = target.environment
+        let log = target.root.file("serve.log")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        server.standardError = FileHandle(forWritingAtPath: log)
+        server.standardOutput = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { kill(server.processIdentifier, SIGTERM); server.waitUntilExit() } }
+        for _ in 0..<100 where !((try? readFile(log))?.contains("listening on") ?? false) { usleep(100_000) }
+        let url = "https://127.0.0.1:\(port)"
+        let status = try target.run(["ca", "status", "--json"])
+        #expect(status.stdout.contains("\"fingerprint\" : \"\(fingerprint)\""), "\(status)")
+        let serveLog = (try? readFile(log)) ?? ""
+        #expect(status.stdout.contains("running"), "\(status)\n\(serveLog)")
+        let crl = try runProcess("sh", ["-c", "curl -sf --cacert \(target.caDir)/certs/root_ca.crt \(url)/crl?pem | openssl crl -noout -text"])
+        #expect(crl.stdout.lowercased().replacingOccurrences(of: " ", with: "").contains("serialnumber:" + revokedSerial), "\(crl)")
+        let renew = try target.run([
+            "cert", "renew", "--ca-url", url, "--fingerprint", fingerprint, "--cert", out.file("kept.crt"),
+            "--key", out.file("kept.key"), "--out-cert", out.file("kept2.crt"),
+        ])
+        #expect(renew.status == 0, "\(renew)")
+        let refused = try target.run([
+            "cert", "renew", "--ca-url", url, "--fingerprint", fingerprint, "--cert", out.file("revoked.crt"),
+            "--key", out.file("revoked.key"), "--out-cert", out.file("revoked2.crt"),
+        ])
+        #expect(refused.status != 0 && refused.stderr.contains("revoked"), "\(refused)")
+        let list = try target.run(["ca", "certs", "list", "--revoked", "--json"])
+        #expect(list.stdout.contains(revokedSerial.count % 2 == 1 ? "0" + revokedSerial : revokedSerial))
+    }
+
+    @Test func wrongPassphraseAndDamagedFilesChangeNothing() throws {
+        let source = Sandbox()
+        #expect(try source.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let passphraseFile = try source.root.write("pp", Self.passphrase + "\n")
+        let file = source.root.file("b.enc")
+        #expect(try source.run(["ca", "backup", "--output", file, "--passphrase-file", passphraseFile]).status == 0)
+
+        let target = Sandbox()
+        #expect(try target.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9444"]).status == 0)
+        let before = try snapshotTree(target.root.path)
+        let wrong = try target.root.write("wrong", "not-the-right-passphrase\n")
+        let refused = try target.run(["ca", "restore", "--input", file, "--passphrase-file", wrong, "--force"])
+        #expect(refused.status == 1, "\(refused)")
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+        bytes[bytes.count / 2] ^= 0x01
+        let damaged = target.root.file("damaged.enc")
+        try Data(bytes).write(to: URL(fileURLWithPath: damaged))
+        let refusedDamaged = try target.run(["ca", "restore", "--input", damaged, "--passphrase-file", passphraseFile, "--force"])
+        #expect(refusedDamaged.status == 1, "\(refusedDamaged)")
+        #expect(try target.run(["ca", "backup", "verify", damaged, "--passphrase-file", passphraseFile]).status == 1)
+        var afterAll = try snapshotTree(target.root.path)
+        for key in afterAll.keys where key.hasPrefix("wrong") || key.hasPrefix("damaged") { afterAll.removeValue(forKey: key) }
+        #expect(afterAll == before.filter { !$0.key.hasPrefix("wrong") })
+        // An existing CA is never replaced without --force; a short passphrase is refused.
+        let noForce = try target.run(["ca", "restore", "--input", file, "--passphrase-file", passphraseFile])
+        #expect(noForce.status == 1 && noForce.stderr.contains("--force"), "\(noForce)")
+        let short = try target.root.write("short", "short\n")
+        #expect(try source.run(["ca", "backup", "--output", source.root.file("x.enc"), "--passphrase-file", short]).status == 2)
+        // With --force the old CA is moved aside and the backup's CA takes its place.
+        let forced = try target.run(["ca", "restore", "--input", file, "--passphrase-file", passphraseFile, "--force"])
+        #expect(forced.status == 0 && forced.stdout.contains("moved to"), "\(forced)")
+        #expect(try readFile(target.caDir + "/certs/root_ca.crt") == (try readFile(source.caDir + "/certs/root_ca.crt")))
+    }
+
+    @Test func restoresAHandMadeOpenSSLArchive() throws {
+        let source = Sandbox()
+        #expect(try source.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        // An administrator's own archive of the same layout (no manifest), encrypted with openssl enc.
+        let layout = source.root.file("layout")
+        let script = """
+            set -e
+            mkdir -p \(layout)/config
+            cp -a \(source.caDir) \(layout)/ca
+            cp \(source.configDir)/config.yaml \(source.configDir)/ca-password \(layout)/config/
+            tar -C \(layout) -czf - ca config | openssl enc -aes-256-cbc -pbkdf2 -md sha256 -iter 600000 -salt -pass pass:\(Self.passphrase) -out \(source.root.file("manual.enc"))
+            """
+        #expect(try runProcess("sh", ["-c", script]).status == 0)
+        let passphraseFile = try source.root.write("pp", Self.passphrase + "\n")
+        let target = Sandbox()
+        let restored = try target.run(["ca", "restore", "--input", source.root.file("manual.enc"), "--passphrase-file", passphraseFile])
+        #expect(restored.status == 0, "\(restored)")
+        #expect(restored.stderr.contains("no manifest"))
+        #expect(try target.run(["ca", "status"]).status == 0)
+    }
+}
