@@ -38,6 +38,7 @@ public struct CAStatusReport: Codable, Sendable {
     public var maximumDuration: String
     public var provisioners: [String]
     public var server: String
+    public var backups: String
     public var warnings: [String]
 
     enum CodingKeys: String, CodingKey {
@@ -46,7 +47,7 @@ public struct CAStatusReport: Codable, Sendable {
         case defaultDuration = "default_duration"
         case minimumDuration = "min_duration"
         case maximumDuration = "max_duration"
-        case provisioners, server, warnings
+        case provisioners, server, backups, warnings
     }
 
     /// An intermediate with less than this left gets a warning: leaves cannot outlive it.
@@ -103,7 +104,23 @@ public struct CAStatusReport: Codable, Sendable {
             provisioners: settings.provisioners.map { "\($0.name) (\($0.type))" },
             // Filled in by the caller, which can reach the network.
             server: "unknown",
+            backups: backupSummary(settings, directories: directories),
             warnings: warnings)
+    }
+
+    static func backupSummary(_ settings: CASettings, directories: Directories) -> String {
+        var parts: [String] = []
+        if let schedule = settings.backupSchedule {
+            parts.append("\(schedule.schedule) to \(schedule.outputDirectory), keeping \(schedule.retention)")
+        } else {
+            parts.append("not scheduled")
+        }
+        if let last = BackupRotation.lastState(directories) {
+            parts.append("last \(last.succeeded ? "succeeded" : "FAILED") at \(Timestamp.rfc3339(last.time))" + (last.succeeded ? "" : ": \(last.detail)"))
+        } else {
+            parts.append("no backup made yet")
+        }
+        return parts.joined(separator: "; ")
     }
 
     public static func loadCertificate(_ path: String, what: String) throws -> Certificate {

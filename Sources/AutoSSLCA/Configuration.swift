@@ -56,8 +56,11 @@ public struct CASettings: Codable, Equatable, Sendable {
     public var policy: PolicySettings?
     /// Grace window after expiry during which renewal is still allowed, as a fraction of the lifetime.
     public var renewalGraceFraction: Double?
+    /// Scheduled backups (`ca backup-schedule`), if enabled.
+    public var backupSchedule: BackupSchedule?
 
     enum CodingKeys: String, CodingKey {
+        case backupSchedule = "backup_schedule"
         case policy
         case renewalGraceFraction = "renewal_grace_fraction"
         case name, addresses
@@ -152,5 +155,27 @@ public struct CAPaths: Codable, Equatable, Sendable {
 
     public func provisionerKeyFile(_ name: String) -> String {
         secretsDir + "/provisioner_\(name).jwe"
+    }
+}
+
+/// `ca backup-schedule --enable`: what the timer runs.
+public struct BackupSchedule: Codable, Equatable, Sendable {
+    public var schedule: String
+    public var outputDirectory: String
+    public var retention: Int
+    public var passphraseFile: String
+
+    public init(schedule: String, outputDirectory: String, retention: Int, passphraseFile: String) {
+        self.schedule = schedule
+        self.outputDirectory = outputDirectory
+        self.retention = retention
+        self.passphraseFile = passphraseFile
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schedule
+        case outputDirectory = "output_directory"
+        case retention
+        case passphraseFile = "passphrase_file"
     }
 }

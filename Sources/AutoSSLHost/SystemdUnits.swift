@@ -76,3 +76,54 @@ public enum SystemdUnits {
         FileManager.default.fileExists(atPath: "/run/systemd/system")
     }
 }
+
+extension SystemdUnits {
+    public static let backupCalendars = ["daily": "daily", "weekly": "weekly", "monthly": "monthly"]
+
+    /// The oneshot service the backup timer starts.
+    public static func backupService(
+        executable: String, configDir: String, dataDir: String, outputDirectory: String, retention: Int, passphraseFile: String
+    ) -> String {
+        """
+        # Written by auto-ssl ca backup-schedule
+        [Unit]
+        Description=auto-ssl CA backup
+        Wants=network-online.target
+        After=network-online.target
+
+        [Service]
+        Type=oneshot
+        ExecStart=\(executable) ca backup --output \(outputDirectory) --retention \(retention) --passphrase-file \(passphraseFile)
+        Environment=AUTO_SSL_CONFIG_DIR=\(configDir)
+        Environment=AUTO_SSL_DATA_DIR=\(dataDir)
+        UMask=0077
+        NoNewPrivileges=yes
+        ProtectSystem=strict
+        PrivateTmp=yes
+        PrivateDevices=yes
+        ProtectKernelTunables=yes
+        ProtectKernelModules=yes
+        ProtectControlGroups=yes
+        ReadWritePaths=\(dataDir) \(outputDirectory)
+        ReadOnlyPaths=\(configDir)
+
+        """
+    }
+
+    public static func backupTimer(calendar: String) -> String {
+        """
+        # Written by auto-ssl ca backup-schedule
+        [Unit]
+        Description=auto-ssl CA backup (\(calendar))
+
+        [Timer]
+        OnCalendar=\(calendar)
+        RandomizedDelaySec=15min
+        Persistent=true
+
+        [Install]
+        WantedBy=timers.target
+
+        """
+    }
+}

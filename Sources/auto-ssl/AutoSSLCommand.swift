@@ -26,7 +26,7 @@ struct CACommand: AsyncParsableCommand {
         subcommands: [
             CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CARevokeCommand.self,
             CAProvisionerCommand.self,
-            CARotateIntermediateCommand.self, CABackupCommand.self, CARestoreCommand.self, CAInstallServiceCommand.self,
+            CARotateIntermediateCommand.self, CABackupCommand.self, CARestoreCommand.self, CABackupScheduleCommand.self, CAInstallServiceCommand.self,
             CAResetCommand.self,
         ]
     )

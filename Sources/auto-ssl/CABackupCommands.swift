@@ -56,18 +56,42 @@ struct CABackupCommand: AsyncParsableCommand {
 struct CABackupCreateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create", abstract: "Write an encrypted backup file.")
 
-    @Option(help: ArgumentHelp("The backup file to write (mode 0600).", valueName: "file")) var output: String
+    @Option(help: ArgumentHelp(
+        "The backup file to write (mode 0600), or an existing directory for a timestamped file.", valueName: "path"))
+    var output: String
+    @Option(help: "With a directory --output: keep only the newest N backups there (after this one succeeded).")
+    var retention: Int?
     @OptionGroup var passphrase: PassphraseOptions
 
     func run() async throws {
+        let directories = Directories.fromEnvironment()
+        do {
+            try await backUp(directories)
+        } catch {
+            // Scheduled runs have no one watching: `ca status` reports the failure.
+            BackupRotation.record(.init(time: Date(), succeeded: false, detail: "\(error)"), directories: directories)
+            throw error
+        }
+    }
+
+    func backUp(_ directories: Directories) async throws {
+        if let retention, retention < 1 { throw AutoSSLError.invalidArgument("--retention must be at least 1") }
+        var isDirectory: ObjCBool = false
+        let target = Directories.absolute(output)
+        let intoDirectory = FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) && isDirectory.boolValue
+        if retention != nil, !intoDirectory {
+            throw AutoSSLError.invalidArgument("--retention needs --output to be a directory")
+        }
         let secret = try passphrase.passphrase(confirm: true)
-        let backup = CABackup(directories: Directories.fromEnvironment())
-        let (bytes, manifest) = try await backup.create(
+        let (bytes, manifest) = try await CABackup(directories: directories).create(
             passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)
-        let path = Directories.absolute(output)
+        let path = intoDirectory ? target + "/" + BackupRotation.fileName(at: Date()) : target
         try FileOperations.writeAtomically(bytes, to: path, mode: 0o600)
+        let pruned = try retention.map { try BackupRotation.prune(target, keep: $0) } ?? []
+        BackupRotation.record(.init(time: Date(), succeeded: true, detail: path), directories: directories)
         print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
         print("  \(path) (mode 0600)")
+        if !pruned.isEmpty { print("  removed \(pruned.count) older backup(s): \(pruned.joined(separator: ", "))") }
         print("Recover with openssl and tar alone:")
         print("  " + CABackup.recoveryCommand(file: path, iterations: passphrase.iterations))
     }

@@ -42,6 +42,7 @@ struct CAStatusCommand: AsyncParsableCommand {
             "Durations:      default \(report.defaultDuration), minimum \(report.minimumDuration), maximum \(report.maximumDuration)",
             "Provisioners:   \(report.provisioners.joined(separator: ", "))",
             "Server:         \(report.server)",
+            "Backups:        \(report.backups)",
         ]
         print(lines.joined(separator: "\n"))
         for warning in report.warnings { Output.warning(warning) }

@@ -146,3 +146,47 @@ import TestSupport
         #expect(try target.run(["ca", "status"]).status == 0)
     }
 }
+
+@Suite struct BackupScheduleEndToEndTests {
+    @Test func scheduleWritesVerifiedUnitsAndRetentionKeepsExactlyN() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let passphraseFile = try sandbox.root.write("pp", "scheduled-backup-passphrase\n")
+        let directory = sandbox.root.file("backups")
+        let enabled = try sandbox.run([
+            "ca", "backup-schedule", "--enable", "--schedule", "weekly", "--output", directory, "--retention", "3",
+            "--passphrase-file", passphraseFile,
+        ])
+        #expect(enabled.status == 0, "\(enabled)")
+        let service = try readFile(sandbox.systemdDir + "/auto-ssl-backup.service")
+        let timer = try readFile(sandbox.systemdDir + "/auto-ssl-backup.timer")
+        #expect(service.contains("Type=oneshot") && service.contains("ca backup --output \(directory) --retention 3 --passphrase-file \(passphraseFile)"))
+        #expect(timer.contains("OnCalendar=weekly") && timer.contains("Persistent=true"))
+        #expect(try sandbox.run(["ca", "status", "--json"]).stdout.contains("weekly to \(directory), keeping 3; no backup made yet"))
+
+        // What the timer runs, five times: exactly the newest three stay.
+        var made: [String] = []
+        for _ in 0..<5 {
+            let run = try sandbox.run(["ca", "backup", "--output", directory, "--retention", "3", "--passphrase-file", passphraseFile])
+            #expect(run.status == 0, "\(run)")
+            made.append(contentsOf: try FileManager.default.contentsOfDirectory(atPath: directory).filter { !made.contains($0) })
+            sleep(1)  // names carry the time to the second
+        }
+        let kept = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        #expect(kept.count == 3 && kept == Array(made.sorted().suffix(3)), "\(kept) of \(made)")
+        #expect(kept.allSatisfy { fileMode(directory + "/" + $0) == 0o600 })
+        let status = try sandbox.run(["ca", "status"]).stdout
+        #expect(status.contains("Backups:") && status.contains("last succeeded"), "\(status)")
+
+        // A failing run (wrong passphrase length) is reported by ca status and deletes nothing.
+        let short = try sandbox.root.write("short", "short\n")
+        #expect(try sandbox.run(["ca", "backup", "--output", directory, "--retention", "1", "--passphrase-file", short]).status == 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 3)
+        #expect(try sandbox.run(["ca", "status"]).stdout.contains("last FAILED"))
+
+        let disabled = try sandbox.run(["ca", "backup-schedule", "--disable"])
+        #expect(disabled.status == 0, "\(disabled)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.systemdDir + "/auto-ssl-backup.timer"))
+        #expect(try sandbox.run(["ca", "status", "--json"]).stdout.contains("not scheduled"))
+    }
+}

@@ -1,0 +1,92 @@
+import ArgumentParser
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLHost
+import AutoSSLIO
+import Foundation
+
+struct CABackupScheduleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup-schedule",
+        abstract: "Enable or disable scheduled backups (auto-ssl-backup.service and .timer).",
+        discussion: """
+            The timer runs `ca backup` into --output (a directory), keeps the newest --retention backups and
+            deletes older ones only after a new backup succeeded. `ca status` shows the schedule and the last
+            backup's time and result.
+            """)
+
+    @Flag(help: "Write and enable the units.") var enable = false
+    @Flag(help: "Remove the units.") var disable = false
+    @Option(help: "daily, weekly or monthly.") var schedule = "daily"
+    @Option(help: ArgumentHelp("Directory the backups go to.", valueName: "dir")) var output: String?
+    @Option(help: "How many backups to keep.") var retention = 4
+    @Option(help: ArgumentHelp("File holding the backup passphrase (mode 0600; the timer reads it).", valueName: "file"))
+    var passphraseFile: String?
+
+    func run() throws {
+        guard enable != disable else { throw AutoSSLError.invalidArgument("give exactly one of --enable or --disable") }
+        let directories = Directories.fromEnvironment()
+        var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        guard var settings = configuration.ca else {
+            throw AutoSSLError.general("no CA on this machine", hint: "create one with `auto-ssl ca init`")
+        }
+        let service = directories.systemdDir + "/auto-ssl-backup.service"
+        let timer = directories.systemdDir + "/auto-ssl-backup.timer"
+        let managesSystem = directories.systemdDir == Directories.defaults.systemdDir && SystemdUnits.systemdIsRunning
+        if disable {
+            if managesSystem { _ = SystemCommandRunner().run("systemctl", ["disable", "--now", "auto-ssl-backup.timer"], timeout: 60) }
+            try FileOperations.removeTree(service)
+            try FileOperations.removeTree(timer)
+            settings.backupSchedule = nil
+            configuration.ca = settings
+            try configuration.save(to: directories.configFile)
+            if managesSystem { _ = SystemCommandRunner().run("systemctl", ["daemon-reload"], timeout: 60) }
+            print("Scheduled backups are disabled (units removed).")
+            return
+        }
+        guard let calendar = SystemdUnits.backupCalendars[schedule] else {
+            throw AutoSSLError.invalidArgument("--schedule must be daily, weekly or monthly")
+        }
+        guard retention >= 1 else { throw AutoSSLError.invalidArgument("--retention must be at least 1") }
+        guard let output, let passphraseFile else {
+            throw AutoSSLError.invalidArgument("--enable needs --output (a directory) and --passphrase-file")
+        }
+        let outputDirectory = Directories.absolute(output)
+        let passphrasePath = Directories.absolute(passphraseFile)
+        try CABackup.validatePassphrase(try SecretFiles.read(passphrasePath, option: "--passphrase-file"))
+        if let mode = FileOperations.mode(of: passphrasePath), mode & 0o077 != 0 {
+            throw AutoSSLError(.permissionDenied, "\(passphrasePath) is readable by group or others", hint: "run chmod 600 \(passphrasePath)")
+        }
+        try FileOperations.makeDirectory(outputDirectory, mode: 0o700)
+        let executable = Directories.absolute(CommandLine.arguments[0].contains("/")
+            ? CommandLine.arguments[0] : (SystemCommandRunner().which("auto-ssl") ?? "/usr/local/bin/auto-ssl"))
+        try FileOperations.makeDirectory(directories.systemdDir, mode: 0o755)
+        try FileOperations.writeAtomically(
+            SystemdUnits.backupService(
+                executable: executable, configDir: directories.configDir, dataDir: directories.dataDir,
+                outputDirectory: outputDirectory, retention: retention, passphraseFile: passphrasePath),
+            to: service, mode: 0o644)
+        try FileOperations.writeAtomically(SystemdUnits.backupTimer(calendar: calendar), to: timer, mode: 0o644)
+        for unit in [service, timer] {
+            if case .failed(let output) = SystemdUnits.verify(unit) {
+                throw AutoSSLError.general("systemd-analyze verify reports problems with \(unit):\n\(output)")
+            }
+        }
+        settings.backupSchedule = BackupSchedule(
+            schedule: schedule, outputDirectory: outputDirectory, retention: retention, passphraseFile: passphrasePath)
+        configuration.ca = settings
+        try configuration.save(to: directories.configFile)
+        print("Wrote \(service) and \(timer) (\(schedule), keeping \(retention) backups in \(outputDirectory)).")
+        if managesSystem {
+            let runner = SystemCommandRunner()
+            for arguments in [["daemon-reload"], ["enable", "--now", "auto-ssl-backup.timer"]] {
+                guard let result = runner.run("systemctl", arguments, timeout: 60), result.status == 0 else {
+                    throw AutoSSLError.general("`systemctl \(arguments.joined(separator: " "))` failed")
+                }
+            }
+            print("auto-ssl-backup.timer is enabled.")
+        } else {
+            print("systemd is not managing \(directories.systemdDir) here; enable with: systemctl daemon-reload && systemctl enable --now auto-ssl-backup.timer")
+        }
+    }
+}
