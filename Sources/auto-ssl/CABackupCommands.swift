@@ -1,5 +1,6 @@
 import ArgumentParser
 import AutoSSLCA
+import AutoSSLClient
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
@@ -58,9 +59,11 @@ struct CABackupCreateCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp(
         "The backup file to write (mode 0600), or an existing directory for a timestamped file.", valueName: "path"))
-    var output: String
+    var output: String?
     @Option(help: "With a directory --output: keep only the newest N backups there (after this one succeeded).")
     var retention: Int?
+    @Option(help: "local (default) or s3.") var destType = "local"
+    @OptionGroup var s3: S3Options
     @OptionGroup var passphrase: PassphraseOptions
 
     func run() async throws {
@@ -75,6 +78,12 @@ struct CABackupCreateCommand: AsyncParsableCommand {
     }
 
     func backUp(_ directories: Directories) async throws {
+        if destType == "s3" {
+            try await backUpToS3(directories)
+            return
+        }
+        guard destType == "local" else { throw AutoSSLError.invalidArgument("--dest-type must be local or s3") }
+        guard let output else { throw AutoSSLError.invalidArgument("--output is required for a local backup") }
         if let retention, retention < 1 { throw AutoSSLError.invalidArgument("--retention must be at least 1") }
         var isDirectory: ObjCBool = false
         let target = Directories.absolute(output)
@@ -94,6 +103,33 @@ struct CABackupCreateCommand: AsyncParsableCommand {
         if !pruned.isEmpty { print("  removed \(pruned.count) older backup(s): \(pruned.joined(separator: ", "))") }
         print("Recover with openssl and tar alone:")
         print("  " + CABackup.recoveryCommand(file: path, iterations: passphrase.iterations))
+    }
+}
+
+extension CABackupCreateCommand {
+    func backUpToS3(_ directories: Directories) async throws {
+        guard let bucket = s3.s3Bucket else { throw AutoSSLError.invalidArgument("--dest-type s3 needs --s3-bucket") }
+        let store = try s3.store()
+        let secret = try passphrase.passphrase(confirm: true)
+        let (bytes, manifest) = try await CABackup(directories: directories).create(
+            passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)
+        let key = s3.s3Prefix + BackupRotation.fileName(at: Date())
+        try await store.put(bytes, bucket: bucket, key: key)
+        BackupRotation.record(.init(time: Date(), succeeded: true, detail: "s3://\(bucket)/\(key)"), directories: directories)
+        print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)) to s3://\(bucket)/\(key) (\(bytes.count) bytes)")
+        print("Restore with: auto-ssl ca restore --input s3://\(bucket)/\(key) --s3-endpoint \(store.endpoint.absoluteString) --s3-region \(store.region)")
+    }
+}
+
+/// S3-compatible object storage for backups.
+struct S3Options: ParsableArguments {
+    @Option(help: "S3 bucket (with --dest-type s3).") var s3Bucket: String?
+    @Option(help: "S3 endpoint URL (default: AWS for --s3-region).") var s3Endpoint: String?
+    @Option(help: "Key prefix inside the bucket, e.g. ca/.") var s3Prefix = ""
+    @Option(help: "S3 region.") var s3Region = "us-east-1"
+
+    func store() throws -> S3ObjectStore {
+        try S3ObjectStore(endpoint: s3Endpoint, region: s3Region, credentials: try S3ObjectStore.credentials())
     }
 }
 
@@ -129,17 +165,28 @@ struct CARestoreCommand: AsyncParsableCommand {
         abstract: "Restore the CA from a backup (verified before anything is installed).",
         discussion: "Also restores a tar.gz of the same layout encrypted by `openssl enc` by hand.")
 
-    @Option(help: ArgumentHelp("The backup file.", valueName: "file")) var input: String
+    @Option(help: ArgumentHelp("The backup file, or s3://bucket/key.", valueName: "file")) var input: String
     @Option(help: ArgumentHelp("Serve on this address instead of the backed-up ones.", valueName: "host:port"))
     var newAddress: String?
     @Flag(help: "Replace an existing CA (it is moved aside first).") var force = false
+    @OptionGroup var s3: S3Options
     @OptionGroup var passphrase: PassphraseOptions
 
     func run() async throws {
         let address = try newAddress.map(ListenAddress.init(parsing:))
         let secret = try passphrase.passphrase(confirm: false)
         let backup = CABackup(directories: Directories.fromEnvironment())
-        let opened = try backup.open(try CABackupVerifyCommand.read(input), passphrase: secret, iterations: passphrase.iterations)
+        let bytes: [UInt8]
+        if input.hasPrefix("s3://") {
+            let location = input.dropFirst(5)
+            guard let slash = location.firstIndex(of: "/"), location.index(after: slash) < location.endIndex else {
+                throw AutoSSLError.invalidArgument("--input must be s3://bucket/key")
+            }
+            bytes = try await s3.store().get(bucket: String(location[..<slash]), key: String(location[location.index(after: slash)...]))
+        } else {
+            bytes = try CABackupVerifyCommand.read(input)
+        }
+        let opened = try backup.open(bytes, passphrase: secret, iterations: passphrase.iterations)
         let restored: CABackup.Restored
         do {
             restored = try backup.restore(opened, force: force, newAddress: address)

@@ -190,3 +190,70 @@ import TestSupport
         #expect(try sandbox.run(["ca", "status", "--json"]).stdout.contains("not scheduled"))
     }
 }
+
+@Suite struct S3BackupEndToEndTests {
+    @Test func uploadToAndRestoreFromAnS3CompatibleServer() throws {
+        // moto's S3 server from PyPI, on loopback, for this test only.
+        let port = freeLoopbackPort()
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["moto_server", "-H", "127.0.0.1", "-p", "\(port)"]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }  // moto ignores SIGTERM
+        let endpoint = "http://127.0.0.1:\(port)"
+        var ready = false
+        for _ in 0..<100 where !ready {
+            ready = (try? runProcess("curl", ["-sf", "-o", "/dev/null", endpoint]))?.status == 0
+            if !ready { usleep(100_000) }
+        }
+        #expect(ready, "moto_server did not start")
+        let credentials = ["AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret", "AWS_SESSION_TOKEN": "session"]
+        let bucket = try runPython("""
+            import boto3, sys
+            s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing-secret")
+            s3.create_bucket(Bucket="ca-backups")
+            print("ok")
+            """, arguments: [endpoint])
+        #expect(bucket.status == 0, "\(bucket)")
+
+        let source = Sandbox()
+        source.extraEnvironment = credentials
+        #expect(try source.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let passphraseFile = try source.root.write("pp", "s3-backup-passphrase-0001\n")
+        let upload = try source.run([
+            "ca", "backup", "--dest-type", "s3", "--s3-bucket", "ca-backups", "--s3-endpoint", endpoint, "--s3-prefix", "prod/",
+            "--passphrase-file", passphraseFile,
+        ])
+        #expect(upload.status == 0, "\(upload)")
+        let key = try #require(upload.stdout.components(separatedBy: "s3://ca-backups/").dropFirst().first?.split(separator: " ").first.map(String.init))
+        #expect(key.hasPrefix("prod/auto-ssl-backup-"))
+
+        // The object is what we uploaded (checked independently with boto3), and restores elsewhere.
+        let listed = try runPython("""
+            import boto3, sys
+            s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing-secret")
+            body = s3.get_object(Bucket="ca-backups", Key=sys.argv[2])["Body"].read()
+            print(body[:8].decode())
+            """, arguments: [endpoint, key])
+        #expect(listed.stdout == "Salted__\n", "\(listed)")
+        let target = Sandbox()
+        target.extraEnvironment = credentials
+        let restore = try target.run([
+            "ca", "restore", "--input", "s3://ca-backups/" + key, "--s3-endpoint", endpoint, "--passphrase-file", passphraseFile,
+        ])
+        #expect(restore.status == 0, "\(restore)")
+        #expect(try readFile(target.caDir + "/certs/root_ca.crt") == (try readFile(source.caDir + "/certs/root_ca.crt")))
+
+        // Wrong credentials are refused by the server with a clear error.
+        let wrong = Sandbox()
+        wrong.extraEnvironment = ["AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "HOME": wrong.root.path]
+        let missing = try wrong.run([
+            "ca", "restore", "--input", "s3://ca-backups/" + key, "--s3-endpoint", endpoint, "--passphrase-file", passphraseFile,
+        ])
+        #expect(missing.status == 2 && missing.stderr.contains("no S3 credentials"), "\(missing)")
+    }
+}
