@@ -194,9 +194,7 @@ public struct CABackup {
                     Passwords.fromFileContents(try FileOperations.readText(opened.content + "/config/" + name)),
                     to: directories.configDir + "/" + name)
             }
-            var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
-            configuration.ca = settings
-            try transaction.writeConfiguration(configuration)
+            try transaction.installCASettings(settings)
         } catch {
             transaction.rollBack()
             throw error

@@ -193,9 +193,7 @@ public struct CAInitializer {
                 try transaction.writeSecret(provisionerPassword, to: directories.provisionerPasswordFile)
             }
             try faultInjector?(.wroteSecrets)
-            var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
-            configuration.ca = settings
-            try transaction.writeConfiguration(configuration)
+            try transaction.installCASettings(settings)
         } catch {
             transaction.rollBack()
             throw error

@@ -30,9 +30,7 @@ public struct CAReset {
                 try transaction.remove(directories.caPasswordFile)
                 try transaction.remove(directories.provisionerPasswordFile)
             }
-            var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
-            configuration.ca = nil
-            try transaction.writeConfiguration(configuration)
+            try transaction.installCASettings(nil)
             if !keepCopy {
                 // Last: once the keys are gone there is nothing to roll back to.
                 try FileOperations.removeTree(directories.caDir)

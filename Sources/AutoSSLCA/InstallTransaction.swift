@@ -59,6 +59,13 @@ struct InstallTransaction {
         try FileOperations.writeAtomically(secret + "\n", to: path, mode: 0o600)
     }
 
+    /// Puts `settings` into config.yaml as the CA section, keeping every other section.
+    mutating func installCASettings(_ settings: CASettings?) throws {
+        var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        configuration.ca = settings
+        try writeConfiguration(configuration)
+    }
+
     mutating func writeConfiguration(_ configuration: AutoSSLConfiguration) throws {
         try remember(directories.configFile)
         if configuration.isEmpty {
