@@ -86,6 +86,19 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
+        // The application-server role: enroll, renew (timer or daemon), status, suspend, revoke, remove.
+        .target(
+            name: "AutoSSLAgent",
+            dependencies: [
+                "AutoSSLCore",
+                "AutoSSLIO",
+                "AutoSSLCA",
+                "AutoSSLClient",
+                "AutoSSLHost",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
         // The machine: OS detection, network addresses, firewall, external tools.
         .target(
             name: "AutoSSLHost",
@@ -105,6 +118,7 @@ let package = Package(
                 "AutoSSLServer",
                 "AutoSSLClient",
                 "AutoSSLHost",
+                "AutoSSLAgent",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "X509", package: "swift-certificates"),

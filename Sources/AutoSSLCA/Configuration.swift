@@ -7,12 +7,15 @@ import Yams
 /// and an enrolled server can live on the same host without overwriting each other.
 public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
     public var ca: CASettings?
+    /// This machine's enrollment as an application server (`server enroll`).
+    public var server: ServerEnrollment?
 
-    public init(ca: CASettings? = nil) {
+    public init(ca: CASettings? = nil, server: ServerEnrollment? = nil) {
         self.ca = ca
+        self.server = server
     }
 
-    public var isEmpty: Bool { ca == nil }
+    public var isEmpty: Bool { ca == nil && server == nil }
 
     /// Loads the file; a missing file is an empty configuration, a damaged one is an error.
     public static func load(from path: String) throws -> AutoSSLConfiguration {
@@ -177,5 +180,79 @@ public struct BackupSchedule: Codable, Equatable, Sendable {
         case outputDirectory = "output_directory"
         case retention
         case passphraseFile = "passphrase_file"
+    }
+}
+
+/// What `server enroll` recorded: enough for `server renew` to run unattended from a timer.
+public struct ServerEnrollment: Codable, Equatable, Sendable {
+    public var caURL: String
+    /// SHA-256 of the pinned root, lowercase hex without colons.
+    public var fingerprint: String
+    public var names: [String]
+    public var certPath: String
+    public var keyPath: String
+    public var rootPath: String
+    /// Key and chain in one file, for HAProxy (nil unless `--reload haproxy`).
+    public var combinedPath: String?
+    public var keyType: String
+    public var provisioner: String
+    /// The requested lifetime; nil = the CA's default.
+    public var duration: String?
+    /// nginx, apache, caddy or haproxy when chosen with `--reload`.
+    public var reload: String?
+    /// The shell command run after every renewal (from `--reload` or `--exec`).
+    public var reloadCommand: String?
+    /// Whether the renewal timer was installed.
+    public var renewalTimer: Bool
+    /// Renew once this fraction of the lifetime has passed (default 2/3).
+    public var renewAtFraction: Double?
+    public var enrolledAt: Date
+    public var suspension: Suspension?
+
+    public struct Suspension: Codable, Equatable, Sendable {
+        public var reason: String
+        public var since: Date
+
+        public init(reason: String, since: Date) {
+            self.reason = reason
+            self.since = since
+        }
+    }
+
+    public init(
+        caURL: String, fingerprint: String, names: [String], certPath: String, keyPath: String, rootPath: String,
+        combinedPath: String?, keyType: String, provisioner: String, duration: String?, reload: String?,
+        reloadCommand: String?, renewalTimer: Bool, enrolledAt: Date
+    ) {
+        self.caURL = caURL
+        self.fingerprint = fingerprint
+        self.names = names
+        self.certPath = certPath
+        self.keyPath = keyPath
+        self.rootPath = rootPath
+        self.combinedPath = combinedPath
+        self.keyType = keyType
+        self.provisioner = provisioner
+        self.duration = duration
+        self.reload = reload
+        self.reloadCommand = reloadCommand
+        self.renewalTimer = renewalTimer
+        self.enrolledAt = enrolledAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case caURL = "ca_url"
+        case fingerprint, names
+        case certPath = "cert_path"
+        case keyPath = "key_path"
+        case rootPath = "root_path"
+        case combinedPath = "combined_path"
+        case keyType = "key_type"
+        case provisioner, duration, reload
+        case reloadCommand = "reload_command"
+        case renewalTimer = "renewal_timer"
+        case renewAtFraction = "renew_at_fraction"
+        case enrolledAt = "enrolled_at"
+        case suspension
     }
 }

@@ -41,6 +41,21 @@ public final class CAClient: Sendable {
         }
     }
 
+    /// Connects to a CA whose root is already pinned (after enrollment), runs `body`, shuts down.
+    public static func withConnection<T>(
+        url: String, pinnedRoot: Certificate, _ body: (CAClient) async throws -> T
+    ) async throws -> T {
+        let client = try CAClient(baseURL: try normalise(url: url), root: pinnedRoot)
+        do {
+            let result = try await body(client)
+            await client.shutdown()
+            return result
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
     init(baseURL: String, root: Certificate) throws {
         self.baseURL = baseURL
         self.root = root

@@ -85,3 +85,33 @@ extension NetworkAddresses {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }
+
+extension NetworkAddresses {
+    /// The canonical name the resolver gives this host (its FQDN), if it differs from the short name.
+    public static func fullyQualifiedHostname() -> String? {
+        let short = hostname()
+        var hints = addrinfo()
+        hints.ai_flags = AI_CANONNAME
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(short, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(result) }
+        guard let canonical = first.pointee.ai_canonname else { return nil }
+        let name = String(cString: canonical)
+        return name.contains(".") && name != short && IPAddress(name) == nil ? name.lowercased() : nil
+    }
+
+    /// The names a server's certificate gets when the operator names none: hostname, FQDN and the
+    /// primary addresses (container bridges skipped). "localhost" never counts as the hostname.
+    public static func defaultServerNames() -> [SubjectName] {
+        var names: [SubjectName] = []
+        func add(_ name: SubjectName?) {
+            if let name, !names.contains(name) { names.append(name) }
+        }
+        let short = hostname().lowercased()
+        if !short.isEmpty, short != "localhost" { add(try? SubjectName(parsing: short)) }
+        if let fqdn = fullyQualifiedHostname() { add(try? SubjectName(parsing: fqdn)) }
+        for address in primaryAddresses() { add(.ip(address)) }
+        return names
+    }
+}

@@ -127,3 +127,49 @@ extension SystemdUnits {
         """
     }
 }
+
+extension SystemdUnits {
+    public static let renewServiceName = "auto-ssl-renew.service"
+    public static let renewTimerName = "auto-ssl-renew.timer"
+
+    /// The oneshot service the renewal timer starts. It must be able to write the certificate
+    /// files and run the web server's reload command, so it is not sandboxed like the CA.
+    public static func renewService(executable: String, configDir: String, dataDir: String, certDir: String) -> String {
+        """
+        # Written by auto-ssl server enroll
+        [Unit]
+        Description=auto-ssl certificate renewal
+        Wants=network-online.target
+        After=network-online.target
+
+        [Service]
+        Type=oneshot
+        ExecStart=\(executable) server renew
+        Environment=AUTO_SSL_CONFIG_DIR=\(configDir)
+        Environment=AUTO_SSL_DATA_DIR=\(dataDir)
+        Environment=AUTO_SSL_CERT_DIR=\(certDir)
+        UMask=0022
+        TimeoutStartSec=5min
+
+        """
+    }
+
+    /// Every 15 minutes, spread over 5 minutes so a fleet does not renew in lockstep; a tick missed
+    /// while the machine was off runs at boot.
+    public static func renewTimer() -> String {
+        """
+        # Written by auto-ssl server enroll
+        [Unit]
+        Description=auto-ssl certificate renewal check (every 15 minutes)
+
+        [Timer]
+        OnCalendar=*:0/15
+        RandomizedDelaySec=5min
+        Persistent=true
+
+        [Install]
+        WantedBy=timers.target
+
+        """
+    }
+}

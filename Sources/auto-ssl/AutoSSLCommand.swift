@@ -15,7 +15,7 @@ struct AutoSSLCommand: AsyncParsableCommand {
             5 network error, 6 trust failure.
             """,
         version: versionLine,
-        subcommands: [CACommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]
+        subcommands: [CACommand.self, ServerCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]
     )
 }
 

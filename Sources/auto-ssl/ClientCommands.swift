@@ -19,6 +19,10 @@ struct TrustStoreOptions: ParsableArguments {
     var os: String?
 
     func store() throws -> SystemTrustStore {
+        try Self.store(os: os)
+    }
+
+    static func store(os: String?) throws -> SystemTrustStore {
         let family: OSFamily
         if let os {
             guard let chosen = OSFamily(rawValue: os.lowercased()), chosen != .unknown, chosen != .macos else {
@@ -71,6 +75,19 @@ struct ClientTrustCommand: AsyncParsableCommand {
             return
         }
         let store = try storeOptions.store()
+        try Self.installInSystemStore(root, store: store)
+        let entry = (try store.fileName(for: root) as NSString).deletingPathExtension
+        let anchor = store.directory + "/" + (try store.fileName(for: root))
+        for kind in [nss ? ExtraTrustStores.Kind.nss : nil, java ? .java : nil].compactMap({ $0 }) {
+            try ExtraTrustStores().install(kind, name: entry, file: anchor)
+            print("Trusted in the \(kind == .nss ? "NSS (browser)" : "Java cacerts") store as \(entry).")
+        }
+    }
+
+    /// Installs `root` into the system store and says what happened (also used by `server enroll --trust`).
+    static func installInSystemStore(_ root: Certificate, store: SystemTrustStore) throws {
+        try TrustAnchorCheck.validate(root)
+        let name = root.commonName ?? "auto-ssl CA"
         let outcome = try store.install(root) { pem, path in
             try FileOperations.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
             try FileOperations.writeAtomically(pem, to: path, mode: 0o644)
@@ -79,12 +96,6 @@ struct ClientTrustCommand: AsyncParsableCommand {
         switch outcome {
         case .installed(let path): print("Trusted \(name) (\(fingerprintText)) in the system store: \(path)")
         case .alreadyTrusted(let path): print("\(name) is already trusted (\(path)); nothing changed.")
-        }
-        let entry = (try store.fileName(for: root) as NSString).deletingPathExtension
-        let anchor = store.directory + "/" + (try store.fileName(for: root))
-        for kind in [nss ? ExtraTrustStores.Kind.nss : nil, java ? .java : nil].compactMap({ $0 }) {
-            try ExtraTrustStores().install(kind, name: entry, file: anchor)
-            print("Trusted in the \(kind == .nss ? "NSS (browser)" : "Java cacerts") store as \(entry).")
         }
     }
 

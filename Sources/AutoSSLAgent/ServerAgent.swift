@@ -1,0 +1,505 @@
+import AutoSSLCA
+import AutoSSLClient
+import AutoSSLCore
+import AutoSSLHost
+import AutoSSLIO
+import Foundation
+import SwiftASN1
+import X509
+
+/// The application-server role: enroll once, then renew forever. Nothing here prints; the CLI
+/// shows what the returned values say.
+public struct ServerAgent: Sendable {
+    public let directories: Directories
+
+    /// How many previous key/certificate pairs `cert-backups/` keeps.
+    public static let keptBackups = 5
+    /// A certificate is renewed once this fraction of its lifetime has passed.
+    public static let defaultRenewFraction = 2.0 / 3.0
+    /// After this many failed renewals in a row, failures carry a warning with the time left.
+    public static let failureWarningThreshold = 3
+
+    public init(directories: Directories) {
+        self.directories = directories
+    }
+
+    public var stateFile: String { directories.dataDir + "/server-state.json" }
+    public var backupsDir: String { directories.dataDir + "/cert-backups" }
+    public var serviceFile: String { directories.systemdDir + "/" + SystemdUnits.renewServiceName }
+    public var timerFile: String { directories.systemdDir + "/" + SystemdUnits.renewTimerName }
+
+    /// systemctl is used only when systemd runs and the units are where systemd reads them.
+    public var managesSystemd: Bool {
+        SystemdUnits.systemdIsRunning && directories.systemdDir == Directories.defaults.systemdDir
+    }
+
+    // MARK: - Enrollment record
+
+    public func configuration() throws -> AutoSSLConfiguration {
+        try AutoSSLConfiguration.load(from: directories.configFile)
+    }
+
+    public func enrollment() throws -> ServerEnrollment {
+        guard let enrollment = try configuration().server else {
+            throw AutoSSLError.general(
+                "this machine is not enrolled with a CA (no server section in \(directories.configFile))",
+                hint: "enroll it first: auto-ssl server enroll --ca-url https://ca.internal:9000 --fingerprint <root fingerprint>")
+        }
+        return enrollment
+    }
+
+    /// Rewrites only the server section of config.yaml; a CA on the same machine keeps its own.
+    func saveEnrollment(_ enrollment: ServerEnrollment?) throws {
+        var configuration = try configuration()
+        configuration.server = enrollment
+        if configuration.isEmpty {
+            try FileOperations.removeTree(directories.configFile)
+        } else {
+            try configuration.save(to: directories.configFile)
+        }
+    }
+
+    func recordAttempt(_ result: String, _ message: String, success: Bool?, now: Date) -> ServerState {
+        var state = ServerState.load(from: stateFile)
+        state.lastAttempt = .init(time: now, result: result, message: message)
+        switch success {
+        case true?:
+            state.lastSuccess = now
+            state.consecutiveFailures = 0
+        case false?:
+            state.consecutiveFailures += 1
+        case nil:
+            break
+        }
+        // The state is a log; failing to write it must not turn a good renewal into a failure.
+        try? state.save(to: stateFile)
+        return state
+    }
+
+    // MARK: - Enroll
+
+    public struct EnrollmentPlan: Sendable {
+        public var caURL: String
+        public var names: [SubjectName]
+        public var duration: String?
+        public var certPath: String
+        public var keyPath: String
+        public var rootPath: String
+        public var keyAlgorithm: KeyAlgorithm
+        public var provisioner: String
+        public var reload: WebServer?
+        public var reloadCommand: String?
+        public var installTimer: Bool
+
+        public init(
+            caURL: String, names: [SubjectName], duration: String?, certPath: String, keyPath: String, rootPath: String,
+            keyAlgorithm: KeyAlgorithm, provisioner: String, reload: WebServer?, reloadCommand: String?, installTimer: Bool
+        ) {
+            self.caURL = caURL
+            self.names = names
+            self.duration = duration
+            self.certPath = certPath
+            self.keyPath = keyPath
+            self.rootPath = rootPath
+            self.keyAlgorithm = keyAlgorithm
+            self.provisioner = provisioner
+            self.reload = reload
+            self.reloadCommand = reloadCommand
+            self.installTimer = installTimer
+        }
+
+        /// HAProxy's key + chain file sits next to the certificate.
+        public var combinedPath: String? {
+            guard reload?.wantsCombinedFile == true else { return nil }
+            return (certPath as NSString).deletingLastPathComponent + "/server.pem"
+        }
+    }
+
+    public struct EnrollmentResult: Sendable {
+        public var leaf: Certificate
+        public var enrollment: ServerEnrollment
+        public var backedUpTo: String?
+        public var warnings: [String]
+    }
+
+    /// Gets the first certificate: key made here, token signed with the decrypted provisioner key,
+    /// CSR sent, chain verified, files written together. Nothing is written before the CA said yes.
+    public func enroll(_ plan: EnrollmentPlan, client: CAClient, password: String, now: Date = Date()) async throws -> EnrollmentResult {
+        for path in [plan.certPath, plan.keyPath, plan.rootPath] {
+            let directory = (path as NSString).deletingLastPathComponent
+            if directory != directories.certDir, !FileOperations.exists(directory) {
+                throw AutoSSLError.invalidArgument("the directory \(directory) does not exist", hint: "create it or choose another path")
+            }
+        }
+        let key = try SigningKey.generate(plan.keyAlgorithm)
+        let jwk = try await client.provisionerKey(name: plan.provisioner, password: password)
+        let token = try client.signToken(provisioner: plan.provisioner, key: jwk, names: plan.names)
+        let signed = try await client.sign(
+            csrPEM: try VerifiedCSR.make(names: plan.names, key: key), token: token, notAfter: plan.duration)
+        guard signed.leaf.publicKey == key.publicKey else {
+            throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key; nothing was written")
+        }
+
+        if [plan.certPath, plan.keyPath, plan.rootPath].contains(where: { ($0 as NSString).deletingLastPathComponent == directories.certDir }) {
+            try FileOperations.makeDirectory(directories.certDir, mode: 0o755)
+        }
+        let previous = currentPair(certPath: plan.certPath, keyPath: plan.keyPath)
+        var files: [(data: [UInt8], path: String, mode: mode_t)] = [
+            (Array(key.pkcs8PEMRepresentation.utf8), plan.keyPath, 0o600),
+            (Array(signed.pemChain.utf8), plan.certPath, 0o644),
+            (Array(try client.root.pemString().utf8), plan.rootPath, 0o644),
+        ]
+        if let combined = plan.combinedPath {
+            files.append((Array((signed.pemChain + key.pkcs8PEMRepresentation).utf8), combined, 0o600))
+        }
+        try FileOperations.replaceTogether(files)
+
+        var warnings: [String] = []
+        var backedUpTo: String?
+        if let previous {
+            do {
+                backedUpTo = try keepBackup(previous, now: now)
+            } catch {
+                warnings.append("the previous certificate could not be kept in \(backupsDir): \(error)")
+            }
+        }
+        var enrollment = ServerEnrollment(
+            caURL: client.baseURL, fingerprint: client.rootFingerprint, names: plan.names.map(\.description),
+            certPath: plan.certPath, keyPath: plan.keyPath, rootPath: plan.rootPath, combinedPath: plan.combinedPath,
+            keyType: plan.keyAlgorithm.isRSA ? "rsa" : "ec", provisioner: plan.provisioner, duration: plan.duration,
+            reload: plan.reload?.rawValue, reloadCommand: plan.reloadCommand, renewalTimer: plan.installTimer, enrolledAt: now)
+        // A re-enrollment keeps the operator's renewal fraction.
+        if let existing = try? configuration().server { enrollment.renewAtFraction = existing.renewAtFraction }
+        try saveEnrollment(enrollment)
+        var state = ServerState.load(from: stateFile)
+        state.revokedSerial = nil
+        try? state.save(to: stateFile)
+        _ = recordAttempt("enrolled", "certificate \(Self.serialText(signed.leaf)) issued", success: true, now: now)
+        return EnrollmentResult(leaf: signed.leaf, enrollment: enrollment, backedUpTo: backedUpTo, warnings: warnings)
+    }
+
+    // MARK: - Units
+
+    public struct UnitReport: Sendable {
+        public var written: [String]
+        public var verification: [String: SystemdUnits.Verification]
+        /// nil when systemd does not manage these units here (not running, or a custom directory).
+        public var enabled: Bool?
+    }
+
+    /// Writes the renewal service and timer and, where systemd manages them, enables the timer.
+    public func installRenewalUnits(executable: String) throws -> UnitReport {
+        try FileOperations.makeDirectory(directories.systemdDir, mode: 0o755)
+        try FileOperations.writeAtomically(
+            SystemdUnits.renewService(
+                executable: executable, configDir: directories.configDir, dataDir: directories.dataDir, certDir: directories.certDir),
+            to: serviceFile, mode: 0o644)
+        try FileOperations.writeAtomically(SystemdUnits.renewTimer(), to: timerFile, mode: 0o644)
+        var verification: [String: SystemdUnits.Verification] = [:]
+        for file in [serviceFile, timerFile] { verification[file] = SystemdUnits.verify(file) }
+        var enabled: Bool?
+        if managesSystemd {
+            let runner = SystemCommandRunner()
+            for arguments in [["daemon-reload"], ["enable", "--now", SystemdUnits.renewTimerName]] {
+                guard let result = runner.run("systemctl", arguments, timeout: 60), result.status == 0 else {
+                    throw AutoSSLError.general("`systemctl \(arguments.joined(separator: " "))` failed; the units are in \(directories.systemdDir)")
+                }
+            }
+            enabled = true
+        }
+        return UnitReport(written: [serviceFile, timerFile], verification: verification, enabled: enabled)
+    }
+
+    /// Stops and removes the renewal units (only ours: the CA's and backup units are left alone).
+    func removeRenewalUnits() throws -> [String] {
+        if managesSystemd {
+            _ = SystemCommandRunner().run("systemctl", ["disable", "--now", SystemdUnits.renewTimerName], timeout: 60)
+        }
+        var removed: [String] = []
+        for file in [timerFile, serviceFile] where FileOperations.exists(file) {
+            try FileOperations.removeTree(file)
+            removed.append(file)
+        }
+        if managesSystemd { _ = SystemCommandRunner().run("systemctl", ["daemon-reload"], timeout: 60) }
+        return removed
+    }
+
+    func stopTimer() {
+        if managesSystemd {
+            _ = SystemCommandRunner().run("systemctl", ["disable", "--now", SystemdUnits.renewTimerName], timeout: 60)
+        }
+    }
+
+    public var timerState: String {
+        if managesSystemd {
+            let result = SystemCommandRunner().run("systemctl", ["is-active", SystemdUnits.renewTimerName], timeout: 10)
+            let state = result?.output.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+            return state.isEmpty ? "unknown" : state
+        }
+        guard FileOperations.exists(timerFile) else { return "not installed" }
+        return SystemdUnits.systemdIsRunning ? "installed in \(directories.systemdDir) (not managed by systemd)" : "installed (systemd is not running)"
+    }
+
+    // MARK: - Files
+
+    struct Pair {
+        var certificate: [UInt8]
+        var key: [UInt8]
+        var serial: String
+    }
+
+    func currentPair(certPath: String, keyPath: String) -> Pair? {
+        guard let certificate = FileManager.default.contents(atPath: certPath),
+              let key = FileManager.default.contents(atPath: keyPath) else { return nil }
+        let text = String(decoding: certificate, as: UTF8.self)
+        let first = (try? PEMDocument.parseMultiple(pemString: text))?.first { $0.discriminator == "CERTIFICATE" }
+        let serial = first.flatMap { try? Certificate(derEncoded: $0.derBytes) }.map(Self.serialText) ?? "unknown"
+        return Pair(certificate: Array(certificate), key: Array(key), serial: serial)
+    }
+
+    /// `cert-backups/<time>-<serial>/` (0700) with the pair that was replaced; only the newest few stay.
+    func keepBackup(_ pair: Pair, now: Date) throws -> String {
+        try FileOperations.makeDirectory(backupsDir, mode: 0o700, enforceMode: true)
+        let name = FileOperations.timestamp(now) + "-" + pair.serial.replacingOccurrences(of: ":", with: "").prefix(16)
+        let directory = backupsDir + "/" + name
+        try FileOperations.makeDirectory(directory, mode: 0o700)
+        try FileOperations.writeAtomically(pair.certificate, to: directory + "/server.crt", mode: 0o644)
+        try FileOperations.writeAtomically(pair.key, to: directory + "/server.key", mode: 0o600)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: backupsDir).filter { !$0.hasPrefix(".") }.sorted()
+        for old in kept.dropLast(Self.keptBackups) {
+            try FileOperations.removeTree(backupsDir + "/" + old)
+        }
+        return directory
+    }
+
+    public struct Holder: Sendable {
+        public var chain: [Certificate]
+        public var key: SigningKey
+        public var root: Certificate
+        public var leaf: Certificate { chain[0] }
+    }
+
+    /// The current chain, its key and the pinned root, each checked against the enrollment.
+    public func holder(_ enrollment: ServerEnrollment) throws -> Holder {
+        let chain = try Self.readChain(enrollment.certPath)
+        let keyText = try FileOperations.readText(enrollment.keyPath)
+        guard let document = try? PEMDocument(pemString: keyText) else {
+            throw AutoSSLError.general("\(enrollment.keyPath) is not a PEM private key")
+        }
+        let key = try SigningKey(derRepresentation: document.derBytes)
+        guard key.publicKey == chain[0].publicKey else {
+            throw AutoSSLError.general("the key in \(enrollment.keyPath) does not belong to the certificate in \(enrollment.certPath)")
+        }
+        let roots = try Self.readChain(enrollment.rootPath)
+        guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
+            throw AutoSSLError(
+                .trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment (\(enrollment.fingerprint))",
+                hint: "enroll again with the CA's fingerprint to restore it")
+        }
+        return Holder(chain: chain, key: key, root: root)
+    }
+
+    static func readChain(_ path: String) throws -> [Certificate] {
+        guard FileOperations.exists(path) else {
+            throw AutoSSLError.general("\(path) does not exist", hint: "enroll again: auto-ssl server enroll ...")
+        }
+        let text = try FileOperations.readText(path)
+        let documents = ((try? PEMDocument.parseMultiple(pemString: text)) ?? []).filter { $0.discriminator == "CERTIFICATE" }
+        guard !documents.isEmpty else { throw AutoSSLError.general("\(path) holds no PEM certificate") }
+        return try documents.map { try Certificate(derEncoded: $0.derBytes) }
+    }
+
+    public static func serialText(_ certificate: Certificate) -> String {
+        Hex.colonSeparated(certificate.serialNumber.bytes)
+    }
+
+    // MARK: - Renew
+
+    public func renewalPoint(of leaf: Certificate, enrollment: ServerEnrollment) -> Date {
+        let fraction = min(max(enrollment.renewAtFraction ?? Self.defaultRenewFraction, 0), 1)
+        let lifetime = leaf.notValidAfter.timeIntervalSince(leaf.notValidBefore)
+        return leaf.notValidBefore.addingTimeInterval(lifetime * fraction)
+    }
+
+    public enum RenewOutcome: Sendable {
+        case suspended(reason: String)
+        case notDue(renewalPoint: Date, notAfter: Date)
+        case renewed(leaf: Certificate, previousSerial: String, reload: ReloadResult?)
+    }
+
+    public struct ReloadResult: Sendable {
+        public var command: String
+        public var outcome: ShellCommand.Outcome
+        public var succeeded: Bool { outcome.status == 0 && !outcome.timedOut }
+    }
+
+    /// One renewal check: skips while suspended (unless forced) or before the renewal point; on
+    /// success swaps the chain atomically and reloads; on failure the files stay as they were.
+    public func renew(force: Bool, execOverride: String? = nil, now: Date = Date()) async throws -> RenewOutcome {
+        let enrollment = try enrollment()
+        if let suspension = enrollment.suspension, !force {
+            _ = recordAttempt("skipped", "suspended: \(suspension.reason)", success: nil, now: now)
+            return .suspended(reason: suspension.reason)
+        }
+        let holder: Holder
+        do {
+            holder = try self.holder(enrollment)
+        } catch {
+            throw failure(error, enrollment: enrollment, leaf: nil, now: now)
+        }
+        let point = renewalPoint(of: holder.leaf, enrollment: enrollment)
+        if !force && now < point {
+            return .notDue(renewalPoint: point, notAfter: holder.leaf.notValidAfter)
+        }
+        let renewed: CAClient.SignedChain
+        do {
+            renewed = try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: holder.root) { client in
+                try await client.renew(chain: holder.chain, key: holder.key, method: .mtls)
+            }
+            guard renewed.leaf.publicKey == holder.key.publicKey else {
+                throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key")
+            }
+        } catch {
+            throw failure(error, enrollment: enrollment, leaf: holder.leaf, now: now)
+        }
+        let previous = currentPair(certPath: enrollment.certPath, keyPath: enrollment.keyPath)
+        var files: [(data: [UInt8], path: String, mode: mode_t)] = [(Array(renewed.pemChain.utf8), enrollment.certPath, 0o644)]
+        if let combined = enrollment.combinedPath {
+            files.append((Array((renewed.pemChain + holder.key.pkcs8PEMRepresentation).utf8), combined, 0o600))
+        }
+        do {
+            try FileOperations.replaceTogether(files)
+        } catch {
+            throw failure(error, enrollment: enrollment, leaf: holder.leaf, now: now)
+        }
+        if let previous { _ = try? keepBackup(previous, now: now) }
+
+        var reload: ReloadResult?
+        if let command = execOverride ?? enrollment.reloadCommand {
+            let outcome = (try? ShellCommand.run(command)) ?? ShellCommand.Outcome(status: 127, output: "could not start /bin/sh", timedOut: false)
+            reload = ReloadResult(command: command, outcome: outcome)
+        }
+        let reloadNote = reload.map { $0.succeeded ? "; reloaded with `\($0.command)`" : "; reload command `\($0.command)` failed (exit \($0.outcome.status))" } ?? ""
+        _ = recordAttempt(
+            "renewed", "certificate \(Self.serialText(renewed.leaf)) replaces \(Self.serialText(holder.leaf))" + reloadNote,
+            success: true, now: now)
+        return .renewed(leaf: renewed.leaf, previousSerial: Self.serialText(holder.leaf), reload: reload)
+    }
+
+    /// Records a failed attempt and turns the error into one that says what to do next.
+    func failure(_ error: any Error, enrollment: ServerEnrollment, leaf: Certificate?, now: Date) -> AutoSSLError {
+        var failure = error as? AutoSSLError ?? AutoSSLError.general("\(error)")
+        let state = recordAttempt("failed", failure.message, success: false, now: now)
+        let enrollAgain = "auto-ssl server enroll --ca-url \(enrollment.caURL) --fingerprint \(enrollment.fingerprint) "
+            + enrollment.names.map { "--san \($0)" }.joined(separator: " ")
+        if let leaf, now > leaf.notValidAfter, failure.kind != .network {
+            failure.hint = "the certificate expired at \(Timestamp.rfc3339(leaf.notValidAfter)) and can no longer be renewed; enroll again:\n    \(enrollAgain)"
+        } else if leaf != nil, failure.kind == .trustFailure {
+            failure.hint = "the CA will not renew this certificate; the files were left as they were. Enroll again to get a new one:\n    \(enrollAgain)"
+        } else if let leaf, state.consecutiveFailures >= Self.failureWarningThreshold {
+            let left = leaf.notValidAfter.timeIntervalSince(now)
+            failure.hint = "renewal has failed \(state.consecutiveFailures) times in a row; the certificate expires in \(CertificateDuration(seconds: Int64(max(left, 0))).humanReadable) (\(Timestamp.rfc3339(leaf.notValidAfter)))"
+        } else if failure.hint == nil {
+            failure.hint = "the current certificate and key were left as they were; the next scheduled run tries again"
+        }
+        return failure
+    }
+
+    // MARK: - Suspend, resume
+
+    public func suspend(reason: String, now: Date = Date()) throws {
+        var enrollment = try enrollment()
+        enrollment.suspension = .init(reason: reason.isEmpty ? "suspended by an operator" : reason, since: now)
+        try saveEnrollment(enrollment)
+    }
+
+    /// Returns false when renewals were not suspended.
+    public func resume() throws -> Bool {
+        var enrollment = try enrollment()
+        guard enrollment.suspension != nil else { return false }
+        enrollment.suspension = nil
+        try saveEnrollment(enrollment)
+        return true
+    }
+
+    // MARK: - Revoke, remove
+
+    public enum RevocationTarget: Sendable {
+        /// The enrolled certificate, authenticated by itself over mutual TLS.
+        case current
+        /// Any serial, authenticated by a provisioner token.
+        case serial(String, password: String)
+    }
+
+    /// Revokes at the CA; revoking the current certificate also stops scheduled renewals. Returns the revoked serial.
+    public func revoke(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date = Date()) async throws -> String {
+        let enrollment = try enrollment()
+        let roots = try Self.readChain(enrollment.rootPath)
+        guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
+            throw AutoSSLError(.trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment")
+        }
+        switch target {
+        case .current:
+            let holder = try self.holder(enrollment)
+            try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: root) { client in
+                try await client.revoke(chain: holder.chain, key: holder.key, method: .mtls, reasonCode: reasonCode, reason: reason)
+            }
+            let serial = Self.serialText(holder.leaf)
+            var state = ServerState.load(from: stateFile)
+            state.revokedSerial = serial
+            try? state.save(to: stateFile)
+            var updated = enrollment
+            updated.suspension = .init(reason: "certificate \(serial) was revoked" + (reason.isEmpty ? "" : ": \(reason)"), since: now)
+            try saveEnrollment(updated)
+            stopTimer()
+            return serial
+        case .serial(let text, let password):
+            let candidates = try SerialText.candidates(text)
+            let decimal = text.allSatisfy(\.isNumber) ? text : SerialText.decimal(fromHex: candidates[0])
+            try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: root) { client in
+                let jwk = try await client.provisionerKey(name: enrollment.provisioner, password: password)
+                try await client.revoke(
+                    serialDecimal: decimal, provisioner: enrollment.provisioner, key: jwk, reasonCode: reasonCode, reason: reason)
+            }
+            return text
+        }
+    }
+
+    public struct RemovalReport: Sendable {
+        public var revokedSerial: String?
+        public var removedFiles: [String]
+        public var keptFiles: [String]
+    }
+
+    /// Revokes (unless already revoked or `revoke` is false), removes the renewal units, the files
+    /// (unless `keepCertificates`) and the enrollment. Everything a CA on this machine owns stays.
+    public func remove(reason: String, keepCertificates: Bool, revoke: Bool = true, now: Date = Date()) async throws -> RemovalReport {
+        let enrollment = try enrollment()
+        var revokedSerial: String?
+        let state = ServerState.load(from: stateFile)
+        let current = try? holder(enrollment)
+        if revoke, let current, state.revokedSerial != Self.serialText(current.leaf), now < current.leaf.notValidAfter {
+            revokedSerial = try await self.revoke(.current, reasonCode: 5, reason: reason.isEmpty ? "server removed" : reason, now: now)
+        }
+        var removed = try removeRenewalUnits()
+        let files = [enrollment.certPath, enrollment.keyPath, enrollment.rootPath] + (enrollment.combinedPath.map { [$0] } ?? [])
+        if keepCertificates {
+            // kept as they are
+        } else {
+            for file in files where FileOperations.exists(file) {
+                try FileOperations.removeTree(file)
+                removed.append(file)
+            }
+            if FileOperations.exists(backupsDir) {
+                try FileOperations.removeTree(backupsDir)
+                removed.append(backupsDir)
+            }
+        }
+        if FileOperations.exists(stateFile) {
+            try FileOperations.removeTree(stateFile)
+            removed.append(stateFile)
+        }
+        try saveEnrollment(nil)
+        return RemovalReport(revokedSerial: revokedSerial, removedFiles: removed, keptFiles: keepCertificates ? files.filter(FileOperations.exists) : [])
+    }
+}

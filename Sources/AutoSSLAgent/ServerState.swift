@@ -1,0 +1,57 @@
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+/// What happened at the last renewal attempts, kept in `$AUTO_SSL_DATA_DIR/server-state.json`
+/// (never a secret). config.yaml holds what the operator chose; this file holds what happened.
+public struct ServerState: Codable, Equatable, Sendable {
+    public struct Attempt: Codable, Equatable, Sendable {
+        public var time: Date
+        /// enrolled, renewed, skipped, not-due, failed
+        public var result: String
+        public var message: String
+
+        public init(time: Date, result: String, message: String) {
+            self.time = time
+            self.result = result
+            self.message = message
+        }
+    }
+
+    public var lastAttempt: Attempt?
+    public var lastSuccess: Date?
+    public var consecutiveFailures: Int
+    /// Serial (hex) of a certificate this machine revoked, so `server remove` does not revoke it twice.
+    public var revokedSerial: String?
+
+    public init() {
+        consecutiveFailures = 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case lastAttempt = "last_attempt"
+        case lastSuccess = "last_success"
+        case consecutiveFailures = "consecutive_failures"
+        case revokedSerial = "revoked_serial"
+    }
+
+    static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return encoder
+    }
+
+    /// A missing or unreadable file is a fresh state: it is a log of events, not a source of truth.
+    public static func load(from path: String) -> ServerState {
+        guard let data = FileManager.default.contents(atPath: path) else { return ServerState() }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return (try? decoder.decode(ServerState.self, from: data)) ?? ServerState()
+    }
+
+    public func save(to path: String) throws {
+        try FileOperations.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
+        try FileOperations.writeAtomically(try Self.encoder().encode(self), to: path, mode: 0o644)
+    }
+}

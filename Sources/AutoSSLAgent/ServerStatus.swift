@@ -1,0 +1,95 @@
+import AutoSSLCA
+import AutoSSLCore
+import Foundation
+import X509
+
+/// `server status`: what is installed, how long it lasts, when it renews, and how the last try went.
+public struct ServerStatusReport: Codable, Sendable {
+    public var enrolled: Bool
+    public var caURL: String?
+    public var fingerprint: String?
+    public var certPath: String?
+    public var keyPath: String?
+    public var names: [String]
+    public var serial: String?
+    public var issuer: String?
+    public var notBefore: Date?
+    public var notAfter: Date?
+    public var secondsLeft: Int64?
+    public var renewalPoint: Date?
+    public var renewalDue: Bool
+    public var expired: Bool
+    public var certificateProblem: String?
+    public var timer: String
+    public var reloadCommand: String?
+    public var suspended: Bool
+    public var suspensionReason: String?
+    public var suspendedSince: Date?
+    public var lastAttempt: ServerState.Attempt?
+    public var lastSuccess: Date?
+    public var consecutiveFailures: Int
+
+    enum CodingKeys: String, CodingKey {
+        case enrolled
+        case caURL = "ca_url"
+        case fingerprint
+        case certPath = "cert_path"
+        case keyPath = "key_path"
+        case names, serial, issuer
+        case notBefore = "not_before"
+        case notAfter = "not_after"
+        case secondsLeft = "seconds_left"
+        case renewalPoint = "renewal_point"
+        case renewalDue = "renewal_due"
+        case expired
+        case certificateProblem = "certificate_problem"
+        case timer
+        case reloadCommand = "reload_command"
+        case suspended
+        case suspensionReason = "suspension_reason"
+        case suspendedSince = "suspended_since"
+        case lastAttempt = "last_attempt"
+        case lastSuccess = "last_success"
+        case consecutiveFailures = "consecutive_failures"
+    }
+
+    /// Healthy means: a certificate is installed and still valid.
+    public var healthy: Bool { enrolled && serial != nil && !expired && certificateProblem == nil }
+}
+
+extension ServerAgent {
+    public func status(now: Date = Date()) throws -> ServerStatusReport {
+        let state = ServerState.load(from: stateFile)
+        guard let enrollment = try configuration().server else {
+            return ServerStatusReport(
+                enrolled: false, names: [], renewalDue: false, expired: false, certificateProblem: "not enrolled",
+                timer: timerState, suspended: false, lastAttempt: state.lastAttempt, lastSuccess: state.lastSuccess,
+                consecutiveFailures: state.consecutiveFailures)
+        }
+        var report = ServerStatusReport(
+            enrolled: true, caURL: enrollment.caURL, fingerprint: enrollment.fingerprint, certPath: enrollment.certPath,
+            keyPath: enrollment.keyPath, names: enrollment.names, renewalDue: false, expired: false, timer: timerState,
+            reloadCommand: enrollment.reloadCommand, suspended: enrollment.suspension != nil,
+            suspensionReason: enrollment.suspension?.reason, suspendedSince: enrollment.suspension?.since,
+            lastAttempt: state.lastAttempt, lastSuccess: state.lastSuccess, consecutiveFailures: state.consecutiveFailures)
+        do {
+            let holder = try holder(enrollment)
+            let leaf = holder.leaf
+            report.names = leaf.subjectNames.map(\.description)
+            report.serial = Self.serialText(leaf)
+            report.issuer = leaf.issuer.description
+            report.notBefore = leaf.notValidBefore
+            report.notAfter = leaf.notValidAfter
+            report.secondsLeft = Int64(leaf.notValidAfter.timeIntervalSince(now))
+            let point = renewalPoint(of: leaf, enrollment: enrollment)
+            report.renewalPoint = point
+            report.renewalDue = now >= point
+            report.expired = now >= leaf.notValidAfter
+        } catch let error as AutoSSLError {
+            report.certificateProblem = error.message
+        } catch {
+            report.certificateProblem = "\(error)"
+        }
+        return report
+    }
+}

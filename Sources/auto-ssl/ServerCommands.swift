@@ -1,0 +1,329 @@
+import ArgumentParser
+import AutoSSLAgent
+import AutoSSLCA
+import AutoSSLClient
+import AutoSSLCore
+import AutoSSLHost
+import AutoSSLIO
+import Foundation
+
+struct ServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Enroll this application server and keep its certificate renewed.",
+        subcommands: [
+            ServerEnrollCommand.self, ServerRenewCommand.self, ServerStatusCommand.self, ServerSuspendCommand.self,
+            ServerResumeCommand.self, ServerRevokeCommand.self, ServerRemoveCommand.self,
+        ])
+}
+
+enum ServerCLI {
+    static var agent: ServerAgent { ServerAgent(directories: Directories.fromEnvironment()) }
+
+    static var executable: String {
+        Directories.absolute(CommandLine.arguments[0].contains("/")
+            ? CommandLine.arguments[0]
+            : (SystemCommandRunner().which(CommandLine.arguments[0]) ?? "/usr/local/bin/auto-ssl"))
+    }
+
+    static func password(file: String?, nonInteractive: Bool, provisioner: String) throws -> String {
+        if let file { return try SecretFiles.read(file, option: "--password-file") }
+        guard !nonInteractive, Terminal.standardInputIsTerminal else {
+            throw AutoSSLError.invalidArgument(
+                "the provisioner password is needed", hint: "pass --password-file (it may be /dev/stdin)")
+        }
+        return try Terminal.readSecret(prompt: "Password for provisioner \(provisioner): ")
+    }
+}
+
+struct ServerEnrollCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enroll",
+        abstract: "Get this machine's certificate from the CA and install automatic renewal.",
+        discussion: """
+            The CA is trusted only if its root has the given fingerprint (exit 6 and nothing written otherwise).
+            The key is made here and never leaves this machine. Files: server.crt (chain, 0644), server.key (0600)
+            and ca.crt (the root) in $AUTO_SSL_CERT_DIR (default /etc/ssl/auto-ssl); the replaced pair is kept in
+            $AUTO_SSL_DATA_DIR/cert-backups (last 5). Renewal: auto-ssl-renew.timer every 15 minutes.
+            """)
+
+    @Option(help: "CA URL, e.g. https://ca.internal:9000.") var caUrl: String
+    @Option(help: "SHA-256 fingerprint of the CA's root (colons allowed; shown by `auto-ssl ca status`).") var fingerprint: String
+    @Option(help: "Name for the certificate (repeatable; DNS or IP; the first is the subject CN). Default: hostname, FQDN and primary IPs.")
+    var san: [String] = []
+    @Option(help: "Lifetime (e.g. 24h, 7d); default: the CA's.") var duration: String?
+    @Option(help: ArgumentHelp("Certificate chain path (default $AUTO_SSL_CERT_DIR/server.crt).", valueName: "file")) var certPath: String?
+    @Option(help: ArgumentHelp("Private key path (default $AUTO_SSL_CERT_DIR/server.key).", valueName: "file")) var keyPath: String?
+    @Option(help: "ec (P-256) or rsa (2048).") var keyType = "ec"
+    @Option(help: "Provisioner to authenticate with.") var provisioner = "admin"
+    @Option(help: ArgumentHelp("File holding the provisioner password (may be /dev/stdin).", valueName: "file")) var passwordFile: String?
+    @Flag(help: "Do not install the renewal timer.") var noRenewal = false
+    @Option(help: ArgumentHelp("Command to run after every renewal (through /bin/sh).", valueName: "command")) var exec: String?
+    @Option(help: "Reload this web server after every renewal: nginx, apache, caddy or haproxy.") var reload: String?
+    @Flag(help: "Also trust the CA's root in this machine's system trust store.") var trust = false
+    @Flag(help: "Never prompt (needs --password-file).") var nonInteractive = false
+
+    func run() async throws {
+        // Every argument is checked before the network is touched.
+        if exec != nil && reload != nil { throw AutoSSLError.invalidArgument("use --exec or --reload, not both") }
+        if nonInteractive && passwordFile == nil {
+            throw AutoSSLError.invalidArgument("--non-interactive needs --password-file (it may be /dev/stdin)")
+        }
+        let webServer = try reload.map(WebServer.init(parsing:))
+        if let duration { _ = try CertificateDuration(parsing: duration) }
+        let algorithm: KeyAlgorithm
+        switch keyType.lowercased() {
+        case "ec": algorithm = .p256
+        case "rsa": algorithm = .rsa2048
+        default: throw AutoSSLError.invalidArgument("--key-type must be ec or rsa, not \"\(keyType)\"")
+        }
+        let names = san.isEmpty ? NetworkAddresses.defaultServerNames() : try san.map(SubjectName.init(parsing:))
+        guard !names.isEmpty else {
+            throw AutoSSLError.invalidArgument("this machine has no usable hostname or address", hint: "name it with --san")
+        }
+        _ = try Fingerprint.normalise(fingerprint)
+        let agent = ServerCLI.agent
+        let directories = agent.directories
+        let family = OSFamily.current().family
+        let plan = ServerAgent.EnrollmentPlan(
+            caURL: caUrl, names: names, duration: duration,
+            certPath: Directories.absolute(certPath ?? directories.certDir + "/server.crt"),
+            keyPath: Directories.absolute(keyPath ?? directories.certDir + "/server.key"),
+            rootPath: directories.certDir + "/ca.crt", keyAlgorithm: algorithm, provisioner: provisioner, reload: webServer,
+            reloadCommand: exec ?? webServer?.reloadCommand(systemd: SystemdUnits.systemdIsRunning, family: family),
+            installTimer: !noRenewal)
+
+        let result = try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
+            print("CA \(client.baseURL): root fingerprint \(client.rootFingerprint) matches.")
+            print("Certificate names: \(names.map(\.description).joined(separator: ", "))")
+            let password = try ServerCLI.password(file: passwordFile, nonInteractive: nonInteractive, provisioner: provisioner)
+            return try await agent.enroll(plan, client: client, password: password)
+        }
+        print("Enrolled: serial \(ServerAgent.serialText(result.leaf)), valid until \(Output.date(result.leaf.notValidAfter))")
+        print("  certificate chain: \(plan.certPath) (0644)")
+        print("  private key:       \(plan.keyPath) (0600)")
+        print("  CA root:           \(plan.rootPath)")
+        if let combined = plan.combinedPath { print("  key + chain:       \(combined) (0600, for HAProxy)") }
+        if let backup = result.backedUpTo { print("  previous pair kept in \(backup)") }
+        for warning in result.warnings { Output.warning(warning) }
+        print("  recorded in \(directories.configFile)")
+
+        if noRenewal {
+            print("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
+        } else {
+            let report = try agent.installRenewalUnits(executable: ServerCLI.executable)
+            print("Automatic renewal: \(report.written.joined(separator: ", "))")
+            for (file, verification) in report.verification.sorted(by: { $0.key < $1.key }) {
+                if case .failed(let detail) = verification { Output.warning("systemd-analyze verify \(file): \(detail)") }
+            }
+            if report.enabled == true {
+                print("  auto-ssl-renew.timer is enabled and running (every 15 minutes).")
+            } else if !SystemdUnits.systemdIsRunning {
+                print("  systemd is not running here: use `auto-ssl server renew --daemon` (e.g. in a container) instead.")
+            } else {
+                print("  the units are in \(directories.systemdDir); enable them with: systemctl daemon-reload && systemctl enable --now auto-ssl-renew.timer")
+            }
+        }
+        if let command = plan.reloadCommand { print("After each renewal: \(command)") }
+        if trust {
+            let root = try ServerAgent(directories: directories).holder(result.enrollment).root
+            try ClientTrustCommand.installInSystemStore(root, store: try TrustStoreOptions.store(os: nil))
+        }
+        if let webServer {
+            print("\n\(webServer.rawValue) configuration:")
+            print(webServer.snippet(certPath: plan.certPath, keyPath: plan.keyPath, combinedPath: plan.combinedPath))
+        }
+    }
+}
+
+struct ServerRenewCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "renew",
+        abstract: "Renew the certificate once 2/3 of its lifetime has passed (what the timer runs).",
+        discussion: """
+            Authenticated by the current certificate. On success the chain is swapped atomically and the reload
+            command runs; on failure the files stay as they were and the exit code is non-zero.
+            --daemon keeps running (for hosts without systemd) and stops cleanly on SIGTERM.
+            """)
+
+    @Flag(help: "Renew now, even before the renewal point or while suspended.") var force = false
+    @Option(help: ArgumentHelp("Run this instead of the recorded reload command.", valueName: "command")) var exec: String?
+    @Flag(help: "Keep running: renew at the renewal point, back off on failure, stop on SIGTERM.") var daemon = false
+    @Option(help: ArgumentHelp("Daemon: longest sleep between checks, in seconds.", valueName: "seconds")) var checkInterval = 900
+
+    func run() async throws {
+        let agent = ServerCLI.agent
+        if daemon {
+            guard !force else { throw AutoSSLError.invalidArgument("--force renews once; it does not go with --daemon") }
+            guard checkInterval >= 1 else { throw AutoSSLError.invalidArgument("--check-interval must be at least 1 second") }
+            _ = try agent.enrollment()
+            let stop = StopSignal.install()
+            await RenewalDaemon(agent: agent, checkInterval: TimeInterval(checkInterval)).run(
+                execOverride: exec, shouldStop: { stop.requested }, log: { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) })
+            return
+        }
+        switch try await agent.renew(force: force, execOverride: exec) {
+        case .suspended(let reason):
+            print("Renewal skipped: renewals are suspended (\(reason)). Resume with `auto-ssl server resume`; --force renews anyway.")
+        case .notDue(let point, let notAfter):
+            print("Not due: the certificate renews after \(Output.date(point)) (valid until \(Output.date(notAfter))). --force renews now.")
+        case .renewed(let leaf, let previous, let reload):
+            print("Renewed: serial \(ServerAgent.serialText(leaf)) replaces \(previous), valid until \(Output.date(leaf.notValidAfter)).")
+            if let reload {
+                guard reload.succeeded else {
+                    throw AutoSSLError.general(
+                        "the certificate was renewed, but `\(reload.command)` failed (exit \(reload.outcome.status))\(reload.outcome.timedOut ? " after timing out" : ""): \(reload.outcome.output.trimmingCharacters(in: .whitespacesAndNewlines))",
+                        hint: "the new files are in place; reload the web server by hand")
+                }
+                print("Ran `\(reload.command)`.")
+            }
+        }
+    }
+}
+
+/// SIGTERM/SIGINT turn into a flag the daemon checks, so it finishes what it is doing and exits 0.
+final class StopSignal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var flag = false
+    private var sources: [DispatchSourceSignal] = []
+
+    var requested: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return flag
+    }
+
+    static func install() -> StopSignal {
+        let stop = StopSignal()
+        for number in [SIGTERM, SIGINT] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                stop.lock.lock()
+                stop.flag = true
+                stop.lock.unlock()
+            }
+            source.resume()
+            stop.sources.append(source)
+        }
+        return stop
+    }
+}
+
+struct ServerStatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "Show the certificate, its renewal point, the timer and the last renewal; exit 1 if expired or missing.")
+
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() async throws {
+        let report = try ServerCLI.agent.status()
+        if json {
+            try Output.json(report)
+        } else {
+            print(Self.text(report))
+        }
+        if !report.healthy { throw ExitCode(FailureKind.general.exitCode) }
+    }
+
+    static func text(_ report: ServerStatusReport) -> String {
+        guard report.enrolled else { return "Not enrolled. Enroll with: auto-ssl server enroll --ca-url URL --fingerprint FP" }
+        var lines = ["CA:            \(report.caURL ?? "")", "Names:         \(report.names.joined(separator: ", "))"]
+        if let serial = report.serial, let notBefore = report.notBefore, let notAfter = report.notAfter {
+            lines.append("Serial:        \(serial)")
+            lines.append("Issuer:        \(report.issuer ?? "")")
+            lines.append("Valid:         \(Output.date(notBefore)) to \(Output.date(notAfter))")
+            let left = report.secondsLeft ?? 0
+            lines.append("Time left:     " + (left > 0 ? CertificateDuration(seconds: left).humanReadable : "EXPIRED"))
+            if let point = report.renewalPoint {
+                lines.append("Renews after:  \(Output.date(point))" + (report.renewalDue ? " (due now)" : ""))
+            }
+        }
+        if let problem = report.certificateProblem { lines.append("Problem:       \(problem)") }
+        lines.append("Files:         \(report.certPath ?? ""), \(report.keyPath ?? "")")
+        lines.append("Timer:         \(report.timer)")
+        if let command = report.reloadCommand { lines.append("Reload:        \(command)") }
+        if report.suspended {
+            lines.append("Suspended:     yes, since \(report.suspendedSince.map(Output.date) ?? "?"): \(report.suspensionReason ?? "")")
+        } else {
+            lines.append("Suspended:     no")
+        }
+        if let attempt = report.lastAttempt {
+            lines.append("Last attempt:  \(Output.date(attempt.time)) \(attempt.result): \(attempt.message)")
+        }
+        if report.consecutiveFailures > 0 { lines.append("Failures:      \(report.consecutiveFailures) in a row") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+struct ServerSuspendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "suspend", abstract: "Skip scheduled renewals until `server resume` (`renew --force` still works).")
+
+    @Option(help: "Why (shown by status and logged by every skipped renewal).") var reason = ""
+
+    func run() async throws {
+        try ServerCLI.agent.suspend(reason: reason)
+        print("Scheduled renewals are suspended\(reason.isEmpty ? "" : " (\(reason))"). Resume with `auto-ssl server resume`.")
+    }
+}
+
+struct ServerResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "Resume scheduled renewals.")
+
+    func run() async throws {
+        if try ServerCLI.agent.resume() {
+            print("Scheduled renewals are resumed.")
+        } else {
+            print("Renewals were not suspended; nothing changed.")
+        }
+    }
+}
+
+struct ServerRevokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke",
+        abstract: "Revoke this server's certificate at the CA (or --serial with the provisioner password) and stop scheduled renewals.")
+
+    @Option(help: "Serial to revoke instead of the current certificate (decimal or hex); needs the provisioner password.") var serial: String?
+    @Option(help: ArgumentHelp("Provisioner password file for --serial (may be /dev/stdin).", valueName: "file")) var passwordFile: String?
+    @OptionGroup var reason: RevocationReason
+
+    func run() async throws {
+        try Authority.validateReasonCode(reason.reasonCode)
+        let agent = ServerCLI.agent
+        if let serial {
+            let enrollment = try agent.enrollment()
+            let password = try ServerCLI.password(file: passwordFile, nonInteractive: false, provisioner: enrollment.provisioner)
+            let revoked = try await agent.revoke(.serial(serial, password: password), reasonCode: reason.reasonCode, reason: reason.reason)
+            print("Revoked serial \(revoked).")
+        } else {
+            let revoked = try await agent.revoke(.current, reasonCode: reason.reasonCode, reason: reason.reason)
+            print("Revoked \(revoked). Scheduled renewals are stopped; enroll again to get a new certificate.")
+        }
+    }
+}
+
+struct ServerRemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remove",
+        abstract: "Unenroll: revoke the certificate, remove the renewal timer, the files and the enrollment.",
+        discussion: "A CA on the same machine (its files, units and configuration) is never touched.")
+
+    @Option(help: "Why (recorded with the revocation).") var reason = ""
+    @Flag(help: "Leave server.crt, server.key and ca.crt in place.") var keepCerts = false
+    @Flag(help: "Do not revoke (e.g. the CA is gone for good).") var noRevoke = false
+    @Flag(help: "Do not ask for confirmation.") var yes = false
+
+    func run() async throws {
+        let agent = ServerCLI.agent
+        _ = try agent.enrollment()
+        try Terminal.requireConfirmation(
+            yes: yes, action: "server remove", question: "Revoke this server's certificate and remove its enrollment?")
+        let report = try await agent.remove(reason: reason, keepCertificates: keepCerts, revoke: !noRevoke)
+        if let serial = report.revokedSerial { print("Revoked \(serial).") }
+        for file in report.removedFiles { print("Removed \(file)") }
+        for file in report.keptFiles { print("Kept \(file)") }
+        print("This machine is no longer enrolled.")
+    }
+}
