@@ -130,6 +130,10 @@ let package = Package(
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLCATests", dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
         .testTarget(
+            name: "AutoSSLAgentTests",
+            dependencies: ["AutoSSLAgent", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",
+                           .product(name: "X509", package: "swift-certificates")]),
+        .testTarget(
             name: "AutoSSLHostTests",
             dependencies: ["AutoSSLHost", "AutoSSLCore", .product(name: "X509", package: "swift-certificates")]),
         // Runs the built binary; depending on the executable makes `swift test` build it first.
