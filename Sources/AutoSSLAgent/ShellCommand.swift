@@ -1,88 +1,12 @@
+import AutoSSLHost
 import Foundation
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Runs an operator-supplied command (`--exec`, a reload command) through /bin/sh.
-///
-/// Output goes to a temporary file rather than a pipe, and the wait is `waitpid` on the shell
-/// itself: a reload command may start a daemon that inherits the shell's descriptors, and waiting
-/// for a pipe to close would then wait for that daemon. The command gets its own process group so
-/// that a timeout stops everything it started in the foreground.
+/// Runs an operator-supplied command (`--exec`, a reload command) through /bin/sh, never through a
+/// pipe (see `SpawnedProcess`): a reload command that starts a daemon must not hang the renewal.
 public enum ShellCommand {
-    public struct Outcome: Sendable, Equatable {
-        public var status: Int32
-        public var output: String
-        public var timedOut: Bool
-    }
+    public typealias Outcome = SpawnedProcess.Outcome
 
     public static func run(_ command: String, timeout: TimeInterval = 120) throws -> Outcome {
-        let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("auto-ssl-exec-\(UUID().uuidString)").path
-        let outputFD = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard outputFD >= 0 else { throw ShellCommandError(message: "could not create \(outputPath): \(String(cString: strerror(errno)))") }
-        defer {
-            close(outputFD)
-            unlink(outputPath)
-        }
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for number in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-
-        let arguments = ["/bin/sh", "-c", command]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, "/bin/sh", &actions, &attributes, &argv, environ)
-        guard spawned == 0 else { throw ShellCommandError(message: "could not start /bin/sh: \(String(cString: strerror(spawned)))") }
-
-        let deadline = Date().addingTimeInterval(timeout)
-        var status: Int32 = 0
-        var timedOut = false
-        var escalated = false
-        while true {
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid { break }
-            if result < 0 && errno != EINTR { break }
-            if Date() > deadline {
-                if !timedOut {
-                    timedOut = true
-                    kill(-pid, SIGTERM)
-                } else if !escalated, Date() > deadline.addingTimeInterval(2) {
-                    escalated = true
-                    kill(-pid, SIGKILL)
-                }
-            }
-            usleep(10_000)
-        }
-        let exitStatus: Int32
-        if status & 0x7F == 0 {
-            exitStatus = (status >> 8) & 0xFF
-        } else {
-            exitStatus = 128 + (status & 0x7F)
-        }
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        return Outcome(status: exitStatus, output: String(text.suffix(4_000)), timedOut: timedOut)
+        try SpawnedProcess.run(["/bin/sh", "-c", command], timeout: timeout)
     }
-}
-
-public struct ShellCommandError: Error, CustomStringConvertible, Sendable {
-    public var message: String
-    public var description: String { message }
 }

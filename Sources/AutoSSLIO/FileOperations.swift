@@ -149,6 +149,17 @@ public enum FileOperations {
         }
     }
 
+    /// A new private (0700) directory under the system's temporary directory.
+    public static func makeTemporaryDirectory(prefix: String) throws -> String {
+        var base = NSTemporaryDirectory()
+        while base.count > 1, base.hasSuffix("/") { base.removeLast() }
+        var template = Array("\(base)/\(prefix)-XXXXXX".utf8CString)
+        guard let result = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw systemError(errno, "create a temporary directory in \(base)")
+        }
+        return String(cString: result)
+    }
+
     /// UTC timestamp for names of moved-aside directories, e.g. 20261129T011500Z.
     public static func timestamp(_ date: Date = Date()) -> String {
         let formatter = DateFormatter()

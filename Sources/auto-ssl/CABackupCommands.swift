@@ -2,6 +2,7 @@ import ArgumentParser
 import AutoSSLCA
 import AutoSSLClient
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLIO
 import Foundation
 
@@ -62,7 +63,11 @@ struct CABackupCreateCommand: AsyncParsableCommand {
     var output: String?
     @Option(help: "With a directory --output: keep only the newest N backups there (after this one succeeded).")
     var retention: Int?
-    @Option(help: "local (default) or s3.") var destType = "local"
+    @Option(help: "local (default), rsync or s3.") var destType = "local"
+    @Option(help: ArgumentHelp("With --dest-type rsync: where to copy the backup, [user@]host:path (a path ending in / is a directory).", valueName: "target"))
+    var rsyncTarget: String?
+    @Option(help: ArgumentHelp("With --dest-type rsync: the remote shell (default: ssh -o BatchMode=yes).", valueName: "command"))
+    var sshCommand: String?
     @OptionGroup var s3: S3Options
     @OptionGroup var passphrase: PassphraseOptions
 
@@ -82,7 +87,11 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             try await backUpToS3(directories)
             return
         }
-        guard destType == "local" else { throw AutoSSLError.invalidArgument("--dest-type must be local or s3") }
+        if destType == "rsync" {
+            try await backUpWithRsync(directories)
+            return
+        }
+        guard destType == "local" else { throw AutoSSLError.invalidArgument("--dest-type must be local, rsync or s3") }
         guard let output else { throw AutoSSLError.invalidArgument("--output is required for a local backup") }
         if let retention, retention < 1 { throw AutoSSLError.invalidArgument("--retention must be at least 1") }
         var isDirectory: ObjCBool = false
@@ -107,6 +116,33 @@ struct CABackupCreateCommand: AsyncParsableCommand {
 }
 
 extension CABackupCreateCommand {
+    /// The backup is written locally (to --output when given, else to a private temporary directory)
+    /// and then copied with rsync over ssh; the temporary copy is removed afterwards.
+    func backUpWithRsync(_ directories: Directories) async throws {
+        guard let rsyncTarget else { throw AutoSSLError.invalidArgument("--dest-type rsync needs --rsync-target [user@]host:path") }
+        let transfer = try RsyncTransfer(target: rsyncTarget, sshCommand: sshCommand)
+        let secret = try passphrase.passphrase(confirm: true)
+        let staging = try FileOperations.makeTemporaryDirectory(prefix: "auto-ssl-backup")
+        defer { try? FileOperations.removeTree(staging) }
+        let name = BackupRotation.fileName(at: Date())
+        var local = staging + "/" + name
+        if let output {
+            var isDirectory: ObjCBool = false
+            let target = Directories.absolute(output)
+            local = FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) && isDirectory.boolValue ? target + "/" + name : target
+        }
+        let (bytes, manifest) = try await CABackup(directories: directories).create(
+            passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)
+        try FileOperations.writeAtomically(bytes, to: local, mode: 0o600)
+        let destination = try transfer.upload(local)
+        BackupRotation.record(.init(time: Date(), succeeded: true, detail: destination), directories: directories)
+        print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
+        print("  copied with rsync to \(destination)")
+        if output != nil { print("  local copy: \(local) (mode 0600)") }
+        print("Recover with openssl and tar alone (after copying it back):")
+        print("  " + CABackup.recoveryCommand(file: (local as NSString).lastPathComponent, iterations: passphrase.iterations))
+    }
+
     func backUpToS3(_ directories: Directories) async throws {
         guard let bucket = s3.s3Bucket else { throw AutoSSLError.invalidArgument("--dest-type s3 needs --s3-bucket") }
         let store = try s3.store()
