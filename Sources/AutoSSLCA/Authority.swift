@@ -173,14 +173,15 @@ public final class Authority: Sendable {
     /// transaction (group-committed with concurrent requests), and only then returns it.
     func issue(
         names: [SubjectName], publicKey: Certificate.PublicKey, keyType: KeyAlgorithm, notBefore: Date, notAfter: Date,
-        provisioner: String, token: TokenUse?, renewedFrom: String?, remote: String?, now: Date, event: String = "certificate.issued"
+        provisioner: String, token: TokenUse?, renewedFrom: String?, remote: String?, now: Date, event: String = "certificate.issued",
+        requester: String? = nil
     ) async throws -> IssuedCertificate {
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
         let record = CertificateRecord(
             serial: serialHex, status: .reserved, commonName: names[0].description, names: names.map(\.description),
             notBefore: notBefore, notAfter: notAfter, keyType: keyType.rawValue, provisioner: provisioner,
-            requester: remote, renewedFrom: renewedFrom, der: nil, createdAt: now)
+            requester: requester ?? remote, renewedFrom: renewedFrom, der: nil, createdAt: now)
         let signed = SignedLeaf()
         let issuer = intermediate
         let issuerKey = intermediateKey
@@ -201,7 +202,8 @@ public final class Authority: Sendable {
         guard let leaf = signed.certificate else { throw AuthorityError(.unavailable, "the certificate was not signed") }
         audit.record(.init(
             event, time: now, serial: serialHex, sans: names.map(\.description), provisioner: provisioner, remote: remote,
-            detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")))
+            detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")
+                + (requester.map { ", for \($0)" } ?? "")))
         return IssuedCertificate(leaf: leaf, intermediate: intermediate, serial: serialHex)
     }
 

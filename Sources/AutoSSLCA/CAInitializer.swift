@@ -21,6 +21,8 @@ public struct CAInitOptions: Sendable {
     public var provisionerPassword: PasswordChoice = .generate
     public var force = false
     public var kdfIterations = EncryptedPrivateKey.defaultIterations
+    /// An ACME provisioner named `acme` (`ca init --no-acme` leaves it out).
+    public var acme = true
 
     public init() {}
 
@@ -165,7 +167,8 @@ public struct CAInitializer {
                         ? directories.provisionerPasswordFile : nil),
             ],
             paths: paths,
-            createdAt: now)
+            createdAt: now,
+            acmeProvisioners: options.acme && options.provisionerName != "acme" ? [ACMEProvisionerSettings(name: "acme")] : nil)
 
         try FileOperations.makeDirectory(directories.dataDir, mode: 0o755)
         try FileOperations.makeDirectory(directories.configDir, mode: 0o755)

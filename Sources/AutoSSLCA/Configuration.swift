@@ -61,8 +61,11 @@ public struct CASettings: Codable, Equatable, Sendable {
     public var renewalGraceFraction: Double?
     /// Scheduled backups (`ca backup-schedule`), if enabled.
     public var backupSchedule: BackupSchedule?
+    /// ACME (RFC 8555) provisioners, served at /acme/{name}/directory.
+    public var acmeProvisioners: [ACMEProvisionerSettings]?
 
     enum CodingKeys: String, CodingKey {
+        case acmeProvisioners = "acme_provisioners"
         case backupSchedule = "backup_schedule"
         case policy
         case renewalGraceFraction = "renewal_grace_fraction"
@@ -254,5 +257,41 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
         case renewAtFraction = "renew_at_fraction"
         case enrolledAt = "enrolled_at"
         case suspension
+    }
+}
+
+/// An ACME provisioner: which challenges it offers, whether accounts need an external account
+/// binding, and (for tests and odd networks) where validation looks names up and connects.
+public struct ACMEProvisionerSettings: Codable, Equatable, Sendable {
+    public static let allChallenges = ["http-01", "dns-01", "tls-alpn-01"]
+
+    public var name: String
+    public var challenges: [String]
+    public var requireEAB: Bool
+    /// DNS server (host:port) for A/AAAA/TXT look-ups during validation; nil = the system's.
+    public var resolver: String?
+    public var http01Port: Int?
+    public var tlsALPN01Port: Int?
+    /// Replaces the CA's policy field by field for certificates this provisioner issues.
+    public var policy: PolicySettings?
+
+    public init(
+        name: String, challenges: [String] = allChallenges, requireEAB: Bool = false, resolver: String? = nil,
+        http01Port: Int? = nil, tlsALPN01Port: Int? = nil, policy: PolicySettings? = nil
+    ) {
+        self.name = name
+        self.challenges = challenges
+        self.requireEAB = requireEAB
+        self.resolver = resolver
+        self.http01Port = http01Port
+        self.tlsALPN01Port = tlsALPN01Port
+        self.policy = policy
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, challenges, policy, resolver
+        case requireEAB = "require_eab"
+        case http01Port = "http01_port"
+        case tlsALPN01Port = "tlsalpn01_port"
     }
 }

@@ -104,16 +104,26 @@ public final class CAServer: Sendable {
     let limiter: FailureLimiter
     let logger: Logger
     let reloadProvisioners: @Sendable () throws -> [Provisioner]
+    let reloadSettings: @Sendable () throws -> CASettings
     let intermediatePEM: String
+    let acme: ACMEService?
 
     /// `reloadProvisioners` reads the provisioners from the configuration again; it runs every few
     /// seconds so `ca provisioner add|remove|password` take effect without a restart.
     public init(
         authority: Authority, reloadProvisioners: @escaping @Sendable () throws -> [Provisioner],
+        reloadSettings: @escaping @Sendable () throws -> CASettings,
         logger: Logger = Logger(label: "auto-ssl.server")
     ) async throws {
         self.authority = authority
         self.reloadProvisioners = reloadProvisioners
+        self.reloadSettings = reloadSettings
+        if let sqlite = authority.store as? SQLiteCertificateStore {
+            acme = try ACMEService(
+                authority: authority, store: ACMEStore(sqlite), provisioners: authority.settings.acmeProvisioners ?? [], logger: logger)
+        } else {
+            acme = nil
+        }
         self.intermediatePEM = try authority.intermediate.pemString()
         self.logger = logger
         self.limiter = FailureLimiter()
@@ -147,6 +157,7 @@ public final class CAServer: Sendable {
             group.post("revoke") { request, context in try await self.revoke(request, context: context) }
             group.get("crl") { request, _ in try await self.crl(request) }
         }
+        acme?.register(on: router)
         return router
     }
 
@@ -336,7 +347,9 @@ public final class CAServer: Sendable {
             services.append(app)
         }
         services.append(MaintenanceService(
-            identity: identity, authority: authority, reloadProvisioners: reloadProvisioners, logger: logger))
+            identity: identity, authority: authority, reloadProvisioners: reloadProvisioners, reloadSettings: reloadSettings,
+            acme: acme, logger: logger))
+        acme?.resumeValidations()
         authority.audit.record(.init(
             "service.start", detail: "listening on \(authority.settings.addresses.map(\.description).joined(separator: ", "))"))
         let group = ServiceGroup(
@@ -357,6 +370,8 @@ struct MaintenanceService: Service {
     let identity: ServerIdentity
     let authority: Authority
     let reloadProvisioners: @Sendable () throws -> [Provisioner]
+    let reloadSettings: @Sendable () throws -> CASettings
+    let acme: ACMEService?
     let logger: Logger
     static let interval: Duration = .seconds(2)
 
@@ -377,11 +392,16 @@ struct MaintenanceService: Service {
             } catch {
                 logger.error("could not reload provisioners (keeping the current ones): \(error)")
             }
+            if let acme, let fresh = try? reloadSettings().acmeProvisioners ?? [], fresh != acme.provisioners {
+                acme.replaceProvisioners(fresh)
+                logger.notice("ACME provisioners reloaded: \(fresh.map(\.name).joined(separator: ", "))")
+            }
             do {
                 try await identity.renewIfDue()
                 try await authority.crl.refreshIfChanged()
                 if Date().timeIntervalSince(lastPurge) > 60 {
                     _ = try await authority.store.purgeTokens(expiredBefore: Date())
+                    _ = try acme?.store.purge(expiredBefore: Date().addingTimeInterval(-ACMEService.retention))
                     lastPurge = Date()
                 }
             } catch {

@@ -75,6 +75,7 @@ public final class SQLiteCertificateStore: CertificateDatabase {
                 INSERT INTO crl_state (id, number) VALUES (1, 0);
                 """)
         }
+        ACMEStore.migrate(&migrator)
         return migrator
     }
 
