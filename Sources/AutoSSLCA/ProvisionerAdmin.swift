@@ -33,6 +33,9 @@ public struct ProvisionerAdmin {
     ) throws -> Added {
         try ProvisionerName.validate(name)
         var (configuration, settings) = try load()
+        if settings.acmeProvisioners?.contains(where: { $0.name == name }) == true {
+            throw AutoSSLError.general("an ACME provisioner named \"\(name)\" already exists")
+        }
         guard !settings.provisioners.contains(where: { $0.name == name }) else {
             throw AutoSSLError.invalidArgument("a provisioner named \"\(name)\" already exists")
         }

@@ -44,6 +44,9 @@ struct CAInitCommand: ParsableCommand {
     @Option(help: ArgumentHelp("File holding the provisioner (enrollment) password (may be /dev/stdin).", valueName: "file"))
     var provisionerPasswordFile: String?
 
+    @Flag(help: "Do not create the ACME provisioner \"acme\".")
+    var noAcme = false
+
     @Flag(help: "Never prompt; generate any password that no file provides.")
     var nonInteractive = false
 
@@ -56,6 +59,7 @@ struct CAInitCommand: ParsableCommand {
         let initializer = CAInitializer(directories: directories, logger: logger)
 
         var options = CAInitOptions()
+        options.acme = !noAcme
         options.name = name
         options.force = force
         options.provisionerName = provisioner

@@ -6,10 +6,10 @@ import Foundation
 
 struct CAProvisionerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "provisioner", abstract: "Manage the password (JWK) provisioners servers enroll with.",
+        commandName: "provisioner", abstract: "Manage provisioners: password (JWK) ones servers enroll with, and ACME ones.",
         subcommands: [
-            ProvisionerListCommand.self, ProvisionerAddCommand.self, ProvisionerRemoveCommand.self,
-            ProvisionerPasswordCommand.self,
+            ProvisionerListCommand.self, ProvisionerAddCommand.self, ProvisionerUpdateCommand.self, ProvisionerRemoveCommand.self,
+            ProvisionerPasswordCommand.self, ProvisionerEABCommand.self,
         ])
 }
 
@@ -20,34 +20,72 @@ struct ProvisionerListCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let provisioners = try ProvisionerAdmin(directories: Directories.fromEnvironment()).list()
+        let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
+        let provisioners = try admin.list()
+        let acme = try admin.acmeProvisioners()
         if json {
             struct View: Encodable {
                 var name: String
                 var type: String
                 var kid: String?
                 var policy: PolicySettings?
+                var challenges: [String]?
+                var requireEAB: Bool?
+                var resolver: String?
+                var http01Port: Int?
+                var tlsALPN01Port: Int?
             }
             try Output.json(try provisioners.map { provisioner in
                 View(
                     name: provisioner.name, type: provisioner.type,
                     kid: try JSONDecoder().decode(ECJWK.self, from: Data(provisioner.publicKey.utf8)).kid,
                     policy: provisioner.policy)
+            } + acme.map {
+                View(
+                    name: $0.name, type: "ACME", policy: $0.policy, challenges: $0.challenges, requireEAB: $0.requireEAB,
+                    resolver: $0.resolver, http01Port: $0.http01Port, tlsALPN01Port: $0.tlsALPN01Port)
             })
             return
         }
+        func rules(_ policy: PolicySettings?) -> [String] {
+            guard let policy else { return [] }
+            var rules: [String] = []
+            if let dns = policy.allowedDNS { rules.append("dns: " + dns.joined(separator: ",")) }
+            if let ips = policy.allowedIPs { rules.append("ip: " + ips.joined(separator: ",")) }
+            if let max = policy.maximumDuration { rules.append("max: " + max) }
+            return rules
+        }
         for provisioner in provisioners {
-            var line = "\(provisioner.name) (\(provisioner.type))"
-            if let policy = provisioner.policy {
-                var rules: [String] = []
-                if let dns = policy.allowedDNS { rules.append("dns: " + dns.joined(separator: ",")) }
-                if let ips = policy.allowedIPs { rules.append("ip: " + ips.joined(separator: ",")) }
-                if let max = policy.maximumDuration { rules.append("max: " + max) }
-                if !rules.isEmpty { line += "  " + rules.joined(separator: "  ") }
-            }
-            print(line)
+            print(([("\(provisioner.name) (\(provisioner.type))")] + rules(provisioner.policy)).joined(separator: "  "))
+        }
+        for provisioner in acme {
+            var parts = ["\(provisioner.name) (ACME)", "challenges: " + provisioner.challenges.joined(separator: ",")]
+            if provisioner.requireEAB { parts.append("requires EAB") }
+            if let resolver = provisioner.resolver { parts.append("resolver: " + resolver) }
+            if let port = provisioner.http01Port { parts.append("http-01 port: \(port)") }
+            if let port = provisioner.tlsALPN01Port { parts.append("tls-alpn-01 port: \(port)") }
+            print((parts + rules(provisioner.policy)).joined(separator: "  "))
         }
     }
+}
+
+/// Settings of ACME provisioners (`add --type acme`, `update`).
+struct ACMEOptions: ParsableArguments {
+    @Option(help: "ACME: challenges offered, comma-separated (http-01,dns-01,tls-alpn-01).") var challenges: String?
+    @Flag(inversion: .prefixedNo, help: "ACME: require an external account binding (keys from `ca provisioner eab add`).")
+    var requireEab: Bool?
+    @Option(help: ArgumentHelp("ACME: DNS server for validation look-ups (A, AAAA, TXT); \"\" = the system's.", valueName: "host:port"))
+    var resolver: String?
+    @Option(name: .customLong("http01-port"), help: "ACME: port http-01 connects to (default 80).") var http01Port: Int?
+    @Option(name: .customLong("tlsalpn01-port"), help: "ACME: port tls-alpn-01 connects to (default 443).") var tlsALPN01Port: Int?
+
+    func changes(policy: PolicySettings?) -> ProvisionerAdmin.ACMEChanges {
+        ProvisionerAdmin.ACMEChanges(
+            challenges: challenges.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
+            requireEAB: requireEab, resolver: resolver, http01Port: http01Port, tlsALPN01Port: tlsALPN01Port, policy: policy)
+    }
+
+    var isEmpty: Bool { challenges == nil && requireEab == nil && resolver == nil && http01Port == nil && tlsALPN01Port == nil }
 }
 
 struct PolicyOptions: ParsableArguments {
@@ -80,21 +118,46 @@ struct PolicyOptions: ParsableArguments {
 
 struct ProvisionerAddCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "add", abstract: "Create another password provisioner, with its own policy.")
+        commandName: "add", abstract: "Create a provisioner: a password (JWK) one with its own policy, or an ACME one.",
+        discussion: """
+            ACME provisioners serve https://CA/acme/NAME/directory for certbot, lego, Caddy and other ACME clients.
+            """)
 
     @Argument(help: "Provisioner name.")
-    var name: String
+    var positionalName: String?
 
-    @Option(help: ArgumentHelp("File holding its password (may be /dev/stdin).", valueName: "file"))
+    @Option(name: .customLong("name"), help: "Provisioner name (instead of the argument).")
+    var nameOption: String?
+
+    @Option(help: "jwk (password; the default) or acme.")
+    var type = "jwk"
+
+    @Option(help: ArgumentHelp("JWK: file holding its password (may be /dev/stdin).", valueName: "file"))
     var passwordFile: String?
 
-    @Flag(help: "Never prompt; generate the password when no file gives one.")
+    @Flag(help: "JWK: never prompt; generate the password when no file gives one.")
     var nonInteractive = false
 
+    @OptionGroup var acme: ACMEOptions
     @OptionGroup var policy: PolicyOptions
 
     func run() throws {
+        guard let name = nameOption ?? positionalName else { throw AutoSSLError.invalidArgument("name the provisioner") }
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
+        switch type.lowercased() {
+        case "acme":
+            guard passwordFile == nil else { throw AutoSSLError.invalidArgument("ACME provisioners have no password") }
+            let added = try admin.addACME(name: name, changes: acme.changes(policy: policy.settings))
+            print("Added ACME provisioner \(added.name) (challenges: \(added.challenges.joined(separator: ", "))\(added.requireEAB ? "; external account binding required" : "")).")
+            print("Directory: https://<CA address>/acme/\(added.name)/directory")
+            print("A running `auto-ssl ca serve` picks it up within seconds.")
+            return
+        case "jwk":
+            break
+        default:
+            throw AutoSSLError.invalidArgument("--type must be jwk or acme")
+        }
+        guard acme.isEmpty else { throw AutoSSLError.invalidArgument("--challenges, --require-eab, --resolver and the ports are for --type acme") }
         let password: PasswordChoice
         if let passwordFile {
             password = .given(try SecretFiles.read(passwordFile, option: "--password-file"))
@@ -115,6 +178,64 @@ struct ProvisionerAddCommand: ParsableCommand {
     }
 }
 
+struct ProvisionerUpdateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update", abstract: "Change an ACME provisioner's challenges, EAB requirement, resolver, ports or policy.")
+
+    @Argument(help: "Provisioner name.") var name: String
+    @OptionGroup var acme: ACMEOptions
+    @OptionGroup var policy: PolicyOptions
+
+    func run() throws {
+        let updated = try ProvisionerAdmin(directories: Directories.fromEnvironment()).updateACME(
+            name: name, changes: acme.changes(policy: policy.settings))
+        var parts = ["challenges: " + updated.challenges.joined(separator: ",")]
+        parts.append(updated.requireEAB ? "EAB required" : "EAB optional")
+        parts.append("resolver: " + (updated.resolver ?? "system"))
+        parts.append("http-01 port: \(updated.http01Port ?? 80)")
+        parts.append("tls-alpn-01 port: \(updated.tlsALPN01Port ?? 443)")
+        print("Updated ACME provisioner \(updated.name): " + parts.joined(separator: ", ") + ".")
+    }
+}
+
+struct ProvisionerEABCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eab", abstract: "External account binding keys of an ACME provisioner.",
+        subcommands: [EABAddCommand.self, EABListCommand.self])
+}
+
+struct EABAddCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "add", abstract: "Create a key id and HMAC key that binds one ACME account.",
+        discussion: "Give both to the client, e.g. certbot --eab-kid KID --eab-hmac-key KEY or lego --eab --kid KID --hmac KEY.")
+
+    @Argument(help: "ACME provisioner name.") var name: String
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let (kid, key) = try ProvisionerAdmin(directories: Directories.fromEnvironment()).addEABKey(provisioner: name)
+        if json {
+            try Output.json(["kid": kid, "hmac_key": key, "provisioner": name])
+        } else {
+            print("Key id:   \(kid)")
+            print("HMAC key: \(key)")
+            print("It binds one account of ACME provisioner \(name); keep the HMAC key secret until it is used.")
+        }
+    }
+}
+
+struct EABListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List binding keys (never the HMAC keys).")
+
+    @Argument(help: "ACME provisioner name.") var name: String
+
+    func run() throws {
+        for key in try ProvisionerAdmin(directories: Directories.fromEnvironment()).eabKeys(provisioner: name) {
+            print("\(key.kid)  created \(Output.date(key.createdAt))  " + (key.boundAccount.map { "bound to account \($0)" } ?? "unused"))
+        }
+    }
+}
+
 struct ProvisionerRemoveCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove", abstract: "Remove a provisioner: its tokens stop working at once.")
@@ -128,7 +249,10 @@ struct ProvisionerRemoveCommand: ParsableCommand {
     func run() throws {
         try Terminal.requireConfirmation(
             yes: yes, action: "removing a provisioner", question: "Remove provisioner \(name)? Servers using it can no longer enroll.")
-        try ProvisionerAdmin(directories: Directories.fromEnvironment()).remove(name: name)
+        let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
+        if try !admin.removeACME(name: name) {
+            try admin.remove(name: name)
+        }
         print("Removed provisioner \(name).")
     }
 }

@@ -1,0 +1,125 @@
+import AutoSSLCore
+import AutoSSLIO
+import AutoSSLStore
+import Foundation
+
+/// `ca provisioner add|update|remove --type acme` and `ca provisioner eab add|list`.
+extension ProvisionerAdmin {
+    public struct ACMEChanges: Sendable {
+        public var challenges: [String]?
+        public var requireEAB: Bool?
+        /// "" clears the setting.
+        public var resolver: String?
+        public var http01Port: Int?
+        public var tlsALPN01Port: Int?
+        public var policy: PolicySettings?
+
+        public init(
+            challenges: [String]? = nil, requireEAB: Bool? = nil, resolver: String? = nil, http01Port: Int? = nil,
+            tlsALPN01Port: Int? = nil, policy: PolicySettings? = nil
+        ) {
+            self.challenges = challenges
+            self.requireEAB = requireEAB
+            self.resolver = resolver
+            self.http01Port = http01Port
+            self.tlsALPN01Port = tlsALPN01Port
+            self.policy = policy
+        }
+    }
+
+    public func acmeProvisioners() throws -> [ACMEProvisionerSettings] {
+        try load().1.acmeProvisioners ?? []
+    }
+
+    static func apply(_ changes: ACMEChanges, to provisioner: inout ACMEProvisionerSettings, base: PolicySettings) throws {
+        if let challenges = changes.challenges {
+            let unknown = challenges.filter { !ACMEProvisionerSettings.allChallenges.contains($0) }
+            guard unknown.isEmpty, !challenges.isEmpty else {
+                throw AutoSSLError.invalidArgument(
+                    "--challenges takes a comma-separated list of http-01, dns-01, tls-alpn-01", hint: unknown.isEmpty ? nil : "unknown: \(unknown.joined(separator: ", "))")
+            }
+            provisioner.challenges = ACMEProvisionerSettings.allChallenges.filter(challenges.contains)
+        }
+        if let requireEAB = changes.requireEAB { provisioner.requireEAB = requireEAB }
+        if let resolver = changes.resolver {
+            if resolver.isEmpty {
+                provisioner.resolver = nil
+            } else {
+                let address = try ListenAddress(parsing: resolver)
+                guard IPAddress(address.host) != nil else {
+                    throw AutoSSLError.invalidArgument("--resolver must be an IP address and port, e.g. 10.0.0.53:53")
+                }
+                provisioner.resolver = address.description
+            }
+        }
+        for (port, option) in [(changes.http01Port, "--http01-port"), (changes.tlsALPN01Port, "--tlsalpn01-port")] {
+            if let port, !(1...65_535).contains(port) {
+                throw AutoSSLError.invalidArgument("\(option) must be between 1 and 65535")
+            }
+        }
+        if let port = changes.http01Port { provisioner.http01Port = port == 80 ? nil : port }
+        if let port = changes.tlsALPN01Port { provisioner.tlsALPN01Port = port == 443 ? nil : port }
+        if let policy = changes.policy {
+            _ = try IssuancePolicy(base.overlaid(by: policy))
+            provisioner.policy = policy
+        }
+    }
+
+    public func addACME(name: String, changes: ACMEChanges) throws -> ACMEProvisionerSettings {
+        try ProvisionerName.validate(name)
+        var (configuration, settings) = try load()
+        let taken = settings.provisioners.map(\.name) + (settings.acmeProvisioners ?? []).map(\.name)
+        guard !taken.contains(name) else { throw AutoSSLError.general("a provisioner named \"\(name)\" already exists") }
+        var provisioner = ACMEProvisionerSettings(name: name)
+        try Self.apply(changes, to: &provisioner, base: settings.basePolicySettings)
+        settings.acmeProvisioners = (settings.acmeProvisioners ?? []) + [provisioner]
+        configuration.ca = settings
+        try configuration.save(to: directories.configFile)
+        return provisioner
+    }
+
+    public func updateACME(name: String, changes: ACMEChanges) throws -> ACMEProvisionerSettings {
+        var (configuration, settings) = try load()
+        var list = settings.acmeProvisioners ?? []
+        guard let index = list.firstIndex(where: { $0.name == name }) else {
+            throw AutoSSLError.general("there is no ACME provisioner named \"\(name)\"")
+        }
+        try Self.apply(changes, to: &list[index], base: settings.basePolicySettings)
+        settings.acmeProvisioners = list
+        configuration.ca = settings
+        try configuration.save(to: directories.configFile)
+        return list[index]
+    }
+
+    /// Removes an ACME provisioner; returns false when `name` is not one.
+    public func removeACME(name: String) throws -> Bool {
+        var (configuration, settings) = try load()
+        guard settings.acmeProvisioners?.contains(where: { $0.name == name }) == true else { return false }
+        settings.acmeProvisioners?.removeAll { $0.name == name }
+        if settings.acmeProvisioners?.isEmpty == true { settings.acmeProvisioners = nil }
+        configuration.ca = settings
+        try configuration.save(to: directories.configFile)
+        return true
+    }
+
+    /// A new external account binding key: (key id, base64url HMAC key). Stored in the CA's
+    /// database, so it works whether or not the server runs; each key binds one account.
+    public func addEABKey(provisioner name: String) throws -> (kid: String, hmacKey: String) {
+        let (_, settings) = try load()
+        guard settings.acmeProvisioners?.contains(where: { $0.name == name }) == true else {
+            throw AutoSSLError.general("there is no ACME provisioner named \"\(name)\"")
+        }
+        var generator = SystemRandomNumberGenerator()
+        let kid = Base64URL.encode((0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let key = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let store = try AuthorityLoader(directories: directories).openStore(settings)
+        try ACMEStore(store).addEABKey(kid: kid, provisioner: name, key: key)
+        return (kid, Base64URL.encode(key))
+    }
+
+    public func eabKeys(provisioner name: String) throws -> [ACMEStore.EABKeyInfo] {
+        let (_, settings) = try load()
+        let store = try AuthorityLoader(directories: directories).openStore(settings)
+        return try ACMEStore(store).eabKeys(provisioner: name)
+    }
+}
