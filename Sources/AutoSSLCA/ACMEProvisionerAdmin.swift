@@ -104,7 +104,7 @@ extension ProvisionerAdmin {
 
     /// A new external account binding key: (key id, base64url HMAC key). Stored in the CA's
     /// database, so it works whether or not the server runs; each key binds one account.
-    public func addEABKey(provisioner name: String) throws -> (kid: String, hmacKey: String) {
+    public func addEABKey(provisioner name: String) async throws -> (kid: String, hmacKey: String) {
         let (_, settings) = try load()
         guard settings.acmeProvisioners?.contains(where: { $0.name == name }) == true else {
             throw AutoSSLError.general("there is no ACME provisioner named \"\(name)\"")
@@ -113,13 +113,13 @@ extension ProvisionerAdmin {
         let kid = Base64URL.encode((0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) })
         let key = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
         let store = try AuthorityLoader(directories: directories).openStore(settings)
-        try ACMEStore(store).addEABKey(kid: kid, provisioner: name, key: key)
+        try await ACMEStore(store).addEABKey(kid: kid, provisioner: name, key: key)
         return (kid, Base64URL.encode(key))
     }
 
-    public func eabKeys(provisioner name: String) throws -> [ACMEStore.EABKeyInfo] {
+    public func eabKeys(provisioner name: String) async throws -> [ACMEStore.EABKeyInfo] {
         let (_, settings) = try load()
         let store = try AuthorityLoader(directories: directories).openStore(settings)
-        return try ACMEStore(store).eabKeys(provisioner: name)
+        return try await ACMEStore(store).eabKeys(provisioner: name)
     }
 }

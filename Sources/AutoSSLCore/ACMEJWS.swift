@@ -208,6 +208,14 @@ public struct ACMEJWS: Sendable {
         }
     }
 
+    /// The key id an external account binding names, to look its HMAC key up before verifying.
+    public static func externalBindingKeyID(_ binding: Data) -> String? {
+        struct Wire: Decodable { var protected: String }
+        struct Header: Decodable { var kid: String }
+        guard let wire = try? JSONDecoder().decode(Wire.self, from: binding), let data = Base64URL.decode(wire.protected) else { return nil }
+        return (try? JSONDecoder().decode(Header.self, from: data))?.kid
+    }
+
     /// An External Account Binding (RFC 8555 §7.3.4): a JWS over the account's JWK, MAC'd with the
     /// provisioner's HMAC key. Returns the key id after checking it.
     public static func verifyExternalBinding(

@@ -28,12 +28,12 @@ final class ACMEService: Sendable {
     static let replayNonce = HTTPField.Name("Replay-Nonce")!
     static let link = HTTPField.Name("Link")!
 
-    init(authority: Authority, store: ACMEStore, provisioners: [ACMEProvisionerSettings], logger: Logger) throws {
+    init(authority: Authority, store: ACMEStore, provisioners: [ACMEProvisionerSettings], logger: Logger) async throws {
         self.authority = authority
         self.store = store
         self.logger = logger
         self.provisionerList = Mutex(provisioners)
-        self.nonceKey = SymmetricKey(data: try store.key(named: "acme-nonce"))
+        self.nonceKey = SymmetricKey(data: try await store.key(named: "acme-nonce"))
     }
 
     var provisioners: [ACMEProvisionerSettings] { provisionerList.withLock { $0 } }
@@ -44,9 +44,11 @@ final class ACMEService: Sendable {
 
     /// Validations interrupted by a restart run again.
     func resumeValidations() {
-        guard let pending = try? store.challengesInProcessing() else { return }
-        for id in pending {
-            Task { await self.validate(challengeID: id, remote: nil) }
+        Task {
+            guard let pending = try? await store.challengesInProcessing() else { return }
+            for id in pending {
+                Task { await self.validate(challengeID: id, remote: nil) }
+            }
         }
     }
 
@@ -238,7 +240,7 @@ final class ACMEService: Sendable {
             throw ACMEProblem(.malformed, "newAccount must carry \"jwk\", not \"kid\"")
         }
         let id = String(kid.dropFirst((endpoint.base + "/account/").count))
-        guard let account = try store.account(id: id), account.provisioner == endpoint.provisioner.name else {
+        guard let account = try await store.account(id: id), account.provisioner == endpoint.provisioner.name else {
             throw ACMEProblem(.accountDoesNotExist, "no account \(id)", status: 400)
         }
         guard account.status == "valid" else {
@@ -298,7 +300,7 @@ final class ACMEService: Sendable {
         guard let object = try? JSONSerialization.jsonObject(with: request.jws.payload) as? [String: Any] else {
             throw ACMEProblem(.malformed, "newAccount needs a JSON object payload")
         }
-        if let existing = try store.account(provisioner: endpoint.provisioner.name, thumbprint: request.key.thumbprint) {
+        if let existing = try await store.account(provisioner: endpoint.provisioner.name, thumbprint: request.key.thumbprint) {
             return try Self.json(accountJSON(existing, endpoint), status: .ok, location: endpoint.accountURL(existing.id))
         }
         if object["onlyReturnExisting"] as? Bool == true {
@@ -309,10 +311,11 @@ final class ACMEService: Sendable {
         var eabKeyID: String?
         if let binding = object["externalAccountBinding"] {
             let data = try JSONSerialization.data(withJSONObject: binding)
-            let provisioner = endpoint.provisioner.name
-            eabKeyID = try ACMEJWS.verifyExternalBinding(data, accountKey: request.key, url: endpoint.url) { kid in
-                try? self.store.unboundEABKey(kid: kid, provisioner: provisioner)
+            var macKey: Data?
+            if let kid = ACMEJWS.externalBindingKeyID(data) {
+                macKey = try await store.unboundEABKey(kid: kid, provisioner: endpoint.provisioner.name)
             }
+            eabKeyID = try ACMEJWS.verifyExternalBinding(data, accountKey: request.key, url: endpoint.url) { _ in macKey }
         } else if endpoint.provisioner.requireEAB {
             throw ACMEProblem(.externalAccountRequired, "this provisioner requires an external account binding (`auto-ssl ca provisioner eab add \(endpoint.provisioner.name)` on the CA host)")
         }
@@ -322,7 +325,7 @@ final class ACMEService: Sendable {
         let account: ACMEAccountRecord
         let created: Bool
         do {
-            (account, created) = try store.createAccount(record)
+            (account, created) = try await store.createAccount(record)
         } catch ACMEStoreError.eabKeyAlreadyUsed {
             throw ACMEProblem(.unauthorized, "that external account key was already used by another account")
         }
@@ -356,7 +359,7 @@ final class ACMEService: Sendable {
             throw ACMEProblem(.malformed, "an account's status can only be changed to \"deactivated\"")
         }
         if let contact = update.contact { try Self.validateContacts(contact) }
-        let updated = try store.updateAccount(id: account.id, contact: update.contact, status: update.status)
+        let updated = try await store.updateAccount(id: account.id, contact: update.contact, status: update.status)
         if update.status == "deactivated" {
             authority.audit.record(.init(
                 "acme.account.deactivated", provisioner: "acme/" + account.provisioner, remote: request.endpoint.remote, detail: "account \(account.id)"))
@@ -366,7 +369,7 @@ final class ACMEService: Sendable {
 
     func accountOrders(_ request: ACMERequest) async throws -> Response {
         let account = try ownAccount(request)
-        let ids = try store.orders(accountID: account.id)
+        let ids = try await store.orders(accountID: account.id)
         return try Self.json(["orders": ids.map(request.endpoint.orderURL)])
     }
 
@@ -397,7 +400,7 @@ final class ACMEService: Sendable {
             throw ACMEProblem(.malformed, "oldKey is not the account's current key")
         }
         do {
-            try store.changeAccountKey(id: account.id, thumbprint: newKey.thumbprint, jwk: newKey.canonicalJSON)
+            try await store.changeAccountKey(id: account.id, thumbprint: newKey.thumbprint, jwk: newKey.canonicalJSON)
         } catch ACMEStoreError.accountKeyInUse(let existing) {
             var response = Self.problem(ACMEProblem(.malformed, "the new key already belongs to another account", status: 409))
             response.headers[.location] = request.endpoint.accountURL(existing)
@@ -497,7 +500,7 @@ final class ACMEService: Sendable {
         let order = ACMEOrderRecord(
             id: orderID, accountID: account.id, provisioner: provisioner.name, status: "pending", identifiers: identifiers,
             notBefore: notBefore, notAfter: notAfter, expires: expires, createdAt: now, authorizationIDs: authorizations.map(\.id))
-        try store.createOrder(order, authorizations: authorizations)
+        try await store.createOrder(order, authorizations: authorizations)
         return try Self.json(orderJSON(order, request.endpoint), status: .created, location: request.endpoint.orderURL(orderID))
     }
 
@@ -515,9 +518,9 @@ final class ACMEService: Sendable {
         return object
     }
 
-    func ownedOrder(_ request: ACMERequest) throws -> (ACMEAccountRecord, ACMEOrderRecord) {
+    func ownedOrder(_ request: ACMERequest) async throws -> (ACMEAccountRecord, ACMEOrderRecord) {
         let account = try request.requireAccount()
-        guard let id = request.endpoint.parameters["id"], let order = try store.order(id: id), order.provisioner == account.provisioner else {
+        guard let id = request.endpoint.parameters["id"], let order = try await store.order(id: id), order.provisioner == account.provisioner else {
             throw ACMEProblem(.malformed, "no such order", status: 404)
         }
         guard order.accountID == account.id else { throw ACMEProblem(.unauthorized, "the order belongs to another account") }
@@ -532,13 +535,13 @@ final class ACMEService: Sendable {
     }
 
     func orderResource(_ request: ACMERequest) async throws -> Response {
-        let (_, order) = try ownedOrder(request)
+        let (_, order) = try await ownedOrder(request)
         let response = try Self.json(orderJSON(order, request.endpoint), location: request.endpoint.orderURL(order.id))
         return Self.withRetryAfter(response, when: order.status == "processing" || order.status == "pending")
     }
 
     func finalize(_ request: ACMERequest) async throws -> Response {
-        let (account, order) = try ownedOrder(request)
+        let (account, order) = try await ownedOrder(request)
         guard order.status == "ready" else {
             throw ACMEProblem(.orderNotReady, "the order is \(order.status), not ready: every authorization must be valid first")
         }
@@ -559,7 +562,7 @@ final class ACMEService: Sendable {
                 .badCSR,
                 "the CSR asks for \(csr.names.map(\.description).joined(separator: ", ")) but the order is for \(values.map(\.value).joined(separator: ", "))")
         }
-        guard try store.beginFinalize(orderID: order.id, notBefore: order.notBefore, notAfter: order.notAfter) else {
+        guard try await store.beginFinalize(orderID: order.id, notBefore: order.notBefore, notAfter: order.notAfter) else {
             throw ACMEProblem(.orderNotReady, "the order is already being finalized")
         }
         let issued: IssuedCertificate
@@ -570,10 +573,10 @@ final class ACMEService: Sendable {
         } catch {
             let problem = (error as? AuthorityError).map(Self.problem(for:)) ?? ACMEProblem(.serverInternal, "issuance failed")
             let document = String(decoding: (try? JSONSerialization.data(withJSONObject: problem.json)) ?? Data(), as: UTF8.self)
-            try? store.abortFinalize(orderID: order.id, invalidate: document)
+            try? await store.abortFinalize(orderID: order.id, invalidate: document)
             throw problem
         }
-        try store.completeOrder(orderID: order.id, serial: issued.serial)
+        try await store.completeOrder(orderID: order.id, serial: issued.serial)
         var done = order
         done.status = "valid"
         done.certificateSerial = issued.serial
@@ -581,7 +584,7 @@ final class ACMEService: Sendable {
     }
 
     func certificateResource(_ request: ACMERequest) async throws -> Response {
-        let (_, order) = try ownedOrder(request)
+        let (_, order) = try await ownedOrder(request)
         guard order.status == "valid", let serial = order.certificateSerial, let chain = try await authority.pemChain(serial: serial) else {
             throw ACMEProblem(.malformed, "the order has no certificate (yet)", status: 404)
         }
@@ -615,7 +618,7 @@ final class ACMEService: Sendable {
 
     func authorizationResource(_ request: ACMERequest) async throws -> Response {
         let account = try request.requireAccount()
-        guard let id = request.endpoint.parameters["id"], let authorization = try store.authorization(id: id) else {
+        guard let id = request.endpoint.parameters["id"], let authorization = try await store.authorization(id: id) else {
             throw ACMEProblem(.malformed, "no such authorization", status: 404)
         }
         guard authorization.accountID == account.id else { throw ACMEProblem(.unauthorized, "the authorization belongs to another account") }
@@ -624,8 +627,8 @@ final class ACMEService: Sendable {
             guard try request.payload(Update.self).status == "deactivated" else {
                 throw ACMEProblem(.malformed, "an authorization can only be deactivated")
             }
-            _ = try store.deactivateAuthorization(id: id)
-            let updated = try store.authorization(id: id) ?? authorization
+            _ = try await store.deactivateAuthorization(id: id)
+            let updated = try await store.authorization(id: id) ?? authorization
             return try Self.json(authorizationJSON(updated, request.endpoint))
         }
         let pending = authorization.status == "pending" && authorization.challenges.contains { $0.status == "processing" }
@@ -634,13 +637,13 @@ final class ACMEService: Sendable {
 
     func challengeResource(_ request: ACMERequest) async throws -> Response {
         let account = try request.requireAccount()
-        guard let id = request.endpoint.parameters["id"], var (challenge, authorization) = try store.challenge(id: id) else {
+        guard let id = request.endpoint.parameters["id"], var (challenge, authorization) = try await store.challenge(id: id) else {
             throw ACMEProblem(.malformed, "no such challenge", status: 404)
         }
         guard authorization.accountID == account.id else { throw ACMEProblem(.unauthorized, "the challenge belongs to another account") }
         if !request.isPostAsGet, challenge.status == "pending" {
             if authorization.expires < Date() { throw ACMEProblem(.malformed, "the authorization expired") }
-            if try store.startValidation(challengeID: id) {
+            if try await store.startValidation(challengeID: id) {
                 challenge.status = "processing"
                 let remote = request.endpoint.remote
                 Task { await self.validate(challengeID: id, remote: remote) }
@@ -653,12 +656,12 @@ final class ACMEService: Sendable {
 
     /// Tries the challenge a few times (the client's responder may need a moment), then records the result.
     func validate(challengeID: String, remote: String?) async {
-        guard let (challenge, authorization) = try? store.challenge(id: challengeID),
-              let account = try? store.account(id: authorization.accountID),
+        guard let (challenge, authorization) = try? await store.challenge(id: challengeID),
+              let account = try? await store.account(id: authorization.accountID),
               let provisioner = provisioners.first(where: { $0.name == account.provisioner }),
               let identifier = try? Self.identifier(authorization.identifier),
               let key = try? ACMEAccountKey(jwk: JSONDecoder().decode(ACMEAccountKey.Fields.self, from: Data(account.jwk.utf8))) else {
-            try? store.finishValidation(challengeID: challengeID, valid: false, error: nil)
+            try? await store.finishValidation(challengeID: challengeID, valid: false, error: nil)
             return
         }
         let keyAuthorization = ACMEChallengeValues.keyAuthorization(token: challenge.token, thumbprint: key.thumbprint)
@@ -669,10 +672,10 @@ final class ACMEService: Sendable {
             failure = await validator.validate(type: challenge.type, identifier: identifier, token: challenge.token, keyAuthorization: keyAuthorization)
             guard let failure else { break }
             let document = String(decoding: (try? JSONSerialization.data(withJSONObject: failure.json)) ?? Data(), as: UTF8.self)
-            try? store.noteValidationAttempt(challengeID: challengeID, error: document)
+            try? await store.noteValidationAttempt(challengeID: challengeID, error: document)
         }
         let document = failure.map { String(decoding: (try? JSONSerialization.data(withJSONObject: $0.json)) ?? Data(), as: UTF8.self) }
-        try? store.finishValidation(challengeID: challengeID, valid: failure == nil, error: document)
+        try? await store.finishValidation(challengeID: challengeID, valid: failure == nil, error: document)
         authority.audit.record(.init(
             failure == nil ? "acme.challenge.valid" : "acme.challenge.invalid", sans: [identifier.value],
             provisioner: "acme/" + provisioner.name, remote: remote, reason: failure?.detail,
@@ -700,7 +703,7 @@ final class ACMEService: Sendable {
         }
         let revokedBy: String
         if let account = request.account {
-            guard let order = try store.order(certificateSerial: serial), order.accountID == account.id else {
+            guard let order = try await store.order(certificateSerial: serial), order.accountID == account.id else {
                 throw ACMEProblem(.unauthorized, "account \(account.id) did not order this certificate")
             }
             revokedBy = "acme-account:" + account.id

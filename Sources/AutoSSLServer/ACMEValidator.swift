@@ -87,12 +87,13 @@ struct ACMEValidator: Sendable {
         return addresses
     }
 
-    /// Runs blocking socket work off the cooperative thread pool.
+    /// Runs blocking socket work on its own thread: never on the cooperative pool (two threads on a
+    /// 2-core machine), whose starvation would stall every request of the CA.
     static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try work() })
-            }
+            let thread = Thread { continuation.resume(with: Result { try work() }) }
+            thread.name = "acme-validation"
+            thread.start()
         }
     }
 
@@ -116,12 +117,19 @@ struct ACMEValidator: Sendable {
                 }
                 return
             } catch let problem as ACMEProblem {
-                last = problem
+                last = Self.moreTelling(last, problem)
             } catch {
-                last = ACMEProblem(.connection, "could not fetch http://\(host):\(port)/.well-known/acme-challenge/\(token) from \(address): \(error)")
+                last = Self.moreTelling(last, ACMEProblem(.connection, "could not fetch http://\(host):\(port)/.well-known/acme-challenge/\(token) from \(address): \(error)"))
             }
         }
         throw last ?? ACMEProblem(.connection, "no address to connect to for \(host)")
+    }
+
+    /// When several addresses fail, an answer that was wrong says more than an address that did not answer.
+    static func moreTelling(_ current: ACMEProblem?, _ new: ACMEProblem) -> ACMEProblem {
+        guard let current else { return new }
+        let unreachable: Set<ACMEProblem.Kind> = [.connection, .tls, .dns]
+        return unreachable.contains(current.kind) && !unreachable.contains(new.kind) ? new : current
     }
 
     struct SocketFailure: Error, CustomStringConvertible {
@@ -232,9 +240,9 @@ struct ACMEValidator: Sendable {
                 try Self.checkALPNCertificate(certificate, identifier: identifier, digest: expected)
                 return
             } catch let problem as ACMEProblem {
-                last = problem
+                last = Self.moreTelling(last, problem)
             } catch {
-                last = ACMEProblem(.tls, "TLS with \(address):\(port) (ALPN acme-tls/1) failed: \(error)")
+                last = Self.moreTelling(last, ACMEProblem(.tls, "TLS with \(address):\(port) (ALPN acme-tls/1) failed: \(error)"))
             }
         }
         throw last ?? ACMEProblem(.connection, "no address to connect to")

@@ -119,7 +119,7 @@ public final class CAServer: Sendable {
         self.reloadProvisioners = reloadProvisioners
         self.reloadSettings = reloadSettings
         if let sqlite = authority.store as? SQLiteCertificateStore {
-            acme = try ACMEService(
+            acme = try await ACMEService(
                 authority: authority, store: ACMEStore(sqlite), provisioners: authority.settings.acmeProvisioners ?? [], logger: logger)
         } else {
             acme = nil
@@ -401,7 +401,7 @@ struct MaintenanceService: Service {
                 try await authority.crl.refreshIfChanged()
                 if Date().timeIntervalSince(lastPurge) > 60 {
                     _ = try await authority.store.purgeTokens(expiredBefore: Date())
-                    _ = try acme?.store.purge(expiredBefore: Date().addingTimeInterval(-ACMEService.retention))
+                    _ = try await acme?.store.purge(expiredBefore: Date().addingTimeInterval(-ACMEService.retention))
                     lastPurge = Date()
                 }
             } catch {

@@ -204,8 +204,8 @@ public final class ACMEStore: Sendable {
     // MARK: - Server secrets
 
     /// A random key kept in the database (so every replica shares it), created on first use.
-    public func key(named name: String, size: Int = 32) throws -> Data {
-        try pool.write { db in
+    public func key(named name: String, size: Int = 32) async throws -> Data {
+        try await pool.write { db in
             if let existing = try Data.fetchOne(db, sql: "SELECT value FROM acme_keys WHERE name = ?", arguments: [name]) {
                 return existing
             }
@@ -227,8 +227,8 @@ public final class ACMEStore: Sendable {
 
     /// Creates the account, binding `eabKeyID` at the same time. If the key already has an account
     /// (a concurrent newAccount), that one is returned with `created == false`.
-    public func createAccount(_ account: ACMEAccountRecord) throws -> (ACMEAccountRecord, created: Bool) {
-        try pool.write { db in
+    public func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool) {
+        try await pool.write { db in
             if let row = try Row.fetchOne(
                 db, sql: "SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", arguments: [account.provisioner, account.thumbprint]) {
                 return (Self.account(row), false)
@@ -252,22 +252,22 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    public func account(id: String) throws -> ACMEAccountRecord? {
-        try pool.read { db in
+    public func account(id: String) async throws -> ACMEAccountRecord? {
+        try await pool.read { db in
             try Row.fetchOne(db, sql: "SELECT * FROM acme_accounts WHERE id = ?", arguments: [id]).map(Self.account)
         }
     }
 
-    public func account(provisioner: String, thumbprint: String) throws -> ACMEAccountRecord? {
-        try pool.read { db in
+    public func account(provisioner: String, thumbprint: String) async throws -> ACMEAccountRecord? {
+        try await pool.read { db in
             try Row.fetchOne(
                 db, sql: "SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", arguments: [provisioner, thumbprint]
             ).map(Self.account)
         }
     }
 
-    public func accounts(provisioner: String? = nil) throws -> [ACMEAccountRecord] {
-        try pool.read { db in
+    public func accounts(provisioner: String? = nil) async throws -> [ACMEAccountRecord] {
+        try await pool.read { db in
             if let provisioner {
                 return try Row.fetchAll(db, sql: "SELECT * FROM acme_accounts WHERE provisioner = ? ORDER BY created_at", arguments: [provisioner]).map(Self.account)
             }
@@ -276,8 +276,8 @@ public final class ACMEStore: Sendable {
     }
 
     /// Contact and/or status; a deactivated account stays deactivated.
-    public func updateAccount(id: String, contact: [String]?, status: String?) throws -> ACMEAccountRecord {
-        try pool.write { db in
+    public func updateAccount(id: String, contact: [String]?, status: String?) async throws -> ACMEAccountRecord {
+        try await pool.write { db in
             if let contact {
                 try db.execute(sql: "UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", arguments: [Self.encode(contact), id])
             }
@@ -298,8 +298,8 @@ public final class ACMEStore: Sendable {
     }
 
     /// Key rollover: fails with the other account's id when the new key already belongs to one.
-    public func changeAccountKey(id: String, thumbprint: String, jwk: String) throws {
-        try pool.write { db in
+    public func changeAccountKey(id: String, thumbprint: String, jwk: String) async throws {
+        try await pool.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT provisioner FROM acme_accounts WHERE id = ?", arguments: [id]) else {
                 throw ACMEStoreError.notFound
             }
@@ -314,8 +314,8 @@ public final class ACMEStore: Sendable {
 
     // MARK: - Orders, authorizations, challenges
 
-    public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) throws {
-        try pool.write { db in
+    public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws {
+        try await pool.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
@@ -364,8 +364,8 @@ public final class ACMEStore: Sendable {
 
     /// The order with its status brought up to date: pending → ready when every authorization is
     /// valid, → invalid when one failed or the order expired.
-    public func order(id: String, now: Date = Date()) throws -> ACMEOrderRecord? {
-        try pool.write { db in
+    public func order(id: String, now: Date = Date()) async throws -> ACMEOrderRecord? {
+        try await pool.write { db in
             guard var order = try Self.fetchOrder(db, id: id) else { return nil }
             if order.status == "pending" || order.status == "ready", order.expires < now {
                 try db.execute(sql: "UPDATE acme_orders SET status = 'invalid', error = ? WHERE id = ?", arguments: [
@@ -387,15 +387,15 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    public func orders(accountID: String) throws -> [String] {
-        try pool.read { db in
+    public func orders(accountID: String) async throws -> [String] {
+        try await pool.read { db in
             try String.fetchAll(db, sql: "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at", arguments: [accountID])
         }
     }
 
     /// The order that produced a certificate (for revocation by the account that ordered it).
-    public func order(certificateSerial: String) throws -> ACMEOrderRecord? {
-        try pool.read { db in
+    public func order(certificateSerial: String) async throws -> ACMEOrderRecord? {
+        try await pool.read { db in
             guard let id = try String.fetchOne(db, sql: "SELECT id FROM acme_orders WHERE certificate_serial = ?", arguments: [certificateSerial]) else {
                 return nil
             }
@@ -404,15 +404,15 @@ public final class ACMEStore: Sendable {
     }
 
     /// ready → processing, exactly once however many finalize requests race.
-    public func beginFinalize(orderID: String, notBefore: Date?, notAfter: Date?) throws -> Bool {
-        try pool.write { db in
+    public func beginFinalize(orderID: String, notBefore: Date?, notAfter: Date?) async throws -> Bool {
+        try await pool.write { db in
             try db.execute(sql: "UPDATE acme_orders SET status = 'processing' WHERE id = ? AND status = 'ready'", arguments: [orderID])
             return db.changesCount == 1
         }
     }
 
-    public func completeOrder(orderID: String, serial: String) throws {
-        try pool.write { db in
+    public func completeOrder(orderID: String, serial: String) async throws {
+        try await pool.write { db in
             try db.execute(
                 sql: "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'processing'",
                 arguments: [serial, orderID])
@@ -420,8 +420,8 @@ public final class ACMEStore: Sendable {
     }
 
     /// A finalize that failed for a reason the client can fix (bad CSR) returns the order to ready.
-    public func abortFinalize(orderID: String, invalidate error: String?) throws {
-        try pool.write { db in
+    public func abortFinalize(orderID: String, invalidate error: String?) async throws {
+        try await pool.write { db in
             if let error {
                 try db.execute(sql: "UPDATE acme_orders SET status = 'invalid', error = ? WHERE id = ? AND status = 'processing'", arguments: [error, orderID])
             } else {
@@ -447,8 +447,8 @@ public final class ACMEStore: Sendable {
     }
 
     /// The authorization, marked expired once its time has passed.
-    public func authorization(id: String, now: Date = Date()) throws -> ACMEAuthorizationRecord? {
-        try pool.write { db in
+    public func authorization(id: String, now: Date = Date()) async throws -> ACMEAuthorizationRecord? {
+        try await pool.write { db in
             guard var authorization = try Self.fetchAuthorization(db, id: id) else { return nil }
             if authorization.status == "pending" || authorization.status == "valid", authorization.expires < now {
                 try db.execute(sql: "UPDATE acme_authorizations SET status = 'expired' WHERE id = ?", arguments: [id])
@@ -458,8 +458,8 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    public func challenge(id: String) throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)? {
-        try pool.read { db in
+    public func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)? {
+        try await pool.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM acme_challenges WHERE id = ?", arguments: [id]) else { return nil }
             let challenge = Self.challenge(row)
             guard let authorization = try Self.fetchAuthorization(db, id: challenge.authorizationID) else { return nil }
@@ -469,8 +469,8 @@ public final class ACMEStore: Sendable {
 
     /// pending → processing (the client said "ready"); false when it was not pending, or its
     /// authorization is no longer pending.
-    public func startValidation(challengeID: String) throws -> Bool {
-        try pool.write { db in
+    public func startValidation(challengeID: String) async throws -> Bool {
+        try await pool.write { db in
             try db.execute(
                 sql: """
                     UPDATE acme_challenges SET status = 'processing'
@@ -483,8 +483,8 @@ public final class ACMEStore: Sendable {
     }
 
     /// Records the outcome of a validation: the challenge, its authorization and (on failure) the order.
-    public func finishValidation(challengeID: String, valid: Bool, error: String?, now: Date = Date()) throws {
-        try pool.write { db in
+    public func finishValidation(challengeID: String, valid: Bool, error: String?, now: Date = Date()) async throws {
+        try await pool.write { db in
             guard let authorizationID = try String.fetchOne(
                 db, sql: "SELECT authorization_id FROM acme_challenges WHERE id = ?", arguments: [challengeID]) else { return }
             try db.execute(
@@ -506,19 +506,19 @@ public final class ACMEStore: Sendable {
     }
 
     /// Keeps the last attempt's error on a challenge still being retried.
-    public func noteValidationAttempt(challengeID: String, error: String) throws {
-        try pool.write { db in
+    public func noteValidationAttempt(challengeID: String, error: String) async throws {
+        try await pool.write { db in
             try db.execute(sql: "UPDATE acme_challenges SET error = ? WHERE id = ? AND status = 'processing'", arguments: [error, challengeID])
         }
     }
 
     /// Challenges left in processing by a restart, to validate again.
-    public func challengesInProcessing() throws -> [String] {
-        try pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM acme_challenges WHERE status = 'processing'") }
+    public func challengesInProcessing() async throws -> [String] {
+        try await pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM acme_challenges WHERE status = 'processing'") }
     }
 
-    public func deactivateAuthorization(id: String) throws -> Bool {
-        try pool.write { db in
+    public func deactivateAuthorization(id: String) async throws -> Bool {
+        try await pool.write { db in
             try db.execute(
                 sql: "UPDATE acme_authorizations SET status = 'deactivated' WHERE id = ? AND status IN ('pending', 'valid')", arguments: [id])
             return db.changesCount == 1
@@ -527,8 +527,8 @@ public final class ACMEStore: Sendable {
 
     // MARK: - External account binding
 
-    public func addEABKey(kid: String, provisioner: String, key: Data, now: Date = Date()) throws {
-        try pool.write { db in
+    public func addEABKey(kid: String, provisioner: String, key: Data, now: Date = Date()) async throws {
+        try await pool.write { db in
             try db.execute(
                 sql: "INSERT INTO acme_eab_keys (kid, provisioner, hmac_key, created_at) VALUES (?, ?, ?, ?)",
                 arguments: [kid, provisioner, key, now.timeIntervalSince1970])
@@ -536,8 +536,8 @@ public final class ACMEStore: Sendable {
     }
 
     /// The HMAC key of an unused binding key of `provisioner`.
-    public func unboundEABKey(kid: String, provisioner: String) throws -> Data? {
-        try pool.read { db in
+    public func unboundEABKey(kid: String, provisioner: String) async throws -> Data? {
+        try await pool.read { db in
             try Data.fetchOne(
                 db, sql: "SELECT hmac_key FROM acme_eab_keys WHERE kid = ? AND provisioner = ? AND bound_account IS NULL",
                 arguments: [kid, provisioner])
@@ -551,8 +551,8 @@ public final class ACMEStore: Sendable {
         public var boundAccount: String?
     }
 
-    public func eabKeys(provisioner: String) throws -> [EABKeyInfo] {
-        try pool.read { db in
+    public func eabKeys(provisioner: String) async throws -> [EABKeyInfo] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM acme_eab_keys WHERE provisioner = ? ORDER BY created_at", arguments: [provisioner]).map {
                 EABKeyInfo(kid: $0["kid"], provisioner: $0["provisioner"], createdAt: Date(timeIntervalSince1970: $0["created_at"]), boundAccount: $0["bound_account"])
             }
@@ -563,8 +563,8 @@ public final class ACMEStore: Sendable {
 
     /// Orders (with their authorizations and challenges) that expired more than `retention` ago and
     /// never produced a certificate.
-    public func purge(expiredBefore date: Date) throws -> Int {
-        try pool.write { db in
+    public func purge(expiredBefore date: Date) async throws -> Int {
+        try await pool.write { db in
             try db.execute(sql: "DELETE FROM acme_orders WHERE expires < ? AND certificate_serial IS NULL", arguments: [date.timeIntervalSince1970])
             return db.changesCount
         }

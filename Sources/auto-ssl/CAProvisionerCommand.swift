@@ -198,13 +198,13 @@ struct ProvisionerUpdateCommand: ParsableCommand {
     }
 }
 
-struct ProvisionerEABCommand: ParsableCommand {
+struct ProvisionerEABCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eab", abstract: "External account binding keys of an ACME provisioner.",
         subcommands: [EABAddCommand.self, EABListCommand.self])
 }
 
-struct EABAddCommand: ParsableCommand {
+struct EABAddCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add", abstract: "Create a key id and HMAC key that binds one ACME account.",
         discussion: "Give both to the client, e.g. certbot --eab-kid KID --eab-hmac-key KEY or lego --eab --kid KID --hmac KEY.")
@@ -212,8 +212,8 @@ struct EABAddCommand: ParsableCommand {
     @Argument(help: "ACME provisioner name.") var name: String
     @Flag(help: "Print JSON.") var json = false
 
-    func run() throws {
-        let (kid, key) = try ProvisionerAdmin(directories: Directories.fromEnvironment()).addEABKey(provisioner: name)
+    func run() async throws {
+        let (kid, key) = try await ProvisionerAdmin(directories: Directories.fromEnvironment()).addEABKey(provisioner: name)
         if json {
             try Output.json(["kid": kid, "hmac_key": key, "provisioner": name])
         } else {
@@ -224,13 +224,13 @@ struct EABAddCommand: ParsableCommand {
     }
 }
 
-struct EABListCommand: ParsableCommand {
+struct EABListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List binding keys (never the HMAC keys).")
 
     @Argument(help: "ACME provisioner name.") var name: String
 
-    func run() throws {
-        for key in try ProvisionerAdmin(directories: Directories.fromEnvironment()).eabKeys(provisioner: name) {
+    func run() async throws {
+        for key in try await ProvisionerAdmin(directories: Directories.fromEnvironment()).eabKeys(provisioner: name) {
             print("\(key.kid)  created \(Output.date(key.createdAt))  " + (key.boundAccount.map { "bound to account \($0)" } ?? "unused"))
         }
     }
