@@ -19,6 +19,15 @@ public enum ACMEAccountKey: Sendable {
         public var y: String?
         public var n: String?
         public var e: String?
+
+        public init(kty: String, crv: String? = nil, x: String? = nil, y: String? = nil, n: String? = nil, e: String? = nil) {
+            self.kty = kty
+            self.crv = crv
+            self.x = x
+            self.y = y
+            self.n = n
+            self.e = e
+        }
     }
 
     public init(jwk fields: Fields) throws {
