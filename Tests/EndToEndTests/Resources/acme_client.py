@@ -116,7 +116,7 @@ class Client:
             resource = self.get(url)
             if resource["status"] in done:
                 return resource
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise RuntimeError(f"{url} did not reach {done}")
 
     def csr(self, names):
@@ -240,7 +240,9 @@ def concurrent(directory, root, tokens, orders, accounts):
         thread.start()
     for thread in threads:
         thread.join()
-    return {"ok": outcomes.count("ok"), "failed": [o for o in outcomes if o != "ok"], "seconds": round(time.time() - started, 2)}
+    elapsed = time.time() - started
+    return {"ok": outcomes.count("ok"), "failed": [o for o in outcomes if o != "ok"], "seconds": round(elapsed, 2),
+            "per_second": round(outcomes.count("ok") / elapsed, 1)}
 
 
 def main():
