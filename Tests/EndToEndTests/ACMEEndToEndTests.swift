@@ -255,6 +255,21 @@ import TestSupport
             #expect(results[name] as? String == type, "\(name): \(results[name] ?? "missing")")
         }
         #expect(results["good_chain_certificates"] as? Int == 2)
+        #expect(results["orders_listed"] as? Int == 4, "the account's orders list has every order it made")
+
+        // Account update, revocation by the certificate's own key, key rollover, deactivation.
+        let lifecycle = try runProcess("python3", [client, setup.directory, setup.root, "\(setup.http01Port)", "lifecycle"])
+        #expect(lifecycle.status == 0, "\(lifecycle)")
+        let steps = try JSONSerialization.jsonObject(with: Data(lifecycle.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(steps["contact"] as? [String] == ["mailto:new@example.com"])
+        for (name, outcome) in [
+            ("revoked_by_certificate_key", "accepted"), ("revoked_twice", "alreadyRevoked"), ("key_change", "accepted"),
+            ("old_key_after_change", "unauthorized"), ("new_key_after_change", "accepted"), ("deactivated", "deactivated"),
+            ("after_deactivation", "unauthorized"),
+        ] {
+            #expect(steps[name] as? String == outcome, "\(name): \(steps[name] ?? "missing")")
+        }
+        #expect(try setup.crlText().contains((steps["serial"] as? String ?? "-").drop { $0 == "0" }), "revoked over ACME, listed in the CRL")
 
         // Many orders at once on one account, and many accounts at once: every one must succeed.
         let concurrent = try runProcess("python3", [client, setup.directory, setup.root, "\(setup.http01Port)", "concurrent", "24", "8"])

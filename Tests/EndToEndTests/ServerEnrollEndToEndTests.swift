@@ -333,6 +333,11 @@ import TestSupport
         let unreachable = try setup.server.run(["server", "renew", "--force"])
         #expect(unreachable.status == 5, "\(unreachable)")
         #expect(try setup.files() == before)
+        // After three failures in a row the message says how long the certificate has left.
+        _ = try setup.server.run(["server", "renew", "--force"])
+        let third = try setup.server.run(["server", "renew", "--force"])
+        #expect(third.status == 5 && third.stderr.contains("times in a row") && third.stderr.contains("expires in"), "\(third)")
+        #expect(try setup.status().1["consecutive_failures"] as? Int == 4, "revoked, then three times unreachable")
     }
 
     @Test func removeRevokesAndCleansUpButLeavesTheCA() throws {

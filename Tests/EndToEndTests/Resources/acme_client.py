@@ -212,6 +212,54 @@ def negatives(client, tokens):
     content_type, chain = client.issue(["good.test"], tokens)
     results["good_content_type"] = content_type
     results["good_chain_certificates"] = chain.count("BEGIN CERTIFICATE")
+    results["orders_listed"] = len(client.get(client.kid + "/orders")["orders"])
+    return results
+
+
+def lifecycle(client, tokens):
+    """Account update, key rollover, revocation by the certificate's key, deactivation."""
+    results = {}
+    client.new_account()
+    _, _, body = client.post(client.kid, {"contact": ["mailto:new@example.com"]})
+    results["contact"] = json.loads(body)["contact"]
+    # Revocation signed by the certificate's own key (no account involved).
+    key = ec.generate_private_key(ec.SECP256R1())
+    order_url, order = client.new_order(["revoke.test"])
+    authz = client.get(order["authorizations"][0])
+    challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    tokens[challenge["token"]] = challenge["token"] + "." + client.key.thumbprint
+    client.post(challenge["url"], {})
+    client.wait(order_url, ("ready",))
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "revoke.test")]))
+    csr = csr.add_extension(x509.SubjectAlternativeName([x509.DNSName("revoke.test")]), critical=False).sign(key, hashes.SHA256())
+    client.post(order["finalize"], {"csr": b64(csr.public_bytes(serialization.Encoding.DER))})
+    order = client.wait(order_url, ("valid",))
+    pem = client.post(order["certificate"], None)[2]
+    der = x509.load_pem_x509_certificates(pem)[0].public_bytes(serialization.Encoding.DER)
+    cert_key = Key.__new__(Key)
+    cert_key.private = key
+    numbers = key.public_key().public_numbers()
+    cert_key.jwk = {"crv": "P-256", "kty": "EC", "x": b64(numbers.x.to_bytes(32, "big")), "y": b64(numbers.y.to_bytes(32, "big"))}
+    results["revoked_by_certificate_key"] = problem_type(lambda: client.post(client.directory["revokeCert"], {"certificate": b64(der), "reason": 1}, key=cert_key, jwk=True))
+    results["revoked_twice"] = problem_type(lambda: client.post(client.directory["revokeCert"], {"certificate": b64(der)}))
+    results["serial"] = format(x509.load_der_x509_certificate(der).serial_number, "x")
+    # Key rollover: the new key works, the old one no longer does.
+    new_key = Key()
+    inner = client.jws(client.directory["keyChange"], {"account": client.kid, "oldKey": client.key.jwk}, key=new_key, jwk=True, nonce="")
+    inner_object = json.loads(inner)
+    header = json.loads(base64.urlsafe_b64decode(inner_object["protected"] + "=="))
+    del header["nonce"]
+    inner_object["protected"] = b64(json.dumps(header).encode())
+    inner_object["signature"] = b64(new_key.sign(f"{inner_object['protected']}.{inner_object['payload']}".encode()))
+    results["key_change"] = problem_type(lambda: client.post(client.directory["keyChange"], inner_object))
+    old_key = client.key
+    results["old_key_after_change"] = problem_type(lambda: client.post(client.kid, None, key=old_key))
+    client.key = new_key
+    results["new_key_after_change"] = problem_type(lambda: client.post(client.kid, None))
+    # Deactivation: afterwards the account can do nothing.
+    _, _, body = client.post(client.kid, {"status": "deactivated"})
+    results["deactivated"] = json.loads(body)["status"]
+    results["after_deactivation"] = problem_type(lambda: client.new_order(["late.test"]))
     return results
 
 
@@ -251,6 +299,8 @@ def main():
     serve_http01(port, tokens)
     if mode == "negatives":
         print(json.dumps(negatives(Client(directory, root), tokens)))
+    elif mode == "lifecycle":
+        print(json.dumps(lifecycle(Client(directory, root), tokens)))
     elif mode == "concurrent":
         print(json.dumps(concurrent(directory, root, tokens, int(sys.argv[5]), int(sys.argv[6]))))
     elif mode == "bench":
