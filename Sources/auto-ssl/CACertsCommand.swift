@@ -94,7 +94,8 @@ struct CACertsListCommand: AsyncParsableCommand {
         print("SERIAL                             STATUS   NOT AFTER             PROVISIONER  NAMES")
         for view in views {
             print(
-                "\(view.serial.padding(toLength: 34, withPad: " ", startingAt: 0)) \(view.status.padding(toLength: 8, withPad: " ", startingAt: 0)) \(Output.date(view.notAfter))  \(view.provisioner.padding(toLength: 12, withPad: " ", startingAt: 0)) \(view.names.joined(separator: ", "))")
+                "\(view.serial.padding(toLength: 34, withPad: " ", startingAt: 0)) \(view.status.padding(toLength: 8, withPad: " ", startingAt: 0)) \(Output.date(view.notAfter))  \(view.provisioner.padding(toLength: 12, withPad: " ", startingAt: 0)) \(view.names.joined(separator: ", "))"
+                    + (view.requester?.hasPrefix("acme-account:") == true ? "  (ACME account \(view.requester!.dropFirst(13)))" : ""))
         }
     }
 }

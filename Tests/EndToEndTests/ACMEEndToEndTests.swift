@@ -145,6 +145,7 @@ import TestSupport
 
         let listed = try setup.ca.sandbox.run(["ca", "certs", "list"])
         #expect(listed.stdout.components(separatedBy: "acme/acme").count - 1 == 3, "\(listed)")
+        #expect(listed.stdout.components(separatedBy: "(ACME account ").count - 1 == 3, "the list names the ordering account: \(listed)")
         let audit = try setup.ca.auditEvents()
         #expect(audit.filter { $0["event"] as? String == "acme.challenge.valid" }.count == 3)
         #expect(audit.contains { ($0["detail"] as? String)?.contains("acme-account:") == true && $0["event"] as? String == "certificate.issued" })
