@@ -353,8 +353,11 @@ public struct ServerAgent: Sendable {
         }
         let renewed: CAClient.SignedChain
         do {
+            // TLS refuses an expired client certificate, while the CA still renews within its grace
+            // window: past the expiry, prove possession with an x5c token instead.
+            let method: CAClient.HolderAuthentication = now > holder.leaf.notValidAfter ? .token : .mtls
             renewed = try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: holder.root) { client in
-                try await client.renew(chain: holder.chain, key: holder.key, method: .mtls)
+                try await client.renew(chain: holder.chain, key: holder.key, method: method)
             }
             guard renewed.leaf.publicKey == holder.key.publicKey else {
                 throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key")

@@ -340,6 +340,25 @@ import TestSupport
         #expect(try setup.status().1["consecutive_failures"] as? Int == 4, "revoked, then three times unreachable")
     }
 
+    @Test func aCertificateExpiredBeyondTheGraceWindowMustBeEnrolledAgain() throws {
+        let setup = try Setup()
+        #expect(try setup.enroll().status == 0)
+        // Signed by the CA's intermediate, expired three days ago (5 % of its lifetime is far less).
+        let forged = try runProcess("python3", [
+            RenewRevokeEndToEndTests.resources + "/forge_certificate.py", "expired", setup.certFile, setup.keyFile,
+            setup.ca.sandbox.caDir + "/certs/intermediate_ca.crt", setup.ca.sandbox.caDir + "/secrets/intermediate_ca_key",
+            setup.ca.sandbox.configDir + "/ca-password",
+        ])
+        #expect(forged.status == 0, "\(forged)")
+        let before = try setup.files()
+        let status = try setup.status()
+        #expect(status.0.status == 1 && status.1["expired"] as? Bool == true, "status exits 1 for an expired certificate")
+        let renewal = try setup.server.run(["server", "renew"])
+        #expect(renewal.status == 6, "\(renewal)")
+        #expect(renewal.stderr.contains("grace window") && renewal.stderr.contains("enroll again") && renewal.stderr.contains("auto-ssl server enroll --ca-url \(setup.ca.url)"), "\(renewal)")
+        #expect(try setup.files() == before)
+    }
+
     @Test func removeRevokesAndCleansUpButLeavesTheCA() throws {
         // The CA and the server share one machine (the same directories).
         let ca = try RunningCA()
