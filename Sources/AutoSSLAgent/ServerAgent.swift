@@ -281,32 +281,15 @@ public struct ServerAgent: Sendable {
 
     /// The current chain, its key and the pinned root, each checked against the enrollment.
     public func holder(_ enrollment: ServerEnrollment) throws -> Holder {
-        let chain = try Self.readChain(enrollment.certPath)
-        let keyText = try FileOperations.readText(enrollment.keyPath)
-        guard let document = try? PEMDocument(pemString: keyText) else {
-            throw AutoSSLError.general("\(enrollment.keyPath) is not a PEM private key")
-        }
-        let key = try SigningKey(derRepresentation: document.derBytes)
-        guard key.publicKey == chain[0].publicKey else {
-            throw AutoSSLError.general("the key in \(enrollment.keyPath) does not belong to the certificate in \(enrollment.certPath)")
-        }
-        let roots = try Self.readChain(enrollment.rootPath)
+        let chain = try HolderFiles.chain(enrollment.certPath)
+        let key = try HolderFiles.key(enrollment.keyPath, matching: chain[0])
+        let roots = try HolderFiles.chain(enrollment.rootPath)
         guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
             throw AutoSSLError(
                 .trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment (\(enrollment.fingerprint))",
                 hint: "enroll again with the CA's fingerprint to restore it")
         }
         return Holder(chain: chain, key: key, root: root)
-    }
-
-    static func readChain(_ path: String) throws -> [Certificate] {
-        guard FileOperations.exists(path) else {
-            throw AutoSSLError.general("\(path) does not exist", hint: "enroll again: auto-ssl server enroll ...")
-        }
-        let text = try FileOperations.readText(path)
-        let documents = ((try? PEMDocument.parseMultiple(pemString: text)) ?? []).filter { $0.discriminator == "CERTIFICATE" }
-        guard !documents.isEmpty else { throw AutoSSLError.general("\(path) holds no PEM certificate") }
-        return try documents.map { try Certificate(derEncoded: $0.derBytes) }
     }
 
     public static func serialText(_ certificate: Certificate) -> String {
@@ -437,7 +420,7 @@ public struct ServerAgent: Sendable {
     /// Revokes at the CA; revoking the current certificate also stops scheduled renewals. Returns the revoked serial.
     public func revoke(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date = Date()) async throws -> String {
         let enrollment = try enrollment()
-        let roots = try Self.readChain(enrollment.rootPath)
+        let roots = try HolderFiles.chain(enrollment.rootPath)
         guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
             throw AutoSSLError(.trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment")
         }

@@ -30,22 +30,18 @@ public final class CAClient: Sendable {
     public static func withConnection<T>(
         url: String, fingerprint: String, _ body: (CAClient) async throws -> T
     ) async throws -> T {
-        let client = try await connect(url: url, fingerprint: fingerprint)
-        do {
-            let result = try await body(client)
-            await client.shutdown()
-            return result
-        } catch {
-            await client.shutdown()
-            throw error
-        }
+        try await using(try await connect(url: url, fingerprint: fingerprint), body)
     }
 
     /// Connects to a CA whose root is already pinned (after enrollment), runs `body`, shuts down.
     public static func withConnection<T>(
         url: String, pinnedRoot: Certificate, _ body: (CAClient) async throws -> T
     ) async throws -> T {
-        let client = try CAClient(baseURL: try normalise(url: url), root: pinnedRoot)
+        try await using(try CAClient(baseURL: try normalise(url: url), root: pinnedRoot), body)
+    }
+
+    /// Runs `body` and always shuts the client down.
+    static func using<T>(_ client: CAClient, _ body: (CAClient) async throws -> T) async throws -> T {
         do {
             let result = try await body(client)
             await client.shutdown()

@@ -6,6 +6,15 @@ import _CryptoExtras
 
 /// The key algorithms the product creates and accepts.
 public enum KeyAlgorithm: String, CaseIterable, Sendable, Codable {
+    /// The leaf key a machine makes for itself, from `--key-type ec|rsa`: P-256 or RSA 2048.
+    public static func leaf(keyType: String) throws -> KeyAlgorithm {
+        switch keyType.lowercased() {
+        case "ec": return .p256
+        case "rsa": return .rsa2048
+        default: throw AutoSSLError.invalidArgument("--key-type must be ec or rsa, not \"\(keyType)\"")
+        }
+    }
+
     case p256 = "P-256"
     case p384 = "P-384"
     case rsa2048 = "RSA-2048"

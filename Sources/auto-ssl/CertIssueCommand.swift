@@ -53,12 +53,7 @@ struct CertIssueCommand: AsyncParsableCommand {
         guard !san.isEmpty else { throw AutoSSLError.invalidArgument("at least one --san is required") }
         let names = try san.map(SubjectName.init(parsing:))
         if let duration { _ = try CertificateDuration(parsing: duration) }
-        let algorithm: KeyAlgorithm
-        switch keyType.lowercased() {
-        case "ec": algorithm = .p256
-        case "rsa": algorithm = .rsa2048
-        default: throw AutoSSLError.invalidArgument("--key-type must be ec or rsa, not \"\(keyType)\"")
-        }
+        let algorithm = try KeyAlgorithm.leaf(keyType: keyType)
         for path in [outCert, outKey] {
             let directory = (Directories.absolute(path) as NSString).deletingLastPathComponent
             guard FileManager.default.fileExists(atPath: directory) else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AutoSSLAgent
 import AutoSSLCA
 import AutoSSLClient
 import AutoSSLCore
@@ -6,36 +7,6 @@ import AutoSSLIO
 import Foundation
 import SwiftASN1
 import X509
-
-/// Reading a certificate chain and its key from files an app or web server uses.
-enum HolderFiles {
-    static func chain(_ path: String) throws -> [Certificate] {
-        let text = try FileOperations.readText(Directories.absolute(path))
-        let documents: [PEMDocument]
-        do {
-            documents = try PEMDocument.parseMultiple(pemString: text).filter { $0.discriminator == "CERTIFICATE" }
-        } catch {
-            throw AutoSSLError.invalidArgument("\(path) is not a PEM certificate file")
-        }
-        guard !documents.isEmpty else { throw AutoSSLError.invalidArgument("\(path) holds no certificate") }
-        return try documents.map { try Certificate(derEncoded: $0.derBytes) }
-    }
-
-    static func key(_ path: String, matching certificate: Certificate) throws -> SigningKey {
-        let text = try FileOperations.readText(Directories.absolute(path))
-        guard let document = try? PEMDocument(pemString: text) else {
-            throw AutoSSLError.invalidArgument("\(path) is not a PEM private key")
-        }
-        if document.discriminator == "ENCRYPTED PRIVATE KEY" {
-            throw AutoSSLError.invalidArgument("\(path) is encrypted; renewal needs the key the web server uses (unencrypted, mode 0600)")
-        }
-        let key = try SigningKey(derRepresentation: document.derBytes)
-        guard key.publicKey == certificate.publicKey else {
-            throw AutoSSLError.invalidArgument("the key in \(path) does not belong to the certificate")
-        }
-        return key
-    }
-}
 
 struct CertRenewCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -71,12 +71,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         }
         let webServer = try reload.map(WebServer.init(parsing:))
         if let duration { _ = try CertificateDuration(parsing: duration) }
-        let algorithm: KeyAlgorithm
-        switch keyType.lowercased() {
-        case "ec": algorithm = .p256
-        case "rsa": algorithm = .rsa2048
-        default: throw AutoSSLError.invalidArgument("--key-type must be ec or rsa, not \"\(keyType)\"")
-        }
+        let algorithm = try KeyAlgorithm.leaf(keyType: keyType)
         let names = san.isEmpty ? NetworkAddresses.defaultServerNames() : try san.map(SubjectName.init(parsing:))
         guard !names.isEmpty else {
             throw AutoSSLError.invalidArgument("this machine has no usable hostname or address", hint: "name it with --san")
