@@ -215,7 +215,12 @@ final class ACMEService: Sendable {
     // MARK: - Authentication
 
     func authenticate(_ endpoint: Endpoint) async throws -> ACMERequest {
-        let buffer = try await endpoint.request.body.collect(upTo: CAServer.maximumBodySize)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await endpoint.request.body.collect(upTo: CAServer.maximumBodySize)
+        } catch is NIOTooManyBytesError {
+            throw ACMEProblem(.malformed, "the request body exceeds \(CAServer.maximumBodySize) bytes", status: 413)
+        }
         if let type = endpoint.request.headers[.contentType], !type.hasPrefix("application/jose+json") {
             throw ACMEProblem(.malformed, "the Content-Type must be application/jose+json", status: 415)
         }
