@@ -1,6 +1,8 @@
 import AutoSSLCore
 import Foundation
+import SwiftASN1
 import Testing
+import X509
 
 @Suite struct TextFormatsTests {
     @Test func jsonQuotingRoundTripsThroughFoundation() throws {
@@ -32,5 +34,18 @@ import Testing
         #expect(Base64URL.decode("ab+c") == nil)
         #expect(Base64URL.decode("abc=") == nil)
         #expect(Base64URL.decode("a") == nil)
+    }
+}
+
+struct PEMEncodingTests {
+    @Test func fastPEMEqualsSwiftASN1sPEM() throws {
+        let key = try SigningKey.generate(.p256)
+        let certificate = try CertificateProfiles.root(
+            caName: "PEM Test", key: key, notBefore: Date(), notAfter: Date().addingTimeInterval(3_600))
+        #expect(try certificate.pemString() == certificate.serializeAsPEM().pemString + "\n")
+        for length in [0, 1, 47, 48, 49, 95, 96, 500] {
+            let bytes = [UInt8](repeating: 0xA5, count: length)
+            #expect(PEM.encode(bytes, label: "X") == PEMDocument(type: "X", derBytes: bytes).pemString + "\n", "length \(length)")
+        }
     }
 }
