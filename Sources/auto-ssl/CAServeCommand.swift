@@ -23,9 +23,10 @@ struct CAServeCommand: AsyncParsableCommand {
         let directories = Directories.fromEnvironment()
         let loader = AuthorityLoader(directories: directories)
         let authority = try loader.load(passwordFile: passwordFile)
+        let watcher = SettingsWatcher(loader: loader)
         let server = try await CAServer(
-            authority: authority, reloadProvisioners: { try loader.provisioners(try loader.settings()) },
-            reloadSettings: { try loader.settings() })
+            authority: authority, reloadProvisioners: { try loader.provisioners(try watcher.settings()) },
+            reloadSettings: { try watcher.settings() })
         Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
         try await server.run(onRunning: { address in
             Output.standardError("listening on \(address)\n")
