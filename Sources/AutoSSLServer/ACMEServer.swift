@@ -20,6 +20,7 @@ final class ACMEService: Sendable {
     let logger: Logger
     let provisionerList: Mutex<[ACMEProvisionerSettings]>
     let nonceKey: SymmetricKey
+    let validationSlots = ValidationSlots(limit: 32)
 
     static let nonceLifetime: TimeInterval = 3_600
     static let orderLifetime: TimeInterval = 86_400
@@ -674,7 +675,11 @@ final class ACMEService: Sendable {
         var failure: ACMEProblem?
         for delay in Self.validationAttempts {
             if delay > 0 { try? await Task.sleep(nanoseconds: UInt64(delay * 1_000_000_000)) }
+            // Each attempt holds one of a bounded number of slots: validation opens connections from
+            // the CA's network, and a client must not be able to make it open thousands at once.
+            await validationSlots.acquire()
             failure = await validator.validate(type: challenge.type, identifier: identifier, token: challenge.token, keyAuthorization: keyAuthorization)
+            await validationSlots.release()
             guard let failure else { break }
             let document = String(decoding: (try? JSONSerialization.data(withJSONObject: failure.json)) ?? Data(), as: UTF8.self)
             try? await store.noteValidationAttempt(challengeID: challengeID, error: document)
@@ -726,3 +731,30 @@ final class ACMEService: Sendable {
     }
 }
 
+
+/// A counting semaphore for concurrent validation attempts (FIFO, never blocks a thread).
+actor ValidationSlots {
+    private let limit: Int
+    private var inUse = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    func acquire() async {
+        if inUse < limit {
+            inUse += 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            inUse -= 1
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
+}
