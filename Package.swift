@@ -66,6 +66,7 @@ let package = Package(
             dependencies: [
                 "AutoSSLCore",
                 "AutoSSLCA",
+                "AutoSSLHost",
                 "AutoSSLStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

@@ -34,22 +34,12 @@ public enum NetworkAddresses {
                   let address = entry.pointee.ifa_addr else { continue }
             let name = String(cString: entry.pointee.ifa_name)
             guard !isVirtual(interface: name) else { continue }
-            switch Int32(address.pointee.sa_family) {
-            case AF_INET:
-                let ip = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer -> IPAddress? in
-                    var addr = pointer.pointee.sin_addr
-                    return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
-                }
-                if let ip, !ip.isLoopback, !(ip.bytes[0] == 169 && ip.bytes[1] == 254) { v4.append(ip) }
-            case AF_INET6:
-                let ip = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer -> IPAddress? in
-                    var addr = pointer.pointee.sin6_addr
-                    return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
-                }
+            guard let ip = ipAddress(address) else { continue }
+            if ip.isIPv4 {
+                if !ip.isLoopback, !(ip.bytes[0] == 169 && ip.bytes[1] == 254) { v4.append(ip) }
+            } else if !ip.isLoopback, !(ip.bytes[0] == 0xFE && ip.bytes[1] & 0xC0 == 0x80) {
                 // Skip link-local fe80::/10: it needs a zone and is useless in a certificate.
-                if let ip, !ip.isLoopback, !(ip.bytes[0] == 0xFE && ip.bytes[1] & 0xC0 == 0x80) { v6.append(ip) }
-            default:
-                continue
+                v6.append(ip)
             }
         }
         return v4 + v6
@@ -113,5 +103,41 @@ extension NetworkAddresses {
         if let fqdn = fullyQualifiedHostname() { add(try? SubjectName(parsing: fqdn)) }
         for address in primaryAddresses() { add(.ip(address)) }
         return names
+    }
+}
+
+extension NetworkAddresses {
+    /// The address in a sockaddr (IPv4 or IPv6), nil for other families.
+    static func ipAddress(_ address: UnsafePointer<sockaddr>) -> IPAddress? {
+        switch Int32(address.pointee.sa_family) {
+        case AF_INET:
+            return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
+                var addr = pointer.pointee.sin_addr
+                return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
+            }
+        case AF_INET6:
+            return address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                var addr = pointer.pointee.sin6_addr
+                return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// The addresses the system resolver gives for `name` (blocking), in its order, without duplicates.
+    public static func resolve(_ name: String) -> [IPAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(name, nil, &hints, &result) == 0 else { return [] }
+        defer { freeaddrinfo(result) }
+        var addresses: [IPAddress] = []
+        var cursor = result
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ai_next }
+            if let address = entry.pointee.ai_addr, let ip = ipAddress(address), !addresses.contains(ip) { addresses.append(ip) }
+        }
+        return addresses
     }
 }

@@ -1,5 +1,6 @@
 import AutoSSLCA
 import AutoSSLCore
+import AutoSSLHost
 import Foundation
 import NIOCore
 import NIOPosix
@@ -53,38 +54,10 @@ struct ACMEValidator: Sendable {
                 guard !found.isEmpty else { throw ACMEProblem(.dns, "\(name) has no A or AAAA record at \(resolver)") }
                 return found
             }
-            let found = try await Self.blocking { Self.systemAddresses(name) }
+            let found = try await Self.blocking { NetworkAddresses.resolve(name) }
             guard !found.isEmpty else { throw ACMEProblem(.dns, "\(name) does not resolve") }
             return found
         }
-    }
-
-    static func systemAddresses(_ name: String) -> [IPAddress] {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(name, nil, &hints, &result) == 0 else { return [] }
-        defer { freeaddrinfo(result) }
-        var addresses: [IPAddress] = []
-        var cursor = result
-        while let entry = cursor {
-            defer { cursor = entry.pointee.ai_next }
-            guard let address = entry.pointee.ai_addr else { continue }
-            var ip: IPAddress?
-            if entry.pointee.ai_family == AF_INET {
-                ip = address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in
-                    var addr = pointer.pointee.sin_addr
-                    return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
-                }
-            } else if entry.pointee.ai_family == AF_INET6 {
-                ip = address.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
-                    var addr = pointer.pointee.sin6_addr
-                    return IPAddress(bytes: withUnsafeBytes(of: &addr) { Array($0) })
-                }
-            }
-            if let ip, !addresses.contains(ip) { addresses.append(ip) }
-        }
-        return addresses
     }
 
     /// Runs blocking socket work on its own thread: never on the cooperative pool (two threads on a
