@@ -70,13 +70,14 @@ public final class AuditLog: Sendable {
     deinit { close(descriptor) }
 
     public func record(_ event: Event) {
-        var line = Array(event.jsonLine.utf8)
+        let json = event.jsonLine
+        var line = Array(json.utf8)
         line.append(0x0A)
         let written = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         if written != line.count {
             logger.error("could not append to the audit log \(path): \(String(cString: strerror(errno)))")
         }
-        logger.notice("audit \(event.jsonLine)")
+        logger.notice("audit \(json)")
     }
 
     static func timestamp(_ date: Date) -> String {

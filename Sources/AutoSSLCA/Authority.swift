@@ -81,11 +81,23 @@ public final class Authority: Sendable {
         self.previousIntermediates = previousIntermediates
         self.crl = CRLPublisher(issuer: intermediate, key: intermediateKey, store: store)
         self.logger = logger
+        let hosts = Self.audienceHosts(of: settings)
+        self.audienceHosts = hosts
+        var exact: [String: Set<String>] = [:]
+        for path in ["/sign", "/renew", "/revoke"] {
+            exact[path] = Set(hosts.flatMap { ["https://\($0)\(path)", "https://\($0)/1.0\(path)"] })
+        }
+        self.exactAudiences = exact
     }
 
     /// Hosts a token's `aud` may name: every configured address and DNS name (plus loopback names
-    /// when the CA listens on every interface).
-    public var audienceHosts: Set<String> {
+    /// when the CA listens on every interface). Computed once: the settings do not change.
+    public let audienceHosts: Set<String>
+    /// The exact `aud` strings accepted for each endpoint path (`https://host:port[/1.0]/path`):
+    /// a token made by our client matches one of these without parsing a URL.
+    private let exactAudiences: [String: Set<String>]
+
+    static func audienceHosts(of settings: CASettings) -> Set<String> {
         var hosts = Set<String>()
         for address in settings.addresses {
             let port = address.port
@@ -101,6 +113,7 @@ public final class Authority: Sendable {
     }
 
     public func isAcceptedAudience(_ audience: String, path: String) -> Bool {
+        if exactAudiences[path]?.contains(audience) == true { return true }
         guard let url = URL(string: audience), url.scheme == "https", let host = url.host else { return false }
         let hostPart = host.contains(":") && !host.hasPrefix("[") ? "[\(host.lowercased())]" : host.lowercased()
         let authority = url.port.map { "\(hostPart):\($0)" } ?? hostPart
@@ -169,7 +182,7 @@ public final class Authority: Sendable {
             provisioner: provisioner.settings.name, token: token, renewedFrom: nil, remote: request.remote, now: now)
     }
 
-    /// Consumes the token, records the serial, signs and stores the certificate in one durable
+    /// Signs, then consumes the token and stores the certificate under its serial in one durable
     /// transaction (group-committed with concurrent requests), and only then returns it.
     func issue(
         names: [SubjectName], publicKey: Certificate.PublicKey, keyType: KeyAlgorithm, notBefore: Date, notAfter: Date,
@@ -178,28 +191,23 @@ public final class Authority: Sendable {
     ) async throws -> IssuedCertificate {
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
+        // Signed before the transaction, in the request's own task (so signatures run in parallel,
+        // not one after another on the database writer); handed out only once its row is durable.
+        let leaf = try CertificateProfiles.leaf(
+            names: names, publicKey: publicKey, serial: serial, issuer: intermediate, issuerKey: intermediateKey,
+            notBefore: notBefore, notAfter: notAfter)
         let record = CertificateRecord(
-            serial: serialHex, status: .reserved, commonName: names[0].description, names: names.map(\.description),
+            serial: serialHex, status: .issued, commonName: names[0].description, names: names.map(\.description),
             notBefore: notBefore, notAfter: notAfter, keyType: keyType.rawValue, provisioner: provisioner,
-            requester: requester ?? remote, renewedFrom: renewedFrom, der: nil, createdAt: now)
-        let signed = SignedLeaf()
-        let issuer = intermediate
-        let issuerKey = intermediateKey
+            requester: requester ?? remote, renewedFrom: renewedFrom, der: try leaf.derBytes(), createdAt: now)
         do {
-            try await store.recordIssuance(record, token: token) {
-                let leaf = try CertificateProfiles.leaf(
-                    names: names, publicKey: publicKey, serial: serial, issuer: issuer, issuerKey: issuerKey,
-                    notBefore: notBefore, notAfter: notAfter)
-                signed.certificate = leaf
-                return try leaf.derBytes()
-            }
+            try await store.recordIssuance(record, token: token)
         } catch StoreError.tokenAlreadyUsed {
             throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", provisioner: provisioner, remote: remote, authFailure: true)
         } catch StoreError.serialAlreadyExists {
             // 127 random bits make this practically impossible; never reuse a serial all the same.
             throw AuthorityError(.unavailable, "serial collision; retry the request")
         }
-        guard let leaf = signed.certificate else { throw AuthorityError(.unavailable, "the certificate was not signed") }
         audit.record(.init(
             event, time: now, serial: serialHex, sans: names.map(\.description), provisioner: provisioner, remote: remote,
             detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")
@@ -274,7 +282,7 @@ public final class Authority: Sendable {
         }
         let claims: ProvisionerTokenClaims
         do {
-            claims = try JSONDecoder().decode(ProvisionerTokenClaims.self, from: parsed.payload)
+            claims = try ProvisionerTokenClaims.decode(parsed.payload)
         } catch {
             throw refuse(.unauthorized, "the token's claims are incomplete (iss, aud, nbf, exp, jti are required)", provisioner: name, remote: remote, authFailure: true)
         }
@@ -339,10 +347,4 @@ public final class Authority: Sendable {
             event: "server-certificate.issued")
         return (key, [issued.leaf, issued.intermediate])
     }
-}
-
-/// Carries the signed certificate out of the store's transaction, which runs on the database queue
-/// and completes before the awaiting caller reads it.
-final class SignedLeaf: @unchecked Sendable {
-    var certificate: Certificate?
 }

@@ -18,7 +18,15 @@ public enum Base64URL {
     }
 
     public static func decode(_ text: some StringProtocol) -> Data? {
-        var bytes = Array(text.utf8)
+        decode(bytes: text.utf8)
+    }
+
+    public static func decode(_ utf8: Substring.UTF8View) -> Data? {
+        decode(bytes: utf8)
+    }
+
+    static func decode(bytes utf8: some Collection<UInt8>) -> Data? {
+        var bytes = Array(utf8)
         for index in bytes.indices {
             switch bytes[index] {
             case 0x2D: bytes[index] = 0x2B  // - -> +

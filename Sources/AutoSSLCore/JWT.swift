@@ -14,6 +14,15 @@ public enum JWT {
             self.kid = kid
             self.typ = typ
         }
+
+        /// The header from JSON (the fast reader for the usual shape, else JSONDecoder); nil if invalid.
+        static func decode(_ data: Data) -> Header? {
+            if let object = FlatJSON.object(data), let alg = object.string("alg"),
+               let kid = object.optionalString("kid"), let typ = object.optionalString("typ") {
+                return Header(alg: alg, kid: kid, typ: typ)
+            }
+            return try? JSONDecoder().decode(Header.self, from: data)
+        }
     }
 
     /// A token split into its parts; the signature is not checked yet.
@@ -38,17 +47,18 @@ public enum JWT {
     /// tokens arrive from the network.
     public static func parse(_ token: String) throws -> Parsed {
         guard token.utf8.count <= 64 * 1024 else { throw malformed("the token is too large") }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard parts.count == 3 else { throw malformed("a JWT has three dot-separated parts") }
         guard let headerBytes = Base64URL.decode(parts[0]), let payload = Base64URL.decode(parts[1]),
               let signature = Base64URL.decode(parts[2]) else {
             throw malformed("the token is not base64url")
         }
-        guard let header = try? JSONDecoder().decode(Header.self, from: headerBytes) else {
+        guard let header = Header.decode(headerBytes) else {
             throw malformed("the token header is not valid JSON")
         }
+        // The signing input is the token up to its second dot, as sent.
         return Parsed(
-            header: header, payload: payload, signingInput: Data((parts[0] + "." + parts[1]).utf8), signature: signature)
+            header: header, payload: payload, signingInput: Data(token.utf8[..<parts[1].endIndex]), signature: signature)
     }
 
     /// Checks an ES256 signature with a P-256 public key.
@@ -94,6 +104,44 @@ public struct ProvisionerTokenClaims: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey { case iss, aud, sub, sans, nbf, iat, exp, jti, sha }
 
+    /// The claims from JSON: the fast reader for the usual shape, JSONDecoder (and its errors) otherwise.
+    public static func decode(_ data: Data) throws -> ProvisionerTokenClaims {
+        if let object = FlatJSON.object(data), let claims = ProvisionerTokenClaims(flat: object) { return claims }
+        return try JSONDecoder().decode(Self.self, from: data)
+    }
+
+    /// Same rules as `init(from:)`; nil where that would throw (the caller then lets it say why).
+    init?(flat object: [String: FlatJSON.Value]) {
+        guard let iss = object.string("iss") else { return nil }
+        switch object["aud"] {
+        case .string(let single)?: aud = [single]
+        case .strings(let list)?: aud = list
+        default: return nil
+        }
+        guard let sub = object.optionalString("sub"), let sans = object.optionalStrings("sans"),
+              let nbf = object.number("nbf").flatMap(Self.seconds), let iat = object.optionalNumber("iat"),
+              let exp = object.number("exp").flatMap(Self.seconds), let jti = object.string("jti"),
+              let sha = object.optionalString("sha") else { return nil }
+        if let iat {
+            guard let seconds = Self.seconds(iat) else { return nil }
+            self.iat = seconds
+        } else {
+            self.iat = nil
+        }
+        self.iss = iss
+        self.sub = sub ?? ""
+        self.sans = sans ?? []
+        self.nbf = nbf
+        self.exp = exp
+        self.jti = jti
+        self.sha = sha ?? ""
+    }
+
+    /// A NumericDate (possibly fractional) as whole seconds; nil when it does not fit.
+    static func seconds(_ value: Double) -> Int64? {
+        Int64(exactly: value.rounded(.towardZero))
+    }
+
     /// `aud` may be one string or a list (RFC 7519 §4.1.3); numeric dates may be fractional.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -105,9 +153,15 @@ public struct ProvisionerTokenClaims: Codable, Sendable, Equatable {
         }
         sub = try c.decodeIfPresent(String.self, forKey: .sub) ?? ""
         sans = try c.decodeIfPresent([String].self, forKey: .sans) ?? []
-        nbf = Int64(try c.decode(Double.self, forKey: .nbf))
-        iat = try c.decodeIfPresent(Double.self, forKey: .iat).map { Int64($0) }
-        exp = Int64(try c.decode(Double.self, forKey: .exp))
+        func seconds(_ value: Double, _ key: CodingKeys) throws -> Int64 {
+            guard let whole = Self.seconds(value) else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(key.rawValue) is out of range")
+            }
+            return whole
+        }
+        nbf = try seconds(try c.decode(Double.self, forKey: .nbf), .nbf)
+        iat = try c.decodeIfPresent(Double.self, forKey: .iat).map { try seconds($0, .iat) }
+        exp = try seconds(try c.decode(Double.self, forKey: .exp), .exp)
         jti = try c.decode(String.self, forKey: .jti)
         sha = try c.decodeIfPresent(String.self, forKey: .sha) ?? ""
     }

@@ -17,6 +17,18 @@ public enum SubjectName: Hashable, Sendable, CustomStringConvertible, Codable {
 
     /// Classifies and validates a name the way users type it (`web01.internal`, `10.0.0.5`, `::1`).
     public init(parsing text: String) throws {
+        // Names as machines send them (lower-case ASCII host names) skip the Unicode-aware trimming
+        // and lower-casing, which cost more than the validation itself on the issuance path.
+        // Only digits and dots could be an IPv4 literal (IPv6 needs a colon, which is not a plain byte).
+        if text.utf8.allSatisfy(Self.isPlainHostByte), text.utf8.contains(where: { ($0 < 0x30 || $0 > 0x39) && $0 != 0x2E }) {
+            guard Self.isValidDNSName(text) else {
+                throw AutoSSLError.invalidArgument(
+                    "\"\(text)\" is neither an IP address nor a valid DNS name",
+                    hint: "DNS names use letters, digits and hyphens in dot-separated labels (e.g. web01.internal)")
+            }
+            self = .dns(text)
+            return
+        }
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         if let ip = IPAddress(trimmed) {
             self = .ip(ip)
@@ -55,20 +67,33 @@ public enum SubjectName: Hashable, Sendable, CustomStringConvertible, Codable {
         }
     }
 
+    /// Lower-case letters, digits, hyphen, dot: a host name's bytes that need no normalising.
+    static func isPlainHostByte(_ byte: UInt8) -> Bool {
+        (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D || byte == 0x2E
+    }
+
     /// RFC 1035/1123 host names, with one optional leading wildcard label.
     static func isValidDNSName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 253 else { return false }
-        var labels = name.split(separator: ".", omittingEmptySubsequences: false)
-        if labels.first == "*" { labels.removeFirst() }
-        guard !labels.isEmpty else { return false }
-        for label in labels {
-            guard (1...63).contains(label.utf8.count) else { return false }
-            guard label.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }) else {
-                return false
+        var utf8 = Substring(name).utf8
+        guard !utf8.isEmpty, utf8.count <= 253 else { return false }
+        if utf8.starts(with: "*.".utf8) { utf8 = utf8.dropFirst(2) }
+        guard !utf8.isEmpty else { return false }
+        // One pass over the bytes: labels of 1-63 letters, digits or inner hyphens.
+        var labelLength = 0
+        var previous: UInt8 = 0x2E
+        for byte in utf8 {
+            if byte == 0x2E {
+                guard labelLength > 0, previous != 0x2D else { return false }
+                labelLength = 0
+            } else {
+                guard (byte >= 0x61 && byte <= 0x7A) || (byte >= 0x30 && byte <= 0x39) || byte == 0x2D else { return false }
+                if byte == 0x2D && labelLength == 0 { return false }
+                labelLength += 1
+                guard labelLength <= 63 else { return false }
             }
-            if label.hasPrefix("-") || label.hasSuffix("-") { return false }
+            previous = byte
         }
-        return true
+        return labelLength > 0 && previous != 0x2D
     }
 
     public init(from decoder: Decoder) throws {

@@ -11,19 +11,36 @@ import Darwin
 public enum JSONText {
     /// A JSON string literal (RFC 8259 §7), quotes included.
     public static func quote(_ text: String) -> String {
+        let utf8 = text.utf8
+        // Most values (serials, names, base64) need no escaping at all.
+        if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            return "\"" + text + "\""
+        }
+        let hex: StaticString = "0123456789abcdef"
         var out = [UInt8]()
-        out.reserveCapacity(text.utf8.count + 2)
+        out.reserveCapacity(utf8.count + 16)
         out.append(0x22)
-        for byte in text.utf8 {
+        for byte in utf8 {
             switch byte {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
+            case 0x22, 0x5C:
+                out.append(0x5C)
+                out.append(byte)
+            case 0x0A:
+                out.append(0x5C)
+                out.append(0x6E)
+            case 0x0D:
+                out.append(0x5C)
+                out.append(0x72)
+            case 0x09:
+                out.append(0x5C)
+                out.append(0x74)
             case 0x00..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]])
+                out.append(0x5C)
+                out.append(0x75)
+                out.append(0x30)
+                out.append(0x30)
+                out.append(hex.utf8Start[Int(byte >> 4)])
+                out.append(hex.utf8Start[Int(byte & 0x0F)])
             default: out.append(byte)
             }
         }

@@ -106,6 +106,8 @@ public final class CAServer: Sendable {
     let reloadProvisioners: @Sendable () throws -> [Provisioner]
     let reloadSettings: @Sendable () throws -> CASettings
     let intermediatePEM: String
+    /// The intermediate as a JSON string, once: it is in every issuance's response.
+    let quotedIntermediatePEM: String
     let acme: ACMEService?
 
     /// `reloadProvisioners` reads the provisioners from the configuration again; it runs every few
@@ -125,6 +127,7 @@ public final class CAServer: Sendable {
             acme = nil
         }
         self.intermediatePEM = try authority.intermediate.pemString()
+        self.quotedIntermediatePEM = JSONText.quote(intermediatePEM)
         self.logger = logger
         self.limiter = FailureLimiter()
         self.identity = try await ServerIdentity(authority: authority, logger: logger)
@@ -207,7 +210,7 @@ public final class CAServer: Sendable {
         _ request: Request, context: CARequestContext, _ body: (ByteBuffer, String) async throws -> T
     ) async throws -> T {
         let remote = context.remoteAddress ?? "unknown"
-        if let wait = await limiter.retryAfter(remote) {
+        if let wait = limiter.retryAfter(remote) {
             authority.audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
             throw APIError(
                 status: .tooManyRequests,
@@ -232,7 +235,7 @@ public final class CAServer: Sendable {
         do {
             return try await body(buffer, remote)
         } catch let error as AuthorityError where error.kind == .unauthorized {
-            await limiter.recordFailure(remote)
+            limiter.recordFailure(remote)
             throw error
         } catch let error as APIError where error.status == .badRequest {
             // Malformed bodies never reach the authority; audit them here.
@@ -252,7 +255,7 @@ public final class CAServer: Sendable {
     /// `{"crt", "ca", "certChain"}`, encoded by hand: it is on every issuance's path.
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
         let leaf = JSONText.quote(try issued.leaf.pemString())
-        let ca = JSONText.quote(intermediatePEM)
+        let ca = quotedIntermediatePEM  // the authority always signs with its current intermediate
         return Self.json(JSONText.object([("ca", ca), ("certChain", JSONText.array([leaf, ca])), ("crt", leaf)]), status: .created)
     }
 
@@ -316,13 +319,27 @@ public final class CAServer: Sendable {
         var ott: String
         var notBefore: String?
         var notAfter: String?
+
+        /// The usual shape through the fast reader; anything else through JSONDecoder (and its errors).
+        static func decode(_ buffer: ByteBuffer) throws -> SignBody {
+            let fast: SignBody? = buffer.withUnsafeReadableBytes { raw in
+                guard let object = FlatJSON.object(raw.bindMemory(to: UInt8.self)),
+                      let csr = object.string("csr"), let ott = object.string("ott"),
+                      let notBefore = object.optionalString("notBefore"), let notAfter = object.optionalString("notAfter") else {
+                    return nil
+                }
+                return SignBody(csr: csr, ott: ott, notBefore: notBefore, notAfter: notAfter)
+            }
+            if let fast { return fast }
+            return try CAServer.decode(
+                SignBody.self, buffer,
+                expected: "JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
+        }
     }
 
     func sign(_ request: Request, context: CARequestContext) async throws -> Response {
         try await authenticated(request, context: context) { buffer, remote in
-            let body = try Self.decode(
-                SignBody.self, buffer,
-                expected: "JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
+            let body = try SignBody.decode(buffer)
             return try chainResponse(try await authority.sign(
                 .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote)))
         }

@@ -99,15 +99,17 @@ public enum StoreError: Error, Equatable, Sendable {
     case tokenAlreadyUsed
     case serialAlreadyExists
     case unknownSerial
+    /// An issuance record without the certificate's DER.
+    case missingCertificate
 }
 
 /// The CA's database. Every write returns only once it is durable on disk.
 public protocol CertificateDatabase: Sendable {
-    /// One durable transaction per issuance: marks the token as used (if any), records the serial,
-    /// then calls `sign` (so nothing is signed whose serial is not recorded) and stores the
-    /// certificate it returns. Returns only once the transaction is on disk; if anything fails,
-    /// nothing of it remains and the signed bytes are never handed out.
-    func recordIssuance(_ record: CertificateRecord, token: TokenUse?, sign: @escaping @Sendable () throws -> [UInt8]) async throws
+    /// One durable transaction per issuance: marks the token as used (if any) and records the signed
+    /// certificate (`record.der`) under its serial. Returns only once the transaction is on disk; the
+    /// caller hands the certificate out only then. If anything fails (a replayed token, a serial
+    /// already taken) nothing of it remains and the certificate is discarded unseen.
+    func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws
     /// Marks a token as used on its own (revocation tokens issue nothing).
     func consume(_ token: TokenUse) async throws
     func certificate(serial: String) async throws -> CertificateRecord?

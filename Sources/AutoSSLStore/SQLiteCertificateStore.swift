@@ -1,3 +1,4 @@
+import AutoSSLCore
 import Foundation
 import GRDB
 import Logging
@@ -84,9 +85,9 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         try await pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
-    public func recordIssuance(
-        _ record: CertificateRecord, token: TokenUse?, sign: @escaping @Sendable () throws -> [UInt8]
-    ) async throws {
+    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws {
+        guard let der = record.der else { throw StoreError.missingCertificate }
+        let names = Self.encodeNames(record.names)
         try await committer.submit { db in
             if let token { try Self.insert(token, into: db) }
             do {
@@ -94,19 +95,16 @@ public final class SQLiteCertificateStore: CertificateDatabase {
                 try db.cachedStatement(sql: """
                     INSERT INTO certificates (serial, status, common_name, names, not_before, not_after, key_type,
                         provisioner, requester, renewed_from, der, created_at)
-                    VALUES (?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+                    VALUES (?, 'issued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """).execute(
                     arguments: [
-                        record.serial, record.commonName, Self.encodeNames(record.names),
+                        record.serial, record.commonName, names,
                         record.notBefore.timeIntervalSince1970, record.notAfter.timeIntervalSince1970, record.keyType,
-                        record.provisioner, record.requester, record.renewedFrom, record.createdAt.timeIntervalSince1970,
+                        record.provisioner, record.requester, record.renewedFrom, Data(der), record.createdAt.timeIntervalSince1970,
                     ])
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 throw StoreError.serialAlreadyExists
             }
-            let der = try sign()
-            try db.cachedStatement(sql: "UPDATE certificates SET status = 'issued', der = ? WHERE serial = ?")
-                .execute(arguments: [Data(der), record.serial])
         }
     }
 
@@ -203,6 +201,7 @@ public final class SQLiteCertificateStore: CertificateDatabase {
     }
 
     public func close() async throws {
+        committer.close()
         try pool.close()
     }
 
@@ -235,8 +234,9 @@ public final class SQLiteCertificateStore: CertificateDatabase {
             revocation: revocation)
     }
 
+    /// A JSON array of strings (by hand: this runs for every issuance).
     static func encodeNames(_ names: [String]) -> String {
-        String(decoding: (try? JSONEncoder().encode(names)) ?? Data("[]".utf8), as: UTF8.self)
+        JSONText.array(names.map(JSONText.quote))
     }
 
     static func decodeNames(_ text: String) -> [String] {

@@ -73,10 +73,10 @@ struct BenchStagesCommand: AsyncParsableCommand {
                 group.addTask {
                     for index in stride(from: lane, to: count, by: 16) {
                         let record = CertificateRecord(
-                            serial: String(format: "%032x", index + 1), status: .reserved, commonName: "a", names: ["a"],
+                            serial: String(format: "%032x", index + 1), status: .issued, commonName: "a", names: ["a"],
                             notBefore: Date(), notAfter: Date() + 3600, keyType: "P-256", provisioner: "p", requester: nil,
-                            renewedFrom: nil, der: nil, createdAt: Date())
-                        try? await store.recordIssuance(record, token: TokenUse(id: "t\(index)", expiresAt: Date() + 300)) { der }
+                            renewedFrom: nil, der: der, createdAt: Date())
+                        try? await store.recordIssuance(record, token: TokenUse(id: "t\(index)", expiresAt: Date() + 300))
                     }
                 }
             }

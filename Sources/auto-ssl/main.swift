@@ -2,10 +2,18 @@ import ArgumentParser
 import AutoSSLCore
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 
 // The entry point maps every failure to the exit codes of DESIGN.md §2 (ArgumentParser's own
 // usage errors would otherwise exit 64) and sets up logging before any command runs.
 LoggingSetup.bootstrap()
+// `ca serve` runs its tasks on NIO's event-loop threads instead of a second thread pool: a request
+// then moves between the network and its handler without waking another thread (measured: see
+// docs/benchmarks.md). It must happen on the main thread before the first task starts.
+if Array(CommandLine.arguments.dropFirst().prefix(2)) == ["ca", "serve"] {
+    NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+}
 exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 
 func runMain(_ arguments: [String]) async -> Int32 {

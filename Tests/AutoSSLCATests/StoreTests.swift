@@ -4,11 +4,11 @@ import Testing
 import TestSupport
 
 @Suite struct StoreTests {
-    func record(_ serial: String, notAfter: Date = Date().addingTimeInterval(86_400)) -> CertificateRecord {
+    func record(_ serial: String, notAfter: Date = Date().addingTimeInterval(86_400), der: [UInt8]? = [0]) -> CertificateRecord {
         CertificateRecord(
-            serial: serial, status: .reserved, commonName: "a.internal", names: ["a.internal", "10.0.0.1"],
+            serial: serial, status: .issued, commonName: "a.internal", names: ["a.internal", "10.0.0.1"],
             notBefore: Date(), notAfter: notAfter, keyType: "P-256", provisioner: "admin", requester: "127.0.0.1",
-            renewedFrom: nil, der: nil, createdAt: Date())
+            renewedFrom: nil, der: der, createdAt: Date())
     }
 
     @Test func commitsAreDurableAndFull() async throws {
@@ -20,23 +20,20 @@ import TestSupport
         try await store.close()
     }
 
-    struct SigningFailed: Error {}
-
-    @Test func recordsTheSerialBeforeSigningAndKeepsNothingOfAFailure() async throws {
+    @Test func recordsTheCertificateAndKeepsNothingOfAFailure() async throws {
         let dir = TemporaryDirectory()
         let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
-        try await store.recordIssuance(record("01"), token: TokenUse(id: "admin:t1", expiresAt: Date().addingTimeInterval(300))) {
-            // Runs inside the transaction, after the serial's row was inserted.
-            [1, 2, 3]
-        }
+        try await store.recordIssuance(record("01", der: [1, 2, 3]), token: TokenUse(id: "admin:t1", expiresAt: Date().addingTimeInterval(300)))
         let stored = try #require(try await store.certificate(serial: "01"))
         #expect(stored.status == .issued && stored.der == [1, 2, 3] && stored.names == ["a.internal", "10.0.0.1"])
-        await #expect(throws: StoreError.serialAlreadyExists) { try await store.recordIssuance(record("01"), token: nil) { [9] } }
-        // A signing failure rolls back the token and the row.
+        // A serial already taken fails and rolls back the token consumed in the same transaction.
         let token = TokenUse(id: "admin:t2", expiresAt: Date().addingTimeInterval(300))
-        await #expect(throws: SigningFailed.self) { try await store.recordIssuance(record("02"), token: token) { throw SigningFailed() } }
+        await #expect(throws: StoreError.serialAlreadyExists) { try await store.recordIssuance(self.record("01", der: [9]), token: token) }
+        #expect(try await store.certificate(serial: "01")?.der == [1, 2, 3])
+        // A record without a certificate is refused before anything is written.
+        await #expect(throws: StoreError.missingCertificate) { try await store.recordIssuance(self.record("02", der: nil), token: token) }
         #expect(try await store.certificate(serial: "02") == nil)
-        try await store.recordIssuance(record("03"), token: token) { [3] }
+        try await store.recordIssuance(record("03", der: [3]), token: token)
         try await store.close()
         // Reopening finds everything again.
         let reopened = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
@@ -45,12 +42,24 @@ import TestSupport
         try await reopened.close()
     }
 
+    @Test func aClosedStoreRefusesWritesAndTheWriterThreadComesAndGoes() async throws {
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        try await store.recordIssuance(record("01"), token: nil)
+        // The writer thread ends after a second without work and starts again on the next write.
+        try await Task.sleep(for: .milliseconds(1_500))
+        try await store.recordIssuance(record("02"), token: nil)
+        #expect(try await store.certificates(CertificateQuery(), now: Date()).count == 2)
+        try await store.close()
+        await #expect(throws: (any Error).self) { try await store.recordIssuance(self.record("03"), token: nil) }
+    }
+
     @Test func aTokenWorksOnceAndAFailedReservationLeavesNoRow() async throws {
         let dir = TemporaryDirectory()
         let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
         let token = TokenUse(id: "admin:same", expiresAt: Date().addingTimeInterval(300))
-        try await store.recordIssuance(record("0a"), token: token) { [0] }
-        await #expect(throws: StoreError.tokenAlreadyUsed) { try await store.recordIssuance(record("0b"), token: token) { [0] } }
+        try await store.recordIssuance(record("0a"), token: token)
+        await #expect(throws: StoreError.tokenAlreadyUsed) { try await store.recordIssuance(record("0b"), token: token) }
         #expect(try await store.certificate(serial: "0b") == nil)
         try await store.close()
     }
@@ -65,7 +74,7 @@ import TestSupport
                     // Every tenth request replays the same token: exactly one of those may succeed.
                     let token = i % 10 == 0 ? shared : TokenUse(id: "admin:t\(i)", expiresAt: Date().addingTimeInterval(300))
                     do {
-                        try await store.recordIssuance(self.record(String(format: "%04x", i + 1)), token: token) { [UInt8(i % 256)] }
+                        try await store.recordIssuance(self.record(String(format: "%04x", i + 1)), token: token)
                         return true
                     } catch {
                         return false
@@ -75,7 +84,7 @@ import TestSupport
             return await group.reduce(into: [Bool]()) { $0.append($1) }
         }
         #expect(outcomes.filter { $0 }.count == 181)
-        #expect(await store.committer.largestBatch > 1)
+        #expect(store.committer.largestBatch > 1)
         try await store.close()
     }
 
@@ -83,9 +92,9 @@ import TestSupport
         let dir = TemporaryDirectory()
         let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
         let now = Date()
-        try await store.recordIssuance(record("01", notAfter: now.addingTimeInterval(3600)), token: TokenUse(id: "old", expiresAt: now.addingTimeInterval(-10))) { [0] }
-        try await store.recordIssuance(record("02", notAfter: now.addingTimeInterval(86_400 * 5)), token: nil) { [0] }
-        try await store.recordIssuance(record("03", notAfter: now.addingTimeInterval(-60)), token: nil) { [0] }
+        try await store.recordIssuance(record("01", notAfter: now.addingTimeInterval(3600)), token: TokenUse(id: "old", expiresAt: now.addingTimeInterval(-10)))
+        try await store.recordIssuance(record("02", notAfter: now.addingTimeInterval(86_400 * 5)), token: nil)
+        try await store.recordIssuance(record("03", notAfter: now.addingTimeInterval(-60)), token: nil)
         let soon = try await store.certificates(
             CertificateQuery(expiringBefore: now.addingTimeInterval(48 * 3600), includeExpired: false), now: now)
         #expect(soon.map(\.serial) == ["01"])

@@ -1,4 +1,5 @@
 import AutoSSLCore
+import Foundation
 import Testing
 
 @Suite struct NamesAndFingerprintTests {
@@ -26,6 +27,42 @@ import Testing
         #expect(v6.description == "fd00::5")
         for bad in ["", "-bad.internal", "a..b", "under_score.internal", "sp ace", "x.*.internal", String(repeating: "a", count: 64)] {
             #expect(throws: AutoSSLError.self, "\(bad)") { try SubjectName(parsing: bad) }
+        }
+    }
+
+    /// The byte-level fast path must classify exactly as the general rules (trim, IP literal,
+    /// lower-case, label checks) do; this is those rules written the plain way.
+    static func reference(_ text: String) -> String? {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        if let ip = IPAddress(trimmed) { return "ip:" + ip.description }
+        let lower = trimmed.lowercased()
+        guard !lower.isEmpty, lower.utf8.count <= 253 else { return nil }
+        var labels = lower.split(separator: ".", omittingEmptySubsequences: false)
+        if labels.first == "*" { labels.removeFirst() }
+        guard !labels.isEmpty else { return nil }
+        for label in labels {
+            guard (1...63).contains(label.utf8.count),
+                  label.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }),
+                  !label.hasPrefix("-"), !label.hasSuffix("-") else { return nil }
+        }
+        return "dns:" + lower
+    }
+
+    @Test func fastNameParsingAgreesWithTheGeneralRules() {
+        let names = [
+            "web01.internal", "Web01.Internal", " web01.internal", "web01.internal\t", "a", "a-b.c", "a-.b", "-a.b", "a.-b",
+            "a..b", "a.b.", ".a.b", "*.a.b", "*", "*.", "a.*.b", "10.0.0.1", "10.0.0.256", "1.2.3", "01.2.3.4", "fd00::5",
+            "[::1]", "deadbeef", "1e100", "x" + String(repeating: "a", count: 62), "x" + String(repeating: "a", count: 63),
+            String(repeating: "abcdefghi.", count: 25) + "abc", String(repeating: "abcdefghi.", count: 26), "é.internal", "",
+        ]
+        for name in names {
+            let actual: String?
+            switch try? SubjectName(parsing: name) {
+            case .dns(let dns)?: actual = "dns:" + dns
+            case .ip(let ip)?: actual = "ip:" + ip.description
+            case nil: actual = nil
+            }
+            #expect(actual == Self.reference(name), "\(name)")
         }
     }
 
