@@ -109,9 +109,8 @@ extension ProvisionerAdmin {
         guard settings.acmeProvisioners?.contains(where: { $0.name == name }) == true else {
             throw AutoSSLError.general("there is no ACME provisioner named \"\(name)\"")
         }
-        var generator = SystemRandomNumberGenerator()
-        let kid = Base64URL.encode((0..<12).map { _ in UInt8.random(in: 0...255, using: &generator) })
-        let key = Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let kid = Base64URL.encode(SecureRandom.bytes(12))
+        let key = Data(SecureRandom.bytes(32))
         let store = try AuthorityLoader(directories: directories).openStore(settings)
         try await ACMEStore(store).addEABKey(kid: kid, provisioner: name, key: key)
         return (kid, Base64URL.encode(key))

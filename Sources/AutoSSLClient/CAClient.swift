@@ -170,8 +170,7 @@ public final class CAClient: Sendable {
     /// A one-time token for `/sign`, valid for 5 minutes.
     public func signToken(provisioner: String, key: ECJWK, names: [SubjectName], now: Date = Date()) throws -> String {
         let issued = Int64(now.timeIntervalSince1970)
-        var rng = SystemRandomNumberGenerator()
-        let jti = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        let jti = Hex.encode(SecureRandom.bytes(16))
         let claims = ProvisionerTokenClaims(
             iss: provisioner, aud: [baseURL + "/1.0/sign"], sub: names.first?.description ?? "", sans: names.map(\.description),
             nbf: issued, iat: issued, exp: issued + 300, jti: jti, sha: rootFingerprint)
@@ -251,8 +250,7 @@ extension CAClient {
     /// A short-lived token signed by the certificate's key, for `/renew` or `/revoke`.
     public func certificateToken(chain: [Certificate], key: SigningKey, path: String, now: Date = Date()) throws -> String {
         let issued = Int64(now.timeIntervalSince1970)
-        var rng = SystemRandomNumberGenerator()
-        let jti = Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) })
+        let jti = Hex.encode(SecureRandom.bytes(16))
         let subject = chain[0].commonName ?? chain[0].subjectNames.first?.description ?? ""
         let claims = CertificateTokenClaims(
             aud: [baseURL + "/1.0" + path], sub: subject, nbf: issued, iat: issued, exp: issued + 300, jti: jti)
@@ -315,10 +313,9 @@ extension CAClient {
     /// Revokes any serial with a provisioner token (`sub` = the serial).
     public func revoke(serialDecimal: String, provisioner: String, key: ECJWK, reasonCode: Int, reason: String, now: Date = Date()) async throws {
         let issued = Int64(now.timeIntervalSince1970)
-        var rng = SystemRandomNumberGenerator()
         let claims = ProvisionerTokenClaims(
             iss: provisioner, aud: [baseURL + "/1.0/revoke"], sub: serialDecimal, sans: [], nbf: issued, iat: issued,
-            exp: issued + 300, jti: Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }), sha: rootFingerprint)
+            exp: issued + 300, jti: Hex.encode(SecureRandom.bytes(16)), sha: rootFingerprint)
         let token = try JWT.sign(payload: claims, kid: key.kid ?? key.thumbprint, key: try key.privateKey())
         let body = try JSONSerialization.data(withJSONObject: [
             "serial": serialDecimal, "reasonCode": reasonCode, "reason": reason, "passive": true, "ott": token,

@@ -9,9 +9,7 @@ public enum CertificateProfiles {
     /// Random positive serial: 16 bytes from the CSPRNG with the top bit cleared (127 bits of entropy),
     /// never longer than RFC 5280's 20 octets and never negative.
     public static func randomSerial() -> Certificate.SerialNumber {
-        // BoringSSL's CSPRNG (seeded from the kernel) in one call: one byte at a time from
-        // SystemRandomNumberGenerator was sixteen getrandom system calls per certificate.
-        var bytes = SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) }
+        var bytes = SecureRandom.bytes(16)
         bytes[0] &= 0x7F
         if bytes[0] == 0 { bytes[0] = 0x01 }  // keep the encoding at a fixed 16 octets
         return Certificate.SerialNumber(bytes: bytes)

@@ -29,9 +29,8 @@ public enum EncryptedPrivateKey {
         guard iterations >= 210_000 else {
             throw AutoSSLError.general("refusing to write an encrypted key with fewer than 210,000 PBKDF2 iterations")
         }
-        var rng = SystemRandomNumberGenerator()
-        let salt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        let iv = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let salt = SecureRandom.bytes(16)
+        let iv = SecureRandom.bytes(16)
         let key = try KDF.Insecure.PBKDF2.deriveKey(
             from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32, rounds: iterations)
         let ciphertext = try AES._CBC.encrypt(der, using: key, iv: try AES._CBC.IV(ivBytes: iv))

@@ -136,8 +136,7 @@ public enum PasswordJWE {
         guard iterations >= 210_000 else {
             throw AutoSSLError.general("refusing to encrypt with fewer than 210,000 PBKDF2 iterations")
         }
-        var rng = SystemRandomNumberGenerator()
-        let saltInput = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let saltInput = SecureRandom.bytes(16)
         let header = Header(
             alg: "PBES2-HS256+A128KW", enc: "A256GCM", p2s: Base64URL.encode(saltInput), p2c: iterations,
             cty: contentType)

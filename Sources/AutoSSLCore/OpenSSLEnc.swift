@@ -10,8 +10,7 @@ public enum OpenSSLEnc {
     static let magic = Array("Salted__".utf8)
 
     public static func encrypt(_ plaintext: [UInt8], passphrase: String, iterations: Int = defaultIterations) throws -> [UInt8] {
-        var rng = SystemRandomNumberGenerator()
-        let salt = (0..<8).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let salt = SecureRandom.bytes(8)
         let (key, iv) = try derive(passphrase: passphrase, salt: salt, iterations: iterations)
         let ciphertext = try AES._CBC.encrypt(plaintext, using: key, iv: iv)
         return magic + salt + Array(ciphertext)

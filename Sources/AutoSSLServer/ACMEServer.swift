@@ -178,8 +178,7 @@ final class ACMEService: Sendable {
     }
 
     static func randomID(_ count: Int = 16) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return Base64URL.encode((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        Base64URL.encode(SecureRandom.bytes(count))
     }
 
     // MARK: - Nonces
@@ -188,8 +187,7 @@ final class ACMEService: Sendable {
     /// single use is enforced by recording each one in the database when it is spent.
     func makeNonce(now: Date = Date()) -> String {
         var bytes = withUnsafeBytes(of: UInt64(now.timeIntervalSince1970).bigEndian) { Array($0) }
-        var generator = SystemRandomNumberGenerator()
-        bytes += (0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        bytes += SecureRandom.bytes(8)
         bytes += HMAC<SHA256>.authenticationCode(for: bytes, using: nonceKey).prefix(16)
         return Base64URL.encode(bytes)
     }
@@ -643,9 +641,11 @@ final class ACMEService: Sendable {
 
     func challengeResource(_ request: ACMERequest) async throws -> Response {
         let account = try request.requireAccount()
-        guard let id = request.endpoint.parameters["id"], var (challenge, authorization) = try await store.challenge(id: id) else {
+        guard let id = request.endpoint.parameters["id"], let found = try await store.challenge(id: id) else {
             throw ACMEProblem(.malformed, "no such challenge", status: 404)
         }
+        var challenge = found.0
+        let authorization = found.1
         guard authorization.accountID == account.id else { throw ACMEProblem(.unauthorized, "the challenge belongs to another account") }
         if !request.isPostAsGet, challenge.status == "pending" {
             if authorization.expires < Date() { throw ACMEProblem(.malformed, "the authorization expired") }

@@ -1,3 +1,4 @@
+import AutoSSLCore
 import Foundation
 import GRDB
 
@@ -209,8 +210,7 @@ public final class ACMEStore: Sendable {
             if let existing = try Data.fetchOne(db, sql: "SELECT value FROM acme_keys WHERE name = ?", arguments: [name]) {
                 return existing
             }
-            var generator = SystemRandomNumberGenerator()
-            let value = Data((0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) })
+            let value = Data(SecureRandom.bytes(size))
             try db.execute(sql: "INSERT INTO acme_keys (name, value) VALUES (?, ?)", arguments: [name, value])
             return value
         }
