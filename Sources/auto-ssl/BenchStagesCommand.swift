@@ -1,8 +1,10 @@
 import ArgumentParser
 import AutoSSLCA
 import AutoSSLCore
+import AutoSSLIO
 import AutoSSLStore
 import Foundation
+import SwiftASN1
 import X509
 
 /// Single-threaded cost of each step of an issuance, to see where `/sign` spends its CPU.
@@ -41,6 +43,12 @@ struct BenchStagesCommand: AsyncParsableCommand {
         measure("ES256 verify (token)") { _ = JWT.verifyES256(parsed, key: publicKey) }
         try measure("claims JSONDecoder") { _ = try JSONDecoder().decode(ProvisionerTokenClaims.self, from: parsed.payload) }
         try measure("CSR parse + verify") { _ = try VerifiedCSR(pem: csr) }
+        let csrDER = try PEMDocument(pemString: csr).derBytes
+        try measure("  of which PEM decode") { _ = try PEMDocument(pemString: csr) }
+        try measure("  of which DER parse") { _ = try CertificateSigningRequest(derEncoded: csrDER) }
+        let request = try CertificateSigningRequest(derEncoded: csrDER)
+        measure("  of which signature check") { _ = request.publicKey.isValidSignature(request.signature, for: request) }
+        try measure("  of which SAN extraction") { _ = try request.attributes.extensionRequest?.extensions.subjectAlternativeNames }
         let verified = try VerifiedCSR(pem: csr)
         try measure("leaf build + sign") {
             _ = try CertificateProfiles.leaf(
@@ -57,6 +65,56 @@ struct BenchStagesCommand: AsyncParsableCommand {
         measure("audit line encoding") { _ = line.jsonLine }
         measure("JSON quote of a PEM") { _ = JSONText.quote(csr) }
         try await measureStore(der: try leaf.derBytes())
+        try await measureAuthority()
+    }
+
+    /// The whole authority path (token, CSR, policy, signing, durable row, audit line) for requests
+    /// sent one after another by one task, then by 16 tasks: CPU per certificate, so the glue
+    /// between the steps above can be seen.
+    func measureAuthority() async throws {
+        let workspace = NSTemporaryDirectory() + "auto-ssl-stages-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: workspace) }
+        let directories = Directories(
+            configDir: workspace + "/etc", dataDir: workspace + "/data", certDir: workspace + "/certs", systemdDir: workspace + "/systemd")
+        var options = CAInitOptions()
+        options.name = "Stages CA"
+        options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
+        _ = try CAInitializer(directories: directories).initialise(options)
+        let authority = try AuthorityLoader(directories: directories).load(passwordFile: nil)
+        let password = Passwords.fromFileContents(try FileOperations.readText(directories.provisionerPasswordFile))
+        let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
+        let key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: password))
+        let csrKey = try SigningKey.generate(.p256)
+        func requests(_ count: Int, tag: String) throws -> [Authority.SignRequest] {
+            try (0..<count).map { index in
+                let names = [SubjectName.dns("\(tag)-\(index).stages.internal")]
+                let now = Int64(Date().timeIntervalSince1970)
+                let claims = ProvisionerTokenClaims(
+                    iss: options.provisionerName, aud: ["https://127.0.0.1:9443/1.0/sign"], sub: names[0].description,
+                    sans: [names[0].description], nbf: now, iat: now, exp: now + 300, jti: UUID().uuidString, sha: authority.rootFingerprint)
+                return .init(
+                    csrPEM: try VerifiedCSR.make(names: names, key: csrKey),
+                    token: try JWT.sign(payload: claims, kid: key.kid, key: try key.privateKey()), remote: "127.0.0.1")
+            }
+        }
+        for lanes in [1, 16] {
+            let batch = try requests(iterations, tag: "l\(lanes)")
+            let cpuBefore = Self.cpuSeconds()
+            let start = ContinuousClock.now
+            await withTaskGroup(of: Void.self) { group in
+                for lane in 0..<lanes {
+                    group.addTask {
+                        for index in stride(from: lane, to: batch.count, by: lanes) { _ = try? await authority.sign(batch[index]) }
+                    }
+                }
+            }
+            let elapsed = ContinuousClock.now - start
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let cpu = Self.cpuSeconds() - cpuBefore
+            print(String(format: "%-44@ %8.0f /s, %.1f µs CPU each", "authority.sign, \(lanes) task(s)" as NSString,
+                         Double(batch.count) / seconds, cpu / Double(batch.count) * 1e6))
+        }
+        try await authority.store.close()
     }
 
     /// The durable store alone: 16 concurrent writers, group commit, synchronous=FULL.

@@ -29,6 +29,37 @@ import TestSupport
         #expect(try sandbox.run(["ca", "reset", "--help"]).stdout.contains("--yes"))
     }
 
+    /// The benchmark's own load generator and bookkeeping (the figures themselves are in docs/benchmarks.md).
+    @Test func benchSignIssuesEveryRequestThroughTheAPIAndStoresIt() throws {
+        struct Report: Decodable {
+            struct Run: Decodable {
+                let requests: Int
+                let succeeded: Int
+                let failed: Int
+                let certificates_per_second: Double
+                let p50_ms: Double
+                let p99_ms: Double
+            }
+            let result: Run
+            let stored_certificates: Int
+            let server_peak_rss_kb: Int?
+        }
+        let result = try Sandbox().run(["bench", "sign", "--concurrency", "4", "--requests", "120", "--warmup", "10", "--json"])
+        #expect(result.status == 0, "\(result)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        #expect(report.result.requests == 120 && report.result.succeeded == 120 && report.result.failed == 0)
+        // The server's own TLS certificate, the warm-up and the measured run: all durable rows.
+        #expect(report.stored_certificates == 131)
+        #expect(report.result.certificates_per_second > 0 && report.result.p50_ms > 0 && report.result.p99_ms >= report.result.p50_ms)
+        #expect((report.server_peak_rss_kb ?? 0) > 0)
+
+        let stages = try Sandbox().run(["bench", "stages", "--iterations", "20"])
+        #expect(stages.status == 0, "\(stages)")
+        for line in ["ES256 verify (token)", "CSR parse + verify", "store: durable issuance rows", "authority.sign, 16 task(s)"] {
+            #expect(stages.stdout.contains(line), "\(line) missing from \(stages.stdout)")
+        }
+    }
+
     @Test func statusReportsTheCAInTextAndJSON() throws {
         let sandbox = try initialised()
         let text = try sandbox.run(["ca", "status"])
