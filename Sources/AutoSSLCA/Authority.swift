@@ -55,6 +55,9 @@ public final class Authority: Sendable {
     public let previousIntermediates: [Certificate]
     /// The CRL, signed by the current intermediate.
     public let crl: CRLPublisher
+    /// CRLs of archived intermediates that have not expired (their certificates may still be in
+    /// use), keyed by the intermediate's serial in lower-case hex.
+    public let previousCRLs: [String: CRLPublisher]
     let intermediateKey: SigningKey
     let logger: Logger
     /// How far a token's times may be off because of clock differences.
@@ -65,7 +68,8 @@ public final class Authority: Sendable {
     public init(
         settings: CASettings, root: Certificate, intermediate: Certificate, intermediateKey: SigningKey,
         provisioners: [Provisioner], store: any CertificateDatabase, audit: AuditLog,
-        previousIntermediates: [Certificate] = [], logger: Logger = Logger(label: "auto-ssl.authority")
+        previousIntermediates: [Certificate] = [], previousIntermediateKeys: [String: SigningKey] = [:],
+        logger: Logger = Logger(label: "auto-ssl.authority")
     ) throws {
         guard intermediateKey.publicKey == intermediate.publicKey else {
             throw AutoSSLError.general("the intermediate key does not match the intermediate certificate")
@@ -79,7 +83,14 @@ public final class Authority: Sendable {
         self.store = store
         self.audit = audit
         self.previousIntermediates = previousIntermediates
-        self.crl = CRLPublisher(issuer: intermediate, key: intermediateKey, store: store)
+        self.crl = try CRLPublisher(issuer: intermediate, key: intermediateKey, store: store)
+        var previousCRLs: [String: CRLPublisher] = [:]
+        for certificate in previousIntermediates {
+            let serial = certificate.serialNumber.hexString
+            guard let key = previousIntermediateKeys[serial], key.publicKey == certificate.publicKey else { continue }
+            previousCRLs[serial] = try CRLPublisher(issuer: certificate, key: key, store: store, listsUnattributed: false)
+        }
+        self.previousCRLs = previousCRLs
         self.logger = logger
         let hosts = Self.audienceHosts(of: settings)
         self.audienceHosts = hosts
@@ -119,6 +130,19 @@ public final class Authority: Sendable {
         let authority = url.port.map { "\(hostPart):\($0)" } ?? hostPart
         guard audienceHosts.contains(authority) else { return false }
         return url.path == path || url.path == "/1.0" + path
+    }
+
+    /// Every CRL this CA publishes: the current intermediate's first.
+    public var allCRLs: [CRLPublisher] { [crl] + previousCRLs.keys.sorted().compactMap { previousCRLs[$0] } }
+
+    /// Regenerates every CRL at once (after a revocation, so the serial is listed before the call returns).
+    public func regenerateCRLs(now: Date = Date()) async throws {
+        for publisher in allCRLs { try await publisher.regenerate(now: now) }
+    }
+
+    /// Regenerates the CRLs that are due or missed a revocation recorded by another process.
+    public func refreshCRLsIfChanged(now: Date = Date()) async throws {
+        for publisher in allCRLs { try await publisher.refreshIfChanged(now: now) }
     }
 
     public func replaceProvisioners(_ provisioners: [Provisioner]) {

@@ -123,9 +123,35 @@ public struct AuthorityLoader: Sendable {
             throw AutoSSLError(.general, "the intermediate key could not be opened: \(error.message)",
                                hint: "check the CA password (--password-file or \(directories.caPasswordFile))")
         }
+        let previous = try previousIntermediates(settings)
         return try Authority(
             settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
             provisioners: try provisioners(settings), store: try openStore(settings), audit: try openAuditLog(),
-            previousIntermediates: try previousIntermediates(settings), logger: logger)
+            previousIntermediates: previous, previousIntermediateKeys: previousIntermediateKeys(previous, settings: settings, password: password),
+            logger: logger)
+    }
+
+    /// The keys of archived intermediates that are still valid, to sign their CRLs (certificates they
+    /// issued may still be in use, and their revocations must be published under their issuer).
+    /// A key that cannot be opened is reported and skipped: the CA still serves, without that CRL.
+    func previousIntermediateKeys(_ intermediates: [Certificate], settings: CASettings, password: String, now: Date = Date())
+        -> [String: SigningKey]
+    {
+        var keys: [String: SigningKey] = [:]
+        for certificate in intermediates where certificate.notValidAfter > now {
+            let serial = certificate.serialNumber.hexString
+            let path = settings.paths.secretsDir + "/intermediates/\(serial).key"
+            do {
+                let key = try EncryptedPrivateKey.decryptKey(pem: try FileOperations.readText(path), password: password)
+                guard key.publicKey == certificate.publicKey else {
+                    logger.warning("the archived key \(path) does not match intermediate \(serial); no CRL for it")
+                    continue
+                }
+                keys[serial] = key
+            } catch {
+                logger.warning("could not open the archived intermediate key \(path) (\(error)); no CRL for intermediate \(serial)")
+            }
+        }
+        return keys
     }
 }

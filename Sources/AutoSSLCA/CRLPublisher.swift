@@ -3,8 +3,11 @@ import AutoSSLStore
 import Foundation
 import X509
 
-/// Keeps the current CRL: regenerated on every revocation (ours or one recorded by `ca revoke` in
-/// another process, noticed through the store's revocation marker) and at least every hour.
+/// Keeps one intermediate's CRL: regenerated on every revocation (ours or one recorded by `ca revoke`
+/// in another process, noticed through the store's revocation marker) and at least every hour.
+/// It lists the revoked certificates that intermediate signed (matched by their authority key
+/// identifier); the current intermediate's CRL also lists any revoked certificate whose issuer
+/// cannot be told, so nothing revoked is ever left off every CRL.
 public actor CRLPublisher {
     /// How long a CRL is valid (nextUpdate - thisUpdate).
     public static let validity: TimeInterval = 24 * 3600
@@ -13,17 +16,33 @@ public actor CRLPublisher {
     /// Expired certificates stay listed this long after they expire, then leave the CRL.
     public static let expiredRetention: TimeInterval = 7 * 86_400
 
-    let issuer: Certificate
+    public let issuer: Certificate
     let key: SigningKey
     let store: any CertificateDatabase
+    /// The issuer's key identifier, as the certificates it signed carry it in their AKI.
+    let issuerKeyID: ArraySlice<UInt8>
+    /// Whether revoked certificates of unknown issuer are listed here (the current intermediate).
+    let listsUnattributed: Bool
     private(set) var der: [UInt8]?
     private(set) var generatedAt: Date?
     private var marker: Int64?
 
-    init(issuer: Certificate, key: SigningKey, store: any CertificateDatabase) {
+    init(issuer: Certificate, key: SigningKey, store: any CertificateDatabase, listsUnattributed: Bool = true) throws {
         self.issuer = issuer
         self.key = key
         self.store = store
+        self.issuerKeyID = try CertificateProfiles.authorityKeyIdentifier(forIssuer: issuer)
+        self.listsUnattributed = listsUnattributed
+    }
+
+    /// Whether this CRL lists the revoked certificate: signed by this issuer (or of unknown issuer,
+    /// on the current intermediate's CRL).
+    func lists(_ entry: RevokedEntry) -> Bool {
+        guard let der = entry.der, let certificate = try? Certificate(derEncoded: der),
+              let aki = try? certificate.extensions.authorityKeyIdentifier?.keyIdentifier else {
+            return listsUnattributed
+        }
+        return aki == issuerKeyID
     }
 
     /// The current CRL (DER), generating it when there is none yet or it is due.
@@ -50,7 +69,7 @@ public actor CRLPublisher {
         let crl = try CRLBuilder.build(
             issuer: issuer, issuerKey: key, number: number, thisUpdate: now.addingTimeInterval(-60),
             nextUpdate: now.addingTimeInterval(Self.validity),
-            entries: entries.map { entry in
+            entries: entries.filter(lists).map { entry in
                 CRLBuilder.Entry(serial: SerialText.bytes(fromHex: entry.serial), revokedAt: entry.revokedAt, reasonCode: entry.reasonCode)
             })
         der = crl

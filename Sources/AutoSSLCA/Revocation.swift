@@ -112,7 +112,7 @@ extension Authority {
                 remote: remote, reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
                 detail: "reason code \(reasonCode), by \(revokedBy)"))
             // Publish at once: the CRL must list the serial before this call returns.
-            try await crl.regenerate(now: now)
+            try await regenerateCRLs(now: now)
         }
     }
 

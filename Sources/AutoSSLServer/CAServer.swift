@@ -159,6 +159,7 @@ public final class CAServer: Sendable {
             group.post("renew") { request, context in try await self.renew(request, context: context) }
             group.post("revoke") { request, context in try await self.revoke(request, context: context) }
             group.get("crl") { request, _ in try await self.crl(request) }
+            group.get("crl/:serial") { request, context in try await self.crl(request, issuerSerial: context.parameters.get("serial") ?? "") }
         }
         acme?.register(on: router)
         return router
@@ -303,8 +304,23 @@ public final class CAServer: Sendable {
         }
     }
 
-    func crl(_ request: Request) async throws -> Response {
-        let der = try await authority.crl.current()
+    /// The current intermediate's CRL, or (with `issuerSerial`) the CRL of an intermediate named by
+    /// its serial in hex: the current one or one archived by `ca rotate-intermediate`.
+    func crl(_ request: Request, issuerSerial: String? = nil) async throws -> Response {
+        var publisher = authority.crl
+        if let issuerSerial {
+            let serial = issuerSerial.lowercased().filter { $0 != ":" }
+            if serial == authority.intermediate.serialNumber.hexString {
+                publisher = authority.crl
+            } else if let previous = authority.previousCRLs[serial] {
+                publisher = previous
+            } else {
+                throw APIError(
+                    status: .notFound,
+                    message: "no CRL for an intermediate with serial \(issuerSerial) (known: \(([authority.intermediate.serialNumber.hexString] + authority.previousCRLs.keys.sorted()).joined(separator: ", ")))")
+            }
+        }
+        let der = try await publisher.current()
         if request.uri.queryParameters["pem"] != nil || request.uri.query?.split(separator: "&").contains("pem") == true {
             return Response(
                 status: .ok, headers: [.contentType: "application/x-pem-file"],
@@ -415,7 +431,7 @@ struct MaintenanceService: Service {
             }
             do {
                 try await identity.renewIfDue()
-                try await authority.crl.refreshIfChanged()
+                try await authority.refreshCRLsIfChanged()
                 if Date().timeIntervalSince(lastPurge) > 60 {
                     _ = try await authority.store.purgeTokens(expiredBefore: Date())
                     _ = try await acme?.store.purge(expiredBefore: Date().addingTimeInterval(-ACMEService.retention))

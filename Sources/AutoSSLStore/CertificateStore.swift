@@ -87,11 +87,14 @@ public struct RevokedEntry: Sendable, Equatable {
     public var serial: String
     public var revokedAt: Date
     public var reasonCode: Int
+    /// The revoked certificate, so each CRL can list only what its issuer signed.
+    public var der: [UInt8]?
 
-    public init(serial: String, revokedAt: Date, reasonCode: Int) {
+    public init(serial: String, revokedAt: Date, reasonCode: Int, der: [UInt8]? = nil) {
         self.serial = serial
         self.revokedAt = revokedAt
         self.reasonCode = reasonCode
+        self.der = der
     }
 }
 

@@ -170,11 +170,16 @@ public final class SQLiteCertificateStore: CertificateDatabase {
             try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT r.serial, r.revoked_at, r.reason_code FROM revocations r JOIN certificates c ON c.serial = r.serial
+                    SELECT r.serial, r.revoked_at, r.reason_code, c.der FROM revocations r JOIN certificates c ON c.serial = r.serial
                     WHERE c.not_after > ? ORDER BY r.revoked_at
                     """,
                 arguments: [date.timeIntervalSince1970]
-            ).map { RevokedEntry(serial: $0["serial"], revokedAt: Date(timeIntervalSince1970: $0["revoked_at"]), reasonCode: $0["reason_code"]) }
+            ).map { row in
+                let der: Data? = row["der"]
+                return RevokedEntry(
+                    serial: row["serial"], revokedAt: Date(timeIntervalSince1970: row["revoked_at"]), reasonCode: row["reason_code"],
+                    der: der.map { Array($0) })
+            }
         }
     }
 

@@ -49,14 +49,15 @@ import TestSupport
             return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
         }
 
-        func crlPEM() throws -> String {
-            let result = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/crl?pem"])
-            guard result.status == 0 else { throw TestFailure("GET /crl?pem: \(result)") }
+        func crlPEM(_ path: String = "/crl") throws -> String {
+            let result = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + path + "?pem"])
+            guard result.status == 0 else { throw TestFailure("GET \(path)?pem: \(result)") }
             return result.stdout
         }
 
-        func crlSerials() throws -> Set<String> {
-            let text = try runProcess("sh", ["-c", "openssl crl -noout -text"], stdin: try crlPEM()).stdout
+        /// Serials on a CRL, lower-case hex without leading zeros.
+        func crlSerials(_ path: String = "/crl") throws -> Set<String> {
+            let text = try runProcess("sh", ["-c", "openssl crl -noout -text"], stdin: try crlPEM(path)).stdout
             return Set(text.split(separator: "\n").compactMap { line -> String? in
                 let trimmed = line.trimmingCharacters(in: .whitespaces)
                 guard trimmed.hasPrefix("Serial Number:") else { return nil }
@@ -207,5 +208,50 @@ import TestSupport
         let events = try s.ca.auditEvents().filter { $0["event"] as? String == "certificate.revoked" }
         #expect(events.count == 4)
         #expect(Set(events.compactMap { ($0["detail"] as? String)?.components(separatedBy: "by ").last }) == ["holder", "provisioner:admin", "admin"])
+    }
+
+    @Test func afterARotationEachIntermediateHasItsOwnCRL() throws {
+        let s = try Setup()
+        let oldIntermediate = try s.ca.sandbox.root.write(
+            "old-intermediate.pem", try readFile(s.ca.sandbox.caDir + "/certs/intermediate_ca.crt"))
+        let before = try s.issue("before", san: "before.rotation.internal")
+        let rotated = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--yes"])
+        #expect(rotated.status == 0, "\(rotated)")
+        try s.ca.restart()
+        let archived = try FileManager.default.contentsOfDirectory(atPath: s.ca.sandbox.caDir + "/certs/intermediates")
+        let oldSerial = try #require(archived.first).replacingOccurrences(of: ".crt", with: "")
+        let after = try s.issue("after", san: "after.rotation.internal")
+        #expect(try s.crlSerials().isEmpty && s.crlSerials("/crl/" + oldSerial).isEmpty)
+
+        // Both revoked with `ca revoke` while the server runs: each appears on its own issuer's CRL only.
+        for serial in [before, after] {
+            let revoked = try s.ca.sandbox.run(["ca", "revoke", serial, "--reason-code", "4"])
+            #expect(revoked.status == 0, "\(revoked)")
+        }
+        func stripped(_ serial: String) -> String { String(serial.drop { $0 == "0" }) }
+        var current = try s.crlSerials(), old = try s.crlSerials("/1.0/crl/" + oldSerial)
+        for _ in 0..<30 where current != [stripped(after)] || old != [stripped(before)] {
+            usleep(500_000)
+            current = try s.crlSerials()
+            old = try s.crlSerials("/1.0/crl/" + oldSerial)
+        }
+        #expect(current == [stripped(after)], "current CRL: \(current)")
+        #expect(old == [stripped(before)], "archived intermediate's CRL: \(old)")
+
+        // openssl: the old CRL is signed by the old intermediate, and -crl_check refuses the revoked
+        // certificate under it (before this, no CRL existed for that issuer at all).
+        let oldCRL = try s.ca.sandbox.root.write("old-crl.pem", try s.crlPEM("/crl/" + oldSerial))
+        let chain = try s.ca.sandbox.root.write("old-chain.pem", try readFile(s.ca.rootPath) + (try readFile(oldIntermediate)))
+        let crlVerify = try runProcess("openssl", ["crl", "-in", oldCRL, "-CAfile", chain, "-noout", "-verify"])
+        #expect(crlVerify.status == 0 && (crlVerify.stdout + crlVerify.stderr).contains("verify OK"), "\(crlVerify)")
+        let check = try runProcess("openssl", [
+            "verify", "-crl_check", "-CAfile", s.ca.rootPath, "-untrusted", oldIntermediate, "-CRLfile", oldCRL, s.file("before.crt"),
+        ])
+        #expect(check.status != 0 && (check.stdout + check.stderr).contains("certificate revoked"), "\(check)")
+        // The current intermediate's serial names the current CRL; an unknown one is a JSON 404.
+        let currentSerial = try s.serial(s.ca.sandbox.caDir + "/certs/intermediate_ca.crt")
+        #expect(try s.crlSerials("/crl/" + currentSerial) == [stripped(after)])
+        let missing = try runProcess("curl", ["-s", "--cacert", s.ca.rootPath, "-w", "\n%{http_code}", s.ca.url + "/crl/00ff"])
+        #expect(missing.stdout.hasSuffix("404") && missing.stdout.contains("no CRL for an intermediate"), "\(missing)")
     }
 }

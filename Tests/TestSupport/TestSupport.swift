@@ -174,7 +174,7 @@ public func freeLoopbackPort() -> Int {
 public final class RunningCA: @unchecked Sendable {
     public let sandbox: Sandbox
     public let port: Int
-    public let process: Process
+    public private(set) var process: Process
     public let stderrFile: String
     public var url: String { "https://127.0.0.1:\(port)" }
     public var rootPath: String { sandbox.caDir + "/certs/root_ca.crt" }
@@ -190,20 +190,33 @@ public final class RunningCA: @unchecked Sendable {
         stderrFile = sandbox.root.file("serve.log")
         FileManager.default.createFile(atPath: stderrFile, contents: nil)
         process = Process()
+        try start()
+    }
+
+    /// Stops the server (if running) and starts it again on the same port and directories.
+    public func restart() throws {
+        stop()
+        try start()
+    }
+
+    private func start() throws {
+        let startedAt = log.count
+        process = Process()
         process.executableURL = URL(fileURLWithPath: autoSSLBinaryPath())
         process.arguments = ["ca", "serve"]
         process.environment = sandbox.environment
         process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle(forWritingAtPath: stderrFile)
-        process.standardError = FileHandle(forWritingAtPath: stderrFile)
+        let output = FileHandle(forWritingAtPath: stderrFile)
+        output?.seekToEndOfFile()
+        process.standardOutput = output
+        process.standardError = output
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if (try? String(contentsOfFile: stderrFile, encoding: .utf8))?.contains("listening on") == true { return }
+            if String(log.dropFirst(startedAt)).contains("listening on") { return }
             if !process.isRunning { break }
             usleep(100_000)
         }
-        let log = (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? ""
         process.terminate()
         throw TestFailure("ca serve did not start: \(log)")
     }
