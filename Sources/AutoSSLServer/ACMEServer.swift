@@ -425,7 +425,12 @@ final class ACMEService: Sendable {
             // lego 4.9 sends IP addresses as "dns" identifiers; treat them as the IP identifiers they are (RFC 8738).
             if let address = IPAddress(identifier.value) { return .ip(address) }
             if identifier.value.hasPrefix("*.") {
-                throw ACMEProblem(.rejectedIdentifier, "wildcard names are not issued by this CA: \(identifier.value)")
+                // A wildcard covers one label under a domain that must itself be a valid name.
+                let base = String(identifier.value.dropFirst(2))
+                guard !base.contains("*"), case .dns(let name)? = try? SubjectName(parsing: base) else {
+                    throw ACMEProblem(.rejectedIdentifier, "\(identifier.value) is not a valid wildcard name (*.domain)")
+                }
+                return .dns("*." + name)
             }
             guard case .dns(let name)? = try? SubjectName(parsing: identifier.value) else {
                 throw ACMEProblem(.rejectedIdentifier, "\(identifier.value) is not a valid DNS name")
@@ -444,6 +449,8 @@ final class ACMEService: Sendable {
     func challengeTypes(for value: ACMEIdentifierValue, provisioner: ACMEProvisionerSettings) -> [String] {
         let offered = ACMEProvisionerSettings.allChallenges.filter(provisioner.challenges.contains)
         if case .ip = value { return offered.filter { $0 != "dns-01" } }
+        // RFC 8555 §7.1.3: only control of the DNS zone proves a wildcard.
+        if value.isWildcard { return offered.filter { $0 == "dns-01" } }
         return offered
     }
 
@@ -491,11 +498,17 @@ final class ACMEService: Sendable {
         for (index, value) in values.enumerated() {
             let types = challengeTypes(for: value, provisioner: provisioner)
             guard !types.isEmpty else {
-                throw ACMEProblem(.rejectedIdentifier, "provisioner \(provisioner.name) offers no challenge that can validate \(value.value)")
+                throw ACMEProblem(
+                    .rejectedIdentifier,
+                    "provisioner \(provisioner.name) offers no challenge that can validate \(value.value)"
+                        + (value.isWildcard ? " (wildcards need dns-01)" : ""))
             }
             let authorizationID = Self.randomID()
+            // A wildcard's authorization is for the domain under it, marked as a wildcard (RFC 8555 §7.1.4).
+            let authorized = value.isWildcard
+                ? ACMEIdentifier(type: "dns", value: String(value.value.dropFirst(2))) : identifiers[index]
             authorizations.append(ACMEAuthorizationRecord(
-                id: authorizationID, accountID: account.id, orderID: orderID, identifier: identifiers[index], wildcard: false,
+                id: authorizationID, accountID: account.id, orderID: orderID, identifier: authorized, wildcard: value.isWildcard,
                 status: "pending", expires: expires,
                 challenges: types.map {
                     ACMEChallengeRecord(id: Self.randomID(), authorizationID: authorizationID, type: $0, token: Self.randomID(32), status: "pending")
@@ -613,11 +626,13 @@ final class ACMEService: Sendable {
         let challenges = authorization.status == "valid"
             ? authorization.challenges.filter { $0.status == "valid" }
             : authorization.challenges
-        return [
+        var object: [String: Any] = [
             "identifier": ["type": authorization.identifier.type, "value": authorization.identifier.value],
             "status": authorization.status, "expires": Timestamp.rfc3339(authorization.expires),
             "challenges": challenges.map { challengeJSON($0, endpoint) },
         ]
+        if authorization.wildcard { object["wildcard"] = true }
+        return object
     }
 
     func authorizationResource(_ request: ACMERequest) async throws -> Response {

@@ -370,6 +370,11 @@ enum ACMEIdentifierValue: Sendable, Equatable {
         }
     }
 
+    var isWildcard: Bool {
+        if case .dns(let name) = self { return name.hasPrefix("*.") }
+        return false
+    }
+
     /// The Host header for http-01 (IPv6 in brackets).
     var hostHeader: String {
         switch self {

@@ -152,6 +152,26 @@ import TestSupport
     }
 
     @Test(.enabled(if: haveClients, "needs lego, certbot, caddy and pebble (CI installs them)"))
+    func wildcardsAreValidatedOverDNS01Only() throws {
+        let setup = try Setup()
+        let path = setup.file("lego")
+        // http-01 cannot prove a wildcard: the CA offers it no challenge lego can solve that way.
+        let overHTTP = try lego(setup, ["--domains", "*.web.test.internal", "--http", "--http.port", "127.0.0.1:\(setup.http01Port)"], path: path)
+        #expect(overHTTP.status != 0 && (overHTTP.stdout + overHTTP.stderr).contains("solver"), "\(overHTTP)")
+        let wildcard = try lego(
+            setup,
+            ["--domains", "*.apps.test.internal", "--dns", "exec", "--dns.resolvers", "127.0.0.1:\(setup.dnsPort)", "--dns.disable-cp"],
+            path: path, environment: ["EXEC_PATH": try setup.dnsHook()])
+        #expect(wildcard.status == 0, "\(wildcard)")
+        let certificate = path + "/certificates/_.apps.test.internal.crt"
+        #expect(try setup.verify(certificate).status == 0)
+        #expect(try setup.sans(certificate).contains("DNS:*.apps.test.internal"))
+        // The validation looked up the TXT record under the domain itself, as RFC 8555 §8.4 asks.
+        let valid = try setup.ca.auditEvents().filter { $0["event"] as? String == "acme.challenge.valid" }
+        #expect(valid.count == 1 && (valid.first?["sans"] as? [String]) == ["apps.test.internal"], "\(valid)")
+    }
+
+    @Test(.enabled(if: haveClients, "needs lego, certbot, caddy and pebble (CI installs them)"))
     func certbotObtainsRenewsAndRevokes() throws {
         let setup = try Setup()
         var environment = ProcessInfo.processInfo.environment
