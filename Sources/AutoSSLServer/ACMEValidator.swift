@@ -72,30 +72,160 @@ struct ACMEValidator: Sendable {
 
     // MARK: - http-01
 
+    /// At most this many redirects are followed (as Let's Encrypt does).
+    static let maximumRedirects = 10
+
+    /// Fetches the key authorization from each address of the identifier, following redirects (to
+    /// http on the http-01 port or https on the tls-alpn-01 port, 80 and 443 unless configured;
+    /// https without certificate checks, as RFC 8555 §8.3 allows), and checks what it finds.
     func http01(_ identifier: ACMEIdentifierValue, token: String, keyAuthorization: String) async throws {
         let port = provisioner.http01Port ?? 80
         let host = identifier.hostHeader
+        let start = FetchTarget(https: false, host: host, port: port, path: "/.well-known/acme-challenge/" + token)
         var last: ACMEProblem?
         for address in try await addresses(identifier) {
             do {
-                let (status, body) = try await Self.blocking { [timeout] in
-                    try Self.httpGet(address: address, port: port, host: host, path: "/.well-known/acme-challenge/" + token, timeout: timeout)
+                let (answer, url) = try await fetchFollowingRedirects(start, firstAddress: address)
+                guard answer.status == 200 else {
+                    throw ACMEProblem(.unauthorized, "\(url) answered HTTP \(answer.status) (from \(address))")
                 }
-                guard status == 200 else {
-                    throw ACMEProblem(.unauthorized, "http://\(host):\(port)/.well-known/acme-challenge/\(token) answered HTTP \(status) (from \(address))")
-                }
-                let text = String(decoding: body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                let text = String(decoding: answer.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                 guard text == keyAuthorization else {
-                    throw ACMEProblem(.incorrectResponse, "the key authorization served at http://\(host):\(port)/.well-known/acme-challenge/\(token) is wrong (from \(address))")
+                    throw ACMEProblem(.incorrectResponse, "the key authorization served at \(url) is wrong (from \(address))")
                 }
                 return
             } catch let problem as ACMEProblem {
                 last = Self.moreTelling(last, problem)
             } catch {
-                last = Self.moreTelling(last, ACMEProblem(.connection, "could not fetch http://\(host):\(port)/.well-known/acme-challenge/\(token) from \(address): \(error)"))
+                last = Self.moreTelling(last, ACMEProblem(.connection, "could not fetch \(start.url) from \(address): \(error)"))
             }
         }
         throw last ?? ACMEProblem(.connection, "no address to connect to for \(host)")
+    }
+
+    struct FetchTarget: Sendable, Equatable {
+        var https: Bool
+        var host: String
+        var port: Int
+        var path: String
+
+        var url: String {
+            let defaultPort = https ? 443 : 80
+            return (https ? "https://" : "http://") + host + (port == defaultPort ? "" : ":\(port)") + path
+        }
+    }
+
+    /// One GET after another while the answer is a redirect; the first to `firstAddress`, later ones
+    /// to the first address of the redirect's host that answers.
+    func fetchFollowingRedirects(_ start: FetchTarget, firstAddress: IPAddress) async throws -> (HTTPAnswer, String) {
+        var target = start
+        var address: IPAddress? = firstAddress
+        for hop in 0...Self.maximumRedirects {
+            var candidates: [IPAddress]
+            if let address {
+                candidates = [address]
+            } else if let ip = IPAddress(target.host) {
+                candidates = [ip]
+            } else {
+                guard case .dns(let name)? = try? SubjectName(parsing: target.host) else {
+                    throw ACMEProblem(.unauthorized, "the redirect to \(target.url) names no valid host")
+                }
+                candidates = try await addresses(.dns(name))
+            }
+            var answer: HTTPAnswer?
+            var failure: (any Error)?
+            for candidate in candidates {
+                do {
+                    answer = try await fetch(target, address: candidate)
+                    break
+                } catch {
+                    failure = error
+                }
+            }
+            guard let answer else {
+                throw ACMEProblem(.connection, "could not fetch \(target.url): \(failure.map { "\($0)" } ?? "no address")")
+            }
+            guard [301, 302, 303, 307, 308].contains(answer.status), let location = answer.headers["location"] else {
+                return (answer, target.url)
+            }
+            guard hop < Self.maximumRedirects else {
+                throw ACMEProblem(.unauthorized, "more than \(Self.maximumRedirects) redirects from \(start.url)")
+            }
+            target = try redirectTarget(location, from: target)
+            address = nil
+        }
+        throw ACMEProblem(.unauthorized, "more than \(Self.maximumRedirects) redirects from \(start.url)")
+    }
+
+    /// Where a `Location` leads: absolute http(s) URLs on the validation ports, or a path on the same server.
+    func redirectTarget(_ location: String, from current: FetchTarget) throws -> FetchTarget {
+        if location.hasPrefix("/") {
+            var next = current
+            next.path = location
+            return next
+        }
+        guard let url = URLComponents(string: location), let scheme = url.scheme?.lowercased(), let host = url.host, !host.isEmpty else {
+            throw ACMEProblem(.unauthorized, "the redirect to \(location) is not an absolute http(s) URL")
+        }
+        let httpPort = provisioner.http01Port ?? 80
+        let httpsPort = provisioner.tlsALPN01Port ?? 443
+        let target: FetchTarget
+        switch scheme {
+        case "http": target = FetchTarget(https: false, host: host, port: url.port ?? 80, path: "")
+        case "https": target = FetchTarget(https: true, host: host, port: url.port ?? 443, path: "")
+        default: throw ACMEProblem(.unauthorized, "the redirect to \(location) is neither http nor https")
+        }
+        guard target.port == (target.https ? httpsPort : httpPort) else {
+            throw ACMEProblem(
+                .unauthorized,
+                "the redirect to \(location) uses port \(target.port); validation follows redirects only to port \(httpPort) (http) and \(httpsPort) (https)")
+        }
+        var next = target
+        next.host = host.hasPrefix("[") ? String(host.dropFirst().dropLast()) : host
+        next.path = (url.percentEncodedPath.isEmpty ? "/" : url.percentEncodedPath) + (url.percentEncodedQuery.map { "?" + $0 } ?? "")
+        return next
+    }
+
+    func fetch(_ target: FetchTarget, address: IPAddress) async throws -> HTTPAnswer {
+        let hostHeader = IPAddress(target.host).map { $0.isIPv4 ? $0.description : "[\($0.description)]" } ?? target.host
+        let hostWithPort = hostHeader + (target.port == (target.https ? 443 : 80) ? "" : ":\(target.port)")
+        if target.https {
+            return try await Self.httpsGet(
+                address: address, port: target.port, serverName: IPAddress(target.host) == nil ? target.host : nil, host: hostWithPort,
+                path: target.path, timeout: timeout)
+        }
+        let (host, port, path) = (target.port == 80 || target.port == provisioner.http01Port ? hostHeader : hostWithPort, target.port, target.path)
+        return try await Self.blocking { [timeout] in
+            try Self.httpGet(address: address, port: port, host: host, path: path, timeout: timeout)
+        }
+    }
+
+    /// GET over TLS without certificate checks (the challenge's content is what is checked).
+    static func httpsGet(
+        address: IPAddress, port: Int, serverName: String?, host: String, path: String, timeout: TimeInterval
+    ) async throws -> HTTPAnswer {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.certificateVerification = .none
+        tls.minimumTLSVersion = .tlsv12
+        let context = try NIOSSLContext(configuration: tls)
+        let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: auto-ssl-acme-validator\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        let collector = HTTPResponseCollector()
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(Int64(timeout)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    try channel.pipeline.syncOperations.addHandler(collector.handler())
+                }
+            }
+        let channel = try await bootstrap.connect(host: address.description, port: port).get()
+        defer { channel.close(promise: nil) }
+        try await channel.writeAndFlush(ByteBuffer(string: request)).get()
+        let deadline = channel.eventLoop.scheduleTask(in: .seconds(Int64(timeout))) { channel.close(promise: nil) }
+        defer { deadline.cancel() }
+        let bytes = try await collector.response()
+        guard let answer = parseHTTP(bytes) else { throw SocketFailure(description: "no HTTP response over TLS") }
+        return answer
     }
 
     /// When several addresses fail, an answer that was wrong says more than an address that did not answer.
@@ -111,7 +241,7 @@ struct ACMEValidator: Sendable {
 
     /// A minimal HTTP/1.1 GET over a blocking socket: the validation request is tiny, and the Host
     /// header must be the identifier while the connection goes to the resolved address.
-    static func httpGet(address: IPAddress, port: Int, host: String, path: String, timeout: TimeInterval) throws -> (Int, [UInt8]) {
+    static func httpGet(address: IPAddress, port: Int, host: String, path: String, timeout: TimeInterval) throws -> HTTPAnswer {
         let fd = socket(address.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SocketFailure(description: "no socket") }
         defer { close(fd) }
@@ -129,13 +259,13 @@ struct ACMEValidator: Sendable {
             let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if count <= 0 { break }
             response += buffer[0..<count]
-            if let parsed = parseHTTP(response), parsed.complete { return (parsed.status, parsed.body) }
+            if let parsed = parseHTTP(response), parsed.complete { return parsed }
         }
         guard let parsed = parseHTTP(response) else { throw SocketFailure(description: "no HTTP response") }
-        return (parsed.status, parsed.body)
+        return parsed
     }
 
-    static func parseHTTP(_ data: [UInt8]) -> (status: Int, body: [UInt8], complete: Bool)? {
+    static func parseHTTP(_ data: [UInt8]) -> HTTPAnswer? {
         let separator: [UInt8] = [13, 10, 13, 10]
         guard let end = (0..<max(0, data.count - 3)).first(where: { Array(data[$0..<$0 + 4]) == separator }) else { return nil }
         let head = String(decoding: data[0..<end], as: UTF8.self)
@@ -153,22 +283,32 @@ struct ACMEValidator: Sendable {
             var index = 0
             while true {
                 guard let lineEnd = (index..<max(index, body.count - 1)).first(where: { body[$0] == 13 && body[$0 + 1] == 10 }) else {
-                    return (status, decoded, false)
+                    return HTTPAnswer(status: status, headers: headers, body: decoded, complete: false)
                 }
                 let sizeText = String(decoding: body[index..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-                guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else { return (status, decoded, true) }
-                if size == 0 { return (status, decoded, true) }
+                guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else {
+                    return HTTPAnswer(status: status, headers: headers, body: decoded, complete: true)
+                }
+                if size == 0 { return HTTPAnswer(status: status, headers: headers, body: decoded, complete: true) }
                 let start = lineEnd + 2
-                guard start + size <= body.count else { return (status, decoded, false) }
+                guard start + size <= body.count else { return HTTPAnswer(status: status, headers: headers, body: decoded, complete: false) }
                 decoded += body[start..<start + size]
                 index = start + size + 2
             }
         }
         if let length = headers["content-length"].flatMap(Int.init) {
-            if body.count >= length { body = Array(body.prefix(length)); return (status, body, true) }
-            return (status, body, false)
+            if body.count >= length { body = Array(body.prefix(length)); return HTTPAnswer(status: status, headers: headers, body: body, complete: true) }
+            return HTTPAnswer(status: status, headers: headers, body: body, complete: false)
         }
-        return (status, body, false)
+        return HTTPAnswer(status: status, headers: headers, body: body, complete: false)
+    }
+
+    struct HTTPAnswer: Sendable {
+        var status: Int
+        /// Lower-case names.
+        var headers: [String: String]
+        var body: [UInt8]
+        var complete: Bool
     }
 
     // MARK: - dns-01
@@ -392,6 +532,85 @@ enum ACMEIdentifierValue: Sendable, Equatable {
             if address.isIPv4 { return address.bytes.reversed().map(String.init).joined(separator: ".") + ".in-addr.arpa" }
             let nibbles = address.bytes.flatMap { [String($0 >> 4, radix: 16), String($0 & 0x0F, radix: 16)] }
             return nibbles.reversed().joined(separator: ".") + ".ip6.arpa"
+        }
+    }
+}
+
+/// Collects a whole HTTP response (the server closes the connection: `Connection: close`).
+final class HTTPResponseCollector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: [UInt8] = []
+    private var outcome: Result<[UInt8], any Error>?
+    private var waiter: CheckedContinuation<[UInt8], any Error>?
+
+    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        let collector: HTTPResponseCollector
+
+        init(collector: HTTPResponseCollector) {
+            self.collector = collector
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            var buffer = unwrapInboundIn(data)
+            collector.append(buffer.readBytes(length: buffer.readableBytes) ?? [])
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            // A server that closes without close_notify still sent a whole answer.
+            if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError {
+                return
+            }
+            collector.finish(.failure(error))
+            context.close(promise: nil)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            collector.finishWithBytes()
+            context.fireChannelInactive()
+        }
+    }
+
+    func handler() -> Handler { Handler(collector: self) }
+
+    func append(_ more: [UInt8]) {
+        lock.lock()
+        bytes += more
+        let complete = bytes.count > 1 << 16 || (ACMEValidator.parseHTTP(bytes)?.complete ?? false)
+        lock.unlock()
+        if complete { finishWithBytes() }
+    }
+
+    func finishWithBytes() {
+        lock.lock()
+        let collected = bytes
+        lock.unlock()
+        finish(collected.isEmpty ? .failure(ACMEValidator.SocketFailure(description: "the connection closed without an answer")) : .success(collected))
+    }
+
+    func finish(_ result: Result<[UInt8], any Error>) {
+        lock.lock()
+        guard outcome == nil else {
+            lock.unlock()
+            return
+        }
+        outcome = result
+        let pending = waiter
+        waiter = nil
+        lock.unlock()
+        pending?.resume(with: result)
+    }
+
+    func response() async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { continuation in
+            lock.lock()
+            if let outcome {
+                lock.unlock()
+                continuation.resume(with: outcome)
+            } else {
+                waiter = continuation
+                lock.unlock()
+            }
         }
     }
 }

@@ -172,6 +172,44 @@ import TestSupport
     }
 
     @Test(.enabled(if: haveClients, "needs lego, certbot, caddy and pebble (CI installs them)"))
+    func http01FollowsARedirectToHTTPS() throws {
+        let setup = try Setup()
+        let webroot = setup.file("webroot")
+        try FileManager.default.createDirectory(atPath: webroot, withIntermediateDirectories: true)
+        let (cert, key) = (setup.file("web.crt"), setup.file("web.key"))
+        let made = try runProcess("openssl", [
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+            "-subj", "/CN=redirect.test.internal", "-days", "1",
+        ])
+        #expect(made.status == 0, "\(made)")
+        func server(_ extra: [String]) throws -> Background {
+            let background = try Background(
+                "/usr/bin/python3",
+                [Self.resources + "/redirecting_webroot.py", webroot, "\(setup.http01Port)", "\(setup.tlsALPNPort)", cert, key] + extra,
+                log: setup.file("webroot-\(extra.count).log"))
+            for _ in 0..<50 where !((try? readFile(background.log))?.contains("ready") ?? false) { usleep(100_000) }
+            return background
+        }
+        // Like an nginx that sends all plain HTTP to HTTPS: the key authorization is found behind the redirect.
+        var web = try server([])
+        let path = setup.file("lego")
+        let obtained = try lego(
+            setup, ["--domains", "redirect.test.internal", "--http", "--http.webroot", webroot], path: path)
+        #expect(obtained.status == 0, "\(obtained)")
+        #expect(try setup.verify(path + "/certificates/redirect.test.internal.crt").status == 0)
+        let served = (try? readFile(web.log)) ?? ""
+        #expect(served.contains("https: \"GET /.well-known/acme-challenge/"), "\(served)")
+        web.stop()
+
+        // A redirect to a port validation does not go to is refused, and the client is told why.
+        web = try server(["https://redirect.test.internal:1/elsewhere"])
+        defer { web.stop() }
+        let refused = try lego(
+            setup, ["--domains", "other.test.internal", "--http", "--http.webroot", webroot], path: setup.file("lego2"))
+        #expect(refused.status != 0 && (refused.stdout + refused.stderr).contains("follows redirects only to port"), "\(refused)")
+    }
+
+    @Test(.enabled(if: haveClients, "needs lego, certbot, caddy and pebble (CI installs them)"))
     func certbotObtainsRenewsAndRevokes() throws {
         let setup = try Setup()
         var environment = ProcessInfo.processInfo.environment
