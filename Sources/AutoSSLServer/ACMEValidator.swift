@@ -221,9 +221,7 @@ struct ACMEValidator: Sendable {
         let channel = try await bootstrap.connect(host: address.description, port: port).get()
         defer { channel.close(promise: nil) }
         try await channel.writeAndFlush(ByteBuffer(string: request)).get()
-        let deadline = channel.eventLoop.scheduleTask(in: .seconds(Int64(timeout))) { channel.close(promise: nil) }
-        defer { deadline.cancel() }
-        let bytes = try await collector.response()
+        let bytes = try await collector.response(timeout: timeout)
         guard let answer = parseHTTP(bytes) else { throw SocketFailure(description: "no HTTP response over TLS") }
         return answer
     }
@@ -407,11 +405,49 @@ struct ACMEValidator: Sendable {
     }
 }
 
+/// A result that is set once (later attempts are ignored) and awaited by any number of tasks:
+/// how a channel handler on an event loop hands its outcome to the validation task.
+final class OneShotResult<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var result: Result<Value, any Error>?
+    private var waiters: [CheckedContinuation<Value, any Error>] = []
+
+    func finish(_ outcome: Result<Value, any Error>) {
+        lock.lock()
+        guard result == nil else {
+            lock.unlock()
+            return
+        }
+        result = outcome
+        let pending = waiters
+        waiters = []
+        lock.unlock()
+        for waiter in pending { waiter.resume(with: outcome) }
+    }
+
+    /// The value, or `timeoutError` once `timeout` has passed without one.
+    func value(timeout: TimeInterval, timeoutError: @escaping @Sendable () -> any Error) async throws -> Value {
+        let timer = Task {
+            try await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
+            self.finish(.failure(timeoutError()))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            lock.lock()
+            if let result {
+                lock.unlock()
+                continuation.resume(with: result)
+            } else {
+                waiters.append(continuation)
+                lock.unlock()
+            }
+        }
+    }
+}
+
 /// Waits for the TLS handshake and hands out the peer's certificate and the negotiated protocol.
 final class PeerCertificateCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<Certificate, any Error>?
-    private var waiters: [CheckedContinuation<Certificate, any Error>] = []
+    private let outcome = OneShotResult<Certificate>()
 
     final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
@@ -459,35 +495,10 @@ final class PeerCertificateCollector: @unchecked Sendable {
         return Handler(collector: self)
     }
 
-    func finish(_ outcome: Result<Certificate, any Error>) {
-        lock.lock()
-        guard result == nil else {
-            lock.unlock()
-            return
-        }
-        result = outcome
-        let pending = waiters
-        waiters = []
-        lock.unlock()
-        for waiter in pending { waiter.resume(with: outcome) }
-    }
+    func finish(_ result: Result<Certificate, any Error>) { outcome.finish(result) }
 
     func certificate(timeout: TimeInterval) async throws -> Certificate {
-        let timer = Task {
-            try await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
-            self.finish(.failure(ACMEProblem(.connection, "the TLS handshake timed out")))
-        }
-        defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            lock.lock()
-            if let result {
-                lock.unlock()
-                continuation.resume(with: result)
-            } else {
-                waiters.append(continuation)
-                lock.unlock()
-            }
-        }
+        try await outcome.value(timeout: timeout) { ACMEProblem(.connection, "the TLS handshake timed out") }
     }
 }
 
@@ -540,8 +551,7 @@ enum ACMEIdentifierValue: Sendable, Equatable {
 final class HTTPResponseCollector: @unchecked Sendable {
     private let lock = NSLock()
     private var bytes: [UInt8] = []
-    private var outcome: Result<[UInt8], any Error>?
-    private var waiter: CheckedContinuation<[UInt8], any Error>?
+    private let outcome = OneShotResult<[UInt8]>()
 
     final class Handler: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
@@ -561,7 +571,7 @@ final class HTTPResponseCollector: @unchecked Sendable {
             if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError {
                 return
             }
-            collector.finish(.failure(error))
+            collector.outcome.finish(.failure(error))
             context.close(promise: nil)
         }
 
@@ -585,32 +595,11 @@ final class HTTPResponseCollector: @unchecked Sendable {
         lock.lock()
         let collected = bytes
         lock.unlock()
-        finish(collected.isEmpty ? .failure(ACMEValidator.SocketFailure(description: "the connection closed without an answer")) : .success(collected))
+        outcome.finish(
+            collected.isEmpty ? .failure(ACMEValidator.SocketFailure(description: "the connection closed without an answer")) : .success(collected))
     }
 
-    func finish(_ result: Result<[UInt8], any Error>) {
-        lock.lock()
-        guard outcome == nil else {
-            lock.unlock()
-            return
-        }
-        outcome = result
-        let pending = waiter
-        waiter = nil
-        lock.unlock()
-        pending?.resume(with: result)
-    }
-
-    func response() async throws -> [UInt8] {
-        try await withCheckedThrowingContinuation { continuation in
-            lock.lock()
-            if let outcome {
-                lock.unlock()
-                continuation.resume(with: outcome)
-            } else {
-                waiter = continuation
-                lock.unlock()
-            }
-        }
+    func response(timeout: TimeInterval) async throws -> [UInt8] {
+        try await outcome.value(timeout: timeout) { ACMEValidator.SocketFailure(description: "no answer over TLS within \(timeout) s") }
     }
 }
