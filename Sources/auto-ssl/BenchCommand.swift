@@ -45,7 +45,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         let created = try CAInitializer(directories: directories).initialise(options)
 
         if inProcess {
-            try await runInProcess(directories: directories, url: "https://127.0.0.1:\(port)", provisionerName: options.provisionerName)
+            try await runInProcess(directories: directories, url: "https://127.0.0.1:\(port)")
             return
         }
         let server = Process()
@@ -113,54 +113,18 @@ struct BenchSignCommand: AsyncParsableCommand {
     }
 
     /// The authority alone: same CSRs, tokens and durable store, no network stack.
-    func runInProcess(directories: Directories, url: String, provisionerName: String) async throws {
-        let authority = try AuthorityLoader(directories: directories).load(passwordFile: nil)
-        let password = Passwords.fromFileContents(try FileOperations.readText(directories.provisionerPasswordFile))
-        let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
-        let key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: password))
-        let csrKey = try SigningKey.generate(.p256)
-        let total = warmup + requests
-        Output.standardError("preparing \(total) CSRs and tokens...\n")
-        let prepared: [Authority.SignRequest] = try (0..<total).map { index in
-            let names = [SubjectName.dns("bench-\(index).bench.internal")]
-            let now = Int64(Date().timeIntervalSince1970)
-            let claims = ProvisionerTokenClaims(
-                iss: provisionerName, aud: [url + "/1.0/sign"], sub: names[0].description, sans: [names[0].description],
-                nbf: now, iat: now, exp: now + 300, jti: UUID().uuidString, sha: authority.rootFingerprint)
-            return .init(
-                csrPEM: try VerifiedCSR.make(names: names, key: csrKey),
-                token: try JWT.sign(payload: claims, kid: key.kid, key: try key.privateKey()), remote: "127.0.0.1")
-        }
-        func run(_ batch: ArraySlice<Authority.SignRequest>) async -> (Double, [Double]) {
-            let start = ContinuousClock.now
-            let latencies = await withTaskGroup(of: [Double].self) { group in
-                let lanes = max(1, concurrency)
-                for lane in 0..<lanes {
-                    group.addTask {
-                        var mine: [Double] = []
-                        var index = batch.startIndex + lane
-                        while index < batch.endIndex {
-                            let began = ContinuousClock.now
-                            if (try? await authority.sign(batch[index])) != nil {
-                                mine.append(SignBenchmark.milliseconds(ContinuousClock.now - began))
-                            }
-                            index += lanes
-                        }
-                        return mine
-                    }
-                }
-                return await group.reduce(into: []) { $0 += $1 }
-            }
-            return (SignBenchmark.milliseconds(ContinuousClock.now - start) / 1000, latencies.sorted())
-        }
-        _ = await run(prepared[..<warmup])
-        let (seconds, latencies) = await run(prepared[warmup...])
+    func runInProcess(directories: Directories, url: String) async throws {
+        let load = try InProcessLoad(directories: directories)
+        Output.standardError("preparing \(warmup + requests) CSRs and tokens...\n")
+        let prepared = try load.requests(warmup + requests, prefix: "bench", url: url)
+        _ = await load.run(prepared[..<warmup], lanes: concurrency)
+        let (seconds, latencies) = await load.run(prepared[warmup...], lanes: concurrency)
         func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
         print(String(format: "in-process    %d of %d issued, %d concurrent tasks, no HTTP/TLS", latencies.count, requests, concurrency))
         print(String(format: "throughput    %.0f certificates/s", Double(latencies.count) / seconds))
         print(String(format: "latency       p50 %.2f ms, p99 %.2f ms", percentile(0.5), percentile(0.99)))
         print("process RSS   \(Self.peakRSSKilobytes(pid: getpid()).map { "\($0 / 1024) MiB peak" } ?? "unknown")")
-        try await authority.store.close()
+        try await load.authority.store.close()
     }
 
     static func waitForServer(url: String, fingerprint: String) async throws -> CAClient {

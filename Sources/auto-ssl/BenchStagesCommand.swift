@@ -80,41 +80,16 @@ struct BenchStagesCommand: AsyncParsableCommand {
         options.name = "Stages CA"
         options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
         _ = try CAInitializer(directories: directories).initialise(options)
-        let authority = try AuthorityLoader(directories: directories).load(passwordFile: nil)
-        let password = Passwords.fromFileContents(try FileOperations.readText(directories.provisionerPasswordFile))
-        let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
-        let key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: password))
-        let csrKey = try SigningKey.generate(.p256)
-        func requests(_ count: Int, tag: String) throws -> [Authority.SignRequest] {
-            try (0..<count).map { index in
-                let names = [SubjectName.dns("\(tag)-\(index).stages.internal")]
-                let now = Int64(Date().timeIntervalSince1970)
-                let claims = ProvisionerTokenClaims(
-                    iss: options.provisionerName, aud: ["https://127.0.0.1:9443/1.0/sign"], sub: names[0].description,
-                    sans: [names[0].description], nbf: now, iat: now, exp: now + 300, jti: UUID().uuidString, sha: authority.rootFingerprint)
-                return .init(
-                    csrPEM: try VerifiedCSR.make(names: names, key: csrKey),
-                    token: try JWT.sign(payload: claims, kid: key.kid, key: try key.privateKey()), remote: "127.0.0.1")
-            }
-        }
+        let load = try InProcessLoad(directories: directories)
         for lanes in [1, 16] {
-            let batch = try requests(iterations, tag: "l\(lanes)")
+            let batch = try load.requests(iterations, prefix: "stages-\(lanes)", url: "https://127.0.0.1:9443")
             let cpuBefore = Self.cpuSeconds()
-            let start = ContinuousClock.now
-            await withTaskGroup(of: Void.self) { group in
-                for lane in 0..<lanes {
-                    group.addTask {
-                        for index in stride(from: lane, to: batch.count, by: lanes) { _ = try? await authority.sign(batch[index]) }
-                    }
-                }
-            }
-            let elapsed = ContinuousClock.now - start
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let (seconds, _) = await load.run(batch[...], lanes: lanes)
             let cpu = Self.cpuSeconds() - cpuBefore
             print(String(format: "%-44@ %8.0f /s, %.1f µs CPU each", "authority.sign, \(lanes) task(s)" as NSString,
                          Double(batch.count) / seconds, cpu / Double(batch.count) * 1e6))
         }
-        try await authority.store.close()
+        try await load.authority.store.close()
     }
 
     /// The durable store alone: 16 concurrent writers, group commit, synchronous=FULL.
