@@ -37,17 +37,44 @@ public final class AuditLog: Sendable {
         }
 
         /// One JSON object, keys sorted, no whitespace (built by hand: this runs for every issuance).
-        public var jsonLine: String {
-            var members: [(String, String)] = []
-            if let detail { members.append(("detail", JSONText.quote(detail))) }
-            members.append(("event", JSONText.quote(event)))
-            if let provisioner { members.append(("provisioner", JSONText.quote(provisioner))) }
-            if let reason { members.append(("reason", JSONText.quote(reason))) }
-            if let remote { members.append(("remote", JSONText.quote(remote))) }
-            if let sans { members.append(("sans", JSONText.array(sans.map(JSONText.quote)))) }
-            if let serial { members.append(("serial", JSONText.quote(serial))) }
-            members.append(("time", JSONText.quote(AuditLog.timestamp(time))))
-            return JSONText.object(members)
+        public var jsonLine: String { String(decoding: jsonBytes, as: UTF8.self) }
+
+        /// `jsonLine` as UTF-8, written straight into one buffer.
+        public var jsonBytes: [UInt8] {
+            var writer = JSONWriter(capacity: 320)
+            writer.raw("{")
+            // Members in key order: detail, event, provisioner, reason, remote, sans, serial, time.
+            if let detail {
+                writer.raw("\"detail\":")
+                writer.string(detail)
+                writer.raw(",")
+            }
+            writer.raw("\"event\":")
+            writer.string(event)
+            if let provisioner {
+                writer.raw(",\"provisioner\":")
+                writer.string(provisioner)
+            }
+            if let reason {
+                writer.raw(",\"reason\":")
+                writer.string(reason)
+            }
+            if let remote {
+                writer.raw(",\"remote\":")
+                writer.string(remote)
+            }
+            if let sans {
+                writer.raw(",\"sans\":")
+                writer.array(sans)
+            }
+            if let serial {
+                writer.raw(",\"serial\":")
+                writer.string(serial)
+            }
+            writer.raw(",\"time\":")
+            writer.timestamp(time, milliseconds: true)
+            writer.raw("}")
+            return writer.bytes
         }
     }
 
@@ -70,8 +97,8 @@ public final class AuditLog: Sendable {
     deinit { close(descriptor) }
 
     public func record(_ event: Event) {
-        let json = event.jsonLine
-        var line = Array(json.utf8)
+        var line = event.jsonBytes
+        let json = String(decoding: line, as: UTF8.self)
         line.append(0x0A)
         let written = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
         if written != line.count {

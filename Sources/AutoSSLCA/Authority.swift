@@ -28,6 +28,20 @@ public struct IssuedCertificate: Sendable {
     public var leaf: Certificate
     public var intermediate: Certificate
     public var serial: String
+    /// The leaf's DER, as stored (kept so responses need not serialize the certificate again).
+    public var leafDER: [UInt8]
+
+    public init(leaf: Certificate, intermediate: Certificate, serial: String, leafDER: [UInt8]? = nil) throws {
+        self.leaf = leaf
+        self.intermediate = intermediate
+        self.serial = serial
+        self.leafDER = try leafDER ?? leaf.derBytes()
+    }
+
+    /// The leaf as PEM, from the stored DER.
+    public var leafPEM: String {
+        PEM.encode(leafDER, label: "CERTIFICATE")
+    }
 }
 
 /// A provisioner as the authority uses it: its public key and effective policy.
@@ -203,7 +217,8 @@ public final class Authority: Sendable {
             expiresAt: Date(timeIntervalSince1970: TimeInterval(claims.exp)).addingTimeInterval(Self.clockSkew))
         return try await issue(
             names: names, publicKey: csr.publicKey, keyType: csr.keyAlgorithm, notBefore: notBefore, notAfter: notAfter,
-            provisioner: provisioner.settings.name, token: token, renewedFrom: nil, remote: request.remote, now: now)
+            provisioner: provisioner.settings.name, token: token, renewedFrom: nil, remote: request.remote, now: now,
+            subjectKeyIdentifier: csr.subjectKeyIdentifier)
     }
 
     /// Signs, then consumes the token and stores the certificate under its serial in one durable
@@ -211,7 +226,7 @@ public final class Authority: Sendable {
     func issue(
         names: [SubjectName], publicKey: Certificate.PublicKey, keyType: KeyAlgorithm, notBefore: Date, notAfter: Date,
         provisioner: String, token: TokenUse?, renewedFrom: String?, remote: String?, now: Date, event: String = "certificate.issued",
-        requester: String? = nil
+        requester: String? = nil, subjectKeyIdentifier: ArraySlice<UInt8>? = nil
     ) async throws -> IssuedCertificate {
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
@@ -219,11 +234,12 @@ public final class Authority: Sendable {
         // not one after another on the database writer); handed out only once its row is durable.
         let leaf = try CertificateProfiles.leaf(
             names: names, publicKey: publicKey, serial: serial, issuer: intermediate, issuerKey: intermediateKey,
-            notBefore: notBefore, notAfter: notAfter)
+            notBefore: notBefore, notAfter: notAfter, subjectKeyIdentifier: subjectKeyIdentifier)
+        let der = try leaf.derBytes()
         let record = CertificateRecord(
             serial: serialHex, status: .issued, commonName: names[0].description, names: names.map(\.description),
             notBefore: notBefore, notAfter: notAfter, keyType: keyType.rawValue, provisioner: provisioner,
-            requester: requester ?? remote, renewedFrom: renewedFrom, der: try leaf.derBytes(), createdAt: now)
+            requester: requester ?? remote, renewedFrom: renewedFrom, der: der, createdAt: now)
         do {
             try await store.recordIssuance(record, token: token)
         } catch StoreError.tokenAlreadyUsed {
@@ -236,7 +252,7 @@ public final class Authority: Sendable {
             event, time: now, serial: serialHex, sans: names.map(\.description), provisioner: provisioner, remote: remote,
             detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")
                 + (requester.map { ", for \($0)" } ?? "")))
-        return IssuedCertificate(leaf: leaf, intermediate: intermediate, serial: serialHex)
+        return try IssuedCertificate(leaf: leaf, intermediate: intermediate, serial: serialHex, leafDER: der)
     }
 
     /// Validity from the request's notBefore/notAfter (RFC 3339 times or durations from now), else the

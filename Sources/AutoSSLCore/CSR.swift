@@ -9,10 +9,17 @@ public struct VerifiedCSR: Sendable {
     public let keyAlgorithm: KeyAlgorithm
     /// DNS and IP names from the extensionRequest's subjectAltName, plus the CN if it is not among them.
     public let names: [SubjectName]
+    /// The subject key identifier of the requested key, when it could be read from the CSR's own
+    /// bytes (a canonically encoded EC key); nil means "compute it from `publicKey`".
+    public let subjectKeyIdentifier: ArraySlice<UInt8>?
 
     /// Parses a PEM ("CERTIFICATE REQUEST" or "NEW CERTIFICATE REQUEST") or DER CSR, checks its
     /// signature with its own public key, and refuses key types we do not issue for.
     public init(pem: String) throws {
+        if let der = FastPEM.body(of: pem, label: "CERTIFICATE REQUEST") {
+            try self.init(der: der)
+            return
+        }
         let document: PEMDocument
         do {
             document = try PEMDocument(pemString: pem)
@@ -73,6 +80,21 @@ public struct VerifiedCSR: Sendable {
         self.request = csr
         self.keyAlgorithm = algorithm
         self.names = names
+        // Hashing the key's bytes as sent saves converting the parsed key back to bytes (a field
+        // inversion); only done when those bytes are exactly what the certificate will carry.
+        self.subjectKeyIdentifier = Self.subjectPublicKeyInfo(inCSR: der).flatMap(CertificateProfiles.keyIdentifier(forCanonicalSPKI:))
+    }
+
+    /// The DER of the SubjectPublicKeyInfo inside a CSR that has already been parsed successfully:
+    /// CertificationRequest → CertificationRequestInfo → (version, subject, SPKI).
+    static func subjectPublicKeyInfo(inCSR der: [UInt8]) -> ArraySlice<UInt8>? {
+        var outer = DERWalker(der[...])
+        guard let request = outer.next(tag: 0x30)?.content else { return nil }
+        var requestFields = DERWalker(request)
+        guard let info = requestFields.next(tag: 0x30)?.content else { return nil }
+        var infoFields = DERWalker(info)
+        guard infoFields.next(tag: 0x02) != nil, infoFields.next(tag: 0x30) != nil else { return nil }
+        return infoFields.next(tag: 0x30)?.element
     }
 
     public var publicKey: Certificate.PublicKey { request.publicKey }

@@ -21,6 +21,25 @@ public enum CertificateProfiles {
         ArraySlice(SHA256.hash(data: Array(publicKey.subjectPublicKeyInfoBytes)).prefix(20))
     }
 
+    /// The DER prefixes of P-256 and P-384 SubjectPublicKeyInfos as swift-certificates writes them
+    /// (id-ecPublicKey, the named curve, an uncompressed point), with the point's length.
+    static let canonicalECPrefixes: [(prefix: [UInt8], pointLength: Int)] = [
+        ([0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE,
+          0x3D, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04], 64),
+        ([0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x05, 0x2B, 0x81, 0x04, 0x00,
+          0x22, 0x03, 0x62, 0x00, 0x04], 96),
+    ]
+
+    /// `keyIdentifier(for:)` from the SPKI bytes a CSR carried, when those bytes are exactly what a
+    /// certificate for that key will contain (a canonical P-256/P-384 encoding); else nil. The
+    /// identifier hashes the key's bit string: the uncompressed point at the end of the SPKI.
+    public static func keyIdentifier(forCanonicalSPKI spki: ArraySlice<UInt8>) -> ArraySlice<UInt8>? {
+        for (prefix, pointLength) in canonicalECPrefixes where spki.count == prefix.count + pointLength && spki.starts(with: prefix) {
+            return ArraySlice(SHA256.hash(data: spki.suffix(pointLength + 1)).prefix(20))
+        }
+        return nil
+    }
+
     public static func rootSubject(caName: String) throws -> DistinguishedName {
         try DistinguishedName {
             OrganizationName(caName)
@@ -88,9 +107,12 @@ public enum CertificateProfiles {
 
     /// A TLS leaf for `names` (the first is also the subject CN): serverAuth + clientAuth so the same
     /// certificate authenticates renewal over mutual TLS.
+    /// `subjectKeyIdentifier`, when given, must equal `keyIdentifier(for: publicKey)` (callers pass
+    /// the one `keyIdentifier(forCanonicalSPKI:)` read from a CSR).
     public static func leaf(
         names: [SubjectName], publicKey: Certificate.PublicKey, serial: Certificate.SerialNumber,
-        issuer: Certificate, issuerKey: SigningKey, notBefore: Date, notAfter: Date
+        issuer: Certificate, issuerKey: SigningKey, notBefore: Date, notAfter: Date,
+        subjectKeyIdentifier: ArraySlice<UInt8>? = nil
     ) throws -> Certificate {
         guard let first = names.first else {
             throw AutoSSLError.invalidArgument("a certificate needs at least one name")
@@ -105,7 +127,7 @@ public enum CertificateProfiles {
             Critical(BasicConstraints.notCertificateAuthority)
             Critical(keyUsage)
             try ExtendedKeyUsage([.serverAuth, .clientAuth])
-            SubjectKeyIdentifier(keyIdentifier: keyIdentifier(for: publicKey))
+            SubjectKeyIdentifier(keyIdentifier: subjectKeyIdentifier ?? keyIdentifier(for: publicKey))
             AuthorityKeyIdentifier(keyIdentifier: try authorityKeyIdentifier(of: issuer))
             SubjectAlternativeNames(names.map(\.generalName))
         }

@@ -26,22 +26,51 @@ public enum Base64URL {
     }
 
     static func decode(bytes utf8: some Collection<UInt8>) -> Data? {
-        var bytes = Array(utf8)
-        for index in bytes.indices {
-            switch bytes[index] {
-            case 0x2D: bytes[index] = 0x2B  // - -> +
-            case 0x5F: bytes[index] = 0x2F  // _ -> /
-            case 0x2B, 0x2F, 0x3D: return nil  // not base64url
-            default: break
+        if let decoded = utf8.withContiguousStorageIfAvailable(decode(contiguous:)) { return decoded }
+        return Array(utf8).withUnsafeBufferPointer(decode(contiguous:))
+    }
+
+    /// Alphabet position of each byte, 0xFF for bytes outside the base64url alphabet.
+    private static let alphabetIndex: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (index, byte) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8.enumerated() {
+            table[Int(byte)] = UInt8(index)
+        }
+        return table
+    }()
+
+    /// Unpadded base64url (RFC 4648 §5), decoded in one pass. Like Foundation's decoder (which this
+    /// replaced on the token path), it ignores the unused low bits of a final partial group.
+    static func decode(contiguous input: UnsafeBufferPointer<UInt8>) -> Data? {
+        let remainder = input.count % 4
+        guard remainder != 1 else { return nil }
+        var output = Data(count: input.count / 4 * 3 + (remainder == 0 ? 0 : remainder - 1))
+        let valid = alphabetIndex.withUnsafeBufferPointer { table in
+            output.withUnsafeMutableBytes { raw -> Bool in
+                let out = raw.bindMemory(to: UInt8.self)
+                var written = 0
+                var index = 0
+                while index + 4 <= input.count {
+                    let a = table[Int(input[index])], b = table[Int(input[index + 1])]
+                    let c = table[Int(input[index + 2])], d = table[Int(input[index + 3])]
+                    guard (a | b | c | d) & 0xC0 == 0 else { return false }
+                    out[written] = a << 2 | b >> 4
+                    out[written + 1] = b << 4 | c >> 2
+                    out[written + 2] = c << 6 | d
+                    written += 3
+                    index += 4
+                }
+                if remainder >= 2 {
+                    let a = table[Int(input[index])], b = table[Int(input[index + 1])]
+                    let c = remainder == 3 ? table[Int(input[index + 2])] : 0
+                    guard (a | b | c) & 0xC0 == 0 else { return false }
+                    out[written] = a << 2 | b >> 4
+                    if remainder == 3 { out[written + 1] = b << 4 | c >> 2 }
+                }
+                return true
             }
         }
-        switch bytes.count % 4 {
-        case 0: break
-        case 2: bytes += [0x3D, 0x3D]
-        case 3: bytes.append(0x3D)
-        default: return nil
-        }
-        return Data(base64Encoded: Data(bytes))
+        return valid ? output : nil
     }
 }
 

@@ -11,41 +11,13 @@ import Darwin
 public enum JSONText {
     /// A JSON string literal (RFC 8259 §7), quotes included.
     public static func quote(_ text: String) -> String {
-        let utf8 = text.utf8
         // Most values (serials, names, base64) need no escaping at all.
-        if !utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+        if !text.utf8.contains(where: JSONWriter.needsEscape) {
             return "\"" + text + "\""
         }
-        let hex: StaticString = "0123456789abcdef"
-        var out = [UInt8]()
-        out.reserveCapacity(utf8.count + 16)
-        out.append(0x22)
-        for byte in utf8 {
-            switch byte {
-            case 0x22, 0x5C:
-                out.append(0x5C)
-                out.append(byte)
-            case 0x0A:
-                out.append(0x5C)
-                out.append(0x6E)
-            case 0x0D:
-                out.append(0x5C)
-                out.append(0x72)
-            case 0x09:
-                out.append(0x5C)
-                out.append(0x74)
-            case 0x00..<0x20:
-                out.append(0x5C)
-                out.append(0x75)
-                out.append(0x30)
-                out.append(0x30)
-                out.append(hex.utf8Start[Int(byte >> 4)])
-                out.append(hex.utf8Start[Int(byte & 0x0F)])
-            default: out.append(byte)
-            }
-        }
-        out.append(0x22)
-        return String(decoding: out, as: UTF8.self)
+        var writer = JSONWriter(capacity: text.utf8.count + 16)
+        writer.string(text)
+        return String(decoding: writer.bytes, as: UTF8.self)
     }
 
     /// `{"k1":v1,"k2":v2}` from already-encoded values, keys in the order given.
@@ -58,23 +30,121 @@ public enum JSONText {
     }
 }
 
+/// Builds JSON text directly in a byte buffer: no intermediate strings per member, which is what
+/// an audit line per issuance used to cost.
+public struct JSONWriter {
+    public private(set) var bytes: [UInt8] = []
+
+    public init(capacity: Int = 256) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    static func needsEscape(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x22 || byte == 0x5C }
+
+    /// Text that is already JSON (punctuation, keys known not to need escaping).
+    public mutating func raw(_ text: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    public mutating func raw(_ text: String) {
+        bytes.append(contentsOf: text.utf8)
+    }
+
+    /// A JSON string literal, quotes included, escaped as RFC 8259 §7 requires.
+    public mutating func string(_ text: String) {
+        bytes.append(0x22)
+        var text = text
+        text.withUTF8 { utf8 in
+            guard utf8.contains(where: Self.needsEscape) else {
+                bytes.append(contentsOf: utf8)
+                return
+            }
+            let hex: StaticString = "0123456789abcdef"
+            for byte in utf8 {
+                switch byte {
+                case 0x22, 0x5C: bytes.append(0x5C); bytes.append(byte)
+                case 0x0A: bytes.append(0x5C); bytes.append(0x6E)
+                case 0x0D: bytes.append(0x5C); bytes.append(0x72)
+                case 0x09: bytes.append(0x5C); bytes.append(0x74)
+                case 0x00..<0x20:
+                    bytes.append(contentsOf: [0x5C, 0x75, 0x30, 0x30])
+                    bytes.append(hex.utf8Start[Int(byte >> 4)])
+                    bytes.append(hex.utf8Start[Int(byte & 0x0F)])
+                default: bytes.append(byte)
+                }
+            }
+        }
+        bytes.append(0x22)
+    }
+
+    /// `["a","b"]`
+    public mutating func array(_ values: [String]) {
+        bytes.append(0x5B)
+        for (index, value) in values.enumerated() {
+            if index > 0 { bytes.append(0x2C) }
+            string(value)
+        }
+        bytes.append(0x5D)
+    }
+
+    /// An RFC 3339 time as a JSON string.
+    public mutating func timestamp(_ date: Date, milliseconds: Bool) {
+        bytes.append(0x22)
+        Timestamp.append(date, milliseconds: milliseconds, to: &bytes)
+        bytes.append(0x22)
+    }
+}
+
 public enum Timestamp {
     /// RFC 3339 in UTC: `2026-11-29T01:22:33Z`, or with milliseconds `2026-11-29T01:22:33.123Z`.
     public static func rfc3339(_ date: Date, milliseconds: Bool = false) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(24)
+        append(date, milliseconds: milliseconds, to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends the RFC 3339 form of `date` (UTC) as ASCII digits.
+    public static func append(_ date: Date, milliseconds: Bool, to bytes: inout [UInt8]) {
         let interval = date.timeIntervalSince1970
         var seconds = time_t(interval.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        func digits(_ value: Int32, _ width: Int) {
+            // At least `width` digits; years beyond 9999 keep all of theirs.
+            var value = Int(value)
+            if value < 0 {
+                bytes.append(0x2D)
+                value = -value
+            }
+            var divisor = 1
+            var count = 1
+            while divisor <= value / 10 {
+                divisor *= 10
+                count += 1
+            }
+            for _ in count..<max(count, width) { bytes.append(0x30) }
+            while divisor > 0 {
+                bytes.append(UInt8(0x30 + (value / divisor) % 10))
+                divisor /= 10
+            }
         }
-        var text = "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))"
+        digits(parts.tm_year + 1900, 4)
+        bytes.append(0x2D)
+        digits(parts.tm_mon + 1, 2)
+        bytes.append(0x2D)
+        digits(parts.tm_mday, 2)
+        bytes.append(0x54)
+        digits(parts.tm_hour, 2)
+        bytes.append(0x3A)
+        digits(parts.tm_min, 2)
+        bytes.append(0x3A)
+        digits(parts.tm_sec, 2)
         if milliseconds {
             let millis = Int32(((interval - interval.rounded(.down)) * 1000).rounded(.down))
-            text += "." + pad(min(millis, 999), 3)
+            bytes.append(0x2E)
+            digits(min(millis, 999), 3)
         }
-        return text + "Z"
+        bytes.append(0x5A)
     }
 }

@@ -255,7 +255,7 @@ public final class CAServer: Sendable {
 
     /// `{"crt", "ca", "certChain"}`, encoded by hand: it is on every issuance's path.
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
-        let leaf = JSONText.quote(try issued.leaf.pemString())
+        let leaf = JSONText.quote(issued.leafPEM)
         let ca = quotedIntermediatePEM  // the authority always signs with its current intermediate
         return Self.json(JSONText.object([("ca", ca), ("certChain", JSONText.array([leaf, ca])), ("crt", leaf)]), status: .created)
     }

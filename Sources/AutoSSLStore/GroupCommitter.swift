@@ -3,6 +3,28 @@ import GRDB
 import Logging
 import Synchronization
 
+/// Where the writer thread resumes waiting writers. Installed once, before the first write, by a
+/// process whose tasks run on event-loop threads (`ca serve`): a waiter is then resumed on the
+/// loop it submitted from, so its response is written without another thread hop.
+public struct WaiterAffinity: Sendable {
+    /// The executor the calling thread belongs to, if any.
+    public var current: @Sendable () -> (any AnyObject & Sendable)?
+    /// Runs `work` on that executor.
+    public var run: @Sendable (any AnyObject & Sendable, @escaping @Sendable () -> Void) -> Void
+
+    public init(
+        current: @escaping @Sendable () -> (any AnyObject & Sendable)?,
+        run: @escaping @Sendable (any AnyObject & Sendable, @escaping @Sendable () -> Void) -> Void
+    ) {
+        self.current = current
+        self.run = run
+    }
+
+    private static let storage = Mutex<WaiterAffinity?>(nil)
+    static var installed: WaiterAffinity? { storage.withLock { $0 } }
+    public static func install(_ affinity: WaiterAffinity) { storage.withLock { $0 = affinity } }
+}
+
 /// Group commit: writes submitted while a transaction is being made durable wait and then share the
 /// next transaction. A write that fails (a replayed token, say) aborts the transaction; it gets its
 /// error and the rest of the batch is committed again without it. Failures are rare, so the common
@@ -18,6 +40,8 @@ final class GroupCommitter: Sendable {
     private struct Pending {
         let operation: Operation
         let continuation: CheckedContinuation<Void, any Error>
+        /// The executor the submitter ran on, when `WaiterAffinity` names one.
+        let home: (any AnyObject & Sendable)?
     }
 
     private struct State {
@@ -44,10 +68,11 @@ final class GroupCommitter: Sendable {
     var largestBatch: Int { state.withLock { $0.largestBatch } }
 
     func submit(_ operation: @escaping Operation) async throws {
+        let home = WaiterAffinity.installed?.current()
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let action: SubmitAction = state.withLock { state in
                 if state.closed { return .refuse }
-                state.pending.append(Pending(operation: operation, continuation: continuation))
+                state.pending.append(Pending(operation: operation, continuation: continuation, home: home))
                 if state.writerRunning { return state.pending.count == 1 ? .wake : .none }
                 state.writerRunning = true
                 return .start
@@ -98,12 +123,36 @@ final class GroupCommitter: Sendable {
             case .commit(let batch):
                 timedOut = false
                 let outcomes = commit(batch.map(\.operation))
-                for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(with: outcome) }
+                resume(batch, with: outcomes)
             case .wait:
                 // A stale signal (from a submission this loop already took) only costs one empty pass.
                 timedOut = wakeup.wait(timeout: .now() + Self.idleTimeout) == .timedOut
             case .exit:
                 return
+            }
+        }
+    }
+
+    /// Hands each waiter its outcome. Waiters that came from an executor named by `WaiterAffinity`
+    /// are resumed there, all of one executor's in a single job: one wake-up per executor and batch
+    /// instead of one per waiter, and each task continues where its connection lives.
+    private func resume(_ batch: [Pending], with outcomes: [Result<Void, any Error>]) {
+        guard let affinity = WaiterAffinity.installed else {
+            for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(with: outcome) }
+            return
+        }
+        var groups: [ObjectIdentifier: (home: any AnyObject & Sendable, waiters: [(CheckedContinuation<Void, any Error>, Result<Void, any Error>)])] = [:]
+        for (item, outcome) in zip(batch, outcomes) {
+            guard let home = item.home else {
+                item.continuation.resume(with: outcome)
+                continue
+            }
+            groups[ObjectIdentifier(home), default: (home, [])].waiters.append((item.continuation, outcome))
+        }
+        for group in groups.values {
+            let waiters = group.waiters
+            affinity.run(group.home) {
+                for (continuation, outcome) in waiters { continuation.resume(with: outcome) }
             }
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AutoSSLCore
+import AutoSSLStore
 import Foundation
 import Logging
 import NIOCore
@@ -13,6 +14,12 @@ LoggingSetup.bootstrap()
 // docs/benchmarks.md). It must happen on the main thread before the first task starts.
 if Array(CommandLine.arguments.dropFirst().prefix(2)) == ["ca", "serve"] {
     NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    // Committed writes resume on the loop they came from, one job per loop and batch.
+    WaiterAffinity.install(.init(
+        current: { MultiThreadedEventLoopGroup.currentEventLoop },
+        run: { loop, work in
+            if let loop = loop as? any EventLoop { loop.execute(work) } else { work() }
+        }))
 }
 exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 

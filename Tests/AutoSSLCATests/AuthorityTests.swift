@@ -94,6 +94,22 @@ import X509
         #expect(audit["serial"] as? String == issued.serial)
         #expect(audit["remote"] as? String == "192.0.2.1")
         #expect(audit["sans"] as? [String] == names)
+        // The key identifier read from the CSR's bytes is the one computed from the key.
+        let ski = try #require(try issued.leaf.extensions.subjectKeyIdentifier)
+        #expect(ski.keyIdentifier == CertificateProfiles.keyIdentifier(for: issued.leaf.publicKey))
+        #expect(issued.leafPEM == (try issued.leaf.pemString()))
+    }
+
+    @Test func auditLinesAreSortedCompactJSON() throws {
+        let event = AuditLog.Event(
+            "certificate.issued", time: Date(timeIntervalSince1970: 1_796_000_000.5), serial: "0a1b", sans: ["a.test", "10.0.0.1"],
+            provisioner: "admin", remote: "192.0.2.1", reason: "quote \" and \\ and \n", detail: "valid until x")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(event.jsonLine.utf8)) as? [String: Any])
+        let sorted = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        #expect(event.jsonLine == String(decoding: sorted, as: UTF8.self))
+        #expect(object["time"] as? String == "2026-11-30T00:53:20.500Z")
+        let minimal = AuditLog.Event("service.start", time: Date(timeIntervalSince1970: 0))
+        #expect(minimal.jsonLine == #"{"event":"service.start","time":"1970-01-01T00:00:00.000Z"}"#)
     }
 
     @Test func aTokenWorksOnlyOnce() async throws {

@@ -1,7 +1,23 @@
 @testable import AutoSSLStore
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
+
+/// Stands in for an event loop: counts the jobs the writer thread hands it.
+final class RecordingExecutor: Sendable {
+    let queue = DispatchQueue(label: "recording-executor")
+    let jobs = Mutex(0)
+    func execute(_ work: @escaping @Sendable () -> Void) {
+        jobs.withLock { $0 += 1 }
+        queue.async(execute: work)
+    }
+}
+
+enum AffinityMarker {
+    /// Only tasks of the affinity test carry an executor; every other test's writes resume directly.
+    @TaskLocal static var executor: RecordingExecutor?
+}
 
 @Suite struct StoreTests {
     func record(_ serial: String, notAfter: Date = Date().addingTimeInterval(86_400), der: [UInt8]? = [0]) -> CertificateRecord {
@@ -85,6 +101,31 @@ import TestSupport
         }
         #expect(outcomes.filter { $0 }.count == 181)
         #expect(store.committer.largestBatch > 1)
+        try await store.close()
+    }
+
+    @Test func waitersResumeOnTheirExecutorWithOneJobPerBatch() async throws {
+        WaiterAffinity.install(.init(
+            current: { AffinityMarker.executor },
+            run: { home, work in (home as? RecordingExecutor)?.execute(work) }))
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        let executor = RecordingExecutor()
+        let issued = await AffinityMarker.$executor.withValue(executor) {
+            await withTaskGroup(of: Bool.self) { group in
+                for i in 0..<64 {
+                    group.addTask { (try? await store.recordIssuance(self.record(String(format: "a%03x", i)), token: nil)) != nil }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+        }
+        #expect(issued == 64)
+        #expect(try await store.certificates(CertificateQuery(), now: Date()).count == 64)
+        // Every waiter came back through the executor, batched: fewer jobs than waiters.
+        let jobs = executor.jobs.withLock { $0 }
+        #expect(jobs >= 1)
+        #expect(store.committer.largestBatch > 1)
+        #expect(jobs < 64)
         try await store.close()
     }
 
