@@ -74,4 +74,29 @@ public enum PEM {
         let body = Data(der).base64EncodedString(options: [.lineLength64Characters, .endLineWithLineFeed])
         return "-----BEGIN \(label)-----\n" + (body.isEmpty ? "" : body + "\n") + "-----END \(label)-----\n"
     }
+
+    /// `JSONText.quote(encode(der, label:))` as UTF-8, written directly (issuance responses carry
+    /// the leaf this way): the line ends become the two characters `\n`.
+    public static func jsonQuoted(_ der: [UInt8], label: String) -> [UInt8] {
+        let base64 = Data(der).base64EncodedData()
+        let lineEnd: [UInt8] = [0x5C, 0x6E]
+        var out: [UInt8] = []
+        out.reserveCapacity(base64.count + base64.count / 32 + 2 * label.utf8.count + 40)
+        out.append(0x22)
+        out.append(contentsOf: "-----BEGIN \(label)-----".utf8)
+        out.append(contentsOf: lineEnd)
+        base64.withUnsafeBytes { raw in
+            var start = 0
+            while start < raw.count {
+                let end = min(start + 64, raw.count)
+                out.append(contentsOf: raw[start..<end])
+                out.append(contentsOf: lineEnd)
+                start = end
+            }
+        }
+        out.append(contentsOf: "-----END \(label)-----".utf8)
+        out.append(contentsOf: lineEnd)
+        out.append(0x22)
+        return out
+    }
 }

@@ -40,11 +40,13 @@ struct APIError: HTTPResponseError {
     let message: String
     var headers: HTTPFields = [:]
 
+    /// `{"status": N, "message": "..."}`
+    var jsonBody: String { #"{"status":\#(status.code),"message":\#(jsonString(message))}"# }
+
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = #"{"status":\#(status.code),"message":\#(jsonString(message))}"#
         var fields = headers
         fields[.contentType] = "application/json"
-        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: body)))
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(string: jsonBody)))
     }
 }
 
@@ -60,24 +62,33 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as APIError {
-            throw error
-        } catch let error as AuthorityError {
-            throw APIError(status: error.kind.httpStatus, message: error.message)
-        } catch let error as HTTPError {
-            let message: String
-            switch error.status {
-            case .contentTooLarge: message = "the request body exceeds \(CAServer.maximumBodySize) bytes"
-            case .notFound: message = "not found"
-            default: message = error.body ?? error.status.reasonPhrase
-            }
-            throw APIError(status: error.status, message: message)
-        } catch let error as AutoSSLError {
-            throw APIError(status: .badRequest, message: error.message)
         } catch {
-            logger.error("internal error: \(error)")
-            throw APIError(status: .internalServerError, message: "internal error; see the CA's log")
+            throw apiError(for: error, logger: logger)
         }
+    }
+}
+
+/// The JSON error a client gets for `error`: the authority's and our own messages as they are,
+/// internal failures as a generic 500 (details only in the log).
+func apiError(for error: any Error, logger: Logger) -> APIError {
+    switch error {
+    case let error as APIError:
+        return error
+    case let error as AuthorityError:
+        return APIError(status: error.kind.httpStatus, message: error.message)
+    case let error as HTTPError:
+        let message: String
+        switch error.status {
+        case .contentTooLarge: message = "the request body exceeds \(CAServer.maximumBodySize) bytes"
+        case .notFound: message = "not found"
+        default: message = error.body ?? error.status.reasonPhrase
+        }
+        return APIError(status: error.status, message: message)
+    case let error as AutoSSLError:
+        return APIError(status: .badRequest, message: error.message)
+    default:
+        logger.error("internal error: \(error)")
+        return APIError(status: .internalServerError, message: "internal error; see the CA's log")
     }
 }
 
@@ -107,7 +118,7 @@ public final class CAServer: Sendable {
     let reloadSettings: @Sendable () throws -> CASettings
     let intermediatePEM: String
     /// The intermediate as a JSON string, once: it is in every issuance's response.
-    let quotedIntermediatePEM: String
+    let quotedIntermediatePEMBytes: [UInt8]
     let acme: ACMEService?
 
     /// `reloadProvisioners` reads the provisioners from the configuration again; it runs every few
@@ -127,7 +138,7 @@ public final class CAServer: Sendable {
             acme = nil
         }
         self.intermediatePEM = try authority.intermediate.pemString()
-        self.quotedIntermediatePEM = JSONText.quote(intermediatePEM)
+        self.quotedIntermediatePEMBytes = Array(JSONText.quote(intermediatePEM).utf8)
         self.logger = logger
         self.limiter = FailureLimiter()
         self.identity = try await ServerIdentity(authority: authority, logger: logger)
@@ -211,6 +222,22 @@ public final class CAServer: Sendable {
         _ request: Request, context: CARequestContext, _ body: (ByteBuffer, String) async throws -> T
     ) async throws -> T {
         let remote = context.remoteAddress ?? "unknown"
+        try refuseIfRateLimited(remote)
+        let path = request.uri.path
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maximumBodySize {
+            throw bodyTooLarge(remote: remote, path: path)
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: Self.maximumBodySize)
+        } catch is NIOTooManyBytesError {
+            throw bodyTooLarge(remote: remote, path: path)
+        }
+        return try await countingFailures(remote: remote, path: path) { try await body(buffer, remote) }
+    }
+
+    /// A client that failed authentication too often waits before anything else is looked at.
+    func refuseIfRateLimited(_ remote: String) throws {
         if let wait = limiter.retryAfter(remote) {
             authority.audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
             throw APIError(
@@ -218,28 +245,23 @@ public final class CAServer: Sendable {
                 message: "too many failed authentication attempts from \(remote); retry in \(wait) s",
                 headers: [.retryAfter: "\(wait)"])
         }
-        let path = request.uri.path
-        func tooLarge() -> HTTPError {
-            authority.audit.record(.init(
-                "request.refused", remote: remote, reason: "request body larger than \(Self.maximumBodySize) bytes", detail: path))
-            return HTTPError(.contentTooLarge)
-        }
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maximumBodySize {
-            throw tooLarge()
-        }
-        let buffer: ByteBuffer
+    }
+
+    func bodyTooLarge(remote: String, path: String) -> HTTPError {
+        authority.audit.record(.init(
+            "request.refused", remote: remote, reason: "request body larger than \(Self.maximumBodySize) bytes", detail: path))
+        return HTTPError(.contentTooLarge)
+    }
+
+    /// Runs an authenticated request's work, remembering authentication failures for the rate
+    /// limiter and auditing malformed bodies (which never reach the authority).
+    func countingFailures<T>(remote: String, path: String, _ work: () async throws -> T) async throws -> T {
         do {
-            buffer = try await request.body.collect(upTo: Self.maximumBodySize)
-        } catch is NIOTooManyBytesError {
-            throw tooLarge()
-        }
-        do {
-            return try await body(buffer, remote)
+            return try await work()
         } catch let error as AuthorityError where error.kind == .unauthorized {
             limiter.recordFailure(remote)
             throw error
         } catch let error as APIError where error.status == .badRequest {
-            // Malformed bodies never reach the authority; audit them here.
             authority.audit.record(.init("request.refused", remote: remote, reason: error.message, detail: path))
             throw error
         }
@@ -253,11 +275,34 @@ public final class CAServer: Sendable {
         }
     }
 
-    /// `{"crt", "ca", "certChain"}`, encoded by hand: it is on every issuance's path.
+    /// `{"ca", "certChain", "crt"}`, written straight into the response buffer: it is on every
+    /// issuance's path. The authority always signs with its current intermediate.
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
-        let leaf = JSONText.quote(issued.leafPEM)
-        let ca = quotedIntermediatePEM  // the authority always signs with its current intermediate
-        return Self.json(JSONText.object([("ca", ca), ("certChain", JSONText.array([leaf, ca])), ("crt", leaf)]), status: .created)
+        Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: chainBody(issued)))
+    }
+
+    /// `/sign` once its body is read (by the router or by `SignFastPath`): the response body.
+    func signedChain(body buffer: ByteBuffer, remote: String) async throws -> ByteBuffer {
+        let body = try SignBody.decode(buffer)
+        return chainBody(try await authority.sign(
+            .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote)))
+    }
+
+    func chainBody(_ issued: IssuedCertificate) -> ByteBuffer {
+        let leaf = PEM.jsonQuoted(issued.leafDER, label: "CERTIFICATE")
+        let ca = quotedIntermediatePEMBytes
+        var body = ByteBuffer()
+        body.reserveCapacity(2 * (leaf.count + ca.count) + 40)
+        body.writeStaticString(#"{"ca":"#)
+        body.writeBytes(ca)
+        body.writeStaticString(#","certChain":["#)
+        body.writeBytes(leaf)
+        body.writeStaticString(",")
+        body.writeBytes(ca)
+        body.writeStaticString(#"],"crt":"#)
+        body.writeBytes(leaf)
+        body.writeStaticString("}")
+        return body
     }
 
     func renew(_ request: Request, context: CARequestContext) async throws -> Response {
@@ -355,9 +400,9 @@ public final class CAServer: Sendable {
 
     func sign(_ request: Request, context: CARequestContext) async throws -> Response {
         try await authenticated(request, context: context) { buffer, remote in
-            let body = try SignBody.decode(buffer)
-            return try chainResponse(try await authority.sign(
-                .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote)))
+            Response(
+                status: .created, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: try await signedChain(body: buffer, remote: remote)))
         }
     }
 
@@ -370,7 +415,8 @@ public final class CAServer: Sendable {
             let host = address.host.isEmpty ? "0.0.0.0" : address.host
             let app = Application(
                 router: router,
-                server: try .tls(.http1(), tlsConfiguration: tls),
+                // /sign is answered in the pipeline (SignFastPath); everything else goes through the router.
+                server: try .tls(.http1(configuration: .init(additionalChannelHandlers: [SignFastPath(server: self)])), tlsConfiguration: tls),
                 configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
                 onServerRunning: { channel in
                     let port = channel.localAddress?.port ?? address.port

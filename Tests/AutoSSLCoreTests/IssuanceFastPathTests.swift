@@ -127,6 +127,15 @@ import X509
         #expect(CertificateProfiles.keyIdentifier(forCanonicalSPKI: compressed[...]) == nil)
     }
 
+    @Test func jsonQuotedPEMIsTheQuotedPEM() {
+        var random = SplitMix(state: 3)
+        for length in Array(0..<130) + [700, 1_500] {
+            let der = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
+            let direct = String(decoding: PEM.jsonQuoted(der, label: "CERTIFICATE"), as: UTF8.self)
+            #expect(direct == JSONText.quote(PEM.encode(der, label: "CERTIFICATE")), "\(length)")
+        }
+    }
+
     @Test func auditLineBytesAreTheJSONFoundationReads() throws {
         let writerCases: [(String, [String])] = [
             ("plain", ["a.example"]),

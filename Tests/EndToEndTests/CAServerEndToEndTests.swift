@@ -82,6 +82,46 @@ import TestSupport
         #expect(fileMode(ca.sandbox.dataDir + "/audit.log") == 0o600)
     }
 
+    /// /sign is answered in the connection's pipeline, everything else by the router: pipelined
+    /// requests on one connection still get one response each, in order, with the same shapes.
+    @Test func pipelinedRequestsAreAnsweredInOrder() throws {
+        let ca = try RunningCA()
+        let adminPassword = try readFile(ca.sandbox.configDir + "/provisioner-password").trimmingCharacters(in: .newlines)
+        let result = try runProcess("python3", [Self.resources + "/pipelined_client.py", ca.url, ca.rootPath, adminPassword])
+        #expect(result.status == 0, "\(result)\nserver log:\n\(ca.log)")
+        let output = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let responses = try #require(output["responses"] as? [[String: Any]])
+        let statuses = responses.map { $0["status"] as? Int ?? 0 }
+        #expect(statuses == [200, 201, 200, 401, 401, 400, 413, 201, 200], "\(responses)")
+        func body(_ index: Int) -> [String: Any] { responses[index]["body"] as? [String: Any] ?? [:] }
+        func headers(_ index: Int) -> [String: String] { responses[index]["headers"] as? [String: String] ?? [:] }
+        #expect((body(1)["crt"] as? String)?.hasPrefix("-----BEGIN CERTIFICATE-----\n") == true)
+        #expect((body(1)["certChain"] as? [String])?.count == 2)
+        #expect((body(3)["message"] as? String)?.contains("already used") == true)
+        #expect((body(4)["message"] as? String)?.contains("malformed token") == true)
+        #expect((body(5)["message"] as? String)?.contains("the body must be JSON") == true)
+        #expect(body(6)["status"] as? Int == 413)
+        for index in [1, 3, 5, 6, 7] {
+            #expect(headers(index)["content-type"] == "application/json")
+            #expect(headers(index)["date"]?.hasSuffix(" GMT") == true, "\(headers(index))")
+        }
+        #expect(output["closed"] as? Bool == true)  // the last request asked for Connection: close
+        // Both issuances are durable and audited; the leaf verifies against the root.
+        let leaf = try ca.sandbox.root.write("pipelined.pem", (body(1)["crt"] as? String ?? "") + (body(1)["ca"] as? String ?? ""))
+        #expect(try runProcess("openssl", ["verify", "-CAfile", ca.rootPath, "-untrusted", leaf, leaf]).status == 0)
+        let listed = try ca.sandbox.run(["ca", "certs", "list", "--json"])
+        #expect(listed.stdout.contains("pipelined.internal") && listed.stdout.contains("second.internal"), "\(listed)")
+        // A /sign the fast path leaves to the router (it asks for 100-continue) gets the same answer shape.
+        let expecting = try runProcess("curl", [
+            "-s", "-w", "\n%{http_code}", "--cacert", ca.rootPath, "-H", "Content-Type: application/json", "-H", "Expect: 100-continue",
+            "--data", #"{"csr":"x","ott":"a.b.c"}"#, ca.url + "/sign",
+        ])
+        #expect(expecting.stdout.hasSuffix("\n401") && expecting.stdout.contains("malformed token"), "\(expecting)")
+        #expect(ca.stop() == 0)
+        let issued = try ca.auditEvents().filter { $0["event"] as? String == "certificate.issued" }
+        #expect(issued.count == 2)
+    }
+
     @Test func ourClientIssuesAndAdminCommandsSeeIt() throws {
         let ca = try RunningCA()
         let fingerprint = try ca.fingerprint
