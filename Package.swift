@@ -137,7 +137,9 @@ let package = Package(
         // Helpers shared by the test targets: temporary directories, running processes (openssl, python).
         .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
-        .testTarget(name: "AutoSSLCATests", dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
+        .testTarget(
+            name: "AutoSSLCATests",
+            dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AutoSSLAgentTests",
             dependencies: ["AutoSSLAgent", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",

@@ -1,5 +1,6 @@
 @testable import AutoSSLStore
 import Foundation
+import GRDB
 import Synchronization
 import Testing
 import TestSupport
@@ -101,6 +102,35 @@ enum AffinityMarker {
         }
         #expect(outcomes.filter { $0 }.count == 181)
         #expect(store.committer.largestBatch > 1)
+        try await store.close()
+    }
+
+    @Test func usedTokensSurviveTheMoveToAKeyedTable() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("db.sqlite")
+        // A database as the previous release left it: used_tokens with a rowid.
+        do {
+            let pool = try DatabasePool(path: path)
+            try SQLiteCertificateStore.migrator.migrate(pool, upTo: "v2-crl")
+            try await pool.write { db in
+                try db.execute(sql: "INSERT INTO used_tokens (id, expires_at) VALUES ('admin:old', ?)", arguments: [Date().addingTimeInterval(300).timeIntervalSince1970])
+            }
+            try pool.close()
+        }
+        let store = try SQLiteCertificateStore(path: path)
+        let schema = try await store.pool.read { db in
+            try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'used_tokens'")
+        }
+        #expect(schema?.contains("WITHOUT ROWID") == true)
+        // The token used before the upgrade is still refused; new ones work once.
+        await #expect(throws: StoreError.tokenAlreadyUsed) {
+            try await store.consume(TokenUse(id: "admin:old", expiresAt: Date().addingTimeInterval(300)))
+        }
+        try await store.recordIssuance(record("0c"), token: TokenUse(id: "admin:new", expiresAt: Date().addingTimeInterval(300)))
+        await #expect(throws: StoreError.tokenAlreadyUsed) {
+            try await store.recordIssuance(self.record("0d"), token: TokenUse(id: "admin:new", expiresAt: Date().addingTimeInterval(300)))
+        }
+        #expect(try await store.purgeTokens(expiredBefore: Date().addingTimeInterval(3_600)) == 2)
         try await store.close()
     }
 
