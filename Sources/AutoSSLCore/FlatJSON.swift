@@ -164,8 +164,16 @@ public enum FlatJSON {
                 index += 1
             }
             guard index < bytes.count else { return nil }
-            var out = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))
+            var out = [UInt8]()
+            out.reserveCapacity(bytes.count - start)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
             while index < bytes.count {
+                // Copy the run of plain bytes up to the next quote, backslash or control byte at once
+                // (a PEM in a JSON string is 64-byte lines between "\n" escapes).
+                let runStart = index
+                while index < bytes.count, bytes[index] != 0x22, bytes[index] != 0x5C, bytes[index] >= 0x20 { index += 1 }
+                if index > runStart { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index])) }
+                guard index < bytes.count else { return nil }
                 let byte = bytes[index]
                 index += 1
                 switch byte {

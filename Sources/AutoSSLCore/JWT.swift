@@ -47,18 +47,27 @@ public enum JWT {
     /// tokens arrive from the network.
     public static func parse(_ token: String) throws -> Parsed {
         guard token.utf8.count <= 64 * 1024 else { throw malformed("the token is too large") }
-        let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 3 else { throw malformed("a JWT has three dot-separated parts") }
-        guard let headerBytes = Base64URL.decode(parts[0]), let payload = Base64URL.decode(parts[1]),
-              let signature = Base64URL.decode(parts[2]) else {
-            throw malformed("the token is not base64url")
+        var token = token
+        return try token.withUTF8 { utf8 in
+            let dot = UInt8(ascii: ".")
+            guard let first = utf8.firstIndex(of: dot),
+                  let second = utf8[(first + 1)...].firstIndex(of: dot),
+                  !utf8[(second + 1)...].contains(dot) else {
+                throw malformed("a JWT has three dot-separated parts")
+            }
+            guard let headerBytes = Base64URL.decode(contiguous: UnsafeBufferPointer(rebasing: utf8[..<first])),
+                  let payload = Base64URL.decode(contiguous: UnsafeBufferPointer(rebasing: utf8[(first + 1)..<second])),
+                  let signature = Base64URL.decode(contiguous: UnsafeBufferPointer(rebasing: utf8[(second + 1)...])) else {
+                throw malformed("the token is not base64url")
+            }
+            guard let header = Header.decode(headerBytes) else {
+                throw malformed("the token header is not valid JSON")
+            }
+            // The signing input is the token up to its second dot, as sent.
+            return Parsed(
+                header: header, payload: payload, signingInput: Data(UnsafeBufferPointer(rebasing: utf8[..<second])),
+                signature: signature)
         }
-        guard let header = Header.decode(headerBytes) else {
-            throw malformed("the token header is not valid JSON")
-        }
-        // The signing input is the token up to its second dot, as sent.
-        return Parsed(
-            header: header, payload: payload, signingInput: Data(token.utf8[..<parts[1].endIndex]), signature: signature)
     }
 
     /// Checks an ES256 signature with a P-256 public key.
