@@ -76,7 +76,17 @@ struct BenchSignCommand: AsyncParsableCommand {
             _ = try await benchmark.run(bodies: Array(bodies.prefix(warmup)), concurrency: concurrency)
         }
         Output.standardError("issuing \(requests) certificates with \(concurrency) concurrent clients...\n")
+        let serverCPUBefore = Self.cpuSeconds(pid: server.processIdentifier)
+        let ownCPUBefore = Self.cpuSeconds(pid: getpid())
         let result = try await benchmark.run(bodies: Array(bodies.suffix(requests)), concurrency: concurrency)
+        // CPU per certificate of each side over the measured run: on a shared machine this says
+        // where the time goes more steadily than the rate does.
+        func perCertificate(_ before: Double?, _ after: Double?) -> Double? {
+            guard let before, let after, result.succeeded > 0 else { return nil }
+            return (after - before) / Double(result.succeeded) * 1_000_000
+        }
+        let serverCPU = perCertificate(serverCPUBefore, Self.cpuSeconds(pid: server.processIdentifier))
+        let loadGeneratorCPU = perCertificate(ownCPUBefore, Self.cpuSeconds(pid: getpid()))
         let peakRSS = Self.peakRSSKilobytes(pid: server.processIdentifier)
         await client.shutdown()
 
@@ -92,20 +102,29 @@ struct BenchSignCommand: AsyncParsableCommand {
             struct Report: Encodable {
                 var result: SignBenchmark.Result
                 var serverPeakRSSKilobytes: Int?
+                var serverCPUMicroseconds: Double?
+                var loadGeneratorCPUMicroseconds: Double?
                 var storedCertificates: Int
                 enum CodingKeys: String, CodingKey {
                     case result
                     case serverPeakRSSKilobytes = "server_peak_rss_kb"
+                    case serverCPUMicroseconds = "server_cpu_us_per_certificate"
+                    case loadGeneratorCPUMicroseconds = "load_generator_cpu_us_per_certificate"
                     case storedCertificates = "stored_certificates"
                 }
             }
-            try Output.json(Report(result: result, serverPeakRSSKilobytes: peakRSS, storedCertificates: stored))
+            try Output.json(Report(
+                result: result, serverPeakRSSKilobytes: peakRSS, serverCPUMicroseconds: serverCPU,
+                loadGeneratorCPUMicroseconds: loadGeneratorCPU, storedCertificates: stored))
         } else {
             print(String(format: "requests      %d (%d ok, %d failed), %d concurrent clients", result.requests, result.succeeded, result.failed, result.concurrency))
             print(String(format: "duration      %.2f s", result.seconds))
             print(String(format: "throughput    %.0f certificates/s", result.certificatesPerSecond))
             print(String(format: "latency       p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms", result.p50Milliseconds, result.p90Milliseconds, result.p99Milliseconds, result.maxMilliseconds))
             print("server RSS    \(peakRSS.map { "\($0 / 1024) MiB peak" } ?? "unknown")")
+            if let serverCPU, let loadGeneratorCPU {
+                print(String(format: "CPU           server %.0f µs, load generator %.0f µs per certificate", serverCPU, loadGeneratorCPU))
+            }
             print("stored        \(stored) certificate rows (incl. the server's own TLS certificate and warm-up)")
             if let error = result.firstError { print("first error   \(error)") }
         }
@@ -141,6 +160,16 @@ struct BenchSignCommand: AsyncParsableCommand {
     }
 
     /// VmHWM of a process: its peak resident set size, in KiB.
+    /// User + system CPU time of a process so far, from /proc/<pid>/stat (all its threads).
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // After "pid (comm) " come state, ppid, ...: utime and stime are the 12th and 13th fields.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
     static func peakRSSKilobytes(pid: Int32) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }

@@ -43,6 +43,8 @@ import TestSupport
             let result: Run
             let stored_certificates: Int
             let server_peak_rss_kb: Int?
+            let server_cpu_us_per_certificate: Double?
+            let load_generator_cpu_us_per_certificate: Double?
         }
         let result = try Sandbox().run(["bench", "sign", "--concurrency", "4", "--requests", "120", "--warmup", "10", "--json"])
         #expect(result.status == 0, "\(result)")
@@ -52,6 +54,9 @@ import TestSupport
         #expect(report.stored_certificates == 131)
         #expect(report.result.certificates_per_second > 0 && report.result.p50_ms > 0 && report.result.p99_ms >= report.result.p50_ms)
         #expect((report.server_peak_rss_kb ?? 0) > 0)
+        // Both sides did work for the measured certificates (at least the signatures and the TLS).
+        #expect((report.server_cpu_us_per_certificate ?? 0) > 10)
+        #expect((report.load_generator_cpu_us_per_certificate ?? 0) > 0)
 
         let stages = try Sandbox().run(["bench", "stages", "--iterations", "20"])
         #expect(stages.status == 0, "\(stages)")
