@@ -116,7 +116,6 @@ public final class CAServer: Sendable {
     let logger: Logger
     let reloadProvisioners: @Sendable () throws -> [Provisioner]
     let reloadSettings: @Sendable () throws -> CASettings
-    let intermediatePEM: String
     /// The intermediate as a JSON string, once: it is in every issuance's response.
     let quotedIntermediatePEMBytes: [UInt8]
     let acme: ACMEService?
@@ -137,8 +136,7 @@ public final class CAServer: Sendable {
         } else {
             acme = nil
         }
-        self.intermediatePEM = try authority.intermediate.pemString()
-        self.quotedIntermediatePEMBytes = Array(JSONText.quote(intermediatePEM).utf8)
+        self.quotedIntermediatePEMBytes = Array(JSONText.quote(try authority.intermediate.pemString()).utf8)
         self.logger = logger
         self.limiter = FailureLimiter()
         self.identity = try await ServerIdentity(authority: authority, logger: logger)
@@ -275,8 +273,6 @@ public final class CAServer: Sendable {
         }
     }
 
-    /// `{"ca", "certChain", "crt"}`, written straight into the response buffer: it is on every
-    /// issuance's path. The authority always signs with its current intermediate.
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
         Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: chainBody(issued)))
     }
@@ -288,6 +284,8 @@ public final class CAServer: Sendable {
             .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote)))
     }
 
+    /// `{"ca", "certChain", "crt"}`, written straight into the response buffer: it is on every
+    /// issuance's path. The authority always signs with its current intermediate.
     func chainBody(_ issued: IssuedCertificate) -> ByteBuffer {
         let leaf = PEM.jsonQuoted(issued.leafDER, label: "CERTIFICATE")
         let ca = quotedIntermediatePEMBytes
