@@ -42,8 +42,14 @@ public final class AuditLog: Sendable {
         /// `jsonLine` as UTF-8, written straight into one buffer.
         public var jsonBytes: [UInt8] {
             var writer = JSONWriter(capacity: 320)
+            // Members in key order: detail, event, provisioner, reason, remote, sans, serial, time;
+            // "event" and "time" are always there, so every other member can lead with its comma.
+            func member(_ key: StaticString, _ value: String?) {
+                guard let value else { return }
+                writer.raw(key)
+                writer.string(value)
+            }
             writer.raw("{")
-            // Members in key order: detail, event, provisioner, reason, remote, sans, serial, time.
             if let detail {
                 writer.raw("\"detail\":")
                 writer.string(detail)
@@ -51,26 +57,14 @@ public final class AuditLog: Sendable {
             }
             writer.raw("\"event\":")
             writer.string(event)
-            if let provisioner {
-                writer.raw(",\"provisioner\":")
-                writer.string(provisioner)
-            }
-            if let reason {
-                writer.raw(",\"reason\":")
-                writer.string(reason)
-            }
-            if let remote {
-                writer.raw(",\"remote\":")
-                writer.string(remote)
-            }
+            member(",\"provisioner\":", provisioner)
+            member(",\"reason\":", reason)
+            member(",\"remote\":", remote)
             if let sans {
                 writer.raw(",\"sans\":")
                 writer.array(sans)
             }
-            if let serial {
-                writer.raw(",\"serial\":")
-                writer.string(serial)
-            }
+            member(",\"serial\":", serial)
             writer.raw(",\"time\":")
             writer.timestamp(time, milliseconds: true)
             writer.raw("}")

@@ -8,18 +8,6 @@ import X509
 /// The shortcuts on the issuance path (PEM body, base64url, key identifier from the CSR's bytes,
 /// the audit line's JSON) must agree with the general code wherever they answer.
 @Suite struct IssuanceFastPathTests {
-    /// A deterministic generator, so a failure can be reproduced.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// What the token path did before: translate to the standard alphabet, pad, let Foundation decode.
     static func referenceBase64URL(_ text: String) -> Data? {
         var bytes = Array(text.utf8)
@@ -41,7 +29,7 @@ import X509
     }
 
     @Test func base64URLDecodingAgreesWithFoundationOnRandomInput() {
-        var random = SplitMix(state: 42)
+        var random = SeededGenerator(seed: 42)
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
         let noise = Array("+/= .\n\u{7f}é".utf8)
         for round in 0..<5_000 {
@@ -71,7 +59,7 @@ import X509
     }
 
     @Test func fastPEMGivesTheLibrarysBytesOrStepsAside() throws {
-        var random = SplitMix(state: 7)
+        var random = SeededGenerator(seed: 7)
         for pem in try Self.csrPEMs() {
             let library = try PEMDocument(pemString: pem).derBytes
             #expect(FastPEM.body(of: pem, label: "CERTIFICATE REQUEST") == library)
@@ -128,7 +116,7 @@ import X509
     }
 
     @Test func jsonQuotedPEMIsTheQuotedPEM() {
-        var random = SplitMix(state: 3)
+        var random = SeededGenerator(seed: 3)
         for length in Array(0..<130) + [700, 1_500] {
             let der = (0..<length).map { _ in UInt8.random(in: 0...255, using: &random) }
             let direct = String(decoding: PEM.jsonQuoted(der, label: "CERTIFICATE"), as: UTF8.self)
