@@ -30,7 +30,7 @@ extension Authority {
         return try await issue(
             names: names, publicKey: csr.publicKey, keyType: csr.keyAlgorithm, notBefore: start, notAfter: end,
             provisioner: label, token: nil, renewedFrom: nil, remote: remote, now: now, requester: "acme-account:" + accountID,
-            subjectKeyIdentifier: csr.subjectKeyIdentifier)
+            subjectKeyIdentifier: csr.subjectKeyIdentifier, subjectPublicKeyInfo: csr.subjectPublicKeyInfo)
     }
 
     /// Revokes a certificate on behalf of an ACME client that proved its right to (the ordering

@@ -25,17 +25,20 @@ public struct AuthorityError: Error, Sendable, CustomStringConvertible {
 
 /// What `/sign` returns: the leaf and the chain above it (root excluded).
 public struct IssuedCertificate: Sendable {
-    public var leaf: Certificate
+    /// The leaf's DER, as stored and sent.
+    public var leafDER: [UInt8]
     public var intermediate: Certificate
     public var serial: String
-    /// The leaf's DER, as stored (kept so responses need not serialize the certificate again).
-    public var leafDER: [UInt8]
 
-    public init(leaf: Certificate, intermediate: Certificate, serial: String, leafDER: [UInt8]? = nil) throws {
-        self.leaf = leaf
+    public init(leafDER: [UInt8], intermediate: Certificate, serial: String) {
+        self.leafDER = leafDER
         self.intermediate = intermediate
         self.serial = serial
-        self.leafDER = try leafDER ?? leaf.derBytes()
+    }
+
+    /// The leaf, parsed from its DER on demand (`/sign` answers from the bytes and never needs it).
+    public var leaf: Certificate {
+        get throws { try Certificate(derEncoded: leafDER) }
     }
 
     /// The leaf as PEM, from the stored DER.
@@ -73,6 +76,8 @@ public final class Authority: Sendable {
     /// use), keyed by the intermediate's serial in lower-case hex.
     public let previousCRLs: [String: CRLPublisher]
     let intermediateKey: SigningKey
+    /// Writes the leaves the intermediate signs.
+    let leafEncoder: LeafEncoder
     let logger: Logger
     /// How far a token's times may be off because of clock differences.
     public static let clockSkew: TimeInterval = 60
@@ -92,6 +97,7 @@ public final class Authority: Sendable {
         self.root = root
         self.intermediate = intermediate
         self.intermediateKey = intermediateKey
+        self.leafEncoder = try LeafEncoder(issuer: intermediate, issuerKey: intermediateKey)
         self.rootFingerprint = try Fingerprint.sha256(of: root)
         self.provisionerList = Mutex(provisioners)
         self.store = store
@@ -218,7 +224,7 @@ public final class Authority: Sendable {
         return try await issue(
             names: names, publicKey: csr.publicKey, keyType: csr.keyAlgorithm, notBefore: notBefore, notAfter: notAfter,
             provisioner: provisioner.settings.name, token: token, renewedFrom: nil, remote: request.remote, now: now,
-            subjectKeyIdentifier: csr.subjectKeyIdentifier)
+            subjectKeyIdentifier: csr.subjectKeyIdentifier, subjectPublicKeyInfo: csr.subjectPublicKeyInfo)
     }
 
     /// Signs, then consumes the token and stores the certificate under its serial in one durable
@@ -226,16 +232,28 @@ public final class Authority: Sendable {
     func issue(
         names: [SubjectName], publicKey: Certificate.PublicKey, keyType: KeyAlgorithm, notBefore: Date, notAfter: Date,
         provisioner: String, token: TokenUse?, renewedFrom: String?, remote: String?, now: Date, event: String = "certificate.issued",
-        requester: String? = nil, subjectKeyIdentifier: ArraySlice<UInt8>? = nil
+        requester: String? = nil, subjectKeyIdentifier: ArraySlice<UInt8>? = nil, subjectPublicKeyInfo: ArraySlice<UInt8>? = nil
     ) async throws -> IssuedCertificate {
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
         // Signed before the transaction, in the request's own task (so signatures run in parallel,
         // not one after another on the database writer); handed out only once its row is durable.
-        let leaf = try CertificateProfiles.leaf(
-            names: names, publicKey: publicKey, serial: serial, issuer: intermediate, issuerKey: intermediateKey,
-            notBefore: notBefore, notAfter: notAfter, subjectKeyIdentifier: subjectKeyIdentifier)
-        let der = try leaf.derBytes()
+        // The encoder writes the same bytes as CertificateProfiles.leaf, which remains the way for
+        // times it cannot write.
+        let der: [UInt8]
+        if let encoded = try leafEncoder.encode(
+            names: names, subjectPublicKeyInfo: try subjectPublicKeyInfo ?? CertificateProfiles.subjectPublicKeyInfo(of: publicKey)[...],
+            keyAlgorithm: keyType,
+            subjectKeyIdentifier: subjectKeyIdentifier ?? CertificateProfiles.keyIdentifier(for: publicKey),
+            serial: Array(serial.bytes), notBefore: notBefore, notAfter: notAfter)
+        {
+            der = encoded
+        } else {
+            der = try CertificateProfiles.leaf(
+                names: names, publicKey: publicKey, serial: serial, issuer: intermediate, issuerKey: intermediateKey,
+                notBefore: notBefore, notAfter: notAfter, subjectKeyIdentifier: subjectKeyIdentifier
+            ).derBytes()
+        }
         let record = CertificateRecord(
             serial: serialHex, status: .issued, commonName: names[0].description, names: names.map(\.description),
             notBefore: notBefore, notAfter: notAfter, keyType: keyType.rawValue, provisioner: provisioner,
@@ -252,7 +270,7 @@ public final class Authority: Sendable {
             event, time: now, serial: serialHex, sans: names.map(\.description), provisioner: provisioner, remote: remote,
             detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")
                 + (requester.map { ", for \($0)" } ?? "")))
-        return try IssuedCertificate(leaf: leaf, intermediate: intermediate, serial: serialHex, leafDER: der)
+        return IssuedCertificate(leafDER: der, intermediate: intermediate, serial: serialHex)
     }
 
     /// Validity from the request's notBefore/notAfter (RFC 3339 times or durations from now), else the
@@ -385,6 +403,6 @@ public final class Authority: Sendable {
             names: unique, publicKey: key.publicKey, keyType: .p256, notBefore: now.addingTimeInterval(-Self.clockSkew),
             notAfter: notAfter, provisioner: "ca-server", token: nil, renewedFrom: nil, remote: nil, now: now,
             event: "server-certificate.issued")
-        return (key, [issued.leaf, issued.intermediate])
+        return (key, [try issued.leaf, issued.intermediate])
     }
 }

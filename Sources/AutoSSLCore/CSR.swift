@@ -12,6 +12,9 @@ public struct VerifiedCSR: Sendable {
     /// The subject key identifier of the requested key, when it could be read from the CSR's own
     /// bytes (a canonically encoded EC key); nil means "compute it from `publicKey`".
     public let subjectKeyIdentifier: ArraySlice<UInt8>?
+    /// The CSR's SubjectPublicKeyInfo bytes when they are exactly what a certificate for the key
+    /// carries (a canonically encoded EC key, the same cases as `subjectKeyIdentifier`); else nil.
+    public let subjectPublicKeyInfo: ArraySlice<UInt8>?
 
     /// Parses a PEM ("CERTIFICATE REQUEST" or "NEW CERTIFICATE REQUEST") or DER CSR, checks its
     /// signature with its own public key, and refuses key types we do not issue for.
@@ -82,7 +85,9 @@ public struct VerifiedCSR: Sendable {
         self.names = names
         // Hashing the key's bytes as sent saves converting the parsed key back to bytes (a field
         // inversion); only done when those bytes are exactly what the certificate will carry.
-        self.subjectKeyIdentifier = Self.subjectPublicKeyInfo(inCSR: der).flatMap(CertificateProfiles.keyIdentifier(forCanonicalSPKI:))
+        let spki = Self.subjectPublicKeyInfo(inCSR: der)
+        self.subjectKeyIdentifier = spki.flatMap(CertificateProfiles.keyIdentifier(forCanonicalSPKI:))
+        self.subjectPublicKeyInfo = subjectKeyIdentifier == nil ? nil : spki
     }
 
     /// The DER of the SubjectPublicKeyInfo inside a CSR that has already been parsed successfully:

@@ -21,6 +21,13 @@ public enum CertificateProfiles {
         ArraySlice(SHA256.hash(data: Array(publicKey.subjectPublicKeyInfoBytes)).prefix(20))
     }
 
+    /// The SubjectPublicKeyInfo DER a certificate for `publicKey` carries (swift-certificates' encoding).
+    public static func subjectPublicKeyInfo(of publicKey: Certificate.PublicKey) throws -> [UInt8] {
+        var serializer = DER.Serializer()
+        try serializer.serialize(publicKey)
+        return serializer.serializedBytes
+    }
+
     /// The DER prefixes of P-256 and P-384 SubjectPublicKeyInfos as swift-certificates writes them
     /// (id-ecPublicKey, the named curve, an uncompressed point), with the point's length.
     static let canonicalECPrefixes: [(prefix: [UInt8], pointLength: Int)] = [

@@ -82,22 +82,23 @@ import X509
         let f = try await Fixture()
         let names = ["web01.internal", "10.0.0.7"]
         let issued = try await f.authority.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names), remote: "192.0.2.1"))
-        #expect(issued.leaf.subjectNames.map(\.description) == names)
-        #expect(issued.leaf.issuer == f.authority.intermediate.subject)
-        let lifetime = issued.leaf.notValidAfter.timeIntervalSince(issued.leaf.notValidBefore)
+        let issuedLeaf = try issued.leaf
+        #expect(issuedLeaf.subjectNames.map(\.description) == names)
+        #expect(issuedLeaf.issuer == f.authority.intermediate.subject)
+        let lifetime = issuedLeaf.notValidAfter.timeIntervalSince(issuedLeaf.notValidBefore)
         #expect(abs(lifetime - (7 * 86_400 + 60)) < 5)  // 7 days plus the backdating
         let record = try #require(try await f.authority.store.certificate(serial: issued.serial))
         #expect(record.status == .issued && record.provisioner == "admin" && record.requester == "192.0.2.1")
-        #expect(record.der == (try issued.leaf.derBytes()))
+        #expect(record.der == (try issuedLeaf.derBytes()))
         let audit = try f.auditLines().last!
         #expect(audit["event"] as? String == "certificate.issued")
         #expect(audit["serial"] as? String == issued.serial)
         #expect(audit["remote"] as? String == "192.0.2.1")
         #expect(audit["sans"] as? [String] == names)
         // The key identifier read from the CSR's bytes is the one computed from the key.
-        let ski = try #require(try issued.leaf.extensions.subjectKeyIdentifier)
-        #expect(ski.keyIdentifier == CertificateProfiles.keyIdentifier(for: issued.leaf.publicKey))
-        #expect(issued.leafPEM == (try issued.leaf.pemString()))
+        let ski = try #require(try issuedLeaf.extensions.subjectKeyIdentifier)
+        #expect(ski.keyIdentifier == CertificateProfiles.keyIdentifier(for: issuedLeaf.publicKey))
+        #expect(issued.leafPEM == (try issuedLeaf.pemString()))
     }
 
     @Test func auditLinesAreSortedCompactJSON() throws {
@@ -182,12 +183,14 @@ import X509
             kind: .badRequest, containing: "notAfter")
         let issued = try await f.authority.sign(
             .init(csrPEM: try f.csr(["a.internal"]), token: try f.token(sans: ["a.internal"]), notAfter: "24h"))
+        let issuedLeaf = try issued.leaf
         // 24 hours from the request, plus the 60 s the start is backdated by.
-        #expect(issued.leaf.notValidAfter.timeIntervalSince(issued.leaf.notValidBefore) == 86_400 + 60)
+        #expect(issuedLeaf.notValidAfter.timeIntervalSince(issuedLeaf.notValidBefore) == 86_400 + 60)
         let until = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3 * 86_400))
         let exact = try await f.authority.sign(
             .init(csrPEM: try f.csr(["b.internal"]), token: try f.token(sans: ["b.internal"]), notAfter: until))
-        #expect(ISO8601DateFormatter().string(from: exact.leaf.notValidAfter) == until)
+        let exactLeaf = try exact.leaf
+        #expect(ISO8601DateFormatter().string(from: exactLeaf.notValidAfter) == until)
     }
 
     @Test func neverOutlivesTheIntermediate() async throws {
@@ -242,12 +245,14 @@ import X509
         let f = try await Fixture()
         let names = ["keep.internal", "10.0.0.9"]
         let first = try await f.authority.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names), notAfter: "48h"))
+        let firstLeaf = try first.leaf
         let later = Date().addingTimeInterval(36 * 3600)
         let renewed = try await f.authority.renew(.mutualTLS(first.leaf), remote: "192.0.2.9", now: later)
-        #expect(renewed.leaf.publicKey == first.leaf.publicKey)
-        #expect(renewed.leaf.subjectNames == first.leaf.subjectNames)
-        #expect(renewed.leaf.notValidAfter.timeIntervalSince(renewed.leaf.notValidBefore)
-            == first.leaf.notValidAfter.timeIntervalSince(first.leaf.notValidBefore))
+        let renewedLeaf = try renewed.leaf
+        #expect(renewedLeaf.publicKey == firstLeaf.publicKey)
+        #expect(renewedLeaf.subjectNames == firstLeaf.subjectNames)
+        #expect(renewedLeaf.notValidAfter.timeIntervalSince(renewedLeaf.notValidBefore)
+            == firstLeaf.notValidAfter.timeIntervalSince(firstLeaf.notValidBefore))
         #expect(try await f.authority.store.certificate(serial: renewed.serial)?.renewedFrom == first.serial)
         #expect(try f.auditLines().last?["event"] as? String == "certificate.renewed")
     }
@@ -255,10 +260,11 @@ import X509
     @Test func renewalGraceWindowIsFivePercentOfTheLifetime() async throws {
         let f = try await Fixture()
         let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["g.internal"]), token: try f.token(sans: ["g.internal"]), notAfter: "100h"))
-        let lifetime = issued.leaf.notValidAfter.timeIntervalSince(issued.leaf.notValidBefore)
-        _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(lifetime * 0.04))
+        let issuedLeaf = try issued.leaf
+        let lifetime = issuedLeaf.notValidAfter.timeIntervalSince(issuedLeaf.notValidBefore)
+        _ = try await f.authority.renew(.mutualTLS(issuedLeaf), remote: nil, now: issuedLeaf.notValidAfter.addingTimeInterval(lifetime * 0.04))
         do {
-            _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(lifetime * 0.06))
+            _ = try await f.authority.renew(.mutualTLS(issuedLeaf), remote: nil, now: issuedLeaf.notValidAfter.addingTimeInterval(lifetime * 0.06))
             Issue.record("renewed beyond the grace window")
         } catch let error as AuthorityError {
             #expect(error.kind == .forbidden && error.message.contains("grace window"))
@@ -268,30 +274,33 @@ import X509
     @Test func zeroGraceDisablesRenewalAfterExpiry() async throws {
         let f = try await Fixture(grace: 0)
         let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["z.internal"]), token: try f.token(sans: ["z.internal"])))
+        let issuedLeaf = try issued.leaf
         await #expect(throws: AuthorityError.self) {
-            _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(1))
+            _ = try await f.authority.renew(.mutualTLS(issuedLeaf), remote: nil, now: issuedLeaf.notValidAfter.addingTimeInterval(1))
         }
-        _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil, now: issued.leaf.notValidAfter.addingTimeInterval(-1))
+        _ = try await f.authority.renew(.mutualTLS(issuedLeaf), remote: nil, now: issuedLeaf.notValidAfter.addingTimeInterval(-1))
     }
 
     @Test func revokedCertificatesAreNeverRenewedAndAppearInTheCRL() async throws {
         let f = try await Fixture()
         let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["r.internal"]), token: try f.token(sans: ["r.internal"])))
+        let issuedLeaf = try issued.leaf
         try await f.authority.revoke(.init(
-            serial: SerialText.decimal(fromHex: issued.serial), reasonCode: 1, reason: "test", token: nil, presented: issued.leaf, remote: nil))
-        await #expect(throws: AuthorityError.self) { _ = try await f.authority.renew(.mutualTLS(issued.leaf), remote: nil) }
+            serial: SerialText.decimal(fromHex: issued.serial), reasonCode: 1, reason: "test", token: nil, presented: issuedLeaf, remote: nil))
+        await #expect(throws: AuthorityError.self) { _ = try await f.authority.renew(.mutualTLS(issuedLeaf), remote: nil) }
         let crl = try await f.authority.crl.current()
         let dir = TemporaryDirectory()
         let text = try runProcess("openssl", ["crl", "-inform", "DER", "-in", try dir.writeData("crl.der", crl), "-noout", "-text"]).stdout
         #expect(text.uppercased().contains(issued.serial.uppercased()), "\(text)")
         // Another certificate cannot be revoked by presenting this one.
         let other = try await f.authority.sign(.init(csrPEM: try f.csr(["o.internal"]), token: try f.token(sans: ["o.internal"])))
+        let otherLeaf = try other.leaf
         await #expect(throws: AuthorityError.self) {
             try await f.authority.revoke(.init(
-                serial: other.serial, reasonCode: 0, reason: "", token: nil, presented: issued.leaf, remote: nil))
+                serial: other.serial, reasonCode: 0, reason: "", token: nil, presented: issuedLeaf, remote: nil))
         }
         await #expect(throws: AuthorityError.self) {
-            try await f.authority.revoke(.init(serial: other.serial, reasonCode: 7, reason: "", token: nil, presented: other.leaf, remote: nil))
+            try await f.authority.revoke(.init(serial: other.serial, reasonCode: 7, reason: "", token: nil, presented: otherLeaf, remote: nil))
         }
     }
 
