@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SwiftASN1
 import X509
@@ -5,7 +6,7 @@ import _CryptoExtras
 
 /// A certificate signing request that has been parsed and whose self-signature verified.
 public struct VerifiedCSR: Sendable {
-    public let request: CertificateSigningRequest
+    public let publicKey: Certificate.PublicKey
     public let keyAlgorithm: KeyAlgorithm
     /// DNS and IP names from the extensionRequest's subjectAltName, plus the CN if it is not among them.
     public let names: [SubjectName]
@@ -37,6 +38,21 @@ public struct VerifiedCSR: Sendable {
     }
 
     public init(der: [UInt8]) throws {
+        try self.init(der: der, fastReader: true)
+    }
+
+    /// `fastReader: false` is the library's reading alone (the reference the tests compare with).
+    init(der: [UInt8], fastReader: Bool) throws {
+        // The usual CSR is read by the fast reader; any other (or one whose signature fails there)
+        // goes through swift-certificates, which also words the refusals.
+        if fastReader, let fast = FastCSR.read(der), let publicKey = Self.verifiedKey(fast) {
+            self.publicKey = publicKey
+            self.keyAlgorithm = fast.algorithm
+            self.names = try Self.names(alternative: fast.alternativeNames, commonName: fast.commonName)
+            self.subjectKeyIdentifier = CertificateProfiles.keyIdentifier(forCanonicalSPKI: fast.subjectPublicKeyInfo)
+            self.subjectPublicKeyInfo = fast.subjectPublicKeyInfo
+            return
+        }
         let csr: CertificateSigningRequest
         do {
             csr = try CertificateSigningRequest(derEncoded: der)
@@ -60,34 +76,63 @@ public struct VerifiedCSR: Sendable {
         if csr.signatureAlgorithm == .sha1WithRSAEncryption {
             throw AutoSSLError.invalidArgument("the CSR is signed with SHA-1, which is not accepted")
         }
-        var names: [SubjectName] = []
+        let alternativeNames: [GeneralName]
         do {
-            if let sans = try csr.attributes.extensionRequest?.extensions.subjectAlternativeNames {
-                for general in sans {
-                    guard let name = SubjectName(generalName: general) else {
-                        throw AutoSSLError.invalidArgument(
-                            "the CSR asks for a name that is neither DNS nor IP: \(general)")
-                    }
-                    if !names.contains(name) { names.append(name) }
-                }
-            }
-        } catch let error as AutoSSLError {
-            throw error
+            alternativeNames = try csr.attributes.extensionRequest?.extensions.subjectAlternativeNames.map { Array($0) } ?? []
         } catch {
             throw AutoSSLError.invalidArgument("the CSR's extension request could not be parsed: \(error)")
         }
         let cn = csr.subject.flatMap { $0 }.first { $0.type == .RDNAttributeType.commonName }
-        if let cn, let cnName = try? SubjectName(parsing: String(describing: cn.value)), !names.contains(cnName) {
-            names.insert(cnName, at: 0)
-        }
-        self.request = csr
+        self.publicKey = csr.publicKey
         self.keyAlgorithm = algorithm
-        self.names = names
+        self.names = try Self.names(alternative: alternativeNames, commonName: cn.map { String(describing: $0.value) })
         // Hashing the key's bytes as sent saves converting the parsed key back to bytes (a field
         // inversion); only done when those bytes are exactly what the certificate will carry.
         let spki = Self.subjectPublicKeyInfo(inCSR: der)
         self.subjectKeyIdentifier = spki.flatMap(CertificateProfiles.keyIdentifier(forCanonicalSPKI:))
         self.subjectPublicKeyInfo = subjectKeyIdentifier == nil ? nil : spki
+    }
+
+    /// The fast reader's key, when the CSR's signature verifies with it (the same check as
+    /// swift-certificates makes: ECDSA with the hash the signature algorithm names, over the
+    /// CertificationRequestInfo as sent).
+    static func verifiedKey(_ fast: FastCSR) -> Certificate.PublicKey? {
+        switch fast.algorithm {
+        case .p256:
+            guard let key = try? P256.Signing.PublicKey(x963Representation: fast.point),
+                  let signature = try? P256.Signing.ECDSASignature(derRepresentation: fast.signature) else { return nil }
+            let valid = switch fast.hash {
+            case .sha256: key.isValidSignature(signature, for: SHA256.hash(data: fast.info))
+            case .sha384: key.isValidSignature(signature, for: SHA384.hash(data: fast.info))
+            }
+            return valid ? Certificate.PublicKey(key) : nil
+        case .p384:
+            guard let key = try? P384.Signing.PublicKey(x963Representation: fast.point),
+                  let signature = try? P384.Signing.ECDSASignature(derRepresentation: fast.signature) else { return nil }
+            let valid = switch fast.hash {
+            case .sha256: key.isValidSignature(signature, for: SHA256.hash(data: fast.info))
+            case .sha384: key.isValidSignature(signature, for: SHA384.hash(data: fast.info))
+            }
+            return valid ? Certificate.PublicKey(key) : nil
+        case .rsa2048, .rsa3072, .rsa4096:
+            return nil
+        }
+    }
+
+    /// The subjectAltName's DNS and IP names without repeats, then the CN first if it is a name
+    /// the SAN does not list.
+    static func names(alternative: [GeneralName], commonName: String?) throws -> [SubjectName] {
+        var names: [SubjectName] = []
+        for general in alternative {
+            guard let name = SubjectName(generalName: general) else {
+                throw AutoSSLError.invalidArgument("the CSR asks for a name that is neither DNS nor IP: \(general)")
+            }
+            if !names.contains(name) { names.append(name) }
+        }
+        if let commonName, let cnName = try? SubjectName(parsing: commonName), !names.contains(cnName) {
+            names.insert(cnName, at: 0)
+        }
+        return names
     }
 
     /// The DER of the SubjectPublicKeyInfo inside a CSR that has already been parsed successfully:
@@ -101,8 +146,6 @@ public struct VerifiedCSR: Sendable {
         guard infoFields.next(tag: 0x02) != nil, infoFields.next(tag: 0x30) != nil else { return nil }
         return infoFields.next(tag: 0x30)?.element
     }
-
-    public var publicKey: Certificate.PublicKey { request.publicKey }
 
     static let rsaEncryptionOID: ASN1ObjectIdentifier = [1, 2, 840, 113549, 1, 1, 1]
 

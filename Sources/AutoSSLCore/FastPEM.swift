@@ -34,6 +34,22 @@ struct DERWalker {
         remaining = remaining[(index + length)...]
         return (element, content)
     }
+
+    /// Like `next(tag:)`, but only for a length in DER's own form (short below 128, else the
+    /// fewest octets), so bytes it accepts are bytes a DER parser reads the same way.
+    mutating func nextCanonical(tag: UInt8) -> (element: ArraySlice<UInt8>, content: ArraySlice<UInt8>)? {
+        let start = remaining.startIndex
+        guard remaining.count >= 2 else { return nil }
+        let first = remaining[start + 1]
+        if first >= 0x80 {
+            let count = Int(first & 0x7F)
+            guard count >= 1, remaining.count >= 2 + count, remaining[start + 2] != 0 else { return nil }
+            if count == 1, remaining[start + 2] < 0x80 { return nil }
+        }
+        return next(tag: tag)
+    }
+
+    var isAtEnd: Bool { remaining.isEmpty }
 }
 
 /// A strict, single-pass reader for the PEM our clients send: `-----BEGIN <label>-----`, lines of
