@@ -6,10 +6,19 @@ import X509
 /// The certificate profiles of DESIGN.md §4: root, intermediate and leaf, RFC 5280 conformant,
 /// random positive serials, SKI/AKI, critical basicConstraints, no SHA-1 anywhere.
 public enum CertificateProfiles {
-    /// Random positive serial: 16 bytes from the CSPRNG with the top bit cleared (127 bits of entropy),
-    /// never longer than RFC 5280's 20 octets and never negative.
-    public static func randomSerial() -> Certificate.SerialNumber {
+    /// Positive serial of 16 octets: the issuance time in milliseconds (48 bits, big-endian) then
+    /// 80 bits from the CSPRNG (the CA/Browser Forum asks for at least 64).
+    ///
+    /// The time prefix makes serials grow with issuance, so each new row lands at the end of the
+    /// certificate table's serial index: a batch of issuances touches one index page instead of one
+    /// page per certificate, which is most of what a durable commit writes. The top octet stays
+    /// below 0x80 (positive, no padding octet) until the year 10889, and is never zero.
+    public static func randomSerial(now: Date = Date()) -> Certificate.SerialNumber {
         var bytes = SecureRandom.bytes(16)
+        let milliseconds = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        for index in 0..<6 {
+            bytes[index] = UInt8(truncatingIfNeeded: milliseconds >> (8 * UInt64(5 - index)))
+        }
         bytes[0] &= 0x7F
         if bytes[0] == 0 { bytes[0] = 0x01 }  // keep the encoding at a fixed 16 octets
         return Certificate.SerialNumber(bytes: bytes)

@@ -58,7 +58,9 @@ public struct RevocationRecord: Sendable, Equatable, Codable {
     }
 }
 
-/// A one-time token id, remembered until the token would have expired anyway.
+/// A one-time token id, remembered until the token would have expired anyway. Both the id and the
+/// expiry come from what the token's signature covers, so a replay repeats the pair exactly; the
+/// store refuses a pair it has seen.
 public struct TokenUse: Sendable, Equatable {
     public var id: String
     public var expiresAt: Date

@@ -105,32 +105,39 @@ enum AffinityMarker {
         try await store.close()
     }
 
-    @Test func usedTokensSurviveTheMoveToAKeyedTable() async throws {
+    @Test func usedTokensSurviveTheMovesToKeyedTables() async throws {
         let dir = TemporaryDirectory()
         let path = dir.file("db.sqlite")
-        // A database as the previous release left it: used_tokens with a rowid.
+        // A token's expiry comes from its signed claims, so a replay carries the same one.
+        let expiry = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 300).rounded())
+        // A database as an earlier release left it: used_tokens with a rowid.
         do {
             let pool = try DatabasePool(path: path)
             try SQLiteCertificateStore.migrator.migrate(pool, upTo: "v2-crl")
             try await pool.write { db in
-                try db.execute(sql: "INSERT INTO used_tokens (id, expires_at) VALUES ('admin:old', ?)", arguments: [Date().addingTimeInterval(300).timeIntervalSince1970])
+                try db.execute(sql: "INSERT INTO used_tokens (id, expires_at) VALUES ('admin:old', ?)", arguments: [expiry.timeIntervalSince1970])
             }
             try pool.close()
         }
         let store = try SQLiteCertificateStore(path: path)
         let schema = try await store.pool.read { db in
-            try String.fetchOne(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'used_tokens'")
+            try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE tbl_name = 'used_tokens' AND sql IS NOT NULL")
         }
-        #expect(schema?.contains("WITHOUT ROWID") == true)
+        // One B-tree ordered by expiry: new rows land at its end, and purging reads its start.
+        #expect(schema.count == 1)
+        #expect(schema.first?.contains("PRIMARY KEY (expires_at, id)") == true)
+        #expect(schema.first?.contains("WITHOUT ROWID") == true)
         // The token used before the upgrade is still refused; new ones work once.
         await #expect(throws: StoreError.tokenAlreadyUsed) {
-            try await store.consume(TokenUse(id: "admin:old", expiresAt: Date().addingTimeInterval(300)))
+            try await store.consume(TokenUse(id: "admin:old", expiresAt: expiry))
         }
-        try await store.recordIssuance(record("0c"), token: TokenUse(id: "admin:new", expiresAt: Date().addingTimeInterval(300)))
+        try await store.recordIssuance(record("0c"), token: TokenUse(id: "admin:new", expiresAt: expiry))
         await #expect(throws: StoreError.tokenAlreadyUsed) {
-            try await store.recordIssuance(self.record("0d"), token: TokenUse(id: "admin:new", expiresAt: Date().addingTimeInterval(300)))
+            try await store.recordIssuance(self.record("0d"), token: TokenUse(id: "admin:new", expiresAt: expiry))
         }
-        #expect(try await store.purgeTokens(expiredBefore: Date().addingTimeInterval(3_600)) == 2)
+        #expect(try await store.certificate(serial: "0d") == nil)
+        #expect(try await store.purgeTokens(expiredBefore: expiry) == 0)
+        #expect(try await store.purgeTokens(expiredBefore: expiry.addingTimeInterval(1)) == 2)
         try await store.close()
     }
 

@@ -32,6 +32,24 @@ import X509
         #expect(seen.count == 200)
     }
 
+    @Test func serialsGrowWithIssuanceTimeAndKeep80RandomBits() {
+        let start = Date(timeIntervalSince1970: 1_764_000_000.123)
+        var previous: [UInt8] = []
+        for step in 0..<50 {
+            let now = start.addingTimeInterval(Double(step) * 0.002)
+            let serial = Array(CertificateProfiles.randomSerial(now: now).bytes)
+            #expect(serial.count == 16 && serial[0] & 0x80 == 0 && serial[0] != 0)
+            // The first six octets are the time in milliseconds, big-endian.
+            let milliseconds = serial[0..<6].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            #expect(milliseconds == UInt64(now.timeIntervalSince1970 * 1000))
+            #expect(previous.lexicographicallyPrecedes(serial), "serials must grow with time")
+            previous = serial
+        }
+        // Within one millisecond only the random part differs.
+        let tails = Set((0..<100).map { _ in Array(CertificateProfiles.randomSerial(now: start).bytes.suffix(10)) })
+        #expect(tails.count == 100)
+    }
+
     @Test func rootProfile() throws {
         let chain = try makeChain()
         let root = chain.root
