@@ -38,6 +38,9 @@ public enum SystemdUnits {
             "ProtectHostname=yes",
             "RestrictNamespaces=yes",
             "RestrictRealtime=yes",
+            // Lets the database writer thread raise its own priority to nice -10 without any
+            // capability (RLIMIT_NICE); see WriterPriority.
+            "LimitNICE=-10",
             "RestrictSUIDSGID=yes",
             "LockPersonality=yes",
             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",

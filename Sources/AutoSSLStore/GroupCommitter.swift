@@ -25,6 +25,22 @@ public struct WaiterAffinity: Sendable {
     public static func install(_ affinity: WaiterAffinity) { storage.withLock { $0 = affinity } }
 }
 
+/// The scheduling priority (nice value) of the database writer thread, for processes where many
+/// requests wait on it (`ca serve` installs `serving`). Every waiting issuance sits behind the
+/// writer's next commit, so when the writer is runnable it should run before request work: with
+/// the event loops busy, a writer at the default priority waits for its time slice while the
+/// requests queued behind it leave the cores idle (measured in docs/benchmarks.md).
+public enum WriterPriority {
+    /// Nice -10: ahead of the event loops, far from starving anything (the writer sleeps in
+    /// fdatasync most of the time and uses about a seventh of a core at full load).
+    public static let serving: Int32 = -10
+
+    private static let storage = Mutex<Int32?>(nil)
+    /// The nice value writer threads started from now on ask for; nil leaves them as they are.
+    public static var installed: Int32? { storage.withLock { $0 } }
+    public static func install(_ nice: Int32?) { storage.withLock { $0 = nice } }
+}
+
 /// Group commit: writes submitted while a transaction is being made durable wait and then share the
 /// next transaction. A write that fails (a replayed token, say) aborts the transaction; it gets its
 /// error and the rest of the batch is committed again without it. Failures are rare, so the common
@@ -53,15 +69,18 @@ final class GroupCommitter: Sendable {
 
     private let pool: DatabasePool
     private let logger: Logger
+    /// The nice value the writer thread sets for itself when it starts (nil: inherit).
+    private let writerNice: Int32?
     private let state = Mutex(State())
     /// Wakes the writer thread; signalled once per submission that finds it waiting.
     private let wakeup = DispatchSemaphore(value: 0)
     /// How long the writer thread waits for work before it ends.
     private static let idleTimeout: DispatchTimeInterval = .seconds(1)
 
-    init(pool: DatabasePool, logger: Logger) {
+    init(pool: DatabasePool, logger: Logger, writerNice: Int32? = WriterPriority.installed) {
         self.pool = pool
         self.logger = logger
+        self.writerNice = writerNice
     }
 
     /// Largest batch seen, for benchmarks and tests.
@@ -96,10 +115,35 @@ final class GroupCommitter: Sendable {
     }
 
     private func startWriter() {
-        let thread = Thread { [self] in writerLoop() }
-        thread.name = "auto-ssl-db-writer"
+        let thread = Thread { [self] in
+            // Named from inside (set from outside, the name never reaches the kernel) for top -H
+            // and /proc; the kernel keeps 15 bytes.
+            Thread.current.name = Self.threadName
+            if let writerNice { applyPriority(writerNice) }
+            writerLoop()
+        }
         thread.start()
     }
+
+    /// Sets the calling thread's nice value (on Linux, `setpriority` with who = 0 applies to the
+    /// calling thread only). Going below 0 needs CAP_SYS_NICE or an RLIMIT_NICE that allows it (the
+    /// unit `ca install-service` writes sets LimitNICE); without either the writer keeps the
+    /// process's priority, which costs throughput under load and nothing else.
+    private func applyPriority(_ nice: Int32) {
+        if setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice) != 0 {
+            let reason = String(cString: strerror(errno))
+            Self.reportPriorityFailure.withLock { reported in
+                guard !reported else { return }
+                reported = true
+                logger.notice("the database writer keeps the default priority (nice \(nice) refused: \(reason))")
+            }
+        }
+    }
+
+    static let threadName = "auto-ssl-writer"
+
+    /// Said once per process, not once per writer thread start.
+    private static let reportPriorityFailure = Mutex(false)
 
     private enum Step { case commit([Pending]), wait, exit }
 

@@ -11,7 +11,8 @@ public final class SQLiteCertificateStore: CertificateDatabase {
     let committer: GroupCommitter
     public let path: String
 
-    public init(path: String, logger: Logger = Logger(label: "auto-ssl.store")) throws {
+    /// `writerNice`: the database writer thread's nice value (see `WriterPriority`).
+    public init(path: String, logger: Logger = Logger(label: "auto-ssl.store"), writerNice: Int32? = WriterPriority.installed) throws {
         self.path = path
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
@@ -28,7 +29,7 @@ public final class SQLiteCertificateStore: CertificateDatabase {
             throw StoreOpenError(path: path, underlying: "\(error)")
         }
         try Self.migrator.migrate(pool)
-        committer = GroupCommitter(pool: pool, logger: logger)
+        committer = GroupCommitter(pool: pool, logger: logger, writerNice: writerNice)
     }
 
     public struct StoreOpenError: Error, CustomStringConvertible {

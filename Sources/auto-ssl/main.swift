@@ -20,6 +20,8 @@ if Array(CommandLine.arguments.dropFirst().prefix(2)) == ["ca", "serve"] {
         run: { loop, work in
             if let loop = loop as? any EventLoop { loop.execute(work) } else { work() }
         }))
+    // Requests wait on the database writer; it runs ahead of them when it has work.
+    WriterPriority.install(WriterPriority.serving)
 }
 exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 

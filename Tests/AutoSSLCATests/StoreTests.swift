@@ -141,6 +141,25 @@ enum AffinityMarker {
         try await store.close()
     }
 
+    @Test func theWriterThreadTakesTheRequestedPriority() async throws {
+        let dir = TemporaryDirectory()
+        let inherited = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        // A higher nice value is allowed to anyone; `ca serve` asks for -10 (root or LimitNICE).
+        for (name, requested) in [("niced.sqlite", Int32(7)), ("inherited.sqlite", nil)] {
+            let store = try SQLiteCertificateStore(path: dir.file(name), writerNice: requested)
+            let seen = Mutex<(nice: Int32, name: String)?>(nil)
+            try await store.committer.submit { _ in
+                let threadName = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8))?
+                    .trimmingCharacters(in: .newlines) ?? ""
+                seen.withLock { $0 = (getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0), threadName) }
+            }
+            let observed = try #require(seen.withLock { $0 })
+            #expect(observed.nice == (requested ?? inherited))
+            #expect(observed.name == "auto-ssl-writer")
+            try await store.close()
+        }
+    }
+
     @Test func waitersResumeOnTheirExecutorWithOneJobPerBatch() async throws {
         WaiterAffinity.install(.init(
             current: { AffinityMarker.executor },

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -126,12 +127,26 @@ import TestSupport
         let ca = try RunningCA()
         let fingerprint = try ca.fingerprint
         let out = ca.sandbox.root
+        // The database writer thread exists while there are writes (and a second after); watch for
+        // it during the issuance: `ca serve` runs it at nice -10 (see WriterPriority).
+        let writerNice = Mutex<Int?>(nil)
+        let watching = Atomic<Bool>(true)
+        let watcher = Thread {
+            while watching.load(ordering: .relaxed) {
+                if let nice = ca.threadNice(named: "auto-ssl-writer") { writerNice.withLock { $0 = nice } }
+                usleep(5_000)
+            }
+        }
+        watcher.start()
         let issued = try ca.sandbox.run([
             "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint.uppercased(), "--san", "app.internal",
             "--san", "10.1.1.1", "--out-cert", out.file("app.crt"), "--out-key", out.file("app.key"),
             "--password-file", ca.sandbox.configDir + "/provisioner-password", "--duration", "48h",
         ])
         #expect(issued.status == 0, "\(issued)\n\(ca.log)")
+        usleep(100_000)
+        watching.store(false, ordering: .relaxed)
+        #expect(writerNice.withLock { $0 } == -10, "the database writer's priority")
         #expect(fileMode(out.file("app.key")) == 0o600)
         let verify = try runProcess("openssl", ["verify", "-x509_strict", "-CAfile", ca.rootPath, "-untrusted", out.file("app.crt"), out.file("app.crt")])
         #expect(verify.status == 0, "\(verify)")
@@ -300,7 +315,7 @@ import TestSupport
         let unit = try readFile(sandbox.systemdDir + "/auto-ssl-ca.service")
         for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                      "ReadWritePaths=\(sandbox.dataDir)", "Restart=on-failure", "ExecStart=\(autoSSLBinaryPath()) ca serve",
-                     "LoadCredential=ca-password:\(sandbox.configDir)/ca-password"] {
+                     "LoadCredential=ca-password:\(sandbox.configDir)/ca-password", "LimitNICE=-10"] {
             #expect(unit.contains(line + "\n"), "missing \(line)")
         }
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") {

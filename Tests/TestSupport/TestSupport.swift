@@ -241,6 +241,23 @@ public final class RunningCA: @unchecked Sendable {
 
     public var log: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
 
+    public var processIdentifier: Int32 { process.processIdentifier }
+
+    /// The nice value of the server's thread named `name` (from /proc), nil while it has none.
+    public func threadNice(named name: String) -> Int? {
+        let tasks = "/proc/\(process.processIdentifier)/task"
+        for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+            guard let comm = try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8),
+                  comm.trimmingCharacters(in: .newlines) == name,
+                  let stat = try? String(contentsOfFile: "\(tasks)/\(task)/stat", encoding: .utf8),
+                  let end = stat.range(of: ") ", options: .backwards) else { continue }
+            // Fields after "(comm) " start at field 3 (state); nice is field 19.
+            let fields = stat[end.upperBound...].split(separator: " ")
+            if fields.count > 16, let nice = Int(fields[16]) { return nice }
+        }
+        return nil
+    }
+
     public func auditEvents() throws -> [[String: Any]] {
         try readFile(sandbox.dataDir + "/audit.log").split(separator: "\n").compactMap {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
