@@ -263,7 +263,7 @@ public final class Authority: Sendable {
         } catch StoreError.tokenAlreadyUsed {
             throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", provisioner: provisioner, remote: remote, authFailure: true)
         } catch StoreError.serialAlreadyExists {
-            // 127 random bits make this practically impossible; never reuse a serial all the same.
+            // 80 random bits within one millisecond make this practically impossible; never reuse a serial all the same.
             throw AuthorityError(.unavailable, "serial collision; retry the request")
         }
         audit.record(.init(
