@@ -60,7 +60,7 @@ import TestSupport
 
         let stages = try Sandbox().run(["bench", "stages", "--iterations", "20"])
         #expect(stages.status == 0, "\(stages)")
-        for line in ["ES256 verify (token)", "CSR parse + verify", "store: durable issuance rows", "authority.sign, 16 task(s)"] {
+        for line in ["ES256 verify (token)", "CSR read + verify (as /sign does)", "leaf encode + sign (as /sign does)", "store: durable issuance rows", "authority.sign, 16 task(s)"] {
             #expect(stages.stdout.contains(line), "\(line) missing from \(stages.stdout)")
         }
     }
