@@ -81,6 +81,7 @@ public struct SignBenchmark: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: nil))
+                        try channel.pipeline.syncOperations.addHandler(RequestCoalescer())
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
                         try channel.pipeline.syncOperations.addHandler(LoadConnectionHandler(queue: queue, done: done))
                     }
@@ -120,6 +121,49 @@ public struct SignBenchmark: Sendable {
 
     public static func milliseconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+    }
+}
+
+/// Joins what the HTTP encoder writes for one request (head, body) into one buffer at flush, so a
+/// request leaves as one TLS record, as clients that buffer their writes (Go's, curl's) send it.
+final class RequestCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    private var pending: ByteBuffer?
+    private var promises: [EventLoopPromise<Void>] = []
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .byteBuffer(var buffer) = unwrapOutboundIn(data) else {
+            flushPending(context: context)
+            context.write(data, promise: promise)
+            return
+        }
+        if pending == nil {
+            pending = buffer
+        } else {
+            pending!.writeBuffer(&buffer)
+        }
+        if let promise { promises.append(promise) }
+    }
+
+    func flush(context: ChannelHandlerContext) {
+        flushPending(context: context)
+        context.flush()
+    }
+
+    private func flushPending(context: ChannelHandlerContext) {
+        guard let buffer = pending else { return }
+        pending = nil
+        let waiting = promises
+        promises = []
+        let promise: EventLoopPromise<Void>? = waiting.isEmpty ? nil : context.eventLoop.makePromise()
+        if let promise {
+            promise.futureResult.whenComplete { result in
+                for each in waiting { each.completeWith(result) }
+            }
+        }
+        context.write(wrapOutboundOut(.byteBuffer(buffer)), promise: promise)
     }
 }
 
