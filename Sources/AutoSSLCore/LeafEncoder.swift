@@ -35,7 +35,8 @@ public struct LeafEncoder: Sendable {
     /// swift-certificates writes for the key (`CertificateProfiles.subjectPublicKeyInfo(of:)`, or a
     /// CSR's own bytes when they are in that canonical form), `subjectKeyIdentifier` its
     /// `CertificateProfiles.keyIdentifier`, and `serial` the content octets of a positive INTEGER.
-    /// Nil when the validity cannot be written as RFC 5280 times (years outside 1-9999).
+    /// Nil when the validity cannot be written as RFC 5280 times (years outside 1-9999) or a DNS
+    /// name is not ASCII: `CertificateProfiles.leaf` then decides.
     public func encode(
         names: [SubjectName], subjectPublicKeyInfo: ArraySlice<UInt8>, keyAlgorithm: KeyAlgorithm,
         subjectKeyIdentifier: ArraySlice<UInt8>, serial: [UInt8], notBefore: Date, notAfter: Date
@@ -48,7 +49,10 @@ public struct LeafEncoder: Sendable {
         var alternativeNames: [UInt8] = []
         for name in names {
             switch name {
-            case .dns(let host): Self.append(0x82, Array(host.utf8), to: &alternativeNames)  // [2] IA5String
+            case .dns(let host):
+                // [2] IA5String. A name outside ASCII is the library's to refuse.
+                guard host.utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
+                Self.append(0x82, Array(host.utf8), to: &alternativeNames)
             case .ip(let address): Self.append(0x87, address.bytes, to: &alternativeNames)  // [7] OCTET STRING
             }
         }

@@ -137,6 +137,16 @@ import X509
         #expect(pair.ours.commonName == "web.test")
     }
 
+    @Test func leavesNamesOutsideASCIIToTheLibrary() throws {
+        let issuer = try Self.issuer(.p256, name: "ASCII")
+        let key = try SigningKey.generate(.p256).publicKey
+        let encoded = try issuer.encoder.encode(
+            names: [.dns("wéb.test")], subjectPublicKeyInfo: try CertificateProfiles.subjectPublicKeyInfo(of: key)[...],
+            keyAlgorithm: .p256, subjectKeyIdentifier: CertificateProfiles.keyIdentifier(for: key), serial: [1],
+            notBefore: Date(), notAfter: Date() + 60)
+        #expect(encoded == nil)
+    }
+
     @Test func refusesAnEmptyNameList() throws {
         let issuer = try Self.issuer(.p256, name: "Empty")
         let key = try SigningKey.generate(.p256).publicKey
