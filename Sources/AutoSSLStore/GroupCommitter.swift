@@ -135,7 +135,8 @@ final class GroupCommitter: Sendable {
             Self.reportPriorityFailure.withLock { reported in
                 guard !reported else { return }
                 reported = true
-                logger.notice("the database writer keeps the default priority (nice \(nice) refused: \(reason))")
+                logger.warning(
+                    "the database writer keeps the default priority (nice \(nice) refused: \(reason)); issuance works, with less throughput under load. Run as root or allow it with LimitNICE=\(nice) (the unit `auto-ssl ca install-service` writes does)")
             }
         }
     }
