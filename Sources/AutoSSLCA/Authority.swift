@@ -239,7 +239,7 @@ public final class Authority: Sendable {
         // Signed before the transaction, in the request's own task (so signatures run in parallel,
         // not one after another on the database writer); handed out only once its row is durable.
         // The encoder writes the same bytes as CertificateProfiles.leaf, which remains the way for
-        // times it cannot write.
+        // what it does not write (times outside years 1-9999, DNS names outside ASCII).
         let der: [UInt8]
         if let encoded = try leafEncoder.encode(
             names: names, subjectPublicKeyInfo: try subjectPublicKeyInfo ?? CertificateProfiles.subjectPublicKeyInfo(of: publicKey)[...],
