@@ -7,6 +7,9 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "auto-ssl", targets: ["auto-ssl"]),
+        // For the fuzz package in Fuzz/, which depends on these lean modules only.
+        .library(name: "AutoSSLCore", targets: ["AutoSSLCore"]),
+        .library(name: "AutoSSLHost", targets: ["AutoSSLHost"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
