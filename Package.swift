@@ -63,6 +63,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Reading what hostile peers send during ACME validation: DNS messages and HTTP answers
+        // (NIO's HTTP/1 decoder), bounded. No sockets of its own; small, so it can be fuzzed.
+        .target(
+            name: "AutoSSLWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // The HTTPS surface of the CA (Hummingbird + NIOSSL).
         .target(
             name: "AutoSSLServer",
@@ -71,7 +81,10 @@ let package = Package(
                 "AutoSSLCA",
                 "AutoSSLHost",
                 "AutoSSLStore",
+                "AutoSSLWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -140,6 +153,7 @@ let package = Package(
         // Helpers shared by the test targets: temporary directories, running processes (openssl, python).
         .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
+        .testTarget(name: "AutoSSLWireTests", dependencies: ["AutoSSLWire"]),
         .testTarget(
             name: "AutoSSLCATests",
             dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),

@@ -13,11 +13,14 @@ extension ProvisionerAdmin {
         public var http01Port: Int?
         public var tlsALPN01Port: Int?
         public var policy: PolicySettings?
+        /// Replaces the list; [] clears it.
+        public var validationAllow: [String]?
 
         public init(
             challenges: [String]? = nil, requireEAB: Bool? = nil, resolver: String? = nil, http01Port: Int? = nil,
-            tlsALPN01Port: Int? = nil, policy: PolicySettings? = nil
+            tlsALPN01Port: Int? = nil, policy: PolicySettings? = nil, validationAllow: [String]? = nil
         ) {
+            self.validationAllow = validationAllow
             self.challenges = challenges
             self.requireEAB = requireEAB
             self.resolver = resolver
@@ -59,6 +62,17 @@ extension ProvisionerAdmin {
         }
         if let port = changes.http01Port { provisioner.http01Port = port == 80 ? nil : port }
         if let port = changes.tlsALPN01Port { provisioner.tlsALPN01Port = port == 443 ? nil : port }
+        if let allow = changes.validationAllow {
+            let ranges = try allow.map { text in
+                do {
+                    return try IPRange(parsing: text).description
+                } catch {
+                    throw AutoSSLError.invalidArgument(
+                        "--validation-allow \"\(text)\" is not an address range", hint: "use CIDR form, e.g. 127.0.0.0/8 or fd00::/8")
+                }
+            }
+            provisioner.validationAllow = ranges.isEmpty ? nil : ranges
+        }
         if let policy = changes.policy {
             _ = try IssuancePolicy(base.overlaid(by: policy))
             provisioner.policy = policy

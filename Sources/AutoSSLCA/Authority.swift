@@ -218,9 +218,7 @@ public final class Authority: Sendable {
         } catch {
             throw refuse(.forbidden, error.message, provisioner: provisioner.settings.name, remote: request.remote)
         }
-        let token = TokenUse(
-            id: provisioner.settings.name + ":" + claims.jti,
-            expiresAt: Date(timeIntervalSince1970: TimeInterval(claims.exp)).addingTimeInterval(Self.clockSkew))
+        let token = Self.tokenUse(id: provisioner.settings.name + ":" + claims.jti, exp: claims.exp)
         return try await issue(
             names: names, publicKey: csr.publicKey, keyType: csr.keyAlgorithm, notBefore: notBefore, notAfter: notAfter,
             provisioner: provisioner.settings.name, token: token, renewedFrom: nil, remote: request.remote, now: now,
@@ -350,16 +348,8 @@ public final class Authority: Sendable {
         guard claims.aud.contains(where: { isAcceptedAudience($0, path: path) }) else {
             throw refuse(.unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(path) endpoint", provisioner: name, remote: remote, authFailure: true)
         }
-        let current = Int64(now.timeIntervalSince1970)
-        let skew = Int64(Self.clockSkew)
-        guard claims.nbf <= current + skew else {
-            throw refuse(.unauthorized, "the token is not valid yet (nbf is in the future)", provisioner: name, remote: remote, authFailure: true)
-        }
-        guard claims.exp > current - skew else {
-            throw refuse(.unauthorized, "the token has expired", provisioner: name, remote: remote, authFailure: true)
-        }
-        guard claims.exp > claims.nbf, claims.exp - claims.nbf <= Self.maximumTokenLifetime else {
-            throw refuse(.unauthorized, "the token's lifetime exceeds 5 minutes", provisioner: name, remote: remote, authFailure: true)
+        if let refusal = checkTokenWindow(nbf: claims.nbf, exp: claims.exp, now: now) {
+            throw refuse(.unauthorized, refusal.message, provisioner: name, remote: remote, authFailure: true)
         }
         guard !claims.jti.isEmpty, claims.jti.count <= 256 else {
             throw refuse(.unauthorized, "the token has no valid jti", provisioner: name, remote: remote, authFailure: true)
@@ -368,6 +358,18 @@ public final class Authority: Sendable {
             throw refuse(.unauthorized, "the token's root fingerprint (sha) is not this CA's", provisioner: name, remote: remote, authFailure: true)
         }
         return (provisioner, claims)
+    }
+
+    /// The time rules of every one-time token (provisioner and x5c tokens alike).
+    func checkTokenWindow(nbf: Int64, exp: Int64, now: Date) -> TokenWindow.Refusal? {
+        TokenWindow.check(
+            nbf: nbf, exp: exp, now: now, skew: Int64(Self.clockSkew), maximumLifetime: Self.maximumTokenLifetime)
+    }
+
+    /// When a used token can be forgotten: its expiry plus the clock skew (exp is within
+    /// `NumericDate.range`, which `TokenWindow` has checked).
+    static func tokenUse(id: String, exp: Int64) -> TokenUse {
+        TokenUse(id: id, expiresAt: Date(timeIntervalSince1970: TimeInterval(exp)).addingTimeInterval(clockSkew))
     }
 
     /// Audits a refusal (authentication failures get their own event) and builds the error.

@@ -274,11 +274,15 @@ public struct ACMEProvisionerSettings: Codable, Equatable, Sendable {
     public var tlsALPN01Port: Int?
     /// Replaces the CA's policy field by field for certificates this provisioner issues.
     public var policy: PolicySettings?
+    /// Address ranges (CIDR) validation may connect to although they are refused by default
+    /// (loopback, link-local, multicast, unspecified, this machine's own addresses).
+    public var validationAllow: [String]?
 
     public init(
         name: String, challenges: [String] = allChallenges, requireEAB: Bool = false, resolver: String? = nil,
-        http01Port: Int? = nil, tlsALPN01Port: Int? = nil, policy: PolicySettings? = nil
+        http01Port: Int? = nil, tlsALPN01Port: Int? = nil, policy: PolicySettings? = nil, validationAllow: [String]? = nil
     ) {
+        self.validationAllow = validationAllow
         self.name = name
         self.challenges = challenges
         self.requireEAB = requireEAB
@@ -293,5 +297,6 @@ public struct ACMEProvisionerSettings: Codable, Equatable, Sendable {
         case requireEAB = "require_eab"
         case http01Port = "http01_port"
         case tlsALPN01Port = "tlsalpn01_port"
+        case validationAllow = "validation_allow"
     }
 }

@@ -14,7 +14,17 @@ extension Authority {
     /// Default grace window after expiry within which renewal still works: 5 % of the lifetime.
     public static let defaultRenewalGraceFraction = 0.05
 
-    public var renewalGraceFraction: Double { settings.renewalGraceFraction ?? Self.defaultRenewalGraceFraction }
+    /// The configured fraction when it is a number from 0 to 1 (config.yaml could say `.nan`), else the default.
+    public var renewalGraceFraction: Double {
+        guard let fraction = settings.renewalGraceFraction, fraction.isFinite, (0...1).contains(fraction) else {
+            return Self.defaultRenewalGraceFraction
+        }
+        return fraction
+    }
+
+    /// Whether `leaf` was signed by this CA's current or an archived intermediate (its dates are not
+    /// looked at: renewal applies the grace window itself).
+    public func isIssuedByThisCA(_ leaf: Certificate) -> Bool { issuedByThisCA(leaf) }
 
     /// Checks that `leaf` was signed by this CA's current or an archived intermediate.
     func issuedByThisCA(_ leaf: Certificate) -> Bool {
@@ -24,11 +34,16 @@ extension Authority {
     }
 
     /// Resolves a proof of possession to the presented certificate (and the token use to record).
+    /// The certificate must have been signed by this CA's current or an archived intermediate; for a
+    /// token that is checked before anything else the token says is read.
     func presentedCertificate(_ proof: PossessionProof, path: String, remote: String?, now: Date) throws
         -> (Certificate, TokenUse?)
     {
         switch proof {
         case .mutualTLS(let certificate):
+            guard issuedByThisCA(certificate) else {
+                throw refuse(.unauthorized, "the certificate was not issued by this CA", remote: remote, authFailure: true)
+            }
             return (certificate, nil)
         case .x5cToken(let token):
             let verified: X5CToken.Verified
@@ -37,12 +52,14 @@ extension Authority {
             } catch let error as AutoSSLError {
                 throw refuse(.unauthorized, error.message, remote: remote, authFailure: true)
             }
-            let leaf = verified.chain[0]
+            guard let leaf = verified.chain.first, issuedByThisCA(leaf) else {
+                throw refuse(.unauthorized, "the token's certificate was not issued by this CA", remote: remote, authFailure: true)
+            }
             let claims: CertificateTokenClaims
             do {
                 claims = try JSONDecoder().decode(CertificateTokenClaims.self, from: verified.payload)
             } catch {
-                throw refuse(.unauthorized, "the token's claims are incomplete (aud, exp, jti are required)", remote: remote, authFailure: true)
+                throw refuse(.unauthorized, "the token's claims are incomplete or out of range (aud, exp, jti are required; times are seconds since 1970)", remote: remote, authFailure: true)
             }
             guard claims.aud.contains(where: { isAcceptedAudience($0, path: path) }) else {
                 throw refuse(.unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(path) endpoint", remote: remote, authFailure: true)
@@ -51,21 +68,13 @@ extension Authority {
             guard claims.sub == expectedSubject else {
                 throw refuse(.unauthorized, "the token's subject \"\(claims.sub)\" is not the certificate's (\(expectedSubject))", remote: remote, authFailure: true)
             }
-            let current = Int64(now.timeIntervalSince1970)
-            let skew = Int64(Self.clockSkew)
-            guard claims.nbf <= current + skew, claims.exp > current - skew else {
-                throw refuse(.unauthorized, "the token is expired or not yet valid", remote: remote, authFailure: true)
-            }
-            guard claims.exp > claims.nbf, claims.exp - claims.nbf <= Self.maximumTokenLifetime else {
-                throw refuse(.unauthorized, "the token's lifetime exceeds 5 minutes", remote: remote, authFailure: true)
+            if let refusal = checkTokenWindow(nbf: claims.nbf, exp: claims.exp, now: now) {
+                throw refuse(.unauthorized, refusal.message, remote: remote, authFailure: true)
             }
             guard !claims.jti.isEmpty, claims.jti.count <= 256 else {
                 throw refuse(.unauthorized, "the token has no valid jti", remote: remote, authFailure: true)
             }
-            let use = TokenUse(
-                id: "x5c:" + leaf.serialNumber.hexString + ":" + claims.jti,
-                expiresAt: Date(timeIntervalSince1970: TimeInterval(claims.exp)).addingTimeInterval(Self.clockSkew))
-            return (leaf, use)
+            return (leaf, Self.tokenUse(id: "x5c:" + leaf.serialNumber.hexString + ":" + claims.jti, exp: claims.exp))
         }
     }
 
@@ -77,16 +86,13 @@ extension Authority {
             audit.record(.init("renewal.refused", time: now, serial: serial, sans: leaf.subjectNames.map(\.description), remote: remote, reason: message))
             return AuthorityError(kind, message)
         }
-        guard issuedByThisCA(leaf) else {
-            throw refuseRenewal(.unauthorized, "the certificate was not issued by this CA")
-        }
         let lifetime = leaf.notValidAfter.timeIntervalSince(leaf.notValidBefore)
         if now > leaf.notValidAfter {
             let grace = lifetime * renewalGraceFraction
             guard now.timeIntervalSince(leaf.notValidAfter) <= grace else {
                 throw refuseRenewal(
                     .forbidden,
-                    "certificate \(serial) expired at \(AuditLog.timestamp(leaf.notValidAfter)), beyond the renewal grace window of \(CertificateDuration(seconds: Int64(grace))); enroll again with a provisioner token")
+                    "certificate \(serial) expired at \(AuditLog.timestamp(leaf.notValidAfter)), beyond the renewal grace window of \(CertificateDuration(seconds: Int64(grace.rounded(.down)))); enroll again with a provisioner token")
             }
         }
         guard let record = try await store.certificate(serial: serial), record.status == .issued else {
@@ -94,6 +100,13 @@ extension Authority {
         }
         if let revocation = record.revocation {
             throw refuseRenewal(.forbidden, "certificate \(serial) was revoked (\(revocation.reason.isEmpty ? "reason code \(revocation.reasonCode)" : revocation.reason)); revoked certificates are never renewed")
+        }
+        // Renewal keeps the key, so a revocation cuts off the key: an earlier or later certificate
+        // with the same key is not renewed either.
+        if try await store.isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: leaf)) {
+            throw refuseRenewal(
+                .forbidden,
+                "another certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
         }
         let names = leaf.subjectNames
         guard !names.isEmpty, let keyType = KeyAlgorithm(publicKey: leaf.publicKey) else {

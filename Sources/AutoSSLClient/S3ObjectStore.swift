@@ -83,8 +83,10 @@ public struct S3ObjectStore: Sendable {
 
     static func failure(_ status: Int, _ body: [UInt8], _ action: String) -> AutoSSLError {
         let text = String(decoding: body.prefix(500), as: UTF8.self)
+        // The closing tag is searched after the opening one: a body with them in the other order
+        // must not make a backwards range.
         let code = text.range(of: "<Code>").flatMap { start in
-            text.range(of: "</Code>").map { String(text[start.upperBound..<$0.lowerBound]) }
+            text[start.upperBound...].range(of: "</Code>").map { String(text[start.upperBound..<$0.lowerBound]) }
         }
         return AutoSSLError.general("could not \(action): HTTP \(status)\(code.map { " (\($0))" } ?? "")")
     }

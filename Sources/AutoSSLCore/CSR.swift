@@ -123,13 +123,14 @@ public struct VerifiedCSR: Sendable {
     /// the SAN does not list.
     static func names(alternative: [GeneralName], commonName: String?) throws -> [SubjectName] {
         var names: [SubjectName] = []
+        var seen: Set<SubjectName> = []
         for general in alternative {
             guard let name = SubjectName(generalName: general) else {
                 throw AutoSSLError.invalidArgument("the CSR asks for a name that is neither DNS nor IP: \(general)")
             }
-            if !names.contains(name) { names.append(name) }
+            if seen.insert(name).inserted { names.append(name) }
         }
-        if let commonName, let cnName = try? SubjectName(parsing: commonName), !names.contains(cnName) {
+        if let commonName, let cnName = try? SubjectName(parsing: commonName), !seen.contains(cnName) {
             names.insert(cnName, at: 0)
         }
         return names

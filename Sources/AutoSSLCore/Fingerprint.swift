@@ -14,6 +14,17 @@ public enum Fingerprint {
         sha256(der: try certificate.derBytes())
     }
 
+    /// SHA-256 of a certificate's public key (its SubjectPublicKeyInfo, DER), lower-case hex: the
+    /// key's identity across renewals, which keep the key.
+    public static func publicKeyHash(of certificate: Certificate) -> String {
+        sha256(der: certificate.publicKey.subjectPublicKeyInfoBytes)
+    }
+
+    /// The same from a certificate's DER; nil when it does not parse.
+    public static func publicKeyHash(certificateDER der: [UInt8]) -> String? {
+        (try? Certificate(derEncoded: der)).map(publicKeyHash(of:))
+    }
+
     /// Normalises what a user typed: case-insensitive, colons and spaces allowed.
     /// Anything other than 64 hex digits is an invalid argument.
     public static func normalise(_ text: String) throws -> String {

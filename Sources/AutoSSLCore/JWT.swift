@@ -146,9 +146,9 @@ public struct ProvisionerTokenClaims: Codable, Sendable, Equatable {
         self.sha = sha ?? ""
     }
 
-    /// A NumericDate (possibly fractional) as whole seconds; nil when it does not fit.
+    /// A NumericDate (possibly fractional) as whole seconds; nil outside `NumericDate.range`.
     static func seconds(_ value: Double) -> Int64? {
-        Int64(exactly: value.rounded(.towardZero))
+        NumericDate.seconds(value)
     }
 
     /// `aud` may be one string or a list (RFC 7519 §4.1.3); numeric dates may be fractional.
@@ -186,5 +186,57 @@ public struct ProvisionerTokenClaims: Codable, Sendable, Equatable {
         try c.encode(exp, forKey: .exp)
         try c.encode(jti, forKey: .jti)
         try c.encode(sha, forKey: .sha)
+    }
+}
+
+/// The times in a token (RFC 7519 NumericDate) as they come from the network: any JSON number.
+/// Only values from 1970 to the end of year 9999 are taken, so that no later arithmetic on them
+/// (skew, lifetimes, `Date`) can overflow; anything else is refused as malformed.
+public enum NumericDate {
+    /// 1970-01-01T00:00:00Z ... 9999-12-31T23:59:59Z, in seconds.
+    public static let range: ClosedRange<Int64> = 0...253_402_300_799
+
+    /// Whole seconds (a fraction is dropped), or nil when the value is not finite or out of range.
+    public static func seconds(_ value: Double) -> Int64? {
+        guard value.isFinite, value >= Double(range.lowerBound), value < Double(range.upperBound) + 1 else { return nil }
+        return Int64(exactly: value.rounded(.towardZero))
+    }
+
+    /// The same for an integer already read (e.g. from a database or an encoder).
+    public static func seconds(_ value: Int64) -> Int64? {
+        range.contains(value) ? value : nil
+    }
+}
+
+/// The time rules every one-time token obeys (provisioner tokens and certificate holders' x5c
+/// tokens alike): valid now within the clock skew, and short-lived.
+public enum TokenWindow {
+    public enum Refusal: Error, Equatable, Sendable {
+        case notYetValid
+        case expired
+        case lifetimeTooLong(maximumSeconds: Int64)
+
+        public var message: String {
+            switch self {
+            case .notYetValid: return "the token is not valid yet (nbf is in the future)"
+            case .expired: return "the token has expired"
+            case .lifetimeTooLong(let maximum): return "the token's lifetime exceeds \(maximum / 60) minutes (exp must be after nbf, at most \(maximum) s later)"
+            }
+        }
+    }
+
+    /// Checks `nbf`/`exp` (whole seconds since 1970) against `now`. Values outside
+    /// `NumericDate.range` are refused before any arithmetic, so no input can overflow it.
+    public static func check(nbf: Int64, exp: Int64, now: Date, skew: Int64, maximumLifetime: Int64) -> Refusal? {
+        guard NumericDate.seconds(nbf) != nil else { return .notYetValid }
+        guard NumericDate.seconds(exp) != nil else { return .expired }
+        let nowSeconds = now.timeIntervalSince1970
+        guard nowSeconds.isFinite, let current = NumericDate.seconds(nowSeconds),
+              (0...86_400).contains(skew), (1...86_400).contains(maximumLifetime) else { return .expired }
+        // Every operand is bounded above, so these cannot overflow.
+        if nbf > current + skew { return .notYetValid }
+        if exp <= current - skew { return .expired }
+        if exp <= nbf || exp - nbf > maximumLifetime { return .lifetimeTooLong(maximumSeconds: maximumLifetime) }
+        return nil
     }
 }

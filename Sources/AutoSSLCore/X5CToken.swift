@@ -105,9 +105,20 @@ public struct CertificateTokenClaims: Codable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         if let single = try? c.decode(String.self, forKey: .aud) { aud = [single] } else { aud = try c.decode([String].self, forKey: .aud) }
         sub = try c.decodeIfPresent(String.self, forKey: .sub) ?? ""
-        nbf = Int64(try c.decodeIfPresent(Double.self, forKey: .nbf) ?? c.decode(Double.self, forKey: .iat))
-        iat = try c.decodeIfPresent(Double.self, forKey: .iat).map { Int64($0) }
-        exp = Int64(try c.decode(Double.self, forKey: .exp))
+        // Numbers from the network: refused (not trapped on) when out of range.
+        func seconds(_ value: Double, _ key: CodingKeys) throws -> Int64 {
+            guard let whole = NumericDate.seconds(value) else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(key.rawValue) is out of range")
+            }
+            return whole
+        }
+        if let nbf = try c.decodeIfPresent(Double.self, forKey: .nbf) {
+            self.nbf = try seconds(nbf, .nbf)
+        } else {
+            nbf = try seconds(try c.decode(Double.self, forKey: .iat), .iat)
+        }
+        iat = try c.decodeIfPresent(Double.self, forKey: .iat).map { try seconds($0, .iat) }
+        exp = try seconds(try c.decode(Double.self, forKey: .exp), .exp)
         jti = try c.decode(String.self, forKey: .jti)
     }
 

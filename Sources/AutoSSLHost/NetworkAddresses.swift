@@ -45,6 +45,21 @@ public enum NetworkAddresses {
         return v4 + v6
     }
 
+    /// Every address of every interface (up or not, loopback and virtual included): what "this
+    /// machine" means when deciding where ACME validation may not connect.
+    public static func allInterfaceAddresses() -> [IPAddress] {
+        var head: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&head) == 0, let first = head else { return [] }
+        defer { freeifaddrs(head) }
+        var found: [IPAddress] = []
+        var cursor: UnsafeMutablePointer<ifaddrs>? = first
+        while let entry = cursor {
+            defer { cursor = entry.pointee.ifa_next }
+            if let address = entry.pointee.ifa_addr, let ip = ipAddress(address), !found.contains(ip) { found.append(ip) }
+        }
+        return found
+    }
+
     /// The address a CA listens on and is reached at when the operator names none.
     public static func defaultCAHost() -> String {
         primaryAddresses().first?.description ?? "127.0.0.1"

@@ -41,6 +41,8 @@ public enum SystemdUnits {
             // Lets the database writer thread raise its own priority to nice -10 without any
             // capability (RLIMIT_NICE); see WriterPriority.
             "LimitNICE=-10",
+            // Room for many clients: `ca serve` caps connections itself (4,096 in all, 128 per source).
+            "LimitNOFILE=65536",
             "RestrictSUIDSGID=yes",
             "LockPersonality=yes",
             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",

@@ -1,5 +1,6 @@
 import AutoSSLCA
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLStore
 import Crypto
 import Foundation
@@ -21,10 +22,13 @@ final class ACMEService: Sendable {
     let provisionerList: Mutex<[ACMEProvisionerSettings]>
     let nonceKey: SymmetricKey
     let validationSlots = ValidationSlots(limit: 32)
+    /// Every address of this machine's interfaces (read once at start).
+    let ownMachineAddresses: [IPAddress] = NetworkAddresses.allInterfaceAddresses()
 
     static let nonceLifetime: TimeInterval = 3_600
     static let orderLifetime: TimeInterval = 86_400
     static let retention: TimeInterval = 7 * 86_400
+    /// Delays before each attempt of one validation; their count is the durable maximum per challenge.
     static let validationAttempts: [TimeInterval] = [0, 2, 4]
     static let replayNonce = HTTPField.Name("Replay-Nonce")!
     static let link = HTTPField.Name("Link")!
@@ -43,14 +47,27 @@ final class ACMEService: Sendable {
         provisionerList.withLock { $0 = fresh }
     }
 
-    /// Validations interrupted by a restart run again.
+    /// After a restart: finalizations a crash interrupted go back to ready, and validations it
+    /// interrupted run again, within their remaining durable attempts (an expired authorization's
+    /// are closed as invalid without connecting anywhere).
     func resumeValidations() {
         Task {
+            if let reset = try? await store.resetInterruptedFinalizations(), reset > 0 {
+                logger.notice("ACME: \(reset) interrupted finalization(s) set back to ready")
+            }
             guard let pending = try? await store.challengesInProcessing() else { return }
             for id in pending {
                 Task { await self.validate(challengeID: id, remote: nil) }
             }
         }
+    }
+
+    /// The addresses validation may connect to for this provisioner: its `validation_allow`
+    /// ranges open what is refused by default, which includes this machine's own addresses.
+    func addressPolicy(for provisioner: ACMEProvisionerSettings) -> ValidationAddressPolicy {
+        let allowed = (provisioner.validationAllow ?? []).compactMap { try? IPRange(parsing: $0) }
+        let configured = authority.settings.addresses.compactMap { IPAddress($0.host) }
+        return ValidationAddressPolicy(allowed: allowed, ownAddresses: Set(configured + ownMachineAddresses))
     }
 
     func register(on router: Router<CARequestContext>) {
@@ -171,6 +188,8 @@ final class ACMEService: Sendable {
     }
 
     static func json(_ object: [String: Any], status: HTTPResponse.Status = .ok, location: String? = nil) throws -> Response {
+        // Foundation stops the process (rather than throwing) on some invalid objects.
+        guard JSONSerialization.isValidJSONObject(object) else { throw AutoSSLError.general("the response is not valid JSON") }
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         var headers: HTTPFields = [.contentType: "application/json"]
         if let location { headers[.location] = location }
@@ -313,7 +332,11 @@ final class ACMEService: Sendable {
         let contacts = object["contact"] as? [String] ?? []
         try Self.validateContacts(contacts)
         var eabKeyID: String?
-        if let binding = object["externalAccountBinding"] {
+        if let value = object["externalAccountBinding"] {
+            // Anything but an object here would stop Foundation's serializer (not an error it throws).
+            guard let binding = value as? [String: Any], JSONSerialization.isValidJSONObject(binding) else {
+                throw ACMEProblem(.malformed, "externalAccountBinding must be a flattened JWS object")
+            }
             let data = try JSONSerialization.data(withJSONObject: binding)
             var macKey: Data?
             if let kid = ACMEJWS.externalBindingKeyID(data) {
@@ -675,7 +698,9 @@ final class ACMEService: Sendable {
         return Self.withRetryAfter(response, when: challenge.status == "processing")
     }
 
-    /// Tries the challenge a few times (the client's responder may need a moment), then records the result.
+    /// Tries the challenge a few times (the client's responder may need a moment), then records the
+    /// result. Each attempt is counted in the database before it starts, so however often the CA
+    /// restarts, a challenge gets at most `validationAttempts.count` attempts.
     func validate(challengeID: String, remote: String?) async {
         guard let (challenge, authorization) = try? await store.challenge(id: challengeID),
               let account = try? await store.account(id: authorization.accountID),
@@ -685,22 +710,36 @@ final class ACMEService: Sendable {
             try? await store.finishValidation(challengeID: challengeID, valid: false, error: nil)
             return
         }
+        func document(_ problem: ACMEProblem) -> String {
+            String(decoding: (try? JSONSerialization.data(withJSONObject: problem.json)) ?? Data(), as: UTF8.self)
+        }
         let keyAuthorization = ACMEChallengeValues.keyAuthorization(token: challenge.token, thumbprint: key.thumbprint)
-        let validator = ACMEValidator(provisioner: provisioner)
+        let validator = ACMEValidator(provisioner: provisioner, addressPolicy: addressPolicy(for: provisioner))
         var failure: ACMEProblem?
+        var attempted = false
         for delay in Self.validationAttempts {
             if delay > 0 { try? await Task.sleep(nanoseconds: UInt64(delay * 1_000_000_000)) }
+            if authorization.expires < Date() {
+                failure = ACMEProblem(.unauthorized, "the authorization expired before it was validated")
+                break
+            }
+            guard (try? await store.beginValidationAttempt(challengeID: challengeID, maximum: Self.validationAttempts.count)) == true else {
+                if !attempted {
+                    failure = ACMEProblem(
+                        .connection, "validation gave up: its \(Self.validationAttempts.count) attempts were used up (counted across restarts)")
+                }
+                break
+            }
+            attempted = true
             // Each attempt holds one of a bounded number of slots: validation opens connections from
             // the CA's network, and a client must not be able to make it open thousands at once.
             await validationSlots.acquire()
             failure = await validator.validate(type: challenge.type, identifier: identifier, token: challenge.token, keyAuthorization: keyAuthorization)
             await validationSlots.release()
             guard let failure else { break }
-            let document = String(decoding: (try? JSONSerialization.data(withJSONObject: failure.json)) ?? Data(), as: UTF8.self)
-            try? await store.noteValidationAttempt(challengeID: challengeID, error: document)
+            try? await store.noteValidationAttempt(challengeID: challengeID, error: document(failure))
         }
-        let document = failure.map { String(decoding: (try? JSONSerialization.data(withJSONObject: $0.json)) ?? Data(), as: UTF8.self) }
-        try? await store.finishValidation(challengeID: challengeID, valid: failure == nil, error: document)
+        try? await store.finishValidation(challengeID: challengeID, valid: failure == nil, error: failure.map(document))
         authority.audit.record(.init(
             failure == nil ? "acme.challenge.valid" : "acme.challenge.invalid", sans: [identifier.value],
             provisioner: "acme/" + provisioner.name, remote: remote, reason: failure?.detail,

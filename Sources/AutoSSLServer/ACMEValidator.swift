@@ -1,8 +1,10 @@
 import AutoSSLCA
 import AutoSSLCore
 import AutoSSLHost
+import AutoSSLWire
 import Foundation
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import NIOTLS
@@ -14,60 +16,129 @@ import Glibc
 #endif
 
 /// Checks ACME challenges (RFC 8555 §8.3, §8.4; RFC 8737; RFC 8738) the way a careful CA does:
-/// every address the name resolves to is tried until one answers correctly, with timeouts, and
-/// failures become problem documents the client can show.
+/// every address the name resolves to is tried until one answers correctly, and failures become
+/// problem documents the client can show.
+///
+/// Everything a responder sends is hostile input: each attempt has one overall deadline (connect,
+/// TLS, request and answer together), answers are read by NIO's HTTP/1 decoder with size caps,
+/// the network work runs on its own event loop (`ValidationNetwork`) and its own threads (DNS),
+/// never on the loops that serve the CA, and by default no connection goes to loopback, link-local,
+/// multicast or unspecified addresses or to the CA's own (`ValidationAddressPolicy`).
 struct ACMEValidator: Sendable {
     let provisioner: ACMEProvisionerSettings
+    var addressPolicy = ValidationAddressPolicy()
+    /// The budget of one attempt, whatever the responder does.
     var timeout: TimeInterval = 10
 
     static let acmeIdentifierOID: ASN1ObjectIdentifier = [1, 3, 6, 1, 5, 5, 7, 1, 31]
 
     func validate(type: String, identifier: ACMEIdentifierValue, token: String, keyAuthorization: String) async -> ACMEProblem? {
+        let deadline = Deadline(seconds: timeout)
         do {
             switch type {
-            case "http-01": try await http01(identifier, token: token, keyAuthorization: keyAuthorization)
-            case "dns-01": try await dns01(identifier, keyAuthorization: keyAuthorization)
-            case "tls-alpn-01": try await tlsALPN01(identifier, keyAuthorization: keyAuthorization)
+            case "http-01": try await http01(identifier, token: token, keyAuthorization: keyAuthorization, deadline: deadline)
+            case "dns-01": try await dns01(identifier, keyAuthorization: keyAuthorization, deadline: deadline)
+            case "tls-alpn-01": try await tlsALPN01(identifier, keyAuthorization: keyAuthorization, deadline: deadline)
             default: return ACMEProblem(.malformed, "unknown challenge type \(type)")
             }
             return nil
         } catch let problem as ACMEProblem {
             return problem
         } catch {
-            return ACMEProblem(.connection, "\(error)")
+            return ACMEProblem(.connection, Self.plainWords(error))
+        }
+    }
+
+    /// The end of one attempt.
+    struct Deadline: Sendable {
+        let end: NIODeadline
+        let seconds: Int64
+
+        init(seconds: TimeInterval) {
+            let whole = Int64(max(1, min(seconds, 300)))
+            self.seconds = whole
+            self.end = .now() + .seconds(whole)
+        }
+
+        /// Time left, or a timeout problem when none is.
+        func remaining(_ what: String) throws -> TimeAmount {
+            let left = end - .now()
+            guard left > .milliseconds(10) else {
+                throw ACMEProblem(.connection, "timeout: \(what) did not finish within the \(seconds) s a validation attempt may take")
+            }
+            return left
         }
     }
 
     // MARK: - Addresses
 
-    /// The addresses to connect to: the IP itself, or the name's A/AAAA records.
-    func addresses(_ identifier: ACMEIdentifierValue) async throws -> [IPAddress] {
+    /// The addresses to connect to: the IP itself, or the name's A/AAAA records, less those the
+    /// address policy refuses.
+    func addresses(_ identifier: ACMEIdentifierValue, deadline: Deadline) async throws -> [IPAddress] {
+        let found: [IPAddress]
         switch identifier {
         case .ip(let address):
-            return [address]
+            found = [address]
         case .dns(let name):
             if let resolver = provisioner.resolver {
                 let lookup = try DNSLookup.resolver(resolver)
-                let found = try await Self.blocking {
-                    (try lookup.lookup(name, .a)) + (try lookup.lookup(name, .aaaa))
-                }.compactMap(IPAddress.init)
+                let left = try deadline.remaining("resolving \(name)")
+                let records = try await Self.blocking {
+                    (try lookup.lookup(name, .a, within: left)) + (try lookup.lookup(name, .aaaa, within: left))
+                }
+                found = records.compactMap { IPAddress(bytes: $0) }
                 guard !found.isEmpty else { throw ACMEProblem(.dns, "\(name) has no A or AAAA record at \(resolver)") }
-                return found
+            } else {
+                found = try await Self.blocking { NetworkAddresses.resolve(name) }
+                guard !found.isEmpty else { throw ACMEProblem(.dns, "\(name) does not resolve") }
             }
-            let found = try await Self.blocking { NetworkAddresses.resolve(name) }
-            guard !found.isEmpty else { throw ACMEProblem(.dns, "\(name) does not resolve") }
-            return found
         }
+        let usable = found.filter { addressPolicy.refusal(for: $0) == nil }
+        guard !usable.isEmpty else {
+            let reasons = found.compactMap { addressPolicy.refusal(for: $0) }
+            throw ACMEProblem(
+                .rejectedIdentifier,
+                "validation does not connect to \(identifier.value): \(reasons.joined(separator: "; ")) (the CA operator can allow a range with --validation-allow)")
+        }
+        return usable
     }
 
-    /// Runs blocking socket work on its own thread: never on the cooperative pool (two threads on a
-    /// 2-core machine), whose starvation would stall every request of the CA.
+    /// Runs blocking socket work on its own thread: never on the event loops that serve the CA.
     static func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             let thread = Thread { continuation.resume(with: Result { try work() }) }
             thread.name = "acme-validation"
             thread.start()
         }
+    }
+
+    /// What went wrong on the network, in the words a client can act on: never a type name or an
+    /// internal path.
+    static func plainWords(_ error: any Error) -> String {
+        if let problem = error as? ACMEProblem { return problem.detail }
+        if let failure = error as? HTTPAnswerFailure { return failure.description }
+        if let failure = error as? DNSLookup.Failure { return failure.description }
+        if let channelError = error as? ChannelError {
+            switch channelError {
+            case .connectTimeout: return "timeout while connecting"
+            case .eof, .ioOnClosedChannel, .alreadyClosed, .outputClosed: return "the connection was closed"
+            default: return "connection failed"
+            }
+        }
+        if let connectionError = error as? NIOConnectionError {
+            return connectionError.connectionErrors.map { plainWords($0.error) }.first ?? "connection failed"
+        }
+        if let ioError = error as? IOError {
+            switch ioError.errnoCode {
+            case ECONNREFUSED: return "connection refused"
+            case ETIMEDOUT: return "timeout while connecting"
+            case ENETUNREACH, EHOSTUNREACH: return "no route to the address"
+            case ECONNRESET: return "the connection was reset"
+            default: return "connection failed (\(String(cString: strerror(ioError.errnoCode))))"
+            }
+        }
+        if error is NIOSSLError || error is BoringSSLError { return "the TLS handshake failed" }
+        return "connection failed"
     }
 
     // MARK: - http-01
@@ -78,26 +149,26 @@ struct ACMEValidator: Sendable {
     /// Fetches the key authorization from each address of the identifier, following redirects (to
     /// http on the http-01 port or https on the tls-alpn-01 port, 80 and 443 unless configured;
     /// https without certificate checks, as RFC 8555 §8.3 allows), and checks what it finds.
-    func http01(_ identifier: ACMEIdentifierValue, token: String, keyAuthorization: String) async throws {
+    func http01(_ identifier: ACMEIdentifierValue, token: String, keyAuthorization: String, deadline: Deadline) async throws {
         let port = provisioner.http01Port ?? 80
         let host = identifier.hostHeader
         let start = FetchTarget(https: false, host: host, port: port, path: "/.well-known/acme-challenge/" + token)
         var last: ACMEProblem?
-        for address in try await addresses(identifier) {
+        for address in try await addresses(identifier, deadline: deadline) {
             do {
-                let (answer, url) = try await fetchFollowingRedirects(start, firstAddress: address)
+                let (answer, url) = try await fetchFollowingRedirects(start, firstAddress: address, deadline: deadline)
                 guard answer.status == 200 else {
                     throw ACMEProblem(.unauthorized, "\(url) answered HTTP \(answer.status) (from \(address))")
                 }
                 let text = String(decoding: answer.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                 guard text == keyAuthorization else {
-                    throw ACMEProblem(.incorrectResponse, "the key authorization served at \(url) is wrong (from \(address))")
+                    throw ACMEProblem(.incorrectResponse, "wrong content: the key authorization served at \(url) is not the expected one (from \(address))")
                 }
                 return
             } catch let problem as ACMEProblem {
                 last = Self.moreTelling(last, problem)
             } catch {
-                last = Self.moreTelling(last, ACMEProblem(.connection, "could not fetch \(start.url) from \(address): \(error)"))
+                last = Self.moreTelling(last, ACMEProblem(.connection, "could not fetch \(start.url) from \(address): \(Self.plainWords(error))"))
             }
         }
         throw last ?? ACMEProblem(.connection, "no address to connect to for \(host)")
@@ -116,8 +187,8 @@ struct ACMEValidator: Sendable {
     }
 
     /// One GET after another while the answer is a redirect; the first to `firstAddress`, later ones
-    /// to the first address of the redirect's host that answers.
-    func fetchFollowingRedirects(_ start: FetchTarget, firstAddress: IPAddress) async throws -> (HTTPAnswer, String) {
+    /// to the first address of the redirect's host that answers (and that the policy allows).
+    func fetchFollowingRedirects(_ start: FetchTarget, firstAddress: IPAddress, deadline: Deadline) async throws -> (HTTPAnswer, String) {
         var target = start
         var address: IPAddress? = firstAddress
         for hop in 0...Self.maximumRedirects {
@@ -125,25 +196,25 @@ struct ACMEValidator: Sendable {
             if let address {
                 candidates = [address]
             } else if let ip = IPAddress(target.host) {
-                candidates = [ip]
+                candidates = try await addresses(.ip(ip), deadline: deadline)
             } else {
                 guard case .dns(let name)? = try? SubjectName(parsing: target.host) else {
                     throw ACMEProblem(.unauthorized, "the redirect to \(target.url) names no valid host")
                 }
-                candidates = try await addresses(.dns(name))
+                candidates = try await addresses(.dns(name), deadline: deadline)
             }
             var answer: HTTPAnswer?
             var failure: (any Error)?
             for candidate in candidates {
                 do {
-                    answer = try await fetch(target, address: candidate)
+                    answer = try await fetch(target, address: candidate, deadline: deadline)
                     break
                 } catch {
                     failure = error
                 }
             }
             guard let answer else {
-                throw ACMEProblem(.connection, "could not fetch \(target.url): \(failure.map { "\($0)" } ?? "no address")")
+                throw ACMEProblem(.connection, "could not fetch \(target.url): \(failure.map(Self.plainWords) ?? "no address")")
             }
             guard [301, 302, 303, 307, 308].contains(answer.status), let location = answer.headers["location"] else {
                 return (answer, target.url)
@@ -159,6 +230,7 @@ struct ACMEValidator: Sendable {
 
     /// Where a `Location` leads: absolute http(s) URLs on the validation ports, or a path on the same server.
     func redirectTarget(_ location: String, from current: FetchTarget) throws -> FetchTarget {
+        guard location.utf8.count <= 2_048 else { throw ACMEProblem(.unauthorized, "the redirect's Location is longer than 2048 bytes") }
         if location.hasPrefix("/") {
             var next = current
             next.path = location
@@ -186,44 +258,75 @@ struct ACMEValidator: Sendable {
         return next
     }
 
-    func fetch(_ target: FetchTarget, address: IPAddress) async throws -> HTTPAnswer {
+    func fetch(_ target: FetchTarget, address: IPAddress, deadline: Deadline) async throws -> HTTPAnswer {
         let hostHeader = IPAddress(target.host).map { $0.isIPv4 ? $0.description : "[\($0.description)]" } ?? target.host
         let hostWithPort = hostHeader + (target.port == (target.https ? 443 : 80) ? "" : ":\(target.port)")
         if target.https {
-            return try await Self.httpsGet(
-                address: address, port: target.port, serverName: IPAddress(target.host) == nil ? target.host : nil, host: hostWithPort,
-                path: target.path, timeout: timeout)
+            return try await Self.get(
+                address: address, port: target.port, tls: true, serverName: IPAddress(target.host) == nil ? target.host : nil,
+                host: hostWithPort, path: target.path, deadline: deadline)
         }
-        let (host, port, path) = (target.port == 80 || target.port == provisioner.http01Port ? hostHeader : hostWithPort, target.port, target.path)
-        return try await Self.blocking { [timeout] in
-            try Self.httpGet(address: address, port: port, host: host, path: path, timeout: timeout)
-        }
+        let host = target.port == 80 || target.port == provisioner.http01Port ? hostHeader : hostWithPort
+        return try await Self.get(address: address, port: target.port, tls: false, serverName: nil, host: host, path: target.path, deadline: deadline)
     }
 
-    /// GET over TLS without certificate checks (the challenge's content is what is checked).
-    static func httpsGet(
-        address: IPAddress, port: Int, serverName: String?, host: String, path: String, timeout: TimeInterval
+    /// One GET on the validation event loop: connect, optional TLS (no certificate checks: the
+    /// content is what is checked), the request, and one answer read by NIO's HTTP/1 decoder, all
+    /// within the attempt's deadline.
+    static func get(
+        address: IPAddress, port: Int, tls: Bool, serverName: String?, host: String, path: String, deadline: Deadline
     ) async throws -> HTTPAnswer {
-        var tls = TLSConfiguration.makeClientConfiguration()
-        tls.certificateVerification = .none
-        tls.minimumTLSVersion = .tlsv12
-        let context = try NIOSSLContext(configuration: tls)
-        let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: auto-ssl-acme-validator\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        let collector = HTTPResponseCollector()
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(Int64(timeout)))
+        guard (1...65_535).contains(port) else { throw ACMEProblem(.connection, "port \(port) is not a valid port") }
+        let left = try deadline.remaining("fetching http\(tls ? "s" : "")://\(host)\(path)")
+        let context: NIOSSLContext?
+        if tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.certificateVerification = .none
+            configuration.minimumTLSVersion = .tlsv12
+            context = try NIOSSLContext(configuration: configuration)
+        } else {
+            context = nil
+        }
+        let loop = ValidationNetwork.group.next()
+        let promise = loop.makePromise(of: HTTPAnswer.self)
+        let timer = loop.scheduleTask(deadline: deadline.end) {
+            promise.fail(ACMEProblem(.connection, "timeout: no complete answer from \(address):\(port) within \(deadline.seconds) s"))
+        }
+        defer { timer.cancel() }
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(left)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverName))
-                    try channel.pipeline.syncOperations.addHandler(collector.handler())
+                    if let context {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    }
+                    try channel.pipeline.syncOperations.addHandlers(HTTPAnswer.readingHandlers(
+                        promise: promise, limits: HTTPAnswer.Limits(),
+                        isBenign: { error in
+                            // A server that closes without close_notify still sent a whole answer.
+                            if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError { return true }
+                            return false
+                        }))
                 }
             }
-        let channel = try await bootstrap.connect(host: address.description, port: port).get()
-        defer { channel.close(promise: nil) }
-        try await channel.writeAndFlush(ByteBuffer(string: request)).get()
-        let bytes = try await collector.response(timeout: timeout)
-        guard let answer = parseHTTP(bytes) else { throw SocketFailure(description: "no HTTP response over TLS") }
-        return answer
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: address.description, port: port).get()
+        } catch {
+            let problem = ACMEProblem(.connection, "\(plainWords(error)) (\(address):\(port))")
+            promise.fail(problem)
+            throw problem
+        }
+        promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        channel.write(HTTPClientRequestPart.head(HTTPAnswer.getRequest(host: host, path: path)), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        do {
+            return try await promise.futureResult.get()
+        } catch let problem as ACMEProblem {
+            throw problem
+        } catch {
+            throw ACMEProblem(.connection, "\(plainWords(error)) (\(address):\(port))")
+        }
     }
 
     /// When several addresses fail, an answer that was wrong says more than an address that did not answer.
@@ -233,85 +336,9 @@ struct ACMEValidator: Sendable {
         return unreachable.contains(current.kind) && !unreachable.contains(new.kind) ? new : current
     }
 
-    struct SocketFailure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// A minimal HTTP/1.1 GET over a blocking socket: the validation request is tiny, and the Host
-    /// header must be the identifier while the connection goes to the resolved address.
-    static func httpGet(address: IPAddress, port: Int, host: String, path: String, timeout: TimeInterval) throws -> HTTPAnswer {
-        let fd = socket(address.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw SocketFailure(description: "no socket") }
-        defer { close(fd) }
-        var time = timeval(tv_sec: Int(timeout), tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        let connected = SocketAddress.withSockaddr(address, port: port) { connect(fd, $0, $1) }
-        guard connected == 0 else { throw SocketFailure(description: "connection refused or timed out (\(String(cString: strerror(errno))))") }
-        let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: auto-ssl-acme-validator\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-        let sent = Array(request.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent > 0 else { throw SocketFailure(description: "could not send the request") }
-        var response: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16_384)
-        while response.count < 1 << 16 {
-            let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if count <= 0 { break }
-            response += buffer[0..<count]
-            if let parsed = parseHTTP(response), parsed.complete { return parsed }
-        }
-        guard let parsed = parseHTTP(response) else { throw SocketFailure(description: "no HTTP response") }
-        return parsed
-    }
-
-    static func parseHTTP(_ data: [UInt8]) -> HTTPAnswer? {
-        let separator: [UInt8] = [13, 10, 13, 10]
-        guard let end = (0..<max(0, data.count - 3)).first(where: { Array(data[$0..<$0 + 4]) == separator }) else { return nil }
-        let head = String(decoding: data[0..<end], as: UTF8.self)
-        let lines = head.components(separatedBy: "\r\n")
-        let statusFields = lines.first?.split(separator: " ") ?? []
-        guard statusFields.count >= 2, let status = Int(statusFields[1]) else { return nil }
-        var headers: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        var body = Array(data[(end + 4)...])
-        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
-            var decoded: [UInt8] = []
-            var index = 0
-            while true {
-                guard let lineEnd = (index..<max(index, body.count - 1)).first(where: { body[$0] == 13 && body[$0 + 1] == 10 }) else {
-                    return HTTPAnswer(status: status, headers: headers, body: decoded, complete: false)
-                }
-                let sizeText = String(decoding: body[index..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-                guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else {
-                    return HTTPAnswer(status: status, headers: headers, body: decoded, complete: true)
-                }
-                if size == 0 { return HTTPAnswer(status: status, headers: headers, body: decoded, complete: true) }
-                let start = lineEnd + 2
-                guard start + size <= body.count else { return HTTPAnswer(status: status, headers: headers, body: decoded, complete: false) }
-                decoded += body[start..<start + size]
-                index = start + size + 2
-            }
-        }
-        if let length = headers["content-length"].flatMap(Int.init) {
-            if body.count >= length { body = Array(body.prefix(length)); return HTTPAnswer(status: status, headers: headers, body: body, complete: true) }
-            return HTTPAnswer(status: status, headers: headers, body: body, complete: false)
-        }
-        return HTTPAnswer(status: status, headers: headers, body: body, complete: false)
-    }
-
-    struct HTTPAnswer: Sendable {
-        var status: Int
-        /// Lower-case names.
-        var headers: [String: String]
-        var body: [UInt8]
-        var complete: Bool
-    }
-
     // MARK: - dns-01
 
-    func dns01(_ identifier: ACMEIdentifierValue, keyAuthorization: String) async throws {
+    func dns01(_ identifier: ACMEIdentifierValue, keyAuthorization: String, deadline: Deadline) async throws {
         guard case .dns(let name) = identifier else {
             throw ACMEProblem(.malformed, "dns-01 cannot validate an IP address")
         }
@@ -319,41 +346,45 @@ struct ACMEValidator: Sendable {
         let lookup = try DNSLookup.resolver(provisioner.resolver)
         let records: [String]
         do {
-            records = try await Self.blocking { try lookup.lookup("_acme-challenge." + name, .txt) }
+            let left = try deadline.remaining("the TXT look-up")
+            records = try await Self.blocking { try lookup.lookup("_acme-challenge." + name, .txt, within: left) }
+                .map { String(decoding: $0, as: UTF8.self) }
+        } catch let problem as ACMEProblem {
+            throw problem
         } catch {
-            throw ACMEProblem(.dns, "TXT look-up of _acme-challenge.\(name) failed: \(error)")
+            throw ACMEProblem(.dns, "TXT look-up of _acme-challenge.\(name) failed: \(Self.plainWords(error))")
         }
         guard records.contains(expected) else {
             throw ACMEProblem(
                 .incorrectResponse,
-                records.isEmpty ? "no TXT record at _acme-challenge.\(name)" : "the TXT records at _acme-challenge.\(name) do not hold the expected value")
+                records.isEmpty ? "no TXT record at _acme-challenge.\(name)" : "wrong content: the TXT records at _acme-challenge.\(name) do not hold the expected value")
         }
     }
 
     // MARK: - tls-alpn-01
 
-    func tlsALPN01(_ identifier: ACMEIdentifierValue, keyAuthorization: String) async throws {
+    func tlsALPN01(_ identifier: ACMEIdentifierValue, keyAuthorization: String, deadline: Deadline) async throws {
         let port = provisioner.tlsALPN01Port ?? 443
         let expected = ACMEChallengeValues.tlsALPNDigest(keyAuthorization)
         var last: ACMEProblem?
-        for address in try await addresses(identifier) {
+        for address in try await addresses(identifier, deadline: deadline) {
             do {
                 let certificate: Certificate
                 do {
                     certificate = try await Self.fetchALPNCertificate(
-                        address: address, port: port, serverName: identifier.tlsServerName, timeout: timeout, rsaKeyExchange: false)
+                        address: address, port: port, serverName: identifier.tlsServerName, deadline: deadline, rsaKeyExchange: false)
                 } catch let problem as ACMEProblem where problem.detail.contains("KEY_USAGE_BIT_INCORRECT") {
                     // Some clients (lego) make an RSA challenge certificate whose key usage allows only
                     // key encipherment, which BoringSSL refuses for signed key exchanges: use RSA key exchange.
                     certificate = try await Self.fetchALPNCertificate(
-                        address: address, port: port, serverName: identifier.tlsServerName, timeout: timeout, rsaKeyExchange: true)
+                        address: address, port: port, serverName: identifier.tlsServerName, deadline: deadline, rsaKeyExchange: true)
                 }
                 try Self.checkALPNCertificate(certificate, identifier: identifier, digest: expected)
                 return
             } catch let problem as ACMEProblem {
                 last = Self.moreTelling(last, problem)
             } catch {
-                last = Self.moreTelling(last, ACMEProblem(.tls, "TLS with \(address):\(port) (ALPN acme-tls/1) failed: \(error)"))
+                last = Self.moreTelling(last, ACMEProblem(.tls, "TLS with \(address):\(port) (ALPN acme-tls/1) failed: \(Self.plainWords(error))"))
             }
         }
         throw last ?? ACMEProblem(.connection, "no address to connect to")
@@ -378,8 +409,10 @@ struct ACMEValidator: Sendable {
 
     /// Connects with ALPN `acme-tls/1` and SNI, and returns the certificate the server presents.
     static func fetchALPNCertificate(
-        address: IPAddress, port: Int, serverName: String, timeout: TimeInterval, rsaKeyExchange: Bool
+        address: IPAddress, port: Int, serverName: String, deadline: Deadline, rsaKeyExchange: Bool
     ) async throws -> Certificate {
+        guard (1...65_535).contains(port) else { throw ACMEProblem(.connection, "port \(port) is not a valid port") }
+        let left = try deadline.remaining("the TLS handshake with \(address):\(port)")
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none  // the certificate is self-signed by design; its content is checked
         tls.applicationProtocols = ["acme-tls/1"]
@@ -390,8 +423,8 @@ struct ACMEValidator: Sendable {
         }
         let context = try NIOSSLContext(configuration: tls)
         let collector = PeerCertificateCollector()
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(.seconds(Int64(timeout)))
+        let bootstrap = ClientBootstrap(group: ValidationNetwork.group)
+            .connectTimeout(left)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try NIOSSLClientHandler(context: context, serverHostname: serverName)
@@ -399,9 +432,14 @@ struct ACMEValidator: Sendable {
                     try channel.pipeline.syncOperations.addHandler(collector.handler(promise: channel.eventLoop.makePromise()))
                 }
             }
-        let channel = try await bootstrap.connect(host: address.description, port: port).get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: address.description, port: port).get()
+        } catch {
+            throw ACMEProblem(.connection, "\(plainWords(error)) (\(address):\(port))")
+        }
         defer { channel.close(promise: nil) }
-        return try await collector.certificate(timeout: timeout)
+        return try await collector.certificate(timeout: TimeInterval(left.nanoseconds) / 1e9)
     }
 }
 
@@ -547,59 +585,8 @@ enum ACMEIdentifierValue: Sendable, Equatable {
     }
 }
 
-/// Collects a whole HTTP response (the server closes the connection: `Connection: close`).
-final class HTTPResponseCollector: @unchecked Sendable {
-    private let lock = NSLock()
-    private var bytes: [UInt8] = []
-    private let outcome = OneShotResult<[UInt8]>()
-
-    final class Handler: ChannelInboundHandler, @unchecked Sendable {
-        typealias InboundIn = ByteBuffer
-        let collector: HTTPResponseCollector
-
-        init(collector: HTTPResponseCollector) {
-            self.collector = collector
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            var buffer = unwrapInboundIn(data)
-            collector.append(buffer.readBytes(length: buffer.readableBytes) ?? [])
-        }
-
-        func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            // A server that closes without close_notify still sent a whole answer.
-            if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError {
-                return
-            }
-            collector.outcome.finish(.failure(error))
-            context.close(promise: nil)
-        }
-
-        func channelInactive(context: ChannelHandlerContext) {
-            collector.finishWithBytes()
-            context.fireChannelInactive()
-        }
-    }
-
-    func handler() -> Handler { Handler(collector: self) }
-
-    func append(_ more: [UInt8]) {
-        lock.lock()
-        bytes += more
-        let complete = bytes.count > 1 << 16 || (ACMEValidator.parseHTTP(bytes)?.complete ?? false)
-        lock.unlock()
-        if complete { finishWithBytes() }
-    }
-
-    func finishWithBytes() {
-        lock.lock()
-        let collected = bytes
-        lock.unlock()
-        outcome.finish(
-            collected.isEmpty ? .failure(ACMEValidator.SocketFailure(description: "the connection closed without an answer")) : .success(collected))
-    }
-
-    func response(timeout: TimeInterval) async throws -> [UInt8] {
-        try await outcome.value(timeout: timeout) { ACMEValidator.SocketFailure(description: "no answer over TLS within \(timeout) s") }
-    }
+/// The event loop validation's connections run on: one thread of its own, so that a slow or hostile
+/// responder never holds a loop that serves the CA.
+enum ValidationNetwork {
+    static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 }

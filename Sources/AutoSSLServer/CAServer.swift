@@ -3,9 +3,11 @@ import AutoSSLCore
 import AutoSSLStore
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import ServiceLifecycle
 import X509
@@ -119,15 +121,19 @@ public final class CAServer: Sendable {
     /// The intermediate as a JSON string, once: it is in every issuance's response.
     let quotedIntermediatePEMBytes: [UInt8]
     let acme: ACMEService?
+    /// Caps and timeouts of the connections the server keeps.
+    let connectionLimits: ConnectionLimits
 
     /// `reloadProvisioners` reads the provisioners from the configuration again; it runs every few
     /// seconds so `ca provisioner add|remove|password` take effect without a restart.
     public init(
         authority: Authority, reloadProvisioners: @escaping @Sendable () throws -> [Provisioner],
         reloadSettings: @escaping @Sendable () throws -> CASettings,
+        connectionLimits: ConnectionLimits = ConnectionLimits(),
         logger: Logger = Logger(label: "auto-ssl.server")
     ) async throws {
         self.authority = authority
+        self.connectionLimits = connectionLimits
         self.reloadProvisioners = reloadProvisioners
         self.reloadSettings = reloadSettings
         if let sqlite = authority.store as? SQLiteCertificateStore {
@@ -181,6 +187,8 @@ public final class CAServer: Sendable {
     }
 
     static func jsonObject(_ object: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {
+        // Foundation stops the process (rather than throwing) on some invalid objects.
+        guard JSONSerialization.isValidJSONObject(object) else { throw AutoSSLError.general("the response is not valid JSON") }
         let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         return json(String(decoding: data, as: UTF8.self), status: status)
     }
@@ -404,17 +412,45 @@ public final class CAServer: Sendable {
         }
     }
 
+    /// A client certificate is accepted at the handshake when one of this CA's intermediates (current
+    /// or archived) signed it, even if it has expired: the authority then decides, with the renewal
+    /// grace window, what the certificate may still do. Anything else fails the handshake.
+    static func verifyClientChain(_ certificates: [NIOSSLCertificate], authority: Authority) -> NIOSSLVerificationResult {
+        guard let first = certificates.first, let der = try? first.toDERBytes(),
+              let leaf = try? Certificate(derEncoded: der) else { return .failed }
+        return authority.isIssuedByThisCA(leaf) ? .certificateVerified : .failed
+    }
+
     /// Runs until SIGTERM/SIGINT: stops accepting, lets in-flight requests finish, audits the stop.
     public func run(onRunning: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
         let router = buildRouter()
         let tls = try identity.tlsConfiguration()
+        OpenFileLimit.raiseToHardLimit()
+        let counter = ConnectionCounter(limits: connectionLimits)
+        // Every connection: the guard (caps, handshake deadline), TLS (client certificates checked
+        // by `verifyClientChain`), HTTP/1 with an idle timeout and header limits, then /sign in the
+        // pipeline (SignFastPath) and everything else through the router.
+        let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [HandshakeNotifier(), SignFastPath(server: self)],
+            idleTimeout: connectionLimits.idleTimeout,
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
+        let tlsChannel = TLSChannelConfiguration(
+            tlsConfiguration: tls,
+            customVerificationCallback: { [authority] certificates, promise in
+                promise.succeed(Self.verifyClientChain(certificates, authority: authority))
+            })
+        let logger = self.logger
+        let server = HTTPServerBuilder { responder in
+            GuardedChildChannel(
+                base: try TLSChannel(HTTP1Channel(responder: responder, configuration: http), configuration: tlsChannel),
+                counter: counter, logger: logger)
+        }
         var services: [any Service] = []
         for address in authority.settings.addresses {
             let host = address.host.isEmpty ? "0.0.0.0" : address.host
             let app = Application(
                 router: router,
-                // /sign is answered in the pipeline (SignFastPath); everything else goes through the router.
-                server: try .tls(.http1(configuration: .init(additionalChannelHandlers: [SignFastPath(server: self)])), tlsConfiguration: tls),
+                server: server,
                 configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
                 onServerRunning: { channel in
                     let port = channel.localAddress?.port ?? address.port

@@ -1,19 +1,20 @@
 import AutoSSLCore
+import AutoSSLWire
 import Foundation
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A small DNS client for ACME validation: A, AAAA and TXT over UDP (RFC 1035) against one server,
-/// the provisioner's `--resolver` or the first nameserver of /etc/resolv.conf. Nothing in our
-/// packages resolves TXT records, and validation must be able to use a test DNS server.
+/// A small DNS client for ACME validation: A, AAAA and TXT against one server, the provisioner's
+/// `--resolver` or the first nameserver of /etc/resolv.conf, over UDP and again over TCP when the
+/// answer is truncated (RFC 1035 §4.2, RFC 7766). Nothing in our packages resolves TXT records, and
+/// validation must be able to use a test DNS server. Messages are built and read by `DNSMessage`,
+/// which checks the ID, the QR bit and the question; this type only moves bytes, on blocking
+/// sockets with timeouts, on the validation's own threads.
 public struct DNSLookup: Sendable {
-    public enum RecordType: UInt16, Sendable {
-        case a = 1
-        case txt = 16
-        case aaaa = 28
-    }
+    public typealias RecordType = DNSMessage.RecordType
 
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
@@ -21,7 +22,6 @@ public struct DNSLookup: Sendable {
 
     public let server: String
     public let port: Int
-    public var timeout: TimeInterval = 5
 
     public init(server: String, port: Int) {
         self.server = server
@@ -42,107 +42,108 @@ public struct DNSLookup: Sendable {
         return DNSLookup(server: "127.0.0.1", port: 53)
     }
 
-    /// The records' data: for TXT each record's strings joined, for A/AAAA the address text.
-    public func lookup(_ name: String, _ type: RecordType) throws -> [String] {
+    /// The records' data (TXT: each record's strings joined; A/AAAA: the address bytes); empty for
+    /// a name that does not exist. Gives up after `within` in all.
+    public func lookup(_ name: String, _ type: RecordType, within: TimeAmount) throws -> [[UInt8]] {
+        let end = NIODeadline.now() + within
         var generator = SystemRandomNumberGenerator()
         let id = UInt16.random(in: 0...UInt16.max, using: &generator)
-        let query = try Self.query(id: id, name: name, type: type)
-        let response = try exchange(query)
-        return try Self.parse(response, id: id, type: type)
+        let query = try Self.checked { try DNSMessage.query(id: id, name: name, type: type) }
+        var answer = try Self.checked { try DNSMessage.parseResponse(try exchangeUDP(query, until: end), id: id, name: name, type: type) }
+        if answer.truncated {
+            answer = try Self.checked { try DNSMessage.parseResponse(try exchangeTCP(query, until: end), id: id, name: name, type: type) }
+        }
+        return answer.records
     }
 
-    static func query(id: UInt16, name: String, type: RecordType) throws -> [UInt8] {
-        var bytes: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
-        for label in name.split(separator: ".") {
-            let utf8 = Array(label.utf8)
-            guard !utf8.isEmpty, utf8.count < 64 else { throw Failure(description: "\"\(name)\" is not a valid DNS name") }
-            bytes.append(UInt8(utf8.count))
-            bytes += utf8
+    static func checked<T>(_ work: () throws -> T) throws -> T {
+        do {
+            return try work()
+        } catch let failure as DNSMessage.Failure {
+            throw Failure(description: failure.description)
         }
-        bytes += [0, UInt8(type.rawValue >> 8), UInt8(type.rawValue & 0xFF), 0, 1]
-        return bytes
     }
 
-    static func parse(_ message: [UInt8], id: UInt16, type: RecordType) throws -> [String] {
-        guard message.count >= 12, UInt16(message[0]) << 8 | UInt16(message[1]) == id else {
-            throw Failure(description: "the DNS answer does not match the query")
-        }
-        let rcode = message[3] & 0x0F
-        if rcode == 3 { return [] }  // NXDOMAIN
-        guard rcode == 0 else { throw Failure(description: "the DNS server answered with error code \(rcode)") }
-        let questions = Int(message[4]) << 8 | Int(message[5])
-        let answers = Int(message[6]) << 8 | Int(message[7])
-        var index = 12
-        func skipName() throws {
-            while true {
-                guard index < message.count else { throw Failure(description: "truncated DNS answer") }
-                let length = message[index]
-                if length & 0xC0 == 0xC0 { index += 2; return }
-                index += 1
-                if length == 0 { return }
-                index += Int(length)
-            }
-        }
-        for _ in 0..<questions {
-            try skipName()
-            index += 4
-        }
-        var results: [String] = []
-        for _ in 0..<answers {
-            try skipName()
-            guard index + 10 <= message.count else { throw Failure(description: "truncated DNS answer") }
-            let recordType = UInt16(message[index]) << 8 | UInt16(message[index + 1])
-            let length = Int(message[index + 8]) << 8 | Int(message[index + 9])
-            index += 10
-            guard index + length <= message.count else { throw Failure(description: "truncated DNS answer") }
-            let data = Array(message[index..<index + length])
-            index += length
-            guard recordType == type.rawValue else { continue }
-            switch type {
-            case .txt:
-                var text: [UInt8] = []
-                var cursor = 0
-                while cursor < data.count {
-                    let count = Int(data[cursor])
-                    cursor += 1
-                    text += data[cursor..<min(cursor + count, data.count)]
-                    cursor += count
-                }
-                results.append(String(decoding: text, as: UTF8.self))
-            case .a, .aaaa:
-                if let address = IPAddress(bytes: data) { results.append(address.description) }
-            }
-        }
-        return results
+    /// Seconds and microseconds left until `end` (at least 1 ms), for SO_RCVTIMEO.
+    static func timeLeft(_ end: NIODeadline) throws -> timeval {
+        let left = (end - .now()).nanoseconds
+        guard left > 1_000_000 else { throw Failure(description: "timeout: no answer from the DNS server in time") }
+        return timeval(tv_sec: Int(left / 1_000_000_000), tv_usec: Int((left % 1_000_000_000) / 1_000))
     }
 
-    func exchange(_ query: [UInt8]) throws -> [UInt8] {
+    func socketTo(_ kind: Int32) throws -> Int32 {
         guard let address = IPAddress(server) else { throw Failure(description: "the resolver \(server) must be an IP address") }
-        let family = address.isIPv4 ? AF_INET : AF_INET6
-        let fd = socket(family, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "could not open a UDP socket") }
-        defer { close(fd) }
-        var time = timeval(tv_sec: Int(timeout), tv_usec: 0)
+        guard (1...65_535).contains(port) else { throw Failure(description: "the resolver's port \(port) is not a valid port") }
+        let fd = socket(address.isIPv4 ? AF_INET : AF_INET6, kind, 0)
+        guard fd >= 0 else { throw Failure(description: "could not open a socket for DNS") }
+        return fd
+    }
+
+    func setTimeout(_ fd: Int32, until end: NIODeadline) throws {
+        var time = try Self.timeLeft(end)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
-        let connected = SocketAddress.withSockaddr(address, port: port) { pointer, length in connect(fd, pointer, length) }
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &time, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func connectSocket(_ fd: Int32) throws {
+        guard let address = IPAddress(server), (1...65_535).contains(port) else { throw Failure(description: "invalid resolver \(server):\(port)") }
+        let connected = SocketAddress.withSockaddr(address, port: UInt16(port)) { pointer, length in connect(fd, pointer, length) }
         guard connected == 0 else { throw Failure(description: "could not reach the DNS server \(server):\(port)") }
+    }
+
+    /// Up to two tries over UDP; datagrams that are not the answer (another ID) are skipped.
+    func exchangeUDP(_ query: [UInt8], until end: NIODeadline) throws -> [UInt8] {
+        let fd = try socketTo(Int32(SOCK_DGRAM.rawValue))
+        defer { close(fd) }
+        try setTimeout(fd, until: end)
+        try connectSocket(fd)
         for _ in 0..<2 {
             _ = query.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
             var buffer = [UInt8](repeating: 0, count: 4096)
+            try setTimeout(fd, until: end)
             let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if received > 0 { return Array(buffer[0..<received]) }
+            if received >= 2, received <= buffer.count, buffer[0] == query[0], buffer[1] == query[1] {
+                return Array(buffer.prefix(received))
+            }
         }
         throw Failure(description: "no answer from the DNS server \(server):\(port)")
+    }
+
+    /// One query over TCP: two length bytes, then the message (at most 64 KiB).
+    func exchangeTCP(_ query: [UInt8], until end: NIODeadline) throws -> [UInt8] {
+        let fd = try socketTo(Int32(SOCK_STREAM.rawValue))
+        defer { close(fd) }
+        try setTimeout(fd, until: end)
+        try connectSocket(fd)
+        let framed = [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
+        let sent = framed.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent == framed.count else { throw Failure(description: "could not send the DNS query over TCP") }
+        func read(_ count: Int) throws -> [UInt8] {
+            var result: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: min(count, 16_384))
+            while result.count < count {
+                try setTimeout(fd, until: end)
+                let wanted = min(buffer.count, count - result.count)
+                let received = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, wanted, 0) }
+                guard received > 0, received <= wanted else { throw Failure(description: "the DNS server closed the TCP connection early") }
+                result += buffer.prefix(received)
+            }
+            return result
+        }
+        let length = try read(2)
+        let size = Int(length[0]) << 8 | Int(length[1])
+        guard size >= 12 else { throw Failure(description: "the DNS answer over TCP is too short") }
+        return try read(size)
     }
 }
 
 /// sockaddr construction for the blocking sockets validation uses.
 enum SocketAddress {
-    static func withSockaddr<T>(_ address: IPAddress, port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    static func withSockaddr<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         if address.isIPv4 {
             var storage = sockaddr_in()
             storage.sin_family = sa_family_t(AF_INET)
-            storage.sin_port = in_port_t(UInt16(port).bigEndian)
+            storage.sin_port = in_port_t(port.bigEndian)
             withUnsafeMutableBytes(of: &storage.sin_addr) { $0.copyBytes(from: address.bytes) }
             return withUnsafePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
@@ -150,7 +151,7 @@ enum SocketAddress {
         }
         var storage = sockaddr_in6()
         storage.sin6_family = sa_family_t(AF_INET6)
-        storage.sin6_port = in_port_t(UInt16(port).bigEndian)
+        storage.sin6_port = in_port_t(port.bigEndian)
         withUnsafeMutableBytes(of: &storage.sin6_addr) { $0.copyBytes(from: address.bytes) }
         return withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }

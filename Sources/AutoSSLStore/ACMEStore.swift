@@ -505,6 +505,33 @@ public final class ACMEStore: Sendable {
         }
     }
 
+    /// Counts one more validation attempt of a challenge still in processing, durably and before
+    /// the attempt, unless it already had `maximum`: false then (and for a challenge no longer in
+    /// processing). A responder that crashes or hangs the CA therefore cannot make a restart loop.
+    public func beginValidationAttempt(challengeID: String, maximum: Int) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE acme_challenges SET attempts = attempts + 1 WHERE id = ? AND status = 'processing' AND attempts < ?",
+                arguments: [challengeID, maximum])
+            return db.changesCount == 1
+        }
+    }
+
+    /// Orders a crash left between `beginFinalize` and its outcome go back to ready (their
+    /// certificate, if any was made, was never handed out), so the client can finalize again.
+    public func resetInterruptedFinalizations() async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE acme_orders SET status = 'ready' WHERE status = 'processing'")
+            return db.changesCount
+        }
+    }
+
+    static func migrateValidationAttempts(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v6-acme-validation-attempts") { db in
+            try db.execute(sql: "ALTER TABLE acme_challenges ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+        }
+    }
+
     /// Keeps the last attempt's error on a challenge still being retried.
     public func noteValidationAttempt(challengeID: String, error: String) async throws {
         try await pool.write { db in

@@ -121,6 +121,9 @@ public protocol CertificateDatabase: Sendable {
     func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord]
     /// Records a revocation durably. Returns false (and changes nothing) when it was already revoked.
     func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool
+    /// Whether any revoked certificate has this public key (`Fingerprint.publicKeyHash`): a revocation
+    /// cuts off the key, so no certificate with it is renewed again.
+    func isKeyRevoked(publicKeyHash: String) async throws -> Bool
     /// Revoked certificates whose notAfter is after `date`, for the CRL.
     func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry]
     /// The next CRL number (monotonic, durable).

@@ -108,6 +108,24 @@ public final class SQLiteCertificateStore: CertificateDatabase {
                 ALTER TABLE used_tokens_by_expiry RENAME TO used_tokens;
                 """)
         }
+        migrator.registerMigration("v5-revoked-keys") { db in
+            // Renewal keeps the key: revoking one certificate must stop every certificate with its
+            // key from renewing. Filled at each revocation; existing revocations are read here.
+            try db.execute(sql: """
+                CREATE TABLE revoked_keys (
+                    key_hash TEXT NOT NULL PRIMARY KEY,
+                    serial TEXT NOT NULL
+                ) WITHOUT ROWID;
+                """)
+            let rows = try Row.fetchAll(db, sql: "SELECT r.serial, c.der FROM revocations r JOIN certificates c ON c.serial = r.serial")
+            for row in rows {
+                let der: Data? = row["der"]
+                guard let der, let hash = Fingerprint.publicKeyHash(certificateDER: Array(der)) else { continue }
+                try db.execute(
+                    sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [hash, row["serial"] as String])
+            }
+        }
+        ACMEStore.migrateValidationAttempts(&migrator)
         return migrator
     }
 
@@ -192,8 +210,18 @@ public final class SQLiteCertificateStore: CertificateDatabase {
                     """,
                 arguments: [serial, revocation.reasonCode, revocation.reason, revocation.revokedAt.timeIntervalSince1970, revocation.revokedBy])
             box.changed = db.changesCount > 0
+            if box.changed, let der = try Data.fetchOne(db, sql: "SELECT der FROM certificates WHERE serial = ?", arguments: [serial]),
+               let hash = Fingerprint.publicKeyHash(certificateDER: Array(der)) {
+                try db.execute(sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [hash, serial])
+            }
         }
         return box.changed
+    }
+
+    public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
+        try await pool.read { db in
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM revoked_keys WHERE key_hash = ?", arguments: [publicKeyHash]) ?? false
+        }
     }
 
     public func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry] {

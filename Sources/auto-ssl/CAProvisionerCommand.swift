@@ -34,6 +34,7 @@ struct ProvisionerListCommand: ParsableCommand {
                 var resolver: String?
                 var http01Port: Int?
                 var tlsALPN01Port: Int?
+                var validationAllow: [String]?
             }
             try Output.json(try provisioners.map { provisioner in
                 View(
@@ -43,7 +44,8 @@ struct ProvisionerListCommand: ParsableCommand {
             } + acme.map {
                 View(
                     name: $0.name, type: "ACME", policy: $0.policy, challenges: $0.challenges, requireEAB: $0.requireEAB,
-                    resolver: $0.resolver, http01Port: $0.http01Port, tlsALPN01Port: $0.tlsALPN01Port)
+                    resolver: $0.resolver, http01Port: $0.http01Port, tlsALPN01Port: $0.tlsALPN01Port,
+                    validationAllow: $0.validationAllow)
             })
             return
         }
@@ -64,6 +66,7 @@ struct ProvisionerListCommand: ParsableCommand {
             if let resolver = provisioner.resolver { parts.append("resolver: " + resolver) }
             if let port = provisioner.http01Port { parts.append("http-01 port: \(port)") }
             if let port = provisioner.tlsALPN01Port { parts.append("tls-alpn-01 port: \(port)") }
+            if let allow = provisioner.validationAllow { parts.append("validation-allow: " + allow.joined(separator: ",")) }
             print((parts + rules(provisioner.policy)).joined(separator: "  "))
         }
     }
@@ -78,14 +81,23 @@ struct ACMEOptions: ParsableArguments {
     var resolver: String?
     @Option(name: .customLong("http01-port"), help: "ACME: port http-01 connects to (default 80).") var http01Port: Int?
     @Option(name: .customLong("tlsalpn01-port"), help: "ACME: port tls-alpn-01 connects to (default 443).") var tlsALPN01Port: Int?
+    @Option(
+        name: .customLong("validation-allow"),
+        help: ArgumentHelp(
+            "ACME: address range validation may connect to although refused by default (loopback, link-local, multicast, unspecified, this machine's own addresses); repeatable; \"\" clears the list.",
+            valueName: "CIDR"))
+    var validationAllow: [String] = []
 
     func changes(policy: PolicySettings?) -> ProvisionerAdmin.ACMEChanges {
         ProvisionerAdmin.ACMEChanges(
             challenges: challenges.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
-            requireEAB: requireEab, resolver: resolver, http01Port: http01Port, tlsALPN01Port: tlsALPN01Port, policy: policy)
+            requireEAB: requireEab, resolver: resolver, http01Port: http01Port, tlsALPN01Port: tlsALPN01Port, policy: policy,
+            validationAllow: validationAllow.isEmpty ? nil : validationAllow.filter { !$0.isEmpty })
     }
 
-    var isEmpty: Bool { challenges == nil && requireEab == nil && resolver == nil && http01Port == nil && tlsALPN01Port == nil }
+    var isEmpty: Bool {
+        challenges == nil && requireEab == nil && resolver == nil && http01Port == nil && tlsALPN01Port == nil && validationAllow.isEmpty
+    }
 }
 
 struct PolicyOptions: ParsableArguments {
@@ -194,6 +206,7 @@ struct ProvisionerUpdateCommand: ParsableCommand {
         parts.append("resolver: " + (updated.resolver ?? "system"))
         parts.append("http-01 port: \(updated.http01Port ?? 80)")
         parts.append("tls-alpn-01 port: \(updated.tlsALPN01Port ?? 443)")
+        parts.append("validation also allowed to: " + (updated.validationAllow?.joined(separator: ",") ?? "none"))
         print("Updated ACME provisioner \(updated.name): " + parts.joined(separator: ", ") + ".")
     }
 }

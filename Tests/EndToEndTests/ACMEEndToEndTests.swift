@@ -61,7 +61,7 @@ import TestSupport
             ca = try RunningCA { sandbox in
                 let updated = try sandbox.run([
                     "ca", "provisioner", "update", "acme", "--http01-port", "\(http)", "--tlsalpn01-port", "\(tls)",
-                    "--resolver", "127.0.0.1:\(resolverPort)",
+                    "--resolver", "127.0.0.1:\(resolverPort)", "--validation-allow", "127.0.0.0/8",
                 ])
                 guard updated.status == 0 else { throw TestFailure("provisioner update: \(updated)") }
             }
@@ -339,7 +339,7 @@ import TestSupport
         // A provisioner that requires external account binding.
         let added = try setup.ca.sandbox.run([
             "ca", "provisioner", "add", "--type", "acme", "--name", "bound", "--require-eab", "--challenges", "http-01",
-            "--http01-port", "\(setup.http01Port)", "--resolver", "127.0.0.1:\(setup.dnsPort)",
+            "--http01-port", "\(setup.http01Port)", "--resolver", "127.0.0.1:\(setup.dnsPort)", "--validation-allow", "127.0.0.0/8",
         ])
         #expect(added.status == 0, "\(added)")
         let key = try setup.ca.sandbox.run(["ca", "provisioner", "eab", "add", "bound", "--json"])

@@ -315,7 +315,7 @@ import TestSupport
         let unit = try readFile(sandbox.systemdDir + "/auto-ssl-ca.service")
         for line in ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
                      "ReadWritePaths=\(sandbox.dataDir)", "Restart=on-failure", "ExecStart=\(autoSSLBinaryPath()) ca serve",
-                     "LoadCredential=ca-password:\(sandbox.configDir)/ca-password", "LimitNICE=-10"] {
+                     "LoadCredential=ca-password:\(sandbox.configDir)/ca-password", "LimitNICE=-10", "LimitNOFILE=65536"] {
             #expect(unit.contains(line + "\n"), "missing \(line)")
         }
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/systemd-analyze") {

@@ -140,8 +140,10 @@ import TestSupport
 
         let refusals = try s.ca.auditEvents().filter { $0["event"] as? String == "renewal.refused" }.compactMap { $0["reason"] as? String }
         #expect(refusals.contains { $0.contains("revoked") })
-        #expect(refusals.contains { $0.contains("not issued by this CA") })
         #expect(refusals.contains { $0.contains("grace window") })
+        // A foreign certificate is an authentication failure, refused before the token's claims are read.
+        let failures = try s.ca.auditEvents().filter { $0["event"] as? String == "auth.failure" }.compactMap { $0["reason"] as? String }
+        #expect(failures.contains { $0.contains("not issued by this CA") })
     }
 
     @Test func revocationPathsAndTheCRL() throws {

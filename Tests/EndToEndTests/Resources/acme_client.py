@@ -6,7 +6,11 @@ usage: acme_client.py DIRECTORY_URL ROOT_PEM HTTP01_PORT MODE [ARGS...]
   negatives             each refused request and the problem type it got, as JSON
   concurrent N M        N orders at once on one account plus M accounts ordering at once
   bench N               N issuances, one after the other, on one account (prints issuances/s)
+  hostile               http-01 for the IP 127.0.0.1 answered by a hostile responder (bad lengths,
+                        chunk sizes, huge answers, silence): each challenge's final status and error
+  refused-address       http-01 for 127.0.0.1 on a provisioner that has no --validation-allow
 """
+import socket
 import base64
 import hashlib
 import http.server
@@ -293,8 +297,104 @@ def concurrent(directory, root, tokens, orders, accounts):
             "per_second": round(outcomes.count("ok") / elapsed, 1)}
 
 
+# What the hostile responder sends, by challenge token suffix; "hang" sends nothing and holds on.
+HOSTILE_ANSWERS = {
+    "negative-content-length": b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nabc",
+    "negative-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n0\r\n\r\n",
+    "huge-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\nabc\r\n0\r\n\r\n",
+    "overflowing-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nabc\r\n",
+    "huge-body": b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n" + b"a" * 300000,
+    "many-headers": b"HTTP/1.1 200 OK\r\n" + b"X-A: b\r\n" * 5000 + b"\r\n",
+    "garbage": b"\x00\xff garbage \r\n\r\n",
+    "hang": None,
+}
+
+
+def serve_hostile(port, answers):
+    """A raw TCP responder: reads the request line, finds the token's kind, sends its bytes."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(64)
+    held = []
+
+    def handle(connection):
+        connection.settimeout(20)
+        try:
+            request = connection.recv(65536)
+            token = request.split(b" ")[1].rsplit(b"/", 1)[-1].decode() if b" " in request else ""
+            kind = answers.get(token)
+            if kind is None:
+                return
+            data = HOSTILE_ANSWERS[kind]
+            if data is None:
+                held.append(connection)
+                time.sleep(15)
+                return
+            connection.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                connection.close()
+            except OSError:
+                pass
+
+    def loop():
+        while True:
+            connection, _ = listener.accept()
+            threading.Thread(target=handle, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def order_ip(client, address):
+    _, headers, body = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": address}]})
+    return headers["Location"], json.loads(body)
+
+
+def hostile(directory, root, port):
+    answers = {}
+    serve_hostile(port, answers)
+    client = Client(directory, root)
+    client.new_account()
+    pending = {}
+    for kind in HOSTILE_ANSWERS:
+        order_url, order = order_ip(client, "127.0.0.1")
+        authz = client.get(order["authorizations"][0])
+        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        answers[challenge["token"]] = kind
+        client.post(challenge["url"], {})
+        pending[kind] = challenge["url"]
+    results = {}
+    for kind, url in pending.items():
+        challenge = client.wait(url, ("valid", "invalid"), seconds=90)
+        results[kind] = {"status": challenge["status"], "error": challenge.get("error", {})}
+    return results
+
+
+def refused_address(directory, root, port):
+    tokens = {}
+    serve_http01(port, tokens)
+    client = Client(directory, root)
+    client.new_account()
+    order_url, order = order_ip(client, "127.0.0.1")
+    authz = client.get(order["authorizations"][0])
+    challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    tokens[challenge["token"]] = challenge["token"] + "." + client.key.thumbprint
+    client.post(challenge["url"], {})
+    challenge = client.wait(challenge["url"], ("valid", "invalid"), seconds=60)
+    return {"status": challenge["status"], "error": challenge.get("error", {}), "fetched": len(tokens) and False}
+
+
 def main():
     directory, root, port, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    if mode == "hostile":
+        print(json.dumps(hostile(directory, root, port)))
+        return
+    if mode == "refused-address":
+        print(json.dumps(refused_address(directory, root, port)))
+        return
     tokens = {}
     serve_http01(port, tokens)
     if mode == "negatives":

@@ -1,0 +1,167 @@
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import NIOTLS
+import Synchronization
+
+/// Bounds on the connections `ca serve` keeps, so that no one source can hold the CA: a cap in
+/// total and per source address, and a deadline for the TLS handshake. (The HTTP layer adds an
+/// idle timeout and header size limits; see `CAServer.run`.)
+public struct ConnectionLimits: Sendable, Equatable {
+    /// Open connections in total, all sources together.
+    public var maximumConnections = 4_096
+    /// Open connections from one source address.
+    public var maximumPerSource = 128
+    /// Time from accepting a connection to a finished TLS handshake.
+    public var handshakeTimeout: TimeAmount = .seconds(10)
+    /// Time a keep-alive connection may sit between requests.
+    public var idleTimeout: TimeAmount = .seconds(60)
+
+    public init() {}
+}
+
+/// Counts open connections per source address and in total.
+final class ConnectionCounter: Sendable {
+    private struct State {
+        var total = 0
+        var bySource: [String: Int] = [:]
+    }
+
+    private let state = Mutex(State())
+    let limits: ConnectionLimits
+
+    init(limits: ConnectionLimits) {
+        self.limits = limits
+    }
+
+    /// Takes a place for `source`, or says why there is none.
+    func admit(_ source: String) -> String? {
+        state.withLock { state in
+            if state.total >= limits.maximumConnections { return "the CA has \(limits.maximumConnections) open connections" }
+            let mine = state.bySource[source, default: 0]
+            if mine >= limits.maximumPerSource { return "\(source) has \(limits.maximumPerSource) open connections" }
+            state.total += 1
+            state.bySource[source] = mine + 1
+            return nil
+        }
+    }
+
+    func release(_ source: String) {
+        state.withLock { state in
+            state.total -= 1
+            let left = state.bySource[source, default: 1] - 1
+            state.bySource[source] = left > 0 ? left : nil
+        }
+    }
+
+    var open: Int { state.withLock { $0.total } }
+}
+
+/// First in every connection's pipeline: admits or closes it, and closes it when its TLS handshake
+/// has not finished in time.
+final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    private let counter: ConnectionCounter
+    private let logger: Logger
+    private var source: String?
+    private var handshakeTimer: Scheduled<Void>?
+
+    init(counter: ConnectionCounter, logger: Logger) {
+        self.counter = counter
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        if let refusal = counter.admit(source) {
+            logger.warning("connection from \(source) refused: \(refusal)")
+            context.close(promise: nil)
+            return
+        }
+        self.source = source
+        let deadline = counter.limits.handshakeTimeout
+        handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) {
+            context.close(promise: nil)
+        }
+    }
+
+    /// The TLS handshake finished (told by `HandshakeNotifier`, which sits after the TLS handler).
+    func handshakeCompleted() {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        if let source {
+            counter.release(source)
+            self.source = nil
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshakeTimer?.cancel()
+        handshakeTimer = nil
+        if let source {
+            counter.release(source)
+            self.source = nil
+        }
+        context.fireChannelInactive()
+    }
+}
+
+/// After the TLS handler: tells the connection's guard that the handshake is done.
+final class HandshakeNotifier: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent,
+           let guardHandler = try? context.pipeline.syncOperations.handler(type: ConnectionGuardHandler.self) {
+            guardHandler.handshakeCompleted()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// A child channel (TLS + HTTP/1) with the guard in front.
+struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Base.Value
+    let base: Base
+    let counter: ConnectionCounter
+    let logger: Logger
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(counter: counter, logger: self.logger))
+        }.flatMap {
+            self.base.setup(channel: channel, logger: logger)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum OpenFileLimit {
+    /// Raises the soft limit on open files to the hard limit (a shell's default soft limit of 1,024
+    /// is below the connection cap); returns the limit in force.
+    @discardableResult
+    static func raiseToHardLimit() -> UInt64 {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return UInt64(raised.rlim_cur) }
+        }
+        return UInt64(limit.rlim_cur)
+    }
+}
