@@ -2,15 +2,34 @@ import Foundation
 
 /// The plain page the CA serves at `/` and `/trust`: name, fingerprint, downloads, and the exact
 /// command for each OS. No scripts, no external resources.
+///
+/// The CA's name is HTML-escaped. The URL in the commands comes from the request's Host header, so
+/// it is used only when it is a plain `https://host[:port]` (letters, digits, `.`, `-`, `:`, `[`,
+/// `]`); anything else is replaced by a placeholder, so a pasted command can never run text a
+/// client chose.
 enum TrustPage {
     static func escape(_ text: String) -> String {
         text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
             .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+            .replacingOccurrences(of: "'", with: "&#39;")
+    }
+
+    static let placeholderURL = "https://CA-ADDRESS"
+
+    /// `url` when it is `https://` and a host[:port] of safe characters, else `placeholderURL`.
+    static func commandURL(_ url: String) -> String {
+        let prefix = "https://"
+        guard url.hasPrefix(prefix) else { return placeholderURL }
+        let host = url.dropFirst(prefix.count)
+        guard !host.isEmpty, host.count <= 255, !host.hasPrefix("-"),
+              host.unicodeScalars.allSatisfy({ $0.isASCII && (CharacterSet.alphanumerics.contains($0) || ".-:[]".unicodeScalars.contains($0)) })
+        else { return placeholderURL }
+        return url
     }
 
     static func html(caName: String, fingerprint: String, url: String) -> String {
         let name = escape(caName)
-        let base = escape(url)
+        let base = escape(commandURL(url))
         let colons = stride(from: 0, to: fingerprint.count, by: 2).map { offset -> String in
             let start = fingerprint.index(fingerprint.startIndex, offsetBy: offset)
             return String(fingerprint[start..<fingerprint.index(start, offsetBy: 2)]).uppercased()

@@ -94,4 +94,40 @@ import TestSupport
         let der = try runProcess("sh", ["-c", "curl -sf --cacert \(ca.rootPath) \(ca.url)/roots.der | openssl x509 -inform DER -noout -fingerprint -sha256"])
         #expect(der.stdout.replacingOccurrences(of: ":", with: "").lowercased().contains(fingerprint))
     }
+
+    /// A CA name made of shell syntax reaches the printed scripts and the trust page as inert text.
+    @Test func aHostileCANameRunsNothingFromTheScriptsOrThePage() throws {
+        let hostile = "E $(touch P1) `touch P2` '\"\\ %PATH% <b>&x"
+        let ca = try RunningCA(initArguments: ["--name", hostile])
+        let fingerprint = try ca.fingerprint
+        let work = ca.sandbox.root.file("script-run")
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+
+        let macos = try ca.sandbox.run(["client", "trust", "--cert-file", ca.rootPath, "--print-script", "macos"])
+        #expect(macos.status == 0, "\(macos)")
+        let script = work + "/trust.sh"
+        try macos.stdout.replacingOccurrences(of: "sudo security add-trusted-cert", with: "echo WOULD-INSTALL")
+            .write(toFile: script, atomically: true, encoding: .utf8)
+        let ran = try runProcess("sh", ["-c", "cd \(work) && bash trust.sh"])
+        #expect(ran.status == 0 && ran.stdout.contains("WOULD-INSTALL"), "\(ran)")
+        // The root's common name as auto-ssl shows subject names (RFC 4514 escapes for \ " < >).
+        let shown = hostile.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "<", with: "\\<").replacingOccurrences(of: ">", with: "\\>") + " Root CA"
+        #expect(ran.stdout.contains("Trusted \(shown) (\(fingerprint))."), "\(ran)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: work) == ["trust.sh"], "the name ran as code")
+
+        let windows = try ca.sandbox.run(["client", "trust", "--cert-file", ca.rootPath, "--print-script", "windows"])
+        #expect(windows.status == 0, "\(windows)")
+        let quoted = "'" + shown.replacingOccurrences(of: "'", with: "''") + "'"
+        #expect(windows.stdout.contains("$Name = \(quoted)\n"), "\(windows.stdout)")
+        #expect(windows.stdout.components(separatedBy: "touch P1").count == 2)
+
+        // The page escapes the name; a Host header made of shell syntax never reaches a command.
+        let page = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/trust"])
+        #expect(page.status == 0 && page.stdout.contains("E $(touch P1) `touch P2` &#39;&quot;\\ %PATH% &lt;b&gt;&amp;x"), "\(page)")
+        #expect(!page.stdout.contains("<b>&x"))
+        let spoofed = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, "-H", "Host: x$(touch P3)", ca.url + "/trust"])
+        #expect(spoofed.status == 0 && !spoofed.stdout.contains("touch P3"), "\(spoofed)")
+        #expect(spoofed.stdout.contains("--ca-url https://CA-ADDRESS --fingerprint \(fingerprint)"))
+    }
 }
