@@ -256,4 +256,78 @@ import TestSupport
         let missing = try runProcess("curl", ["-s", "--cacert", s.ca.rootPath, "-w", "\n%{http_code}", s.ca.url + "/crl/00ff"])
         #expect(missing.stdout.hasSuffix("404") && missing.stdout.contains("no CRL for an intermediate"), "\(missing)")
     }
+
+    func certificateCount(_ s: Setup) throws -> Int {
+        let listed = try s.ca.sandbox.run(["ca", "certs", "list", "--json"])
+        return (try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [Any])?.count ?? -1
+    }
+
+    /// The reported crash: an x5c token of a self-signed certificate with `exp` 1e19 (or nbf -9e18,
+    /// exp 9e18) on /renew and as the `ott` of /revoke ended `ca serve`.
+    @Test func x5cTokensWithHugeTimesFromAForeignCertificateAreRefusedAndTheServerStaysUp() throws {
+        let s = try Setup()
+        let forged = try runProcess("python3", [Self.resources + "/forge_certificate.py", "foreign", s.file("f.crt"), s.file("f.key")])
+        #expect(forged.status == 0, "\(forged)")
+        let before = try certificateCount(s)
+        let now = Int(Date().timeIntervalSince1970)
+        for times in ["\(now),1e19", "-9e18,9e18", "\(now),1e400"] {
+            for mode in ["renew-x5c", "revoke-x5c"] {
+                let result = try runProcess(
+                    "env", ["X5C_TIMES=\(times)", "python3", Self.resources + "/renewal_client.py", s.ca.url, s.ca.rootPath,
+                            s.file("f.crt"), s.file("f.key"), mode, s.file("out.crt")])
+                let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? [:]
+                #expect(object["status"] as? Int == 401, "\(mode) \(times): \(result)")
+                #expect(s.ca.process.isRunning, "\(mode) \(times) stopped the server: \(s.ca.log)")
+            }
+        }
+        #expect(try runProcess("curl", ["-sf", "--cacert", s.ca.rootPath, s.ca.url + "/health"]).status == 0)
+        #expect(try certificateCount(s) == before)
+        let failures = try s.ca.auditEvents().filter { $0["event"] as? String == "auth.failure" }
+        #expect(failures.count == 6 && failures.allSatisfy { ($0["reason"] as? String ?? "").contains("not issued by this CA") }, "\(failures)")
+    }
+
+    /// Renewal keeps the key: once any certificate with a key is revoked, no certificate with that
+    /// key renews again (issue A, renew to B, revoke B, then A is refused).
+    @Test func revokingARenewedCertificateCutsOffItsPredecessor() throws {
+        let s = try Setup()
+        try s.issue("a", san: "keyed.internal")
+        let renewed = try s.renew("a", method: "mtls", out: "b")
+        #expect(renewed.status == 0, "\(renewed)")
+        let revoke = try s.ca.sandbox.run([
+            "cert", "revoke", "--ca-url", s.ca.url, "--fingerprint", s.fingerprint, "--cert", s.file("b.crt"), "--key", s.file("a.key"),
+            "--reason-code", "1", "--reason", "key compromise",
+        ])
+        #expect(revoke.status == 0, "\(revoke)")
+        for method in ["mtls", "token"] {
+            let refused = try s.renew("a", method: method, out: "c-\(method)")
+            #expect(refused.status != 0 && refused.stderr.contains("same key"), "\(method): \(refused)")
+            #expect(!FileManager.default.fileExists(atPath: s.file("c-\(method).crt")))
+        }
+        let refusals = try s.ca.auditEvents().filter { $0["event"] as? String == "renewal.refused" }
+        #expect(refusals.filter { ($0["reason"] as? String ?? "").contains("same key") }.count == 2)
+    }
+
+    /// Over mutual TLS the handshake takes an expired leaf of this CA and the authority applies the
+    /// grace window (a refusal that names it, not a TLS alert); a foreign leaf fails the handshake.
+    @Test func mutualTLSLeavesExpiredCertificatesToTheGraceWindowAndRefusesForeignOnes() throws {
+        let s = try Setup()
+        let expired = try runProcess("python3", [
+            Self.resources + "/forge_certificate.py", "expired", s.file("e.crt"), s.file("e.key"),
+            s.ca.sandbox.caDir + "/certs/intermediate_ca.crt", s.ca.sandbox.caDir + "/secrets/intermediate_ca_key",
+            s.ca.sandbox.configDir + "/ca-password",
+        ])
+        #expect(expired.status == 0, "\(expired)")
+        let answer = try runProcess("curl", [
+            "-s", "--cacert", s.ca.rootPath, "--cert", s.file("e.crt"), "--key", s.file("e.key"), "-X", "POST",
+            "-w", "\\n%{http_code}", s.ca.url + "/1.0/renew",
+        ])
+        #expect(answer.status == 0 && answer.stdout.hasSuffix("403") && answer.stdout.contains("grace window"), "\(answer)")
+        let foreign = try runProcess("python3", [Self.resources + "/forge_certificate.py", "foreign", s.file("f.crt"), s.file("f.key")])
+        #expect(foreign.status == 0)
+        let refused = try runProcess("curl", [
+            "-s", "--cacert", s.ca.rootPath, "--cert", s.file("f.crt"), "--key", s.file("f.key"), "-X", "POST", s.ca.url + "/1.0/renew",
+        ])
+        #expect(refused.status != 0, "a foreign client certificate passed the handshake: \(refused)")
+        #expect(s.ca.process.isRunning)
+    }
 }

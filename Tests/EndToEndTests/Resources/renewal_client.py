@@ -2,10 +2,12 @@
 
 Usage: renewal_client.py URL ROOT_PEM CHAIN_PEM KEY_PEM MODE OUT_PEM
 MODE: renew-mtls | renew-x5c | revoke-x5c
+X5C_TIMES="NBF,EXP" in the environment puts those numbers, as written, into the token.
 Prints {"status": N, "message": ..., "serial": hex of the new certificate}.
 """
 import base64
 import json
+import os
 import ssl
 import sys
 import time
@@ -33,9 +35,14 @@ def x5c_token(path):
     now = int(time.time())
     cn = certs[0].subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
     claims = {"aud": url + "/1.0" + path, "sub": cn, "nbf": now, "iat": now, "exp": now + 120, "jti": str(uuid.uuid4())}
+    payload = json.dumps(claims)
+    if os.environ.get("X5C_TIMES"):
+        # Hostile times written as given (e.g. "-9e18,9e18"), which json.dumps could not produce.
+        nbf, exp = os.environ["X5C_TIMES"].split(",")
+        payload = json.dumps({k: v for k, v in claims.items() if k not in ("nbf", "iat", "exp")})[:-1] + f', "nbf": {nbf}, "exp": {exp}}}'
     header = {"alg": alg, "typ": "JWT",
               "x5c": [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in certs]}
-    token = jws.JWS(json.dumps(claims).encode())
+    token = jws.JWS(payload.encode())
     token.add_signature(key, alg=alg, protected=json.dumps(header))
     return token.serialize(compact=True)
 

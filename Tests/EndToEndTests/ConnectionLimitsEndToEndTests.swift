@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Connections are bounded: one source that holds thousands of idle connections and hundreds of
+/// half-finished TLS handshakes does not stop another client, and the server sheds them.
+@Suite(.serialized) struct ConnectionLimitsEndToEndTests {
+    static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
+
+    @Test func aFloodFromOneAddressDoesNotStopAnotherClientFromGettingACertificate() throws {
+        let ca = try RunningCA()
+        let fingerprint = try ca.fingerprint
+        let ready = ca.sandbox.root.file("flood.ready")
+        let output = ca.sandbox.root.file("flood.json")
+        FileManager.default.createFile(atPath: output, contents: nil)
+        // 127.0.0.2 is another source address on loopback; the client below connects from 127.0.0.1.
+        let flood = Process()
+        flood.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        flood.arguments = [Self.resources + "/connection_flood.py", "127.0.0.1", "\(ca.port)", "127.0.0.2", "2000", "200", "25", ready]
+        flood.standardOutput = FileHandle(forWritingAtPath: output)
+        flood.standardError = FileHandle(forWritingAtPath: output)
+        flood.standardInput = FileHandle.nullDevice
+        try flood.run()
+        defer { if flood.isRunning { flood.terminate() } }
+        let readyBy = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: ready) && Date() < readyBy && flood.isRunning { usleep(100_000) }
+        #expect(FileManager.default.fileExists(atPath: ready), "\((try? readFile(output)) ?? "")")
+
+        let started = Date()
+        let issued = try ca.sandbox.run([
+            "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint, "--san", "during-flood.internal",
+            "--out-cert", ca.sandbox.root.file("d.crt"), "--out-key", ca.sandbox.root.file("d.key"),
+            "--password-file", ca.sandbox.configDir + "/provisioner-password",
+        ])
+        #expect(issued.status == 0, "\(issued)")
+        #expect(Date().timeIntervalSince(started) < 10, "issuance took \(Date().timeIntervalSince(started)) s during the flood")
+
+        flood.waitUntilExit()
+        let text = try readFile(output)
+        let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? ["output": text]
+        // The source got at most its share; every half-finished handshake was closed by the deadline,
+        // and the idle connections beyond the per-source cap were closed at once.
+        #expect(report["half_closed_by_server"] as? Int == report["half_opened"] as? Int, "\(report)")
+        let idleOpened = report["idle_opened"] as? Int ?? 0
+        let idleClosed = report["idle_closed_by_server"] as? Int ?? 0
+        #expect(idleOpened - idleClosed <= 128, "\(report)")
+        #expect(ca.process.isRunning, "\(ca.log)")
+        #expect(try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/health"]).status == 0)
+    }
+}
