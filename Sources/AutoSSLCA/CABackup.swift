@@ -104,17 +104,30 @@ public struct CABackup {
 
     /// Decrypts and unpacks into a private directory under `$AUTO_SSL_DATA_DIR` and checks every
     /// manifest hash (and that nothing unlisted was added). Nothing outside that directory changes.
-    public func open(_ bytes: [UInt8], passphrase: String, iterations: Int) throws -> Opened {
+    ///
+    /// The archive is listed before anything is written: only regular files and directories under
+    /// `ca/` and `config/` (files only, one level) and `manifest.json` are accepted, either at the top
+    /// or all inside `auto-ssl-backup/`; links, devices, FIFOs, absolute paths, `..` and anything else
+    /// are refused naming the member, as are more than 10,000 members or 256 MiB uncompressed. The
+    /// members are written by us (no owner or mode from the archive): directories 0700, certificates
+    /// under `ca/certs/` 0644, everything else 0600. Without `manifest.json` the archive is refused
+    /// unless `allowNoManifest` (a hand-made archive of the same layout).
+    public func open(_ bytes: [UInt8], passphrase: String, iterations: Int, allowNoManifest: Bool = false) throws -> Opened {
         let archive = try OpenSSLEnc.decrypt(bytes, passphrase: passphrase, iterations: iterations)
+        let createdDataDirectory = !FileOperations.exists(directories.dataDir)
         try FileOperations.makeDirectory(directories.dataDir, mode: 0o755)
         let work = try Self.privateWorkDirectory(in: directories.dataDir, prefix: ".restore-")
         do {
-            do {
-                try Tarball.extract(archive, into: work)
-            } catch {
-                throw AutoSSLError.general("the backup could not be unpacked (wrong passphrase or damaged file)")
+            let tar = try TarReader.gunzip(archive, scratchDirectory: work)
+            let members = try TarReader.members(of: tar)
+            let wrapped = try Self.checkLayout(members, allowNoManifest: allowNoManifest)
+            let files = work + "/files"
+            try FileOperations.makeDirectory(files, mode: 0o700)
+            try TarReader.write(members, from: tar, into: files) { member in
+                let relative = wrapped ? member.components.dropFirst() : member.components[...]
+                return relative.count == 3 && relative.first == "ca" && relative.dropFirst().first == "certs" ? 0o644 : 0o600
             }
-            let content = FileOperations.exists(work + "/" + Self.topDirectory) ? work + "/" + Self.topDirectory : work
+            let content = wrapped ? files + "/" + Self.topDirectory : files
             var manifest: Manifest?
             if FileOperations.exists(content + "/manifest.json") {
                 let decoder = JSONDecoder()
@@ -142,6 +155,7 @@ public struct CABackup {
             return Opened(workDirectory: work, content: content, manifest: manifest, rootFingerprint: fingerprint)
         } catch {
             try? FileManager.default.removeItem(atPath: work)
+            if createdDataDirectory { rmdir(directories.dataDir) }  // only if still empty
             throw error
         }
     }
@@ -204,6 +218,39 @@ public struct CABackup {
             hadManifest: opened.manifest != nil)
     }
 
+    // MARK: - Archive layout
+
+    /// Checks every member against the backup layout (see `open`); true when the members sit inside
+    /// `auto-ssl-backup/`.
+    static func checkLayout(_ members: [TarMember], allowNoManifest: Bool) throws -> Bool {
+        let wrapped = members.contains { $0.components.first.map(String.init) == topDirectory }
+        var hasManifest = false
+        for member in members {
+            var parts = member.components.map(String.init)
+            if wrapped, !parts.isEmpty {
+                guard parts[0] == topDirectory else {
+                    throw TarReader.refused(member.path, "it is outside \(topDirectory)/, where the rest of the backup is")
+                }
+                parts.removeFirst()
+            }
+            switch (parts.first, parts.count, member.kind) {
+            case (nil, _, .directory), ("ca", 1, .directory), ("ca", 2..., _), ("config", 1, .directory), ("config", 2, .file):
+                continue
+            case ("manifest.json", 1, .file):
+                hasManifest = true
+            default:
+                throw TarReader.refused(
+                    member.path, "a backup holds only files and directories under ca/, files directly in config/, and manifest.json")
+            }
+        }
+        guard hasManifest || allowNoManifest else {
+            throw AutoSSLError.general(
+                "the archive has no manifest.json, so its files cannot be checked; nothing was changed",
+                hint: "if you made it yourself from a CA's ca/ and config/ directories, rerun with --allow-no-manifest")
+        }
+        return wrapped
+    }
+
     // MARK: - Helpers
 
     static func privateWorkDirectory(in parent: String, prefix: String) throws -> String {
@@ -246,17 +293,18 @@ public struct CABackup {
         }
     }
 
-    /// Secrets 0700/0600, database 0700, certificates readable: whatever the archive said.
+    /// Secrets 0700/0600, database 0700, certificates readable: whatever the archive said. Never
+    /// through a symbolic link (the archive cannot hold one; this does not trust that either).
     static func tightenModes(_ caDir: String) throws {
         for (path, mode) in [(caDir + "/secrets", mode_t(0o700)), (caDir + "/db", 0o700), (caDir + "/certs", 0o755), (caDir, 0o755)] {
-            if FileOperations.exists(path) { chmod(path, mode) }
+            TarReader.setMode(path, mode)
         }
         for directory in [caDir + "/secrets", caDir + "/db", caDir + "/secrets/intermediates"] {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
                 let path = directory + "/" + name
-                var isDirectory: ObjCBool = false
-                FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
-                chmod(path, isDirectory.boolValue ? 0o700 : 0o600)
+                var status = stat()
+                guard lstat(path, &status) == 0 else { continue }
+                TarReader.setMode(path, status.st_mode & S_IFMT == S_IFDIR ? 0o700 : 0o600)
             }
         }
     }

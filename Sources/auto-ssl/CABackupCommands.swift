@@ -169,16 +169,31 @@ struct S3Options: ParsableArguments {
     }
 }
 
+/// `--allow-no-manifest` for `ca backup verify` and `ca restore`.
+struct ManifestOptions: ParsableArguments {
+    @Flag(help: ArgumentHelp(
+        "Accept an archive without manifest.json (one made by hand from ca/ and config/); its files are then not hash-checked."))
+    var allowNoManifest = false
+}
+
 struct CABackupVerifyCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "verify", abstract: "Decrypt a backup and check its manifest, installing nothing.")
+    static let configuration = CommandConfiguration(
+        commandName: "verify", abstract: "Decrypt a backup and check its members and manifest, installing nothing.",
+        discussion: """
+            Only regular files and directories under ca/ and config/ and manifest.json are accepted (links, devices, \
+            absolute paths, .. and anything else exit 1 naming the member); an archive without manifest.json needs \
+            --allow-no-manifest.
+            """)
 
     @Argument(help: "The backup file.") var file: String
+    @OptionGroup var manifestOptions: ManifestOptions
     @OptionGroup var passphrase: PassphraseOptions
 
     func run() async throws {
         let secret = try passphrase.passphrase(confirm: false)
         let backup = CABackup(directories: Directories.fromEnvironment())
-        let opened = try backup.open(try Self.read(file), passphrase: secret, iterations: passphrase.iterations)
+        let opened = try backup.open(
+            try Self.read(file), passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
         try? FileManager.default.removeItem(atPath: opened.workDirectory)
         if let manifest = opened.manifest {
             print("OK: \(manifest.files.count) files match the manifest; CA \"\(manifest.caName)\", root \(opened.rootFingerprint), made \(Output.date(manifest.createdAt)) by auto-ssl \(manifest.toolVersion)")
@@ -199,12 +214,19 @@ struct CARestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore the CA from a backup (verified before anything is installed).",
-        discussion: "Also restores a tar.gz of the same layout encrypted by `openssl enc` by hand.")
+        discussion: """
+            The archive is listed before anything is written: only regular files and directories under ca/ and \
+            config/ and manifest.json are accepted; a symbolic or hard link, device, FIFO, absolute path, .. or any \
+            other member exits 1 naming it, and nothing is changed. Owners and modes are never taken from the archive. \
+            A tar.gz of the same layout encrypted by `openssl enc` by hand (no manifest.json) restores with \
+            --allow-no-manifest.
+            """)
 
     @Option(help: ArgumentHelp("The backup file, or s3://bucket/key.", valueName: "file")) var input: String
     @Option(help: ArgumentHelp("Serve on this address instead of the backed-up ones.", valueName: "host:port"))
     var newAddress: String?
     @Flag(help: "Replace an existing CA (it is moved aside first).") var force = false
+    @OptionGroup var manifestOptions: ManifestOptions
     @OptionGroup var s3: S3Options
     @OptionGroup var passphrase: PassphraseOptions
 
@@ -222,7 +244,8 @@ struct CARestoreCommand: AsyncParsableCommand {
         } else {
             bytes = try CABackupVerifyCommand.read(input)
         }
-        let opened = try backup.open(bytes, passphrase: secret, iterations: passphrase.iterations)
+        let opened = try backup.open(
+            bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
         let restored: CABackup.Restored
         do {
             restored = try backup.restore(opened, force: force, newAddress: address)

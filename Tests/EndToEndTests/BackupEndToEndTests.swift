@@ -140,10 +140,117 @@ import TestSupport
         #expect(try runProcess("sh", ["-c", script]).status == 0)
         let passphraseFile = try source.root.write("pp", Self.passphrase + "\n")
         let target = Sandbox()
-        let restored = try target.run(["ca", "restore", "--input", source.root.file("manual.enc"), "--passphrase-file", passphraseFile])
+        let restored = try target.run([
+            "ca", "restore", "--input", source.root.file("manual.enc"), "--passphrase-file", passphraseFile, "--allow-no-manifest",
+        ])
         #expect(restored.status == 0, "\(restored)")
         #expect(restored.stderr.contains("no manifest"))
         #expect(try target.run(["ca", "status"]).status == 0)
+        // Restored certificates are readable, secrets are not, whatever the archive said.
+        #expect(fileMode(target.caDir + "/certs/root_ca.crt") == 0o644 && fileMode(target.caDir + "/secrets/root_ca_key") == 0o600)
+        #expect(fileMode(target.caDir + "/secrets") == 0o700 && fileMode(target.caDir) == 0o755)
+        let verified = try target.run(["ca", "backup", "verify", source.root.file("manual.enc"), "--passphrase-file", passphraseFile, "--allow-no-manifest"])
+        #expect(verified.status == 0 && verified.stdout.contains("no manifest"), "\(verified)")
+    }
+
+    @Test func anArchiveWithoutManifestIsRefusedUnlessAllowed() throws {
+        let source = Sandbox()
+        #expect(try source.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let archive = try Self.handMadeArchive(from: source, prepare: ":")
+        let passphraseFile = try source.root.write("pp", Self.passphrase + "\n")
+        let target = Sandbox()
+        let before = try snapshotTree(target.root.path)
+        let refused = try target.run(["ca", "restore", "--input", archive, "--passphrase-file", passphraseFile])
+        #expect(refused.status == 1 && refused.stderr.contains("no manifest.json") && refused.stderr.contains("--allow-no-manifest"), "\(refused)")
+        let verify = try target.run(["ca", "backup", "verify", archive, "--passphrase-file", passphraseFile])
+        #expect(verify.status == 1 && verify.stderr.contains("--allow-no-manifest"), "\(verify)")
+        #expect(try snapshotTree(target.root.path) == before)
+    }
+
+    /// A CA's ca/ and config/ copied to a fresh directory, changed by the shell commands `prepare`
+    /// (run inside it), packed by GNU tar (`members`, extra `tarOptions`) and encrypted with
+    /// `openssl enc -aes-256-cbc -salt -pbkdf2 -md sha256 -iter 600000`, the format backups use.
+    static func handMadeArchive(
+        from source: Sandbox, prepare: String, members: String = "ca config", tarOptions: String = ""
+    ) throws -> String {
+        let layout = source.root.file("layout-" + UUID().uuidString)
+        let output = layout + ".enc"
+        let script = """
+            set -e
+            mkdir -p '\(layout)/config'
+            cp -a '\(source.caDir)' '\(layout)/ca'
+            cp '\(source.configDir)/config.yaml' '\(source.configDir)/ca-password' '\(layout)/config/'
+            cd '\(layout)'
+            \(prepare)
+            tar --sort=name \(tarOptions) -C '\(layout)' -czf - \(members) \\
+              | openssl enc -aes-256-cbc -salt -pbkdf2 -md sha256 -iter 600000 -pass 'pass:\(passphrase)' -out '\(output)'
+            """
+        let made = try runProcess("sh", ["-c", script])
+        guard made.status == 0 else { throw TestFailure("could not make the archive: \(made)") }
+        return output
+    }
+
+    struct HostileArchive: CustomTestStringConvertible, Sendable {
+        var name: String
+        var prepare: String
+        var members = "ca config"
+        var tarOptions = ""
+        var refusal: String
+        var needsRoot = false
+        var testDescription: String { name }
+    }
+
+    static let outsideFile = "/tmp/auto-ssl-restore-abs-\(getpid())"
+
+    static let hostileArchives: [HostileArchive] = [
+        HostileArchive(name: "symlink", prepare: "ln -s /etc/passwd ca/x", refusal: "\"ca/x\" is refused: it is a symbolic link"),
+        HostileArchive(
+            name: "dot-dot", prepare: "echo escaped > ../escape", members: "ca config ../escape", tarOptions: "--absolute-names", refusal: "\"../escape\" is refused: its path has a .. component"),
+        HostileArchive(
+            name: "absolute", prepare: "echo absolute > \(outsideFile)", members: "ca config \(outsideFile)",
+            tarOptions: "--absolute-names", refusal: "\"\(outsideFile)\" is refused: its path is absolute"),
+        HostileArchive(
+            name: "hard link", prepare: "ln ca/certs/root_ca.crt ca/certs/zz-hard",
+            refusal: "\"ca/certs/zz-hard\" is refused: it is a hard link"),
+        HostileArchive(name: "fifo", prepare: "mkfifo ca/fifo", refusal: "\"ca/fifo\" is refused: it is a FIFO"),
+        HostileArchive(
+            name: "device", prepare: "mknod ca/null c 1 3", refusal: "\"ca/null\" is refused: it is a character device", needsRoot: true),
+        HostileArchive(
+            name: "outside ca and config", prepare: "mkdir -p etc/cron.d && echo '* * * * * root id' > etc/cron.d/x",
+            members: "ca config etc", refusal: "\"etc\" is refused: a backup holds only"),
+        HostileArchive(
+            name: "directory in config", prepare: "mkdir config/sub && echo x > config/sub/y",
+            refusal: "\"config/sub\" is refused: a backup holds only"),
+        HostileArchive(
+            name: "gzip bomb", prepare: "truncate -s 300M ca/big",
+            refusal: "unpacks to more than 256 MiB"),
+    ]
+
+    @Test(arguments: hostileArchives)
+    func restoreRefusesAnArchiveMemberThatIsNotAPlainFileOrDirectoryInTheLayout(_ hostile: HostileArchive) throws {
+        if hostile.needsRoot && geteuid() != 0 { return }  // mknod needs root; the FIFO case covers special files otherwise
+        let source = Sandbox()
+        #expect(try source.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let archive = try Self.handMadeArchive(
+            from: source, prepare: hostile.prepare, members: hostile.members, tarOptions: hostile.tarOptions)
+        unlink(Self.outsideFile)
+        defer { unlink(Self.outsideFile) }
+        let passphraseFile = try source.root.write("pp", Self.passphrase + "\n")
+        // A target with a CA of its own, restored over with --force: a refused archive changes nothing.
+        let target = Sandbox()
+        #expect(try target.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9444"]).status == 0)
+        let before = try snapshotTree(target.root.path)
+        let passwd = try readFile("/etc/passwd")
+        for command in [["ca", "restore", "--input", archive, "--force"], ["ca", "backup", "verify", archive]] {
+            let refused = try target.run(command + ["--passphrase-file", passphraseFile, "--allow-no-manifest"])
+            #expect(refused.status == 1 && refused.stderr.contains(hostile.refusal), "\(hostile.name): \(refused)")
+            #expect(refused.stderr.contains("nothing was changed"), "\(refused)")
+            #expect(try snapshotTree(target.root.path) == before, "\(hostile.name): the target changed")
+        }
+        #expect(!FileManager.default.fileExists(atPath: Self.outsideFile))
+        #expect(!FileManager.default.fileExists(atPath: target.root.path + "/escape"))
+        #expect(!FileManager.default.fileExists(atPath: target.dataDir + "/escape"))
+        #expect(try readFile("/etc/passwd") == passwd)
     }
 }
 
