@@ -10,6 +10,7 @@ let package = Package(
         // For the fuzz package in Fuzz/, which depends on these lean modules only.
         .library(name: "AutoSSLCore", targets: ["AutoSSLCore"]),
         .library(name: "AutoSSLHost", targets: ["AutoSSLHost"]),
+        .library(name: "AutoSSLWire", targets: ["AutoSSLWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
