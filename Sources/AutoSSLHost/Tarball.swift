@@ -228,10 +228,11 @@ public enum TarReader {
         while index < data.count {
             guard let space = data[index...].firstIndex(of: UInt8(ascii: " ")), space - index <= 20,
                   let length = Int(String(decoding: data[index..<space], as: UTF8.self)), length > 0,
-                  index + length <= data.count, data[index + length - 1] == UInt8(ascii: "\n"),
+                  index + length <= data.count, index + length > space + 1, data[index + length - 1] == UInt8(ascii: "\n"),
                   let equals = data[(space + 1)..<(index + length)].firstIndex(of: UInt8(ascii: "="))
             else { throw damaged("a pax header is malformed") }
             let key = String(decoding: data[(space + 1)..<equals], as: UTF8.self)
+            guard !key.isEmpty else { throw damaged("a pax header is malformed") }
             guard let value = String(validating: data[(equals + 1)..<(index + length - 1)], as: UTF8.self) else {
                 throw damaged("a pax value is not UTF-8")
             }

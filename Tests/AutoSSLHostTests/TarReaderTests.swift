@@ -1,5 +1,5 @@
 import AutoSSLCore
-import AutoSSLHost
+@testable import AutoSSLHost
 import Foundation
 import Testing
 
@@ -109,6 +109,14 @@ import Testing
         #expect(message { _ = try TarReader.members(of: trailing) }.contains("data follows its end marker"))
         #expect(message { _ = try TarReader.members(of: Array(tar.prefix(1100))) }.contains("cut short"))
         #expect(message { _ = try TarReader.members(of: Array(repeating: 0x41, count: 1024)) }.contains("not"))
+    }
+
+    @Test func paxRecordsAreBoundsChecked() throws {
+        #expect(try TarReader.paxPath(Array("14 path=a/b/c\n".utf8)) == "a/b/c")
+        #expect(try TarReader.paxPath(Array("13 mtime=1.5\n".utf8)) == nil)
+        for malformed in ["1 x", "2 x", "3 x\n", "99 path=x\n", "5 =\n\n", "x path=y\n", "-1 a=b\n", "9 size=1\n"] {
+            #expect(throws: AutoSSLError.self, "\(malformed)") { _ = try TarReader.paxPath(Array(malformed.utf8)) }
+        }
     }
 
     @Test func gunzipStopsAtTheSizeLimit() throws {
