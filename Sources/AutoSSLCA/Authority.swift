@@ -263,6 +263,11 @@ public final class Authority: Sendable {
         } catch StoreError.serialAlreadyExists {
             // 80 random bits within one millisecond make this practically impossible; never reuse a serial all the same.
             throw AuthorityError(.unavailable, "serial collision; retry the request")
+        } catch StoreError.unavailable(let reason) {
+            audit.record(.init("request.refused", provisioner: provisioner, remote: remote, reason: "not issued: \(reason)"))
+            throw AuthorityError(
+                .unavailable,
+                "the CA cannot store certificates right now (\(reason)); nothing was issued. Try again later; the CA's operator must fix the database's disk, and issuance resumes by itself")
         }
         audit.record(.init(
             event, time: now, serial: serialHex, sans: names.map(\.description), provisioner: provisioner, remote: remote,

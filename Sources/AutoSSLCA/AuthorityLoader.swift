@@ -94,12 +94,28 @@ public struct AuthorityLoader: Sendable {
         }
     }
 
+    /// Opens the certificate database (creating it on a new CA's first use). A file that is there
+    /// but is not an SQLite database, or that SQLite finds damaged, is refused before anything
+    /// writes to it: the CA then stops with a clear error instead of starting on an empty database.
     public func openStore(_ settings: CASettings) throws -> SQLiteCertificateStore {
         try FileOperations.makeDirectory(settings.paths.databaseDir, mode: 0o700)
+        let path = settings.paths.databaseDir + "/auto-ssl.sqlite"
+        let advice = "nothing was changed; restore the CA from a backup (`auto-ssl ca restore`) or move the file aside to investigate"
+        if let handle = FileHandle(forReadingAtPath: path) {
+            let header = (try? handle.read(upToCount: 16)) ?? Data()
+            try? handle.close()
+            if !header.isEmpty, header != Data("SQLite format 3\0".utf8) {
+                throw AutoSSLError.general("the certificate database \(path) is damaged: it is not an SQLite database; \(advice)")
+            }
+        } else if FileManager.default.fileExists(atPath: path) {
+            throw AutoSSLError(.permissionDenied, "cannot read the certificate database \(path)", hint: "run as the user that owns the CA (root, or the service user)")
+        }
         do {
-            return try SQLiteCertificateStore(path: settings.paths.databaseDir + "/auto-ssl.sqlite")
+            return try SQLiteCertificateStore(path: path)
+        } catch let error as SQLiteCertificateStore.StoreOpenError {
+            throw AutoSSLError.general("\(error.description); \(advice)")
         } catch {
-            throw AutoSSLError.general("\(error)")
+            throw AutoSSLError.general("could not open the certificate database \(path): \(error); \(advice)")
         }
     }
 

@@ -88,6 +88,8 @@ func apiError(for error: any Error, logger: Logger) -> APIError {
         return APIError(status: error.status, message: message)
     case let error as AutoSSLError:
         return APIError(status: .badRequest, message: error.message)
+    case StoreError.unavailable(let reason):
+        return APIError(status: .serviceUnavailable, message: "the CA cannot write its database right now (\(reason)); try again later")
     default:
         logger.error("internal error: \(error)")
         return APIError(status: .internalServerError, message: "internal error; see the CA's log")

@@ -106,6 +106,9 @@ public enum StoreError: Error, Equatable, Sendable {
     case unknownSerial
     /// An issuance record without the certificate's DER.
     case missingCertificate
+    /// The database cannot take writes now (disk full, I/O error, read-only); nothing was written.
+    /// The reason is for the operator; a later try may succeed once it is fixed.
+    case unavailable(String)
 }
 
 /// The CA's database. Every write returns only once it is durable on disk.

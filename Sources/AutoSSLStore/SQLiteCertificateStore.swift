@@ -134,10 +134,32 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         try await pool.write { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 
+    /// Submits a write; database failures that say nothing about the request (a full disk, an I/O
+    /// error, a read-only file) become `StoreError.unavailable` with the reason in plain words.
+    func write(_ operation: @escaping GroupCommitter.Operation) async throws {
+        do {
+            try await committer.submit(operation)
+        } catch let error as DatabaseError {
+            throw Self.unavailable(error) ?? error
+        }
+    }
+
+    static func unavailable(_ error: DatabaseError) -> StoreError? {
+        switch error.resultCode {
+        case .SQLITE_FULL: return .unavailable("the disk holding the certificate database is full")
+        case .SQLITE_IOERR: return .unavailable("the certificate database could not be written (I/O error)")
+        case .SQLITE_READONLY: return .unavailable("the certificate database is read-only")
+        case .SQLITE_CANTOPEN: return .unavailable("the certificate database could not be opened")
+        case .SQLITE_CORRUPT, .SQLITE_NOTADB: return .unavailable("the certificate database is damaged")
+        case .SQLITE_BUSY, .SQLITE_LOCKED: return .unavailable("the certificate database is locked by another process")
+        default: return nil
+        }
+    }
+
     public func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws {
         guard let der = record.der else { throw StoreError.missingCertificate }
         let names = Self.encodeNames(record.names)
-        try await committer.submit { db in
+        try await write { db in
             if let token { try Self.insert(token, into: db) }
             do {
                 // Cached statements: the SQL is compiled once per connection, not once per issuance.
@@ -158,7 +180,7 @@ public final class SQLiteCertificateStore: CertificateDatabase {
     }
 
     public func consume(_ token: TokenUse) async throws {
-        try await committer.submit { db in try Self.insert(token, into: db) }
+        try await write { db in try Self.insert(token, into: db) }
     }
 
     static func insert(_ token: TokenUse, into db: Database) throws {
@@ -199,7 +221,7 @@ public final class SQLiteCertificateStore: CertificateDatabase {
 
     public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool {
         let box = ResultBox()
-        try await committer.submit { db in
+        try await write { db in
             guard try String.fetchOne(db, sql: "SELECT status FROM certificates WHERE serial = ?", arguments: [serial]) == "issued" else {
                 throw StoreError.unknownSerial
             }
@@ -244,7 +266,7 @@ public final class SQLiteCertificateStore: CertificateDatabase {
 
     public func nextCRLNumber() async throws -> Int64 {
         let box = ResultBox()
-        try await committer.submit { db in
+        try await write { db in
             try db.execute(sql: "UPDATE crl_state SET number = number + 1 WHERE id = 1")
             box.number = try Int64.fetchOne(db, sql: "SELECT number FROM crl_state WHERE id = 1") ?? 0
         }

@@ -15,8 +15,8 @@ import TestSupport
         FileManager.default.createFile(atPath: output, contents: nil)
         // 127.0.0.2 is another source address on loopback; the client below connects from 127.0.0.1.
         let flood = Process()
-        flood.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        flood.arguments = [Self.resources + "/connection_flood.py", "127.0.0.1", "\(ca.port)", "127.0.0.2", "2000", "200", "25", ready]
+        flood.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        flood.arguments = ["python3", Self.resources + "/connection_flood.py", "127.0.0.1", "\(ca.port)", "127.0.0.2", "2000", "200", "25", ready]
         flood.standardOutput = FileHandle(forWritingAtPath: output)
         flood.standardError = FileHandle(forWritingAtPath: output)
         flood.standardInput = FileHandle.nullDevice
