@@ -7,9 +7,11 @@ Usage: hostile_corpus.py URL ROOT_PEM DATABASE [--pid PID] [--log FILE] [--admin
                          [--only SUBSTRING] [--skip SUBSTRING]...
 
 With the admin provisioner's password the corpus also forges correctly signed one-time tokens
-with hostile claims and times, to reach the code behind token verification.
+with hostile claims and times, to reach the code behind token verification, and has one genuine
+certificate issued (before the stored rows are counted; "issued_before_counting" says so) whose
+key signs x5c tokens with hostile claims.
 
-Prints one JSON object: {"cases", "requests", "failures": [{"case", "route", "request",
+Prints one JSON object: {"cases", "requests", "issued_before_counting", "failures": [{"case", "route", "request",
 "observed"}], "statuses", "stored_before", "stored_after", "server_alive", "health_after",
 "seconds"}. Exits 0 when there are no failures, 1 otherwise. Every socket operation has a timeout;
 the whole run is bounded by --budget seconds (default 240).
@@ -57,7 +59,7 @@ ROOT_SHA = ROOT.fingerprint(hashes.SHA256()).hex()
 MIB = 1 << 20
 READ_TIMEOUT = 10.0
 WAIT_TIMEOUT = 0.5
-SEND_TIMEOUT = 2.0
+SEND_TIMEOUT = 5.0
 STARTED = time.monotonic()
 
 # The rate limiter counts authentication failures per client address; each authenticated request
@@ -109,7 +111,8 @@ def connect(source=None, timeout=READ_TIMEOUT, tls=True):
     raw.connect((HOST, PORT))
     if not tls:
         return raw
-    return CONTEXT.wrap_socket(raw, server_hostname=HOST)
+    context = {"client-cert": CLIENT_CERT_CONTEXT, "holder-cert": HOLDER_CONTEXT}.get(tls, CONTEXT)
+    return context.wrap_socket(raw, server_hostname=HOST)
 
 
 def read_response(sock, outcome, method, deadline):
@@ -296,17 +299,39 @@ X5C_DER_B64 = base64.b64encode(X5C_CERT.public_bytes(serialization.Encoding.DER)
 X5C_SERIAL = str(X5C_CERT.serial_number)
 
 
-def x5c_token(path, exp="NOW+120", nbf="NOW", iat="NOW", extra_header=None, sub="hostile.internal"):
+def client_context(certificate, key):
+    """A TLS context that presents `certificate` (mutual TLS)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(args.database)), f"hostile-client-{uuid.uuid4()}.pem")
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as file:
+        file.write(certificate.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    context = ssl.create_default_context(cafile=args.root)
+    context.check_hostname = False
+    try:
+        context.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+    return context
+
+
+# The same self-signed certificate presented over mutual TLS: not this CA's, so no identity.
+CLIENT_CERT_CONTEXT = client_context(X5C_CERT, X5C_KEY)
+HOLDER_CONTEXT = None
+
+
+def x5c_token(path, exp="NOW+120", nbf="NOW", iat="NOW", extra_header=None, sub="hostile.internal", holder=None):
+    """An x5c token for `path`; `holder` = (key, certificate DER base64, CN), by default the self-signed one."""
+    key, der_b64, sub = holder or (X5C_KEY, X5C_DER_B64, sub)
     now = int(time.time())
     def value(text):
         return str(now + int(text[4:])) if text.startswith("NOW+") else (str(now) if text == "NOW" else text)
-    header = {"alg": "ES256", "typ": "JWT", "x5c": [X5C_DER_B64]}
+    header = {"alg": "ES256", "typ": "JWT", "x5c": [der_b64]}
     header.update(extra_header or {})
     parts = [f'"aud":"{BASE}/1.0{path}"', f'"sub":"{sub}"', f'"jti":"{uuid.uuid4()}"']
     for name, text in (("nbf", nbf), ("iat", iat), ("exp", exp)):
         if text is not None:
             parts.append(f'"{name}":{value(text)}')
-    return compact(json.dumps(header), "{" + ",".join(parts) + "}", X5C_KEY)
+    return compact(json.dumps(header), "{" + ",".join(parts) + "}", key)
 
 
 PROVISIONER = None
@@ -336,8 +361,8 @@ def provisioner_token(path="/sign", sans=("hostile.internal",), sub=None, exp="N
     return compact(json.dumps({"alg": "ES256", "kid": kid, "typ": "JWT"}), "{" + ",".join(parts) + "}", key)
 
 
-def csr_pem(names=("hostile.internal",)):
-    key = ec.generate_private_key(ec.SECP256R1())
+def csr_pem(names=("hostile.internal",), key=None):
+    key = key or ec.generate_private_key(ec.SECP256R1())
     request = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
                .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
@@ -684,6 +709,39 @@ for route in ["/acme/acme/new-account", "/acme/acme/revoke-cert", "/acme/acme/ne
         cases.append(case(f"acme: {name}", route, "POST", lambda r=route, h=header, p=payload, s=sign, a=alg: http(
             "POST", r, acme_body(r, h, p, s, a), ["Content-Type: application/jose+json"])))
 
+# With the admin key: one genuine certificate of this CA (issued before the stored rows are counted),
+# so x5c tokens with hostile claims also pass the chain check and reach the claims themselves.
+HOLDER = None
+ISSUED = 0
+if PROVISIONER:
+    holder_key = ec.generate_private_key(ec.SECP256R1())
+    outcome, _ = send_and_read(http("POST", "/1.0/sign", json.dumps({
+        "csr": csr_pem(("holder.hostile.internal",), holder_key),
+        "ott": provisioner_token(sans=("holder.hostile.internal",))}), ["Content-Type: application/json"], close=True), "POST")
+    if outcome.status != 201:
+        sys.exit(f"could not issue the holder's certificate: {outcome.describe()}")
+    ISSUED = 1
+    holder_certificate = x509.load_pem_x509_certificate(json.loads(outcome.body)["crt"].encode())
+    HOLDER = (holder_key, base64.b64encode(holder_certificate.public_bytes(serialization.Encoding.DER)).decode(),
+              "holder.hostile.internal")
+    HOLDER_SERIAL = str(holder_certificate.serial_number)
+    HOLDER_CONTEXT = client_context(holder_certificate, holder_key)
+    # The genuine certificate over mutual TLS with revocation bodies that must be refused.
+    for name, body in {
+        "reasonCode 9e18": '{"serial":"%s","reasonCode":9000000000000000000,"passive":true}' % HOLDER_SERIAL,
+        "reasonCode 1e19": '{"serial":"%s","reasonCode":1e19}' % HOLDER_SERIAL,
+        "reasonCode -9e18": '{"serial":"%s","reasonCode":-9000000000000000000}' % HOLDER_SERIAL,
+        "reasonCode 8 (removeFromCRL)": '{"serial":"%s","reasonCode":8}' % HOLDER_SERIAL,
+        "reasonCode 11": '{"serial":"%s","reasonCode":11}' % HOLDER_SERIAL,
+        "another serial": '{"serial":"1","reasonCode":1}',
+        "serial 5000 digits": '{"serial":"%s"}' % ("9" * 5000),
+        "passive false": '{"serial":"%s","passive":false}' % HOLDER_SERIAL,
+        "ott garbage beside the certificate": '{"serial":"%s","ott":"a.b.c"}' % HOLDER_SERIAL,
+    }.items():
+        cases.append(case(f"mutual TLS with this CA's certificate, revoke {name}", "/1.0/revoke", "POST",
+                          lambda b=body: http("POST", "/1.0/revoke", b, ["Content-Type: application/json"]),
+                          tls="holder-cert", source=True))
+
 # Tokens with hostile claims. Certificate holders' x5c tokens are signed by a self-signed
 # certificate's key, so the signature verifies and the claims are read; only later is the
 # certificate found not to be this CA's.
@@ -705,6 +763,13 @@ for name, claims in TOKEN_CASES.items():
         body = b"" if base == "/renew" else json.dumps({"serial": X5C_SERIAL, "passive": True}).encode()
         cases.append(case(f"token: x5c bearer, {name}", route, "POST", lambda b=base, c=claims, d=body, r=route: http(
             "POST", r, d, ["Content-Type: application/json", "Authorization: Bearer " + x5c_token(b, **c)]), source=True))
+    if HOLDER:
+        for route in ["/renew", "/1.0/renew", "/revoke", "/1.0/revoke"]:
+            base = "/renew" if "renew" in route else "/revoke"
+            body = b"" if base == "/renew" else json.dumps({"serial": HOLDER_SERIAL, "passive": True}).encode()
+            cases.append(case(f"token: genuine x5c bearer, {name}", route, "POST", lambda b=base, c=claims, d=body, r=route: http(
+                "POST", r, d, ["Content-Type: application/json", "Authorization: Bearer " + x5c_token(b, holder=HOLDER, **c)]),
+                source=True))
     cases.append(case(f"token: x5c as revoke ott, {name}", "/revoke", "POST", lambda c=claims: http(
         "POST", "/revoke", json.dumps({"serial": X5C_SERIAL, "ott": x5c_token("/revoke", **c)}),
         ["Content-Type: application/json"]), source=True))
@@ -764,6 +829,11 @@ if PROVISIONER:
     cases.append(case("revoke: signed token, serial 5000 digits", "/revoke", "POST", lambda: http(
         "POST", "/revoke", json.dumps({"serial": "9" * 5000, "ott": provisioner_token("/revoke", sub="9" * 5000)}),
         ["Content-Type: application/json"]), source=True))
+
+for route in ["/renew", "/1.0/renew", "/revoke", "/1.0/revoke"]:
+    body = b"" if "renew" in route else json.dumps({"serial": X5C_SERIAL, "passive": True}).encode()
+    cases.append(case("mutual TLS with a self-signed client certificate", route, "POST", lambda r=route, b=body: http(
+        "POST", r, b, ["Content-Type: application/json"]), tls="client-cert", source=True))
 
 # Idle and half-open connections must not stop the server from answering others.
 cases.append(case("64 idle connections", "(raw)", "IDLE", lambda: None, expect_4xx=False))
@@ -900,7 +970,7 @@ if not alive:
 elif health_after != 200 and not dead:
     failures.append({"case": "(health)", "route": "", "request": None, "observed": f"GET /health after the corpus: {health_detail}"})
 print(json.dumps({
-    "cases": len(cases), "requests": requests, "failures": failures, "statuses": dict(statuses),
+    "cases": len(cases), "requests": requests, "issued_before_counting": ISSUED, "failures": failures, "statuses": dict(statuses),
     "stored_before": before, "stored_after": after, "server_alive": alive, "health_after": health_after,
     "seconds": round(time.monotonic() - STARTED, 1),
 }, indent=1))

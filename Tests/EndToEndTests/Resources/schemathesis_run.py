@@ -6,7 +6,9 @@ Usage: schemathesis_run.py URL ROOT_PEM DATABASE [--pid PID] [--max-examples N] 
                            [--timeout SECONDS] [--schema PATH] [--report-dir DIR]
 
 The checks: no 5xx (not_a_server_error), statuses, content types, headers and bodies as the
-document says (status_code_, content_type_, response_headers_, response_schema_conformance).
+document says (status_code_, content_type_, response_headers_, response_schema_conformance), and
+no 2xx for data the document rules out (negative_data_rejection). Not checked: unsupported_method
+(the server answers 404, not 405 with Allow, to a method no route has).
 Phases examples, coverage and fuzzing; a fixed seed and no example database, so a run is
 reproducible. Prints one JSON object: {"exit", "summary", "failures", "stored_before",
 "stored_after", "server_alive", "health_after", "seconds"}; exits 0 when schemathesis passed, the
@@ -36,7 +38,7 @@ parser.add_argument("--report-dir")
 args = parser.parse_args()
 
 CHECKS = ["not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_headers_conformance", "response_schema_conformance"]
+          "response_headers_conformance", "response_schema_conformance", "negative_data_rejection"]
 TABLES = ["certificates", "revocations", "acme_accounts", "acme_orders", "acme_authorizations", "acme_challenges"]
 started = time.monotonic()
 
