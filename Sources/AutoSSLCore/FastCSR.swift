@@ -87,7 +87,8 @@ struct FastCSR {
     }
 
     /// An empty subject, or exactly one RDN holding one commonName as a UTF8String or
-    /// PrintableString of printable ASCII; nil for any other subject.
+    /// PrintableString of printable ASCII that the library describes as it is (see
+    /// `describesUnescaped`); nil for any other subject.
     static func readSubject(_ content: ArraySlice<UInt8>) -> SubjectShape? {
         if content.isEmpty { return .empty }
         var names = DERWalker(content)
@@ -106,8 +107,23 @@ struct FastCSR {
         } else {
             return nil
         }
-        guard fields.isAtEnd else { return nil }
+        guard fields.isAtEnd, describesUnescaped(value) else { return nil }
         return .commonName(String(decoding: value, as: UTF8.self))
+    }
+
+    /// Whether swift-certificates' description of this value (which is how the library path reads
+    /// the CN) is the value itself: its RFC 4514 escaping adds a backslash before `, + " \ < > ;`,
+    /// a leading space or `#`, and a trailing space. Other values go to the library, so that a
+    /// CN such as " web.test" means the same name on both paths.
+    static func describesUnescaped(_ value: ArraySlice<UInt8>) -> Bool {
+        if let first = value.first, first == 0x20 || first == 0x23 { return false }
+        if value.last == 0x20 { return false }
+        return !value.contains { byte in
+            switch byte {
+            case 0x2C, 0x2B, 0x22, 0x5C, 0x3C, 0x3E, 0x3B: return true
+            default: return false
+            }
+        }
     }
 
     /// X.680 PrintableString: letters, digits, space and ' ( ) + , - . / : = ?

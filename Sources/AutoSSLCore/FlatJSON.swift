@@ -118,7 +118,11 @@ public enum FlatJSON {
             return true
         }
 
-        /// RFC 8259 §6 number grammar, then the platform's correctly rounded conversion.
+        /// RFC 8259 §6 number grammar, then the platform's correctly rounded conversion. Steps
+        /// aside wherever JSONDecoder refuses a number the grammar allows: one that overflows to
+        /// infinity, one with a nonzero digit that underflows to zero (`1e-400`), and some zeros
+        /// written with an exponent (`0e1`, `0.00e5`, `-0.0e1`; which ones depends on the length),
+        /// so for simplicity every zero with an exponent.
         mutating func readNumber() -> Value? {
             let start = index
             _ = consume(0x2D)
@@ -128,13 +132,15 @@ public enum FlatJSON {
             if consume(0x2E) {
                 guard readDigits() else { return nil }
             }
-            if current == 0x65 || current == 0x45 {
+            let nonzero = bytes[start..<index].contains { $0 >= 0x31 && $0 <= 0x39 }
+            let hasExponent = current == 0x65 || current == 0x45
+            if hasExponent {
                 index += 1
                 if current == 0x2B || current == 0x2D { index += 1 }
                 guard readDigits() else { return nil }
             }
             let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
-            guard let number = Double(text), number.isFinite else { return nil }
+            guard let number = Double(text), number.isFinite, number != 0 || !(nonzero || hasExponent) else { return nil }
             return .number(number)
         }
 
