@@ -156,6 +156,9 @@ let package = Package(
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLWireTests", dependencies: ["AutoSSLWire"]),
         .testTarget(
+            name: "AutoSSLServerTests",
+            dependencies: ["AutoSSLServer", "AutoSSLCA", "AutoSSLCore", "TestSupport", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(
             name: "AutoSSLCATests",
             dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(

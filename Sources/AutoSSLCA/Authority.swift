@@ -301,6 +301,14 @@ public final class Authority: Sendable {
         guard start <= now.addingTimeInterval(TimeInterval(policy.maximumDuration.seconds)) else {
             throw refuse(.forbidden, "notBefore is too far in the future", provisioner: provisioner, remote: remote)
         }
+        // A certificate that is over before it is issued, or that starts long ago, is a mistake (and
+        // dates far from now do not fit a certificate's time fields).
+        guard end > now else {
+            throw refuse(.badRequest, "notAfter is in the past", provisioner: provisioner, remote: remote)
+        }
+        guard start >= now.addingTimeInterval(-86_400) else {
+            throw refuse(.badRequest, "notBefore may be at most 24 hours in the past", provisioner: provisioner, remote: remote)
+        }
         do {
             try policy.check(lifetime: CertificateDuration(seconds: Int64(end.timeIntervalSince(start).rounded())))
         } catch {

@@ -8,6 +8,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 import X509
 
@@ -153,8 +154,14 @@ final class ACMEService: Sendable {
             } catch let error as AuthorityError {
                 response = Self.problem(Self.problem(for: error))
             } catch {
-                logger.error("ACME internal error: \(error)")
-                response = Self.problem(ACMEProblem(.serverInternal, "internal error; see the CA's log"))
+                if let fault = clientFault(error) {
+                    response = Self.problem(ACMEProblem(.malformed, fault))
+                } else if case StoreError.unavailable(let reason) = error {
+                    response = Self.problem(ACMEProblem(.serverInternal, "the CA cannot write its database right now (\(reason)); try again later", status: 503))
+                } else {
+                    logger.error("ACME internal error: \(error)")
+                    response = Self.problem(ACMEProblem(.serverInternal, "internal error; see the CA's log"))
+                }
             }
         } else {
             response = Self.problem(ACMEProblem(.malformed, "no ACME provisioner named \"\(name)\" here", status: 404))

@@ -72,7 +72,35 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// The JSON error a client gets for `error`: the authority's and our own messages as they are,
 /// internal failures as a generic 500 (details only in the log).
+/// Errors that are the client's doing while its request is read: a body that is not valid HTTP/1.1
+/// framing (a bad chunk size, say), or a connection closed half-way. Nothing went wrong in the CA,
+/// so they are 400s and not logged as internal errors. The text says what was wrong.
+func clientFault(_ error: any Error) -> String? {
+    if let parserError = error as? HTTPParserError {
+        return "the request is not valid HTTP/1.1 (\(parserError))"
+    }
+    if error is NIOHTTPDecoderError {
+        return "the request is not valid HTTP/1.1"
+    }
+    if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError {
+        return "the connection closed before the request was complete"
+    }
+    if let channelError = error as? ChannelError {
+        switch channelError {
+        case .eof, .ioOnClosedChannel, .alreadyClosed, .inputClosed, .outputClosed:
+            return "the connection closed before the request was complete"
+        default:
+            return nil
+        }
+    }
+    return nil
+}
+
 func apiError(for error: any Error, logger: Logger) -> APIError {
+    if let fault = clientFault(error) {
+        logger.debug("request refused: \(fault)")
+        return APIError(status: .badRequest, message: fault)
+    }
     switch error {
     case let error as APIError:
         return error

@@ -36,8 +36,11 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         case routing
         /// Reading a `/sign` body.
         case collecting(ByteBuffer, path: String)
-        /// Reading and dropping a body whose answer is already known (too large, rate limited).
-        case discarding(APIError)
+        /// Reading and dropping a body whose answer is already known (too large, rate limited),
+        /// with how many more bytes will be dropped before the connection is closed instead.
+        case discarding(APIError, budget: Int)
+        /// The answer went out with `Connection: close`; nothing more is read.
+        case closing
         /// Waiting for the authority; then the response is written.
         case answering
     }
@@ -83,11 +86,16 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             do {
                 try server.refuseIfRateLimited(remote)
                 if let length = head.headerFields[.contentLength].flatMap(Int.init), length > CAServer.maximumBodySize {
-                    throw server.bodyTooLarge(remote: remote, path: path)
+                    let refusal = apiError(for: server.bodyTooLarge(remote: remote, path: path), logger: server.logger)
+                    // Reading a body that large only to drop it would let a client keep the
+                    // connection busy at will: answer now and close.
+                    guard length <= Self.discardLimit else { return respondAndClose(refusal, context: context) }
+                    state = .discarding(refusal, budget: Self.discardLimit)
+                    return
                 }
                 state = .collecting(context.channel.allocator.buffer(capacity: 2048), path: path)
             } catch {
-                state = .discarding(apiError(for: error, logger: server.logger))
+                state = .discarding(apiError(for: error, logger: server.logger), budget: Self.discardLimit)
             }
         case .routing:
             if case .end = part { state = .idle }
@@ -99,7 +107,8 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             case .body(var chunk):
                 if buffer.readableBytes + chunk.readableBytes > CAServer.maximumBodySize {
                     let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
-                    state = .discarding(apiError(for: server.bodyTooLarge(remote: remote, path: path), logger: server.logger))
+                    state = .discarding(
+                        apiError(for: server.bodyTooLarge(remote: remote, path: path), logger: server.logger), budget: Self.discardLimit)
                 } else {
                     state = .idle  // drop the buffer's second reference before appending
                     buffer.writeBuffer(&chunk)
@@ -109,14 +118,48 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .answering
                 answer(body: buffer, path: path, context: context)
             }
-        case .discarding(let error):
-            if case .end = part {
+        case .discarding(let error, let budget):
+            switch part {
+            case .body(let chunk):
+                let left = budget - chunk.readableBytes
+                if left < 0 {
+                    respondAndClose(error, context: context)
+                } else {
+                    state = .discarding(error, budget: left)
+                }
+            case .end:
                 state = .answering
                 respond(status: error.status, headers: error.headers, body: ByteBuffer(string: error.jsonBody), context: context)
+            case .head:
+                break
             }
         case .answering:
             held.append(part)
+        case .closing:
+            break
         }
+    }
+
+    /// At most this much of a refused request's body is read and dropped (so a pipelined request
+    /// after it still gets its answer); beyond it the connection is answered and closed.
+    static let discardLimit = 4 * CAServer.maximumBodySize
+
+    /// Answers with `Connection: close` and closes once it is written.
+    private func respondAndClose(_ error: APIError, context: ChannelHandlerContext) {
+        state = .closing
+        held.removeAll()
+        var fields = error.headers
+        fields[.contentType] = "application/json"
+        fields[.connection] = "close"
+        let body = ByteBuffer(string: error.jsonBody)
+        fields[.contentLength] = String(body.readableBytes)
+        fields[.date] = dateHeader.now()
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: error.status, headerFields: fields))), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
     }
 
     /// The path if this request is one the fast path takes.
