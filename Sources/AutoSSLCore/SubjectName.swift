@@ -120,6 +120,8 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
     public init?(_ text: String) {
         var text = text
         if text.hasPrefix("["), text.hasSuffix("]") { text = String(text.dropFirst().dropLast()) }
+        // inet_pton reads a C string: a NUL would end it early ("10.0.0.5\0junk" would pass).
+        guard !text.utf8.contains(0), text.utf8.count <= 64 else { return nil }
         var v4 = in_addr()
         if text.withCString({ inet_pton(AF_INET, $0, &v4) }) == 1 {
             self.bytes = withUnsafeBytes(of: &v4) { Array($0) }

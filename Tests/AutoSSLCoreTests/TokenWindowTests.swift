@@ -74,3 +74,12 @@ import Testing
         #expect(policy.refusal(for: ip("::1")) != nil)
     }
 }
+
+@Suite struct IPAddressTextTests {
+    @Test func aNULInsideTheTextIsNotAnAddress() {
+        #expect(IPAddress("10.0.0.5\u{0}junk") == nil)
+        #expect(IPAddress("::1\u{0}") == nil)
+        #expect(IPAddress(String(repeating: "1", count: 100)) == nil)
+        #expect(IPAddress("10.0.0.5")?.bytes == [10, 0, 0, 5])
+    }
+}
