@@ -205,7 +205,9 @@ extension HTTPAnswer {
         } catch {
             if box.outcome == nil { box.outcome = .failure(.malformed("\(error)")) }
         }
-        _ = try? channel.finish()
+        // Accepting an already closed channel matters: `finish()` would throw before running the
+        // loop's pending work, leaving the pipeline (and the memory it holds) in place.
+        _ = try? channel.finish(acceptAlreadyClosed: true)
         return box.outcome ?? .failure(.closedBeforeAnswer)
     }
 
