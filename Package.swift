@@ -102,6 +102,7 @@ let package = Package(
             name: "AutoSSLClient",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

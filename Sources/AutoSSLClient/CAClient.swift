@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import AutoSSLCore
+import AutoSSLWire
 import Crypto
 import Foundation
 import NIOCore
@@ -117,13 +118,39 @@ public final class CAClient: Sendable {
 
     static func map(_ error: any Error, url: String) -> any Error {
         if error is AutoSSLError { return error }
-        if let tls = error as? NIOSSLError {
-            return AutoSSLError(.trustFailure, "TLS with \(url) failed: \(tls)")
+        if let words = tlsWords(error) {
+            return AutoSSLError(.trustFailure, "TLS with \(url) failed: \(words)")
         }
-        if "\(error)".contains("handshake") || "\(error)".contains("certificate") {
-            return AutoSSLError(.trustFailure, "TLS with \(url) failed: \(error)")
+        let target = Self.target(of: url)
+        let words = NetworkFailureWords.describe(error, target: target) ?? "no usable answer from \(target)"
+        return AutoSSLError(.network, "could not reach the CA at \(url): \(words)", hint: "check the URL, the network and that `auto-ssl ca serve` runs there")
+    }
+
+    /// `host:port` of a URL, for messages.
+    static func target(of url: String) -> String {
+        guard let components = URLComponents(string: url), let host = components.host else { return url }
+        return host + ":" + String(components.port ?? 443)
+    }
+
+    /// A TLS failure in plain words: what BoringSSL objected to (its reason, without file paths),
+    /// nil for anything that is not TLS.
+    public static func tlsWords(_ error: any Error) -> String? {
+        let causes = [error] + NetworkFailureWords.causes(of: error, depth: 3)
+        guard causes.contains(where: { $0 is NIOSSLError || $0 is BoringSSLError }) else { return nil }
+        let text = causes.map { "\($0)" }.joined(separator: " ")
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return "the server's certificate is not trusted here (it does not chain to the expected root, or it has expired)"
         }
-        return AutoSSLError(.network, "could not reach the CA at \(url): \(error)", hint: "check the URL, the network and that `auto-ssl ca serve` runs there")
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("WRONG_SSL_VERSION") {
+            return "the server does not speak TLS 1.2 or 1.3 there (is it an HTTPS port?)"
+        }
+        if text.contains("uncleanShutdown") {
+            return "the server closed the connection during the TLS handshake"
+        }
+        // The reason names of BoringSSL's errors (e.g. SSLV3_ALERT_HANDSHAKE_FAILURE), nothing else.
+        let reasons = text.split(whereSeparator: { !($0.isUppercase || $0 == "_" || $0.isNumber) })
+            .filter { $0.count > 6 && $0.contains("_") }.map(String.init)
+        return reasons.isEmpty ? "the TLS handshake failed" : "the TLS handshake failed (" + Array(Set(reasons)).sorted().joined(separator: ", ") + ")"
     }
 
     // MARK: - API
@@ -353,7 +380,10 @@ extension CAClient {
             _ = try await response.body.collect(upTo: 1 << 16)
             return (response.status.code == 200, "HTTP \(response.status.code)")
         } catch {
-            return (false, "\(error)")
+            if tlsWords(error) != nil {
+                return (false, "the CA's certificate is not trusted by this machine's store (`auto-ssl client trust` installs its root)")
+            }
+            return (false, NetworkFailureWords.describe(error, target: target(of: base)) ?? "no usable answer from \(target(of: base))")
         }
     }
 }

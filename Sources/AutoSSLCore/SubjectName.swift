@@ -35,6 +35,13 @@ public enum SubjectName: Hashable, Sendable, CustomStringConvertible, Codable {
             return
         }
         let lower = trimmed.lowercased()
+        // Only digits and dots, yet not an address: a typo such as 10.0.0.256 or 1.2.3.4.5, which
+        // would otherwise become a DNS name nobody meant.
+        if !lower.isEmpty, lower.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }) {
+            throw AutoSSLError.invalidArgument(
+                "\"\(text)\" looks like an IPv4 address but is not one",
+                hint: "an IPv4 address is four numbers from 0 to 255 separated by dots (e.g. 10.0.0.25)")
+        }
         guard Self.isValidDNSName(lower) else {
             throw AutoSSLError.invalidArgument(
                 "\"\(text)\" is neither an IP address nor a valid DNS name",
@@ -93,7 +100,9 @@ public enum SubjectName: Hashable, Sendable, CustomStringConvertible, Codable {
             }
             previous = byte
         }
-        return labelLength > 0 && previous != 0x2D
+        guard labelLength > 0, previous != 0x2D else { return false }
+        // The last label is never all digits (RFC 3696 §2): such a name is a mistyped address.
+        return !utf8.reversed().prefix(while: { $0 != 0x2E }).allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
     }
 
     public init(from decoder: Decoder) throws {

@@ -114,29 +114,11 @@ struct ACMEValidator: Sendable {
 
     /// What went wrong on the network, in the words a client can act on: never a type name or an
     /// internal path.
-    static func plainWords(_ error: any Error) -> String {
+    static func plainWords(_ error: any Error, target: String = "the responder") -> String {
         if let problem = error as? ACMEProblem { return problem.detail }
         if let failure = error as? HTTPAnswerFailure { return failure.description }
         if let failure = error as? DNSLookup.Failure { return failure.description }
-        if let channelError = error as? ChannelError {
-            switch channelError {
-            case .connectTimeout: return "timeout while connecting"
-            case .eof, .ioOnClosedChannel, .alreadyClosed, .outputClosed: return "the connection was closed"
-            default: return "connection failed"
-            }
-        }
-        if let connectionError = error as? NIOConnectionError {
-            return connectionError.connectionErrors.map { plainWords($0.error) }.first ?? "connection failed"
-        }
-        if let ioError = error as? IOError {
-            switch ioError.errnoCode {
-            case ECONNREFUSED: return "connection refused"
-            case ETIMEDOUT: return "timeout while connecting"
-            case ENETUNREACH, EHOSTUNREACH: return "no route to the address"
-            case ECONNRESET: return "the connection was reset"
-            default: return "connection failed (\(String(cString: strerror(ioError.errnoCode))))"
-            }
-        }
+        if let words = NetworkFailureWords.describe(error, target: target) { return words }
         if error is NIOSSLError || error is BoringSSLError { return "the TLS handshake failed" }
         return "connection failed"
     }
@@ -168,7 +150,7 @@ struct ACMEValidator: Sendable {
             } catch let problem as ACMEProblem {
                 last = Self.moreTelling(last, problem)
             } catch {
-                last = Self.moreTelling(last, ACMEProblem(.connection, "could not fetch \(start.url) from \(address): \(Self.plainWords(error))"))
+                last = Self.moreTelling(last, ACMEProblem(.connection, "could not fetch \(start.url): \(Self.plainWords(error, target: address.description))"))
             }
         }
         throw last ?? ACMEProblem(.connection, "no address to connect to for \(host)")
@@ -214,7 +196,7 @@ struct ACMEValidator: Sendable {
                 }
             }
             guard let answer else {
-                throw ACMEProblem(.connection, "could not fetch \(target.url): \(failure.map(Self.plainWords) ?? "no address")")
+                throw ACMEProblem(.connection, "could not fetch \(target.url): \(failure.map { Self.plainWords($0) } ?? "no address")")
             }
             guard [301, 302, 303, 307, 308].contains(answer.status), let location = answer.headers["location"] else {
                 return (answer, target.url)
@@ -313,7 +295,7 @@ struct ACMEValidator: Sendable {
         do {
             channel = try await bootstrap.connect(host: address.description, port: port).get()
         } catch {
-            let problem = ACMEProblem(.connection, "\(plainWords(error)) (\(address):\(port))")
+            let problem = ACMEProblem(.connection, plainWords(error, target: "\(address):\(port)"))
             promise.fail(problem)
             throw problem
         }
@@ -325,7 +307,7 @@ struct ACMEValidator: Sendable {
         } catch let problem as ACMEProblem {
             throw problem
         } catch {
-            throw ACMEProblem(.connection, "\(plainWords(error)) (\(address):\(port))")
+            throw ACMEProblem(.connection, plainWords(error, target: "\(address):\(port)"))
         }
     }
 
@@ -436,7 +418,7 @@ struct ACMEValidator: Sendable {
         do {
             channel = try await bootstrap.connect(host: address.description, port: port).get()
         } catch {
-            throw ACMEProblem(.connection, "\(plainWords(error)) (\(address):\(port))")
+            throw ACMEProblem(.connection, plainWords(error, target: "\(address):\(port)"))
         }
         defer { channel.close(promise: nil) }
         return try await collector.certificate(timeout: TimeInterval(left.nanoseconds) / 1e9)

@@ -12,6 +12,10 @@ import NIOSSL
 import ServiceLifecycle
 import X509
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Request context that remembers who is asking, for the audit log and the rate limiter.
 public struct CARequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
@@ -451,6 +455,31 @@ public final class CAServer: Sendable {
         return authority.isIssuedByThisCA(leaf) ? .certificateVerified : .failed
     }
 
+    /// Checks that every configured address can be bound now (and releases it at once), so that a
+    /// port in use is reported, naming the address, before the CA issues its own TLS certificate.
+    public static func checkAddressesAreFree(_ addresses: [ListenAddress]) throws {
+        for address in addresses {
+            let host = address.host.isEmpty ? "0.0.0.0" : address.host
+            guard let ip = IPAddress(host) else { continue }  // a host name: the bind itself will tell
+            let fd = socket(ip.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            var one: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+            guard let port = UInt16(exactly: address.port) else {
+                throw AutoSSLError.invalidArgument("cannot listen on \(address): \(address.port) is not a port")
+            }
+            let bound = SocketAddress.withSockaddr(ip, port: port) { bind(fd, $0, $1) }
+            if bound != 0 {
+                let reason = errno == EADDRINUSE ? "the address is already in use (is another `auto-ssl ca serve` or another server running?)"
+                    : errno == EACCES ? "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                    : errno == EADDRNOTAVAIL ? "this machine has no such address"
+                    : String(cString: strerror(errno))
+                throw AutoSSLError.general("cannot listen on \(address): \(reason)")
+            }
+        }
+    }
+
     /// Runs until SIGTERM/SIGINT: stops accepting, lets in-flight requests finish, audits the stop.
     public func run(onRunning: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
         let router = buildRouter()
@@ -482,9 +511,13 @@ public final class CAServer: Sendable {
                 router: router,
                 server: server,
                 configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
-                onServerRunning: { channel in
+                onServerRunning: { [authority] channel in
                     let port = channel.localAddress?.port ?? address.port
-                    await onRunning("https://\(ListenAddress(host: host, port: port))")
+                    let listening = ListenAddress(host: host, port: port)
+                    // Written once the socket is bound, so the audit log never claims an address
+                    // the CA could not take.
+                    authority.audit.record(.init("service.start", detail: "listening on \(listening)"))
+                    await onRunning("https://\(listening)")
                 },
                 logger: logger)
             services.append(app)
@@ -493,8 +526,6 @@ public final class CAServer: Sendable {
             identity: identity, authority: authority, reloadProvisioners: reloadProvisioners, reloadSettings: reloadSettings,
             acme: acme, logger: logger))
         acme?.resumeValidations()
-        authority.audit.record(.init(
-            "service.start", detail: "listening on \(authority.settings.addresses.map(\.description).joined(separator: ", "))"))
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {

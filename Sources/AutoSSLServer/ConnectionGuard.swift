@@ -63,10 +63,13 @@ final class ConnectionCounter: Sendable {
 /// has not finished in time.
 final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
     private let counter: ConnectionCounter
     private let logger: Logger
     private var source: String?
     private var handshakeTimer: Scheduled<Void>?
+    private var sawFirstBytes = false
 
     init(counter: ConnectionCounter, logger: Logger) {
         self.counter = counter
@@ -87,6 +90,28 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
         }
     }
 
+    /// A TLS connection starts with a handshake record (0x16); one that starts with a capital
+    /// letter is a plain HTTP request (`GET /…`) sent to the HTTPS port. It gets a short plain
+    /// answer that says so, instead of a TLS error the browser or curl shows as an empty reply.
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !sawFirstBytes {
+            sawFirstBytes = true
+            let buffer = unwrapInboundIn(data)
+            if let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), (0x41...0x5A).contains(first) {
+                let port = context.channel.localAddress?.port.map { ":\($0)" } ?? ""
+                let host = context.channel.localAddress?.ipAddress.map { $0.contains(":") ? "[\($0)]" : $0 } ?? "this-ca"
+                let body = "This is the auto-ssl CA's HTTPS port: use https://\(host)\(port)/ (plain HTTP is not served).\n"
+                let response = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+                let written = context.eventLoop.makePromise(of: Void.self)
+                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: response)), promise: written)
+                let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+                written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
+                return
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
     /// The TLS handshake finished (told by `HandshakeNotifier`, which sits after the TLS handler).
     func handshakeCompleted() {
         handshakeTimer?.cancel()
@@ -94,22 +119,22 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        handshakeTimer?.cancel()
-        handshakeTimer = nil
-        if let source {
-            counter.release(source)
-            self.source = nil
-        }
+        releasePlace()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        releasePlace()
+        context.fireChannelInactive()
+    }
+
+    /// Gives the connection's place back, once (whichever of the two callbacks comes first).
+    private func releasePlace() {
         handshakeTimer?.cancel()
         handshakeTimer = nil
         if let source {
             counter.release(source)
             self.source = nil
         }
-        context.fireChannelInactive()
     }
 }
 

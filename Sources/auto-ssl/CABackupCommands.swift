@@ -94,9 +94,7 @@ struct CABackupCreateCommand: AsyncParsableCommand {
         guard destType == "local" else { throw AutoSSLError.invalidArgument("--dest-type must be local, rsync or s3") }
         guard let output else { throw AutoSSLError.invalidArgument("--output is required for a local backup") }
         if let retention, retention < 1 { throw AutoSSLError.invalidArgument("--retention must be at least 1") }
-        var isDirectory: ObjCBool = false
-        let target = Directories.absolute(output)
-        let intoDirectory = FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) && isDirectory.boolValue
+        let (target, intoDirectory) = try Self.outputLocation(output)
         if retention != nil, !intoDirectory {
             throw AutoSSLError.invalidArgument("--retention needs --output to be a directory")
         }
@@ -116,6 +114,22 @@ struct CABackupCreateCommand: AsyncParsableCommand {
 }
 
 extension CABackupCreateCommand {
+    /// Where `--output` points: an existing directory, or one to create when the value ends with
+    /// `/` (as for rsync targets), or else a file.
+    static func outputLocation(_ output: String) throws -> (path: String, isDirectory: Bool) {
+        var target = Directories.absolute(output)
+        while target.count > 1, target.hasSuffix("/") { target.removeLast() }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) {
+            return (target, isDirectory.boolValue)
+        }
+        if output.hasSuffix("/") {
+            try FileOperations.makeDirectory(target, mode: 0o700)
+            return (target, true)
+        }
+        return (target, false)
+    }
+
     /// The backup is written locally (to --output when given, else to a private temporary directory)
     /// and then copied with rsync over ssh; the temporary copy is removed afterwards.
     func backUpWithRsync(_ directories: Directories) async throws {
@@ -127,9 +141,8 @@ extension CABackupCreateCommand {
         let name = BackupRotation.fileName(at: Date())
         var local = staging + "/" + name
         if let output {
-            var isDirectory: ObjCBool = false
-            let target = Directories.absolute(output)
-            local = FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) && isDirectory.boolValue ? target + "/" + name : target
+            let (target, intoDirectory) = try Self.outputLocation(output)
+            local = intoDirectory ? target + "/" + name : target
         }
         let (bytes, manifest) = try await CABackup(directories: directories).create(
             passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)

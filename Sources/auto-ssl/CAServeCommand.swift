@@ -23,6 +23,7 @@ struct CAServeCommand: AsyncParsableCommand {
         let directories = Directories.fromEnvironment()
         let loader = AuthorityLoader(directories: directories)
         let authority = try loader.load(passwordFile: passwordFile)
+        try CAServer.checkAddressesAreFree(authority.settings.addresses)
         let watcher = SettingsWatcher(loader: loader)
         let server = try await CAServer(
             authority: authority, reloadProvisioners: { try loader.provisioners(try watcher.settings()) },

@@ -9,6 +9,7 @@ import NIOPosix
 // The entry point maps every failure to the exit codes of DESIGN.md §2 (ArgumentParser's own
 // usage errors would otherwise exit 64) and sets up logging before any command runs.
 LoggingSetup.bootstrap()
+StandardOutput.makeLineBuffered()
 // `ca serve` runs its tasks on NIO's event-loop threads instead of a second thread pool: a request
 // then moves between the network and its handler without waking another thread (measured: see
 // docs/benchmarks.md). It must happen on the main thread before the first task starts.

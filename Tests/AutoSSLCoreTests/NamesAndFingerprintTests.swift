@@ -45,6 +45,8 @@ import Testing
                   label.utf8.allSatisfy({ ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }),
                   !label.hasPrefix("-"), !label.hasSuffix("-") else { return nil }
         }
+        // The last label is never all digits: 10.0.0.256 or 1.2.3 is a mistyped address, not a name.
+        if let last = labels.last, last.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) { return nil }
         return "dns:" + lower
     }
 

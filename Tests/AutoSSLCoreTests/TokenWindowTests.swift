@@ -83,3 +83,26 @@ import Testing
         #expect(IPAddress("10.0.0.5")?.bytes == [10, 0, 0, 5])
     }
 }
+
+@Suite struct DottedQuadTypoTests {
+    @Test func numbersAndDotsThatAreNotAnAddressAreRefusedNotTakenAsDNSNames() {
+        for text in ["10.0.0.256", "300.1.1.1", "999.999.999.999", "1.2.3.4.5", "1.2.3", "10..0.1", "host.123"] {
+            #expect(throws: AutoSSLError.self, "\(text)") { try SubjectName(parsing: text) }
+        }
+        #expect((try? SubjectName(parsing: "10.0.0.255")) == .ip(IPAddress("10.0.0.255")!))
+        #expect((try? SubjectName(parsing: "web01.internal")) == .dns("web01.internal"))
+        #expect((try? SubjectName(parsing: "123.example")) == .dns("123.example"))
+        #expect(throws: AutoSSLError.self) { try SubjectName(parsing: "web.1") }
+    }
+
+    @Test func theErrorSaysItLooksLikeAnAddress() {
+        do {
+            _ = try SubjectName(parsing: "10.0.0.256")
+            Issue.record("accepted")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .invalidArguments && error.message.contains("looks like an IPv4 address"))
+        } catch {
+            Issue.record("\(error)")
+        }
+    }
+}

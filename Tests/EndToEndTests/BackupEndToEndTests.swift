@@ -363,4 +363,20 @@ import TestSupport
         ])
         #expect(missing.status == 2 && missing.stderr.contains("no S3 credentials"), "\(missing)")
     }
+
+    @Test func aTrailingSlashMakesTheOutputADirectoryThatRetentionThenUses() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let passphraseFile = try sandbox.root.write("pp", "trailing-slash-passphrase\n")
+        let directory = sandbox.root.file("new/backups")
+        for round in 0..<2 {
+            let run = try sandbox.run(["ca", "backup", "--output", directory + "/", "--retention", "1", "--passphrase-file", passphraseFile])
+            #expect(run.status == 0, "round \(round): \(run)")
+            sleep(1)  // names carry the time to the second
+        }
+        var isDirectory: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) && isDirectory.boolValue)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(kept.count == 1 && kept.allSatisfy { $0.hasSuffix(".enc") || $0.contains("backup") }, "\(kept)")
+    }
 }

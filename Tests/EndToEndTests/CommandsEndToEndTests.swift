@@ -239,4 +239,35 @@ import TestSupport
         }
         #expect(try fingerprintOf(status) == fingerprintOf(fingerprint))
     }
+
+    @Test func aDottedQuadThatIsNotAnAddressIsRefusedAsATypo() throws {
+        let ca = try RunningCA()
+        for typo in ["10.0.0.256", "300.1.1.1", "1.2.3.4.5"] {
+            let result = try ca.sandbox.run([
+                "cert", "issue", "--ca-url", ca.url, "--fingerprint", try ca.fingerprint, "--san", typo,
+                "--out-cert", ca.sandbox.root.file("t.crt"), "--out-key", ca.sandbox.root.file("t.key"),
+                "--password-file", ca.sandbox.configDir + "/provisioner-password",
+            ])
+            #expect(result.status == 2 && result.stderr.contains("looks like an IPv4 address"), "\(typo): \(result)")
+            #expect(!FileManager.default.fileExists(atPath: ca.sandbox.root.file("t.crt")))
+        }
+    }
+
+    /// Network failures in plain words, with the address: no errno dump, no type names.
+    @Test func unreachableCAsAreDescribedInPlainWords() throws {
+        let sandbox = Sandbox()
+        let port = freeLoopbackPort()  // nothing listens there
+        let fingerprint = String(repeating: "0", count: 64)
+        let password = try sandbox.root.write("pw", "some-provisioner-password\n")
+        let refused = try sandbox.run(["cert", "issue", "--ca-url", "https://127.0.0.1:\(port)", "--fingerprint", fingerprint,
+                                       "--san", "a.internal", "--out-cert", sandbox.root.file("a.crt"), "--out-key", sandbox.root.file("a.key"),
+                                       "--password-file", password])
+        #expect(refused.status == 5 && refused.stderr.contains("connection refused by 127.0.0.1:\(port)"), "\(refused)")
+        #expect(!refused.stderr.contains("errno") && !refused.stderr.contains("error set"), "\(refused)")
+        let unknown = try sandbox.run(["cert", "issue", "--ca-url", "https://no-such-host.invalid:9443", "--fingerprint", fingerprint,
+                                       "--san", "a.internal", "--out-cert", sandbox.root.file("a.crt"), "--out-key", sandbox.root.file("a.key"),
+                                       "--password-file", password])
+        #expect(unknown.status == 5 && unknown.stderr.contains("no such host no-such-host.invalid"), "\(unknown)")
+        #expect(!unknown.stderr.contains("SocketAddressError"), "\(unknown)")
+    }
 }

@@ -47,4 +47,11 @@ import TestSupport
         #expect(ca.process.isRunning, "\(ca.log)")
         #expect(try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/health"]).status == 0)
     }
+
+    @Test func plainHTTPToTheHTTPSPortGetsAShortAnswerPointingAtHTTPS() throws {
+        let ca = try RunningCA()
+        let plain = try runProcess("curl", ["-s", "-w", "\\n%{http_code}", "--max-time", "5", "http://127.0.0.1:\(ca.port)/health"])
+        #expect(plain.stdout.contains("use https://127.0.0.1:\(ca.port)/") && plain.stdout.hasSuffix("400"), "\(plain)")
+        #expect(try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/health"]).status == 0)
+    }
 }

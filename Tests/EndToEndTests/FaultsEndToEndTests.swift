@@ -158,4 +158,18 @@ import TestSupport
         #expect(try query(ca, "SELECT count(*) FROM acme_challenges WHERE status = 'processing'").first == "0")
         #expect(try query(ca, "SELECT error FROM acme_challenges WHERE id = 'ch'").first?.contains("attempts") == true)
     }
+
+    /// A second `ca serve` on the same address: refused before it issues its own TLS certificate or
+    /// writes an audit line that claims it listens.
+    @Test func aPortInUseIsReportedBeforeAnythingIsIssuedOrAudited() throws {
+        let ca = try RunningCA()
+        let certificates = try query(ca, "SELECT count(*) FROM certificates").first
+        let starts = try ca.auditEvents().filter { $0["event"] as? String == "service.start" }.count
+        let second = try ca.sandbox.run(["ca", "serve"])
+        #expect(second.status == 1, "\(second)")
+        #expect(second.stderr.contains("cannot listen on 127.0.0.1:\(ca.port)") && second.stderr.contains("already in use"), "\(second)")
+        #expect(try query(ca, "SELECT count(*) FROM certificates").first == certificates)
+        #expect(try ca.auditEvents().filter { $0["event"] as? String == "service.start" }.count == starts)
+        #expect(ca.process.isRunning)
+    }
 }

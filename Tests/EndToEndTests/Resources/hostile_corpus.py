@@ -22,7 +22,6 @@ import collections
 import json
 import os
 import socket
-import sqlite3
 import ssl
 import sys
 import time
@@ -34,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+import ca_state  # beside this script
 
 parser = argparse.ArgumentParser()
 parser.add_argument("url")
@@ -848,21 +849,10 @@ for skipped in args.skip:
 
 # --- the run ----------------------------------------------------------------------------------
 
-COUNTED_TABLES = ["certificates", "revocations", "acme_accounts", "acme_orders", "acme_authorizations", "acme_challenges"]
 
 
 def stored():
-    connection = sqlite3.connect(f"file:{args.database}?mode=ro", uri=True, timeout=10)
-    try:
-        counts = {}
-        for table in COUNTED_TABLES:
-            try:
-                counts[table] = connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            except sqlite3.OperationalError:
-                counts[table] = None
-        return counts
-    finally:
-        connection.close()
+    return ca_state.stored_rows(args.database)
 
 
 def shown(raw):

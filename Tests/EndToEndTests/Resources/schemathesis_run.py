@@ -18,12 +18,13 @@ import argparse
 import json
 import os
 import re
-import sqlite3
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
+
+import ca_state  # beside this script
 
 parser = argparse.ArgumentParser()
 parser.add_argument("url")
@@ -39,22 +40,11 @@ args = parser.parse_args()
 
 CHECKS = ["not_a_server_error", "status_code_conformance", "content_type_conformance",
           "response_headers_conformance", "response_schema_conformance", "negative_data_rejection"]
-TABLES = ["certificates", "revocations", "acme_accounts", "acme_orders", "acme_authorizations", "acme_challenges"]
 started = time.monotonic()
 
 
 def stored():
-    connection = sqlite3.connect(f"file:{args.database}?mode=ro", uri=True, timeout=10)
-    try:
-        counts = {}
-        for table in TABLES:
-            try:
-                counts[table] = connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            except sqlite3.OperationalError:
-                counts[table] = None
-        return counts
-    finally:
-        connection.close()
+    return ca_state.stored_rows(args.database)
 
 
 def health():
