@@ -18,3 +18,14 @@ def stored_rows(database):
         return counts
     finally:
         connection.close()
+
+
+def process_alive(pid):
+    """Whether process `pid` runs (not a zombie); True when no pid was given."""
+    if not pid:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] not in "ZX"
+    except (OSError, IndexError):
+        return False

@@ -239,13 +239,7 @@ def health(timeout=5.0):
 
 
 def server_process_alive():
-    if not args.pid:
-        return True
-    try:
-        with open(f"/proc/{args.pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] not in "ZX"
-    except (OSError, IndexError):
-        return False
+    return ca_state.process_alive(args.pid)
 
 
 def http(method, path, body=b"", headers=(), host=AUTHORITY, length=True, close=None, version="HTTP/1.1"):

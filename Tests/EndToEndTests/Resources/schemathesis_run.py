@@ -58,13 +58,7 @@ def health():
 
 
 def alive():
-    if not args.pid:
-        return True
-    try:
-        with open(f"/proc/{args.pid}/stat") as stat:
-            return stat.read().split(") ", 1)[1][0] not in "ZX"
-    except (OSError, IndexError):
-        return False
+    return ca_state.process_alive(args.pid)
 
 
 report_dir = args.report_dir or os.path.join(os.path.dirname(os.path.abspath(args.database)), "schemathesis-report")
