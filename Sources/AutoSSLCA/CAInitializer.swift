@@ -26,7 +26,7 @@ public struct CAInitOptions: Sendable {
 
     public init() {}
 
-    /// Hard limits of the product (DESIGN.md §4): certificates live at least 5 minutes and at most 30 days.
+    /// Hard limits of the product : certificates live at least 5 minutes and at most 30 days.
     public static let minimumDuration = CertificateDuration.minutes(5)
     public static let durationCeiling = CertificateDuration.days(30)
 

@@ -129,7 +129,7 @@ public enum CAKeyType: String, Codable, CaseIterable, Sendable {
     public var intermediateAlgorithm: KeyAlgorithm { self == .ec ? .p256 : .rsa2048 }
 }
 
-/// The CA's files under `$AUTO_SSL_DATA_DIR/ca` (DESIGN.md §3).
+/// The CA's files under `$AUTO_SSL_DATA_DIR/ca`.
 public struct CAPaths: Codable, Equatable, Sendable {
     public var caDir: String
     public var rootCertificate: String

@@ -24,10 +24,7 @@ extension Authority {
 
     /// Whether `leaf` was signed by this CA's current or an archived intermediate (its dates are not
     /// looked at: renewal applies the grace window itself).
-    public func isIssuedByThisCA(_ leaf: Certificate) -> Bool { issuedByThisCA(leaf) }
-
-    /// Checks that `leaf` was signed by this CA's current or an archived intermediate.
-    func issuedByThisCA(_ leaf: Certificate) -> Bool {
+    public func isIssuedByThisCA(_ leaf: Certificate) -> Bool {
         ([intermediate] + previousIntermediates).contains { issuer in
             leaf.issuer == issuer.subject && issuer.publicKey.isValidSignature(leaf.signature, for: leaf)
         }
@@ -41,7 +38,7 @@ extension Authority {
     {
         switch proof {
         case .mutualTLS(let certificate):
-            guard issuedByThisCA(certificate) else {
+            guard isIssuedByThisCA(certificate) else {
                 throw refuse(.unauthorized, "the certificate was not issued by this CA", remote: remote, authFailure: true)
             }
             return (certificate, nil)
@@ -52,7 +49,7 @@ extension Authority {
             } catch let error as AutoSSLError {
                 throw refuse(.unauthorized, error.message, remote: remote, authFailure: true)
             }
-            guard let leaf = verified.chain.first, issuedByThisCA(leaf) else {
+            guard let leaf = verified.chain.first, isIssuedByThisCA(leaf) else {
                 throw refuse(.unauthorized, "the token's certificate was not issued by this CA", remote: remote, authFailure: true)
             }
             let claims: CertificateTokenClaims

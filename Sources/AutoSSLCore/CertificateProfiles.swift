@@ -3,7 +3,7 @@ import Foundation
 import SwiftASN1
 import X509
 
-/// The certificate profiles of DESIGN.md §4: root, intermediate and leaf, RFC 5280 conformant,
+/// The certificate profiles: root, intermediate and leaf, RFC 5280 conformant,
 /// random positive serials, SKI/AKI, critical basicConstraints, no SHA-1 anywhere.
 public enum CertificateProfiles {
     /// Positive serial of 16 octets: the issuance time in milliseconds (48 bits, big-endian) then

@@ -9,7 +9,7 @@ import Musl
 import Darwin
 #endif
 
-/// File-system primitives with the guarantees of DESIGN.md §3: every write is atomic
+/// File-system primitives with these guarantees: every write is atomic
 /// (temp file + fsync + rename + fsync of the directory) with its final mode set before the rename,
 /// and every failure becomes an AutoSSLError with the right exit code.
 public enum FileOperations {

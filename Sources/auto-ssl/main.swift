@@ -6,7 +6,7 @@ import Logging
 import NIOCore
 import NIOPosix
 
-// The entry point maps every failure to the exit codes of DESIGN.md §2 (ArgumentParser's own
+// The entry point maps every failure to the documented exit codes (`FailureKind`) (ArgumentParser's own
 // usage errors would otherwise exit 64) and sets up logging before any command runs.
 LoggingSetup.bootstrap()
 StandardOutput.makeLineBuffered()
