@@ -59,7 +59,6 @@ let package = Package(
                 "AutoSSLIO",
                 "AutoSSLStore",
                 "AutoSSLHost",
-                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]

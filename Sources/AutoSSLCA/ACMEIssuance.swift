@@ -7,30 +7,23 @@ import X509
 /// audit trail as `/sign`, with the ACME account as the requester.
 extension Authority {
     public func acmePolicy(_ provisioner: ACMEProvisionerSettings) throws -> IssuancePolicy {
-        try IssuancePolicy(settings.basePolicySettings.overlaid(by: provisioner.policy))
+        try ACMEProvisioner(settings: provisioner, base: settings.basePolicySettings).policy
     }
 
     /// Issues for a finalized order whose names were validated. `names` is the order's identifiers;
-    /// the CSR must ask for exactly those (its CN may repeat one of them).
+    /// the CSR must ask for exactly those (its CN may repeat one of them). The order moves from
+    /// processing to valid in the transaction that records the certificate (with `orderID`).
     public func issueForACME(
-        csr: VerifiedCSR, names: [SubjectName], provisioner: ACMEProvisionerSettings, accountID: String,
+        csr: VerifiedCSR, names: [SubjectName], provisioner: ACMEProvisionerSettings, accountID: String, orderID: String? = nil,
         notBefore: Date?, notAfter: Date?, remote: String?, now: Date = Date()
     ) async throws -> IssuedCertificate {
-        let policy = try acmePolicy(provisioner)
-        let label = "acme/" + provisioner.name
-        let (start, end) = try validity(
-            notBefore: notBefore.map { Timestamp.rfc3339($0) }, notAfter: notAfter.map { Timestamp.rfc3339($0) }, policy: policy,
-            now: now, provisioner: label, remote: remote)
-        do {
-            try policy.check(names: names)
-            try policy.check(keyType: csr.keyAlgorithm)
-        } catch {
-            throw refuse(.forbidden, error.message, provisioner: label, remote: remote)
-        }
+        let acme = try ACMEProvisioner(settings: provisioner, base: settings.basePolicySettings)
         return try await issue(
-            names: names, publicKey: csr.publicKey, keyType: csr.keyAlgorithm, notBefore: start, notAfter: end,
-            provisioner: label, token: nil, renewedFrom: nil, remote: remote, now: now, requester: "acme-account:" + accountID,
-            subjectKeyIdentifier: csr.subjectKeyIdentifier, subjectPublicKeyInfo: csr.subjectPublicKeyInfo)
+            IssuanceRequest(
+                csr: csr, names: names,
+                validity: .requested(notBefore: notBefore.map { Timestamp.rfc3339($0) }, notAfter: notAfter.map { Timestamp.rfc3339($0) }),
+                remote: remote),
+            acme.authorizeOrder(accountID: accountID, orderID: orderID), now: now)
     }
 
     /// Revokes a certificate on behalf of an ACME client that proved its right to (the ordering

@@ -47,15 +47,6 @@ public struct IssuedCertificate: Sendable {
     }
 }
 
-/// A provisioner as the authority uses it: its public key and effective policy.
-public struct Provisioner: Sendable {
-    public var settings: ProvisionerSettings
-    public var publicJWK: ECJWK
-    public var publicKey: P256.Signing.PublicKey
-    public var policy: IssuancePolicy
-    public var encryptedKey: String
-}
-
 /// The CA itself: verifies one-time tokens, applies policy, records serials durably and signs.
 /// It knows nothing about HTTP; `remote` is only for the audit trail.
 public final class Authority: Sendable {
@@ -63,11 +54,13 @@ public final class Authority: Sendable {
     public let root: Certificate
     public let intermediate: Certificate
     public let rootFingerprint: String
-    private let provisionerList: Mutex<[Provisioner]>
-    /// The current provisioners; replaced when config.yaml changes while serving.
-    public var provisioners: [Provisioner] { provisionerList.withLock { $0 } }
-    public let store: any CertificateDatabase
-    public let audit: AuditLog
+    private let provisionerList: Mutex<ProvisionerCollection>
+    /// The current provisioners; replaced as a whole when config.yaml changes while serving.
+    public var provisioners: ProvisionerCollection { provisionerList.withLock { $0 } }
+    /// The certificate records. Only the authority writes them; others get narrow operations.
+    let store: any CertificateDatabase
+    /// The audit trail: every line is written by the authority.
+    let audit: AuditLog
     /// Intermediates replaced by `ca rotate-intermediate`: certificates they signed stay renewable and revocable.
     public let previousIntermediates: [Certificate]
     /// The CRL, signed by the current intermediate.
@@ -86,7 +79,7 @@ public final class Authority: Sendable {
 
     public init(
         settings: CASettings, root: Certificate, intermediate: Certificate, intermediateKey: SigningKey,
-        provisioners: [Provisioner], store: any CertificateDatabase, audit: AuditLog,
+        provisioners: ProvisionerCollection, store: any CertificateDatabase, audit: AuditLog,
         previousIntermediates: [Certificate] = [], previousIntermediateKeys: [String: SigningKey] = [:],
         logger: Logger = Logger(label: "auto-ssl.authority")
     ) throws {
@@ -165,174 +158,70 @@ public final class Authority: Sendable {
         for publisher in allCRLs { try await publisher.refreshIfChanged(now: now) }
     }
 
-    public func replaceProvisioners(_ provisioners: [Provisioner]) {
+    public func replaceProvisioners(_ provisioners: ProvisionerCollection) {
         provisionerList.withLock { $0 = provisioners }
     }
 
-    // MARK: - Signing
-
-    public struct SignRequest: Sendable {
-        public var csrPEM: String
-        public var token: String
-        public var notBefore: String?
-        public var notAfter: String?
-        public var remote: String?
-
-        public init(csrPEM: String, token: String, notBefore: String? = nil, notAfter: String? = nil, remote: String? = nil) {
-            self.csrPEM = csrPEM
-            self.token = token
-            self.notBefore = notBefore
-            self.notAfter = notAfter
-            self.remote = remote
+    /// Reads the provisioners from `settings` again and puts them in place if they changed (the
+    /// one place they are reloaded). Returns whether they changed.
+    @discardableResult
+    public func reloadProvisioners(from settings: CASettings) throws -> Bool {
+        let fresh = try ProvisionerCollection.load(settings)
+        return provisionerList.withLock { current in
+            guard current != fresh else { return false }
+            current = fresh
+            return true
         }
     }
 
-    public func sign(_ request: SignRequest, now: Date = Date()) async throws -> IssuedCertificate {
-        let (provisioner, claims) = try authenticate(token: request.token, path: "/sign", remote: request.remote, now: now)
-        let csr: VerifiedCSR
-        do {
-            csr = try VerifiedCSR(pem: request.csrPEM)
-        } catch let error as AutoSSLError {
-            throw refuse(.badRequest, error.message, provisioner: provisioner.settings.name, remote: request.remote)
-        }
-        let tokenNames: [SubjectName]
-        do {
-            tokenNames = try claims.sans.map(SubjectName.init(parsing:))
-        } catch {
-            throw refuse(.unauthorized, "the token's sans are not valid names", provisioner: provisioner.settings.name, remote: request.remote, authFailure: true)
-        }
-        guard !tokenNames.isEmpty, Set(tokenNames) == Set(csr.names) else {
-            throw refuse(
-                .forbidden,
-                "the CSR's names (\(csr.names.map(\.description).joined(separator: ", "))) do not match the token's sans (\(claims.sans.joined(separator: ", ")))",
-                provisioner: provisioner.settings.name, remote: request.remote)
-        }
-        // Names in the order the token lists them: its first name becomes the subject CN.
-        let names = tokenNames
-        let (notBefore, notAfter) = try validity(
-            notBefore: request.notBefore, notAfter: request.notAfter, policy: provisioner.policy, now: now,
-            provisioner: provisioner.settings.name, remote: request.remote)
-        do {
-            try provisioner.policy.check(names: names)
-            try provisioner.policy.check(keyType: csr.keyAlgorithm)
-        } catch {
-            throw refuse(.forbidden, error.message, provisioner: provisioner.settings.name, remote: request.remote)
-        }
-        let token = Self.tokenUse(id: provisioner.settings.name + ":" + claims.jti, exp: claims.exp)
-        return try await issue(
-            names: names, publicKey: csr.publicKey, keyType: csr.keyAlgorithm, notBefore: notBefore, notAfter: notAfter,
-            provisioner: provisioner.settings.name, token: token, renewedFrom: nil, remote: request.remote, now: now,
-            subjectKeyIdentifier: csr.subjectKeyIdentifier, subjectPublicKeyInfo: csr.subjectPublicKeyInfo)
+    // MARK: - Narrow operations on the records
+
+    /// The stored record of a certificate (hex serial), for ACME revocation and downloads.
+    public func certificateRecord(serial: String) async throws -> CertificateRecord? {
+        try await store.certificate(serial: serial)
     }
 
-    /// Signs, then consumes the token and stores the certificate under its serial in one durable
-    /// transaction (group-committed with concurrent requests), and only then returns it.
-    func issue(
-        names: [SubjectName], publicKey: Certificate.PublicKey, keyType: KeyAlgorithm, notBefore: Date, notAfter: Date,
-        provisioner: String, token: TokenUse?, renewedFrom: String?, remote: String?, now: Date, event: String = "certificate.issued",
-        requester: String? = nil, subjectKeyIdentifier: ArraySlice<UInt8>? = nil, subjectPublicKeyInfo: ArraySlice<UInt8>? = nil
-    ) async throws -> IssuedCertificate {
-        let serial = CertificateProfiles.randomSerial()
-        let serialHex = serial.hexString
-        // Signed before the transaction, in the request's own task (so signatures run in parallel,
-        // not one after another on the database writer); handed out only once its row is durable.
-        // The encoder writes the same bytes as CertificateProfiles.leaf, which remains the way for
-        // what it does not write (times outside years 1-9999, DNS names outside ASCII).
-        let der: [UInt8]
-        if let encoded = try leafEncoder.encode(
-            names: names, subjectPublicKeyInfo: try subjectPublicKeyInfo ?? CertificateProfiles.subjectPublicKeyInfo(of: publicKey)[...],
-            keyAlgorithm: keyType,
-            subjectKeyIdentifier: subjectKeyIdentifier ?? CertificateProfiles.keyIdentifier(for: publicKey),
-            serial: Array(serial.bytes), notBefore: notBefore, notAfter: notAfter)
-        {
-            der = encoded
-        } else {
-            der = try CertificateProfiles.leaf(
-                names: names, publicKey: publicKey, serial: serial, issuer: intermediate, issuerKey: intermediateKey,
-                notBefore: notBefore, notAfter: notAfter, subjectKeyIdentifier: subjectKeyIdentifier
-            ).derBytes()
-        }
-        let record = CertificateRecord(
-            serial: serialHex, status: .issued, commonName: names[0].description, names: names.map(\.description),
-            notBefore: notBefore, notAfter: notAfter, keyType: keyType.rawValue, provisioner: provisioner,
-            requester: requester ?? remote, renewedFrom: renewedFrom, der: der, createdAt: now)
-        do {
-            try await store.recordIssuance(record, token: token)
-        } catch StoreError.tokenAlreadyUsed {
-            throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", provisioner: provisioner, remote: remote, authFailure: true)
-        } catch StoreError.serialAlreadyExists {
-            // 80 random bits within one millisecond make this practically impossible; never reuse a serial all the same.
-            throw AuthorityError(.unavailable, "serial collision; retry the request")
-        } catch StoreError.unavailable(let reason) {
-            audit.record(.init("request.refused", provisioner: provisioner, remote: remote, reason: "not issued: \(reason)"))
-            throw AuthorityError(
-                .unavailable,
-                "the CA cannot store certificates right now (\(reason)); nothing was issued. Try again later; the CA's operator must fix the database's disk, and issuance resumes by itself")
-        }
-        audit.record(.init(
-            event, time: now, serial: serialHex, sans: names.map(\.description), provisioner: provisioner, remote: remote,
-            detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")
-                + (requester.map { ", for \($0)" } ?? "")))
-        return IssuedCertificate(leafDER: der, intermediate: intermediate, serial: serialHex)
+    /// Forgets used tokens that expired (and could never be replayed any more); returns how many.
+    public func purgeExpiredTokens(now: Date = Date()) async throws -> Int {
+        try await store.purgeTokens(expiredBefore: now)
     }
 
-    /// Validity from the request's notBefore/notAfter (RFC 3339 times or durations from now), else the
-    /// policy's default lifetime. Out-of-bounds requests are refused, never clamped.
-    func validity(
-        notBefore: String?, notAfter: String?, policy: IssuancePolicy, now: Date, provisioner: String, remote: String?
-    ) throws -> (Date, Date) {
-        func parse(_ text: String?, field: String) throws -> Date? {
-            guard let text, !text.isEmpty else { return nil }
-            if let date = ISO8601DateFormatter().date(from: text) { return date }
-            let fractional = ISO8601DateFormatter()
-            fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let date = fractional.date(from: text) { return date }
-            do {
-                return now.addingTimeInterval(TimeInterval(try CertificateDuration(parsing: text).seconds))
-            } catch {
-                throw refuse(.badRequest, "\(field) \"\(text)\" is neither an RFC 3339 time nor a duration", provisioner: provisioner, remote: remote)
-            }
+    /// Waits for pending writes and closes the database.
+    public func close() async throws {
+        try await store.close()
+    }
+
+    // MARK: - Audit lines of the service around the authority
+
+    /// Things the HTTP layer notices that belong in the audit trail.
+    public enum ServiceEvent: Sendable {
+        case started(listening: String)
+        case stopped(reason: String)
+        case rateLimited(remote: String)
+        case bodyTooLarge(remote: String, path: String, limit: Int)
+        case refused(remote: String, path: String, reason: String)
+    }
+
+    public func record(_ event: ServiceEvent) {
+        switch event {
+        case .started(let listening):
+            audit.record(.init("service.start", detail: "listening on \(listening)"))
+        case .stopped(let reason):
+            audit.record(.init("service.stop", reason: reason))
+        case .rateLimited(let remote):
+            audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
+        case .bodyTooLarge(let remote, let path, let limit):
+            audit.record(.init("request.refused", remote: remote, reason: "request body larger than \(limit) bytes", detail: path))
+        case .refused(let remote, let path, let reason):
+            audit.record(.init("request.refused", remote: remote, reason: reason, detail: path))
         }
-        let start = try parse(notBefore, field: "notBefore") ?? now
-        let end = try parse(notAfter, field: "notAfter") ?? start.addingTimeInterval(TimeInterval(policy.defaultDuration.seconds))
-        guard end > start else {
-            throw refuse(.badRequest, "notAfter must be later than notBefore", provisioner: provisioner, remote: remote)
-        }
-        guard start <= now.addingTimeInterval(TimeInterval(policy.maximumDuration.seconds)) else {
-            throw refuse(.forbidden, "notBefore is too far in the future", provisioner: provisioner, remote: remote)
-        }
-        // A certificate that is over before it is issued, or that starts long ago, is a mistake (and
-        // dates far from now do not fit a certificate's time fields).
-        guard end > now else {
-            throw refuse(.badRequest, "notAfter is in the past", provisioner: provisioner, remote: remote)
-        }
-        guard start >= now.addingTimeInterval(-86_400) else {
-            throw refuse(.badRequest, "notBefore may be at most 24 hours in the past", provisioner: provisioner, remote: remote)
-        }
-        do {
-            try policy.check(lifetime: CertificateDuration(seconds: Int64(end.timeIntervalSince(start).rounded())))
-        } catch {
-            throw refuse(.forbidden, error.message, provisioner: provisioner, remote: remote)
-        }
-        guard end <= intermediate.notValidAfter else {
-            throw refuse(
-                .forbidden,
-                "the certificate would outlive the intermediate CA (valid until \(AuditLog.timestamp(intermediate.notValidAfter))); create a new intermediate with `auto-ssl ca rotate-intermediate` on the CA host",
-                provisioner: provisioner, remote: remote)
-        }
-        // Backdate slightly so a server whose clock is a little behind accepts the certificate at once.
-        let backdated = notBefore == nil ? start.addingTimeInterval(-Self.clockSkew) : start
-        return (backdated, end)
     }
 
     // MARK: - Tokens
 
-    /// Verifies a provisioner one-time token: signature by a known provisioner key, issuer,
-    /// audience, time window, root fingerprint. Uniqueness (jti) is enforced when the serial is
-    /// reserved, in the same durable transaction.
-    public func authenticate(token: String, path: String, remote: String?, now: Date) throws
-        -> (Provisioner, ProvisionerTokenClaims)
-    {
+    /// The provisioner whose key signed a one-time token, and the parsed token: the header is read
+    /// (ES256, `kid`) before anything else; the provisioner then checks the rest.
+    func tokenProvisioner(_ token: String, remote: String?) throws -> (JWKProvisioner, JWT.Parsed) {
         let parsed: JWT.Parsed
         do {
             parsed = try JWT.parse(token)
@@ -342,35 +231,14 @@ public final class Authority: Sendable {
         guard parsed.header.alg == "ES256" else {
             throw refuse(.unauthorized, "unsupported token algorithm \(parsed.header.alg) (ES256 expected)", remote: remote, authFailure: true)
         }
-        guard let kid = parsed.header.kid, let provisioner = provisioners.first(where: { $0.publicJWK.kid == kid }) else {
+        guard let kid = parsed.header.kid, let provisioner = provisioners.jwk(keyID: kid) else {
             throw refuse(.unauthorized, "the token is signed by an unknown key", remote: remote, authFailure: true)
         }
-        let name = provisioner.settings.name
-        guard JWT.verifyES256(parsed, key: provisioner.publicKey) else {
-            throw refuse(.unauthorized, "the token's signature does not verify", provisioner: name, remote: remote, authFailure: true)
-        }
-        let claims: ProvisionerTokenClaims
-        do {
-            claims = try ProvisionerTokenClaims.decode(parsed.payload)
-        } catch {
-            throw refuse(.unauthorized, "the token's claims are incomplete (iss, aud, nbf, exp, jti are required)", provisioner: name, remote: remote, authFailure: true)
-        }
-        guard claims.iss == name else {
-            throw refuse(.unauthorized, "the token's issuer \"\(claims.iss)\" does not match provisioner \"\(name)\"", provisioner: name, remote: remote, authFailure: true)
-        }
-        guard claims.aud.contains(where: { isAcceptedAudience($0, path: path) }) else {
-            throw refuse(.unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(path) endpoint", provisioner: name, remote: remote, authFailure: true)
-        }
-        if let refusal = checkTokenWindow(nbf: claims.nbf, exp: claims.exp, now: now) {
-            throw refuse(.unauthorized, refusal.message, provisioner: name, remote: remote, authFailure: true)
-        }
-        guard !claims.jti.isEmpty, claims.jti.count <= 256 else {
-            throw refuse(.unauthorized, "the token has no valid jti", provisioner: name, remote: remote, authFailure: true)
-        }
-        guard claims.sha.lowercased() == rootFingerprint else {
-            throw refuse(.unauthorized, "the token's root fingerprint (sha) is not this CA's", provisioner: name, remote: remote, authFailure: true)
-        }
-        return (provisioner, claims)
+        return (provisioner, parsed)
+    }
+
+    func context(path: String, remote: String?, now: Date) -> AuthorizationContext {
+        AuthorizationContext(now: now, remote: remote, path: path, authority: self)
     }
 
     /// The time rules of every one-time token (provisioner and x5c tokens alike).
@@ -413,11 +281,9 @@ public final class Authority: Sendable {
         for name in names where !unique.contains(name) { unique.append(name) }
         if unique.isEmpty { unique = [.dns("localhost")] }
         let key = try SigningKey.generate(.p256)
-        let notAfter = min(now.addingTimeInterval(lifetime), intermediate.notValidAfter)
         let issued = try await issue(
-            names: unique, publicKey: key.publicKey, keyType: .p256, notBefore: now.addingTimeInterval(-Self.clockSkew),
-            notAfter: notAfter, provisioner: "ca-server", token: nil, renewedFrom: nil, remote: nil, now: now,
-            event: "server-certificate.issued")
+            IssuanceRequest(names: unique, publicKey: key.publicKey, keyType: .p256, validity: .upTo(lifetime), purpose: .serverCertificate, remote: nil),
+            IssuanceOptions(provisioner: "ca-server", policy: nil), now: now)
         return (key, [try issued.leaf, issued.intermediate])
     }
 }

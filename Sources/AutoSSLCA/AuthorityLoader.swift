@@ -65,24 +65,8 @@ public struct AuthorityLoader: Sendable {
         }
     }
 
-    public func provisioners(_ settings: CASettings) throws -> [Provisioner] {
-        let base = settings.basePolicySettings
-        return try settings.provisioners.map { provisioner in
-            guard provisioner.type == "JWK" else {
-                throw AutoSSLError.general("provisioner \(provisioner.name) has unsupported type \(provisioner.type)")
-            }
-            let jwk = try JSONDecoder().decode(ECJWK.self, from: Data(provisioner.publicKey.utf8))
-            let policy: IssuancePolicy
-            do {
-                policy = try IssuancePolicy(base.overlaid(by: provisioner.policy))
-            } catch let error as AutoSSLError {
-                throw AutoSSLError.general("the policy of provisioner \(provisioner.name) is invalid: \(error.message)")
-            }
-            return Provisioner(
-                settings: provisioner, publicJWK: jwk, publicKey: try jwk.publicKey(), policy: policy,
-                encryptedKey: try FileOperations.readText(provisioner.encryptedKeyFile)
-                    .trimmingCharacters(in: .whitespacesAndNewlines))
-        }
+    public func provisioners(_ settings: CASettings) throws -> ProvisionerCollection {
+        try ProvisionerCollection.load(settings)
     }
 
     /// Intermediates archived by `ca rotate-intermediate` (certs/intermediates/*.crt).
@@ -94,37 +78,27 @@ public struct AuthorityLoader: Sendable {
         }
     }
 
-    /// Opens the certificate database (creating it on a new CA's first use). A file that is there
-    /// but is not an SQLite database, or that SQLite finds damaged, is refused before anything
-    /// writes to it: the CA then stops with a clear error instead of starting on an empty database.
-    public func openStore(_ settings: CASettings) throws -> SQLiteCertificateStore {
+    /// Opens the CA's database (creating it on a new CA's first use). A damaged one is refused
+    /// before anything writes to it: the CA then stops with a clear error instead of starting on an
+    /// empty database. `writer`: how its writer thread treats waiting requests (`ca serve` passes
+    /// its own; every other command the defaults).
+    public func openDatabase(_ settings: CASettings, writer: WriterOptions = WriterOptions()) throws -> CADatabase {
         try FileOperations.makeDirectory(settings.paths.databaseDir, mode: 0o700)
-        let path = settings.paths.databaseDir + "/auto-ssl.sqlite"
-        let advice = "nothing was changed; restore the CA from a backup (`auto-ssl ca restore`) or move the file aside to investigate"
-        if let handle = FileHandle(forReadingAtPath: path) {
-            let header = (try? handle.read(upToCount: 16)) ?? Data()
-            try? handle.close()
-            if !header.isEmpty, header != Data("SQLite format 3\0".utf8) {
-                throw AutoSSLError.general("the certificate database \(path) is damaged: it is not an SQLite database; \(advice)")
-            }
-        } else if FileManager.default.fileExists(atPath: path) {
-            throw AutoSSLError(.permissionDenied, "cannot read the certificate database \(path)", hint: "run as the user that owns the CA (root, or the service user)")
-        }
-        do {
-            return try SQLiteCertificateStore(path: path)
-        } catch let error as SQLiteCertificateStore.StoreOpenError {
-            throw AutoSSLError.general("\(error.description); \(advice)")
-        } catch {
-            throw AutoSSLError.general("could not open the certificate database \(path): \(error); \(advice)")
-        }
+        return try CADatabase.openSQLite(path: settings.paths.databaseDir + "/auto-ssl.sqlite", writer: writer)
     }
 
     public func openAuditLog() throws -> AuditLog {
         try AuditLog(path: directories.auditLog)
     }
 
-    /// Everything `ca serve` needs.
-    public func load(passwordFile: String?) throws -> Authority {
+    /// The authority alone (its database's ACME state stays closed to it).
+    public func load(passwordFile: String?, writer: WriterOptions = WriterOptions()) throws -> Authority {
+        try open(passwordFile: passwordFile, writer: writer).authority
+    }
+
+    /// Everything `ca serve` needs: the authority, which owns the certificate records, and the
+    /// database, whose ACME state goes to the ACME server.
+    public func open(passwordFile: String?, writer: WriterOptions = WriterOptions()) throws -> (authority: Authority, database: CADatabase) {
         let settings = try settings()
         try Self.checkSecretPermissions(settings)
         let password = try caPassword(explicitFile: passwordFile, settings: settings)
@@ -140,11 +114,22 @@ public struct AuthorityLoader: Sendable {
                                hint: "check the CA password (--password-file or \(directories.caPasswordFile))")
         }
         let previous = try previousIntermediates(settings)
-        return try Authority(
-            settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
-            provisioners: try provisioners(settings), store: try openStore(settings), audit: try openAuditLog(),
-            previousIntermediates: previous, previousIntermediateKeys: previousIntermediateKeys(previous, settings: settings, password: password),
-            logger: logger)
+        let provisioners = try provisioners(settings)
+        let audit = try openAuditLog()
+        let database = try openDatabase(settings, writer: writer)
+        do {
+            let authority = try Authority(
+                settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
+                provisioners: provisioners, store: database.certificates, audit: audit,
+                previousIntermediates: previous, previousIntermediateKeys: previousIntermediateKeys(previous, settings: settings, password: password),
+                logger: logger)
+            return (authority, database)
+        } catch {
+            // Nothing else holds the database yet.
+            let certificates = database.certificates
+            Task { try? await certificates.close() }
+            throw error
+        }
     }
 
     /// The keys of archived intermediates that are still valid, to sign their CRLs (certificates they

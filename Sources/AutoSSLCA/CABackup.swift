@@ -4,7 +4,6 @@ import AutoSSLIO
 import AutoSSLStore
 import Crypto
 import Foundation
-import GRDB
 import X509
 
 /// `ca backup` / `ca backup verify` / `ca restore`: one file holding the CA (certificates, encrypted
@@ -62,14 +61,12 @@ public struct CABackup {
         // The CA directory without its live database files, then a consistent online snapshot of the database.
         try Self.copyTree(from: settings.paths.caDir, to: top + "/ca", skipping: { $0.hasPrefix("db/") })
         try FileOperations.makeDirectory(top + "/ca/db", mode: 0o700)
-        let store = try loader.openStore(settings)
+        let database = try loader.openDatabase(settings)
         do {
-            let snapshot = try DatabaseQueue(path: top + "/ca/db/auto-ssl.sqlite")
-            try store.pool.backup(to: snapshot)
-            try snapshot.close()
-            try await store.close()
+            try await database.snapshots.snapshot(to: top + "/ca/db/auto-ssl.sqlite")
+            try await database.close()
         } catch {
-            try? await store.close()
+            try? await database.close()
             throw AutoSSLError.general("could not snapshot the certificate database: \(error)")
         }
         try FileOperations.makeDirectory(top + "/config", mode: 0o700)

@@ -3,13 +3,6 @@ import AutoSSLStore
 import Foundation
 import X509
 
-/// How a holder proves it has the certificate: over mutual TLS, or with a token signed by the
-/// certificate's key carrying the chain in `x5c` (for proxies that terminate TLS).
-public enum PossessionProof: Sendable {
-    case mutualTLS(Certificate)
-    case x5cToken(String)
-}
-
 extension Authority {
     /// Default grace window after expiry within which renewal still works: 5 % of the lifetime.
     public static let defaultRenewalGraceFraction = 0.05
@@ -30,54 +23,9 @@ extension Authority {
         }
     }
 
-    /// Resolves a proof of possession to the presented certificate (and the token use to record).
-    /// The certificate must have been signed by this CA's current or an archived intermediate; for a
-    /// token that is checked before anything else the token says is read.
-    func presentedCertificate(_ proof: PossessionProof, path: String, remote: String?, now: Date) throws
-        -> (Certificate, TokenUse?)
-    {
-        switch proof {
-        case .mutualTLS(let certificate):
-            guard isIssuedByThisCA(certificate) else {
-                throw refuse(.unauthorized, "the certificate was not issued by this CA", remote: remote, authFailure: true)
-            }
-            return (certificate, nil)
-        case .x5cToken(let token):
-            let verified: X5CToken.Verified
-            do {
-                verified = try X5CToken.verifySignature(token)
-            } catch let error as AutoSSLError {
-                throw refuse(.unauthorized, error.message, remote: remote, authFailure: true)
-            }
-            guard let leaf = verified.chain.first, isIssuedByThisCA(leaf) else {
-                throw refuse(.unauthorized, "the token's certificate was not issued by this CA", remote: remote, authFailure: true)
-            }
-            let claims: CertificateTokenClaims
-            do {
-                claims = try JSONDecoder().decode(CertificateTokenClaims.self, from: verified.payload)
-            } catch {
-                throw refuse(.unauthorized, "the token's claims are incomplete or out of range (aud, exp, jti are required; times are seconds since 1970)", remote: remote, authFailure: true)
-            }
-            guard claims.aud.contains(where: { isAcceptedAudience($0, path: path) }) else {
-                throw refuse(.unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(path) endpoint", remote: remote, authFailure: true)
-            }
-            let expectedSubject = leaf.commonName ?? leaf.subjectNames.first?.description ?? ""
-            guard claims.sub == expectedSubject else {
-                throw refuse(.unauthorized, "the token's subject \"\(claims.sub)\" is not the certificate's (\(expectedSubject))", remote: remote, authFailure: true)
-            }
-            if let refusal = checkTokenWindow(nbf: claims.nbf, exp: claims.exp, now: now) {
-                throw refuse(.unauthorized, refusal.message, remote: remote, authFailure: true)
-            }
-            guard !claims.jti.isEmpty, claims.jti.count <= 256 else {
-                throw refuse(.unauthorized, "the token has no valid jti", remote: remote, authFailure: true)
-            }
-            return (leaf, Self.tokenUse(id: "x5c:" + leaf.serialNumber.hexString + ":" + claims.jti, exp: claims.exp))
-        }
-    }
-
     /// Renews the presented certificate: same names and key, same lifetime (capped by policy).
     public func renew(_ proof: PossessionProof, remote: String?, now: Date = Date()) async throws -> IssuedCertificate {
-        let (leaf, tokenUse) = try presentedCertificate(proof, path: "/renew", remote: remote, now: now)
+        let (leaf, tokenUse) = try provisioners.x5c.authorize(proof, context: context(path: "/renew", remote: remote, now: now))
         let serial = leaf.serialNumber.hexString
         func refuseRenewal(_ kind: AuthorityError.Kind, _ message: String) -> AuthorityError {
             audit.record(.init("renewal.refused", time: now, serial: serial, sans: leaf.subjectNames.map(\.description), remote: remote, reason: message))
@@ -109,35 +57,18 @@ extension Authority {
         guard !names.isEmpty, let keyType = KeyAlgorithm(publicKey: leaf.publicKey) else {
             throw refuseRenewal(.badRequest, "the certificate has no names or an unsupported key")
         }
-        let policy = provisioners.first { $0.settings.name == record.provisioner }?.policy
-            ?? (try? IssuancePolicy(settings.basePolicySettings))
-        if let policy {
-            do {
-                try policy.check(names: names)
-                try policy.check(keyType: keyType)
-            } catch {
-                throw refuseRenewal(.forbidden, "the certificate no longer meets policy: \(error.message)")
-            }
+        // The provisioner that authorised the original decides again (the CA's policy if it is gone).
+        var options: IssuanceOptions
+        if let issuer = provisioners.issuer(of: record.provisioner) {
+            options = try issuer.authorizeRenew(record, context: context(path: "/renew", remote: remote, now: now))
+        } else {
+            options = IssuanceOptions(provisioner: record.provisioner, policy: try? IssuancePolicy(settings.basePolicySettings))
         }
-        // Same lifetime as the original (its span includes the backdating), capped by the policy maximum.
-        var span = lifetime
-        if let maximum = policy?.maximumDuration, span > TimeInterval(maximum.seconds) + Self.clockSkew {
-            span = TimeInterval(maximum.seconds) + Self.clockSkew
-        }
-        let notBefore = now.addingTimeInterval(-Self.clockSkew)
-        let notAfter = notBefore.addingTimeInterval(span)
-        guard notAfter <= intermediate.notValidAfter else {
-            throw refuseRenewal(
-                .forbidden,
-                "the renewed certificate would outlive the intermediate CA; create a new intermediate with `auto-ssl ca rotate-intermediate` on the CA host")
-        }
-        do {
-            return try await issue(
-                names: names, publicKey: leaf.publicKey, keyType: keyType, notBefore: notBefore, notAfter: notAfter,
-                provisioner: record.provisioner, token: tokenUse, renewedFrom: serial, remote: remote, now: now,
-                event: "certificate.renewed")
-        } catch let error as AuthorityError {
-            throw refuseRenewal(error.kind, error.message)
-        }
+        options.token = tokenUse
+        return try await issue(
+            IssuanceRequest(
+                names: names, publicKey: leaf.publicKey, keyType: keyType, validity: .sameLifetime(lifetime), purpose: .renew(from: serial),
+                remote: remote),
+            options, now: now)
     }
 }

@@ -50,13 +50,14 @@ extension Authority {
         var revokedBy: String
         var tokenUse: TokenUse?
         var serial: String
-        if let token = request.token, !token.isEmpty, !Self.carriesCertificateChain(token) {
-            let (provisioner, claims) = try authenticate(token: token, path: "/revoke", remote: request.remote, now: now)
-            let subjects = try SerialText.candidates(claims.sub)
+        if let token = request.token, !token.isEmpty, !X5CProvisioner.carriesCertificateChain(token) {
+            let (provisioner, parsed) = try tokenProvisioner(token, remote: request.remote)
+            let authorization = try provisioner.authorizeRevoke(
+                token: parsed, context: context(path: "/revoke", remote: request.remote, now: now))
             // The wire form is decimal, so a digits-only serial is read as decimal first.
-            let matching = candidates.filter(subjects.contains).reversed()
+            let matching = candidates.filter(authorization.serials.contains).reversed()
             guard !matching.isEmpty else {
-                throw refuse(.unauthorized, "the token's subject is not serial \(request.serial)", provisioner: provisioner.settings.name, remote: request.remote, authFailure: true)
+                throw refuse(.unauthorized, "the token's subject is not serial \(request.serial)", provisioner: provisioner.name, remote: request.remote, authFailure: true)
             }
             var known: String?
             for candidate in matching where known == nil {
@@ -64,8 +65,8 @@ extension Authority {
             }
             guard let first = matching.first else { throw AuthorityError(.badRequest, "no serial") }
             serial = known ?? first
-            revokedBy = "provisioner:" + provisioner.settings.name
-            tokenUse = Self.tokenUse(id: provisioner.settings.name + ":" + claims.jti, exp: claims.exp)
+            revokedBy = authorization.revokedBy
+            tokenUse = authorization.token
         } else {
             let proof: PossessionProof
             if let token = request.token, !token.isEmpty {
@@ -75,7 +76,7 @@ extension Authority {
             } else {
                 throw refuse(.unauthorized, "revocation needs the certificate (mutual TLS or an x5c token) or a provisioner token", remote: request.remote, authFailure: true)
             }
-            let (leaf, use) = try presentedCertificate(proof, path: "/revoke", remote: request.remote, now: now)
+            let (leaf, use) = try provisioners.x5c.authorize(proof, context: context(path: "/revoke", remote: request.remote, now: now))
             guard candidates.contains(leaf.serialNumber.hexString) else {
                 throw refuse(.forbidden, "a certificate can only revoke itself; serial \(request.serial) is not the presented certificate", remote: request.remote)
             }
@@ -110,12 +111,5 @@ extension Authority {
             // Publish at once: the CRL must list the serial before this call returns.
             try await regenerateCRLs(now: now)
         }
-    }
-
-    /// Whether a JWT's header carries `x5c` (a certificate holder's token) rather than a provisioner `kid`.
-    static func carriesCertificateChain(_ token: String) -> Bool {
-        guard let header = token.split(separator: ".").first, let data = Base64URL.decode(header),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
-        return object["x5c"] != nil
     }
 }

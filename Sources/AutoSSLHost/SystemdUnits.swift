@@ -39,7 +39,7 @@ public enum SystemdUnits {
             "RestrictNamespaces=yes",
             "RestrictRealtime=yes",
             // Lets the database writer thread raise its own priority to nice -10 without any
-            // capability (RLIMIT_NICE); see WriterPriority.
+            // capability (RLIMIT_NICE); see WriterOptions.servingNice.
             "LimitNICE=-10",
             // Room for many clients: `ca serve` caps connections itself (4,096 in all, 128 per source).
             "LimitNOFILE=65536",

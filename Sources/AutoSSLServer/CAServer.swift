@@ -150,7 +150,6 @@ public final class CAServer: Sendable {
     let identity: ServerIdentity
     let limiter: FailureLimiter
     let logger: Logger
-    let reloadProvisioners: @Sendable () throws -> [Provisioner]
     let reloadSettings: @Sendable () throws -> CASettings
     /// The intermediate as a JSON string, once: it is in every issuance's response.
     let quotedIntermediatePEMBytes: [UInt8]
@@ -158,24 +157,20 @@ public final class CAServer: Sendable {
     /// Caps and timeouts of the connections the server keeps.
     let connectionLimits: ConnectionLimits
 
-    /// `reloadProvisioners` reads the provisioners from the configuration again; it runs every few
-    /// seconds so `ca provisioner add|remove|password` take effect without a restart.
+    /// `reloadSettings` reads the configuration again; it runs every few seconds so
+    /// `ca provisioner add|remove|password` take effect without a restart. `acmeDatabase` is the
+    /// ACME state of the CA's database.
     public init(
-        authority: Authority, reloadProvisioners: @escaping @Sendable () throws -> [Provisioner],
+        authority: Authority, acmeDatabase: any ACMEDatabase,
         reloadSettings: @escaping @Sendable () throws -> CASettings,
         connectionLimits: ConnectionLimits = ConnectionLimits(),
         logger: Logger = Logger(label: "auto-ssl.server")
     ) async throws {
         self.authority = authority
         self.connectionLimits = connectionLimits
-        self.reloadProvisioners = reloadProvisioners
         self.reloadSettings = reloadSettings
-        if let sqlite = authority.store as? SQLiteCertificateStore {
-            acme = try await ACMEService(
-                authority: authority, store: ACMEStore(sqlite), provisioners: authority.settings.acmeProvisioners ?? [], logger: logger)
-        } else {
-            acme = nil
-        }
+        acme = try await ACMEService(
+            authority: authority, store: acmeDatabase, provisioners: authority.settings.acmeProvisioners ?? [], logger: logger)
         self.quotedIntermediatePEMBytes = Array(JSONText.quote(try authority.intermediate.pemString()).utf8)
         self.logger = logger
         self.limiter = FailureLimiter()
@@ -250,9 +245,9 @@ public final class CAServer: Sendable {
     }
 
     func provisioners() throws -> Response {
-        let list: [[String: Any]] = try authority.provisioners.map { provisioner in
+        let list: [[String: Any]] = try authority.provisioners.jwk.map { provisioner in
             let key = try JSONSerialization.jsonObject(with: Data(try provisioner.publicJWK.jsonString().utf8))
-            return ["type": "JWK", "name": provisioner.settings.name, "key": key, "encryptedKey": provisioner.encryptedKey]
+            return ["type": "JWK", "name": provisioner.name, "key": key, "encryptedKey": provisioner.encryptedKey]
         }
         return try Self.jsonObject(["provisioners": list, "nextCursor": ""])
     }
@@ -279,7 +274,7 @@ public final class CAServer: Sendable {
     /// A client that failed authentication too often waits before anything else is looked at.
     func refuseIfRateLimited(_ remote: String) throws {
         if let wait = limiter.retryAfter(remote) {
-            authority.audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
+            authority.record(.rateLimited(remote: remote))
             throw APIError(
                 status: .tooManyRequests,
                 message: "too many failed authentication attempts from \(remote); retry in \(wait) s",
@@ -288,8 +283,7 @@ public final class CAServer: Sendable {
     }
 
     func bodyTooLarge(remote: String, path: String) -> HTTPError {
-        authority.audit.record(.init(
-            "request.refused", remote: remote, reason: "request body larger than \(Self.maximumBodySize) bytes", detail: path))
+        authority.record(.bodyTooLarge(remote: remote, path: path, limit: Self.maximumBodySize))
         return HTTPError(.contentTooLarge)
     }
 
@@ -302,7 +296,7 @@ public final class CAServer: Sendable {
             limiter.recordFailure(remote)
             throw error
         } catch let error as APIError where error.status == .badRequest {
-            authority.audit.record(.init("request.refused", remote: remote, reason: error.message, detail: path))
+            authority.record(.refused(remote: remote, path: path, reason: error.message))
             throw error
         }
     }
@@ -516,14 +510,14 @@ public final class CAServer: Sendable {
                     let listening = ListenAddress(host: host, port: port)
                     // Written once the socket is bound, so the audit log never claims an address
                     // the CA could not take.
-                    authority.audit.record(.init("service.start", detail: "listening on \(listening)"))
+                    authority.record(.started(listening: listening.description))
                     await onRunning("https://\(listening)")
                 },
                 logger: logger)
             services.append(app)
         }
         services.append(MaintenanceService(
-            identity: identity, authority: authority, reloadProvisioners: reloadProvisioners, reloadSettings: reloadSettings,
+            identity: identity, authority: authority, reloadSettings: reloadSettings,
             acme: acme, logger: logger))
         acme?.resumeValidations()
         let group = ServiceGroup(
@@ -531,10 +525,10 @@ public final class CAServer: Sendable {
         do {
             try await group.run()
         } catch {
-            authority.audit.record(.init("service.stop", reason: "error: \(error)"))
+            authority.record(.stopped(reason: "error: \(error)"))
             throw error
         }
-        authority.audit.record(.init("service.stop", reason: "shutdown signal"))
+        authority.record(.stopped(reason: "shutdown signal"))
     }
 }
 
@@ -543,7 +537,6 @@ public final class CAServer: Sendable {
 struct MaintenanceService: Service {
     let identity: ServerIdentity
     let authority: Authority
-    let reloadProvisioners: @Sendable () throws -> [Provisioner]
     let reloadSettings: @Sendable () throws -> CASettings
     let acme: ACMEService?
     let logger: Logger
@@ -551,17 +544,12 @@ struct MaintenanceService: Service {
 
     func run() async throws {
         var lastPurge = Date.distantPast
-        var lastProvisionerKeys = authority.provisioners.map(\.encryptedKey)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             do {
-                let fresh = try reloadProvisioners()
-                let keys = fresh.map(\.encryptedKey)
-                if keys != lastProvisionerKeys || fresh.map(\.settings) != authority.provisioners.map(\.settings) {
-                    authority.replaceProvisioners(fresh)
-                    lastProvisionerKeys = keys
-                    logger.notice("provisioners reloaded: \(fresh.map(\.settings.name).joined(separator: ", "))")
+                if try authority.reloadProvisioners(from: try reloadSettings()) {
+                    logger.notice("provisioners reloaded: \(authority.provisioners.jwk.map(\.name).joined(separator: ", "))")
                 }
             } catch {
                 logger.error("could not reload provisioners (keeping the current ones): \(error)")
@@ -574,7 +562,7 @@ struct MaintenanceService: Service {
                 try await identity.renewIfDue()
                 try await authority.refreshCRLsIfChanged()
                 if Date().timeIntervalSince(lastPurge) > 60 {
-                    _ = try await authority.store.purgeTokens(expiredBefore: Date())
+                    _ = try await authority.purgeExpiredTokens()
                     _ = try await acme?.store.purge(expiredBefore: Date().addingTimeInterval(-ACMEService.retention))
                     lastPurge = Date()
                 }

@@ -106,6 +106,8 @@ public enum StoreError: Error, Equatable, Sendable {
     case unknownSerial
     /// An issuance record without the certificate's DER.
     case missingCertificate
+    /// The ACME order the issuance was to complete is not being finalized (any more).
+    case orderNotProcessing
     /// The database cannot take writes now (disk full, I/O error, read-only); nothing was written.
     /// The reason is for the operator; a later try may succeed once it is fixed.
     case unavailable(String)
@@ -117,7 +119,9 @@ public protocol CertificateDatabase: Sendable {
     /// certificate (`record.der`) under its serial. Returns only once the transaction is on disk; the
     /// caller hands the certificate out only then. If anything fails (a replayed token, a serial
     /// already taken) nothing of it remains and the certificate is discarded unseen.
-    func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws
+    /// With `completingOrder`, the same transaction moves that ACME order from processing to valid
+    /// with this serial; if the order is not processing it throws `orderNotProcessing` and stores nothing.
+    func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws
     /// Marks a token as used on its own (revocation tokens issue nothing).
     func consume(_ token: TokenUse) async throws
     func certificate(serial: String) async throws -> CertificateRecord?
@@ -136,4 +140,17 @@ public protocol CertificateDatabase: Sendable {
     /// Forgets token ids whose tokens expired before `date`; returns how many.
     func purgeTokens(expiredBefore date: Date) async throws -> Int
     func close() async throws
+}
+
+extension CertificateDatabase {
+    /// An issuance that completes no ACME order (`/sign`, `/renew`, the CA's own certificate).
+    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws {
+        try await recordIssuance(record, token: token, completingOrder: nil)
+    }
+}
+
+/// A consistent copy of the whole database while it is in use, for backups.
+public protocol DatabaseSnapshotting: Sendable {
+    /// Writes the copy to `path`, a file that must not exist yet, in the format the store opens.
+    func snapshot(to path: String) async throws
 }

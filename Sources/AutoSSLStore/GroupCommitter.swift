@@ -3,9 +3,36 @@ import GRDB
 import Logging
 import Synchronization
 
-/// Where the writer thread resumes waiting writers. Installed once, before the first write, by a
-/// process whose tasks run on event-loop threads (`ca serve`): a waiter is then resumed on the
-/// loop it submitted from, so its response is written without another thread hop.
+/// How the database writer thread treats the requests waiting on it. `ca serve` passes
+/// `WriterOptions.serving(affinity:)`; every other command uses the defaults.
+public struct WriterOptions: Sendable {
+    /// The nice value the writer thread asks for when it starts (nil: inherit the process's).
+    public var nice: Int32?
+    /// Where committed writers are resumed (nil: on the writer thread).
+    public var affinity: WaiterAffinity?
+
+    public init(nice: Int32? = nil, affinity: WaiterAffinity? = nil) {
+        self.nice = nice
+        self.affinity = affinity
+    }
+
+    /// For a server whose requests wait on the writer: nice -10 (see `servingNice`) and the given affinity.
+    public static func serving(affinity: WaiterAffinity?) -> WriterOptions {
+        WriterOptions(nice: servingNice, affinity: affinity)
+    }
+
+    /// Every waiting issuance sits behind the writer's next commit, so when the writer is runnable
+    /// it should run before request work: with the event loops busy, a writer at the default
+    /// priority waits for its time slice while the requests queued behind it leave the cores idle
+    /// (measured in docs/benchmarks.md). Nice -10 puts it ahead of the event loops, far from
+    /// starving anything (the writer sleeps in fdatasync most of the time and uses about a seventh
+    /// of a core at full load).
+    public static let servingNice: Int32 = -10
+}
+
+/// Where the writer thread resumes waiting writers. For a process whose tasks run on event-loop
+/// threads (`ca serve`): a waiter is then resumed on the loop it submitted from, so its response
+/// is written without another thread hop.
 public struct WaiterAffinity: Sendable {
     /// The executor the calling thread belongs to, if any.
     public var current: @Sendable () -> (any AnyObject & Sendable)?
@@ -19,26 +46,6 @@ public struct WaiterAffinity: Sendable {
         self.current = current
         self.run = run
     }
-
-    private static let storage = Mutex<WaiterAffinity?>(nil)
-    static var installed: WaiterAffinity? { storage.withLock { $0 } }
-    public static func install(_ affinity: WaiterAffinity) { storage.withLock { $0 = affinity } }
-}
-
-/// The scheduling priority (nice value) of the database writer thread, for processes where many
-/// requests wait on it (`ca serve` installs `serving`). Every waiting issuance sits behind the
-/// writer's next commit, so when the writer is runnable it should run before request work: with
-/// the event loops busy, a writer at the default priority waits for its time slice while the
-/// requests queued behind it leave the cores idle (measured in docs/benchmarks.md).
-public enum WriterPriority {
-    /// Nice -10: ahead of the event loops, far from starving anything (the writer sleeps in
-    /// fdatasync most of the time and uses about a seventh of a core at full load).
-    public static let serving: Int32 = -10
-
-    private static let storage = Mutex<Int32?>(nil)
-    /// The nice value writer threads started from now on ask for; nil leaves them as they are.
-    public static var installed: Int32? { storage.withLock { $0 } }
-    public static func install(_ nice: Int32?) { storage.withLock { $0 = nice } }
 }
 
 /// Group commit: writes submitted while a transaction is being made durable wait and then share the
@@ -71,23 +78,25 @@ final class GroupCommitter: Sendable {
     private let logger: Logger
     /// The nice value the writer thread sets for itself when it starts (nil: inherit).
     private let writerNice: Int32?
+    private let affinity: WaiterAffinity?
     private let state = Mutex(State())
     /// Wakes the writer thread; signalled once per submission that finds it waiting.
     private let wakeup = DispatchSemaphore(value: 0)
     /// How long the writer thread waits for work before it ends.
     private static let idleTimeout: DispatchTimeInterval = .seconds(1)
 
-    init(pool: DatabasePool, logger: Logger, writerNice: Int32? = WriterPriority.installed) {
+    init(pool: DatabasePool, logger: Logger, options: WriterOptions = WriterOptions()) {
         self.pool = pool
         self.logger = logger
-        self.writerNice = writerNice
+        self.writerNice = options.nice
+        self.affinity = options.affinity
     }
 
     /// Largest batch seen, for benchmarks and tests.
     var largestBatch: Int { state.withLock { $0.largestBatch } }
 
     func submit(_ operation: @escaping Operation) async throws {
-        let home = WaiterAffinity.installed?.current()
+        let home = affinity?.current()
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let action: SubmitAction = state.withLock { state in
                 if state.closed { return .refuse }
@@ -182,7 +191,7 @@ final class GroupCommitter: Sendable {
     /// are resumed there, all of one executor's in a single job: one wake-up per executor and batch
     /// instead of one per waiter, and each task continues where its connection lives.
     private func resume(_ batch: [Pending], with outcomes: [Result<Void, any Error>]) {
-        guard let affinity = WaiterAffinity.installed else {
+        guard let affinity else {
             for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(with: outcome) }
             return
         }

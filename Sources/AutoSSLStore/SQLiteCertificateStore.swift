@@ -6,13 +6,13 @@ import Logging
 /// The embedded default store: SQLite in WAL mode with `synchronous=FULL`, so a commit is on disk
 /// when it returns. Writes go through a group committer: every request waiting while a commit is
 /// being flushed joins the next one, so N concurrent issuances cost one fsync, not N.
-public final class SQLiteCertificateStore: CertificateDatabase {
-    public let pool: DatabasePool
+public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshotting {
+    let pool: DatabasePool
     let committer: GroupCommitter
     public let path: String
 
-    /// `writerNice`: the database writer thread's nice value (see `WriterPriority`).
-    public init(path: String, logger: Logger = Logger(label: "auto-ssl.store"), writerNice: Int32? = WriterPriority.installed) throws {
+    /// `writer`: how the database writer thread treats the requests waiting on it.
+    public init(path: String, writer: WriterOptions = WriterOptions(), logger: Logger = Logger(label: "auto-ssl.store")) throws {
         self.path = path
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
@@ -29,7 +29,7 @@ public final class SQLiteCertificateStore: CertificateDatabase {
             throw StoreOpenError(path: path, underlying: "\(error)")
         }
         try Self.migrator.migrate(pool)
-        committer = GroupCommitter(pool: pool, logger: logger, writerNice: writerNice)
+        committer = GroupCommitter(pool: pool, logger: logger, options: writer)
     }
 
     public struct StoreOpenError: Error, CustomStringConvertible {
@@ -156,11 +156,18 @@ public final class SQLiteCertificateStore: CertificateDatabase {
         }
     }
 
-    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws {
+    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws {
         guard let der = record.der else { throw StoreError.missingCertificate }
         let names = Self.encodeNames(record.names)
         try await write { db in
             if let token { try Self.insert(token, into: db) }
+            if let orderID {
+                // The ACME order becomes valid in the same transaction that records its certificate.
+                try db.cachedStatement(
+                    sql: "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'processing'"
+                ).execute(arguments: [record.serial, orderID])
+                guard db.changesCount == 1 else { throw StoreError.orderNotProcessing }
+            }
             do {
                 // Cached statements: the SQL is compiled once per connection, not once per issuance.
                 try db.cachedStatement(sql: """
@@ -289,6 +296,18 @@ public final class SQLiteCertificateStore: CertificateDatabase {
     public func close() async throws {
         committer.close()
         try pool.close()
+    }
+
+    /// SQLite's online backup into a new file: consistent while the CA keeps writing.
+    public func snapshot(to path: String) async throws {
+        let snapshot = try DatabaseQueue(path: path)
+        do {
+            try pool.backup(to: snapshot)
+            try snapshot.close()
+        } catch {
+            try? snapshot.close()
+            throw error
+        }
     }
 
     static let selectSQL = """

@@ -94,7 +94,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
         let loader = AuthorityLoader(directories: directories)
-        let store = try loader.openStore(try loader.settings())
+        let store = try loader.openDatabase(try loader.settings()).certificates
         let stored = try await store.certificates(.init(), now: Date()).count
         try await store.close()
 
@@ -143,7 +143,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         print(String(format: "throughput    %.0f certificates/s", Double(latencies.count) / seconds))
         print(String(format: "latency       p50 %.2f ms, p99 %.2f ms", percentile(0.5), percentile(0.99)))
         print("process RSS   \(Self.peakRSSKilobytes(pid: getpid()).map { "\($0 / 1024) MiB peak" } ?? "unknown")")
-        try await load.authority.store.close()
+        try await load.authority.close()
     }
 
     static func waitForServer(url: String, fingerprint: String) async throws -> CAClient {

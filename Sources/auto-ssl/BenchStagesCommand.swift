@@ -98,7 +98,7 @@ struct BenchStagesCommand: AsyncParsableCommand {
             print(String(format: "%-44@ %8.0f /s, %.1f µs CPU each", "authority.sign, \(lanes) task(s)" as NSString,
                          Double(batch.count) / seconds, cpu / Double(batch.count) * 1e6))
         }
-        try await load.authority.store.close()
+        try await load.authority.close()
     }
 
     /// The durable store alone: 16 concurrent writers, group commit, synchronous=FULL.
@@ -106,7 +106,7 @@ struct BenchStagesCommand: AsyncParsableCommand {
         let directory = NSTemporaryDirectory() + "auto-ssl-stages-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let store = try SQLiteCertificateStore(path: directory + "/db.sqlite")
+        let store = try CADatabase.openSQLite(path: directory + "/db.sqlite").certificates
         let count = iterations * 4
         let cpuBefore = Self.cpuSeconds()
         let start = ContinuousClock.now

@@ -55,9 +55,10 @@ struct CertificateView: Encodable {
     }
 }
 
-func openStoreForAdmin() throws -> SQLiteCertificateStore {
+/// The certificate records, read on the CA host whether or not the server runs.
+func openStoreForAdmin() throws -> any CertificateDatabase {
     let loader = AuthorityLoader(directories: Directories.fromEnvironment())
-    return try loader.openStore(try loader.settings())
+    return try loader.openDatabase(try loader.settings()).certificates
 }
 
 struct CACertsListCommand: AsyncParsableCommand {

@@ -3,6 +3,9 @@ import AutoSSLCA
 import AutoSSLCore
 import AutoSSLIO
 import AutoSSLServer
+import AutoSSLStore
+import NIOCore
+import NIOPosix
 import Foundation
 import Logging
 
@@ -22,17 +25,23 @@ struct CAServeCommand: AsyncParsableCommand {
     func run() async throws {
         let directories = Directories.fromEnvironment()
         let loader = AuthorityLoader(directories: directories)
-        let authority = try loader.load(passwordFile: passwordFile)
+        // Committed writes resume on the event loop they came from (one job per loop and batch), and
+        // the database writer runs ahead of the requests waiting on it (see WriterOptions).
+        let writer = WriterOptions.serving(affinity: WaiterAffinity(
+            current: { MultiThreadedEventLoopGroup.currentEventLoop },
+            run: { loop, work in
+                if let loop = loop as? any EventLoop { loop.execute(work) } else { work() }
+            }))
+        let (authority, database) = try loader.open(passwordFile: passwordFile, writer: writer)
         try CAServer.checkAddressesAreFree(authority.settings.addresses)
         let watcher = SettingsWatcher(loader: loader)
         let server = try await CAServer(
-            authority: authority, reloadProvisioners: { try loader.provisioners(try watcher.settings()) },
-            reloadSettings: { try watcher.settings() })
+            authority: authority, acmeDatabase: database.acme, reloadSettings: { try watcher.settings() })
         Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
         try await server.run(onRunning: { address in
             Output.standardError("listening on \(address)\n")
         })
-        try await authority.store.close()
+        try await authority.close()
         Output.standardError("stopped\n")
     }
 }

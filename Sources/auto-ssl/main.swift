@@ -1,6 +1,5 @@
 import ArgumentParser
 import AutoSSLCore
-import AutoSSLStore
 import Foundation
 import Logging
 import NIOCore
@@ -13,16 +12,9 @@ StandardOutput.makeLineBuffered()
 // `ca serve` runs its tasks on NIO's event-loop threads instead of a second thread pool: a request
 // then moves between the network and its handler without waking another thread (measured: see
 // docs/benchmarks.md). It must happen on the main thread before the first task starts.
+// (The database writer's options are passed by `ca serve` itself: see CAServeCommand.)
 if Array(CommandLine.arguments.dropFirst().prefix(2)) == ["ca", "serve"] {
     NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-    // Committed writes resume on the loop they came from, one job per loop and batch.
-    WaiterAffinity.install(.init(
-        current: { MultiThreadedEventLoopGroup.currentEventLoop },
-        run: { loop, work in
-            if let loop = loop as? any EventLoop { loop.execute(work) } else { work() }
-        }))
-    // Requests wait on the database writer; it runs ahead of them when it has work.
-    WriterPriority.install(WriterPriority.serving)
 }
 exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 

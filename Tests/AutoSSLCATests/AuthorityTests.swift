@@ -198,8 +198,8 @@ import X509
         let nearEnd = f.authority.intermediate.notValidAfter.addingTimeInterval(-86_400)
         do {
             _ = try f.authority.validity(
-                notBefore: nil, notAfter: nil, policy: f.authority.provisioners[0].policy, now: nearEnd,
-                provisioner: "admin", remote: nil)
+                .requested(notBefore: nil, notAfter: nil), policy: f.authority.provisioners.jwk[0].policy, now: nearEnd,
+                refuse: { AuthorityError($0, $1) })
             Issue.record("accepted a certificate outliving the intermediate")
         } catch let error as AuthorityError {
             #expect(error.message.contains("ca rotate-intermediate"))

@@ -146,7 +146,7 @@ enum AffinityMarker {
         let inherited = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
         // A higher nice value is allowed to anyone; `ca serve` asks for -10 (root or LimitNICE).
         for (name, requested) in [("niced.sqlite", Int32(7)), ("inherited.sqlite", nil)] {
-            let store = try SQLiteCertificateStore(path: dir.file(name), writerNice: requested)
+            let store = try SQLiteCertificateStore(path: dir.file(name), writer: WriterOptions(nice: requested))
             let seen = Mutex<(nice: Int32, name: String)?>(nil)
             try await store.committer.submit { _ in
                 let threadName = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8))?
@@ -161,11 +161,11 @@ enum AffinityMarker {
     }
 
     @Test func waitersResumeOnTheirExecutorWithOneJobPerBatch() async throws {
-        WaiterAffinity.install(.init(
+        let affinity = WaiterAffinity(
             current: { AffinityMarker.executor },
-            run: { home, work in (home as? RecordingExecutor)?.execute(work) }))
+            run: { home, work in (home as? RecordingExecutor)?.execute(work) })
         let dir = TemporaryDirectory()
-        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"), writer: WriterOptions(affinity: affinity))
         let executor = RecordingExecutor()
         let issued = await AffinityMarker.$executor.withValue(executor) {
             await withTaskGroup(of: Bool.self) { group in

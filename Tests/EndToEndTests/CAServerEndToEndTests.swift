@@ -128,7 +128,7 @@ import TestSupport
         let fingerprint = try ca.fingerprint
         let out = ca.sandbox.root
         // The database writer thread exists while there are writes (and a second after); watch for
-        // it during the issuance: `ca serve` runs it at nice -10 (see WriterPriority).
+        // it during the issuance: `ca serve` runs it at nice -10 (see WriterOptions).
         let writerNice = Mutex<Int?>(nil)
         let watching = Atomic<Bool>(true)
         let watcher = Thread {
