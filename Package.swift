@@ -42,6 +42,16 @@ let package = Package(
             name: "AutoSSLIO",
             dependencies: ["AutoSSLCore"]
         ),
+        // The configuration schema (config.yaml): the CA's settings, provisioners, policies, a server's
+        // enrollment. Read by the CA and the agent alike; no behaviour beyond loading and saving.
+        .target(
+            name: "AutoSSLConfig",
+            dependencies: [
+                "AutoSSLCore",
+                "AutoSSLIO",
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // Persistence: the certificate database (SQLite, WAL, group commit).
         .target(
             name: "AutoSSLStore",
@@ -56,10 +66,10 @@ let package = Package(
             name: "AutoSSLCA",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLConfig",
                 "AutoSSLIO",
                 "AutoSSLStore",
                 "AutoSSLHost",
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -73,11 +83,36 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The ACME server's rules without HTTP (RFC 8555, 8737, 8738): typed state and wire objects,
+        // the ACME authority (accounts, orders, finalize, revocation, key rollover, nonces), and
+        // validation over a `ValidationNetwork` (NIO by default, a fake in tests). No Hummingbird, no GRDB.
+        .target(
+            name: "AutoSSLACME",
+            dependencies: [
+                "AutoSSLCore",
+                "AutoSSLConfig",
+                "AutoSSLCA",
+                "AutoSSLStore",
+                "AutoSSLWire",
+                "AutoSSLHost",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The HTTPS surface of the CA (Hummingbird + NIOSSL).
         .target(
             name: "AutoSSLServer",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLConfig",
+                "AutoSSLACME",
                 "AutoSSLCA",
                 "AutoSSLHost",
                 "AutoSSLStore",
@@ -110,17 +145,49 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
+        // The load generator of `auto-ssl bench`: many concurrent HTTPS clients against `/sign`. Kept
+        // out of the client library that servers use.
+        .target(
+            name: "AutoSSLBench",
+            dependencies: [
+                "AutoSSLClient",
+                "AutoSSLCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
         // The application-server role: enroll, renew (timer or daemon), status, suspend, revoke, remove.
         .target(
             name: "AutoSSLAgent",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLConfig",
                 "AutoSSLIO",
-                "AutoSSLCA",
                 "AutoSSLClient",
                 "AutoSSLHost",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        // Backups: the encrypted archive (create, verify, restore), destinations behind one protocol
+        // (a directory, rsync over ssh, S3 with Signature V4), rotation and the last result for `ca status`.
+        .target(
+            name: "AutoSSLBackup",
+            dependencies: [
+                "AutoSSLCore",
+                "AutoSSLConfig",
+                "AutoSSLIO",
+                "AutoSSLStore",
+                "AutoSSLCA",
+                "AutoSSLHost",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // The machine: OS detection, network addresses, firewall, external tools.
@@ -136,13 +203,16 @@ let package = Package(
             name: "auto-ssl",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLConfig",
                 "AutoSSLIO",
                 "AutoSSLCA",
                 "AutoSSLStore",
                 "AutoSSLServer",
                 "AutoSSLClient",
+                "AutoSSLBench",
                 "AutoSSLHost",
                 "AutoSSLAgent",
+                "AutoSSLBackup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -155,16 +225,43 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLWireTests", dependencies: ["AutoSSLWire"]),
+        // The store's own tests and the contract every CertificateDatabase must pass.
+        .testTarget(
+            name: "AutoSSLStoreTests",
+            dependencies: [
+                "AutoSSLStore", "AutoSSLCore", "TestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .testTarget(
+            name: "AutoSSLACMETests",
+            dependencies: [
+                "AutoSSLACME", "AutoSSLConfig", "AutoSSLCA", "AutoSSLStore", "AutoSSLCore", "AutoSSLWire", "AutoSSLIO", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .testTarget(
             name: "AutoSSLServerTests",
-            dependencies: ["AutoSSLServer", "AutoSSLCA", "AutoSSLCore", "TestSupport", .product(name: "NIOCore", package: "swift-nio")]),
+            dependencies: [
+                "AutoSSLServer", "AutoSSLConfig", "AutoSSLCA", "AutoSSLCore", "AutoSSLIO", "TestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]),
         .testTarget(
             name: "AutoSSLCATests",
-            dependencies: ["AutoSSLCA", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: ["AutoSSLCA", "AutoSSLConfig", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
         .testTarget(
             name: "AutoSSLAgentTests",
-            dependencies: ["AutoSSLAgent", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",
+            dependencies: ["AutoSSLAgent", "AutoSSLConfig", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",
                            .product(name: "X509", package: "swift-certificates")]),
+        .testTarget(
+            name: "AutoSSLBackupTests",
+            dependencies: ["AutoSSLBackup", "AutoSSLCore", "AutoSSLHost", "AutoSSLIO", "TestSupport"]),
         .testTarget(
             name: "AutoSSLHostTests",
             dependencies: ["AutoSSLHost", "AutoSSLCore", .product(name: "X509", package: "swift-certificates")]),

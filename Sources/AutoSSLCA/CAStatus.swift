@@ -1,3 +1,4 @@
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
@@ -104,23 +105,9 @@ public struct CAStatusReport: Codable, Sendable {
             provisioners: settings.provisioners.map { "\($0.name) (\($0.type))" },
             // Filled in by the caller, which can reach the network.
             server: "unknown",
-            backups: backupSummary(settings, directories: directories),
+            // Filled in by the caller from the backup module (`BackupState.summary`).
+            backups: "unknown",
             warnings: warnings)
-    }
-
-    static func backupSummary(_ settings: CASettings, directories: Directories) -> String {
-        var parts: [String] = []
-        if let schedule = settings.backupSchedule {
-            parts.append("\(schedule.schedule) to \(schedule.outputDirectory), keeping \(schedule.retention)")
-        } else {
-            parts.append("not scheduled")
-        }
-        if let last = BackupRotation.lastState(directories) {
-            parts.append("last \(last.succeeded ? "succeeded" : "FAILED") at \(Timestamp.rfc3339(last.time))" + (last.succeeded ? "" : ": \(last.detail)"))
-        } else {
-            parts.append("no backup made yet")
-        }
-        return parts.joined(separator: "; ")
     }
 
     public static func loadCertificate(_ path: String, what: String) throws -> Certificate {

@@ -1,8 +1,7 @@
 import ArgumentParser
+import AutoSSLBackup
 import AutoSSLCA
-import AutoSSLClient
 import AutoSSLCore
-import AutoSSLHost
 import AutoSSLIO
 import Foundation
 
@@ -77,96 +76,83 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             try await backUp(directories)
         } catch {
             // Scheduled runs have no one watching: `ca status` reports the failure.
-            BackupRotation.record(.init(time: Date(), succeeded: false, detail: "\(error)"), directories: directories)
+            BackupState.record(.init(time: Date(), succeeded: false, detail: "\(error)"), directories: directories)
             throw error
         }
     }
 
     func backUp(_ directories: Directories) async throws {
-        if destType == "s3" {
-            try await backUpToS3(directories)
-            return
+        switch destType {
+        case "local":
+            guard let output else { throw AutoSSLError.invalidArgument("--output is required for a local backup") }
+            try checkRetention()
+            let location = try BackupLocation.output(output)
+            if retention != nil { try location.checkRotation() }
+            let (bytes, manifest) = try await create(directories)
+            let path = try await location.destination.put(bytes, name: location.nameForNewBackup(at: Date()))
+            let pruned = try await prune(location)
+            BackupState.record(.init(time: Date(), succeeded: true, detail: path), directories: directories)
+            print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
+            print("  \(path) (mode 0600)")
+            printPruned(pruned)
+            print("Recover with openssl and tar alone:")
+            print("  " + CABackup.recoveryCommand(file: path, iterations: passphrase.iterations))
+        case "rsync":
+            // Also written locally when --output is given; the copy keeps the local file's name
+            // unless the target names one.
+            guard let rsyncTarget else { throw AutoSSLError.invalidArgument("--dest-type rsync needs --rsync-target [user@]host:path") }
+            let remote = try BackupLocation.rsync(rsyncTarget, sshCommand: sshCommand)
+            try checkRetention()
+            if retention != nil { try remote.checkRotation() }
+            let secret = try passphrase.passphrase(confirm: true)
+            let local = try output.map(BackupLocation.output)
+            let localName = local?.nameForNewBackup(at: Date()) ?? BackupRotation.fileName(at: Date())
+            let (bytes, manifest) = try await create(directories, secret: secret)
+            let localPath = try await local?.destination.put(bytes, name: localName)
+            let destination = try await remote.destination.put(bytes, name: remote.name ?? localName)
+            let pruned = try await prune(remote)
+            BackupState.record(.init(time: Date(), succeeded: true, detail: destination), directories: directories)
+            print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
+            print("  copied with rsync to \(destination)")
+            if let localPath { print("  local copy: \(localPath) (mode 0600)") }
+            printPruned(pruned)
+            print("Recover with openssl and tar alone (after copying it back):")
+            print("  " + CABackup.recoveryCommand(file: localName, iterations: passphrase.iterations))
+        case "s3":
+            guard let bucket = s3.s3Bucket else { throw AutoSSLError.invalidArgument("--dest-type s3 needs --s3-bucket") }
+            let connection = try s3.connection()
+            let location = try BackupLocation.s3(bucket: bucket, prefix: s3.s3Prefix, connection: connection)
+            try checkRetention()
+            let (bytes, manifest) = try await create(directories)
+            let key = try await location.destination.put(bytes, name: location.nameForNewBackup(at: Date()))
+            let pruned = try await prune(location)
+            BackupState.record(.init(time: Date(), succeeded: true, detail: key), directories: directories)
+            print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)) to \(key) (\(bytes.count) bytes)")
+            printPruned(pruned)
+            print("Restore with: auto-ssl ca restore --input \(key) --s3-endpoint \(connection.endpoint.absoluteString) --s3-region \(connection.region)")
+        default:
+            throw AutoSSLError.invalidArgument("--dest-type must be local, rsync or s3")
         }
-        if destType == "rsync" {
-            try await backUpWithRsync(directories)
-            return
-        }
-        guard destType == "local" else { throw AutoSSLError.invalidArgument("--dest-type must be local, rsync or s3") }
-        guard let output else { throw AutoSSLError.invalidArgument("--output is required for a local backup") }
+    }
+
+    func checkRetention() throws {
         if let retention, retention < 1 { throw AutoSSLError.invalidArgument("--retention must be at least 1") }
-        let (target, intoDirectory) = try Self.outputLocation(output)
-        if retention != nil, !intoDirectory {
-            throw AutoSSLError.invalidArgument("--retention needs --output to be a directory")
-        }
-        let secret = try passphrase.passphrase(confirm: true)
-        let (bytes, manifest) = try await CABackup(directories: directories).create(
+    }
+
+    func create(_ directories: Directories, secret: String? = nil) async throws -> (bytes: [UInt8], manifest: CABackup.Manifest) {
+        let secret = try secret ?? passphrase.passphrase(confirm: true)
+        return try await CABackup(directories: directories).create(
             passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)
-        let path = intoDirectory ? target + "/" + BackupRotation.fileName(at: Date()) : target
-        try FileOperations.writeAtomically(bytes, to: path, mode: 0o600)
-        let pruned = try retention.map { try BackupRotation.prune(target, keep: $0) } ?? []
-        BackupRotation.record(.init(time: Date(), succeeded: true, detail: path), directories: directories)
-        print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
-        print("  \(path) (mode 0600)")
+    }
+
+    /// With --retention, after the new backup succeeded: all but the newest N go.
+    func prune(_ location: BackupLocation) async throws -> [String] {
+        guard let retention else { return [] }
+        return try await BackupRotation.prune(location.destination, keep: retention)
+    }
+
+    func printPruned(_ pruned: [String]) {
         if !pruned.isEmpty { print("  removed \(pruned.count) older backup(s): \(pruned.joined(separator: ", "))") }
-        print("Recover with openssl and tar alone:")
-        print("  " + CABackup.recoveryCommand(file: path, iterations: passphrase.iterations))
-    }
-}
-
-extension CABackupCreateCommand {
-    /// Where `--output` points: an existing directory, or one to create when the value ends with
-    /// `/` (as for rsync targets), or else a file.
-    static func outputLocation(_ output: String) throws -> (path: String, isDirectory: Bool) {
-        var target = Directories.absolute(output)
-        while target.count > 1, target.hasSuffix("/") { target.removeLast() }
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: target, isDirectory: &isDirectory) {
-            return (target, isDirectory.boolValue)
-        }
-        if output.hasSuffix("/") {
-            try FileOperations.makeDirectory(target, mode: 0o700)
-            return (target, true)
-        }
-        return (target, false)
-    }
-
-    /// The backup is written locally (to --output when given, else to a private temporary directory)
-    /// and then copied with rsync over ssh; the temporary copy is removed afterwards.
-    func backUpWithRsync(_ directories: Directories) async throws {
-        guard let rsyncTarget else { throw AutoSSLError.invalidArgument("--dest-type rsync needs --rsync-target [user@]host:path") }
-        let transfer = try RsyncTransfer(target: rsyncTarget, sshCommand: sshCommand)
-        let secret = try passphrase.passphrase(confirm: true)
-        let staging = try FileOperations.makeTemporaryDirectory(prefix: "auto-ssl-backup")
-        defer { try? FileOperations.removeTree(staging) }
-        let name = BackupRotation.fileName(at: Date())
-        var local = staging + "/" + name
-        if let output {
-            let (target, intoDirectory) = try Self.outputLocation(output)
-            local = intoDirectory ? target + "/" + name : target
-        }
-        let (bytes, manifest) = try await CABackup(directories: directories).create(
-            passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)
-        try FileOperations.writeAtomically(bytes, to: local, mode: 0o600)
-        let destination = try transfer.upload(local)
-        BackupRotation.record(.init(time: Date(), succeeded: true, detail: destination), directories: directories)
-        print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
-        print("  copied with rsync to \(destination)")
-        if output != nil { print("  local copy: \(local) (mode 0600)") }
-        print("Recover with openssl and tar alone (after copying it back):")
-        print("  " + CABackup.recoveryCommand(file: (local as NSString).lastPathComponent, iterations: passphrase.iterations))
-    }
-
-    func backUpToS3(_ directories: Directories) async throws {
-        guard let bucket = s3.s3Bucket else { throw AutoSSLError.invalidArgument("--dest-type s3 needs --s3-bucket") }
-        let store = try s3.store()
-        let secret = try passphrase.passphrase(confirm: true)
-        let (bytes, manifest) = try await CABackup(directories: directories).create(
-            passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)
-        let key = s3.s3Prefix + BackupRotation.fileName(at: Date())
-        try await store.put(bytes, bucket: bucket, key: key)
-        BackupRotation.record(.init(time: Date(), succeeded: true, detail: "s3://\(bucket)/\(key)"), directories: directories)
-        print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)) to s3://\(bucket)/\(key) (\(bytes.count) bytes)")
-        print("Restore with: auto-ssl ca restore --input s3://\(bucket)/\(key) --s3-endpoint \(store.endpoint.absoluteString) --s3-region \(store.region)")
     }
 }
 
@@ -177,8 +163,8 @@ struct S3Options: ParsableArguments {
     @Option(help: "Key prefix inside the bucket, e.g. ca/.") var s3Prefix = ""
     @Option(help: "S3 region.") var s3Region = "us-east-1"
 
-    func store() throws -> S3ObjectStore {
-        try S3ObjectStore(endpoint: s3Endpoint, region: s3Region, credentials: try S3ObjectStore.credentials())
+    func connection() throws -> S3Connection {
+        try S3Connection(endpoint: s3Endpoint, region: s3Region, credentials: try S3Connection.credentials())
     }
 }
 
@@ -205,21 +191,16 @@ struct CABackupVerifyCommand: AsyncParsableCommand {
     func run() async throws {
         let secret = try passphrase.passphrase(confirm: false)
         let backup = CABackup(directories: Directories.fromEnvironment())
+        let location = BackupLocation.file(file)
+        let bytes = try await location.destination.get(location.name ?? "")
         let opened = try backup.open(
-            try Self.read(file), passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
+            bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
         try? FileManager.default.removeItem(atPath: opened.workDirectory)
         if let manifest = opened.manifest {
             print("OK: \(manifest.files.count) files match the manifest; CA \"\(manifest.caName)\", root \(opened.rootFingerprint), made \(Output.date(manifest.createdAt)) by auto-ssl \(manifest.toolVersion)")
         } else {
             print("OK (no manifest: a hand-made archive): root \(opened.rootFingerprint)")
         }
-    }
-
-    static func read(_ file: String) throws -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: Directories.absolute(file)) else {
-            throw AutoSSLError.invalidArgument("\(file) cannot be read")
-        }
-        return Array(data)
     }
 }
 
@@ -247,16 +228,8 @@ struct CARestoreCommand: AsyncParsableCommand {
         let address = try newAddress.map(ListenAddress.init(parsing:))
         let secret = try passphrase.passphrase(confirm: false)
         let backup = CABackup(directories: Directories.fromEnvironment())
-        let bytes: [UInt8]
-        if input.hasPrefix("s3://") {
-            let location = input.dropFirst(5)
-            guard let slash = location.firstIndex(of: "/"), location.index(after: slash) < location.endIndex else {
-                throw AutoSSLError.invalidArgument("--input must be s3://bucket/key")
-            }
-            bytes = try await s3.store().get(bucket: String(location[..<slash]), key: String(location[location.index(after: slash)...]))
-        } else {
-            bytes = try CABackupVerifyCommand.read(input)
-        }
+        let location = try BackupLocation.input(input, s3: s3.connection)
+        let bytes = try await location.destination.get(location.name ?? "")
         let opened = try backup.open(
             bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
         let restored: CABackup.Restored

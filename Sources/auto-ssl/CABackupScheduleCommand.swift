@@ -1,5 +1,7 @@
 import ArgumentParser
+import AutoSSLBackup
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AutoSSLBackup
 import AutoSSLCA
 import AutoSSLClient
 import AutoSSLCore
@@ -13,7 +14,9 @@ struct CAStatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        var report = try CAStatusReport.load(directories: Directories.fromEnvironment())
+        let directories = Directories.fromEnvironment()
+        var report = try CAStatusReport.load(directories: directories)
+        report.backups = BackupState.summary(directories: directories)
         report.server = try await serverState(report)
         if json {
             try Output.json(report)

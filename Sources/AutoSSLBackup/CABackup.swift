@@ -1,3 +1,5 @@
+import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO
@@ -10,7 +12,7 @@ import X509
 /// keys, provisioner keys), config.yaml, the password files, a consistent snapshot of the database
 /// and a manifest of SHA-256 hashes; gzip-compressed tar, encrypted in `openssl enc` format so it
 /// can always be recovered with `openssl enc -d -aes-256-cbc -pbkdf2 -iter N -in FILE | tar -xz`.
-public struct CABackup {
+public struct CABackup: Sendable {
     public let directories: Directories
     public static let topDirectory = "auto-ssl-backup"
 
@@ -91,7 +93,7 @@ public struct CABackup {
 
     // MARK: - Open and verify
 
-    public struct Opened {
+    public struct Opened: Sendable {
         public var workDirectory: String
         /// The directory holding `ca/` and `config/`.
         public var content: String
@@ -166,52 +168,15 @@ public struct CABackup {
         public var hadManifest: Bool
     }
 
-    /// Installs an opened backup as this machine's CA, rewriting paths for the directories in use.
-    /// An existing CA is refused unless `force`, and then moved aside first; any failure puts back
-    /// what was there.
+    /// Installs an opened backup as this machine's CA (`CAInitializer.installRestored`: paths rewritten
+    /// for the directories in use; an existing CA refused unless `force`, then moved aside first; any
+    /// failure puts back what was there). The work directory is removed either way.
     public func restore(_ opened: Opened, force: Bool, newAddress: ListenAddress?, now: Date = Date()) throws -> Restored {
         defer { try? FileManager.default.removeItem(atPath: opened.workDirectory) }
-        let initializer = CAInitializer(directories: directories)
-        if !force, let existing = try initializer.existingCA() {
-            throw AutoSSLError.general(
-                "a CA already exists on this machine (\(existing)); nothing was changed",
-                hint: "rerun with --force to replace it (the current CA is moved aside, not deleted)")
-        }
-        let backupConfig = try AutoSSLConfiguration.load(from: opened.content + "/config/config.yaml")
-        guard var settings = backupConfig.ca else { throw AutoSSLError.general("the backup's config.yaml has no CA section") }
-        let paths = CAPaths(caDir: directories.caDir)
-        settings.paths = paths
-        settings.provisioners = settings.provisioners.map { provisioner in
-            var updated = provisioner
-            updated.encryptedKeyFile = paths.provisionerKeyFile(provisioner.name)
-            updated.passwordFile = provisioner.passwordFile.map { directories.configDir + "/" + ($0 as NSString).lastPathComponent }
-            return updated
-        }
-        settings.passwordFile = settings.passwordFile.map { directories.configDir + "/" + ($0 as NSString).lastPathComponent }
-        if let newAddress { settings.addresses = [newAddress] }
-
-        try FileOperations.makeDirectory(directories.configDir, mode: 0o755)
-        var transaction = InstallTransaction(directories: directories, logger: initializer.logger)
-        do {
-            if force, try initializer.existingCA() != nil {
-                try transaction.moveExistingCAAside(suffix: "replaced-" + FileOperations.timestamp(now))
-            }
-            try Self.tightenModes(opened.content + "/ca")
-            try FileOperations.move(opened.content + "/ca", to: directories.caDir)
-            transaction.installedCADirectory = true
-            let configFiles = (try? FileManager.default.contentsOfDirectory(atPath: opened.content + "/config")) ?? []
-            for name in configFiles where name != "config.yaml" {
-                try transaction.writeSecret(
-                    Passwords.fromFileContents(try FileOperations.readText(opened.content + "/config/" + name)),
-                    to: directories.configDir + "/" + name)
-            }
-            try transaction.installCASettings(settings)
-        } catch {
-            transaction.rollBack()
-            throw error
-        }
+        let installed = try CAInitializer(directories: directories).installRestored(
+            from: opened.content, force: force, newAddress: newAddress, now: now)
         return Restored(
-            settings: settings, fingerprint: opened.rootFingerprint, previousCALocation: transaction.movedAside,
+            settings: installed.settings, fingerprint: opened.rootFingerprint, previousCALocation: installed.previousCALocation,
             hadManifest: opened.manifest != nil)
     }
 
@@ -286,22 +251,6 @@ public struct CABackup {
                 try FileOperations.makeDirectory(to, mode: mode)
             } else if let data = FileManager.default.contents(atPath: from) {
                 try FileOperations.writeAtomically(data, to: to, mode: mode)
-            }
-        }
-    }
-
-    /// Secrets 0700/0600, database 0700, certificates readable: whatever the archive said. Never
-    /// through a symbolic link (the archive cannot hold one; this does not trust that either).
-    static func tightenModes(_ caDir: String) throws {
-        for (path, mode) in [(caDir + "/secrets", mode_t(0o700)), (caDir + "/db", 0o700), (caDir + "/certs", 0o755), (caDir, 0o755)] {
-            TarReader.setMode(path, mode)
-        }
-        for directory in [caDir + "/secrets", caDir + "/db", caDir + "/secrets/intermediates"] {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-                let path = directory + "/" + name
-                var status = stat()
-                guard lstat(path, &status) == 0 else { continue }
-                TarReader.setMode(path, status.st_mode & S_IFMT == S_IFDIR ? 0o700 : 0o600)
             }
         }
     }

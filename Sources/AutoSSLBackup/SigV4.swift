@@ -1,3 +1,4 @@
+import AutoSSLCore
 import Crypto
 import Foundation
 
@@ -43,7 +44,7 @@ public struct SigV4Signer: Sendable {
         let canonicalQuery = encodedQuery.map { (pair: (String, String)) -> String in pair.0 + "=" + pair.1 }.joined(separator: "&")
         let canonicalRequest = [
             method, Self.encode(path, slash: false), canonicalQuery,
-            names.map { "\($0):\(signed[$0]!)\n" }.joined(), names.joined(separator: ";"), payloadHash,
+            names.map { "\($0):\(signed[$0] ?? "")\n" }.joined(), names.joined(separator: ";"), payloadHash,
         ].joined(separator: "\n")
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, Hex.encode(SHA256.hash(data: Data(canonicalRequest.utf8)))]

@@ -1,3 +1,4 @@
+import AutoSSLBackup
 import AutoSSLCore
 import Foundation
 import Testing

@@ -1,0 +1,180 @@
+import AsyncHTTPClient
+import AutoSSLCore
+import Foundation
+import NIOCore
+
+/// An S3-compatible service: endpoint, region and credentials. Requests use path-style URLs and
+/// Signature V4; the secret key only ever enters the signature.
+public struct S3Connection: Sendable {
+    public let endpoint: URL
+    public let region: String
+    public let credentials: SigV4Signer.Credentials
+    let scheme: String
+    /// host[:port], as signed and as requested.
+    let host: String
+
+    public init(endpoint: String?, region: String, credentials: SigV4Signer.Credentials) throws {
+        let text = endpoint ?? "https://s3.\(region).amazonaws.com"
+        guard let url = URL(string: text), let scheme = url.scheme, ["https", "http"].contains(scheme), let host = url.host, !host.isEmpty else {
+            throw AutoSSLError.invalidArgument("--s3-endpoint \"\(text)\" is not an http(s) URL")
+        }
+        self.endpoint = url
+        self.region = region
+        self.credentials = credentials
+        self.scheme = scheme
+        self.host = host + (url.port.map { ":\($0)" } ?? "")
+    }
+
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, else ~/.aws/credentials
+    /// (profile AWS_PROFILE or "default").
+    public static func credentials(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SigV4Signer.Credentials {
+        if let id = environment["AWS_ACCESS_KEY_ID"], let secret = environment["AWS_SECRET_ACCESS_KEY"], !id.isEmpty, !secret.isEmpty {
+            return .init(accessKeyID: id, secretAccessKey: secret, sessionToken: environment["AWS_SESSION_TOKEN"])
+        }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        let file = environment["AWS_SHARED_CREDENTIALS_FILE"] ?? home + "/.aws/credentials"
+        let profile = environment["AWS_PROFILE"] ?? "default"
+        if let size = (try? FileManager.default.attributesOfItem(atPath: file))?[.size] as? Int, size <= 1 << 20,
+           let text = try? String(contentsOfFile: file, encoding: .utf8) {
+            var section = ""
+            var values: [String: String] = [:]
+            for line in text.split(whereSeparator: \.isNewline).map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                if line.hasPrefix("[") && line.hasSuffix("]") {
+                    section = String(line.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces)
+                } else if section == profile, let eq = line.firstIndex(of: "=") {
+                    values[line[..<eq].trimmingCharacters(in: .whitespaces)] = line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+                }
+            }
+            if let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] {
+                return .init(accessKeyID: id, secretAccessKey: secret, sessionToken: values["aws_session_token"])
+            }
+        }
+        throw AutoSSLError.invalidArgument(
+            "no S3 credentials found",
+            hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a [\(profile)] profile to \(file)")
+    }
+
+    /// One signed request; the answer's body is read up to `limit` bytes.
+    func request(method: String, path: String, query: [(String, String)] = [], body: [UInt8], limit: Int) async throws -> (Int, [UInt8]) {
+        let headers = SigV4Signer(credentials: credentials, region: region)
+            .sign(method: method, host: host, path: path, query: query, payload: body, date: Date())
+        let queryText = query.isEmpty
+            ? "" : "?" + query.map { SigV4Signer.encode($0.0, slash: true) + "=" + SigV4Signer.encode($0.1, slash: true) }.joined(separator: "&")
+        var request = HTTPClientRequest(url: "\(scheme)://\(host)\(SigV4Signer.encode(path, slash: false))\(queryText)")
+        request.method = .init(rawValue: method)
+        for (name, value) in headers where name != "host" { request.headers.add(name: name, value: value) }
+        if !body.isEmpty { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        do {
+            let response = try await client.execute(request, timeout: .seconds(120))
+            let data = try await response.body.collect(upTo: limit)
+            try? await client.shutdown()
+            return (Int(response.status.code), Array(data.readableBytesView))
+        } catch {
+            try? await client.shutdown()
+            throw AutoSSLError(.network, "could not reach S3 at \(endpoint.absoluteString): \(error)")
+        }
+    }
+
+    static func failure(_ status: Int, _ body: [UInt8], _ action: String) -> AutoSSLError {
+        let code = S3XML.firstValue(of: "Code", in: String(decoding: body.prefix(500), as: UTF8.self))
+        return AutoSSLError.general("could not \(action): HTTP \(status)\(code.map { " (\($0))" } ?? "")")
+    }
+}
+
+/// Backups as objects `<prefix><name>` in one bucket of an S3-compatible service.
+public struct S3Destination: BackupDestination {
+    public let connection: S3Connection
+    public let bucket: String
+    /// Put before every name as is: `ca/` makes a folder-like prefix, `ca-` a name prefix.
+    public let prefix: String
+
+    public init(connection: S3Connection, bucket: String, prefix: String) throws {
+        guard !bucket.isEmpty, !bucket.contains("/") else {
+            throw AutoSSLError.invalidArgument("\"\(bucket)\" is not an S3 bucket name")
+        }
+        self.connection = connection
+        self.bucket = bucket
+        self.prefix = prefix
+    }
+
+    public var description: String { "s3://\(bucket)/\(prefix)" }
+
+    public func location(of name: String) -> String { "s3://\(bucket)/\(prefix)\(name)" }
+
+    /// A single PUT: S3 stores an object whole or not at all.
+    @discardableResult
+    public func put(_ bytes: [UInt8], name: String) async throws -> String {
+        try BackupRotation.checkName(name)
+        let (status, body) = try await connection.request(method: "PUT", path: path(of: name), body: bytes, limit: 1 << 20)
+        guard status == 200 else { throw S3Connection.failure(status, body, "upload \(location(of: name))") }
+        return location(of: name)
+    }
+
+    public func get(_ name: String) async throws -> [UInt8] {
+        let (status, body) = try await connection.request(method: "GET", path: path(of: name), body: [], limit: BackupLimits.maximumBytes)
+        guard status == 200 else { throw S3Connection.failure(status, body, "download \(location(of: name))") }
+        return body
+    }
+
+    public var listingUnavailableReason: String? { nil }
+
+    /// ListObjectsV2 under the prefix, page by page (at most 1,000 pages of 1,000 keys).
+    public func list() async throws -> [String] {
+        var names: [String] = []
+        var continuation: String?
+        for _ in 0..<1_000 {
+            var query = [("list-type", "2"), ("prefix", prefix), ("delimiter", "/")]
+            if let continuation { query.append(("continuation-token", continuation)) }
+            let (status, body) = try await connection.request(method: "GET", path: "/" + bucket, query: query, body: [], limit: 16 << 20)
+            guard status == 200 else { throw S3Connection.failure(status, body, "list \(description)") }
+            let text = String(decoding: body, as: UTF8.self)
+            for key in S3XML.values(of: "Key", in: text) where key.hasPrefix(prefix) {
+                let name = String(key.dropFirst(prefix.count))
+                if BackupRotation.isBackupName(name) { names.append(name) }
+            }
+            guard S3XML.firstValue(of: "IsTruncated", in: text) == "true" else { return names }
+            guard let next = S3XML.firstValue(of: "NextContinuationToken", in: text), !next.isEmpty else {
+                throw AutoSSLError.general("could not list \(description): a truncated listing without a continuation token")
+            }
+            continuation = next
+        }
+        throw AutoSSLError.general("could not list \(description): more than 1,000 pages of objects")
+    }
+
+    public func delete(_ name: String) async throws {
+        try BackupRotation.checkName(name)
+        let (status, body) = try await connection.request(method: "DELETE", path: path(of: name), body: [], limit: 1 << 20)
+        guard status == 204 || status == 200 else { throw S3Connection.failure(status, body, "delete \(location(of: name))") }
+    }
+
+    func path(of name: String) -> String { "/" + bucket + "/" + prefix + name }
+}
+
+/// The few elements read from S3's XML answers (error codes, listed keys), by plain search: no
+/// entity expansion beyond the five predefined ones, no DTDs.
+enum S3XML {
+    static func values(of element: String, in text: String) -> [String] {
+        var found: [String] = []
+        var rest = text[...]
+        // The closing tag is searched after the opening one: a body with them in the other order
+        // must not make a backwards range.
+        while let open = rest.range(of: "<\(element)>"), let close = rest[open.upperBound...].range(of: "</\(element)>") {
+            found.append(unescape(String(rest[open.upperBound..<close.lowerBound])))
+            rest = rest[close.upperBound...]
+        }
+        return found
+    }
+
+    static func firstValue(of element: String, in text: String) -> String? {
+        guard let open = text.range(of: "<\(element)>"), let close = text[open.upperBound...].range(of: "</\(element)>") else { return nil }
+        return unescape(String(text[open.upperBound..<close.lowerBound]))
+    }
+
+    static func unescape(_ text: String) -> String {
+        guard text.contains("&") else { return text }
+        return text.replacingOccurrences(of: "&lt;", with: "<").replacingOccurrences(of: "&gt;", with: ">")
+            .replacingOccurrences(of: "&quot;", with: "\"").replacingOccurrences(of: "&apos;", with: "'")
+            .replacingOccurrences(of: "&amp;", with: "&")
+    }
+}
