@@ -1,3 +1,4 @@
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
 import AutoSSLStore
@@ -125,14 +126,17 @@ extension ProvisionerAdmin {
         }
         let kid = Base64URL.encode(SecureRandom.bytes(12))
         let key = Data(SecureRandom.bytes(32))
-        let store = try AuthorityLoader(directories: directories).openStore(settings)
-        try await ACMEStore(store).addEABKey(kid: kid, provisioner: name, key: key)
+        let database = try AuthorityLoader(directories: directories).openDatabase(settings)
+        try await database.acme.addEABKey(kid: kid, provisioner: name, key: key, now: Date())
+        try await database.close()
         return (kid, Base64URL.encode(key))
     }
 
-    public func eabKeys(provisioner name: String) async throws -> [ACMEStore.EABKeyInfo] {
+    public func eabKeys(provisioner name: String) async throws -> [ACMEEABKeyInfo] {
         let (_, settings) = try load()
-        let store = try AuthorityLoader(directories: directories).openStore(settings)
-        return try await ACMEStore(store).eabKeys(provisioner: name)
+        let database = try AuthorityLoader(directories: directories).openDatabase(settings)
+        let keys = try await database.acme.eabKeys(provisioner: name)
+        try await database.close()
+        return keys
     }
 }

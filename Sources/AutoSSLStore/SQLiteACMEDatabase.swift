@@ -2,131 +2,17 @@ import AutoSSLCore
 import Foundation
 import GRDB
 
-/// ACME state (RFC 8555): accounts, orders, authorizations, challenges and external account
-/// binding keys, in the CA's database so it survives restarts and is shared by replicas.
-/// Every state change is one transaction with a conditional update, so concurrent requests on
-/// the same order or account cannot overwrite each other.
-public struct ACMEIdentifier: Codable, Hashable, Sendable {
-    public var type: String
-    public var value: String
-
-    public init(type: String, value: String) {
-        self.type = type
-        self.value = value
-    }
-}
-
-public struct ACMEAccountRecord: Sendable, Equatable {
-    public var id: String
-    public var provisioner: String
-    public var thumbprint: String
-    /// RFC 7638 canonical JWK.
-    public var jwk: String
-    public var status: String
-    public var contact: [String]
-    public var createdAt: Date
-    public var eabKeyID: String?
-
-    public init(id: String, provisioner: String, thumbprint: String, jwk: String, status: String, contact: [String], createdAt: Date, eabKeyID: String?) {
-        self.id = id
-        self.provisioner = provisioner
-        self.thumbprint = thumbprint
-        self.jwk = jwk
-        self.status = status
-        self.contact = contact
-        self.createdAt = createdAt
-        self.eabKeyID = eabKeyID
-    }
-}
-
-public struct ACMEChallengeRecord: Sendable, Equatable {
-    public var id: String
-    public var authorizationID: String
-    public var type: String
-    public var token: String
-    public var status: String
-    public var validatedAt: Date?
-    /// Problem document JSON.
-    public var error: String?
-
-    public init(id: String, authorizationID: String, type: String, token: String, status: String, validatedAt: Date? = nil, error: String? = nil) {
-        self.id = id
-        self.authorizationID = authorizationID
-        self.type = type
-        self.token = token
-        self.status = status
-        self.validatedAt = validatedAt
-        self.error = error
-    }
-}
-
-public struct ACMEAuthorizationRecord: Sendable, Equatable {
-    public var id: String
-    public var accountID: String
-    public var orderID: String
-    public var identifier: ACMEIdentifier
-    public var wildcard: Bool
-    public var status: String
-    public var expires: Date
-    public var challenges: [ACMEChallengeRecord]
-
-    public init(id: String, accountID: String, orderID: String, identifier: ACMEIdentifier, wildcard: Bool, status: String, expires: Date, challenges: [ACMEChallengeRecord]) {
-        self.id = id
-        self.accountID = accountID
-        self.orderID = orderID
-        self.identifier = identifier
-        self.wildcard = wildcard
-        self.status = status
-        self.expires = expires
-        self.challenges = challenges
-    }
-}
-
-public struct ACMEOrderRecord: Sendable, Equatable {
-    public var id: String
-    public var accountID: String
-    public var provisioner: String
-    public var status: String
-    public var identifiers: [ACMEIdentifier]
-    public var notBefore: Date?
-    public var notAfter: Date?
-    public var expires: Date
-    public var error: String?
-    public var certificateSerial: String?
-    public var createdAt: Date
-    public var authorizationIDs: [String]
-
-    public init(
-        id: String, accountID: String, provisioner: String, status: String, identifiers: [ACMEIdentifier], notBefore: Date?,
-        notAfter: Date?, expires: Date, error: String? = nil, certificateSerial: String? = nil, createdAt: Date, authorizationIDs: [String]
-    ) {
-        self.id = id
-        self.accountID = accountID
-        self.provisioner = provisioner
-        self.status = status
-        self.identifiers = identifiers
-        self.notBefore = notBefore
-        self.notAfter = notAfter
-        self.expires = expires
-        self.error = error
-        self.certificateSerial = certificateSerial
-        self.createdAt = createdAt
-        self.authorizationIDs = authorizationIDs
-    }
-}
-
-public enum ACMEStoreError: Error, Equatable, Sendable {
-    case accountKeyInUse(existingID: String)
-    case notFound
-    case eabKeyAlreadyUsed
-}
-
-public final class ACMEStore: Sendable {
+/// `ACMEDatabase` in the CA's SQLite file (the certificate store's pool, so issuance and order
+/// completion can share one transaction). Every change is one transaction with a conditional
+/// update; reads are read-only transactions.
+public final class SQLiteACMEDatabase: ACMEDatabase {
     let pool: DatabasePool
 
-    public init(_ store: SQLiteCertificateStore) {
-        pool = store.pool
+    init(pool: DatabasePool) {
+        self.pool = pool
     }
+
+    // MARK: - Schema (called from `SQLiteCertificateStore.migrator`; existing tables never change)
 
     static func migrate(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("v3-acme") { db in
@@ -194,6 +80,22 @@ public final class ACMEStore: Sendable {
         }
     }
 
+    static func migrateValidationAttempts(_ migrator: inout DatabaseMigrator) {
+        migrator.registerMigration("v6-acme-validation-attempts") { db in
+            try db.execute(sql: "ALTER TABLE acme_challenges ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+        }
+    }
+
+    /// Writes fail with `StoreError.unavailable` when the database cannot take them (a full disk,
+    /// an I/O error, a read-only file), as the certificate store's do.
+    func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.write(updates)
+        } catch let error as DatabaseError {
+            throw SQLiteCertificateStore.unavailable(error) ?? error
+        }
+    }
+
     static func encode(_ value: some Encodable) -> String {
         String(decoding: (try? JSONEncoder().encode(value)) ?? Data("[]".utf8), as: UTF8.self)
     }
@@ -202,11 +104,15 @@ public final class ACMEStore: Sendable {
         try? JSONDecoder().decode(type, from: Data(text.utf8))
     }
 
-    // MARK: - Server secrets
+    // MARK: - Server secrets and nonces
 
-    /// A random key kept in the database (so every replica shares it), created on first use.
-    public func key(named name: String, size: Int = 32) async throws -> Data {
-        try await pool.write { db in
+    public func key(named name: String, size: Int) async throws -> Data {
+        if let existing = try await pool.read({ db in
+            try Data.fetchOne(db, sql: "SELECT value FROM acme_keys WHERE name = ?", arguments: [name])
+        }) {
+            return existing
+        }
+        return try await write { db in
             if let existing = try Data.fetchOne(db, sql: "SELECT value FROM acme_keys WHERE name = ?", arguments: [name]) {
                 return existing
             }
@@ -216,19 +122,33 @@ public final class ACMEStore: Sendable {
         }
     }
 
+    /// Kept with the one-time tokens (`used_tokens`, id "acme-nonce:" + nonce), which the
+    /// certificate store purges once expired.
+    public func consumeNonce(_ nonce: String, expiresAt: Date) async throws -> Bool {
+        try await write { db in
+            do {
+                try db.execute(
+                    sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
+                    arguments: ["acme-nonce:" + nonce, expiresAt.timeIntervalSince1970])
+                return true
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
+                return false
+            }
+        }
+    }
+
     // MARK: - Accounts
 
     static func account(_ row: Row) -> ACMEAccountRecord {
         ACMEAccountRecord(
-            id: row["id"], provisioner: row["provisioner"], thumbprint: row["thumbprint"], jwk: row["jwk"], status: row["status"],
+            id: row["id"], provisioner: row["provisioner"], thumbprint: row["thumbprint"], jwk: row["jwk"],
+            status: ACMEAccountStatus(rawValue: row["status"]) ?? .deactivated,
             contact: decode([String].self, row["contact"]) ?? [], createdAt: Date(timeIntervalSince1970: row["created_at"]),
             eabKeyID: row["eab_kid"])
     }
 
-    /// Creates the account, binding `eabKeyID` at the same time. If the key already has an account
-    /// (a concurrent newAccount), that one is returned with `created == false`.
     public func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool) {
-        try await pool.write { db in
+        try await write { db in
             if let row = try Row.fetchOne(
                 db, sql: "SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", arguments: [account.provisioner, account.thumbprint]) {
                 return (Self.account(row), false)
@@ -237,7 +157,7 @@ public final class ACMEStore: Sendable {
                 try db.execute(
                     sql: "UPDATE acme_eab_keys SET bound_account = ?, bound_at = ? WHERE kid = ? AND provisioner = ? AND bound_account IS NULL",
                     arguments: [account.id, account.createdAt.timeIntervalSince1970, kid, account.provisioner])
-                guard db.changesCount == 1 else { throw ACMEStoreError.eabKeyAlreadyUsed }
+                guard db.changesCount == 1 else { throw ACMEDatabaseError.eabKeyAlreadyUsed }
             }
             try db.execute(
                 sql: """
@@ -245,7 +165,7 @@ public final class ACMEStore: Sendable {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    account.id, account.provisioner, account.thumbprint, account.jwk, account.status, Self.encode(account.contact),
+                    account.id, account.provisioner, account.thumbprint, account.jwk, account.status.rawValue, Self.encode(account.contact),
                     account.createdAt.timeIntervalSince1970, account.eabKeyID,
                 ])
             return (account, true)
@@ -266,63 +186,50 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    public func accounts(provisioner: String? = nil) async throws -> [ACMEAccountRecord] {
-        try await pool.read { db in
-            if let provisioner {
-                return try Row.fetchAll(db, sql: "SELECT * FROM acme_accounts WHERE provisioner = ? ORDER BY created_at", arguments: [provisioner]).map(Self.account)
-            }
-            return try Row.fetchAll(db, sql: "SELECT * FROM acme_accounts ORDER BY created_at").map(Self.account)
+    public func updateAccountContact(id: String, contact: [String]) async throws -> ACMEAccountRecord? {
+        try await write { db in
+            try db.execute(sql: "UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", arguments: [Self.encode(contact), id])
+            return try Row.fetchOne(db, sql: "SELECT * FROM acme_accounts WHERE id = ?", arguments: [id]).map(Self.account)
         }
     }
 
-    /// Contact and/or status; a deactivated account stays deactivated.
-    public func updateAccount(id: String, contact: [String]?, status: String?) async throws -> ACMEAccountRecord {
-        try await pool.write { db in
-            if let contact {
-                try db.execute(sql: "UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", arguments: [Self.encode(contact), id])
+    public func deactivateAccount(id: String) async throws -> ACMEAccountRecord? {
+        try await write { db in
+            try db.execute(sql: "UPDATE acme_accounts SET status = 'deactivated' WHERE id = ? AND status = 'valid'", arguments: [id])
+            if db.changesCount == 1 {
+                try db.execute(
+                    sql: "UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')",
+                    arguments: [id])
             }
-            if let status {
-                try db.execute(sql: "UPDATE acme_accounts SET status = ? WHERE id = ? AND status = 'valid'", arguments: [status, id])
-                if status == "deactivated" {
-                    // RFC 8555 §7.3.6: pending authorizations of a deactivated account are deactivated too.
-                    try db.execute(
-                        sql: "UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')",
-                        arguments: [id])
-                }
-            }
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM acme_accounts WHERE id = ?", arguments: [id]) else {
-                throw ACMEStoreError.notFound
-            }
-            return Self.account(row)
+            return try Row.fetchOne(db, sql: "SELECT * FROM acme_accounts WHERE id = ?", arguments: [id]).map(Self.account)
         }
     }
 
-    /// Key rollover: fails with the other account's id when the new key already belongs to one.
     public func changeAccountKey(id: String, thumbprint: String, jwk: String) async throws {
-        try await pool.write { db in
+        try await write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT provisioner FROM acme_accounts WHERE id = ?", arguments: [id]) else {
-                throw ACMEStoreError.notFound
+                throw ACMEDatabaseError.notFound
             }
             let provisioner: String = row["provisioner"]
             if let other = try String.fetchOne(
                 db, sql: "SELECT id FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", arguments: [provisioner, thumbprint]) {
-                throw ACMEStoreError.accountKeyInUse(existingID: other)
+                throw ACMEDatabaseError.accountKeyInUse(existingID: other)
             }
             try db.execute(sql: "UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ?", arguments: [thumbprint, jwk, id])
         }
     }
 
-    // MARK: - Orders, authorizations, challenges
+    // MARK: - Orders
 
     public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(
                 sql: """
                     INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    order.id, order.accountID, order.provisioner, order.status, Self.encode(order.identifiers),
+                    order.id, order.accountID, order.provisioner, order.status.rawValue, Self.encode(order.identifiers),
                     order.notBefore?.timeIntervalSince1970, order.notAfter?.timeIntervalSince1970, order.expires.timeIntervalSince1970,
                     order.createdAt.timeIntervalSince1970,
                 ])
@@ -334,13 +241,13 @@ public final class ACMEStore: Sendable {
                         """,
                     arguments: [
                         authorization.id, authorization.accountID, order.id, position, authorization.identifier.type,
-                        authorization.identifier.value, authorization.wildcard, authorization.status,
+                        authorization.identifier.value, authorization.wildcard, authorization.status.rawValue,
                         authorization.expires.timeIntervalSince1970,
                     ])
                 for (index, challenge) in authorization.challenges.enumerated() {
                     try db.execute(
                         sql: "INSERT INTO acme_challenges (id, authorization_id, position, type, token, status) VALUES (?, ?, ?, ?, ?, ?)",
-                        arguments: [challenge.id, authorization.id, index, challenge.type, challenge.token, challenge.status])
+                        arguments: [challenge.id, authorization.id, index, challenge.type, challenge.token, challenge.status.rawValue])
                 }
             }
         }
@@ -348,7 +255,8 @@ public final class ACMEStore: Sendable {
 
     static func order(_ row: Row, authorizationIDs: [String]) -> ACMEOrderRecord {
         ACMEOrderRecord(
-            id: row["id"], accountID: row["account_id"], provisioner: row["provisioner"], status: row["status"],
+            id: row["id"], accountID: row["account_id"], provisioner: row["provisioner"],
+            status: ACMEOrderStatus(rawValue: row["status"]) ?? .invalid,
             identifiers: decode([ACMEIdentifier].self, row["identifiers"]) ?? [],
             notBefore: (row["not_before"] as Double?).map(Date.init(timeIntervalSince1970:)),
             notAfter: (row["not_after"] as Double?).map(Date.init(timeIntervalSince1970:)),
@@ -362,38 +270,16 @@ public final class ACMEStore: Sendable {
         return order(row, authorizationIDs: ids)
     }
 
-    /// The order with its status brought up to date: pending → ready when every authorization is
-    /// valid, → invalid when one failed or the order expired.
-    public func order(id: String, now: Date = Date()) async throws -> ACMEOrderRecord? {
-        try await pool.write { db in
-            guard var order = try Self.fetchOrder(db, id: id) else { return nil }
-            if order.status == "pending" || order.status == "ready", order.expires < now {
-                try db.execute(sql: "UPDATE acme_orders SET status = 'invalid', error = ? WHERE id = ?", arguments: [
-                    #"{"type":"urn:ietf:params:acme:error:malformed","detail":"the order expired"}"#, id,
-                ])
-                order.status = "invalid"
-                return order
-            }
-            guard order.status == "pending" else { return order }
-            let statuses = try String.fetchAll(db, sql: "SELECT status FROM acme_authorizations WHERE order_id = ?", arguments: [id])
-            if statuses.contains(where: { $0 != "valid" && $0 != "pending" }) {
-                try db.execute(sql: "UPDATE acme_orders SET status = 'invalid' WHERE id = ? AND status = 'pending'", arguments: [id])
-                order.status = "invalid"
-            } else if !statuses.isEmpty, statuses.allSatisfy({ $0 == "valid" }) {
-                try db.execute(sql: "UPDATE acme_orders SET status = 'ready' WHERE id = ? AND status = 'pending'", arguments: [id])
-                order.status = "ready"
-            }
-            return order
-        }
+    public func order(id: String) async throws -> ACMEOrderRecord? {
+        try await pool.read { db in try Self.fetchOrder(db, id: id) }
     }
 
-    public func orders(accountID: String) async throws -> [String] {
+    public func orderIDs(accountID: String) async throws -> [String] {
         try await pool.read { db in
             try String.fetchAll(db, sql: "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at", arguments: [accountID])
         }
     }
 
-    /// The order that produced a certificate (for revocation by the account that ordered it).
     public func order(certificateSerial: String) async throws -> ACMEOrderRecord? {
         try await pool.read { db in
             guard let id = try String.fetchOne(db, sql: "SELECT id FROM acme_orders WHERE certificate_serial = ?", arguments: [certificateSerial]) else {
@@ -403,58 +289,66 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    /// ready → processing, exactly once however many finalize requests race.
-    public func beginFinalize(orderID: String, notBefore: Date?, notAfter: Date?) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE acme_orders SET status = 'processing' WHERE id = ? AND status = 'ready'", arguments: [orderID])
+    public func setOrderStatus(id: String, from: ACMEOrderStatus, to: ACMEOrderStatus, error: String?) async throws -> Bool {
+        try await write { db in
+            try db.execute(
+                sql: "UPDATE acme_orders SET status = ?, error = COALESCE(?, error) WHERE id = ? AND status = ?",
+                arguments: [to.rawValue, error, id, from.rawValue])
             return db.changesCount == 1
         }
     }
 
-    public func completeOrder(orderID: String, serial: String) async throws {
-        try await pool.write { db in
-            try db.execute(
-                sql: "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'processing'",
-                arguments: [serial, orderID])
+    public func resetInterruptedFinalizations() async throws -> Int {
+        try await write { db in
+            try db.execute(sql: "UPDATE acme_orders SET status = 'ready' WHERE status = 'processing'")
+            return db.changesCount
         }
     }
 
-    /// A finalize that failed for a reason the client can fix (bad CSR) returns the order to ready.
-    public func abortFinalize(orderID: String, invalidate error: String?) async throws {
-        try await pool.write { db in
-            if let error {
-                try db.execute(sql: "UPDATE acme_orders SET status = 'invalid', error = ? WHERE id = ? AND status = 'processing'", arguments: [error, orderID])
-            } else {
-                try db.execute(sql: "UPDATE acme_orders SET status = 'ready' WHERE id = ? AND status = 'processing'", arguments: [orderID])
-            }
-        }
-    }
+    // MARK: - Authorizations and challenges
 
     static func challenge(_ row: Row) -> ACMEChallengeRecord {
         ACMEChallengeRecord(
-            id: row["id"], authorizationID: row["authorization_id"], type: row["type"], token: row["token"], status: row["status"],
+            id: row["id"], authorizationID: row["authorization_id"], type: row["type"], token: row["token"],
+            status: ACMEChallengeStatus(rawValue: row["status"]) ?? .invalid,
             validatedAt: (row["validated_at"] as Double?).map(Date.init(timeIntervalSince1970:)), error: row["error"])
+    }
+
+    static func authorization(_ db: Database, _ row: Row) throws -> ACMEAuthorizationRecord {
+        let id: String = row["id"]
+        let challenges = try Row.fetchAll(
+            db, sql: "SELECT * FROM acme_challenges WHERE authorization_id = ? ORDER BY position", arguments: [id]).map(challenge)
+        return ACMEAuthorizationRecord(
+            id: id, accountID: row["account_id"], orderID: row["order_id"],
+            identifier: ACMEIdentifier(type: row["identifier_type"], value: row["identifier_value"]), wildcard: row["wildcard"],
+            status: ACMEAuthorizationStatus(rawValue: row["status"]) ?? .invalid, expires: Date(timeIntervalSince1970: row["expires"]),
+            challenges: challenges)
     }
 
     static func fetchAuthorization(_ db: Database, id: String) throws -> ACMEAuthorizationRecord? {
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM acme_authorizations WHERE id = ?", arguments: [id]) else { return nil }
-        let challenges = try Row.fetchAll(
-            db, sql: "SELECT * FROM acme_challenges WHERE authorization_id = ? ORDER BY position", arguments: [id]).map(challenge)
-        return ACMEAuthorizationRecord(
-            id: row["id"], accountID: row["account_id"], orderID: row["order_id"],
-            identifier: ACMEIdentifier(type: row["identifier_type"], value: row["identifier_value"]), wildcard: row["wildcard"],
-            status: row["status"], expires: Date(timeIntervalSince1970: row["expires"]), challenges: challenges)
+        return try authorization(db, row)
     }
 
-    /// The authorization, marked expired once its time has passed.
-    public func authorization(id: String, now: Date = Date()) async throws -> ACMEAuthorizationRecord? {
-        try await pool.write { db in
-            guard var authorization = try Self.fetchAuthorization(db, id: id) else { return nil }
-            if authorization.status == "pending" || authorization.status == "valid", authorization.expires < now {
-                try db.execute(sql: "UPDATE acme_authorizations SET status = 'expired' WHERE id = ?", arguments: [id])
-                authorization.status = "expired"
-            }
-            return authorization
+    public func authorization(id: String) async throws -> ACMEAuthorizationRecord? {
+        try await pool.read { db in try Self.fetchAuthorization(db, id: id) }
+    }
+
+    public func authorizations(orderID: String) async throws -> [ACMEAuthorizationRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM acme_authorizations WHERE order_id = ? ORDER BY position", arguments: [orderID])
+                .map { try Self.authorization(db, $0) }
+        }
+    }
+
+    public func setAuthorizationStatus(id: String, from: Set<ACMEAuthorizationStatus>, to: ACMEAuthorizationStatus) async throws -> Bool {
+        guard !from.isEmpty else { return false }
+        let sources = from.map(\.rawValue).sorted()
+        return try await write { db in
+            try db.execute(
+                sql: "UPDATE acme_authorizations SET status = ? WHERE id = ? AND status IN (\(databaseQuestionMarks(count: sources.count)))",
+                arguments: StatementArguments([to.rawValue, id] + sources))
+            return db.changesCount == 1
         }
     }
 
@@ -467,10 +361,8 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    /// pending → processing (the client said "ready"); false when it was not pending, or its
-    /// authorization is no longer pending.
     public func startValidation(challengeID: String) async throws -> Bool {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(
                 sql: """
                     UPDATE acme_challenges SET status = 'processing'
@@ -482,34 +374,8 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    /// Records the outcome of a validation: the challenge, its authorization and (on failure) the order.
-    public func finishValidation(challengeID: String, valid: Bool, error: String?, now: Date = Date()) async throws {
-        try await pool.write { db in
-            guard let authorizationID = try String.fetchOne(
-                db, sql: "SELECT authorization_id FROM acme_challenges WHERE id = ?", arguments: [challengeID]) else { return }
-            try db.execute(
-                sql: "UPDATE acme_challenges SET status = ?, validated_at = ?, error = ? WHERE id = ? AND status = 'processing'",
-                arguments: [valid ? "valid" : "invalid", valid ? now.timeIntervalSince1970 : nil, error, challengeID])
-            guard db.changesCount == 1 else { return }
-            try db.execute(
-                sql: "UPDATE acme_authorizations SET status = ? WHERE id = ? AND status = 'pending'",
-                arguments: [valid ? "valid" : "invalid", authorizationID])
-            if !valid {
-                try db.execute(
-                    sql: """
-                        UPDATE acme_orders SET status = 'invalid', error = ?
-                        WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = ?) AND status = 'pending'
-                        """,
-                    arguments: [error, authorizationID])
-            }
-        }
-    }
-
-    /// Counts one more validation attempt of a challenge still in processing, durably and before
-    /// the attempt, unless it already had `maximum`: false then (and for a challenge no longer in
-    /// processing). A responder that crashes or hangs the CA therefore cannot make a restart loop.
     public func beginValidationAttempt(challengeID: String, maximum: Int) async throws -> Bool {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(
                 sql: "UPDATE acme_challenges SET attempts = attempts + 1 WHERE id = ? AND status = 'processing' AND attempts < ?",
                 arguments: [challengeID, maximum])
@@ -517,52 +383,53 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    /// Orders a crash left between `beginFinalize` and its outcome go back to ready (their
-    /// certificate, if any was made, was never handed out), so the client can finalize again.
-    public func resetInterruptedFinalizations() async throws -> Int {
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE acme_orders SET status = 'ready' WHERE status = 'processing'")
-            return db.changesCount
-        }
-    }
-
-    static func migrateValidationAttempts(_ migrator: inout DatabaseMigrator) {
-        migrator.registerMigration("v6-acme-validation-attempts") { db in
-            try db.execute(sql: "ALTER TABLE acme_challenges ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
-        }
-    }
-
-    /// Keeps the last attempt's error on a challenge still being retried.
     public func noteValidationAttempt(challengeID: String, error: String) async throws {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(sql: "UPDATE acme_challenges SET error = ? WHERE id = ? AND status = 'processing'", arguments: [error, challengeID])
         }
     }
 
-    /// Challenges left in processing by a restart, to validate again.
+    public func recordValidationOutcome(_ outcome: ACMEValidationOutcome) async throws -> Bool {
+        try await write { db in
+            try db.execute(
+                sql: """
+                    UPDATE acme_challenges SET status = ?, validated_at = ?, error = ?
+                    WHERE id = ? AND authorization_id = ? AND status = 'processing'
+                    """,
+                arguments: [
+                    outcome.challengeStatus.rawValue, outcome.validatedAt?.timeIntervalSince1970, outcome.error, outcome.challengeID,
+                    outcome.authorizationID,
+                ])
+            guard db.changesCount == 1 else { return false }
+            try db.execute(
+                sql: "UPDATE acme_authorizations SET status = ? WHERE id = ? AND status = 'pending'",
+                arguments: [outcome.authorizationStatus.rawValue, outcome.authorizationID])
+            if let orderStatus = outcome.orderStatus {
+                try db.execute(
+                    sql: """
+                        UPDATE acme_orders SET status = ?, error = COALESCE(?, error)
+                        WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = ?) AND status = 'pending'
+                        """,
+                    arguments: [orderStatus.rawValue, orderStatus == .invalid ? outcome.error : nil, outcome.authorizationID])
+            }
+            return true
+        }
+    }
+
     public func challengesInProcessing() async throws -> [String] {
         try await pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM acme_challenges WHERE status = 'processing'") }
     }
 
-    public func deactivateAuthorization(id: String) async throws -> Bool {
-        try await pool.write { db in
-            try db.execute(
-                sql: "UPDATE acme_authorizations SET status = 'deactivated' WHERE id = ? AND status IN ('pending', 'valid')", arguments: [id])
-            return db.changesCount == 1
-        }
-    }
-
     // MARK: - External account binding
 
-    public func addEABKey(kid: String, provisioner: String, key: Data, now: Date = Date()) async throws {
-        try await pool.write { db in
+    public func addEABKey(kid: String, provisioner: String, key: Data, now: Date) async throws {
+        try await write { db in
             try db.execute(
                 sql: "INSERT INTO acme_eab_keys (kid, provisioner, hmac_key, created_at) VALUES (?, ?, ?, ?)",
                 arguments: [kid, provisioner, key, now.timeIntervalSince1970])
         }
     }
 
-    /// The HMAC key of an unused binding key of `provisioner`.
     public func unboundEABKey(kid: String, provisioner: String) async throws -> Data? {
         try await pool.read { db in
             try Data.fetchOne(
@@ -571,29 +438,25 @@ public final class ACMEStore: Sendable {
         }
     }
 
-    public struct EABKeyInfo: Sendable {
-        public var kid: String
-        public var provisioner: String
-        public var createdAt: Date
-        public var boundAccount: String?
-    }
-
-    public func eabKeys(provisioner: String) async throws -> [EABKeyInfo] {
+    public func eabKeys(provisioner: String) async throws -> [ACMEEABKeyInfo] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM acme_eab_keys WHERE provisioner = ? ORDER BY created_at", arguments: [provisioner]).map {
-                EABKeyInfo(kid: $0["kid"], provisioner: $0["provisioner"], createdAt: Date(timeIntervalSince1970: $0["created_at"]), boundAccount: $0["bound_account"])
+                ACMEEABKeyInfo(
+                    kid: $0["kid"], provisioner: $0["provisioner"], createdAt: Date(timeIntervalSince1970: $0["created_at"]),
+                    boundAccount: $0["bound_account"])
             }
         }
     }
 
     // MARK: - Clean-up
 
-    /// Orders (with their authorizations and challenges) that expired more than `retention` ago and
-    /// never produced a certificate.
     public func purge(expiredBefore date: Date) async throws -> Int {
-        try await pool.write { db in
+        try await write { db in
             try db.execute(sql: "DELETE FROM acme_orders WHERE expires < ? AND certificate_serial IS NULL", arguments: [date.timeIntervalSince1970])
             return db.changesCount
         }
     }
 }
+
+/// The former name, still used by `SQLiteCertificateStore.migrator` for the ACME migrations.
+typealias ACMEStore = SQLiteACMEDatabase

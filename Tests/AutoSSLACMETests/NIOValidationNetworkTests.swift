@@ -1,13 +1,12 @@
-@testable import AutoSSLServer
-import AutoSSLCA
+@testable import AutoSSLACME
 import AutoSSLCore
 import Foundation
 import NIOCore
 import Testing
 import TestSupport
 
-/// The network side of ACME validation against small hostile or unusual servers started here.
-@Suite(.serialized) struct ValidationNetworkTests {
+/// The real (NIO) validation network against small hostile or unusual servers started here.
+@Suite(.serialized) struct NIOValidationNetworkTests {
     /// A DNS server on UDP and TCP (same port): over UDP it answers with the TC bit and no records,
     /// over TCP with the TXT record, as a server with a large answer does.
     static let truncatingDNSServer = #"""
@@ -75,30 +74,14 @@ import TestSupport
 
     @Test func validationNamesTheKindOfFailureForARefusedConnection() async throws {
         let port = freeLoopbackPort()  // nothing listens there
-        var settings = ACMEProvisionerSettings(name: "t", http01Port: port)
-        settings.validationAllow = ["127.0.0.0/8"]
-        let validator = ACMEValidator(
-            provisioner: settings, addressPolicy: ValidationAddressPolicy(allowed: [try IPRange(parsing: "127.0.0.0/8")]))
+        let validator = ChallengeValidator(
+            http01Port: port, addressPolicy: ValidationAddressPolicy(allowed: [try IPRange(parsing: "127.0.0.0/8")]))
         let problem = await validator.validate(
             type: "http-01", identifier: .ip(IPAddress("127.0.0.1")!), token: "tok", keyAuthorization: "tok.thumb")
         #expect(problem?.kind == .connection && problem?.detail.contains("connection refused") == true, "\(String(describing: problem))")
-        let refused = await ACMEValidator(provisioner: settings).validate(
+        let refused = await ChallengeValidator(http01Port: port).validate(
             type: "http-01", identifier: .ip(IPAddress("127.0.0.1")!), token: "tok", keyAuthorization: "tok.thumb")
         #expect(refused?.kind == .rejectedIdentifier && refused?.detail.contains("loopback") == true, "\(String(describing: refused))")
-    }
-
-    @Test func connectionCounterCapsEachSourceAndTheTotal() {
-        var limits = ConnectionLimits()
-        limits.maximumConnections = 5
-        limits.maximumPerSource = 2
-        let counter = ConnectionCounter(limits: limits)
-        #expect(counter.admit("a") == nil && counter.admit("a") == nil)
-        #expect(counter.admit("a") != nil)
-        #expect(counter.admit("b") == nil && counter.admit("b") == nil && counter.admit("c") == nil)
-        #expect(counter.admit("d") != nil)
-        counter.release("a")
-        #expect(counter.admit("a") == nil)
-        #expect(counter.open == 5)
     }
 }
 

@@ -1,0 +1,133 @@
+import AutoSSLCA
+import AutoSSLConfig
+import AutoSSLCore
+import AutoSSLStore
+import Foundation
+
+/// Authorizations and challenges (RFC 8555 §7.5): reading and deactivating authorizations,
+/// starting a validation, and the validation itself with its durable attempt count.
+extension ACMEAuthority {
+    func challengeObject(_ challenge: ACMEChallengeRecord, _ endpoint: ACMEEndpoint) -> ACMEChallengeObject {
+        ACMEChallengeObject(
+            type: challenge.type, url: endpoint.challengeURL(challenge.id), status: challenge.status, token: challenge.token,
+            validated: challenge.validatedAt.map { Timestamp.rfc3339($0) },
+            error: challenge.status == .valid ? nil : ProblemDocument(stored: challenge.error))
+    }
+
+    /// A valid authorization shows only the challenge that validated it.
+    func authorizationObject(_ authorization: ACMEAuthorizationRecord, _ endpoint: ACMEEndpoint) -> ACMEAuthorizationObject {
+        let challenges = authorization.status == .valid ? authorization.challenges.filter { $0.status == .valid } : authorization.challenges
+        return ACMEAuthorizationObject(
+            identifier: authorization.identifier, status: authorization.status, expires: Timestamp.rfc3339(authorization.expires),
+            challenges: challenges.map { challengeObject($0, endpoint) }, wildcard: authorization.wildcard ? true : nil)
+    }
+
+    /// POST to an authorization: read it, or deactivate it (`{"status": "deactivated"}`).
+    public func authorization(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
+        let account = try request.requireAccount()
+        guard let id = request.endpoint.id, let stored = try await database.authorization(id: id) else {
+            throw ACMEProblem(.malformed, "no such authorization", status: 404)
+        }
+        guard stored.accountID == account.id else { throw ACMEProblem(.unauthorized, "the authorization belongs to another account") }
+        var authorization = ACMEStateRules.effective(stored, now: now)
+        if !request.isPostAsGet {
+            guard try request.payload(StatusPayload.self).status == ACMEAuthorizationStatus.deactivated.rawValue else {
+                throw ACMEProblem(.malformed, "an authorization can only be deactivated")
+            }
+            if authorization.status == .pending || authorization.status == .valid,
+               try await database.setAuthorizationStatus(id: id, from: [.pending, .valid], to: .deactivated) {
+                authorization.status = .deactivated
+            } else if let fresh = try await database.authorization(id: id) {
+                authorization = ACMEStateRules.effective(fresh, now: now)
+            }
+            return try .json(authorizationObject(authorization, request.endpoint))
+        }
+        let pending = authorization.status == .pending && authorization.challenges.contains { $0.status == .processing }
+        return try ACMEReply.json(authorizationObject(authorization, request.endpoint)).retrying(when: pending)
+    }
+
+    /// POST to a challenge: `{}` asks for validation (once; it runs in the background), POST-as-GET reads it.
+    public func challenge(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
+        let account = try request.requireAccount()
+        guard let id = request.endpoint.id, let (found, authorization) = try await database.challenge(id: id) else {
+            throw ACMEProblem(.malformed, "no such challenge", status: 404)
+        }
+        var challenge = found
+        guard authorization.accountID == account.id else { throw ACMEProblem(.unauthorized, "the challenge belongs to another account") }
+        if !request.isPostAsGet, challenge.status == .pending {
+            if authorization.expires < now { throw ACMEProblem(.malformed, "the authorization expired") }
+            if try await database.startValidation(challengeID: id) {
+                challenge.status = .processing
+                let remote = request.endpoint.remote
+                Task { await self.validate(challengeID: id, remote: remote) }
+            }
+        }
+        var reply = try ACMEReply.json(challengeObject(challenge, request.endpoint)).retrying(when: challenge.status == .processing)
+        reply.links.append("<\(request.endpoint.authorizationURL(authorization.id))>;rel=\"up\"")
+        return reply
+    }
+
+    /// The addresses validation may connect to for this provisioner: its `validation_allow`
+    /// ranges open what is refused by default, which includes this machine's own addresses.
+    public func addressPolicy(for provisioner: ACMEProvisionerSettings) -> ValidationAddressPolicy {
+        let allowed = (provisioner.validationAllow ?? []).compactMap { try? IPRange(parsing: $0) }
+        let configured = authority.settings.addresses.compactMap { IPAddress($0.host) }
+        return ValidationAddressPolicy(allowed: allowed, ownAddresses: Set(configured + ownMachineAddresses))
+    }
+
+    func validator(for provisioner: ACMEProvisionerSettings) -> ChallengeValidator {
+        ChallengeValidator(
+            http01Port: provisioner.http01Port ?? 80, tlsALPN01Port: provisioner.tlsALPN01Port ?? 443, resolver: provisioner.resolver,
+            addressPolicy: addressPolicy(for: provisioner), network: network, timeout: attemptTimeout)
+    }
+
+    /// Tries the challenge a few times (the client's responder may need a moment), then records the
+    /// result. Each attempt is counted in the database before it starts, so however often the CA
+    /// restarts, a challenge gets at most `attemptDelays.count` attempts.
+    public func validate(challengeID: String, remote: String?) async {
+        guard let (challenge, authorization) = try? await database.challenge(id: challengeID),
+              let account = try? await database.account(id: authorization.accountID),
+              let provisioner = provisioners.first(where: { $0.name == account.provisioner }),
+              let identifier = try? ACMEIdentifierValue(authorization.identifier),
+              let key = try? Self.key(of: account) else {
+            if let (challenge, authorization) = try? await database.challenge(id: challengeID) {
+                _ = try? await database.recordValidationOutcome(ACMEValidationOutcome(
+                    challengeID: challenge.id, challengeStatus: .invalid, validatedAt: nil, error: nil, authorizationID: authorization.id,
+                    authorizationStatus: .invalid, orderStatus: .invalid))
+            }
+            return
+        }
+        let keyAuthorization = ACMEChallengeValues.keyAuthorization(token: challenge.token, thumbprint: key.thumbprint)
+        let validator = validator(for: provisioner)
+        var failure: ACMEProblem?
+        var attempted = false
+        for delay in attemptDelays {
+            if delay > 0 { try? await Task.sleep(nanoseconds: UInt64(delay * 1_000_000_000)) }
+            if authorization.expires < Date() {
+                failure = ACMEProblem(.unauthorized, "the authorization expired before it was validated")
+                break
+            }
+            guard (try? await database.beginValidationAttempt(challengeID: challengeID, maximum: attemptDelays.count)) == true else {
+                if !attempted {
+                    failure = ACMEProblem(
+                        .connection, "validation gave up: its \(attemptDelays.count) attempts were used up (counted across restarts)")
+                }
+                break
+            }
+            attempted = true
+            // Each attempt holds one of a bounded number of slots.
+            await validationSlots.acquire()
+            failure = await validator.validate(type: challenge.type, identifier: identifier, token: challenge.token, keyAuthorization: keyAuthorization)
+            await validationSlots.release()
+            guard let failure else { break }
+            try? await database.noteValidationAttempt(challengeID: challengeID, error: ProblemDocument(failure).stored)
+        }
+        let others = failure == nil ? try? await database.authorizations(orderID: authorization.orderID) : nil
+        let outcome = ACMEStateRules.outcome(
+            challengeID: challengeID, authorization: authorization, others: others, failure: failure.map(ProblemDocument.init), now: Date())
+        _ = try? await database.recordValidationOutcome(outcome)
+        authority.record(.challenge(
+            provisioner: provisioner.name, account: account.id, identifier: identifier.value, type: challenge.type, failure: failure?.detail,
+            remote: remote))
+    }
+}

@@ -1,0 +1,158 @@
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLStore
+import Foundation
+
+/// Orders (RFC 8555 §7.4): creation with one authorization per identifier, reading (a read: the
+/// status shown is derived by `ACMEStateRules`), finalization and the certificate download.
+extension ACMEAuthority {
+    public static let maximumIdentifiers = 100
+
+    static func parseTime(_ text: String?) throws -> Date? {
+        guard let text else { return nil }
+        let formatter = ISO8601DateFormatter()
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        throw ACMEProblem(.malformed, "\(text) is not an RFC 3339 time")
+    }
+
+    public func newOrder(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
+        let account = try request.requireAccount()
+        let payload = try request.payload(NewOrderPayload.self)
+        guard !payload.identifiers.isEmpty, payload.identifiers.count <= Self.maximumIdentifiers else {
+            throw ACMEProblem(.malformed, "an order needs between 1 and \(Self.maximumIdentifiers) identifiers")
+        }
+        var values: [ACMEIdentifierValue] = []
+        var identifiers: [ACMEIdentifier] = []
+        for identifier in payload.identifiers {
+            let value = try ACMEIdentifierValue(identifier)
+            if !values.contains(value) {
+                values.append(value)
+                identifiers.append(ACMEIdentifier(type: identifier.type, value: value.value))
+            }
+        }
+        let provisioner = request.endpoint.provisioner
+        do {
+            try authority.acmePolicy(provisioner).check(names: values.map(\.subjectName))
+        } catch let error as AutoSSLError {
+            throw ACMEProblem(.rejectedIdentifier, error.message)
+        }
+        let notBefore = try Self.parseTime(payload.notBefore)
+        let notAfter = try Self.parseTime(payload.notAfter)
+        let expires = now.addingTimeInterval(Self.orderLifetime)
+        let orderID = Self.randomID()
+        var authorizations: [ACMEAuthorizationRecord] = []
+        for (value, identifier) in zip(values, identifiers) {
+            let types = ACMEStateRules.challengeTypes(for: value, offered: provisioner.challenges)
+            guard !types.isEmpty else {
+                throw ACMEProblem(
+                    .rejectedIdentifier,
+                    "provisioner \(provisioner.name) offers no challenge that can validate \(value.value)"
+                        + (value.isWildcard ? " (wildcards need dns-01)" : ""))
+            }
+            let authorizationID = Self.randomID()
+            // A wildcard's authorization is for the domain under it, marked as a wildcard (RFC 8555 §7.1.4).
+            let authorized = value.isWildcard ? ACMEIdentifier(type: "dns", value: String(value.value.dropFirst(2))) : identifier
+            authorizations.append(ACMEAuthorizationRecord(
+                id: authorizationID, accountID: account.id, orderID: orderID, identifier: authorized, wildcard: value.isWildcard,
+                status: .pending, expires: expires,
+                challenges: types.map {
+                    ACMEChallengeRecord(id: Self.randomID(), authorizationID: authorizationID, type: $0, token: Self.randomID(32), status: .pending)
+                }))
+        }
+        let order = ACMEOrderRecord(
+            id: orderID, accountID: account.id, provisioner: provisioner.name, status: .pending, identifiers: identifiers,
+            notBefore: notBefore, notAfter: notAfter, expires: expires, createdAt: now, authorizationIDs: authorizations.map(\.id))
+        try await database.createOrder(order, authorizations: authorizations)
+        return try .json(orderObject(order, request.endpoint), status: 201, location: request.endpoint.orderURL(orderID))
+    }
+
+    func orderObject(_ order: ACMEOrderRecord, _ endpoint: ACMEEndpoint) -> ACMEOrderObject {
+        ACMEOrderObject(
+            status: order.status, expires: Timestamp.rfc3339(order.expires), identifiers: order.identifiers,
+            authorizations: order.authorizationIDs.map(endpoint.authorizationURL), finalize: endpoint.orderURL(order.id) + "/finalize",
+            notBefore: order.notBefore.map { Timestamp.rfc3339($0) }, notAfter: order.notAfter.map { Timestamp.rfc3339($0) },
+            certificate: order.status == .valid ? endpoint.certificateURL(order.id) : nil, error: ProblemDocument(stored: order.error))
+    }
+
+    /// The order as it stands now (derived, nothing written).
+    public func currentOrder(id: String, now: Date = Date()) async throws -> ACMEOrderRecord? {
+        guard let order = try await database.order(id: id) else { return nil }
+        let authorizations = ACMEStateRules.needsAuthorizations(order, now: now) ? try await database.authorizations(orderID: id) : []
+        return ACMEStateRules.effective(order, authorizations: authorizations, now: now)
+    }
+
+    /// The order the request's `:id` names, if it belongs to the signing account: (account, order as
+    /// it stands now, order as stored).
+    func ownedOrder(_ request: ACMERequest, now: Date) async throws -> (ACMEAccountRecord, ACMEOrderRecord, stored: ACMEOrderStatus) {
+        let account = try request.requireAccount()
+        guard let id = request.endpoint.id, let stored = try await database.order(id: id), stored.provisioner == account.provisioner else {
+            throw ACMEProblem(.malformed, "no such order", status: 404)
+        }
+        guard stored.accountID == account.id else { throw ACMEProblem(.unauthorized, "the order belongs to another account") }
+        let authorizations = ACMEStateRules.needsAuthorizations(stored, now: now) ? try await database.authorizations(orderID: id) : []
+        return (account, ACMEStateRules.effective(stored, authorizations: authorizations, now: now), stored.status)
+    }
+
+    public func order(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
+        let (_, order, _) = try await ownedOrder(request, now: now)
+        return try ACMEReply.json(orderObject(order, request.endpoint), location: request.endpoint.orderURL(order.id))
+            .retrying(when: order.status == .processing || order.status == .pending)
+    }
+
+    /// Finalization (RFC 8555 §7.4): a CSR for exactly the order's identifiers, once the order is
+    /// ready. ready → processing happens once however many requests race; the certificate's record
+    /// and processing → valid are one transaction (in the authority's issuance).
+    public func finalize(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
+        let (account, order, stored) = try await ownedOrder(request, now: now)
+        guard order.status == .ready else {
+            throw ACMEProblem(.orderNotReady, "the order is \(order.status.rawValue), not ready: every authorization must be valid first")
+        }
+        let payload = try request.payload(FinalizePayload.self)
+        guard let der = Base64URL.decode(payload.csr) else { throw ACMEProblem(.badCSR, "the CSR is not base64url DER") }
+        let csr: VerifiedCSR
+        do {
+            csr = try VerifiedCSR(der: Array(der))
+        } catch let error as AutoSSLError {
+            throw ACMEProblem(.badCSR, error.message)
+        }
+        let values = try order.identifiers.map(ACMEIdentifierValue.init)
+        // Compared as text: lego puts an IP identifier into the CN and even into a dNSName; what is
+        // issued is the order's identifiers, an IP as an iPAddress SAN.
+        guard Set(csr.names.map(\.description)) == Set(values.map(\.value)) else {
+            throw ACMEProblem(
+                .badCSR,
+                "the CSR asks for \(csr.names.map(\.description).joined(separator: ", ")) but the order is for \(values.map(\.value).joined(separator: ", "))")
+        }
+        if stored == .pending {
+            // Ready by its authorizations, not yet marked so: mark it (whoever does it first).
+            _ = try await database.setOrderStatus(id: order.id, from: .pending, to: .ready, error: nil)
+        }
+        guard try await database.beginFinalize(orderID: order.id) else {
+            throw ACMEProblem(.orderNotReady, "the order is already being finalized")
+        }
+        let issued: IssuedCertificate
+        do {
+            issued = try await authority.issueForACME(
+                csr: csr, names: values.map(\.subjectName), provisioner: request.endpoint.provisioner, accountID: account.id,
+                orderID: order.id, notBefore: order.notBefore, notAfter: order.notAfter, remote: request.endpoint.remote)
+        } catch {
+            let problem = (error as? AuthorityError).map(Self.problem(for:)) ?? ACMEProblem(.serverInternal, "issuance failed")
+            try? await database.abortFinalize(orderID: order.id, invalidate: ProblemDocument(problem).stored)
+            throw problem
+        }
+        var done = order
+        done.status = .valid
+        done.certificateSerial = issued.serial
+        return try .json(orderObject(done, request.endpoint), location: request.endpoint.orderURL(order.id))
+    }
+
+    public func certificate(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
+        let (_, order, _) = try await ownedOrder(request, now: now)
+        guard order.status == .valid, let serial = order.certificateSerial, let chain = try await authority.pemChain(serial: serial) else {
+            throw ACMEProblem(.malformed, "the order has no certificate (yet)", status: 404)
+        }
+        return .pemChain(chain)
+    }
+}

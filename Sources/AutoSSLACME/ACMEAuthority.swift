@@ -1,0 +1,218 @@
+import AutoSSLCA
+import AutoSSLConfig
+import AutoSSLCore
+import AutoSSLHost
+import AutoSSLStore
+import Crypto
+import Foundation
+import Logging
+import Synchronization
+
+/// The ACME server's rules (RFC 8555, RFC 8737, RFC 8738), without HTTP: authentication of JWS
+/// requests and nonces, accounts, orders and their state transitions, validation, finalization,
+/// revocation and key rollover. State lives in an `ACMEDatabase`; issuance and revocation go through
+/// the `Authority`, with the same policy, durable records and audit trail as `/sign`. Each
+/// operation takes what the HTTP layer parsed and returns an `ACMEReply` for it to send.
+public final class ACMEAuthority: Sendable {
+    public let authority: Authority
+    public let database: any ACMEDatabase
+    let network: any ValidationNetwork
+    let logger: Logger
+    let provisionerList: Mutex<[ACMEProvisionerSettings]>
+    let nonceKey: SymmetricKey
+    let validationSlots = ValidationSlots(limit: 32)
+    /// Every address of this machine's interfaces (read once at start), refused to validation.
+    let ownMachineAddresses: [IPAddress]
+    /// Delays before each attempt of one validation; their count is the durable maximum per challenge.
+    let attemptDelays: [TimeInterval]
+    /// The budget of one validation attempt.
+    let attemptTimeout: TimeInterval
+
+    public static let nonceLifetime: TimeInterval = 3_600
+    public static let orderLifetime: TimeInterval = 86_400
+    /// How long expired orders without a certificate are kept.
+    public static let retention: TimeInterval = 7 * 86_400
+    public static let validationAttempts: [TimeInterval] = [0, 2, 4]
+    public static let signatureAlgorithms = ["ES256", "ES384", "RS256", "EdDSA"]
+
+    public init(
+        authority: Authority, database: any ACMEDatabase, provisioners: [ACMEProvisionerSettings],
+        network: any ValidationNetwork = NIOValidationNetwork(), ownMachineAddresses: [IPAddress] = NetworkAddresses.allInterfaceAddresses(),
+        attemptDelays: [TimeInterval] = ACMEAuthority.validationAttempts, attemptTimeout: TimeInterval = 10,
+        logger: Logger = Logger(label: "auto-ssl.acme")
+    ) async throws {
+        self.authority = authority
+        self.database = database
+        self.network = network
+        self.ownMachineAddresses = ownMachineAddresses
+        self.attemptDelays = attemptDelays
+        self.attemptTimeout = attemptTimeout
+        self.logger = logger
+        self.provisionerList = Mutex(provisioners)
+        self.nonceKey = SymmetricKey(data: try await database.key(named: "acme-nonce", size: 32))
+    }
+
+    public var provisioners: [ACMEProvisionerSettings] { provisionerList.withLock { $0 } }
+
+    public func replaceProvisioners(_ fresh: [ACMEProvisionerSettings]) {
+        provisionerList.withLock { $0 = fresh }
+    }
+
+    /// `https://HOST/acme/NAME`, HOST being the Host the client used or else the CA's first address.
+    public func base(host: String?, provisioner name: String) -> String {
+        let host = host ?? authority.settings.addresses.first?.description ?? "localhost"
+        return "https://\(host)/acme/\(name)"
+    }
+
+    /// The endpoint of a request to provisioner `name`, or nil when there is no such ACME provisioner.
+    public func endpoint(provisioner name: String, host: String?, path: String, id: String?, remote: String?) -> ACMEEndpoint? {
+        guard let provisioner = provisioners.first(where: { $0.name == name }) else { return nil }
+        let base = base(host: host, provisioner: name)
+        let url = "https://\(host ?? authority.settings.addresses.first?.description ?? "localhost")\(path)"
+        return ACMEEndpoint(provisioner: provisioner, base: base, url: url, id: id, remote: remote, requestHost: host)
+    }
+
+    /// After a restart: finalizations a crash interrupted go back to ready, and validations it
+    /// interrupted run again, within their remaining durable attempts (an expired authorization's
+    /// are closed as invalid without connecting anywhere).
+    public func resumeValidations() {
+        Task {
+            if let reset = try? await database.resetInterruptedFinalizations(), reset > 0 {
+                logger.notice("ACME: \(reset) interrupted finalization(s) set back to ready")
+            }
+            guard let pending = try? await database.challengesInProcessing() else { return }
+            for id in pending {
+                Task { await self.validate(challengeID: id, remote: nil) }
+            }
+        }
+    }
+
+    /// Forgets orders that expired more than `retention` ago without a certificate.
+    public func purgeExpired(now: Date = Date()) async throws -> Int {
+        try await database.purge(expiredBefore: now.addingTimeInterval(-Self.retention))
+    }
+
+    static func randomID(_ count: Int = 16) -> String {
+        Base64URL.encode(SecureRandom.bytes(count))
+    }
+
+    /// The problem document for an error an operation threw, or nil for an internal error (which
+    /// the HTTP layer logs and answers with a generic 500).
+    public static func problem(for error: any Error) -> ACMEProblem? {
+        switch error {
+        case let problem as ACMEProblem:
+            return problem
+        case let error as AuthorityError:
+            return problem(for: error)
+        case StoreError.unavailable(let reason):
+            return ACMEProblem(.serverInternal, "the CA cannot write its database right now (\(reason)); try again later", status: 503)
+        default:
+            return nil
+        }
+    }
+
+    static func problem(for error: AuthorityError) -> ACMEProblem {
+        switch error.kind {
+        case .forbidden: return ACMEProblem(.rejectedIdentifier, error.message)
+        case .unauthorized: return ACMEProblem(.unauthorized, error.message)
+        case .badRequest: return ACMEProblem(.malformed, error.message)
+        case .notFound: return ACMEProblem(.malformed, error.message, status: 404)
+        case .conflict: return ACMEProblem(.malformed, error.message, status: 409)
+        case .unavailable: return ACMEProblem(.serverInternal, error.message, status: 503)
+        }
+    }
+
+    // MARK: - Nonces
+
+    /// time (8 bytes) + random (8) + HMAC prefix (16): checkable by any replica without a lookup;
+    /// single use is enforced by recording each one in the database when it is spent.
+    public func makeNonce(now: Date = Date()) -> String {
+        var bytes = withUnsafeBytes(of: UInt64(max(0, now.timeIntervalSince1970)).bigEndian) { Array($0) }
+        bytes += SecureRandom.bytes(8)
+        bytes += HMAC<SHA256>.authenticationCode(for: bytes, using: nonceKey).prefix(16)
+        return Base64URL.encode(bytes)
+    }
+
+    /// Accepts a nonce once: it must be one of ours (its MAC), not older than `nonceLifetime`, and
+    /// not spent before.
+    public func spendNonce(_ nonce: String?, now: Date = Date()) async throws {
+        guard let nonce, let decoded = Base64URL.decode(nonce), decoded.count == 32 else {
+            throw ACMEProblem(.badNonce, "the request has no valid nonce; get a fresh one from newNonce")
+        }
+        let bytes = Array(decoded)
+        let mac = Array(HMAC<SHA256>.authenticationCode(for: bytes.prefix(16), using: nonceKey).prefix(16))
+        var difference: UInt8 = 0
+        for (a, b) in zip(mac, bytes.suffix(16)) { difference |= a ^ b }
+        let issued = bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let age = now.timeIntervalSince1970 - TimeInterval(issued)
+        guard difference == 0, age < Self.nonceLifetime else {
+            throw ACMEProblem(.badNonce, "the nonce is unknown or expired; retry with the one in this response's Replay-Nonce")
+        }
+        guard try await database.consumeNonce(nonce, expiresAt: Date(timeIntervalSince1970: TimeInterval(issued) + Self.nonceLifetime)) else {
+            throw ACMEProblem(.badNonce, "the nonce was already used; retry with the one in this response's Replay-Nonce")
+        }
+    }
+
+    // MARK: - Authentication
+
+    /// Checks a POST: its content type, the JWS, its URL, its nonce (spent here), and its key: the
+    /// JWK itself for newAccount and revokeCert, else the account `kid` names.
+    public func authenticate(_ endpoint: ACMEEndpoint, body: Data, contentType: String?) async throws -> ACMERequest {
+        if let contentType, !contentType.hasPrefix("application/jose+json") {
+            throw ACMEProblem(.malformed, "the Content-Type must be application/jose+json", status: 415)
+        }
+        let jws = try ACMEJWS(body: body)
+        guard jws.header.url == endpoint.url else {
+            throw ACMEProblem(.unauthorized, "the JWS \"url\" (\(jws.header.url ?? "none")) is not this request's URL \(endpoint.url)")
+        }
+        try await spendNonce(jws.header.nonce)
+        let isJWKEndpoint = endpoint.url.hasSuffix("/new-account") || endpoint.url.hasSuffix("/revoke-cert")
+        if let fields = jws.header.jwk {
+            guard isJWKEndpoint else {
+                throw ACMEProblem(.malformed, "this request must carry \"kid\" (the account URL), not \"jwk\"")
+            }
+            let key = try ACMEAccountKey(jwk: fields)
+            try verify(jws, key)
+            return ACMERequest(endpoint: endpoint, jws: jws, account: nil, key: key)
+        }
+        let accountPrefix = endpoint.base + "/account/"
+        guard let kid = jws.header.kid, kid.hasPrefix(accountPrefix) else {
+            throw ACMEProblem(.accountDoesNotExist, "\"kid\" is not an account URL of this provisioner", status: 400)
+        }
+        if endpoint.url.hasSuffix("/new-account") {
+            throw ACMEProblem(.malformed, "newAccount must carry \"jwk\", not \"kid\"")
+        }
+        let id = String(kid.dropFirst(accountPrefix.count))
+        guard let account = try await database.account(id: id), account.provisioner == endpoint.provisioner.name else {
+            throw ACMEProblem(.accountDoesNotExist, "no account \(id)", status: 400)
+        }
+        guard account.status == .valid else {
+            throw ACMEProblem(.unauthorized, "account \(id) is \(account.status.rawValue)")
+        }
+        let key = try Self.key(of: account)
+        try verify(jws, key)
+        return ACMERequest(endpoint: endpoint, jws: jws, account: account, key: key)
+    }
+
+    static func key(of account: ACMEAccountRecord) throws -> ACMEAccountKey {
+        try ACMEAccountKey(jwk: try JSONDecoder().decode(ACMEAccountKey.Fields.self, from: Data(account.jwk.utf8)))
+    }
+
+    func verify(_ jws: ACMEJWS, _ key: ACMEAccountKey) throws {
+        guard key.accepts(algorithm: jws.header.alg) else {
+            throw ACMEProblem(.badSignatureAlgorithm, "\(jws.header.alg) does not match the key", algorithms: Self.signatureAlgorithms)
+        }
+        guard key.isValidSignature(jws.signature, for: jws.signingInput) else {
+            throw ACMEProblem(.unauthorized, "the JWS signature does not verify with the account's key")
+        }
+    }
+
+    // MARK: - Directory
+
+    public func directory(_ endpoint: ACMEEndpoint) throws -> ACMEReply {
+        try .json(ACMEDirectoryObject(
+            newNonce: endpoint.base + "/new-nonce", newAccount: endpoint.base + "/new-account", newOrder: endpoint.base + "/new-order",
+            revokeCert: endpoint.base + "/revoke-cert", keyChange: endpoint.base + "/key-change",
+            meta: .init(externalAccountRequired: endpoint.provisioner.requireEAB, website: "https://" + (endpoint.requestHost ?? "") + "/")))
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// Where ACME state lives: accounts, orders, authorizations, challenges, external account binding
+/// keys, spent nonces and the server's ACME secrets, shared by every replica of the CA.
+///
+/// The contract (checked for every implementation by the shared `ACMEDatabaseContract` tests):
+/// - Reads never write. Derived states (an order that is ready because its authorizations are
+///   valid, an authorization past its expiry) are the ACME authority's to compute.
+/// - Every change is atomic and conditional: it names the state it changes from and reports
+///   whether it applied, so concurrent requests on the same object cannot overwrite each other and
+///   a transition happens exactly once.
+/// - Every write is durable when it returns.
+public protocol ACMEDatabase: Sendable {
+    // MARK: Server secrets and nonces
+
+    /// A random secret kept in the database (so every replica shares it), created on first use.
+    func key(named name: String, size: Int) async throws -> Data
+    /// Records a nonce as spent until `expiresAt`; false when it was spent before.
+    func consumeNonce(_ nonce: String, expiresAt: Date) async throws -> Bool
+
+    // MARK: Accounts
+
+    /// Creates the account, binding `account.eabKeyID` at the same time. If the key already has an
+    /// account (a concurrent newAccount), that one is returned with `created == false`. Throws
+    /// `ACMEDatabaseError.eabKeyAlreadyUsed` (and creates nothing) when the binding key is taken.
+    func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool)
+    func account(id: String) async throws -> ACMEAccountRecord?
+    func account(provisioner: String, thumbprint: String) async throws -> ACMEAccountRecord?
+    /// Replaces the contacts of a valid account; returns the account as it is afterwards (nil: no such account).
+    func updateAccountContact(id: String, contact: [String]) async throws -> ACMEAccountRecord?
+    /// valid → deactivated, with the account's pending and valid authorizations (RFC 8555 §7.3.6),
+    /// in one transaction; returns the account as it is afterwards (nil: no such account).
+    func deactivateAccount(id: String) async throws -> ACMEAccountRecord?
+    /// Key rollover; throws `ACMEDatabaseError.accountKeyInUse` when the new key belongs to another
+    /// account of the provisioner, `.notFound` when there is no such account.
+    func changeAccountKey(id: String, thumbprint: String, jwk: String) async throws
+
+    // MARK: Orders
+
+    /// The order, its authorizations and their challenges, in one transaction.
+    func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws
+    func order(id: String) async throws -> ACMEOrderRecord?
+    /// The ids of an account's orders, oldest first.
+    func orderIDs(accountID: String) async throws -> [String]
+    /// The order that produced a certificate.
+    func order(certificateSerial: String) async throws -> ACMEOrderRecord?
+    /// from → to (with `error`, a problem document, when given); false when the order was not in `from`.
+    func setOrderStatus(id: String, from: ACMEOrderStatus, to: ACMEOrderStatus, error: String?) async throws -> Bool
+    /// Every order in `processing` (a finalization a crash interrupted) back to `ready`; returns how many.
+    func resetInterruptedFinalizations() async throws -> Int
+
+    // MARK: Authorizations and challenges
+
+    func authorization(id: String) async throws -> ACMEAuthorizationRecord?
+    /// The authorizations of an order, in the order's order.
+    func authorizations(orderID: String) async throws -> [ACMEAuthorizationRecord]
+    /// Any of `from` → to; false when the authorization was in none of them.
+    func setAuthorizationStatus(id: String, from: Set<ACMEAuthorizationStatus>, to: ACMEAuthorizationStatus) async throws -> Bool
+    /// A challenge and its authorization.
+    func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)?
+    /// pending → processing, only while its authorization is pending; false otherwise.
+    func startValidation(challengeID: String) async throws -> Bool
+    /// Counts one more validation attempt of a challenge in processing, durably, unless it already
+    /// had `maximum`: false then (and for a challenge no longer in processing).
+    func beginValidationAttempt(challengeID: String, maximum: Int) async throws -> Bool
+    /// Keeps the last attempt's error (problem document JSON) on a challenge still in processing.
+    func noteValidationAttempt(challengeID: String, error: String) async throws
+    /// Writes a validation's outcome (see `ACMEValidationOutcome`); false when the challenge was no
+    /// longer in processing (nothing is written then).
+    func recordValidationOutcome(_ outcome: ACMEValidationOutcome) async throws -> Bool
+    /// Challenges left in processing (by a restart), to validate again.
+    func challengesInProcessing() async throws -> [String]
+
+    // MARK: External account binding
+
+    func addEABKey(kid: String, provisioner: String, key: Data, now: Date) async throws
+    /// The HMAC key of a binding key of `provisioner` that no account uses yet.
+    func unboundEABKey(kid: String, provisioner: String) async throws -> Data?
+    func eabKeys(provisioner: String) async throws -> [ACMEEABKeyInfo]
+
+    // MARK: Clean-up
+
+    /// Deletes orders (with their authorizations and challenges) that expired before `date` and never
+    /// produced a certificate; returns how many.
+    func purge(expiredBefore date: Date) async throws -> Int
+}
+
+extension ACMEDatabase {
+    /// ready → processing, exactly once however many finalize requests race.
+    public func beginFinalize(orderID: String) async throws -> Bool {
+        try await setOrderStatus(id: orderID, from: .ready, to: .processing, error: nil)
+    }
+
+    /// A finalization that did not issue: back to ready (the client can try again), or invalid with
+    /// the problem document when the refusal is final.
+    public func abortFinalize(orderID: String, invalidate error: String?) async throws {
+        _ = try await setOrderStatus(id: orderID, from: .processing, to: error == nil ? .ready : .invalid, error: error)
+    }
+}

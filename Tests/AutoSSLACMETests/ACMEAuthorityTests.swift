@@ -1,0 +1,196 @@
+@testable import AutoSSLACME
+import AutoSSLCA
+import AutoSSLCore
+import AutoSSLStore
+import Foundation
+import Testing
+import TestSupport
+
+/// The ACME authority without HTTP: the order lifecycle, the derived states, nonces, finalization,
+/// over the real SQLite database and a fake network.
+@Suite struct ACMEAuthorityTests {
+    func problem(_ work: () async throws -> Any) async -> ACMEProblem? {
+        do {
+            _ = try await work()
+            return nil
+        } catch let problem as ACMEProblem {
+            return problem
+        } catch {
+            return ACMEAuthority.problem(for: error) ?? ACMEProblem(.serverInternal, "\(error)")
+        }
+    }
+
+    @Test func anOrderGoesFromPendingToReadyToValidAndFinalizesOnce() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["www.example.test", "api.example.test"])
+        #expect(created.status == .pending && created.authorizations.count == 2)
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        let early = await problem {
+            try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["www.example.test"])]) {
+                acme in { try await acme.finalize($0) }
+            }
+        }
+        #expect(early?.kind == .orderNotReady, "\(String(describing: early))")
+
+        let ready = try await fixture.validate(account, order: created, orderID: orderID)
+        #expect(ready.status == .ready)
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .ready, "the last validation marks the order ready")
+        for url in created.authorizations {
+            let authorization = try await fixture.authorization(account, url: url)
+            #expect(authorization.status == .valid && authorization.challenges.count == 1)
+        }
+
+        let wrongNames = await problem {
+            try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["other.example.test"])]) {
+                acme in { try await acme.finalize($0) }
+            }
+        }
+        #expect(wrongNames?.kind == .badCSR)
+
+        // Two finalizations at once: one issues, the other is told the order is being finalized (or done).
+        let csr = try fixture.csr(["www.example.test", "api.example.test"])
+        let outcomes = await withTaskGroup(of: ACMEProblem?.self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    await self.problem {
+                        try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": csr]) { acme in { try await acme.finalize($0) } }
+                    }
+                }
+            }
+            return await group.reduce(into: [ACMEProblem?]()) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == nil }.count == 1, "\(outcomes)")
+        #expect(outcomes.compactMap { $0 }.allSatisfy { $0.kind == .orderNotReady }, "\(outcomes)")
+
+        let valid = try await fixture.order(account, id: orderID)
+        #expect(valid.status == .valid && valid.certificate != nil)
+        let stored = try #require(try await fixture.database.acme.order(id: orderID))
+        #expect(stored.status == .valid && stored.certificateSerial != nil, "issuance and completion are one transaction")
+        let again = await problem {
+            try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": csr]) { acme in { try await acme.finalize($0) } }
+        }
+        #expect(again?.kind == .orderNotReady && again?.detail.contains("valid") == true, "\(String(describing: again))")
+        let chain = try await fixture.post(account, "cert/" + orderID, id: orderID, json: nil) { acme in { try await acme.certificate($0) } }
+        #expect(chain.contentType == "application/pem-certificate-chain")
+        #expect(String(decoding: chain.body, as: UTF8.self).components(separatedBy: "BEGIN CERTIFICATE").count == 3)
+    }
+
+    @Test func pollingAnOrderIsARead() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["read.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        let stored = try #require(try await fixture.database.acme.order(id: orderID))
+        // The authorization turned valid without the order being marked (as after a crash between the two).
+        let authorizationID = try #require(stored.authorizationIDs.first)
+        let challenge = try #require(try await fixture.database.acme.authorization(id: authorizationID)?.challenges.first)
+        #expect(try await fixture.database.acme.startValidation(challengeID: challenge.id))
+        #expect(try await fixture.database.acme.recordValidationOutcome(ACMEValidationOutcome(
+            challengeID: challenge.id, challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: authorizationID,
+            authorizationStatus: .valid, orderStatus: nil)))
+        #expect(try await fixture.order(account, id: orderID).status == .ready, "derived from the authorizations")
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .pending, "and nothing written by reading")
+
+        // Past its expiry the order reads as invalid, still without a write.
+        let later = Date().addingTimeInterval(ACMEAuthority.orderLifetime + 60)
+        let current = try #require(try await fixture.acme.currentOrder(id: orderID, now: later))
+        #expect(current.status == .invalid && ProblemDocument(stored: current.error)?.detail == "the order expired")
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .pending)
+        let expired = ACMEStateRules.effective(try #require(try await fixture.database.acme.authorization(id: authorizationID)), now: later)
+        #expect(expired.status == .expired)
+
+        // Finalize marks a derived-ready order ready, then processing, then valid.
+        let reply = try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["read.example.test"])]) {
+            acme in { try await acme.finalize($0) }
+        }
+        #expect(reply.status == 200)
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .valid)
+    }
+
+    @Test func aFailedChallengeInvalidatesTheAuthorizationAndTheOrder() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["wrong.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        let order = try await fixture.validate(account, order: created, orderID: orderID, content: "not-the-key-authorization")
+        #expect(order.status == .invalid)
+        #expect(order.error?.type.hasSuffix("incorrectResponse") == true, "\(String(describing: order.error))")
+        let authorization = try await fixture.authorization(account, url: try #require(created.authorizations.first))
+        #expect(authorization.status == .invalid)
+        let challenge = try #require(authorization.challenges.first { $0.type == "http-01" })
+        #expect(challenge.status == .invalid && challenge.error?.detail?.contains("wrong content") == true)
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .invalid)
+        #expect(fixture.network.requests.count == 3, "three attempts: \(fixture.network.requests)")
+    }
+
+    @Test func aNonceWorksOnceAndOnlyIfItIsOurs() async throws {
+        let fixture = try await ACMEFixture()
+        let nonce = fixture.acme.makeNonce()
+        try await fixture.acme.spendNonce(nonce)
+        let replayed = await problem { try await fixture.acme.spendNonce(nonce) }
+        #expect(replayed?.kind == .badNonce && replayed?.detail.contains("already used") == true)
+        let forged = await problem { try await fixture.acme.spendNonce("bm90LWEtbm9uY2U") }
+        #expect(forged?.kind == .badNonce)
+        var tampered = Array(Base64URL.decode(fixture.acme.makeNonce()) ?? Data())
+        tampered[9] ^= 1
+        let altered = await problem { try await fixture.acme.spendNonce(Base64URL.encode(tampered)) }
+        #expect(altered?.kind == .badNonce && altered?.detail.contains("unknown or expired") == true)
+        let old = fixture.acme.makeNonce(now: Date().addingTimeInterval(-ACMEAuthority.nonceLifetime - 1))
+        let expired = await problem { try await fixture.acme.spendNonce(old) }
+        #expect(expired?.kind == .badNonce)
+        let missing = await problem { try await fixture.acme.spendNonce(nil) }
+        #expect(missing?.kind == .badNonce)
+        // Through authentication: the same JWS twice is refused the second time.
+        let account = TestAccount()
+        let endpoint = fixture.endpoint("new-account")
+        let body = try account.body(url: endpoint.url, nonce: fixture.acme.makeNonce(), payload: Data("{}".utf8))
+        _ = try await fixture.acme.authenticate(endpoint, body: body, contentType: "application/jose+json")
+        let again = await problem { try await fixture.acme.authenticate(endpoint, body: body, contentType: "application/jose+json") }
+        #expect(again?.kind == .badNonce)
+    }
+
+    @Test func requestsAreCheckedBeforeAnythingHappens() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, accountID) = try await fixture.newAccount()
+        let endpoint = fixture.endpoint("new-order")
+        let wrongURL = try account.body(url: fixture.base + "/new-account", nonce: fixture.acme.makeNonce(), payload: Data("{}".utf8))
+        #expect(await problem { try await fixture.acme.authenticate(endpoint, body: wrongURL, contentType: nil) }?.kind == .unauthorized)
+        let good = try account.body(url: endpoint.url, nonce: fixture.acme.makeNonce(), payload: Data("{}".utf8))
+        #expect(await problem { try await fixture.acme.authenticate(endpoint, body: good, contentType: "text/plain") }?.status == 415)
+        var stranger = TestAccount()
+        stranger.kid = account.kid
+        let forged = try stranger.body(url: endpoint.url, nonce: fixture.acme.makeNonce(), payload: Data("{}".utf8))
+        #expect(await problem { try await fixture.acme.authenticate(endpoint, body: forged, contentType: nil) }?.kind == .unauthorized)
+        let unsupported = await problem {
+            try await fixture.post(account, "new-order", json: ["identifiers": [["type": "email", "value": "a@b.c"]]]) { acme in { try await acme.newOrder($0) } }
+        }
+        #expect(unsupported?.kind == .unsupportedIdentifier)
+        // An existing key gets its account back; onlyReturnExisting for an unknown key is refused.
+        var same = account
+        same.kid = nil
+        let existing = try await fixture.post(same, "new-account", json: [String: String]()) { $0.newAccount }
+        #expect(existing.status == 200 && existing.location?.hasSuffix(accountID) == true)
+        let unknown = await problem { try await fixture.post(TestAccount(), "new-account", json: ["onlyReturnExisting": true]) { $0.newAccount } }
+        #expect(unknown?.kind == .accountDoesNotExist)
+        // A deactivated account can do nothing more.
+        _ = try await fixture.post(account, "account/" + accountID, id: accountID, json: ["status": "deactivated"]) { $0.account }
+        let after = await problem { try await fixture.newOrder(account, names: ["late.example.test"]) }
+        #expect(after?.kind == .unauthorized)
+    }
+
+    @Test func wildcardsNeedDNS01AndIPsNeverGetIt() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let order = try await fixture.newOrder(account, names: ["*.apps.example.test", "127.0.0.1"])
+        let wildcard = try await fixture.authorization(account, url: order.authorizations[0])
+        #expect(wildcard.wildcard == true && wildcard.identifier.value == "apps.example.test")
+        #expect(wildcard.challenges.map(\.type) == ["dns-01"])
+        let ip = try await fixture.authorization(account, url: order.authorizations[1])
+        #expect(!ip.challenges.map(\.type).contains("dns-01"))
+        let httpOnly = try await ACMEFixture(challenges: ["http-01"])
+        let (other, _) = try await httpOnly.newAccount()
+        let refused = await problem { try await httpOnly.newOrder(other, names: ["*.x.example.test"]) }
+        #expect(refused?.kind == .rejectedIdentifier && refused?.detail.contains("wildcards need dns-01") == true)
+    }
+}

@@ -1,0 +1,181 @@
+import AutoSSLStore
+import Foundation
+import Testing
+import TestSupport
+
+/// What every `ACMEDatabase` must do, whichever database implements it: a new implementation adds
+/// its factory to `ACMEDatabaseFactory.all` and must pass the same suite.
+struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
+    var description: String
+    /// A fresh, empty database, and whatever must stay alive while it is used.
+    var make: @Sendable () throws -> (any ACMEDatabase, AnyObject)
+
+    static let sqlite = ACMEDatabaseFactory(description: "SQLite") {
+        let directory = TemporaryDirectory()
+        let database = try CADatabase.openSQLite(path: directory.file("db.sqlite"))
+        return (database.acme, directory)
+    }
+
+    static let all: [ACMEDatabaseFactory] = [.sqlite]
+}
+
+@Suite struct ACMEDatabaseContractTests {
+    static func account(_ id: String, thumbprint: String, eab: String? = nil) -> ACMEAccountRecord {
+        ACMEAccountRecord(id: id, provisioner: "acme", thumbprint: thumbprint, jwk: "{}", status: .valid, contact: [], createdAt: Date(), eabKeyID: eab)
+    }
+
+    static func order(_ id: String, account: String, authorizations count: Int = 1, expires: Date = Date().addingTimeInterval(3_600))
+        -> (ACMEOrderRecord, [ACMEAuthorizationRecord])
+    {
+        let authorizations = (0..<count).map { index in
+            ACMEAuthorizationRecord(
+                id: "\(id)-a\(index)", accountID: account, orderID: id, identifier: ACMEIdentifier(type: "dns", value: "x\(index).test"),
+                wildcard: false, status: .pending, expires: expires,
+                challenges: [
+                    ACMEChallengeRecord(id: "\(id)-c\(index)", authorizationID: "\(id)-a\(index)", type: "http-01", token: "t\(index)", status: .pending),
+                    ACMEChallengeRecord(id: "\(id)-d\(index)", authorizationID: "\(id)-a\(index)", type: "dns-01", token: "u\(index)", status: .pending),
+                ])
+        }
+        let order = ACMEOrderRecord(
+            id: id, accountID: account, provisioner: "acme", status: .pending, identifiers: authorizations.map(\.identifier), notBefore: nil,
+            notAfter: nil, expires: expires, createdAt: Date(), authorizationIDs: authorizations.map(\.id))
+        return (order, authorizations)
+    }
+
+    /// Counts how many of `count` concurrent calls returned true.
+    static func winners(_ count: Int, _ work: @escaping @Sendable () async throws -> Bool) async throws -> Int {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<count { group.addTask { try await work() } }
+            return try await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
+        }
+    }
+
+    @Test(arguments: ACMEDatabaseFactory.all)
+    func oneAccountPerKeyAndEABKeysBindOnce(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try factory.make()
+        defer { withExtendedLifetime(keepAlive) {} }
+        try await store.addEABKey(kid: "k", provisioner: "acme", key: Data([1, 2, 3]), now: Date())
+        #expect(try await store.unboundEABKey(kid: "k", provisioner: "acme") == Data([1, 2, 3]))
+        #expect(try await store.unboundEABKey(kid: "k", provisioner: "other") == nil, "a key belongs to its provisioner")
+        let (first, created) = try await store.createAccount(Self.account("a1", thumbprint: "t1", eab: "k"))
+        #expect(created && first.eabKeyID == "k")
+        let (same, createdAgain) = try await store.createAccount(Self.account("a2", thumbprint: "t1"))
+        #expect(!createdAgain && same.id == "a1", "the same key gets the existing account")
+        await #expect(throws: ACMEDatabaseError.eabKeyAlreadyUsed) { _ = try await store.createAccount(Self.account("a3", thumbprint: "t3", eab: "k")) }
+        #expect(try await store.account(id: "a3") == nil, "a refused binding creates no account")
+        #expect(try await store.unboundEABKey(kid: "k", provisioner: "acme") == nil)
+        #expect(try await store.eabKeys(provisioner: "acme").map(\.boundAccount) == ["a1"])
+        _ = try await store.createAccount(Self.account("a4", thumbprint: "t4"))
+        await #expect(throws: ACMEDatabaseError.accountKeyInUse(existingID: "a1")) {
+            try await store.changeAccountKey(id: "a4", thumbprint: "t1", jwk: "{}")
+        }
+        await #expect(throws: ACMEDatabaseError.notFound) { try await store.changeAccountKey(id: "nobody", thumbprint: "t9", jwk: "{}") }
+        try await store.changeAccountKey(id: "a4", thumbprint: "t5", jwk: #"{"new":1}"#)
+        #expect(try await store.account(provisioner: "acme", thumbprint: "t5")?.id == "a4")
+        #expect(try await store.account(provisioner: "acme", thumbprint: "t4") == nil)
+        #expect(try await store.updateAccountContact(id: "a4", contact: ["mailto:x@y.z"])?.contact == ["mailto:x@y.z"])
+    }
+
+    @Test(arguments: ACMEDatabaseFactory.all)
+    func deactivatingAnAccountDeactivatesItsAuthorizations(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try factory.make()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        let (record, authorizations) = Self.order("o", account: "a")
+        try await store.createOrder(record, authorizations: authorizations)
+        #expect(try await store.deactivateAccount(id: "a")?.status == .deactivated)
+        #expect(try await store.authorization(id: "o-a0")?.status == .deactivated)
+        #expect(try await store.updateAccountContact(id: "a", contact: ["mailto:x@y.z"])?.contact == [], "a deactivated account stays as it is")
+        #expect(try await store.deactivateAccount(id: "nobody") == nil)
+    }
+
+    @Test(arguments: ACMEDatabaseFactory.all)
+    func readsNeverWrite(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try factory.make()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        let (record, authorizations) = Self.order("o", account: "a", expires: Date().addingTimeInterval(-60))
+        try await store.createOrder(record, authorizations: authorizations)
+        // Long expired, but stored as pending: reading it shows it as stored.
+        #expect(try await store.order(id: "o")?.status == .pending)
+        #expect(try await store.authorization(id: "o-a0")?.status == .pending)
+        #expect(try await store.authorizations(orderID: "o").map(\.status) == [.pending])
+        #expect(try await store.order(id: "o")?.status == .pending)
+        let stored = try #require(try await store.order(id: "o"))
+        #expect(stored.authorizationIDs == ["o-a0"] && stored.identifiers == record.identifiers)
+        #expect(try await store.challenge(id: "o-c0")?.0.status == .pending)
+        #expect(try await store.orderIDs(accountID: "a") == ["o"])
+    }
+
+    @Test(arguments: ACMEDatabaseFactory.all)
+    func validationAndFinalizationHappenOnceUnderConcurrency(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try factory.make()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        let (record, authorizations) = Self.order("o", account: "a", authorizations: 2)
+        try await store.createOrder(record, authorizations: authorizations)
+        #expect(try await Self.winners(20) { try await store.startValidation(challengeID: "o-c0") } == 1, "a challenge starts validating exactly once")
+        #expect(try await store.challengesInProcessing() == ["o-c0"])
+        // Attempts are counted durably, up to the maximum.
+        #expect(try await Self.winners(5) { try await store.beginValidationAttempt(challengeID: "o-c0", maximum: 3) } == 3)
+        try await store.noteValidationAttempt(challengeID: "o-c0", error: #"{"type":"x"}"#)
+        #expect(try await store.challenge(id: "o-c0")?.0.error == #"{"type":"x"}"#)
+        let outcome = ACMEValidationOutcome(
+            challengeID: "o-c0", challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: "o-a0", authorizationStatus: .valid,
+            orderStatus: nil)
+        #expect(try await Self.winners(10) { try await store.recordValidationOutcome(outcome) } == 1, "an outcome is written once")
+        #expect(try await store.authorization(id: "o-a0")?.status == .valid)
+        #expect(try await store.order(id: "o")?.status == .pending, "the order is left alone when the outcome says so")
+        #expect(!(try await store.startValidation(challengeID: "o-d0")), "no validation starts once the authorization is no longer pending")
+
+        #expect(try await store.startValidation(challengeID: "o-c1"))
+        #expect(try await store.recordValidationOutcome(ACMEValidationOutcome(
+            challengeID: "o-c1", challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: "o-a1", authorizationStatus: .valid,
+            orderStatus: .ready)))
+        #expect(try await store.order(id: "o")?.status == .ready)
+        #expect(try await Self.winners(20) { try await store.beginFinalize(orderID: "o") } == 1, "an order is finalized exactly once")
+        #expect(try await store.resetInterruptedFinalizations() == 1)
+        #expect(try await store.order(id: "o")?.status == .ready)
+        #expect(try await store.beginFinalize(orderID: "o"))
+        try await store.abortFinalize(orderID: "o", invalidate: #"{"type":"urn:ietf:params:acme:error:badCSR"}"#)
+        let invalid = try #require(try await store.order(id: "o"))
+        #expect(invalid.status == .invalid && invalid.error?.contains("badCSR") == true)
+        #expect(!(try await store.setOrderStatus(id: "o", from: .ready, to: .processing, error: nil)))
+    }
+
+    @Test(arguments: ACMEDatabaseFactory.all)
+    func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try factory.make()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        let (record, authorizations) = Self.order("o", account: "a")
+        try await store.createOrder(record, authorizations: authorizations)
+        #expect(try await store.startValidation(challengeID: "o-c0"))
+        let error = #"{"type":"urn:ietf:params:acme:error:incorrectResponse"}"#
+        #expect(try await store.recordValidationOutcome(ACMEValidationOutcome(
+            challengeID: "o-c0", challengeStatus: .invalid, validatedAt: nil, error: error, authorizationID: "o-a0",
+            authorizationStatus: .invalid, orderStatus: .invalid)))
+        let order = try #require(try await store.order(id: "o"))
+        #expect(order.status == .invalid && order.error == error)
+        #expect(try await store.challenge(id: "o-c0")?.0.error?.contains("incorrectResponse") == true)
+        #expect(try await store.authorization(id: "o-a0")?.status == .invalid)
+        #expect(!(try await store.setAuthorizationStatus(id: "o-a0", from: [.pending, .valid], to: .deactivated)))
+        #expect(try await store.purge(expiredBefore: Date().addingTimeInterval(7_200)) == 1)
+        #expect(try await store.order(id: "o") == nil)
+        #expect(try await store.authorization(id: "o-a0") == nil)
+        #expect(try await store.challenge(id: "o-c0") == nil)
+    }
+
+    @Test(arguments: ACMEDatabaseFactory.all)
+    func noncesAreSpentOnceAndSecretsAreStable(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try factory.make()
+        defer { withExtendedLifetime(keepAlive) {} }
+        let expiry = Date().addingTimeInterval(3_600)
+        #expect(try await Self.winners(10) { try await store.consumeNonce("n1", expiresAt: expiry) } == 1)
+        #expect(try await store.consumeNonce("n2", expiresAt: expiry))
+        let key = try await store.key(named: "acme-nonce", size: 32)
+        #expect(key.count == 32)
+        #expect(try await store.key(named: "acme-nonce", size: 32) == key)
+        #expect(try await store.key(named: "other", size: 32) != key)
+    }
+}
