@@ -1,5 +1,5 @@
-import AutoSSLCA
 import AutoSSLClient
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO

@@ -1,4 +1,3 @@
-import AutoSSLCA
 import AutoSSLCore
 import Foundation
 import X509

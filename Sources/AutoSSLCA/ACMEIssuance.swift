@@ -1,3 +1,4 @@
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLStore
 import Foundation

@@ -1,3 +1,4 @@
+import AutoSSLConfig
 import AutoSSLCore
 import Foundation
 import X509

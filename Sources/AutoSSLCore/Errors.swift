@@ -1,13 +1,11 @@
 /// What kind of failure an error is; the CLI turns it into the documented exit code.
-public enum FailureKind: Int32, Sendable, CaseIterable {
-    case general = 1
-    case invalidArguments = 2
-    case missingDependency = 3
-    case permissionDenied = 4
-    case network = 5
-    case trustFailure = 6
-
-    public var exitCode: Int32 { rawValue }
+public enum FailureKind: Sendable, CaseIterable {
+    case general
+    case invalidArguments
+    case missingDependency
+    case permissionDenied
+    case network
+    case trustFailure
 }
 
 /// An error meant for the operator: what went wrong and, when we know it, what to do about it.

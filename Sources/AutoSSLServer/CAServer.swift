@@ -1,4 +1,5 @@
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLStore
 import Foundation
@@ -144,15 +145,14 @@ extension AuthorityError.Kind {
 /// The CA's HTTPS API (step-ca's shapes), on every configured address, with graceful shutdown on
 /// SIGTERM/SIGINT and an in-process renewal of its own TLS certificate.
 public final class CAServer: Sendable {
-    public static let maximumBodySize = 1 << 20
+    public static let maximumBodySize = SignEndpoint.maximumBodySize
 
     let authority: Authority
     let identity: ServerIdentity
-    let limiter: FailureLimiter
+    /// `/sign` and the gate of every authenticated endpoint, shared with the pipeline handler.
+    let signEndpoint: SignEndpoint
     let logger: Logger
     let reloadSettings: @Sendable () throws -> CASettings
-    /// The intermediate as a JSON string, once: it is in every issuance's response.
-    let quotedIntermediatePEMBytes: [UInt8]
     let acme: ACMEService?
     /// Caps and timeouts of the connections the server keeps.
     let connectionLimits: ConnectionLimits
@@ -171,9 +171,8 @@ public final class CAServer: Sendable {
         self.reloadSettings = reloadSettings
         acme = try await ACMEService(
             authority: authority, store: acmeDatabase, provisioners: authority.settings.acmeProvisioners ?? [], logger: logger)
-        self.quotedIntermediatePEMBytes = Array(JSONText.quote(try authority.intermediate.pemString()).utf8)
         self.logger = logger
-        self.limiter = FailureLimiter()
+        self.signEndpoint = try SignEndpoint(authority: authority, logger: logger)
         self.identity = try await ServerIdentity(authority: authority, logger: logger)
     }
 
@@ -257,86 +256,26 @@ public final class CAServer: Sendable {
         _ request: Request, context: CARequestContext, _ body: (ByteBuffer, String) async throws -> T
     ) async throws -> T {
         let remote = context.remoteAddress ?? "unknown"
-        try refuseIfRateLimited(remote)
+        try signEndpoint.refuseIfRateLimited(remote)
         let path = request.uri.path
         if let length = request.headers[.contentLength].flatMap(Int.init), length > Self.maximumBodySize {
-            throw bodyTooLarge(remote: remote, path: path)
+            throw signEndpoint.bodyTooLarge(remote: remote, path: path)
         }
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: Self.maximumBodySize)
         } catch is NIOTooManyBytesError {
-            throw bodyTooLarge(remote: remote, path: path)
+            throw signEndpoint.bodyTooLarge(remote: remote, path: path)
         }
-        return try await countingFailures(remote: remote, path: path) { try await body(buffer, remote) }
-    }
-
-    /// A client that failed authentication too often waits before anything else is looked at.
-    func refuseIfRateLimited(_ remote: String) throws {
-        if let wait = limiter.retryAfter(remote) {
-            authority.record(.rateLimited(remote: remote))
-            throw APIError(
-                status: .tooManyRequests,
-                message: "too many failed authentication attempts from \(remote); retry in \(wait) s",
-                headers: [.retryAfter: "\(wait)"])
-        }
-    }
-
-    func bodyTooLarge(remote: String, path: String) -> HTTPError {
-        authority.record(.bodyTooLarge(remote: remote, path: path, limit: Self.maximumBodySize))
-        return HTTPError(.contentTooLarge)
-    }
-
-    /// Runs an authenticated request's work, remembering authentication failures for the rate
-    /// limiter and auditing malformed bodies (which never reach the authority).
-    func countingFailures<T>(remote: String, path: String, _ work: () async throws -> T) async throws -> T {
-        do {
-            return try await work()
-        } catch let error as AuthorityError where error.kind == .unauthorized {
-            limiter.recordFailure(remote)
-            throw error
-        } catch let error as APIError where error.status == .badRequest {
-            authority.record(.refused(remote: remote, path: path, reason: error.message))
-            throw error
-        }
+        return try await signEndpoint.countingFailures(remote: remote, path: path) { try await body(buffer, remote) }
     }
 
     static func decode<Body: Decodable>(_ type: Body.Type, _ buffer: ByteBuffer, expected: String) throws -> Body {
-        do {
-            return try JSONDecoder().decode(type, from: Data(buffer: buffer))
-        } catch {
-            throw APIError(status: .badRequest, message: "the body must be " + expected)
-        }
+        try SignEndpoint.decode(type, buffer, expected: expected)
     }
 
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
-        Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: chainBody(issued)))
-    }
-
-    /// `/sign` once its body is read (by the router or by `SignFastPath`): the response body.
-    func signedChain(body buffer: ByteBuffer, remote: String) async throws -> ByteBuffer {
-        let body = try SignBody.decode(buffer)
-        return chainBody(try await authority.sign(
-            .init(csrPEM: body.csr, token: body.ott, notBefore: body.notBefore, notAfter: body.notAfter, remote: remote)))
-    }
-
-    /// `{"ca", "certChain", "crt"}`, written straight into the response buffer: it is on every
-    /// issuance's path. The authority always signs with its current intermediate.
-    func chainBody(_ issued: IssuedCertificate) -> ByteBuffer {
-        let leaf = PEM.jsonQuoted(issued.leafDER, label: "CERTIFICATE")
-        let ca = quotedIntermediatePEMBytes
-        var body = ByteBuffer()
-        body.reserveCapacity(2 * (leaf.count + ca.count) + 40)
-        body.writeStaticString(#"{"ca":"#)
-        body.writeBytes(ca)
-        body.writeStaticString(#","certChain":["#)
-        body.writeBytes(leaf)
-        body.writeStaticString(",")
-        body.writeBytes(ca)
-        body.writeStaticString(#"],"crt":"#)
-        body.writeBytes(leaf)
-        body.writeStaticString("}")
-        return body
+        Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: signEndpoint.chainBody(issued)))
     }
 
     func renew(_ request: Request, context: CARequestContext) async throws -> Response {
@@ -409,34 +348,11 @@ public final class CAServer: Sendable {
             status: .ok, headers: [.contentType: "application/pkix-crl"], body: .init(byteBuffer: ByteBuffer(bytes: der)))
     }
 
-    struct SignBody: Decodable {
-        var csr: String
-        var ott: String
-        var notBefore: String?
-        var notAfter: String?
-
-        /// The usual shape through the fast reader; anything else through JSONDecoder (and its errors).
-        static func decode(_ buffer: ByteBuffer) throws -> SignBody {
-            let fast: SignBody? = buffer.withUnsafeReadableBytes { raw in
-                guard let object = FlatJSON.object(raw.bindMemory(to: UInt8.self)),
-                      let csr = object.string("csr"), let ott = object.string("ott"),
-                      let notBefore = object.optionalString("notBefore"), let notAfter = object.optionalString("notAfter") else {
-                    return nil
-                }
-                return SignBody(csr: csr, ott: ott, notBefore: notBefore, notAfter: notAfter)
-            }
-            if let fast { return fast }
-            return try CAServer.decode(
-                SignBody.self, buffer,
-                expected: "JSON with string fields \"csr\" and \"ott\" (and optional \"notBefore\", \"notAfter\")")
-        }
-    }
-
     func sign(_ request: Request, context: CARequestContext) async throws -> Response {
         try await authenticated(request, context: context) { buffer, remote in
             Response(
                 status: .created, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: try await signedChain(body: buffer, remote: remote)))
+                body: .init(byteBuffer: try await signEndpoint.signedChain(body: buffer, remote: remote)))
         }
     }
 
@@ -484,7 +400,7 @@ public final class CAServer: Sendable {
         // by `verifyClientChain`), HTTP/1 with an idle timeout and header limits, then /sign in the
         // pipeline (SignFastPath) and everything else through the router.
         let http = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HandshakeNotifier(), SignFastPath(server: self)],
+            additionalChannelHandlers: [HandshakeNotifier(), SignFastPath(endpoint: self.signEndpoint)],
             idleTimeout: connectionLimits.idleTimeout,
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
         let tlsChannel = TLSChannelConfiguration(

@@ -45,7 +45,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         case answering
     }
 
-    private let server: CAServer
+    private let endpoint: SignEndpoint
     private var state = State.idle
     /// Requests handed to the router whose responses have not been written completely.
     private var routedResponsesOutstanding = 0
@@ -58,8 +58,8 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var quiesceDeferred: Any?
     private var dateHeader = HTTPDate()
 
-    init(server: CAServer) {
-        self.server = server
+    init(endpoint: SignEndpoint) {
+        self.endpoint = endpoint
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -84,9 +84,9 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             }
             let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
             do {
-                try server.refuseIfRateLimited(remote)
-                if let length = head.headerFields[.contentLength].flatMap(Int.init), length > CAServer.maximumBodySize {
-                    let refusal = apiError(for: server.bodyTooLarge(remote: remote, path: path), logger: server.logger)
+                try endpoint.refuseIfRateLimited(remote)
+                if let length = head.headerFields[.contentLength].flatMap(Int.init), length > SignEndpoint.maximumBodySize {
+                    let refusal = apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger)
                     // Reading a body that large only to drop it would let a client keep the
                     // connection busy at will: answer now and close.
                     guard length <= Self.discardLimit else { return respondAndClose(refusal, context: context) }
@@ -95,7 +95,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 state = .collecting(context.channel.allocator.buffer(capacity: 2048), path: path)
             } catch {
-                state = .discarding(apiError(for: error, logger: server.logger), budget: Self.discardLimit)
+                state = .discarding(apiError(for: error, logger: endpoint.logger), budget: Self.discardLimit)
             }
         case .routing:
             if case .end = part { state = .idle }
@@ -105,10 +105,10 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             case .head:
                 break  // cannot happen: the decoder ends a request before the next head
             case .body(var chunk):
-                if buffer.readableBytes + chunk.readableBytes > CAServer.maximumBodySize {
+                if buffer.readableBytes + chunk.readableBytes > SignEndpoint.maximumBodySize {
                     let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
                     state = .discarding(
-                        apiError(for: server.bodyTooLarge(remote: remote, path: path), logger: server.logger), budget: Self.discardLimit)
+                        apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger), budget: Self.discardLimit)
                 } else {
                     state = .idle  // drop the buffer's second reference before appending
                     buffer.writeBuffer(&chunk)
@@ -142,7 +142,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// At most this much of a refused request's body is read and dropped (so a pipelined request
     /// after it still gets its answer); beyond it the connection is answered and closed.
-    static let discardLimit = 4 * CAServer.maximumBodySize
+    static let discardLimit = 4 * SignEndpoint.maximumBodySize
 
     /// Answers with `Connection: close` and closes once it is written.
     private func respondAndClose(_ error: APIError, context: ChannelHandlerContext) {
@@ -172,7 +172,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func answer(body: ByteBuffer, path: String, context: ChannelHandlerContext) {
         let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
-        let server = self.server
+        let endpoint = self.endpoint
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
         // Started on this channel's event loop, which (in `ca serve`) also runs the task.
         Task {
@@ -180,13 +180,13 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             let headers: HTTPFields
             let bytes: ByteBuffer
             do {
-                bytes = try await server.countingFailures(remote: remote, path: path) {
-                    try await server.signedChain(body: body, remote: remote)
+                bytes = try await endpoint.countingFailures(remote: remote, path: path) {
+                    try await endpoint.signedChain(body: body, remote: remote)
                 }
                 status = .created
                 headers = [:]
             } catch {
-                let refusal = apiError(for: error, logger: server.logger)
+                let refusal = apiError(for: error, logger: endpoint.logger)
                 (status, headers, bytes) = (refusal.status, refusal.headers, ByteBuffer(string: refusal.jsonBody))
             }
             bound.eventLoop.execute {

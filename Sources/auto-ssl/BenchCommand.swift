@@ -1,5 +1,6 @@
 import ArgumentParser
 import AutoSSLCA
+import AutoSSLBench
 import AutoSSLClient
 import AutoSSLCore
 import AutoSSLHost

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO

@@ -1,4 +1,5 @@
 import AutoSSLCA
+import AutoSSLBench
 import AutoSSLClient
 import AutoSSLCore
 import AutoSSLIO

@@ -1,4 +1,5 @@
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO

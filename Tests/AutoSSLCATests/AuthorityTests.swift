@@ -1,4 +1,5 @@
 @testable import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
 import AutoSSLStore

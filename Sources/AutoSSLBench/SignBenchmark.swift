@@ -1,3 +1,4 @@
+import AutoSSLClient
 import AutoSSLCore
 import Foundation
 import NIOCore

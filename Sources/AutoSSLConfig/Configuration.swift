@@ -64,6 +64,29 @@ public struct CASettings: Codable, Equatable, Sendable {
     /// ACME (RFC 8555) provisioners, served at /acme/{name}/directory.
     public var acmeProvisioners: [ACMEProvisionerSettings]?
 
+    public init(
+        name: String, addresses: [ListenAddress], dnsNames: [String], keyType: CAKeyType, defaultDuration: String,
+        minimumDuration: String, maximumDuration: String, passwordFile: String? = nil, provisioners: [ProvisionerSettings],
+        paths: CAPaths, createdAt: Date, policy: PolicySettings? = nil, renewalGraceFraction: Double? = nil,
+        backupSchedule: BackupSchedule? = nil, acmeProvisioners: [ACMEProvisionerSettings]? = nil
+    ) {
+        self.name = name
+        self.addresses = addresses
+        self.dnsNames = dnsNames
+        self.keyType = keyType
+        self.defaultDuration = defaultDuration
+        self.minimumDuration = minimumDuration
+        self.maximumDuration = maximumDuration
+        self.passwordFile = passwordFile
+        self.provisioners = provisioners
+        self.paths = paths
+        self.createdAt = createdAt
+        self.policy = policy
+        self.renewalGraceFraction = renewalGraceFraction
+        self.backupSchedule = backupSchedule
+        self.acmeProvisioners = acmeProvisioners
+    }
+
     enum CodingKeys: String, CodingKey {
         case acmeProvisioners = "acme_provisioners"
         case backupSchedule = "backup_schedule"

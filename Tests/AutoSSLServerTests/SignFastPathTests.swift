@@ -1,0 +1,161 @@
+import AutoSSLCA
+import AutoSSLConfig
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOEmbedded
+import NIOHTTPTypes
+import Testing
+import TestSupport
+import X509
+
+@testable import AutoSSLServer
+
+/// `SignFastPath` in a channel of its own (no sockets, no TLS): what it answers, what it passes to
+/// the router, and in which order.
+@Suite struct SignFastPathTests {
+    /// A throw-away CA and a way to make the tokens its provisioner signs.
+    final class Fixture: @unchecked Sendable {
+        let dir = TemporaryDirectory()
+        let authority: Authority
+        let endpoint: SignEndpoint
+        let key: ECJWK
+
+        init() throws {
+            let directories = Directories(
+                configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"), systemdDir: dir.file("sd"))
+            var options = CAInitOptions()
+            options.name = "Fast Path Test"
+            options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
+            options.caPassword = .given("ca-password-for-tests-123")
+            options.provisionerPassword = .given("provisioner-password-for-tests")
+            options.acme = false
+            _ = try CAInitializer(directories: directories).initialise(options)
+            authority = try AuthorityLoader(directories: directories).load(passwordFile: try dir.write("pw", "ca-password-for-tests-123\n"))
+            endpoint = try SignEndpoint(authority: authority, logger: .init(label: "test"))
+            let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
+            key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: "provisioner-password-for-tests"))
+        }
+
+        func signBody(_ name: String) throws -> String {
+            let now = Int64(Date().timeIntervalSince1970)
+            let claims = ProvisionerTokenClaims(
+                iss: "admin", aud: ["https://127.0.0.1:9443/1.0/sign"], sub: name, sans: [name], nbf: now, iat: now, exp: now + 300,
+                jti: UUID().uuidString, sha: authority.rootFingerprint)
+            let token = try JWT.sign(payload: claims, kid: key.kid, key: try key.privateKey())
+            let csr = try VerifiedCSR.make(names: [try SubjectName(parsing: name)], key: SigningKey.generate(.p256))
+            let object = ["csr": csr, "ott": token]
+            return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+        }
+
+        func channel() async throws -> NIOAsyncTestingChannel {
+            let channel = NIOAsyncTestingChannel()
+            try await channel.pipeline.addHandler(SignFastPath(endpoint: endpoint))
+            return channel
+        }
+    }
+
+    static func post(_ path: String, body: String, on channel: NIOAsyncTestingChannel, contentLength: Int? = nil) async throws {
+        let head = HTTPRequest(
+            method: .post, scheme: nil, authority: "ca", path: path,
+            headerFields: [.contentLength: String(contentLength ?? body.utf8.count), .contentType: "application/json"])
+        try await channel.writeInbound(HTTPRequestPart.head(head))
+        if !body.isEmpty { try await channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: body))) }
+        try await channel.writeInbound(HTTPRequestPart.end(nil))
+    }
+
+    /// The response the handler wrote: its head and its whole body.
+    static func response(from channel: NIOAsyncTestingChannel) async throws -> (HTTPResponse, String) {
+        guard case .head(let head) = try await channel.waitForOutboundWrite(as: HTTPResponsePart.self) else {
+            throw AutoSSLError.general("the first part written was not a head")
+        }
+        var body = ""
+        while true {
+            switch try await channel.waitForOutboundWrite(as: HTTPResponsePart.self) {
+            case .body(let buffer): body += String(buffer: buffer)
+            case .end: return (head, body)
+            case .head: throw AutoSSLError.general("a second head before the end")
+            }
+        }
+    }
+
+    @Test func aSignRequestIsAnsweredInThePipelineWithTheChain() async throws {
+        let f = try Fixture()
+        let channel = try await f.channel()
+        try await Self.post("/1.0/sign", body: try f.signBody("fast.internal"), on: channel)
+        let (head, body) = try await Self.response(from: channel)
+        #expect(head.status == .created, "\(body)")
+        #expect(head.headerFields[.contentType] == "application/json")
+        #expect(head.headerFields[.contentLength] == String(body.utf8.count))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        let leafPEM = try #require(object["crt"] as? String)
+        let leaf = try Certificate(pemEncoded: leafPEM)
+        #expect(leaf.subjectNames == [.dns("fast.internal")])
+        #expect((object["certChain"] as? [String])?.count == 2)
+        // Nothing of it reached the router.
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == nil)
+        #expect(try await f.authority.certificateRecord(serial: leaf.serialNumber.hexString) != nil)
+    }
+
+    @Test func otherRequestsPassToTheRouterUnchanged() async throws {
+        let f = try Fixture()
+        let channel = try await f.channel()
+        let head = HTTPRequest(method: .get, scheme: nil, authority: "ca", path: "/health", headerFields: [:])
+        try await channel.writeInbound(HTTPRequestPart.head(head))
+        try await channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(head))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .end(nil))
+        // A /sign the fast path does not take (Expect: 100-continue) goes to the router as well.
+        var expecting = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [:])
+        expecting.headerFields[.expect] = "100-continue"
+        try await channel.writeInbound(HTTPRequestPart.head(expecting))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(expecting))
+    }
+
+    @Test func aMalformedBodyGetsA400AndIsAudited() async throws {
+        let f = try Fixture()
+        let channel = try await f.channel()
+        try await Self.post("/sign", body: #"{"csr": 1}"#, on: channel)
+        let (head, body) = try await Self.response(from: channel)
+        #expect(head.status == .badRequest)
+        #expect(body.contains(#""status":400"#) && body.contains("csr"), "\(body)")
+        let audit = try String(contentsOfFile: f.dir.file("data/audit.log"), encoding: .utf8)
+        #expect(audit.contains("request.refused"), "\(audit)")
+    }
+
+    @Test func aBodyOverTheLimitIsDroppedAndRefusedWith413() async throws {
+        let f = try Fixture()
+        let channel = try await f.channel()
+        try await Self.post("/sign", body: String(repeating: "x", count: 1024), on: channel, contentLength: SignEndpoint.maximumBodySize + 1)
+        let (head, _) = try await Self.response(from: channel)
+        #expect(head.status == .contentTooLarge)
+        #expect(head.headerFields[.connection] == nil)  // the connection stays usable
+    }
+
+    @Test func aBodyFarOverTheLimitIsAnsweredAndTheConnectionClosed() async throws {
+        let f = try Fixture()
+        let channel = try await f.channel()
+        let head = HTTPRequest(
+            method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [.contentLength: String(SignFastPath.discardLimit + 1)])
+        try await channel.writeInbound(HTTPRequestPart.head(head))
+        let (response, _) = try await Self.response(from: channel)
+        #expect(response.status == .contentTooLarge)
+        #expect(response.headerFields[.connection] == "close")
+        try await channel.closeFuture.get()
+    }
+
+    @Test func pipelinedRequestsKeepTheirOrder() async throws {
+        let f = try Fixture()
+        let channel = try await f.channel()
+        try await Self.post("/sign", body: try f.signBody("first.internal"), on: channel)
+        // Arrives while the issuance is under way: held, not passed on before the answer is out.
+        let next = HTTPRequest(method: .get, scheme: nil, authority: "ca", path: "/health", headerFields: [:])
+        try await channel.writeInbound(HTTPRequestPart.head(next))
+        try await channel.writeInbound(HTTPRequestPart.end(nil))
+        let (head, _) = try await Self.response(from: channel)
+        #expect(head.status == .created)
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(next))
+    }
+}

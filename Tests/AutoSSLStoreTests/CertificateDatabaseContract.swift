@@ -1,0 +1,283 @@
+import AutoSSLCore
+import AutoSSLStore
+import Crypto
+import Foundation
+import SwiftASN1
+import Testing
+import TestSupport
+import X509
+
+/// Opens the same database again and again (each call a new connection to what earlier calls
+/// wrote), so the contract can check what survives a close.
+protocol CADatabaseFactory: Sendable {
+    func open() throws -> CADatabase
+}
+
+/// What every `CertificateDatabase` must do, whichever database implements it. Each implementation
+/// runs every check (see `SQLiteCertificateDatabaseContractTests`); a second one (PostgreSQL) adds
+/// a suite of its own that calls the same functions with its factory.
+enum CertificateDatabaseContract {
+    static func record(
+        _ serial: String, notAfter: Date = Date().addingTimeInterval(86_400), der: [UInt8]? = nil, created: Date = Date()
+    ) throws -> CertificateRecord {
+        CertificateRecord(
+            serial: serial, status: .issued, commonName: "a.internal", names: ["a.internal", "10.0.0.1"],
+            notBefore: Date(timeIntervalSince1970: 1_800_000_000), notAfter: notAfter, keyType: "P-256", provisioner: "admin",
+            requester: "127.0.0.1", renewedFrom: nil, der: try der ?? certificateDER(), createdAt: created)
+    }
+
+    /// A real certificate (its key identifies it for `isKeyRevoked`).
+    static func certificateDER(key: P256.Signing.PrivateKey = P256.Signing.PrivateKey()) throws -> [UInt8] {
+        let name = try DistinguishedName { CommonName("contract.internal") }
+        let certificate = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: .init(key.publicKey),
+            notValidBefore: Date(timeIntervalSince1970: 1_800_000_000), notValidAfter: Date(timeIntervalSince1970: 1_900_000_000),
+            issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256, extensions: Certificate.Extensions(),
+            issuerPrivateKey: .init(key))
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        return serializer.serializedBytes
+    }
+
+    /// A token use. A replay repeats the id and the expiry exactly (both come from what the token's
+    /// signature covers), so the expiry is a fixed instant here, not "now + seconds".
+    static let epoch = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 1000).rounded(.down) * 1000)
+    static func token(_ id: String, in seconds: TimeInterval = 3_600) -> TokenUse {
+        TokenUse(id: id, expiresAt: epoch.addingTimeInterval(seconds))
+    }
+
+    static func withDatabase(_ factory: some CADatabaseFactory, _ body: (CADatabase) async throws -> Void) async throws {
+        let database = try factory.open()
+        do {
+            try await body(database)
+            try await database.close()
+        } catch {
+            try? await database.close()
+            throw error
+        }
+    }
+
+    /// An issuance is durable: it is there after the database is closed and opened again, field for field.
+    static func issuanceIsRecordedAndSurvivesReopening(_ factory: some CADatabaseFactory) async throws {
+        let original = try record("0a01")
+        try await withDatabase(factory) { database in
+            try await database.certificates.recordIssuance(original, token: token("admin:one"))
+        }
+        try await withDatabase(factory) { database in
+            let stored = try #require(try await database.certificates.certificate(serial: "0a01"))
+            #expect(stored.serial == original.serial && stored.names == original.names && stored.der == original.der)
+            #expect(stored.provisioner == "admin" && stored.requester == "127.0.0.1" && stored.keyType == "P-256")
+            #expect(abs(stored.notAfter.timeIntervalSince(original.notAfter)) < 0.001)
+            #expect(stored.revocation == nil && stored.status == .issued)
+            #expect(try await database.certificates.certificate(serial: "ffff") == nil)
+        }
+    }
+
+    /// A token works once, across separate transactions, and a refused issuance leaves nothing.
+    static func aTokenWorksOnceAndARefusalLeavesNothing(_ factory: some CADatabaseFactory) async throws {
+        try await withDatabase(factory) { database in
+            let store = database.certificates
+            try await store.recordIssuance(try record("0b01"), token: token("admin:t"))
+            await #expect(throws: StoreError.tokenAlreadyUsed) {
+                try await store.recordIssuance(try record("0b02"), token: token("admin:t"))
+            }
+            // The same id with another expiry is another token (ids are only unique per provisioner and expiry).
+            try await store.consume(token("admin:t", in: 7_200))
+            #expect(try await store.certificate(serial: "0b02") == nil)
+            // A serial already taken: refused, and the token of that request was not spent.
+            await #expect(throws: StoreError.serialAlreadyExists) {
+                try await store.recordIssuance(try record("0b01"), token: token("admin:u"))
+            }
+            try await store.consume(token("admin:u"))
+            await #expect(throws: StoreError.tokenAlreadyUsed) { try await store.consume(token("admin:u")) }
+            // Without the certificate there is nothing to record.
+            await #expect(throws: StoreError.missingCertificate) {
+                var incomplete = try record("0b03")
+                incomplete.der = nil
+                try await store.recordIssuance(incomplete, token: token("admin:v"))
+            }
+            try await store.consume(token("admin:v"))
+        }
+    }
+
+    /// Concurrent issuances all land, each under its own serial.
+    static func concurrentIssuancesAllLand(_ factory: some CADatabaseFactory) async throws {
+        try await withDatabase(factory) { database in
+            let store = database.certificates
+            let der = try certificateDER()
+            let stored = try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<48 {
+                    group.addTask {
+                        try await store.recordIssuance(
+                            try record(String(format: "c%03x", index), der: der), token: token("admin:c\(index)"))
+                    }
+                }
+                try await group.waitForAll()
+                return try await store.certificates(CertificateQuery(), now: Date()).count
+            }
+            #expect(stored == 48)
+        }
+    }
+
+    /// An issuance that completes an ACME order needs the order in processing; otherwise nothing is stored.
+    static func anIssuanceCompletesOnlyAProcessingOrder(_ factory: some CADatabaseFactory) async throws {
+        try await withDatabase(factory) { database in
+            await #expect(throws: StoreError.orderNotProcessing) {
+                try await database.certificates.recordIssuance(try record("0d01"), token: token("admin:d"), completingOrder: "no-such-order")
+            }
+            #expect(try await database.certificates.certificate(serial: "0d01") == nil)
+            try await database.certificates.consume(token("admin:d"))  // the token was not spent either
+
+            let now = Date()
+            let account = ACMEAccountRecord(
+                id: "acct", provisioner: "acme", thumbprint: "thumb", jwk: "{}", status: .valid, contact: [], createdAt: now, eabKeyID: nil)
+            _ = try await database.acme.createAccount(account)
+            let order = ACMEOrderRecord(
+                id: "order", accountID: "acct", provisioner: "acme", status: .ready, identifiers: [ACMEIdentifier(type: "dns", value: "a.internal")],
+                notBefore: nil, notAfter: nil, expires: now.addingTimeInterval(3600), createdAt: now, authorizationIDs: [])
+            try await database.acme.createOrder(order, authorizations: [])
+            // Ready is not processing: refused.
+            await #expect(throws: StoreError.orderNotProcessing) {
+                try await database.certificates.recordIssuance(try record("0d02"), token: nil, completingOrder: "order")
+            }
+            #expect(try await database.acme.beginFinalize(orderID: "order"))
+            try await database.certificates.recordIssuance(try record("0d03"), token: nil, completingOrder: "order")
+            let completed = try #require(try await database.acme.order(id: "order"))
+            #expect(completed.status == .valid && completed.certificateSerial == "0d03")
+            // Once valid, a second issuance for the same order is refused.
+            await #expect(throws: StoreError.orderNotProcessing) {
+                try await database.certificates.recordIssuance(try record("0d04"), token: nil, completingOrder: "order")
+            }
+            #expect(try await database.certificates.certificate(serial: "0d04") == nil)
+        }
+    }
+
+    /// Revocation: once, of a known serial; it cuts off the key; the CRL's inputs follow.
+    static func revocationIsRecordedOnceAndCutsOffTheKey(_ factory: some CADatabaseFactory) async throws {
+        let key = P256.Signing.PrivateKey()
+        let der = try certificateDER(key: key)
+        let keyHash = try #require(Fingerprint.publicKeyHash(certificateDER: der))
+        try await withDatabase(factory) { database in
+            let store = database.certificates
+            try await store.recordIssuance(try record("0e01", der: der), token: nil)
+            try await store.recordIssuance(try record("0e02"), token: nil)
+            let revocation = RevocationRecord(reasonCode: 1, reason: "key compromise", revokedAt: Date(), revokedBy: "admin")
+            await #expect(throws: StoreError.unknownSerial) { _ = try await store.revoke(serial: "ffff", revocation) }
+            #expect(try await store.isKeyRevoked(publicKeyHash: keyHash) == false)
+            let markerBefore = try await store.revocationMarker()
+            #expect(try await store.revoke(serial: "0e01", revocation) == true)
+            #expect(try await store.revoke(serial: "0e01", revocation) == false)
+            #expect(try await store.revocationMarker() != markerBefore)
+            #expect(try await store.isKeyRevoked(publicKeyHash: keyHash))
+            #expect(try await store.certificate(serial: "0e01")?.revocation?.reason == "key compromise")
+            let listed = try await store.revokedCertificates(notExpiredBefore: Date())
+            #expect(listed.map(\.serial) == ["0e01"] && listed.first?.reasonCode == 1 && listed.first?.der == der)
+            #expect(try await store.revokedCertificates(notExpiredBefore: Date().addingTimeInterval(2 * 86_400)).isEmpty)
+            let revokedOnly = try await store.certificates(CertificateQuery(onlyRevoked: true), now: Date())
+            #expect(revokedOnly.map(\.serial) == ["0e01"])
+        }
+        // Revocations are durable too.
+        try await withDatabase(factory) { database in
+            let revoked = try await database.certificates.isKeyRevoked(publicKeyHash: keyHash)
+            #expect(revoked)
+        }
+    }
+
+    /// CRL numbers only go up, across reopening.
+    static func crlNumbersOnlyGoUp(_ factory: some CADatabaseFactory) async throws {
+        var seen: [Int64] = []
+        try await withDatabase(factory) { database in
+            for _ in 0..<3 { seen.append(try await database.certificates.nextCRLNumber()) }
+        }
+        try await withDatabase(factory) { database in
+            seen.append(try await database.certificates.nextCRLNumber())
+        }
+        #expect(seen == seen.sorted() && Set(seen).count == seen.count, "\(seen)")
+    }
+
+    /// Listing: newest first, by expiry, without the expired, with a limit; purging forgets only expired tokens.
+    static func listsAndPurges(_ factory: some CADatabaseFactory) async throws {
+        try await withDatabase(factory) { database in
+            let store = database.certificates
+            let now = Date()
+            try await store.recordIssuance(
+                try record("0f01", notAfter: now.addingTimeInterval(3600), created: now.addingTimeInterval(-30)), token: token("old", in: -3_000))
+            try await store.recordIssuance(
+                try record("0f02", notAfter: now.addingTimeInterval(5 * 86_400), created: now.addingTimeInterval(-20)), token: token("new"))
+            try await store.recordIssuance(try record("0f03", notAfter: now.addingTimeInterval(-60), created: now.addingTimeInterval(-10)), token: nil)
+            #expect(try await store.certificates(CertificateQuery(), now: now).map(\.serial) == ["0f03", "0f02", "0f01"])
+            #expect(try await store.certificates(CertificateQuery(limit: 1), now: now).map(\.serial) == ["0f03"])
+            let soon = try await store.certificates(
+                CertificateQuery(expiringBefore: now.addingTimeInterval(48 * 3600), includeExpired: false), now: now)
+            #expect(soon.map(\.serial) == ["0f01"])
+            #expect(try await store.purgeTokens(expiredBefore: epoch) == 1)
+            try await store.consume(token("old", in: -3_000))  // forgotten: the same id is new again
+            await #expect(throws: StoreError.tokenAlreadyUsed) { try await store.consume(token("new")) }
+        }
+    }
+
+    /// A snapshot is a database the store opens, holding what was committed.
+    static func snapshotsHoldWhatWasCommitted(_ factory: some CADatabaseFactory, snapshotPath: String, openSnapshot: (String) throws -> CADatabase)
+        async throws
+    {
+        try await withDatabase(factory) { database in
+            try await database.certificates.recordIssuance(try record("1a01"), token: nil)
+            try await database.snapshots.snapshot(to: snapshotPath)
+        }
+        let copy = try openSnapshot(snapshotPath)
+        #expect(try await copy.certificates.certificate(serial: "1a01") != nil)
+        try await copy.close()
+    }
+}
+
+struct SQLiteFactory: CADatabaseFactory {
+    let path: String
+    func open() throws -> CADatabase { try CADatabase.openSQLite(path: path) }
+}
+
+/// The contract, run against the embedded SQLite database.
+@Suite struct SQLiteCertificateDatabaseContractTests {
+    let directory = TemporaryDirectory()
+    var factory: SQLiteFactory { SQLiteFactory(path: directory.file("ca.sqlite")) }
+
+    @Test func issuanceIsRecordedAndSurvivesReopening() async throws {
+        try await CertificateDatabaseContract.issuanceIsRecordedAndSurvivesReopening(factory)
+    }
+
+    @Test func aTokenWorksOnceAndARefusalLeavesNothing() async throws {
+        try await CertificateDatabaseContract.aTokenWorksOnceAndARefusalLeavesNothing(factory)
+    }
+
+    @Test func concurrentIssuancesAllLand() async throws {
+        try await CertificateDatabaseContract.concurrentIssuancesAllLand(factory)
+    }
+
+    @Test func anIssuanceCompletesOnlyAProcessingOrder() async throws {
+        try await CertificateDatabaseContract.anIssuanceCompletesOnlyAProcessingOrder(factory)
+    }
+
+    @Test func revocationIsRecordedOnceAndCutsOffTheKey() async throws {
+        try await CertificateDatabaseContract.revocationIsRecordedOnceAndCutsOffTheKey(factory)
+    }
+
+    @Test func crlNumbersOnlyGoUp() async throws {
+        try await CertificateDatabaseContract.crlNumbersOnlyGoUp(factory)
+    }
+
+    @Test func listsAndPurges() async throws {
+        try await CertificateDatabaseContract.listsAndPurges(factory)
+    }
+
+    @Test func snapshotsHoldWhatWasCommitted() async throws {
+        try await CertificateDatabaseContract.snapshotsHoldWhatWasCommitted(
+            factory, snapshotPath: directory.file("snapshot.sqlite"), openSnapshot: { try CADatabase.openSQLite(path: $0) })
+    }
+
+    /// A file that is not an SQLite database is refused before anything writes to it.
+    @Test func aDamagedFileIsRefusedAndLeftAlone() async throws {
+        let path = directory.file("damaged.sqlite")
+        try Data("not a database at all, just text".utf8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: AutoSSLError.self) { _ = try CADatabase.openSQLite(path: path) }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "not a database at all, just text")
+    }
+}
