@@ -225,6 +225,16 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLWireTests", dependencies: ["AutoSSLWire"]),
+        .testTarget(
+            name: "AutoSSLClientTests",
+            dependencies: [
+                "AutoSSLClient", "AutoSSLCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]),
         // The store's own tests and the contract every CertificateDatabase must pass.
         .testTarget(
             name: "AutoSSLStoreTests",

@@ -18,7 +18,6 @@ public final class ACMEAuthority: Sendable {
     public let database: any ACMEDatabase
     let network: any ValidationNetwork
     let logger: Logger
-    let provisionerList: Mutex<[ACMEProvisionerSettings]>
     let nonceKey: SymmetricKey
     let validationSlots = ValidationSlots(limit: 32)
     /// Every address of this machine's interfaces (read once at start), refused to validation.
@@ -36,7 +35,7 @@ public final class ACMEAuthority: Sendable {
     public static let signatureAlgorithms = ["ES256", "ES384", "RS256", "EdDSA"]
 
     public init(
-        authority: Authority, database: any ACMEDatabase, provisioners: [ACMEProvisionerSettings],
+        authority: Authority, database: any ACMEDatabase,
         network: any ValidationNetwork = NIOValidationNetwork(), ownMachineAddresses: [IPAddress] = NetworkAddresses.allInterfaceAddresses(),
         attemptDelays: [TimeInterval] = ACMEAuthority.validationAttempts, attemptTimeout: TimeInterval = 10,
         logger: Logger = Logger(label: "auto-ssl.acme")
@@ -48,15 +47,12 @@ public final class ACMEAuthority: Sendable {
         self.attemptDelays = attemptDelays
         self.attemptTimeout = attemptTimeout
         self.logger = logger
-        self.provisionerList = Mutex(provisioners)
         self.nonceKey = SymmetricKey(data: try await database.key(named: "acme-nonce", size: 32))
     }
 
-    public var provisioners: [ACMEProvisionerSettings] { provisionerList.withLock { $0 } }
-
-    public func replaceProvisioners(_ fresh: [ACMEProvisionerSettings]) {
-        provisionerList.withLock { $0 = fresh }
-    }
+    /// The ACME provisioners: those of the authority's one provisioner collection (reloaded there
+    /// when config.yaml changes).
+    public var provisioners: [ACMEProvisionerSettings] { authority.provisioners.acme.map(\.settings) }
 
     /// `https://HOST/acme/NAME`, HOST being the Host the client used or else the CA's first address.
     public func base(host: String?, provisioner name: String) -> String {

@@ -33,7 +33,7 @@ public struct ACMEReply: Sendable {
 
     public static func problem(_ problem: ACMEProblem) -> ACMEReply {
         ACMEReply(
-            status: problem.status, contentType: "application/problem+json",
+            status: problem.httpStatus, contentType: "application/problem+json",
             body: Array((try? encoder.encode(ProblemDocument(problem))) ?? Data()))
     }
 

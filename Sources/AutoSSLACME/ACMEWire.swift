@@ -20,7 +20,7 @@ public struct ProblemDocument: Codable, Sendable, Equatable {
     }
 
     public init(_ problem: ACMEProblem) {
-        self.init(type: problem.type, detail: problem.detail, status: problem.status, algorithms: problem.algorithms)
+        self.init(type: problem.type, detail: problem.detail, status: problem.httpStatus, algorithms: problem.algorithms)
     }
 
     /// The stored form (the JSON kept in the database's `error` columns).
@@ -190,4 +190,19 @@ public struct RevocationPayload: Decodable, Sendable {
 public struct KeyChangePayload: Decodable, Sendable {
     public var account: String
     public var oldKey: ACMEAccountKey.Fields
+}
+
+extension ACMEProblem {
+    /// The HTTP status of the problem's response (and the document's `status` member): the one the
+    /// caller chose, else the usual one for its kind.
+    public var httpStatus: Int {
+        if let status { return status }
+        switch kind {
+        case .accountDoesNotExist, .alreadyRevoked, .unauthorized, .externalAccountRequired, .userActionRequired: return 403
+        case .orderNotReady: return 403
+        case .rateLimited: return 429
+        case .serverInternal: return 500
+        default: return 400
+        }
+    }
 }

@@ -274,34 +274,19 @@ public struct ACMEProblem: Error, Sendable, CustomStringConvertible {
     public var kind: Kind
     public var detail: String
     public var algorithms: [String]?
-    public var status: Int
+    /// An HTTP status chosen by the caller instead of the usual one for the kind (which the ACME
+    /// server decides: `ACMEProblem.httpStatus` in AutoSSLACME).
+    public var status: Int?
 
     public init(_ kind: Kind, _ detail: String, algorithms: [String]? = nil, status: Int? = nil) {
         self.kind = kind
         self.detail = detail
         self.algorithms = algorithms
-        self.status = status ?? Self.defaultStatus(kind)
+        self.status = status
     }
 
     public var type: String { "urn:ietf:params:acme:error:" + kind.rawValue }
     public var description: String { "\(type): \(detail)" }
-
-    static func defaultStatus(_ kind: Kind) -> Int {
-        switch kind {
-        case .accountDoesNotExist, .alreadyRevoked, .unauthorized, .externalAccountRequired, .userActionRequired: return 403
-        case .orderNotReady: return 403
-        case .rateLimited: return 429
-        case .serverInternal: return 500
-        default: return 400
-        }
-    }
-
-    /// The problem document; nested errors (validation records) are kept as a detail string.
-    public var json: [String: Any] {
-        var object: [String: Any] = ["type": type, "detail": detail, "status": status]
-        if let algorithms { object["algorithms"] = algorithms }
-        return object
-    }
 }
 
 /// Key authorization (RFC 8555 §8.1) and the values the challenges publish.

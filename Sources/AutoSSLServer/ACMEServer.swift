@@ -21,19 +21,13 @@ final class ACMEService: Sendable {
     static let replayNonce = HTTPField.Name("Replay-Nonce")!
     static let link = HTTPField.Name("Link")!
 
-    init(authority: Authority, store: any ACMEDatabase, provisioners: [ACMEProvisionerSettings], logger: Logger) async throws {
-        self.acme = try await ACMEAuthority(authority: authority, database: store, provisioners: provisioners, logger: logger)
+    init(authority: Authority, store: any ACMEDatabase, logger: Logger) async throws {
+        self.acme = try await ACMEAuthority(authority: authority, database: store, logger: logger)
         self.logger = logger
     }
 
     /// The ACME state (for the server's housekeeping).
     var store: any ACMEDatabase { acme.database }
-    var provisioners: [ACMEProvisionerSettings] { acme.provisioners }
-
-    func replaceProvisioners(_ fresh: [ACMEProvisionerSettings]) {
-        acme.replaceProvisioners(fresh)
-    }
-
     func resumeValidations() {
         acme.resumeValidations()
     }

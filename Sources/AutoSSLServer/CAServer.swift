@@ -170,7 +170,7 @@ public final class CAServer: Sendable {
         self.connectionLimits = connectionLimits
         self.reloadSettings = reloadSettings
         acme = try await ACMEService(
-            authority: authority, store: acmeDatabase, provisioners: authority.settings.acmeProvisioners ?? [], logger: logger)
+            authority: authority, store: acmeDatabase, logger: logger)
         self.logger = logger
         self.signEndpoint = try SignEndpoint(authority: authority, logger: logger)
         self.identity = try await ServerIdentity(authority: authority, logger: logger)
@@ -465,14 +465,12 @@ struct MaintenanceService: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             do {
                 if try authority.reloadProvisioners(from: try reloadSettings()) {
-                    logger.notice("provisioners reloaded: \(authority.provisioners.jwk.map(\.name).joined(separator: ", "))")
+                    let current = authority.provisioners
+                    logger.notice(
+                        "provisioners reloaded: \((current.jwk.map(\.name) + current.acme.map(\.label)).joined(separator: ", "))")
                 }
             } catch {
                 logger.error("could not reload provisioners (keeping the current ones): \(error)")
-            }
-            if let acme, let fresh = try? reloadSettings().acmeProvisioners ?? [], fresh != acme.provisioners {
-                acme.replaceProvisioners(fresh)
-                logger.notice("ACME provisioners reloaded: \(fresh.map(\.name).joined(separator: ", "))")
             }
             do {
                 try await identity.renewIfDue()

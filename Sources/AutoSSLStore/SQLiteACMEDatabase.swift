@@ -459,4 +459,3 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 }
 
 /// The former name, still used by `SQLiteCertificateStore.migrator` for the ACME migrations.
-typealias ACMEStore = SQLiteACMEDatabase

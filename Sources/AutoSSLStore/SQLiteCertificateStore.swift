@@ -77,7 +77,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                 INSERT INTO crl_state (id, number) VALUES (1, 0);
                 """)
         }
-        ACMEStore.migrate(&migrator)
+        SQLiteACMEDatabase.migrate(&migrator)
         migrator.registerMigration("v3-used-tokens-without-rowid") { db in
             // Keyed by the token id alone: every issuance inserts here, and a rowid table kept a
             // second B-tree (one more page in every commit) that no query uses.
@@ -125,7 +125,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                     sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [hash, row["serial"] as String])
             }
         }
-        ACMEStore.migrateValidationAttempts(&migrator)
+        SQLiteACMEDatabase.migrateValidationAttempts(&migrator)
         return migrator
     }
 

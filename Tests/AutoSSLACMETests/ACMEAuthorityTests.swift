@@ -20,6 +20,13 @@ import TestSupport
         }
     }
 
+    @Test func problemsGetTheUsualHTTPStatusUnlessOneIsChosen() {
+        #expect(ACMEProblem(.badNonce, "x").httpStatus == 400 && ACMEProblem(.orderNotReady, "x").httpStatus == 403)
+        #expect(ACMEProblem(.rateLimited, "x").httpStatus == 429 && ACMEProblem(.serverInternal, "x").httpStatus == 500)
+        #expect(ACMEProblem(.malformed, "too large", status: 413).httpStatus == 413)
+        #expect(ProblemDocument(ACMEProblem(.unauthorized, "no")).status == 403)
+    }
+
     @Test func anOrderGoesFromPendingToReadyToValidAndFinalizesOnce() async throws {
         let fixture = try await ACMEFixture()
         let (account, _) = try await fixture.newAccount()

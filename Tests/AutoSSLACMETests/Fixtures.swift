@@ -34,12 +34,15 @@ final class ACMEFixture: @unchecked Sendable {
         options.caPassword = .given("ca-password-for-tests-123")
         options.provisionerPassword = .given("provisioner-password-for-tests")
         _ = try CAInitializer(directories: directories).initialise(options)
+        provisioner = ACMEProvisionerSettings(name: "acme", challenges: challenges)
+        var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        configuration.ca?.acmeProvisioners = [provisioner]
+        try configuration.save(to: directories.configFile)
         let passwordFile = try dir.write("ca.pw", "ca-password-for-tests-123\n")
         (authority, database) = try AuthorityLoader(directories: directories).open(passwordFile: passwordFile)
         self.network = network
-        provisioner = ACMEProvisionerSettings(name: "acme", challenges: challenges)
         acme = try await ACMEAuthority(
-            authority: authority, database: database.acme, provisioners: [provisioner], network: network, ownMachineAddresses: [],
+            authority: authority, database: database.acme, network: network, ownMachineAddresses: [],
             attemptDelays: attemptDelays, attemptTimeout: 2)
     }
 
