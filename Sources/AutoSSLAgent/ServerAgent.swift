@@ -173,6 +173,8 @@ public struct ServerAgent: Sendable {
         try saveEnrollment(enrollment)
         var state = ServerState.load(from: stateFile)
         state.revokedSerial = nil
+        state.revokedAt = nil
+        state.revocationNote = nil
         try? state.save(to: stateFile)
         _ = recordAttempt("enrolled", "certificate \(Self.serialText(signed.leaf)) issued", success: true, now: now)
         return EnrollmentResult(leaf: signed.leaf, enrollment: enrollment, backedUpTo: backedUpTo, warnings: warnings)
@@ -292,8 +294,47 @@ public struct ServerAgent: Sendable {
         return Holder(chain: chain, key: key, root: root)
     }
 
+    /// Serials in text are lower-case hex without colons, as the CA stores and prints them.
     public static func serialText(_ certificate: Certificate) -> String {
-        Hex.colonSeparated(certificate.serialNumber.bytes)
+        certificate.serialNumber.hexString
+    }
+
+    /// The `server enroll` command that gets a new certificate with every option recorded at
+    /// enrollment: names, lifetime, paths, key type, provisioner, reload or exec command, timer.
+    /// (The renewal fraction needs no option: a re-enrollment keeps it.)
+    public func enrollCommand(_ enrollment: ServerEnrollment) -> String {
+        var words = ["auto-ssl", "server", "enroll", "--ca-url", enrollment.caURL, "--fingerprint", enrollment.fingerprint]
+        for name in enrollment.names { words += ["--san", name] }
+        if let duration = enrollment.duration { words += ["--duration", duration] }
+        if enrollment.certPath != directories.certDir + "/server.crt" { words += ["--cert-path", enrollment.certPath] }
+        if enrollment.keyPath != directories.certDir + "/server.key" { words += ["--key-path", enrollment.keyPath] }
+        if enrollment.keyType == "rsa" { words += ["--key-type", "rsa"] }
+        if enrollment.provisioner != "admin" { words += ["--provisioner", enrollment.provisioner] }
+        if let reload = enrollment.reload {
+            words += ["--reload", reload]
+        } else if let command = enrollment.reloadCommand {
+            words += ["--exec", command]
+        }
+        if !enrollment.renewalTimer { words.append("--no-renewal") }
+        return words.map(Self.shellWord).joined(separator: " ")
+    }
+
+    /// One word as /bin/sh reads it: as is when it is plain, else single-quoted.
+    static func shellWord(_ word: String) -> String {
+        let plain = !word.isEmpty && word.unicodeScalars.allSatisfy {
+            $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "@%+=:,./_-".unicodeScalars.contains($0))
+        }
+        return plain ? word : "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// Remembers that `serial` is revoked (see `ServerState.revokedSerial`).
+    func recordRevocation(serial: String, note: String, now: Date) {
+        var state = ServerState.load(from: stateFile)
+        guard !state.isRevoked(serial: serial) else { return }
+        state.revokedSerial = serial
+        state.revokedAt = now
+        state.revocationNote = note
+        try? state.save(to: stateFile)
     }
 
     // MARK: - Renew
@@ -320,6 +361,18 @@ public struct ServerAgent: Sendable {
     /// success swaps the chain atomically and reloads; on failure the files stay as they were.
     public func renew(force: Bool, execOverride: String? = nil, now: Date = Date()) async throws -> RenewOutcome {
         let enrollment = try enrollment()
+        // A certificate known to be revoked is never renewed: say so (and how to enroll again with
+        // the same options) instead of "suspended". --force still asks the CA.
+        let known = ServerState.load(from: stateFile)
+        if !force, known.revokedSerial != nil, let current = try? holder(enrollment),
+           known.isRevoked(serial: Self.serialText(current.leaf)) {
+            let serial = Self.serialText(current.leaf)
+            let message = "certificate \(serial) is revoked (\(known.revocationNote ?? "revoked")); revoked certificates are never renewed"
+            _ = recordAttempt("failed", message, success: false, now: now)
+            throw AutoSSLError(
+                .trustFailure, message,
+                hint: "enroll again to get a new certificate (this keeps every recorded option):\n    \(enrollCommand(enrollment))")
+        }
         if let suspension = enrollment.suspension, !force {
             _ = recordAttempt("skipped", "suspended: \(suspension.reason)", success: nil, now: now)
             return .suspended(reason: suspension.reason)
@@ -376,8 +429,12 @@ public struct ServerAgent: Sendable {
     func failure(_ error: any Error, enrollment: ServerEnrollment, leaf: Certificate?, now: Date) -> AutoSSLError {
         var failure = error as? AutoSSLError ?? AutoSSLError.general("\(error)")
         let state = recordAttempt("failed", failure.message, success: false, now: now)
-        let enrollAgain = "auto-ssl server enroll --ca-url \(enrollment.caURL) --fingerprint \(enrollment.fingerprint) "
-            + enrollment.names.map { "--san \($0)" }.joined(separator: " ")
+        // The CA refuses to renew a revoked certificate (or one whose key was revoked): from now on
+        // `server status` reports it as revoked.
+        if let leaf, failure.kind == .trustFailure, failure.message.contains("revoked") {
+            recordRevocation(serial: Self.serialText(leaf), note: failure.message, now: now)
+        }
+        let enrollAgain = enrollCommand(enrollment)
         if let leaf, now > leaf.notValidAfter, failure.kind != .network {
             failure.hint = "the certificate expired at \(Timestamp.rfc3339(leaf.notValidAfter)) and can no longer be renewed; enroll again:\n    \(enrollAgain)"
         } else if leaf != nil, failure.kind == .trustFailure {
@@ -431,24 +488,34 @@ public struct ServerAgent: Sendable {
                 try await client.revoke(chain: holder.chain, key: holder.key, method: .mtls, reasonCode: reasonCode, reason: reason)
             }
             let serial = Self.serialText(holder.leaf)
-            var state = ServerState.load(from: stateFile)
-            state.revokedSerial = serial
-            try? state.save(to: stateFile)
-            var updated = enrollment
-            updated.suspension = .init(reason: "certificate \(serial) was revoked" + (reason.isEmpty ? "" : ": \(reason)"), since: now)
-            try saveEnrollment(updated)
-            stopTimer()
+            try stopAfterRevocation(serial: serial, reason: reason, enrollment: enrollment, now: now)
             return serial
         case .serial(let text, let password):
             let candidates = try SerialText.candidates(text)
-            let decimal = text.allSatisfy(\.isNumber) ? text : SerialText.decimal(fromHex: candidates[0])
+            // All digits: decimal (step-ca's form), else hex; shown back as lower-case hex.
+            let hex = (text.allSatisfy(\.isNumber) ? candidates.last : candidates.first) ?? text
+            let decimal = text.allSatisfy(\.isNumber) ? text : SerialText.decimal(fromHex: hex)
             try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: root) { client in
                 let jwk = try await client.provisionerKey(name: enrollment.provisioner, password: password)
                 try await client.revoke(
                     serialDecimal: decimal, provisioner: enrollment.provisioner, key: jwk, reasonCode: reasonCode, reason: reason)
             }
-            return text
+            // The current certificate revoked by its serial: the same as revoking it by itself.
+            if let current = try? holder(enrollment), ServerState.canonicalSerial(hex) == ServerState.canonicalSerial(Self.serialText(current.leaf)) {
+                try stopAfterRevocation(serial: Self.serialText(current.leaf), reason: reason, enrollment: enrollment, now: now)
+            }
+            return hex
         }
+    }
+
+    /// After the current certificate was revoked: remember it, suspend renewals, stop the timer.
+    func stopAfterRevocation(serial: String, reason: String, enrollment: ServerEnrollment, now: Date) throws {
+        recordRevocation(
+            serial: serial, note: "revoked with `auto-ssl server revoke`" + (reason.isEmpty ? "" : ": \(reason)"), now: now)
+        var updated = enrollment
+        updated.suspension = .init(reason: "certificate \(serial) was revoked" + (reason.isEmpty ? "" : ": \(reason)"), since: now)
+        try saveEnrollment(updated)
+        stopTimer()
     }
 
     public struct RemovalReport: Sendable {
@@ -464,7 +531,7 @@ public struct ServerAgent: Sendable {
         var revokedSerial: String?
         let state = ServerState.load(from: stateFile)
         let current = try? holder(enrollment)
-        if revoke, let current, state.revokedSerial != Self.serialText(current.leaf), now < current.leaf.notValidAfter {
+        if revoke, let current, !state.isRevoked(serial: Self.serialText(current.leaf)), now < current.leaf.notValidAfter {
             revokedSerial = try await self.revoke(.current, reasonCode: 5, reason: reason.isEmpty ? "server removed" : reason, now: now)
         }
         var removed = try removeRenewalUnits()

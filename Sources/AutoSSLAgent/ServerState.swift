@@ -21,8 +21,14 @@ public struct ServerState: Codable, Equatable, Sendable {
     public var lastAttempt: Attempt?
     public var lastSuccess: Date?
     public var consecutiveFailures: Int
-    /// Serial (hex) of a certificate this machine revoked, so `server remove` does not revoke it twice.
+    /// Serial (hex) of a certificate known to be revoked: revoked from this machine (`server revoke`),
+    /// or refused renewal by the CA because it (or its key) was revoked. `server remove` does not
+    /// revoke it twice; `server status` reports it as revoked until the next enrollment.
     public var revokedSerial: String?
+    /// When this machine learned of the revocation.
+    public var revokedAt: Date?
+    /// How it learned: "revoked with `server revoke`: reason" or the CA's refusal.
+    public var revocationNote: String?
 
     public init() {
         consecutiveFailures = 0
@@ -33,6 +39,8 @@ public struct ServerState: Codable, Equatable, Sendable {
         case lastSuccess = "last_success"
         case consecutiveFailures = "consecutive_failures"
         case revokedSerial = "revoked_serial"
+        case revokedAt = "revoked_at"
+        case revocationNote = "revocation_note"
     }
 
     static func encoder() -> JSONEncoder {
@@ -48,6 +56,16 @@ public struct ServerState: Codable, Equatable, Sendable {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return (try? decoder.decode(ServerState.self, from: data)) ?? ServerState()
+    }
+
+    /// Whether `serial` is the one recorded as revoked (any of the forms serials are written in).
+    public func isRevoked(serial: String) -> Bool {
+        guard let revokedSerial else { return false }
+        return Self.canonicalSerial(revokedSerial) == Self.canonicalSerial(serial)
+    }
+
+    static func canonicalSerial(_ text: String) -> String {
+        String(text.replacingOccurrences(of: ":", with: "").lowercased().drop { $0 == "0" })
     }
 
     public func save(to path: String) throws {

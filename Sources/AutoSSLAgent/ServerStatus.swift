@@ -18,6 +18,12 @@ public struct ServerStatusReport: Codable, Sendable {
     public var renewalPoint: Date?
     public var renewalDue: Bool
     public var expired: Bool
+    /// The installed certificate is known to be revoked (see `ServerState.revokedSerial`).
+    public var revoked = false
+    public var revocation: Revocation?
+    /// For a certificate that can no longer be renewed (revoked, expired): the `server enroll`
+    /// command with every recorded option.
+    public var enrollCommand: String?
     public var certificateProblem: String?
     public var timer: String
     public var reloadCommand: String?
@@ -27,6 +33,13 @@ public struct ServerStatusReport: Codable, Sendable {
     public var lastAttempt: ServerState.Attempt?
     public var lastSuccess: Date?
     public var consecutiveFailures: Int
+
+    public struct Revocation: Codable, Sendable {
+        public var serial: String
+        /// When this machine learned of it (`server revoke`, or the CA's refusal to renew).
+        public var since: Date?
+        public var detail: String?
+    }
 
     enum CodingKeys: String, CodingKey {
         case enrolled
@@ -40,7 +53,8 @@ public struct ServerStatusReport: Codable, Sendable {
         case secondsLeft = "seconds_left"
         case renewalPoint = "renewal_point"
         case renewalDue = "renewal_due"
-        case expired
+        case expired, revoked, revocation
+        case enrollCommand = "enroll_command"
         case certificateProblem = "certificate_problem"
         case timer
         case reloadCommand = "reload_command"
@@ -52,8 +66,8 @@ public struct ServerStatusReport: Codable, Sendable {
         case consecutiveFailures = "consecutive_failures"
     }
 
-    /// Healthy means: a certificate is installed and still valid.
-    public var healthy: Bool { enrolled && serial != nil && !expired && certificateProblem == nil }
+    /// Healthy means: a certificate is installed, still valid and not revoked.
+    public var healthy: Bool { enrolled && serial != nil && !expired && !revoked && certificateProblem == nil }
 }
 
 extension ServerAgent {
@@ -84,6 +98,11 @@ extension ServerAgent {
             report.renewalPoint = point
             report.renewalDue = now >= point
             report.expired = now >= leaf.notValidAfter
+            if state.isRevoked(serial: Self.serialText(leaf)) {
+                report.revoked = true
+                report.revocation = .init(serial: Self.serialText(leaf), since: state.revokedAt, detail: state.revocationNote)
+            }
+            if report.revoked || report.expired { report.enrollCommand = enrollCommand(enrollment) }
         } catch let error as AutoSSLError {
             report.certificateProblem = error.message
         } catch {

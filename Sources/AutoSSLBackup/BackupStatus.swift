@@ -1,3 +1,4 @@
+import AutoSSLCA
 import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
@@ -51,6 +52,13 @@ public struct BackupState: Codable, Sendable, Equatable {
             parts.append("no backup made yet")
         }
         return parts.joined(separator: "; ")
+    }
+
+    /// The same as structured data, for `ca status --json`.
+    public static func report(directories: Directories) -> CAStatusReport.BackupReport {
+        CAStatusReport.BackupReport(
+            schedule: (try? AutoSSLConfiguration.load(from: directories.configFile))?.ca?.backupSchedule,
+            lastBackup: last(directories).map { .init(time: $0.time, succeeded: $0.succeeded, detail: $0.detail) })
     }
 
     /// The same, reading the schedule from config.yaml.

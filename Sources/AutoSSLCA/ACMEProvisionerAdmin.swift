@@ -75,8 +75,16 @@ extension ProvisionerAdmin {
             provisioner.validationAllow = ranges.isEmpty ? nil : ranges
         }
         if let policy = changes.policy {
-            _ = try IssuancePolicy(base.overlaid(by: policy))
-            provisioner.policy = policy
+            // Field by field, as for password provisioners: what is not given stays.
+            var merged = (provisioner.policy ?? PolicySettings()).overlaid(by: policy)
+            // A lower maximum lowers the default with it, unless a default is given too.
+            if policy.defaultDuration == nil, let maximum = policy.maximumDuration,
+               let current = merged.defaultDuration ?? base.defaultDuration,
+               try CertificateDuration(parsing: maximum) < CertificateDuration(parsing: current) {
+                merged.defaultDuration = maximum
+            }
+            _ = try IssuancePolicy(base.overlaid(by: merged))
+            provisioner.policy = merged
         }
     }
 
@@ -97,7 +105,7 @@ extension ProvisionerAdmin {
         var (configuration, settings) = try load()
         var list = settings.acmeProvisioners ?? []
         guard let index = list.firstIndex(where: { $0.name == name }) else {
-            throw AutoSSLError.general("there is no ACME provisioner named \"\(name)\"")
+            throw AutoSSLError.general("there is no provisioner named \"\(name)\"", hint: "list them with `auto-ssl ca provisioner list`")
         }
         try Self.apply(changes, to: &list[index], base: settings.basePolicySettings)
         settings.acmeProvisioners = list
@@ -130,6 +138,33 @@ extension ProvisionerAdmin {
         try await database.acme.addEABKey(kid: kid, provisioner: name, key: key, now: Date())
         try await database.close()
         return (kid, Base64URL.encode(key))
+    }
+
+    /// Removes a binding key no account has used; refuses (and removes nothing) for one already
+    /// bound: the account stays valid either way, so removing its key would change nothing.
+    /// Returns the key's provisioner.
+    public func removeEABKey(kid: String) async throws -> String {
+        let (_, settings) = try load()
+        let database = try AuthorityLoader(directories: directories).openDatabase(settings)
+        let outcome: ACMEEABKeyRemoval
+        do {
+            outcome = try await database.acme.removeEABKey(kid: kid)
+        } catch {
+            try? await database.close()
+            throw error
+        }
+        try await database.close()
+        switch outcome {
+        case .removed(let provisioner):
+            return provisioner
+        case .notFound:
+            throw AutoSSLError.general(
+                "there is no binding key with key id \(kid)", hint: "list them with `auto-ssl ca provisioner eab list NAME`")
+        case .bound(let provisioner, let account):
+            throw AutoSSLError.general(
+                "binding key \(kid) of provisioner \(provisioner) already bound ACME account \(account); nothing was removed",
+                hint: "a key binds an account only when the account is created: removing it now would not affect the account, which stays valid")
+        }
     }
 
     public func eabKeys(provisioner name: String) async throws -> [ACMEEABKeyInfo] {

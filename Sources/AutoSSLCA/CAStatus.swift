@@ -28,6 +28,75 @@ public struct CAStatusReport: Codable, Sendable {
         }
     }
 
+    /// One provisioner, of any type (password/JWK or ACME).
+    public struct ProvisionerSummary: Codable, Sendable, Equatable {
+        public var name: String
+        /// "JWK" or "ACME".
+        public var type: String
+        /// The provisioner's own policy (unset fields come from the CA's).
+        public var policy: PolicySettings?
+        /// ACME: the challenges offered, whether accounts need a binding key, the directory URL.
+        public var challenges: [String]?
+        public var requireEAB: Bool?
+        public var directory: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, type, policy, challenges, directory
+            case requireEAB = "require_eab"
+        }
+
+        /// "admin (JWK)", "acme (ACME, https://.../acme/acme/directory)".
+        public var text: String {
+            "\(name) (\(type)" + (directory.map { ", \($0)" } ?? "") + ")"
+        }
+
+        public static func all(_ settings: CASettings) -> [ProvisionerSummary] {
+            let base = settings.addresses.first?.urlString
+            return settings.provisioners.map { ProvisionerSummary(name: $0.name, type: $0.type, policy: $0.policy) }
+                + (settings.acmeProvisioners ?? []).map { acme in
+                    ProvisionerSummary(
+                        name: acme.name, type: "ACME", policy: acme.policy, challenges: acme.challenges, requireEAB: acme.requireEAB,
+                        directory: base.map { "\($0)/acme/\(acme.name)/directory" })
+                }
+        }
+    }
+
+    /// Scheduled backups and the last one's result (filled in by the backup module).
+    public struct BackupReport: Codable, Sendable {
+        public struct LastBackup: Codable, Sendable {
+            public var time: Date
+            public var succeeded: Bool
+            public var detail: String
+
+            public init(time: Date, succeeded: Bool, detail: String) {
+                self.time = time
+                self.succeeded = succeeded
+                self.detail = detail
+            }
+        }
+
+        /// nil (JSON null) when no backups are scheduled.
+        public var schedule: BackupSchedule?
+        /// nil (JSON null) when no backup was made yet.
+        public var lastBackup: LastBackup?
+
+        public init(schedule: BackupSchedule? = nil, lastBackup: LastBackup? = nil) {
+            self.schedule = schedule
+            self.lastBackup = lastBackup
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case schedule
+            case lastBackup = "last_backup"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(schedule, forKey: .schedule)
+            try container.encode(lastBackup, forKey: .lastBackup)
+        }
+    }
+
     public var name: String
     public var fingerprint: String
     public var root: CertificateSummary
@@ -37,9 +106,9 @@ public struct CAStatusReport: Codable, Sendable {
     public var defaultDuration: String
     public var minimumDuration: String
     public var maximumDuration: String
-    public var provisioners: [String]
+    public var provisioners: [ProvisionerSummary]
     public var server: String
-    public var backups: String
+    public var backups: BackupReport
     public var warnings: [String]
 
     enum CodingKeys: String, CodingKey {
@@ -102,11 +171,11 @@ public struct CAStatusReport: Codable, Sendable {
             defaultDuration: settings.defaultDuration,
             minimumDuration: settings.minimumDuration,
             maximumDuration: settings.maximumDuration,
-            provisioners: settings.provisioners.map { "\($0.name) (\($0.type))" },
+            provisioners: ProvisionerSummary.all(settings),
             // Filled in by the caller, which can reach the network.
             server: "unknown",
             // Filled in by the caller from the backup module (`BackupState.summary`).
-            backups: "unknown",
+            backups: BackupReport(),
             warnings: warnings)
     }
 
@@ -127,7 +196,7 @@ public struct CAStatusReport: Codable, Sendable {
         CertificateSummary(
             subject: certificate.commonName ?? certificate.subject.description,
             keyType: KeyAlgorithm(publicKey: certificate.publicKey)?.displayName ?? "unknown",
-            serial: Hex.colonSeparated(certificate.serialNumber.bytes),
+            serial: certificate.serialNumber.hexString,
             notBefore: certificate.notValidBefore,
             notAfter: certificate.notValidAfter,
             daysLeft: Int(floor(certificate.notValidAfter.timeIntervalSince(now) / 86_400)),

@@ -83,6 +83,28 @@ public struct ProvisionerAdmin {
         return Added(settings: provisioner, generatedPasswordFile: storedPasswordFile)
     }
 
+    /// Changes the policy of a password (JWK) provisioner: each field given replaces the one it
+    /// had, the others stay. Checked on top of the CA's policy before anything is written; applies
+    /// to tokens signed from now on and to renewals of what the provisioner issued.
+    public func update(name: String, policy changes: PolicySettings) throws -> ProvisionerSettings {
+        var (configuration, settings) = try load()
+        guard let index = settings.provisioners.firstIndex(where: { $0.name == name }) else {
+            throw AutoSSLError.general("there is no provisioner named \"\(name)\"")
+        }
+        var merged = (settings.provisioners[index].policy ?? PolicySettings()).overlaid(by: changes)
+        // A lower maximum lowers the default with it (as for `add`), unless this update gives one.
+        if changes.defaultDuration == nil, let maximum = changes.maximumDuration,
+           let inherited = merged.defaultDuration ?? settings.basePolicySettings.defaultDuration,
+           try CertificateDuration(parsing: maximum) < CertificateDuration(parsing: inherited) {
+            merged.defaultDuration = maximum
+        }
+        _ = try IssuancePolicy(settings.basePolicySettings.overlaid(by: merged))
+        settings.provisioners[index].policy = merged == PolicySettings() ? nil : merged
+        configuration.ca = settings
+        try configuration.save(to: directories.configFile)
+        return settings.provisioners[index]
+    }
+
     public func remove(name: String) throws {
         var (configuration, settings) = try load()
         guard let provisioner = settings.provisioners.first(where: { $0.name == name }) else {

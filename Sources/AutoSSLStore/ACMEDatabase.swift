@@ -77,6 +77,10 @@ public protocol ACMEDatabase: Sendable {
     /// The HMAC key of a binding key of `provisioner` that no account uses yet.
     func unboundEABKey(kid: String, provisioner: String) async throws -> Data?
     func eabKeys(provisioner: String) async throws -> [ACMEEABKeyInfo]
+    /// Deletes a binding key that no account uses yet. A key already bound is left in place
+    /// (`.bound`): the account it bound stays valid whatever happens to the key, so deleting it
+    /// would only lose the record of which key created the account.
+    func removeEABKey(kid: String) async throws -> ACMEEABKeyRemoval
 
     // MARK: Clean-up
 

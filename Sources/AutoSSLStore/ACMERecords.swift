@@ -154,6 +154,14 @@ public struct ACMEEABKeyInfo: Sendable, Equatable {
     }
 }
 
+/// What `ACMEDatabase.removeEABKey` did.
+public enum ACMEEABKeyRemoval: Sendable, Equatable {
+    case removed(provisioner: String)
+    case notFound
+    /// Nothing was removed: the key already bound this account.
+    case bound(provisioner: String, account: String)
+}
+
 /// The outcome of one challenge's validation, written in one transaction. Each change applies only
 /// from the state named here, so a late or repeated outcome changes nothing.
 public struct ACMEValidationOutcome: Sendable, Equatable {

@@ -448,6 +448,19 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         }
     }
 
+    public func removeEABKey(kid: String) async throws -> ACMEEABKeyRemoval {
+        try await write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT provisioner, bound_account FROM acme_eab_keys WHERE kid = ?", arguments: [kid]) else {
+                return .notFound
+            }
+            let provisioner: String = row["provisioner"]
+            if let account: String = row["bound_account"] { return .bound(provisioner: provisioner, account: account) }
+            // In the same write transaction as the read: an account cannot bind it in between.
+            try db.execute(sql: "DELETE FROM acme_eab_keys WHERE kid = ? AND bound_account IS NULL", arguments: [kid])
+            return db.changesCount == 1 ? .removed(provisioner: provisioner) : .notFound
+        }
+    }
+
     // MARK: - Clean-up
 
     public func purge(expiredBefore date: Date) async throws -> Int {

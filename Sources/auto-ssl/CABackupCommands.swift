@@ -242,6 +242,10 @@ struct CARestoreCommand: AsyncParsableCommand {
         if let previous = restored.previousCALocation { print("The previous CA was moved to \(previous).") }
         print("Restored CA \"\(restored.settings.name)\" (root \(restored.fingerprint)) into \(restored.settings.paths.caDir)")
         if !restored.hadManifest { Output.warning("the archive had no manifest; its files were not hash-checked") }
-        print("Addresses: \(restored.settings.addresses.map(\.description).joined(separator: ", ")). Start it with `auto-ssl ca serve`.")
+        print("Addresses: \(restored.settings.addresses.map(\.description).joined(separator: ", "))")
+        print("Next steps:")
+        for line in CAStartSteps.lines(settings: restored.settings, directories: backup.directories, givenPasswordFile: nil) {
+            print(line)
+        }
     }
 }

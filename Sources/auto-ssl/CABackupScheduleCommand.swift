@@ -10,28 +10,40 @@ import Foundation
 struct CABackupScheduleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "backup-schedule",
-        abstract: "Enable or disable scheduled backups (auto-ssl-backup.service and .timer).",
+        abstract: "Show, enable or disable scheduled backups (auto-ssl-backup.service and .timer).",
         discussion: """
-            The timer runs `ca backup` into --output (a directory), keeps the newest --retention backups and
-            deletes older ones only after a new backup succeeded. `ca status` shows the schedule and the last
-            backup's time and result.
+            The timer runs `ca backup` into --output (a directory), keeps the newest --retention backups and \
+            deletes older ones only after a new backup succeeded. `ca status` shows the schedule and the last \
+            backup's time and result. Without --enable or --disable, shows the schedule and the last backup.
             """)
 
     @Flag(help: "Write and enable the units.") var enable = false
     @Flag(help: "Remove the units.") var disable = false
-    @Option(help: "daily, weekly or monthly.") var schedule = "daily"
+    @Option(help: "daily, weekly or monthly (default daily).") var schedule: String?
     @Option(help: ArgumentHelp("Directory the backups go to.", valueName: "dir")) var output: String?
-    @Option(help: "How many backups to keep.") var retention = 4
+    @Option(help: "How many backups to keep (default 4).") var retention: Int?
     @Option(help: ArgumentHelp("File holding the backup passphrase (mode 0600; the timer reads it).", valueName: "file"))
     var passphraseFile: String?
 
+    @Flag(help: "Without --enable or --disable: print the schedule as JSON.") var json = false
+
     func run() throws {
-        guard enable != disable else { throw AutoSSLError.invalidArgument("give exactly one of --enable or --disable") }
+        guard !(enable && disable) else { throw AutoSSLError.invalidArgument("give --enable or --disable, not both") }
         let directories = Directories.fromEnvironment()
         var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
         guard var settings = configuration.ca else {
             throw AutoSSLError.general("no CA on this machine", hint: "create one with `auto-ssl ca init`")
         }
+        if !enable && !disable {
+            guard schedule == nil, output == nil, retention == nil, passphraseFile == nil else {
+                throw AutoSSLError.invalidArgument("--schedule, --output, --retention and --passphrase-file go with --enable")
+            }
+            try show(settings.backupSchedule, directories: directories)
+            return
+        }
+        guard !json else { throw AutoSSLError.invalidArgument("--json only goes with showing the schedule (no --enable or --disable)") }
+        let schedule = schedule ?? "daily"
+        let retention = retention ?? 4
         let service = directories.systemdDir + "/auto-ssl-backup.service"
         let timer = directories.systemdDir + "/auto-ssl-backup.timer"
         let managesSystem = directories.systemdDir == Directories.defaults.systemdDir && SystemdUnits.systemdIsRunning
@@ -89,6 +101,27 @@ struct CABackupScheduleCommand: ParsableCommand {
             print("auto-ssl-backup.timer is enabled.")
         } else {
             print("systemd is not managing \(directories.systemdDir) here; enable with: systemctl daemon-reload && systemctl enable --now auto-ssl-backup.timer")
+        }
+    }
+
+    /// The schedule as recorded, the units and the last backup's result.
+    private func show(_ recorded: BackupSchedule?, directories: Directories) throws {
+        if json {
+            try Output.json(BackupState.report(directories: directories))
+            return
+        }
+        let timer = directories.systemdDir + "/auto-ssl-backup.timer"
+        if let recorded {
+            print("Scheduled:   \(recorded.schedule), into \(recorded.outputDirectory), keeping \(recorded.retention)")
+            print("Passphrase:  \(recorded.passphraseFile)")
+            print("Timer:       " + (FileOperations.exists(timer) ? timer : "\(timer) is missing: run --enable again"))
+        } else {
+            print("Scheduled:   no (enable with: auto-ssl ca backup-schedule --enable --output DIR --passphrase-file FILE)")
+        }
+        if let last = BackupState.last(directories) {
+            print("Last backup: \(last.succeeded ? "succeeded" : "FAILED") at \(Output.date(last.time))" + (last.succeeded ? "" : ": \(last.detail)"))
+        } else {
+            print("Last backup: none yet")
         }
     }
 }

@@ -120,7 +120,7 @@ struct CAInitCommand: ParsableCommand {
             "  Root:          \(settings.name) Root CA (\(settings.keyType.rootAlgorithm.displayName), \(CAMaterial.rootLifetimeYears) years)",
             "  Intermediate:  \(settings.name) Intermediate CA (\(settings.keyType.intermediateAlgorithm.displayName), \(CAMaterial.intermediateLifetimeYears) years)",
             "  Addresses:     \(settings.addresses.map(\.description).joined(separator: ", "))",
-            "  Provisioner:   \(settings.provisioners.map { "\($0.name) (\($0.type))" }.joined(separator: ", "))",
+            "  Provisioners:  \(CAStatusReport.ProvisionerSummary.all(settings).map(\.text).joined(separator: ", "))",
             "  Durations:     default \(settings.defaultDuration), maximum \(settings.maximumDuration)",
             "  Configuration: \(directories.configFile)",
         ]
@@ -132,6 +132,9 @@ struct CAInitCommand: ParsableCommand {
         lines += [
             "",
             "Next steps:",
+        ]
+        lines += CAStartSteps.lines(settings: settings, directories: directories, givenPasswordFile: passwordFile)
+        lines += [
             "  Check the CA:          auto-ssl ca status",
             "  On each server:        sudo auto-ssl server enroll --ca-url \(url) --fingerprint \(result.rootFingerprint)",
             "  On each client:        sudo auto-ssl client trust --ca-url \(url) --fingerprint \(result.rootFingerprint)",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO
@@ -13,12 +14,25 @@ struct CAInstallServiceCommand: ParsableCommand {
     @Flag(help: "Enable and start the service now (needs a running systemd).")
     var now = false
 
+    @Option(help: ArgumentHelp(
+        "File holding the CA key password (may be /dev/stdin): checked against the CA's key, then stored 0600 as $AUTO_SSL_CONFIG_DIR/ca-password, which the unit passes to the service as its systemd credential.",
+        valueName: "file"))
+    var passwordFile: String?
+
     func run() throws {
         let directories = Directories.fromEnvironment()
         let settings = try AuthorityLoader(directories: directories).settings()
         let executable = Directories.absolute(CommandLine.arguments[0].contains("/")
             ? CommandLine.arguments[0] : (SystemCommandRunner().which("auto-ssl") ?? "/usr/local/bin/auto-ssl"))
+        if let given = passwordFile {
+            try Self.storeCAPassword(from: given, settings: settings, directories: directories)
+        }
         let passwordFile = settings.passwordFile ?? (FileOperations.exists(directories.caPasswordFile) ? directories.caPasswordFile : nil)
+        if passwordFile == nil, now {
+            throw AutoSSLError.invalidArgument(
+                "the service would not start: no CA password is stored on this machine",
+                hint: "pass --password-file FILE (a file holding the CA key password); it is stored for the service")
+        }
         let unit = SystemdUnits.caService(
             executable: executable, configDir: directories.configDir, dataDir: directories.dataDir,
             passwordFile: passwordFile, lowPort: settings.addresses.contains { $0.port < 1024 })
@@ -26,8 +40,10 @@ struct CAInstallServiceCommand: ParsableCommand {
         let path = directories.systemdDir + "/auto-ssl-ca.service"
         try FileOperations.writeAtomically(unit, to: path, mode: 0o644)
         print("Wrote \(path)")
-        if passwordFile == nil {
-            print("No CA password file exists: create one (mode 0600) and add `LoadCredential=ca-password:<file>` to the unit.")
+        if let passwordFile {
+            print("The service gets the CA password from \(passwordFile) as its systemd credential ca-password (LoadCredential=).")
+        } else {
+            print("No CA password is stored on this machine: the service cannot start until you run this again with --password-file FILE.")
         }
         switch SystemdUnits.verify(path) {
         case .passed: print("systemd-analyze verify: ok")
@@ -49,5 +65,55 @@ struct CAInstallServiceCommand: ParsableCommand {
             }
         }
         print("auto-ssl-ca.service is enabled and started.")
+    }
+
+    /// Stores the CA password where the unit's LoadCredential= (and `ca serve`) find it, after
+    /// checking that it opens the intermediate key: nothing is written for a wrong one.
+    static func storeCAPassword(from file: String, settings: CASettings, directories: Directories) throws {
+        let password = try SecretFiles.read(file, option: "--password-file")
+        do {
+            _ = try EncryptedPrivateKey.decryptKey(
+                pem: try FileOperations.readText(settings.paths.intermediateKey), password: password)
+        } catch {
+            throw AutoSSLError.invalidArgument(
+                "--password-file: the password in \(file) does not open the CA's intermediate key; nothing was written",
+                hint: "give the CA key password chosen at `auto-ssl ca init`")
+        }
+        let target = directories.caPasswordFile
+        if !SecretFiles.isStandardInput(file), Directories.absolute(file) == target {
+            print("The CA password in \(target) opens the CA's key.")
+            return
+        }
+        try FileOperations.makeDirectory(directories.configDir, mode: 0o755)
+        try FileOperations.writeAtomically(password + "\n", to: target, mode: 0o600)
+        print("Stored the CA password in \(target) (mode 0600).")
+    }
+}
+
+/// How to start the CA, at the end of `ca init` and `ca restore`: `ca serve` and `ca
+/// install-service`, with `--password-file` unless the CA password is stored where they find it.
+enum CAStartSteps {
+    static func lines(settings: CASettings, directories: Directories, givenPasswordFile: String?) -> [String] {
+        let stored = settings.passwordFile ?? (FileOperations.exists(directories.caPasswordFile) ? directories.caPasswordFile : nil)
+        if let stored {
+            return [
+                "  Start the CA:          auto-ssl ca serve   (it reads the CA password from \(stored))",
+                "  Or as a service:       sudo auto-ssl ca install-service --now",
+            ]
+        }
+        var lines: [String] = []
+        let file: String
+        if let given = givenPasswordFile, !SecretFiles.isStandardInput(given) {
+            file = Directories.absolute(given)
+        } else {
+            file = "FILE"
+            lines.append("  The CA password is not stored on this machine; put it in a FILE only root can read (chmod 600), then:")
+        }
+        lines += [
+            "  Start the CA:          auto-ssl ca serve --password-file \(file)",
+            "  Or as a service:       sudo auto-ssl ca install-service --password-file \(file) --now",
+            "                         (stores the password for the service as its systemd credential)",
+        ]
+        return lines
     }
 }

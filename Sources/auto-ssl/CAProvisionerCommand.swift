@@ -36,6 +36,13 @@ struct ProvisionerListCommand: ParsableCommand {
                 var http01Port: Int?
                 var tlsALPN01Port: Int?
                 var validationAllow: [String]?
+                enum CodingKeys: String, CodingKey {
+                    case name, type, kid, policy, challenges, resolver
+                    case requireEAB = "require_eab"
+                    case http01Port = "http01_port"
+                    case tlsALPN01Port = "tls_alpn01_port"
+                    case validationAllow = "validation_allow"
+                }
             }
             try Output.json(try provisioners.map { provisioner in
                 View(
@@ -193,29 +200,61 @@ struct ProvisionerAddCommand: ParsableCommand {
 
 struct ProvisionerUpdateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "update", abstract: "Change an ACME provisioner's challenges, EAB requirement, resolver, ports or policy.")
+        commandName: "update",
+        abstract: "Change a provisioner's policy and durations (any type), or an ACME one's challenges, EAB requirement, resolver or ports.",
+        discussion: "Each option given replaces that setting; the others stay as they were.")
 
     @Argument(help: "Provisioner name.") var name: String
     @OptionGroup var acme: ACMEOptions
     @OptionGroup var policy: PolicyOptions
 
     func run() throws {
-        let updated = try ProvisionerAdmin(directories: Directories.fromEnvironment()).updateACME(
-            name: name, changes: acme.changes(policy: policy.settings))
+        let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
+        if acme.isEmpty && policy.settings == nil {
+            throw AutoSSLError.invalidArgument(
+                "nothing to change", hint: "give a policy option (--allow-dns, --max-duration, ...) or, for ACME provisioners, --challenges and the like")
+        }
+        if try admin.list().contains(where: { $0.name == name }) {
+            guard acme.isEmpty else {
+                throw AutoSSLError.invalidArgument(
+                    "\(name) is a password (JWK) provisioner: --challenges, --require-eab, --resolver, the ports and --validation-allow are for ACME ones")
+            }
+            let updated = try admin.update(name: name, policy: policy.settings ?? PolicySettings())
+            print("Updated provisioner \(updated.name) (JWK): " + PolicyText.describe(updated.policy) + ".")
+            print("A running `auto-ssl ca serve` picks it up within seconds.")
+            return
+        }
+        let updated = try admin.updateACME(name: name, changes: acme.changes(policy: policy.settings))
         var parts = ["challenges: " + updated.challenges.joined(separator: ",")]
         parts.append(updated.requireEAB ? "EAB required" : "EAB optional")
         parts.append("resolver: " + (updated.resolver ?? "system"))
         parts.append("http-01 port: \(updated.http01Port ?? 80)")
         parts.append("tls-alpn-01 port: \(updated.tlsALPN01Port ?? 443)")
         parts.append("validation also allowed to: " + (updated.validationAllow?.joined(separator: ",") ?? "none"))
+        parts.append(PolicyText.describe(updated.policy))
         print("Updated ACME provisioner \(updated.name): " + parts.joined(separator: ", ") + ".")
+    }
+}
+
+/// A provisioner's own policy in words (fields it does not set come from the CA's).
+enum PolicyText {
+    static func describe(_ policy: PolicySettings?) -> String {
+        guard let policy, policy != PolicySettings() else { return "policy: the CA's" }
+        var rules: [String] = []
+        if let dns = policy.allowedDNS { rules.append("DNS names: " + dns.joined(separator: ",")) }
+        if let ips = policy.allowedIPs { rules.append("IP ranges: " + ips.joined(separator: ",")) }
+        if let keys = policy.keyTypes { rules.append("key types: " + keys.joined(separator: ",")) }
+        if let value = policy.defaultDuration { rules.append("default duration: " + value) }
+        if let value = policy.minimumDuration { rules.append("minimum duration: " + value) }
+        if let value = policy.maximumDuration { rules.append("maximum duration: " + value) }
+        return rules.joined(separator: ", ")
     }
 }
 
 struct ProvisionerEABCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eab", abstract: "External account binding keys of an ACME provisioner.",
-        subcommands: [EABAddCommand.self, EABListCommand.self])
+        subcommands: [EABAddCommand.self, EABListCommand.self, EABRemoveCommand.self])
 }
 
 struct EABAddCommand: AsyncParsableCommand {
@@ -242,11 +281,50 @@ struct EABListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "list", abstract: "List binding keys (never the HMAC keys).")
 
     @Argument(help: "ACME provisioner name.") var name: String
+    @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        for key in try await ProvisionerAdmin(directories: Directories.fromEnvironment()).eabKeys(provisioner: name) {
+        let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
+        guard try admin.acmeProvisioners().contains(where: { $0.name == name }) else {
+            throw AutoSSLError.general("there is no ACME provisioner named \"\(name)\"")
+        }
+        let keys = try await admin.eabKeys(provisioner: name)
+        if json {
+            struct View: Encodable {
+                var kid: String
+                var provisioner: String
+                var createdAt: Date
+                var boundAccount: String?
+                enum CodingKeys: String, CodingKey {
+                    case kid, provisioner
+                    case createdAt = "created_at"
+                    case boundAccount = "bound_account"
+                }
+            }
+            try Output.json(keys.map { View(kid: $0.kid, provisioner: $0.provisioner, createdAt: $0.createdAt, boundAccount: $0.boundAccount) })
+            return
+        }
+        if keys.isEmpty { print("Provisioner \(name) has no binding keys; create one with `auto-ssl ca provisioner eab add \(name)`.") }
+        for key in keys {
             print("\(key.kid)  created \(Output.date(key.createdAt))  " + (key.boundAccount.map { "bound to account \($0)" } ?? "unused"))
         }
+    }
+}
+
+struct EABRemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remove",
+        abstract: "Remove a binding key no account has used yet.",
+        discussion: """
+            A key already bound is refused and kept: it was checked when its account was created, and the account \
+            stays valid whatever happens to the key.
+            """)
+
+    @Argument(help: "Key id (from `eab add` or `eab list`).") var kid: String
+
+    func run() async throws {
+        let provisioner = try await ProvisionerAdmin(directories: Directories.fromEnvironment()).removeEABKey(kid: kid)
+        print("Removed binding key \(kid) of ACME provisioner \(provisioner); it can no longer create an account.")
     }
 }
 

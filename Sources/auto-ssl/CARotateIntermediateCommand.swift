@@ -27,7 +27,7 @@ struct CARotateIntermediateCommand: ParsableCommand {
             yes: yes, action: "rotating the intermediate", question: "Create a new intermediate for \(settings.name)?")
         let password = try loader.caPassword(explicitFile: passwordFile, settings: settings)
         let result = try IntermediateRotation(directories: directories).rotate(caPassword: password)
-        print("New intermediate \(Hex.colonSeparated(result.current.serialNumber.bytes)), valid until \(Output.date(result.current.notValidAfter)).")
+        print("New intermediate \(result.current.serialNumber.hexString), valid until \(Output.date(result.current.notValidAfter)).")
         print("The previous one (valid until \(Output.date(result.previous.notValidAfter))) is archived in \(result.archivedCertificate).")
         print("Restart `auto-ssl ca serve` (e.g. systemctl restart auto-ssl-ca) to sign with the new intermediate.")
     }

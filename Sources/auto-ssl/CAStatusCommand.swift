@@ -16,7 +16,7 @@ struct CAStatusCommand: AsyncParsableCommand {
     func run() async throws {
         let directories = Directories.fromEnvironment()
         var report = try CAStatusReport.load(directories: directories)
-        report.backups = BackupState.summary(directories: directories)
+        report.backups = BackupState.report(directories: directories)
         report.server = try await serverState(report)
         if json {
             try Output.json(report)
@@ -43,9 +43,9 @@ struct CAStatusCommand: AsyncParsableCommand {
             "Addresses:      \(report.addresses.joined(separator: ", "))",
             "DNS names:      \(report.dnsNames.isEmpty ? "(none)" : report.dnsNames.joined(separator: ", "))",
             "Durations:      default \(report.defaultDuration), minimum \(report.minimumDuration), maximum \(report.maximumDuration)",
-            "Provisioners:   \(report.provisioners.joined(separator: ", "))",
+            "Provisioners:   \(report.provisioners.map(\.text).joined(separator: ", "))",
             "Server:         \(report.server)",
-            "Backups:        \(report.backups)",
+            "Backups:        \(BackupState.summary(directories: directories))",
         ]
         print(lines.joined(separator: "\n"))
         for warning in report.warnings { Output.warning(warning) }

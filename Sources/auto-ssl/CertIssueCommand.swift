@@ -80,7 +80,7 @@ struct CertIssueCommand: AsyncParsableCommand {
             (Array(key.pkcs8PEMRepresentation.utf8), Directories.absolute(outKey), 0o600),
             (Array(signed.pemChain.utf8), Directories.absolute(outCert), 0o644),
         ])
-        print("Issued \(Hex.colonSeparated(signed.leaf.serialNumber.bytes)) for \(names.map(\.description).joined(separator: ", "))")
+        print("Issued \(signed.leaf.serialNumber.hexString) for \(names.map(\.description).joined(separator: ", "))")
         print("  valid until \(Output.date(signed.leaf.notValidAfter))")
         print("  certificate chain: \(outCert)")
         print("  private key:       \(outKey) (mode 0600)")

@@ -32,7 +32,7 @@ struct CertRenewCommand: AsyncParsableCommand {
             try await client.renew(chain: chain, key: signingKey, method: authentication)
         }
         try FileOperations.writeAtomically(renewed.pemChain, to: Directories.absolute(outCert ?? cert), mode: 0o644)
-        print("Renewed: new serial \(Hex.colonSeparated(renewed.leaf.serialNumber.bytes)), valid until \(Output.date(renewed.leaf.notValidAfter)) (written to \(outCert ?? cert))")
+        print("Renewed: new serial \(renewed.leaf.serialNumber.hexString), valid until \(Output.date(renewed.leaf.notValidAfter)) (written to \(outCert ?? cert))")
     }
 }
 
@@ -70,7 +70,7 @@ struct CertRevokeCommand: AsyncParsableCommand {
                 try await client.revoke(
                     chain: chain, key: try HolderFiles.key(key, matching: chain[0]), method: authentication,
                     reasonCode: reason.reasonCode, reason: reason.reason)
-                print("Revoked \(Hex.colonSeparated(chain[0].serialNumber.bytes)).")
+                print("Revoked \(chain[0].serialNumber.hexString).")
             } else if let serial {
                 guard let passwordFile else {
                     throw AutoSSLError.invalidArgument("--serial needs the provisioner password", hint: "pass --password-file")

@@ -207,7 +207,7 @@ final class StopSignal: @unchecked Sendable {
 
 struct ServerStatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show the certificate, its renewal point, the timer and the last renewal; exit 1 if expired or missing.")
+        commandName: "status", abstract: "Show the certificate, its renewal point, the timer and the last renewal; exit 1 if expired, revoked or missing.")
 
     @Flag(help: "Print JSON.") var json = false
 
@@ -230,6 +230,10 @@ struct ServerStatusCommand: AsyncParsableCommand {
             lines.append("Valid:         \(Output.date(notBefore)) to \(Output.date(notAfter))")
             let left = report.secondsLeft ?? 0
             lines.append("Time left:     " + (left > 0 ? CertificateDuration(seconds: left).humanReadable : "EXPIRED"))
+            if let revocation = report.revocation {
+                lines.append("Revoked:       REVOKED" + (revocation.since.map { " (known since \(Output.date($0)))" } ?? "")
+                    + (revocation.detail.map { ": \($0)" } ?? ""))
+            }
             if let point = report.renewalPoint {
                 lines.append("Renews after:  \(Output.date(point))" + (report.renewalDue ? " (due now)" : ""))
             }
@@ -247,6 +251,10 @@ struct ServerStatusCommand: AsyncParsableCommand {
             lines.append("Last attempt:  \(Output.date(attempt.time)) \(attempt.result): \(attempt.message)")
         }
         if report.consecutiveFailures > 0 { lines.append("Failures:      \(report.consecutiveFailures) in a row") }
+        if let command = report.enrollCommand {
+            lines.append("This certificate can no longer be renewed; enroll again (keeps every recorded option):")
+            lines.append("    \(command)")
+        }
         return lines.joined(separator: "\n")
     }
 }
@@ -294,7 +302,8 @@ struct ServerRevokeCommand: AsyncParsableCommand {
             print("Revoked serial \(revoked).")
         } else {
             let revoked = try await agent.revoke(.current, reasonCode: reason.reasonCode, reason: reason.reason)
-            print("Revoked \(revoked). Scheduled renewals are stopped; enroll again to get a new certificate.")
+            print("Revoked \(revoked). Scheduled renewals are stopped; to get a new certificate with the same options, run:")
+            print("    \(agent.enrollCommand(try agent.enrollment()))")
         }
     }
 }

@@ -77,6 +77,23 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
     }
 
     @Test(arguments: ACMEDatabaseFactory.all)
+    func onlyUnboundEABKeysAreRemoved(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try factory.make()
+        defer { withExtendedLifetime(keepAlive) {} }
+        try await store.addEABKey(kid: "unused", provisioner: "acme", key: Data([1]), now: Date())
+        try await store.addEABKey(kid: "used", provisioner: "acme", key: Data([2]), now: Date())
+        _ = try await store.createAccount(Self.account("a1", thumbprint: "t1", eab: "used"))
+        #expect(try await store.removeEABKey(kid: "used") == .bound(provisioner: "acme", account: "a1"))
+        #expect(try await store.eabKeys(provisioner: "acme").map(\.kid).sorted() == ["unused", "used"], "a bound key stays")
+        #expect(try await store.account(id: "a1")?.status == .valid)
+        #expect(try await store.removeEABKey(kid: "unused") == .removed(provisioner: "acme"))
+        #expect(try await store.unboundEABKey(kid: "unused", provisioner: "acme") == nil, "a removed key binds nothing")
+        #expect(try await store.removeEABKey(kid: "unused") == .notFound)
+        #expect(try await store.removeEABKey(kid: "never") == .notFound)
+        #expect(try await store.eabKeys(provisioner: "acme").map(\.kid) == ["used"])
+    }
+
+    @Test(arguments: ACMEDatabaseFactory.all)
     func deactivatingAnAccountDeactivatesItsAuthorizations(_ factory: ACMEDatabaseFactory) async throws {
         let (store, keepAlive) = try factory.make()
         defer { withExtendedLifetime(keepAlive) {} }

@@ -40,6 +40,28 @@ struct AgentTests {
         #expect(abs(agent.renewalPoint(of: leaf, enrollment: enrollment(fraction: 3)).timeIntervalSince(start) - 9_000) < 1)
     }
 
+    @Test func theEnrollAgainCommandCarriesEveryRecordedOption() throws {
+        let agent = ServerAgent(directories: Directories(
+            configDir: "/etc/auto-ssl", dataDir: "/var/lib/auto-ssl", certDir: "/etc/ssl/auto-ssl", systemdDir: "/etc/systemd/system"))
+        var recorded = enrollment()
+        #expect(agent.enrollCommand(recorded) == "auto-ssl server enroll --ca-url https://ca.internal:9000 --fingerprint "
+            + String(repeating: "a", count: 64) + " --san web01.internal --san 10.0.0.7 --duration 7d --reload nginx")
+        recorded.reload = nil
+        recorded.reloadCommand = "systemctl restart 'my app' && echo ok"
+        recorded.keyType = "rsa"
+        recorded.provisioner = "ops"
+        recorded.certPath = "/srv/tls/site.crt"
+        recorded.renewalTimer = false
+        recorded.duration = nil
+        let command = agent.enrollCommand(recorded)
+        #expect(command.hasSuffix(
+            "--san 10.0.0.7 --cert-path /srv/tls/site.crt --key-type rsa --provisioner ops --exec 'systemctl restart '\\''my app'\\'' && echo ok' --no-renewal"),
+            "\(command)")
+        // What the shell makes of it is the recorded command, word for word.
+        let words = try runProcess("sh", ["-c", "for w in \(command.dropFirst("auto-ssl ".count)); do echo \"[$w]\"; done"]).stdout
+        #expect(words.contains("[systemctl restart 'my app' && echo ok]"), "\(words)")
+    }
+
     @Test func backoffDoublesAndIsCapped() {
         let daemon = RenewalDaemon(agent: ServerAgent(directories: .defaults))
         #expect((1...9).map { daemon.backoff(afterFailures: $0) } == [30, 60, 120, 240, 480, 960, 1_920, 3_600, 3_600])

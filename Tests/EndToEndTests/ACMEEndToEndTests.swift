@@ -369,5 +369,27 @@ import TestSupport
                     "--hmac", eab["hmac_key"] ?? "", "run"],
             environment: environment)
         #expect(reuse.status != 0, "a binding key works for one account only: \(reuse)")
+
+        // eab list --json; eab remove: refused for the bound key, done for an unused one.
+        let unused = try JSONSerialization.jsonObject(
+            with: Data(try setup.ca.sandbox.run(["ca", "provisioner", "eab", "add", "bound", "--json"]).stdout.utf8)) as? [String: String] ?? [:]
+        let listed = try setup.ca.sandbox.run(["ca", "provisioner", "eab", "list", "bound", "--json"])
+        let entries = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(entries.count == 2 && entries.allSatisfy { $0["created_at"] is String && $0["hmac_key"] == nil }, "\(listed)")
+        #expect(entries.contains { $0["kid"] as? String == eab["kid"] && $0["bound_account"] is String }, "\(listed)")
+        #expect(entries.contains { $0["kid"] as? String == unused["kid"] && $0["bound_account"] == nil }, "\(listed)")
+        let keep = try setup.ca.sandbox.run(["ca", "provisioner", "eab", "remove", eab["kid"] ?? ""])
+        #expect(keep.status == 1 && keep.stderr.contains("already bound ACME account") && keep.stderr.contains("nothing was removed"), "\(keep)")
+        let removed = try setup.ca.sandbox.run(["ca", "provisioner", "eab", "remove", unused["kid"] ?? ""])
+        #expect(removed.status == 0, "\(removed)")
+        #expect(try setup.ca.sandbox.run(["ca", "provisioner", "eab", "remove", unused["kid"] ?? ""]).status == 1, "gone")
+        let after = try setup.ca.sandbox.run(["ca", "provisioner", "eab", "list", "bound"]).stdout
+        #expect(after.contains(eab["kid"] ?? "-") && !after.contains(unused["kid"] ?? "-"), "\(after)")
+        let unusedKey = try runProcess(
+            "/usr/bin/lego",
+            base + ["--path", setup.file("lego-eab3"), "--email", "third@example.com", "--eab", "--kid", unused["kid"] ?? "",
+                    "--hmac", unused["hmac_key"] ?? "", "run"],
+            environment: environment)
+        #expect(unusedKey.status != 0, "a removed key binds no account: \(unusedKey)")
     }
 }

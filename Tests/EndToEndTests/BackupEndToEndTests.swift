@@ -59,6 +59,9 @@ import TestSupport
             "ca", "restore", "--input", backupFile, "--passphrase-file", passphraseFile, "--new-address", "127.0.0.1:\(port)",
         ])
         #expect(restore.status == 0, "\(restore)")
+        // The backup held the stored CA password: the next steps start the CA without a password file.
+        #expect(restore.stdout.contains("Start the CA:          auto-ssl ca serve   (it reads the CA password from \(target.configDir)/ca-password)"), "\(restore)")
+        #expect(restore.stdout.contains("sudo auto-ssl ca install-service --now"), "\(restore)")
         let server = Process()
         server.executableURL = URL(fileURLWithPath: autoSSLBinaryPath())
         server.arguments = ["ca", "serve"]
@@ -269,7 +272,18 @@ import TestSupport
         let timer = try readFile(sandbox.systemdDir + "/auto-ssl-backup.timer")
         #expect(service.contains("Type=oneshot") && service.contains("ca backup --output \(directory) --retention 3 --passphrase-file \(passphraseFile)"))
         #expect(timer.contains("OnCalendar=weekly") && timer.contains("Persistent=true"))
-        #expect(try sandbox.run(["ca", "status", "--json"]).stdout.contains("weekly to \(directory), keeping 3; no backup made yet"))
+        let scheduled = try JSONSerialization.jsonObject(with: Data(try sandbox.run(["ca", "status", "--json"]).stdout.utf8)) as? [String: Any]
+        let backups = try #require(scheduled?["backups"] as? [String: Any])
+        let schedule = try #require(backups["schedule"] as? [String: Any])
+        #expect(schedule["schedule"] as? String == "weekly" && schedule["output_directory"] as? String == directory)
+        #expect(schedule["retention"] as? Int == 3 && schedule["passphrase_file"] as? String == passphraseFile)
+        #expect(backups["last_backup"] is NSNull, "no backup made yet: \(backups)")
+        // Without --enable or --disable the command shows the schedule.
+        let shown = try sandbox.run(["ca", "backup-schedule"])
+        #expect(shown.status == 0 && shown.stdout.contains("weekly, into \(directory), keeping 3") && shown.stdout.contains("Last backup: none yet"), "\(shown)")
+        let shownJSON = try sandbox.run(["ca", "backup-schedule", "--json"])
+        #expect(shownJSON.status == 0 && shownJSON.stdout.contains("\"output_directory\" : \"\(directory)\""), "\(shownJSON)")
+        #expect(try sandbox.run(["ca", "backup-schedule", "--retention", "2"]).status == 2, "options without --enable are refused")
 
         // What the timer runs, five times: exactly the newest three stay.
         var made: [String] = []
@@ -284,6 +298,9 @@ import TestSupport
         #expect(kept.allSatisfy { fileMode(directory + "/" + $0) == 0o600 })
         let status = try sandbox.run(["ca", "status"]).stdout
         #expect(status.contains("Backups:") && status.contains("last succeeded"), "\(status)")
+        let last = try JSONSerialization.jsonObject(with: Data(try sandbox.run(["ca", "status", "--json"]).stdout.utf8)) as? [String: Any]
+        let lastBackup = try #require((last?["backups"] as? [String: Any])?["last_backup"] as? [String: Any])
+        #expect(lastBackup["succeeded"] as? Bool == true && lastBackup["time"] is String, "\(lastBackup)")
 
         // A failing run (wrong passphrase length) is reported by ca status and deletes nothing.
         let short = try sandbox.root.write("short", "short\n")
@@ -294,7 +311,9 @@ import TestSupport
         let disabled = try sandbox.run(["ca", "backup-schedule", "--disable"])
         #expect(disabled.status == 0, "\(disabled)")
         #expect(!FileManager.default.fileExists(atPath: sandbox.systemdDir + "/auto-ssl-backup.timer"))
-        #expect(try sandbox.run(["ca", "status", "--json"]).stdout.contains("not scheduled"))
+        let unscheduled = try JSONSerialization.jsonObject(with: Data(try sandbox.run(["ca", "status", "--json"]).stdout.utf8)) as? [String: Any]
+        #expect((unscheduled?["backups"] as? [String: Any])?["schedule"] is NSNull)
+        #expect(try sandbox.run(["ca", "backup-schedule"]).stdout.contains("Scheduled:   no"))
     }
 }
 

@@ -87,6 +87,71 @@ import TestSupport
         #expect(object["server"] as? String == "not running")
     }
 
+    @Test func statusListsProvisionersOfEveryTypeAsJSONObjectsAndSerialsInOneForm() throws {
+        let sandbox = try initialised()
+        let json = try sandbox.run(["ca", "status", "--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let provisioners = try #require(object["provisioners"] as? [[String: Any]], "\(json)")
+        #expect(provisioners.map { $0["name"] as? String ?? "" } == ["admin", "acme"])
+        #expect(provisioners.map { $0["type"] as? String ?? "" } == ["JWK", "ACME"])
+        #expect(provisioners[1]["directory"] as? String == "https://127.0.0.1:9443/acme/acme/directory")
+        #expect(provisioners[1]["require_eab"] as? Bool == false && (provisioners[1]["challenges"] as? [String])?.isEmpty == false)
+        let backups = try #require(object["backups"] as? [String: Any])
+        #expect(backups["schedule"] is NSNull && backups["last_backup"] is NSNull, "\(backups)")
+        // One key style: snake_case everywhere.
+        let list = try sandbox.run(["ca", "provisioner", "list", "--json"])
+        #expect(list.stdout.contains("\"require_eab\"") && !list.stdout.contains("requireEAB"), "\(list)")
+        for output in [json.stdout, list.stdout] {
+            let keys = try #require(try? NSRegularExpression(pattern: "\"([A-Za-z0-9_]+)\" :"))
+            let camel = keys.matches(in: output, range: NSRange(output.startIndex..., in: output)).compactMap { match in
+                Range(match.range(at: 1), in: output).map { String(output[$0]) }
+            }.filter { $0.contains { $0.isUppercase } }
+            #expect(camel.isEmpty, "camelCase keys: \(camel)")
+        }
+        // Serials: lower-case hex without colons, as `ca certs` and the CA's messages write them.
+        let text = try sandbox.run(["ca", "status"]).stdout
+        #expect(text.contains("admin (JWK), acme (ACME, https://127.0.0.1:9443/acme/acme/directory)"), "\(text)")
+        let root = try #require(object["root"] as? [String: Any])
+        let serial = try #require(root["serial"] as? String)
+        #expect(!serial.contains(":") && serial == serial.lowercased() && text.contains("Serial:    \(serial)"), "\(text)")
+        let openssl = try runProcess("openssl", ["x509", "-in", sandbox.caDir + "/certs/root_ca.crt", "-noout", "-serial"]).stdout
+        #expect(normalisedSerial(String(openssl.split(separator: "=").last ?? "")) == normalisedSerial(serial))
+    }
+
+    @Test func provisionerUpdateChangesPasswordProvisionersToo() throws {
+        let sandbox = try initialised()
+        let added = try sandbox.run(["ca", "provisioner", "add", "ops", "--non-interactive", "--allow-dns", ".internal"])
+        #expect(added.status == 0, "\(added)")
+        func policy(_ name: String) throws -> [String: Any] {
+            let list = try sandbox.run(["ca", "provisioner", "list", "--json"])
+            let entries = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]] ?? []
+            return entries.first { $0["name"] as? String == name }?["policy"] as? [String: Any] ?? [:]
+        }
+        let updated = try sandbox.run(["ca", "provisioner", "update", "ops", "--max-duration", "24h"])
+        #expect(updated.status == 0 && updated.stdout.contains("Updated provisioner ops (JWK)"), "\(updated)")
+        let changed = try policy("ops")
+        #expect(changed["allowed_dns"] as? [String] == [".internal"], "what is not given stays: \(changed)")
+        #expect(changed["max_duration"] as? String == "24h" && changed["default_duration"] as? String == "24h", "\(changed)")
+        let config = try readFile(sandbox.configDir + "/config.yaml")
+        let keyTypes = try sandbox.run(["ca", "provisioner", "update", "ops", "--key-types", "P-256", "--allow-ip", "10.0.0.0/8"])
+        let narrowed = try policy("ops")
+        #expect(keyTypes.status == 0 && narrowed["key_types"] as? [String] == ["P-256"], "\(keyTypes)")
+        // Refusals change nothing and exit 2.
+        let before = try readFile(sandbox.configDir + "/config.yaml")
+        #expect(before != config)
+        for arguments in [["--challenges", "http-01"], [], ["--max-duration", "9999h"], ["--key-types", "DSA"]] {
+            let refused = try sandbox.run(["ca", "provisioner", "update", "ops"] + arguments)
+            #expect(refused.status == 2, "\(arguments): \(refused)")
+        }
+        #expect(try readFile(sandbox.configDir + "/config.yaml") == before)
+        #expect(try sandbox.run(["ca", "provisioner", "update", "nobody", "--max-duration", "24h"]).status == 1)
+        // ACME provisioners keep their other settings when the policy changes.
+        let acme = try sandbox.run(["ca", "provisioner", "update", "acme", "--max-duration", "48h"])
+        #expect(acme.status == 0 && acme.stdout.contains("maximum duration: 48h"), "\(acme)")
+        let acmePolicy = try policy("acme")
+        #expect(acmePolicy["max_duration"] as? String == "48h")
+    }
+
     @Test func statusWithoutACAExitsWith1() throws {
         let result = try Sandbox().run(["ca", "status"])
         #expect(result.status == 1)
@@ -175,12 +240,13 @@ import TestSupport
         #expect(result.stderr.contains("sudo"), "\(result)")
     }
 
-    @Test func interactiveInitPromptsTwiceWithoutEcho() throws {
+    @Test func interactiveInitPromptsTwiceWithoutEchoAndSaysHowToStartTheCA() throws {
         let sandbox = Sandbox()
+        let port = freeLoopbackPort()
         let script = """
             import os, sys, pexpect
             env = dict(os.environ)
-            child = pexpect.spawn(sys.argv[1], ["ca", "init", "--address", "127.0.0.1:9443"], env=env, encoding="utf-8", timeout=60)
+            child = pexpect.spawn(sys.argv[1], ["ca", "init", "--address", sys.argv[2]], env=env, encoding="utf-8", timeout=60)
             child.expect("CA key password")
             child.sendline("interactive-ca-password-1")
             child.expect("Repeat")
@@ -196,17 +262,56 @@ import TestSupport
             child.close()
             output = child.before or ""
             assert "interactive-ca-password-1" not in output, "password echoed"
+            print(output)
             print("exit", child.exitstatus)
             """
         var environment = sandbox.environment
         environment["PYTHONUNBUFFERED"] = "1"
-        let result = try runProcess("python3", ["-c", script, autoSSLBinaryPath()], environment: environment)
+        let result = try runProcess("python3", ["-c", script, autoSSLBinaryPath(), "127.0.0.1:\(port)"], environment: environment)
         #expect(result.status == 0 && result.stdout.contains("exit 0"), "\(result)")
+        // The typed password is not stored, so the next steps say how to give it to the CA.
+        #expect(result.stdout.contains("auto-ssl ca serve --password-file FILE"), "\(result)")
+        #expect(result.stdout.contains("auto-ssl ca install-service --password-file FILE --now"), "\(result)")
+        #expect(result.stdout.contains("acme (ACME, https://127.0.0.1:\(port)/acme/acme/directory)"), "ACME provisioners are listed too: \(result)")
         let opened = try runProcess("openssl", [
             "pkey", "-in", sandbox.caDir + "/secrets/root_ca_key", "-passin", "pass:interactive-ca-password-1", "-noout",
         ])
         #expect(opened.status == 0, "\(opened)")
         #expect(!FileManager.default.fileExists(atPath: sandbox.configDir + "/ca-password"))
+
+        // install-service --password-file: a wrong password writes nothing (exit 2) ...
+        let stored = sandbox.configDir + "/ca-password"
+        let unit = sandbox.systemdDir + "/auto-ssl-ca.service"
+        let wrong = try sandbox.run(["ca", "install-service", "--password-file", "/dev/stdin"], stdin: "not-the-ca-password-9\n")
+        #expect(wrong.status == 2 && wrong.stderr.contains("does not open"), "\(wrong)")
+        #expect(!FileManager.default.fileExists(atPath: stored) && !FileManager.default.fileExists(atPath: unit))
+        #expect(!wrong.stderr.contains("not-the-ca-password-9") && !wrong.stdout.contains("not-the-ca-password-9"))
+        // ... the right one is stored 0600 and named by LoadCredential=, with no hand edit.
+        let file = try sandbox.root.write("typed-password", "interactive-ca-password-1\n")
+        let installed = try sandbox.run(["ca", "install-service", "--password-file", file])
+        #expect(installed.status == 0, "\(installed)")
+        #expect(try readFile(stored) == "interactive-ca-password-1\n" && fileMode(stored) == 0o600)
+        let unitText = try readFile(unit)
+        #expect(unitText.contains("LoadCredential=ca-password:\(stored)"), "\(unitText)")
+        // As systemd would run it: the credential directory holds the password, no --password-file.
+        let credentials = sandbox.root.file("credentials")
+        try FileManager.default.createDirectory(atPath: credentials, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: stored, toPath: credentials + "/ca-password")
+        try FileManager.default.removeItem(atPath: stored)
+        var serveEnvironment = sandbox.environment
+        serveEnvironment["CREDENTIALS_DIRECTORY"] = credentials
+        let serve = Process()
+        serve.executableURL = URL(fileURLWithPath: autoSSLBinaryPath())
+        serve.arguments = ["ca", "serve"]
+        serve.environment = serveEnvironment
+        let log = sandbox.root.file("serve.log")
+        FileManager.default.createFile(atPath: log, contents: nil)
+        serve.standardError = FileHandle(forWritingAtPath: log)
+        serve.standardOutput = FileHandle.nullDevice
+        try serve.run()
+        defer { if serve.isRunning { kill(serve.processIdentifier, SIGTERM); serve.waitUntilExit() } }
+        for _ in 0..<100 where !((try? readFile(log))?.contains("listening on") ?? false) { usleep(100_000) }
+        #expect((try? readFile(log))?.contains("listening on") == true, "\((try? readFile(log)) ?? "")")
     }
 }
 

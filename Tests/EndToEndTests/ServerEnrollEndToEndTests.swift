@@ -340,6 +340,60 @@ import TestSupport
         #expect(try setup.status().1["consecutive_failures"] as? Int == 4, "revoked, then three times unreachable")
     }
 
+    @Test func aRevokedCertificateIsReportedAndReEnrollingKeepsEveryOption() throws {
+        let setup = try Setup()
+        let options = ["--reload", "nginx", "--duration", "2h", "--no-renewal"]
+        #expect(try setup.enroll(options).status == 0)
+        let healthy = try setup.status()
+        #expect(healthy.0.status == 0 && healthy.1["revoked"] as? Bool == false, "\(healthy.0)")
+
+        let revoked = try setup.server.run(["server", "revoke", "--reason", "key on a lost disk"])
+        #expect(revoked.status == 0, "\(revoked)")
+        // The suggestion carries the recorded options, not just the URL, fingerprint and names.
+        let suggested = try #require(revoked.stdout.split(separator: "\n").map(String.init).first { $0.contains("server enroll") })
+        for option in ["--reload nginx", "--duration 2h", "--no-renewal", "--san localhost", "--san 127.0.0.1"] {
+            #expect(suggested.contains(option), "\(option) missing from: \(suggested)")
+        }
+
+        // status: exit 1 (as for an expired certificate), "revoked" in JSON and text.
+        let (statusRun, status) = try setup.status()
+        #expect(statusRun.status == 1, "\(statusRun)")
+        #expect(status["revoked"] as? Bool == true && status["expired"] as? Bool == false)
+        let revocation = try #require(status["revocation"] as? [String: Any])
+        #expect(normalisedSerial(revocation["serial"] as? String ?? "") == normalisedSerial(try setup.serial()))
+        #expect((revocation["detail"] as? String ?? "").contains("key on a lost disk") && revocation["since"] is String)
+        #expect((status["enroll_command"] as? String ?? "").contains("--reload nginx"))
+        let text = try setup.server.run(["server", "status"])
+        #expect(text.status == 1 && text.stdout.contains("REVOKED") && text.stdout.contains("--reload nginx"), "\(text)")
+
+        // renew (as the timer would run it) says revoked, not "suspended", and how to enroll again.
+        let renewal = try setup.server.run(["server", "renew"])
+        #expect(renewal.status == 6 && renewal.stderr.contains("is revoked") && renewal.stderr.contains("--reload nginx"), "\(renewal)")
+        #expect(!renewal.stdout.contains("suspended"), "\(renewal)")
+
+        // Following the suggestion gets a new certificate with the same options.
+        let words = try runProcess("sh", ["-c", "for w in \(suggested.trimmingCharacters(in: .whitespaces)); do echo \"$w\"; done"])
+            .stdout.split(separator: "\n").map(String.init)
+        #expect(words.first == "auto-ssl" && words.count > 3)
+        let again = try setup.server.run(Array(words.dropFirst()) + ["--password-file", setup.provisionerPassword, "--non-interactive"])
+        #expect(again.status == 0, "\(again)")
+        let config = try readFile(setup.server.configDir + "/config.yaml")
+        #expect(config.contains("reload: nginx") && config.contains("duration: 2h") && config.contains("renewal_timer: false"), "\(config)")
+        let (afterRun, after) = try setup.status()
+        #expect(afterRun.status == 0 && after["revoked"] as? Bool == false && after["revocation"] == nil, "\(afterRun)")
+
+        // Revoked at the CA instead: the refused renewal is remembered, and status reports it.
+        let serial = try setup.serial()
+        let atCA = try setup.ca.sandbox.run(["ca", "revoke", serial, "--reason", "compromised"])
+        #expect(atCA.status == 0, "\(atCA)")
+        #expect(try setup.status().0.status == 0, "nothing on this machine knows yet")
+        let refused = try setup.server.run(["server", "renew", "--force", "--exec", "true"])
+        #expect(refused.status == 6 && refused.stderr.contains("--reload nginx"), "\(refused)")
+        let (knownRun, known) = try setup.status()
+        #expect(knownRun.status == 1 && known["revoked"] as? Bool == true, "\(knownRun)")
+        #expect(((known["revocation"] as? [String: Any])?["detail"] as? String ?? "").contains("revoked"), "\(known)")
+    }
+
     @Test func aCertificateExpiredBeyondTheGraceWindowMustBeEnrolledAgain() throws {
         let setup = try Setup()
         #expect(try setup.enroll().status == 0)
