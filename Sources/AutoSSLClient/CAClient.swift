@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import NIOPosix
 import NIOSSL
 import X509
 
@@ -24,6 +25,7 @@ public final class CAClient: Sendable {
         let base = try normalise(url: url)
         let pinned = try Fingerprint.normalise(fingerprint)
         let root = try await bootstrapRoot(base: base, fingerprint: pinned)
+        try await checkHostName(base: base, root: root)
         return try CAClient(baseURL: base, root: root)
     }
 
@@ -38,7 +40,9 @@ public final class CAClient: Sendable {
     public static func withConnection<T>(
         url: String, pinnedRoot: Certificate, _ body: (CAClient) async throws -> T
     ) async throws -> T {
-        try await using(try CAClient(baseURL: try normalise(url: url), root: pinnedRoot), body)
+        let base = try normalise(url: url)
+        try await checkHostName(base: base, root: pinnedRoot)
+        return try await using(try CAClient(baseURL: base, root: pinnedRoot), body)
     }
 
     /// Runs `body` and always shuts the client down.
@@ -151,6 +155,92 @@ public final class CAClient: Sendable {
         let reasons = text.split(whereSeparator: { !($0.isUppercase || $0 == "_" || $0.isNumber) })
             .filter { $0.count > 6 && $0.contains("_") }.map(String.init)
         return reasons.isEmpty ? "the TLS handshake failed" : "the TLS handshake failed (" + Array(Set(reasons)).sorted().joined(separator: ", ") + ")"
+    }
+
+    // MARK: - The URL's host name against the CA's certificate
+
+    /// Refuses a URL whose host the CA's TLS certificate does not name (exit 6), listing the URLs it
+    /// does answer to. NIOSSL alone accepts a DNS host whose resolved address is one of the
+    /// certificate's IP names (`localhost` reaching a CA that names only 127.0.0.1); the CA would then
+    /// refuse every token, whose audience is the URL, with a puzzling 401. An IP literal needs no
+    /// extra look: NIOSSL already compares it with the certificate's IP names.
+    static func checkHostName(base: String, root: Certificate) async throws {
+        guard let components = URLComponents(string: base), let rawHost = components.host else { return }
+        let host = bareHost(rawHost)
+        guard IPAddress(host) == nil else { return }
+        let leaf = try await presentedCertificate(base: base, host: host, port: components.port ?? 443, root: root)
+        guard !certificate(leaf, names: host) else { return }
+        let names = leaf.subjectNames
+        let urls = names.map { url(for: $0, port: components.port) }
+        throw AutoSSLError(
+            .trustFailure,
+            "the CA's certificate does not name \(host), so it does not answer to \(base) (its names: \(names.map(\.description).joined(separator: ", ")))",
+            hint: urls.isEmpty ? nil : "use one of the CA's URLs: \(urls.joined(separator: ", "))")
+    }
+
+    /// `host` without the brackets of an IPv6 literal.
+    static func bareHost(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    }
+
+    /// Whether `host` (a DNS name or an IP literal) is one of `leaf`'s subject alternative names
+    /// (DNS names case-insensitively; a `*.` name matches one leftmost label).
+    static func certificate(_ leaf: Certificate, names host: String) -> Bool {
+        let bare = bareHost(host)
+        if let address = IPAddress(bare) { return leaf.subjectNames.contains(.ip(address)) }
+        var wanted = bare.lowercased()
+        if wanted.hasSuffix(".") { wanted.removeLast() }
+        return leaf.subjectNames.contains { name in
+            guard case .dns(let dns) = name else { return false }
+            let candidate = dns.lowercased()
+            if candidate == wanted { return true }
+            guard candidate.hasPrefix("*."), let dot = wanted.firstIndex(of: ".") else { return false }
+            return wanted[wanted.index(after: dot)...] == candidate.dropFirst(2) && wanted[..<dot].count > 0
+        }
+    }
+
+    /// The URL a certificate name stands for, with the port the user gave.
+    static func url(for name: SubjectName, port: Int?) -> String {
+        var host = name.description
+        if host.contains(":") { host = "[\(host)]" }
+        return "https://" + host + (port.map { ":\($0)" } ?? "")
+    }
+
+    /// The leaf certificate the CA presents at `host:port`, its chain verified against `root` (the
+    /// host name is checked by the caller, in words).
+    static func presentedCertificate(base: String, host: String, port: Int, root: Certificate) async throws -> Certificate {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try root.derBytes(), format: .der)])
+        tls.certificateVerification = .noHostnameVerification
+        let context = try NIOSSLContext(configuration: tls)
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: host))
+                }
+            }
+        do {
+            let channel = try await bootstrap.connect(host: host, port: port).get()
+            defer { channel.close(promise: nil) }
+            // A write completes only once the handshake did (NIOSSL holds it until then); a CA that
+            // never finishes the handshake is cut off after the timeout, failing the write.
+            let deadline = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+            defer { deadline.cancel() }
+            // The certificate is read on the event loop as the write completes, before the CA's
+            // answer (or its closing the connection) can tear the pipeline down.
+            let request = "GET /health HTTP/1.1\r\nHost: \(host)\r\n\r\n"
+            let peer = try await channel.writeAndFlush(ByteBuffer(string: request)).flatMapThrowing {
+                try channel.pipeline.syncOperations.nioSSL_peerCertificate()
+            }.get()
+            guard let der = try peer?.toDERBytes() else {
+                throw AutoSSLError(.trustFailure, "the CA at \(base) presented no certificate")
+            }
+            return try Certificate(derEncoded: der)
+        } catch {
+            throw map(error, url: base)
+        }
     }
 
     // MARK: - API

@@ -9,10 +9,9 @@ public enum SystemdUnits {
         executable: String, configDir: String, dataDir: String, passwordFile: String?, lowPort: Bool
     ) -> String {
         var lines = [
-            "# Written by auto-ssl ca install-service",
+            "# Written by auto-ssl ca install-service. Help: auto-ssl ca serve --help (no man page is installed).",
             "[Unit]",
             "Description=auto-ssl Certificate Authority",
-            "Documentation=https://github.com/auto-ssl",
             "Wants=network-online.target",
             "After=network-online.target",
             "",

@@ -8,13 +8,14 @@ public struct ToolVersions: Sendable {
         public var path: String?
     }
 
-    /// Tools that the product calls or configures, with the arguments that make each print its version.
-    static let probes: [(name: String, arguments: [String])] = [
+    /// Tools that the product calls or configures, with the arguments that make each print its
+    /// version; nil for the ones that have no version option (found or not is all there is to say).
+    static let probes: [(name: String, arguments: [String]?)] = [
         ("openssl", ["version"]),
         ("curl", ["--version"]),
         ("systemctl", ["--version"]),
-        ("update-ca-certificates", ["--help"]),
-        ("update-ca-trust", ["--help"]),
+        ("update-ca-certificates", nil),
+        ("update-ca-trust", nil),
         ("nginx", ["-v"]),
         ("apache2", ["-v"]),
         ("caddy", ["version"]),
@@ -34,13 +35,17 @@ public struct ToolVersions: Sendable {
     public func detect() -> [Tool] {
         Self.probes.map { probe in
             guard let path = runner.which(probe.name) else { return Tool(name: probe.name, version: nil, path: nil) }
-            let output = runner.run(path, probe.arguments, timeout: 5)?.output ?? ""
+            guard let arguments = probe.arguments else { return Tool(name: probe.name, version: nil, path: path) }
+            let output = runner.run(path, arguments, timeout: 5)?.output ?? ""
             return Tool(name: probe.name, version: Self.firstVersionLine(output), path: path)
         }
     }
 
-    /// The first non-empty line, which is where every one of these tools puts its version.
+    /// The first non-empty line, which is where every one of these tools puts its version; nil when
+    /// that line is a usage text (a tool that does not know the option) rather than a version.
     static func firstVersionLine(_ output: String) -> String? {
-        output.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.first { !$0.isEmpty }
+        let first = output.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.first { !$0.isEmpty }
+        guard let first, !first.lowercased().hasPrefix("usage") else { return nil }
+        return first
     }
 }

@@ -140,8 +140,19 @@ public enum TrustAnchorCheck {
               case .isCertificateAuthority = constraints else {
             throw AutoSSLError(.trustFailure, "the certificate is not a CA certificate (basicConstraints CA:TRUE is missing)")
         }
+        guard isSelfSigned(certificate) else {
+            throw AutoSSLError(
+                .trustFailure,
+                "the certificate \(certificate.subject) is not a root: it was issued by \(certificate.issuer), and only a root (self-signed) certificate is a trust anchor",
+                hint: "trust the root it chains to (root_ca.crt on the CA, ca.crt on an enrolled server, or --ca-url with --fingerprint)")
+        }
         guard certificate.notValidAfter > Date() else {
             throw AutoSSLError(.trustFailure, "the CA certificate expired on \(certificate.notValidAfter)")
         }
+    }
+
+    /// Issued by itself: same subject and issuer, and its signature verifies with its own key.
+    public static func isSelfSigned(_ certificate: Certificate) -> Bool {
+        certificate.subject == certificate.issuer && certificate.publicKey.isValidSignature(certificate.signature, for: certificate)
     }
 }

@@ -94,7 +94,7 @@ public enum FileOperations {
 
     public static func readText(_ path: String) throws -> String {
         let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw systemError(errno, "read \(path)") }
+        guard fd >= 0 else { throw readError(errno, path) }
         defer { close(fd) }
         var result = [UInt8]()
         var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -130,6 +130,21 @@ public enum FileOperations {
             }
             throw AutoSSLError.general("could not remove \(path): \(error.localizedDescription)")
         }
+    }
+
+    /// A file that cannot be opened for reading. Permission problems (exit 4) say whose file it is
+    /// and its mode: moving the AUTO_SSL_* directories would not help there.
+    public static func readError(_ code: Int32, _ path: String) -> AutoSSLError {
+        guard code == EACCES || code == EPERM else { return systemError(code, "read \(path)") }
+        var info = stat()
+        var owner = ""
+        if stat(path, &info) == 0 {
+            let name = getpwuid(info.st_uid).map { String(cString: $0.pointee.pw_name) } ?? "uid \(info.st_uid)"
+            owner = " (owner \(name), mode 0\(String(info.st_mode & 0o7777, radix: 8)))"
+        }
+        return AutoSSLError(
+            .permissionDenied, "could not read \(path): permission denied\(owner)",
+            hint: "this user may not read it: run as its owner or with sudo, or make it readable to you")
     }
 
     /// Turns an errno into an operator-facing error: permission problems exit 4 with a sudo hint.

@@ -203,9 +203,20 @@ public final class CAServer: Sendable {
             group.post("revoke") { request, context in try await self.revoke(request, context: context) }
             group.get("crl") { request, _ in try await self.crl(request) }
             group.get("crl/:serial") { request, context in try await self.crl(request, issuerSerial: context.parameters.get("serial") ?? "") }
+            // Another method on a POST endpoint (a browser's GET /sign): 405 naming the right one, not 404.
+            for path in ["sign", "renew", "revoke"] {
+                for method in [HTTPRequest.Method.get, .head, .put, .delete, .patch] {
+                    group.on(RouterPath(path), method: method) { _, _ -> Response in throw Self.methodNotAllowed(allowed: "POST") }
+                }
+            }
         }
         acme?.register(on: router)
         return router
+    }
+
+    /// 405 with `Allow` and the JSON error shape.
+    static func methodNotAllowed(allowed: String) -> APIError {
+        APIError(status: .methodNotAllowed, message: "this endpoint accepts \(allowed) only", headers: [.allow: allowed])
     }
 
     static func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {

@@ -9,9 +9,10 @@ struct AutoSSLCommand: AsyncParsableCommand {
         commandName: "auto-ssl",
         abstract: "Internal PKI made easy: a private CA, short-lived server certificates that renew themselves, and client trust.",
         discussion: """
-            Directories can be moved with AUTO_SSL_CONFIG_DIR, AUTO_SSL_DATA_DIR, AUTO_SSL_CERT_DIR and
+            Directories can be moved with AUTO_SSL_CONFIG_DIR, AUTO_SSL_DATA_DIR, AUTO_SSL_CERT_DIR and \
             AUTO_SSL_SYSTEMD_DIR; AUTO_SSL_DEBUG=1 adds debug logging on stderr.
-            Exit codes: 0 ok, 1 error, 2 invalid arguments, 3 missing dependency, 4 permission denied,
+
+            Exit codes: 0 ok, 1 error, 2 invalid arguments, 3 missing dependency, 4 permission denied, \
             5 network error, 6 trust failure.
             """,
         version: versionLine,

@@ -17,11 +17,11 @@ struct BenchSignCommand: AsyncParsableCommand {
         commandName: "sign",
         abstract: "Issue certificates through the real HTTPS API with concurrent clients; print rate, latency, server RSS.",
         discussion: """
-            Creates a throw-away CA in a temporary directory, starts `auto-ssl ca serve` for it as a child
-            process on a loopback port, prepares one CSR and one-time token per request, then sends them
-            over --concurrency keep-alive HTTPS connections, one request in flight on each, from a
-            single-threaded NIO load generator (it shares the machine with the server, so it is kept
-            lean, like wrk). Every certificate is durably recorded (SQLite, synchronous=FULL) before it
+            Creates a throw-away CA in a temporary directory, starts `auto-ssl ca serve` for it as a child \
+            process on a loopback port, prepares one CSR and one-time token per request, then sends them \
+            over --concurrency keep-alive HTTPS connections, one request in flight on each, from a \
+            single-threaded NIO load generator (it shares the machine with the server, so it is kept \
+            lean, like wrk). Every certificate is durably recorded (SQLite, synchronous=FULL) before it \
             is returned, as in production. Build with -c release to measure.
             """)
 

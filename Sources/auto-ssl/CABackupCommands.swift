@@ -45,9 +45,10 @@ struct CABackupCommand: AsyncParsableCommand {
         commandName: "backup",
         abstract: "Write an encrypted backup of the CA (works while `ca serve` runs).",
         discussion: """
-            One file: certificates, encrypted keys, provisioner keys, config.yaml, password files, an online
-            snapshot of the database and a manifest of SHA-256 hashes, as a tar.gz encrypted in the format of
+            One file: certificates, encrypted keys, provisioner keys, config.yaml, password files, an online \
+            snapshot of the database and a manifest of SHA-256 hashes, as a tar.gz encrypted in the format of \
             `openssl enc -aes-256-cbc -pbkdf2 -md sha256 -iter N -salt`. Recover it anywhere with:
+
             openssl enc -d -aes-256-cbc -pbkdf2 -md sha256 -iter 600000 -in FILE | tar -xz
             """,
         subcommands: [CABackupCreateCommand.self, CABackupVerifyCommand.self],
@@ -69,8 +70,10 @@ struct CABackupCreateCommand: AsyncParsableCommand {
     var sshCommand: String?
     @OptionGroup var s3: S3Options
     @OptionGroup var passphrase: PassphraseOptions
+    @OptionGroup var quiet: QuietOption
 
     func run() async throws {
+        Output.quiet = quiet.quiet
         let directories = Directories.fromEnvironment()
         do {
             try await backUp(directories)
@@ -92,11 +95,12 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             let path = try await location.destination.put(bytes, name: location.nameForNewBackup(at: Date()))
             let pruned = try await prune(location)
             BackupState.record(.init(time: Date(), succeeded: true, detail: path), directories: directories)
-            print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
-            print("  \(path) (mode 0600)")
+            Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
+            if Output.quiet { print(path) }
+            Output.progress("  \(path) (mode 0600)")
             printPruned(pruned)
-            print("Recover with openssl and tar alone:")
-            print("  " + CABackup.recoveryCommand(file: path, iterations: passphrase.iterations))
+            Output.progress("Recover with openssl and tar alone:")
+            Output.progress("  " + CABackup.recoveryCommand(file: path, iterations: passphrase.iterations))
         case "rsync":
             // Also written locally when --output is given; the copy keeps the local file's name
             // unless the target names one.
@@ -112,12 +116,13 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             let destination = try await remote.destination.put(bytes, name: remote.name ?? localName)
             let pruned = try await prune(remote)
             BackupState.record(.init(time: Date(), succeeded: true, detail: destination), directories: directories)
-            print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
-            print("  copied with rsync to \(destination)")
-            if let localPath { print("  local copy: \(localPath) (mode 0600)") }
+            Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
+            if Output.quiet { print(destination) }
+            Output.progress("  copied with rsync to \(destination)")
+            if let localPath { Output.progress("  local copy: \(localPath) (mode 0600)") }
             printPruned(pruned)
-            print("Recover with openssl and tar alone (after copying it back):")
-            print("  " + CABackup.recoveryCommand(file: localName, iterations: passphrase.iterations))
+            Output.progress("Recover with openssl and tar alone (after copying it back):")
+            Output.progress("  " + CABackup.recoveryCommand(file: localName, iterations: passphrase.iterations))
         case "s3":
             guard let bucket = s3.s3Bucket else { throw AutoSSLError.invalidArgument("--dest-type s3 needs --s3-bucket") }
             let connection = try s3.connection()
@@ -127,9 +132,10 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             let key = try await location.destination.put(bytes, name: location.nameForNewBackup(at: Date()))
             let pruned = try await prune(location)
             BackupState.record(.init(time: Date(), succeeded: true, detail: key), directories: directories)
-            print("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)) to \(key) (\(bytes.count) bytes)")
+            if Output.quiet { print(key) }
+            Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)) to \(key) (\(bytes.count) bytes)")
             printPruned(pruned)
-            print("Restore with: auto-ssl ca restore --input \(key) --s3-endpoint \(connection.endpoint.absoluteString) --s3-region \(connection.region)")
+            Output.progress("Restore with: auto-ssl ca restore --input \(key) --s3-endpoint \(connection.endpoint.absoluteString) --s3-region \(connection.region)")
         default:
             throw AutoSSLError.invalidArgument("--dest-type must be local, rsync or s3")
         }
@@ -152,7 +158,7 @@ struct CABackupCreateCommand: AsyncParsableCommand {
     }
 
     func printPruned(_ pruned: [String]) {
-        if !pruned.isEmpty { print("  removed \(pruned.count) older backup(s): \(pruned.joined(separator: ", "))") }
+        if !pruned.isEmpty { Output.progress("  removed \(pruned.count) older backup(s): \(pruned.joined(separator: ", "))") }
     }
 }
 
@@ -162,6 +168,16 @@ struct S3Options: ParsableArguments {
     @Option(help: "S3 endpoint URL (default: AWS for --s3-region).") var s3Endpoint: String?
     @Option(help: "Key prefix inside the bucket, e.g. ca/.") var s3Prefix = ""
     @Option(help: "S3 region.") var s3Region = "us-east-1"
+
+    func connection() throws -> S3Connection {
+        try S3Connection(endpoint: s3Endpoint, region: s3Region, credentials: try S3Connection.credentials())
+    }
+}
+
+/// Where `ca restore --input s3://bucket/key` reads from (the bucket and key are in the URL).
+struct S3SourceOptions: ParsableArguments {
+    @Option(help: "With an s3:// --input: the S3 endpoint URL (default: AWS for --s3-region).") var s3Endpoint: String?
+    @Option(help: "With an s3:// --input: the S3 region.") var s3Region = "us-east-1"
 
     func connection() throws -> S3Connection {
         try S3Connection(endpoint: s3Endpoint, region: s3Region, credentials: try S3Connection.credentials())
@@ -221,10 +237,12 @@ struct CARestoreCommand: AsyncParsableCommand {
     var newAddress: String?
     @Flag(help: "Replace an existing CA (it is moved aside first).") var force = false
     @OptionGroup var manifestOptions: ManifestOptions
-    @OptionGroup var s3: S3Options
+    @OptionGroup var s3: S3SourceOptions
     @OptionGroup var passphrase: PassphraseOptions
+    @OptionGroup var quiet: QuietOption
 
     func run() async throws {
+        Output.quiet = quiet.quiet
         let address = try newAddress.map(ListenAddress.init(parsing:))
         let secret = try passphrase.passphrase(confirm: false)
         let backup = CABackup(directories: Directories.fromEnvironment())
@@ -239,13 +257,13 @@ struct CARestoreCommand: AsyncParsableCommand {
             try? FileManager.default.removeItem(atPath: opened.workDirectory)
             throw error
         }
-        if let previous = restored.previousCALocation { print("The previous CA was moved to \(previous).") }
-        print("Restored CA \"\(restored.settings.name)\" (root \(restored.fingerprint)) into \(restored.settings.paths.caDir)")
+        if let previous = restored.previousCALocation { Output.progress("The previous CA was moved to \(previous).") }
+        Output.progress("Restored CA \"\(restored.settings.name)\" (root \(restored.fingerprint)) into \(restored.settings.paths.caDir)")
         if !restored.hadManifest { Output.warning("the archive had no manifest; its files were not hash-checked") }
-        print("Addresses: \(restored.settings.addresses.map(\.description).joined(separator: ", "))")
-        print("Next steps:")
+        Output.progress("Addresses: \(restored.settings.addresses.map(\.description).joined(separator: ", "))")
+        Output.progress("Next steps:")
         for line in CAStartSteps.lines(settings: restored.settings, directories: backup.directories, givenPasswordFile: nil) {
-            print(line)
+            Output.progress(line)
         }
     }
 }

@@ -12,9 +12,9 @@ struct CAInitCommand: ParsableCommand {
         commandName: "init",
         abstract: "Create a new CA: root, intermediate, encrypted keys and the enrollment provisioner.",
         discussion: """
-            Without password files and at a terminal, asks for the CA key password and the provisioner
-            (enrollment) password twice each. With --non-interactive and no password file, generates
-            strong passwords and stores them 0600 in $AUTO_SSL_CONFIG_DIR. An existing CA is never
+            Without password files and at a terminal, asks for the CA key password and the provisioner \
+            (enrollment) password twice each. With --non-interactive and no password file, generates \
+            strong passwords and stores them 0600 in $AUTO_SSL_CONFIG_DIR. An existing CA is never \
             overwritten: --force moves it aside first.
             """)
 
@@ -54,7 +54,10 @@ struct CAInitCommand: ParsableCommand {
     @Flag(help: "Replace an existing CA (it is moved aside, not deleted).")
     var force = false
 
+    @OptionGroup var output: QuietOption
+
     func run() throws {
+        Output.quiet = output.quiet
         let directories = Directories.fromEnvironment()
         let logger = Logger(label: "auto-ssl.ca.init")
         let initializer = CAInitializer(directories: directories, logger: logger)
@@ -98,7 +101,7 @@ struct CAInitCommand: ParsableCommand {
             .given(try SecretFiles.read($0, option: "--provisioner-password-file"))
         } ?? (nonInteractive ? .generate : Terminal.readNewSecret(purpose: "provisioner password", allowGenerate: true))
 
-        if keyType == .rsa { Output.standardError("Generating RSA 4096 and 2048 keys; this can take a few seconds...\n") }
+        if keyType == .rsa && !Output.quiet { Output.standardError("Generating RSA 4096 and 2048 keys; this can take a few seconds...\n") }
         let result = try initializer.initialise(options)
         report(result, directories: directories)
     }
@@ -139,7 +142,8 @@ struct CAInitCommand: ParsableCommand {
             "  On each server:        sudo auto-ssl server enroll --ca-url \(url) --fingerprint \(result.rootFingerprint)",
             "  On each client:        sudo auto-ssl client trust --ca-url \(url) --fingerprint \(result.rootFingerprint)",
         ]
-        print(lines.joined(separator: "\n"))
+        // Quiet: the fingerprint alone (servers and clients need it); the firewall was handled above.
+        print(Output.quiet ? result.rootFingerprint : lines.joined(separator: "\n"))
     }
 
     private func firewallReport(_ addresses: [ListenAddress]) -> String {

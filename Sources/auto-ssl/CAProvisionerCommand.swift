@@ -169,7 +169,9 @@ struct ProvisionerAddCommand: ParsableCommand {
             guard passwordFile == nil else { throw AutoSSLError.invalidArgument("ACME provisioners have no password") }
             let added = try admin.addACME(name: name, changes: acme.changes(policy: policy.settings))
             print("Added ACME provisioner \(added.name) (challenges: \(added.challenges.joined(separator: ", "))\(added.requireEAB ? "; external account binding required" : "")).")
-            print("Directory: https://<CA address>/acme/\(added.name)/directory")
+            let directories = Directories.fromEnvironment()
+            let base = try? AutoSSLConfiguration.load(from: directories.configFile).ca?.addresses.first?.urlString
+            print("Directory: \(base ?? "https://CA-ADDRESS")/acme/\(added.name)/directory")
             print("A running `auto-ssl ca serve` picks it up within seconds.")
             return
         case "jwk":

@@ -9,8 +9,8 @@ struct CAResetCommand: ParsableCommand {
         commandName: "reset",
         abstract: "Remove the CA from this machine (a safety copy is kept unless --no-backup).",
         discussion: """
-            Every server and client that trusts this CA must be re-enrolled or re-trusted afterwards.
-            The safety copy is the whole CA directory, keys still encrypted, moved to
+            Every server and client that trusts this CA must be re-enrolled or re-trusted afterwards. \
+            The safety copy is the whole CA directory, keys still encrypted, moved to \
             $AUTO_SSL_DATA_DIR/ca.reset-<time>, with copies of config.yaml and the password files.
             """)
 

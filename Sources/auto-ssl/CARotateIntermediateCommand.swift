@@ -9,7 +9,7 @@ struct CARotateIntermediateCommand: ParsableCommand {
         commandName: "rotate-intermediate",
         abstract: "Create a new intermediate CA under the root; the old one is archived.",
         discussion: """
-            Certificates issued by the old intermediate stay valid (the root did not change, so clients
+            Certificates issued by the old intermediate stay valid (the root did not change, so clients \
             need nothing). Restart `auto-ssl ca serve` afterwards so it signs with the new intermediate.
             """)
 

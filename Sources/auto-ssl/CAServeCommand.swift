@@ -14,8 +14,8 @@ struct CAServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run the HTTPS CA in the foreground (for systemd or a terminal).",
         discussion: """
-            Serves on the addresses in config.yaml. The CA password comes from --password-file, a systemd
-            credential named ca-password, or $AUTO_SSL_CONFIG_DIR/ca-password. SIGTERM or SIGINT stops
+            Serves on the addresses in config.yaml. The CA password comes from --password-file, a systemd \
+            credential named ca-password, or $AUTO_SSL_CONFIG_DIR/ca-password. SIGTERM or SIGINT stops \
             accepting connections, lets requests in flight finish, and exits 0.
             """)
 

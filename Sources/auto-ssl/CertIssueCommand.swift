@@ -15,7 +15,7 @@ struct CertIssueCommand: AsyncParsableCommand {
         commandName: "issue",
         abstract: "Get one certificate from a CA: the key is made here and never leaves this machine.",
         discussion: """
-            The CA is trusted through its root fingerprint (exit 6 on mismatch, nothing written).
+            The CA is trusted through its root fingerprint (exit 6 on mismatch, nothing written). \
             Writes the chain (leaf + intermediate, 0644) and the key (0600) atomically.
             """)
 
@@ -25,8 +25,8 @@ struct CertIssueCommand: AsyncParsableCommand {
     @Option(help: "SHA-256 fingerprint of the CA's root (colons allowed).")
     var fingerprint: String
 
-    @Option(help: "Name for the certificate (repeatable; DNS or IP; the first is the subject CN).")
-    var san: [String] = []
+    @Option(help: "Name for the certificate (required, repeatable; DNS or IP; the first is the subject CN).")
+    var san: [String]
 
     @Option(help: ArgumentHelp("Where to write the certificate chain.", valueName: "file"))
     var outCert: String
@@ -49,7 +49,10 @@ struct CertIssueCommand: AsyncParsableCommand {
     @Flag(help: "Never prompt.")
     var nonInteractive = false
 
+    @OptionGroup var output: QuietOption
+
     func run() async throws {
+        Output.quiet = output.quiet
         guard !san.isEmpty else { throw AutoSSLError.invalidArgument("at least one --san is required") }
         let names = try san.map(SubjectName.init(parsing:))
         if let duration { _ = try CertificateDuration(parsing: duration) }
@@ -80,9 +83,11 @@ struct CertIssueCommand: AsyncParsableCommand {
             (Array(key.pkcs8PEMRepresentation.utf8), Directories.absolute(outKey), 0o600),
             (Array(signed.pemChain.utf8), Directories.absolute(outCert), 0o644),
         ])
-        print("Issued \(signed.leaf.serialNumber.hexString) for \(names.map(\.description).joined(separator: ", "))")
-        print("  valid until \(Output.date(signed.leaf.notValidAfter))")
-        print("  certificate chain: \(outCert)")
-        print("  private key:       \(outKey) (mode 0600)")
+        let serial = signed.leaf.serialNumber.hexString
+        if Output.quiet { print(serial) }
+        Output.progress("Issued \(serial) for \(names.map(\.description).joined(separator: ", "))")
+        Output.progress("  valid until \(Output.date(signed.leaf.notValidAfter))")
+        Output.progress("  certificate chain: \(outCert)")
+        Output.progress("  private key:       \(outKey) (mode 0600)")
     }
 }

@@ -48,8 +48,8 @@ struct ClientTrustCommand: AsyncParsableCommand {
         commandName: "trust",
         abstract: "Install the CA's root into the system trust store, verified by its fingerprint.",
         discussion: """
-            Either download the root (--ca-url and --fingerprint; a mismatch exits 6 and installs nothing) or
-            take it from --cert-file (with --fingerprint it is checked too). Trusting twice changes nothing.
+            Either download the root (--ca-url and --fingerprint; a mismatch exits 6 and installs nothing) or \
+            take it from --cert-file (with --fingerprint it is checked too). Trusting twice changes nothing. \
             --print-script macos|windows writes a self-contained script for those systems instead.
             """)
 
@@ -121,14 +121,32 @@ struct ClientTrustCommand: AsyncParsableCommand {
         guard let data = FileManager.default.contents(atPath: Directories.absolute(path)) else {
             throw AutoSSLError.invalidArgument("\(path) cannot be read")
         }
-        if let text = String(data: data, encoding: .utf8), text.contains("-----BEGIN CERTIFICATE-----"),
-           let certificate = try? Certificate(pemEncoded: text) {
-            return certificate
+        if let text = String(data: data, encoding: .utf8), text.contains("-----BEGIN CERTIFICATE-----") {
+            let documents = ((try? PEMDocument.parseMultiple(pemString: text)) ?? []).filter { $0.discriminator == "CERTIFICATE" }
+            let certificates = documents.compactMap { try? Certificate(derEncoded: $0.derBytes) }
+            guard !certificates.isEmpty, certificates.count == documents.count else {
+                throw AutoSSLError.invalidArgument("\(path) holds a PEM certificate that cannot be read")
+            }
+            return try anchor(in: certificates, path: path)
         }
         guard let certificate = try? Certificate(derEncoded: Array(data)) else {
             throw AutoSSLError.invalidArgument("\(path) is not a PEM or DER certificate")
         }
         return certificate
+    }
+
+    /// The root of a file with several certificates (a chain): the last self-signed one. A chain
+    /// without one (a server's leaf and intermediate) is refused: neither is a trust anchor.
+    static func anchor(in certificates: [Certificate], path: String) throws -> Certificate {
+        guard certificates.count > 1 else { return certificates[0] }
+        guard let root = certificates.last(where: TrustAnchorCheck.isSelfSigned) else {
+            throw AutoSSLError(
+                .trustFailure,
+                "\(path) holds \(certificates.count) certificates and none of them is a root (self-signed): it looks like a server's chain; nothing was installed",
+                hint: "trust the CA's root instead (root_ca.crt on the CA, ca.crt on an enrolled server, or --ca-url with --fingerprint)")
+        }
+        Output.standardError("note: \(path) holds \(certificates.count) certificates; using the root among them, \(root.subject)\n")
+        return root
     }
 }
 

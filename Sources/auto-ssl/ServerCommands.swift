@@ -41,9 +41,9 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         commandName: "enroll",
         abstract: "Get this machine's certificate from the CA and install automatic renewal.",
         discussion: """
-            The CA is trusted only if its root has the given fingerprint (exit 6 and nothing written otherwise).
-            The key is made here and never leaves this machine. Files: server.crt (chain, 0644), server.key (0600)
-            and ca.crt (the root) in $AUTO_SSL_CERT_DIR (default /etc/ssl/auto-ssl); the replaced pair is kept in
+            The CA is trusted only if its root has the given fingerprint (exit 6 and nothing written otherwise). \
+            The key is made here and never leaves this machine. Files: server.crt (chain, 0644), server.key (0600) \
+            and ca.crt (the root) in $AUTO_SSL_CERT_DIR (default /etc/ssl/auto-ssl); the replaced pair is kept in \
             $AUTO_SSL_DATA_DIR/cert-backups (last 5). Renewal: auto-ssl-renew.timer every 15 minutes.
             """)
 
@@ -62,8 +62,10 @@ struct ServerEnrollCommand: AsyncParsableCommand {
     @Option(help: "Reload this web server after every renewal: nginx, apache, caddy or haproxy.") var reload: String?
     @Flag(help: "Also trust the CA's root in this machine's system trust store.") var trust = false
     @Flag(help: "Never prompt (needs --password-file).") var nonInteractive = false
+    @OptionGroup var output: QuietOption
 
     func run() async throws {
+        Output.quiet = output.quiet
         // Every argument is checked before the network is touched.
         if exec != nil && reload != nil { throw AutoSSLError.invalidArgument("use --exec or --reload, not both") }
         if nonInteractive && passwordFile == nil {
@@ -89,44 +91,45 @@ struct ServerEnrollCommand: AsyncParsableCommand {
             installTimer: !noRenewal)
 
         let result = try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
-            print("CA \(client.baseURL): root fingerprint \(client.rootFingerprint) matches.")
-            print("Certificate names: \(names.map(\.description).joined(separator: ", "))")
+            Output.progress("CA \(client.baseURL): root fingerprint \(client.rootFingerprint) matches.")
+            Output.progress("Certificate names: \(names.map(\.description).joined(separator: ", "))")
             let password = try ServerCLI.password(file: passwordFile, nonInteractive: nonInteractive, provisioner: provisioner)
             return try await agent.enroll(plan, client: client, password: password)
         }
-        print("Enrolled: serial \(ServerAgent.serialText(result.leaf)), valid until \(Output.date(result.leaf.notValidAfter))")
-        print("  certificate chain: \(plan.certPath) (0644)")
-        print("  private key:       \(plan.keyPath) (0600)")
-        print("  CA root:           \(plan.rootPath)")
-        if let combined = plan.combinedPath { print("  key + chain:       \(combined) (0600, for HAProxy)") }
-        if let backup = result.backedUpTo { print("  previous pair kept in \(backup)") }
+        if Output.quiet { print(ServerAgent.serialText(result.leaf)) }
+        Output.progress("Enrolled: serial \(ServerAgent.serialText(result.leaf)), valid until \(Output.date(result.leaf.notValidAfter))")
+        Output.progress("  certificate chain: \(plan.certPath) (0644)")
+        Output.progress("  private key:       \(plan.keyPath) (0600)")
+        Output.progress("  CA root:           \(plan.rootPath)")
+        if let combined = plan.combinedPath { Output.progress("  key + chain:       \(combined) (0600, for HAProxy)") }
+        if let backup = result.backedUpTo { Output.progress("  previous pair kept in \(backup)") }
         for warning in result.warnings { Output.warning(warning) }
-        print("  recorded in \(directories.configFile)")
+        Output.progress("  recorded in \(directories.configFile)")
 
         if noRenewal {
-            print("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
+            Output.progress("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
         } else {
             let report = try agent.installRenewalUnits(executable: ServerCLI.executable)
-            print("Automatic renewal: \(report.written.joined(separator: ", "))")
+            Output.progress("Automatic renewal: \(report.written.joined(separator: ", "))")
             for (file, verification) in report.verification.sorted(by: { $0.key < $1.key }) {
                 if case .failed(let detail) = verification { Output.warning("systemd-analyze verify \(file): \(detail)") }
             }
             if report.enabled == true {
-                print("  auto-ssl-renew.timer is enabled and running (every 15 minutes).")
+                Output.progress("  auto-ssl-renew.timer is enabled and running (every 15 minutes).")
             } else if !SystemdUnits.systemdIsRunning {
-                print("  systemd is not running here: use `auto-ssl server renew --daemon` (e.g. in a container) instead.")
+                Output.progress("  systemd is not running here: use `auto-ssl server renew --daemon` (e.g. in a container) instead.")
             } else {
-                print("  the units are in \(directories.systemdDir); enable them with: systemctl daemon-reload && systemctl enable --now auto-ssl-renew.timer")
+                Output.progress("  the units are in \(directories.systemdDir); enable them with: systemctl daemon-reload && systemctl enable --now auto-ssl-renew.timer")
             }
         }
-        if let command = plan.reloadCommand { print("After each renewal: \(command)") }
+        if let command = plan.reloadCommand { Output.progress("After each renewal: \(command)") }
         if trust {
             let root = try ServerAgent(directories: directories).holder(result.enrollment).root
             try ClientTrustCommand.installInSystemStore(root, store: try TrustStoreOptions.store(os: nil))
         }
         if let webServer {
-            print("\n\(webServer.rawValue) configuration:")
-            print(webServer.snippet(certPath: plan.certPath, keyPath: plan.keyPath, combinedPath: plan.combinedPath))
+            Output.progress("\n\(webServer.rawValue) configuration:")
+            Output.progress(webServer.snippet(certPath: plan.certPath, keyPath: plan.keyPath, combinedPath: plan.combinedPath))
         }
     }
 }
@@ -136,8 +139,8 @@ struct ServerRenewCommand: AsyncParsableCommand {
         commandName: "renew",
         abstract: "Renew the certificate once 2/3 of its lifetime has passed (what the timer runs).",
         discussion: """
-            Authenticated by the current certificate. On success the chain is swapped atomically and the reload
-            command runs; on failure the files stay as they were and the exit code is non-zero.
+            Authenticated by the current certificate. On success the chain is swapped atomically and the reload \
+            command runs; on failure the files stay as they were and the exit code is non-zero. \
             --daemon keeps running (for hosts without systemd) and stops cleanly on SIGTERM.
             """)
 
@@ -145,8 +148,10 @@ struct ServerRenewCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run this instead of the recorded reload command.", valueName: "command")) var exec: String?
     @Flag(help: "Keep running: renew at the renewal point, back off on failure, stop on SIGTERM.") var daemon = false
     @Option(help: ArgumentHelp("Daemon: longest sleep between checks, in seconds.", valueName: "seconds")) var checkInterval = 900
+    @OptionGroup var output: QuietOption
 
     func run() async throws {
+        Output.quiet = output.quiet
         let agent = ServerCLI.agent
         if daemon {
             guard !force else { throw AutoSSLError.invalidArgument("--force renews once; it does not go with --daemon") }
@@ -159,18 +164,19 @@ struct ServerRenewCommand: AsyncParsableCommand {
         }
         switch try await agent.renew(force: force, execOverride: exec) {
         case .suspended(let reason):
-            print("Renewal skipped: renewals are suspended (\(reason)). Resume with `auto-ssl server resume`; --force renews anyway.")
+            Output.progress("Renewal skipped: renewals are suspended (\(reason)). Resume with `auto-ssl server resume`; --force renews anyway.")
         case .notDue(let point, let notAfter):
-            print("Not due: the certificate renews after \(Output.date(point)) (valid until \(Output.date(notAfter))). --force renews now.")
+            Output.progress("Not due: the certificate renews after \(Output.date(point)) (valid until \(Output.date(notAfter))). --force renews now.")
         case .renewed(let leaf, let previous, let reload):
-            print("Renewed: serial \(ServerAgent.serialText(leaf)) replaces \(previous), valid until \(Output.date(leaf.notValidAfter)).")
+            if Output.quiet { print(ServerAgent.serialText(leaf)) }
+            Output.progress("Renewed: serial \(ServerAgent.serialText(leaf)) replaces \(previous), valid until \(Output.date(leaf.notValidAfter)).")
             if let reload {
                 guard reload.succeeded else {
                     throw AutoSSLError.general(
                         "the certificate was renewed, but `\(reload.command)` failed (exit \(reload.outcome.status))\(reload.outcome.timedOut ? " after timing out" : ""): \(reload.outcome.output.trimmingCharacters(in: .whitespacesAndNewlines))",
                         hint: "the new files are in place; reload the web server by hand")
                 }
-                print("Ran `\(reload.command)`.")
+                Output.progress("Ran `\(reload.command)`.")
             }
         }
     }

@@ -38,10 +38,10 @@ func runMain(_ arguments: [String]) async -> Int32 {
         let code = AutoSSLCommand.exitCode(for: error)
         let message = AutoSSLCommand.fullMessage(for: error)
         if code == .success {
-            if !message.isEmpty { print(message) }
+            if !message.isEmpty { print(CommandExamples.withExamples(message)) }
             return 0
         } else if code == .validationFailure {
-            Output.standardError(message + "\n")
+            Output.standardError((SubcommandSuggestion.message(for: arguments) ?? message) + "\n")
             return FailureKind.invalidArguments.exitCode
         } else if error is ExitCode {
             if !message.isEmpty { Output.standardError(message + "\n") }

@@ -120,4 +120,24 @@ import X509
         #expect(odd?.message == "could not reach the CA at https://127.0.0.1:9443: no usable answer from 127.0.0.1:9443")
         #expect(odd?.hint?.contains("auto-ssl ca serve") == true)
     }
+
+    /// The URL's host must be a name of the CA's certificate: DNS names case-insensitively (one
+    /// wildcard label), IP literals as addresses; loopback reachability is not enough.
+    @Test func theURLsHostMustBeANameOfTheCAsCertificate() throws {
+        let chain = try Chain()
+        let key = try SigningKey.generate(.p256)
+        let leaf = try CertificateProfiles.leaf(
+            names: [.dns("ca.internal"), .dns("*.pki.internal"), try SubjectName(parsing: "127.0.0.1"), try SubjectName(parsing: "::1")],
+            publicKey: key.publicKey, serial: CertificateProfiles.randomSerial(), issuer: chain.intermediate,
+            issuerKey: try SigningKey.generate(.p256), notBefore: Date() - 60, notAfter: Date() + 3_600)
+        for host in ["ca.internal", "CA.Internal", "ca.internal.", "127.0.0.1", "::1", "[::1]", "a.pki.internal"] {
+            #expect(CAClient.certificate(leaf, names: host), "\(host)")
+        }
+        for host in ["localhost", "other.internal", "10.0.0.1", "a.b.pki.internal", "pki.internal", "internal"] {
+            #expect(!CAClient.certificate(leaf, names: host), "\(host)")
+        }
+        #expect(CAClient.url(for: .dns("ca.internal"), port: 9000) == "https://ca.internal:9000")
+        #expect(CAClient.url(for: try SubjectName(parsing: "::1"), port: 9443) == "https://[::1]:9443")
+        #expect(CAClient.url(for: try SubjectName(parsing: "10.0.0.5"), port: nil) == "https://10.0.0.5")
+    }
 }

@@ -95,4 +95,17 @@ final class FakeRunner: CommandRunning, @unchecked Sendable {
         #expect(runner.run("sh", ["-c", "echo hi; exit 3"], timeout: 5) == CommandResult(status: 3, output: "hi\n"))
         #expect(runner.run("definitely-not-a-command-xyz", [], timeout: 5) == nil)
     }
+
+    /// A tool without a version option is only found; a usage text is never shown as a version.
+    @Test func toolVersionsNeverShowUsageTexts() {
+        let runner = FakeRunner(available: ["update-ca-certificates", "openssl", "caddy"], responses: [
+            "openssl version": CommandResult(status: 0, output: "OpenSSL 3.0.17 1 Jul 2025\n"),
+            "caddy version": CommandResult(status: 1, output: "\nUsage: caddy <command> [<args...>]\n"),
+        ])
+        let tools = Dictionary(uniqueKeysWithValues: ToolVersions(runner: runner).detect().map { ($0.name, $0) })
+        #expect(tools["openssl"]?.version == "OpenSSL 3.0.17 1 Jul 2025")
+        #expect(tools["update-ca-certificates"]?.path != nil && tools["update-ca-certificates"]?.version == nil)
+        #expect(tools["caddy"]?.path != nil && tools["caddy"]?.version == nil)
+        #expect(!runner.calls.contains { $0.first == "update-ca-certificates" })
+    }
 }

@@ -72,6 +72,22 @@ import X509
         try TrustAnchorCheck.validate(ca)
     }
 
+    /// An intermediate is a CA certificate but not a trust anchor: refused, saying it is not a root.
+    @Test func anchorCheckRefusesIntermediates() throws {
+        let rootKey = try SigningKey.generate(.p256)
+        let root = try CertificateProfiles.root(caName: "Anchor", key: rootKey, notBefore: Date() - 60, notAfter: Date() + 86_400)
+        let intermediate = try CertificateProfiles.intermediate(
+            caName: "Anchor", publicKey: try SigningKey.generate(.p256).publicKey, root: root, rootKey: rootKey,
+            notBefore: Date() - 60, notAfter: Date() + 86_400)
+        #expect(TrustAnchorCheck.isSelfSigned(root) && !TrustAnchorCheck.isSelfSigned(intermediate))
+        #expect {
+            try TrustAnchorCheck.validate(intermediate)
+        } throws: { error in
+            (error as? AutoSSLError)?.kind == .trustFailure && (error as? AutoSSLError)?.message.contains("is not a root") == true
+        }
+        try TrustAnchorCheck.validate(root)
+    }
+
     @Test func extraStoreCommands() {
         let runner = FakeRunner(available: [], responses: [:])
         let stores = ExtraTrustStores(runner: runner, home: "/home/u")
