@@ -8,7 +8,7 @@ Usage: schemathesis_run.py URL ROOT_PEM DATABASE [--pid PID] [--max-examples N] 
 The checks: no 5xx (not_a_server_error), statuses, content types, headers and bodies as the
 document says (status_code_, content_type_, response_headers_, response_schema_conformance), and
 no 2xx for data the document rules out (negative_data_rejection). Not checked: unsupported_method
-(the server answers 404, not 405 with Allow, to a method no route has).
+(only /sign, /renew and /revoke answer another method with 405 and Allow; other paths answer 404).
 Phases examples, coverage and fuzzing; a fixed seed and no example database, so a run is
 reproducible. Prints one JSON object: {"exit", "summary", "failures", "stored_before",
 "stored_after", "server_alive", "health_after", "seconds"}; exits 0 when schemathesis passed, the
