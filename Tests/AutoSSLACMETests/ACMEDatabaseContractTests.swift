@@ -3,23 +3,22 @@ import Foundation
 import Testing
 import TestSupport
 
-/// What every `ACMEDatabase` must do, whichever database implements it: a new implementation adds
-/// its factory to `ACMEDatabaseFactory.all` and must pass the same suite.
+/// Opens a fresh, empty `ACMEDatabase` for one check, with whatever must stay alive while it is used.
 struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
     var description: String
-    /// A fresh, empty database, and whatever must stay alive while it is used.
-    var make: @Sendable () throws -> (any ACMEDatabase, AnyObject)
+    var open: @Sendable () async throws -> (any ACMEDatabase, AnyObject)
 
     static let sqlite = ACMEDatabaseFactory(description: "SQLite") {
         let directory = TemporaryDirectory()
         let database = try CADatabase.openSQLite(path: directory.file("db.sqlite"))
         return (database.acme, directory)
     }
-
-    static let all: [ACMEDatabaseFactory] = [.sqlite]
 }
 
-@Suite struct ACMEDatabaseContractTests {
+/// What every `ACMEDatabase` must do, whichever database implements it. Each implementation runs
+/// every check in a suite of its own (`ACMEDatabaseContractTests` for SQLite,
+/// `PostgresACMEDatabaseContractTests`), calling these functions with its factory.
+enum ACMEDatabaseContract {
     static func account(_ id: String, thumbprint: String, eab: String? = nil) -> ACMEAccountRecord {
         ACMEAccountRecord(id: id, provisioner: "acme", thumbprint: thumbprint, jwk: "{}", status: .valid, contact: [], createdAt: Date(), eabKeyID: eab)
     }
@@ -50,9 +49,8 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         }
     }
 
-    @Test(arguments: ACMEDatabaseFactory.all)
-    func oneAccountPerKeyAndEABKeysBindOnce(_ factory: ACMEDatabaseFactory) async throws {
-        let (store, keepAlive) = try factory.make()
+    static func oneAccountPerKeyAndEABKeysBindOnce(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
         try await store.addEABKey(kid: "k", provisioner: "acme", key: Data([1, 2, 3]), now: Date())
         #expect(try await store.unboundEABKey(kid: "k", provisioner: "acme") == Data([1, 2, 3]))
@@ -76,9 +74,8 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         #expect(try await store.updateAccountContact(id: "a4", contact: ["mailto:x@y.z"])?.contact == ["mailto:x@y.z"])
     }
 
-    @Test(arguments: ACMEDatabaseFactory.all)
-    func onlyUnboundEABKeysAreRemoved(_ factory: ACMEDatabaseFactory) async throws {
-        let (store, keepAlive) = try factory.make()
+    static func onlyUnboundEABKeysAreRemoved(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
         try await store.addEABKey(kid: "unused", provisioner: "acme", key: Data([1]), now: Date())
         try await store.addEABKey(kid: "used", provisioner: "acme", key: Data([2]), now: Date())
@@ -93,9 +90,8 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         #expect(try await store.eabKeys(provisioner: "acme").map(\.kid) == ["used"])
     }
 
-    @Test(arguments: ACMEDatabaseFactory.all)
-    func deactivatingAnAccountDeactivatesItsAuthorizations(_ factory: ACMEDatabaseFactory) async throws {
-        let (store, keepAlive) = try factory.make()
+    static func deactivatingAnAccountDeactivatesItsAuthorizations(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
         _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
         let (record, authorizations) = Self.order("o", account: "a")
@@ -106,9 +102,8 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         #expect(try await store.deactivateAccount(id: "nobody") == nil)
     }
 
-    @Test(arguments: ACMEDatabaseFactory.all)
-    func readsNeverWrite(_ factory: ACMEDatabaseFactory) async throws {
-        let (store, keepAlive) = try factory.make()
+    static func readsNeverWrite(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
         _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
         let (record, authorizations) = Self.order("o", account: "a", expires: Date().addingTimeInterval(-60))
@@ -124,9 +119,8 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         #expect(try await store.orderIDs(accountID: "a") == ["o"])
     }
 
-    @Test(arguments: ACMEDatabaseFactory.all)
-    func validationAndFinalizationHappenOnceUnderConcurrency(_ factory: ACMEDatabaseFactory) async throws {
-        let (store, keepAlive) = try factory.make()
+    static func validationAndFinalizationHappenOnceUnderConcurrency(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
         _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
         let (record, authorizations) = Self.order("o", account: "a", authorizations: 2)
@@ -160,9 +154,8 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         #expect(!(try await store.setOrderStatus(id: "o", from: .ready, to: .processing, error: nil)))
     }
 
-    @Test(arguments: ACMEDatabaseFactory.all)
-    func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(_ factory: ACMEDatabaseFactory) async throws {
-        let (store, keepAlive) = try factory.make()
+    static func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
         _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
         let (record, authorizations) = Self.order("o", account: "a")
@@ -183,9 +176,8 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         #expect(try await store.challenge(id: "o-c0") == nil)
     }
 
-    @Test(arguments: ACMEDatabaseFactory.all)
-    func noncesAreSpentOnceAndSecretsAreStable(_ factory: ACMEDatabaseFactory) async throws {
-        let (store, keepAlive) = try factory.make()
+    static func noncesAreSpentOnceAndSecretsAreStable(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
         let expiry = Date().addingTimeInterval(3_600)
         #expect(try await Self.winners(10) { try await store.consumeNonce("n1", expiresAt: expiry) } == 1)
@@ -194,5 +186,36 @@ struct ACMEDatabaseFactory: Sendable, CustomStringConvertible {
         #expect(key.count == 32)
         #expect(try await store.key(named: "acme-nonce", size: 32) == key)
         #expect(try await store.key(named: "other", size: 32) != key)
+    }
+}
+
+/// The contract on SQLite (the CA's default database).
+@Suite struct ACMEDatabaseContractTests {
+    @Test func oneAccountPerKeyAndEABKeysBindOnce() async throws {
+        try await ACMEDatabaseContract.oneAccountPerKeyAndEABKeysBindOnce(.sqlite)
+    }
+
+    @Test func onlyUnboundEABKeysAreRemoved() async throws {
+        try await ACMEDatabaseContract.onlyUnboundEABKeysAreRemoved(.sqlite)
+    }
+
+    @Test func deactivatingAnAccountDeactivatesItsAuthorizations() async throws {
+        try await ACMEDatabaseContract.deactivatingAnAccountDeactivatesItsAuthorizations(.sqlite)
+    }
+
+    @Test func readsNeverWrite() async throws {
+        try await ACMEDatabaseContract.readsNeverWrite(.sqlite)
+    }
+
+    @Test func validationAndFinalizationHappenOnceUnderConcurrency() async throws {
+        try await ACMEDatabaseContract.validationAndFinalizationHappenOnceUnderConcurrency(.sqlite)
+    }
+
+    @Test func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged() async throws {
+        try await ACMEDatabaseContract.aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(.sqlite)
+    }
+
+    @Test func noncesAreSpentOnceAndSecretsAreStable() async throws {
+        try await ACMEDatabaseContract.noncesAreSpentOnceAndSecretsAreStable(.sqlite)
     }
 }
