@@ -65,7 +65,12 @@ public struct CABackup: Sendable {
         try FileOperations.makeDirectory(top + "/ca/db", mode: 0o700)
         let database = try loader.openDatabase(settings)
         do {
-            try await database.snapshots.snapshot(to: top + "/ca/db/auto-ssl.sqlite")
+            guard let snapshots = database.snapshots else {
+                throw AutoSSLError.general(
+                    "the certificate database \(database.location) is not a file this backup can copy",
+                    hint: "back the database up with its own tools (pg_dump for PostgreSQL)")
+            }
+            try await snapshots.snapshot(to: top + "/ca/db/auto-ssl.sqlite")
             try await database.close()
         } catch {
             try? await database.close()

@@ -8,11 +8,13 @@ import Logging
 public struct CADatabase: Sendable {
     public let certificates: any CertificateDatabase
     public let acme: any ACMEDatabase
-    public let snapshots: any DatabaseSnapshotting
+    /// Consistent copies for `ca backup`; nil where the database is backed up with its own tools
+    /// (PostgreSQL: `pg_dump` or the operator's replication).
+    public let snapshots: (any DatabaseSnapshotting)?
     /// Where the database is, for messages.
     public let location: String
 
-    public init(certificates: any CertificateDatabase, acme: any ACMEDatabase, snapshots: any DatabaseSnapshotting, location: String) {
+    public init(certificates: any CertificateDatabase, acme: any ACMEDatabase, snapshots: (any DatabaseSnapshotting)?, location: String) {
         self.certificates = certificates
         self.acme = acme
         self.snapshots = snapshots

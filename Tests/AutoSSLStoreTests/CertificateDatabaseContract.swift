@@ -7,10 +7,16 @@ import Testing
 import TestSupport
 import X509
 
-/// Opens the same database again and again (each call a new connection to what earlier calls
-/// wrote), so the contract can check what survives a close.
-protocol CADatabaseFactory: Sendable {
-    func open() throws -> CADatabase
+/// Opens the same certificate database again and again (each call a new connection to what
+/// earlier calls wrote), so the contract can check what survives a close.
+protocol CertificateDatabaseFactory: Sendable {
+    func openCertificates() async throws -> any CertificateDatabase
+}
+
+/// The same for the whole CA database (certificates with the ACME state), for the checks that
+/// span both.
+protocol CADatabaseFactory: CertificateDatabaseFactory {
+    func open() async throws -> CADatabase
 }
 
 /// What every `CertificateDatabase` must do, whichever database implements it. Each implementation
@@ -47,7 +53,7 @@ enum CertificateDatabaseContract {
     }
 
     static func withDatabase(_ factory: some CADatabaseFactory, _ body: (CADatabase) async throws -> Void) async throws {
-        let database = try factory.open()
+        let database = try await factory.open()
         do {
             try await body(database)
             try await database.close()
@@ -57,26 +63,36 @@ enum CertificateDatabaseContract {
         }
     }
 
-    /// An issuance is durable: it is there after the database is closed and opened again, field for field.
-    static func issuanceIsRecordedAndSurvivesReopening(_ factory: some CADatabaseFactory) async throws {
-        let original = try record("0a01")
-        try await withDatabase(factory) { database in
-            try await database.certificates.recordIssuance(original, token: token("admin:one"))
+    static func withStore(_ factory: some CertificateDatabaseFactory, _ body: (any CertificateDatabase) async throws -> Void) async throws {
+        let store = try await factory.openCertificates()
+        do {
+            try await body(store)
+            try await store.close()
+        } catch {
+            try? await store.close()
+            throw error
         }
-        try await withDatabase(factory) { database in
-            let stored = try #require(try await database.certificates.certificate(serial: "0a01"))
+    }
+
+    /// An issuance is durable: it is there after the database is closed and opened again, field for field.
+    static func issuanceIsRecordedAndSurvivesReopening(_ factory: some CertificateDatabaseFactory) async throws {
+        let original = try record("0a01")
+        try await withStore(factory) { store in
+            try await store.recordIssuance(original, token: token("admin:one"))
+        }
+        try await withStore(factory) { store in
+            let stored = try #require(try await store.certificate(serial: "0a01"))
             #expect(stored.serial == original.serial && stored.names == original.names && stored.der == original.der)
             #expect(stored.provisioner == "admin" && stored.requester == "127.0.0.1" && stored.keyType == "P-256")
             #expect(abs(stored.notAfter.timeIntervalSince(original.notAfter)) < 0.001)
             #expect(stored.revocation == nil && stored.status == .issued)
-            #expect(try await database.certificates.certificate(serial: "ffff") == nil)
+            #expect(try await store.certificate(serial: "ffff") == nil)
         }
     }
 
     /// A token works once, across separate transactions, and a refused issuance leaves nothing.
-    static func aTokenWorksOnceAndARefusalLeavesNothing(_ factory: some CADatabaseFactory) async throws {
-        try await withDatabase(factory) { database in
-            let store = database.certificates
+    static func aTokenWorksOnceAndARefusalLeavesNothing(_ factory: some CertificateDatabaseFactory) async throws {
+        try await withStore(factory) { store in
             try await store.recordIssuance(try record("0b01"), token: token("admin:t"))
             await #expect(throws: StoreError.tokenAlreadyUsed) {
                 try await store.recordIssuance(try record("0b02"), token: token("admin:t"))
@@ -101,9 +117,8 @@ enum CertificateDatabaseContract {
     }
 
     /// Concurrent issuances all land, each under its own serial.
-    static func concurrentIssuancesAllLand(_ factory: some CADatabaseFactory) async throws {
-        try await withDatabase(factory) { database in
-            let store = database.certificates
+    static func concurrentIssuancesAllLand(_ factory: some CertificateDatabaseFactory) async throws {
+        try await withStore(factory) { store in
             let der = try certificateDER()
             let stored = try await withThrowingTaskGroup(of: Void.self) { group in
                 for index in 0..<48 {
@@ -153,12 +168,11 @@ enum CertificateDatabaseContract {
     }
 
     /// Revocation: once, of a known serial; it cuts off the key; the CRL's inputs follow.
-    static func revocationIsRecordedOnceAndCutsOffTheKey(_ factory: some CADatabaseFactory) async throws {
+    static func revocationIsRecordedOnceAndCutsOffTheKey(_ factory: some CertificateDatabaseFactory) async throws {
         let key = P256.Signing.PrivateKey()
         let der = try certificateDER(key: key)
         let keyHash = try #require(Fingerprint.publicKeyHash(certificateDER: der))
-        try await withDatabase(factory) { database in
-            let store = database.certificates
+        try await withStore(factory) { store in
             try await store.recordIssuance(try record("0e01", der: der), token: nil)
             try await store.recordIssuance(try record("0e02"), token: nil)
             let revocation = RevocationRecord(reasonCode: 1, reason: "key compromise", revokedAt: Date(), revokedBy: "admin")
@@ -177,28 +191,27 @@ enum CertificateDatabaseContract {
             #expect(revokedOnly.map(\.serial) == ["0e01"])
         }
         // Revocations are durable too.
-        try await withDatabase(factory) { database in
-            let revoked = try await database.certificates.isKeyRevoked(publicKeyHash: keyHash)
+        try await withStore(factory) { store in
+            let revoked = try await store.isKeyRevoked(publicKeyHash: keyHash)
             #expect(revoked)
         }
     }
 
     /// CRL numbers only go up, across reopening.
-    static func crlNumbersOnlyGoUp(_ factory: some CADatabaseFactory) async throws {
+    static func crlNumbersOnlyGoUp(_ factory: some CertificateDatabaseFactory) async throws {
         var seen: [Int64] = []
-        try await withDatabase(factory) { database in
-            for _ in 0..<3 { seen.append(try await database.certificates.nextCRLNumber()) }
+        try await withStore(factory) { store in
+            for _ in 0..<3 { seen.append(try await store.nextCRLNumber()) }
         }
-        try await withDatabase(factory) { database in
-            seen.append(try await database.certificates.nextCRLNumber())
+        try await withStore(factory) { store in
+            seen.append(try await store.nextCRLNumber())
         }
         #expect(seen == seen.sorted() && Set(seen).count == seen.count, "\(seen)")
     }
 
     /// Listing: newest first, by expiry, without the expired, with a limit; purging forgets only expired tokens.
-    static func listsAndPurges(_ factory: some CADatabaseFactory) async throws {
-        try await withDatabase(factory) { database in
-            let store = database.certificates
+    static func listsAndPurges(_ factory: some CertificateDatabaseFactory) async throws {
+        try await withStore(factory) { store in
             let now = Date()
             try await store.recordIssuance(
                 try record("0f01", notAfter: now.addingTimeInterval(3600), created: now.addingTimeInterval(-30)), token: token("old", in: -3_000))
@@ -222,7 +235,7 @@ enum CertificateDatabaseContract {
     {
         try await withDatabase(factory) { database in
             try await database.certificates.recordIssuance(try record("1a01"), token: nil)
-            try await database.snapshots.snapshot(to: snapshotPath)
+            try await #require(database.snapshots).snapshot(to: snapshotPath)
         }
         let copy = try openSnapshot(snapshotPath)
         #expect(try await copy.certificates.certificate(serial: "1a01") != nil)
@@ -232,7 +245,8 @@ enum CertificateDatabaseContract {
 
 struct SQLiteFactory: CADatabaseFactory {
     let path: String
-    func open() throws -> CADatabase { try CADatabase.openSQLite(path: path) }
+    func open() async throws -> CADatabase { try CADatabase.openSQLite(path: path) }
+    func openCertificates() async throws -> any CertificateDatabase { try CADatabase.openSQLite(path: path).certificates }
 }
 
 /// The contract, run against the embedded SQLite database.

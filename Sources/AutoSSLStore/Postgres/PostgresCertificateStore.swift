@@ -1,0 +1,287 @@
+import AutoSSLCore
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// The certificate database on PostgreSQL, for several `ca serve` replicas of one CA. Same contract
+/// as the SQLite store (`CertificateDatabaseContract`): a certificate's row, its token use and the
+/// ACME order it completes are committed in one transaction before it is handed out; concurrent
+/// issuances share transactions (`PostgresCommitter`).
+public final class PostgresCertificateStore: CertificateDatabase {
+    let client: PostgresClient
+    let committer: PostgresCommitter
+    let logger: Logger
+    private let runner: Task<Void, Never>
+    public let location: PostgresLocation
+
+    /// Connects, applies missing migrations and returns the store. A server that cannot be reached
+    /// or refuses the login is reported in words, without the password.
+    public static func open(
+        _ location: PostgresLocation, password: String?, logger: Logger = Logger(label: "auto-ssl.store")
+    ) async throws -> PostgresCertificateStore {
+        // One connection first: a wrong password or a missing database is then PostgreSQL's own
+        // answer at once, instead of the pool's retries running into its circuit breaker.
+        var probe = PostgresConnection.Configuration(
+            host: location.host, port: location.port, username: location.user, password: password, database: location.database,
+            tls: .disable)
+        probe.options.connectTimeout = .seconds(10)
+        do {
+            let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
+            try await connection.close()
+        } catch {
+            throw AutoSSLError(
+                .network, "could not open the certificate database \(location): \(PostgresStoreErrors.describe(error))",
+                hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
+        }
+        var configuration = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.user, password: password, database: location.database,
+            tls: .disable)
+        configuration.options.maximumConnections = 8
+        configuration.options.connectionIdleTimeout = .seconds(60)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        let store = PostgresCertificateStore(client: client, location: location, logger: logger)
+        do {
+            try await PostgresSchema.migrate(client, logger: logger)
+        } catch {
+            try? await store.close()
+            throw AutoSSLError(
+                .network, "could not open the certificate database \(location): \(PostgresStoreErrors.describe(error))",
+                hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
+        }
+        return store
+    }
+
+    init(client: PostgresClient, location: PostgresLocation, logger: Logger) {
+        self.client = client
+        self.location = location
+        self.logger = logger
+        self.committer = PostgresCommitter(client: client, logger: logger)
+        self.runner = Task { await client.run() }
+    }
+
+    /// A read, with connection failures in plain words.
+    func read<T>(_ body: (PostgresClient) async throws -> T) async throws -> T {
+        do {
+            return try await body(client)
+        } catch {
+            throw PostgresStoreErrors.map(error)
+        }
+    }
+
+    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws {
+        guard let der = record.der else { throw StoreError.missingCertificate }
+        let names = JSONText.array(record.names.map(JSONText.quote))
+        let logger = logger
+        try await committer.submit { connection in
+            if let token { try await Self.insert(token, on: connection, logger: logger) }
+            if let orderID {
+                let updated = try await connection.query(
+                    """
+                    UPDATE acme_orders SET status = 'valid', certificate_serial = \(record.serial)
+                    WHERE id = \(orderID) AND status = 'processing' RETURNING id
+                    """, logger: logger).collect()
+                guard updated.count == 1 else { throw StoreError.orderNotProcessing }
+            }
+            do {
+                try await connection.query(
+                    """
+                    INSERT INTO certificates (serial, status, common_name, names, not_before, not_after, key_type,
+                        provisioner, requester, renewed_from, der, created_at)
+                    VALUES (\(record.serial), 'issued', \(record.commonName), \(names), \(record.notBefore.timeIntervalSince1970),
+                        \(record.notAfter.timeIntervalSince1970), \(record.keyType), \(record.provisioner), \(record.requester),
+                        \(record.renewedFrom), \(Data(der)), \(record.createdAt.timeIntervalSince1970))
+                    """, logger: logger)
+            } catch where PostgresStoreErrors.isUniqueViolation(error) {
+                throw StoreError.serialAlreadyExists
+            }
+        }
+    }
+
+    public func consume(_ token: TokenUse) async throws {
+        let logger = logger
+        try await committer.submit { connection in try await Self.insert(token, on: connection, logger: logger) }
+    }
+
+    static func insert(_ token: TokenUse, on connection: PostgresConnection, logger: Logger) async throws {
+        do {
+            try await connection.query(
+                "INSERT INTO used_tokens (expires_at, id) VALUES (\(token.expiresAt.timeIntervalSince1970), \(token.id))", logger: logger)
+        } catch where PostgresStoreErrors.isUniqueViolation(error) {
+            throw StoreError.tokenAlreadyUsed
+        }
+    }
+
+    static let selectSQL = """
+        SELECT c.serial, c.status, c.common_name, c.names, c.not_before, c.not_after, c.key_type, c.provisioner, c.requester,
+            c.renewed_from, c.der, c.created_at, r.reason_code, r.reason, r.revoked_at, r.revoked_by
+        FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+        """
+
+    typealias CertificateRow = (
+        String, String, String, String, Double, Double, String, String, String?, String?, Data?, Double, Int?, String?, Double?, String?
+    )
+
+    static func record(_ row: CertificateRow) -> CertificateRecord {
+        let (serial, status, commonName, names, notBefore, notAfter, keyType, provisioner, requester, renewedFrom, der, createdAt,
+             reasonCode, reason, revokedAt, revokedBy) = row
+        var revocation: RevocationRecord?
+        if let reasonCode, let revokedAt {
+            revocation = RevocationRecord(
+                reasonCode: reasonCode, reason: reason ?? "", revokedAt: Date(timeIntervalSince1970: revokedAt), revokedBy: revokedBy ?? "")
+        }
+        return CertificateRecord(
+            serial: serial, status: CertificateRecord.Status(rawValue: status) ?? .reserved, commonName: commonName,
+            names: (try? JSONDecoder().decode([String].self, from: Data(names.utf8))) ?? [],
+            notBefore: Date(timeIntervalSince1970: notBefore), notAfter: Date(timeIntervalSince1970: notAfter), keyType: keyType,
+            provisioner: provisioner, requester: requester, renewedFrom: renewedFrom, der: der.map { Array($0) },
+            createdAt: Date(timeIntervalSince1970: createdAt), revocation: revocation)
+    }
+
+    func records(_ query: PostgresQuery) async throws -> [CertificateRecord] {
+        let logger = logger
+        return try await read { client in
+            var found: [CertificateRecord] = []
+            for try await row in try await client.query(query, logger: logger).decode(CertificateRow.self) {
+                found.append(Self.record(row))
+            }
+            return found
+        }
+    }
+
+    public func certificate(serial: String) async throws -> CertificateRecord? {
+        var query = PostgresQuery(unsafeSQL: Self.selectSQL + " WHERE c.serial = $1")
+        try query.binds.append(serial, context: .default)
+        return try await records(query).first
+    }
+
+    public func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord] {
+        var bindings = PostgresBindings()
+        var clauses = ["c.status = 'issued'"]
+        if let before = query.expiringBefore {
+            try bindings.append(before.timeIntervalSince1970)
+            clauses.append("c.not_after <= $\(bindings.count)")
+        }
+        if !query.includeExpired {
+            try bindings.append(now.timeIntervalSince1970)
+            clauses.append("c.not_after > $\(bindings.count)")
+        }
+        if query.onlyRevoked { clauses.append("r.serial IS NOT NULL") }
+        var sql = Self.selectSQL + " WHERE " + clauses.joined(separator: " AND ") + " ORDER BY c.created_at DESC"
+        if let limit = query.limit { sql += " LIMIT \(max(0, limit))" }
+        return try await records(PostgresQuery(unsafeSQL: sql, binds: bindings))
+    }
+
+    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool {
+        let changed = ChangedFlag()
+        let logger = logger
+        try await committer.submit { connection in
+            let status = try await connection.query("SELECT status, der FROM certificates WHERE serial = \(serial)", logger: logger)
+            var der: Data?
+            var known = false
+            for try await (state, bytes) in status.decode((String, Data?).self) where state == "issued" {
+                known = true
+                der = bytes
+            }
+            guard known else { throw StoreError.unknownSerial }
+            let inserted = try await connection.query(
+                """
+                INSERT INTO revocations (serial, reason_code, reason, revoked_at, revoked_by)
+                VALUES (\(serial), \(revocation.reasonCode), \(revocation.reason), \(revocation.revokedAt.timeIntervalSince1970),
+                    \(revocation.revokedBy))
+                ON CONFLICT (serial) DO NOTHING RETURNING serial
+                """, logger: logger).collect()
+            changed.value = !inserted.isEmpty
+            if changed.value, let der, let hash = Fingerprint.publicKeyHash(certificateDER: Array(der)) {
+                try await connection.query(
+                    "INSERT INTO revoked_keys (key_hash, serial) VALUES (\(hash), \(serial)) ON CONFLICT (key_hash) DO NOTHING",
+                    logger: logger)
+            }
+        }
+        return changed.value
+    }
+
+    public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
+        let logger = logger
+        return try await read { client in
+            try await !client.query("SELECT 1 FROM revoked_keys WHERE key_hash = \(publicKeyHash)", logger: logger).collect().isEmpty
+        }
+    }
+
+    public func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry] {
+        let logger = logger
+        return try await read { client in
+            let rows = try await client.query(
+                """
+                SELECT r.serial, r.revoked_at, r.reason_code, c.der FROM revocations r JOIN certificates c ON c.serial = r.serial
+                WHERE c.not_after > \(date.timeIntervalSince1970) ORDER BY r.revoked_at
+                """, logger: logger)
+            var entries: [RevokedEntry] = []
+            for try await (serial, revokedAt, reasonCode, der) in rows.decode((String, Double, Int, Data?).self) {
+                entries.append(RevokedEntry(
+                    serial: serial, revokedAt: Date(timeIntervalSince1970: revokedAt), reasonCode: reasonCode, der: der.map { Array($0) }))
+            }
+            return entries
+        }
+    }
+
+    public func nextCRLNumber() async throws -> Int64 {
+        let number = NumberBox()
+        let logger = logger
+        try await committer.submit { connection in
+            let rows = try await connection.query(
+                "UPDATE crl_state SET number = number + 1 WHERE id = 1 RETURNING number", logger: logger)
+            for try await value in rows.decode(Int64.self) { number.value = value }
+        }
+        return number.value
+    }
+
+    public func revocationMarker() async throws -> Int64 {
+        let logger = logger
+        return try await read { client in
+            var marker: Int64 = 0
+            let rows = try await client.query(
+                "SELECT COUNT(*) * 1000003 + COALESCE(MAX(id), 0) FROM revocations", logger: logger)
+            for try await value in rows.decode(Int64.self) { marker = value }
+            return marker
+        }
+    }
+
+    public func purgeTokens(expiredBefore date: Date) async throws -> Int {
+        let logger = logger
+        return try await read { client in
+            try await client.query(
+                "DELETE FROM used_tokens WHERE expires_at < \(date.timeIntervalSince1970) RETURNING 1", logger: logger).collect().count
+        }
+    }
+
+    public func close() async throws {
+        await committer.close()
+        runner.cancel()
+    }
+}
+
+/// Values carried out of a committed operation (which runs inside the committer's transaction).
+final class ChangedFlag: @unchecked Sendable {
+    var value = false
+}
+
+final class NumberBox: @unchecked Sendable {
+    var value: Int64 = 0
+}
+
+extension PostgresStoreErrors {
+    /// A connection or login failure in words (PostgreSQL's own message when it sent one).
+    static func describe(_ error: any Error) -> String {
+        if let psql = error as? PSQLError {
+            if let message = psql.serverInfo?[.message] { return message }
+            switch psql.code {
+            case .connectionError: return "no connection (is PostgreSQL running and listening there?)"
+            case .authMechanismRequiresPassword: return "the server asks for a password and none was given"
+            default: return "\(psql.code)"
+            }
+        }
+        if let store = error as? StoreError, case .unavailable(let reason) = store { return reason }
+        return "\(error)"
+    }
+}

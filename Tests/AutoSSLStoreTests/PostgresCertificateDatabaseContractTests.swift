@@ -1,0 +1,132 @@
+import AutoSSLCore
+import AutoSSLStore
+import Foundation
+import Testing
+import TestSupport
+
+/// One PostgreSQL server for every PostgreSQL test of this target, started on first use.
+enum SharedPostgres {
+    static let server: Result<TemporaryPostgres, any Error> = Result { try TemporaryPostgres() }
+
+    static func get() throws -> TemporaryPostgres { try server.get() }
+}
+
+/// A fresh database on the shared server; each open is a new client to it.
+struct PostgresCertificatesFactory: CertificateDatabaseFactory {
+    let location: PostgresLocation
+    let password: String
+
+    init() throws {
+        let server = try SharedPostgres.get()
+        location = try PostgresLocation(url: server.url(database: try server.makeDatabase()))
+        password = server.password
+    }
+
+    func openCertificates() async throws -> any CertificateDatabase {
+        try await PostgresCertificateStore.open(location, password: password)
+    }
+}
+
+/// The certificate contract against a real PostgreSQL server started by the tests.
+@Suite(.enabled(if: TemporaryPostgres.isAvailable, "PostgreSQL is not installed"))
+struct PostgresCertificateDatabaseContractTests {
+    @Test func issuanceIsRecordedAndSurvivesReopening() async throws {
+        try await CertificateDatabaseContract.issuanceIsRecordedAndSurvivesReopening(try PostgresCertificatesFactory())
+    }
+
+    @Test func aTokenWorksOnceAndARefusalLeavesNothing() async throws {
+        try await CertificateDatabaseContract.aTokenWorksOnceAndARefusalLeavesNothing(try PostgresCertificatesFactory())
+    }
+
+    @Test func concurrentIssuancesAllLand() async throws {
+        try await CertificateDatabaseContract.concurrentIssuancesAllLand(try PostgresCertificatesFactory())
+    }
+
+    @Test func revocationIsRecordedOnceAndCutsOffTheKey() async throws {
+        try await CertificateDatabaseContract.revocationIsRecordedOnceAndCutsOffTheKey(try PostgresCertificatesFactory())
+    }
+
+    @Test func crlNumbersOnlyGoUp() async throws {
+        try await CertificateDatabaseContract.crlNumbersOnlyGoUp(try PostgresCertificatesFactory())
+    }
+
+    @Test func listsAndPurges() async throws {
+        try await CertificateDatabaseContract.listsAndPurges(try PostgresCertificatesFactory())
+    }
+
+    /// Two clients (two replicas) on one database: a token used through one is refused through the
+    /// other, and both see every row.
+    @Test func replicasShareTokensAndRows() async throws {
+        let factory = try PostgresCertificatesFactory()
+        let a = try await factory.openCertificates()
+        let b = try await factory.openCertificates()
+        let token = CertificateDatabaseContract.token("admin:shared")
+        try await a.recordIssuance(try CertificateDatabaseContract.record("2a01"), token: token)
+        await #expect(throws: StoreError.tokenAlreadyUsed) {
+            try await b.recordIssuance(try CertificateDatabaseContract.record("2a02"), token: token)
+        }
+        #expect(try await b.certificate(serial: "2a01") != nil)
+        let numbers = [try await a.nextCRLNumber(), try await b.nextCRLNumber(), try await a.nextCRLNumber()]
+        #expect(numbers == numbers.sorted() && Set(numbers).count == 3)
+        try await a.close()
+        try await b.close()
+    }
+
+    /// Migrations run once however many replicas start at the same moment.
+    @Test func replicasStartingTogetherMigrateOnce() async throws {
+        let factory = try PostgresCertificatesFactory()
+        let stores = try await withThrowingTaskGroup(of: (any CertificateDatabase).self) { group in
+            for _ in 0..<4 { group.addTask { try await factory.openCertificates() } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(stores.count == 4)
+        try await stores[0].recordIssuance(try CertificateDatabaseContract.record("2b01"), token: nil)
+        #expect(try await stores[3].certificate(serial: "2b01") != nil)
+        for store in stores { try await store.close() }
+    }
+
+    /// A server that is not there: a clear error naming the database, no password in it.
+    @Test func anUnreachableServerIsReportedInWords() async throws {
+        let server = try SharedPostgres.get()
+        let location = PostgresLocation(user: "autossl", host: "127.0.0.1", port: freeLoopbackPort(), database: "nothing")
+        do {
+            let store = try await PostgresCertificateStore.open(location, password: server.password)
+            try await store.close()
+            Issue.record("opened a database on a port nobody listens on")
+        } catch let error as AutoSSLError {
+            #expect(error.message.contains("postgres://autossl@127.0.0.1:\(location.port)/nothing"), "\(error)")
+            #expect(!error.description.contains(server.password))
+        }
+        // A wrong password is refused by the server, and said so.
+        let real = try PostgresLocation(url: server.url(database: try server.makeDatabase()))
+        do {
+            let store = try await PostgresCertificateStore.open(real, password: "not-the-password")
+            try await store.close()
+            Issue.record("logged in with a wrong password")
+        } catch let error as AutoSSLError {
+            #expect(error.message.contains("password"), "\(error)")
+            #expect(!error.description.contains("not-the-password"))
+        }
+    }
+
+    @Test func urlsWithoutPasswordsOnly() throws {
+        let location = try PostgresLocation(url: "postgres://ca@db.internal:6543/autossl")
+        #expect(location == PostgresLocation(user: "ca", host: "db.internal", port: 6543, database: "autossl"))
+        #expect(try PostgresLocation(url: "postgresql://ca@db.internal/autossl").port == 5432)
+        for bad in [
+            "postgres://ca:secret@db.internal/autossl", "mysql://ca@db/x", "postgres://db.internal/autossl", "postgres://ca@db.internal/",
+            "postgres://ca@db.internal/a/b", "postgres://ca@db.internal/x?sslmode=disable", "postgres://ca@db.internal:70000/x", "",
+        ] {
+            #expect(throws: AutoSSLError.self, "\(bad)") { try PostgresLocation(url: bad) }
+        }
+        // A refusal never repeats a password.
+        for withPassword in ["postgres://ca:hunter2@db/x", "mysql://ca:hunter2@db/x", "postgres://ca:hunter2@db/x?a=b"] {
+            do {
+                _ = try PostgresLocation(url: withPassword)
+                Issue.record("accepted \(withPassword)")
+            } catch let error as AutoSSLError {
+                #expect(!error.description.contains("hunter2"), "\(error)")
+            }
+        }
+    }
+}
