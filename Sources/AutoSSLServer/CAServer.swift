@@ -1,6 +1,7 @@
 import AutoSSLCA
 import AutoSSLConfig
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLStore
 import Foundation
 import Hummingbird
@@ -390,7 +391,7 @@ public final class CAServer: Sendable {
             guard let port = UInt16(exactly: address.port) else {
                 throw AutoSSLError.invalidArgument("cannot listen on \(address): \(address.port) is not a port")
             }
-            let bound = SocketAddress.withSockaddr(ip, port: port) { bind(fd, $0, $1) }
+            let bound = Sockaddr.with(ip, port: port) { bind(fd, $0, $1) }
             if bound != 0 {
                 let reason = errno == EADDRINUSE ? "the address is already in use (is another `auto-ssl ca serve` or another server running?)"
                     : errno == EACCES ? "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"

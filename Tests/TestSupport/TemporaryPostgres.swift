@@ -49,9 +49,32 @@ public final class TemporaryPostgres: @unchecked Sendable {
             "-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60",
             "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200", "start",
         ])
+        Self.stopAtExit(self)
     }
 
     deinit { stop() }
+
+    /// Servers kept in statics are never deinitialised: they are stopped when the test process
+    /// exits. A server left running would also keep every descriptor it inherited open (the build
+    /// lock of `flock` among them).
+    private static let running = NSLock()
+    nonisolated(unsafe) private static var servers: [TemporaryPostgres] = []
+    nonisolated(unsafe) private static var registered = false
+
+    private static func stopAtExit(_ server: TemporaryPostgres) {
+        running.withLock {
+            servers.append(server)
+            if !registered {
+                registered = true
+                atexit {
+                    TemporaryPostgres.running.withLock {
+                        for server in TemporaryPostgres.servers { server.stop() }
+                        TemporaryPostgres.servers.removeAll()
+                    }
+                }
+            }
+        }
+    }
 
     /// Runs a PostgreSQL program (as the server's user when we are root). Its output goes to a
     /// file, not a pipe: the server that `pg_ctl start` leaves running would keep a pipe open, and
@@ -95,7 +118,9 @@ public final class TemporaryPostgres: @unchecked Sendable {
     }
 
     public func stop() {
-        try? stopServer()
+        guard let bin = Self.binDirectory else { return }
+        // Immediate: nothing of a test database needs a clean shutdown.
+        try? run(bin + "/pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "stop"])
         try? FileManager.default.removeItem(atPath: directory)
     }
 }

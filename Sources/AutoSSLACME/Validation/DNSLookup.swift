@@ -1,4 +1,5 @@
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLWire
 import Foundation
 import NIOCore
@@ -87,7 +88,7 @@ public struct DNSLookup: Sendable {
 
     func connectSocket(_ fd: Int32) throws {
         guard let address = IPAddress(server), (1...65_535).contains(port) else { throw Failure(description: "invalid resolver \(server):\(port)") }
-        let connected = SocketAddress.withSockaddr(address, port: UInt16(port)) { pointer, length in connect(fd, pointer, length) }
+        let connected = Sockaddr.with(address, port: UInt16(port)) { pointer, length in connect(fd, pointer, length) }
         guard connected == 0 else { throw Failure(description: "could not reach the DNS server \(server):\(port)") }
     }
 
@@ -134,27 +135,5 @@ public struct DNSLookup: Sendable {
         let size = Int(length[0]) << 8 | Int(length[1])
         guard size >= 12 else { throw Failure(description: "the DNS answer over TCP is too short") }
         return try read(size)
-    }
-}
-
-/// sockaddr construction for the blocking sockets validation uses.
-enum SocketAddress {
-    static func withSockaddr<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
-        if address.isIPv4 {
-            var storage = sockaddr_in()
-            storage.sin_family = sa_family_t(AF_INET)
-            storage.sin_port = in_port_t(port.bigEndian)
-            withUnsafeMutableBytes(of: &storage.sin_addr) { $0.copyBytes(from: address.bytes) }
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
-        var storage = sockaddr_in6()
-        storage.sin6_family = sa_family_t(AF_INET6)
-        storage.sin6_port = in_port_t(port.bigEndian)
-        withUnsafeMutableBytes(of: &storage.sin6_addr) { $0.copyBytes(from: address.bytes) }
-        return withUnsafePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-        }
     }
 }

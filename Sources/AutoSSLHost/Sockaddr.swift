@@ -3,9 +3,10 @@ import Glibc
 #endif
 import AutoSSLCore
 
-/// sockaddr construction for the blocking sockets the server uses (checking an address is free).
-enum SocketAddress {
-    static func withSockaddr<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+/// sockaddr construction for blocking sockets: the server checking that an address is free, and
+/// ACME validation's DNS queries. (Named apart from NIO's `SocketAddress`.)
+public enum Sockaddr {
+    public static func with<T>(_ address: IPAddress, port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         if address.isIPv4 {
             var storage = sockaddr_in()
             storage.sin_family = sa_family_t(AF_INET)
