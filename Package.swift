@@ -61,6 +61,8 @@ let package = Package(
                 "AutoSSLCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                // Only to recognise the pool's "cannot connect" error (postgres-nio's own pool).
+                .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -26,6 +26,17 @@ public struct CADatabase: Sendable {
         try await certificates.close()
     }
 
+    /// Connects to the CA's PostgreSQL database (applying missing migrations): the certificate
+    /// records and the ACME state share one client. Backups of it are PostgreSQL's business.
+    public static func openPostgres(
+        _ location: PostgresLocation, password: String?, logger: Logger = Logger(label: "auto-ssl.store")
+    ) async throws -> CADatabase {
+        let store = try await PostgresCertificateStore.open(location, password: password, logger: logger)
+        return CADatabase(
+            certificates: store, acme: PostgresACMEDatabase(client: store.client, logger: logger), snapshots: nil,
+            location: location.description)
+    }
+
     /// Opens (creating on first use) the embedded SQLite database at `path`. A file that is there but
     /// is not an SQLite database, or that SQLite finds damaged, is refused before anything writes to
     /// it, so a damaged database is never replaced by an empty one.

@@ -12,7 +12,7 @@ enum SharedPostgres {
 }
 
 /// A fresh database on the shared server; each open is a new client to it.
-struct PostgresCertificatesFactory: CertificateDatabaseFactory {
+struct PostgresCertificatesFactory: CADatabaseFactory {
     let location: PostgresLocation
     let password: String
 
@@ -24,6 +24,10 @@ struct PostgresCertificatesFactory: CertificateDatabaseFactory {
 
     func openCertificates() async throws -> any CertificateDatabase {
         try await PostgresCertificateStore.open(location, password: password)
+    }
+
+    func open() async throws -> CADatabase {
+        try await CADatabase.openPostgres(location, password: password)
     }
 }
 
@@ -40,6 +44,10 @@ struct PostgresCertificateDatabaseContractTests {
 
     @Test func concurrentIssuancesAllLand() async throws {
         try await CertificateDatabaseContract.concurrentIssuancesAllLand(try PostgresCertificatesFactory())
+    }
+
+    @Test func anIssuanceCompletesOnlyAProcessingOrder() async throws {
+        try await CertificateDatabaseContract.anIssuanceCompletesOnlyAProcessingOrder(try PostgresCertificatesFactory())
     }
 
     @Test func revocationIsRecordedOnceAndCutsOffTheKey() async throws {

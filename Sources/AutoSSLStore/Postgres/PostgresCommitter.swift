@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import _ConnectionPoolModule
 
 /// Group commit on PostgreSQL: writes submitted while a transaction is being committed wait and
 /// share the next one, so N concurrent issuances cost one commit (and one WAL flush on the server),
@@ -106,6 +107,8 @@ actor PostgresCommitter {
 enum PostgresStoreErrors {
     static func map(_ error: any Error) -> any Error {
         if error is StoreError { return error }
+        // The pool gave up creating connections (the server is down) or is shutting down.
+        if error is ConnectionPoolError { return StoreError.unavailable("the PostgreSQL server cannot be reached") }
         if let psql = error as? PSQLError {
             switch psql.code {
             case .server:
