@@ -8,7 +8,13 @@ import X509
 /// audit trail as `/sign`, with the ACME account as the requester.
 extension Authority {
     public func acmePolicy(_ provisioner: ACMEProvisionerSettings) throws -> IssuancePolicy {
-        try ACMEProvisioner(settings: provisioner, base: settings.basePolicySettings).policy
+        try acmeProvisioner(provisioner).policy
+    }
+
+    /// The loaded provisioner (its policy parsed once), or one built from settings it does not hold.
+    func acmeProvisioner(_ settings: ACMEProvisionerSettings) throws -> ACMEProvisioner {
+        if let loaded = provisioners.acme(named: settings.name), loaded.settings == settings { return loaded }
+        return try ACMEProvisioner(settings: settings, base: self.settings.basePolicySettings)
     }
 
     /// Issues for a finalized order whose names were validated. `names` is the order's identifiers;
@@ -18,7 +24,7 @@ extension Authority {
         csr: VerifiedCSR, names: [SubjectName], provisioner: ACMEProvisionerSettings, accountID: String, orderID: String? = nil,
         notBefore: Date?, notAfter: Date?, remote: String?, now: Date = Date()
     ) async throws -> IssuedCertificate {
-        let acme = try ACMEProvisioner(settings: provisioner, base: settings.basePolicySettings)
+        let acme = try acmeProvisioner(provisioner)
         return try await issue(
             IssuanceRequest(
                 csr: csr, names: names,

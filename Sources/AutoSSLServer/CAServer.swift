@@ -282,10 +282,6 @@ public final class CAServer: Sendable {
         return try await signEndpoint.countingFailures(remote: remote, path: path) { try await body(buffer, remote) }
     }
 
-    static func decode<Body: Decodable>(_ type: Body.Type, _ buffer: ByteBuffer, expected: String) throws -> Body {
-        try SignEndpoint.decode(type, buffer, expected: expected)
-    }
-
     func chainResponse(_ issued: IssuedCertificate) throws -> Response {
         Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: signEndpoint.chainBody(issued)))
     }
@@ -316,7 +312,7 @@ public final class CAServer: Sendable {
 
     func revoke(_ request: Request, context: CARequestContext) async throws -> Response {
         try await authenticated(request, context: context) { buffer, remote in
-            let body = try Self.decode(
+            let body = try SignEndpoint.decode(
                 RevokeBody.self, buffer,
                 expected: "JSON with \"serial\" (decimal string) and optional \"reasonCode\", \"reason\", \"passive\", \"ott\"")
             guard body.passive ?? true else {

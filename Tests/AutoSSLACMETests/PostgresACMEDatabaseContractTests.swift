@@ -1,38 +1,27 @@
-@testable import AutoSSLStore
+import AutoSSLStore
 import Foundation
 import Testing
 import TestSupport
 
-/// One PostgreSQL server for every PostgreSQL test of this target, started on first use (and
-/// stopped by `TemporaryPostgres` when the test process exits).
-enum ACMETestPostgres {
-    static let server: Result<TemporaryPostgres, any Error> = Result { try TemporaryPostgres() }
-}
+/// Keeps a CA database open while a check uses it, and closes it afterwards.
+final class OpenDatabase: @unchecked Sendable {
+    let database: CADatabase
 
-/// The PostgreSQL store (which owns the client) with the ACME database on its client, closed
-/// when the check lets go of it.
-final class PostgresACMEHandle: @unchecked Sendable {
-    let store: PostgresCertificateStore
-    let acme: PostgresACMEDatabase
-
-    init(store: PostgresCertificateStore) {
-        self.store = store
-        acme = PostgresACMEDatabase(client: store.client, logger: store.logger)
-    }
+    init(_ database: CADatabase) { self.database = database }
 
     deinit {
-        let store = store
-        Task { try? await store.close() }
+        let database = database
+        Task { try? await database.close() }
     }
 }
 
 extension ACMEDatabaseFactory {
-    /// A fresh database on the shared server, with the schema of a new CA.
+    /// A fresh database on the shared server, opened as a CA opens it.
     static let postgres = ACMEDatabaseFactory(description: "PostgreSQL") {
-        let server = try ACMETestPostgres.server.get()
+        let server = try TemporaryPostgres.shared.get()
         let location = try PostgresLocation(url: server.url(database: try server.makeDatabase("acme")))
-        let handle = PostgresACMEHandle(store: try await PostgresCertificateStore.open(location, password: server.password))
-        return (handle.acme, handle)
+        let handle = OpenDatabase(try await CADatabase.openPostgres(location, password: server.password))
+        return (handle.database.acme, handle)
     }
 }
 

@@ -4,20 +4,13 @@ import Foundation
 import Testing
 import TestSupport
 
-/// One PostgreSQL server for every PostgreSQL test of this target, started on first use.
-enum SharedPostgres {
-    static let server: Result<TemporaryPostgres, any Error> = Result { try TemporaryPostgres() }
-
-    static func get() throws -> TemporaryPostgres { try server.get() }
-}
-
 /// A fresh database on the shared server; each open is a new client to it.
 struct PostgresCertificatesFactory: CADatabaseFactory {
     let location: PostgresLocation
     let password: String
 
     init() throws {
-        let server = try SharedPostgres.get()
+        let server = try TemporaryPostgres.shared.get()
         location = try PostgresLocation(url: server.url(database: try server.makeDatabase()))
         password = server.password
     }
@@ -95,7 +88,7 @@ struct PostgresCertificateDatabaseContractTests {
 
     /// A server that is not there: a clear error naming the database, no password in it.
     @Test func anUnreachableServerIsReportedInWords() async throws {
-        let server = try SharedPostgres.get()
+        let server = try TemporaryPostgres.shared.get()
         let location = PostgresLocation(user: "autossl", host: "127.0.0.1", port: freeLoopbackPort(), database: "nothing")
         do {
             let store = try await PostgresCertificateStore.open(location, password: server.password)

@@ -24,6 +24,9 @@ public final class TemporaryPostgres: @unchecked Sendable {
         return "\(base)/\(newest)/bin"
     }
 
+    /// One server for every PostgreSQL test of a test process, started on first use (and stopped at exit).
+    public static let shared: Result<TemporaryPostgres, any Error> = Result { try TemporaryPostgres() }
+
     public static var isAvailable: Bool { binDirectory.map { FileManager.default.fileExists(atPath: $0 + "/initdb") } ?? false }
 
     public init() throws {

@@ -30,9 +30,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
             let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
             try await connection.close()
         } catch {
-            throw AutoSSLError(
-                .network, "could not open the certificate database \(location): \(PostgresStoreErrors.describe(error))",
-                hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
+            throw openFailure(location, error)
         }
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.user, password: password, database: location.database,
@@ -45,11 +43,15 @@ public final class PostgresCertificateStore: CertificateDatabase {
             try await PostgresSchema.migrate(client, logger: logger)
         } catch {
             try? await store.close()
-            throw AutoSSLError(
-                .network, "could not open the certificate database \(location): \(PostgresStoreErrors.describe(error))",
-                hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
+            throw openFailure(location, error)
         }
         return store
+    }
+
+    static func openFailure(_ location: PostgresLocation, _ error: any Error) -> AutoSSLError {
+        AutoSSLError(
+            .network, "could not open the certificate database \(location): \(PostgresStoreErrors.describe(error))",
+            hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
     }
 
     init(client: PostgresClient, location: PostgresLocation, logger: Logger) {
