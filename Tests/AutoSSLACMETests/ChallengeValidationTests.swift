@@ -87,14 +87,16 @@ import X509
     /// The fake network ignores the deadline: the validator's own backstop ends the attempt.
     @Test func aResponderThatNeverAnswersCostsOneDeadline() async throws {
         let network = FakeNetwork()
-        network.delay = 120
+        network.delay = 400
         network.serve(token: Self.token, content: Self.keyAuthorization)
         let started = Date()
         let problem = await validator(network, timeout: 1).validate(
             type: "http-01", identifier: .dns("slow.example.test"), token: Self.token, keyAuthorization: Self.keyAuthorization)
         #expect(problem?.kind == .connection && problem?.detail.contains("timeout") == true, "\(String(describing: problem))")
-        // The deadline (1 s) plus the backstop's grace, far from the responder's two minutes, even on a busy machine.
-        #expect(Date().timeIntervalSince(started) < 60)
+        // The deadline (1 s) plus the backstop's grace (5 s), far from the responder's 400 s. The bound
+        // is loose on purpose: with the whole suite running on two cores, the test process's task pool
+        // can be busy for a minute before the backstop's timer task gets a thread.
+        #expect(Date().timeIntervalSince(started) < 200)
         let dns = await validator(network, timeout: 1).validate(
             type: "dns-01", identifier: .dns("slow.example.test"), token: Self.token, keyAuthorization: Self.keyAuthorization)
         #expect(dns?.detail.contains("timeout") == true)
