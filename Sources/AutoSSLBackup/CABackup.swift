@@ -63,7 +63,7 @@ public struct CABackup: Sendable {
         // The CA directory without its live database files, then a consistent online snapshot of the database.
         try Self.copyTree(from: settings.paths.caDir, to: top + "/ca", skipping: { $0.hasPrefix("db/") })
         try FileOperations.makeDirectory(top + "/ca/db", mode: 0o700)
-        let database = try loader.openDatabase(settings)
+        let database = try await loader.openDatabase(settings)
         do {
             guard let snapshots = database.snapshots else {
                 throw AutoSSLError.general(

@@ -134,7 +134,7 @@ extension ProvisionerAdmin {
         }
         let kid = Base64URL.encode(SecureRandom.bytes(12))
         let key = Data(SecureRandom.bytes(32))
-        let database = try AuthorityLoader(directories: directories).openDatabase(settings)
+        let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
         try await database.acme.addEABKey(kid: kid, provisioner: name, key: key, now: Date())
         try await database.close()
         return (kid, Base64URL.encode(key))
@@ -145,7 +145,7 @@ extension ProvisionerAdmin {
     /// Returns the key's provisioner.
     public func removeEABKey(kid: String) async throws -> String {
         let (_, settings) = try load()
-        let database = try AuthorityLoader(directories: directories).openDatabase(settings)
+        let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
         let outcome: ACMEEABKeyRemoval
         do {
             outcome = try await database.acme.removeEABKey(kid: kid)
@@ -169,7 +169,7 @@ extension ProvisionerAdmin {
 
     public func eabKeys(provisioner name: String) async throws -> [ACMEEABKeyInfo] {
         let (_, settings) = try load()
-        let database = try AuthorityLoader(directories: directories).openDatabase(settings)
+        let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
         let keys = try await database.acme.eabKeys(provisioner: name)
         try await database.close()
         return keys

@@ -20,7 +20,7 @@ public struct AdminRevocation {
     public func revoke(serial text: String, reasonCode: Int, reason: String, now: Date = Date()) async throws -> Result {
         try Authority.validateReasonCode(reasonCode)
         let loader = AuthorityLoader(directories: directories)
-        let database = try loader.openDatabase(try loader.settings())
+        let database = try await loader.openDatabase(try loader.settings())
         let store = database.certificates
         do {
             var found: CertificateRecord?

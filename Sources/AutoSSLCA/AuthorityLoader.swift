@@ -79,13 +79,50 @@ public struct AuthorityLoader: Sendable {
         }
     }
 
-    /// Opens the CA's database (creating it on a new CA's first use). A damaged one is refused
-    /// before anything writes to it: the CA then stops with a clear error instead of starting on an
-    /// empty database. `writer`: how its writer thread treats waiting requests (`ca serve` passes
-    /// its own; every other command the defaults).
-    public func openDatabase(_ settings: CASettings, writer: WriterOptions = WriterOptions()) throws -> CADatabase {
+    /// Opens the CA's database: the embedded SQLite file (created on a new CA's first use), or the
+    /// PostgreSQL database named in config.yaml. A damaged SQLite file is refused before anything
+    /// writes to it: the CA then stops with a clear error instead of starting on an empty database.
+    /// `writer`: how the SQLite writer thread treats waiting requests (`ca serve` passes its own;
+    /// every other command the defaults). `databasePasswordFile`: an explicit
+    /// `--database-password-file`, tried before the other sources (see `databasePassword`).
+    public func openDatabase(
+        _ settings: CASettings, writer: WriterOptions = WriterOptions(), databasePasswordFile: String? = nil
+    ) async throws -> CADatabase {
+        if let database = settings.database {
+            let location = try PostgresLocation(url: database.url)
+            let password = try databasePassword(explicitFile: databasePasswordFile, settings: database, location: location)
+            return try await CADatabase.openPostgres(location, password: password)
+        }
         try FileOperations.makeDirectory(settings.paths.databaseDir, mode: 0o700)
         return try CADatabase.openSQLite(path: settings.paths.databaseDir + "/auto-ssl.sqlite", writer: writer)
+    }
+
+    /// The PostgreSQL password: the explicit file, else a systemd credential named
+    /// database-password, else the file recorded in config.yaml, else the `PGPASSFILE` (or
+    /// `~/.pgpass`) line for this database, else none (the server may use another login method).
+    public func databasePassword(explicitFile: String?, settings: DatabaseSettings, location: PostgresLocation) throws -> String? {
+        var candidates: [String] = []
+        if let explicitFile { candidates.append(explicitFile) }
+        if let credentials = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"] {
+            candidates.append(credentials + "/database-password")
+        }
+        if let recorded = settings.passwordFile { candidates.append(recorded) }
+        for path in candidates where explicitFile == path || FileOperations.exists(path) {
+            let password = Passwords.fromFileContents(try FileOperations.readText(path))
+            guard !password.isEmpty else { throw AutoSSLError.invalidArgument("\(path) is empty") }
+            return password
+        }
+        let environment = ProcessInfo.processInfo.environment
+        let passFile = environment["PGPASSFILE"] ?? environment["HOME"].map { $0 + "/.pgpass" }
+        if let passFile, FileOperations.exists(passFile) {
+            if let mode = FileOperations.mode(of: passFile), mode & 0o077 != 0 {
+                throw AutoSSLError(
+                    .permissionDenied, "refusing the password file \(passFile): group or others can read it",
+                    hint: "run: chmod 600 \(passFile)")
+            }
+            return PGPassFile.password(for: location, in: try FileOperations.readText(passFile))
+        }
+        return nil
     }
 
     public func openAuditLog() throws -> AuditLog {
@@ -93,13 +130,15 @@ public struct AuthorityLoader: Sendable {
     }
 
     /// The authority alone (its database's ACME state stays closed to it).
-    public func load(passwordFile: String?, writer: WriterOptions = WriterOptions()) throws -> Authority {
-        try open(passwordFile: passwordFile, writer: writer).authority
+    public func load(passwordFile: String?, writer: WriterOptions = WriterOptions()) async throws -> Authority {
+        try await open(passwordFile: passwordFile, writer: writer).authority
     }
 
     /// Everything `ca serve` needs: the authority, which owns the certificate records, and the
     /// database, whose ACME state goes to the ACME server.
-    public func open(passwordFile: String?, writer: WriterOptions = WriterOptions()) throws -> (authority: Authority, database: CADatabase) {
+    public func open(
+        passwordFile: String?, writer: WriterOptions = WriterOptions(), databasePasswordFile: String? = nil
+    ) async throws -> (authority: Authority, database: CADatabase) {
         let settings = try settings()
         try Self.checkSecretPermissions(settings)
         let password = try caPassword(explicitFile: passwordFile, settings: settings)
@@ -117,7 +156,7 @@ public struct AuthorityLoader: Sendable {
         let previous = try previousIntermediates(settings)
         let provisioners = try provisioners(settings)
         let audit = try openAuditLog()
-        let database = try openDatabase(settings, writer: writer)
+        let database = try await openDatabase(settings, writer: writer, databasePasswordFile: databasePasswordFile)
         do {
             let authority = try Authority(
                 settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
@@ -127,8 +166,7 @@ public struct AuthorityLoader: Sendable {
             return (authority, database)
         } catch {
             // Nothing else holds the database yet.
-            let certificates = database.certificates
-            Task { try? await certificates.close() }
+            try? await database.close()
             throw error
         }
     }

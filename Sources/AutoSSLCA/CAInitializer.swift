@@ -24,6 +24,8 @@ public struct CAInitOptions: Sendable {
     public var kdfIterations = EncryptedPrivateKey.defaultIterations
     /// An ACME provisioner named `acme` (`ca init --no-acme` leaves it out).
     public var acme = true
+    /// A PostgreSQL database for the CA's records (checked with `checkSharedDatabase` first); nil = SQLite.
+    public var database: DatabaseSettings?
 
     public init() {}
 
@@ -169,7 +171,8 @@ public struct CAInitializer {
             ],
             paths: paths,
             createdAt: now,
-            acmeProvisioners: options.acme && options.provisionerName != "acme" ? [ACMEProvisionerSettings(name: "acme")] : nil)
+            acmeProvisioners: options.acme && options.provisionerName != "acme" ? [ACMEProvisionerSettings(name: "acme")] : nil,
+            database: options.database)
 
         try FileOperations.makeDirectory(directories.dataDir, mode: 0o755)
         try FileOperations.makeDirectory(directories.configDir, mode: 0o755)

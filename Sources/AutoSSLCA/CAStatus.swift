@@ -109,6 +109,8 @@ public struct CAStatusReport: Codable, Sendable {
     public var provisioners: [ProvisionerSummary]
     public var server: String
     public var backups: BackupReport
+    /// Filled in by the caller (`DatabaseReport.load`), which may reach the network.
+    public var database: DatabaseReport?
     public var warnings: [String]
 
     enum CodingKeys: String, CodingKey {
@@ -117,7 +119,7 @@ public struct CAStatusReport: Codable, Sendable {
         case defaultDuration = "default_duration"
         case minimumDuration = "min_duration"
         case maximumDuration = "max_duration"
-        case provisioners, server, backups, warnings
+        case provisioners, server, backups, warnings, database
     }
 
     /// An intermediate with less than this left gets a warning: leaves cannot outlive it.

@@ -63,12 +63,16 @@ public struct CASettings: Codable, Equatable, Sendable {
     public var backupSchedule: BackupSchedule?
     /// ACME (RFC 8555) provisioners, served at /acme/{name}/directory.
     public var acmeProvisioners: [ACMEProvisionerSettings]?
+    /// A PostgreSQL database shared by the CA's replicas; nil = the embedded SQLite database in
+    /// `paths.databaseDir`.
+    public var database: DatabaseSettings?
 
     public init(
         name: String, addresses: [ListenAddress], dnsNames: [String], keyType: CAKeyType, defaultDuration: String,
         minimumDuration: String, maximumDuration: String, passwordFile: String? = nil, provisioners: [ProvisionerSettings],
         paths: CAPaths, createdAt: Date, policy: PolicySettings? = nil, renewalGraceFraction: Double? = nil,
-        backupSchedule: BackupSchedule? = nil, acmeProvisioners: [ACMEProvisionerSettings]? = nil
+        backupSchedule: BackupSchedule? = nil, acmeProvisioners: [ACMEProvisionerSettings]? = nil,
+        database: DatabaseSettings? = nil
     ) {
         self.name = name
         self.addresses = addresses
@@ -85,12 +89,13 @@ public struct CASettings: Codable, Equatable, Sendable {
         self.renewalGraceFraction = renewalGraceFraction
         self.backupSchedule = backupSchedule
         self.acmeProvisioners = acmeProvisioners
+        self.database = database
     }
 
     enum CodingKeys: String, CodingKey {
         case acmeProvisioners = "acme_provisioners"
         case backupSchedule = "backup_schedule"
-        case policy
+        case policy, database
         case renewalGraceFraction = "renewal_grace_fraction"
         case name, addresses
         case dnsNames = "dns_names"
@@ -211,7 +216,11 @@ public struct BackupSchedule: Codable, Equatable, Sendable {
 
 /// What `server enroll` recorded: enough for `server renew` to run unattended from a timer.
 public struct ServerEnrollment: Codable, Equatable, Sendable {
+    /// The CA's URL; with several (`ca_urls`), the one tried first. Files written before there
+    /// could be several have only this.
     public var caURL: String
+    /// Every URL of the CA in the order they are tried, when there is more than one (replicas).
+    public var caURLs: [String]?
     /// SHA-256 of the pinned root, lowercase hex without colons.
     public var fingerprint: String
     public var names: [String]
@@ -246,11 +255,12 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
     }
 
     public init(
-        caURL: String, fingerprint: String, names: [String], certPath: String, keyPath: String, rootPath: String,
-        combinedPath: String?, keyType: String, provisioner: String, duration: String?, reload: String?,
+        caURL: String, caURLs: [String]? = nil, fingerprint: String, names: [String], certPath: String, keyPath: String,
+        rootPath: String, combinedPath: String?, keyType: String, provisioner: String, duration: String?, reload: String?,
         reloadCommand: String?, renewalTimer: Bool, enrolledAt: Date
     ) {
         self.caURL = caURL
+        self.caURLs = caURLs
         self.fingerprint = fingerprint
         self.names = names
         self.certPath = certPath
@@ -266,8 +276,24 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
         self.enrolledAt = enrolledAt
     }
 
+    /// The URLs tried in turn: `ca_url` first, then the others of `ca_urls` in their order (so a
+    /// hand-edited `ca_url` is never ignored).
+    public var urls: [String] {
+        var list = [caURL]
+        for url in caURLs ?? [] where !list.contains(url) { list.append(url) }
+        return list
+    }
+
+    /// Records `urls` (in order): the first as `ca_url`, all of them as `ca_urls` when there are several.
+    public mutating func setURLs(_ urls: [String]) {
+        guard let first = urls.first else { return }
+        caURL = first
+        caURLs = urls.count > 1 ? urls : nil
+    }
+
     enum CodingKeys: String, CodingKey {
         case caURL = "ca_url"
+        case caURLs = "ca_urls"
         case fingerprint, names
         case certPath = "cert_path"
         case keyPath = "key_path"

@@ -157,6 +157,8 @@ public final class CAServer: Sendable {
     let acme: ACMEService?
     /// Caps and timeouts of the connections the server keeps.
     let connectionLimits: ConnectionLimits
+    /// Whether the database answers, for `/health`.
+    let databaseHealth: DatabaseHealth
 
     /// `reloadSettings` reads the configuration again; it runs every few seconds so
     /// `ca provisioner add|remove|password` take effect without a restart. `acmeDatabase` is the
@@ -165,9 +167,11 @@ public final class CAServer: Sendable {
         authority: Authority, acmeDatabase: any ACMEDatabase,
         reloadSettings: @escaping @Sendable () throws -> CASettings,
         connectionLimits: ConnectionLimits = ConnectionLimits(),
+        databaseHealth: DatabaseHealth = DatabaseHealth(),
         logger: Logger = Logger(label: "auto-ssl.server")
     ) async throws {
         self.authority = authority
+        self.databaseHealth = databaseHealth
         self.connectionLimits = connectionLimits
         self.reloadSettings = reloadSettings
         acme = try await ACMEService(
@@ -185,7 +189,7 @@ public final class CAServer: Sendable {
         router.get("trust") { request, _ in self.trustPage(request) }
         for prefix in ["", "/1.0"] {
             let group = prefix.isEmpty ? router.group() : router.group(RouterPath(prefix))
-            group.get("health") { _, _ in Self.json(#"{"status":"ok"}"#) }
+            group.get("health") { _, _ in self.health() }
             group.get("roots") { _, _ in try self.roots() }
             group.get("roots.pem") { _, _ in
                 Response(
@@ -224,6 +228,20 @@ public final class CAServer: Sendable {
         Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// `{"status":"ok"}`, or 503 with `{"status":"degraded",...}` while the database does not answer:
+    /// issuance is refused then, but roots and the last CRL are still served. A load balancer that
+    /// checks /health sends requests to the replicas that can issue.
+    func health() -> Response {
+        switch databaseHealth.current {
+        case .ok:
+            return Self.json(#"{"status":"ok"}"#)
+        case .unavailable(let since, let reason):
+            let body = #"{"status":"degraded","database":"unavailable","since":"# + jsonString(ISO8601DateFormatter().string(from: since))
+                + #","reason":"# + jsonString(reason) + "}"
+            return Self.json(body, status: .serviceUnavailable)
+        }
     }
 
     static func jsonObject(_ object: [String: Any], status: HTTPResponse.Status = .ok) throws -> Response {

@@ -11,18 +11,26 @@ public struct CADatabase: Sendable {
     /// Consistent copies for `ca backup`; nil where the database is backed up with its own tools
     /// (PostgreSQL: `pg_dump` or the operator's replication).
     public let snapshots: (any DatabaseSnapshotting)?
+    /// What replicas share (identity, heartbeats, provisioners and policy); nil for a database that
+    /// belongs to one machine (SQLite).
+    public let replicated: (any ReplicatedState)?
     /// Where the database is, for messages.
     public let location: String
 
-    public init(certificates: any CertificateDatabase, acme: any ACMEDatabase, snapshots: (any DatabaseSnapshotting)?, location: String) {
+    public init(
+        certificates: any CertificateDatabase, acme: any ACMEDatabase, snapshots: (any DatabaseSnapshotting)?,
+        replicated: (any ReplicatedState)? = nil, location: String
+    ) {
         self.certificates = certificates
         self.acme = acme
         self.snapshots = snapshots
+        self.replicated = replicated
         self.location = location
     }
 
     /// Waits for pending writes and closes the database.
     public func close() async throws {
+        (replicated as? PostgresReplicatedState)?.close()
         try await certificates.close()
     }
 
@@ -34,7 +42,7 @@ public struct CADatabase: Sendable {
         let store = try await PostgresCertificateStore.open(location, password: password, logger: logger)
         return CADatabase(
             certificates: store, acme: PostgresACMEDatabase(client: store.client, logger: logger), snapshots: nil,
-            location: location.description)
+            replicated: PostgresReplicatedState(client: store.client, logger: logger), location: location.description)
     }
 
     /// Opens (creating on first use) the embedded SQLite database at `path`. A file that is there but

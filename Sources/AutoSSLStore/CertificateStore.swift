@@ -111,6 +111,10 @@ public enum StoreError: Error, Equatable, Sendable {
     /// The database cannot take writes now (disk full, I/O error, read-only); nothing was written.
     /// The reason is for the operator; a later try may succeed once it is fixed.
     case unavailable(String)
+    /// The shared database belongs to the CA whose root has this fingerprint, not to this one.
+    case belongsToAnotherCA(rootFingerprint: String)
+    /// Another replica published settings after these were read; read them again and retry.
+    case settingsChangedConcurrently
 }
 
 /// The CA's database. Every write returns only once it is durable on disk.

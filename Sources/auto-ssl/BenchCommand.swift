@@ -95,7 +95,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         kill(server.processIdentifier, SIGTERM)
         server.waitUntilExit()
         let loader = AuthorityLoader(directories: directories)
-        let store = try loader.openDatabase(try loader.settings()).certificates
+        let store = try await loader.openDatabase(try loader.settings()).certificates
         let stored = try await store.certificates(.init(), now: Date()).count
         try await store.close()
 
@@ -134,7 +134,7 @@ struct BenchSignCommand: AsyncParsableCommand {
 
     /// The authority alone: same CSRs, tokens and durable store, no network stack.
     func runInProcess(directories: Directories, url: String) async throws {
-        let load = try InProcessLoad(directories: directories)
+        let load = try await InProcessLoad(directories: directories)
         Output.standardError("preparing \(warmup + requests) CSRs and tokens...\n")
         let prepared = try load.requests(warmup + requests, prefix: "bench", url: url)
         _ = await load.run(prepared[..<warmup], lanes: concurrency)

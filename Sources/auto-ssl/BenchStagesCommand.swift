@@ -89,7 +89,7 @@ struct BenchStagesCommand: AsyncParsableCommand {
         options.name = "Stages CA"
         options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
         _ = try CAInitializer(directories: directories).initialise(options)
-        let load = try InProcessLoad(directories: directories)
+        let load = try await InProcessLoad(directories: directories)
         for lanes in [1, 16] {
             let batch = try load.requests(iterations, prefix: "stages-\(lanes)", url: "https://127.0.0.1:9443")
             let cpuBefore = Self.cpuSeconds()

@@ -56,9 +56,9 @@ struct CertificateView: Encodable {
 }
 
 /// The certificate records, read on the CA host whether or not the server runs.
-func openStoreForAdmin() throws -> any CertificateDatabase {
+func openStoreForAdmin() async throws -> any CertificateDatabase {
     let loader = AuthorityLoader(directories: Directories.fromEnvironment())
-    return try loader.openDatabase(try loader.settings()).certificates
+    return try await loader.openDatabase(try loader.settings()).certificates
 }
 
 struct CACertsListCommand: AsyncParsableCommand {
@@ -80,7 +80,7 @@ struct CACertsListCommand: AsyncParsableCommand {
             query.expiringBefore = now.addingTimeInterval(TimeInterval(try CertificateDuration(parsing: expiring).seconds))
             query.includeExpired = false
         }
-        let store = try openStoreForAdmin()
+        let store = try await openStoreForAdmin()
         let records = try await store.certificates(query, now: now)
         try await store.close()
         let views = records.map { CertificateView($0, now: now) }
@@ -114,7 +114,7 @@ struct CACertsShowCommand: AsyncParsableCommand {
     var pem = false
 
     func run() async throws {
-        let store = try openStoreForAdmin()
+        let store = try await openStoreForAdmin()
         var found: CertificateRecord?
         for candidate in try SerialText.candidates(serial) {
             if let record = try await store.certificate(serial: candidate), record.status == .issued {

@@ -4,10 +4,11 @@ import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO
+import AutoSSLStore
 import Foundation
 import Logging
 
-struct CAInitCommand: ParsableCommand {
+struct CAInitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Create a new CA: root, intermediate, encrypted keys and the enrollment provisioner.",
@@ -45,6 +46,16 @@ struct CAInitCommand: ParsableCommand {
     @Option(help: ArgumentHelp("File holding the provisioner (enrollment) password (may be /dev/stdin).", valueName: "file"))
     var provisionerPasswordFile: String?
 
+    @Option(help: ArgumentHelp(
+        "Keep the CA's records in this PostgreSQL database, shared by the CA's replicas: postgres://USER@HOST[:PORT]/DB (no password in the URL). Default: SQLite in the CA directory.",
+        valueName: "url"))
+    var database: String?
+
+    @Option(help: ArgumentHelp(
+        "File (mode 0600) holding the PostgreSQL password; its path is recorded in config.yaml. Default: PGPASSFILE or ~/.pgpass.",
+        valueName: "file"))
+    var databasePasswordFile: String?
+
     @Flag(help: "Do not create the ACME provisioner \"acme\".")
     var noAcme = false
 
@@ -56,7 +67,7 @@ struct CAInitCommand: ParsableCommand {
 
     @OptionGroup var output: QuietOption
 
-    func run() throws {
+    func run() async throws {
         Output.quiet = output.quiet
         let directories = Directories.fromEnvironment()
         let logger = Logger(label: "auto-ssl.ca.init")
@@ -77,6 +88,12 @@ struct CAInitCommand: ParsableCommand {
             ? [ListenAddress(host: NetworkAddresses.defaultCAHost(), port: 9000)]
             : address.map(ListenAddress.init(parsing:))
         options.dnsNames = dns
+        if databasePasswordFile != nil, database == nil {
+            throw AutoSSLError.invalidArgument("--database-password-file goes with --database")
+        }
+        if let database {
+            options.database = try Self.databaseSettings(url: database, passwordFile: databasePasswordFile)
+        }
 
         // Everything that can be checked without secrets is checked before asking for any.
         var check = options
@@ -84,6 +101,9 @@ struct CAInitCommand: ParsableCommand {
         check.provisionerPassword = .generate
         try check.validate()
         try initializer.checkNotInitialised(force: force)
+        if let shared = options.database {
+            _ = try await initializer.checkSharedDatabase(shared, passwordFile: databasePasswordFile)
+        }
 
         if SecretFiles.isStandardInput(passwordFile), SecretFiles.isStandardInput(provisionerPasswordFile) {
             throw AutoSSLError.invalidArgument(
@@ -103,7 +123,37 @@ struct CAInitCommand: ParsableCommand {
 
         if keyType == .rsa && !Output.quiet { Output.standardError("Generating RSA 4096 and 2048 keys; this can take a few seconds...\n") }
         let result = try initializer.initialise(options)
+        if options.database != nil {
+            do {
+                try await initializer.bindSharedDatabase(result, databasePasswordFile: databasePasswordFile)
+            } catch {
+                Output.standardError(
+                    "warning: the CA was created, but its database could not be prepared yet (\(error)); `ca serve` does it when it starts\n")
+            }
+        }
         report(result, directories: directories)
+    }
+
+    /// The database part of config.yaml: the URL checked, and the password file's path when it is a
+    /// private file (its contents stay in it).
+    static func databaseSettings(url: String, passwordFile: String?) throws -> DatabaseSettings {
+        let location = try PostgresLocation(url: url)
+        guard let passwordFile else { return DatabaseSettings(url: location.description) }
+        guard !SecretFiles.isStandardInput(passwordFile) else {
+            throw AutoSSLError.invalidArgument(
+                "--database-password-file must be a file that stays (its path is recorded for `ca serve`), not standard input",
+                hint: "write the password to a file with mode 0600, e.g. /etc/auto-ssl/database-password")
+        }
+        let path = passwordFile.hasPrefix("/") ? passwordFile : FileManager.default.currentDirectoryPath + "/" + passwordFile
+        guard let mode = FileOperations.mode(of: path) else {
+            throw AutoSSLError.invalidArgument("--database-password-file \(path) does not exist")
+        }
+        guard mode & 0o077 == 0 else {
+            throw AutoSSLError(
+                .permissionDenied, "--database-password-file \(path) can be read by group or others",
+                hint: "run: chmod 600 \(path)")
+        }
+        return DatabaseSettings(url: location.description, passwordFile: path)
     }
 
     private func report(_ result: CAInitResult, directories: Directories) {

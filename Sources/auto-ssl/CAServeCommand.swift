@@ -1,6 +1,8 @@
 import ArgumentParser
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLIO
 import AutoSSLServer
 import AutoSSLStore
@@ -22,9 +24,23 @@ struct CAServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("File holding the CA key password.", valueName: "file"))
     var passwordFile: String?
 
+    @Option(help: ArgumentHelp("File holding the PostgreSQL password (a CA on PostgreSQL; default: the file recorded in config.yaml, a systemd credential named database-password, or PGPASSFILE).", valueName: "file"))
+    var databasePasswordFile: String?
+
+    @Option(help: ArgumentHelp("This replica's name in `ca status` (a CA on PostgreSQL). Default: the host name and first address.", valueName: "name"))
+    var replicaName: String?
+
+    /// "ca1 (10.0.0.5:9000)": unique per machine and address, readable in `ca status`.
+    static func defaultReplicaName(_ settings: CASettings) -> String {
+        NetworkAddresses.hostname() + (settings.addresses.first.map { " (\($0))" } ?? "")
+    }
+
     func run() async throws {
         let directories = Directories.fromEnvironment()
         let loader = AuthorityLoader(directories: directories)
+        // Held while the CA runs: `ca database migrate` is refused meanwhile, and this while it runs.
+        let serveLock = try CALock.serving(try loader.settings())
+        defer { serveLock.release() }
         // Committed writes resume on the event loop they came from (one job per loop and batch), and
         // the database writer runs ahead of the requests waiting on it (see WriterOptions).
         let writer = WriterOptions.serving(affinity: WaiterAffinity(
@@ -32,15 +48,31 @@ struct CAServeCommand: AsyncParsableCommand {
             run: { loop, work in
                 if let loop = loop as? any EventLoop { loop.execute(work) } else { work() }
             }))
-        let (authority, database) = try loader.open(passwordFile: passwordFile, writer: writer)
+        let (authority, database) = try await loader.open(
+            passwordFile: passwordFile, writer: writer, databasePasswordFile: databasePasswordFile)
         try CAServer.checkAddressesAreFree(authority.settings.addresses)
+        let health = DatabaseHealth()
+        let replica: ReplicaPresence?
+        do {
+            replica = try await ReplicaPresence.join(
+                database, authority: authority, replicaName: replicaName ?? Self.defaultReplicaName(authority.settings),
+                version: AutoSSLCommand.version, directories: directories, health: health)
+        } catch {
+            try? await authority.close()
+            throw error
+        }
         let watcher = SettingsWatcher(loader: loader)
         let server = try await CAServer(
-            authority: authority, acmeDatabase: database.acme, reloadSettings: { try watcher.settings() })
+            authority: authority, acmeDatabase: database.acme, reloadSettings: { try watcher.settings() }, databaseHealth: health)
         Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
+        if replica != nil { Output.standardError("database: \(database.location), shared with the CA's other replicas\n") }
+        let presence = Task { await replica?.run() }
         try await server.run(onRunning: { address in
             Output.standardError("listening on \(address)\n")
         })
+        presence.cancel()
+        await presence.value
+        // The presence's end closed its notification listener; the authority closes the database.
         try await authority.close()
         Output.standardError("stopped\n")
     }

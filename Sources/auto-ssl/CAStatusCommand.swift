@@ -18,6 +18,9 @@ struct CAStatusCommand: AsyncParsableCommand {
         var report = try CAStatusReport.load(directories: directories)
         report.backups = BackupState.report(directories: directories)
         report.server = try await serverState(report)
+        let settings = try AuthorityLoader(directories: directories).settings()
+        let database = await CAStatusReport.DatabaseReport.load(settings, directories: directories)
+        report.database = database
         if json {
             try Output.json(report)
             return
@@ -46,7 +49,18 @@ struct CAStatusCommand: AsyncParsableCommand {
             "Provisioners:   \(report.provisioners.map(\.text).joined(separator: ", "))",
             "Server:         \(report.server)",
             "Backups:        \(BackupState.summary(directories: directories))",
+            "Database:       \(database.kind == "sqlite" ? "SQLite, " : "PostgreSQL, ")\(database.location)"
+                + (database.state == "ok" ? "" : " (\(database.state))"),
         ]
+        if let replicas = database.replicas {
+            lines.append("Replicas:       " + (replicas.isEmpty ? "none has started yet" : "\(replicas.filter(\.alive).count) of \(replicas.count) alive"))
+            for replica in replicas {
+                let ago = Int(Date().timeIntervalSince(replica.lastSeen))
+                lines.append(
+                    "    \(replica.alive ? "up  " : "DOWN") \(replica.name): \(replica.addresses.joined(separator: ", ")), auto-ssl \(replica.version), "
+                        + "last seen \(ago < 120 ? "\(max(0, ago)) s" : Output.date(replica.lastSeen)) ago")
+            }
+        }
         print(lines.joined(separator: "\n"))
         for warning in report.warnings { Output.warning(warning) }
     }

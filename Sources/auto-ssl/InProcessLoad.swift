@@ -12,8 +12,8 @@ struct InProcessLoad {
     private let provisionerKey: ECJWK
     private let csrKey: SigningKey
 
-    init(directories: Directories) throws {
-        authority = try AuthorityLoader(directories: directories).load(passwordFile: nil)
+    init(directories: Directories) async throws {
+        authority = try await AuthorityLoader(directories: directories).load(passwordFile: nil)
         let password = Passwords.fromFileContents(try FileOperations.readText(directories.provisionerPasswordFile))
         let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
         provisionerKey = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: password))

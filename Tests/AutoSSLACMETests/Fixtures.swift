@@ -39,7 +39,7 @@ final class ACMEFixture: @unchecked Sendable {
         configuration.ca?.acmeProvisioners = [provisioner]
         try configuration.save(to: directories.configFile)
         let passwordFile = try dir.write("ca.pw", "ca-password-for-tests-123\n")
-        (authority, database) = try AuthorityLoader(directories: directories).open(passwordFile: passwordFile)
+        (authority, database) = try await AuthorityLoader(directories: directories).open(passwordFile: passwordFile)
         self.network = network
         acme = try await ACMEAuthority(
             authority: authority, database: database.acme, network: network, ownMachineAddresses: [],

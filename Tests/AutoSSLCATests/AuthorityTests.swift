@@ -36,7 +36,7 @@ import X509
                 try configuration.save(to: directories.configFile)
             }
             let passwordFile = try dir.write("ca.pw", "ca-password-for-tests-123\n")
-            authority = try AuthorityLoader(directories: directories).load(passwordFile: passwordFile)
+            authority = try await AuthorityLoader(directories: directories).load(passwordFile: passwordFile)
             let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
             key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: AuthorityTests.provisionerPassword))
         }

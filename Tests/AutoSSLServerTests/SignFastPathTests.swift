@@ -23,7 +23,7 @@ import X509
         let endpoint: SignEndpoint
         let key: ECJWK
 
-        init() throws {
+        init() async throws {
             let directories = Directories(
                 configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"), systemdDir: dir.file("sd"))
             var options = CAInitOptions()
@@ -33,7 +33,7 @@ import X509
             options.provisionerPassword = .given("provisioner-password-for-tests")
             options.acme = false
             _ = try CAInitializer(directories: directories).initialise(options)
-            authority = try AuthorityLoader(directories: directories).load(passwordFile: try dir.write("pw", "ca-password-for-tests-123\n"))
+            authority = try await AuthorityLoader(directories: directories).load(passwordFile: try dir.write("pw", "ca-password-for-tests-123\n"))
             endpoint = try SignEndpoint(authority: authority, logger: .init(label: "test"))
             let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
             key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: "provisioner-password-for-tests"))
@@ -82,7 +82,7 @@ import X509
     }
 
     @Test func aSignRequestIsAnsweredInThePipelineWithTheChain() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         let channel = try await f.channel()
         try await Self.post("/1.0/sign", body: try f.signBody("fast.internal"), on: channel)
         let (head, body) = try await Self.response(from: channel)
@@ -100,7 +100,7 @@ import X509
     }
 
     @Test func otherRequestsPassToTheRouterUnchanged() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         let channel = try await f.channel()
         let head = HTTPRequest(method: .get, scheme: nil, authority: "ca", path: "/health", headerFields: [:])
         try await channel.writeInbound(HTTPRequestPart.head(head))
@@ -115,7 +115,7 @@ import X509
     }
 
     @Test func aMalformedBodyGetsA400AndIsAudited() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         let channel = try await f.channel()
         try await Self.post("/sign", body: #"{"csr": 1}"#, on: channel)
         let (head, body) = try await Self.response(from: channel)
@@ -126,7 +126,7 @@ import X509
     }
 
     @Test func aBodyOverTheLimitIsDroppedAndRefusedWith413() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         let channel = try await f.channel()
         try await Self.post("/sign", body: String(repeating: "x", count: 1024), on: channel, contentLength: SignEndpoint.maximumBodySize + 1)
         let (head, _) = try await Self.response(from: channel)
@@ -135,7 +135,7 @@ import X509
     }
 
     @Test func aBodyFarOverTheLimitIsAnsweredAndTheConnectionClosed() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         let channel = try await f.channel()
         let head = HTTPRequest(
             method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [.contentLength: String(SignFastPath.discardLimit + 1)])
@@ -147,7 +147,7 @@ import X509
     }
 
     @Test func pipelinedRequestsKeepTheirOrder() async throws {
-        let f = try Fixture()
+        let f = try await Fixture()
         let channel = try await f.channel()
         try await Self.post("/sign", body: try f.signBody("first.internal"), on: channel)
         // Arrives while the issuance is under way: held, not passed on before the answer is out.

@@ -43,18 +43,23 @@ public final class PostgresACMEDatabase: ACMEDatabase {
     }
 
     /// One statement (or a few independent ones) outside a transaction; each commits on its own.
-    func run<T: Sendable>(_ body: (PostgresClient) async throws -> T) async throws -> T {
+    func run<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        let client = client
         do {
-            return try await body(client)
+            return try await PostgresDeadline.run { try await body(client) }
         } catch {
             throw Self.unwrap(error)
         }
     }
 
     /// Several statements committed together, or not at all.
-    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let client = client
+        let logger = logger
         do {
-            return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+            return try await PostgresDeadline.run {
+                try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+            }
         } catch {
             throw Self.unwrap(error)
         }
@@ -308,9 +313,10 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         var query = PostgresQuery(unsafeSQL: Self.orderSelect + " WHERE " + condition)
         query.binds.append(value, context: .default)
         let logger = logger
+        let statement = query
         return try await run { client in
             var found: [ACMEOrderRecord] = []
-            for try await row in try await client.query(query, logger: logger).decode(OrderRow.self) { found.append(Self.order(row)) }
+            for try await row in try await client.query(statement, logger: logger).decode(OrderRow.self) { found.append(Self.order(row)) }
             return found
         }
     }
@@ -392,7 +398,8 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         var query = PostgresQuery(unsafeSQL: Self.authorizationSelect + " WHERE " + condition + " ORDER BY " + order)
         query.binds.append(value, context: .default)
         let logger = logger
-        return try await run { client in try await Self.authorizations(client.query(query, logger: logger)) }
+        let statement = query
+        return try await run { client in try await Self.authorizations(client.query(statement, logger: logger)) }
     }
 
     public func authorization(id: String) async throws -> ACMEAuthorizationRecord? {

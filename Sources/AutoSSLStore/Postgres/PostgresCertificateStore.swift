@@ -63,9 +63,10 @@ public final class PostgresCertificateStore: CertificateDatabase {
     }
 
     /// A read, with connection failures in plain words.
-    func read<T>(_ body: (PostgresClient) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        let client = client
         do {
-            return try await body(client)
+            return try await PostgresDeadline.run { try await body(client) }
         } catch {
             throw PostgresStoreErrors.map(error)
         }

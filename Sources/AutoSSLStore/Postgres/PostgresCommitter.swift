@@ -70,12 +70,16 @@ actor PostgresCommitter {
         while !remaining.isEmpty {
             let attempt = remaining
             do {
-                try await client.withTransaction(logger: logger) { connection in
-                    for index in attempt {
-                        do {
-                            try await operations[index](connection)
-                        } catch {
-                            throw OperationFailed(index: index, error: error)
+                let client = client
+                let logger = logger
+                try await PostgresDeadline.run {
+                    try await client.withTransaction(logger: logger) { connection in
+                        for index in attempt {
+                            do {
+                                try await operations[index](connection)
+                            } catch {
+                                throw OperationFailed(index: index, error: error)
+                            }
                         }
                     }
                 }

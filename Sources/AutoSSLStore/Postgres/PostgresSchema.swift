@@ -120,6 +120,35 @@ enum PostgresSchema {
             )
             """,
         ]),
+        // What replicas share besides the records: the CA the database is bound to, heartbeats,
+        // and the provisioners and policy as one document with a revision.
+        ("v2", [
+            """
+            CREATE TABLE ca_identity (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                root_fingerprint TEXT NOT NULL,
+                ca_name TEXT NOT NULL,
+                bound_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE replicas (
+                name TEXT PRIMARY KEY NOT NULL,
+                addresses TEXT NOT NULL,
+                version TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                last_seen DOUBLE PRECISION NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE shared_settings (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                revision BIGINT NOT NULL,
+                document TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Applies what is missing, in one transaction under the advisory lock: replicas that start

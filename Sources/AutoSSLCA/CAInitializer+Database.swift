@@ -1,0 +1,50 @@
+import AutoSSLConfig
+import AutoSSLCore
+import AutoSSLIO
+import AutoSSLStore
+import Foundation
+
+/// `ca init --database postgres://...`: the database is checked before any key is made, and bound
+/// to the new CA (with its provisioners and policy published) once the CA exists.
+extension CAInitializer {
+    /// Refuses a database that cannot be reached, that belongs to a CA already, or that holds
+    /// certificates, before anything is created. Returns the password to use.
+    public func checkSharedDatabase(_ database: DatabaseSettings, passwordFile: String?) async throws -> String? {
+        let location = try PostgresLocation(url: database.url)
+        let loader = AuthorityLoader(directories: directories)
+        let password = try loader.databasePassword(explicitFile: passwordFile, settings: database, location: location)
+        let opened = try await CADatabase.openPostgres(location, password: password)
+        do {
+            if let bound = try await opened.replicated?.boundRootFingerprint() {
+                throw AutoSSLError.general(
+                    "the database \(location) already belongs to a CA (root \(bound)); nothing was created",
+                    hint: "give a new, empty database, or set up this machine as a replica of that CA with `auto-ssl ca replica add`")
+            }
+            if try await !opened.certificates.certificates(.init(includeExpired: true, limit: 1), now: Date()).isEmpty {
+                throw AutoSSLError.general(
+                    "the database \(location) holds certificates already; nothing was created", hint: "give a new, empty database")
+            }
+        } catch {
+            try? await opened.close()
+            throw error
+        }
+        try await opened.close()
+        return password
+    }
+
+    /// Binds the shared database to the CA just created and publishes its provisioners and policy.
+    public func bindSharedDatabase(_ result: CAInitResult, databasePasswordFile: String?, now: Date = Date()) async throws {
+        let loader = AuthorityLoader(directories: directories)
+        let database = try await loader.openDatabase(result.settings, databasePasswordFile: databasePasswordFile)
+        do {
+            if let state = database.replicated {
+                try await state.bind(rootFingerprint: result.rootFingerprint, caName: result.settings.name, now: now)
+                try await SharedSettingsSync(directories: directories).publish(state, expectedRevision: nil, now: now)
+            }
+        } catch {
+            try? await database.close()
+            throw error
+        }
+        try await database.close()
+    }
+}

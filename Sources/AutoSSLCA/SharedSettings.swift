@@ -1,0 +1,231 @@
+import AutoSSLConfig
+import AutoSSLCore
+import AutoSSLIO
+import AutoSSLStore
+import Foundation
+import Logging
+
+/// The settings every replica of a CA on a shared database must agree on: durations, the CA-wide
+/// policy, the password (JWK) provisioners with their encrypted keys, and the ACME provisioners.
+/// Each replica keeps its own copy in config.yaml and the secrets directory (so `ca serve` reads
+/// them as on a single machine); the database holds the document that is in force.
+struct SharedCASettings: Codable, Equatable {
+    struct Provisioner: Codable, Equatable {
+        var name: String
+        var type: String
+        var publicKey: String
+        var policy: PolicySettings?
+        /// The compact JWE of the private key, as in the key file.
+        var encryptedKey: String
+
+        enum CodingKeys: String, CodingKey {
+            case name, type, policy
+            case publicKey = "public_key"
+            case encryptedKey = "encrypted_key"
+        }
+    }
+
+    var format = 1
+    var defaultDuration: String
+    var minimumDuration: String
+    var maximumDuration: String
+    var policy: PolicySettings?
+    var renewalGraceFraction: Double?
+    var provisioners: [Provisioner]
+    var acmeProvisioners: [ACMEProvisionerSettings]?
+
+    enum CodingKeys: String, CodingKey {
+        case format, policy, provisioners
+        case defaultDuration = "default_duration"
+        case minimumDuration = "min_duration"
+        case maximumDuration = "max_duration"
+        case renewalGraceFraction = "renewal_grace_fraction"
+        case acmeProvisioners = "acme_provisioners"
+    }
+
+    /// The shared part of this machine's settings (reading the provisioner key files).
+    init(_ settings: CASettings) throws {
+        defaultDuration = settings.defaultDuration
+        minimumDuration = settings.minimumDuration
+        maximumDuration = settings.maximumDuration
+        policy = settings.policy
+        renewalGraceFraction = settings.renewalGraceFraction
+        acmeProvisioners = settings.acmeProvisioners
+        provisioners = try settings.provisioners.map {
+            Provisioner(
+                name: $0.name, type: $0.type, publicKey: $0.publicKey, policy: $0.policy,
+                encryptedKey: try FileOperations.readText($0.encryptedKeyFile).trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+
+    /// Documents from the database are as hostile as any other input: bounded and checked.
+    static let maximumBytes = 4 << 20
+
+    static func decode(_ json: String) throws -> SharedCASettings {
+        guard json.utf8.count <= maximumBytes else {
+            throw AutoSSLError.general("the shared settings in the database are larger than \(maximumBytes) bytes; they were not applied")
+        }
+        let document: SharedCASettings
+        do {
+            document = try JSONDecoder().decode(SharedCASettings.self, from: Data(json.utf8))
+        } catch {
+            throw AutoSSLError.general("the shared settings in the database could not be read (\(error)); they were not applied")
+        }
+        guard document.format == 1 else {
+            throw AutoSSLError.general(
+                "the shared settings in the database have format \(document.format), newer than this auto-ssl understands",
+                hint: "upgrade auto-ssl on this replica")
+        }
+        for provisioner in document.provisioners { try ProvisionerName.validate(provisioner.name) }
+        for provisioner in document.acmeProvisioners ?? [] { try ProvisionerName.validate(provisioner.name) }
+        return document
+    }
+
+    func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// `settings` with the shared part replaced by this document; a provisioner this machine
+    /// already had keeps its local password file.
+    func applied(to settings: CASettings) -> CASettings {
+        var updated = settings
+        updated.defaultDuration = defaultDuration
+        updated.minimumDuration = minimumDuration
+        updated.maximumDuration = maximumDuration
+        updated.policy = policy
+        updated.renewalGraceFraction = renewalGraceFraction
+        updated.acmeProvisioners = acmeProvisioners
+        updated.provisioners = provisioners.map { shared in
+            ProvisionerSettings(
+                name: shared.name, type: shared.type, publicKey: shared.publicKey,
+                encryptedKeyFile: settings.paths.provisionerKeyFile(shared.name), policy: shared.policy,
+                passwordFile: settings.provisioners.first { $0.name == shared.name }?.passwordFile)
+        }
+        return updated
+    }
+}
+
+/// Keeps a replica's provisioners and policy equal to the database's: `pull` writes the document in
+/// force into config.yaml and the key files (the running `ca serve` reloads them within seconds);
+/// `publish` makes this machine's settings the document in force. For a CA on SQLite there is
+/// nothing to share and both do nothing.
+public struct SharedSettingsSync: Sendable {
+    public let directories: Directories
+    let logger: Logger
+
+    public init(directories: Directories, logger: Logger = Logger(label: "auto-ssl.ca.settings")) {
+        self.directories = directories
+        self.logger = logger
+    }
+
+    /// Applies the document in force to this machine. Returns its revision (nil when none was ever
+    /// published). Writes only what changed: key files first, then config.yaml, each atomically.
+    @discardableResult
+    public func pull(_ state: any ReplicatedState) async throws -> Int64? {
+        guard let current = try await state.sharedSettings() else { return nil }
+        let document = try SharedCASettings.decode(current.json)
+        var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        guard let settings = configuration.ca else {
+            throw AutoSSLError.general("no CA on this machine", hint: "create one with `auto-ssl ca init`")
+        }
+        for provisioner in document.provisioners {
+            let path = settings.paths.provisionerKeyFile(provisioner.name)
+            let existing = FileOperations.exists(path) ? try FileOperations.readText(path) : nil
+            if existing?.trimmingCharacters(in: .whitespacesAndNewlines) != provisioner.encryptedKey {
+                try FileOperations.writeAtomically(provisioner.encryptedKey + "\n", to: path, mode: 0o600)
+            }
+        }
+        let updated = document.applied(to: settings)
+        if updated != settings {
+            configuration.ca = updated
+            try configuration.save(to: directories.configFile)
+            logger.notice("applied the shared settings of revision \(current.revision)")
+        }
+        return current.revision
+    }
+
+    /// Publishes this machine's settings as the next revision after `expectedRevision`.
+    @discardableResult
+    public func publish(_ state: any ReplicatedState, expectedRevision: Int64?, now: Date = Date()) async throws -> Int64 {
+        guard let settings = try AutoSSLConfiguration.load(from: directories.configFile).ca else {
+            throw AutoSSLError.general("no CA on this machine", hint: "create one with `auto-ssl ca init`")
+        }
+        return try await state.publishSettings(try SharedCASettings(settings).json(), expectedRevision: expectedRevision, now: now)
+    }
+
+    /// Runs a change of provisioners or policy (`body`, which edits config.yaml and key files) so
+    /// that it is in force on every replica: for a CA on a shared database, the document in force is
+    /// applied here first, then `body` runs, then the result is published; when another replica
+    /// published in between, the publication is refused and the command must be run again.
+    public func change<T>(_ body: () throws -> T) async throws -> T {
+        let loader = AuthorityLoader(directories: directories)
+        let settings = try loader.settings()
+        guard settings.database != nil else { return try body() }
+        let database = try await loader.openDatabase(settings)
+        do {
+            guard let state = database.replicated else {
+                try await database.close()
+                return try body()
+            }
+            let revision = try await pull(state)
+            let result = try body()
+            do {
+                try await publish(state, expectedRevision: revision)
+            } catch StoreError.settingsChangedConcurrently {
+                throw AutoSSLError.general(
+                    "another replica changed the provisioners or policy at the same time; this change is not in force",
+                    hint: "run the command again (this machine takes the other change first)")
+            }
+            try await database.close()
+            return result
+        } catch {
+            try? await database.close()
+            throw error
+        }
+    }
+
+    /// For `ca serve` on a shared database: applies the document in force at start (or publishes
+    /// this machine's settings when there is none yet), then follows every change, told by the
+    /// database's notifications and, in case one is missed, by polling every `pollInterval`.
+    public func follow(_ state: any ReplicatedState, pollInterval: Duration = .seconds(15)) async {
+        var applied: Int64?
+        do {
+            applied = try await pull(state)
+            if applied == nil { applied = try await publish(state, expectedRevision: nil) }
+        } catch {
+            logger.error("the shared settings could not be applied at start: \(error)")
+        }
+        let notifications = state.settingsNotifications()
+        let ticks = AsyncStream<Void> { continuation in
+            let ticker = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: pollInterval)
+                    continuation.yield(())
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in ticker.cancel() }
+        }
+        await withTaskGroup(of: Void.self) { group in
+            let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+            group.addTask {
+                for await _ in notifications { wake.yield(()) }
+            }
+            group.addTask {
+                for await _ in ticks { wake.yield(()) }
+            }
+            for await _ in wakeups {
+                if Task.isCancelled { break }
+                do {
+                    guard let current = try await state.sharedSettings(), current.revision != applied else { continue }
+                    applied = try await pull(state)
+                } catch {
+                    logger.warning("the shared settings could not be refreshed: \(error)")
+                }
+            }
+            group.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,23 @@
+import Foundation
+
+/// Where a CA keeps its records when it is not the embedded SQLite file: a PostgreSQL database
+/// shared by every replica of the CA. Only the location and the path of a password file are kept
+/// here; the password itself never is.
+public struct DatabaseSettings: Codable, Equatable, Sendable {
+    /// `postgres://USER@HOST[:PORT]/DATABASE`, without a password.
+    public var url: String
+    /// A file (mode 0600) holding the database password, recorded by `ca init --database-password-file`
+    /// or `ca database migrate`. Nil: the password comes from `PGPASSFILE` / `~/.pgpass`, or a systemd
+    /// credential named `database-password`, or the server needs none.
+    public var passwordFile: String?
+
+    public init(url: String, passwordFile: String? = nil) {
+        self.url = url
+        self.passwordFile = passwordFile
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case url
+        case passwordFile = "password_file"
+    }
+}

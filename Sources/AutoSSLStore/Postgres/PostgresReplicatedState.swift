@@ -1,0 +1,163 @@
+import AutoSSLCore
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// `ReplicatedState` on the CA's PostgreSQL database (tables of schema v2). Settings changes are
+/// announced with `NOTIFY auto_ssl_settings` in the publishing transaction, so listeners hear of
+/// them only once they are committed.
+public final class PostgresReplicatedState: ReplicatedState {
+    static let channel = "auto_ssl_settings"
+    let client: PostgresClient
+    let logger: Logger
+    private let listeners = Mutex<[Task<Void, Never>]>([])
+
+    init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        let client = client
+        do {
+            return try await PostgresDeadline.run { try await body(client) }
+        } catch {
+            throw PostgresStoreErrors.map(error)
+        }
+    }
+
+    public func bind(rootFingerprint: String, caName: String, now: Date) async throws {
+        let logger = logger
+        let bound = try await read { client in
+            try await client.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO ca_identity (id, root_fingerprint, ca_name, bound_at)
+                    VALUES (1, \(rootFingerprint), \(caName), \(now.timeIntervalSince1970)) ON CONFLICT (id) DO NOTHING
+                    """, logger: logger)
+                var found = ""
+                for try await value in try await connection.query(
+                    "SELECT root_fingerprint FROM ca_identity WHERE id = 1", logger: logger).decode(String.self) {
+                    found = value
+                }
+                return found
+            }
+        }
+        guard bound == rootFingerprint else { throw StoreError.belongsToAnotherCA(rootFingerprint: bound) }
+    }
+
+    public func boundRootFingerprint() async throws -> String? {
+        let logger = logger
+        return try await read { client in
+            var found: String?
+            for try await value in try await client.query(
+                "SELECT root_fingerprint FROM ca_identity WHERE id = 1", logger: logger).decode(String.self) {
+                found = value
+            }
+            return found
+        }
+    }
+
+    public func heartbeat(_ replica: ReplicaHeartbeat) async throws {
+        let addresses = JSONText.array(replica.addresses.map(JSONText.quote))
+        let logger = logger
+        try await read { client in
+            try await client.query(
+                """
+                INSERT INTO replicas (name, addresses, version, started_at, last_seen)
+                VALUES (\(replica.name), \(addresses), \(replica.version), \(replica.startedAt.timeIntervalSince1970),
+                    \(replica.lastSeen.timeIntervalSince1970))
+                ON CONFLICT (name) DO UPDATE SET addresses = EXCLUDED.addresses, version = EXCLUDED.version,
+                    started_at = EXCLUDED.started_at, last_seen = EXCLUDED.last_seen
+                """, logger: logger)
+        }
+    }
+
+    public func replicas() async throws -> [ReplicaHeartbeat] {
+        let logger = logger
+        return try await read { client in
+            var found: [ReplicaHeartbeat] = []
+            let rows = try await client.query(
+                "SELECT name, addresses, version, started_at, last_seen FROM replicas ORDER BY last_seen DESC, name", logger: logger)
+            for try await (name, addresses, version, startedAt, lastSeen) in rows.decode((String, String, String, Double, Double).self) {
+                found.append(ReplicaHeartbeat(
+                    name: name, addresses: (try? JSONDecoder().decode([String].self, from: Data(addresses.utf8))) ?? [],
+                    version: version, startedAt: Date(timeIntervalSince1970: startedAt), lastSeen: Date(timeIntervalSince1970: lastSeen)))
+            }
+            return found
+        }
+    }
+
+    public func sharedSettings() async throws -> SharedSettingsDocument? {
+        let logger = logger
+        return try await read { client in
+            var found: SharedSettingsDocument?
+            let rows = try await client.query("SELECT revision, document, updated_at FROM shared_settings WHERE id = 1", logger: logger)
+            for try await (revision, document, updatedAt) in rows.decode((Int64, String, Double).self) {
+                found = SharedSettingsDocument(revision: revision, json: document, updatedAt: Date(timeIntervalSince1970: updatedAt))
+            }
+            return found
+        }
+    }
+
+    public func publishSettings(_ document: String, expectedRevision: Int64?, now: Date) async throws -> Int64 {
+        let logger = logger
+        let channel = Self.channel
+        return try await read { client in
+            try await client.withTransaction(logger: logger) { connection in
+                var current: Int64?
+                for try await value in try await connection.query(
+                    "SELECT revision FROM shared_settings WHERE id = 1 FOR UPDATE", logger: logger).decode(Int64.self) {
+                    current = value
+                }
+                guard current == expectedRevision else { throw StoreError.settingsChangedConcurrently }
+                let next = (current ?? 0) &+ 1
+                try await connection.query(
+                    """
+                    INSERT INTO shared_settings (id, revision, document, updated_at) VALUES (1, \(next), \(document), \(now.timeIntervalSince1970))
+                    ON CONFLICT (id) DO UPDATE SET revision = EXCLUDED.revision, document = EXCLUDED.document,
+                        updated_at = EXCLUDED.updated_at
+                    """, logger: logger)
+                try await connection.query("SELECT pg_notify(\(channel), \(String(next)))", logger: logger)
+                return next
+            }
+        }
+    }
+
+    public func settingsNotifications() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        let client = client
+        let logger = logger
+        let channel = Self.channel
+        let task = Task {
+            while !Task.isCancelled {
+                do {
+                    try await client.withConnection { connection in
+                        try await connection.listen(on: channel) { notifications in
+                            // Listening (again): anything published while not listening was missed.
+                            continuation.yield(())
+                            for try await _ in notifications { continuation.yield(()) }
+                        }
+                    }
+                } catch {
+                    logger.debug("settings notifications interrupted: \(PostgresStoreErrors.describe(error))")
+                }
+                try? await Task.sleep(for: .seconds(2))
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in task.cancel() }
+        listeners.withLock { $0.append(task) }
+        return stream
+    }
+
+    /// Stops listening (before the client shuts down).
+    func close() {
+        let tasks = listeners.withLock { tasks in
+            defer { tasks = [] }
+            return tasks
+        }
+        for task in tasks { task.cancel() }
+    }
+}
