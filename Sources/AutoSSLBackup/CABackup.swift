@@ -27,8 +27,12 @@ public struct CABackup: Sendable {
         public var caFingerprint: String
         public var toolVersion: String
         public var files: [String: String]
+        /// The shared database (postgres://...) of a CA on PostgreSQL, whose records are not in the
+        /// backup (PostgreSQL's own tools back them up); nil when the backup holds the SQLite database.
+        public var sharedDatabase: String?
 
         enum CodingKeys: String, CodingKey {
+            case sharedDatabase = "shared_database"
             case format
             case createdAt = "created_at"
             case caName = "ca_name"
@@ -63,22 +67,26 @@ public struct CABackup: Sendable {
         // The CA directory without its live database files, then a consistent online snapshot of the database.
         try Self.copyTree(from: settings.paths.caDir, to: top + "/ca", skipping: { $0.hasPrefix("db/") })
         try FileOperations.makeDirectory(top + "/ca/db", mode: 0o700)
-        let database = try await loader.openDatabase(settings)
-        do {
-            guard let snapshots = database.snapshots else {
-                throw AutoSSLError.general(
-                    "the certificate database \(database.location) is not a file this backup can copy",
-                    hint: "back the database up with its own tools (pg_dump for PostgreSQL)")
+        // A CA on PostgreSQL: the keys and settings only; the records are PostgreSQL's to back up.
+        if settings.database == nil {
+            let database = try await loader.openDatabase(settings)
+            do {
+                guard let snapshots = database.snapshots else {
+                    throw AutoSSLError.general(
+                        "the certificate database \(database.location) is not a file this backup can copy",
+                        hint: "back the database up with its own tools (pg_dump for PostgreSQL)")
+                }
+                try await snapshots.snapshot(to: top + "/ca/db/auto-ssl.sqlite")
+                try await database.close()
+            } catch {
+                try? await database.close()
+                throw AutoSSLError.general("could not snapshot the certificate database: \(error)")
             }
-            try await snapshots.snapshot(to: top + "/ca/db/auto-ssl.sqlite")
-            try await database.close()
-        } catch {
-            try? await database.close()
-            throw AutoSSLError.general("could not snapshot the certificate database: \(error)")
         }
         try FileOperations.makeDirectory(top + "/config", mode: 0o700)
         var configFiles = [directories.configFile, directories.caPasswordFile, directories.provisionerPasswordFile]
         configFiles += settings.provisioners.compactMap(\.passwordFile)
+        if let databasePasswordFile = settings.database?.passwordFile { configFiles.append(databasePasswordFile) }
         for path in Set(configFiles) where FileOperations.exists(path) {
             try FileOperations.writeAtomically(
                 try FileOperations.readText(path), to: top + "/config/" + (path as NSString).lastPathComponent, mode: 0o600)
@@ -87,7 +95,7 @@ public struct CABackup: Sendable {
         let root = try CAStatusReport.loadCertificate(settings.paths.rootCertificate, what: "root certificate")
         let manifest = Manifest(
             format: 1, createdAt: now, caName: settings.name, caFingerprint: try Fingerprint.sha256(of: root),
-            toolVersion: toolVersion, files: try Self.hashes(under: top))
+            toolVersion: toolVersion, files: try Self.hashes(under: top), sharedDatabase: settings.database?.url)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601

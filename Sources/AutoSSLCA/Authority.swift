@@ -123,11 +123,15 @@ public final class Authority: Sendable {
     private let exactAudiences: [String: Set<String>]
 
     static func audienceHosts(of settings: CASettings) -> Set<String> {
+        audienceHosts(addresses: settings.addresses, dnsNames: settings.dnsNames)
+    }
+
+    static func audienceHosts(addresses: [ListenAddress], dnsNames: [String]) -> Set<String> {
         var hosts = Set<String>()
-        for address in settings.addresses {
+        for address in addresses {
             let port = address.port
             var names = address.host.isEmpty ? ["localhost", "127.0.0.1", "[::1]"] : [address.host]
-            names += settings.dnsNames
+            names += dnsNames
             for name in names {
                 let host = name.contains(":") && !name.hasPrefix("[") ? "[\(name)]" : name
                 hosts.insert("\(host):\(port)")
@@ -142,8 +146,20 @@ public final class Authority: Sendable {
         guard let url = URL(string: audience), url.scheme == "https", let host = url.host else { return false }
         let hostPart = host.contains(":") && !host.hasPrefix("[") ? "[\(host.lowercased())]" : host.lowercased()
         let authority = url.port.map { "\(hostPart):\($0)" } ?? hostPart
-        guard audienceHosts.contains(authority) else { return false }
+        guard audienceHosts.contains(authority) || replicaAudienceHosts.withLock({ $0.contains(authority) }) else { return false }
         return url.path == path || url.path == "/1.0" + path
+    }
+
+    /// The hosts of the CA's other replicas (same CA, same database): a token made for one of them
+    /// is accepted here too, so a client that fails over keeps its token; the shared database still
+    /// lets each token be used once.
+    private let replicaAudienceHosts = Mutex<Set<String>>([])
+
+    /// Replaces the other replicas' addresses (`host:port`, as their heartbeats record them).
+    public func acceptAudiences(ofReplicas addresses: [String]) {
+        let parsed = addresses.compactMap { try? ListenAddress(parsing: $0) }
+        let hosts = Self.audienceHosts(addresses: parsed, dnsNames: settings.dnsNames)
+        replicaAudienceHosts.withLock { $0 = hosts }
     }
 
     /// Every CRL this CA publishes: the current intermediate's first.

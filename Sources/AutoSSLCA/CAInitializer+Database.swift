@@ -48,3 +48,34 @@ extension CAInitializer {
         try await database.close()
     }
 }
+
+/// `ca restore --as-replica`: another machine serving the same CA from the same shared database.
+extension CAInitializer {
+    /// The backup's settings, before anything is installed: a replica needs a CA on a shared
+    /// database (an SQLite CA has one machine by construction) and an address of its own.
+    public static func checkReplicaBackup(content: String, newAddress: ListenAddress?) throws {
+        guard let settings = try AutoSSLConfiguration.load(from: content + "/config/config.yaml").ca else {
+            throw AutoSSLError.general("the backup's config.yaml has no CA section")
+        }
+        guard settings.database != nil else {
+            throw AutoSSLError.invalidArgument(
+                "this backup's CA keeps its records in SQLite on its own machine, so it cannot have replicas; nothing was changed",
+                hint: "move that CA to PostgreSQL first (`auto-ssl ca database migrate --to postgres://...`), then make a new backup")
+        }
+        guard newAddress != nil else {
+            throw AutoSSLError.invalidArgument(
+                "a replica serves on its own address: give --new-address HOST:PORT (this machine's)")
+        }
+    }
+
+    /// After a replica was installed: its database answers and belongs to this CA (or to none yet).
+    public func checkReplicaDatabase(_ settings: CASettings, rootFingerprint: String) async throws {
+        let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
+        defer { Task { try? await database.close() } }
+        if let bound = try await database.replicated?.boundRootFingerprint(), bound != rootFingerprint {
+            throw AutoSSLError.general(
+                "the database \(database.location) belongs to another CA (root \(bound)), not to this one (root \(rootFingerprint))",
+                hint: "check `database.url` in config.yaml")
+        }
+    }
+}

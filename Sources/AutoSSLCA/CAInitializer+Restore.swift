@@ -44,6 +44,10 @@ extension CAInitializer {
             return updated
         }
         settings.passwordFile = settings.passwordFile.map { directories.configDir + "/" + ($0 as NSString).lastPathComponent }
+        if var database = settings.database {
+            database.passwordFile = database.passwordFile.map { directories.configDir + "/" + ($0 as NSString).lastPathComponent }
+            settings.database = database
+        }
         if let newAddress { settings.addresses = [newAddress] }
 
         try FileOperations.makeDirectory(directories.configDir, mode: 0o755)

@@ -50,7 +50,13 @@ public actor CRLPublisher {
         if let der, let generatedAt, now.timeIntervalSince(generatedAt) < Self.refreshInterval {
             return der
         }
-        return try await regenerate(now: now)
+        do {
+            return try await regenerate(now: now)
+        } catch StoreError.unavailable where der != nil {
+            // The database does not answer: the last CRL is still the best answer (until its
+            // nextUpdate, clients accept it); a new one is made once the database is back.
+            return der ?? []
+        }
     }
 
     /// Regenerates when a revocation was recorded since the last CRL (or when it is due).

@@ -47,6 +47,7 @@ public struct ReplicaPresence: Sendable {
     let state: any ReplicatedState
     let replica: ReplicaHeartbeat
     let sync: SharedSettingsSync
+    let authority: Authority
     public let health: DatabaseHealth
     let logger: Logger
 
@@ -67,8 +68,16 @@ public struct ReplicaPresence: Sendable {
             name: replicaName, addresses: authority.settings.addresses.map(\.description), version: version, startedAt: now,
             lastSeen: now)
         try await state.heartbeat(replica)
-        return ReplicaPresence(
-            state: state, replica: replica, sync: SharedSettingsSync(directories: directories), health: health, logger: logger)
+        let presence = ReplicaPresence(
+            state: state, replica: replica, sync: SharedSettingsSync(directories: directories), authority: authority, health: health,
+            logger: logger)
+        try await presence.learnReplicas()
+        return presence
+    }
+
+    /// The other replicas' addresses become accepted token audiences.
+    func learnReplicas() async throws {
+        authority.acceptAudiences(ofReplicas: try await state.replicas().flatMap(\.addresses))
     }
 
     /// Heartbeats and settings, until cancelled.
@@ -83,6 +92,7 @@ public struct ReplicaPresence: Sendable {
                     replica.lastSeen = Date()
                     do {
                         try await state.heartbeat(replica)
+                        try await learnReplicas()
                         if case .unavailable = health.current { logger.notice("the database answers again") }
                         health.answered()
                     } catch {

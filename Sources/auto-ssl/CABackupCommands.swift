@@ -147,8 +147,13 @@ struct CABackupCreateCommand: AsyncParsableCommand {
 
     func create(_ directories: Directories, secret: String? = nil) async throws -> (bytes: [UInt8], manifest: CABackup.Manifest) {
         let secret = try secret ?? passphrase.passphrase(confirm: true)
-        return try await CABackup(directories: directories).create(
+        let made = try await CABackup(directories: directories).create(
             passphrase: secret, iterations: passphrase.iterations, toolVersion: AutoSSLCommand.version)
+        if let database = made.manifest.sharedDatabase {
+            Output.warning(
+                "the certificate records are in PostgreSQL (\(database)) and not in this backup: back them up with PostgreSQL's tools (pg_dump, or its replication)")
+        }
+        return made
     }
 
     /// With --retention, after the new backup succeeded: all but the newest N go.
@@ -236,6 +241,9 @@ struct CARestoreCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Serve on this address instead of the backed-up ones.", valueName: "host:port"))
     var newAddress: String?
     @Flag(help: "Replace an existing CA (it is moved aside first).") var force = false
+    @Flag(help: ArgumentHelp(
+        "Set this machine up as another replica of a CA on PostgreSQL (the backup of `ca replica add` or `ca backup`): same keys and database, this machine's --new-address."))
+    var asReplica = false
     @OptionGroup var manifestOptions: ManifestOptions
     @OptionGroup var s3: S3SourceOptions
     @OptionGroup var passphrase: PassphraseOptions
@@ -252,6 +260,7 @@ struct CARestoreCommand: AsyncParsableCommand {
             bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
         let restored: CABackup.Restored
         do {
+            if asReplica { try CAInitializer.checkReplicaBackup(content: opened.content, newAddress: address) }
             restored = try backup.restore(opened, force: force, newAddress: address)
         } catch {
             try? FileManager.default.removeItem(atPath: opened.workDirectory)
@@ -261,6 +270,15 @@ struct CARestoreCommand: AsyncParsableCommand {
         Output.progress("Restored CA \"\(restored.settings.name)\" (root \(restored.fingerprint)) into \(restored.settings.paths.caDir)")
         if !restored.hadManifest { Output.warning("the archive had no manifest; its files were not hash-checked") }
         Output.progress("Addresses: \(restored.settings.addresses.map(\.description).joined(separator: ", "))")
+        if let database = restored.settings.database {
+            do {
+                try await CAInitializer(directories: backup.directories).checkReplicaDatabase(
+                    restored.settings, rootFingerprint: restored.fingerprint)
+                Output.progress("Database: \(database.url) answers and belongs to this CA; this machine is a replica of it.")
+            } catch {
+                Output.warning("the CA was restored, but its database was not checked: \(error)")
+            }
+        }
         Output.progress("Next steps:")
         for line in CAStartSteps.lines(settings: restored.settings, directories: backup.directories, givenPasswordFile: nil) {
             Output.progress(line)

@@ -136,7 +136,7 @@ struct PolicyOptions: ParsableArguments {
     }
 }
 
-struct ProvisionerAddCommand: ParsableCommand {
+struct ProvisionerAddCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add", abstract: "Create a provisioner: a password (JWK) one with its own policy, or an ACME one.",
         discussion: """
@@ -161,18 +161,19 @@ struct ProvisionerAddCommand: ParsableCommand {
     @OptionGroup var acme: ACMEOptions
     @OptionGroup var policy: PolicyOptions
 
-    func run() throws {
+    func run() async throws {
         guard let name = nameOption ?? positionalName else { throw AutoSSLError.invalidArgument("name the provisioner") }
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
         switch type.lowercased() {
         case "acme":
             guard passwordFile == nil else { throw AutoSSLError.invalidArgument("ACME provisioners have no password") }
-            let added = try admin.addACME(name: name, changes: acme.changes(policy: policy.settings))
+            let changes = acme.changes(policy: policy.settings)
+            let added = try await Self.everywhere { try admin.addACME(name: name, changes: changes) }
             print("Added ACME provisioner \(added.name) (challenges: \(added.challenges.joined(separator: ", "))\(added.requireEAB ? "; external account binding required" : "")).")
             let directories = Directories.fromEnvironment()
             let base = try? AutoSSLConfiguration.load(from: directories.configFile).ca?.addresses.first?.urlString
             print("Directory: \(base ?? "https://CA-ADDRESS")/acme/\(added.name)/directory")
-            print("A running `auto-ssl ca serve` picks it up within seconds.")
+            print(Self.inForce)
             return
         case "jwk":
             break
@@ -191,16 +192,16 @@ struct ProvisionerAddCommand: ParsableCommand {
             throw AutoSSLError.invalidArgument(
                 "standard input is not a terminal", hint: "pass --password-file, or --non-interactive to generate one")
         }
-        let added = try admin.add(name: name, password: password, policy: policy.settings)
+        let added = try await Self.everywhere { try admin.add(name: name, password: password, policy: policy.settings) }
         print("Added provisioner \(added.settings.name) (JWK).")
         if let file = added.generatedPasswordFile {
             print("Its password was generated and stored in \(file) (mode 0600).")
         }
-        print("A running `auto-ssl ca serve` picks it up within seconds.")
+        print(Self.inForce)
     }
 }
 
-struct ProvisionerUpdateCommand: ParsableCommand {
+struct ProvisionerUpdateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "update",
         abstract: "Change a provisioner's policy and durations (any type), or an ACME one's challenges, EAB requirement, resolver or ports.",
@@ -210,7 +211,7 @@ struct ProvisionerUpdateCommand: ParsableCommand {
     @OptionGroup var acme: ACMEOptions
     @OptionGroup var policy: PolicyOptions
 
-    func run() throws {
+    func run() async throws {
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
         if acme.isEmpty && policy.settings == nil {
             throw AutoSSLError.invalidArgument(
@@ -221,12 +222,13 @@ struct ProvisionerUpdateCommand: ParsableCommand {
                 throw AutoSSLError.invalidArgument(
                     "\(name) is a password (JWK) provisioner: --challenges, --require-eab, --resolver, the ports and --validation-allow are for ACME ones")
             }
-            let updated = try admin.update(name: name, policy: policy.settings ?? PolicySettings())
+            let updated = try await Self.everywhere { try admin.update(name: name, policy: policy.settings ?? PolicySettings()) }
             print("Updated provisioner \(updated.name) (JWK): " + PolicyText.describe(updated.policy) + ".")
-            print("A running `auto-ssl ca serve` picks it up within seconds.")
+            print(Self.inForce)
             return
         }
-        let updated = try admin.updateACME(name: name, changes: acme.changes(policy: policy.settings))
+        let changes = acme.changes(policy: policy.settings)
+        let updated = try await Self.everywhere { try admin.updateACME(name: name, changes: changes) }
         var parts = ["challenges: " + updated.challenges.joined(separator: ",")]
         parts.append(updated.requireEAB ? "EAB required" : "EAB optional")
         parts.append("resolver: " + (updated.resolver ?? "system"))
@@ -330,7 +332,7 @@ struct EABRemoveCommand: AsyncParsableCommand {
     }
 }
 
-struct ProvisionerRemoveCommand: ParsableCommand {
+struct ProvisionerRemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove", abstract: "Remove a provisioner: its tokens stop working at once.")
 
@@ -340,18 +342,20 @@ struct ProvisionerRemoveCommand: ParsableCommand {
     @Flag(help: "Do not ask for confirmation.")
     var yes = false
 
-    func run() throws {
+    func run() async throws {
         try Terminal.requireConfirmation(
             yes: yes, action: "removing a provisioner", question: "Remove provisioner \(name)? Servers using it can no longer enroll.")
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
-        if try !admin.removeACME(name: name) {
-            try admin.remove(name: name)
+        try await Self.everywhere {
+            if try !admin.removeACME(name: name) {
+                try admin.remove(name: name)
+            }
         }
         print("Removed provisioner \(name).")
     }
 }
 
-struct ProvisionerPasswordCommand: ParsableCommand {
+struct ProvisionerPasswordCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "password", abstract: "Re-encrypt a provisioner's key under a new password.")
 
@@ -367,7 +371,7 @@ struct ProvisionerPasswordCommand: ParsableCommand {
     @Flag(help: "Never prompt; generate the new password when no file gives one (it is stored 0600).")
     var nonInteractive = false
 
-    func run() throws {
+    func run() async throws {
         let directories = Directories.fromEnvironment()
         let admin = ProvisionerAdmin(directories: directories)
         guard let provisioner = try admin.list().first(where: { $0.name == name }) else {
@@ -399,9 +403,21 @@ struct ProvisionerPasswordCommand: ParsableCommand {
             throw AutoSSLError.invalidArgument("the new password is needed", hint: "pass --new-password-file")
         }
         guard new != current else { throw AutoSSLError.invalidArgument("the new password is the same as the current one") }
-        let changed = try admin.changePassword(name: name, current: current, new: new)
+        let changed = try await Self.everywhere { try admin.changePassword(name: name, current: current, new: new) }
         print("The key of provisioner \(name) is now encrypted under the new password.")
         if let file = changed.passwordFile { print("The stored password in \(file) was updated.") }
         print("Servers that enroll from now on need the new password; certificates already issued are not affected.")
+    }
+}
+
+extension AsyncParsableCommand {
+    /// Runs a change of provisioners or policy so that it is in force on every replica of a CA on a
+    /// shared database (see `SharedSettingsSync.change`); on SQLite, just runs it.
+    static func everywhere<T>(_ body: () throws -> T) async throws -> T {
+        try await SharedSettingsSync(directories: Directories.fromEnvironment()).change(body)
+    }
+
+    static var inForce: String {
+        "A running `auto-ssl ca serve` (every replica, for a CA on PostgreSQL) picks it up within seconds."
     }
 }

@@ -39,6 +39,7 @@ public final class TemporaryPostgres: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         passwordFile = directory + "/client-password"
         try (password + "\n").write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        chmod(passwordFile, 0o600)
         let serverPasswordFile = directory + "/server-password"
         try (password + "\n").write(toFile: serverPasswordFile, atomically: true, encoding: .utf8)
         if runAs != nil {

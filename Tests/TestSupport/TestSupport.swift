@@ -176,6 +176,7 @@ public final class RunningCA: @unchecked Sendable {
     public let port: Int
     public private(set) var process: Process
     public let stderrFile: String
+    var serveArguments: [String] = []
     public var url: String { "https://127.0.0.1:\(port)" }
     public var rootPath: String { sandbox.caDir + "/certs/root_ca.crt" }
 
@@ -193,6 +194,18 @@ public final class RunningCA: @unchecked Sendable {
         try start()
     }
 
+    /// Serves a CA that `sandbox` already holds (a restored replica, say) on `port`, with `arguments`
+    /// added to `ca serve`.
+    public init(serving sandbox: Sandbox, port: Int, arguments: [String] = []) throws {
+        self.sandbox = sandbox
+        self.port = port
+        serveArguments = arguments
+        stderrFile = sandbox.root.file("serve.log")
+        FileManager.default.createFile(atPath: stderrFile, contents: nil)
+        process = Process()
+        try start()
+    }
+
     /// Stops the server (if running) and starts it again on the same port and directories.
     public func restart() throws {
         stop()
@@ -203,7 +216,7 @@ public final class RunningCA: @unchecked Sendable {
         let startedAt = log.count
         process = Process()
         process.executableURL = URL(fileURLWithPath: autoSSLBinaryPath())
-        process.arguments = ["ca", "serve"]
+        process.arguments = ["ca", "serve"] + serveArguments
         process.environment = sandbox.environment
         process.standardInput = FileHandle.nullDevice
         let output = FileHandle(forWritingAtPath: stderrFile)
@@ -226,6 +239,14 @@ public final class RunningCA: @unchecked Sendable {
             let status = try sandbox.run(["ca", "status", "--json"])
             let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
             return object?["fingerprint"] as? String ?? ""
+        }
+    }
+
+    /// SIGKILL: the replica dies as in a crash, nothing is shut down.
+    public func kill9() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
         }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// The certificate database on PostgreSQL, for several `ca serve` replicas of one CA. Same contract
 /// as the SQLite store (`CertificateDatabaseContract`): a certificate's row, its token use and the
@@ -13,6 +14,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
     let committer: PostgresCommitter
     let logger: Logger
     private let runner: Task<Void, Never>
+    let started: StartSignal
     public let location: PostgresLocation
 
     /// Connects, applies missing migrations and returns the store. A server that cannot be reached
@@ -39,6 +41,8 @@ public final class PostgresCertificateStore: CertificateDatabase {
         configuration.options.connectionIdleTimeout = .seconds(60)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         let store = PostgresCertificateStore(client: client, location: location, logger: logger)
+        // The client must be running before the first query (else PostgresNIO warns and waits).
+        await store.started.wait()
         do {
             try await PostgresSchema.migrate(client, logger: logger)
         } catch {
@@ -59,7 +63,12 @@ public final class PostgresCertificateStore: CertificateDatabase {
         self.location = location
         self.logger = logger
         self.committer = PostgresCommitter(client: client, logger: logger)
-        self.runner = Task { await client.run() }
+        let started = StartSignal()
+        self.started = started
+        self.runner = Task {
+            started.signal()
+            await client.run()
+        }
     }
 
     /// A read, with connection failures in plain words.
@@ -286,5 +295,29 @@ extension PostgresStoreErrors {
         }
         if let store = error as? StoreError, case .unavailable(let reason) = store { return reason }
         return "\(error)"
+    }
+}
+
+/// Set once the client's `run()` is about to be called.
+final class StartSignal: Sendable {
+    private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func signal() {
+        let waiters = state.withLock { state in
+            state.done = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state in
+                if !state.done { state.waiters.append(continuation) }
+                return state.done
+            }
+            if ready { continuation.resume() }
+        }
     }
 }

@@ -1,0 +1,156 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Two `ca serve` replicas of one CA sharing a PostgreSQL database started by the test: set up with
+/// `ca init --database`, `ca replica add` and `ca restore --as-replica`, then checked for what a
+/// replica promises (one token use across replicas, provisioners and revocations everywhere within
+/// seconds, heartbeats in `ca status`).
+@Suite(.serialized, .enabled(if: TemporaryPostgres.isAvailable)) struct ReplicasEndToEndTests {
+    static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
+    static let passphrase = "replica-bundle-passphrase-0123"
+
+    struct Replicas {
+        let a: RunningCA
+        let b: RunningCA
+        let postgres: TemporaryPostgres
+        let database: String
+        var adminPassword: String { (try? readFile(a.sandbox.configDir + "/provisioner-password").trimmingCharacters(in: .newlines)) ?? "" }
+    }
+
+    static func startReplicas() throws -> Replicas {
+        let postgres = try TemporaryPostgres.shared.get()
+        let database = try postgres.makeDatabase("replicas")
+        let a = try RunningCA(initArguments: [
+            "--database", postgres.url(database: database), "--database-password-file", postgres.passwordFile,
+        ])
+        let portB = freeLoopbackPort()
+        let passphraseFile = try a.sandbox.root.write("bundle-passphrase", passphrase + "\n")
+        let bundle = a.sandbox.root.file("replica.bundle")
+        let made = try a.sandbox.run([
+            "ca", "replica", "add", "--output", bundle, "--address", "127.0.0.1:\(portB)", "--passphrase-file", passphraseFile,
+        ])
+        guard made.status == 0 else { throw TestFailure("ca replica add failed: \(made)") }
+        #expect(fileMode(bundle) == 0o600)
+        #expect(made.stdout.contains("ca restore --as-replica"))
+
+        let sandboxB = Sandbox()
+        let restored = try sandboxB.run([
+            "ca", "restore", "--as-replica", "--input", bundle, "--new-address", "127.0.0.1:\(portB)", "--passphrase-file", passphraseFile,
+        ])
+        guard restored.status == 0 else { throw TestFailure("ca restore --as-replica failed: \(restored)") }
+        #expect(restored.stdout.contains("belongs to this CA") && !restored.stderr.contains("warning"), "\(restored)")
+        let b = try RunningCA(serving: sandboxB, port: portB)
+        return Replicas(a: a, b: b, postgres: postgres, database: database)
+    }
+
+    /// Polls `condition` every 200 ms for up to `seconds`.
+    static func eventually(within seconds: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        repeat {
+            if try condition() { return true }
+            usleep(200_000)
+        } while Date() < deadline
+        return try condition()
+    }
+
+    func issue(on ca: RunningCA, name: String, provisioner: String = "admin", password: String, in sandbox: Sandbox) throws -> ProcessResult {
+        try sandbox.run(
+            ["cert", "issue", "--ca-url", ca.url, "--fingerprint", try ca.fingerprint, "--san", name,
+             "--out-cert", sandbox.root.file(name + ".crt"), "--out-key", sandbox.root.file(name + ".key"),
+             "--provisioner", provisioner, "--password-file", "/dev/stdin"],
+            stdin: password + "\n")
+    }
+
+    @Test func replicasShareTokensProvisionersRevocationsAndHeartbeats() throws {
+        let replicas = try Self.startReplicas()
+        let (a, b) = (replicas.a, replicas.b)
+
+        // Both replicas serve the same root, each with a TLS certificate for its own address.
+        #expect(try a.fingerprint == b.fingerprint)
+        for ca in [a, b] {
+            let health = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/health"])
+            #expect(health.status == 0 && health.stdout.contains("\"ok\""), "\(health)")
+        }
+
+        // ca status on either machine lists both replicas, alive.
+        let bothAlive = try Self.eventually(within: 15) {
+            let status = try a.sandbox.run(["ca", "status", "--json"])
+            let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+            let database = object?["database"] as? [String: Any]
+            let listed = database?["replicas"] as? [[String: Any]] ?? []
+            return database?["kind"] as? String == "postgresql" && listed.count == 2 && listed.allSatisfy { $0["alive"] as? Bool == true }
+        }
+        let statusText = try a.sandbox.run(["ca", "status"])
+        #expect(bothAlive, "\(statusText)")
+        let text = try b.sandbox.run(["ca", "status"])
+        #expect(text.stdout.contains("Replicas:       2 of 2 alive"), "\(text)")
+
+        // A token used on A is refused on B (an independent client, Python's jwcrypto).
+        let replay = try runProcess("python3", [
+            Self.resources + "/replay_across_replicas.py", a.url, b.url, a.rootPath, replicas.adminPassword,
+        ])
+        #expect(replay.status == 0, "\(replay)")
+        let outcome = try JSONSerialization.jsonObject(with: Data(replay.stdout.utf8)) as? [String: Any]
+        #expect(outcome?["first"] as? Int == 201, "\(replay)")
+        #expect(outcome?["replay"] as? Int == 401 && (outcome?["replay_message"] as? String ?? "").contains("already used"), "\(replay)")
+
+        // A provisioner added on A is in force on B within seconds.
+        let added = try a.sandbox.run(
+            ["ca", "provisioner", "add", "fleet", "--password-file", "/dev/stdin"], stdin: "fleet-provisioner-password-1\n")
+        #expect(added.status == 0, "\(added)")
+        let client = Sandbox()
+        let onB = try Self.eventually(within: 20) {
+            try issue(on: b, name: "fleet-1.internal", provisioner: "fleet", password: "fleet-provisioner-password-1", in: client).status == 0
+        }
+        if !onB {
+            let last = try issue(on: b, name: "fleet-2.internal", provisioner: "fleet", password: "fleet-provisioner-password-1", in: client)
+            Issue.record("the provisioner added on A was not in force on B: \(last)\n\(b.log)")
+        }
+
+        // A revocation on A appears in B's CRL within seconds.
+        let serial = try runProcess("openssl", ["x509", "-noout", "-serial", "-in", client.root.file("fleet-1.internal.crt")])
+            .stdout.replacingOccurrences(of: "serial=", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(!serial.isEmpty)
+        let revoked = try a.sandbox.run(["ca", "revoke", serial, "--reason-code", "1", "--reason", "replica test"])
+        #expect(revoked.status == 0, "\(revoked)")
+        let listedOnB = try Self.eventually(within: 20) {
+            let crl = client.root.file("b.crl")
+            guard try runProcess("curl", ["-sf", "--cacert", b.rootPath, "-o", crl, b.url + "/crl"]).status == 0 else { return false }
+            let parsed = try runProcess("openssl", ["crl", "-inform", "DER", "-in", crl, "-noout", "-text"])
+            return parsed.stdout.uppercased().contains(serial.uppercased())
+        }
+        #expect(listedOnB)
+
+        // Removed on B, refused on A within seconds.
+        let removed = try b.sandbox.run(["ca", "provisioner", "remove", "fleet", "--yes"])
+        #expect(removed.status == 0, "\(removed)")
+        let refusedOnA = try Self.eventually(within: 20) {
+            try issue(on: a, name: "fleet-3.internal", provisioner: "fleet", password: "fleet-provisioner-password-1", in: client).status != 0
+        }
+        #expect(refusedOnA)
+        #expect(a.stop() == 0 && b.stop() == 0)
+    }
+
+    @Test func aDatabaseOfAnotherCAIsRefused() throws {
+        let postgres = try TemporaryPostgres.shared.get()
+        let database = try postgres.makeDatabase("bound")
+        let first = try RunningCA(initArguments: [
+            "--database", postgres.url(database: database), "--database-password-file", postgres.passwordFile,
+        ])
+        #expect(first.stop() == 0)
+        // A second, different CA cannot be created on it...
+        let other = Sandbox()
+        let refused = try other.run([
+            "ca", "init", "--non-interactive", "--address", "127.0.0.1:\(freeLoopbackPort())",
+            "--database", postgres.url(database: database), "--database-password-file", postgres.passwordFile,
+        ])
+        #expect(refused.status != 0 && refused.stderr.contains("already belongs to a CA"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: other.caDir))
+        // ... and a password in the URL is refused without being echoed.
+        let leaky = try other.run([
+            "ca", "init", "--non-interactive", "--database", "postgres://autossl:s3cret-in-url@127.0.0.1:\(postgres.port)/\(database)",
+        ])
+        #expect(leaky.status == 2 && leaky.stderr.contains("carries a password") && !leaky.stderr.contains("s3cret-in-url"), "\(leaky)")
+    }
+}
