@@ -18,8 +18,8 @@ import TestSupport
         var adminPassword: String { (try? readFile(a.sandbox.configDir + "/provisioner-password").trimmingCharacters(in: .newlines)) ?? "" }
     }
 
-    static func startReplicas() throws -> Replicas {
-        let postgres = try TemporaryPostgres.shared.get()
+    static func startReplicas(on server: TemporaryPostgres? = nil) throws -> Replicas {
+        let postgres = try server ?? TemporaryPostgres.shared.get()
         let database = try postgres.makeDatabase("replicas")
         let a = try RunningCA(initArguments: [
             "--database", postgres.url(database: database), "--database-password-file", postgres.passwordFile,
