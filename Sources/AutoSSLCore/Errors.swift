@@ -6,6 +6,9 @@ public enum FailureKind: Sendable, CaseIterable {
     case permissionDenied
     case network
     case trustFailure
+    /// The CA is busy with something that excludes this command (`ca database migrate` while
+    /// `ca serve` runs on this machine, or the other way round).
+    case inUse
 }
 
 /// An error meant for the operator: what went wrong and, when we know it, what to do about it.

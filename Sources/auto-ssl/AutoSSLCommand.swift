@@ -13,7 +13,8 @@ struct AutoSSLCommand: AsyncParsableCommand {
             AUTO_SSL_SYSTEMD_DIR; AUTO_SSL_DEBUG=1 adds debug logging on stderr.
 
             Exit codes: 0 ok, 1 error, 2 invalid arguments, 3 missing dependency, 4 permission denied, \
-            5 network error, 6 trust failure.
+            5 network error, 6 trust failure, 7 the CA is in use (ca serve and ca database migrate \
+            exclude each other).
             """,
         version: versionLine,
         subcommands: [CACommand.self, ServerCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]
@@ -28,7 +29,7 @@ struct CACommand: AsyncParsableCommand {
             CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CARevokeCommand.self,
             CAProvisionerCommand.self,
             CARotateIntermediateCommand.self, CABackupCommand.self, CARestoreCommand.self, CABackupScheduleCommand.self, CAInstallServiceCommand.self,
-            CAResetCommand.self,
+            CAResetCommand.self, CADatabaseCommand.self, CAReplicaCommand.self,
         ]
     )
 }

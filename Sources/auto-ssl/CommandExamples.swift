@@ -21,6 +21,12 @@ enum CommandExamples {
             "auto-ssl ca serve",
             "auto-ssl ca serve --password-file /etc/auto-ssl/ca-password",
         ],
+        "ca database": ["auto-ssl ca database migrate --to postgres://autossl@db.internal/autossl"],
+        "ca database migrate": [
+            "auto-ssl ca database migrate --to postgres://autossl@db.internal/autossl \\",
+            "    --database-password-file /etc/auto-ssl/database-password",
+            "auto-ssl ca database migrate --to sqlite",
+        ],
         "ca status": ["auto-ssl ca status", "auto-ssl ca status --json | jq -r .fingerprint"],
         "ca certs": ["auto-ssl ca certs list", "auto-ssl ca certs show 3a:f1:09:..."],
         "ca certs list": [

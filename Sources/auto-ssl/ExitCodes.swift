@@ -10,6 +10,7 @@ extension FailureKind {
         case .permissionDenied: 4
         case .network: 5
         case .trustFailure: 6
+        case .inUse: 7
         }
     }
 }

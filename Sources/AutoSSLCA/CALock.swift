@@ -1,0 +1,83 @@
+import AutoSSLConfig
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Keeps `ca serve` and `ca database migrate` apart on this machine: an advisory `flock` on
+/// `<database_dir>/.serve.lock`. `ca serve` holds it shared for as long as it runs; a migration
+/// holds it exclusively. Neither waits: whoever comes second is refused at once with exit 7
+/// (`FailureKind.inUse`). The kernel drops the lock when the process ends, however it ends, so a
+/// crash never leaves the CA locked; the file itself stays (empty) and means nothing on its own.
+public final class CALock: @unchecked Sendable {
+    public enum Mode: Sendable {
+        case serving
+        case migrating
+    }
+
+    public let path: String
+    private let lock = NSLock()
+    private var descriptor: Int32
+
+    /// The lock file of the CA whose database directory is `settings.paths.databaseDir`.
+    public static func path(for settings: CASettings) -> String {
+        settings.paths.databaseDir + "/.serve.lock"
+    }
+
+    /// Takes the lock for `ca serve` (shared; refused while a migration runs).
+    public static func serving(_ settings: CASettings) throws -> CALock {
+        try CALock(path: path(for: settings), mode: .serving)
+    }
+
+    /// Takes the lock for `ca database migrate` (exclusive; refused while the CA runs).
+    public static func migrating(_ settings: CASettings) throws -> CALock {
+        try CALock(path: path(for: settings), mode: .migrating)
+    }
+
+    public init(path: String, mode: Mode) throws {
+        self.path = path
+        try FileOperations.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
+        // Close-on-exec: a program the CA starts must not inherit (and so keep) the lock.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw FileOperations.systemError(errno, "open the lock file \(path)") }
+        var result: Int32
+        repeat {
+            result = flock(fd, (mode == .serving ? LOCK_SH : LOCK_EX) | LOCK_NB)
+        } while result != 0 && errno == EINTR
+        if result != 0 {
+            let code = errno
+            close(fd)
+            guard code == EWOULDBLOCK || code == EAGAIN else { throw FileOperations.systemError(code, "lock \(path)") }
+            switch mode {
+            case .serving:
+                throw AutoSSLError(
+                    .inUse, "the CA's database is being migrated (`auto-ssl ca database migrate` is running); the CA was not started",
+                    hint: "start it again when the migration has finished (it holds \(path))")
+            case .migrating:
+                throw AutoSSLError(
+                    .inUse, "the CA is running on this machine; stop it (systemctl stop auto-ssl-ca) and run again",
+                    hint: "a running `auto-ssl ca serve` holds \(path); nothing was changed")
+            }
+        }
+        descriptor = fd
+    }
+
+    /// Gives the lock up now (it also goes when the value is released or the process ends).
+    public func release() {
+        lock.withLock {
+            if descriptor >= 0 {
+                close(descriptor)
+                descriptor = -1
+            }
+        }
+    }
+
+    deinit { release() }
+}
