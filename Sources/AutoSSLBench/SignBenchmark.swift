@@ -64,7 +64,9 @@ public struct SignBenchmark: Sendable {
     /// flight, and measures each request from the moment it is written to the end of its response.
     /// The generator runs on a single NIO event loop with no task hops (like wrk): on these shared
     /// cores, every microsecond it spends is taken from the CA being measured.
-    public func run(bodies: [ByteBuffer], concurrency: Int) async throws -> Result {
+    /// `alsoTo`: more servers of the same CA (replicas, `https://host:port`); connections are spread
+    /// over all of them in turn.
+    public func run(bodies: [ByteBuffer], concurrency: Int, alsoTo replicas: [String] = []) async throws -> Result {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try client.root.derBytes(), format: .der)])
         let context = try NIOSSLContext(configuration: tls)
@@ -72,10 +74,18 @@ public struct SignBenchmark: Sendable {
             throw AutoSSLError.invalidArgument("the benchmark needs an https://host:port URL, not \(client.baseURL)")
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        var targets = [(host: host, port: port)]
+        for replica in replicas {
+            guard let url = URL(string: replica), let host = url.host, let port = url.port else {
+                throw AutoSSLError.invalidArgument("the benchmark needs https://host:port URLs, not \(replica)")
+            }
+            targets.append((host, port))
+        }
         let queue = RequestQueue(bodies: bodies, host: "\(host):\(port)", path: "/1.0/sign")
         let start = ContinuousClock.now
         var outcomes: [EventLoopFuture<LoadConnectionHandler.Outcome>] = []
-        for _ in 0..<min(concurrency, bodies.count) {
+        for index in 0..<min(concurrency, bodies.count) {
+            let target = targets[index % targets.count]
             let done = group.next().makePromise(of: LoadConnectionHandler.Outcome.self)
             let connected = ClientBootstrap(group: group)
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -87,7 +97,7 @@ public struct SignBenchmark: Sendable {
                         try channel.pipeline.syncOperations.addHandler(LoadConnectionHandler(queue: queue, done: done))
                     }
                 }
-                .connect(host: host, port: port)
+                .connect(host: target.host, port: target.port)
             connected.whenFailure { done.fail($0) }
             outcomes.append(done.futureResult)
         }

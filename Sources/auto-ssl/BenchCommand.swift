@@ -1,10 +1,13 @@
 import ArgumentParser
+import AutoSSLBackup
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLBench
 import AutoSSLClient
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO
+import AutoSSLStore
 import Foundation
 
 struct BenchCommand: AsyncParsableCommand {
@@ -31,6 +34,14 @@ struct BenchSignCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "Call the authority directly (no HTTP, no TLS): isolates issuance + durable storage.")
     var inProcess = false
+    @Option(help: ArgumentHelp(
+        "Keep the throw-away CA's records in this empty PostgreSQL database (postgres://USER@HOST[:PORT]/DB) instead of SQLite.",
+        valueName: "url"))
+    var database: String?
+    @Option(help: ArgumentHelp("File holding the PostgreSQL password (default: PGPASSFILE or ~/.pgpass).", valueName: "file"))
+    var databasePasswordFile: String?
+    @Option(help: "With --database: serve the CA from this many replicas (1 or 2), the connections spread over them.")
+    var replicas = 1
 
     func run() async throws {
         guard concurrency > 0, requests > 0, warmup >= 0 else { throw AutoSSLError.invalidArgument("counts must be positive") }
@@ -43,30 +54,54 @@ struct BenchSignCommand: AsyncParsableCommand {
         options.name = "Bench CA"
         options.addresses = [ListenAddress(host: "127.0.0.1", port: port)]
         options.maximumDuration = .days(30)
-        let created = try CAInitializer(directories: directories).initialise(options)
+        guard (1...2).contains(replicas), replicas == 1 || database != nil else {
+            throw AutoSSLError.invalidArgument("--replicas is 1 or 2, and 2 needs --database")
+        }
+        let initializer = CAInitializer(directories: directories)
+        if let database {
+            let location = try PostgresLocation(url: database)
+            let passwordFile = databasePasswordFile.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+            options.database = DatabaseSettings(url: location.description, passwordFile: passwordFile)
+            _ = try await initializer.checkSharedDatabase(options.database ?? DatabaseSettings(url: database), passwordFile: passwordFile)
+        }
+        let created = try initializer.initialise(options)
+        if options.database != nil { try await initializer.bindSharedDatabase(created, databasePasswordFile: nil) }
 
         if inProcess {
             try await runInProcess(directories: directories, url: "https://127.0.0.1:\(port)")
             return
         }
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        server.arguments = ["ca", "serve"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["AUTO_SSL_CONFIG_DIR"] = directories.configDir
-        environment["AUTO_SSL_DATA_DIR"] = directories.dataDir
-        server.environment = environment
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        // A second replica: the CA restored from a backup of itself into its own directories, with its own port.
+        var replicaURLs: [String] = []
+        var servers = [try Self.serve(directories)]
         defer {
-            if server.isRunning {
+            for server in servers where server.isRunning {
                 kill(server.processIdentifier, SIGTERM)
                 server.waitUntilExit()
             }
         }
+        let server = servers[0]
         let url = "https://127.0.0.1:\(port)"
         let client = try await Self.waitForServer(url: url, fingerprint: created.rootFingerprint)
+        if replicas == 2 {
+            let second = Directories(
+                configDir: workspace + "/b/etc", dataDir: workspace + "/b/data", certDir: workspace + "/b/certs",
+                systemdDir: workspace + "/b/systemd")
+            try FileOperations.makeDirectory(second.dataDir, mode: 0o755)
+            let passphrase = Passwords.generate()
+            let (bundle, _) = try await CABackup(directories: directories).create(
+                passphrase: passphrase, iterations: 1_000, toolVersion: AutoSSLCommand.version)
+            let target = CABackup(directories: second)
+            let portB = try NetworkAddresses.freeLoopbackPort()
+            _ = try target.restore(
+                try target.open(bundle, passphrase: passphrase, iterations: 1_000), force: false,
+                newAddress: ListenAddress(host: "127.0.0.1", port: portB))
+            servers.append(try Self.serve(second))
+            let urlB = "https://127.0.0.1:\(portB)"
+            await (try Self.waitForServer(url: urlB, fingerprint: created.rootFingerprint)).shutdown()
+            replicaURLs.append(urlB)
+            // B accepts tokens made for A once it has read A's heartbeat (at its start: A's is there).
+        }
         let password = Passwords.fromFileContents(try FileOperations.readText(directories.provisionerPasswordFile))
         let key = try await client.provisionerKey(name: options.provisionerName, password: password)
         let benchmark = SignBenchmark(client: client, provisioner: options.provisionerName, key: key)
@@ -74,26 +109,28 @@ struct BenchSignCommand: AsyncParsableCommand {
         Output.standardError("preparing \(warmup + requests) CSRs and tokens...\n")
         let bodies = try benchmark.prepare(count: warmup + requests)
         if warmup > 0 {
-            _ = try await benchmark.run(bodies: Array(bodies.prefix(warmup)), concurrency: concurrency)
+            _ = try await benchmark.run(bodies: Array(bodies.prefix(warmup)), concurrency: concurrency, alsoTo: replicaURLs)
         }
         Output.standardError("issuing \(requests) certificates with \(concurrency) concurrent clients...\n")
-        let serverCPUBefore = Self.cpuSeconds(pid: server.processIdentifier)
+        let serverCPUBefore = Self.cpuSeconds(servers)
         let ownCPUBefore = Self.cpuSeconds(pid: getpid())
-        let result = try await benchmark.run(bodies: Array(bodies.suffix(requests)), concurrency: concurrency)
+        let result = try await benchmark.run(bodies: Array(bodies.suffix(requests)), concurrency: concurrency, alsoTo: replicaURLs)
         // CPU per certificate of each side over the measured run: on a shared machine this says
         // where the time goes more steadily than the rate does.
         func perCertificate(_ before: Double?, _ after: Double?) -> Double? {
             guard let before, let after, result.succeeded > 0 else { return nil }
             return (after - before) / Double(result.succeeded) * 1_000_000
         }
-        let serverCPU = perCertificate(serverCPUBefore, Self.cpuSeconds(pid: server.processIdentifier))
+        let serverCPU = perCertificate(serverCPUBefore, Self.cpuSeconds(servers))
         let loadGeneratorCPU = perCertificate(ownCPUBefore, Self.cpuSeconds(pid: getpid()))
         let peakRSS = Self.peakRSSKilobytes(pid: server.processIdentifier)
         await client.shutdown()
 
         // Every issued certificate must be in the database (durable rows, not just responses).
-        kill(server.processIdentifier, SIGTERM)
-        server.waitUntilExit()
+        for server in servers {
+            kill(server.processIdentifier, SIGTERM)
+            server.waitUntilExit()
+        }
         let loader = AuthorityLoader(directories: directories)
         let store = try await loader.openDatabase(try loader.settings()).certificates
         let stored = try await store.certificates(.init(), now: Date()).count
@@ -162,6 +199,31 @@ struct BenchSignCommand: AsyncParsableCommand {
 
     /// VmHWM of a process: its peak resident set size, in KiB.
     /// User + system CPU time of a process so far, from /proc/<pid>/stat (all its threads).
+    /// `auto-ssl ca serve` for the CA in `directories`, as a child process.
+    static func serve(_ directories: Directories) throws -> Process {
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        server.arguments = ["ca", "serve"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["AUTO_SSL_CONFIG_DIR"] = directories.configDir
+        environment["AUTO_SSL_DATA_DIR"] = directories.dataDir
+        server.environment = environment
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        return server
+    }
+
+    /// The CPU time of all the servers together.
+    static func cpuSeconds(_ servers: [Process]) -> Double? {
+        var total = 0.0
+        for server in servers {
+            guard let seconds = cpuSeconds(pid: server.processIdentifier) else { return nil }
+            total += seconds
+        }
+        return total
+    }
+
     static func cpuSeconds(pid: Int32) -> Double? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
