@@ -16,10 +16,14 @@ enum CommandExamples {
             "auto-ssl ca init --non-interactive --address 127.0.0.1:9443 -q",
             "auto-ssl ca init --password-file ca.pass \\",
             "    --provisioner-password-file enroll.pass --key-type rsa",
+            "auto-ssl ca init --address 10.0.0.5:9000 --dns ca.internal \\",
+            "    --database postgres://autossl@db.internal/autossl \\",
+            "    --database-password-file /etc/auto-ssl/database-password",
         ],
         "ca serve": [
             "auto-ssl ca serve",
             "auto-ssl ca serve --password-file /etc/auto-ssl/ca-password",
+            "auto-ssl ca serve --replica-name ca2   # a replica of a CA on PostgreSQL",
         ],
         "ca database": ["auto-ssl ca database migrate --to postgres://autossl@db.internal/autossl"],
         "ca database migrate": [
@@ -27,6 +31,12 @@ enum CommandExamples {
             "    --database-password-file /etc/auto-ssl/database-password",
             "auto-ssl ca database migrate --to sqlite",
         ],
+        "ca replica": ["auto-ssl ca replica add --output replica.bundle --address 10.0.0.6:9000", "auto-ssl ca replica list"],
+        "ca replica add": [
+            "auto-ssl ca replica add --output replica.bundle --address 10.0.0.6:9000 \\",
+            "    --passphrase-file /root/bundle-passphrase",
+        ],
+        "ca replica list": ["auto-ssl ca replica list", "auto-ssl ca replica list --json"],
         "ca status": ["auto-ssl ca status", "auto-ssl ca status --json | jq -r .fingerprint"],
         "ca certs": ["auto-ssl ca certs list", "auto-ssl ca certs show 3a:f1:09:..."],
         "ca certs list": [
@@ -82,6 +92,8 @@ enum CommandExamples {
             "auto-ssl ca restore --input ca.backup --new-address 10.0.0.6:9000 --force",
             "auto-ssl ca restore --input s3://ca-backups/ca/auto-ssl-backup-... \\",
             "    --s3-region eu-west-1",
+            "auto-ssl ca restore --as-replica --input replica.bundle \\",
+            "    --new-address 10.0.0.6:9000 --passphrase-file bundle.pass",
         ],
         "ca backup-schedule": [
             "auto-ssl ca backup-schedule",
@@ -98,6 +110,8 @@ enum CommandExamples {
             "    --san web01.internal --san 10.0.0.21 --reload nginx",
             "auto-ssl server enroll --ca-url https://ca.internal:9000 --fingerprint FP \\",
             "    --password-file /run/enroll.pass --non-interactive -q",
+            "auto-ssl server enroll --ca-url https://ca1.internal:9000 \\",
+            "    --ca-url https://ca2.internal:9000 --fingerprint FP",
         ],
         "server renew": ["auto-ssl server renew", "auto-ssl server renew --force -q", "auto-ssl server renew --daemon"],
         "server status": ["auto-ssl server status", "auto-ssl server status --json"],
