@@ -203,6 +203,7 @@ public struct DatabaseMigration: Sendable {
         }
         let reports: [DatabaseTransfer.TableReport]
         do {
+            if let state = source.replicated { try await ReplicaPresence.checkNoneAlive(state) }
             let target = try CADatabase.openSQLite(path: staging, logger: logger)
             do {
                 reports = try await DatabaseTransfer.copy(from: source, to: target, logger: logger)

@@ -104,6 +104,20 @@ public struct ReplicaPresence: Sendable {
             }
             await group.waitForAll()
         }
+        // Stopped on purpose: not listed as down, and not in the way of `ca database migrate`.
+        try? await state.leave(name: replica.name)
+    }
+
+    /// Refuses when a replica recorded a heartbeat within the last `within` seconds: moving the
+    /// records away from the shared database while a replica still writes to it would lose writes.
+    public static func checkNoneAlive(_ state: any ReplicatedState, within: TimeInterval = 15, now: Date = Date()) async throws {
+        let alive = try await state.replicas().filter { now.timeIntervalSince($0.lastSeen) <= within }
+        guard alive.isEmpty else {
+            throw AutoSSLError(
+                .inUse,
+                "replicas of this CA are running on the shared database (\(alive.map(\.name).joined(separator: ", "))); nothing was changed",
+                hint: "stop `ca serve` on every replica (systemctl stop auto-ssl-ca), then run again")
+        }
     }
 }
 

@@ -16,6 +16,9 @@ public protocol ReplicatedState: Sendable {
     /// Records that `replica` is alive now (an upsert by name).
     func heartbeat(_ replica: ReplicaHeartbeat) async throws
 
+    /// Removes `name`'s heartbeat: the replica stopped on purpose.
+    func leave(name: String) async throws
+
     /// Every replica that has recorded a heartbeat, the most recent first.
     func replicas() async throws -> [ReplicaHeartbeat]
 

@@ -129,7 +129,15 @@ import TestSupport
             try issue(on: a, name: "fleet-3.internal", provisioner: "fleet", password: "fleet-provisioner-password-1", in: client).status != 0
         }
         #expect(refusedOnA)
-        #expect(a.stop() == 0 && b.stop() == 0)
+
+        // Moving the records back to SQLite is refused while another replica runs, then works once
+        // every replica stopped (a replica that stops says so in the database).
+        #expect(a.stop() == 0)
+        let refusedMove = try a.sandbox.run(["ca", "database", "migrate", "--to", "sqlite"])
+        #expect(refusedMove.status == 7 && refusedMove.stderr.contains("replicas of this CA are running"), "\(refusedMove)")
+        #expect(b.stop() == 0)
+        let moved = try a.sandbox.run(["ca", "database", "migrate", "--to", "sqlite"])
+        #expect(moved.status == 0, "\(moved)")
     }
 
     @Test func aDatabaseOfAnotherCAIsRefused() throws {

@@ -74,6 +74,13 @@ public final class PostgresReplicatedState: ReplicatedState {
         }
     }
 
+    public func leave(name: String) async throws {
+        let logger = logger
+        try await read { client in
+            try await client.query("DELETE FROM replicas WHERE name = \(name)", logger: logger)
+        }
+    }
+
     public func replicas() async throws -> [ReplicaHeartbeat] {
         let logger = logger
         return try await read { client in
