@@ -233,7 +233,7 @@ let package = Package(
         .testTarget(
             name: "AutoSSLClientTests",
             dependencies: [
-                "AutoSSLClient", "AutoSSLCore",
+                "AutoSSLClient", "AutoSSLCore", "TestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

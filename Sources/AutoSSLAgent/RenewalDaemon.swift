@@ -41,8 +41,8 @@ public struct RenewalDaemon: Sendable {
                     log("renewal skipped: suspended (\(reason))")
                 case .notDue(let point, _):
                     wait = min(checkInterval, max(point.timeIntervalSinceNow, 1))
-                case .renewed(let leaf, let previous, let reload):
-                    log("renewed: \(ServerAgent.serialText(leaf)) replaces \(previous), valid until \(Timestamp.rfc3339(leaf.notValidAfter))")
+                case .renewed(let leaf, let previous, let reload, let contact):
+                    log("renewed: \(ServerAgent.serialText(leaf)) replaces \(previous), valid until \(Timestamp.rfc3339(leaf.notValidAfter)); \(contact.summary)")
                     if let reload, !reload.succeeded {
                         log("warning: reload command `\(reload.command)` failed (exit \(reload.outcome.status)): \(reload.outcome.output)")
                     }

@@ -59,9 +59,9 @@ public struct ServerAgent: Sendable {
         }
     }
 
-    func recordAttempt(_ result: String, _ message: String, success: Bool?, now: Date) -> ServerState {
+    func recordAttempt(_ result: String, _ message: String, success: Bool?, now: Date, caURL: String? = nil) -> ServerState {
         var state = ServerState.load(from: stateFile)
-        state.lastAttempt = .init(time: now, result: result, message: message)
+        state.lastAttempt = .init(time: now, result: result, message: message, caURL: caURL)
         switch success {
         case true?:
             state.lastSuccess = now
@@ -79,7 +79,8 @@ public struct ServerAgent: Sendable {
     // MARK: - Enroll
 
     public struct EnrollmentPlan: Sendable {
-        public var caURL: String
+        /// The CA's URLs in the order they are tried (all recorded for renewal).
+        public var caURLs: [String]
         public var names: [SubjectName]
         public var duration: String?
         public var certPath: String
@@ -92,10 +93,10 @@ public struct ServerAgent: Sendable {
         public var installTimer: Bool
 
         public init(
-            caURL: String, names: [SubjectName], duration: String?, certPath: String, keyPath: String, rootPath: String,
+            caURLs: [String], names: [SubjectName], duration: String?, certPath: String, keyPath: String, rootPath: String,
             keyAlgorithm: KeyAlgorithm, provisioner: String, reload: WebServer?, reloadCommand: String?, installTimer: Bool
         ) {
-            self.caURL = caURL
+            self.caURLs = caURLs
             self.names = names
             self.duration = duration
             self.certPath = certPath
@@ -124,6 +125,8 @@ public struct ServerAgent: Sendable {
 
     /// Gets the first certificate: key made here, token signed with the decrypted provisioner key,
     /// CSR sent, chain verified, files written together. Nothing is written before the CA said yes.
+    /// `client` is the URL that answered (the caller tries the plan's URLs in turn); every URL of the
+    /// plan is recorded.
     public func enroll(_ plan: EnrollmentPlan, client: CAClient, password: String, now: Date = Date()) async throws -> EnrollmentResult {
         for path in [plan.certPath, plan.keyPath, plan.rootPath] {
             let directory = (path as NSString).deletingLastPathComponent
@@ -168,6 +171,7 @@ public struct ServerAgent: Sendable {
             certPath: plan.certPath, keyPath: plan.keyPath, rootPath: plan.rootPath, combinedPath: plan.combinedPath,
             keyType: plan.keyAlgorithm.isRSA ? "rsa" : "ec", provisioner: plan.provisioner, duration: plan.duration,
             reload: plan.reload?.rawValue, reloadCommand: plan.reloadCommand, renewalTimer: plan.installTimer, enrolledAt: now)
+        enrollment.setURLs(plan.caURLs.isEmpty ? [client.baseURL] : plan.caURLs)
         // A re-enrollment keeps the operator's renewal fraction.
         if let existing = try? configuration().server { enrollment.renewAtFraction = existing.renewAtFraction }
         try saveEnrollment(enrollment)
@@ -176,7 +180,8 @@ public struct ServerAgent: Sendable {
         state.revokedAt = nil
         state.revocationNote = nil
         try? state.save(to: stateFile)
-        _ = recordAttempt("enrolled", "certificate \(Self.serialText(signed.leaf)) issued", success: true, now: now)
+        _ = recordAttempt(
+            "enrolled", "certificate \(Self.serialText(signed.leaf)) issued", success: true, now: now, caURL: client.baseURL)
         return EnrollmentResult(leaf: signed.leaf, enrollment: enrollment, backedUpTo: backedUpTo, warnings: warnings)
     }
 
@@ -303,7 +308,9 @@ public struct ServerAgent: Sendable {
     /// enrollment: names, lifetime, paths, key type, provisioner, reload or exec command, timer.
     /// (The renewal fraction needs no option: a re-enrollment keeps it.)
     public func enrollCommand(_ enrollment: ServerEnrollment) -> String {
-        var words = ["auto-ssl", "server", "enroll", "--ca-url", enrollment.caURL, "--fingerprint", enrollment.fingerprint]
+        var words = ["auto-ssl", "server", "enroll"]
+        for url in enrollment.urls { words += ["--ca-url", url] }
+        words += ["--fingerprint", enrollment.fingerprint]
         for name in enrollment.names { words += ["--san", name] }
         if let duration = enrollment.duration { words += ["--duration", duration] }
         if enrollment.certPath != directories.certDir + "/server.crt" { words += ["--cert-path", enrollment.certPath] }
@@ -348,7 +355,8 @@ public struct ServerAgent: Sendable {
     public enum RenewOutcome: Sendable {
         case suspended(reason: String)
         case notDue(renewalPoint: Date, notAfter: Date)
-        case renewed(leaf: Certificate, previousSerial: String, reload: ReloadResult?)
+        /// `contact`: which of the CA's URLs answered, and what happened at those tried before it.
+        case renewed(leaf: Certificate, previousSerial: String, reload: ReloadResult?, contact: CAContact)
     }
 
     public struct ReloadResult: Sendable {
@@ -388,13 +396,17 @@ public struct ServerAgent: Sendable {
             return .notDue(renewalPoint: point, notAfter: holder.leaf.notValidAfter)
         }
         let renewed: CAClient.SignedChain
+        let contact: CAContact
         do {
             // TLS refuses an expired client certificate, while the CA still renews within its grace
             // window: past the expiry, prove possession with an x5c token instead.
             let method: CAClient.HolderAuthentication = now > holder.leaf.notValidAfter ? .token : .mtls
-            renewed = try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: holder.root) { client in
+            // The recorded URLs in turn; the token (if any) is made for the URL tried.
+            let answer = try await CAClient.withConnection(to: try CAEndpoints(enrollment.urls), pinnedRoot: holder.root) { client in
                 try await client.renew(chain: holder.chain, key: holder.key, method: method)
             }
+            renewed = answer.value
+            contact = answer.contact
             guard renewed.leaf.publicKey == holder.key.publicKey else {
                 throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key")
             }
@@ -419,10 +431,11 @@ public struct ServerAgent: Sendable {
             reload = ReloadResult(command: command, outcome: outcome)
         }
         let reloadNote = reload.map { $0.succeeded ? "; reloaded with `\($0.command)`" : "; reload command `\($0.command)` failed (exit \($0.outcome.status))" } ?? ""
+        let skippedNote = contact.skipped.map { "; after no answer from \($0.url) (\($0.failure))" }.joined()
         _ = recordAttempt(
-            "renewed", "certificate \(Self.serialText(renewed.leaf)) replaces \(Self.serialText(holder.leaf))" + reloadNote,
-            success: true, now: now)
-        return .renewed(leaf: renewed.leaf, previousSerial: Self.serialText(holder.leaf), reload: reload)
+            "renewed", "certificate \(Self.serialText(renewed.leaf)) replaces \(Self.serialText(holder.leaf))" + reloadNote + skippedNote,
+            success: true, now: now, caURL: contact.url)
+        return .renewed(leaf: renewed.leaf, previousSerial: Self.serialText(holder.leaf), reload: reload, contact: contact)
     }
 
     /// Records a failed attempt and turns the error into one that says what to do next.
@@ -484,7 +497,7 @@ public struct ServerAgent: Sendable {
         switch target {
         case .current:
             let holder = try self.holder(enrollment)
-            try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: root) { client in
+            _ = try await CAClient.withConnection(to: try CAEndpoints(enrollment.urls), pinnedRoot: root) { client in
                 try await client.revoke(chain: holder.chain, key: holder.key, method: .mtls, reasonCode: reasonCode, reason: reason)
             }
             let serial = Self.serialText(holder.leaf)
@@ -495,7 +508,8 @@ public struct ServerAgent: Sendable {
             // All digits: decimal (step-ca's form), else hex; shown back as lower-case hex.
             let hex = (text.allSatisfy(\.isNumber) ? candidates.last : candidates.first) ?? text
             let decimal = text.allSatisfy(\.isNumber) ? text : SerialText.decimal(fromHex: hex)
-            try await CAClient.withConnection(url: enrollment.caURL, pinnedRoot: root) { client in
+            // The provisioner key is fetched from the URL that answers; its token is made for that URL.
+            _ = try await CAClient.withConnection(to: try CAEndpoints(enrollment.urls), pinnedRoot: root) { client in
                 let jwk = try await client.provisionerKey(name: enrollment.provisioner, password: password)
                 try await client.revoke(
                     serialDecimal: decimal, provisioner: enrollment.provisioner, key: jwk, reasonCode: reasonCode, reason: reason)

@@ -10,11 +10,20 @@ public struct ServerState: Codable, Equatable, Sendable {
         /// enrolled, renewed, skipped, not-due, failed
         public var result: String
         public var message: String
+        /// The CA URL that answered this attempt (with several URLs, which one); nil when none did
+        /// or the CA was not asked.
+        public var caURL: String?
 
-        public init(time: Date, result: String, message: String) {
+        public init(time: Date, result: String, message: String, caURL: String? = nil) {
             self.time = time
             self.result = result
             self.message = message
+            self.caURL = caURL
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case time, result, message
+            case caURL = "ca_url"
         }
     }
 

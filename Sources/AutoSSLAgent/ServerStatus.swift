@@ -5,7 +5,10 @@ import X509
 /// `server status`: what is installed, how long it lasts, when it renews, and how the last try went.
 public struct ServerStatusReport: Codable, Sendable {
     public var enrolled: Bool
+    /// The URL tried first.
     public var caURL: String?
+    /// Every recorded URL of the CA, in the order renewal tries them.
+    public var caURLs: [String]?
     public var fingerprint: String?
     public var certPath: String?
     public var keyPath: String?
@@ -44,6 +47,7 @@ public struct ServerStatusReport: Codable, Sendable {
     enum CodingKeys: String, CodingKey {
         case enrolled
         case caURL = "ca_url"
+        case caURLs = "ca_urls"
         case fingerprint
         case certPath = "cert_path"
         case keyPath = "key_path"
@@ -80,7 +84,7 @@ extension ServerAgent {
                 consecutiveFailures: state.consecutiveFailures)
         }
         var report = ServerStatusReport(
-            enrolled: true, caURL: enrollment.caURL, fingerprint: enrollment.fingerprint, certPath: enrollment.certPath,
+            enrolled: true, caURL: enrollment.caURL, caURLs: enrollment.urls, fingerprint: enrollment.fingerprint, certPath: enrollment.certPath,
             keyPath: enrollment.keyPath, names: enrollment.names, renewalDue: false, expired: false, timer: timerState,
             reloadCommand: enrollment.reloadCommand, suspended: enrollment.suspension != nil,
             suspensionReason: enrollment.suspension?.reason, suspendedSince: enrollment.suspension?.since,

@@ -16,33 +16,48 @@ public final class CAClient: Sendable {
     public let baseURL: String
     public let root: Certificate
     public let rootFingerprint: String
+    /// How patiently connections are made (see `CAConnectPolicy`).
+    let policy: CAConnectPolicy
     private let http: HTTPClient
 
+    /// The longest wait for one request's answer (connecting included).
     public static let timeout = TimeAmount.seconds(15)
 
     /// Downloads the root (first `/root/{fingerprint}`, then `/roots`) and checks it against `fingerprint`.
     public static func connect(url: String, fingerprint: String) async throws -> CAClient {
-        let base = try normalise(url: url)
         let pinned = try Fingerprint.normalise(fingerprint)
-        let root = try await bootstrapRoot(base: base, fingerprint: pinned)
-        try await checkHostName(base: base, root: root)
-        return try CAClient(baseURL: base, root: root)
+        return try await CAFailover.run(try CAEndpoints([url])) { base, policy in
+            try await connect(base: base, fingerprint: pinned, policy: policy)
+        }.value
     }
 
-    /// Connects (fingerprint bootstrap), runs `body`, and always shuts the client down.
-    public static func withConnection<T>(
-        url: String, fingerprint: String, _ body: (CAClient) async throws -> T
-    ) async throws -> T {
-        try await using(try await connect(url: url, fingerprint: fingerprint), body)
+    /// One URL's fingerprint bootstrap (`base` normalised, `fingerprint` normalised).
+    static func connect(base: String, fingerprint: String, policy: CAConnectPolicy) async throws -> CAClient {
+        let root = try await bootstrapRoot(base: base, fingerprint: fingerprint, policy: policy)
+        try await checkHostName(base: base, root: root, policy: policy)
+        return try CAClient(baseURL: base, root: root, policy: policy)
     }
 
-    /// Connects to a CA whose root is already pinned (after enrollment), runs `body`, shuts down.
+    /// Tries the CA's URLs in turn (see `CAFailover`): at each, the fingerprint bootstrap, then
+    /// `body`; the client is always shut down. The answer says which URL answered.
     public static func withConnection<T>(
-        url: String, pinnedRoot: Certificate, _ body: (CAClient) async throws -> T
-    ) async throws -> T {
-        let base = try normalise(url: url)
-        try await checkHostName(base: base, root: pinnedRoot)
-        return try await using(try CAClient(baseURL: base, root: pinnedRoot), body)
+        to endpoints: CAEndpoints, fingerprint: String, _ body: (CAClient) async throws -> T
+    ) async throws -> CAAnswer<T> {
+        let pinned = try Fingerprint.normalise(fingerprint)
+        return try await CAFailover.run(endpoints) { base, policy in
+            try await using(try await connect(base: base, fingerprint: pinned, policy: policy), body)
+        }
+    }
+
+    /// Tries the URLs of a CA whose root is already pinned (after enrollment) in turn, running
+    /// `body` with the first that answers; the client is always shut down.
+    public static func withConnection<T>(
+        to endpoints: CAEndpoints, pinnedRoot: Certificate, _ body: (CAClient) async throws -> T
+    ) async throws -> CAAnswer<T> {
+        try await CAFailover.run(endpoints) { base, policy in
+            try await checkHostName(base: base, root: pinnedRoot, policy: policy)
+            return try await using(try CAClient(baseURL: base, root: pinnedRoot, policy: policy), body)
+        }
     }
 
     /// Runs `body` and always shuts the client down.
@@ -57,15 +72,24 @@ public final class CAClient: Sendable {
         }
     }
 
-    init(baseURL: String, root: Certificate) throws {
+    init(baseURL: String, root: Certificate, policy: CAConnectPolicy = .patient) throws {
         self.baseURL = baseURL
         self.root = root
         self.rootFingerprint = try Fingerprint.sha256(of: root)
+        self.policy = policy
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try root.derBytes(), format: .der)])
         tls.certificateVerification = .fullVerification
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        http = Self.httpClient(tls: tls, policy: policy)
+    }
+
+    /// An HTTP client that connects as `policy` says (connect timeout, retrying a failed connect or not).
+    static func httpClient(tls: TLSConfiguration, policy: CAConnectPolicy) -> HTTPClient {
+        var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+        configuration.timeout.connect = policy.connectTimeout
+        configuration.connectionPool.retryConnectionEstablishment = policy.retriesConnecting
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     public func shutdown() async {
@@ -82,10 +106,10 @@ public final class CAClient: Sendable {
         return text
     }
 
-    static func bootstrapRoot(base: String, fingerprint: String) async throws -> Certificate {
+    static func bootstrapRoot(base: String, fingerprint: String, policy: CAConnectPolicy = .patient) async throws -> Certificate {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none  // nothing is trusted yet: the fingerprint check below is the trust
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        let client = httpClient(tls: tls, policy: policy)
         do {
             var candidates: [Certificate] = []
             let (status, body) = try await get(client, base + "/root/" + fingerprint)
@@ -93,6 +117,9 @@ public final class CAClient: Sendable {
                 candidates.append(try Certificate(pemEncoded: pem))
             } else {
                 let (rootsStatus, rootsBody) = try await get(client, base + "/roots")
+                if unavailableStatuses.contains(rootsStatus) {
+                    throw unavailable(url: base, status: rootsStatus, body: rootsBody, action: "send its roots")
+                }
                 guard rootsStatus == 200,
                       let crts = (try? JSONSerialization.jsonObject(with: rootsBody) as? [String: Any])?["crts"] as? [String] else {
                     throw AutoSSLError(.network, "\(base) did not answer like a CA (HTTP \(rootsStatus) for /roots)")
@@ -120,14 +147,100 @@ public final class CAClient: Sendable {
         return (Int(response.status.code), Data(buffer: body))
     }
 
+    /// A failure as the commands report it. A connection-level failure (see `connectionStage`)
+    /// becomes a `CAConnectionFailure`, after which failover tries the next URL; anything else
+    /// (a TLS peer that is not the CA, an unknown error) an `AutoSSLError` that stops there.
     static func map(_ error: any Error, url: String) -> any Error {
-        if error is AutoSSLError { return error }
+        if error is AutoSSLError || error is CAConnectionFailure { return error }
+        let (described, words) = describe(error, url: url)
+        guard let stage = connectionStage(of: error) else { return described }
+        return CAConnectionFailure(url: url, stage: stage, words: words, error: described)
+    }
+
+    /// The error for one URL, and its words without the URL (for a list of URLs).
+    static func describe(_ error: any Error, url: String) -> (error: AutoSSLError, words: String) {
+        if let error = error as? AutoSSLError { return (error, error.message) }
         if let words = tlsWords(error) {
-            return AutoSSLError(.trustFailure, "TLS with \(url) failed: \(words)")
+            return (AutoSSLError(.trustFailure, "TLS with \(url) failed: \(words)"), "TLS failed: \(words)")
         }
         let target = Self.target(of: url)
-        let words = NetworkFailureWords.describe(error, target: target) ?? "no usable answer from \(target)"
-        return AutoSSLError(.network, "could not reach the CA at \(url): \(words)", hint: "check the URL, the network and that `auto-ssl ca serve` runs there")
+        let words = NetworkFailureWords.describe(error, target: target) ?? httpClientWords(error, target: target)
+            ?? "no usable answer from \(target)"
+        return (
+            AutoSSLError(.network, "could not reach the CA at \(url): \(words)", hint: "check the URL, the network and that `auto-ssl ca serve` runs there"),
+            words
+        )
+    }
+
+    /// AsyncHTTPClient's own failures in words (its timeouts, a connection closed under a request).
+    static func httpClientWords(_ error: any Error, target: String) -> String? {
+        for cause in [error] + NetworkFailureWords.causes(of: error, depth: 3) {
+            guard let failure = cause as? HTTPClientError else { continue }
+            switch failure {
+            case .connectTimeout, .getConnectionFromPoolTimeout: return "no answer from \(target) (timeout while connecting)"
+            case .tlsHandshakeTimeout: return "no TLS answer from \(target) (timeout during the handshake)"
+            case .remoteConnectionClosed: return "\(target) closed the connection"
+            case .readTimeout, .deadlineExceeded: return "no answer from \(target) in time"
+            case .uncleanShutdown: return "\(target) closed the connection uncleanly"
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// Whether `error` is a failure of the connection rather than an answer, and how far it got:
+    /// nil for everything else. A TLS peer whose certificate does not verify is not a dead peer:
+    /// it is a stop, like a fingerprint mismatch.
+    static func connectionStage(of error: any Error) -> CAConnectionFailure.Stage? {
+        let chain = [error] + NetworkFailureWords.causes(of: error, depth: 3)
+        if chain.contains(where: { $0 is NIOSSLError || $0 is BoringSSLError }) {
+            if chain.contains(where: { ($0 as? NIOSSLError) == .uncleanShutdown }) { return .interrupted }
+            let text = chain.map { "\($0)" }.joined(separator: " ")
+            // Something that is not a TLS server listens there: no CA answered.
+            if text.contains("WRONG_VERSION_NUMBER") || text.contains("WRONG_SSL_VERSION") { return .notConnected }
+            return nil
+        }
+        for cause in chain {
+            if cause is NIOConnectionError || cause is SocketAddressError || cause is SocketAddressError.UnknownHost {
+                return .notConnected
+            }
+            if let failure = cause as? IOError {
+                switch failure.errnoCode {
+                case ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL, ENETDOWN, EHOSTDOWN: return .notConnected
+                case ECONNRESET, ECONNABORTED, EPIPE, ETIMEDOUT: return .interrupted
+                default: continue
+                }
+            }
+            if let failure = cause as? ChannelError {
+                switch failure {
+                case .connectTimeout: return .notConnected
+                case .eof, .ioOnClosedChannel, .alreadyClosed, .outputClosed, .inputClosed: return .interrupted
+                default: continue
+                }
+            }
+            if let failure = cause as? HTTPClientError {
+                switch failure {
+                case .connectTimeout, .tlsHandshakeTimeout, .socksHandshakeTimeout, .httpProxyHandshakeTimeout,
+                     .getConnectionFromPoolTimeout:
+                    return .notConnected
+                case .remoteConnectionClosed, .readTimeout, .writeTimeout, .deadlineExceeded, .uncleanShutdown:
+                    return .interrupted
+                default: continue
+                }
+            }
+        }
+        return nil
+    }
+
+    /// Answers that say the CA is not there to answer: a proxy without a backend (502, 504) or a
+    /// CA that cannot serve the request now (503, e.g. its database is unreachable).
+    static let unavailableStatuses: Set<Int> = [502, 503, 504]
+
+    /// An "unavailable" answer as a connection-level failure: failover tries the next URL.
+    static func unavailable(url: String, status: Int, body: Data, action: String) -> CAConnectionFailure {
+        let error = apiError(status: status, body: body, action: action)
+        return CAConnectionFailure(
+            url: url, stage: .unavailable, words: "unavailable (HTTP \(status)): \(answerMessage(body))", error: error)
     }
 
     /// `host:port` of a URL, for messages.
@@ -164,11 +277,11 @@ public final class CAClient: Sendable {
     /// certificate's IP names (`localhost` reaching a CA that names only 127.0.0.1); the CA would then
     /// refuse every token, whose audience is the URL, with a puzzling 401. An IP literal needs no
     /// extra look: NIOSSL already compares it with the certificate's IP names.
-    static func checkHostName(base: String, root: Certificate) async throws {
+    static func checkHostName(base: String, root: Certificate, policy: CAConnectPolicy = .patient) async throws {
         guard let components = URLComponents(string: base), let rawHost = components.host else { return }
         let host = bareHost(rawHost)
         guard IPAddress(host) == nil else { return }
-        let leaf = try await presentedCertificate(base: base, host: host, port: components.port ?? 443, root: root)
+        let leaf = try await presentedCertificate(base: base, host: host, port: components.port ?? 443, root: root, policy: policy)
         guard !certificate(leaf, names: host) else { return }
         let names = leaf.subjectNames
         let urls = names.map { url(for: $0, port: components.port) }
@@ -208,14 +321,19 @@ public final class CAClient: Sendable {
 
     /// The leaf certificate the CA presents at `host:port`, its chain verified against `root` (the
     /// host name is checked by the caller, in words).
-    static func presentedCertificate(base: String, host: String, port: Int, root: Certificate) async throws -> Certificate {
+    static func presentedCertificate(
+        base: String, host: String, port: Int, root: Certificate, policy: CAConnectPolicy = .patient
+    ) async throws -> Certificate {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         tls.trustRoots = .certificates([try NIOSSLCertificate(bytes: try root.derBytes(), format: .der)])
         tls.certificateVerification = .noHostnameVerification
         let context = try NIOSSLContext(configuration: tls)
+        // Connecting and the handshake share one limit: the policy's connect timeout when it has one.
+        let limit = policy.connectTimeout ?? timeout
+        let handshakeDeadline = NIODeadline.now() + limit
         let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connectTimeout(timeout)
+            .connectTimeout(limit)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: host))
@@ -225,8 +343,8 @@ public final class CAClient: Sendable {
             let channel = try await bootstrap.connect(host: host, port: port).get()
             defer { channel.close(promise: nil) }
             // A write completes only once the handshake did (NIOSSL holds it until then); a CA that
-            // never finishes the handshake is cut off after the timeout, failing the write.
-            let deadline = channel.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+            // never finishes the handshake is cut off at the deadline, failing the write.
+            let deadline = channel.eventLoop.scheduleTask(deadline: handshakeDeadline) { channel.close(promise: nil) }
             defer { deadline.cancel() }
             // The certificate is read on the event loop as the write completes, before the CA's
             // answer (or its closing the connection) can tear the pipeline down.
@@ -254,6 +372,9 @@ public final class CAClient: Sendable {
 
     public func provisioners() async throws -> [ProvisionerInfo] {
         let (status, body) = try await request("GET", "/provisioners")
+        if Self.unavailableStatuses.contains(status) {
+            throw Self.unavailable(url: baseURL, status: status, body: body, action: "list its provisioners")
+        }
         guard status == 200, let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
               let list = object["provisioners"] as? [[String: Any]] else {
             throw AutoSSLError(.network, "unexpected answer from \(baseURL)/provisioners (HTTP \(status))")
@@ -304,7 +425,7 @@ public final class CAClient: Sendable {
         var body: [String: Any] = ["csr": csrPEM, "ott": token]
         if let notAfter { body["notAfter"] = notAfter }
         let (status, data) = try await request("POST", "/1.0/sign", body: try JSONSerialization.data(withJSONObject: body))
-        guard status == 201 else { throw Self.apiError(status: status, body: data, action: "sign the certificate") }
+        guard status == 201 else { throw refusal(status: status, body: data, action: "sign the certificate") }
         return try parseChain(data)
     }
 
@@ -319,10 +440,27 @@ public final class CAClient: Sendable {
     }
 
     static func apiError(status: Int, body: Data, action: String) -> AutoSSLError {
+        let kind: FailureKind = status == 401 || status == 403 ? .trustFailure : (status >= 500 ? .network : .general)
+        return AutoSSLError(kind, "the CA refused to \(action) (HTTP \(status)): \(answerMessage(body))")
+    }
+
+    /// The `message` of an API error body (else the body's start), at most 300 characters, control
+    /// characters replaced: it comes from the network.
+    static func answerMessage(_ body: Data) -> String {
         let message = (try? JSONSerialization.jsonObject(with: body) as? [String: Any])?["message"] as? String
             ?? String(decoding: body.prefix(300), as: UTF8.self)
-        let kind: FailureKind = status == 401 || status == 403 ? .trustFailure : (status >= 500 ? .network : .general)
-        return AutoSSLError(kind, "the CA refused to \(action) (HTTP \(status)): \(message)")
+        return String(String.UnicodeScalarView(message.unicodeScalars.prefix(300).map {
+            $0.properties.generalCategory == .control ? "?" : $0
+        }))
+    }
+
+    /// A non-success answer: "unavailable" ones (502, 503, 504) move failover on, any other is the
+    /// CA's refusal and stops there.
+    func refusal(status: Int, body: Data, action: String) -> any Error {
+        if Self.unavailableStatuses.contains(status) {
+            return Self.unavailable(url: baseURL, status: status, body: body, action: action)
+        }
+        return Self.apiError(status: status, body: body, action: action)
     }
 
     func request(_ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]) async throws -> (Int, Data) {
@@ -382,7 +520,7 @@ extension CAClient {
         tls.certificateVerification = .fullVerification
         tls.certificateChain = try chain.map { .certificate(try NIOSSLCertificate(bytes: try $0.derBytes(), format: .der)) }
         tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key.pkcs8DERRepresentation, format: .der))
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        return Self.httpClient(tls: tls, policy: policy)
     }
 
     func holderRequest(
@@ -413,7 +551,7 @@ extension CAClient {
     /// Renews `chain[0]`, proving possession with `key`; the key stays the same.
     public func renew(chain: [Certificate], key: SigningKey, method: HolderAuthentication) async throws -> SignedChain {
         let (status, data) = try await holderRequest("/renew", body: nil, chain: chain, key: key, method: method)
-        guard status == 201 else { throw Self.apiError(status: status, body: data, action: "renew the certificate") }
+        guard status == 201 else { throw refusal(status: status, body: data, action: "renew the certificate") }
         return try parseChain(data)
     }
 
@@ -424,7 +562,7 @@ extension CAClient {
             "passive": true,
         ] as [String: Any])
         let (status, data) = try await holderRequest("/revoke", body: body, chain: chain, key: key, method: method)
-        guard status == 200 else { throw Self.apiError(status: status, body: data, action: "revoke the certificate") }
+        guard status == 200 else { throw refusal(status: status, body: data, action: "revoke the certificate") }
     }
 
     /// Revokes any serial with a provisioner token (`sub` = the serial).
@@ -438,13 +576,13 @@ extension CAClient {
             "serial": serialDecimal, "reasonCode": reasonCode, "reason": reason, "passive": true, "ott": token,
         ] as [String: Any])
         let (status, data) = try await request("POST", "/1.0/revoke", body: body)
-        guard status == 200 else { throw Self.apiError(status: status, body: data, action: "revoke the certificate") }
+        guard status == 200 else { throw refusal(status: status, body: data, action: "revoke the certificate") }
     }
 
     /// The current CRL (DER).
     public func crl() async throws -> [UInt8] {
         let (status, data) = try await request("GET", "/1.0/crl")
-        guard status == 200 else { throw Self.apiError(status: status, body: data, action: "send its CRL") }
+        guard status == 200 else { throw refusal(status: status, body: data, action: "send its CRL") }
         return Array(data)
     }
 

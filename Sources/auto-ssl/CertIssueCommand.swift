@@ -16,11 +16,12 @@ struct CertIssueCommand: AsyncParsableCommand {
         abstract: "Get one certificate from a CA: the key is made here and never leaves this machine.",
         discussion: """
             The CA is trusted through its root fingerprint (exit 6 on mismatch, nothing written). \
-            Writes the chain (leaf + intermediate, 0644) and the key (0600) atomically.
+            Writes the chain (leaf + intermediate, 0644) and the key (0600) atomically. With several --ca-url, \
+            the URLs are tried in order: the next one when a URL does not answer, never after the CA refused.
             """)
 
-    @Option(help: "CA URL, e.g. https://ca.internal:9000.")
-    var caUrl: String
+    @Option(help: CAURLHelp.required)
+    var caUrl: [String]
 
     @Option(help: "SHA-256 fingerprint of the CA's root (colons allowed).")
     var fingerprint: String
@@ -55,6 +56,7 @@ struct CertIssueCommand: AsyncParsableCommand {
         Output.quiet = output.quiet
         guard !san.isEmpty else { throw AutoSSLError.invalidArgument("at least one --san is required") }
         let names = try san.map(SubjectName.init(parsing:))
+        let endpoints = try CAEndpoints(caUrl)
         if let duration { _ = try CertificateDuration(parsing: duration) }
         let algorithm = try KeyAlgorithm.leaf(keyType: keyType)
         for path in [outCert, outKey] {
@@ -74,11 +76,13 @@ struct CertIssueCommand: AsyncParsableCommand {
         }
 
         let key = try SigningKey.generate(algorithm)
-        let signed = try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
+        // A fresh token for each URL tried (its audience is that URL).
+        let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             let jwk = try await client.provisionerKey(name: provisioner, password: password)
             let token = try client.signToken(provisioner: provisioner, key: jwk, names: names)
             return try await client.sign(csrPEM: try VerifiedCSR.make(names: names, key: key), token: token, notAfter: duration)
         }
+        let signed = answer.value
         try FileOperations.replaceTogether([
             (Array(key.pkcs8PEMRepresentation.utf8), Directories.absolute(outKey), 0o600),
             (Array(signed.pemChain.utf8), Directories.absolute(outCert), 0o644),
@@ -89,5 +93,6 @@ struct CertIssueCommand: AsyncParsableCommand {
         Output.progress("  valid until \(Output.date(signed.leaf.notValidAfter))")
         Output.progress("  certificate chain: \(outCert)")
         Output.progress("  private key:       \(outKey) (mode 0600)")
+        Output.contact(answer.contact)
     }
 }

@@ -12,9 +12,9 @@ struct CertRenewCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "renew",
         abstract: "Renew a certificate, authenticated by the certificate itself (same names, same key).",
-        discussion: "Writes the new chain atomically; on failure the existing files stay as they were.")
+        discussion: "Writes the new chain atomically; on failure the existing files stay as they were. Several --ca-url are tried in order.")
 
-    @Option(help: "CA URL.") var caUrl: String
+    @Option(help: CAURLHelp.required) var caUrl: [String]
     @Option(help: "SHA-256 fingerprint of the CA's root.") var fingerprint: String
     @Option(help: ArgumentHelp("The current certificate chain.", valueName: "file")) var cert: String
     @Option(help: ArgumentHelp("Its private key.", valueName: "file")) var key: String
@@ -26,13 +26,16 @@ struct CertRenewCommand: AsyncParsableCommand {
         guard let authentication = CAClient.HolderAuthentication(rawValue: method) else {
             throw AutoSSLError.invalidArgument("--method must be mtls or token")
         }
+        let endpoints = try CAEndpoints(caUrl)
         let chain = try HolderFiles.chain(cert)
         let signingKey = try HolderFiles.key(key, matching: chain[0])
-        let renewed = try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
+        let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             try await client.renew(chain: chain, key: signingKey, method: authentication)
         }
+        let renewed = answer.value
         try FileOperations.writeAtomically(renewed.pemChain, to: Directories.absolute(outCert ?? cert), mode: 0o644)
         print("Renewed: new serial \(renewed.leaf.serialNumber.hexString), valid until \(Output.date(renewed.leaf.notValidAfter)) (written to \(outCert ?? cert))")
+        Output.contact(answer.contact)
     }
 }
 
@@ -47,9 +50,10 @@ struct RevocationReason: ParsableArguments {
 struct CertRevokeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke",
-        abstract: "Revoke a certificate at the CA: with the certificate itself, or any serial with a provisioner password.")
+        abstract: "Revoke a certificate at the CA: with the certificate itself, or any serial with a provisioner password.",
+        discussion: "Several --ca-url are tried in order: the next one when a URL does not answer, never after the CA refused.")
 
-    @Option(help: "CA URL.") var caUrl: String
+    @Option(help: CAURLHelp.required) var caUrl: [String]
     @Option(help: "SHA-256 fingerprint of the CA's root.") var fingerprint: String
     @Option(help: ArgumentHelp("The certificate to revoke (with --key).", valueName: "file")) var cert: String?
     @Option(help: ArgumentHelp("Its private key.", valueName: "file")) var key: String?
@@ -61,7 +65,8 @@ struct CertRevokeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try Authority.validateReasonCode(reason.reasonCode)
-        try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
+        let endpoints = try CAEndpoints(caUrl)
+        let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client -> String in
             if let cert, let key {
                 guard let authentication = CAClient.HolderAuthentication(rawValue: method) else {
                     throw AutoSSLError.invalidArgument("--method must be mtls or token")
@@ -70,7 +75,7 @@ struct CertRevokeCommand: AsyncParsableCommand {
                 try await client.revoke(
                     chain: chain, key: try HolderFiles.key(key, matching: chain[0]), method: authentication,
                     reasonCode: reason.reasonCode, reason: reason.reason)
-                print("Revoked \(chain[0].serialNumber.hexString).")
+                return "Revoked \(chain[0].serialNumber.hexString)."
             } else if let serial {
                 guard let passwordFile else {
                     throw AutoSSLError.invalidArgument("--serial needs the provisioner password", hint: "pass --password-file")
@@ -81,11 +86,13 @@ struct CertRevokeCommand: AsyncParsableCommand {
                     name: provisioner, password: try SecretFiles.read(passwordFile, option: "--password-file"))
                 try await client.revoke(
                     serialDecimal: decimal, provisioner: provisioner, key: jwk, reasonCode: reason.reasonCode, reason: reason.reason)
-                print("Revoked serial \(serial).")
+                return "Revoked serial \(serial)."
             } else {
                 throw AutoSSLError.invalidArgument("name the certificate (--cert and --key) or a --serial")
             }
         }
+        print(answer.value)
+        Output.contact(answer.contact)
     }
 }
 

@@ -50,10 +50,11 @@ struct ClientTrustCommand: AsyncParsableCommand {
         discussion: """
             Either download the root (--ca-url and --fingerprint; a mismatch exits 6 and installs nothing) or \
             take it from --cert-file (with --fingerprint it is checked too). Trusting twice changes nothing. \
-            --print-script macos|windows writes a self-contained script for those systems instead.
+            --print-script macos|windows writes a self-contained script for those systems instead. Several \
+            --ca-url are tried in order: the next one when a URL does not answer, never after a mismatch.
             """)
 
-    @Option(help: "CA URL, e.g. https://ca.internal:9000.") var caUrl: String?
+    @Option(help: CAURLHelp.optional) var caUrl: [String] = []
     @Option(help: "SHA-256 fingerprint of the root (colons allowed).") var fingerprint: String?
     @Option(help: ArgumentHelp("A root certificate file (PEM or DER) instead of downloading it.", valueName: "file"))
     var certFile: String?
@@ -111,10 +112,14 @@ struct ClientTrustCommand: AsyncParsableCommand {
             }
             return root
         }
-        guard let caUrl, let fingerprint else {
+        guard !caUrl.isEmpty, let fingerprint else {
             throw AutoSSLError.invalidArgument("give --ca-url and --fingerprint, or --cert-file")
         }
-        return try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { $0.root }
+        let answer = try await CAClient.withConnection(to: try CAEndpoints(caUrl), fingerprint: fingerprint) { $0.root }
+        // On stderr: a printed script (--print-script) is the only thing on stdout.
+        Output.skippedURLs(answer.contact)
+        if answer.contact.choices > 1 { Output.standardError("Root downloaded from the CA at \(answer.contact.url).\n") }
+        return answer.value
     }
 
     static func readCertificate(_ path: String) throws -> Certificate {

@@ -36,6 +36,26 @@ enum ServerCLI {
     }
 }
 
+/// A secret read at most once (a prompt or a file), however many of the CA's URLs are tried.
+final class SecretOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var secret: String?
+    private let read: () throws -> String
+
+    init(_ read: @escaping () throws -> String) {
+        self.read = read
+    }
+
+    func value() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        if let secret { return secret }
+        let value = try read()
+        secret = value
+        return value
+    }
+}
+
 struct ServerEnrollCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enroll",
@@ -44,10 +64,13 @@ struct ServerEnrollCommand: AsyncParsableCommand {
             The CA is trusted only if its root has the given fingerprint (exit 6 and nothing written otherwise). \
             The key is made here and never leaves this machine. Files: server.crt (chain, 0644), server.key (0600) \
             and ca.crt (the root) in $AUTO_SSL_CERT_DIR (default /etc/ssl/auto-ssl); the replaced pair is kept in \
-            $AUTO_SSL_DATA_DIR/cert-backups (last 5). Renewal: auto-ssl-renew.timer every 15 minutes.
+            $AUTO_SSL_DATA_DIR/cert-backups (last 5). Renewal: auto-ssl-renew.timer every 15 minutes. \
+            With several --ca-url (the CA's replicas), all are recorded and tried in order, at enrollment \
+            and at every renewal: a URL that does not answer moves on to the next within a second; an \
+            answer that refuses (or a fingerprint mismatch) stops there.
             """)
 
-    @Option(help: "CA URL, e.g. https://ca.internal:9000.") var caUrl: String
+    @Option(help: CAURLHelp.required) var caUrl: [String]
     @Option(help: "SHA-256 fingerprint of the CA's root (colons allowed; shown by `auto-ssl ca status`).") var fingerprint: String
     @Option(help: "Name for the certificate (repeatable; DNS or IP; the first is the subject CN). Default: hostname, FQDN and primary IPs.")
     var san: [String] = []
@@ -79,23 +102,29 @@ struct ServerEnrollCommand: AsyncParsableCommand {
             throw AutoSSLError.invalidArgument("this machine has no usable hostname or address", hint: "name it with --san")
         }
         _ = try Fingerprint.normalise(fingerprint)
+        let endpoints = try CAEndpoints(caUrl)
         let agent = ServerCLI.agent
         let directories = agent.directories
         let family = OSFamily.current().family
         let plan = ServerAgent.EnrollmentPlan(
-            caURL: caUrl, names: names, duration: duration,
+            caURLs: endpoints.urls, names: names, duration: duration,
             certPath: Directories.absolute(certPath ?? directories.certDir + "/server.crt"),
             keyPath: Directories.absolute(keyPath ?? directories.certDir + "/server.key"),
             rootPath: directories.certDir + "/ca.crt", keyAlgorithm: algorithm, provisioner: provisioner, reload: webServer,
             reloadCommand: exec ?? webServer?.reloadCommand(systemd: SystemdUnits.systemdIsRunning, family: family),
             installTimer: !noRenewal)
 
-        let result = try await CAClient.withConnection(url: caUrl, fingerprint: fingerprint) { client in
+        // Asked once, when the first URL has shown the right root; kept for the next URL if that one stops answering.
+        let password = SecretOnce { [passwordFile, nonInteractive, provisioner] in
+            try ServerCLI.password(file: passwordFile, nonInteractive: nonInteractive, provisioner: provisioner)
+        }
+        let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             Output.progress("CA \(client.baseURL): root fingerprint \(client.rootFingerprint) matches.")
             Output.progress("Certificate names: \(names.map(\.description).joined(separator: ", "))")
-            let password = try ServerCLI.password(file: passwordFile, nonInteractive: nonInteractive, provisioner: provisioner)
-            return try await agent.enroll(plan, client: client, password: password)
+            return try await agent.enroll(plan, client: client, password: try password.value())
         }
+        let result = answer.value
+        Output.contact(answer.contact)
         if Output.quiet { print(ServerAgent.serialText(result.leaf)) }
         Output.progress("Enrolled: serial \(ServerAgent.serialText(result.leaf)), valid until \(Output.date(result.leaf.notValidAfter))")
         Output.progress("  certificate chain: \(plan.certPath) (0644)")
@@ -104,7 +133,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         if let combined = plan.combinedPath { Output.progress("  key + chain:       \(combined) (0600, for HAProxy)") }
         if let backup = result.backedUpTo { Output.progress("  previous pair kept in \(backup)") }
         for warning in result.warnings { Output.warning(warning) }
-        Output.progress("  recorded in \(directories.configFile)")
+        Output.progress("  recorded in \(directories.configFile)" + (endpoints.urls.count > 1 ? " with the CA's \(endpoints.urls.count) URLs, tried in this order at renewal: \(endpoints.urls.joined(separator: ", "))" : ""))
 
         if noRenewal {
             Output.progress("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
@@ -140,7 +169,8 @@ struct ServerRenewCommand: AsyncParsableCommand {
         abstract: "Renew the certificate once 2/3 of its lifetime has passed (what the timer runs).",
         discussion: """
             Authenticated by the current certificate. On success the chain is swapped atomically and the reload \
-            command runs; on failure the files stay as they were and the exit code is non-zero. \
+            command runs; on failure the files stay as they were and the exit code is non-zero. The CA URLs \
+            recorded at enrollment are tried in order; the one that answered is shown (and in `server status`). \
             --daemon keeps running (for hosts without systemd) and stops cleanly on SIGTERM.
             """)
 
@@ -167,9 +197,10 @@ struct ServerRenewCommand: AsyncParsableCommand {
             Output.progress("Renewal skipped: renewals are suspended (\(reason)). Resume with `auto-ssl server resume`; --force renews anyway.")
         case .notDue(let point, let notAfter):
             Output.progress("Not due: the certificate renews after \(Output.date(point)) (valid until \(Output.date(notAfter))). --force renews now.")
-        case .renewed(let leaf, let previous, let reload):
+        case .renewed(let leaf, let previous, let reload, let contact):
             if Output.quiet { print(ServerAgent.serialText(leaf)) }
             Output.progress("Renewed: serial \(ServerAgent.serialText(leaf)) replaces \(previous), valid until \(Output.date(leaf.notValidAfter)).")
+            Output.contact(contact)
             if let reload {
                 guard reload.succeeded else {
                     throw AutoSSLError.general(
@@ -229,7 +260,7 @@ struct ServerStatusCommand: AsyncParsableCommand {
 
     static func text(_ report: ServerStatusReport) -> String {
         guard report.enrolled else { return "Not enrolled. Enroll with: auto-ssl server enroll --ca-url URL --fingerprint FP" }
-        var lines = ["CA:            \(report.caURL ?? "")", "Names:         \(report.names.joined(separator: ", "))"]
+        var lines = ["CA:            \((report.caURLs ?? report.caURL.map { [$0] } ?? []).joined(separator: ", "))", "Names:         \(report.names.joined(separator: ", "))"]
         if let serial = report.serial, let notBefore = report.notBefore, let notAfter = report.notAfter {
             lines.append("Serial:        \(serial)")
             lines.append("Issuer:        \(report.issuer ?? "")")
@@ -254,7 +285,8 @@ struct ServerStatusCommand: AsyncParsableCommand {
             lines.append("Suspended:     no")
         }
         if let attempt = report.lastAttempt {
-            lines.append("Last attempt:  \(Output.date(attempt.time)) \(attempt.result): \(attempt.message)")
+            lines.append("Last attempt:  \(Output.date(attempt.time)) \(attempt.result): \(attempt.message)"
+                + (attempt.caURL.map { " (CA \($0) answered)" } ?? ""))
         }
         if report.consecutiveFailures > 0 { lines.append("Failures:      \(report.consecutiveFailures) in a row") }
         if let command = report.enrollCommand {
