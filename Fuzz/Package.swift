@@ -17,6 +17,7 @@ let targets: [(name: String, modules: [String])] = [
     ("CSRFuzz", ["AutoSSLCore"]),
     ("ACMEJWSFuzz", ["AutoSSLCore"]),
     ("OpenSSLEncFuzz", ["AutoSSLCore"]),
+    ("PostgresSettingsFuzz", ["AutoSSLCore"]),
     ("TarListFuzz", ["AutoSSLHost"]),
     ("DNSMessageFuzz", ["AutoSSLWire"]),
     ("HTTPResponseFuzz", ["AutoSSLWire"]),

@@ -171,14 +171,12 @@ public final class ACMEAuthority: Sendable {
             try verify(jws, key)
             return ACMERequest(endpoint: endpoint, jws: jws, account: nil, key: key)
         }
-        let accountPrefix = endpoint.base + "/account/"
-        guard let kid = jws.header.kid, kid.hasPrefix(accountPrefix) else {
+        guard let kid = jws.header.kid, let id = Self.accountID(kid: kid, base: endpoint.base) else {
             throw ACMEProblem(.accountDoesNotExist, "\"kid\" is not an account URL of this provisioner", status: 400)
         }
         if endpoint.url.hasSuffix("/new-account") {
             throw ACMEProblem(.malformed, "newAccount must carry \"jwk\", not \"kid\"")
         }
-        let id = String(kid.dropFirst(accountPrefix.count))
         guard let account = try await database.account(id: id), account.provisioner == endpoint.provisioner.name else {
             throw ACMEProblem(.accountDoesNotExist, "no account \(id)", status: 400)
         }
@@ -188,6 +186,20 @@ public final class ACMEAuthority: Sendable {
         let key = try Self.key(of: account)
         try verify(jws, key)
         return ACMERequest(endpoint: endpoint, jws: jws, account: account, key: key)
+    }
+
+    /// The account ID in `kid`: an account URL of this provisioner, at this address or at another
+    /// one of the same CA (a replica, or a name the client used before it failed over). The host
+    /// is not what proves the account: the JWS signature by the account's key is.
+    static func accountID(kid: String, base: String) -> String? {
+        let prefix = base + "/account/"
+        if kid.hasPrefix(prefix) { return String(kid.dropFirst(prefix.count)) }
+        guard kid.utf8.count <= 2048, let kidURL = URL(string: kid), kidURL.scheme == "https",
+              let baseURL = URL(string: base) else { return nil }
+        let path = baseURL.path + "/account/"
+        guard kidURL.query == nil, kidURL.fragment == nil, kidURL.path.hasPrefix(path) else { return nil }
+        let id = String(kidURL.path.dropFirst(path.count))
+        return id.isEmpty || id.contains("/") ? nil : id
     }
 
     static func key(of account: ACMEAccountRecord) throws -> ACMEAccountKey {

@@ -1,3 +1,4 @@
+import AutoSSLCore
 import AutoSSLStore
 import Foundation
 import Testing

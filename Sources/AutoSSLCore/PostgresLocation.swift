@@ -1,4 +1,4 @@
-import AutoSSLCore
+
 import Foundation
 
 /// Where a CA's PostgreSQL database is: `postgres://USER@HOST[:PORT]/DATABASE`. The password never
@@ -28,12 +28,25 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
         guard components.password == nil else {
             throw AutoSSLError.invalidArgument("the PostgreSQL URL carries a password", hint: form)
         }
-        guard let user = components.user, !user.isEmpty, let host = components.host, !host.isEmpty else {
+        guard let user = components.user, !user.isEmpty, var host = components.host, !host.isEmpty else {
             throw AutoSSLError.invalidArgument("the PostgreSQL URL needs a user and a host", hint: form)
         }
+        // Some Foundation versions keep an IPv6 literal's brackets in `host`.
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { throw AutoSSLError.invalidArgument("the PostgreSQL URL needs a user and a host", hint: form) }
         let database = String(components.path.drop(while: { $0 == "/" }))
         guard !database.isEmpty, !database.contains("/"), components.query == nil, components.fragment == nil else {
             throw AutoSSLError.invalidArgument("the PostgreSQL URL needs exactly one database name and nothing after it", hint: form)
+        }
+        // Plain names only: what is written is what is used, with nothing to escape or decode.
+        let nameCharacters = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+        guard user.count <= 63, database.count <= 63, user.allSatisfy(nameCharacters.contains),
+              database.allSatisfy(nameCharacters.contains) else {
+            throw AutoSSLError.invalidArgument(
+                "the PostgreSQL user and database names may use letters, digits, '_', '.' and '-' (at most 63 each)", hint: form)
+        }
+        guard host.count <= 253, host.allSatisfy({ nameCharacters.contains($0) || $0 == ":" }) else {
+            throw AutoSSLError.invalidArgument("the PostgreSQL host must be a host name or an IP address", hint: form)
         }
         let port = components.port ?? 5432
         guard (1...65_535).contains(port) else {
