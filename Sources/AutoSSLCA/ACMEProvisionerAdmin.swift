@@ -136,6 +136,7 @@ extension ProvisionerAdmin {
         let key = Data(SecureRandom.bytes(32))
         let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
         try await database.acme.addEABKey(kid: kid, provisioner: name, key: key, now: Date())
+        await AdminEventLog.record(database, event: "eab.added", detail: "key \(kid) for ACME provisioner \(name)")
         try await database.close()
         return (kid, Base64URL.encode(key))
     }
@@ -149,6 +150,9 @@ extension ProvisionerAdmin {
         let outcome: ACMEEABKeyRemoval
         do {
             outcome = try await database.acme.removeEABKey(kid: kid)
+            if case .removed(let provisioner) = outcome {
+                await AdminEventLog.record(database, event: "eab.removed", detail: "key \(kid) of ACME provisioner \(provisioner)")
+            }
         } catch {
             try? await database.close()
             throw error

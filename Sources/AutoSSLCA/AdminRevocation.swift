@@ -36,6 +36,9 @@ public struct AdminRevocation {
             let changed = try await store.revoke(
                 serial: record.serial, RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: "admin"))
             if changed {
+                await AdminEventLog.record(
+                    database, event: "certificate.revoked", detail: "\(record.serial) (\(record.names.joined(separator: ", "))), reason code \(reasonCode)",
+                    now: now)
                 try loader.openAuditLog().record(.init(
                     "certificate.revoked", time: now, serial: record.serial, sans: record.names,
                     reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,

@@ -31,6 +31,13 @@ extension CAStatusReport {
         public var state: String
         /// nil for SQLite (one machine, no replicas).
         public var replicas: [Replica]?
+        /// The newest administrative changes made on any replica (nil for SQLite: see the audit log).
+        public var adminEvents: [AdminEvent]?
+
+        enum CodingKeys: String, CodingKey {
+            case kind, location, state, replicas
+            case adminEvents = "admin_events"
+        }
 
         /// A replica whose last heartbeat is older than this (several missed beats) is not alive.
         public static let aliveWithin: TimeInterval = 30
@@ -39,13 +46,14 @@ extension CAStatusReport {
         public static func load(_ settings: CASettings, directories: Directories, now: Date = Date()) async -> DatabaseReport {
             guard let shared = settings.database else {
                 return DatabaseReport(
-                    kind: "sqlite", location: settings.paths.databaseDir + "/auto-ssl.sqlite", state: "ok", replicas: nil)
+                    kind: "sqlite", location: settings.paths.databaseDir + "/auto-ssl.sqlite", state: "ok", replicas: nil, adminEvents: nil)
             }
-            var report = DatabaseReport(kind: "postgresql", location: shared.url, state: "ok", replicas: [])
+            var report = DatabaseReport(kind: "postgresql", location: shared.url, state: "ok", replicas: [], adminEvents: [])
             do {
                 let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
                 defer { Task { try? await database.close() } }
                 let heartbeats = try await database.replicated?.replicas() ?? []
+                report.adminEvents = try await database.replicated?.adminEvents(limit: 10)
                 report.replicas = heartbeats.map {
                     Replica(
                         name: $0.name, addresses: $0.addresses, version: $0.version, startedAt: $0.startedAt, lastSeen: $0.lastSeen,

@@ -122,6 +122,8 @@ public struct DatabaseMigration: Sendable {
                 try? await source.close()
                 throw error
             }
+            await AdminEventLog.record(
+                target, event: "database.migrated", detail: "from \(sqlitePath): \(reports.reduce(0) { $0 + $1.rows }) rows", now: now)
             try await target.close()
         } catch {
             try? await target.close()

@@ -1,5 +1,6 @@
 import AutoSSLConfig
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLIO
 import AutoSSLStore
 import Foundation
@@ -159,7 +160,8 @@ public struct SharedSettingsSync: Sendable {
     /// that it is in force on every replica: for a CA on a shared database, the document in force is
     /// applied here first, then `body` runs, then the result is published; when another replica
     /// published in between, the publication is refused and the command must be run again.
-    public func change<T>(_ body: () throws -> T) async throws -> T {
+    /// `what` (e.g. "provisioner add fleet") goes to the shared log of administrative changes.
+    public func change<T>(_ what: String, _ body: () throws -> T) async throws -> T {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
         guard settings.database != nil else { return try body() }
@@ -172,7 +174,8 @@ public struct SharedSettingsSync: Sendable {
             let revision = try await pull(state)
             let result = try body()
             do {
-                try await publish(state, expectedRevision: revision)
+                let published = try await publish(state, expectedRevision: revision)
+                await AdminEventLog.record(database, event: "settings.changed", detail: "\(what) (revision \(published))", logger: logger)
             } catch StoreError.settingsChangedConcurrently {
                 throw AutoSSLError.general(
                     "another replica changed the provisioners or policy at the same time; this change is not in force",
@@ -226,6 +229,23 @@ public struct SharedSettingsSync: Sendable {
                 }
             }
             group.cancelAll()
+        }
+    }
+}
+
+/// The shared log of administrative changes of a CA on PostgreSQL (`ReplicatedState.recordAdminEvent`),
+/// next to each machine's own audit log. Recording is best effort: the change it describes is
+/// already made, so a failure to log it is reported, not undone.
+public enum AdminEventLog {
+    public static func record(
+        _ database: CADatabase, event: String, detail: String, now: Date = Date(),
+        logger: Logger = Logger(label: "auto-ssl.ca.admin")
+    ) async {
+        guard let state = database.replicated else { return }
+        do {
+            try await state.recordAdminEvent(AdminEvent(at: now, host: NetworkAddresses.hostname(), event: event, detail: detail))
+        } catch {
+            logger.warning("the change was made, but the shared log of administrative changes could not record it: \(error)")
         }
     }
 }

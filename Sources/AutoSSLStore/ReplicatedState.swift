@@ -30,6 +30,13 @@ public protocol ReplicatedState: Sendable {
     /// Every replica listening is told at once. Returns the new revision.
     func publishSettings(_ document: String, expectedRevision: Int64?, now: Date) async throws -> Int64
 
+    /// Appends an administrative change (a provisioner added, a certificate revoked by `ca revoke`,
+    /// ...) to the log every replica's operators see, whichever machine it was made on.
+    func recordAdminEvent(_ event: AdminEvent) async throws
+
+    /// The newest `limit` administrative changes, newest first.
+    func adminEvents(limit: Int) async throws -> [AdminEvent]
+
     /// Yields each time another replica (or this one) publishes settings, as far as the database
     /// can tell; callers still poll now and then, since a notification can be missed while the
     /// connection is down.
@@ -72,5 +79,22 @@ public struct SharedSettingsDocument: Sendable, Equatable {
         self.revision = revision
         self.json = json
         self.updatedAt = updatedAt
+    }
+}
+
+/// One administrative change, as the shared log keeps it.
+public struct AdminEvent: Sendable, Equatable, Codable {
+    public var at: Date
+    /// The machine the command ran on.
+    public var host: String
+    /// "settings.changed", "certificate.revoked", "eab.added", ...
+    public var event: String
+    public var detail: String
+
+    public init(at: Date, host: String, event: String, detail: String) {
+        self.at = at
+        self.host = host
+        self.event = event
+        self.detail = detail
     }
 }

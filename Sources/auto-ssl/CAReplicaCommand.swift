@@ -60,7 +60,8 @@ struct CAReplicaAddCommand: AsyncParsableCommand {
 
 struct CAReplicaListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "list", abstract: "The replicas that recorded a heartbeat in the shared database, and when.")
+        commandName: "list",
+        abstract: "The replicas that recorded a heartbeat in the shared database, and the latest administrative changes made on any of them.")
 
     @Flag(help: "Print JSON.") var json = false
 
@@ -80,6 +81,11 @@ struct CAReplicaListCommand: AsyncParsableCommand {
         if replicas.isEmpty { print("No replica has started yet.") }
         for replica in replicas {
             print("\(replica.alive ? "up  " : "DOWN") \(replica.name)  \(replica.addresses.joined(separator: ", "))  auto-ssl \(replica.version)  last seen \(Output.date(replica.lastSeen))")
+        }
+        if let events = report.adminEvents, !events.isEmpty {
+            print("")
+            print("Recent administrative changes (any replica, newest first):")
+            for event in events { print("  \(Output.date(event.at))  \(event.host)  \(event.event)  \(event.detail)") }
         }
     }
 }

@@ -122,6 +122,13 @@ import TestSupport
         }
         #expect(listedOnB)
 
+        // Both changes are in the shared log of administrative changes, read on B.
+        let listed = try b.sandbox.run(["ca", "replica", "list", "--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [String: Any]
+        let events = (report?["admin_events"] as? [[String: Any]] ?? []).map { "\($0["event"] ?? "") \($0["detail"] ?? "")" }
+        #expect(events.contains { $0.hasPrefix("settings.changed provisioner add fleet") }, "\(listed)")
+        #expect(events.contains { $0.hasPrefix("certificate.revoked") && $0.lowercased().contains(serial.lowercased().drop { $0 == "0" }) }, "\(listed)")
+
         // Removed on B, refused on A within seconds.
         let removed = try b.sandbox.run(["ca", "provisioner", "remove", "fleet", "--yes"])
         #expect(removed.status == 0, "\(removed)")

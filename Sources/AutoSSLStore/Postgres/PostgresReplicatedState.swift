@@ -132,6 +132,31 @@ public final class PostgresReplicatedState: ReplicatedState {
         }
     }
 
+    public func recordAdminEvent(_ event: AdminEvent) async throws {
+        let logger = logger
+        try await read { client in
+            try await client.query(
+                """
+                INSERT INTO admin_events (at, host, event, detail)
+                VALUES (\(event.at.timeIntervalSince1970), \(event.host), \(event.event), \(event.detail))
+                """, logger: logger)
+        }
+    }
+
+    public func adminEvents(limit: Int) async throws -> [AdminEvent] {
+        let logger = logger
+        let count = max(0, min(limit, 10_000))
+        return try await read { client in
+            var found: [AdminEvent] = []
+            let rows = try await client.query(
+                "SELECT at, host, event, detail FROM admin_events ORDER BY id DESC LIMIT \(count)", logger: logger)
+            for try await (at, host, event, detail) in rows.decode((Double, String, String, String).self) {
+                found.append(AdminEvent(at: Date(timeIntervalSince1970: at), host: host, event: event, detail: detail))
+            }
+            return found
+        }
+    }
+
     public func settingsNotifications() -> AsyncStream<Void> {
         let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let client = client

@@ -148,6 +148,15 @@ enum PostgresSchema {
                 updated_at DOUBLE PRECISION NOT NULL
             )
             """,
+            """
+            CREATE TABLE admin_events (
+                id BIGSERIAL PRIMARY KEY,
+                at DOUBLE PRECISION NOT NULL,
+                host TEXT NOT NULL,
+                event TEXT NOT NULL,
+                detail TEXT NOT NULL
+            )
+            """,
         ]),
     ]
 
