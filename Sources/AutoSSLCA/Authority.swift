@@ -82,7 +82,7 @@ public final class Authority: Sendable {
         settings: CASettings, root: Certificate, intermediate: Certificate, intermediateKey: SigningKey,
         provisioners: ProvisionerCollection, store: any CertificateDatabase, audit: AuditLog,
         previousIntermediates: [Certificate] = [], previousIntermediateKeys: [String: SigningKey] = [:],
-        logger: Logger = Logger(label: "auto-ssl.authority")
+        replicated: (any ReplicatedState)? = nil, logger: Logger = Logger(label: "auto-ssl.authority")
     ) throws {
         guard intermediateKey.publicKey == intermediate.publicKey else {
             throw AutoSSLError.general("the intermediate key does not match the intermediate certificate")
@@ -97,12 +97,13 @@ public final class Authority: Sendable {
         self.store = store
         self.audit = audit
         self.previousIntermediates = previousIntermediates
-        self.crl = try CRLPublisher(issuer: intermediate, key: intermediateKey, store: store)
+        self.crl = try CRLPublisher(issuer: intermediate, key: intermediateKey, store: store, shared: replicated)
         var previousCRLs: [String: CRLPublisher] = [:]
         for certificate in previousIntermediates {
             let serial = certificate.serialNumber.hexString
             guard let key = previousIntermediateKeys[serial], key.publicKey == certificate.publicKey else { continue }
-            previousCRLs[serial] = try CRLPublisher(issuer: certificate, key: key, store: store, listsUnattributed: false)
+            previousCRLs[serial] = try CRLPublisher(
+                issuer: certificate, key: key, store: store, shared: replicated, listsUnattributed: false)
         }
         self.previousCRLs = previousCRLs
         self.logger = logger

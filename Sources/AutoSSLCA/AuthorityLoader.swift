@@ -162,7 +162,7 @@ public struct AuthorityLoader: Sendable {
                 settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
                 provisioners: provisioners, store: database.certificates, audit: audit,
                 previousIntermediates: previous, previousIntermediateKeys: previousIntermediateKeys(previous, settings: settings, password: password),
-                logger: logger)
+                replicated: database.replicated, logger: logger)
             return (authority, database)
         } catch {
             // Nothing else holds the database yet.

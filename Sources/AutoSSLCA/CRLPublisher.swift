@@ -26,11 +26,21 @@ public actor CRLPublisher {
     private(set) var der: [UInt8]?
     private(set) var generatedAt: Date?
     private var marker: Int64?
+    /// The number of the CRL served now.
+    private(set) var number: Int64?
+    /// Replicas of a CA on PostgreSQL share their newest CRL through this; nil on SQLite.
+    let shared: (any ReplicatedState)?
+    let issuerSerial: String
 
-    init(issuer: Certificate, key: SigningKey, store: any CertificateDatabase, listsUnattributed: Bool = true) throws {
+    init(
+        issuer: Certificate, key: SigningKey, store: any CertificateDatabase, shared: (any ReplicatedState)? = nil,
+        listsUnattributed: Bool = true
+    ) throws {
         self.issuer = issuer
         self.key = key
         self.store = store
+        self.shared = shared
+        self.issuerSerial = issuer.serialNumber.hexString
         self.issuerKeyID = try CertificateProfiles.authorityKeyIdentifier(forIssuer: issuer)
         self.listsUnattributed = listsUnattributed
     }
@@ -64,8 +74,25 @@ public actor CRLPublisher {
         let latest = try await store.revocationMarker()
         if latest != marker || generatedAt.map({ now.timeIntervalSince($0) >= Self.refreshInterval }) ?? true {
             try await regenerate(now: now)
+        } else {
+            try await adoptNewerShared()
         }
     }
+
+    /// Serves another replica's CRL when it is newer than ours (same issuer, higher number from the
+    /// shared counter), so that replicas behind one name converge on one CRL within seconds. The
+    /// database is the CA's own (it holds every record this CA serves); its CRL is size-checked,
+    /// and relying parties verify its signature as for any CRL.
+    func adoptNewerShared() async throws {
+        guard let shared, let newest = try await shared.currentCRL(issuerSerial: issuerSerial),
+              newest.number > (number ?? 0), !newest.der.isEmpty, newest.der.count <= Self.maximumSharedBytes,
+              newest.der.first == 0x30 else { return }
+        der = newest.der
+        number = newest.number
+        generatedAt = min(Date(), newest.thisUpdate)
+    }
+
+    static let maximumSharedBytes = 64 << 20
 
     @discardableResult
     public func regenerate(now: Date = Date()) async throws -> [UInt8] {
@@ -81,6 +108,10 @@ public actor CRLPublisher {
         der = crl
         generatedAt = now
         marker = latestMarker
+        self.number = number
+        if let shared {
+            try? await shared.publishCRL(SharedCRL(issuerSerial: issuerSerial, number: number, thisUpdate: now, der: crl))
+        }
         return crl
     }
 }

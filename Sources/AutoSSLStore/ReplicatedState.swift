@@ -30,6 +30,13 @@ public protocol ReplicatedState: Sendable {
     /// Every replica listening is told at once. Returns the new revision.
     func publishSettings(_ document: String, expectedRevision: Int64?, now: Date) async throws -> Int64
 
+    /// Offers a CRL this replica made as the current one of its issuer (intermediate serial, hex):
+    /// kept only when its number is higher than the one there.
+    func publishCRL(_ crl: SharedCRL) async throws
+
+    /// The current CRL of an issuer, as the replicas made it; nil when none was published.
+    func currentCRL(issuerSerial: String) async throws -> SharedCRL?
+
     /// Appends an administrative change (a provisioner added, a certificate revoked by `ca revoke`,
     /// ...) to the log every replica's operators see, whichever machine it was made on.
     func recordAdminEvent(_ event: AdminEvent) async throws
@@ -96,5 +103,21 @@ public struct AdminEvent: Sendable, Equatable, Codable {
         self.host = host
         self.event = event
         self.detail = detail
+    }
+}
+
+/// A CRL as replicas share it, so that every replica serves the newest one (CRL numbers come from
+/// one shared counter, and a client going from one replica to another never sees them go back for long).
+public struct SharedCRL: Sendable, Equatable {
+    public var issuerSerial: String
+    public var number: Int64
+    public var thisUpdate: Date
+    public var der: [UInt8]
+
+    public init(issuerSerial: String, number: Int64, thisUpdate: Date, der: [UInt8]) {
+        self.issuerSerial = issuerSerial
+        self.number = number
+        self.thisUpdate = thisUpdate
+        self.der = der
     }
 }

@@ -121,6 +121,17 @@ import TestSupport
             return parsed.stdout.uppercased().contains(serial.uppercased())
         }
         #expect(listedOnB)
+        // Both replicas then serve the same, newest CRL (one shared CRL number sequence).
+        let sameCRL = try Self.eventually(within: 15) {
+            func number(_ ca: RunningCA) throws -> String {
+                let file = client.root.file("n.crl")
+                _ = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, "-o", file, ca.url + "/crl"])
+                return try runProcess("openssl", ["crl", "-inform", "DER", "-in", file, "-noout", "-crlnumber"]).stdout
+            }
+            let (onA, onB) = (try number(a), try number(b))
+            return onA.contains("crlNumber=") && onA == onB
+        }
+        #expect(sameCRL)
 
         // Both changes are in the shared log of administrative changes, read on B.
         let listed = try b.sandbox.run(["ca", "replica", "list", "--json"])

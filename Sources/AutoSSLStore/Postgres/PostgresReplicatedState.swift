@@ -132,6 +132,34 @@ public final class PostgresReplicatedState: ReplicatedState {
         }
     }
 
+    public func publishCRL(_ crl: SharedCRL) async throws {
+        let logger = logger
+        try await read { client in
+            try await client.query(
+                """
+                INSERT INTO current_crls (issuer_serial, number, this_update, der)
+                VALUES (\(crl.issuerSerial), \(crl.number), \(crl.thisUpdate.timeIntervalSince1970), \(Data(crl.der)))
+                ON CONFLICT (issuer_serial) DO UPDATE SET number = EXCLUDED.number, this_update = EXCLUDED.this_update,
+                    der = EXCLUDED.der
+                WHERE current_crls.number < EXCLUDED.number
+                """, logger: logger)
+        }
+    }
+
+    public func currentCRL(issuerSerial: String) async throws -> SharedCRL? {
+        let logger = logger
+        return try await read { client in
+            var found: SharedCRL?
+            let rows = try await client.query(
+                "SELECT number, this_update, der FROM current_crls WHERE issuer_serial = \(issuerSerial)", logger: logger)
+            for try await (number, thisUpdate, der) in rows.decode((Int64, Double, Data).self) {
+                found = SharedCRL(
+                    issuerSerial: issuerSerial, number: number, thisUpdate: Date(timeIntervalSince1970: thisUpdate), der: Array(der))
+            }
+            return found
+        }
+    }
+
     public func recordAdminEvent(_ event: AdminEvent) async throws {
         let logger = logger
         try await read { client in

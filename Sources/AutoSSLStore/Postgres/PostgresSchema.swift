@@ -149,6 +149,14 @@ enum PostgresSchema {
             )
             """,
             """
+            CREATE TABLE current_crls (
+                issuer_serial TEXT PRIMARY KEY NOT NULL,
+                number BIGINT NOT NULL,
+                this_update DOUBLE PRECISION NOT NULL,
+                der BYTEA NOT NULL
+            )
+            """,
+            """
             CREATE TABLE admin_events (
                 id BIGSERIAL PRIMARY KEY,
                 at DOUBLE PRECISION NOT NULL,
