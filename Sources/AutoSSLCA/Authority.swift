@@ -200,9 +200,13 @@ public final class Authority: Sendable {
     }
 
     /// Forgets used tokens that expired (and could never be replayed any more); returns how many.
+    /// Kept `tokenPurgeMargin` longer: replicas sharing the table may have clocks that differ, and
+    /// one must not forget a token another would still accept.
     public func purgeExpiredTokens(now: Date = Date()) async throws -> Int {
-        try await store.purgeTokens(expiredBefore: now)
+        try await store.purgeTokens(expiredBefore: now.addingTimeInterval(-Self.tokenPurgeMargin))
     }
+
+    public static let tokenPurgeMargin: TimeInterval = 600
 
     /// Waits for pending writes and closes the database.
     public func close() async throws {

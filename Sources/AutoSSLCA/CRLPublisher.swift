@@ -60,14 +60,24 @@ public actor CRLPublisher {
         if let der, let generatedAt, now.timeIntervalSince(generatedAt) < Self.refreshInterval {
             return der
         }
+        if let der, let failedAt = lastFailure, now.timeIntervalSince(failedAt) < Self.retryAfterFailure {
+            // The database did not answer a moment ago: the last CRL is the answer (clients accept
+            // it until its nextUpdate), without making every request wait for the database again.
+            return der
+        }
         do {
-            return try await regenerate(now: now)
+            let fresh = try await regenerate(now: now)
+            lastFailure = nil
+            return fresh
         } catch StoreError.unavailable where der != nil {
-            // The database does not answer: the last CRL is still the best answer (until its
-            // nextUpdate, clients accept it); a new one is made once the database is back.
+            lastFailure = now
             return der ?? []
         }
     }
+
+    /// When regenerating last failed because the database did not answer.
+    private var lastFailure: Date?
+    static let retryAfterFailure: TimeInterval = 30
 
     /// Regenerates when a revocation was recorded since the last CRL (or when it is due).
     public func refreshIfChanged(now: Date = Date()) async throws {

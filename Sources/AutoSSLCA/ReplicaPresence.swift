@@ -77,7 +77,10 @@ public struct ReplicaPresence: Sendable {
 
     /// The other replicas' addresses become accepted token audiences.
     func learnReplicas() async throws {
-        authority.acceptAudiences(ofReplicas: try await state.replicas().flatMap(\.addresses))
+        // Replicas seen within the hour: a decommissioned replica's address stops being accepted.
+        let now = Date()
+        authority.acceptAudiences(
+            ofReplicas: try await state.replicas().filter { now.timeIntervalSince($0.lastSeen) < 3600 }.flatMap(\.addresses))
     }
 
     /// Heartbeats and settings, until cancelled.
@@ -104,7 +107,11 @@ public struct ReplicaPresence: Sendable {
             }
             await group.waitForAll()
         }
-        // Stopped on purpose: not listed as down, and not in the way of `ca database migrate`.
+        await leave()
+    }
+
+    /// Stopped on purpose: not listed as down, and not in the way of `ca database migrate`.
+    public func leave() async {
         try? await state.leave(name: replica.name)
     }
 

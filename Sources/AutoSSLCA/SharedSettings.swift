@@ -125,6 +125,13 @@ public struct SharedSettingsSync: Sendable {
     /// published). Writes only what changed: key files first, then config.yaml, each atomically.
     @discardableResult
     public func pull(_ state: any ReplicatedState) async throws -> Int64? {
+        let lock = try SettingsFileLock(directories: directories)
+        defer { lock.release() }
+        return try await pullLocked(state)
+    }
+
+    /// `pull` for a caller that holds the settings lock.
+    func pullLocked(_ state: any ReplicatedState) async throws -> Int64? {
         guard let current = try await state.sharedSettings() else { return nil }
         let document = try SharedCASettings.decode(current.json)
         var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
@@ -171,15 +178,27 @@ public struct SharedSettingsSync: Sendable {
                 try await database.close()
                 return try body()
             }
-            let revision = try await pull(state)
+            // Held from the pull to the publication: `ca serve`'s follower on this machine cannot
+            // write an older document over this change in between.
+            let lock = try SettingsFileLock(directories: directories)
+            defer { lock.release() }
+            let revision = try await pullLocked(state)
             let result = try body()
             do {
                 let published = try await publish(state, expectedRevision: revision)
                 await AdminEventLog.record(database, event: "settings.changed", detail: "\(what) (revision \(published))", logger: logger)
-            } catch StoreError.settingsChangedConcurrently {
-                throw AutoSSLError.general(
-                    "another replica changed the provisioners or policy at the same time; this change is not in force",
-                    hint: "run the command again (this machine takes the other change first)")
+            } catch {
+                // Not published: this machine goes back to the document in force, so that it never
+                // serves settings the other replicas do not have.
+                _ = try? await pullLocked(state)
+                if case StoreError.settingsChangedConcurrently = error {
+                    throw AutoSSLError.general(
+                        "another replica changed the provisioners or policy at the same time; this change is not in force",
+                        hint: "run the command again (this machine takes the other change first)")
+                }
+                throw AutoSSLError(
+                    .network, "the change could not be published to the CA's other replicas (\(StoreFailureWords.describe(error))); it is not in force",
+                    hint: "run the command again when the database answers")
             }
             try await database.close()
             return result
@@ -222,8 +241,9 @@ public struct SharedSettingsSync: Sendable {
             for await _ in wakeups {
                 if Task.isCancelled { break }
                 do {
-                    guard let current = try await state.sharedSettings(), current.revision != applied else { continue }
-                    applied = try await pull(state)
+                    // Applied every time (only what differs is written): a change this machine made
+                    // but could not publish is undone here once the database answers again.
+                    applied = try await pull(state) ?? applied
                 } catch {
                     logger.warning("the shared settings could not be refreshed: \(error)")
                 }
@@ -248,4 +268,37 @@ public enum AdminEventLog {
             logger.warning("the change was made, but the shared log of administrative changes could not record it: \(error)")
         }
     }
+}
+
+/// Serialises the writers of this machine's copy of the shared settings (`ca serve`'s follower and
+/// an admin command): an exclusive `flock` on `<config dir>/.settings.lock`, waited for (briefly:
+/// each holder only reads and writes a few files and makes one database call).
+final class SettingsFileLock {
+    private var descriptor: Int32
+
+    init(directories: Directories) throws {
+        try FileOperations.makeDirectory(directories.configDir, mode: 0o755)
+        let path = directories.configDir + "/.settings.lock"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw FileOperations.systemError(errno, "open the lock file \(path)") }
+        var result: Int32
+        repeat {
+            result = flock(fd, LOCK_EX)
+        } while result != 0 && errno == EINTR
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            throw FileOperations.systemError(code, "lock \(path)")
+        }
+        descriptor = fd
+    }
+
+    func release() {
+        if descriptor >= 0 {
+            close(descriptor)
+            descriptor = -1
+        }
+    }
+
+    deinit { release() }
 }

@@ -50,29 +50,38 @@ struct CAServeCommand: AsyncParsableCommand {
             }))
         let (authority, database) = try await loader.open(
             passwordFile: passwordFile, writer: writer, databasePasswordFile: databasePasswordFile)
-        try CAServer.checkAddressesAreFree(authority.settings.addresses)
         let health = DatabaseHealth()
-        let replica: ReplicaPresence?
+        var replica: ReplicaPresence?
+        var presence: Task<Void, Never>?
         do {
+            try CAServer.checkAddressesAreFree(authority.settings.addresses)
             replica = try await ReplicaPresence.join(
                 database, authority: authority, replicaName: replicaName ?? Self.defaultReplicaName(authority.settings),
                 version: AutoSSLCommand.version, directories: directories, health: health)
+            let watcher = SettingsWatcher(loader: loader)
+            let server = try await CAServer(
+                authority: authority, acmeDatabase: database.acme, reloadSettings: { try watcher.settings() }, databaseHealth: health)
+            Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
+            if replica != nil { Output.standardError("database: \(database.location), shared with the CA's other replicas\n") }
+            let running = replica
+            presence = Task { await running?.run() }
+            try await server.run(onRunning: { address in
+                Output.standardError("listening on \(address)\n")
+            })
         } catch {
+            // Whatever failed, the replica leaves (no heartbeat left to look alive) and the database closes.
+            if let presence {
+                presence.cancel()
+                await presence.value
+            } else {
+                await replica?.leave()
+            }
             try? await authority.close()
             throw error
         }
-        let watcher = SettingsWatcher(loader: loader)
-        let server = try await CAServer(
-            authority: authority, acmeDatabase: database.acme, reloadSettings: { try watcher.settings() }, databaseHealth: health)
-        Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
-        if replica != nil { Output.standardError("database: \(database.location), shared with the CA's other replicas\n") }
-        let presence = Task { await replica?.run() }
-        try await server.run(onRunning: { address in
-            Output.standardError("listening on \(address)\n")
-        })
-        presence.cancel()
-        await presence.value
-        // The presence's end closed its notification listener; the authority closes the database.
+        presence?.cancel()
+        await presence?.value
+        // The presence's end removed its heartbeat and closed its listener; the authority closes the database.
         try await authority.close()
         Output.standardError("stopped\n")
     }

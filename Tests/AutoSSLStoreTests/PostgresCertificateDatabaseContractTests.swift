@@ -73,6 +73,42 @@ struct PostgresCertificateDatabaseContractTests {
         try await b.close()
     }
 
+    /// What replicas share besides records: settings by compare-and-set on the revision (a racing
+    /// first publication included), the newest CRL per issuer, the admin log, the binding to one CA.
+    @Test func replicatedStateIsCompareAndSet() async throws {
+        let factory = try PostgresCertificatesFactory()
+        let a = try await factory.open()
+        let b = try await factory.open()
+        let sa = try #require(a.replicated)
+        let sb = try #require(b.replicated)
+        let now = Date()
+        #expect(try await sa.publishSettings("{\"r\":1}", expectedRevision: nil, now: now) == 1)
+        await #expect(throws: StoreError.settingsChangedConcurrently) {
+            try await sb.publishSettings("{\"r\":\"racing first\"}", expectedRevision: nil, now: now)
+        }
+        #expect(try await sb.publishSettings("{\"r\":2}", expectedRevision: 1, now: now) == 2)
+        await #expect(throws: StoreError.settingsChangedConcurrently) {
+            try await sa.publishSettings("{\"r\":\"stale\"}", expectedRevision: 1, now: now)
+        }
+        #expect(try await sa.sharedSettings()?.json == "{\"r\":2}")
+
+        try await sa.publishCRL(SharedCRL(issuerSerial: "0a", number: 5, thisUpdate: now, der: [0x30, 0x05]))
+        try await sb.publishCRL(SharedCRL(issuerSerial: "0a", number: 4, thisUpdate: now, der: [0x30, 0x04]))
+        #expect(try await sb.currentCRL(issuerSerial: "0a")?.der == [0x30, 0x05])
+        #expect(try await sb.currentCRL(issuerSerial: "0b") == nil)
+
+        try await sa.recordAdminEvent(AdminEvent(at: now, host: "a", event: "first", detail: ""))
+        try await sb.recordAdminEvent(AdminEvent(at: now, host: "b", event: "second", detail: "x"))
+        #expect(try await sa.adminEvents(limit: 5).map(\.event) == ["second", "first"])
+
+        try await sa.bind(rootFingerprint: "aa", caName: "A", now: now)
+        await #expect(throws: StoreError.belongsToAnotherCA(rootFingerprint: "aa")) {
+            try await sb.bind(rootFingerprint: "bb", caName: "B", now: now)
+        }
+        try await a.close()
+        try await b.close()
+    }
+
     /// Migrations run once however many replicas start at the same moment.
     @Test func replicasStartingTogetherMigrateOnce() async throws {
         let factory = try PostgresCertificatesFactory()

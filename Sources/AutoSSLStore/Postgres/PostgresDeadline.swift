@@ -17,6 +17,13 @@ enum PostgresDeadline {
         let outcome = Waiter<T>()
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             outcome.set(continuation)
+            let timer = Task {
+                try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+                guard !Task.isCancelled, let waiting = outcome.take() else { return }
+                outcome.cancelWorker()
+                waiting.resume(throwing: StoreError.unavailable(
+                    "the PostgreSQL server did not answer within \(Int(seconds)) s (is it running and reachable?)"))
+            }
             let worker = Task {
                 let result: Result<T, any Error>
                 do {
@@ -24,15 +31,10 @@ enum PostgresDeadline {
                 } catch {
                     result = .failure(PostgresStoreErrors.map(error))
                 }
+                timer.cancel()
                 outcome.take()?.resume(with: result)
             }
-            Task {
-                try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-                guard let waiting = outcome.take() else { return }
-                worker.cancel()
-                waiting.resume(throwing: StoreError.unavailable(
-                    "the PostgreSQL server did not answer within \(Int(seconds)) s (is it running and reachable?)"))
-            }
+            outcome.setWorker(worker)
         }
     }
 }
@@ -40,6 +42,15 @@ enum PostgresDeadline {
 /// The one continuation of a deadline call, taken by whichever of the work and the timer ends first.
 private final class Waiter<T: Sendable>: Sendable {
     private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
+    private let worker = Mutex<Task<Void, Never>?>(nil)
+
+    func setWorker(_ task: Task<Void, Never>) {
+        worker.withLock { $0 = task }
+    }
+
+    func cancelWorker() {
+        worker.withLock { $0 }?.cancel()
+    }
 
     func set(_ value: CheckedContinuation<T, any Error>) {
         continuation.withLock { $0 = value }

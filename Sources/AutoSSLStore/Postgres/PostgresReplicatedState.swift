@@ -22,6 +22,11 @@ public final class PostgresReplicatedState: ReplicatedState {
         let client = client
         do {
             return try await PostgresDeadline.run { try await body(client) }
+        } catch let transaction as PostgresTransactionError {
+            // A refusal thrown inside a transaction (a stale revision) is the caller's answer.
+            if let refusal = transaction.closureError as? StoreError { throw refusal }
+            throw PostgresStoreErrors.map(
+                transaction.closureError ?? transaction.beginError ?? transaction.commitError ?? transaction.rollbackError ?? transaction)
         } catch {
             throw PostgresStoreErrors.map(error)
         }
@@ -113,19 +118,27 @@ public final class PostgresReplicatedState: ReplicatedState {
         let channel = Self.channel
         return try await read { client in
             try await client.withTransaction(logger: logger) { connection in
-                var current: Int64?
-                for try await value in try await connection.query(
-                    "SELECT revision FROM shared_settings WHERE id = 1 FOR UPDATE", logger: logger).decode(Int64.self) {
-                    current = value
+                // Compare-and-set on the revision, in one statement each way: the first publication
+                // only inserts (a second one racing it finds the row and is refused), later ones
+                // only update the revision they read.
+                let next: Int64
+                let changed: [PostgresRow]
+                if let expectedRevision {
+                    next = expectedRevision &+ 1
+                    changed = try await connection.query(
+                        """
+                        UPDATE shared_settings SET revision = \(next), document = \(document), updated_at = \(now.timeIntervalSince1970)
+                        WHERE id = 1 AND revision = \(expectedRevision) RETURNING revision
+                        """, logger: logger).collect()
+                } else {
+                    next = 1
+                    changed = try await connection.query(
+                        """
+                        INSERT INTO shared_settings (id, revision, document, updated_at) VALUES (1, 1, \(document), \(now.timeIntervalSince1970))
+                        ON CONFLICT (id) DO NOTHING RETURNING revision
+                        """, logger: logger).collect()
                 }
-                guard current == expectedRevision else { throw StoreError.settingsChangedConcurrently }
-                let next = (current ?? 0) &+ 1
-                try await connection.query(
-                    """
-                    INSERT INTO shared_settings (id, revision, document, updated_at) VALUES (1, \(next), \(document), \(now.timeIntervalSince1970))
-                    ON CONFLICT (id) DO UPDATE SET revision = EXCLUDED.revision, document = EXCLUDED.document,
-                        updated_at = EXCLUDED.updated_at
-                    """, logger: logger)
+                guard changed.count == 1 else { throw StoreError.settingsChangedConcurrently }
                 try await connection.query("SELECT pg_notify(\(channel), \(String(next)))", logger: logger)
                 return next
             }
