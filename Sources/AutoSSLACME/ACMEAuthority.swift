@@ -71,7 +71,13 @@ public final class ACMEAuthority: Sendable {
     /// After a restart: finalizations a crash interrupted go back to ready, and validations it
     /// interrupted run again, within their remaining durable attempts (an expired authorization's
     /// are closed as invalid without connecting anywhere).
+    /// On a database shared by replicas, work in progress may be another replica's: nothing is taken
+    /// over at start; `recoverStaleWork` takes over what stays in progress for `staleAfter`.
     public func resumeValidations() {
+        guard !database.sharedByReplicas else {
+            Task { await self.recoverStaleWork() }
+            return
+        }
         Task {
             if let reset = try? await database.resetInterruptedFinalizations(), reset > 0 {
                 logger.notice("ACME: \(reset) interrupted finalization(s) set back to ready")
@@ -80,6 +86,41 @@ public final class ACMEAuthority: Sendable {
             for id in pending {
                 Task { await self.validate(challengeID: id, remote: nil) }
             }
+        }
+    }
+
+    /// How long an order or challenge may stay in processing before it counts as left by a crash
+    /// (a finalization takes seconds; a validation is bounded by its attempts and deadlines).
+    public static let staleAfter: TimeInterval = 600
+
+    /// When each order and challenge was first seen in processing (by this process).
+    private let inProgressSince = Mutex<(orders: [String: Date], challenges: [String: Date])>(([:], [:]))
+
+    /// Looks at the work in progress (run every minute by the server): an order still in processing
+    /// `staleAfter` after it was first seen goes back to ready, and such a challenge is validated
+    /// again (within its remaining durable attempts). What a live replica is doing finishes long
+    /// before that.
+    public func recoverStaleWork(now: Date = Date()) async {
+        guard let orders = try? await database.ordersInProcessing(),
+              let challenges = try? await database.challengesInProcessing() else { return }
+        let (staleOrders, staleChallenges) = inProgressSince.withLock { seen in
+            func update(_ table: inout [String: Date], _ ids: [String]) -> [String] {
+                let current = Set(ids)
+                table = table.filter { current.contains($0.key) }
+                for id in ids where table[id] == nil { table[id] = now }
+                let stale = table.filter { now.timeIntervalSince($0.value) >= Self.staleAfter }.map(\.key)
+                for id in stale { table[id] = now }  // taken over now; stale again only after another period
+                return stale
+            }
+            return (update(&seen.orders, orders), update(&seen.challenges, challenges))
+        }
+        for id in staleOrders {
+            if (try? await database.setOrderStatus(id: id, from: .processing, to: .ready, error: nil)) == true {
+                logger.notice("ACME: order \(id) was left in processing; set back to ready")
+            }
+        }
+        for id in staleChallenges {
+            Task { await self.validate(challengeID: id, remote: nil) }
         }
     }
 

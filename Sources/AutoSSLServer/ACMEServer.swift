@@ -32,6 +32,10 @@ final class ACMEService: Sendable {
         acme.resumeValidations()
     }
 
+    func recoverStaleWork() async {
+        await acme.recoverStaleWork()
+    }
+
     typealias Operation = @Sendable (ACMEAuthority) -> @Sendable (ACMERequest) async throws -> ACMEReply
 
     func register(on router: Router<CARequestContext>) {

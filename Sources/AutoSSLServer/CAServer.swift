@@ -504,6 +504,7 @@ struct MaintenanceService: Service {
                 if Date().timeIntervalSince(lastPurge) > 60 {
                     _ = try await authority.purgeExpiredTokens()
                     _ = try await acme?.store.purge(expiredBefore: Date().addingTimeInterval(-ACMEService.retention))
+                    await acme?.recoverStaleWork()
                     lastPurge = Date()
                 }
             } catch {

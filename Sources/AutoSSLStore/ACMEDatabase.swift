@@ -47,7 +47,14 @@ public protocol ACMEDatabase: Sendable {
     /// from → to (with `error`, a problem document, when given); false when the order was not in `from`.
     func setOrderStatus(id: String, from: ACMEOrderStatus, to: ACMEOrderStatus, error: String?) async throws -> Bool
     /// Every order in `processing` (a finalization a crash interrupted) back to `ready`; returns how many.
+    /// Only for a database that one process uses: on a shared one, another replica's finalization
+    /// may be running.
     func resetInterruptedFinalizations() async throws -> Int
+    /// The orders in `processing` now (finalizations running, or left by a crash).
+    func ordersInProcessing() async throws -> [String]
+    /// Whether other processes (replicas) use this database at the same time: then work found in
+    /// progress may be theirs, and only work stuck for long is taken over.
+    var sharedByReplicas: Bool { get }
 
     // MARK: Authorizations and challenges
 

@@ -416,6 +416,12 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         }
     }
 
+    public func ordersInProcessing() async throws -> [String] {
+        try await pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM acme_orders WHERE status = 'processing'") }
+    }
+
+    public var sharedByReplicas: Bool { false }
+
     public func challengesInProcessing() async throws -> [String] {
         try await pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM acme_challenges WHERE status = 'processing'") }
     }

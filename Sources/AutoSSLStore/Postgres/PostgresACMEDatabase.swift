@@ -491,6 +491,21 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         }
     }
 
+    public func ordersInProcessing() async throws -> [String] {
+        let logger = logger
+        return try await run { client in
+            var ids: [String] = []
+            for try await id in try await client.query(
+                "SELECT id FROM acme_orders WHERE status = 'processing' ORDER BY id LIMIT 10000", logger: logger
+            ).decode(String.self) {
+                ids.append(id)
+            }
+            return ids
+        }
+    }
+
+    public var sharedByReplicas: Bool { true }
+
     public func challengesInProcessing() async throws -> [String] {
         let logger = logger
         return try await run { client in
