@@ -205,7 +205,12 @@ public struct DatabaseMigration: Sendable {
         }
         let reports: [DatabaseTransfer.TableReport]
         do {
-            if let state = source.replicated { try await ReplicaPresence.checkNoneAlive(state) }
+            if let state = source.replicated {
+                try await ReplicaPresence.checkNoneAlive(state)
+                // Retired before the copy: a replica that starts (or was cut off and comes back)
+                // from now on refuses the database instead of writing records the copy would miss.
+                try await state.setRetired(true, now: Date())
+            }
             let target = try CADatabase.openSQLite(path: staging, logger: logger)
             do {
                 reports = try await DatabaseTransfer.copy(from: source, to: target, logger: logger)
@@ -217,6 +222,7 @@ public struct DatabaseMigration: Sendable {
             }
             try Self.settle(staging)
         } catch {
+            try? await source.replicated?.setRetired(false, now: Date())
             try? await source.close()
             removeStaging()
             throw Self.failure(error, hint: "the PostgreSQL database was only read; the partial SQLite copy was deleted")
@@ -225,6 +231,7 @@ public struct DatabaseMigration: Sendable {
         // Into place without replacing anything (link fails when the name was taken meanwhile).
         guard link(staging, finalPath) == 0 else {
             let error = FileOperations.systemError(errno, "put the new database in place at \(finalPath)")
+            try? await source.replicated?.setRetired(false, now: Date())
             try? await source.close()
             removeStaging()
             throw AutoSSLError(error.kind, error.message + "; " + Self.unchanged, hint: error.hint)

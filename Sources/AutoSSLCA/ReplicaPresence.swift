@@ -59,6 +59,10 @@ public struct ReplicaPresence: Sendable {
         guard let state = database.replicated else { return nil }
         do {
             try await state.bind(rootFingerprint: authority.rootFingerprint, caName: authority.settings.name, now: now)
+        } catch StoreError.retired(let since) {
+            throw AutoSSLError.general(
+                "the database \(database.location) was left by this CA on \(since) (`ca database migrate --to sqlite`): its records are in SQLite on the machine that ran it; this replica was not started",
+                hint: "run the CA from that machine, or move it to a new, empty PostgreSQL database with `ca database migrate --to postgres://...`")
         } catch StoreError.belongsToAnotherCA(let other) {
             throw AutoSSLError.general(
                 "the database \(database.location) belongs to another CA (root \(other)), not to this one (root \(authority.rootFingerprint)); nothing was changed",
@@ -95,6 +99,12 @@ public struct ReplicaPresence: Sendable {
                     replica.lastSeen = Date()
                     do {
                         try await state.heartbeat(replica)
+                        if let since = try await state.retiredAt() {
+                            // The records moved to SQLite elsewhere: issuing here would split the CA in two.
+                            logger.critical("the CA left this database on \(since) (`ca database migrate --to sqlite`); stopping")
+                            await leave()
+                            exit(ExitStatus.retired)
+                        }
                         try await learnReplicas()
                         if case .unavailable = health.current { logger.notice("the database answers again") }
                         health.answered()
@@ -135,4 +145,9 @@ enum StoreFailureWords {
         if let error = error as? AutoSSLError { return error.message }
         return "\(error)"
     }
+}
+
+enum ExitStatus {
+    /// `ca serve` stopped because its shared database was retired (the general failure code).
+    static let retired: Int32 = 1
 }

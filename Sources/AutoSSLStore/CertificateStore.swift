@@ -115,6 +115,8 @@ public enum StoreError: Error, Equatable, Sendable {
     case belongsToAnotherCA(rootFingerprint: String)
     /// Another replica published settings after these were read; read them again and retry.
     case settingsChangedConcurrently
+    /// The shared database was left by its CA (moved back to SQLite) at this time.
+    case retired(since: Date)
 }
 
 /// The CA's database. Every write returns only once it is durable on disk.

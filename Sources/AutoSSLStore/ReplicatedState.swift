@@ -10,6 +10,14 @@ public protocol ReplicatedState: Sendable {
     /// pointed at another CA's records.
     func bind(rootFingerprint: String, caName: String, now: Date) async throws
 
+    /// Marks the database as left by its CA (`ca database migrate --to sqlite`): from then on `bind`
+    /// refuses it (`StoreError.retired`) and running replicas stop. `false` undoes it (a migration
+    /// that failed after marking).
+    func setRetired(_ retired: Bool, now: Date) async throws
+
+    /// When the database was retired, nil while it is in use.
+    func retiredAt() async throws -> Date?
+
     /// The fingerprint of the root the database is bound to, nil for an unbound database.
     func boundRootFingerprint() async throws -> String?
 

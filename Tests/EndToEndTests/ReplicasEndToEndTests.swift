@@ -156,6 +156,18 @@ import TestSupport
         #expect(b.stop() == 0)
         let moved = try a.sandbox.run(["ca", "database", "migrate", "--to", "sqlite"])
         #expect(moved.status == 0, "\(moved)")
+        // B, still configured for PostgreSQL, now refuses to start: the CA's records are in A's SQLite.
+        let lateStart = Process()
+        lateStart.executableURL = URL(fileURLWithPath: autoSSLBinaryPath())
+        lateStart.arguments = ["ca", "serve"]
+        lateStart.environment = b.sandbox.environment
+        let errors = Pipe()
+        lateStart.standardError = errors
+        lateStart.standardOutput = FileHandle.nullDevice
+        try lateStart.run()
+        let refusal = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        lateStart.waitUntilExit()
+        #expect(lateStart.terminationStatus != 0 && refusal.contains("was left by this CA"), "\(refusal)")
     }
 
     @Test func aDatabaseOfAnotherCAIsRefused() throws {

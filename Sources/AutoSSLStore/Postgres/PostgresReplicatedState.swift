@@ -41,15 +41,36 @@ public final class PostgresReplicatedState: ReplicatedState {
                     INSERT INTO ca_identity (id, root_fingerprint, ca_name, bound_at)
                     VALUES (1, \(rootFingerprint), \(caName), \(now.timeIntervalSince1970)) ON CONFLICT (id) DO NOTHING
                     """, logger: logger)
-                var found = ""
+                var found = ("", nil as Double?)
                 for try await value in try await connection.query(
-                    "SELECT root_fingerprint FROM ca_identity WHERE id = 1", logger: logger).decode(String.self) {
+                    "SELECT root_fingerprint, retired_at FROM ca_identity WHERE id = 1", logger: logger).decode((String, Double?).self) {
                     found = value
                 }
                 return found
             }
         }
-        guard bound == rootFingerprint else { throw StoreError.belongsToAnotherCA(rootFingerprint: bound) }
+        guard bound.0 == rootFingerprint else { throw StoreError.belongsToAnotherCA(rootFingerprint: bound.0) }
+        if let retired = bound.1 { throw StoreError.retired(since: Date(timeIntervalSince1970: retired)) }
+    }
+
+    public func setRetired(_ retired: Bool, now: Date) async throws {
+        let logger = logger
+        let value: Double? = retired ? now.timeIntervalSince1970 : nil
+        try await read { client in
+            try await client.query("UPDATE ca_identity SET retired_at = \(value) WHERE id = 1", logger: logger)
+        }
+    }
+
+    public func retiredAt() async throws -> Date? {
+        let logger = logger
+        return try await read { client in
+            var found: Date?
+            for try await value in try await client.query(
+                "SELECT retired_at FROM ca_identity WHERE id = 1", logger: logger).decode(Double?.self) {
+                found = value.map { Date(timeIntervalSince1970: $0) }
+            }
+            return found
+        }
     }
 
     public func boundRootFingerprint() async throws -> String? {

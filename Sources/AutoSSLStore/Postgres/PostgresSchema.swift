@@ -128,7 +128,8 @@ enum PostgresSchema {
                 id INTEGER PRIMARY KEY CHECK (id = 1),
                 root_fingerprint TEXT NOT NULL,
                 ca_name TEXT NOT NULL,
-                bound_at DOUBLE PRECISION NOT NULL
+                bound_at DOUBLE PRECISION NOT NULL,
+                retired_at DOUBLE PRECISION
             )
             """,
             """
