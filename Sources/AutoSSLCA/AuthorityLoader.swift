@@ -29,21 +29,30 @@ public struct AuthorityLoader: Sendable {
     /// The CA password: --password-file, else a systemd credential named ca-password, else the
     /// password file recorded by `ca init`, else $AUTO_SSL_CONFIG_DIR/ca-password.
     public func caPassword(explicitFile: String?, settings: CASettings) throws -> String {
-        var candidates: [String] = []
-        if let explicitFile { candidates.append(explicitFile) }
-        if let credentials = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"] {
-            candidates.append(credentials + "/ca-password")
-        }
-        if let recorded = settings.passwordFile { candidates.append(recorded) }
-        candidates.append(directories.caPasswordFile)
-        for path in candidates where explicitFile == path || FileOperations.exists(path) {
-            let password = Passwords.fromFileContents(try FileOperations.readText(path))
-            guard !password.isEmpty else { throw AutoSSLError.invalidArgument("\(path) is empty") }
+        if let password = try Self.secret(
+            explicitFile: explicitFile, credential: "ca-password", recorded: [settings.passwordFile, directories.caPasswordFile]) {
             return password
         }
         throw AutoSSLError.invalidArgument(
             "no CA password available",
             hint: "pass --password-file, provide a systemd credential named ca-password, or create \(directories.caPasswordFile) (mode 0600)")
+    }
+
+    /// A secret from the first file that is there: the explicit one (which must be), a systemd
+    /// credential named `credential`, then the recorded files in order. Nil when there is none.
+    static func secret(explicitFile: String?, credential: String, recorded: [String?]) throws -> String? {
+        var candidates: [String] = []
+        if let explicitFile { candidates.append(explicitFile) }
+        if let credentials = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"] {
+            candidates.append(credentials + "/" + credential)
+        }
+        candidates += recorded.compactMap { $0 }
+        for path in candidates where explicitFile == path || FileOperations.exists(path) {
+            let secret = Passwords.fromFileContents(try FileOperations.readText(path))
+            guard !secret.isEmpty else { throw AutoSSLError.invalidArgument("\(path) is empty") }
+            return secret
+        }
+        return nil
     }
 
     /// Refuses to go on when a key file or the secrets directory can be read by group or others.
@@ -101,15 +110,7 @@ public struct AuthorityLoader: Sendable {
     /// database-password, else the file recorded in config.yaml, else the `PGPASSFILE` (or
     /// `~/.pgpass`) line for this database, else none (the server may use another login method).
     public func databasePassword(explicitFile: String?, settings: DatabaseSettings, location: PostgresLocation) throws -> String? {
-        var candidates: [String] = []
-        if let explicitFile { candidates.append(explicitFile) }
-        if let credentials = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"] {
-            candidates.append(credentials + "/database-password")
-        }
-        if let recorded = settings.passwordFile { candidates.append(recorded) }
-        for path in candidates where explicitFile == path || FileOperations.exists(path) {
-            let password = Passwords.fromFileContents(try FileOperations.readText(path))
-            guard !password.isEmpty else { throw AutoSSLError.invalidArgument("\(path) is empty") }
+        if let password = try Self.secret(explicitFile: explicitFile, credential: "database-password", recorded: [settings.passwordFile]) {
             return password
         }
         let environment = ProcessInfo.processInfo.environment

@@ -23,8 +23,7 @@ public final class CALock: @unchecked Sendable {
     }
 
     public let path: String
-    private let lock = NSLock()
-    private var descriptor: Int32
+    private let held: FileLock
 
     /// The lock file of the CA whose database directory is `settings.paths.databaseDir`.
     public static func path(for settings: CASettings) -> String {
@@ -43,18 +42,7 @@ public final class CALock: @unchecked Sendable {
 
     public init(path: String, mode: Mode) throws {
         self.path = path
-        try FileOperations.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o700)
-        // Close-on-exec: a program the CA starts must not inherit (and so keep) the lock.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw FileOperations.systemError(errno, "open the lock file \(path)") }
-        var result: Int32
-        repeat {
-            result = flock(fd, (mode == .serving ? LOCK_SH : LOCK_EX) | LOCK_NB)
-        } while result != 0 && errno == EINTR
-        if result != 0 {
-            let code = errno
-            close(fd)
-            guard code == EWOULDBLOCK || code == EAGAIN else { throw FileOperations.systemError(code, "lock \(path)") }
+        guard let held = try FileLock.acquire(path, exclusive: mode == .migrating, wait: false) else {
             switch mode {
             case .serving:
                 throw AutoSSLError(
@@ -66,18 +54,11 @@ public final class CALock: @unchecked Sendable {
                     hint: "a running `auto-ssl ca serve` holds \(path); nothing was changed")
             }
         }
-        descriptor = fd
+        self.held = held
     }
 
     /// Gives the lock up now (it also goes when the value is released or the process ends).
     public func release() {
-        lock.withLock {
-            if descriptor >= 0 {
-                close(descriptor)
-                descriptor = -1
-            }
-        }
+        held.release()
     }
-
-    deinit { release() }
 }

@@ -264,7 +264,9 @@ public struct DatabaseMigration: Sendable {
 
     /// A password file to be recorded in config.yaml must be a regular file only its owner can
     /// read and write (0600 or stricter).
-    static func checkPasswordFile(_ path: String) throws {
+    /// A database password file whose path is recorded (for `ca serve`): a regular file that only
+    /// its owner can read. `ca init --database` and the migration hold it to the same rule.
+    public static func checkPasswordFile(_ path: String) throws {
         var info = stat()
         guard stat(path, &info) == 0 else {
             throw AutoSSLError.invalidArgument("the database password file \(path) does not exist (or cannot be read); nothing was changed")

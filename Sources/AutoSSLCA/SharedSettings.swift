@@ -125,9 +125,19 @@ public struct SharedSettingsSync: Sendable {
     /// published). Writes only what changed: key files first, then config.yaml, each atomically.
     @discardableResult
     public func pull(_ state: any ReplicatedState) async throws -> Int64? {
-        let lock = try SettingsFileLock(directories: directories)
+        let lock = try settingsLock()
         defer { lock.release() }
         return try await pullLocked(state)
+    }
+
+    /// Serialises the writers of this machine's copy (`ca serve`'s follower and an admin command):
+    /// an exclusive lock on `<config dir>/.settings.lock`, waited for (briefly: each holder only
+    /// reads and writes a few files and makes one database call).
+    func settingsLock() throws -> FileLock {
+        guard let lock = try FileLock.acquire(directories.configDir + "/.settings.lock", exclusive: true, wait: true) else {
+            throw AutoSSLError.general("could not lock \(directories.configDir)/.settings.lock")
+        }
+        return lock
     }
 
     /// `pull` for a caller that holds the settings lock.
@@ -180,7 +190,7 @@ public struct SharedSettingsSync: Sendable {
             }
             // Held from the pull to the publication: `ca serve`'s follower on this machine cannot
             // write an older document over this change in between.
-            let lock = try SettingsFileLock(directories: directories)
+            let lock = try settingsLock()
             defer { lock.release() }
             let revision = try await pullLocked(state)
             let result = try body()
@@ -268,37 +278,4 @@ public enum AdminEventLog {
             logger.warning("the change was made, but the shared log of administrative changes could not record it: \(error)")
         }
     }
-}
-
-/// Serialises the writers of this machine's copy of the shared settings (`ca serve`'s follower and
-/// an admin command): an exclusive `flock` on `<config dir>/.settings.lock`, waited for (briefly:
-/// each holder only reads and writes a few files and makes one database call).
-final class SettingsFileLock {
-    private var descriptor: Int32
-
-    init(directories: Directories) throws {
-        try FileOperations.makeDirectory(directories.configDir, mode: 0o755)
-        let path = directories.configDir + "/.settings.lock"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw FileOperations.systemError(errno, "open the lock file \(path)") }
-        var result: Int32
-        repeat {
-            result = flock(fd, LOCK_EX)
-        } while result != 0 && errno == EINTR
-        guard result == 0 else {
-            let code = errno
-            close(fd)
-            throw FileOperations.systemError(code, "lock \(path)")
-        }
-        descriptor = fd
-    }
-
-    func release() {
-        if descriptor >= 0 {
-            close(descriptor)
-            descriptor = -1
-        }
-    }
-
-    deinit { release() }
 }

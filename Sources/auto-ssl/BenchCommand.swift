@@ -60,7 +60,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         let initializer = CAInitializer(directories: directories)
         if let database {
             let location = try PostgresLocation(url: database)
-            let passwordFile = databasePasswordFile.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }
+            let passwordFile = databasePasswordFile.map(Directories.absolute)
             options.database = DatabaseSettings(url: location.description, passwordFile: passwordFile)
             _ = try await initializer.checkSharedDatabase(options.database ?? DatabaseSettings(url: database), passwordFile: passwordFile)
         }

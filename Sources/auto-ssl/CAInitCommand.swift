@@ -144,15 +144,8 @@ struct CAInitCommand: AsyncParsableCommand {
                 "--database-password-file must be a file that stays (its path is recorded for `ca serve`), not standard input",
                 hint: "write the password to a file with mode 0600, e.g. /etc/auto-ssl/database-password")
         }
-        let path = passwordFile.hasPrefix("/") ? passwordFile : FileManager.default.currentDirectoryPath + "/" + passwordFile
-        guard let mode = FileOperations.mode(of: path) else {
-            throw AutoSSLError.invalidArgument("--database-password-file \(path) does not exist")
-        }
-        guard mode & 0o077 == 0 else {
-            throw AutoSSLError(
-                .permissionDenied, "--database-password-file \(path) can be read by group or others",
-                hint: "run: chmod 600 \(path)")
-        }
+        let path = Directories.absolute(passwordFile)
+        try DatabaseMigration.checkPasswordFile(path)
         return DatabaseSettings(url: location.description, passwordFile: path)
     }
 

@@ -32,36 +32,16 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         let reason: Reason
     }
 
-    /// The error that says what went wrong: the closure's own (an `ACMEDatabaseError`, a server
-    /// error), else a connection failure as `StoreError.unavailable`.
-    static func unwrap(_ error: any Error) -> any Error {
-        if let transaction = error as? PostgresTransactionError {
-            if let closureError = transaction.closureError { return unwrap(closureError) }
-            return PostgresStoreErrors.map(transaction.beginError ?? transaction.commitError ?? transaction.rollbackError ?? transaction)
-        }
-        return PostgresStoreErrors.map(error)
-    }
-
     /// One statement (or a few independent ones) outside a transaction; each commits on its own.
     func run<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = client
-        do {
-            return try await PostgresDeadline.run { try await body(client) }
-        } catch {
-            throw Self.unwrap(error)
-        }
+        try await PostgresStoreErrors.call(client, body)
     }
 
     /// Several statements committed together, or not at all.
     func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let client = client
         let logger = logger
-        do {
-            return try await PostgresDeadline.run {
-                try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-            }
-        } catch {
-            throw Self.unwrap(error)
+        return try await PostgresStoreErrors.call(client) { client in
+            try await client.withTransaction(logger: logger) { connection in try await body(connection) }
         }
     }
 

@@ -73,12 +73,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
 
     /// A read, with connection failures in plain words.
     func read<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = client
-        do {
-            return try await PostgresDeadline.run { try await body(client) }
-        } catch {
-            throw PostgresStoreErrors.map(error)
-        }
+        try await PostgresStoreErrors.call(client, body)
     }
 
     public func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws {

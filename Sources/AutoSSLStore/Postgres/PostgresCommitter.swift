@@ -131,6 +131,25 @@ enum PostgresStoreErrors {
         return error
     }
 
+    /// The error that says what went wrong: a transaction's closure's own (a refusal, a server
+    /// error), else a connection failure as `StoreError.unavailable`.
+    static func unwrap(_ error: any Error) -> any Error {
+        if let transaction = error as? PostgresTransactionError {
+            if let closureError = transaction.closureError { return unwrap(closureError) }
+            return map(transaction.beginError ?? transaction.commitError ?? transaction.rollbackError ?? transaction)
+        }
+        return map(error)
+    }
+
+    /// One call on the client (statements or a transaction), within the deadline, its failure unwrapped.
+    static func call<T: Sendable>(_ client: PostgresClient, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        do {
+            return try await PostgresDeadline.run { try await body(client) }
+        } catch {
+            throw unwrap(error)
+        }
+    }
+
     static func isUniqueViolation(_ error: any Error) -> Bool {
         guard let psql = error as? PSQLError, psql.code == .server else { return false }
         return psql.serverInfo?[.sqlState] == "23505"

@@ -19,17 +19,7 @@ public final class PostgresReplicatedState: ReplicatedState {
     }
 
     func read<T: Sendable>(_ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = client
-        do {
-            return try await PostgresDeadline.run { try await body(client) }
-        } catch let transaction as PostgresTransactionError {
-            // A refusal thrown inside a transaction (a stale revision) is the caller's answer.
-            if let refusal = transaction.closureError as? StoreError { throw refusal }
-            throw PostgresStoreErrors.map(
-                transaction.closureError ?? transaction.beginError ?? transaction.commitError ?? transaction.rollbackError ?? transaction)
-        } catch {
-            throw PostgresStoreErrors.map(error)
-        }
+        try await PostgresStoreErrors.call(client, body)
     }
 
     public func bind(rootFingerprint: String, caName: String, now: Date) async throws {
