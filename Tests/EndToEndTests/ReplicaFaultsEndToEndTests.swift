@@ -118,7 +118,8 @@ import TestSupport
         let restartedAt = Date().timeIntervalSince1970
         let outcome = try load.finish()
 
-        #expect(outcome.failures.isEmpty, "failed issuances: \(outcome.failures.prefix(3))")
+        let internalErrors = (replicas.a.log + replicas.b.log).split(separator: "\n").filter { $0.contains("internal error") }
+        #expect(outcome.failures.isEmpty, "failed issuances: \(outcome.failures.prefix(3))\n\(internalErrors.prefix(3).joined(separator: "\n"))")
         #expect(outcome.unavailable > 0, "no 503 while the database was down")
         let resumed = outcome.issued.filter { $0.time > restartedAt }
         print("database stopped 10 s under load: \(outcome.issued.count) issued (\(resumed.count) after the restart), \(outcome.unavailable) answers 503, \(outcome.connectionErrors) connection failures, \(outcome.failures.count) failed")

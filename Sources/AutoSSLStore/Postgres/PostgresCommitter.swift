@@ -87,7 +87,9 @@ actor PostgresCommitter {
                 remaining = []
             } catch let transaction as PostgresTransactionError {
                 if let failed = transaction.closureError as? OperationFailed, transaction.commitError == nil {
-                    outcomes[failed.index] = .failure(failed.error)
+                    // The operation's own refusal (a replayed token) as it is; a connection that
+                    // died under it (the server stopping) as `unavailable`, never an internal error.
+                    outcomes[failed.index] = .failure(PostgresStoreErrors.map(failed.error))
                     remaining.removeAll { $0 == failed.index }
                 } else {
                     // BEGIN or COMMIT failed (the server went away): nothing of this attempt is committed.
