@@ -18,6 +18,7 @@ let targets: [(name: String, modules: [String])] = [
     ("ACMEJWSFuzz", ["AutoSSLCore"]),
     ("OpenSSLEncFuzz", ["AutoSSLCore"]),
     ("PostgresSettingsFuzz", ["AutoSSLCore"]),
+    ("OCSPRequestFuzz", ["AutoSSLCore"]),
     ("TarListFuzz", ["AutoSSLHost"]),
     ("DNSMessageFuzz", ["AutoSSLWire"]),
     ("HTTPResponseFuzz", ["AutoSSLWire"]),

@@ -128,7 +128,7 @@ public enum CertificateProfiles {
     public static func leaf(
         names: [SubjectName], publicKey: Certificate.PublicKey, serial: Certificate.SerialNumber,
         issuer: Certificate, issuerKey: SigningKey, notBefore: Date, notAfter: Date,
-        subjectKeyIdentifier: ArraySlice<UInt8>? = nil
+        subjectKeyIdentifier: ArraySlice<UInt8>? = nil, revocation: RevocationPointers = .none
     ) throws -> Certificate {
         guard let first = names.first else {
             throw AutoSSLError.invalidArgument("a certificate needs at least one name")
@@ -146,6 +146,7 @@ public enum CertificateProfiles {
             SubjectKeyIdentifier(keyIdentifier: subjectKeyIdentifier ?? keyIdentifier(for: publicKey))
             AuthorityKeyIdentifier(keyIdentifier: try authorityKeyIdentifier(of: issuer))
             SubjectAlternativeNames(names.map(\.generalName))
+            for pointer in try revocation.certificateExtensions() { pointer }
         }
         let subject = try DistinguishedName { CommonName(first.description) }
         return try Certificate(

@@ -18,8 +18,11 @@ public struct LeafEncoder: Sendable {
     let signatureAlgorithm: [UInt8]
     /// The authorityKeyIdentifier extension: the issuer's key identifier.
     let authorityKeyIdentifierExtension: [UInt8]
+    /// The CRL distribution point and OCSP URL every leaf carries (`RevocationPointers.extensions`).
+    let revocationExtensions: [UInt8]
 
-    public init(issuer: Certificate, issuerKey: SigningKey) throws {
+    public init(issuer: Certificate, issuerKey: SigningKey, revocation: RevocationPointers = .none) throws {
+        revocationExtensions = revocation.encodedExtensions
         var serializer = DER.Serializer()
         try serializer.serialize(issuer.subject)
         issuerName = serializer.serializedBytes
@@ -62,6 +65,7 @@ public struct LeafEncoder: Sendable {
         extensions += authorityKeyIdentifierExtension
         extensions += Self.extensionField(
             oid: [0x55, 0x1D, 0x11], critical: false, value: Self.element(0x30, alternativeNames))
+        extensions += revocationExtensions
 
         // Name ::= SEQUENCE OF SET OF { commonName, UTF8String }
         let commonName = Self.element(0x0C, Array(first.description.utf8))

@@ -44,18 +44,19 @@ import X509
     /// Encodes with both, returns (ours, the library's) after checking ours verifies.
     static func both(
         _ issuer: Issuer, names: [SubjectName], key: Certificate.PublicKey, spki: ArraySlice<UInt8>? = nil,
-        notBefore: Date, notAfter: Date
+        notBefore: Date, notAfter: Date, revocation: RevocationPointers = .none
     ) throws -> (ours: Certificate, library: Certificate, oursDER: [UInt8])? {
+        let encoder = revocation.isEmpty ? issuer.encoder : try LeafEncoder(issuer: issuer.certificate, issuerKey: issuer.key, revocation: revocation)
         let serial = CertificateProfiles.randomSerial()
         let algorithm = try #require(KeyAlgorithm(publicKey: key))
-        guard let der = try issuer.encoder.encode(
+        guard let der = try encoder.encode(
             names: names, subjectPublicKeyInfo: try spki ?? CertificateProfiles.subjectPublicKeyInfo(of: key)[...], keyAlgorithm: algorithm,
             subjectKeyIdentifier: CertificateProfiles.keyIdentifier(for: key), serial: Array(serial.bytes),
             notBefore: notBefore, notAfter: notAfter) else { return nil }
         let ours = try Certificate(derEncoded: der)
         let library = try CertificateProfiles.leaf(
             names: names, publicKey: key, serial: serial, issuer: issuer.certificate, issuerKey: issuer.key,
-            notBefore: notBefore, notAfter: notAfter)
+            notBefore: notBefore, notAfter: notAfter, revocation: revocation)
         #expect(issuer.certificate.publicKey.isValidSignature(ours.signature, for: ours))
         #expect(try ours.derBytes() == der)
         return (ours, library, der)
@@ -80,6 +81,36 @@ import X509
                 #expect(pair.ours.tbsCertificateBytes == pair.library.tbsCertificateBytes, "\(names)")
                 #expect(pair.ours.signatureAlgorithm == pair.library.signatureAlgorithm)
             }
+        }
+    }
+
+    @Test func writesTheLibrarysBytesWithCRLAndOCSPURLs() throws {
+        let key = try SigningKey.generate(.p256).publicKey
+        let start = Date(timeIntervalSince1970: 1.8e9)
+        for algorithm in [KeyAlgorithm.p256, .rsa2048] {
+            let issuer = try Self.issuer(algorithm, name: "Pointers")
+            for pointers in [
+                try RevocationPointers(crlURL: "http://ca.internal:8080/crl", ocspURL: "http://ca.internal:8080/ocsp"),
+                try RevocationPointers(crlURL: "https://ca.internal/crl/" + String(repeating: "a", count: 200), ocspURL: nil),
+                try RevocationPointers(crlURL: nil, ocspURL: "http://[fd00::1]:8080/ocsp"),
+            ] {
+                let pair = try #require(try Self.both(
+                    issuer, names: [.dns("p.test")], key: key, notBefore: start, notAfter: start + 86_400, revocation: pointers))
+                #expect(pair.ours.tbsCertificateBytes == pair.library.tbsCertificateBytes, "\(pointers)")
+                // The library reads them back as the extensions they are.
+                let points = pair.ours.extensions.first { $0.oid == [2, 5, 29, 31] as ASN1ObjectIdentifier }
+                #expect((points != nil) == (pointers.crlURL != nil))
+                let access = try pair.ours.extensions.authorityInformationAccess.map { Array($0) } ?? []
+                #expect(access.map(\.location) == (pointers.ocspURL.map { [GeneralName.uniformResourceIdentifier($0)] } ?? []), "\(access)")
+                #expect(access.allSatisfy { $0.method == .ocspServer })
+            }
+        }
+    }
+
+    @Test func refusesURLsThatCannotGoIntoACertificate() {
+        for url in ["ftp://ca/crl", "http://", "http://ca/crl with space", "http://ca/crl?x=1", "http://ca/é", "", "ldap://ca",
+                    "http://ca/" + String(repeating: "a", count: 600)] {
+            #expect(throws: AutoSSLError.self, "\(url)") { try RevocationPointers(crlURL: url, ocspURL: nil) }
         }
     }
 
