@@ -272,7 +272,7 @@ let package = Package(
             dependencies: ["AutoSSLCA", "AutoSSLConfig", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
         .testTarget(
             name: "AutoSSLAgentTests",
-            dependencies: ["AutoSSLAgent", "AutoSSLConfig", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",
+            dependencies: ["AutoSSLAgent", "AutoSSLMetrics", "AutoSSLConfig", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",
                            .product(name: "X509", package: "swift-certificates")]),
         .testTarget(
             name: "AutoSSLBackupTests",

@@ -30,13 +30,18 @@ public struct RenewalDaemon: Sendable {
     }
 
     /// Runs until `shouldStop` returns true (checked at least every second); `log` gets one line per event.
-    public func run(execOverride: String?, shouldStop: @Sendable () -> Bool, log: @Sendable (String) -> Void) async {
+    /// Every check rewrites the metrics file (`metricsFile`, else the enrollment's); a problem
+    /// writing it is logged as a warning.
+    public func run(
+        execOverride: String?, metricsFile: String? = nil, shouldStop: @Sendable () -> Bool, log: @Sendable (String) -> Void
+    ) async {
         var failures = 0
         log("renewal daemon started (checks at least every \(CertificateDuration(seconds: Int64(checkInterval)).humanReadable))")
         while !shouldStop() {
             var wait = checkInterval
             do {
-                switch try await agent.renew(force: false, execOverride: execOverride) {
+                switch try await agent.renew(
+                    force: false, execOverride: execOverride, metricsFile: metricsFile, metricsWarning: { log("warning: " + $0) }) {
                 case .suspended(let reason):
                     log("renewal skipped: suspended (\(reason))")
                 case .notDue(let point, _):

@@ -91,10 +91,13 @@ public struct ServerAgent: Sendable {
         public var reload: WebServer?
         public var reloadCommand: String?
         public var installTimer: Bool
+        /// Where every `server renew` writes its metrics (checked with `checkMetricsFile`); nil = none.
+        public var metricsFile: String?
 
         public init(
             caURLs: [String], names: [SubjectName], duration: String?, certPath: String, keyPath: String, rootPath: String,
-            keyAlgorithm: KeyAlgorithm, provisioner: String, reload: WebServer?, reloadCommand: String?, installTimer: Bool
+            keyAlgorithm: KeyAlgorithm, provisioner: String, reload: WebServer?, reloadCommand: String?, installTimer: Bool,
+            metricsFile: String? = nil
         ) {
             self.caURLs = caURLs
             self.names = names
@@ -107,6 +110,7 @@ public struct ServerAgent: Sendable {
             self.reload = reload
             self.reloadCommand = reloadCommand
             self.installTimer = installTimer
+            self.metricsFile = metricsFile
         }
 
         /// HAProxy's key + chain file sits next to the certificate.
@@ -172,6 +176,7 @@ public struct ServerAgent: Sendable {
             keyType: plan.keyAlgorithm.isRSA ? "rsa" : "ec", provisioner: plan.provisioner, duration: plan.duration,
             reload: plan.reload?.rawValue, reloadCommand: plan.reloadCommand, renewalTimer: plan.installTimer, enrolledAt: now)
         enrollment.setURLs(plan.caURLs.isEmpty ? [client.baseURL] : plan.caURLs)
+        enrollment.metricsFile = plan.metricsFile
         // A re-enrollment keeps the operator's renewal fraction.
         if let existing = try? configuration().server { enrollment.renewAtFraction = existing.renewAtFraction }
         try saveEnrollment(enrollment)
@@ -182,6 +187,7 @@ public struct ServerAgent: Sendable {
         try? state.save(to: stateFile)
         _ = recordAttempt(
             "enrolled", "certificate \(Self.serialText(signed.leaf)) issued", success: true, now: now, caURL: client.baseURL)
+        if let problem = writeMetrics(now: now) { warnings.append(problem) }
         return EnrollmentResult(leaf: signed.leaf, enrollment: enrollment, backedUpTo: backedUpTo, warnings: warnings)
     }
 
@@ -323,6 +329,7 @@ public struct ServerAgent: Sendable {
             words += ["--exec", command]
         }
         if !enrollment.renewalTimer { words.append("--no-renewal") }
+        if let metricsFile = enrollment.metricsFile { words += ["--metrics-file", metricsFile] }
         return words.map(Self.shellWord).joined(separator: " ")
     }
 
@@ -367,7 +374,19 @@ public struct ServerAgent: Sendable {
 
     /// One renewal check: skips while suspended (unless forced) or before the renewal point; on
     /// success swaps the chain atomically and reloads; on failure the files stay as they were.
-    public func renew(force: Bool, execOverride: String? = nil, now: Date = Date()) async throws -> RenewOutcome {
+    /// Whatever happened, the metrics file (`metricsFile`, else the enrollment's) is rewritten
+    /// afterwards; a problem writing it goes to `metricsWarning` and never changes the outcome.
+    public func renew(
+        force: Bool, execOverride: String? = nil, metricsFile: String? = nil, now: Date = Date(),
+        metricsWarning: (String) -> Void = { _ in }
+    ) async throws -> RenewOutcome {
+        defer {
+            if let problem = writeMetrics(override: metricsFile, now: now) { metricsWarning(problem) }
+        }
+        return try await renewOnce(force: force, execOverride: execOverride, now: now)
+    }
+
+    func renewOnce(force: Bool, execOverride: String?, now: Date) async throws -> RenewOutcome {
         let enrollment = try enrollment()
         // A certificate known to be revoked is never renewed: say so (and how to enroll again with
         // the same options) instead of "suspended". --force still asks the CA.

@@ -243,6 +243,9 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
     public var renewAtFraction: Double?
     public var enrolledAt: Date
     public var suspension: Suspension?
+    /// Where `server renew` writes its metrics for node exporter's textfile collector (a `.prom`
+    /// file); nil = no metrics file.
+    public var metricsFile: String?
 
     public struct Suspension: Codable, Equatable, Sendable {
         public var reason: String
@@ -306,6 +309,7 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
         case renewAtFraction = "renew_at_fraction"
         case enrolledAt = "enrolled_at"
         case suspension
+        case metricsFile = "metrics_file"
     }
 }
 

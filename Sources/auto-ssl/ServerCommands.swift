@@ -85,11 +85,15 @@ struct ServerEnrollCommand: AsyncParsableCommand {
     @Option(help: "Reload this web server after every renewal: nginx, apache, caddy or haproxy.") var reload: String?
     @Flag(help: "Also trust the CA's root in this machine's system trust store.") var trust = false
     @Flag(help: "Never prompt (needs --password-file).") var nonInteractive = false
+    @Option(help: ArgumentHelp(
+        "Write renewal metrics here after every `server renew` (a .prom file in node exporter's textfile collector directory).",
+        valueName: "file")) var metricsFile: String?
     @OptionGroup var output: QuietOption
 
     func run() async throws {
         Output.quiet = output.quiet
         // Every argument is checked before the network is touched.
+        let metricsPath = try metricsFile.map(ServerAgent.checkMetricsFile)
         if exec != nil && reload != nil { throw AutoSSLError.invalidArgument("use --exec or --reload, not both") }
         if nonInteractive && passwordFile == nil {
             throw AutoSSLError.invalidArgument("--non-interactive needs --password-file (it may be /dev/stdin)")
@@ -112,7 +116,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
             keyPath: Directories.absolute(keyPath ?? directories.certDir + "/server.key"),
             rootPath: directories.certDir + "/ca.crt", keyAlgorithm: algorithm, provisioner: provisioner, reload: webServer,
             reloadCommand: exec ?? webServer?.reloadCommand(systemd: SystemdUnits.systemdIsRunning, family: family),
-            installTimer: !noRenewal)
+            installTimer: !noRenewal, metricsFile: metricsPath)
 
         // Asked once, when the first URL has shown the right root; kept for the next URL if that one stops answering.
         let password = SecretOnce { [passwordFile, nonInteractive, provisioner] in
@@ -152,6 +156,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
             }
         }
         if let command = plan.reloadCommand { Output.progress("After each renewal: \(command)") }
+        if let metricsPath { Output.progress("Metrics (node exporter textfile): \(metricsPath), rewritten at every renewal run") }
         if trust {
             let root = try ServerAgent(directories: directories).holder(result.enrollment).root
             try ClientTrustCommand.installInSystemStore(root, store: try TrustStoreOptions.store(os: nil))
@@ -178,10 +183,13 @@ struct ServerRenewCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Run this instead of the recorded reload command.", valueName: "command")) var exec: String?
     @Flag(help: "Keep running: renew at the renewal point, back off on failure, stop on SIGTERM.") var daemon = false
     @Option(help: ArgumentHelp("Daemon: longest sleep between checks, in seconds.", valueName: "seconds")) var checkInterval = 900
+    @Option(help: ArgumentHelp("Write the metrics here instead of the file recorded at enrollment.", valueName: "file"))
+    var metricsFile: String?
     @OptionGroup var output: QuietOption
 
     func run() async throws {
         Output.quiet = output.quiet
+        let metricsPath = try metricsFile.map(ServerAgent.checkMetricsFile)
         let agent = ServerCLI.agent
         if daemon {
             guard !force else { throw AutoSSLError.invalidArgument("--force renews once; it does not go with --daemon") }
@@ -189,10 +197,10 @@ struct ServerRenewCommand: AsyncParsableCommand {
             _ = try agent.enrollment()
             let stop = StopSignal.install()
             await RenewalDaemon(agent: agent, checkInterval: TimeInterval(checkInterval)).run(
-                execOverride: exec, shouldStop: { stop.requested }, log: { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) })
+                execOverride: exec, metricsFile: metricsPath, shouldStop: { stop.requested }, log: { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) })
             return
         }
-        switch try await agent.renew(force: force, execOverride: exec) {
+        switch try await agent.renew(force: force, execOverride: exec, metricsFile: metricsPath, metricsWarning: Output.warning) {
         case .suspended(let reason):
             Output.progress("Renewal skipped: renewals are suspended (\(reason)). Resume with `auto-ssl server resume`; --force renews anyway.")
         case .notDue(let point, let notAfter):
