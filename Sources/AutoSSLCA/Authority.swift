@@ -69,6 +69,10 @@ public final class Authority: Sendable {
     /// CRLs of archived intermediates that have not expired (their certificates may still be in
     /// use), keyed by the intermediate's serial in lower-case hex.
     public let previousCRLs: [String: CRLPublisher]
+    /// The OCSP responder: signed by the current and the archived intermediates.
+    public let ocsp: OCSPResponder
+    /// The CRL distribution point and OCSP URL every leaf carries (config.yaml `revocation:`).
+    let revocationPointers: RevocationPointers
     let intermediateKey: SigningKey
     /// Writes the leaves the intermediate signs.
     let leafEncoder: LeafEncoder
@@ -91,7 +95,9 @@ public final class Authority: Sendable {
         self.root = root
         self.intermediate = intermediate
         self.intermediateKey = intermediateKey
-        self.leafEncoder = try LeafEncoder(issuer: intermediate, issuerKey: intermediateKey)
+        let pointers = try settings.revocation?.pointers() ?? .none
+        self.revocationPointers = pointers
+        self.leafEncoder = try LeafEncoder(issuer: intermediate, issuerKey: intermediateKey, revocation: pointers)
         self.rootFingerprint = try Fingerprint.sha256(of: root)
         self.provisionerList = Mutex(provisioners)
         self.store = store
@@ -99,13 +105,18 @@ public final class Authority: Sendable {
         self.previousIntermediates = previousIntermediates
         self.crl = try CRLPublisher(issuer: intermediate, key: intermediateKey, store: store, shared: replicated)
         var previousCRLs: [String: CRLPublisher] = [:]
+        var archivedSigners: [(Certificate, SigningKey)] = []
         for certificate in previousIntermediates {
             let serial = certificate.serialNumber.hexString
             guard let key = previousIntermediateKeys[serial], key.publicKey == certificate.publicKey else { continue }
             previousCRLs[serial] = try CRLPublisher(
                 issuer: certificate, key: key, store: store, shared: replicated, listsUnattributed: false)
+            archivedSigners.append((certificate, key))
         }
         self.previousCRLs = previousCRLs
+        self.ocsp = try OCSPResponder(
+            current: intermediate, key: intermediateKey, archived: archivedSigners, store: store,
+            logger: Logger(label: "auto-ssl.ocsp"))
         self.logger = logger
         let hosts = Self.audienceHosts(of: settings)
         self.audienceHosts = hosts
@@ -174,6 +185,8 @@ public final class Authority: Sendable {
     /// Regenerates the CRLs that are due or missed a revocation recorded by another process.
     public func refreshCRLsIfChanged(now: Date = Date()) async throws {
         for publisher in allCRLs { try await publisher.refreshIfChanged(now: now) }
+        // A revocation recorded by `ca revoke` or another replica: OCSP answers drop within seconds.
+        try await ocsp.refreshIfChanged()
     }
 
     public func replaceProvisioners(_ provisioners: ProvisionerCollection) {

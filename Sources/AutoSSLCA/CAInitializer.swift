@@ -26,6 +26,8 @@ public struct CAInitOptions: Sendable {
     public var acme = true
     /// A PostgreSQL database for the CA's records (checked with `checkSharedDatabase` first); nil = SQLite.
     public var database: DatabaseSettings?
+    /// The plain-HTTP revocation listener and the CRL and OCSP URLs leaves carry (`--revocation-address`).
+    public var revocation: RevocationSettings?
 
     public init() {}
 
@@ -152,7 +154,7 @@ public struct CAInitializer {
             provisionerPassword: provisionerPassword, now: now, kdfIterations: options.kdfIterations)
 
         let paths = CAPaths(caDir: directories.caDir)
-        let settings = CASettings(
+        var settings = CASettings(
             name: options.name,
             addresses: options.addresses,
             dnsNames: options.dnsNames.map { $0.lowercased() },
@@ -173,6 +175,7 @@ public struct CAInitializer {
             createdAt: now,
             acmeProvisioners: options.acme && options.provisionerName != "acme" ? [ACMEProvisionerSettings(name: "acme")] : nil,
             database: options.database)
+        settings.revocation = options.revocation
 
         try FileOperations.makeDirectory(directories.dataDir, mode: 0o755)
         try FileOperations.makeDirectory(directories.configDir, mode: 0o755)

@@ -94,7 +94,8 @@ extension Authority {
         } else {
             der = try CertificateProfiles.leaf(
                 names: request.names, publicKey: request.publicKey, serial: serial, issuer: intermediate, issuerKey: intermediateKey,
-                notBefore: notBefore, notAfter: notAfter, subjectKeyIdentifier: request.subjectKeyIdentifier
+                notBefore: notBefore, notAfter: notAfter, subjectKeyIdentifier: request.subjectKeyIdentifier,
+                revocation: revocationPointers
             ).derBytes()
         }
         var renewedFrom: String?

@@ -108,7 +108,9 @@ extension Authority {
                 "certificate.revoked", time: now, serial: serial, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
                 remote: remote, reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
                 detail: "reason code \(reasonCode), by \(revokedBy)"))
-            // Publish at once: the CRL must list the serial before this call returns.
+            // Publish at once: the CRL must list the serial, and OCSP must not answer from an
+            // earlier "good", before this call returns.
+            ocsp.revoked(serial: serial)
             try await regenerateCRLs(now: now)
         }
     }

@@ -66,6 +66,8 @@ public struct CASettings: Codable, Equatable, Sendable {
     /// A PostgreSQL database shared by the CA's replicas; nil = the embedded SQLite database in
     /// `paths.databaseDir`.
     public var database: DatabaseSettings?
+    /// The revocation listener and the CRL and OCSP URLs leaves carry; nil = none of them.
+    public var revocation: RevocationSettings?
 
     public init(
         name: String, addresses: [ListenAddress], dnsNames: [String], keyType: CAKeyType, defaultDuration: String,
@@ -106,6 +108,7 @@ public struct CASettings: Codable, Equatable, Sendable {
         case passwordFile = "password_file"
         case provisioners, paths
         case createdAt = "created_at"
+        case revocation
     }
 
     /// The CA-wide policy: durations from the top-level settings, the rest from `policy`.

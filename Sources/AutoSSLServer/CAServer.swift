@@ -208,6 +208,7 @@ public final class CAServer: Sendable {
             group.post("revoke") { request, context in try await self.revoke(request, context: context) }
             group.get("crl") { request, _ in try await self.crl(request) }
             group.get("crl/:serial") { request, context in try await self.crl(request, issuerSerial: context.parameters.get("serial") ?? "") }
+            OCSPRoutes.register(on: group, authority: authority)
             // Another method on a POST endpoint (a browser's GET /sign): 405 naming the right one, not 404.
             for path in ["sign", "renew", "revoke"] {
                 for method in [HTTPRequest.Method.get, .head, .put, .delete, .patch] {
@@ -457,6 +458,9 @@ public final class CAServer: Sendable {
                 },
                 logger: logger)
             services.append(app)
+        }
+        if let address = authority.settings.revocation?.listen {
+            services.append(RevocationListener.application(server: self, address: address, onRunning: onRunning, logger: logger))
         }
         services.append(MaintenanceService(
             identity: identity, authority: authority, reloadSettings: reloadSettings,

@@ -56,6 +56,16 @@ struct CAInitCommand: AsyncParsableCommand {
         valueName: "file"))
     var databasePasswordFile: String?
 
+    @Option(help: ArgumentHelp(
+        "Serve the CRLs and OCSP over plain HTTP on this address, and write http://HOST:PORT/crl (CRL distribution point) and http://HOST:PORT/ocsp (OCSP) into every certificate. Default: no revocation URLs in certificates.",
+        valueName: "host:port"))
+    var revocationAddress: String?
+
+    @Option(help: ArgumentHelp(
+        "The host name clients reach the revocation address by, for the URLs in certificates (needed when --revocation-address listens on every interface).",
+        valueName: "name"))
+    var revocationURLHost: String?
+
     @Flag(help: "Do not create the ACME provisioner \"acme\".")
     var noAcme = false
 
@@ -88,6 +98,12 @@ struct CAInitCommand: AsyncParsableCommand {
             ? [ListenAddress(host: NetworkAddresses.defaultCAHost(), port: 9000)]
             : address.map(ListenAddress.init(parsing:))
         options.dnsNames = dns
+        if let revocationAddress {
+            options.revocation = try RevocationSettings.serving(
+                at: try ListenAddress(parsing: revocationAddress), urlHost: revocationURLHost)
+        } else if revocationURLHost != nil {
+            throw AutoSSLError.invalidArgument("--revocation-url-host goes with --revocation-address")
+        }
         if databasePasswordFile != nil, database == nil {
             throw AutoSSLError.invalidArgument("--database-password-file goes with --database")
         }

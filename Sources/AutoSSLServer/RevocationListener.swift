@@ -1,0 +1,78 @@
+import AutoSSLCA
+import AutoSSLCore
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// The OCSP routes (RFC 6960 appendix A): `POST /ocsp` with the DER request as the body, and
+/// `GET /ocsp/{request}` with it base64- and URL-encoded in the path. The answer is always 200 with
+/// `application/ocsp-response`: errors are OCSP error responses (`malformedRequest` for anything
+/// that is not a readable request, including bodies over `OCSP.maximumRequestBytes`).
+enum OCSPRoutes {
+    static let contentType = "application/ocsp-response"
+
+    static func register<Context: RequestContext>(on group: RouterGroup<Context>, authority: Authority) {
+        group.post("ocsp") { request, _ in
+            let body: ByteBuffer
+            do {
+                body = try await request.body.collect(upTo: OCSP.maximumRequestBytes)
+            } catch {
+                return answer(OCSP.errorResponse(.malformedRequest))
+            }
+            return answer(await authority.ocsp.respond(toDER: Array(buffer: body)))
+        }
+        group.get("ocsp/**") { request, _ in
+            // The raw path after /ocsp/: base64 may contain "/", so it is not one path parameter.
+            let path = request.uri.path
+            guard let range = path.range(of: "/ocsp/") else { return answer(OCSP.errorResponse(.malformedRequest)) }
+            return answer(await authority.ocsp.respond(toGetPath: path[range.upperBound...]))
+        }
+        for method in [HTTPRequest.Method.put, .delete, .patch] {
+            group.on("ocsp", method: method) { _, _ -> Response in
+                Response(status: .methodNotAllowed, headers: [.allow: "GET, POST"])
+            }
+        }
+    }
+
+    static func answer(_ bytes: [UInt8]) -> Response {
+        Response(
+            status: .ok, headers: [.contentType: contentType, .cacheControl: "max-age=\(Int(OCSPResponder.cacheLifetime)), public, no-transform"],
+            body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// The plain-HTTP listener of `revocation.listen` in config.yaml: CRLs (`/crl`, `/crl/{serial}`) and
+/// OCSP (`/ocsp`) only, because RFC 5280 clients fetch CRLs and OCSP over http:// (the answers are
+/// signed, so TLS adds nothing, and a client checking revocation cannot depend on TLS to this CA).
+/// Nothing else is served there: no issuance, no roots, no provisioners.
+enum RevocationListener {
+    /// Header limits and idle timeout as on the HTTPS listener.
+    static func application(
+        server: CAServer, address: ListenAddress, onRunning: @escaping @Sendable (String) async -> Void, logger: Logger
+    ) -> some Service {
+        let router = Router(context: BasicRequestContext.self)
+        router.middlewares.add(JSONErrorMiddleware(logger: logger))
+        for prefix in ["", "/1.0"] {
+            let group = prefix.isEmpty ? router.group() : router.group(RouterPath(prefix))
+            group.get("crl") { request, _ in try await server.crl(request) }
+            group.get("crl/:serial") { request, context in try await server.crl(request, issuerSerial: context.parameters.get("serial") ?? "") }
+            OCSPRoutes.register(on: group, authority: server.authority)
+        }
+        let host = address.host.isEmpty ? "0.0.0.0" : address.host
+        let http = HTTP1Channel.Configuration(
+            idleTimeout: server.connectionLimits.idleTimeout,
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
+        return Application(
+            router: router,
+            server: .http1(configuration: http),
+            configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? address.port
+                await onRunning("http://\(ListenAddress(host: host, port: port)) (CRL and OCSP)")
+            },
+            logger: logger)
+    }
+}
