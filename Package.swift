@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Pure PKI: keys, certificate profiles, CSRs, durations, fingerprints, encrypted PEM, JOSE. No I/O.
@@ -66,11 +67,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // What the CA and the application servers report to Prometheus: the metric families (names,
+        // labels, buckets) in one place, and their text exposition. No I/O.
+        .target(
+            name: "AutoSSLMetrics",
+            dependencies: [
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         // The authority: CA material, configuration, provisioners, tokens, policy, issuance, audit. No HTTP.
         .target(
             name: "AutoSSLCA",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLMetrics",
                 "AutoSSLConfig",
                 "AutoSSLIO",
                 "AutoSSLStore",
@@ -122,6 +132,7 @@ let package = Package(
                 "AutoSSLHost",
                 "AutoSSLStore",
                 "AutoSSLWire",
+                "AutoSSLMetrics",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -170,6 +181,7 @@ let package = Package(
             name: "AutoSSLAgent",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLMetrics",
                 "AutoSSLConfig",
                 "AutoSSLIO",
                 "AutoSSLClient",
@@ -218,6 +230,7 @@ let package = Package(
                 "AutoSSLHost",
                 "AutoSSLAgent",
                 "AutoSSLBackup",
+                "AutoSSLMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -269,7 +282,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "AutoSSLCATests",
-            dependencies: ["AutoSSLCA", "AutoSSLConfig", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "TestSupport"]),
+            dependencies: ["AutoSSLCA", "AutoSSLConfig", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "AutoSSLMetrics", "TestSupport"]),
         .testTarget(
             name: "AutoSSLAgentTests",
             dependencies: ["AutoSSLAgent", "AutoSSLMetrics", "AutoSSLConfig", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",

@@ -65,6 +65,7 @@ extension ACMEAuthority {
             id: orderID, accountID: account.id, provisioner: provisioner.name, status: .pending, identifiers: identifiers,
             notBefore: notBefore, notAfter: notAfter, expires: expires, createdAt: now, authorizationIDs: authorizations.map(\.id))
         try await database.createOrder(order, authorizations: authorizations)
+        authority.metrics.acmeOrder(.created, provisioner: ACMEProvisioner.labelPrefix + request.endpoint.provisioner.name)
         return try .json(orderObject(order, request.endpoint), status: 201, location: request.endpoint.orderURL(orderID))
     }
 

@@ -10,17 +10,24 @@ public struct BackupState: Codable, Sendable, Equatable {
     public var time: Date
     public var succeeded: Bool
     public var detail: String
+    /// When a backup last worked (this one, if it did). Files written before it was kept lack it.
+    public var lastSuccess: Date?
 
-    public init(time: Date, succeeded: Bool, detail: String) {
+    public init(time: Date, succeeded: Bool, detail: String, lastSuccess: Date? = nil) {
         self.time = time
         self.succeeded = succeeded
         self.detail = detail
+        self.lastSuccess = lastSuccess ?? (succeeded ? time : nil)
     }
 
     public static func file(_ directories: Directories) -> String { directories.dataDir + "/backup-state.json" }
 
     /// Best effort: a backup that worked is not failed because its state could not be written.
     public static func record(_ state: BackupState, directories: Directories) {
+        var state = state
+        if !state.succeeded, state.lastSuccess == nil, let previous = last(directories) {
+            state.lastSuccess = previous.lastSuccess ?? (previous.succeeded ? previous.time : nil)
+        }
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

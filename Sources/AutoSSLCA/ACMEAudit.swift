@@ -25,6 +25,9 @@ extension Authority {
         case .accountKeyChanged(let provisioner, let account, let remote):
             audit.record(.init("acme.account.key-changed", provisioner: prefix + provisioner, remote: remote, detail: "account \(account)"))
         case .challenge(let provisioner, let account, let identifier, let type, let failure, let remote):
+            metrics.acmeValidation(type: type, valid: failure == nil)
+            // A failed challenge invalidates its authorization and with it the order (RFC 8555 §7.1.6).
+            if failure != nil { metrics.acmeOrder(.invalid, provisioner: prefix + provisioner) }
             audit.record(.init(
                 failure == nil ? "acme.challenge.valid" : "acme.challenge.invalid", sans: [identifier], provisioner: prefix + provisioner,
                 remote: remote, reason: failure, detail: "\(type) for account \(account)"))

@@ -24,21 +24,27 @@ extension Authority {
         csr: VerifiedCSR, names: [SubjectName], provisioner: ACMEProvisionerSettings, accountID: String, orderID: String? = nil,
         notBefore: Date?, notAfter: Date?, remote: String?, now: Date = Date()
     ) async throws -> IssuedCertificate {
-        let acme = try acmeProvisioner(provisioner)
-        return try await issue(
-            IssuanceRequest(
-                csr: csr, names: names,
-                validity: .requested(notBefore: notBefore.map { Timestamp.rfc3339($0) }, notAfter: notAfter.map { Timestamp.rfc3339($0) }),
-                remote: remote),
-            acme.authorizeOrder(accountID: accountID, orderID: orderID), now: now)
+        try await counted(.issue, provisioner: ProvisionerLabel(ACMEProvisioner.labelPrefix + provisioner.name)) {
+            let acme = try acmeProvisioner(provisioner)
+            let issued = try await issue(
+                IssuanceRequest(
+                    csr: csr, names: names,
+                    validity: .requested(notBefore: notBefore.map { Timestamp.rfc3339($0) }, notAfter: notAfter.map { Timestamp.rfc3339($0) }),
+                    remote: remote),
+                acme.authorizeOrder(accountID: accountID, orderID: orderID), now: now)
+            if orderID != nil { metrics.acmeOrder(.valid, provisioner: ACMEProvisioner.labelPrefix + provisioner.name) }
+            return issued
+        }
     }
 
     /// Revokes a certificate on behalf of an ACME client that proved its right to (the ordering
     /// account, or the certificate's own key). Returns false when it was already revoked.
     public func revokeForACME(serial: String, reasonCode: Int, revokedBy: String, remote: String?, now: Date = Date()) async throws -> Bool {
-        if let record = try await store.certificate(serial: serial), record.revocation != nil { return false }
-        try await recordRevocation(serial: serial, reasonCode: reasonCode, reason: "", revokedBy: revokedBy, remote: remote, now: now)
-        return true
+        try await counted(.revoke, provisioner: ProvisionerLabel("acme")) {
+            if let record = try await store.certificate(serial: serial), record.revocation != nil { return false }
+            try await recordRevocation(serial: serial, reasonCode: reasonCode, reason: "", revokedBy: revokedBy, remote: remote, now: now)
+            return true
+        }
     }
 
     /// The leaf and its chain, for the certificate download.

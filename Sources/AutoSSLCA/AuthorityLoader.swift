@@ -1,6 +1,7 @@
 import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
+import AutoSSLMetrics
 import AutoSSLStore
 import Crypto
 import Foundation
@@ -100,7 +101,7 @@ public struct AuthorityLoader: Sendable {
         if let database = settings.database {
             let location = try PostgresLocation(url: database.url)
             let password = try databasePassword(explicitFile: databasePasswordFile, settings: database, location: location)
-            return try await CADatabase.openPostgres(location, password: password)
+            return try await CADatabase.openPostgres(location, password: password, writer: writer)
         }
         try FileOperations.makeDirectory(settings.paths.databaseDir, mode: 0o700)
         return try CADatabase.openSQLite(path: settings.paths.databaseDir + "/auto-ssl.sqlite", writer: writer)
@@ -138,7 +139,8 @@ public struct AuthorityLoader: Sendable {
     /// Everything `ca serve` needs: the authority, which owns the certificate records, and the
     /// database, whose ACME state goes to the ACME server.
     public func open(
-        passwordFile: String?, writer: WriterOptions = WriterOptions(), databasePasswordFile: String? = nil
+        passwordFile: String?, writer: WriterOptions = WriterOptions(), databasePasswordFile: String? = nil,
+        metrics: CAMetrics = CAMetrics(version: "unknown")
     ) async throws -> (authority: Authority, database: CADatabase) {
         let settings = try settings()
         try Self.checkSecretPermissions(settings)
@@ -163,7 +165,7 @@ public struct AuthorityLoader: Sendable {
                 settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
                 provisioners: provisioners, store: database.certificates, audit: audit,
                 previousIntermediates: previous, previousIntermediateKeys: previousIntermediateKeys(previous, settings: settings, password: password),
-                replicated: database.replicated, logger: logger)
+                replicated: database.replicated, metrics: metrics, logger: logger)
             return (authority, database)
         } catch {
             // Nothing else holds the database yet.

@@ -25,6 +25,13 @@ extension Authority {
 
     /// Renews the presented certificate: same names and key, same lifetime (capped by policy).
     public func renew(_ proof: PossessionProof, remote: String?, now: Date = Date()) async throws -> IssuedCertificate {
+        let label = ProvisionerLabel()
+        return try await counted(.renew, provisioner: label) {
+            try await renew(proof, remote: remote, label: label, now: now)
+        }
+    }
+
+    private func renew(_ proof: PossessionProof, remote: String?, label: ProvisionerLabel, now: Date) async throws -> IssuedCertificate {
         let (leaf, tokenUse) = try provisioners.x5c.authorize(proof, context: context(path: "/renew", remote: remote, now: now))
         let serial = leaf.serialNumber.hexString
         func refuseRenewal(_ kind: AuthorityError.Kind, _ message: String) -> AuthorityError {
@@ -43,6 +50,7 @@ extension Authority {
         guard let record = try await store.certificate(serial: serial), record.status == .issued else {
             throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)")
         }
+        label.name = record.provisioner
         if let revocation = record.revocation {
             throw refuseRenewal(.forbidden, "certificate \(serial) was revoked (\(revocation.reason.isEmpty ? "reason code \(revocation.reasonCode)" : revocation.reason)); revoked certificates are never renewed")
         }

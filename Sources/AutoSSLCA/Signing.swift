@@ -20,7 +20,15 @@ extension Authority {
 
     /// `/sign`: the token's provisioner authorises the names; the CSR must ask for exactly those.
     public func sign(_ request: SignRequest, now: Date = Date()) async throws -> IssuedCertificate {
+        let label = ProvisionerLabel()
+        return try await counted(.issue, provisioner: label) {
+            try await sign(request, label: label, now: now)
+        }
+    }
+
+    private func sign(_ request: SignRequest, label: ProvisionerLabel, now: Date) async throws -> IssuedCertificate {
         let (provisioner, token) = try tokenProvisioner(request.token, remote: request.remote)
+        label.name = provisioner.name
         let authorization = try provisioner.authorizeSign(token: token, context: context(path: "/sign", remote: request.remote, now: now))
         let csr: VerifiedCSR
         do {

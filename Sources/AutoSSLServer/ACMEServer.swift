@@ -84,6 +84,11 @@ final class ACMEService: Sendable {
                 reply = try await body(endpoint)
             } catch {
                 if let problem = ACMEAuthority.problem(for: error) {
+                    // An ACME request whose JWS, key or account did not check out (a refusal by the
+                    // authority was counted where it was made).
+                    if [.unauthorized, .badSignatureAlgorithm, .badPublicKey].contains(problem.kind), !(error is AuthorityError) {
+                        acme.authority.metrics.authenticationFailed(.acme)
+                    }
                     reply = .problem(problem)
                 } else if let fault = clientFault(error) {
                     reply = .problem(ACMEProblem(.malformed, fault))

@@ -174,6 +174,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
         let endpoint = self.endpoint
         let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let started = ContinuousClock.now
         // Started on this channel's event loop, which (in `ca serve`) also runs the task.
         Task {
             let status: HTTPResponse.Status
@@ -189,6 +190,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 let refusal = apiError(for: error, logger: endpoint.logger)
                 (status, headers, bytes) = (refusal.status, refusal.headers, ByteBuffer(string: refusal.jsonBody))
             }
+            endpoint.authority.metrics.request(.sign, nanoseconds: RequestMetricsMiddleware<BasicRequestContext>.nanoseconds(since: started))
             bound.eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.respond(status: status, headers: headers, body: bytes, context: context)

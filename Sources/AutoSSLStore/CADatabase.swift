@@ -37,9 +37,9 @@ public struct CADatabase: Sendable {
     /// Connects to the CA's PostgreSQL database (applying missing migrations): the certificate
     /// records and the ACME state share one client. Backups of it are PostgreSQL's business.
     public static func openPostgres(
-        _ location: PostgresLocation, password: String?, logger: Logger = Logger(label: "auto-ssl.store")
+        _ location: PostgresLocation, password: String?, writer: WriterOptions = WriterOptions(), logger: Logger = Logger(label: "auto-ssl.store")
     ) async throws -> CADatabase {
-        let store = try await PostgresCertificateStore.open(location, password: password, logger: logger)
+        let store = try await PostgresCertificateStore.open(location, password: password, onCommit: writer.onCommit, logger: logger)
         return CADatabase(
             certificates: store, acme: PostgresACMEDatabase(client: store.client, logger: logger), snapshots: nil,
             replicated: PostgresReplicatedState(client: store.client, logger: logger), location: location.description)

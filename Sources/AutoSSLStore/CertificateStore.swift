@@ -145,7 +145,65 @@ public protocol CertificateDatabase: Sendable {
     func revocationMarker() async throws -> Int64
     /// Forgets token ids whose tokens expired before `date`; returns how many.
     func purgeTokens(expiredBefore date: Date) async throws -> Int
+    /// Issued certificates whose notAfter is after `date`: names, lifetime and whether revoked (for
+    /// the CA's gauges: names overdue for renewal, names expiring).
+    func lifetimes(notExpiredBefore date: Date) async throws -> [CertificateLifetime]
+    /// Every name an issued certificate carries (for noticing the first issuance for a name).
+    func issuedNames() async throws -> Set<String>
+    /// Whether an issued certificate other than `serial` carries `name`.
+    func hasIssued(name: String, otherThan serial: String) async throws -> Bool
     func close() async throws
+}
+
+/// One issued certificate as the CA's gauges see it.
+public struct CertificateLifetime: Sendable, Equatable {
+    public var names: [String]
+    public var notBefore: Date
+    public var notAfter: Date
+    public var revoked: Bool
+
+    public init(names: [String], notBefore: Date, notAfter: Date, revoked: Bool) {
+        self.names = names
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.revoked = revoked
+    }
+}
+
+/// The `names` column: a JSON array of strings.
+enum NamesColumn {
+    /// Reads it without a JSON decoder when no name has an escape (always, for names the CA
+    /// validated); anything else goes through JSONDecoder. Unreadable text gives no names.
+    static func decode(_ text: String) -> [String] {
+        let utf8 = text.utf8
+        if !utf8.contains(UInt8(ascii: "\\")), utf8.first == UInt8(ascii: "["), utf8.last == UInt8(ascii: "]") {
+            let inner = text.dropFirst().dropLast()
+            if inner.isEmpty { return [] }
+            var names: [String] = []
+            for part in inner.split(separator: ",", omittingEmptySubsequences: false) {
+                guard part.count >= 2, part.first == "\"", part.last == "\"" else { return slow(text) }
+                let name = part.dropFirst().dropLast()
+                guard !name.contains("\"") else { return slow(text) }
+                names.append(String(name))
+            }
+            return names
+        }
+        return slow(text)
+    }
+
+    private static func slow(_ text: String) -> [String] {
+        (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
+    }
+
+    /// A LIKE pattern matching the column of any certificate that carries `name` (`\` escapes).
+    static func likePattern(_ name: String) -> String {
+        var escaped = ""
+        for character in name {
+            if character == "%" || character == "_" || character == "\\" { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return "%\"" + escaped + "\"%"
+    }
 }
 
 extension CertificateDatabase {

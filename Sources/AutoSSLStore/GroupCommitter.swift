@@ -10,10 +10,16 @@ public struct WriterOptions: Sendable {
     public var nice: Int32?
     /// Where committed writers are resumed (nil: on the writer thread).
     public var affinity: WaiterAffinity?
+    /// Told after every commit of the certificate writer (SQLite and PostgreSQL alike): how many
+    /// operations the transaction carried and how long it took, in nanoseconds. For metrics.
+    public var onCommit: (@Sendable (_ operations: Int, _ nanoseconds: Int64) -> Void)?
 
-    public init(nice: Int32? = nil, affinity: WaiterAffinity? = nil) {
+    public init(
+        nice: Int32? = nil, affinity: WaiterAffinity? = nil, onCommit: (@Sendable (_ operations: Int, _ nanoseconds: Int64) -> Void)? = nil
+    ) {
         self.nice = nice
         self.affinity = affinity
+        self.onCommit = onCommit
     }
 
     /// For a server whose requests wait on the writer: nice -10 (see `servingNice`) and the given affinity.
@@ -79,6 +85,7 @@ final class GroupCommitter: Sendable {
     /// The nice value the writer thread sets for itself when it starts (nil: inherit).
     private let writerNice: Int32?
     private let affinity: WaiterAffinity?
+    private let onCommit: (@Sendable (Int, Int64) -> Void)?
     private let state = Mutex(State())
     /// Wakes the writer thread; signalled once per submission that finds it waiting.
     private let wakeup = DispatchSemaphore(value: 0)
@@ -90,6 +97,7 @@ final class GroupCommitter: Sendable {
         self.logger = logger
         self.writerNice = options.nice
         self.affinity = options.affinity
+        self.onCommit = options.onCommit
     }
 
     /// Largest batch seen, for benchmarks and tests.
@@ -152,6 +160,12 @@ final class GroupCommitter: Sendable {
 
     static let threadName = "auto-ssl-writer"
 
+    /// Nanoseconds from `start` to now.
+    static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
+        let elapsed = (ContinuousClock.now - start).components
+        return elapsed.seconds &* 1_000_000_000 &+ elapsed.attoseconds / 1_000_000_000
+    }
+
     /// Said once per process, not once per writer thread start.
     private static let reportPriorityFailure = Mutex(false)
 
@@ -176,7 +190,9 @@ final class GroupCommitter: Sendable {
             switch step {
             case .commit(let batch):
                 timedOut = false
+                let started = ContinuousClock.now
                 let outcomes = commit(batch.map(\.operation))
+                if let onCommit { onCommit(batch.count, Self.nanoseconds(since: started)) }
                 resume(batch, with: outcomes)
             case .wait:
                 // A stale signal (from a submission this loop already took) only costs one empty pass.

@@ -293,6 +293,43 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
     }
 
+    public func lifetimes(notExpiredBefore date: Date) async throws -> [CertificateLifetime] {
+        try await pool.read { db in
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT c.names, c.not_before, c.not_after, r.serial IS NOT NULL FROM certificates c
+                    LEFT JOIN revocations r ON r.serial = c.serial WHERE c.status = 'issued' AND c.not_after > ?
+                    """,
+                arguments: [date.timeIntervalSince1970])
+            var lifetimes: [CertificateLifetime] = []
+            while let row = try rows.next() {
+                lifetimes.append(CertificateLifetime(
+                    names: NamesColumn.decode(row[0]), notBefore: Date(timeIntervalSince1970: row[1]),
+                    notAfter: Date(timeIntervalSince1970: row[2]), revoked: row[3]))
+            }
+            return lifetimes
+        }
+    }
+
+    public func issuedNames() async throws -> Set<String> {
+        try await pool.read { db in
+            var names = Set<String>()
+            let rows = try String.fetchCursor(db, sql: "SELECT DISTINCT names FROM certificates WHERE status = 'issued'")
+            while let text = try rows.next() { names.formUnion(NamesColumn.decode(text)) }
+            return names
+        }
+    }
+
+    public func hasIssued(name: String, otherThan serial: String) async throws -> Bool {
+        try await pool.read { db in
+            try Bool.fetchOne(
+                db,
+                sql: "SELECT 1 FROM certificates WHERE status = 'issued' AND serial <> ? AND names LIKE ? ESCAPE '\\' LIMIT 1",
+                arguments: [serial, NamesColumn.likePattern(name)]) ?? false
+        }
+    }
+
     public func close() async throws {
         committer.close()
         try pool.close()

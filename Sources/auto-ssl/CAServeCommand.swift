@@ -1,9 +1,11 @@
 import ArgumentParser
+import AutoSSLBackup
 import AutoSSLCA
 import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
 import AutoSSLIO
+import AutoSSLMetrics
 import AutoSSLServer
 import AutoSSLStore
 import NIOCore
@@ -43,24 +45,31 @@ struct CAServeCommand: AsyncParsableCommand {
         defer { serveLock.release() }
         // Committed writes resume on the event loop they came from (one job per loop and batch), and
         // the database writer runs ahead of the requests waiting on it (see WriterOptions).
-        let writer = WriterOptions.serving(affinity: WaiterAffinity(
+        var writer = WriterOptions.serving(affinity: WaiterAffinity(
             current: { MultiThreadedEventLoopGroup.currentEventLoop },
             run: { loop, work in
                 if let loop = loop as? any EventLoop { loop.execute(work) } else { work() }
             }))
+        let metrics = CAMetrics(version: AutoSSLCommand.version)
+        writer.onCommit = { operations, nanoseconds in metrics.commit(size: operations, nanoseconds: nanoseconds) }
         let (authority, database) = try await loader.open(
-            passwordFile: passwordFile, writer: writer, databasePasswordFile: databasePasswordFile)
+            passwordFile: passwordFile, writer: writer, databasePasswordFile: databasePasswordFile, metrics: metrics)
         let health = DatabaseHealth()
         var replica: ReplicaPresence?
         var presence: Task<Void, Never>?
         do {
-            try CAServer.checkAddressesAreFree(authority.settings.addresses)
+            try CAServer.checkAddressesAreFree(authority.settings.addresses + [authority.settings.metricsAddress].compactMap { $0 })
             replica = try await ReplicaPresence.join(
                 database, authority: authority, replicaName: replicaName ?? Self.defaultReplicaName(authority.settings),
                 version: AutoSSLCommand.version, directories: directories, health: health)
             let watcher = SettingsWatcher(loader: loader)
             let server = try await CAServer(
-                authority: authority, acmeDatabase: database.acme, reloadSettings: { try watcher.settings() }, databaseHealth: health)
+                authority: authority, acmeDatabase: database.acme, reloadSettings: { try watcher.settings() }, databaseHealth: health,
+                backupObservation: {
+                    BackupState.last(directories).map {
+                        BackupObservation(lastRun: $0.time, lastRunSucceeded: $0.succeeded, lastSuccess: $0.lastSuccess)
+                    }
+                })
             Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
             if replica != nil { Output.standardError("database: \(database.location), shared with the CA's other replicas\n") }
             let running = replica

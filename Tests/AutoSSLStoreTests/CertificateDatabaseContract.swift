@@ -229,6 +229,38 @@ enum CertificateDatabaseContract {
         }
     }
 
+    /// What the metrics read: lifetimes of certificates not expired before a date (revoked ones
+    /// marked), every name ever issued, and whether another certificate carries a name (a name
+    /// with LIKE's wildcards in it matches only itself).
+    static func metricsQueriesSeeNamesLifetimesAndRevocations(_ factory: some CertificateDatabaseFactory) async throws {
+        try await withStore(factory) { store in
+            let now = Date()
+            var live = try record("2a01", notAfter: now.addingTimeInterval(3_600))
+            live.names = ["web.internal", "10.0.0.9"]
+            var revoked = try record("2a02", notAfter: now.addingTimeInterval(7_200))
+            revoked.names = ["db.internal"]
+            var old = try record("2a03", notAfter: now.addingTimeInterval(-30 * 86_400))
+            old.names = ["gone.internal"]
+            var odd = try record("2a04", notAfter: now.addingTimeInterval(3_600))
+            odd.names = ["a_b.internal"]
+            for certificate in [live, revoked, old, odd] { try await store.recordIssuance(certificate, token: nil) }
+            #expect(try await store.revoke(serial: "2a02", RevocationRecord(reasonCode: 1, reason: "", revokedAt: now, revokedBy: "test")))
+
+            let lifetimes = try await store.lifetimes(notExpiredBefore: now.addingTimeInterval(-86_400))
+            #expect(lifetimes.count == 3)
+            #expect(lifetimes.first { $0.names == ["web.internal", "10.0.0.9"] }?.revoked == false)
+            #expect(lifetimes.first { $0.names == ["db.internal"] }?.revoked == true)
+            #expect(!lifetimes.contains { $0.names == ["gone.internal"] })
+            #expect(try await store.issuedNames() == ["web.internal", "10.0.0.9", "db.internal", "gone.internal", "a_b.internal"])
+
+            #expect(try await store.hasIssued(name: "web.internal", otherThan: "ffff"))
+            #expect(try await !store.hasIssued(name: "web.internal", otherThan: "2a01"))
+            #expect(try await !store.hasIssued(name: "eb.internal", otherThan: "ffff"), "whole names only")
+            #expect(try await !store.hasIssued(name: "axb.internal", otherThan: "ffff"), "_ is not a wildcard")
+            #expect(try await store.hasIssued(name: "a_b.internal", otherThan: "ffff"))
+        }
+    }
+
     /// A snapshot is a database the store opens, holding what was committed.
     static func snapshotsHoldWhatWasCommitted(_ factory: some CADatabaseFactory, snapshotPath: String, openSnapshot: (String) throws -> CADatabase)
         async throws
@@ -280,6 +312,10 @@ struct SQLiteFactory: CADatabaseFactory {
 
     @Test func listsAndPurges() async throws {
         try await CertificateDatabaseContract.listsAndPurges(factory)
+    }
+
+    @Test func metricsQueriesSeeNamesLifetimesAndRevocations() async throws {
+        try await CertificateDatabaseContract.metricsQueriesSeeNamesLifetimesAndRevocations(factory)
     }
 
     @Test func snapshotsHoldWhatWasCommitted() async throws {

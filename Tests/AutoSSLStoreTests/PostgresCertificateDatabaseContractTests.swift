@@ -39,6 +39,10 @@ struct PostgresCertificateDatabaseContractTests {
         try await CertificateDatabaseContract.concurrentIssuancesAllLand(try PostgresCertificatesFactory())
     }
 
+    @Test func metricsQueriesSeeNamesLifetimesAndRevocations() async throws {
+        try await CertificateDatabaseContract.metricsQueriesSeeNamesLifetimesAndRevocations(try PostgresCertificatesFactory())
+    }
+
     @Test func anIssuanceCompletesOnlyAProcessingOrder() async throws {
         try await CertificateDatabaseContract.anIssuanceCompletesOnlyAProcessingOrder(try PostgresCertificatesFactory())
     }

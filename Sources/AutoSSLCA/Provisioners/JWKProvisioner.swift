@@ -69,7 +69,7 @@ public struct JWKProvisioner: Provisioner, Equatable {
     /// durable transaction as what it authorises.
     func verify(_ parsed: JWT.Parsed, context: AuthorizationContext) throws -> ProvisionerTokenClaims {
         guard JWT.verifyES256(parsed, key: publicKey) else {
-            throw context.refuse(.unauthorized, "the token's signature does not verify", provisioner: name)
+            throw context.refuse(.unauthorized, "the token's signature does not verify", provisioner: name, failure: .badSignature)
         }
         let claims: ProvisionerTokenClaims
         do {
@@ -84,10 +84,10 @@ public struct JWKProvisioner: Provisioner, Equatable {
         guard claims.aud.contains(where: { authority.isAcceptedAudience($0, path: context.path) }) else {
             throw context.refuse(
                 .unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(context.path) endpoint",
-                provisioner: name)
+                provisioner: name, failure: .wrongAudience)
         }
         if let refusal = authority.checkTokenWindow(nbf: claims.nbf, exp: claims.exp, now: context.now) {
-            throw context.refuse(.unauthorized, refusal.message, provisioner: name)
+            throw context.refuse(.unauthorized, refusal.message, provisioner: name, failure: .expiredToken)
         }
         guard !claims.jti.isEmpty, claims.jti.count <= 256 else {
             throw context.refuse(.unauthorized, "the token has no valid jti", provisioner: name)

@@ -1,4 +1,5 @@
 import AutoSSLCore
+import AutoSSLMetrics
 import AutoSSLStore
 import Foundation
 
@@ -63,8 +64,11 @@ public struct AuthorizationContext: Sendable {
     public var path: String
     let authority: Authority
 
-    func refuse(_ kind: AuthorityError.Kind, _ message: String, provisioner: String? = nil, authFailure: Bool = true) -> AuthorityError {
-        authority.refuse(kind, message, provisioner: provisioner, remote: remote, authFailure: authFailure)
+    func refuse(
+        _ kind: AuthorityError.Kind, _ message: String, provisioner: String? = nil, authFailure: Bool = true,
+        failure: CAMetrics.AuthFailure? = nil
+    ) -> AuthorityError {
+        authority.refuse(kind, message, provisioner: provisioner, remote: remote, authFailure: authFailure, failure: failure)
     }
 }
 

@@ -26,7 +26,7 @@ public struct X5CProvisioner: Provisioner, Equatable {
         switch proof {
         case .mutualTLS(let certificate):
             guard authority.isIssuedByThisCA(certificate) else {
-                throw context.refuse(.unauthorized, "the certificate was not issued by this CA")
+                throw context.refuse(.unauthorized, "the certificate was not issued by this CA", failure: .certificate)
             }
             return (certificate, nil)
         case .x5cToken(let token):
@@ -34,10 +34,10 @@ public struct X5CProvisioner: Provisioner, Equatable {
             do {
                 verified = try X5CToken.verifySignature(token)
             } catch let error as AutoSSLError {
-                throw context.refuse(.unauthorized, error.message)
+                throw context.refuse(.unauthorized, error.message, failure: .malformedToken)
             }
             guard let leaf = verified.chain.first, authority.isIssuedByThisCA(leaf) else {
-                throw context.refuse(.unauthorized, "the token's certificate was not issued by this CA")
+                throw context.refuse(.unauthorized, "the token's certificate was not issued by this CA", failure: .certificate)
             }
             let claims: CertificateTokenClaims
             do {
@@ -49,14 +49,14 @@ public struct X5CProvisioner: Provisioner, Equatable {
             }
             guard claims.aud.contains(where: { authority.isAcceptedAudience($0, path: context.path) }) else {
                 throw context.refuse(
-                    .unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(context.path) endpoint")
+                    .unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(context.path) endpoint", failure: .wrongAudience)
             }
             let expectedSubject = leaf.commonName ?? leaf.subjectNames.first?.description ?? ""
             guard claims.sub == expectedSubject else {
                 throw context.refuse(.unauthorized, "the token's subject \"\(claims.sub)\" is not the certificate's (\(expectedSubject))")
             }
             if let refusal = authority.checkTokenWindow(nbf: claims.nbf, exp: claims.exp, now: context.now) {
-                throw context.refuse(.unauthorized, refusal.message)
+                throw context.refuse(.unauthorized, refusal.message, failure: .expiredToken)
             }
             guard !claims.jti.isEmpty, claims.jti.count <= 256 else {
                 throw context.refuse(.unauthorized, "the token has no valid jti")

@@ -20,7 +20,8 @@ public final class PostgresCertificateStore: CertificateDatabase {
     /// Connects, applies missing migrations and returns the store. A server that cannot be reached
     /// or refuses the login is reported in words, without the password.
     public static func open(
-        _ location: PostgresLocation, password: String?, logger: Logger = Logger(label: "auto-ssl.store")
+        _ location: PostgresLocation, password: String?, onCommit: (@Sendable (Int, Int64) -> Void)? = nil,
+        logger: Logger = Logger(label: "auto-ssl.store")
     ) async throws -> PostgresCertificateStore {
         // One connection first: a wrong password or a missing database is then PostgreSQL's own
         // answer at once, instead of the pool's retries running into its circuit breaker.
@@ -40,7 +41,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         configuration.options.maximumConnections = 8
         configuration.options.connectionIdleTimeout = .seconds(60)
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
-        let store = PostgresCertificateStore(client: client, location: location, logger: logger)
+        let store = PostgresCertificateStore(client: client, location: location, onCommit: onCommit, logger: logger)
         // The client must be running before the first query (else PostgresNIO warns and waits).
         await store.started.wait()
         do {
@@ -58,11 +59,11 @@ public final class PostgresCertificateStore: CertificateDatabase {
             hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
     }
 
-    init(client: PostgresClient, location: PostgresLocation, logger: Logger) {
+    init(client: PostgresClient, location: PostgresLocation, onCommit: (@Sendable (Int, Int64) -> Void)? = nil, logger: Logger) {
         self.client = client
         self.location = location
         self.logger = logger
-        self.committer = PostgresCommitter(client: client, logger: logger)
+        self.committer = PostgresCommitter(client: client, logger: logger, onCommit: onCommit)
         let started = StartSignal()
         self.started = started
         self.runner = Task {
@@ -259,6 +260,45 @@ public final class PostgresCertificateStore: CertificateDatabase {
         return try await read { client in
             try await client.query(
                 "DELETE FROM used_tokens WHERE expires_at < \(date.timeIntervalSince1970) RETURNING 1", logger: logger).collect().count
+        }
+    }
+
+    public func lifetimes(notExpiredBefore date: Date) async throws -> [CertificateLifetime] {
+        let logger = logger
+        return try await read { client in
+            let rows = try await client.query(
+                """
+                SELECT c.names, c.not_before, c.not_after, r.serial IS NOT NULL FROM certificates c
+                LEFT JOIN revocations r ON r.serial = c.serial WHERE c.status = 'issued' AND c.not_after > \(date.timeIntervalSince1970)
+                """, logger: logger)
+            var lifetimes: [CertificateLifetime] = []
+            for try await (names, notBefore, notAfter, revoked) in rows.decode((String, Double, Double, Bool).self) {
+                lifetimes.append(CertificateLifetime(
+                    names: NamesColumn.decode(names), notBefore: Date(timeIntervalSince1970: notBefore),
+                    notAfter: Date(timeIntervalSince1970: notAfter), revoked: revoked))
+            }
+            return lifetimes
+        }
+    }
+
+    public func issuedNames() async throws -> Set<String> {
+        let logger = logger
+        return try await read { client in
+            let rows = try await client.query("SELECT DISTINCT names FROM certificates WHERE status = 'issued'", logger: logger)
+            var names = Set<String>()
+            for try await text in rows.decode(String.self) { names.formUnion(NamesColumn.decode(text)) }
+            return names
+        }
+    }
+
+    public func hasIssued(name: String, otherThan serial: String) async throws -> Bool {
+        let logger = logger
+        let pattern = NamesColumn.likePattern(name)
+        return try await read { client in
+            let rows = try await client.query(
+                "SELECT 1 FROM certificates WHERE status = 'issued' AND serial <> \(serial) AND names LIKE \(pattern) ESCAPE '\\' LIMIT 1",
+                logger: logger)
+            return try await rows.collect().count > 0
         }
     }
 

@@ -24,9 +24,12 @@ actor PostgresCommitter {
     /// Largest batch seen, for tests and benchmarks.
     private(set) var largestBatch = 0
 
-    init(client: PostgresClient, logger: Logger) {
+    private let onCommit: (@Sendable (Int, Int64) -> Void)?
+
+    init(client: PostgresClient, logger: Logger, onCommit: (@Sendable (Int, Int64) -> Void)? = nil) {
         self.client = client
         self.logger = logger
+        self.onCommit = onCommit
     }
 
     func submit(_ operation: @escaping Operation) async throws {
@@ -52,7 +55,9 @@ actor PostgresCommitter {
             let batch = pending
             pending = []
             largestBatch = max(largestBatch, batch.count)
+            let started = ContinuousClock.now
             let outcomes = await commit(batch.map(\.operation))
+            if let onCommit { onCommit(batch.count, GroupCommitter.nanoseconds(since: started)) }
             for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(with: outcome) }
         }
         running = false

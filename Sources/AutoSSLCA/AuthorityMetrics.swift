@@ -1,0 +1,135 @@
+import AutoSSLMetrics
+import AutoSSLStore
+import Foundation
+import Logging
+import Synchronization
+
+/// What the authority reports to `CAMetrics`: the outcome of every certificate operation, the first
+/// issuance for a name, and the gauges computed from its records.
+extension Authority {
+    /// Counts one certificate operation by its outcome. `provisioner` is read when the work ends, so
+    /// the work can name the provisioner once it knows it.
+    func counted<T>(
+        _ operation: CAMetrics.Operation, provisioner: ProvisionerLabel, _ work: () async throws -> T
+    ) async throws -> T {
+        do {
+            let result = try await work()
+            metrics.operation(operation, provisioner: provisioner.name, outcome: .ok)
+            return result
+        } catch {
+            metrics.operation(operation, provisioner: provisioner.name, outcome: Self.outcome(of: error))
+            throw error
+        }
+    }
+
+    /// Refusals are the requester's (authentication, policy, a bad request); the rest is the CA's
+    /// failure (its database unavailable, an internal error).
+    static func outcome(of error: any Error) -> CAMetrics.Outcome {
+        switch error {
+        case let error as AuthorityError: return error.kind == .unavailable ? .failed : .refused
+        case StoreError.unavailable: return .failed
+        default: return .failed
+        }
+    }
+
+    /// Tells the first-issuance watch about a durable issuance (after the response is on its way:
+    /// the check never delays a certificate).
+    func noteIssued(names: [String], serial: String, provisioner: String, remote: String?, now: Date) {
+        let unseen = firstIssuances.unseen(names)
+        guard !unseen.isEmpty else { return }
+        Task { [self] in
+            for name in unseen {
+                // Another replica may have issued for it since this one started.
+                if replicated != nil, (try? await store.hasIssued(name: name, otherThan: serial)) ?? false { continue }
+                metrics.firstIssuance()
+                audit.record(.init(
+                    "certificate.first-issuance", time: now, serial: serial, sans: [name], provisioner: provisioner, remote: remote,
+                    detail: "the first certificate this CA issued for \(name)"))
+            }
+        }
+    }
+
+    /// Sets the gauges that describe the CA from its records: names overdue for renewal or
+    /// expiring, valid certificates, the CA certificates' expiry and the CRL's age.
+    public func refreshMetrics(now: Date = Date()) async throws {
+        let started = ContinuousClock.now
+        let lifetimes = try await store.lifetimes(notExpiredBefore: now.addingTimeInterval(-CAOverview.expiredRetention))
+        metrics.setOverview(CAOverview.compute(lifetimes, now: now))
+        metrics.setExpiry(of: .root, at: root.notValidAfter.timeIntervalSince1970)
+        metrics.setExpiry(of: .intermediate, at: intermediate.notValidAfter.timeIntervalSince1970)
+        if let signed = await crl.generatedAt { metrics.setCRLAge(seconds: max(0, now.timeIntervalSince(signed))) }
+        let elapsed = (ContinuousClock.now - started).components
+        metrics.setRefreshDuration(seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
+    }
+}
+
+/// The provisioner an operation is counted under, named by the operation once it knows it.
+final class ProvisionerLabel: @unchecked Sendable {
+    var name = "unknown"
+    init(_ name: String = "unknown") { self.name = name }
+}
+
+/// Names this CA has issued for, so the first certificate for a new name is noticed. Filled from the
+/// database when the CA starts; a name missing from it is new on this replica (and, once the
+/// database confirms it on PostgreSQL, new to the CA).
+final class FirstIssuanceWatch: Sendable {
+    private let known = Mutex<Set<String>?>(nil)
+
+    /// Before `load`, nothing is reported: the CA does not yet know which names are new.
+    func load(_ names: Set<String>) {
+        known.withLock { $0 = names }
+    }
+
+    /// The names not seen before, now remembered.
+    func unseen(_ names: [String]) -> [String] {
+        known.withLock { known in
+            guard known != nil else { return [] }
+            return names.filter { known?.insert($0).inserted == true }
+        }
+    }
+}
+
+/// The rule behind the renewal gauges.
+public enum CAOverview {
+    /// Servers renew at 2/3 of the lifetime; a name is overdue once its newest certificate is past
+    /// 3/4 (a margin for the renewal timer's schedule: 14 hours of a 7-day certificate).
+    public static let overdueFraction = 0.75
+    /// Expired certificates count for this long (a server that stopped a week ago is decommissioned
+    /// or forgotten; its alert should not ring forever).
+    public static let expiredRetention: TimeInterval = 7 * 86_400
+    /// "Expiring soon": within this.
+    public static let soon: TimeInterval = 86_400
+
+    /// For each name, its newest certificate (by notBefore): revoked ones were ended on purpose and
+    /// are not overdue; otherwise it is overdue past `overdueFraction` of its lifetime.
+    public static func compute(_ lifetimes: [CertificateLifetime], now: Date) -> CAMetrics.Overview {
+        var newest: [String: CertificateLifetime] = [:]
+        var valid = 0
+        for lifetime in lifetimes {
+            if !lifetime.revoked && lifetime.notAfter > now { valid += 1 }
+            for name in lifetime.names {
+                if let current = newest[name], current.notBefore >= lifetime.notBefore { continue }
+                newest[name] = lifetime
+            }
+        }
+        var overdue: [(name: String, expiry: Double)] = []
+        var expiringSoon = 0
+        for (name, lifetime) in newest where !lifetime.revoked {
+            let span = lifetime.notAfter.timeIntervalSince(lifetime.notBefore)
+            guard now > lifetime.notBefore.addingTimeInterval(span * overdueFraction) else { continue }
+            overdue.append((name, lifetime.notAfter.timeIntervalSince1970))
+            if lifetime.notAfter.timeIntervalSince(now) < soon { expiringSoon += 1 }
+        }
+        // The soonest to expire first (they matter most when only some get their own series).
+        overdue.sort { $0.expiry != $1.expiry ? $0.expiry < $1.expiry : $0.name < $1.name }
+        return CAMetrics.Overview(overdue: overdue, expiringSoon: expiringSoon, valid: valid)
+    }
+}
+
+extension Authority {
+    /// Loads the names already issued for, so that from now on the first certificate for a new
+    /// name is counted and audited (`certificate.first-issuance`). For `ca serve`.
+    public func watchFirstIssuances() async throws {
+        firstIssuances.load(try await store.issuedNames())
+    }
+}
