@@ -1,6 +1,7 @@
 import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
+import AutoSSLMetrics
 import AutoSSLStore
 import Crypto
 import Foundation
@@ -62,6 +63,12 @@ public final class Authority: Sendable {
     let store: any CertificateDatabase
     /// The audit trail: every line is written by the authority.
     let audit: AuditLog
+    /// What `/metrics` shows (counted whether or not anyone scrapes).
+    public let metrics: CAMetrics
+    /// The names issued for, to notice a new one (loaded by `watchFirstIssuances`).
+    let firstIssuances = FirstIssuanceWatch()
+    /// The state shared with the other replicas, on PostgreSQL.
+    let replicated: (any ReplicatedState)?
     /// Intermediates replaced by `ca rotate-intermediate`: certificates they signed stay renewable and revocable.
     public let previousIntermediates: [Certificate]
     /// The CRL, signed by the current intermediate.
@@ -86,12 +93,15 @@ public final class Authority: Sendable {
         settings: CASettings, root: Certificate, intermediate: Certificate, intermediateKey: SigningKey,
         provisioners: ProvisionerCollection, store: any CertificateDatabase, audit: AuditLog,
         previousIntermediates: [Certificate] = [], previousIntermediateKeys: [String: SigningKey] = [:],
-        replicated: (any ReplicatedState)? = nil, logger: Logger = Logger(label: "auto-ssl.authority")
+        replicated: (any ReplicatedState)? = nil, metrics: CAMetrics = CAMetrics(version: "unknown"),
+        logger: Logger = Logger(label: "auto-ssl.authority")
     ) throws {
         guard intermediateKey.publicKey == intermediate.publicKey else {
             throw AutoSSLError.general("the intermediate key does not match the intermediate certificate")
         }
         self.settings = settings
+        self.metrics = metrics
+        self.replicated = replicated
         self.root = root
         self.intermediate = intermediate
         self.intermediateKey = intermediateKey
@@ -244,6 +254,7 @@ public final class Authority: Sendable {
         case .stopped(let reason):
             audit.record(.init("service.stop", reason: reason))
         case .rateLimited(let remote):
+            metrics.rateLimitedRequest()
             audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
         case .bodyTooLarge(let remote, let path, let limit):
             audit.record(.init("request.refused", remote: remote, reason: "request body larger than \(limit) bytes", detail: path))
@@ -261,13 +272,13 @@ public final class Authority: Sendable {
         do {
             parsed = try JWT.parse(token)
         } catch let error as AutoSSLError {
-            throw refuse(.unauthorized, error.message, remote: remote, authFailure: true)
+            throw refuse(.unauthorized, error.message, remote: remote, authFailure: true, failure: .malformedToken)
         }
         guard parsed.header.alg == "ES256" else {
-            throw refuse(.unauthorized, "unsupported token algorithm \(parsed.header.alg) (ES256 expected)", remote: remote, authFailure: true)
+            throw refuse(.unauthorized, "unsupported token algorithm \(parsed.header.alg) (ES256 expected)", remote: remote, authFailure: true, failure: .malformedToken)
         }
         guard let kid = parsed.header.kid, let provisioner = provisioners.jwk(keyID: kid) else {
-            throw refuse(.unauthorized, "the token is signed by an unknown key", remote: remote, authFailure: true)
+            throw refuse(.unauthorized, "the token is signed by an unknown key", remote: remote, authFailure: true, failure: .unknownKey)
         }
         return (provisioner, parsed)
     }
@@ -290,8 +301,10 @@ public final class Authority: Sendable {
 
     /// Audits a refusal (authentication failures get their own event) and builds the error.
     public func refuse(
-        _ kind: AuthorityError.Kind, _ message: String, provisioner: String? = nil, remote: String?, authFailure: Bool = false
+        _ kind: AuthorityError.Kind, _ message: String, provisioner: String? = nil, remote: String?, authFailure: Bool = false,
+        failure: CAMetrics.AuthFailure? = nil
     ) -> AuthorityError {
+        if authFailure { metrics.authenticationFailed(failure ?? .invalidCredential) }
         audit.record(.init(
             authFailure ? "auth.failure" : "request.refused", provisioner: provisioner, remote: remote, reason: message))
         return AuthorityError(kind, message)

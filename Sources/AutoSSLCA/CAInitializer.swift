@@ -28,6 +28,9 @@ public struct CAInitOptions: Sendable {
     public var database: DatabaseSettings?
     /// The plain-HTTP revocation listener and the CRL and OCSP URLs leaves carry (`--revocation-address`).
     public var revocation: RevocationSettings?
+    /// Where `ca serve` answers Prometheus scrapes (`--metrics-address`), and whether over HTTPS.
+    public var metricsAddress: ListenAddress?
+    public var metricsTLS = false
 
     public init() {}
 
@@ -176,6 +179,8 @@ public struct CAInitializer {
             acmeProvisioners: options.acme && options.provisionerName != "acme" ? [ACMEProvisionerSettings(name: "acme")] : nil,
             database: options.database)
         settings.revocation = options.revocation
+        settings.metricsAddress = options.metricsAddress
+        if options.metricsTLS { settings.metricsTLS = true }
 
         try FileOperations.makeDirectory(directories.dataDir, mode: 0o755)
         try FileOperations.makeDirectory(directories.configDir, mode: 0o755)

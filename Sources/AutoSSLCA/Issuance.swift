@@ -1,4 +1,5 @@
 import AutoSSLCore
+import AutoSSLMetrics
 import AutoSSLStore
 import Foundation
 import X509
@@ -63,8 +64,8 @@ extension Authority {
     /// completes, in one transaction) and the audit line. The certificate is handed out only once
     /// its record is durable; a refusal is audited and nothing is stored.
     public func issue(_ request: IssuanceRequest, _ options: IssuanceOptions, now: Date = Date()) async throws -> IssuedCertificate {
-        func refuse(_ kind: AuthorityError.Kind, _ message: String, authFailure: Bool = false) -> AuthorityError {
-            refusal(kind, message, request: request, provisioner: options.provisioner, authFailure: authFailure, now: now)
+        func refuse(_ kind: AuthorityError.Kind, _ message: String, failure: CAMetrics.AuthFailure? = nil) -> AuthorityError {
+            refusal(kind, message, request: request, provisioner: options.provisioner, failure: failure, now: now)
         }
         guard let first = request.names.first else { throw refuse(.badRequest, "a certificate needs at least one name") }
         let (notBefore, notAfter) = try validity(request.validity, policy: options.policy, now: now, refuse: { refuse($0, $1) })
@@ -107,7 +108,7 @@ extension Authority {
         do {
             try await store.recordIssuance(record, token: options.token, completingOrder: options.completingOrder)
         } catch StoreError.tokenAlreadyUsed {
-            throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", authFailure: true)
+            throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", failure: .replayedToken)
         } catch StoreError.orderNotProcessing {
             throw refuse(.conflict, "the order is not being finalized any more; nothing was issued")
         } catch StoreError.serialAlreadyExists {
@@ -129,20 +130,24 @@ extension Authority {
             event, time: now, serial: serialHex, sans: record.names, provisioner: options.provisioner, remote: request.remote,
             detail: "valid until \(AuditLog.timestamp(notAfter))" + (renewedFrom.map { ", renewed from \($0)" } ?? "")
                 + (options.requester.map { ", for \($0)" } ?? "")))
+        if request.purpose != .serverCertificate {
+            noteIssued(names: record.names, serial: serialHex, provisioner: options.provisioner, remote: request.remote, now: now)
+        }
         return IssuedCertificate(leafDER: der, intermediate: intermediate, serial: serialHex)
     }
 
     /// Audits a refused issuance: renewals as `renewal.refused` (with the original's serial and
-    /// names), authentication failures as `auth.failure`, the rest as `request.refused`.
+    /// names), authentication failures (`failure` set) as `auth.failure`, the rest as `request.refused`.
     func refusal(
-        _ kind: AuthorityError.Kind, _ message: String, request: IssuanceRequest, provisioner: String?, authFailure: Bool, now: Date
+        _ kind: AuthorityError.Kind, _ message: String, request: IssuanceRequest, provisioner: String?,
+        failure: CAMetrics.AuthFailure?, now: Date
     ) -> AuthorityError {
-        if case .renew(let serial) = request.purpose, !authFailure {
+        if case .renew(let serial) = request.purpose, failure == nil {
             audit.record(.init(
                 "renewal.refused", time: now, serial: serial, sans: request.names.map(\.description), remote: request.remote, reason: message))
             return AuthorityError(kind, message)
         }
-        return refuse(kind, message, provisioner: provisioner, remote: request.remote, authFailure: authFailure)
+        return refuse(kind, message, provisioner: provisioner, remote: request.remote, authFailure: failure != nil, failure: failure)
     }
 
     /// The validity rule of every certificate. Requested times are RFC 3339 times or durations from

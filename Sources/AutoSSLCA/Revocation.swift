@@ -36,6 +36,13 @@ extension Authority {
     /// Revokes a certificate, authenticated by the certificate itself (mTLS or x5c token) or by a
     /// provisioner token whose `sub` is the serial. Revocation is permanent.
     public func revoke(_ request: RevokeRequest, now: Date = Date()) async throws {
+        let label = ProvisionerLabel()
+        try await counted(.revoke, provisioner: label) {
+            try await revoke(request, label: label, now: now)
+        }
+    }
+
+    private func revoke(_ request: RevokeRequest, label: ProvisionerLabel, now: Date) async throws {
         do {
             try Self.validateReasonCode(request.reasonCode)
         } catch let error as AutoSSLError {
@@ -52,6 +59,7 @@ extension Authority {
         var serial: String
         if let token = request.token, !token.isEmpty, !X5CProvisioner.carriesCertificateChain(token) {
             let (provisioner, parsed) = try tokenProvisioner(token, remote: request.remote)
+            label.name = provisioner.name
             let authorization = try provisioner.authorizeRevoke(
                 token: parsed, context: context(path: "/revoke", remote: request.remote, now: now))
             // The wire form is decimal, so a digits-only serial is read as decimal first.
@@ -74,7 +82,7 @@ extension Authority {
             } else if let presented = request.presented {
                 proof = .mutualTLS(presented)
             } else {
-                throw refuse(.unauthorized, "revocation needs the certificate (mutual TLS or an x5c token) or a provisioner token", remote: request.remote, authFailure: true)
+                throw refuse(.unauthorized, "revocation needs the certificate (mutual TLS or an x5c token) or a provisioner token", remote: request.remote, authFailure: true, failure: .certificate)
             }
             let (leaf, use) = try provisioners.x5c.authorize(proof, context: context(path: "/revoke", remote: request.remote, now: now))
             guard candidates.contains(leaf.serialNumber.hexString) else {
@@ -82,13 +90,14 @@ extension Authority {
             }
             serial = leaf.serialNumber.hexString
             revokedBy = "holder"
+            label.name = "holder"
             tokenUse = use
         }
         if let tokenUse {
             do {
                 try await store.consume(tokenUse)
             } catch StoreError.tokenAlreadyUsed {
-                throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", remote: request.remote, authFailure: true)
+                throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", remote: request.remote, authFailure: true, failure: .replayedToken)
             }
         }
         try await recordRevocation(serial: serial, reasonCode: request.reasonCode, reason: request.reason, revokedBy: revokedBy, remote: request.remote, now: now)

@@ -68,6 +68,10 @@ public struct CASettings: Codable, Equatable, Sendable {
     public var database: DatabaseSettings?
     /// The revocation listener and the CRL and OCSP URLs leaves carry; nil = none of them.
     public var revocation: RevocationSettings?
+    /// Where `/metrics` is served (Prometheus text format); nil = nowhere.
+    public var metricsAddress: ListenAddress?
+    /// Serve `/metrics` over HTTPS with the CA's own certificate instead of plain HTTP.
+    public var metricsTLS: Bool?
 
     public init(
         name: String, addresses: [ListenAddress], dnsNames: [String], keyType: CAKeyType, defaultDuration: String,
@@ -109,6 +113,8 @@ public struct CASettings: Codable, Equatable, Sendable {
         case provisioners, paths
         case createdAt = "created_at"
         case revocation
+        case metricsAddress = "metrics_address"
+        case metricsTLS = "metrics_tls"
     }
 
     /// The CA-wide policy: durations from the top-level settings, the rest from `policy`.

@@ -2,6 +2,7 @@ import AutoSSLCA
 import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLHost
+import AutoSSLMetrics
 import AutoSSLStore
 import Foundation
 import Hummingbird
@@ -159,6 +160,8 @@ public final class CAServer: Sendable {
     let connectionLimits: ConnectionLimits
     /// Whether the database answers, for `/health`.
     let databaseHealth: DatabaseHealth
+    /// The last backup run, for the metrics (read from where `ca backup` records it).
+    let backupObservation: @Sendable () -> BackupObservation?
 
     /// `reloadSettings` reads the configuration again; it runs every few seconds so
     /// `ca provisioner add|remove|password` take effect without a restart. `acmeDatabase` is the
@@ -168,10 +171,12 @@ public final class CAServer: Sendable {
         reloadSettings: @escaping @Sendable () throws -> CASettings,
         connectionLimits: ConnectionLimits = ConnectionLimits(),
         databaseHealth: DatabaseHealth = DatabaseHealth(),
+        backupObservation: @escaping @Sendable () -> BackupObservation? = { nil },
         logger: Logger = Logger(label: "auto-ssl.server")
     ) async throws {
         self.authority = authority
         self.databaseHealth = databaseHealth
+        self.backupObservation = backupObservation
         self.connectionLimits = connectionLimits
         self.reloadSettings = reloadSettings
         acme = try await ACMEService(
@@ -183,6 +188,7 @@ public final class CAServer: Sendable {
 
     public func buildRouter() -> Router<CARequestContext> {
         let router = Router(context: CARequestContext.self)
+        router.middlewares.add(RequestMetricsMiddleware(metrics: authority.metrics))
         router.middlewares.add(JSONErrorMiddleware(logger: logger))
         // A page for people on a new laptop: what this CA is and how to trust it.
         router.get("/") { request, _ in self.trustPage(request) }
@@ -315,7 +321,7 @@ public final class CAServer: Sendable {
             } else {
                 throw authority.refuse(
                     .unauthorized, "renewal needs the current certificate: present it over mutual TLS or as an x5c bearer token",
-                    remote: remote, authFailure: true)
+                    remote: remote, authFailure: true, failure: .certificate)
             }
             return try chainResponse(try await authority.renew(proof, remote: remote))
         }
@@ -459,6 +465,15 @@ public final class CAServer: Sendable {
                 logger: logger)
             services.append(app)
         }
+        if let address = authority.settings.metricsAddress {
+            let exporter = MetricsExporter(
+                authority: authority, databaseHealth: databaseHealth, backup: backupObservation, logger: logger)
+            services.append(try MetricsListener.application(
+                server: self, exporter: exporter, address: address, tls: authority.settings.metricsTLS ?? false,
+                onRunning: onRunning, logger: logger))
+        }
+        // From now on the first certificate for a name not issued before is counted and audited.
+        try await authority.watchFirstIssuances()
         if let address = authority.settings.revocation?.listen {
             services.append(RevocationListener.application(server: self, address: address, onRunning: onRunning, logger: logger))
         }

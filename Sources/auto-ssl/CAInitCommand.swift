@@ -66,6 +66,14 @@ struct CAInitCommand: AsyncParsableCommand {
         valueName: "name"))
     var revocationURLHost: String?
 
+    @Option(help: ArgumentHelp(
+        "Serve Prometheus metrics at /metrics on this address (e.g. 127.0.0.1:9100; plain HTTP unless --metrics-tls). Default: no metrics listener.",
+        valueName: "host:port"))
+    var metricsAddress: String?
+
+    @Flag(help: "Serve /metrics over HTTPS with the CA's own certificate.")
+    var metricsTLS = false
+
     @Flag(help: "Do not create the ACME provisioner \"acme\".")
     var noAcme = false
 
@@ -98,6 +106,12 @@ struct CAInitCommand: AsyncParsableCommand {
             ? [ListenAddress(host: NetworkAddresses.defaultCAHost(), port: 9000)]
             : address.map(ListenAddress.init(parsing:))
         options.dnsNames = dns
+        if let metricsAddress {
+            options.metricsAddress = try ListenAddress(parsing: metricsAddress)
+            options.metricsTLS = metricsTLS
+        } else if metricsTLS {
+            throw AutoSSLError.invalidArgument("--metrics-tls goes with --metrics-address")
+        }
         if let revocationAddress {
             options.revocation = try RevocationSettings.serving(
                 at: try ListenAddress(parsing: revocationAddress), urlHost: revocationURLHost)
