@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTPTypes
 import ServiceLifecycle
 
 /// The OCSP routes (RFC 6960 appendix A): `POST /ocsp` with the DER request as the body, and
@@ -63,6 +64,7 @@ enum RevocationListener {
         }
         let host = address.host.isEmpty ? "0.0.0.0" : address.host
         let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [CloseAfterAnswerHandler()],
             idleTimeout: server.connectionLimits.idleTimeout,
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
         return Application(
@@ -74,5 +76,24 @@ enum RevocationListener {
                 await onRunning("http://\(ListenAddress(host: host, port: port)) (CRL and OCSP)")
             },
             logger: logger)
+    }
+}
+
+/// Every request on the revocation listener gets `Connection: close`: one answer per connection.
+/// Hummingbird keeps a connection open unless the request says `close` (it does not see the HTTP
+/// version), and HTTP/1.0 OCSP clients such as nginx's stapling read the answer until the
+/// connection closes. Revocation clients make one request at a time, so nothing is lost, and no
+/// client can keep idle connections open on this port.
+final class CloseAfterAnswerHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(var head) = unwrapInboundIn(data) {
+            head.headerFields[.connection] = "close"
+            context.fireChannelRead(wrapInboundOut(.head(head)))
+            return
+        }
+        context.fireChannelRead(data)
     }
 }
