@@ -57,6 +57,8 @@ extension Authority {
         metrics.setOverview(CAOverview.compute(lifetimes, now: now))
         metrics.setExpiry(of: .root, at: root.notValidAfter.timeIntervalSince1970)
         metrics.setExpiry(of: .intermediate, at: intermediate.notValidAfter.timeIntervalSince1970)
+        // The CRL is made when first asked for (or due): make sure there is one to give the age of.
+        _ = try await crl.current(now: now)
         if let signed = await crl.generatedAt { metrics.setCRLAge(seconds: max(0, now.timeIntervalSince(signed))) }
         let elapsed = (ContinuousClock.now - started).components
         metrics.setRefreshDuration(seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)

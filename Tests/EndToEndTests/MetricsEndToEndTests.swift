@@ -136,6 +136,16 @@ import TestSupport
         #expect(intermediateExpiry > Date().timeIntervalSince1970, "\(text)")
         #expect(Self.sample(text, "auto_ssl_crl_age_seconds") >= 0)
 
+        // Every CA metric the shipped alert rules use is one the CA exposes (the backup gauges once
+        // a backup has run, none has here; a name's overdue series while it is overdue, none is).
+        let rules = try readFile(URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("contrib/prometheus/auto-ssl.rules.yml").path)
+        let used = Set(rules.split(whereSeparator: { !($0.isLetter || $0.isNumber || $0 == "_") }).map(String.init)
+            .filter { $0.hasPrefix("auto_ssl_") && !$0.hasPrefix("auto_ssl_server_") && !$0.hasPrefix("auto_ssl_backup_")
+                && $0 != "auto_ssl_renewal_overdue_expiry_timestamp_seconds" })
+        let exposed = Set(text.split(separator: "\n").filter { !$0.hasPrefix("#") }.compactMap { $0.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init) })
+        #expect(!used.isEmpty && used.isSubset(of: exposed), "used by the rules, not exposed: \(used.subtracting(exposed).sorted())")
+
         // The audit log names each first issuance, once.
         let firsts = try ca.auditEvents().filter { $0["event"] as? String == "certificate.first-issuance" }.compactMap { ($0["sans"] as? [String])?.first }
         #expect(firsts.sorted() == ["a.metrics.test", "b.metrics.test"], "\(firsts)")
