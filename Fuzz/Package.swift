@@ -19,6 +19,7 @@ let targets: [(name: String, modules: [String])] = [
     ("OpenSSLEncFuzz", ["AutoSSLCore"]),
     ("PostgresSettingsFuzz", ["AutoSSLCore"]),
     ("OCSPRequestFuzz", ["AutoSSLCore"]),
+    ("StepCAImportFuzz", ["AutoSSLCore"]),
     ("TarListFuzz", ["AutoSSLHost"]),
     ("DNSMessageFuzz", ["AutoSSLWire"]),
     ("HTTPResponseFuzz", ["AutoSSLWire"]),
