@@ -77,11 +77,12 @@ public struct CAInitOptions: Sendable {
 
 public enum ProvisionerName {
     public static func validate(_ name: String) throws {
-        let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        // "@": step-ca names its first provisioner after an e-mail address, and `ca import` keeps it.
+        let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
         guard (1...64).contains(name.count), name.unicodeScalars.allSatisfy(allowed.contains), !name.hasPrefix(".") else {
             throw AutoSSLError.invalidArgument(
                 "invalid provisioner name \"\(name)\"",
-                hint: "use 1-64 letters, digits, dots, underscores or hyphens")
+                hint: "use 1-64 letters, digits, dots, underscores, hyphens or @")
         }
     }
 }
@@ -251,7 +252,7 @@ public struct CAInitializer {
     }
 
     /// A crash between staging and rename leaves a hidden directory with encrypted keys; clear it.
-    private func removeStaleStagingDirectories() {
+    func removeStaleStagingDirectories() {
         guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directories.dataDir) else { return }
         for entry in entries where entry.hasPrefix(".ca-staging-") {
             logger.debug("removing stale staging directory", metadata: ["path": "\(entry)"])

@@ -47,7 +47,18 @@ extension Authority {
                     "certificate \(serial) expired at \(AuditLog.timestamp(leaf.notValidAfter)), beyond the renewal grace window of \(CertificateDuration(seconds: Int64(grace.rounded(.down)))); enroll again with a provisioner token")
             }
         }
-        guard let record = try await store.certificate(serial: serial), record.status == .issued else {
+        let record: CertificateRecord
+        if let found = try await store.certificate(serial: serial) {
+            guard found.status == .issued else { throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)") }
+            record = found
+        } else if let imported = settings.imported, leaf.notValidBefore < imported.importedAt {
+            // Issued by the same intermediate before `ca import` brought the CA here (step-ca kept its
+            // records in its own database): renewed under the CA's policy, and recorded from now on.
+            record = CertificateRecord(
+                serial: serial, status: .issued, commonName: "", names: leaf.subjectNames.map(\.description),
+                notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, keyType: "", provisioner: imported.source,
+                requester: nil, renewedFrom: nil, der: nil, createdAt: imported.importedAt)
+        } else {
             throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)")
         }
         label.name = record.provisioner

@@ -72,6 +72,9 @@ public struct CASettings: Codable, Equatable, Sendable {
     public var metricsAddress: ListenAddress?
     /// Serve `/metrics` over HTTPS with the CA's own certificate instead of plain HTTP.
     public var metricsTLS: Bool?
+    /// Set by `ca import`: where the CA came from and when. Certificates the previous CA issued
+    /// before then have no record here and still renew (see `Authority.renew`).
+    public var imported: ImportOrigin?
 
     public init(
         name: String, addresses: [ListenAddress], dnsNames: [String], keyType: CAKeyType, defaultDuration: String,
@@ -115,12 +118,30 @@ public struct CASettings: Codable, Equatable, Sendable {
         case revocation
         case metricsAddress = "metrics_address"
         case metricsTLS = "metrics_tls"
+        case imported
     }
 
     /// The CA-wide policy: durations from the top-level settings, the rest from `policy`.
     public var basePolicySettings: PolicySettings {
         PolicySettings(defaultDuration: defaultDuration, minimumDuration: minimumDuration, maximumDuration: maximumDuration)
             .overlaid(by: policy)
+    }
+}
+
+/// Where an imported CA came from (`ca import`).
+public struct ImportOrigin: Codable, Equatable, Sendable {
+    /// "step-ca" or "auto-ssl-backup".
+    public var source: String
+    public var importedAt: Date
+
+    public init(source: String, importedAt: Date) {
+        self.source = source
+        self.importedAt = importedAt
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case source
+        case importedAt = "imported_at"
     }
 }
 
