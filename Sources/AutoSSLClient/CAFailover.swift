@@ -31,9 +31,10 @@ public struct CAConnectPolicy: Sendable, Equatable {
     /// Whether a failed connection is tried again (with backoff) until the connect timeout.
     public var retriesConnecting: Bool
 
-    /// A single URL, or the last one of several: as patient as ever (a CA that restarts within the
-    /// connect timeout is waited for).
-    public static let patient = CAConnectPolicy(connectTimeout: nil, retriesConnecting: true)
+    /// A single URL, or the last one of several: a refused or unreachable CA is reported at once
+    /// (not retried for the whole connect timeout: the renewal timer and the daemon try again
+    /// later anyway), a silent one after `lastConnectTimeout`.
+    public static let patient = CAConnectPolicy(connectTimeout: CAFailover.lastConnectTimeout, retriesConnecting: false)
     /// A URL with another one after it: a refused connection moves on at once, an unanswered one
     /// after `CAFailover.connectTimeout`.
     public static let failover = CAConnectPolicy(connectTimeout: CAFailover.connectTimeout, retriesConnecting: false)
@@ -118,7 +119,7 @@ extension CAAnswer: Sendable where Value: Sendable {}
 ///   verify or a host name the CA's certificate does not name stops at once with that error.
 /// - Every URL but the last connects with `CAConnectPolicy.failover` (a refused connection moves
 ///   on at once, an unanswered one within `connectTimeout`); the last, or a single URL, with
-///   `.patient`, as before.
+///   `.patient` (refused at once too, unanswered within `lastConnectTimeout`).
 /// - `attempt` runs from the start for each URL, with a client for that URL: a one-time token is
 ///   made inside it, for the URL tried (its audience), so a token the CA may have used up is never
 ///   sent again; the next URL gets a fresh one.
@@ -127,6 +128,9 @@ extension CAAnswer: Sendable where Value: Sendable {}
 public enum CAFailover {
     /// The longest wait to connect (TCP and TLS handshake) to a URL that has another after it.
     public static let connectTimeout = TimeAmount.seconds(1)
+    /// The longest wait to connect to a single URL or the last one: a CA that does not answer a
+    /// connection attempt (a host that drops packets, a full accept queue) is given up on after this.
+    public static let lastConnectTimeout = TimeAmount.seconds(5)
 
     public static func run<T>(
         _ endpoints: CAEndpoints, _ attempt: (_ url: String, _ policy: CAConnectPolicy) async throws -> T

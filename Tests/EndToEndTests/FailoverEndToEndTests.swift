@@ -193,6 +193,35 @@ import TestSupport
         #expect(issued.isEmpty, "\(issued)")
     }
 
+    /// A CA that is down (its one URL refuses connections) is reported at once by `server renew`,
+    /// `cert issue` and `ca status`, not after a connect timeout spent retrying.
+    @Test func aCAThatIsDownIsReportedWithinASecond() throws {
+        let s = try Setup()
+        #expect(try s.enroll([s.live]).status == 0)
+        #expect(s.ca.stop() == 0)
+        func timed(_ run: () throws -> ProcessResult) rethrows -> (ProcessResult, Double) {
+            let started = Date()
+            let result = try run()
+            return (result, Date().timeIntervalSince(started))
+        }
+        let (renewed, renewSeconds) = try timed { try s.server.run(["server", "renew", "--force", "--exec", "true"]) }
+        #expect(renewed.status == 5 && renewed.stderr.contains("connection refused"), "\(renewed)")
+        let (issued, issueSeconds) = try timed {
+            try s.server.run([
+                "cert", "issue", "--ca-url", s.live, "--fingerprint", s.fingerprint, "--san", "down.internal",
+                "--out-cert", s.server.root.file("down.crt"), "--out-key", s.server.root.file("down.key"),
+                "--password-file", s.provisionerPassword,
+            ])
+        }
+        #expect(issued.status == 5 && issued.stderr.contains("connection refused"), "\(issued)")
+        let (status, statusSeconds) = try timed { try s.ca.sandbox.run(["ca", "status"]) }
+        #expect(status.stdout.contains("not running"), "\(status)")
+        // Each is a process start plus one refused connection (it was 10 s of retries before).
+        for (name, seconds) in [("server renew", renewSeconds), ("cert issue", issueSeconds), ("ca status", statusSeconds)] {
+            #expect(seconds < 2.5, "\(name) took \(seconds) s with the CA down")
+        }
+    }
+
     /// A config.yaml written before there could be several URLs (only `ca_url`) still renews.
     @Test func anEnrollmentWithOnlyCAURLStillRenews() throws {
         let s = try Setup()
