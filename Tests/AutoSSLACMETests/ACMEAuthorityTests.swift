@@ -20,6 +20,13 @@ import TestSupport
         }
     }
 
+    /// The value of the metric sample whose line starts with `name{` and contains every label pair.
+    func metric(_ fixture: ACMEFixture, _ name: String, _ labels: [String]) -> Double? {
+        let text = String(decoding: fixture.acme.authority.metrics.exposition(), as: UTF8.self)
+        return text.split(separator: "\n").first { line in line.hasPrefix(name + "{") && labels.allSatisfy { line.contains($0) } }
+            .flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+    }
+
     @Test func problemsGetTheUsualHTTPStatusUnlessOneIsChosen() {
         #expect(ACMEProblem(.badNonce, "x").httpStatus == 400 && ACMEProblem(.orderNotReady, "x").httpStatus == 403)
         #expect(ACMEProblem(.rateLimited, "x").httpStatus == 429 && ACMEProblem(.serverInternal, "x").httpStatus == 500)
@@ -81,6 +88,12 @@ import TestSupport
         let chain = try await fixture.post(account, "cert/" + orderID, id: orderID, json: nil) { acme in { try await acme.certificate($0) } }
         #expect(chain.contentType == "application/pem-certificate-chain")
         #expect(String(decoding: chain.body, as: UTF8.self).components(separatedBy: "BEGIN CERTIFICATE").count == 3)
+
+        // Counted for /metrics: the order created and made valid, both validations, one issuance.
+        #expect(metric(fixture, "auto_ssl_acme_orders_total", [#"state="created""#]) == 1)
+        #expect(metric(fixture, "auto_ssl_acme_orders_total", [#"state="valid""#]) == 1)
+        #expect(metric(fixture, "auto_ssl_acme_validations_total", [#"type="http-01""#, #"outcome="valid""#]) == 2)
+        #expect(metric(fixture, "auto_ssl_certificate_operations_total", [#"operation="issue""#, #"outcome="ok""#, #"provisioner="acme/"#]) == 1)
     }
 
     @Test func pollingAnOrderIsARead() async throws {
@@ -129,6 +142,8 @@ import TestSupport
         #expect(challenge.status == .invalid && challenge.error?.detail?.contains("wrong content") == true)
         #expect(try await fixture.database.acme.order(id: orderID)?.status == .invalid)
         #expect(fixture.network.requests.count == 3, "three attempts: \(fixture.network.requests)")
+        #expect(metric(fixture, "auto_ssl_acme_validations_total", [#"outcome="invalid""#]) == 1)
+        #expect(metric(fixture, "auto_ssl_acme_orders_total", [#"state="invalid""#]) == 1)
     }
 
     @Test func aNonceWorksOnceAndOnlyIfItIsOurs() async throws {

@@ -164,6 +164,20 @@ import TestSupport
         #expect(try prometheus.waitFor(#"up{job="auto-ssl"}"#, toBe: 0) == 0, "a stopped CA is seen as down")
     }
 
+    /// With `--metrics-tls` the listener speaks HTTPS with the CA's own certificate (verified
+    /// against the root) and nothing but /metrics is served there.
+    @Test func metricsOverHTTPSVerifyAgainstTheRootAndServeNothingElse() throws {
+        let metricsPort = freeLoopbackPort()
+        let ca = try RunningCA(initArguments: ["--metrics-address", "127.0.0.1:\(metricsPort)", "--metrics-tls"])
+        let url = "https://127.0.0.1:\(metricsPort)"
+        let scraped = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, url + "/metrics"])
+        #expect(scraped.status == 0 && scraped.stdout.contains("auto_ssl_build_info"), "\(scraped)")
+        #expect(try runProcess("curl", ["-sf", "-o", "/dev/null", "http://127.0.0.1:\(metricsPort)/metrics"]).status != 0, "no plain HTTP")
+        let other = try runProcess("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca.rootPath, url + "/sign"])
+        #expect(other.stdout == "404", "\(other)")
+        #expect(ca.stop() == 0)
+    }
+
     @Test func metricsTLSWithoutAnAddressIsRefused() throws {
         let sandbox = Sandbox()
         let refused = try sandbox.run(["ca", "init", "--non-interactive", "--name", "M", "--address", "127.0.0.1:9000", "--metrics-tls"])

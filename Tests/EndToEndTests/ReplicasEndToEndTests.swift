@@ -112,6 +112,14 @@ import TestSupport
         let serial = try runProcess("openssl", ["x509", "-noout", "-serial", "-in", client.root.file("fleet-1.internal.crt")])
             .stdout.replacingOccurrences(of: "serial=", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(!serial.isEmpty)
+        // B's OCSP answer for it, asked before the revocation so B holds a cached "good".
+        func ocspOnB() throws -> String {
+            try runProcess("openssl", [
+                "ocsp", "-issuer", b.sandbox.caDir + "/certs/intermediate_ca.crt", "-cert", client.root.file("fleet-1.internal.crt"),
+                "-url", b.url + "/ocsp", "-CAfile", b.rootPath,
+            ]).stdout
+        }
+        #expect(try ocspOnB().contains(": good"))
         let revoked = try a.sandbox.run(["ca", "revoke", serial, "--reason-code", "1", "--reason", "replica test"])
         #expect(revoked.status == 0, "\(revoked)")
         let listedOnB = try Self.eventually(within: 20) {
@@ -121,6 +129,10 @@ import TestSupport
             return parsed.stdout.uppercased().contains(serial.uppercased())
         }
         #expect(listedOnB)
+        // B's OCSP says revoked within seconds too (its cached answer was dropped).
+        let revokedOnB = try Self.eventually(within: 20) { try ocspOnB().contains(": revoked") }
+        let lastAnswer = try ocspOnB()
+        #expect(revokedOnB, "\(lastAnswer)")
         // Both replicas then serve the same, newest CRL (one shared CRL number sequence).
         let sameCRL = try Self.eventually(within: 15) {
             func number(_ ca: RunningCA) throws -> String {

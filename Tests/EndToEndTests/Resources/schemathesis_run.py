@@ -81,7 +81,9 @@ command = [
     "--report-dir", report_dir,
 ]
 before = stored()
-environment = dict(os.environ, SCHEMATHESIS_TELEMETRY="false", COLUMNS="160")
+here = os.path.dirname(os.path.abspath(__file__))
+environment = dict(os.environ, SCHEMATHESIS_TELEMETRY="false", COLUMNS="160", SCHEMATHESIS_HOOKS="schemathesis_hooks",
+                   PYTHONPATH=os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
 try:
     finished = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=environment,
                               stdin=subprocess.DEVNULL)
