@@ -75,6 +75,10 @@ public struct CASettings: Codable, Equatable, Sendable {
     /// Set by `ca import`: where the CA came from and when. Certificates the previous CA issued
     /// before then have no record here and still renew (see `Authority.renew`).
     public var imported: ImportOrigin?
+    /// The read-only web dashboard at `/dashboard` on the CA's listener; nil = on.
+    public var dashboard: Bool?
+    /// CIDRs whose clients may see the dashboard; nil = loopback only (127.0.0.0/8, ::1).
+    public var dashboardAllow: [String]?
 
     public init(
         name: String, addresses: [ListenAddress], dnsNames: [String], keyType: CAKeyType, defaultDuration: String,
@@ -119,6 +123,8 @@ public struct CASettings: Codable, Equatable, Sendable {
         case metricsAddress = "metrics_address"
         case metricsTLS = "metrics_tls"
         case imported
+        case dashboard
+        case dashboardAllow = "dashboard_allow"
     }
 
     /// The CA-wide policy: durations from the top-level settings, the rest from `policy`.
