@@ -91,7 +91,7 @@ final class FirstIssuanceWatch: Sendable {
     }
 }
 
-/// The rule behind the renewal gauges.
+/// The rule behind the renewal gauges and the fleet view (`Fleet`, `ca fleet`, the dashboard).
 public enum CAOverview {
     /// Servers renew at 2/3 of the lifetime; a name is overdue once its newest certificate is past
     /// 3/4 (a margin for the renewal timer's schedule: 14 hours of a 7-day certificate).
@@ -102,25 +102,56 @@ public enum CAOverview {
     /// "Expiring soon": within this.
     public static let soon: TimeInterval = 86_400
 
-    /// For each name, its newest certificate (by notBefore): revoked ones were ended on purpose and
-    /// are not overdue; otherwise it is overdue past `overdueFraction` of its lifetime.
-    public static func compute(_ lifetimes: [CertificateLifetime], now: Date) -> CAMetrics.Overview {
+    /// The newest (by notBefore) of `items`; nil when there are none.
+    public static func newest<Item>(_ items: [Item], lifetime: (Item) -> CertificateLifetime) -> Item? {
+        var newest: Item?
+        for item in items {
+            if let current = newest, lifetime(current).notBefore >= lifetime(item).notBefore { continue }
+            newest = item
+        }
+        return newest
+    }
+
+    /// For each name, its newest certificate (by notBefore).
+    public static func newestPerName(_ lifetimes: [CertificateLifetime]) -> [String: CertificateLifetime] {
         var newest: [String: CertificateLifetime] = [:]
-        var valid = 0
         for lifetime in lifetimes {
-            if !lifetime.revoked && lifetime.notAfter > now { valid += 1 }
             for name in lifetime.names {
                 if let current = newest[name], current.notBefore >= lifetime.notBefore { continue }
                 newest[name] = lifetime
             }
         }
+        return newest
+    }
+
+    /// The point past which a certificate with no newer one is overdue.
+    public static func renewalPoint(of lifetime: CertificateLifetime) -> Date {
+        lifetime.notBefore.addingTimeInterval(lifetime.notAfter.timeIntervalSince(lifetime.notBefore) * overdueFraction)
+    }
+
+    /// The state of a newest certificate: revoked ones were ended on purpose and are not overdue;
+    /// otherwise it is overdue past `overdueFraction` of its lifetime, expiring when that leaves
+    /// less than `soon`, expired past notAfter.
+    public static func state(of lifetime: CertificateLifetime, now: Date) -> FleetState {
+        if lifetime.revoked { return .revoked }
+        guard now > renewalPoint(of: lifetime) else { return .healthy }
+        if lifetime.notAfter <= now { return .expired }
+        return lifetime.notAfter.timeIntervalSince(now) < soon ? .expiring : .renewalOverdue
+    }
+
+    /// For each name, its newest certificate's state: overdue names (expiring and expired ones
+    /// included), how many of them expire within `soon` (or did), and the valid certificates.
+    public static func compute(_ lifetimes: [CertificateLifetime], now: Date) -> CAMetrics.Overview {
+        let valid = lifetimes.filter { !$0.revoked && $0.notAfter > now }.count
         var overdue: [(name: String, expiry: Double)] = []
         var expiringSoon = 0
-        for (name, lifetime) in newest where !lifetime.revoked {
-            let span = lifetime.notAfter.timeIntervalSince(lifetime.notBefore)
-            guard now > lifetime.notBefore.addingTimeInterval(span * overdueFraction) else { continue }
+        for (name, lifetime) in newestPerName(lifetimes) {
+            switch state(of: lifetime, now: now) {
+            case .healthy, .revoked: continue
+            case .renewalOverdue: break
+            case .expiring, .expired: expiringSoon += 1
+            }
             overdue.append((name, lifetime.notAfter.timeIntervalSince1970))
-            if lifetime.notAfter.timeIntervalSince(now) < soon { expiringSoon += 1 }
         }
         // The soonest to expire first (they matter most when only some get their own series).
         overdue.sort { $0.expiry != $1.expiry ? $0.expiry < $1.expiry : $0.name < $1.name }

@@ -421,9 +421,10 @@ public final class CAClient: Sendable {
         public var pemChain: String
     }
 
-    public func sign(csrPEM: String, token: String, notAfter: String? = nil) async throws -> SignedChain {
+    public func sign(csrPEM: String, token: String, notAfter: String? = nil, notBefore: String? = nil) async throws -> SignedChain {
         var body: [String: Any] = ["csr": csrPEM, "ott": token]
         if let notAfter { body["notAfter"] = notAfter }
+        if let notBefore { body["notBefore"] = notBefore }
         let (status, data) = try await request("POST", "/1.0/sign", body: try JSONSerialization.data(withJSONObject: body))
         guard status == 201 else { throw refusal(status: status, body: data, action: "sign the certificate") }
         return try parseChain(data)

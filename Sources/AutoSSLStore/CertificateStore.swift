@@ -148,6 +148,9 @@ public protocol CertificateDatabase: Sendable {
     /// Issued certificates whose notAfter is after `date`: names, lifetime and whether revoked (for
     /// the CA's gauges: names overdue for renewal, names expiring).
     func lifetimes(notExpiredBefore date: Date) async throws -> [CertificateLifetime]
+    /// Issued certificates whose notAfter is after `date`, with where each came from (for the fleet
+    /// view: `ca fleet` and the dashboard). No DER.
+    func fleetCertificates(notExpiredBefore date: Date) async throws -> [FleetCertificate]
     /// Every name an issued certificate carries (for noticing the first issuance for a name).
     func issuedNames() async throws -> Set<String>
     /// Whether an issued certificate other than `serial` carries `name`.
@@ -167,6 +170,33 @@ public struct CertificateLifetime: Sendable, Equatable {
         self.notBefore = notBefore
         self.notAfter = notAfter
         self.revoked = revoked
+    }
+}
+
+/// One issued certificate as the fleet view sees it: its lifetime plus who asked for it and when.
+public struct FleetCertificate: Sendable, Equatable {
+    public var serial: String
+    public var lifetime: CertificateLifetime
+    public var provisioner: String
+    /// The address the request came from, as recorded (nil for the CA's own certificates).
+    public var requester: String?
+    /// The serial this certificate renewed, nil for a first issuance.
+    public var renewedFrom: String?
+    /// When the record was made (the issuance).
+    public var createdAt: Date
+    public var revokedAt: Date?
+
+    public init(
+        serial: String, lifetime: CertificateLifetime, provisioner: String, requester: String?, renewedFrom: String?,
+        createdAt: Date, revokedAt: Date?
+    ) {
+        self.serial = serial
+        self.lifetime = lifetime
+        self.provisioner = provisioner
+        self.requester = requester
+        self.renewedFrom = renewedFrom
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
     }
 }
 

@@ -312,6 +312,31 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
     }
 
+    public func fleetCertificates(notExpiredBefore date: Date) async throws -> [FleetCertificate] {
+        try await pool.read { db in
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT c.serial, c.names, c.not_before, c.not_after, c.provisioner, c.requester, c.renewed_from, c.created_at,
+                        r.revoked_at FROM certificates c
+                    LEFT JOIN revocations r ON r.serial = c.serial WHERE c.status = 'issued' AND c.not_after > ?
+                    """,
+                arguments: [date.timeIntervalSince1970])
+            var certificates: [FleetCertificate] = []
+            while let row = try rows.next() {
+                let revokedAt: Double? = row[8]
+                certificates.append(FleetCertificate(
+                    serial: row[0],
+                    lifetime: CertificateLifetime(
+                        names: NamesColumn.decode(row[1]), notBefore: Date(timeIntervalSince1970: row[2]),
+                        notAfter: Date(timeIntervalSince1970: row[3]), revoked: revokedAt != nil),
+                    provisioner: row[4], requester: row[5], renewedFrom: row[6], createdAt: Date(timeIntervalSince1970: row[7]),
+                    revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:))))
+            }
+            return certificates
+        }
+    }
+
     public func issuedNames() async throws -> Set<String> {
         try await pool.read { db in
             var names = Set<String>()

@@ -26,7 +26,7 @@ struct CACommand: AsyncParsableCommand {
         commandName: "ca",
         abstract: "Create and run the Certificate Authority.",
         subcommands: [
-            CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CARevokeCommand.self,
+            CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CAFleetCommand.self, CARevokeCommand.self,
             CAProvisionerCommand.self,
             CARotateIntermediateCommand.self, CABackupCommand.self, CARestoreCommand.self, CABackupScheduleCommand.self, CAInstallServiceCommand.self,
             CAResetCommand.self, CADatabaseCommand.self, CAReplicaCommand.self, CAImportCommand.self,

@@ -44,6 +44,11 @@ struct CertIssueCommand: AsyncParsableCommand {
     @Option(help: "Lifetime (e.g. 24h, 7d); default: the CA's.")
     var duration: String?
 
+    @Option(help: ArgumentHelp(
+        "Start of validity, an RFC 3339 time (at most 24 h in the past); default: now, backdated a minute. --duration then counts from now.",
+        valueName: "time"))
+    var notBefore: String?
+
     @Option(help: "ec (P-256) or rsa (2048).")
     var keyType = "ec"
 
@@ -58,6 +63,9 @@ struct CertIssueCommand: AsyncParsableCommand {
         let names = try san.map(SubjectName.init(parsing:))
         let endpoints = try CAEndpoints(caUrl)
         if let duration { _ = try CertificateDuration(parsing: duration) }
+        if let notBefore, ISO8601DateFormatter().date(from: notBefore) == nil {
+            throw AutoSSLError.invalidArgument("--not-before \"\(notBefore)\" is not an RFC 3339 time", hint: "e.g. 2026-01-02T03:04:05Z")
+        }
         let algorithm = try KeyAlgorithm.leaf(keyType: keyType)
         for path in [outCert, outKey] {
             let directory = (Directories.absolute(path) as NSString).deletingLastPathComponent
@@ -80,7 +88,7 @@ struct CertIssueCommand: AsyncParsableCommand {
         let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             let jwk = try await client.provisionerKey(name: provisioner, password: password)
             let token = try client.signToken(provisioner: provisioner, key: jwk, names: names)
-            return try await client.sign(csrPEM: try VerifiedCSR.make(names: names, key: key), token: token, notAfter: duration)
+            return try await client.sign(csrPEM: try VerifiedCSR.make(names: names, key: key), token: token, notAfter: duration, notBefore: notBefore)
         }
         let signed = answer.value
         try FileOperations.replaceTogether([

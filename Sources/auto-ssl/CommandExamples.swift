@@ -44,6 +44,11 @@ enum CommandExamples {
             "auto-ssl ca certs list --expiring 48h",
             "auto-ssl ca certs list --revoked --json",
         ],
+        "ca fleet": [
+            "auto-ssl ca fleet",
+            "auto-ssl ca fleet --state renewal_overdue",
+            "auto-ssl ca fleet --name web --json",
+        ],
         "ca certs show": ["auto-ssl ca certs show 3a:f1:09:c2", "auto-ssl ca certs show 123456789 --pem > cert.pem"],
         "ca revoke": [
             "auto-ssl ca revoke 3a:f1:09:c2",

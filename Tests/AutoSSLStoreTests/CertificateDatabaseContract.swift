@@ -261,6 +261,41 @@ enum CertificateDatabaseContract {
         }
     }
 
+    /// What the fleet view reads: each certificate not expired before a date with its serial,
+    /// provisioner, requester, the serial it renewed, when it was made and when it was revoked.
+    static func fleetQuerySeesWhereEachCertificateCameFrom(_ factory: some CertificateDatabaseFactory) async throws {
+        try await withStore(factory) { store in
+            let now = epoch
+            var first = try record("3b01", notAfter: now.addingTimeInterval(3_600), created: now.addingTimeInterval(-600))
+            first.names = ["web.internal", "10.0.0.9"]
+            first.requester = "192.0.2.7"
+            var renewed = try record("3b02", notAfter: now.addingTimeInterval(7_200), created: now.addingTimeInterval(-60))
+            renewed.names = first.names
+            renewed.renewedFrom = "3b01"
+            renewed.provisioner = "x5c"
+            renewed.requester = nil
+            var revoked = try record("3b03", notAfter: now.addingTimeInterval(7_200), created: now)
+            revoked.names = ["db.internal"]
+            var old = try record("3b04", notAfter: now.addingTimeInterval(-30 * 86_400))
+            old.names = ["gone.internal"]
+            for certificate in [first, renewed, revoked, old] { try await store.recordIssuance(certificate, token: nil) }
+            let revokedAt = now.addingTimeInterval(5)
+            #expect(try await store.revoke(serial: "3b03", RevocationRecord(reasonCode: 1, reason: "", revokedAt: revokedAt, revokedBy: "test")))
+
+            let fleet = try await store.fleetCertificates(notExpiredBefore: now.addingTimeInterval(-86_400))
+            #expect(fleet.map(\.serial).sorted() == ["3b01", "3b02", "3b03"], "the expired one is left out")
+            let one = try #require(fleet.first { $0.serial == "3b01" })
+            #expect(one.lifetime == CertificateLifetime(
+                names: ["web.internal", "10.0.0.9"], notBefore: first.notBefore, notAfter: first.notAfter, revoked: false))
+            #expect(one.provisioner == "admin" && one.requester == "192.0.2.7" && one.renewedFrom == nil && one.revokedAt == nil)
+            #expect(one.createdAt == first.createdAt)
+            let two = try #require(fleet.first { $0.serial == "3b02" })
+            #expect(two.provisioner == "x5c" && two.requester == nil && two.renewedFrom == "3b01" && two.createdAt == renewed.createdAt)
+            let three = try #require(fleet.first { $0.serial == "3b03" })
+            #expect(three.lifetime.revoked && three.revokedAt == revokedAt)
+        }
+    }
+
     /// A snapshot is a database the store opens, holding what was committed.
     static func snapshotsHoldWhatWasCommitted(_ factory: some CADatabaseFactory, snapshotPath: String, openSnapshot: (String) throws -> CADatabase)
         async throws
@@ -316,6 +351,10 @@ struct SQLiteFactory: CADatabaseFactory {
 
     @Test func metricsQueriesSeeNamesLifetimesAndRevocations() async throws {
         try await CertificateDatabaseContract.metricsQueriesSeeNamesLifetimesAndRevocations(factory)
+    }
+
+    @Test func fleetQuerySeesWhereEachCertificateCameFrom() async throws {
+        try await CertificateDatabaseContract.fleetQuerySeesWhereEachCertificateCameFrom(factory)
     }
 
     @Test func snapshotsHoldWhatWasCommitted() async throws {

@@ -43,6 +43,10 @@ struct PostgresCertificateDatabaseContractTests {
         try await CertificateDatabaseContract.metricsQueriesSeeNamesLifetimesAndRevocations(try PostgresCertificatesFactory())
     }
 
+    @Test func fleetQuerySeesWhereEachCertificateCameFrom() async throws {
+        try await CertificateDatabaseContract.fleetQuerySeesWhereEachCertificateCameFrom(try PostgresCertificatesFactory())
+    }
+
     @Test func anIssuanceCompletesOnlyAProcessingOrder() async throws {
         try await CertificateDatabaseContract.anIssuanceCompletesOnlyAProcessingOrder(try PostgresCertificatesFactory())
     }

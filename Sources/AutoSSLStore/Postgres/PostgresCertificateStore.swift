@@ -281,6 +281,31 @@ public final class PostgresCertificateStore: CertificateDatabase {
         }
     }
 
+    public func fleetCertificates(notExpiredBefore date: Date) async throws -> [FleetCertificate] {
+        let logger = logger
+        return try await read { client in
+            let rows = try await client.query(
+                """
+                SELECT c.serial, c.names, c.not_before, c.not_after, c.provisioner, c.requester, c.renewed_from, c.created_at,
+                    r.revoked_at FROM certificates c
+                LEFT JOIN revocations r ON r.serial = c.serial WHERE c.status = 'issued' AND c.not_after > \(date.timeIntervalSince1970)
+                """, logger: logger)
+            var certificates: [FleetCertificate] = []
+            for try await (serial, names, notBefore, notAfter, provisioner, requester, renewedFrom, createdAt, revokedAt) in rows.decode(
+                (String, String, Double, Double, String, String?, String?, Double, Double?).self)
+            {
+                certificates.append(FleetCertificate(
+                    serial: serial,
+                    lifetime: CertificateLifetime(
+                        names: NamesColumn.decode(names), notBefore: Date(timeIntervalSince1970: notBefore),
+                        notAfter: Date(timeIntervalSince1970: notAfter), revoked: revokedAt != nil),
+                    provisioner: provisioner, requester: requester, renewedFrom: renewedFrom, createdAt: Date(timeIntervalSince1970: createdAt),
+                    revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:))))
+            }
+            return certificates
+        }
+    }
+
     public func issuedNames() async throws -> Set<String> {
         let logger = logger
         return try await read { client in
