@@ -4,12 +4,15 @@ import Foundation
 public enum SystemdUnits {
     /// A hardened unit for `auto-ssl ca serve`: no new privileges, read-only system, private /tmp,
     /// write access only to the data directory, restart on failure. The CA password arrives as a
-    /// systemd credential when a password file exists.
+    /// systemd credential when a password file exists. With a `user` (and `group`) the service runs
+    /// as that account instead of root; the only capability it may hold is binding a port below 1024,
+    /// and only when `lowPort`.
     public static func caService(
-        executable: String, configDir: String, dataDir: String, passwordFile: String?, lowPort: Bool
+        executable: String, configDir: String, dataDir: String, passwordFile: String?, lowPort: Bool,
+        user: String? = nil, group: String? = nil
     ) -> String {
         var lines = [
-            "# Written by auto-ssl ca install-service. Help: auto-ssl ca serve --help (no man page is installed).",
+            "# Written by auto-ssl ca install-service. Help: man auto-ssl-ca-serve, or auto-ssl ca serve --help.",
             "[Unit]",
             "Description=auto-ssl Certificate Authority",
             "Wants=network-online.target",
@@ -17,6 +20,14 @@ public enum SystemdUnits {
             "",
             "[Service]",
             "Type=simple",
+        ]
+        if let user {
+            lines.append("User=\(user)")
+        }
+        if let group {
+            lines.append("Group=\(group)")
+        }
+        lines += [
             "ExecStart=\(executable) ca serve",
             "Environment=AUTO_SSL_CONFIG_DIR=\(configDir)",
             "Environment=AUTO_SSL_DATA_DIR=\(dataDir)",

@@ -19,6 +19,11 @@ struct CAInstallServiceCommand: ParsableCommand {
         valueName: "file"))
     var passwordFile: String?
 
+    @Option(help: ArgumentHelp(
+        "The account the service runs as. Default: auto-ssl when that user exists (the Debian package creates it), else root. The CA's files (the data directory itself, its ca/ tree, audit.log) are given to this user; configuration and password files stay as they are.",
+        valueName: "user"))
+    var user: String?
+
     func run() throws {
         let directories = Directories.fromEnvironment()
         let settings = try AuthorityLoader(directories: directories).settings()
@@ -33,13 +38,23 @@ struct CAInstallServiceCommand: ParsableCommand {
                 "the service would not start: no CA password is stored on this machine",
                 hint: "pass --password-file FILE (a file holding the CA key password); it is stored for the service")
         }
+        let account = try Self.serviceAccount(named: user)
+        if let account {
+            try Self.handOver(directories: directories, to: account)
+        }
         let unit = SystemdUnits.caService(
             executable: executable, configDir: directories.configDir, dataDir: directories.dataDir,
-            passwordFile: passwordFile, lowPort: settings.addresses.contains { $0.port < 1024 })
+            passwordFile: passwordFile, lowPort: Self.listensBelow1024(settings),
+            user: account?.name, group: account?.group)
         try FileOperations.makeDirectory(directories.systemdDir, mode: 0o755)
         let path = directories.systemdDir + "/auto-ssl-ca.service"
         try FileOperations.writeAtomically(unit, to: path, mode: 0o644)
         print("Wrote \(path)")
+        if let account {
+            print("The service runs as \(account.name):\(account.group); the CA's files in \(directories.dataDir) belong to it.")
+        } else {
+            print("The service runs as root\(user == nil ? " (there is no \(ServiceUser.packaged) user on this machine; --user picks an account)" : "").")
+        }
         if let passwordFile {
             print("The service gets the CA password from \(passwordFile) as its systemd credential ca-password (LoadCredential=).")
         } else {
@@ -65,6 +80,41 @@ struct CAInstallServiceCommand: ParsableCommand {
             }
         }
         print("auto-ssl-ca.service is enabled and started.")
+    }
+
+    /// The account the unit names: `--user`, else the packaged `auto-ssl` user when it exists; nil
+    /// for root (the unit then has no User= line, as before the package existed).
+    static func serviceAccount(named requested: String?) throws -> ServiceUser? {
+        let name = requested ?? (ServiceUser.lookup(ServiceUser.packaged) != nil ? ServiceUser.packaged : "root")
+        guard let account = ServiceUser.lookup(name) else {
+            throw AutoSSLError.invalidArgument(
+                "--user: there is no user named \(name) on this machine",
+                hint: "create it (the Debian package creates \(ServiceUser.packaged)), or leave --user out")
+        }
+        return account.isRoot ? nil : account
+    }
+
+    /// Gives the CA's files to the service's account: the data directory itself (for audit.log and
+    /// backup-state.json), the CA's tree (keys, certificates, database) and the files `ca serve`
+    /// appends to. Other roles' files in the data directory (an enrolled server's) stay as they are.
+    static func handOver(directories: Directories, to account: ServiceUser) throws {
+        try account.own(directories.dataDir, recursive: false)
+        try account.own(directories.caDir, recursive: true)
+        for file in [directories.auditLog, directories.dataDir + "/backup-state.json"] where FileOperations.exists(file) {
+            try account.own(file, recursive: false)
+        }
+        for directory in [directories.dataDir, directories.configDir] {
+            if let blocked = account.blockedAncestor(of: directory) {
+                Output.warning("\(account.name) cannot enter \(blocked), so the service will not reach \(directory); make it searchable (chmod o+x) or move the directory")
+            }
+        }
+    }
+
+    /// Whether the CA listens on a port only root (or CAP_NET_BIND_SERVICE) may bind: its HTTPS
+    /// addresses, the revocation listener or the metrics listener.
+    static func listensBelow1024(_ settings: CASettings) -> Bool {
+        let listeners = settings.addresses + [settings.revocation?.listen, settings.metricsAddress].compactMap { $0 }
+        return listeners.contains { $0.port < 1024 }
     }
 
     /// Stores the CA password where the unit's LoadCredential= (and `ca serve`) find it, after

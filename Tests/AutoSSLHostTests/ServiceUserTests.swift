@@ -1,0 +1,101 @@
+import AutoSSLHost
+import Foundation
+import Testing
+
+private func caUnit(lowPort: Bool, user: String?, group: String?, executable: String = "/usr/bin/auto-ssl") -> String {
+    SystemdUnits.caService(
+        executable: executable, configDir: "/etc/auto-ssl", dataDir: "/var/lib/auto-ssl",
+        passwordFile: "/etc/auto-ssl/ca-password", lowPort: lowPort, user: user, group: group)
+}
+
+private func unitLines(_ unit: String) -> [String] { unit.split(separator: "\n").map(String.init) }
+
+private let isRoot = getuid() == 0
+private let hasSystemdAnalyze = SystemCommandRunner().which("systemd-analyze") != nil
+
+@Suite struct ServiceUserTests {
+    @Test func caServiceAsTheAutoSSLUserOnAHighPortHoldsNoCapability() {
+        let lines = unitLines(caUnit(lowPort: false, user: "auto-ssl", group: "auto-ssl"))
+        #expect(lines.contains("User=auto-ssl") && lines.contains("Group=auto-ssl"))
+        #expect(lines.contains("CapabilityBoundingSet="))
+        #expect(!lines.contains { $0.hasPrefix("AmbientCapabilities") })
+        #expect(lines.contains("NoNewPrivileges=yes"))
+    }
+
+    @Test func caServiceAsTheAutoSSLUserOnALowPortHoldsOnlyBindService() {
+        let lines = unitLines(caUnit(lowPort: true, user: "auto-ssl", group: "auto-ssl"))
+        #expect(lines.contains("AmbientCapabilities=CAP_NET_BIND_SERVICE"))
+        #expect(lines.contains("CapabilityBoundingSet=CAP_NET_BIND_SERVICE"))
+        #expect(lines.filter { $0.hasPrefix("CapabilityBoundingSet=") || $0.hasPrefix("AmbientCapabilities=") }.count == 2)
+    }
+
+    @Test func caServiceWithoutAUserRunsAsRootAsBefore() {
+        let lines = unitLines(caUnit(lowPort: false, user: nil, group: nil))
+        #expect(!lines.contains { $0.hasPrefix("User=") || $0.hasPrefix("Group=") })
+        #expect(lines.contains("ExecStart=/usr/bin/auto-ssl ca serve"))
+    }
+
+    @Test(.enabled(if: hasSystemdAnalyze, "systemd-analyze is not installed"))
+    func systemdAnalyzeAcceptsTheUnitWithAUserAndALowPort() throws {
+        let directory = TemporaryDirectoryForHost()
+        defer { directory.remove() }
+        let path = directory.path + "/auto-ssl-ca.service"
+        // ExecStart must name an executable that exists for verify to pass (and systemd calls
+        // running as nobody unsafe, so the unit names the packaged account).
+        try caUnit(lowPort: true, user: "auto-ssl", group: "auto-ssl", executable: "/bin/true")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(SystemdUnits.verify(path) == .passed)
+    }
+
+    @Test func lookupFindsRootAndItsGroupAndNotAnUnknownName() throws {
+        let root = try #require(ServiceUser.lookup("root"))
+        #expect(root.uid == 0 && root.gid == 0 && root.group == "root" && root.isRoot)
+        #expect(ServiceUser.lookup("no-such-user-auto-ssl-test") == nil)
+    }
+
+    @Test(.enabled(if: isRoot && ServiceUser.lookup("nobody") != nil, "needs root and the nobody user"))
+    func ownGivesTheWholeTreeToTheUserWithoutFollowingSymlinks() throws {
+        let nobody = try #require(ServiceUser.lookup("nobody"))
+        let directory = TemporaryDirectoryForHost()
+        defer { directory.remove() }
+        let tree = directory.path + "/ca"
+        let outside = directory.path + "/outside"
+        try FileManager.default.createDirectory(atPath: tree + "/secrets", withIntermediateDirectories: true)
+        try "key".write(toFile: tree + "/secrets/key", atomically: true, encoding: .utf8)
+        try "other".write(toFile: outside, atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: tree + "/link", withDestinationPath: outside)
+        try nobody.own(tree, recursive: true)
+        func owner(_ path: String) -> UInt32 {
+            var info = stat()
+            return lstat(path, &info) == 0 ? info.st_uid : .max
+        }
+        for path in [tree, tree + "/secrets", tree + "/secrets/key", tree + "/link"] {
+            #expect(owner(path) == nobody.uid, "\(path)")
+        }
+        #expect(owner(outside) == 0, "the link's target is not changed")
+    }
+
+    @Test(.enabled(if: ServiceUser.lookup("nobody") != nil, "needs the nobody user"))
+    func blockedAncestorNamesTheFirstDirectoryTheUserCannotEnter() throws {
+        let nobody = try #require(ServiceUser.lookup("nobody"))
+        let directory = TemporaryDirectoryForHost()
+        defer { directory.remove() }
+        chmod(directory.path, 0o755)
+        let closed = directory.path + "/closed"
+        try FileManager.default.createDirectory(atPath: closed + "/data", withIntermediateDirectories: true)
+        chmod(closed, 0o700)
+        #expect(nobody.blockedAncestor(of: closed + "/data") == closed)
+        chmod(closed, 0o711)
+        #expect(nobody.blockedAncestor(of: closed + "/data") == nil)
+    }
+}
+
+/// A fresh directory under the system temporary directory, removed by `remove()`.
+private struct TemporaryDirectoryForHost {
+    let path: String
+    init() {
+        path = (NSTemporaryDirectory() as NSString).appendingPathComponent("auto-ssl-host-" + UUID().uuidString)
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
