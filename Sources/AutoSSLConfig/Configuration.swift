@@ -282,6 +282,30 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
     /// Where `server renew` writes its metrics for node exporter's textfile collector (a `.prom`
     /// file); nil = no metrics file.
     public var metricsFile: String?
+    /// Set by `server enroll --adopt`: this enrollment took over a certificate the original bash
+    /// auto-ssl (step CLI) had enrolled; nil for an ordinary enrollment.
+    public var adoption: Adoption?
+
+    public struct Adoption: Codable, Equatable, Sendable {
+        /// Serial (hex) of the original tool's certificate that was renewed at the takeover.
+        public var originalSerial: String
+        public var adoptedAt: Date
+        /// Where the original tool's files this takeover replaced (its config.yaml, its renewal
+        /// units) were copied, unchanged.
+        public var keptIn: String
+
+        public init(originalSerial: String, adoptedAt: Date, keptIn: String) {
+            self.originalSerial = originalSerial
+            self.adoptedAt = adoptedAt
+            self.keptIn = keptIn
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case originalSerial = "original_serial"
+            case adoptedAt = "adopted_at"
+            case keptIn = "kept_in"
+        }
+    }
 
     public struct Suspension: Codable, Equatable, Sendable {
         public var reason: String
@@ -346,6 +370,7 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
         case enrolledAt = "enrolled_at"
         case suspension
         case metricsFile = "metrics_file"
+        case adoption = "adopted"
     }
 }
 

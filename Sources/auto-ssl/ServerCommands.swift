@@ -88,10 +88,18 @@ struct ServerEnrollCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(
         "Write renewal metrics here after every `server renew` (a .prom file in node exporter's textfile collector directory).",
         valueName: "file")) var metricsFile: String?
+    @Flag(help: ArgumentHelp(
+        "Take over the certificate and key the original bash auto-ssl (step CLI) enrolled here: renewed once by mutual TLS, no password; its renewal timer is replaced.",
+        discussion: "The files stay where they are (--cert-path/--key-path name them if they moved); see docs/migrating.md."))
+    var adopt = false
+    @Option(help: ArgumentHelp("With --adopt: the directory holding the original tool's server.crt and server.key.", valueName: "dir"))
+    var from: String?
     @OptionGroup var output: QuietOption
 
     func run() async throws {
         Output.quiet = output.quiet
+        if adopt { return try await runAdoption() }
+        if from != nil { throw AutoSSLError.invalidArgument("--from goes with --adopt") }
         // Every argument is checked before the network is touched.
         let metricsPath = try metricsFile.map(ServerAgent.checkMetricsFile)
         if exec != nil && reload != nil { throw AutoSSLError.invalidArgument("use --exec or --reload, not both") }
@@ -164,6 +172,80 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         if let webServer {
             Output.progress("\n\(webServer.rawValue) configuration:")
             Output.progress(webServer.snippet(certPath: plan.certPath, keyPath: plan.keyPath, combinedPath: plan.combinedPath))
+        }
+    }
+}
+
+extension ServerEnrollCommand {
+    /// `--adopt`: everything is checked before the CA is asked; nothing changes unless it renewed.
+    func runAdoption() async throws {
+        for (given, option) in [(!san.isEmpty, "--san"), (duration != nil, "--duration"), (keyType != "ec", "--key-type"),
+                                (passwordFile != nil, "--password-file")] where given {
+            throw AutoSSLError.invalidArgument(
+                "\(option) does not go with --adopt: the certificate keeps its names, lifetime and key, and no password is used")
+        }
+        if from != nil && (certPath != nil || keyPath != nil) {
+            throw AutoSSLError.invalidArgument("use --from DIR or --cert-path/--key-path, not both")
+        }
+        let metricsPath = try metricsFile.map(ServerAgent.checkMetricsFile)
+        if exec != nil && reload != nil { throw AutoSSLError.invalidArgument("use --exec or --reload, not both") }
+        let webServer = try reload.map(WebServer.init(parsing:))
+        _ = try Fingerprint.normalise(fingerprint)
+        let endpoints = try CAEndpoints(caUrl)
+        let agent = ServerCLI.agent
+        let original = try agent.locateOriginal(directory: from, certPath: certPath, keyPath: keyPath)
+        Output.progress("Found \(original.certPath) (serial \(ServerAgent.serialText(original.leaf)), valid until \(Output.date(original.leaf.notValidAfter))) and its key \(original.keyPath).")
+        let plan = ServerAgent.AdoptionPlan(
+            caURLs: endpoints.urls, provisioner: provisioner, reload: webServer,
+            reloadCommand: exec ?? webServer?.reloadCommand(systemd: SystemdUnits.systemdIsRunning, family: OSFamily.current().family),
+            installTimer: !noRenewal, metricsFile: metricsPath)
+        let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
+            Output.progress("CA \(client.baseURL): root fingerprint \(client.rootFingerprint) matches.")
+            return try await agent.adopt(original, plan: plan, client: client)
+        }
+        let result = answer.value
+        Output.contact(answer.contact)
+        if Output.quiet { print(ServerAgent.serialText(result.leaf)) }
+        Output.progress("Taken over: certificate \(result.previousSerial) renewed by mutual TLS as serial \(ServerAgent.serialText(result.leaf)), valid until \(Output.date(result.leaf.notValidAfter))")
+        Output.progress("  certificate chain: \(result.enrollment.certPath) (0644, same path)")
+        Output.progress("  private key:       \(result.enrollment.keyPath) (unchanged)")
+        Output.progress("  CA root:           \(result.enrollment.rootPath)")
+        if let combined = result.enrollment.combinedPath { Output.progress("  key + chain:       \(combined) (0600, for HAProxy)") }
+        if let backup = result.backedUpTo { Output.progress("  previous pair kept in \(backup)") }
+        for copy in result.kept { Output.progress("  the original tool's \((copy as NSString).lastPathComponent) kept unchanged in \(copy)") }
+        for warning in result.warnings { Output.warning(warning) }
+        Output.progress("  recorded in \(agent.directories.configFile)")
+
+        let units = try agent.takeOverRenewalUnits(executable: ServerCLI.executable, install: !noRenewal)
+        if !units.originals.isEmpty {
+            let names = units.originals.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
+            if units.disabled == true {
+                Output.progress("The original tool's renewal (\(names), `step ca renew`): stopped and disabled; copies in \(agent.keptUnitsDir).")
+            } else {
+                Output.progress("The original tool's renewal units (\(names)) are copied to \(agent.keptUnitsDir); systemd does not manage \(agent.directories.systemdDir) here, so nothing was stopped.")
+            }
+            if noRenewal { Output.progress("  their files were left in place (--no-renewal).") }
+        }
+        if let report = units.installed {
+            Output.progress("Automatic renewal: \(report.written.joined(separator: ", "))" + (units.originals.isEmpty ? "" : " (replacing the original tool's)"))
+            for (file, verification) in report.verification.sorted(by: { $0.key < $1.key }) {
+                if case .failed(let detail) = verification { Output.warning("systemd-analyze verify \(file): \(detail)") }
+            }
+            if report.enabled == true {
+                Output.progress("  auto-ssl-renew.timer is enabled and running (every 15 minutes).")
+            } else if !SystemdUnits.systemdIsRunning {
+                Output.progress("  systemd is not running here: use `auto-ssl server renew --daemon` (e.g. in a container) instead.")
+            } else {
+                Output.progress("  the units are in \(agent.directories.systemdDir); enable them with: systemctl daemon-reload && systemctl enable --now auto-ssl-renew.timer")
+            }
+        } else {
+            Output.progress("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
+        }
+        if let command = plan.reloadCommand { Output.progress("After each renewal: \(command) (the web server serves the renewed certificate from its next reload)") }
+        if let metricsPath { Output.progress("Metrics (node exporter textfile): \(metricsPath), rewritten at every renewal run") }
+        if trust {
+            let root = try agent.holder(result.enrollment).root
+            try ClientTrustCommand.installInSystemStore(root, store: try TrustStoreOptions.store(os: nil))
         }
     }
 }
