@@ -79,6 +79,11 @@ public struct ReplicaPresence: Sendable {
         return presence
     }
 
+    /// Every replica's last heartbeat (for the dashboard).
+    public func replicas() async throws -> [ReplicaHeartbeat] {
+        try await state.replicas()
+    }
+
     /// The other replicas' addresses become accepted token audiences.
     func learnReplicas() async throws {
         // Replicas seen within the hour: a decommissioned replica's address stops being accepted.

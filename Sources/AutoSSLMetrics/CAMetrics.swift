@@ -79,7 +79,7 @@ public final class CAMetrics: Sendable {
 
     /// The routes whose latency is measured (a bounded set: unknown paths are `other`).
     public enum Route: String, Sendable, CaseIterable {
-        case sign, renew, revoke, crl, ocsp, roots, health, provisioners, acme, trust, other
+        case sign, renew, revoke, crl, ocsp, roots, health, provisioners, acme, trust, dashboard, other
     }
 
     /// Seconds from a request's head to its response.

@@ -162,6 +162,8 @@ public final class CAServer: Sendable {
     let databaseHealth: DatabaseHealth
     /// The last backup run, for the metrics (read from where `ca backup` records it).
     let backupObservation: @Sendable () -> BackupObservation?
+    /// `/dashboard`, nil when `dashboard: false`.
+    let dashboard: DashboardService?
 
     /// `reloadSettings` reads the configuration again; it runs every few seconds so
     /// `ca provisioner add|remove|password` take effect without a restart. `acmeDatabase` is the
@@ -172,9 +174,18 @@ public final class CAServer: Sendable {
         connectionLimits: ConnectionLimits = ConnectionLimits(),
         databaseHealth: DatabaseHealth = DatabaseHealth(),
         backupObservation: @escaping @Sendable () -> BackupObservation? = { nil },
+        replicas: @escaping @Sendable () async -> [ReplicaHeartbeat]? = { nil },
         logger: Logger = Logger(label: "auto-ssl.server")
     ) async throws {
         self.authority = authority
+        if authority.settings.dashboard ?? true {
+            dashboard = DashboardService(
+                access: try DashboardAccess(allow: authority.settings.dashboardAllow),
+                cache: DashboardCache(
+                    authority: authority, databaseHealth: databaseHealth, backup: backupObservation, replicas: replicas, logger: logger))
+        } else {
+            dashboard = nil
+        }
         self.databaseHealth = databaseHealth
         self.backupObservation = backupObservation
         self.connectionLimits = connectionLimits
@@ -193,6 +204,9 @@ public final class CAServer: Sendable {
         // A page for people on a new laptop: what this CA is and how to trust it.
         router.get("/") { request, _ in self.trustPage(request) }
         router.get("trust") { request, _ in self.trustPage(request) }
+        if let dashboard {
+            router.get("dashboard") { request, context in await dashboard.respond(request, remote: context.remoteAddress) }
+        }
         for prefix in ["", "/1.0"] {
             let group = prefix.isEmpty ? router.group() : router.group(RouterPath(prefix))
             group.get("health") { _, _ in self.health() }

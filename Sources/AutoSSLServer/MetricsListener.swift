@@ -134,6 +134,7 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         case "provisioners": return .provisioners
         case "acme": return .acme
         case "trust": return .trust
+        case "dashboard": return .dashboard
         default: return .other
         }
     }

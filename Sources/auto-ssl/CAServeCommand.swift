@@ -69,7 +69,8 @@ struct CAServeCommand: AsyncParsableCommand {
                     BackupState.last(directories).map {
                         BackupObservation(lastRun: $0.time, lastRunSucceeded: $0.succeeded, lastSuccess: $0.lastSuccess)
                     }
-                })
+                },
+                replicas: { [replica] in try? await replica?.replicas() })
             Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
             if replica != nil { Output.standardError("database: \(database.location), shared with the CA's other replicas\n") }
             let running = replica

@@ -108,3 +108,40 @@ import Testing
         #expect(Fleet.timeLeft(seconds: Int.min) .hasPrefix("expired"))
     }
 }
+
+/// The end of the audit log as the dashboard reads it: hostile content is skipped or kept as text.
+@Suite struct AuditTailTests {
+    @Test func onlyWholeJSONObjectLinesWithAnEventAreReadAndLongFieldsAreCut() {
+        let long = String(repeating: "x", count: 5_000)
+        let newline: [UInt8] = [0x0A]
+        var bytes: [UInt8] = Array(#"tail of a line cut by the read","event":"x"}"#.utf8) + newline
+        bytes += Array(#"{"event":"certificate.issued","sans":["a.internal",7,{"x":1}],"serial":"01","time":"2033-05-18T03:33:20.123Z"}"#.utf8)
+        bytes += newline
+        bytes += [0xFF, 0xFE, 0x7B, 0x0A]  // not UTF-8
+        bytes += Array(#"[1,2,3]"#.utf8) + newline
+        bytes += Array(#"{"event":12}"#.utf8) + newline
+        bytes += Array(#"{"event":"auth.failure","remote":"\#(long)","reason":5}"#.utf8) + newline
+        bytes += Array(String(repeating: "[", count: 10_000).utf8) + newline
+        let entries = AuditTail.parse(bytes, startsMidLine: true)
+        #expect(entries.map { $0.event } == ["certificate.issued", "auth.failure"])
+        #expect(entries.first?.sans == ["a.internal"] && entries.first?.time == Date(timeIntervalSince1970: 2_000_000_000.123))
+        #expect(entries.last?.remote?.count == AuditTail.maximumFieldLength + 1 && entries.last?.reason == nil)
+    }
+
+    @Test func onlyTheLastBytesOfALargeLogAreReadAndEachKindKeepsItsNewestFifteen() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("audit-tail-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("audit.log").path
+        var text = ""
+        for index in 0..<20_000 { text += #"{"event":"certificate.issued","serial":"\#(index)"}"# + "\n" }
+        for index in 0..<3 { text += #"{"event":"certificate.revoked","serial":"r\#(index)"}"# + "\n" }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let entries = try AuditTail.read(path: path, maximumBytes: 4_096)
+        #expect(entries.count < 100 && entries.last?.serial == "r2")
+        let activity = RecentActivity(entries)
+        #expect(activity.issuances.count == RecentActivity.perKind && activity.issuances.first?.serial == "19999")
+        #expect(activity.revocations.map(\.serial) == ["r2", "r1", "r0"])
+        #expect(try AuditTail.read(path: directory.appendingPathComponent("missing").path).isEmpty)
+    }
+}
