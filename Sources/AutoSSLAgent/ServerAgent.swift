@@ -132,6 +132,19 @@ public struct ServerAgent: Sendable {
     /// `client` is the URL that answered (the caller tries the plan's URLs in turn); every URL of the
     /// plan is recorded.
     public func enroll(_ plan: EnrollmentPlan, client: CAClient, password: String, now: Date = Date()) async throws -> EnrollmentResult {
+        try await enroll(plan, client: client, credential: .password(password), now: now)
+    }
+
+    /// What authorises the first certificate: the provisioner password (the token is made here), or
+    /// a one-time token made on the CA (`ca token create`) for exactly the plan's names.
+    public enum EnrollmentCredential: Sendable {
+        case password(String)
+        case token(String)
+    }
+
+    public func enroll(_ plan: EnrollmentPlan, client: CAClient, credential: EnrollmentCredential, now: Date = Date()) async throws
+        -> EnrollmentResult
+    {
         for path in [plan.certPath, plan.keyPath, plan.rootPath] {
             let directory = (path as NSString).deletingLastPathComponent
             if directory != directories.certDir, !FileOperations.exists(directory) {
@@ -139,8 +152,14 @@ public struct ServerAgent: Sendable {
             }
         }
         let key = try SigningKey.generate(plan.keyAlgorithm)
-        let jwk = try await client.provisionerKey(name: plan.provisioner, password: password)
-        let token = try client.signToken(provisioner: plan.provisioner, key: jwk, names: plan.names)
+        let token: String
+        switch credential {
+        case .password(let password):
+            let jwk = try await client.provisionerKey(name: plan.provisioner, password: password)
+            token = try client.signToken(provisioner: plan.provisioner, key: jwk, names: plan.names)
+        case .token(let given):
+            token = given
+        }
         let signed = try await client.sign(
             csrPEM: try VerifiedCSR.make(names: plan.names, key: key), token: token, notAfter: plan.duration)
         guard signed.leaf.publicKey == key.publicKey else {
@@ -278,7 +297,10 @@ public struct ServerAgent: Sendable {
         try FileOperations.makeDirectory(directory, mode: 0o700)
         try FileOperations.writeAtomically(pair.certificate, to: directory + "/server.crt", mode: 0o644)
         try FileOperations.writeAtomically(pair.key, to: directory + "/server.key", mode: 0o600)
-        let kept = try FileManager.default.contentsOfDirectory(atPath: backupsDir).filter { !$0.hasPrefix(".") }.sorted()
+        // Only our own entries (named by the UTC time, digits first) are rotated: the original bash
+        // auto-ssl kept server-<time>.{crt,key} files here too, and they are never removed.
+        let kept = try FileManager.default.contentsOfDirectory(atPath: backupsDir)
+            .filter { $0.first?.isASCII == true && $0.first?.isNumber == true }.sorted()
         for old in kept.dropLast(Self.keptBackups) {
             try FileOperations.removeTree(backupsDir + "/" + old)
         }

@@ -80,6 +80,9 @@ struct ServerEnrollCommand: AsyncParsableCommand {
     @Option(help: "ec (P-256) or rsa (2048).") var keyType = "ec"
     @Option(help: "Provisioner to authenticate with.") var provisioner = "admin"
     @Option(help: ArgumentHelp("File holding the provisioner password (may be /dev/stdin).", valueName: "file")) var passwordFile: String?
+    @Option(help: ArgumentHelp(
+        "File holding a one-time enrollment token from `auto-ssl ca token create` (may be /dev/stdin), instead of the provisioner password; the names default to the token's.",
+        valueName: "file")) var tokenFile: String?
     @Flag(help: "Do not install the renewal timer.") var noRenewal = false
     @Option(help: ArgumentHelp("Command to run after every renewal (through /bin/sh).", valueName: "command")) var exec: String?
     @Option(help: "Reload this web server after every renewal: nginx, apache, caddy or haproxy.") var reload: String?
@@ -103,13 +106,16 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         // Every argument is checked before the network is touched.
         let metricsPath = try metricsFile.map(ServerAgent.checkMetricsFile)
         if exec != nil && reload != nil { throw AutoSSLError.invalidArgument("use --exec or --reload, not both") }
-        if nonInteractive && passwordFile == nil {
-            throw AutoSSLError.invalidArgument("--non-interactive needs --password-file (it may be /dev/stdin)")
+        if tokenFile != nil && passwordFile != nil { throw AutoSSLError.invalidArgument("use --token-file or --password-file, not both") }
+        if nonInteractive && passwordFile == nil && tokenFile == nil {
+            throw AutoSSLError.invalidArgument("--non-interactive needs --password-file or --token-file (either may be /dev/stdin)")
         }
         let webServer = try reload.map(WebServer.init(parsing:))
         if let duration { _ = try CertificateDuration(parsing: duration) }
         let algorithm = try KeyAlgorithm.leaf(keyType: keyType)
-        let names = san.isEmpty ? NetworkAddresses.defaultServerNames() : try san.map(SubjectName.init(parsing:))
+        let token = try tokenFile.map { try EnrollmentToken(text: try SecretFiles.read($0, option: "--token-file")) }
+        let given = san.isEmpty ? nil : try san.map(SubjectName.init(parsing:))
+        let names = try token?.names(given: given) ?? given ?? NetworkAddresses.defaultServerNames()
         guard !names.isEmpty else {
             throw AutoSSLError.invalidArgument("this machine has no usable hostname or address", hint: "name it with --san")
         }
@@ -122,7 +128,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
             caURLs: endpoints.urls, names: names, duration: duration,
             certPath: Directories.absolute(certPath ?? directories.certDir + "/server.crt"),
             keyPath: Directories.absolute(keyPath ?? directories.certDir + "/server.key"),
-            rootPath: directories.certDir + "/ca.crt", keyAlgorithm: algorithm, provisioner: provisioner, reload: webServer,
+            rootPath: directories.certDir + "/ca.crt", keyAlgorithm: algorithm, provisioner: token?.claims.iss ?? provisioner, reload: webServer,
             reloadCommand: exec ?? webServer?.reloadCommand(systemd: SystemdUnits.systemdIsRunning, family: family),
             installTimer: !noRenewal, metricsFile: metricsPath)
 
@@ -133,6 +139,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             Output.progress("CA \(client.baseURL): root fingerprint \(client.rootFingerprint) matches.")
             Output.progress("Certificate names: \(names.map(\.description).joined(separator: ", "))")
+            if let token { return try await agent.enroll(plan, client: client, credential: .token(token.text)) }
             return try await agent.enroll(plan, client: client, password: try password.value())
         }
         let result = answer.value
@@ -212,7 +219,10 @@ extension ServerEnrollCommand {
         Output.progress("  CA root:           \(result.enrollment.rootPath)")
         if let combined = result.enrollment.combinedPath { Output.progress("  key + chain:       \(combined) (0600, for HAProxy)") }
         if let backup = result.backedUpTo { Output.progress("  previous pair kept in \(backup)") }
-        for copy in result.kept { Output.progress("  the original tool's \((copy as NSString).lastPathComponent) kept unchanged in \(copy)") }
+        for copy in result.kept {
+            let name = copy == agent.keptConfigFile ? "config.yaml" : (copy as NSString).lastPathComponent
+            Output.progress("  the original tool's \(name) kept unchanged as \(copy)")
+        }
         for warning in result.warnings { Output.warning(warning) }
         Output.progress("  recorded in \(agent.directories.configFile)")
 
