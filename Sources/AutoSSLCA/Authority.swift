@@ -86,8 +86,12 @@ public final class Authority: Sendable {
     let logger: Logger
     /// How far a token's times may be off because of clock differences.
     public static let clockSkew: TimeInterval = 60
-    /// The longest a one-time token may be valid.
+    /// The longest a one-time token made from a certificate (x5c, for renewal and revocation) may be valid.
     public static let maximumTokenLifetime: Int64 = 300
+    /// The longest a provisioner token may be valid: `ca token create` makes enrollment tokens for
+    /// one host's names that are handed over and used later (by default within the hour). Each
+    /// still works once, for its names only.
+    public static let maximumProvisionerTokenLifetime: Int64 = 86_400
 
     public init(
         settings: CASettings, root: Certificate, intermediate: Certificate, intermediateKey: SigningKey,
@@ -288,9 +292,8 @@ public final class Authority: Sendable {
     }
 
     /// The time rules of every one-time token (provisioner and x5c tokens alike).
-    func checkTokenWindow(nbf: Int64, exp: Int64, now: Date) -> TokenWindow.Refusal? {
-        TokenWindow.check(
-            nbf: nbf, exp: exp, now: now, skew: Int64(Self.clockSkew), maximumLifetime: Self.maximumTokenLifetime)
+    func checkTokenWindow(nbf: Int64, exp: Int64, now: Date, maximumLifetime: Int64 = maximumTokenLifetime) -> TokenWindow.Refusal? {
+        TokenWindow.check(nbf: nbf, exp: exp, now: now, skew: Int64(Self.clockSkew), maximumLifetime: maximumLifetime)
     }
 
     /// When a used token can be forgotten: its expiry plus the clock skew (exp is within

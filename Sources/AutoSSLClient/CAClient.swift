@@ -407,11 +407,9 @@ public final class CAClient: Sendable {
 
     /// A one-time token for `/sign`, valid for 5 minutes.
     public func signToken(provisioner: String, key: ECJWK, names: [SubjectName], now: Date = Date()) throws -> String {
-        let issued = Int64(now.timeIntervalSince1970)
-        let jti = Hex.encode(SecureRandom.bytes(16))
-        let claims = ProvisionerTokenClaims(
-            iss: provisioner, aud: [baseURL + "/1.0/sign"], sub: names.first?.description ?? "", sans: names.map(\.description),
-            nbf: issued, iat: issued, exp: issued + 300, jti: jti, sha: rootFingerprint)
+        let claims = ProvisionerTokenClaims.oneTime(
+            provisioner: provisioner, audience: [baseURL + "/1.0/sign"], names: names.map(\.description), lifetime: 300,
+            rootFingerprint: rootFingerprint, now: now)
         return try JWT.sign(payload: claims, kid: key.kid ?? key.thumbprint, key: try key.privateKey())
     }
 

@@ -113,6 +113,18 @@ public struct ProvisionerTokenClaims: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey { case iss, aud, sub, sans, nbf, iat, exp, jti, sha }
 
+    /// The claims of a fresh one-time token for `/sign`: for `names` (the first is the subject),
+    /// valid from `now` for `lifetime` seconds, with a random jti. Our client's tokens (5 minutes)
+    /// and `ca token create`'s (up to a day) are both made here.
+    public static func oneTime(
+        provisioner: String, audience: [String], names: [String], lifetime: Int64, rootFingerprint: String, now: Date
+    ) -> ProvisionerTokenClaims {
+        let issued = Int64(now.timeIntervalSince1970)
+        return ProvisionerTokenClaims(
+            iss: provisioner, aud: audience, sub: names.first ?? "", sans: names, nbf: issued, iat: issued, exp: issued + lifetime,
+            jti: Hex.encode(SecureRandom.bytes(16)), sha: rootFingerprint)
+    }
+
     /// The claims from JSON: the fast reader for the usual shape, JSONDecoder (and its errors) otherwise.
     public static func decode(_ data: Data) throws -> ProvisionerTokenClaims {
         if let object = FlatJSON.object(data), let claims = ProvisionerTokenClaims(flat: object) { return claims }

@@ -29,7 +29,7 @@ struct CACommand: AsyncParsableCommand {
             CAInitCommand.self, CAServeCommand.self, CAStatusCommand.self, CACertsCommand.self, CAFleetCommand.self, CARevokeCommand.self,
             CAProvisionerCommand.self,
             CARotateIntermediateCommand.self, CABackupCommand.self, CARestoreCommand.self, CABackupScheduleCommand.self, CAInstallServiceCommand.self,
-            CAResetCommand.self, CADatabaseCommand.self, CAReplicaCommand.self, CAImportCommand.self,
+            CAResetCommand.self, CADatabaseCommand.self, CAReplicaCommand.self, CAImportCommand.self, CATokenCommand.self,
         ]
     )
 }

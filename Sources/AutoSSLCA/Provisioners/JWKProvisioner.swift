@@ -86,7 +86,9 @@ public struct JWKProvisioner: Provisioner, Equatable {
                 .unauthorized, "the token's audience \(claims.aud.joined(separator: ", ")) is not this CA's \(context.path) endpoint",
                 provisioner: name, failure: .wrongAudience)
         }
-        if let refusal = authority.checkTokenWindow(nbf: claims.nbf, exp: claims.exp, now: context.now) {
+        if let refusal = authority.checkTokenWindow(
+            nbf: claims.nbf, exp: claims.exp, now: context.now, maximumLifetime: Authority.maximumProvisionerTokenLifetime)
+        {
             throw context.refuse(.unauthorized, refusal.message, provisioner: name, failure: .expiredToken)
         }
         guard !claims.jti.isEmpty, claims.jti.count <= 256 else {
