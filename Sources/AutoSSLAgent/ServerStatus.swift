@@ -1,3 +1,4 @@
+import AutoSSLConfig
 import AutoSSLCore
 import Foundation
 import X509
@@ -36,6 +37,8 @@ public struct ServerStatusReport: Codable, Sendable {
     public var lastAttempt: ServerState.Attempt?
     public var lastSuccess: Date?
     public var consecutiveFailures: Int
+    /// Set when `server enroll --adopt` took this server over from the original auto-ssl.
+    public var adopted: ServerEnrollment.Adoption?
 
     public struct Revocation: Codable, Sendable {
         public var serial: String
@@ -68,6 +71,7 @@ public struct ServerStatusReport: Codable, Sendable {
         case lastAttempt = "last_attempt"
         case lastSuccess = "last_success"
         case consecutiveFailures = "consecutive_failures"
+        case adopted
     }
 
     /// Healthy means: a certificate is installed, still valid and not revoked.
@@ -89,6 +93,7 @@ extension ServerAgent {
             reloadCommand: enrollment.reloadCommand, suspended: enrollment.suspension != nil,
             suspensionReason: enrollment.suspension?.reason, suspendedSince: enrollment.suspension?.since,
             lastAttempt: state.lastAttempt, lastSuccess: state.lastSuccess, consecutiveFailures: state.consecutiveFailures)
+        report.adopted = enrollment.adoption
         do {
             let holder = try holder(enrollment)
             let leaf = holder.leaf

@@ -379,6 +379,9 @@ struct ServerStatusCommand: AsyncParsableCommand {
         lines.append("Files:         \(report.certPath ?? ""), \(report.keyPath ?? "")")
         lines.append("Timer:         \(report.timer)")
         if let command = report.reloadCommand { lines.append("Reload:        \(command)") }
+        if let adopted = report.adopted {
+            lines.append("Taken over:    \(Output.date(adopted.adoptedAt)) from the original auto-ssl (certificate \(adopted.originalSerial)); its files kept in \(adopted.keptIn)")
+        }
         if report.suspended {
             lines.append("Suspended:     yes, since \(report.suspendedSince.map(Output.date) ?? "?"): \(report.suspensionReason ?? "")")
         } else {

@@ -143,6 +143,11 @@ import TestSupport
         // Our agent owns it now: status is healthy, and renewal by mutual TLS works again.
         let status = try server.run(["server", "status", "--json"])
         #expect(status.status == 0, "\(status)")
+        let report = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(report["serial"] as? String == renewedSerial, "\(status)")
+        #expect((report["adopted"] as? [String: Any])?["original_serial"] as? String == originalSerial, "\(status)")
+        let text = try server.run(["server", "status"])
+        #expect(text.status == 0 && text.stdout.contains("Taken over:") && text.stdout.contains(originalSerial), "\(text)")
         let forced = try server.run(["server", "renew", "--force"])
         #expect(forced.status == 0, "\(forced)\n\(setup.ca.log)")
         let third = try setup.serial(setup.certFile)
