@@ -275,7 +275,7 @@ let package = Package(
         .testTarget(
             name: "AutoSSLServerTests",
             dependencies: [
-                "AutoSSLServer", "AutoSSLConfig", "AutoSSLCA", "AutoSSLCore", "AutoSSLIO", "TestSupport",
+                "AutoSSLServer", "AutoSSLConfig", "AutoSSLCA", "AutoSSLCore", "AutoSSLIO", "AutoSSLStore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),

@@ -1,5 +1,6 @@
 @testable import AutoSSLCA
 @testable import AutoSSLServer
+import AutoSSLStore
 import Foundation
 import Testing
 
@@ -67,6 +68,21 @@ import Testing
         #expect(html.contains(#"<span class="bad" id="database">unavailable</span>"#))
         #expect(html.contains("&lt;i&gt;connection refused&lt;/i&gt;") && html.contains("&lt;timeout&gt;"))
         #expect(!html.contains(#"<table id="fleet">"#))
+    }
+
+    @Test func replicasAreShownAliveOrDownByTheirLastHeartbeatAndBackupsByTheirLastRun() {
+        var shared = snapshot(fleet: [])
+        shared.replicas = [
+            ReplicaHeartbeat(name: "ca1", addresses: ["10.0.0.5:9000"], version: "1", startedAt: now, lastSeen: now.addingTimeInterval(-4)),
+            ReplicaHeartbeat(name: "<ca2>", addresses: ["10.0.0.6:9000"], version: "1", startedAt: now, lastSeen: now.addingTimeInterval(-300)),
+        ]
+        shared.backup = BackupObservation(lastRun: now, lastRunSucceeded: false, lastSuccess: now.addingTimeInterval(-86_400))
+        let html = DashboardPage.html(shared, filter: FleetFilter())
+        #expect(html.contains("1 of 2 alive"))
+        #expect(html.contains(#"<span class="ok">up</span> ca1 (10.0.0.5:9000"#))
+        #expect(html.contains(#"<span class="bad">down</span> &lt;ca2&gt; (10.0.0.6:9000"#))
+        #expect(html.contains("last success 2033-05-17 03:33:20 UTC") && html.contains("last run failed"), "\(html)")
+        #expect(DashboardPage.html(snapshot(fleet: []), filter: FleetFilter()).contains("none (one CA on SQLite)"))
     }
 
     @Test func accessIsLoopbackOnlyByDefaultAndFollowsDashboardAllow() throws {
