@@ -173,6 +173,23 @@ import TestSupport
         #expect(fleet.ca.stop() == 0)
     }
 
+    /// However often it is loaded, the page is computed at most every 5 s: a certificate issued
+    /// just after a load appears only once that snapshot is 5 s old.
+    @Test func theDashboardIsComputedAtMostEveryFiveSeconds() throws {
+        let fleet = try Fleet()
+        let before = try fleet.get("/dashboard")
+        let loaded = Date()
+        #expect(before.status == "200" && !before.body.contains("late.fleet.test"))
+        try fleet.issue("late", ["late.fleet.test"])
+        let again = try fleet.get("/dashboard")
+        if Date().timeIntervalSince(loaded) < 4.5 {
+            #expect(!again.body.contains("late.fleet.test"), "the snapshot of the first load is reused")
+        }
+        usleep(5_500_000)
+        #expect(try fleet.get("/dashboard").body.contains("<td class=\"names\">late.fleet.test</td>"))
+        #expect(fleet.ca.stop() == 0)
+    }
+
     @Test func dashboardAllowRefusesAnAddressOutsideItsRangesAndDashboardFalseTurnsItOff() throws {
         let limited = try Fleet(caSetup: { sandbox in
             let path = sandbox.configDir + "/config.yaml"
