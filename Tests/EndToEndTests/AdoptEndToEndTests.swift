@@ -168,6 +168,73 @@ import TestSupport
         #expect(backups.filter { $0.first?.isNumber == true }.count == 3, "\(backups)")
     }
 
+    /// A leaf of `hours` lifetime signed by the imported intermediate (Python cryptography, dates in
+    /// the past allowed), written as the step CLI writes it: leaf + intermediate, SEC1 key.
+    static let lateLeafScript = """
+        import sys, datetime
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        int_crt, int_key, out_crt, out_key, serial, start, end = sys.argv[1:8]
+        ca = x509.load_pem_x509_certificate(open(int_crt, "rb").read())
+        ca_key = serialization.load_pem_private_key(open(int_key, "rb").read(), None)
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+        cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "late.step.internal")]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(int(serial, 16))
+            .not_valid_before(now + datetime.timedelta(hours=float(start)))
+            .not_valid_after(now + datetime.timedelta(hours=float(end)))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("late.step.internal")]), False)
+            .add_extension(usage, True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .sign(ca_key, hashes.SHA256()))
+        open(out_crt, "wb").write(cert.public_bytes(serialization.Encoding.PEM) + open(int_crt, "rb").read())
+        open(out_key, "wb").write(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+        """
+
+    @Test func aCertificateExpiredWithinTheGraceWindowIsTakenOverAndOneExpiredBeyondItChangesNothing() throws {
+        let setup = try Setup()
+        defer { _ = setup.ca.stop() }
+        let server = setup.server
+        let intermediateKey = setup.caSandbox.root.file("intermediate-plain.key")
+        let decrypted = try runProcess("openssl", [
+            "pkey", "-in", setup.step.directory + "/secrets/intermediate_ca_key", "-passin", "file:" + setup.step.passwordFile,
+            "-out", intermediateKey,
+        ])
+        #expect(decrypted.status == 0, "\(decrypted)")
+        func placeLeaf(serial: String, start: Double, end: Double) throws {
+            let made = try runProcess("python3", [
+                "-c", Self.lateLeafScript, setup.step.directory + "/certs/intermediate_ca.crt", intermediateKey, setup.certFile,
+                setup.keyFile, serial, String(start), String(end),
+            ])
+            guard made.status == 0 else { throw TestFailure("making the leaf failed: \(made)") }
+        }
+
+        // 24 h lifetime, expired 2 h ago: beyond the CA's grace window (5 % = 72 min). Nothing changes.
+        try placeLeaf(serial: "0bad", start: -26, end: -2)
+        let before = try snapshotTree(server.root.path)
+        let beyond = try setup.adopt()
+        #expect(beyond.status == 6, "\(beyond)\n\(setup.ca.log)")
+        #expect(beyond.stderr.contains("beyond the renewal grace window") && beyond.stderr.contains("nothing was changed"), "\(beyond)")
+        #expect(try snapshotTree(server.root.path) == before)
+
+        // Expired 30 minutes ago: within the window, renewed with an x5c token (TLS refuses an expired client certificate).
+        try placeLeaf(serial: "0900d", start: -24.5, end: -0.5)
+        let key = try readFile(setup.keyFile)
+        let within = try setup.adopt()
+        #expect(within.status == 0, "\(within)\n\(setup.ca.log)")
+        #expect(try setup.serial(setup.certFile) != "0900d")
+        #expect(try runProcess("openssl", ["x509", "-in", setup.certFile, "-noout", "-checkend", "3600"]).status == 0)
+        #expect(try setup.verifies(setup.certFile))
+        #expect(try readFile(setup.keyFile) == key)
+        #expect(try server.run(["server", "status"]).status == 0)
+    }
+
     @Test func anotherCAsCertificateAMismatchedKeyAndACANotImportedChangeNothing() throws {
         let setup = try Setup()
         defer { _ = setup.ca.stop() }
