@@ -118,10 +118,17 @@ extension ServerAgent {
             guard child.issuer == parent.subject, parent.publicKey.isValidSignature(child.signature, for: child) else {
                 throw AutoSSLError(
                     .trustFailure,
-                    "the certificate in \(path) was not issued by this CA (root fingerprint \(fingerprint)): \(child.subject) is not signed by \(parent.subject)",
+                    "the certificate in \(path) was not issued by this CA (root fingerprint \(fingerprint)): \(printable(child.subject.description)) is not signed by \(printable(parent.subject.description))",
                     hint: "check --ca-url and --fingerprint; a certificate from another CA cannot be taken over, enroll normally instead")
             }
         }
+    }
+
+    /// A name from a certificate file, shown without control characters and at most 200 characters long.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.prefix(200).map {
+            $0.properties.generalCategory == .control ? "?" : $0
+        }))
     }
 
     public struct AdoptionPlan: Sendable {

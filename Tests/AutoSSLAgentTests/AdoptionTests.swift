@@ -91,6 +91,11 @@ struct AdoptionTests {
         }
     }
 
+    @Test func namesFromACertificateFileAreShownWithoutControlCharactersAndBounded() {
+        #expect(ServerAgent.printable("CN=evil\u{1b}[2J\nname") == "CN=evil?[2J?name")
+        #expect(ServerAgent.printable(String(repeating: "a", count: 500)).count == 200)
+    }
+
     @Test func theOriginalUnitsAreCopiedOnceAndOursAreNeverTakenForThem() throws {
         let temp = TemporaryDirectory("adopt-units")
         let agent = ServerAgent(directories: directories(temp))
