@@ -146,6 +146,12 @@ import TestSupport
         #expect(lines.first?.hasPrefix("STATE") == true, "\(text.stdout)")
         #expect(lines.dropFirst().prefix(4).map { String($0.prefix(8)) } == ["expired ", "expiring", "revoked ", "healthy "], "\(text.stdout)")
 
+        // Hostile lines in the audit log (as if an attacker could write there): skipped or escaped.
+        let audit = try #require(FileHandle(forWritingAtPath: fleet.ca.sandbox.dataDir + "/audit.log"))
+        try audit.seekToEnd()
+        try audit.write(contentsOf: Data(#"{"event":"auth.failure","remote":"<script>alert(1)</script>","reason":"\"><img src=x onerror=alert(2)>","time":"2026-01-01T00:00:00Z"}"#.utf8) + Data([0x0A, 0xFF, 0xFE, 0x7B, 0x7B, 0x0A]))
+        try audit.close()
+
         // The dashboard says the same, with its security headers, and refuses a hostile filter.
         let page = try fleet.get("/dashboard")
         #expect(page.status == "200", "\(page)")
@@ -156,7 +162,8 @@ import TestSupport
             #expect(page.headers.contains(header), "\(header) in \(page.headers)")
         }
         #expect(page.body.contains(#"<meta http-equiv="refresh" content="30">"#))
-        #expect(!page.body.lowercased().contains("<script"))
+        #expect(!page.body.lowercased().contains("<script") && !page.body.contains("<img"))
+        #expect(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && page.body.contains("&quot;&gt;&lt;img src=x onerror=alert(2)&gt;"))
         for (names, state) in aged {
             #expect(page.body.contains(#"<tr data-state="\#(state)"><td><span class="state s-\#(state)">"#), "\(state)")
             #expect(page.body.contains(#"<td class="names">\#(names)</td>"#), "\(names)")
