@@ -155,8 +155,15 @@ import TestSupport
         #expect(try setup.verifies(setup.certFile))
 
         // Again: harmless. It renews once more; the kept originals are not overwritten by our files.
-        let again = try setup.adopt(["--exec", "true"])
+        // With --reload haproxy this time: HAProxy's chain + key file appears next to the certificate.
+        let again = try setup.adopt(["--reload", "haproxy"])
         #expect(again.status == 0, "\(again)")
+        let combined = server.certDir + "/server.pem"
+        #expect(fileMode(combined) == 0o600)
+        #expect(try runProcess("openssl", ["x509", "-in", combined, "-noout", "-pubkey"]).stdout
+            == runProcess("openssl", ["pkey", "-in", combined, "-pubout"]).stdout)
+        #expect(try readFile(combined).hasPrefix(readFile(setup.certFile)))
+        #expect(try readFile(server.configDir + "/config.yaml").contains("reload: haproxy"))
         #expect(try readFile(server.dataDir + "/adopted/original-config.yaml") == originalConfig)
         #expect(try readFile(server.dataDir + "/adopted/original-units/auto-ssl-renew.service") == Self.originalService)
         #expect(try readFile(server.configDir + "/config.yaml").contains("original_serial: 5e3a11c0ffee"))
