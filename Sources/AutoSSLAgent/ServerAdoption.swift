@@ -234,7 +234,8 @@ extension ServerAgent {
         enrollment.renewAtFraction = existing?.renewAtFraction
         enrollment.adoption = existing?.adoption
             ?? .init(originalSerial: previousSerial, adoptedAt: now, keptIn: adoptedDir)
-        var configuration = original.configuration
+        // Read again: a CA on this machine may have changed its own section meanwhile.
+        var configuration = original.hasOriginalConfig ? AutoSSLConfiguration() : try self.configuration()
         configuration.server = enrollment
         try configuration.save(to: directories.configFile)
 
