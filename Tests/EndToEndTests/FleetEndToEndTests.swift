@@ -226,8 +226,8 @@ import TestSupport
         #expect(serve.status != 0 && serve.stderr.contains("dashboard_allow"), "\(serve)")
     }
 
-    /// Headless Chromium (selenium) shows the fleet table with each state, the state filter of the
-    /// page's form works, and the screenshot is a PNG (copied to `AUTO_SSL_DASHBOARD_SCREENSHOT`
+    /// Headless Chromium (selenium; the listener's chain accepted through the intermediate's pinned
+    /// key) shows the fleet table with each state, the state filter of the page's form works, and the screenshot is a PNG (copied to `AUTO_SSL_DASHBOARD_SCREENSHOT`
     /// when set: that is how docs/dashboard.png is made).
     @Test(.enabled(if: haveBrowser, "needs Debian's chromium and chromium-driver and selenium from PyPI (scripts/test installs them)"))
     func theDashboardInChromiumShowsTheFleetAndItsStateFilterWorks() throws {
@@ -249,7 +249,8 @@ import TestSupport
         usleep(5_500_000)  // the dashboard's snapshot is at most 5 s old
 
         let screenshot = fleet.ca.sandbox.root.file("dashboard.png")
-        let result = try runProcess("python3", [Self.browserScript, fleet.ca.url, "expiring", screenshot])
+        let intermediate = fleet.ca.sandbox.caDir + "/certs/intermediate_ca.crt"
+        let result = try runProcess("python3", [Self.browserScript, fleet.ca.url, "expiring", screenshot, intermediate])
         try #require(result.status == 0, "\(result)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any], "\(result.stdout)")
         let all = (object["all"] as? [[String]]) ?? []
@@ -264,6 +265,10 @@ import TestSupport
         #expect((object["filtered_url"] as? String)?.contains("state=expiring") == true)
         let png = try #require(FileManager.default.contents(atPath: screenshot))
         #expect(png.count > 10_000 && png.prefix(8) == Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]))
+        // Chromium trusts the listener only through the intermediate's key: pinned to another key
+        // (the root's), it shows no dashboard.
+        let otherKey = try runProcess("python3", [Self.browserScript, fleet.ca.url, "expiring", screenshot + ".refused", fleet.ca.rootPath])
+        #expect(otherKey.status != 0 && otherKey.stderr.contains("filter-state") && !otherKey.stdout.contains("db.internal"), "no page to filter: \(otherKey)")
         if let target = ProcessInfo.processInfo.environment["AUTO_SSL_DASHBOARD_SCREENSHOT"] {
             try? FileManager.default.removeItem(atPath: target)
             try FileManager.default.copyItem(atPath: screenshot, toPath: target)

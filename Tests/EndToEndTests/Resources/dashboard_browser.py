@@ -2,15 +2,21 @@
 """Loads a CA's /dashboard in headless Chromium (selenium), reads the fleet table, applies the state
 filter through the page's own form and saves a screenshot of the unfiltered page.
 
-usage: dashboard_browser.py BASE_URL FILTER_STATE SCREENSHOT_PATH
+usage: dashboard_browser.py BASE_URL FILTER_STATE SCREENSHOT_PATH INTERMEDIATE_PEM
 prints JSON: {"title", "all": [[names, state, time left]...], "filtered": [...], "filtered_url",
 "scripts", "refresh", "counts": {state: text}}
 
-Chromium accepts the CA's certificate without checking it (acceptInsecureCerts): the end-to-end
-test checks the same listener against the CA's root with curl.
+Chromium does not know the CA's root; it accepts the listener's chain only because it holds the
+CA intermediate's key (--ignore-certificate-errors-spki-list with that key's SHA-256): a listener
+with another key is refused. The end-to-end test also checks the listener against the root with curl.
 """
+import base64
+import hashlib
 import json
 import sys
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -27,12 +33,18 @@ def rows(driver):
 
 
 def main():
-    base, state, screenshot = sys.argv[1], sys.argv[2], sys.argv[3]
+    base, state, screenshot, intermediate = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    with open(intermediate, "rb") as file:
+        key = x509.load_pem_x509_certificate(file.read()).public_key()
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1300"]:
+    for argument in [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1300",
+        "--ignore-certificate-errors-spki-list=" + pin,
+    ]:
         options.add_argument(argument)
-    options.set_capability("acceptInsecureCerts", True)
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(30)
     try:
