@@ -44,6 +44,17 @@ enum CommandExamples {
             "auto-ssl ca certs list --expiring 48h",
             "auto-ssl ca certs list --revoked --json",
         ],
+        "ca import": [
+            "auto-ssl ca import --step-ca /root/.step --password-file ca.pass \\",
+            "    --provisioner-password-file admin.pass",
+            "auto-ssl ca import --auto-ssl-backup ca-backup.enc \\",
+            "    --passphrase-file backup.pass",
+        ],
+        "ca token": ["auto-ssl ca token create --san web1.internal --san 10.0.0.5"],
+        "ca token create": [
+            "auto-ssl ca token create --san web1.internal --san 10.0.0.5",
+            "auto-ssl ca token create --san web1.internal --ttl 30m --json",
+        ],
         "ca fleet": [
             "auto-ssl ca fleet",
             "auto-ssl ca fleet --state renewal_overdue",
@@ -115,6 +126,8 @@ enum CommandExamples {
             "    --san web01.internal --san 10.0.0.21 --reload nginx",
             "auto-ssl server enroll --ca-url https://ca.internal:9000 --fingerprint FP \\",
             "    --password-file /run/enroll.pass --non-interactive -q",
+            "auto-ssl server enroll --ca-url https://ca.internal:9000 --fingerprint FP \\",
+            "    --token-file token.txt",
             "auto-ssl server enroll --ca-url https://ca1.internal:9000 \\",
             "    --ca-url https://ca2.internal:9000 --fingerprint FP",
         ],
