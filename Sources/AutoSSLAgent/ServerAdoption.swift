@@ -200,7 +200,6 @@ extension ServerAgent {
         let directory = (original.certPath as NSString).deletingLastPathComponent
         let rootPath = directory + "/ca.crt"
         let combinedPath = plan.reload?.wantsCombinedFile == true ? directory + "/server.pem" : nil
-        let previous = currentPair(certPath: original.certPath, keyPath: original.keyPath)
         var files: [(data: [UInt8], path: String, mode: mode_t)] = [
             (Array(renewed.pemChain.utf8), original.certPath, 0o644),
             (Array(try client.root.pemString().utf8), rootPath, 0o644),
@@ -208,17 +207,9 @@ extension ServerAgent {
         if let combinedPath {
             files.append((Array((renewed.pemChain + original.key.pkcs8PEMRepresentation).utf8), combinedPath, 0o600))
         }
-        try FileOperations.replaceTogether(files)
-
-        var warnings: [String] = []
-        var backedUpTo: String?
-        if let previous {
-            do {
-                backedUpTo = try keepBackup(previous, now: now)
-            } catch {
-                warnings.append("the previous certificate could not be kept in \(backupsDir): \(error)")
-            }
-        }
+        let replaced = try replaceKeepingBackup(files, certPath: original.certPath, keyPath: original.keyPath, now: now)
+        let backedUpTo = replaced.backedUpTo
+        var warnings = replaced.warnings
         if let mode = FileOperations.mode(of: original.keyPath), mode & 0o077 != 0 {
             warnings.append("\(original.keyPath) is readable by other users (mode \(String(mode & 0o777, radix: 8))); it was left as it is: chmod 600 it")
         }

@@ -169,7 +169,6 @@ public struct ServerAgent: Sendable {
         if [plan.certPath, plan.keyPath, plan.rootPath].contains(where: { ($0 as NSString).deletingLastPathComponent == directories.certDir }) {
             try FileOperations.makeDirectory(directories.certDir, mode: 0o755)
         }
-        let previous = currentPair(certPath: plan.certPath, keyPath: plan.keyPath)
         var files: [(data: [UInt8], path: String, mode: mode_t)] = [
             (Array(key.pkcs8PEMRepresentation.utf8), plan.keyPath, 0o600),
             (Array(signed.pemChain.utf8), plan.certPath, 0o644),
@@ -178,17 +177,9 @@ public struct ServerAgent: Sendable {
         if let combined = plan.combinedPath {
             files.append((Array((signed.pemChain + key.pkcs8PEMRepresentation).utf8), combined, 0o600))
         }
-        try FileOperations.replaceTogether(files)
-
-        var warnings: [String] = []
-        var backedUpTo: String?
-        if let previous {
-            do {
-                backedUpTo = try keepBackup(previous, now: now)
-            } catch {
-                warnings.append("the previous certificate could not be kept in \(backupsDir): \(error)")
-            }
-        }
+        let replaced = try replaceKeepingBackup(files, certPath: plan.certPath, keyPath: plan.keyPath, now: now)
+        let backedUpTo = replaced.backedUpTo
+        var warnings = replaced.warnings
         var enrollment = ServerEnrollment(
             caURL: client.baseURL, fingerprint: client.rootFingerprint, names: plan.names.map(\.description),
             certPath: plan.certPath, keyPath: plan.keyPath, rootPath: plan.rootPath, combinedPath: plan.combinedPath,
@@ -208,6 +199,21 @@ public struct ServerAgent: Sendable {
             "enrolled", "certificate \(Self.serialText(signed.leaf)) issued", success: true, now: now, caURL: client.baseURL)
         if let problem = writeMetrics(now: now) { warnings.append(problem) }
         return EnrollmentResult(leaf: signed.leaf, enrollment: enrollment, backedUpTo: backedUpTo, warnings: warnings)
+    }
+
+    /// Writes `files` together (all or none) and keeps the certificate and key they replace in
+    /// `backupsDir`; a backup that cannot be kept is a warning, never a failure.
+    func replaceKeepingBackup(
+        _ files: [(data: [UInt8], path: String, mode: mode_t)], certPath: String, keyPath: String, now: Date
+    ) throws -> (backedUpTo: String?, warnings: [String]) {
+        let previous = currentPair(certPath: certPath, keyPath: keyPath)
+        try FileOperations.replaceTogether(files)
+        guard let previous else { return (nil, []) }
+        do {
+            return (try keepBackup(previous, now: now), [])
+        } catch {
+            return (nil, ["the previous certificate could not be kept in \(backupsDir): \(error)"])
+        }
     }
 
     // MARK: - Units
@@ -454,17 +460,15 @@ public struct ServerAgent: Sendable {
         } catch {
             throw failure(error, enrollment: enrollment, leaf: holder.leaf, now: now)
         }
-        let previous = currentPair(certPath: enrollment.certPath, keyPath: enrollment.keyPath)
         var files: [(data: [UInt8], path: String, mode: mode_t)] = [(Array(renewed.pemChain.utf8), enrollment.certPath, 0o644)]
         if let combined = enrollment.combinedPath {
             files.append((Array((renewed.pemChain + holder.key.pkcs8PEMRepresentation).utf8), combined, 0o600))
         }
         do {
-            try FileOperations.replaceTogether(files)
+            _ = try replaceKeepingBackup(files, certPath: enrollment.certPath, keyPath: enrollment.keyPath, now: now)
         } catch {
             throw failure(error, enrollment: enrollment, leaf: holder.leaf, now: now)
         }
-        if let previous { _ = try? keepBackup(previous, now: now) }
 
         var reload: ReloadResult?
         if let command = execOverride ?? enrollment.reloadCommand {

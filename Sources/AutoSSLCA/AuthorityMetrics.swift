@@ -25,11 +25,8 @@ extension Authority {
     /// Refusals are the requester's (authentication, policy, a bad request); the rest is the CA's
     /// failure (its database unavailable, an internal error).
     static func outcome(of error: any Error) -> CAMetrics.Outcome {
-        switch error {
-        case let error as AuthorityError: return error.kind == .unavailable ? .failed : .refused
-        case StoreError.unavailable: return .failed
-        default: return .failed
-        }
+        guard let refusal = error as? AuthorityError, refusal.kind != .unavailable else { return .failed }
+        return .refused
     }
 
     /// Tells the first-issuance watch about a durable issuance (after the response is on its way:
@@ -60,8 +57,7 @@ extension Authority {
         // The CRL is made when first asked for (or due): make sure there is one to give the age of.
         _ = try await crl.current(now: now)
         if let signed = await crl.generatedAt { metrics.setCRLAge(seconds: max(0, now.timeIntervalSince(signed))) }
-        let elapsed = (ContinuousClock.now - started).components
-        metrics.setRefreshDuration(seconds: Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
+        metrics.setRefreshDuration(.now - started)
     }
 }
 

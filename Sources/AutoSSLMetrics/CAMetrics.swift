@@ -82,16 +82,16 @@ public final class CAMetrics: Sendable {
         case sign, renew, revoke, crl, ocsp, roots, health, provisioners, acme, trust, dashboard, other
     }
 
-    /// Seconds from a request's head to its response.
-    public func request(_ route: Route, nanoseconds: Int64) {
+    /// The time from a request's head to its response.
+    public func request(_ route: Route, duration: Duration) {
         registry.makeDurationHistogram(descriptor: Self.requestDuration, labels: [("route", route.rawValue)], buckets: Self.latencyBuckets)
-            .recordNanoseconds(nanoseconds)
+            .record(duration)
     }
 
-    /// One database commit carrying `size` operations (group commit) that took `nanoseconds`.
-    public func commit(size: Int, nanoseconds: Int64) {
+    /// One database commit carrying `size` operations (group commit) that took `duration`.
+    public func commit(size: Int, duration: Duration) {
         commitBatchSize.record(Double(size))
-        commitDuration.recordNanoseconds(nanoseconds)
+        commitDuration.record(duration)
     }
 
     private let commitBatchSize: ValueHistogram
@@ -189,8 +189,9 @@ public final class CAMetrics: Sendable {
     }
 
     /// How long computing the gauges from the database took.
-    public func setRefreshDuration(seconds: Double) {
-        registry.makeGauge(descriptor: Self.refreshDuration).set(seconds)
+    public func setRefreshDuration(_ duration: Duration) {
+        let parts = duration.components
+        registry.makeGauge(descriptor: Self.refreshDuration).set(Double(parts.seconds) + Double(parts.attoseconds) / 1e18)
     }
 
     /// The text exposition (Prometheus format 0.0.4).

@@ -437,6 +437,17 @@ public final class CAServer: Sendable {
         }
     }
 
+    /// HTTP/1 as every listener of the CA speaks it: the connections' idle timeout and the header
+    /// limits (100 lines, 16 KiB each, 32 KiB in all), with `handlers` after the decoder.
+    func http1Configuration(handlers: @autoclosure @escaping @Sendable () -> [any RemovableChannelHandler] = [])
+        -> HTTP1Channel.Configuration
+    {
+        HTTP1Channel.Configuration(
+            additionalChannelHandlers: handlers(),
+            idleTimeout: connectionLimits.idleTimeout,
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
+    }
+
     /// Runs until SIGTERM/SIGINT: stops accepting, lets in-flight requests finish, audits the stop.
     public func run(onRunning: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
         let router = buildRouter()
@@ -446,10 +457,7 @@ public final class CAServer: Sendable {
         // Every connection: the guard (caps, handshake deadline), TLS (client certificates checked
         // by `verifyClientChain`), HTTP/1 with an idle timeout and header limits, then /sign in the
         // pipeline (SignFastPath) and everything else through the router.
-        let http = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HandshakeNotifier(), SignFastPath(endpoint: self.signEndpoint)],
-            idleTimeout: connectionLimits.idleTimeout,
-            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
+        let http = http1Configuration(handlers: [HandshakeNotifier(), SignFastPath(endpoint: self.signEndpoint)])
         let tlsChannel = TLSChannelConfiguration(
             tlsConfiguration: tls,
             customVerificationCallback: { [authority] certificates, promise in

@@ -89,9 +89,7 @@ enum MetricsListener {
                 body: .init(byteBuffer: ByteBuffer(bytes: await exporter.exposition())))
         }
         let host = address.host.isEmpty ? "0.0.0.0" : address.host
-        let http = HTTP1Channel.Configuration(
-            idleTimeout: server.connectionLimits.idleTimeout,
-            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
+        let http = server.http1Configuration()
         let scheme = tls ? "https" : "http"
         let configuration = ApplicationConfiguration(address: .hostname(host, port: address.port), serverName: nil)
         let running: @Sendable (any Channel) async -> Void = { channel in
@@ -114,7 +112,7 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
-        defer { metrics.request(Self.route(of: request.uri.path), nanoseconds: Self.nanoseconds(since: started)) }
+        defer { metrics.request(Self.route(of: request.uri.path), duration: .now - started) }
         return try await next(request, context)
     }
 
@@ -137,10 +135,5 @@ struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
         case "dashboard": return .dashboard
         default: return .other
         }
-    }
-
-    static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
-        let elapsed = (ContinuousClock.now - start).components
-        return elapsed.seconds &* 1_000_000_000 &+ elapsed.attoseconds / 1_000_000_000
     }
 }

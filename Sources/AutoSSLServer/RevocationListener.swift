@@ -63,10 +63,7 @@ enum RevocationListener {
             OCSPRoutes.register(on: group, authority: server.authority)
         }
         let host = address.host.isEmpty ? "0.0.0.0" : address.host
-        let http = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [CloseAfterAnswerHandler()],
-            idleTimeout: server.connectionLimits.idleTimeout,
-            httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
+        let http = server.http1Configuration(handlers: [CloseAfterAnswerHandler()])
         return Application(
             router: router,
             server: .http1(configuration: http),

@@ -190,7 +190,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 let refusal = apiError(for: error, logger: endpoint.logger)
                 (status, headers, bytes) = (refusal.status, refusal.headers, ByteBuffer(string: refusal.jsonBody))
             }
-            endpoint.authority.metrics.request(.sign, nanoseconds: RequestMetricsMiddleware<BasicRequestContext>.nanoseconds(since: started))
+            endpoint.authority.metrics.request(.sign, duration: .now - started)
             bound.eventLoop.execute {
                 let (handler, context) = bound.value
                 handler.respond(status: status, headers: headers, body: bytes, context: context)

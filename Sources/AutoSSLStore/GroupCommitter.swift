@@ -11,11 +11,11 @@ public struct WriterOptions: Sendable {
     /// Where committed writers are resumed (nil: on the writer thread).
     public var affinity: WaiterAffinity?
     /// Told after every commit of the certificate writer (SQLite and PostgreSQL alike): how many
-    /// operations the transaction carried and how long it took, in nanoseconds. For metrics.
-    public var onCommit: (@Sendable (_ operations: Int, _ nanoseconds: Int64) -> Void)?
+    /// operations the transaction carried and how long it took. For metrics.
+    public var onCommit: (@Sendable (_ operations: Int, _ duration: Duration) -> Void)?
 
     public init(
-        nice: Int32? = nil, affinity: WaiterAffinity? = nil, onCommit: (@Sendable (_ operations: Int, _ nanoseconds: Int64) -> Void)? = nil
+        nice: Int32? = nil, affinity: WaiterAffinity? = nil, onCommit: (@Sendable (_ operations: Int, _ duration: Duration) -> Void)? = nil
     ) {
         self.nice = nice
         self.affinity = affinity
@@ -85,7 +85,7 @@ final class GroupCommitter: Sendable {
     /// The nice value the writer thread sets for itself when it starts (nil: inherit).
     private let writerNice: Int32?
     private let affinity: WaiterAffinity?
-    private let onCommit: (@Sendable (Int, Int64) -> Void)?
+    private let onCommit: (@Sendable (Int, Duration) -> Void)?
     private let state = Mutex(State())
     /// Wakes the writer thread; signalled once per submission that finds it waiting.
     private let wakeup = DispatchSemaphore(value: 0)
@@ -160,12 +160,6 @@ final class GroupCommitter: Sendable {
 
     static let threadName = "auto-ssl-writer"
 
-    /// Nanoseconds from `start` to now.
-    static func nanoseconds(since start: ContinuousClock.Instant) -> Int64 {
-        let elapsed = (ContinuousClock.now - start).components
-        return elapsed.seconds &* 1_000_000_000 &+ elapsed.attoseconds / 1_000_000_000
-    }
-
     /// Said once per process, not once per writer thread start.
     private static let reportPriorityFailure = Mutex(false)
 
@@ -192,7 +186,7 @@ final class GroupCommitter: Sendable {
                 timedOut = false
                 let started = ContinuousClock.now
                 let outcomes = commit(batch.map(\.operation))
-                if let onCommit { onCommit(batch.count, Self.nanoseconds(since: started)) }
+                if let onCommit { onCommit(batch.count, .now - started) }
                 resume(batch, with: outcomes)
             case .wait:
                 // A stale signal (from a submission this loop already took) only costs one empty pass.

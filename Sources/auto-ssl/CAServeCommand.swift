@@ -51,7 +51,7 @@ struct CAServeCommand: AsyncParsableCommand {
                 if let loop = loop as? any EventLoop { loop.execute(work) } else { work() }
             }))
         let metrics = CAMetrics(version: AutoSSLCommand.version)
-        writer.onCommit = { operations, nanoseconds in metrics.commit(size: operations, nanoseconds: nanoseconds) }
+        writer.onCommit = { operations, duration in metrics.commit(size: operations, duration: duration) }
         let (authority, database) = try await loader.open(
             passwordFile: passwordFile, writer: writer, databasePasswordFile: databasePasswordFile, metrics: metrics)
         let health = DatabaseHealth()

@@ -20,6 +20,21 @@ struct ServerCommand: AsyncParsableCommand {
 enum ServerCLI {
     static var agent: ServerAgent { ServerAgent(directories: Directories.fromEnvironment()) }
 
+    /// What `server enroll` (and `--adopt`) says about the renewal units it wrote.
+    static func describe(_ report: ServerAgent.UnitReport, systemdDir: String, note: String = "") {
+        Output.progress("Automatic renewal: \(report.written.joined(separator: ", "))" + note)
+        for (file, verification) in report.verification.sorted(by: { $0.key < $1.key }) {
+            if case .failed(let detail) = verification { Output.warning("systemd-analyze verify \(file): \(detail)") }
+        }
+        if report.enabled == true {
+            Output.progress("  auto-ssl-renew.timer is enabled and running (every 15 minutes).")
+        } else if !SystemdUnits.systemdIsRunning {
+            Output.progress("  systemd is not running here: use `auto-ssl server renew --daemon` (e.g. in a container) instead.")
+        } else {
+            Output.progress("  the units are in \(systemdDir); enable them with: systemctl daemon-reload && systemctl enable --now auto-ssl-renew.timer")
+        }
+    }
+
     static var executable: String {
         Directories.absolute(CommandLine.arguments[0].contains("/")
             ? CommandLine.arguments[0]
@@ -157,18 +172,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         if noRenewal {
             Output.progress("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
         } else {
-            let report = try agent.installRenewalUnits(executable: ServerCLI.executable)
-            Output.progress("Automatic renewal: \(report.written.joined(separator: ", "))")
-            for (file, verification) in report.verification.sorted(by: { $0.key < $1.key }) {
-                if case .failed(let detail) = verification { Output.warning("systemd-analyze verify \(file): \(detail)") }
-            }
-            if report.enabled == true {
-                Output.progress("  auto-ssl-renew.timer is enabled and running (every 15 minutes).")
-            } else if !SystemdUnits.systemdIsRunning {
-                Output.progress("  systemd is not running here: use `auto-ssl server renew --daemon` (e.g. in a container) instead.")
-            } else {
-                Output.progress("  the units are in \(directories.systemdDir); enable them with: systemctl daemon-reload && systemctl enable --now auto-ssl-renew.timer")
-            }
+            ServerCLI.describe(try agent.installRenewalUnits(executable: ServerCLI.executable), systemdDir: directories.systemdDir)
         }
         if let command = plan.reloadCommand { Output.progress("After each renewal: \(command)") }
         if let metricsPath { Output.progress("Metrics (node exporter textfile): \(metricsPath), rewritten at every renewal run") }
@@ -237,17 +241,8 @@ extension ServerEnrollCommand {
             if noRenewal { Output.progress("  their files were left in place (--no-renewal).") }
         }
         if let report = units.installed {
-            Output.progress("Automatic renewal: \(report.written.joined(separator: ", "))" + (units.originals.isEmpty ? "" : " (replacing the original tool's)"))
-            for (file, verification) in report.verification.sorted(by: { $0.key < $1.key }) {
-                if case .failed(let detail) = verification { Output.warning("systemd-analyze verify \(file): \(detail)") }
-            }
-            if report.enabled == true {
-                Output.progress("  auto-ssl-renew.timer is enabled and running (every 15 minutes).")
-            } else if !SystemdUnits.systemdIsRunning {
-                Output.progress("  systemd is not running here: use `auto-ssl server renew --daemon` (e.g. in a container) instead.")
-            } else {
-                Output.progress("  the units are in \(agent.directories.systemdDir); enable them with: systemctl daemon-reload && systemctl enable --now auto-ssl-renew.timer")
-            }
+            ServerCLI.describe(
+                report, systemdDir: agent.directories.systemdDir, note: units.originals.isEmpty ? "" : " (replacing the original tool's)")
         } else {
             Output.progress("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
         }

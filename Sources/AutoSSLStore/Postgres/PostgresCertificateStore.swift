@@ -20,7 +20,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
     /// Connects, applies missing migrations and returns the store. A server that cannot be reached
     /// or refuses the login is reported in words, without the password.
     public static func open(
-        _ location: PostgresLocation, password: String?, onCommit: (@Sendable (Int, Int64) -> Void)? = nil,
+        _ location: PostgresLocation, password: String?, onCommit: (@Sendable (Int, Duration) -> Void)? = nil,
         logger: Logger = Logger(label: "auto-ssl.store")
     ) async throws -> PostgresCertificateStore {
         // One connection first: a wrong password or a missing database is then PostgreSQL's own
@@ -59,7 +59,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
             hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
     }
 
-    init(client: PostgresClient, location: PostgresLocation, onCommit: (@Sendable (Int, Int64) -> Void)? = nil, logger: Logger) {
+    init(client: PostgresClient, location: PostgresLocation, onCommit: (@Sendable (Int, Duration) -> Void)? = nil, logger: Logger) {
         self.client = client
         self.location = location
         self.logger = logger

@@ -24,9 +24,9 @@ actor PostgresCommitter {
     /// Largest batch seen, for tests and benchmarks.
     private(set) var largestBatch = 0
 
-    private let onCommit: (@Sendable (Int, Int64) -> Void)?
+    private let onCommit: (@Sendable (Int, Duration) -> Void)?
 
-    init(client: PostgresClient, logger: Logger, onCommit: (@Sendable (Int, Int64) -> Void)? = nil) {
+    init(client: PostgresClient, logger: Logger, onCommit: (@Sendable (Int, Duration) -> Void)? = nil) {
         self.client = client
         self.logger = logger
         self.onCommit = onCommit
@@ -57,7 +57,7 @@ actor PostgresCommitter {
             largestBatch = max(largestBatch, batch.count)
             let started = ContinuousClock.now
             let outcomes = await commit(batch.map(\.operation))
-            if let onCommit { onCommit(batch.count, GroupCommitter.nanoseconds(since: started)) }
+            if let onCommit { onCommit(batch.count, .now - started) }
             for (item, outcome) in zip(batch, outcomes) { item.continuation.resume(with: outcome) }
         }
         running = false
