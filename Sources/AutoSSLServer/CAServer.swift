@@ -448,7 +448,11 @@ public final class CAServer: Sendable {
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
     }
 
-    /// Runs until SIGTERM/SIGINT: stops accepting, lets in-flight requests finish, audits the stop.
+    /// How long in-flight requests may take to finish once `ca serve` is told to stop.
+    public static let shutdownGrace: Duration = .seconds(30)
+
+    /// Runs until SIGTERM/SIGINT: stops accepting, lets in-flight requests finish (at most
+    /// ``shutdownGrace``), audits the stop.
     public func run(onRunning: @escaping @Sendable (String) async -> Void = { _ in }) async throws {
         let router = buildRouter()
         let tls = try identity.tlsConfiguration()
@@ -472,11 +476,11 @@ public final class CAServer: Sendable {
         var services: [any Service] = []
         for address in authority.settings.addresses {
             let host = address.host.isEmpty ? "0.0.0.0" : address.host
-            let app = Application(
+            let listener = try Listener.service(
                 router: router,
                 server: server,
-                configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
-                onServerRunning: { [authority] channel in
+                address: .hostname(host, port: address.port),
+                onRunning: { [authority] channel in
                     let port = channel.localAddress?.port ?? address.port
                     let listening = ListenAddress(host: host, port: port)
                     // Written once the socket is bound, so the audit log never claims an address
@@ -485,26 +489,30 @@ public final class CAServer: Sendable {
                     await onRunning("https://\(listening)")
                 },
                 logger: logger)
-            services.append(app)
+            services.append(listener)
         }
         if let address = authority.settings.metricsAddress {
             let exporter = MetricsExporter(
                 authority: authority, databaseHealth: databaseHealth, backup: backupObservation, logger: logger)
-            services.append(try MetricsListener.application(
+            services.append(try MetricsListener.service(
                 server: self, exporter: exporter, address: address, tls: authority.settings.metricsTLS ?? false,
                 onRunning: onRunning, logger: logger))
         }
         // From now on the first certificate for a name not issued before is counted and audited.
         try await authority.watchFirstIssuances()
         if let address = authority.settings.revocation?.listen {
-            services.append(RevocationListener.application(server: self, address: address, onRunning: onRunning, logger: logger))
+            services.append(try RevocationListener.service(server: self, address: address, onRunning: onRunning, logger: logger))
         }
         services.append(MaintenanceService(
             identity: identity, authority: authority, reloadSettings: reloadSettings,
             acme: acme, logger: logger))
         acme?.resumeValidations()
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // One group for every listener and the housekeeping: a signal reaches each directly. Requests in
+        // flight get `shutdownGrace` to finish; then they are cancelled, so a client that never
+        // finishes cannot keep the CA from stopping (systemd's own stop timeout is 90 s).
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = Self.shutdownGrace
+        let group = ServiceGroup(configuration: configuration)
         do {
             try await group.run()
         } catch {

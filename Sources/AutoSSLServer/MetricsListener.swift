@@ -77,7 +77,7 @@ actor MetricsExporter {
 /// its own listener (plain HTTP, or HTTPS with the CA's own certificate when `metrics_tls` is set),
 /// so it can stay on loopback or a management network while the CA's API faces the clients.
 enum MetricsListener {
-    static func application(
+    static func service(
         server: CAServer, exporter: MetricsExporter, address: ListenAddress, tls: Bool,
         onRunning: @escaping @Sendable (String) async -> Void, logger: Logger
     ) throws -> any Service {
@@ -91,18 +91,18 @@ enum MetricsListener {
         let host = address.host.isEmpty ? "0.0.0.0" : address.host
         let http = server.http1Configuration()
         let scheme = tls ? "https" : "http"
-        let configuration = ApplicationConfiguration(address: .hostname(host, port: address.port), serverName: nil)
+        let bind = BindAddress.hostname(host, port: address.port)
         let running: @Sendable (any Channel) async -> Void = { channel in
             let port = channel.localAddress?.port ?? address.port
             await onRunning("\(scheme)://\(ListenAddress(host: host, port: port))/metrics (Prometheus)")
         }
         if tls {
-            return Application(
+            return try Listener.service(
                 router: router, server: try .tls(.http1(configuration: http), tlsConfiguration: server.identity.tlsConfiguration()),
-                configuration: configuration, onServerRunning: running, logger: logger)
+                address: bind, onRunning: running, logger: logger)
         }
-        return Application(
-            router: router, server: .http1(configuration: http), configuration: configuration, onServerRunning: running, logger: logger)
+        return try Listener.service(
+            router: router, server: .http1(configuration: http), address: bind, onRunning: running, logger: logger)
     }
 }
 

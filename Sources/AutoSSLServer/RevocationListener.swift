@@ -51,9 +51,9 @@ enum OCSPRoutes {
 /// Nothing else is served there: no issuance, no roots, no provisioners.
 enum RevocationListener {
     /// Header limits and idle timeout as on the HTTPS listener.
-    static func application(
+    static func service(
         server: CAServer, address: ListenAddress, onRunning: @escaping @Sendable (String) async -> Void, logger: Logger
-    ) -> some Service {
+    ) throws -> any Service {
         let router = Router(context: BasicRequestContext.self)
         router.middlewares.add(JSONErrorMiddleware(logger: logger))
         for prefix in ["", "/1.0"] {
@@ -64,11 +64,11 @@ enum RevocationListener {
         }
         let host = address.host.isEmpty ? "0.0.0.0" : address.host
         let http = server.http1Configuration(handlers: [CloseAfterAnswerHandler()])
-        return Application(
+        return try Listener.service(
             router: router,
             server: .http1(configuration: http),
-            configuration: .init(address: .hostname(host, port: address.port), serverName: nil),
-            onServerRunning: { channel in
+            address: .hostname(host, port: address.port),
+            onRunning: { channel in
                 let port = channel.localAddress?.port ?? address.port
                 await onRunning("http://\(ListenAddress(host: host, port: port)) (CRL and OCSP)")
             },

@@ -250,15 +250,29 @@ public final class RunningCA: @unchecked Sendable {
         }
     }
 
-    /// SIGTERM, then the exit status.
+    /// SIGTERM, then the exit status. A server still running after `within` seconds (its own limit
+    /// for requests in flight is 30 s) is a failed stop: its threads' stacks go to the log when gdb
+    /// is installed, it is killed, and the status is `RunningCA.stopTimedOut`, so the test fails
+    /// instead of hanging the suite.
     @discardableResult
-    public func stop() -> Int32 {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGTERM)
-            process.waitUntilExit()
+    public func stop(within seconds: Double = 45) -> Int32 {
+        guard process.isRunning else { return process.terminationStatus }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        guard process.isRunning else { return process.terminationStatus }
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/gdb"),
+           let stacks = try? runProcess("/usr/bin/gdb", ["-p", "\(process.processIdentifier)", "-batch", "-ex", "thread apply all bt 30"]) {
+            try? (log + "\n--- ca serve did not stop within \(seconds) s; its threads:\n" + stacks.stdout)
+                .write(toFile: stderrFile, atomically: false, encoding: .utf8)
         }
-        return process.terminationStatus
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return Self.stopTimedOut
     }
+
+    /// What ``stop(within:)`` returns for a server that did not stop in time.
+    public static let stopTimedOut: Int32 = -1
 
     public var log: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
 
