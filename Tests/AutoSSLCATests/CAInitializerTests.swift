@@ -24,6 +24,35 @@ import X509
         return options
     }
 
+    /// config.yaml as written reads back equal, and so does a hand edit that spells booleans the
+    /// YAML 1.1 way (`yes`, `off`), leaves a key empty, or quotes a string.
+    @Test func configurationFileReadsBackAndAcceptsHandEditedSpellings() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        var settings = try CAInitializer(directories: dirs).initialise(options()).settings
+        settings.metricsTLS = true
+        settings.dashboard = false
+        settings.dashboardAllow = ["10.0.0.0/8", "127.0.0.1/32"]
+        let written = AutoSSLConfiguration(ca: settings)
+        let path = dir.file("config.yaml")
+        try written.yamlString().write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try AutoSSLConfiguration.load(from: path) == written)
+
+        var text = try written.yamlString()
+        text = text.replacingOccurrences(of: "metrics_tls: true", with: "metrics_tls: yes")
+            .replacingOccurrences(of: "dashboard: false", with: "dashboard: off")
+        #expect(text.contains("metrics_tls: yes") && text.contains("dashboard: off"), "\(text)")
+        text += "server: ~\n"
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try AutoSSLConfiguration.load(from: path) == written)
+
+        try "ca:\n  name: 'true'\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.load(from: path) }
+        // An empty file is not a missing one: it is reported as damaged, not read as "no CA".
+        try "".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.load(from: path) }
+    }
+
     @Test func createsTheLayoutWithTightModes() throws {
         let dir = TemporaryDirectory()
         let dirs = directories(dir)
