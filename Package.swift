@@ -215,6 +215,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Enrolling and managing application servers over ssh from the CA host (`auto-ssl remote`):
+        // ssh/scp command lines and their failures, the host inventory, the remote operations.
+        .target(
+            name: "AutoSSLRemote",
+            dependencies: [
+                "AutoSSLCore",
+                "AutoSSLIO",
+                "AutoSSLHost",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         // The CLI: argument parsing and output only.
         .executableTarget(
             name: "auto-ssl",
@@ -231,6 +242,7 @@ let package = Package(
                 "AutoSSLAgent",
                 "AutoSSLBackup",
                 "AutoSSLMetrics",
+                "AutoSSLRemote",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -290,6 +302,7 @@ let package = Package(
         .testTarget(
             name: "AutoSSLBackupTests",
             dependencies: ["AutoSSLBackup", "AutoSSLCore", "AutoSSLHost", "AutoSSLIO", "TestSupport"]),
+        .testTarget(name: "AutoSSLRemoteTests", dependencies: ["AutoSSLRemote", "AutoSSLHost", "AutoSSLCore", "AutoSSLIO", "TestSupport"]),
         .testTarget(
             name: "AutoSSLHostTests",
             dependencies: ["AutoSSLHost", "AutoSSLCore", .product(name: "X509", package: "swift-certificates")]),

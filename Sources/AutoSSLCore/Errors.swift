@@ -9,6 +9,8 @@ public enum FailureKind: Sendable, CaseIterable {
     /// The CA is busy with something that excludes this command (`ca database migrate` while
     /// `ca serve` runs on this machine, or the other way round).
     case inUse
+    /// A command run on another host over ssh (`remote ...`) failed there; its output is shown.
+    case remoteCommand
 }
 
 /// An error meant for the operator: what went wrong and, when we know it, what to do about it.

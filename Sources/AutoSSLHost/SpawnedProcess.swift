@@ -92,3 +92,155 @@ public enum SpawnedProcess {
         return Outcome(status: exitStatus, output: String(text.suffix(4_000)), timedOut: timedOut)
     }
 }
+
+extension SpawnedProcess {
+    /// What `capture` saw: stdout and stderr apart, each at most the limit.
+    public struct Captured: Sendable, Equatable {
+        public var status: Int32
+        public var stdout: [UInt8]
+        public var stderr: String
+        public var timedOut: Bool
+        /// The program wrote more than the limit and was stopped.
+        public var overflowed: Bool
+
+        public init(status: Int32, stdout: [UInt8], stderr: String, timedOut: Bool, overflowed: Bool) {
+            self.status = status
+            self.stdout = stdout
+            self.stderr = stderr
+            self.timedOut = timedOut
+            self.overflowed = overflowed
+        }
+    }
+
+    /// Like `run`, for programs whose answer matters (ssh): `input` is written to the program's
+    /// stdin through a pipe (then closed; nil means /dev/null), stdout and stderr are kept apart,
+    /// and a program that writes more than `outputLimit` bytes to either, or outlives `timeout`,
+    /// is stopped with its process group. Secrets go through `input`, never `arguments`.
+    public static func capture(
+        _ arguments: [String], input: [UInt8]? = nil, environment: [String: String]? = nil, timeout: TimeInterval,
+        outputLimit: Int = 1 << 20
+    ) throws -> Captured {
+        precondition(!arguments.isEmpty && arguments[0].hasPrefix("/"), "an absolute program path comes first")
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("auto-ssl-capture-\(UUID().uuidString)").path
+        let outPath = base + ".out"
+        let errPath = base + ".err"
+        let outFD = open(outPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard outFD >= 0 else { throw LaunchError(message: "could not create \(outPath): \(String(cString: strerror(errno)))") }
+        defer {
+            close(outFD)
+            unlink(outPath)
+        }
+        let errFD = open(errPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard errFD >= 0 else { throw LaunchError(message: "could not create \(errPath): \(String(cString: strerror(errno)))") }
+        defer {
+            close(errFD)
+            unlink(errPath)
+        }
+        var pipeFDs: [Int32] = [-1, -1]
+        if input != nil {
+            guard pipe(&pipeFDs) == 0 else {
+                throw LaunchError(message: "could not make a pipe: \(String(cString: strerror(errno)))")
+            }
+            for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        }
+        defer { for fd in pipeFDs where fd >= 0 { close(fd) } }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if input != nil {
+            posix_spawn_file_actions_adddup2(&actions, pipeFDs[0], 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        posix_spawn_file_actions_adddup2(&actions, outFD, 1)
+        posix_spawn_file_actions_adddup2(&actions, errFD, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for number in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, number) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var envp: [UnsafeMutablePointer<CChar>?] = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] } ?? []
+        defer { for pointer in envp { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = envp.isEmpty
+            ? posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ)
+            : posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, &envp)
+        guard spawned == 0 else {
+            throw LaunchError(message: "could not start \(arguments[0]): \(String(cString: strerror(spawned)))")
+        }
+        if let input {
+            close(pipeFDs[0])
+            pipeFDs[0] = -1
+            // Written from another thread, so a program that never reads cannot block this one.
+            let writeFD = pipeFDs[1]
+            pipeFDs[1] = -1
+            signal(SIGPIPE, SIG_IGN)  // a program that exits without reading is not our death
+            let feeder = Thread {
+                var offset = 0
+                while offset < input.count {
+                    let written = input[offset...].withUnsafeBytes { Glibc.write(writeFD, $0.baseAddress, $0.count) }
+                    if written < 0 && errno == EINTR { continue }
+                    if written <= 0 { break }
+                    offset += written
+                }
+                close(writeFD)
+            }
+            feeder.start()
+        }
+
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        var timedOut = false
+        var overflowed = false
+        var stopping: Date?
+        func size(_ fd: Int32) -> Int {
+            var info = stat()
+            return fstat(fd, &info) == 0 ? Int(info.st_size) : 0
+        }
+        while true {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid { break }
+            if result < 0 && errno != EINTR { break }
+            if stopping == nil {
+                if Date() > deadline {
+                    timedOut = true
+                } else if size(outFD) > outputLimit || size(errFD) > outputLimit {
+                    overflowed = true
+                }
+                if timedOut || overflowed {
+                    stopping = Date()
+                    kill(-pid, SIGTERM)
+                }
+            } else if let since = stopping, Date() > since.addingTimeInterval(2) {
+                kill(-pid, SIGKILL)
+            }
+            usleep(5_000)
+        }
+        let exitStatus = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        func read(_ fd: Int32) -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: outputLimit)
+            var total = 0
+            while total < outputLimit {
+                let count = bytes[total...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(total)) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { break }
+                total += count
+            }
+            return Array(bytes.prefix(total))
+        }
+        return Captured(
+            status: exitStatus, stdout: read(outFD), stderr: String(decoding: read(errFD), as: UTF8.self), timedOut: timedOut,
+            overflowed: overflowed)
+    }
+}

@@ -11,6 +11,7 @@ extension FailureKind {
         case .network: 5
         case .trustFailure: 6
         case .inUse: 7
+        case .remoteCommand: 8
         }
     }
 }
