@@ -17,7 +17,7 @@ struct AutoSSLCommand: AsyncParsableCommand {
             exclude each other).
             """,
         version: versionLine,
-        subcommands: [CACommand.self, ServerCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]
+        subcommands: [CACommand.self, ServerCommand.self, RemoteCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]
     )
 }
 

@@ -13,7 +13,7 @@ struct ServerCommand: AsyncParsableCommand {
         abstract: "Enroll this application server and keep its certificate renewed.",
         subcommands: [
             ServerEnrollCommand.self, ServerRenewCommand.self, ServerStatusCommand.self, ServerSuspendCommand.self,
-            ServerResumeCommand.self, ServerRevokeCommand.self, ServerRemoveCommand.self,
+            ServerResumeCommand.self, ServerRevokeCommand.self, ServerRemoveCommand.self, ServerSetCAURLCommand.self,
         ])
 }
 
@@ -465,5 +465,24 @@ struct ServerRemoveCommand: AsyncParsableCommand {
         for file in report.removedFiles { print("Removed \(file)") }
         for file in report.keptFiles { print("Kept \(file)") }
         print("This machine is no longer enrolled.")
+    }
+}
+
+struct ServerSetCAURLCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set-ca-url",
+        abstract: "Renew at the CA's new URLs after it moved (the same CA: its root fingerprint is checked at each URL first).",
+        discussion: """
+            The fingerprint must be the one recorded at enrollment, and each URL must present that root and a \
+            certificate naming its host; otherwise nothing changes (exit 6). `auto-ssl remote update-ca-url` runs \
+            this on many hosts from the CA.
+            """)
+
+    @Option(help: CAURLHelp.required) var caUrl: [String]
+    @Option(help: "SHA-256 fingerprint of the CA's root (the one this host was enrolled with).") var fingerprint: String
+
+    func run() async throws {
+        let urls = try await ServerCLI.agent.setCAURLs(caUrl, fingerprint: fingerprint)
+        print("Renewal now uses \(urls.joined(separator: ", ")) (root fingerprint checked at each).")
     }
 }
