@@ -87,7 +87,7 @@ import TestSupport
     func prometheusScrapesIssuancesFailuresAndFirstIssuancesAsTheyHappened() throws {
         let metricsPort = freeLoopbackPort()
         let ca = try RunningCA(initArguments: ["--metrics-address", "127.0.0.1:\(metricsPort)"])
-        #expect(ca.log.contains("http://127.0.0.1:\(metricsPort)/metrics"), "\(ca.log)")
+        #expect(ca.waitForLog("http://127.0.0.1:\(metricsPort)/metrics"), "\(ca.log)")
         let fingerprint = try ca.fingerprint
         let password = ca.sandbox.configDir + "/provisioner-password"
         func issue(_ name: String, san: String) throws {
@@ -169,6 +169,7 @@ import TestSupport
     @Test func metricsOverHTTPSVerifyAgainstTheRootAndServeNothingElse() throws {
         let metricsPort = freeLoopbackPort()
         let ca = try RunningCA(initArguments: ["--metrics-address", "127.0.0.1:\(metricsPort)", "--metrics-tls"])
+        try #require(ca.waitForLog("https://127.0.0.1:\(metricsPort)/metrics"), "\(ca.log)")
         let url = "https://127.0.0.1:\(metricsPort)"
         let scraped = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, url + "/metrics"])
         #expect(scraped.status == 0 && scraped.stdout.contains("auto_ssl_build_info"), "\(scraped)")

@@ -14,6 +14,7 @@ import TestSupport
         let ca = try RunningCA(initArguments: [
             "--metrics-address", "127.0.0.1:\(metricsPort)", "--revocation-address", "127.0.0.1:\(revocationPort)",
         ])
+        try #require(ca.waitForLog("/metrics (Prometheus)") && ca.waitForLog("(CRL and OCSP)"), "\(ca.log)")
         // Every answer carries a Date header (RFC 9110), now that the listeners format it themselves.
         let head = try runProcess("curl", ["-sf", "-D", "-", "-o", "/dev/null", "http://127.0.0.1:\(metricsPort)/metrics"])
         let dateLine = head.stdout.split(separator: "\r\n").first { $0.lowercased().hasPrefix("date: ") }.map { String($0.dropFirst(6)) }

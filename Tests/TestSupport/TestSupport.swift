@@ -276,6 +276,17 @@ public final class RunningCA: @unchecked Sendable {
 
     public var log: String { (try? String(contentsOfFile: stderrFile, encoding: .utf8)) ?? "" }
 
+    /// Waits until the server's output contains `text`. The listeners start concurrently, so only
+    /// the first HTTPS one is known to be up when `RunningCA` returns.
+    public func waitForLog(_ text: String, within seconds: Double = 10) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if log.contains(text) { return true }
+            usleep(50_000)
+        }
+        return log.contains(text)
+    }
+
     public var processIdentifier: Int32 { process.processIdentifier }
 
     /// The nice value of the server's thread named `name` (from /proc), nil while it has none.
