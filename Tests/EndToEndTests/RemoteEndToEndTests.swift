@@ -150,13 +150,16 @@ import Glibc
         let watcher = ProcessWatcher()
         var enrollOutputs: [String] = []
         for host in setup.lab.hosts {
+            let started = Date()
             let enrolled = try setup.enroll(host)
+            print("remote enroll h\(host.index) (binary copied): \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
             try #require(enrolled.status == 0, "h\(host.index): \(enrolled)")
             #expect(enrolled.stdout.contains("copied auto-ssl"), "\(enrolled)")
             enrollOutputs.append(enrolled.stdout + enrolled.stderr)
         }
         let watched = watcher.stop()
         #expect(watched.samples > 20, "ps sampled \(watched.samples) times")
+        print("ps -eo args sampled \(watched.samples) times during the enrollments, \(watched.lines.count) distinct lines")
         #expect(watched.lines.contains { $0.contains("sudo -n /usr/local/bin/auto-ssl server enroll --token-file /dev/stdin") },
                 "the remote enrollment was seen by ps")
         for line in watched.lines {
@@ -184,11 +187,15 @@ import Glibc
         #expect(list.first?["host"] as? String == "10.231.1.2" && list.first?["user"] as? String == "root")
 
         // Enrolling again: the binary there is this build, not copied again.
+        let againStarted = Date()
         let again = try setup.enroll(setup.lab.hosts[0])
+        print("remote enroll h1 again (binary current): \(String(format: "%.1f", Date().timeIntervalSince(againStarted))) s")
         #expect(again.status == 0 && again.stdout.contains("not copied"), "\(again)")
 
         // remote status --json: names, expiry, serial, timer, last renewal for each host.
+        let statusStarted = Date()
         let (status, byName) = try setup.status()
+        print("remote status --json of 3 hosts: \(String(format: "%.2f", Date().timeIntervalSince(statusStarted))) s")
         #expect(status.status == 0, "\(status)")
         for index in 1...3 {
             let host = try #require(byName["h\(index)"], "\(status)")
