@@ -157,3 +157,25 @@ import TestSupport
         #expect(deaf.status == 0)
     }
 }
+
+@Suite struct ParallelTests {
+    final class Counter: @unchecked Sendable {
+        let lock = NSLock()
+        var now = 0
+        var most = 0
+        func enter() { lock.lock(); now += 1; most = max(most, now); lock.unlock() }
+        func leave() { lock.lock(); now -= 1; lock.unlock() }
+    }
+
+    @Test func atMostTheLimitRunAtOnceAndResultsKeepTheirOrder() {
+        let counter = Counter()
+        let results = RemoteOperations.parallel(Array(0..<24), limit: 4) { item in
+            counter.enter()
+            usleep(20_000)
+            counter.leave()
+            return item * 2
+        }
+        #expect(results == Array(0..<24).map { $0 * 2 })
+        #expect(counter.most <= 4 && counter.most >= 2, "\(counter.most) at once")
+    }
+}
