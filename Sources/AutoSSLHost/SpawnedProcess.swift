@@ -40,56 +40,10 @@ public enum SpawnedProcess {
             unlink(outputPath)
         }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, outputFD, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        // The caller may ignore SIGTERM/SIGINT (the renewal daemon does); the child starts with defaults.
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for number in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaults, number) }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ)
-        guard spawned == 0 else {
-            throw LaunchError(message: "could not start \(arguments[0]): \(String(cString: strerror(spawned)))")
-        }
-
-        let deadline = Date().addingTimeInterval(timeout)
-        var status: Int32 = 0
-        var timedOut = false
-        var escalated = false
-        while true {
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid { break }
-            if result < 0 && errno != EINTR { break }
-            if Date() > deadline {
-                if !timedOut {
-                    timedOut = true
-                    kill(-pid, SIGTERM)
-                } else if !escalated, Date() > deadline.addingTimeInterval(2) {
-                    escalated = true
-                    kill(-pid, SIGKILL)
-                }
-            }
-            usleep(10_000)
-        }
-        let exitStatus = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        let pid = try spawn(arguments, stdin: nil, stdout: outputFD, stderr: outputFD, environment: nil)
+        let waited = wait(pid, deadline: Date().addingTimeInterval(timeout), overflowed: { false })
         let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        return Outcome(status: exitStatus, output: String(text.suffix(4_000)), timedOut: timedOut)
+        return Outcome(status: waited.status, output: String(text.suffix(4_000)), timedOut: waited.timedOut)
     }
 }
 
@@ -145,16 +99,65 @@ extension SpawnedProcess {
         }
         defer { for fd in pipeFDs where fd >= 0 { close(fd) } }
 
+        let pid = try spawn(arguments, stdin: input != nil ? pipeFDs[0] : nil, stdout: outFD, stderr: errFD, environment: environment)
+        if let input {
+            close(pipeFDs[0])
+            pipeFDs[0] = -1
+            // Written from another thread, so a program that never reads cannot block this one.
+            let writeFD = pipeFDs[1]
+            pipeFDs[1] = -1
+            signal(SIGPIPE, SIG_IGN)  // a program that exits without reading is not our death
+            let feeder = Thread {
+                var offset = 0
+                while offset < input.count {
+                    let written = input[offset...].withUnsafeBytes { Glibc.write(writeFD, $0.baseAddress, $0.count) }
+                    if written < 0 && errno == EINTR { continue }
+                    if written <= 0 { break }
+                    offset += written
+                }
+                close(writeFD)
+            }
+            feeder.start()
+        }
+
+        func size(_ fd: Int32) -> Int {
+            var info = stat()
+            return fstat(fd, &info) == 0 ? Int(info.st_size) : 0
+        }
+        let waited = wait(pid, deadline: Date().addingTimeInterval(timeout)) { size(outFD) > outputLimit || size(errFD) > outputLimit }
+        func read(_ fd: Int32) -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: outputLimit)
+            var total = 0
+            while total < outputLimit {
+                let count = bytes[total...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(total)) }
+                if count < 0 && errno == EINTR { continue }
+                if count <= 0 { break }
+                total += count
+            }
+            return Array(bytes.prefix(total))
+        }
+        return Captured(
+            status: waited.status, stdout: read(outFD), stderr: String(decoding: read(errFD), as: UTF8.self), timedOut: waited.timedOut,
+            overflowed: waited.overflowed)
+    }
+}
+
+extension SpawnedProcess {
+    /// Starts `arguments` with posix_spawn: stdin from `stdin` (nil: /dev/null), stdout and stderr
+    /// into the given descriptors, its own process group, SIGTERM/SIGINT/SIGPIPE/SIGHUP at their
+    /// defaults and no signal blocked (the caller may ignore or block them: the renewal daemon
+    /// ignores SIGTERM, and threads of a dispatch pool block most signals).
+    static func spawn(_ arguments: [String], stdin: Int32?, stdout: Int32, stderr: Int32, environment: [String: String]?) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if input != nil {
-            posix_spawn_file_actions_adddup2(&actions, pipeFDs[0], 0)
+        if let stdin {
+            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         } else {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         }
-        posix_spawn_file_actions_adddup2(&actions, outFD, 1)
-        posix_spawn_file_actions_adddup2(&actions, errFD, 2)
+        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -179,35 +182,16 @@ extension SpawnedProcess {
         guard spawned == 0 else {
             throw LaunchError(message: "could not start \(arguments[0]): \(String(cString: strerror(spawned)))")
         }
-        if let input {
-            close(pipeFDs[0])
-            pipeFDs[0] = -1
-            // Written from another thread, so a program that never reads cannot block this one.
-            let writeFD = pipeFDs[1]
-            pipeFDs[1] = -1
-            signal(SIGPIPE, SIG_IGN)  // a program that exits without reading is not our death
-            let feeder = Thread {
-                var offset = 0
-                while offset < input.count {
-                    let written = input[offset...].withUnsafeBytes { Glibc.write(writeFD, $0.baseAddress, $0.count) }
-                    if written < 0 && errno == EINTR { continue }
-                    if written <= 0 { break }
-                    offset += written
-                }
-                close(writeFD)
-            }
-            feeder.start()
-        }
+        return pid
+    }
 
-        let deadline = Date().addingTimeInterval(timeout)
+    /// Waits for `pid` with `waitpid`. Past `deadline`, or once `overflowed()` says so, its process
+    /// group gets SIGTERM, and SIGKILL 2 s later. The status is the exit code, or 128 + the signal.
+    static func wait(_ pid: pid_t, deadline: Date, overflowed: () -> Bool) -> (status: Int32, timedOut: Bool, overflowed: Bool) {
         var status: Int32 = 0
         var timedOut = false
-        var overflowed = false
+        var overflow = false
         var stopping: Date?
-        func size(_ fd: Int32) -> Int {
-            var info = stat()
-            return fstat(fd, &info) == 0 ? Int(info.st_size) : 0
-        }
         while true {
             let result = waitpid(pid, &status, WNOHANG)
             if result == pid { break }
@@ -215,32 +199,19 @@ extension SpawnedProcess {
             if stopping == nil {
                 if Date() > deadline {
                     timedOut = true
-                } else if size(outFD) > outputLimit || size(errFD) > outputLimit {
-                    overflowed = true
+                } else if overflowed() {
+                    overflow = true
                 }
-                if timedOut || overflowed {
+                if timedOut || overflow {
                     stopping = Date()
                     kill(-pid, SIGTERM)
                 }
             } else if let since = stopping, Date() > since.addingTimeInterval(2) {
                 kill(-pid, SIGKILL)
+                stopping = .distantFuture
             }
             usleep(5_000)
         }
-        let exitStatus = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        func read(_ fd: Int32) -> [UInt8] {
-            var bytes = [UInt8](repeating: 0, count: outputLimit)
-            var total = 0
-            while total < outputLimit {
-                let count = bytes[total...].withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(total)) }
-                if count < 0 && errno == EINTR { continue }
-                if count <= 0 { break }
-                total += count
-            }
-            return Array(bytes.prefix(total))
-        }
-        return Captured(
-            status: exitStatus, stdout: read(outFD), stderr: String(decoding: read(errFD), as: UTF8.self), timedOut: timedOut,
-            overflowed: overflowed)
+        return (status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F), timedOut, overflow)
     }
 }

@@ -71,6 +71,17 @@ public struct RemoteInventory: Codable, Sendable, Equatable {
         try FileOperations.writeAtomically(try encoder.encode(self) + Data("\n".utf8), to: Self.path(directories), mode: 0o600)
     }
 
+    /// Reads the inventory, applies `change` and writes it back, holding an exclusive lock on
+    /// `remote-hosts.json.lock` throughout, so two `remote` commands running at once (a status
+    /// while another host enrolls) never lose each other's changes.
+    public static func update(_ directories: Directories, _ change: (inout RemoteInventory) throws -> Void) throws {
+        let lock = try FileLock.acquire(path(directories) + ".lock", exclusive: true, wait: true)
+        defer { lock?.release() }
+        var inventory = try load(directories)
+        try change(&inventory)
+        try inventory.save(directories)
+    }
+
     public func entry(_ name: String) -> Entry? { hosts.first { $0.name == name } }
 
     /// Replaces the entry of the same name, or adds it (kept in name order).

@@ -76,14 +76,16 @@ public struct RemoteOperations: Sendable {
     }
 
     /// Copies this binary to the host unless it has the same version and checksum: scp to a
-    /// temporary name in the login's temporary directory, then under `sudo -n`: copied next to the
+    /// temporary name in the login's home directory, then under `sudo -n`: copied next to the
     /// target, its SHA-256 checked there, renamed over /usr/local/bin/auto-ssl.
     public func installBinary(_ target: SSHTarget, force: Bool = false) throws -> BinaryInstall {
         let checksum = try localChecksum()
         let installed = try installedBinary(target)
         if !force, installed.version == versionLine, installed.checksum == checksum { return .alreadyCurrent }
         let suffix = UUID().uuidString.prefix(8).lowercased()
-        let upload = "/tmp/auto-ssl-upload-\(suffix)"
+        // In the login's home directory (relative to it, for scp and ssh alike), not /tmp: no other
+        // user of the host can swap the file between the copy and the install.
+        let upload = ".auto-ssl-upload-\(suffix)"
         let copied = try ssh.copy(target, local: localBinary, remotePath: upload)
         if let failure = SSHFailure.classify(copied, target: target, action: "copying auto-ssl") { throw failure }
         guard copied.status == 0 else {

@@ -118,7 +118,6 @@ struct RemoteEnrollCommand: ParsableCommand {
             throw AutoSSLError.invalidArgument("--reload \(reload): use nginx, apache, caddy or haproxy")
         }
         let directories = RemoteCLI.directories
-        var inventory = try RemoteInventory.load(directories)
         let request = RemoteOperations.EnrollRequest(name: name ?? host, target: target, names: names, reload: reload)
         print("Enrolling \(target.display) for \(names.joined(separator: ", "))")
         let result = try ssh.operations.enroll(request) { names in
@@ -129,9 +128,7 @@ struct RemoteEnrollCommand: ParsableCommand {
         case .alreadyCurrent: print("  auto-ssl there is this version (\(AutoSSLCommand.version)), not copied")
         case .copied(let replacing): print("  copied auto-ssl \(AutoSSLCommand.version) to \(RemoteOperations.remoteBinary)" + (replacing.map { " (was: \($0))" } ?? ""))
         }
-        inventory = try RemoteInventory.load(directories)
-        inventory.upsert(result.entry)
-        try inventory.save(directories)
+        try RemoteInventory.update(directories) { $0.upsert(result.entry) }
         print("  " + RemoteCLI.line(result.entry, result.entry.lastStatus))
         print("  recorded in \(RemoteInventory.path(directories))")
     }
@@ -178,13 +175,13 @@ struct RemoteStatusCommand: ParsableCommand {
         let selected = try RemoteInventory.load(directories).select(hosts)
         let operations = ssh.operations
         let statuses = RemoteOperations.parallel(selected, limit: parallel) { operations.status($0) }
-        var inventory = try RemoteInventory.load(directories)
-        for (entry, status) in zip(selected, statuses) {
-            guard var current = inventory.entry(entry.name) else { continue }
-            current.lastStatus = status
-            inventory.upsert(current)
+        try RemoteInventory.update(directories) { inventory in
+            for (entry, status) in zip(selected, statuses) {
+                guard var current = inventory.entry(entry.name) else { continue }
+                current.lastStatus = status
+                inventory.upsert(current)
+            }
         }
-        try inventory.save(directories)
         if json {
             try Output.json(zip(selected, statuses).map { Row(name: $0.name, host: (try? $0.target().display) ?? $0.host, status: $1) })
         } else {
@@ -241,9 +238,7 @@ struct RemoteRemoveCommand: ParsableCommand {
             guard run.status == 0 else { throw RemoteOperations.refused("server remove", run, target: target) }
             print("\(entry.name): removed there (certificate revoked, renewal timer removed\(keepCerts ? "" : ", files deleted"))")
         }
-        var inventory = try RemoteInventory.load(directories)
-        inventory.hosts.removeAll { $0.name == entry.name }
-        try inventory.save(directories)
+        try RemoteInventory.update(directories) { $0.hosts.removeAll { $0.name == entry.name } }
         print("\(entry.name): removed from \(RemoteInventory.path(directories))")
     }
 }

@@ -310,6 +310,9 @@ import Glibc
         let there = try runProcess("sha256sum", [h1.bin + "/auto-ssl"]).stdout.prefix(64)
         #expect(local == there)
         #expect(try FileManager.default.contentsOfDirectory(atPath: h1.bin).sorted() == ["auto-ssl", "sudo"], "no temporary file left")
+        // The upload went to the ssh user's home directory (root's here: the lab logs in as root), and is gone.
+        let uploads = (try? FileManager.default.contentsOfDirectory(atPath: "/root"))?.filter { $0.hasPrefix(".auto-ssl-upload-") } ?? []
+        #expect(uploads.isEmpty, "no upload left in the home directory: \(uploads)")
 
         // remote update-ca-url: the CA "moved" to its second address. A wrong fingerprint is
         // refused by the host (exit 6) and changes nothing; the right one re-points it.
