@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "AutoSSLCore", targets: ["AutoSSLCore"]),
         .library(name: "AutoSSLHost", targets: ["AutoSSLHost"]),
         .library(name: "AutoSSLWire", targets: ["AutoSSLWire"]),
+        .library(name: "AutoSSLRemote", targets: ["AutoSSLRemote"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -23,6 +23,7 @@ let targets: [(name: String, modules: [String])] = [
     ("TarListFuzz", ["AutoSSLHost"]),
     ("DNSMessageFuzz", ["AutoSSLWire"]),
     ("HTTPResponseFuzz", ["AutoSSLWire"]),
+    ("RemoteReplyFuzz", ["AutoSSLRemote"]),
 ]
 
 let package = Package(

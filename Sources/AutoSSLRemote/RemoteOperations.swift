@@ -66,9 +66,15 @@ public struct RemoteOperations: Sendable {
         guard result.status == 0 else {
             throw AutoSSLError.general("checking auto-ssl on \(target.display) failed: \(SSHFailure.lastLine(result.stderr))")
         }
+        return Self.binaryProbe(result.stdout)
+    }
+
+    /// The probe's answer (`version=...` and `sha256=...` lines; hostile: each value cleaned and at
+    /// most 100 characters, empty values are none).
+    public static func binaryProbe(_ stdout: [UInt8]) -> (version: String?, checksum: String?) {
         var version: String?
         var checksum: String?
-        for line in String(decoding: result.stdout, as: UTF8.self).split(separator: "\n") {
+        for line in String(decoding: stdout, as: UTF8.self).split(separator: "\n") {
             if line.hasPrefix("version="), line.count > 8 { version = RemoteText.clean(String(line.dropFirst(8)), limit: 100) }
             if line.hasPrefix("sha256="), line.count > 7 { checksum = RemoteText.clean(String(line.dropFirst(7)), limit: 100) }
         }

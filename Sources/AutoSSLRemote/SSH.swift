@@ -209,10 +209,10 @@ public enum SSHFailure {
 /// at most `limit` characters (the end kept, where errors are), and never `secrets`.
 public enum RemoteText {
     public static func clean(_ text: String, limit: Int = 4_000, secrets: [String] = []) -> String {
-        var text = text
-        for secret in secrets where !secret.isEmpty { text = text.replacingOccurrences(of: secret, with: "[redacted]") }
+        // Control characters go first, so none hidden inside a secret can keep it from being found.
         let kept = text.unicodeScalars.filter { $0 == "\n" || $0 == "\t" || ($0.value >= 0x20 && $0.value != 0x7F && !(0x80..<0xA0).contains($0.value)) }
-        let cleaned = String(String.UnicodeScalarView(kept))
+        var cleaned = String(String.UnicodeScalarView(kept))
+        for secret in secrets where !secret.isEmpty { cleaned = cleaned.replacingOccurrences(of: secret, with: "[redacted]") }
         return cleaned.count > limit ? "…" + String(cleaned.suffix(limit)) : cleaned
     }
 }

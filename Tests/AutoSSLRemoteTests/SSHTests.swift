@@ -100,6 +100,8 @@ import TestSupport
     @Test func remoteTextIsCleanedBoundedAndRedacted() {
         let cleaned = RemoteText.clean("ok\u{1B}[31mred\u{7}\nline2 SECRETTOKEN", secrets: ["SECRETTOKEN"])
         #expect(cleaned == "ok[31mred\nline2 [redacted]")
+        // A control character inside the secret does not hide it from the redaction.
+        #expect(RemoteText.clean("token: SECRET\u{7}TOKEN", secrets: ["SECRETTOKEN"]) == "token: [redacted]")
         #expect(RemoteText.clean(String(repeating: "a", count: 10_000), limit: 100).count == 101)
     }
 }
