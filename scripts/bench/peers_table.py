@@ -79,8 +79,8 @@ if acme:
     acme_row("ACME full issuance (4 clients, http-01), certificates/s", lambda r: r["ok"] / r["seconds"], lambda x: f"{x:.1f}")
     acme_row("ACME server CPU per certificate, ms", lambda r: r["cpu_s"] * 1000 / max(r["ok"], 1), lambda x: f"{x:.1f}")
     rows.append("| ACME failures / certificates, all rounds | "
-                f"{sum(r['failed'] for r in acme.get('ours', []))} / {sum(r['ok'] for r in acme.get('ours', []))} | "
-                f"Caddy acme_server: {sum(r['failed'] for r in acme.get('caddy', []))} / {sum(r['ok'] for r in acme.get('caddy', []))} | — | — |")
+                f"{sum(r['failed'] for r in acme.get('ours', []))} / {sum(r['ok'] for r in acme.get('ours', [])):,} | "
+                f"Caddy acme_server: {sum(r['failed'] for r in acme.get('caddy', []))} / {sum(r['ok'] for r in acme.get('caddy', [])):,} | — | — |")
     rss = {(r["kind"], r["server"]): r["kib"] / 1024 for r in records if r["kind"].startswith("rss_")}
     if ("rss_idle", "caddy") in rss:
         rows.append(f"| RSS after start / peak after the loads, MiB | {rss[('rss_idle', 'ours')]:.0f} / {rss[('rss_peak', 'ours')]:.0f} | "
