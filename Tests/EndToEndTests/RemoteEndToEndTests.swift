@@ -50,7 +50,7 @@ import Glibc
         }
 
         func enroll(_ host: SSHHostLab.Host, _ extra: [String] = []) throws -> ProcessResult {
-            var result = try remote(["enroll", host.address, "--user", "root", "--name", "h\(host.index)", "--san", "h\(host.index).remote.test"] + extra)
+            var result = try remote(["enroll", host.address, "--user", SSHHostLab.Host.user, "--name", "h\(host.index)", "--san", "h\(host.index).remote.test"] + extra)
             if result.status != 0 { result.stderr += "\n[sshd log of h\(host.index)]\n" + ((try? readFile(host.sshdLog)) ?? "") }
             return result
         }
@@ -172,6 +172,11 @@ import Glibc
         for host in setup.lab.hosts {
             #expect(FileManager.default.isExecutableFile(atPath: host.bin + "/auto-ssl"))
             #expect(fileMode(host.certDir + "/server.key") == 0o600)
+            // Written as root through the real sudo by a login that is not root.
+            let owner = try FileManager.default.attributesOfItem(atPath: host.certDir + "/server.key")[.ownerAccountID] as? NSNumber
+            #expect(owner?.intValue == 0, "server.key is root's: \(String(describing: owner))")
+            let logins = try readFile(host.sshdLog)
+            #expect(logins.contains("Accepted publickey for \(SSHHostLab.Host.user) ") && !logins.contains("for root "), "\(logins)")
             #expect(FileManager.default.fileExists(atPath: host.configDir + "/config.yaml"))
             let names = try runProcess("openssl", ["x509", "-in", host.certDir + "/server.crt", "-noout", "-ext", "subjectAltName"]).stdout
             #expect(names.contains("DNS:h\(host.index).remote.test"), "\(names)")
@@ -184,7 +189,7 @@ import Glibc
         let listed = try setup.sandbox.run(["remote", "list", "--json"])
         let list = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
         #expect(list.map { $0["name"] as? String } == ["h1", "h2", "h3"], "\(listed)")
-        #expect(list.first?["host"] as? String == "10.231.1.2" && list.first?["user"] as? String == "root")
+        #expect(list.first?["host"] as? String == "10.231.1.2" && list.first?["user"] as? String == SSHHostLab.Host.user)
 
         // Enrolling again: the binary there is this build, not copied again.
         let againStarted = Date()
@@ -209,7 +214,7 @@ import Glibc
 
         // Host 2's timer is stopped (its unit removed), and it ages past its renewal point; the
         // others renew (the timers do not run in the lab: `remote renew`).
-        try #require(try setup.lab.ssh(setup.lab.hosts[1], "rm \(SSHHostLab.Host.systemdDir)/auto-ssl-renew.timer").status == 0)
+        try #require(try setup.lab.asRoot(setup.lab.hosts[1], "rm \(SSHHostLab.Host.systemdDir)/auto-ssl-renew.timer").status == 0)
         let overdueAfter = try #require(
             (setup.fleet()["h2.remote.test"]?["overdue_after"] as? String).flatMap { ISO8601DateFormatter().date(from: $0) })
         let wait = overdueAfter.timeIntervalSinceNow + 2
@@ -251,14 +256,14 @@ import Glibc
 
         // Host key not in known_hosts: refused before anything is copied or any token is made.
         let unknown = try setup.enroll(host)
-        #expect(unknown.status == 6 && unknown.stderr.contains("host key of root@10.231.2.2 is not known"), "\(unknown)")
+        #expect(unknown.status == 6 && unknown.stderr.contains("host key of autossl@10.231.2.2 is not known"), "\(unknown)")
         #expect(!FileManager.default.fileExists(atPath: host.bin + "/auto-ssl"))
         let tokens = try setup.ca.auditEvents().filter { $0["event"] as? String == "token.created" }
         #expect(tokens.isEmpty, "\(tokens)")
 
         // With --accept-new-host-key the key is recorded; then sudo wants a password: exit 4.
         let sudo = try setup.enroll(host, ["--accept-new-host-key"])
-        #expect(sudo.status == 4 && sudo.stderr.contains("sudo on root@10.231.2.2 needs a password"), "\(sudo)")
+        #expect(sudo.status == 4 && sudo.stderr.contains("sudo on autossl@10.231.2.2 needs a password"), "\(sudo)")
         #expect(try readFile(setup.lab.knownHosts).contains("10.231.2.2 "), "accept-new recorded the key")
         #expect(!FileManager.default.fileExists(atPath: host.certDir + "/server.crt"))
         // A changed host key afterwards (the host reinstalled, or someone in between) is refused even with the flag.
@@ -271,7 +276,7 @@ import Glibc
         #expect(changed.status == 6 && changed.stderr.contains("CHANGED"), "\(changed)")
 
         // An address nobody answers on: unreachable, exit 5.
-        let down = try setup.sandbox.run(["remote", "enroll", "10.231.1.9", "--user", "root", "--ssh-command", setup.lab.sshCommand])
+        let down = try setup.sandbox.run(["remote", "enroll", "10.231.1.9", "--user", SSHHostLab.Host.user, "--ssh-command", setup.lab.sshCommand])
         #expect(down.status == 5 && down.stderr.contains("unreachable"), "\(down)")
         // Nothing of these is in the inventory.
         let listed = try setup.sandbox.run(["remote", "list", "--json"])
@@ -279,14 +284,14 @@ import Glibc
 
         // An enrollment that fails on the host shows the host's own output (exit 8) and records nothing.
         let good = setup.lab.hosts[0]
-        try #require(try setup.lab.ssh(good, "rmdir /etc/ssl/auto-ssl && echo not-a-directory > /etc/ssl/auto-ssl").status == 0)
+        try #require(try setup.lab.asRoot(good, "rmdir /etc/ssl/auto-ssl && echo not-a-directory > /etc/ssl/auto-ssl").status == 0)
         let failed = try setup.enroll(good)
-        #expect(failed.status == 8 && failed.stderr.contains("server enroll on root@10.231.1.2 failed") && failed.stderr.contains("the host said"),
+        #expect(failed.status == 8 && failed.stderr.contains("server enroll on autossl@10.231.1.2 failed") && failed.stderr.contains("the host said"),
                 "\(failed)")
         #expect(failed.stderr.range(of: Self.jwt, options: .regularExpression) == nil)
         #expect(!(try setup.sandbox.run(["remote", "list"]).stdout.contains("h1")))
         // Fixed there, it enrolls.
-        try #require(try setup.lab.ssh(good, "rm /etc/ssl/auto-ssl && mkdir /etc/ssl/auto-ssl").status == 0)
+        try #require(try setup.lab.asRoot(good, "rm /etc/ssl/auto-ssl && mkdir /etc/ssl/auto-ssl").status == 0)
         let fixed = try setup.enroll(good)
         #expect(fixed.status == 0 && fixed.stdout.contains("not copied"), "\(fixed)")
         #expect(setup.ca.stop() == 0)
@@ -301,7 +306,7 @@ import Glibc
 
         // remote update: a host with another binary gets this one (checksum checked there); one with
         // this build is left alone.
-        try #require(try setup.lab.ssh(h1, "printf '#!/bin/sh\\necho auto-ssl 0.0.1\\n' > /usr/local/bin/auto-ssl").status == 0)
+        try #require(try setup.lab.asRoot(h1, "printf '#!/bin/sh\\necho auto-ssl 0.0.1\\n' > /usr/local/bin/auto-ssl").status == 0)
         let updated = try setup.remote(["update"])
         #expect(updated.status == 0, "\(updated)")
         #expect(updated.stdout.contains("h1: replaced auto-ssl 0.0.1 with auto-ssl"), "\(updated)")
@@ -309,9 +314,11 @@ import Glibc
         let local = try runProcess("sha256sum", [autoSSLBinaryPath()]).stdout.prefix(64)
         let there = try runProcess("sha256sum", [h1.bin + "/auto-ssl"]).stdout.prefix(64)
         #expect(local == there)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: h1.bin).sorted() == ["auto-ssl", "sudo"], "no temporary file left")
-        // The upload went to the ssh user's home directory (root's here: the lab logs in as root), and is gone.
-        let uploads = (try? FileManager.default.contentsOfDirectory(atPath: "/root"))?.filter { $0.hasPrefix(".auto-ssl-upload-") } ?? []
+        #expect(try FileManager.default.contentsOfDirectory(atPath: h1.bin).sorted() == ["auto-ssl"], "no temporary file left")
+        // The upload went to the ssh user's home directory (the host's own, not root's), and is gone.
+        let home = try FileManager.default.contentsOfDirectory(atPath: h1.home)
+        #expect(home.contains(".ssh"), "the login's home: \(home)")
+        let uploads = home.filter { $0.hasPrefix(".auto-ssl-upload-") }
         #expect(uploads.isEmpty, "no upload left in the home directory: \(uploads)")
 
         // remote update-ca-url: the CA "moved" to its second address. A wrong fingerprint is
@@ -338,7 +345,7 @@ import Glibc
         #expect(removed.status == 0, "\(removed)")
         let h2 = setup.lab.hosts[1]
         #expect(!FileManager.default.fileExists(atPath: h2.unitsDir + "/auto-ssl-renew.timer"))
-        #expect(try setup.lab.ssh(h2, "test -e /etc/ssl/auto-ssl/server.crt").status != 0)
+        #expect(try setup.lab.asRoot(h2, "test -e /etc/ssl/auto-ssl/server.crt").status != 0)
         let revoked = try setup.sandbox.run(["ca", "certs", "list", "--revoked", "--json"])
         #expect(revoked.stdout.lowercased().contains(serial.lowercased().replacingOccurrences(of: ":", with: "")) || revoked.stdout.contains(serial), "\(revoked)")
         let listed = try setup.sandbox.run(["remote", "list", "--json"])

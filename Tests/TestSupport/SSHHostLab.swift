@@ -7,18 +7,23 @@ import Glibc
 /// Application servers for `auto-ssl remote` tests, each "another machine" reached over ssh: a
 /// network namespace (`ip netns`, a veth pair: 10.231.N.1 on this side, 10.231.N.2 inside), and in
 /// it, under `unshare --mount`, its own view of the files auto-ssl writes (/etc and /var/lib as
-/// overlays whose upper layers are this host's directories, so /etc/auto-ssl, /etc/ssl/auto-ssl and
-/// /var/lib/auto-ssl are the host's own; /usr/local/bin a bind mount of its own directory), and its
-/// own `sshd` (own host key, root login with the lab's key only). The host's renewal units go to
-/// /etc/auto-ssl-systemd (`AUTO_SSL_SYSTEMD_DIR`, set by sshd's `SetEnv`): systemd is never asked.
+/// overlays whose upper layers are this host's directories, so /etc/auto-ssl, /etc/ssl/auto-ssl,
+/// /var/lib/auto-ssl and the renewal units in /etc/systemd/system are the host's own; /usr/local/bin
+/// a bind mount of its own directory; /run an empty tmpfs, so systemd is not running there and is
+/// never asked), and its own `sshd` (own host key, no root login, public key only).
 ///
-/// This machine has no sudo (and the login is root), so each host's /usr/local/bin holds a stand-in
-/// `sudo`: `-n COMMAND` runs COMMAND, or, for a host made with `sudoNeedsPassword`, fails the way
-/// sudo does without NOPASSWD ("sudo: a password is required", exit 1).
+/// Each host has a non-root login, `autossl` (made with `useradd` inside the namespace: only the
+/// overlay's /etc changes), whose home directory is the host's own `home`, with the lab's key in
+/// its `.ssh/authorized_keys`. It runs auto-ssl through the real Debian `sudo` (setuid root,
+/// reading the overlay's /etc/sudoers), allowed by /etc/sudoers.d/auto-ssl exactly as docs/fleet.md
+/// tells operators to write it (NOPASSWD for /usr/local/bin/auto-ssl and /bin/sh); a host made
+/// with `sudoNeedsPassword` gets the same rule without NOPASSWD (and the user a password), so
+/// `sudo -n` refuses with "a password is required". sudo resets the environment: nothing is passed
+/// to auto-ssl in environment variables, it uses its default paths.
 ///
-/// Needs root, `ip`, `unshare`, `/usr/sbin/sshd`, `ssh`, `scp`, `ssh-keygen`. Namespaces, processes
-/// and mounts go in `stop()` (also from deinit); stale `autossl-h*` namespaces of a crashed run are
-/// deleted first.
+/// Needs root, `ip`, `unshare`, `nsenter`, `/usr/sbin/sshd`, `ssh`, `scp`, `ssh-keygen`, `sudo`,
+/// `visudo`, `useradd`. Namespaces, processes and mounts go in `stop()` (also from deinit); stale
+/// `autossl-h*` namespaces of a crashed run are deleted first.
 public final class SSHHostLab: @unchecked Sendable {
     public struct Host: Sendable {
         public var index: Int
@@ -30,14 +35,18 @@ public final class SSHHostLab: @unchecked Sendable {
         public var etcUpper: String { root + "/etc-upper" }
         public var varUpper: String { root + "/var-upper" }
         public var bin: String { root + "/bin" }
+        /// The login's home directory (the same path inside the host): uploads land here.
+        public var home: String { root + "/home" }
         public var hostKey: String { root + "/ssh_host_ed25519_key" }
         public var sshdLog: String { root + "/sshd.log" }
         /// Where files the host writes appear from outside (reading only).
         public var configDir: String { etcUpper + "/auto-ssl" }
         public var certDir: String { etcUpper + "/ssl/auto-ssl" }
         public var dataDir: String { varUpper + "/auto-ssl" }
-        public static let systemdDir = "/etc/auto-ssl-systemd"
-        public var unitsDir: String { etcUpper + "/auto-ssl-systemd" }
+        public static let systemdDir = "/etc/systemd/system"
+        public var unitsDir: String { etcUpper + "/systemd/system" }
+        /// The login: not root, auto-ssl runs under sudo.
+        public static let user = "autossl"
     }
 
     public private(set) var hosts: [Host] = []
@@ -47,15 +56,18 @@ public final class SSHHostLab: @unchecked Sendable {
     /// A program for `--ssh-command`: ssh with the lab's key and known_hosts, nothing of ~/.ssh.
     public var sshCommand: String { directory.file("ssh") }
     private var daemons: [pid_t] = []
+    /// Each host's sshd (its namespaces, for `asRoot`), by index.
+    private var daemonOf: [Int: pid_t] = [:]
     private let tag = String(getpid())
     private var stopped = false
 
     /// Why this machine cannot run the lab, or nil.
     public static var missingRequirement: String? {
         if getuid() != 0 { return "needs root (network and mount namespaces)" }
-        for tool in ["/usr/sbin/sshd", "/usr/lib/openssh/sftp-server", "/usr/bin/ssh", "/usr/bin/scp", "/usr/bin/ssh-keygen", "/usr/bin/unshare", "/usr/bin/sha256sum"]
+        for tool in ["/usr/sbin/sshd", "/usr/lib/openssh/sftp-server", "/usr/bin/ssh", "/usr/bin/scp", "/usr/bin/ssh-keygen", "/usr/bin/unshare", "/usr/bin/nsenter",
+                     "/usr/bin/sha256sum", "/usr/bin/sudo", "/usr/sbin/visudo", "/usr/sbin/useradd"]
         where !FileManager.default.isExecutableFile(atPath: tool) {
-            return "\(tool) is missing (install openssh-server, openssh-client, util-linux, coreutils)"
+            return "\(tool) is missing (install openssh-server, openssh-client, util-linux, coreutils, sudo, passwd)"
         }
         if !["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].contains(where: FileManager.default.isExecutableFile(atPath:)) {
             return "ip is missing (install iproute2)"
@@ -63,11 +75,12 @@ public final class SSHHostLab: @unchecked Sendable {
         return nil
     }
 
-    /// `count` hosts; those in `sudoNeedsPassword` get the refusing sudo; those in `unknownKeys`
+    /// `count` hosts; those in `sudoNeedsPassword` get sudo without NOPASSWD; those in `unknownKeys`
     /// are left out of known_hosts.
     public init(count: Int, sudoNeedsPassword: Set<Int> = [], unknownKeys: Set<Int> = []) throws {
         directory = TemporaryDirectory("auto-ssl-lab")
-        chmod(directory.path, 0o700)
+        // Others may only pass through (the login's home is in here); the lab's key is 0600.
+        chmod(directory.path, 0o711)
         Self.removeStale()
         do {
             try check(runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "lab", "-f", clientKey]), "ssh-keygen")
@@ -113,24 +126,25 @@ public final class SSHHostLab: @unchecked Sendable {
         for sub in ["etc-upper", "etc-work", "var-upper", "var-work", "bin"] {
             try FileManager.default.createDirectory(atPath: root + "/" + sub, withIntermediateDirectories: true)
         }
-        let sudo = sudoNeedsPassword
-            ? "#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n"
-            : "#!/bin/sh\n# stand-in for sudo on a test host whose login is root\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n"
-        try sudo.write(toFile: host.bin + "/sudo", atomically: true, encoding: .utf8)
-        chmod(host.bin + "/sudo", 0o755)
         try check(runProcess("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "h\(index)", "-f", host.hostKey]), "ssh-keygen")
         try readFile(clientKey + ".pub").write(toFile: root + "/authorized_keys", atomically: true, encoding: .utf8)
+        // What docs/fleet.md tells operators to put in /etc/sudoers.d/auto-ssl; without NOPASSWD
+        // for a host whose sudo wants a password.
+        let rule = sudoNeedsPassword
+            ? "\(Host.user) ALL=(root) /usr/local/bin/auto-ssl, /bin/sh\n"
+            : "\(Host.user) ALL=(root) NOPASSWD: /usr/local/bin/auto-ssl, /bin/sh\n"
+        try rule.write(toFile: root + "/sudoers", atomically: true, encoding: .utf8)
         try """
             ListenAddress \(host.address):22
             HostKey \(host.hostKey)
-            AuthorizedKeysFile \(root)/authorized_keys
-            PermitRootLogin prohibit-password
+            AuthorizedKeysFile .ssh/authorized_keys
+            PermitRootLogin no
+            AllowUsers \(Host.user)
             PasswordAuthentication no
             KbdInteractiveAuthentication no
             UsePAM no
             StrictModes no
             PidFile none
-            SetEnv AUTO_SSL_SYSTEMD_DIR=\(Host.systemdDir)
             Subsystem sftp /usr/lib/openssh/sftp-server
 
             """.write(toFile: root + "/sshd_config", atomically: true, encoding: .utf8)
@@ -147,19 +161,35 @@ public final class SSHHostLab: @unchecked Sendable {
         ] {
             try ip(["netns", "exec", host.namespace, "ip"] + arguments)
         }
+        // A password hash for the host whose sudo asks for one ("*": no password, but not locked,
+        // which sshd without PAM would refuse).
+        let password = sudoNeedsPassword ? "'$6$autosslLab$z/ZKo5v6HOnAiiJzYi3Jd4FUCR3zP1e52CKkP8Rf7uEbc6lilo6hI.zOlL0BG0VGYsYd0nJPQLvCSBGtwcPf61'" : "'*'"
+        let user = Host.user
         let mounts = [
+            "set -e",
             "mount -t overlay overlay -o lowerdir=/etc,upperdir=\(root)/etc-upper,workdir=\(root)/etc-work /etc",
             "mount -t overlay overlay -o lowerdir=/var/lib,upperdir=\(root)/var-upper,workdir=\(root)/var-work /var/lib",
+            "mount -t tmpfs -o mode=0755 tmpfs /run",
+            "mkdir -m 0755 /run/sshd",
             "mkdir -p /etc/auto-ssl /etc/ssl/auto-ssl /var/lib/auto-ssl",
             "mount --bind \(host.bin) /usr/local/bin",
+            // -l: not in /var/log/lastlog and faillog (not this host's); only the overlay's /etc changes.
+            "useradd -l -M -d \(host.home) -s /bin/sh -p \(password) \(user)",
+            "install -d -m 0700 -o \(user) -g \(user) \(host.home) \(host.home)/.ssh",
+            "install -m 0600 -o \(user) -g \(user) \(root)/authorized_keys \(host.home)/.ssh/authorized_keys",
+            "visudo -cqf \(root)/sudoers",
+            "install -m 0440 -o root -g root \(root)/sudoers /etc/sudoers.d/auto-ssl",
+            "visudo -cq",
+            "if grep -Eq '^[[:space:]]*Defaults.*requiretty' /etc/sudoers /etc/sudoers.d/*; then echo 'sudoers: requiretty is set' >&2; exit 1; fi",
             "exec /usr/sbin/sshd -D -e -f \(root)/sshd_config",
-        ].joined(separator: " && ")
+        ].joined(separator: "\n")
         // Not Foundation's Process: sshd closes the descriptors it inherits, which Foundation takes
         // for the child's exit and then blocks its process monitor waiting for it.
         let daemon = try Self.spawn(
             ["/usr/bin/env", "ip", "netns", "exec", host.namespace, "unshare", "--mount", "--propagation", "private", "sh", "-c", mounts],
             log: host.sshdLog)
         daemons.append(daemon)
+        daemonOf[index] = daemon
         let deadline = Date().addingTimeInterval(15)
         while Date() < deadline {
             if ((try? readFile(host.sshdLog)) ?? "").contains("Server listening") { return host }
@@ -170,13 +200,12 @@ public final class SSHHostLab: @unchecked Sendable {
         throw TestFailure("sshd of host \(index) did not start: \((try? readFile(host.sshdLog)) ?? "")")
     }
 
-    /// Runs `command` on the host as root over ssh (the lab's own access, for setting up and checking).
+    /// Runs `command` on the host as root (the lab's own access, for setting up and checking: not
+    /// over ssh, which lets no root in; `nsenter` into the namespaces of the host's sshd).
     @discardableResult
-    public func ssh(_ host: Host, _ command: String) throws -> ProcessResult {
-        try runProcess("/usr/bin/ssh", [
-            "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-i", clientKey, "root@" + host.address, command,
-        ])
+    public func asRoot(_ host: Host, _ command: String) throws -> ProcessResult {
+        guard let daemon = daemonOf[host.index] else { throw TestFailure("host \(host.index) has no sshd") }
+        return try runProcess("/usr/bin/nsenter", ["-t", String(daemon), "-m", "-n", "/bin/sh", "-c", command])
     }
 
     public func stop() {
