@@ -205,21 +205,24 @@ public struct RemoteOperations: Sendable {
         }
     }
 
-    /// Runs `body` for every item, at most `limit` at a time (each is a blocking ssh), results in order.
+    /// Runs `body` for every item, at most `limit` at a time, results in order. Each body blocks
+    /// (an ssh to one host, up to minutes), so each of the `limit` workers is a thread of its own:
+    /// on Dispatch's global queues they would take the threads Swift's tasks run on, and on a
+    /// 2-core machine no more than two hosts would be asked at once.
     public static func parallel<T: Sendable, R: Sendable>(_ items: [T], limit: Int, _ body: @escaping @Sendable (T) -> R) -> [R] {
         let results = ResultBox<R>(count: items.count)
-        let slots = DispatchSemaphore(value: max(1, limit))
-        let group = DispatchGroup()
-        for (index, item) in items.enumerated() {
-            slots.wait()
-            group.enter()
-            DispatchQueue.global().async {
-                results.set(index, body(item))
-                slots.signal()
-                group.leave()
+        let workers = min(max(1, limit), items.count)
+        let done = DispatchGroup()
+        for _ in 0..<workers {
+            done.enter()
+            let worker = Thread {
+                while let index = results.claim() { results.set(index, body(items[index])) }
+                done.leave()
             }
+            worker.stackSize = 1 << 20
+            worker.start()
         }
-        group.wait()
+        done.wait()
         return results.values()
     }
 }
@@ -227,8 +230,18 @@ public struct RemoteOperations: Sendable {
 final class ResultBox<R>: @unchecked Sendable {
     private let lock = NSLock()
     private var storage: [R?]
+    private var next = 0
 
     init(count: Int) { storage = Array(repeating: nil, count: count) }
+
+    /// The next item's index for a worker, nil when none is left.
+    func claim() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < storage.count else { return nil }
+        next += 1
+        return next - 1
+    }
 
     func set(_ index: Int, _ value: R) {
         lock.lock()

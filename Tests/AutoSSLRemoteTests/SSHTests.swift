@@ -173,11 +173,13 @@ import TestSupport
         let counter = Counter()
         let results = RemoteOperations.parallel(Array(0..<24), limit: 4) { item in
             counter.enter()
-            usleep(20_000)
+            usleep(50_000)
             counter.leave()
             return item * 2
         }
         #expect(results == Array(0..<24).map { $0 * 2 })
-        #expect(counter.most <= 4 && counter.most >= 2, "\(counter.most) at once")
+        // Each worker is a thread of its own: more than Dispatch's pool would run at once on a
+        // 2-core machine (two), however busy that pool is; never more than the limit.
+        #expect(counter.most <= 4 && counter.most >= 3, "\(counter.most) at once")
     }
 }
