@@ -80,8 +80,23 @@ extension ACMEAuthority {
     /// The order as it stands now (derived, nothing written).
     public func currentOrder(id: String, now: Date = Date()) async throws -> ACMEOrderRecord? {
         guard let order = try await database.order(id: id) else { return nil }
-        let authorizations = ACMEStateRules.needsAuthorizations(order, now: now) ? try await database.authorizations(orderID: id) : []
-        return ACMEStateRules.effective(order, authorizations: authorizations, now: now)
+        return try await effectiveOrder(order, now: now)
+    }
+
+    /// The order as it stands at `now`, from its stored record and its authorizations. Those are two
+    /// reads, and a validation that fails between them writes the authorization and the order (with
+    /// the error) in one transaction: when the authorizations say invalid while the order read
+    /// before them was still pending, the order is read again, so its error is not lost.
+    func effectiveOrder(_ stored: ACMEOrderRecord, now: Date) async throws -> ACMEOrderRecord {
+        guard ACMEStateRules.needsAuthorizations(stored, now: now) else {
+            return ACMEStateRules.effective(stored, authorizations: [], now: now)
+        }
+        let authorizations = try await database.authorizations(orderID: stored.id)
+        let derived = ACMEStateRules.effective(stored, authorizations: authorizations, now: now)
+        if derived.status == .invalid, derived.error == nil, let again = try await database.order(id: stored.id), again.status != .pending {
+            return ACMEStateRules.effective(again, authorizations: authorizations, now: now)
+        }
+        return derived
     }
 
     /// The order the request's `:id` names, if it belongs to the signing account: (account, order as
@@ -92,8 +107,7 @@ extension ACMEAuthority {
             throw ACMEProblem(.malformed, "no such order", status: 404)
         }
         guard stored.accountID == account.id else { throw ACMEProblem(.unauthorized, "the order belongs to another account") }
-        let authorizations = ACMEStateRules.needsAuthorizations(stored, now: now) ? try await database.authorizations(orderID: id) : []
-        return (account, ACMEStateRules.effective(stored, authorizations: authorizations, now: now), stored.status)
+        return (account, try await effectiveOrder(stored, now: now), stored.status)
     }
 
     public func order(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {

@@ -128,6 +128,22 @@ import TestSupport
         #expect(try await fixture.database.acme.order(id: orderID)?.status == .valid)
     }
 
+    /// A reader that got the order just before its validation failed, and its authorizations just
+    /// after, still reports the validation's error (the two reads are not one snapshot; the failure
+    /// writes the authorization and the order in one transaction).
+    @Test func anOrderReadJustBeforeItsValidationFailedStillReportsTheError() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["race.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        let before = try #require(try await fixture.database.acme.order(id: orderID))
+        #expect(before.status == .pending && before.error == nil)
+        _ = try await fixture.validate(account, order: created, orderID: orderID, content: "not-the-key-authorization")
+        let seen = try await fixture.acme.effectiveOrder(before, now: Date())
+        #expect(seen.status == .invalid)
+        #expect(ProblemDocument(stored: seen.error)?.type.hasSuffix("incorrectResponse") == true, "\(String(describing: seen.error))")
+    }
+
     @Test func aFailedChallengeInvalidatesTheAuthorizationAndTheOrder() async throws {
         let fixture = try await ACMEFixture()
         let (account, _) = try await fixture.newAccount()
