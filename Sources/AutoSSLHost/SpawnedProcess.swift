@@ -31,7 +31,6 @@ public enum SpawnedProcess {
 
     /// `arguments[0]` is the program's absolute path.
     public static func run(_ arguments: [String], timeout: TimeInterval) throws -> Outcome {
-        precondition(!arguments.isEmpty && arguments[0].hasPrefix("/"), "an absolute program path comes first")
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("auto-ssl-run-\(UUID().uuidString)").path
         let outputFD = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard outputFD >= 0 else { throw LaunchError(message: "could not create \(outputPath): \(String(cString: strerror(errno)))") }
@@ -74,7 +73,6 @@ extension SpawnedProcess {
         _ arguments: [String], input: [UInt8]? = nil, environment: [String: String]? = nil, timeout: TimeInterval,
         outputLimit: Int = 1 << 20
     ) throws -> Captured {
-        precondition(!arguments.isEmpty && arguments[0].hasPrefix("/"), "an absolute program path comes first")
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("auto-ssl-capture-\(UUID().uuidString)").path
         let outPath = base + ".out"
         let errPath = base + ".err"
@@ -148,6 +146,7 @@ extension SpawnedProcess {
     /// defaults and no signal blocked (the caller may ignore or block them: the renewal daemon
     /// ignores SIGTERM, and threads of a dispatch pool block most signals).
     static func spawn(_ arguments: [String], stdin: Int32?, stdout: Int32, stderr: Int32, environment: [String: String]?) throws -> pid_t {
+        try requireAbsoluteProgram(arguments)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -183,6 +182,14 @@ extension SpawnedProcess {
             throw LaunchError(message: "could not start \(arguments[0]): \(String(cString: strerror(spawned)))")
         }
         return pid
+    }
+
+    /// The program comes first, as an absolute path (it may come from PATH or an option: an error,
+    /// not a trap, when it is not).
+    static func requireAbsoluteProgram(_ arguments: [String]) throws {
+        guard let program = arguments.first, program.hasPrefix("/") else {
+            throw LaunchError(message: "the program to run must be an absolute path, not \"\(arguments.first ?? "")\"")
+        }
     }
 
     /// Waits for `pid` with `waitpid`. Past `deadline`, or once `overflowed()` says so, its process

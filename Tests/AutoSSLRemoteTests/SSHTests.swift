@@ -144,6 +144,11 @@ import TestSupport
 }
 
 @Suite struct CaptureTests {
+    @Test func aProgramThatIsNotAnAbsolutePathIsAnErrorNotATrap() {
+        #expect(throws: SpawnedProcess.LaunchError.self) { try SpawnedProcess.capture(["bin/ssh", "-V"], timeout: 5) }
+        #expect(throws: SpawnedProcess.LaunchError.self) { try SpawnedProcess.run([], timeout: 5) }
+    }
+
     @Test func inputGoesToStdinNotArgvAndOutputsStayApart() throws {
         let result = try SpawnedProcess.capture(["/bin/sh", "-c", "read x; echo \"got $x\"; echo err >&2; exit 3"], input: Array("secret\n".utf8), timeout: 10)
         #expect(result.status == 3 && String(decoding: result.stdout, as: UTF8.self) == "got secret\n" && result.stderr == "err\n")
