@@ -42,8 +42,15 @@ public struct RemoteOperations: Sendable {
         case copied(replacing: String?)
     }
 
-    /// SHA-256 of the local binary, hex.
+    /// SHA-256 of the local binary, hex: read once per command (it is over 100 MB), however many
+    /// hosts `remote update` or `remote enroll` go to.
     public func localChecksum() throws -> String {
+        try checksumOnce.value { try computeLocalChecksum() }
+    }
+
+    private let checksumOnce = ComputedOnce<String>()
+
+    private func computeLocalChecksum() throws -> String {
         guard let handle = FileHandle(forReadingAtPath: localBinary) else {
             throw AutoSSLError.general("cannot read this program's binary at \(localBinary)")
         }
@@ -224,6 +231,21 @@ public struct RemoteOperations: Sendable {
         }
         done.wait()
         return results.values()
+    }
+}
+
+/// A value computed by the first caller that needs it (the others wait for it).
+final class ComputedOnce<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: Value?
+
+    func value(_ compute: () throws -> Value) throws -> Value {
+        lock.lock()
+        defer { lock.unlock() }
+        if let stored { return stored }
+        let computed = try compute()
+        stored = computed
+        return computed
     }
 }
 
