@@ -292,12 +292,14 @@ import X509
             #expect(words.count == 3 && words[1].contains("timeout while connecting"), "\(words)")
             #expect(words.count == 3 && words[2].contains("timeout"), "\(words)")
             // A refused connection is not retried, an unanswered one not waited for past the second
-            // (a single URL would wait 5 s for an unanswered one).
+            // (a single URL would wait 5 s for an unanswered one). The bounds leave room for a
+            // loaded 2-core machine running the whole suite (1.8 s was seen there) and still fail
+            // a client that waits for the 5 s connect timeout.
             for (url, seconds) in times.seconds {
-                #expect(seconds < 1.6, "\(url) took \(seconds) s (pinned: \(pinned))")
+                #expect(seconds < 3, "\(url) took \(seconds) s (pinned: \(pinned))")
             }
             #expect(times.seconds.count == 3, "\(times.seconds)")
-            #expect(total < 3.5, "\(total) s in all (pinned: \(pinned))")
+            #expect(total < 4.8, "\(total) s in all (pinned: \(pinned))")
         }
         #expect(silent.connections >= 2, "the silent peer was connected to: \(silent.connections)")
     }

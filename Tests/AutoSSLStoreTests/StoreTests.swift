@@ -143,11 +143,15 @@ enum AffinityMarker {
 
     @Test func theWriterThreadTakesTheRequestedPriority() async throws {
         let dir = TemporaryDirectory()
-        let inherited = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
         // A higher nice value is allowed to anyone; `ca serve` asks for -10 (root or LimitNICE).
         for (name, requested) in [("niced.sqlite", Int32(7)), ("inherited.sqlite", nil)] {
             let store = try SQLiteCertificateStore(path: dir.file(name), writer: WriterOptions(nice: requested))
             let seen = Mutex<(nice: Int32, name: String)?>(nil)
+            // Nice values are per thread and a new thread takes its creator's: the writer is started
+            // by the thread that submits, so "inherited" is that thread's value, read with no
+            // suspension point before the submission. (A pool thread that a niced writer woke into
+            // existence carries that writer's value, so the process's value is not the reference.)
+            let inherited = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
             try await store.committer.submit { _ in
                 let threadName = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8))?
                     .trimmingCharacters(in: .newlines) ?? ""
