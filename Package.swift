@@ -228,9 +228,13 @@ let package = Package(
             ]
         ),
         // The CLI: argument parsing and output only.
+        // Sends Swift's global-executor jobs to NIO's event loops in `ca serve` (see
+        // Sources/auto-ssl/EventLoopExecutor.swift); C because the hook is a runtime variable.
+        .target(name: "CAutoSSLExecutorHook"),
         .executableTarget(
             name: "auto-ssl",
             dependencies: [
+                "CAutoSSLExecutorHook",
                 "AutoSSLCore",
                 "AutoSSLConfig",
                 "AutoSSLIO",

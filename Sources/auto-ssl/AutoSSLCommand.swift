@@ -14,7 +14,7 @@ struct AutoSSLCommand: AsyncParsableCommand {
 
             Exit codes: 0 ok, 1 error, 2 invalid arguments, 3 missing dependency, 4 permission denied, \
             5 network error, 6 trust failure, 7 the CA is in use (ca serve and ca database migrate \
-            exclude each other).
+            exclude each other), 8 a command on a remote host failed (remote).
             """,
         version: versionLine,
         subcommands: [CACommand.self, ServerCommand.self, RemoteCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]

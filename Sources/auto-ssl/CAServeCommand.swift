@@ -23,6 +23,20 @@ struct CAServeCommand: AsyncParsableCommand {
             accepting connections, lets requests in flight finish, and exits 0.
             """)
 
+    /// Set by main before the first task: whether EventLoopExecutor's hook was installed.
+    nonisolated(unsafe) static var tasksOnEventLoops = false
+
+    /// Where a task started now actually runs, checked rather than assumed (the hook can be
+    /// installed and still not be used), for the startup output and the tests that read it.
+    static func executorLine() async -> String {
+        let onLoop = await Task.detached { EventLoopExecutor.onEventLoop }.value
+        let loops = NIOSingletons.groupLoopCountSuggestion
+        if tasksOnEventLoops && onLoop {
+            return "event loops: \(loops) (they run the connections and the tasks)\n"
+        }
+        return "warning: tasks run on Dispatch's thread pool, not on the \(loops) event loops (another executor hook came first); requests cost more CPU\n"
+    }
+
     @Option(help: ArgumentHelp("File holding the CA key password.", valueName: "file"))
     var passwordFile: String?
 
@@ -72,6 +86,7 @@ struct CAServeCommand: AsyncParsableCommand {
                 },
                 replicas: { [replica] in try? await replica?.replicas() })
             Output.standardError("auto-ssl CA \"\(authority.settings.name)\" (root \(authority.rootFingerprint))\n")
+            Output.standardError(await Self.executorLine())
             if replica != nil { Output.standardError("database: \(database.location), shared with the CA's other replicas\n") }
             let running = replica
             presence = Task { await running?.run() }

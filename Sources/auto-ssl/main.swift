@@ -9,12 +9,11 @@ import NIOPosix
 // usage errors would otherwise exit 64) and sets up logging before any command runs.
 LoggingSetup.bootstrap()
 StandardOutput.makeLineBuffered()
-// `ca serve` runs its tasks on NIO's event-loop threads instead of a second thread pool: a request
-// then moves between the network and its handler without waking another thread (measured: see
-// docs/benchmarks.md). It must happen on the main thread before the first task starts.
-// (The database writer's options are passed by `ca serve` itself: see CAServeCommand.)
+// `ca serve` runs its tasks on NIO's event-loop threads (EventLoopExecutor). It must happen on the
+// main thread before the first task starts. (The database writer's options are passed by
+// `ca serve` itself: see CAServeCommand.)
 if Array(CommandLine.arguments.dropFirst().prefix(2)) == ["ca", "serve"] {
-    NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    CAServeCommand.tasksOnEventLoops = EventLoopExecutor.install()
 }
 exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 

@@ -168,6 +168,9 @@ private func commandPaths(binary: String) throws -> [[String]] {
         let health = try runProcess("curl", ["-sf", "--max-time", "10", "--cacert", sandbox.caDir + "/certs/root_ca.crt",
                                              "https://127.0.0.1:\(port)/health"])
         #expect(health.status == 0, "\(health)\nlog:\n\((try? readFile(log)) ?? "")")
+        // The static runtime exports no symbols, so the executor hook must be linked, not looked
+        // up (EventLoopExecutor): the packaged CA runs its tasks on the event loops.
+        #expect(((try? readFile(log)) ?? "").contains("event loops: "), "\((try? readFile(log)) ?? "")")
         kill(serve.processIdentifier, SIGTERM)
         serve.waitUntilExit()
         #expect(owner(sandbox.dataDir + "/audit.log") == uid, "the service wrote its audit log as auto-ssl")

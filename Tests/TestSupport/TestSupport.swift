@@ -226,7 +226,16 @@ public final class RunningCA: @unchecked Sendable {
         try process.run()
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if String(log.dropFirst(startedAt)).contains("listening on") { return }
+            let started = String(log.dropFirst(startedAt))
+            if started.contains("listening on") {
+                // Every CA the tests start runs its tasks on the event loops (EventLoopExecutor):
+                // a build where that silently stopped would otherwise pass with a slower server.
+                guard started.contains("event loops: ") else {
+                    process.terminate()
+                    throw TestFailure("ca serve does not run its tasks on the event loops: \(started)")
+                }
+                return
+            }
             if !process.isRunning { break }
             usleep(100_000)
         }
