@@ -7,6 +7,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "auto-ssl", targets: ["auto-ssl"]),
+        .executable(name: "auto-ssl-bench", targets: ["auto-ssl-bench"]),
         // For the fuzz package in Fuzz/, which depends on these lean modules only.
         .library(name: "AutoSSLCore", targets: ["AutoSSLCore"]),
         .library(name: "AutoSSLHost", targets: ["AutoSSLHost"]),
@@ -162,8 +163,8 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ]
         ),
-        // The load generator of `auto-ssl bench`: many concurrent HTTPS clients against `/sign`. Kept
-        // out of the client library that servers use.
+        // The load generator of `auto-ssl-bench sign`: many concurrent HTTPS clients against `/sign`.
+        // Kept out of the client library that servers use and out of the shipped binary.
         .target(
             name: "AutoSSLBench",
             dependencies: [
@@ -228,6 +229,25 @@ let package = Package(
             ]
         ),
         // The CLI: argument parsing and output only.
+        // The load generators (`auto-ssl-bench sign|stages`): a binary of their own, so the shipped
+        // `auto-ssl` carries no benchmark code. It starts the `auto-ssl` built next to it.
+        .executableTarget(
+            name: "auto-ssl-bench",
+            dependencies: [
+                "AutoSSLBench",
+                "AutoSSLBackup",
+                "AutoSSLCA",
+                "AutoSSLClient",
+                "AutoSSLConfig",
+                "AutoSSLCore",
+                "AutoSSLHost",
+                "AutoSSLIO",
+                "AutoSSLStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
         // Sends Swift's global-executor jobs to NIO's event loops in `ca serve` (see
         // Sources/auto-ssl/EventLoopExecutor.swift); C because the hook is a runtime variable.
         .target(name: "CAutoSSLExecutorHook"),
@@ -242,7 +262,6 @@ let package = Package(
                 "AutoSSLStore",
                 "AutoSSLServer",
                 "AutoSSLClient",
-                "AutoSSLBench",
                 "AutoSSLHost",
                 "AutoSSLAgent",
                 "AutoSSLBackup",

@@ -9,7 +9,7 @@ import NIOSSL
 import Synchronization
 import X509
 
-/// Load generator for `auto-ssl bench sign`: many concurrent clients issuing certificates through
+/// Load generator for `auto-ssl-bench sign`: many concurrent clients issuing certificates through
 /// the real HTTPS API, each request with its own CSR and one-time token (prepared beforehand so
 /// the measurement is the CA's work, not the client's key generation).
 public struct SignBenchmark: Sendable {

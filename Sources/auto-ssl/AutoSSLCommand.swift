@@ -17,7 +17,7 @@ struct AutoSSLCommand: AsyncParsableCommand {
             exclude each other), 8 a command on a remote host failed (remote).
             """,
         version: versionLine,
-        subcommands: [CACommand.self, ServerCommand.self, RemoteCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self, BenchCommand.self]
+        subcommands: [CACommand.self, ServerCommand.self, RemoteCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self]
     )
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import AutoSSLCA
 import AutoSSLCore
 import Foundation
+import AutoSSLIO
 
 struct CAFleetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AutoSSLClient
+import AutoSSLIO
 
 /// `--ca-url`, given once per URL of the CA (its replicas); `CAFailover` tries them in order.
 enum CAURLHelp {

@@ -186,9 +186,6 @@ enum CommandExamples {
         "client untrust": ["auto-ssl client untrust", "auto-ssl client untrust --fingerprint FP"],
         "info": ["auto-ssl info", "auto-ssl info --json"],
         "version": ["auto-ssl version"],
-        "bench": ["auto-ssl bench sign", "auto-ssl bench stages"],
-        "bench sign": ["auto-ssl bench sign", "auto-ssl bench sign --concurrency 32 --requests 20000 --json"],
-        "bench stages": ["auto-ssl bench stages", "auto-ssl bench stages --iterations 2000"],
     ]
 
     /// `help` (ArgumentParser's text for one command) with that command's EXAMPLES appended. The

@@ -2,35 +2,7 @@ import ArgumentParser
 import AutoSSLCore
 import Foundation
 import Logging
-
-enum Output {
-    static func standardError(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
-    }
-
-    static func error(_ error: AutoSSLError) {
-        var text = "error: \(error.message)\n"
-        if let hint = error.hint { text += "  \(hint)\n" }
-        standardError(text)
-    }
-
-    static func warning(_ text: String) {
-        standardError("warning: \(text)\n")
-    }
-
-    static func json(_ value: some Encodable) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .iso8601
-        print(String(decoding: try encoder.encode(value), as: UTF8.self))
-    }
-
-    static func date(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
-    }
-}
+import AutoSSLIO
 
 enum LoggingSetup {
     static var debugEnabled: Bool { ProcessInfo.processInfo.environment["AUTO_SSL_DEBUG"] == "1" }

@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import AutoSSLIO
 
 // The entry point maps every failure to the documented exit codes (`FailureKind`) (ArgumentParser's own
 // usage errors would otherwise exit 64) and sets up logging before any command runs.

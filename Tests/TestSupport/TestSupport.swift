@@ -135,6 +135,11 @@ public func autoSSLBinaryPath() -> String {
     return "auto-ssl"
 }
 
+/// The benchmark binary, built next to `auto-ssl`.
+public func autoSSLBenchBinaryPath() -> String {
+    URL(fileURLWithPath: autoSSLBinaryPath()).deletingLastPathComponent().appendingPathComponent("auto-ssl-bench").path
+}
+
 /// A sandbox for one end-to-end test: every AUTO_SSL_* directory inside one temporary folder.
 public final class Sandbox: @unchecked Sendable {
     public let root: TemporaryDirectory
@@ -162,6 +167,11 @@ public final class Sandbox: @unchecked Sendable {
     @discardableResult
     public func run(_ arguments: [String], stdin: String? = nil) throws -> ProcessResult {
         try runProcess(autoSSLBinaryPath(), arguments, stdin: stdin, environment: environment, currentDirectory: root.path)
+    }
+
+    /// `auto-ssl-bench` with this sandbox's environment.
+    public func bench(_ arguments: [String]) throws -> ProcessResult {
+        try runProcess(autoSSLBenchBinaryPath(), arguments, environment: environment, currentDirectory: root.path)
     }
 }
 

@@ -10,18 +10,13 @@ import AutoSSLIO
 import AutoSSLStore
 import Foundation
 
-struct BenchCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "bench", abstract: "Benchmarks that print figures.", subcommands: [BenchSignCommand.self, BenchStagesCommand.self])
-}
-
 struct BenchSignCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign",
         abstract: "Issue certificates through the real HTTPS API with concurrent clients; print rate, latency, server RSS.",
         discussion: """
             Creates a throw-away CA in a temporary directory, starts `auto-ssl ca serve` for it as a child \
-            process on a loopback port, prepares one CSR and one-time token per request, then sends them \
+            process on a loopback port (the `auto-ssl` next to this binary, or --server-binary), prepares one CSR and one-time token per request, then sends them \
             over --concurrency keep-alive HTTPS connections, one request in flight on each, from a \
             single-threaded NIO load generator (it shares the machine with the server, so it is kept \
             lean, like wrk). Every certificate is durably recorded (SQLite, synchronous=FULL) before it \
@@ -42,6 +37,8 @@ struct BenchSignCommand: AsyncParsableCommand {
     var databasePasswordFile: String?
     @Option(help: "With --database: serve the CA from this many replicas (1 or 2), the connections spread over them.")
     var replicas = 1
+    @Option(help: ArgumentHelp("The auto-ssl binary whose `ca serve` is measured (default: the one next to this binary).", valueName: "path"))
+    var serverBinary: String?
 
     func run() async throws {
         guard concurrency > 0, requests > 0, warmup >= 0 else { throw AutoSSLError.invalidArgument("counts must be positive") }
@@ -73,7 +70,8 @@ struct BenchSignCommand: AsyncParsableCommand {
         }
         // A second replica: the CA restored from a backup of itself into its own directories, with its own port.
         var replicaURLs: [String] = []
-        var servers = [try Self.serve(directories)]
+        let binary = try Self.serverBinary(serverBinary)
+        var servers = [try Self.serve(directories, binary: binary)]
         defer {
             for server in servers where server.isRunning {
                 kill(server.processIdentifier, SIGTERM)
@@ -90,13 +88,13 @@ struct BenchSignCommand: AsyncParsableCommand {
             try FileOperations.makeDirectory(second.dataDir, mode: 0o755)
             let passphrase = Passwords.generate()
             let (bundle, _) = try await CABackup(directories: directories).create(
-                passphrase: passphrase, iterations: 1_000, toolVersion: AutoSSLCommand.version)
+                passphrase: passphrase, iterations: 1_000, toolVersion: AutoSSLBenchCommand.toolVersion)
             let target = CABackup(directories: second)
             let portB = try NetworkAddresses.freeLoopbackPort()
             _ = try target.restore(
                 try target.open(bundle, passphrase: passphrase, iterations: 1_000), force: false,
                 newAddress: ListenAddress(host: "127.0.0.1", port: portB))
-            servers.append(try Self.serve(second))
+            servers.append(try Self.serve(second, binary: binary))
             let urlB = "https://127.0.0.1:\(portB)"
             await (try Self.waitForServer(url: urlB, fingerprint: created.rootFingerprint)).shutdown()
             replicaURLs.append(urlB)
@@ -199,10 +197,20 @@ struct BenchSignCommand: AsyncParsableCommand {
 
     /// VmHWM of a process: its peak resident set size, in KiB.
     /// User + system CPU time of a process so far, from /proc/<pid>/stat (all its threads).
+    /// The `auto-ssl` to measure: the given path, or the one built next to this binary.
+    static func serverBinary(_ given: String?) throws -> String {
+        let path = given.map(Directories.absolute)
+            ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("auto-ssl").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw AutoSSLError.invalidArgument("no auto-ssl binary at \(path): build it (swift build --product auto-ssl) or pass --server-binary PATH")
+        }
+        return path
+    }
+
     /// `auto-ssl ca serve` for the CA in `directories`, as a child process.
-    static func serve(_ directories: Directories) throws -> Process {
+    static func serve(_ directories: Directories, binary: String) throws -> Process {
         let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        server.executableURL = URL(fileURLWithPath: binary)
         server.arguments = ["ca", "serve"]
         var environment = ProcessInfo.processInfo.environment
         environment["AUTO_SSL_CONFIG_DIR"] = directories.configDir

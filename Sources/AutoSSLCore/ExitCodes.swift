@@ -1,8 +1,7 @@
-import AutoSSLCore
-
-/// The documented exit codes (docs/operations.md): 0 success, then one per kind of failure.
+/// The documented exit codes (docs/operations.md): 0 success, then one per kind of failure. Both
+/// binaries (`auto-ssl`, `auto-ssl-bench`) exit with these.
 extension FailureKind {
-    var exitCode: Int32 {
+    public var exitCode: Int32 {
         switch self {
         case .general: 1
         case .invalidArguments: 2
