@@ -108,16 +108,16 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func key(named name: String, size: Int) async throws -> Data {
         if let existing = try await pool.read({ db in
-            try Data.fetchOne(db, sql: "SELECT value FROM acme_keys WHERE name = ?", arguments: [name])
+            try Data.fetchOne(try db.cached("SELECT value FROM acme_keys WHERE name = ?", [name]))
         }) {
             return existing
         }
         return try await write { db in
-            if let existing = try Data.fetchOne(db, sql: "SELECT value FROM acme_keys WHERE name = ?", arguments: [name]) {
+            if let existing = try Data.fetchOne(try db.cached("SELECT value FROM acme_keys WHERE name = ?", [name])) {
                 return existing
             }
             let value = Data(SecureRandom.bytes(size))
-            try db.execute(sql: "INSERT INTO acme_keys (name, value) VALUES (?, ?)", arguments: [name, value])
+            try db.cached("INSERT INTO acme_keys (name, value) VALUES (?, ?)", [name, value]).execute()
             return value
         }
     }
@@ -127,9 +127,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     public func consumeNonce(_ nonce: String, expiresAt: Date) async throws -> Bool {
         try await write { db in
             do {
-                try db.execute(
-                    sql: "INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)",
-                    arguments: ["acme-nonce:" + nonce, expiresAt.timeIntervalSince1970])
+                try db.cached("INSERT INTO used_tokens (id, expires_at) VALUES (?, ?)", ["acme-nonce:" + nonce, expiresAt.timeIntervalSince1970]).execute()
                 return true
             } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
                 return false
@@ -149,73 +147,63 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool) {
         try await write { db in
-            if let row = try Row.fetchOne(
-                db, sql: "SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", arguments: [account.provisioner, account.thumbprint]) {
+            if let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [account.provisioner, account.thumbprint])) {
                 return (Self.account(row), false)
             }
             if let kid = account.eabKeyID {
-                try db.execute(
-                    sql: "UPDATE acme_eab_keys SET bound_account = ?, bound_at = ? WHERE kid = ? AND provisioner = ? AND bound_account IS NULL",
-                    arguments: [account.id, account.createdAt.timeIntervalSince1970, kid, account.provisioner])
+                try db.cached("UPDATE acme_eab_keys SET bound_account = ?, bound_at = ? WHERE kid = ? AND provisioner = ? AND bound_account IS NULL", [account.id, account.createdAt.timeIntervalSince1970, kid, account.provisioner]).execute()
                 guard db.changesCount == 1 else { throw ACMEDatabaseError.eabKeyAlreadyUsed }
             }
-            try db.execute(
-                sql: """
+            try db.cached("""
                     INSERT INTO acme_accounts (id, provisioner, thumbprint, jwk, status, contact, created_at, eab_kid)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
+                    """, [
                     account.id, account.provisioner, account.thumbprint, account.jwk, account.status.rawValue, Self.encode(account.contact),
                     account.createdAt.timeIntervalSince1970, account.eabKeyID,
-                ])
+                ]).execute()
             return (account, true)
         }
     }
 
     public func account(id: String) async throws -> ACMEAccountRecord? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM acme_accounts WHERE id = ?", arguments: [id]).map(Self.account)
+            try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE id = ?", [id])).map(Self.account)
         }
     }
 
     public func account(provisioner: String, thumbprint: String) async throws -> ACMEAccountRecord? {
         try await pool.read { db in
-            try Row.fetchOne(
-                db, sql: "SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", arguments: [provisioner, thumbprint]
-            ).map(Self.account)
+            try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])).map(Self.account)
         }
     }
 
     public func updateAccountContact(id: String, contact: [String]) async throws -> ACMEAccountRecord? {
         try await write { db in
-            try db.execute(sql: "UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", arguments: [Self.encode(contact), id])
-            return try Row.fetchOne(db, sql: "SELECT * FROM acme_accounts WHERE id = ?", arguments: [id]).map(Self.account)
+            try db.cached("UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", [Self.encode(contact), id]).execute()
+            return try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE id = ?", [id])).map(Self.account)
         }
     }
 
     public func deactivateAccount(id: String) async throws -> ACMEAccountRecord? {
         try await write { db in
-            try db.execute(sql: "UPDATE acme_accounts SET status = 'deactivated' WHERE id = ? AND status = 'valid'", arguments: [id])
+            try db.cached("UPDATE acme_accounts SET status = 'deactivated' WHERE id = ? AND status = 'valid'", [id]).execute()
             if db.changesCount == 1 {
-                try db.execute(
-                    sql: "UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')",
-                    arguments: [id])
+                try db.cached("UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')", [id]).execute()
             }
-            return try Row.fetchOne(db, sql: "SELECT * FROM acme_accounts WHERE id = ?", arguments: [id]).map(Self.account)
+            return try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE id = ?", [id])).map(Self.account)
         }
     }
 
     public func changeAccountKey(id: String, thumbprint: String, jwk: String) async throws {
         try await write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT provisioner FROM acme_accounts WHERE id = ?", arguments: [id]) else {
+            guard let row = try Row.fetchOne(try db.cached("SELECT provisioner FROM acme_accounts WHERE id = ?", [id])) else {
                 throw ACMEDatabaseError.notFound
             }
             let provisioner: String = row["provisioner"]
-            if let other = try String.fetchOne(
-                db, sql: "SELECT id FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", arguments: [provisioner, thumbprint]) {
+            if let other = try String.fetchOne(try db.cached("SELECT id FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])) {
                 throw ACMEDatabaseError.accountKeyInUse(existingID: other)
             }
-            try db.execute(sql: "UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ?", arguments: [thumbprint, jwk, id])
+            try db.cached("UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ?", [thumbprint, jwk, id]).execute()
         }
     }
 
@@ -223,31 +211,25 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws {
         try await write { db in
-            try db.execute(
-                sql: """
+            try db.cached("""
                     INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
+                    """, [
                     order.id, order.accountID, order.provisioner, order.status.rawValue, Self.encode(order.identifiers),
                     order.notBefore?.timeIntervalSince1970, order.notAfter?.timeIntervalSince1970, order.expires.timeIntervalSince1970,
                     order.createdAt.timeIntervalSince1970,
-                ])
+                ]).execute()
             for (position, authorization) in authorizations.enumerated() {
-                try db.execute(
-                    sql: """
+                try db.cached("""
                         INSERT INTO acme_authorizations (id, account_id, order_id, position, identifier_type, identifier_value, wildcard, status, expires)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
+                        """, [
                         authorization.id, authorization.accountID, order.id, position, authorization.identifier.type,
                         authorization.identifier.value, authorization.wildcard, authorization.status.rawValue,
                         authorization.expires.timeIntervalSince1970,
-                    ])
+                    ]).execute()
                 for (index, challenge) in authorization.challenges.enumerated() {
-                    try db.execute(
-                        sql: "INSERT INTO acme_challenges (id, authorization_id, position, type, token, status) VALUES (?, ?, ?, ?, ?, ?)",
-                        arguments: [challenge.id, authorization.id, index, challenge.type, challenge.token, challenge.status.rawValue])
+                    try db.cached("INSERT INTO acme_challenges (id, authorization_id, position, type, token, status) VALUES (?, ?, ?, ?, ?, ?)", [challenge.id, authorization.id, index, challenge.type, challenge.token, challenge.status.rawValue]).execute()
                 }
             }
         }
@@ -265,8 +247,8 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     static func fetchOrder(_ db: Database, id: String) throws -> ACMEOrderRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM acme_orders WHERE id = ?", arguments: [id]) else { return nil }
-        let ids = try String.fetchAll(db, sql: "SELECT id FROM acme_authorizations WHERE order_id = ? ORDER BY position", arguments: [id])
+        guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_orders WHERE id = ?", [id])) else { return nil }
+        let ids = try String.fetchAll(try db.cached("SELECT id FROM acme_authorizations WHERE order_id = ? ORDER BY position", [id]))
         return order(row, authorizationIDs: ids)
     }
 
@@ -276,13 +258,13 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func orderIDs(accountID: String) async throws -> [String] {
         try await pool.read { db in
-            try String.fetchAll(db, sql: "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at", arguments: [accountID])
+            try String.fetchAll(try db.cached("SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at", [accountID]))
         }
     }
 
     public func order(certificateSerial: String) async throws -> ACMEOrderRecord? {
         try await pool.read { db in
-            guard let id = try String.fetchOne(db, sql: "SELECT id FROM acme_orders WHERE certificate_serial = ?", arguments: [certificateSerial]) else {
+            guard let id = try String.fetchOne(try db.cached("SELECT id FROM acme_orders WHERE certificate_serial = ?", [certificateSerial])) else {
                 return nil
             }
             return try Self.fetchOrder(db, id: id)
@@ -291,16 +273,14 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func setOrderStatus(id: String, from: ACMEOrderStatus, to: ACMEOrderStatus, error: String?) async throws -> Bool {
         try await write { db in
-            try db.execute(
-                sql: "UPDATE acme_orders SET status = ?, error = COALESCE(?, error) WHERE id = ? AND status = ?",
-                arguments: [to.rawValue, error, id, from.rawValue])
+            try db.cached("UPDATE acme_orders SET status = ?, error = COALESCE(?, error) WHERE id = ? AND status = ?", [to.rawValue, error, id, from.rawValue]).execute()
             return db.changesCount == 1
         }
     }
 
     public func resetInterruptedFinalizations() async throws -> Int {
         try await write { db in
-            try db.execute(sql: "UPDATE acme_orders SET status = 'ready' WHERE status = 'processing'")
+            try db.cached("UPDATE acme_orders SET status = 'ready' WHERE status = 'processing'").execute()
             return db.changesCount
         }
     }
@@ -316,8 +296,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     static func authorization(_ db: Database, _ row: Row) throws -> ACMEAuthorizationRecord {
         let id: String = row["id"]
-        let challenges = try Row.fetchAll(
-            db, sql: "SELECT * FROM acme_challenges WHERE authorization_id = ? ORDER BY position", arguments: [id]).map(challenge)
+        let challenges = try Row.fetchAll(try db.cached("SELECT * FROM acme_challenges WHERE authorization_id = ? ORDER BY position", [id])).map(challenge)
         return ACMEAuthorizationRecord(
             id: id, accountID: row["account_id"], orderID: row["order_id"],
             identifier: ACMEIdentifier(type: row["identifier_type"], value: row["identifier_value"]), wildcard: row["wildcard"],
@@ -326,7 +305,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     static func fetchAuthorization(_ db: Database, id: String) throws -> ACMEAuthorizationRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM acme_authorizations WHERE id = ?", arguments: [id]) else { return nil }
+        guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_authorizations WHERE id = ?", [id])) else { return nil }
         return try authorization(db, row)
     }
 
@@ -336,7 +315,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func authorizations(orderID: String) async throws -> [ACMEAuthorizationRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM acme_authorizations WHERE order_id = ? ORDER BY position", arguments: [orderID])
+            try Row.fetchAll(try db.cached("SELECT * FROM acme_authorizations WHERE order_id = ? ORDER BY position", [orderID]))
                 .map { try Self.authorization(db, $0) }
         }
     }
@@ -345,16 +324,14 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         guard !from.isEmpty else { return false }
         let sources = from.map(\.rawValue).sorted()
         return try await write { db in
-            try db.execute(
-                sql: "UPDATE acme_authorizations SET status = ? WHERE id = ? AND status IN (\(databaseQuestionMarks(count: sources.count)))",
-                arguments: StatementArguments([to.rawValue, id] + sources))
+            try db.cached("UPDATE acme_authorizations SET status = ? WHERE id = ? AND status IN (\(databaseQuestionMarks(count: sources.count)))", StatementArguments([to.rawValue, id] + sources)).execute()
             return db.changesCount == 1
         }
     }
 
     public func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM acme_challenges WHERE id = ?", arguments: [id]) else { return nil }
+            guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_challenges WHERE id = ?", [id])) else { return nil }
             let challenge = Self.challenge(row)
             guard let authorization = try Self.fetchAuthorization(db, id: challenge.authorizationID) else { return nil }
             return (challenge, authorization)
@@ -363,90 +340,76 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func startValidation(challengeID: String) async throws -> Bool {
         try await write { db in
-            try db.execute(
-                sql: """
+            try db.cached("""
                     UPDATE acme_challenges SET status = 'processing'
                     WHERE id = ? AND status = 'pending'
                       AND (SELECT status FROM acme_authorizations WHERE id = authorization_id) = 'pending'
-                    """,
-                arguments: [challengeID])
+                    """, [challengeID]).execute()
             return db.changesCount == 1
         }
     }
 
     public func beginValidationAttempt(challengeID: String, maximum: Int) async throws -> Bool {
         try await write { db in
-            try db.execute(
-                sql: "UPDATE acme_challenges SET attempts = attempts + 1 WHERE id = ? AND status = 'processing' AND attempts < ?",
-                arguments: [challengeID, maximum])
+            try db.cached("UPDATE acme_challenges SET attempts = attempts + 1 WHERE id = ? AND status = 'processing' AND attempts < ?", [challengeID, maximum]).execute()
             return db.changesCount == 1
         }
     }
 
     public func noteValidationAttempt(challengeID: String, error: String) async throws {
         try await write { db in
-            try db.execute(sql: "UPDATE acme_challenges SET error = ? WHERE id = ? AND status = 'processing'", arguments: [error, challengeID])
+            try db.cached("UPDATE acme_challenges SET error = ? WHERE id = ? AND status = 'processing'", [error, challengeID]).execute()
         }
     }
 
     public func recordValidationOutcome(_ outcome: ACMEValidationOutcome) async throws -> Bool {
         try await write { db in
-            try db.execute(
-                sql: """
+            try db.cached("""
                     UPDATE acme_challenges SET status = ?, validated_at = ?, error = ?
                     WHERE id = ? AND authorization_id = ? AND status = 'processing'
-                    """,
-                arguments: [
+                    """, [
                     outcome.challengeStatus.rawValue, outcome.validatedAt?.timeIntervalSince1970, outcome.error, outcome.challengeID,
                     outcome.authorizationID,
-                ])
+                ]).execute()
             guard db.changesCount == 1 else { return false }
-            try db.execute(
-                sql: "UPDATE acme_authorizations SET status = ? WHERE id = ? AND status = 'pending'",
-                arguments: [outcome.authorizationStatus.rawValue, outcome.authorizationID])
+            try db.cached("UPDATE acme_authorizations SET status = ? WHERE id = ? AND status = 'pending'", [outcome.authorizationStatus.rawValue, outcome.authorizationID]).execute()
             if let orderStatus = outcome.orderStatus {
-                try db.execute(
-                    sql: """
+                try db.cached("""
                         UPDATE acme_orders SET status = ?, error = COALESCE(?, error)
                         WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = ?) AND status = 'pending'
-                        """,
-                    arguments: [orderStatus.rawValue, orderStatus == .invalid ? outcome.error : nil, outcome.authorizationID])
+                        """, [orderStatus.rawValue, orderStatus == .invalid ? outcome.error : nil, outcome.authorizationID]).execute()
             }
             return true
         }
     }
 
     public func ordersInProcessing() async throws -> [String] {
-        try await pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM acme_orders WHERE status = 'processing'") }
+        try await pool.read { db in try String.fetchAll(try db.cached("SELECT id FROM acme_orders WHERE status = 'processing'")) }
     }
 
     public var sharedByReplicas: Bool { false }
 
     public func challengesInProcessing() async throws -> [String] {
-        try await pool.read { db in try String.fetchAll(db, sql: "SELECT id FROM acme_challenges WHERE status = 'processing'") }
+        try await pool.read { db in try String.fetchAll(try db.cached("SELECT id FROM acme_challenges WHERE status = 'processing'")) }
     }
 
     // MARK: - External account binding
 
     public func addEABKey(kid: String, provisioner: String, key: Data, now: Date) async throws {
         try await write { db in
-            try db.execute(
-                sql: "INSERT INTO acme_eab_keys (kid, provisioner, hmac_key, created_at) VALUES (?, ?, ?, ?)",
-                arguments: [kid, provisioner, key, now.timeIntervalSince1970])
+            try db.cached("INSERT INTO acme_eab_keys (kid, provisioner, hmac_key, created_at) VALUES (?, ?, ?, ?)", [kid, provisioner, key, now.timeIntervalSince1970]).execute()
         }
     }
 
     public func unboundEABKey(kid: String, provisioner: String) async throws -> Data? {
         try await pool.read { db in
-            try Data.fetchOne(
-                db, sql: "SELECT hmac_key FROM acme_eab_keys WHERE kid = ? AND provisioner = ? AND bound_account IS NULL",
-                arguments: [kid, provisioner])
+            try Data.fetchOne(try db.cached("SELECT hmac_key FROM acme_eab_keys WHERE kid = ? AND provisioner = ? AND bound_account IS NULL", [kid, provisioner]))
         }
     }
 
     public func eabKeys(provisioner: String) async throws -> [ACMEEABKeyInfo] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM acme_eab_keys WHERE provisioner = ? ORDER BY created_at", arguments: [provisioner]).map {
+            try Row.fetchAll(try db.cached("SELECT * FROM acme_eab_keys WHERE provisioner = ? ORDER BY created_at", [provisioner])).map {
                 ACMEEABKeyInfo(
                     kid: $0["kid"], provisioner: $0["provisioner"], createdAt: Date(timeIntervalSince1970: $0["created_at"]),
                     boundAccount: $0["bound_account"])
@@ -456,13 +419,13 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func removeEABKey(kid: String) async throws -> ACMEEABKeyRemoval {
         try await write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT provisioner, bound_account FROM acme_eab_keys WHERE kid = ?", arguments: [kid]) else {
+            guard let row = try Row.fetchOne(try db.cached("SELECT provisioner, bound_account FROM acme_eab_keys WHERE kid = ?", [kid])) else {
                 return .notFound
             }
             let provisioner: String = row["provisioner"]
             if let account: String = row["bound_account"] { return .bound(provisioner: provisioner, account: account) }
             // In the same write transaction as the read: an account cannot bind it in between.
-            try db.execute(sql: "DELETE FROM acme_eab_keys WHERE kid = ? AND bound_account IS NULL", arguments: [kid])
+            try db.cached("DELETE FROM acme_eab_keys WHERE kid = ? AND bound_account IS NULL", [kid]).execute()
             return db.changesCount == 1 ? .removed(provisioner: provisioner) : .notFound
         }
     }
@@ -471,7 +434,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func purge(expiredBefore date: Date) async throws -> Int {
         try await write { db in
-            try db.execute(sql: "DELETE FROM acme_orders WHERE expires < ? AND certificate_serial IS NULL", arguments: [date.timeIntervalSince1970])
+            try db.cached("DELETE FROM acme_orders WHERE expires < ? AND certificate_serial IS NULL", [date.timeIntervalSince1970]).execute()
             return db.changesCount
         }
     }
