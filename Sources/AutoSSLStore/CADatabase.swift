@@ -71,6 +71,6 @@ public struct CADatabase: Sendable {
         } catch {
             throw AutoSSLError.general("could not open the certificate database \(path): \(error); \(advice)")
         }
-        return CADatabase(certificates: store, acme: SQLiteACMEDatabase(pool: store.pool), snapshots: store, location: path)
+        return CADatabase(certificates: store, acme: SQLiteACMEDatabase(store: store), snapshots: store, location: path)
     }
 }

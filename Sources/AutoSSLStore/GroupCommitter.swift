@@ -124,6 +124,20 @@ final class GroupCommitter: Sendable {
 
     private enum SubmitAction { case refuse, wake, start, none }
 
+    /// Submits a write that produces a value (read inside the same transaction). If its batch is
+    /// retried (another write in it failed), the operation runs again and its last value counts.
+    func submit<T: Sendable>(returning operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        let produced = Mutex<T?>(nil)
+        try await submit { db in
+            let value = try operation(db)
+            produced.withLock { $0 = value }
+        }
+        guard let value = produced.withLock({ $0 }) else {
+            throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "a committed write left no result")
+        }
+        return value
+    }
+
     /// Refuses new writes and waits until the writer has committed what was already submitted.
     func close() {
         state.withLock { $0.closed = true }

@@ -7,9 +7,12 @@ import GRDB
 /// update; reads are read-only transactions.
 public final class SQLiteACMEDatabase: ACMEDatabase {
     let pool: DatabasePool
+    /// The certificate store whose group committer makes the ACME writes durable (same file).
+    private let store: SQLiteCertificateStore
 
-    init(pool: DatabasePool) {
-        self.pool = pool
+    init(store: SQLiteCertificateStore) {
+        self.store = store
+        self.pool = store.pool
     }
 
     // MARK: - Schema (called from `SQLiteCertificateStore.migrator`; existing tables never change)
@@ -86,14 +89,14 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         }
     }
 
-    /// Writes fail with `StoreError.unavailable` when the database cannot take them (a full disk,
-    /// an I/O error, a read-only file), as the certificate store's do.
+    /// Writes go through the certificate store's group committer: the ACME requests waiting at the
+    /// same moment (each POST spends a nonce) share one transaction and one fsync with each other
+    /// and with issuances. A write that throws gets its error, and the rest of its batch is
+    /// committed without it (see GroupCommitter). Writes fail with `StoreError.unavailable` when
+    /// the database cannot take them (a full disk, an I/O error, a read-only file), as the
+    /// certificate store's do.
     func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        do {
-            return try await pool.write(updates)
-        } catch let error as DatabaseError {
-            throw SQLiteCertificateStore.unavailable(error) ?? error
-        }
+        try await store.write(returning: updates)
     }
 
     static func encode(_ value: some Encodable) -> String {

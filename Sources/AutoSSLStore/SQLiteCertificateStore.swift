@@ -137,8 +137,14 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     /// Submits a write; database failures that say nothing about the request (a full disk, an I/O
     /// error, a read-only file) become `StoreError.unavailable` with the reason in plain words.
     func write(_ operation: @escaping GroupCommitter.Operation) async throws {
+        try await write(returning: operation)
+    }
+
+    /// Submits a write that produces a value; the ACME database's writes come here too, so they
+    /// share the group commits (one fsync for every write waiting at that moment).
+    func write<T: Sendable>(returning operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
-            try await committer.submit(operation)
+            return try await committer.submit(returning: operation)
         } catch let error as DatabaseError {
             throw Self.unavailable(error) ?? error
         }
