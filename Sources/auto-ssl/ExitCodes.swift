@@ -1,7 +1,8 @@
-/// The documented exit codes (docs/operations.md): 0 success, then one per kind of failure. Both
-/// binaries (`auto-ssl`, `auto-ssl-bench`) exit with these.
+import AutoSSLCore
+
+/// The documented exit codes (docs/operations.md): 0 success, then one per kind of failure.
 extension FailureKind {
-    public var exitCode: Int32 {
+    var exitCode: Int32 {
         switch self {
         case .general: 1
         case .invalidArguments: 2
