@@ -20,6 +20,7 @@ let targets: [(name: String, modules: [String])] = [
     ("PostgresSettingsFuzz", ["AutoSSLCore"]),
     ("OCSPRequestFuzz", ["AutoSSLCore"]),
     ("StepCAImportFuzz", ["AutoSSLCore"]),
+    ("TimestampFuzz", ["AutoSSLCore"]),
     ("TarListFuzz", ["AutoSSLHost"]),
     ("DNSMessageFuzz", ["AutoSSLWire"]),
     ("HTTPResponseFuzz", ["AutoSSLWire"]),

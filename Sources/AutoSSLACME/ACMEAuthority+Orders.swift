@@ -10,10 +10,7 @@ extension ACMEAuthority {
 
     static func parseTime(_ text: String?) throws -> Date? {
         guard let text else { return nil }
-        let formatter = ISO8601DateFormatter()
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
+        if let date = Timestamp.parse(text) { return date }
         throw ACMEProblem(.malformed, "\(text) is not an RFC 3339 time")
     }
 

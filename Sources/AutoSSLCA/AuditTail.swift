@@ -1,3 +1,4 @@
+import AutoSSLCore
 import Foundation
 
 /// One line of the audit log as the dashboard shows it. Every field is text read from a file, to be
@@ -86,10 +87,7 @@ public enum AuditTail {
     }
 
     static func timestamp(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        return ISO8601DateFormatter().date(from: text)
+        Timestamp.parse(text)
     }
 }
 

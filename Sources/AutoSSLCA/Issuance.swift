@@ -184,10 +184,7 @@ extension Authority {
     ) throws -> (Date, Date) {
         func parse(_ text: String?, field: String) throws -> Date? {
             guard let text, !text.isEmpty else { return nil }
-            if let date = ISO8601DateFormatter().date(from: text) { return date }
-            let fractional = ISO8601DateFormatter()
-            fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let date = fractional.date(from: text) { return date }
+            if let date = Timestamp.parse(text) { return date }
             do {
                 return now.addingTimeInterval(TimeInterval(try CertificateDuration(parsing: text).seconds))
             } catch {

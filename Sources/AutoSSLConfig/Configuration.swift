@@ -22,11 +22,20 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
         guard FileOperations.exists(path) else { return AutoSSLConfiguration() }
         let text = try FileOperations.readText(path)
         do {
-            return try YAMLDecoder().decode(AutoSSLConfiguration.self, from: text)
+            return try decode(text)
         } catch {
             throw AutoSSLError.general(
                 "\(path) could not be read: \(error)",
                 hint: "fix the file by hand or restore it from the copy kept next to the CA directory")
+        }
+    }
+
+    /// `YAMLDecoder.decode(_:from: String)` resolves every scalar against an ICU regular
+    /// expression for YAML's merge key `<<`; only a file that has one needs it (docs/benchmarks.md).
+    static func decode(_ text: String) throws -> AutoSSLConfiguration {
+        let parser = try Parser(yaml: text, resolver: text.contains("<<") ? Resolver.basic.appending(.merge) : .basic, encoding: .utf8)
+        return try withExtendedLifetime(parser) {
+            try YAMLDecoder().decode(AutoSSLConfiguration.self, from: try parser.singleRoot() ?? "")
         }
     }
 
@@ -54,7 +63,7 @@ public struct CASettings: Codable, Equatable, Sendable {
     public var passwordFile: String?
     public var provisioners: [ProvisionerSettings]
     public var paths: CAPaths
-    public var createdAt: Date
+    @ConfigTime public var createdAt: Date
     /// CA-wide issuance policy; nil = the product defaults (any name, every key type, 7d/5m/30d).
     public var policy: PolicySettings?
     /// Grace window after expiry during which renewal is still allowed, as a fraction of the lifetime.
@@ -138,7 +147,7 @@ public struct CASettings: Codable, Equatable, Sendable {
 public struct ImportOrigin: Codable, Equatable, Sendable {
     /// "step-ca" or "auto-ssl-backup".
     public var source: String
-    public var importedAt: Date
+    @ConfigTime public var importedAt: Date
 
     public init(source: String, importedAt: Date) {
         self.source = source
@@ -277,7 +286,7 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
     public var renewalTimer: Bool
     /// Renew once this fraction of the lifetime has passed (default 2/3).
     public var renewAtFraction: Double?
-    public var enrolledAt: Date
+    @ConfigTime public var enrolledAt: Date
     public var suspension: Suspension?
     /// Where `server renew` writes its metrics for node exporter's textfile collector (a `.prom`
     /// file); nil = no metrics file.
@@ -289,7 +298,7 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
     public struct Adoption: Codable, Equatable, Sendable {
         /// Serial (hex) of the original tool's certificate that was renewed at the takeover.
         public var originalSerial: String
-        public var adoptedAt: Date
+        @ConfigTime public var adoptedAt: Date
         /// Where the original tool's files this takeover replaced (its config.yaml, its renewal
         /// units) were copied, unchanged.
         public var keptIn: String
@@ -309,7 +318,7 @@ public struct ServerEnrollment: Codable, Equatable, Sendable {
 
     public struct Suspension: Codable, Equatable, Sendable {
         public var reason: String
-        public var since: Date
+        @ConfigTime public var since: Date
 
         public init(reason: String, since: Date) {
             self.reason = reason

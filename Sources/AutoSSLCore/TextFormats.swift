@@ -96,6 +96,27 @@ public struct JSONWriter {
 }
 
 public enum Timestamp {
+    /// The longest text `parse` looks at (RFC 3339 with nanoseconds and an offset is 35 bytes).
+    public static let maximumParsedLength = 64
+
+    /// Reads an RFC 3339 time (`2026-11-29T01:22:33Z`, fractional seconds and `+01:00`-style
+    /// offsets allowed) with Foundation's `ISO8601FormatStyle`; nil for anything else, including
+    /// trailing characters after the zone.
+    public static func parse(_ text: String) -> Date? {
+        guard text.utf8.count <= maximumParsedLength, let last = text.utf8.last, last == 0x5A || (0x30...0x39).contains(last) else {
+            return nil
+        }
+        return try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)
+    }
+
+    /// `20261129T012233Z`: the basic form, for names of files and directories.
+    public static func compact(_ date: Date) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(20)
+        append(date, milliseconds: false, to: &bytes)
+        return String(decoding: bytes.filter { $0 != 0x2D && $0 != 0x3A }, as: UTF8.self)
+    }
+
     /// RFC 3339 in UTC: `2026-11-29T01:22:33Z`, or with milliseconds `2026-11-29T01:22:33.123Z`.
     public static func rfc3339(_ date: Date, milliseconds: Bool = false) -> String {
         var bytes: [UInt8] = []

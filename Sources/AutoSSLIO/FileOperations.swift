@@ -177,11 +177,7 @@ public enum FileOperations {
 
     /// UTC timestamp for names of moved-aside directories, e.g. 20261129T011500Z.
     public static func timestamp(_ date: Date = Date()) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.string(from: date)
+        Timestamp.compact(date)
     }
 }
 

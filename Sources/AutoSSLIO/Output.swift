@@ -25,8 +25,6 @@ public enum Output {
     }
 
     public static func date(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
+        Timestamp.rfc3339(date)
     }
 }

@@ -259,7 +259,7 @@ public final class CAServer: Sendable {
         case .ok:
             return Self.json(#"{"status":"ok"}"#)
         case .unavailable(let since, let reason):
-            let body = #"{"status":"degraded","database":"unavailable","since":"# + jsonString(ISO8601DateFormatter().string(from: since))
+            let body = #"{"status":"degraded","database":"unavailable","since":"# + jsonString(Timestamp.rfc3339(since))
                 + #","reason":"# + jsonString(reason) + "}"
             return Self.json(body, status: .serviceUnavailable)
         }

@@ -1,3 +1,4 @@
+import AutoSSLCore
 import AutoSSLCA
 import AutoSSLStore
 import Foundation
@@ -13,9 +14,8 @@ enum DashboardPage {
 
     static func time(_ date: Date?) -> String {
         guard let date else { return "-" }
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withFullDate, .withTime, .withColonSeparatorInTime, .withSpaceBetweenDateAndTime]
-        return formatter.string(from: date) + " UTC"
+        // 2026-11-29 01:22:33 UTC
+        return String(Timestamp.rfc3339(date).dropLast().map { $0 == "T" ? " " : $0 }) + " UTC"
     }
 
     static let style = """

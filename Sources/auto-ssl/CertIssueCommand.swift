@@ -63,7 +63,7 @@ struct CertIssueCommand: AsyncParsableCommand {
         let names = try san.map(SubjectName.init(parsing:))
         let endpoints = try CAEndpoints(caUrl)
         if let duration { _ = try CertificateDuration(parsing: duration) }
-        if let notBefore, ISO8601DateFormatter().date(from: notBefore) == nil {
+        if let notBefore, Timestamp.parse(notBefore) == nil {
             throw AutoSSLError.invalidArgument("--not-before \"\(notBefore)\" is not an RFC 3339 time", hint: "e.g. 2026-01-02T03:04:05Z")
         }
         let algorithm = try KeyAlgorithm.leaf(keyType: keyType)

@@ -24,6 +24,39 @@ import X509
         #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: 1_796_000_000.25), milliseconds: true).hasSuffix(":20.250Z"))
     }
 
+    @Test func parsingReadsWhatISO8601DateFormatterReadsAndRefusesTrailingText() {
+        let plain = ISO8601DateFormatter()
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        for text in ["2026-11-30T17:10:51Z", "2026-11-30T17:10:51+01:00", "1970-01-01T00:00:00Z", "2026-11-30T17:10:51.5Z", "2099-12-31T23:59:59.123-05:30"] {
+            let expected = plain.date(from: text) ?? fractional.date(from: text)
+            let parsed = Timestamp.parse(text)
+            #expect(parsed != nil && expected != nil, "\(text)")
+            if let parsed, let expected { #expect(abs(parsed.timeIntervalSince(expected)) < 0.001, "\(text)") }
+        }
+        for text in ["", "garbage", "2026-11-30", "2026-11-30T17:10:51", "2026-11-30T17:10:51ZX", "2026-13-30T17:10:51Z",
+                     "2026-11-30T17:10:51Z" + String(repeating: "0", count: 60)] {
+            #expect(Timestamp.parse(text) == nil, "\(text)")
+        }
+        // What rfc3339 writes, parse reads back.
+        for seconds in [0.0, 1_796_000_000.0, 4_102_444_799.0] {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(Timestamp.parse(Timestamp.rfc3339(date)) == date)
+            #expect(Timestamp.parse(Timestamp.rfc3339(date, milliseconds: true)) == date)
+        }
+    }
+
+    @Test func compactTimestampsMatchDateFormatter() {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        for seconds in [0.0, 1_796_000_000.75, 4_102_444_799.0] {
+            let date = Date(timeIntervalSince1970: seconds)
+            #expect(Timestamp.compact(date) == formatter.string(from: date))
+        }
+    }
+
     @Test func base64URLRoundTripsAndRefusesStandardAlphabet() {
         for length in 0..<40 {
             let bytes = (0..<length).map { UInt8(($0 * 37 + 250) % 256) }

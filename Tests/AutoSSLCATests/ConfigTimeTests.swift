@@ -1,0 +1,52 @@
+@testable import AutoSSLConfig
+import AutoSSLCore
+import Foundation
+import Testing
+import TestSupport
+
+@Suite struct ConfigTimeTests {
+    /// The fast reader gives exactly the `Date` Yams' own reader gives for every RFC 3339 form
+    /// auto-ssl writes or a person would type, so a config.yaml reads back equal.
+    @Test func rfc3339TimesReadToExactlyWhatYamsReads() throws {
+        let texts = [
+            "2026-11-30T17:11:48Z", "2026-11-30T17:11:48.068501592Z", "2026-11-30T17:11:48.5Z", "2026-11-30T17:11:48.000000001Z",
+            "1970-01-01T00:00:00Z", "2099-12-31T23:59:59.999999999Z", "2026-11-30T17:11:48.25+01:00", "2026-11-30T17:11:48-05:30",
+        ]
+        for text in texts {
+            let fast = ConfigTime.parse(text)
+            let library = ConfigTime.libraryParse(text)
+            #expect(fast != nil && fast == library, "\(text): \(String(describing: fast)) vs Yams \(String(describing: library))")
+        }
+        // Forms the fast reader leaves to Yams.
+        for text in ["2026-11-30 17:11:48", "2026-11-30", "2026-11-30T17:11:48.0123456789Z"] {
+            #expect(ConfigTime.parse(text) == nil, "\(text)")
+        }
+        #expect(ConfigTime.libraryParse("2026-11-30") != nil)
+    }
+
+    /// Every date field of config.yaml round-trips, a date typed the YAML way still reads, and a
+    /// file that uses YAML's merge key (`<<`) is still merged.
+    @Test func configurationTimesAndMergeKeysRead() throws {
+        var enrollment = ServerEnrollment(
+            caURL: "https://ca.internal:9443", fingerprint: String(repeating: "a", count: 64), names: ["web.internal"],
+            certPath: "/etc/ssl/web.crt", keyPath: "/etc/ssl/web.key", rootPath: "/etc/ssl/root.crt", combinedPath: nil, keyType: "ec",
+            provisioner: "admin", duration: nil, reload: nil, reloadCommand: nil, renewalTimer: true,
+            enrolledAt: Date(timeIntervalSince1970: 1_796_058_708.068_501_592))
+        enrollment.suspension = .init(reason: "maintenance", since: Date(timeIntervalSince1970: 1_796_058_800.5))
+        enrollment.adoption = .init(originalSerial: "01", adoptedAt: Date(timeIntervalSince1970: 1_796_000_000), keptIn: "/var/lib/x")
+        let written = AutoSSLConfiguration(server: enrollment)
+        let text = try written.yamlString()
+        #expect(text.contains("enrolled_at: 2026-11-30T"), "\(text)")
+        #expect(try AutoSSLConfiguration.decode(text) == written)
+
+        let typed = try AutoSSLConfiguration.decode(text.replacingOccurrences(
+            of: #"enrolled_at: [^\n]*"#, with: "enrolled_at: 2026-11-30 17:11:48", options: .regularExpression))
+        #expect(typed.server?.enrolledAt == ConfigTime.libraryParse("2026-11-30 17:11:48"))
+
+        let merged = try AutoSSLConfiguration.decode(text.replacingOccurrences(of: "server:\n", with: "defaults: &d\n  key_type: ec\nserver:\n  <<: *d\n")
+            .replacingOccurrences(of: "  key_type: ec\n  provisioner", with: "  provisioner"))
+        #expect(merged.server?.keyType == "ec")
+
+        #expect(throws: (any Error).self) { try AutoSSLConfiguration.decode(text.replacingOccurrences(of: "enrolled_at: 2026", with: "enrolled_at: x2026")) }
+    }
+}
