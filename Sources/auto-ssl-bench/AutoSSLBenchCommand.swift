@@ -9,10 +9,10 @@ struct AutoSSLBenchCommand: AsyncParsableCommand {
         abstract: "Benchmarks of auto-ssl that print figures (docs/benchmarks.md).",
         discussion: """
             The CA under test is the `auto-ssl` next to this binary (both are built together), or the \
-            one given with `sign --server-binary`. Exit codes: 0 ok, 1 an error (the message says what), 64 a \
+            one given with `--server-binary`. Exit codes: 0 ok, 1 an error (the message says what), 64 a \
             usage error.
             """,
-        subcommands: [BenchSignCommand.self, BenchStagesCommand.self])
+        subcommands: [BenchSignCommand.self, BenchACMECommand.self, BenchStagesCommand.self])
 
     /// This tool's name in the backups the two-replica run makes.
     static let toolVersion = "auto-ssl-bench"

@@ -70,8 +70,8 @@ struct BenchSignCommand: AsyncParsableCommand {
         }
         // A second replica: the CA restored from a backup of itself into its own directories, with its own port.
         var replicaURLs: [String] = []
-        let binary = try Self.serverBinary(serverBinary)
-        var servers = [try Self.serve(directories, binary: binary)]
+        let binary = try BenchProcess.serverBinary(serverBinary)
+        var servers = [try BenchProcess.serve(directories, binary: binary)]
         defer {
             for server in servers where server.isRunning {
                 kill(server.processIdentifier, SIGTERM)
@@ -80,7 +80,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         }
         let server = servers[0]
         let url = "https://127.0.0.1:\(port)"
-        let client = try await Self.waitForServer(url: url, fingerprint: created.rootFingerprint)
+        let client = try await BenchProcess.waitForServer(url: url, fingerprint: created.rootFingerprint)
         if replicas == 2 {
             let second = Directories(
                 configDir: workspace + "/b/etc", dataDir: workspace + "/b/data", certDir: workspace + "/b/certs",
@@ -94,9 +94,9 @@ struct BenchSignCommand: AsyncParsableCommand {
             _ = try target.restore(
                 try target.open(bundle, passphrase: passphrase, iterations: 1_000), force: false,
                 newAddress: ListenAddress(host: "127.0.0.1", port: portB))
-            servers.append(try Self.serve(second, binary: binary))
+            servers.append(try BenchProcess.serve(second, binary: binary))
             let urlB = "https://127.0.0.1:\(portB)"
-            await (try Self.waitForServer(url: urlB, fingerprint: created.rootFingerprint)).shutdown()
+            await (try BenchProcess.waitForServer(url: urlB, fingerprint: created.rootFingerprint)).shutdown()
             replicaURLs.append(urlB)
             // B accepts tokens made for A once it has read A's heartbeat (at its start: A's is there).
         }
@@ -110,8 +110,8 @@ struct BenchSignCommand: AsyncParsableCommand {
             _ = try await benchmark.run(bodies: Array(bodies.prefix(warmup)), concurrency: concurrency, alsoTo: replicaURLs)
         }
         Output.standardError("issuing \(requests) certificates with \(concurrency) concurrent clients...\n")
-        let serverCPUBefore = Self.cpuSeconds(servers)
-        let ownCPUBefore = Self.cpuSeconds(pid: getpid())
+        let serverCPUBefore = BenchProcess.cpuSeconds(servers)
+        let ownCPUBefore = BenchProcess.cpuSeconds(pid: getpid())
         let result = try await benchmark.run(bodies: Array(bodies.suffix(requests)), concurrency: concurrency, alsoTo: replicaURLs)
         // CPU per certificate of each side over the measured run: on a shared machine this says
         // where the time goes more steadily than the rate does.
@@ -119,9 +119,9 @@ struct BenchSignCommand: AsyncParsableCommand {
             guard let before, let after, result.succeeded > 0 else { return nil }
             return (after - before) / Double(result.succeeded) * 1_000_000
         }
-        let serverCPU = perCertificate(serverCPUBefore, Self.cpuSeconds(servers))
-        let loadGeneratorCPU = perCertificate(ownCPUBefore, Self.cpuSeconds(pid: getpid()))
-        let peakRSS = Self.peakRSSKilobytes(pid: server.processIdentifier)
+        let serverCPU = perCertificate(serverCPUBefore, BenchProcess.cpuSeconds(servers))
+        let loadGeneratorCPU = perCertificate(ownCPUBefore, BenchProcess.cpuSeconds(pid: getpid()))
+        let peakRSS = BenchProcess.peakRSSKilobytes(pid: server.processIdentifier)
         await client.shutdown()
 
         // Every issued certificate must be in the database (durable rows, not just responses).
@@ -178,73 +178,7 @@ struct BenchSignCommand: AsyncParsableCommand {
         print(String(format: "in-process    %d of %d issued, %d concurrent tasks, no HTTP/TLS", latencies.count, requests, concurrency))
         print(String(format: "throughput    %.0f certificates/s", Double(latencies.count) / seconds))
         print(String(format: "latency       p50 %.2f ms, p99 %.2f ms", percentile(0.5), percentile(0.99)))
-        print("process RSS   \(Self.peakRSSKilobytes(pid: getpid()).map { "\($0 / 1024) MiB peak" } ?? "unknown")")
+        print("process RSS   \(BenchProcess.peakRSSKilobytes(pid: getpid()).map { "\($0 / 1024) MiB peak" } ?? "unknown")")
         try await load.authority.close()
     }
-
-    static func waitForServer(url: String, fingerprint: String) async throws -> CAClient {
-        var lastError: (any Error)?
-        for _ in 0..<100 {
-            do {
-                return try await CAClient.connect(url: url, fingerprint: fingerprint)
-            } catch {
-                lastError = error
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
-        throw lastError ?? AutoSSLError(.network, "the benchmark's CA server did not start")
-    }
-
-    /// VmHWM of a process: its peak resident set size, in KiB.
-    /// User + system CPU time of a process so far, from /proc/<pid>/stat (all its threads).
-    /// The `auto-ssl` to measure: the given path, or the one built next to this binary.
-    static func serverBinary(_ given: String?) throws -> String {
-        let path = given.map(Directories.absolute)
-            ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("auto-ssl").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw AutoSSLError.invalidArgument("no auto-ssl binary at \(path): build it (swift build --product auto-ssl) or pass --server-binary PATH")
-        }
-        return path
-    }
-
-    /// `auto-ssl ca serve` for the CA in `directories`, as a child process.
-    static func serve(_ directories: Directories, binary: String) throws -> Process {
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: binary)
-        server.arguments = ["ca", "serve"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["AUTO_SSL_CONFIG_DIR"] = directories.configDir
-        environment["AUTO_SSL_DATA_DIR"] = directories.dataDir
-        server.environment = environment
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        return server
-    }
-
-    /// The CPU time of all the servers together.
-    static func cpuSeconds(_ servers: [Process]) -> Double? {
-        var total = 0.0
-        for server in servers {
-            guard let seconds = cpuSeconds(pid: server.processIdentifier) else { return nil }
-            total += seconds
-        }
-        return total
-    }
-
-    static func cpuSeconds(pid: Int32) -> Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        // After "pid (comm) " come state, ppid, ...: utime and stime are the 12th and 13th fields.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-
-    static func peakRSSKilobytes(pid: Int32) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
-        return Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "")
-    }
-
 }

@@ -68,6 +68,36 @@ import TestSupport
         }
     }
 
+    /// `auto-ssl-bench acme`: whole ACME issuances with the CA validating http-01 for real; every
+    /// downloaded certificate is a row of the CA's database, and the server's CPU is reported.
+    @Test func benchACMEIssuesThroughRealHTTP01AndEveryCertificateIsStored() throws {
+        struct Report: Decodable {
+            struct Run: Decodable {
+                let clients: Int
+                let issued: Int
+                let failed: Int
+                let requests: Int
+                let certificates_per_second: Double
+                let issuance_p50_ms: Double
+                let issuance_p99_ms: Double
+            }
+            let result: Run
+            let stored_certificates: Int
+            let server_cpu_ms_per_certificate: Double?
+            let load_generator_cpu_ms_per_certificate: Double?
+        }
+        let result = try Sandbox().bench(["acme", "--clients", "2", "--seconds", "2", "--warmup", "1", "--json"])
+        #expect(result.status == 0, "\(result)")
+        let report = try JSONDecoder().decode(Report.self, from: Data(result.stdout.utf8))
+        #expect(report.result.clients == 2 && report.result.issued > 0 && report.result.failed == 0, "\(result.stdout)")
+        // At least new-order, authorization, challenge, a poll, finalize, a poll and the download each.
+        #expect(report.result.requests >= 7 * report.result.issued, "\(result.stdout)")
+        // The measured certificates and the server's own TLS certificate (the warm-up's are left out).
+        #expect(report.stored_certificates == report.result.issued + 1, "\(result.stdout)")
+        #expect(report.result.issuance_p99_ms >= report.result.issuance_p50_ms && report.result.issuance_p50_ms > 0)
+        #expect((report.server_cpu_ms_per_certificate ?? 0) > 0.1 && (report.load_generator_cpu_ms_per_certificate ?? 0) > 0)
+    }
+
     @Test func statusReportsTheCAInTextAndJSON() throws {
         let sandbox = try initialised()
         let text = try sandbox.run(["ca", "status"])

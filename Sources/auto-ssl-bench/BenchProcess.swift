@@ -1,0 +1,71 @@
+import AutoSSLClient
+import AutoSSLCore
+import AutoSSLIO
+import Foundation
+
+/// The CA under test as a child process, and what /proc says about it: shared by the benchmarks
+/// that start `auto-ssl ca serve`.
+enum BenchProcess {
+    static func waitForServer(url: String, fingerprint: String) async throws -> CAClient {
+        var lastError: (any Error)?
+        for _ in 0..<100 {
+            do {
+                return try await CAClient.connect(url: url, fingerprint: fingerprint)
+            } catch {
+                lastError = error
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        throw lastError ?? AutoSSLError(.network, "the benchmark's CA server did not start")
+    }
+
+    /// The `auto-ssl` to measure: the given path, or the one built next to this binary.
+    static func serverBinary(_ given: String?) throws -> String {
+        let path = given.map(Directories.absolute)
+            ?? URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("auto-ssl").path
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw AutoSSLError.invalidArgument("no auto-ssl binary at \(path): build it (swift build --product auto-ssl) or pass --server-binary PATH")
+        }
+        return path
+    }
+
+    /// `auto-ssl ca serve` for the CA in `directories`, as a child process.
+    static func serve(_ directories: Directories, binary: String) throws -> Process {
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: binary)
+        server.arguments = ["ca", "serve"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["AUTO_SSL_CONFIG_DIR"] = directories.configDir
+        environment["AUTO_SSL_DATA_DIR"] = directories.dataDir
+        server.environment = environment
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        return server
+    }
+
+    /// The CPU time of all the servers together.
+    static func cpuSeconds(_ servers: [Process]) -> Double? {
+        var total = 0.0
+        for server in servers {
+            guard let seconds = cpuSeconds(pid: server.processIdentifier) else { return nil }
+            total += seconds
+        }
+        return total
+    }
+
+    static func cpuSeconds(pid: Int32) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // After "pid (comm) " come state, ppid, ...: utime and stime are the 12th and 13th fields.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    static func peakRSSKilobytes(pid: Int32) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return nil }
+        return Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "")
+    }
+}
