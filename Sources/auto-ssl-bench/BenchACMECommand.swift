@@ -93,23 +93,9 @@ struct BenchACMECommand: AsyncParsableCommand {
         let stored = try await Self.storedCertificates(directories) - warmedUp
 
         if json {
-            struct Report: Encodable {
-                var result: ACMEBenchmark.Result
-                var serverCPUMilliseconds: Double?
-                var loadGeneratorCPUMilliseconds: Double?
-                var serverPeakRSSKilobytes: Int?
-                var storedCertificates: Int
-                enum CodingKeys: String, CodingKey {
-                    case result
-                    case serverCPUMilliseconds = "server_cpu_ms_per_certificate"
-                    case loadGeneratorCPUMilliseconds = "load_generator_cpu_ms_per_certificate"
-                    case serverPeakRSSKilobytes = "server_peak_rss_kb"
-                    case storedCertificates = "stored_certificates"
-                }
-            }
-            try Output.json(Report(
-                result: result, serverCPUMilliseconds: serverCPU, loadGeneratorCPUMilliseconds: loadGeneratorCPU,
-                serverPeakRSSKilobytes: peakRSS, storedCertificates: stored))
+            try Output.json(BenchReport(
+                result: result, serverCPU: serverCPU, loadGeneratorCPU: loadGeneratorCPU, serverPeakRSSKilobytes: peakRSS,
+                storedCertificates: stored, cpuUnit: "ms"))
         } else {
             print(String(format: "issued        %d certificates (%d failed), %d ACME clients, %d requests", result.issued, result.failed, result.clients, result.requests))
             print(String(format: "duration      %.2f s", result.seconds))

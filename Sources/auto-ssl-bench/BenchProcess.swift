@@ -69,3 +69,33 @@ enum BenchProcess {
         return Int(line.split(separator: " ").dropFirst().first { !$0.isEmpty }.map(String.init) ?? "")
     }
 }
+
+/// What `sign --json` and `acme --json` print: the run, the CPU per certificate of the server and
+/// of the load generator (in the unit named in their keys), the server's peak RSS and the rows the
+/// CA stored.
+struct BenchReport<Run: Encodable>: Encodable {
+    var result: Run
+    var serverCPU: Double?
+    var loadGeneratorCPU: Double?
+    var serverPeakRSSKilobytes: Int?
+    var storedCertificates: Int
+    /// "us" or "ms".
+    var cpuUnit: String
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encode(result, forKey: Key("result"))
+        try container.encodeIfPresent(serverCPU, forKey: Key("server_cpu_\(cpuUnit)_per_certificate"))
+        try container.encodeIfPresent(loadGeneratorCPU, forKey: Key("load_generator_cpu_\(cpuUnit)_per_certificate"))
+        try container.encodeIfPresent(serverPeakRSSKilobytes, forKey: Key("server_peak_rss_kb"))
+        try container.encode(storedCertificates, forKey: Key("stored_certificates"))
+    }
+}

@@ -135,23 +135,9 @@ struct BenchSignCommand: AsyncParsableCommand {
         try await store.close()
 
         if json {
-            struct Report: Encodable {
-                var result: SignBenchmark.Result
-                var serverPeakRSSKilobytes: Int?
-                var serverCPUMicroseconds: Double?
-                var loadGeneratorCPUMicroseconds: Double?
-                var storedCertificates: Int
-                enum CodingKeys: String, CodingKey {
-                    case result
-                    case serverPeakRSSKilobytes = "server_peak_rss_kb"
-                    case serverCPUMicroseconds = "server_cpu_us_per_certificate"
-                    case loadGeneratorCPUMicroseconds = "load_generator_cpu_us_per_certificate"
-                    case storedCertificates = "stored_certificates"
-                }
-            }
-            try Output.json(Report(
-                result: result, serverPeakRSSKilobytes: peakRSS, serverCPUMicroseconds: serverCPU,
-                loadGeneratorCPUMicroseconds: loadGeneratorCPU, storedCertificates: stored))
+            try Output.json(BenchReport(
+                result: result, serverCPU: serverCPU, loadGeneratorCPU: loadGeneratorCPU, serverPeakRSSKilobytes: peakRSS,
+                storedCertificates: stored, cpuUnit: "us"))
         } else {
             print(String(format: "requests      %d (%d ok, %d failed), %d concurrent clients", result.requests, result.succeeded, result.failed, result.concurrency))
             print(String(format: "duration      %.2f s", result.seconds))
