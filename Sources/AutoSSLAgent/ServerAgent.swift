@@ -39,8 +39,13 @@ public struct ServerAgent: Sendable {
         try AutoSSLConfiguration.load(from: directories.configFile)
     }
 
+    /// This machine's enrollment, nil when it has none (the server section alone is read).
+    public func serverSection() throws -> ServerEnrollment? {
+        try AutoSSLConfiguration.loadServerSection(from: directories.configFile)
+    }
+
     public func enrollment() throws -> ServerEnrollment {
-        guard let enrollment = try configuration().server else {
+        guard let enrollment = try serverSection() else {
             throw AutoSSLError.general(
                 "this machine is not enrolled with a CA (no server section in \(directories.configFile))",
                 hint: "enroll it first: auto-ssl server enroll --ca-url https://ca.internal:9000 --fingerprint <root fingerprint>")
@@ -188,7 +193,7 @@ public struct ServerAgent: Sendable {
         enrollment.setURLs(plan.caURLs.isEmpty ? [client.baseURL] : plan.caURLs)
         enrollment.metricsFile = plan.metricsFile
         // A re-enrollment keeps the operator's renewal fraction.
-        if let existing = try? configuration().server { enrollment.renewAtFraction = existing.renewAtFraction }
+        if let existing = try? serverSection() { enrollment.renewAtFraction = existing.renewAtFraction }
         try saveEnrollment(enrollment)
         var state = ServerState.load(from: stateFile)
         state.revokedSerial = nil

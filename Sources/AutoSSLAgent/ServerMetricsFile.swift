@@ -54,7 +54,7 @@ extension ServerAgent {
     /// = nothing to do. Returns why it could not be written, for a warning: a metrics file never
     /// fails the renewal it reports on.
     public func writeMetrics(override: String? = nil, now: Date = Date()) -> String? {
-        guard let enrollment = try? configuration().server, let path = override ?? enrollment.metricsFile else { return nil }
+        guard let enrollment = try? serverSection(), let path = override ?? enrollment.metricsFile else { return nil }
         do {
             try FileOperations.writeAtomically(metrics(enrollment, now: now).exposition(), to: path, mode: 0o644)
             return nil

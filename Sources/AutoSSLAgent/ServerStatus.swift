@@ -81,7 +81,7 @@ public struct ServerStatusReport: Codable, Sendable {
 extension ServerAgent {
     public func status(now: Date = Date()) throws -> ServerStatusReport {
         let state = ServerState.load(from: stateFile)
-        guard let enrollment = try configuration().server else {
+        guard let enrollment = try serverSection() else {
             return ServerStatusReport(
                 enrolled: false, names: [], renewalDue: false, expired: false, certificateProblem: "not enrolled",
                 timer: timerState, suspended: false, lastAttempt: state.lastAttempt, lastSuccess: state.lastSuccess,

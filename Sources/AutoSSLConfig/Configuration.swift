@@ -19,10 +19,30 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
 
     /// Loads the file; a missing file is an empty configuration, a damaged one is an error.
     public static func load(from path: String) throws -> AutoSSLConfiguration {
-        guard FileOperations.exists(path) else { return AutoSSLConfiguration() }
+        try read(path) { try decode($0) } ?? AutoSSLConfiguration()
+    }
+
+    /// The `server` section alone (nil when the file or the section is absent), for the server
+    /// role's reads: the section of a CA on the same machine is not decoded (its commands report a
+    /// damaged one).
+    public static func loadServerSection(from path: String) throws -> ServerEnrollment? {
+        try read(path) { text in
+            try decodeRoot(text) { root in
+                guard let root else {
+                    throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "the file is empty"))
+                }
+                guard let section = root["server"], section.null == nil else { return nil }
+                return try YAMLDecoder().decode(ServerEnrollment.self, from: section)
+            }
+        } ?? nil
+    }
+
+    /// The file's text through `body`; nil for a missing file, an AutoSSLError for a damaged one.
+    static func read<T>(_ path: String, _ body: (String) throws -> T) throws -> T? {
+        guard FileOperations.exists(path) else { return nil }
         let text = try FileOperations.readText(path)
         do {
-            return try decode(text)
+            return try body(text)
         } catch {
             throw AutoSSLError.general(
                 "\(path) could not be read: \(error)",
@@ -33,10 +53,14 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
     /// `YAMLDecoder.decode(_:from: String)` resolves every scalar against an ICU regular
     /// expression for YAML's merge key `<<`; only a file that has one needs it (docs/benchmarks.md).
     static func decode(_ text: String) throws -> AutoSSLConfiguration {
+        try decodeRoot(text) { try YAMLDecoder().decode(AutoSSLConfiguration.self, from: $0 ?? "") }
+    }
+
+    /// The document's root node (nil for an empty file) through `body`, while the parser that
+    /// holds its anchors lives.
+    static func decodeRoot<T>(_ text: String, _ body: (Node?) throws -> T) throws -> T {
         let parser = try Parser(yaml: text, resolver: text.contains("<<") ? Resolver.basic.appending(.merge) : .basic, encoding: .utf8)
-        return try withExtendedLifetime(parser) {
-            try YAMLDecoder().decode(AutoSSLConfiguration.self, from: try parser.singleRoot() ?? "")
-        }
+        return try withExtendedLifetime(parser) { try body(try parser.singleRoot()) }
     }
 
     public func yamlString() throws -> String {

@@ -49,4 +49,29 @@ import TestSupport
 
         #expect(throws: (any Error).self) { try AutoSSLConfiguration.decode(text.replacingOccurrences(of: "enrolled_at: 2026", with: "enrolled_at: x2026")) }
     }
+
+    /// The server role reads its own section alone: a CA section on the same machine is not
+    /// decoded, an absent or null section is no enrollment, and a damaged server section is an error.
+    @Test func theServerSectionReadsAloneAndItsDamageIsReported() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("config.yaml")
+        let enrollment = ServerEnrollment(
+            caURL: "https://ca.internal:9443", fingerprint: String(repeating: "b", count: 64), names: ["api.internal"],
+            certPath: "/etc/ssl/api.crt", keyPath: "/etc/ssl/api.key", rootPath: "/etc/ssl/root.crt", combinedPath: nil, keyType: "ec",
+            provisioner: "admin", duration: "24h", reload: nil, reloadCommand: nil, renewalTimer: false,
+            enrolledAt: Date(timeIntervalSince1970: 1_796_058_708.25))
+        let server = try AutoSSLConfiguration(server: enrollment).yamlString()
+        try (server + "ca:\n  name: [not, a, name]\n").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try AutoSSLConfiguration.loadServerSection(from: path) == enrollment)
+        #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.load(from: path) }
+
+        try "ca:\n  name: x\nserver: ~\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try AutoSSLConfiguration.loadServerSection(from: path) == nil)
+        // An empty file is damaged, as for `load`, not "not enrolled".
+        try "".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.loadServerSection(from: path) }
+        #expect(try AutoSSLConfiguration.loadServerSection(from: dir.file("missing.yaml")) == nil)
+        try server.replacingOccurrences(of: "renewal_timer: false", with: "renewal_timer: [x]").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.loadServerSection(from: path) }
+    }
 }
