@@ -100,13 +100,46 @@ public enum Timestamp {
     public static let maximumParsedLength = 64
 
     /// Reads an RFC 3339 time (`2026-11-29T01:22:33Z`, fractional seconds and `+01:00`-style
-    /// offsets allowed) with Foundation's `ISO8601FormatStyle`; nil for anything else, including
-    /// trailing characters after the zone.
+    /// offsets allowed): the shape is checked here (four-digit year, two-digit fields, nothing
+    /// after the zone), the values by Foundation's `ISO8601FormatStyle`; nil for anything else.
     public static func parse(_ text: String) -> Date? {
-        guard text.utf8.count <= maximumParsedLength, let last = text.utf8.last, last == 0x5A || (0x30...0x39).contains(last) else {
-            return nil
+        guard hasRFC3339Shape(Array(text.utf8)),
+              let date = try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text),
+              (earliest..<latest).contains(date.timeIntervalSince1970) else { return nil }
+        return date
+    }
+
+    /// 1583-01-01T00:00:00Z and 10000-01-01T00:00:00Z: the first whole Gregorian year, and the
+    /// end of the years RFC 3339 can write, in UTC.
+    static let earliest: TimeInterval = -12_212_553_600
+    static let latest: TimeInterval = 253_402_300_800
+
+    /// `DDDD-DD-DDTDD:DD:DD`, then `.` and 1 to 9 digits optionally, then `Z` or `+DD:DD`/`-DD:DD`.
+    static func hasRFC3339Shape(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count >= 20, bytes.count <= maximumParsedLength else { return false }
+        func digits(_ range: Range<Int>) -> Bool { range.allSatisfy { $0 < bytes.count && (0x30...0x39).contains(bytes[$0]) } }
+        guard digits(0..<4), bytes[4] == 0x2D, digits(5..<7), bytes[7] == 0x2D, digits(8..<10), bytes[10] == 0x54,
+              digits(11..<13), bytes[13] == 0x3A, digits(14..<16), bytes[16] == 0x3A, digits(17..<19) else { return false }
+        func number(_ range: Range<Int>) -> Int { range.reduce(0) { $0 * 10 + Int(bytes[$1] - 0x30) } }
+        // Foundation would roll 26:00 or February 30 over into the next day or month.
+        let year = number(0..<4), month = number(5..<7), day = number(8..<10)
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let monthDays = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        // From 1583 on: before the Gregorian calendar, Foundation counts Julian days where
+        // `rfc3339` (gmtime) counts proleptic Gregorian ones; no certificate needs such a time.
+        guard year >= 1583, (1...12).contains(month), (1...monthDays[month - 1]).contains(day),
+              number(11..<13) <= 23, number(14..<16) <= 59, number(17..<19) <= 59 else { return false }
+        var index = 19
+        if bytes[index] == 0x2E {
+            let start = index + 1
+            index = start
+            while index < bytes.count, (0x30...0x39).contains(bytes[index]) { index += 1 }
+            guard (1...9).contains(index - start), index < bytes.count else { return false }
         }
-        return try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)
+        if bytes[index] == 0x5A { return index + 1 == bytes.count }
+        guard bytes[index] == 0x2B || bytes[index] == 0x2D, bytes.count == index + 6 else { return false }
+        return digits((index + 1)..<(index + 3)) && bytes[index + 3] == 0x3A && digits((index + 4)..<(index + 6))
+            && number((index + 1)..<(index + 3)) <= 23 && number((index + 4)..<(index + 6)) <= 59
     }
 
     /// `20261129T012233Z`: the basic form, for names of files and directories.

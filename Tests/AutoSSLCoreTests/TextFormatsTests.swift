@@ -34,10 +34,17 @@ import X509
             #expect(parsed != nil && expected != nil, "\(text)")
             if let parsed, let expected { #expect(abs(parsed.timeIntervalSince(expected)) < 0.001, "\(text)") }
         }
+        // Found by TimestampFuzz: Foundation alone read "20261-1-30..." as the year 20261 and rolled
+        // hour 26 over into the next day.
         for text in ["", "garbage", "2026-11-30", "2026-11-30T17:10:51", "2026-11-30T17:10:51ZX", "2026-13-30T17:10:51Z",
+                     "20261-1-30T17:10:51Z", "2026-1-30T17:10:51Z", "2026-11-30t17:10:51Z", "2026-11-30T17:10:51.Z",
+                     "2026-11-30T17:10:51.1234567890Z", "2026-11-30T17:10:51+0100", "2026-11-30T17:10:51+01:00:00",
+                     "9999-12-31T26:59:59Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-11-30T17:60:00Z",
+                     "2026-11-30T17:10:51+24:00", "0000-01-01T00:00:00Z", "1013-11-30T17:10:51Z", "1583-01-01T00:30:00+01:00",
                      "2026-11-30T17:10:51Z" + String(repeating: "0", count: 60)] {
             #expect(Timestamp.parse(text) == nil, "\(text)")
         }
+        #expect(Timestamp.parse("2024-02-29T00:00:00Z") != nil && Timestamp.parse("9999-12-31T23:59:59Z") != nil)
         // What rfc3339 writes, parse reads back.
         for seconds in [0.0, 1_796_000_000.0, 4_102_444_799.0] {
             let date = Date(timeIntervalSince1970: seconds)
