@@ -50,14 +50,14 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
         }
     }
 
-    /// `YAMLDecoder.decode(_:from: String)` resolves every scalar against an ICU regular
-    /// expression for YAML's merge key `<<`; only a file that has one needs it (docs/benchmarks.md).
     static func decode(_ text: String) throws -> AutoSSLConfiguration {
         try decodeRoot(text) { try YAMLDecoder().decode(AutoSSLConfiguration.self, from: $0 ?? "") }
     }
 
     /// The document's root node (nil for an empty file) through `body`, while the parser that
-    /// holds its anchors lives.
+    /// holds its anchors lives. `YAMLDecoder.decode(_:from: String)` would resolve every key
+    /// against an ICU regular expression for YAML's merge key `<<`; only a file that has one needs
+    /// that resolver (docs/benchmarks.md).
     static func decodeRoot<T>(_ text: String, _ body: (Node?) throws -> T) throws -> T {
         let parser = try Parser(yaml: text, resolver: text.contains("<<") ? Resolver.basic.appending(.merge) : .basic, encoding: .utf8)
         return try withExtendedLifetime(parser) { try body(try parser.singleRoot()) }
