@@ -34,14 +34,8 @@ struct BenchACMECommand: AsyncParsableCommand {
         guard (1...256).contains(clients), seconds > 0, seconds <= 3_600, warmup >= 0, warmup <= 600 else {
             throw ValidationError("--clients is 1 to 256, --seconds above 0 and at most 3600, --warmup 0 to 600")
         }
-        let workspace = NSTemporaryDirectory() + "auto-ssl-bench-" + UUID().uuidString
+        let (workspace, directories, options, port) = try BenchProcess.throwAwayCA()
         defer { try? FileManager.default.removeItem(atPath: workspace) }
-        let directories = Directories(
-            configDir: workspace + "/etc", dataDir: workspace + "/data", certDir: workspace + "/certs", systemdDir: workspace + "/systemd")
-        let port = try NetworkAddresses.freeLoopbackPort()
-        var options = CAInitOptions()
-        options.name = "Bench CA"
-        options.addresses = [ListenAddress(host: "127.0.0.1", port: port)]
         let created = try CAInitializer(directories: directories).initialise(options)
 
         // The responder first: its port goes into the provisioner's settings before the CA starts.

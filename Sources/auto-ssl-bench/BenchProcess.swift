@@ -1,11 +1,27 @@
+import AutoSSLCA
 import AutoSSLClient
+import AutoSSLConfig
 import AutoSSLCore
+import AutoSSLHost
 import AutoSSLIO
 import Foundation
 
 /// The CA under test as a child process, and what /proc says about it: shared by the benchmarks
 /// that start `auto-ssl ca serve`.
 enum BenchProcess {
+    /// A throw-away CA's directories under a new temporary directory (the caller removes `path`),
+    /// and the options of a CA named "Bench CA" on a free loopback port.
+    static func throwAwayCA() throws -> (path: String, directories: Directories, options: CAInitOptions, port: Int) {
+        let path = NSTemporaryDirectory() + "auto-ssl-bench-" + UUID().uuidString
+        let directories = Directories(
+            configDir: path + "/etc", dataDir: path + "/data", certDir: path + "/certs", systemdDir: path + "/systemd")
+        let port = try NetworkAddresses.freeLoopbackPort()
+        var options = CAInitOptions()
+        options.name = "Bench CA"
+        options.addresses = [ListenAddress(host: "127.0.0.1", port: port)]
+        return (path, directories, options, port)
+    }
+
     static func waitForServer(url: String, fingerprint: String) async throws -> CAClient {
         var lastError: (any Error)?
         for _ in 0..<100 {

@@ -42,14 +42,9 @@ struct BenchSignCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard concurrency > 0, requests > 0, warmup >= 0 else { throw AutoSSLError.invalidArgument("counts must be positive") }
-        let workspace = NSTemporaryDirectory() + "auto-ssl-bench-" + UUID().uuidString
+        let (workspace, directories, initialOptions, port) = try BenchProcess.throwAwayCA()
         defer { try? FileManager.default.removeItem(atPath: workspace) }
-        let directories = Directories(
-            configDir: workspace + "/etc", dataDir: workspace + "/data", certDir: workspace + "/certs", systemdDir: workspace + "/systemd")
-        let port = try NetworkAddresses.freeLoopbackPort()
-        var options = CAInitOptions()
-        options.name = "Bench CA"
-        options.addresses = [ListenAddress(host: "127.0.0.1", port: port)]
+        var options = initialOptions
         options.maximumDuration = .days(30)
         guard (1...2).contains(replicas), replicas == 1 || database != nil else {
             throw AutoSSLError.invalidArgument("--replicas is 1 or 2, and 2 needs --database")
