@@ -292,64 +292,64 @@ struct ACMESession: Sendable {
 /// The http-01 responder (RFC 8555 §8.3): answers `GET /.well-known/acme-challenge/TOKEN` with the
 /// key authorization a client registered, 404 for anything else.
 public final class HTTP01Responder: Sendable {
-    private let answers = Mutex<[String: String]>([:])
+    private let answers: Answers
     private let channel: any Channel
     public var port: Int { channel.localAddress?.port ?? 0 }
 
-    private init(channel: any Channel) {
+    private init(answers: Answers, channel: any Channel) {
+        self.answers = answers
         self.channel = channel
     }
 
     public static func start(host: String = "127.0.0.1", port: Int) async throws -> HTTP01Responder {
-        let holder = Holder()
+        let answers = Answers()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(Handler(holder: holder))
+                    channel.pipeline.addHandler(Handler(answers: answers))
                 }
             }
             .bind(host: host, port: port).get()
-        let responder = HTTP01Responder(channel: channel)
-        holder.responder.withLock { $0 = responder }
-        return responder
+        return HTTP01Responder(answers: answers, channel: channel)
     }
 
     func answer(token: String, with keyAuthorization: String) {
-        answers.withLock { $0[token] = keyAuthorization }
+        answers.table.withLock { $0[token] = keyAuthorization }
     }
 
     func forget(token: String) {
-        _ = answers.withLock { $0.removeValue(forKey: token) }
-    }
-
-    func keyAuthorization(path: String) -> String? {
-        let prefix = "/.well-known/acme-challenge/"
-        guard path.hasPrefix(prefix) else { return nil }
-        let token = String(path.dropFirst(prefix.count))
-        return answers.withLock { $0[token] }
+        _ = answers.table.withLock { $0.removeValue(forKey: token) }
     }
 
     public func close() async {
         try? await channel.close()
     }
 
-    final class Holder: Sendable {
-        let responder = Mutex<HTTP01Responder?>(nil)
+    /// Token → key authorization, shared by the responder and its connections' handlers.
+    final class Answers: Sendable {
+        let table = Mutex<[String: String]>([:])
+
+        func keyAuthorization(path: String) -> String? {
+            let prefix = "/.well-known/acme-challenge/"
+            guard path.hasPrefix(prefix) else { return nil }
+            let token = String(path.dropFirst(prefix.count))
+            return table.withLock { $0[token] }
+        }
     }
 
     final class Handler: ChannelInboundHandler, Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
-        let holder: Holder
+        let answers: Answers
 
-        init(holder: Holder) {
-            self.holder = holder
+        init(answers: Answers) {
+            self.answers = answers
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             guard case .head(let head) = unwrapInboundIn(data) else { return }
-            let answer = holder.responder.withLock { $0 }?.keyAuthorization(path: head.uri)
+            let answer = answers.keyAuthorization(path: head.uri)
             let body = ByteBuffer(string: answer ?? "")
             var headers = HTTPHeaders()
             headers.add(name: "Content-Length", value: String(body.readableBytes))
