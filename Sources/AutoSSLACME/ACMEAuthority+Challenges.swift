@@ -59,7 +59,7 @@ extension ACMEAuthority {
             if try await database.startValidation(challengeID: id) {
                 challenge.status = .processing
                 let remote = request.endpoint.remote
-                Task { await self.validate(challengeID: id, remote: remote) }
+                Task { await self.validate(challengeID: id, remote: remote, firstAttemptCounted: true) }
             }
         }
         var reply = try ACMEReply.json(challengeObject(challenge, request.endpoint)).retrying(when: challenge.status == .processing)
@@ -83,8 +83,9 @@ extension ACMEAuthority {
 
     /// Tries the challenge a few times (the client's responder may need a moment), then records the
     /// result. Each attempt is counted in the database before it starts, so however often the CA
-    /// restarts, a challenge gets at most `attemptDelays.count` attempts.
-    public func validate(challengeID: String, remote: String?) async {
+    /// restarts, a challenge gets at most `attemptDelays.count` attempts. `firstAttemptCounted`:
+    /// the write that started the validation (`startValidation`) counted the first attempt already.
+    public func validate(challengeID: String, remote: String?, firstAttemptCounted: Bool = false) async {
         guard let (challenge, authorization) = try? await database.challenge(id: challengeID),
               let account = try? await database.account(id: authorization.accountID),
               let provisioner = provisioners.first(where: { $0.name == account.provisioner }),
@@ -101,13 +102,19 @@ extension ACMEAuthority {
         let validator = validator(for: provisioner)
         var failure: ACMEProblem?
         var attempted = false
-        for delay in attemptDelays {
+        for (index, delay) in attemptDelays.enumerated() {
             if delay > 0 { try? await Task.sleep(nanoseconds: UInt64(delay * 1_000_000_000)) }
             if authorization.expires < Date() {
                 failure = ACMEProblem(.unauthorized, "the authorization expired before it was validated")
                 break
             }
-            guard (try? await database.beginValidationAttempt(challengeID: challengeID, maximum: attemptDelays.count)) == true else {
+            let counted: Bool
+            if index == 0 && firstAttemptCounted {
+                counted = true
+            } else {
+                counted = (try? await database.beginValidationAttempt(challengeID: challengeID, maximum: attemptDelays.count)) == true
+            }
+            guard counted else {
                 if !attempted {
                     failure = ACMEProblem(
                         .connection, "validation gave up: its \(attemptDelays.count) attempts were used up (counted across restarts)")

@@ -18,7 +18,8 @@ public final class ACMEAuthority: Sendable {
     public let database: any ACMEDatabase
     let network: any ValidationNetwork
     let logger: Logger
-    let nonceKey: SymmetricKey
+    /// Makes and spends the `Replay-Nonce` values (in memory, or in a database replicas share).
+    let nonces: ACMENonces
     let validationSlots = ValidationSlots(limit: 32)
     /// Every address of this machine's interfaces (read once at start), refused to validation.
     let ownMachineAddresses: [IPAddress]
@@ -27,7 +28,7 @@ public final class ACMEAuthority: Sendable {
     /// The budget of one validation attempt.
     let attemptTimeout: TimeInterval
 
-    public static let nonceLifetime: TimeInterval = 3_600
+    public static let nonceLifetime: TimeInterval = ACMENonces.lifetime
     public static let orderLifetime: TimeInterval = 86_400
     /// How long expired orders without a certificate are kept.
     public static let retention: TimeInterval = 7 * 86_400
@@ -47,7 +48,7 @@ public final class ACMEAuthority: Sendable {
         self.attemptDelays = attemptDelays
         self.attemptTimeout = attemptTimeout
         self.logger = logger
-        self.nonceKey = SymmetricKey(data: try await database.key(named: "acme-nonce", size: 32))
+        self.nonces = try await ACMENonces(database: database)
     }
 
     /// The ACME provisioners: those of the authority's one provisioner collection (reloaded there
@@ -161,33 +162,14 @@ public final class ACMEAuthority: Sendable {
 
     // MARK: - Nonces
 
-    /// time (8 bytes) + random (8) + HMAC prefix (16): checkable by any replica without a lookup;
-    /// single use is enforced by recording each one in the database when it is spent.
+    /// A fresh nonce for a response's `Replay-Nonce`.
     public func makeNonce(now: Date = Date()) -> String {
-        var bytes = withUnsafeBytes(of: UInt64(max(0, now.timeIntervalSince1970)).bigEndian) { Array($0) }
-        bytes += SecureRandom.bytes(8)
-        bytes += HMAC<SHA256>.authenticationCode(for: bytes, using: nonceKey).prefix(16)
-        return Base64URL.encode(bytes)
+        nonces.make(now: now)
     }
 
-    /// Accepts a nonce once: it must be one of ours (its MAC), not older than `nonceLifetime`, and
-    /// not spent before.
+    /// Accepts a nonce once (see `ACMENonces`).
     public func spendNonce(_ nonce: String?, now: Date = Date()) async throws {
-        guard let nonce, let decoded = Base64URL.decode(nonce), decoded.count == 32 else {
-            throw ACMEProblem(.badNonce, "the request has no valid nonce; get a fresh one from newNonce")
-        }
-        let bytes = Array(decoded)
-        let mac = Array(HMAC<SHA256>.authenticationCode(for: bytes.prefix(16), using: nonceKey).prefix(16))
-        var difference: UInt8 = 0
-        for (a, b) in zip(mac, bytes.suffix(16)) { difference |= a ^ b }
-        let issued = bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let age = now.timeIntervalSince1970 - TimeInterval(issued)
-        guard difference == 0, age < Self.nonceLifetime else {
-            throw ACMEProblem(.badNonce, "the nonce is unknown or expired; retry with the one in this response's Replay-Nonce")
-        }
-        guard try await database.consumeNonce(nonce, expiresAt: Date(timeIntervalSince1970: TimeInterval(issued) + Self.nonceLifetime)) else {
-            throw ACMEProblem(.badNonce, "the nonce was already used; retry with the one in this response's Replay-Nonce")
-        }
+        try await nonces.spend(nonce, now: now)
     }
 
     // MARK: - Authentication

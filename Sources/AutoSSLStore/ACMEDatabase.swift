@@ -65,7 +65,8 @@ public protocol ACMEDatabase: Sendable {
     func setAuthorizationStatus(id: String, from: Set<ACMEAuthorizationStatus>, to: ACMEAuthorizationStatus) async throws -> Bool
     /// A challenge and its authorization.
     func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)?
-    /// pending → processing, only while its authorization is pending; false otherwise.
+    /// pending → processing, only while its authorization is pending, with its first validation
+    /// attempt counted in the same write (as `beginValidationAttempt` would); false otherwise.
     func startValidation(challengeID: String) async throws -> Bool
     /// Counts one more validation attempt of a challenge in processing, durably, unless it already
     /// had `maximum`: false then (and for a challenge no longer in processing).

@@ -99,6 +99,17 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         try await store.write(returning: updates)
     }
 
+    /// A lookup by key (primary key or an indexed column, a handful of rows), run on the calling
+    /// thread (see `SQLiteCertificateStore.lookup`).
+    func lookup<T>(_ body: (Database) throws -> T) throws -> T {
+        try store.lookup(body)
+    }
+
+    /// `lookup` for a body that runs a single statement (see `SQLiteCertificateStore.lookupOne`).
+    func lookupOne<T>(_ body: (Database) throws -> T) throws -> T {
+        try store.lookupOne(body)
+    }
+
     static func encode(_ value: some Encodable) -> String {
         String(decoding: (try? JSONEncoder().encode(value)) ?? Data("[]".utf8), as: UTF8.self)
     }
@@ -110,7 +121,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     // MARK: - Server secrets and nonces
 
     public func key(named name: String, size: Int) async throws -> Data {
-        if let existing = try await pool.read({ db in
+        if let existing = try lookupOne({ db in
             try Data.fetchOne(try db.cached("SELECT value FROM acme_keys WHERE name = ?", [name]))
         }) {
             return existing
@@ -169,13 +180,13 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func account(id: String) async throws -> ACMEAccountRecord? {
-        try await pool.read { db in
+        try lookupOne { db in
             try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE id = ?", [id])).map(Self.account)
         }
     }
 
     public func account(provisioner: String, thumbprint: String) async throws -> ACMEAccountRecord? {
-        try await pool.read { db in
+        try lookupOne { db in
             try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])).map(Self.account)
         }
     }
@@ -256,7 +267,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func order(id: String) async throws -> ACMEOrderRecord? {
-        try await pool.read { db in try Self.fetchOrder(db, id: id) }
+        try lookup { db in try Self.fetchOrder(db, id: id) }
     }
 
     public func orderIDs(accountID: String) async throws -> [String] {
@@ -266,7 +277,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func order(certificateSerial: String) async throws -> ACMEOrderRecord? {
-        try await pool.read { db in
+        try lookup { db in
             guard let id = try String.fetchOne(try db.cached("SELECT id FROM acme_orders WHERE certificate_serial = ?", [certificateSerial])) else {
                 return nil
             }
@@ -313,11 +324,11 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func authorization(id: String) async throws -> ACMEAuthorizationRecord? {
-        try await pool.read { db in try Self.fetchAuthorization(db, id: id) }
+        try lookup { db in try Self.fetchAuthorization(db, id: id) }
     }
 
     public func authorizations(orderID: String) async throws -> [ACMEAuthorizationRecord] {
-        try await pool.read { db in
+        try lookup { db in
             try Row.fetchAll(try db.cached("SELECT * FROM acme_authorizations WHERE order_id = ? ORDER BY position", [orderID]))
                 .map { try Self.authorization(db, $0) }
         }
@@ -333,7 +344,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)? {
-        try await pool.read { db in
+        try lookup { db in
             guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_challenges WHERE id = ?", [id])) else { return nil }
             let challenge = Self.challenge(row)
             guard let authorization = try Self.fetchAuthorization(db, id: challenge.authorizationID) else { return nil }
@@ -344,7 +355,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     public func startValidation(challengeID: String) async throws -> Bool {
         try await write { db in
             try db.cached("""
-                    UPDATE acme_challenges SET status = 'processing'
+                    UPDATE acme_challenges SET status = 'processing', attempts = attempts + 1
                     WHERE id = ? AND status = 'pending'
                       AND (SELECT status FROM acme_authorizations WHERE id = authorization_id) = 'pending'
                     """, [challengeID]).execute()
@@ -405,7 +416,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func unboundEABKey(kid: String, provisioner: String) async throws -> Data? {
-        try await pool.read { db in
+        try lookupOne { db in
             try Data.fetchOne(try db.cached("SELECT hmac_key FROM acme_eab_keys WHERE kid = ? AND provisioner = ? AND bound_account IS NULL", [kid, provisioner]))
         }
     }

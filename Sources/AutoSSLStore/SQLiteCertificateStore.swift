@@ -205,8 +205,25 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
     }
 
+    /// A lookup by key (primary key or an indexed column, a handful of rows), run on the calling
+    /// thread. A WAL reader never waits for the writer, and a CA's database is small enough to stay
+    /// in the page cache: the lookup costs microseconds, less than the two thread hops of an
+    /// asynchronous read (to a dispatch queue and back to the caller's executor), which cost more
+    /// than the SQL under load (docs/benchmarks.md). Reads that may return many rows, or scan a
+    /// table, stay asynchronous. The statements of `body` read one snapshot (a read transaction).
+    func lookup<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.read(body)
+    }
+
+    /// `lookup` for a body that runs a single statement: SQLite reads one statement from one
+    /// snapshot by itself, so no transaction is opened around it (its BEGIN and COMMIT cost more
+    /// than a lookup by key).
+    func lookupOne<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.unsafeRead(body)
+    }
+
     public func certificate(serial: String) async throws -> CertificateRecord? {
-        try await pool.read { db in
+        try lookupOne { db in
             try Row.fetchOne(db, sql: Self.selectSQL + " WHERE c.serial = ?", arguments: [serial]).map(Self.record)
         }
     }
@@ -254,7 +271,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
-        try await pool.read { db in
+        try lookupOne { db in
             try Bool.fetchOne(db, sql: "SELECT 1 FROM revoked_keys WHERE key_hash = ?", arguments: [publicKeyHash]) ?? false
         }
     }

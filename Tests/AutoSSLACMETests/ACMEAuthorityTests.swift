@@ -158,6 +158,11 @@ import TestSupport
         #expect(challenge.status == .invalid && challenge.error?.detail?.contains("wrong content") == true)
         #expect(try await fixture.database.acme.order(id: orderID)?.status == .invalid)
         #expect(fixture.network.requests.count == 3, "three attempts: \(fixture.network.requests)")
+        // The validation's event (audit line and metrics) follows its durable outcome, which a
+        // reader may see first.
+        for _ in 0..<100 where metric(fixture, "auto_ssl_acme_validations_total", [#"outcome="invalid""#]) == nil {
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
         #expect(metric(fixture, "auto_ssl_acme_validations_total", [#"outcome="invalid""#]) == 1)
         #expect(metric(fixture, "auto_ssl_acme_orders_total", [#"state="invalid""#]) == 1)
     }

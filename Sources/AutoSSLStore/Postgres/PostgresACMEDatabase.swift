@@ -416,7 +416,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         return try await run { client in
             try await Self.count(client.query(
                 """
-                UPDATE acme_challenges c SET status = 'processing'
+                UPDATE acme_challenges c SET status = 'processing', attempts = c.attempts + 1
                 WHERE c.id = \(challengeID) AND c.status = 'pending'
                   AND (SELECT a.status FROM acme_authorizations a WHERE a.id = c.authorization_id) = 'pending'
                 RETURNING c.id
