@@ -90,7 +90,7 @@ extension ACMEAuthority {
               let account = try? await database.account(id: authorization.accountID),
               let provisioner = provisioners.first(where: { $0.name == account.provisioner }),
               let identifier = try? ACMEIdentifierValue(authorization.identifier),
-              let key = try? Self.key(of: account) else {
+              let key = try? key(of: account) else {
             if let (challenge, authorization) = try? await database.challenge(id: challengeID) {
                 _ = try? await database.recordValidationOutcome(ACMEValidationOutcome(
                     challengeID: challenge.id, challengeStatus: .invalid, validatedAt: nil, error: nil, authorizationID: authorization.id,

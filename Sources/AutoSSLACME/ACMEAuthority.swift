@@ -20,6 +20,7 @@ public final class ACMEAuthority: Sendable {
     let logger: Logger
     /// Makes and spends the `Replay-Nonce` values (in memory, or in a database replicas share).
     let nonces: ACMENonces
+    let accountKeys = AccountKeys()
     let validationSlots = ValidationSlots(limit: 32)
     /// Every address of this machine's interfaces (read once at start), refused to validation.
     let ownMachineAddresses: [IPAddress]
@@ -206,7 +207,7 @@ public final class ACMEAuthority: Sendable {
         guard account.status == .valid else {
             throw ACMEProblem(.unauthorized, "account \(id) is \(account.status.rawValue)")
         }
-        let key = try Self.key(of: account)
+        let key = try key(of: account)
         try verify(jws, key)
         return ACMERequest(endpoint: endpoint, jws: jws, account: account, key: key)
     }
@@ -225,8 +226,30 @@ public final class ACMEAuthority: Sendable {
         return id.isEmpty || id.contains("/") ? nil : id
     }
 
-    static func key(of account: ACMEAccountRecord) throws -> ACMEAccountKey {
-        try ACMEAccountKey(jwk: try JSONDecoder().decode(ACMEAccountKey.Fields.self, from: Data(account.jwk.utf8)))
+    /// The key of an account, from its stored JWK. Every request of an account needs it, so the
+    /// parsed keys are kept (`AccountKeys`): a key is a function of the JWK text alone, so an
+    /// entry can never be stale (a key rollover stores another text).
+    func key(of account: ACMEAccountRecord) throws -> ACMEAccountKey {
+        if let known = accountKeys.key(jwk: account.jwk) { return known }
+        let key = try ACMEAccountKey(jwk: try JSONDecoder().decode(ACMEAccountKey.Fields.self, from: Data(account.jwk.utf8)))
+        accountKeys.keep(key, jwk: account.jwk)
+        return key
+    }
+
+    /// Parsed account keys by their JWK text, at most `capacity` of them (when full, the table
+    /// starts over: the busy accounts are back after their next request).
+    final class AccountKeys: Sendable {
+        static let capacity = 4_096
+        private let table = Mutex<[String: ACMEAccountKey]>([:])
+
+        func key(jwk: String) -> ACMEAccountKey? { table.withLock { $0[jwk] } }
+
+        func keep(_ key: ACMEAccountKey, jwk: String) {
+            table.withLock { table in
+                if table.count >= Self.capacity { table.removeAll(keepingCapacity: true) }
+                table[jwk] = key
+            }
+        }
     }
 
     func verify(_ jws: ACMEJWS, _ key: ACMEAccountKey) throws {

@@ -155,8 +155,13 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         ACMEAccountRecord(
             id: row["id"], provisioner: row["provisioner"], thumbprint: row["thumbprint"], jwk: row["jwk"],
             status: ACMEAccountStatus(rawValue: row["status"]) ?? .deactivated,
-            contact: decode([String].self, row["contact"]) ?? [], createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            contact: contacts(row["contact"]), createdAt: Date(timeIntervalSince1970: row["created_at"]),
             eabKeyID: row["eab_kid"])
+    }
+
+    /// The stored contact list; most accounts have none, read without a JSON decoder.
+    static func contacts(_ text: String) -> [String] {
+        text == "[]" ? [] : decode([String].self, text) ?? []
     }
 
     public func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool) {
