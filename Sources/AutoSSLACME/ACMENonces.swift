@@ -93,9 +93,9 @@ public final class ACMENonces: Sendable {
 
 /// Which of the most recent `capacity` tickets are issued and not yet spent: one bit each, in a
 /// ring. Issuing ticket n reuses the bit of ticket n − capacity, which thereby drops out of the
-/// window and can no longer be spent. 2^20 tickets take 128 KiB; at 300 nonces a second (the
-/// ACME load of docs/benchmarks.md) a ticket stays spendable for about an hour, the nonce lifetime.
-/// A client whose nonce dropped out gets `badNonce` and retries with a fresh one.
+/// window and can no longer be spent. 2^20 tickets take 128 KiB; at 425 nonces a second (the
+/// ACME load of docs/benchmarks.md) a ticket stays spendable for 40 minutes. A client whose nonce
+/// dropped out gets `badNonce` and retries with a fresh one.
 public final class NonceWindow: Sendable {
     public static let capacity: UInt64 = 1 << 20
 
