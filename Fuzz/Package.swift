@@ -21,6 +21,7 @@ let targets: [(name: String, modules: [String])] = [
     ("OCSPRequestFuzz", ["AutoSSLCore"]),
     ("StepCAImportFuzz", ["AutoSSLCore"]),
     ("TimestampFuzz", ["AutoSSLCore"]),
+    ("NonceFuzz", ["AutoSSLCore"]),
     ("TarListFuzz", ["AutoSSLHost"]),
     ("DNSMessageFuzz", ["AutoSSLWire"]),
     ("HTTPResponseFuzz", ["AutoSSLWire"]),

@@ -5,49 +5,6 @@ import Foundation
 import Testing
 import TestSupport
 
-struct NonceWindowTests {
-    @Test func aTicketIsSpentOnceAndOnlyIfItWasIssued() {
-        let window = NonceWindow(capacity: 64)
-        let first = window.issue()
-        let second = window.issue()
-        #expect(window.spend(second))
-        #expect(!window.spend(second))
-        #expect(window.spend(first))
-        #expect(!window.spend(first))
-        #expect(!window.spend(second + 1), "never issued")
-        #expect(!window.spend(UInt64.max))
-    }
-
-    @Test func aTicketOlderThanTheWindowIsRefusedAndTheWindowKeepsWorkingAsItWraps() {
-        let window = NonceWindow(capacity: 64)
-        let oldest = window.issue()
-        var kept: [UInt64] = []
-        for _ in 0..<63 { kept.append(window.issue()) }
-        // 64 outstanding: all spendable, the oldest among them.
-        let newest = window.issue()  // the 65th takes the oldest's bit
-        #expect(!window.spend(oldest), "dropped out of the window")
-        #expect(window.spend(newest))
-        #expect(kept.allSatisfy { window.spend($0) })
-        // Round and round the ring: each ticket once, never one from a lap before.
-        for _ in 0..<1_000 {
-            let ticket = window.issue()
-            #expect(window.spend(ticket))
-            #expect(!window.spend(ticket))
-            #expect(!window.spend(ticket &- 64))
-        }
-    }
-
-    @Test func concurrentSpendsOfOneTicketHaveOneWinner() async {
-        let window = NonceWindow()
-        let ticket = window.issue()
-        let winners = await withTaskGroup(of: Bool.self) { group in
-            for _ in 0..<16 { group.addTask { window.spend(ticket) } }
-            return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
-        }
-        #expect(winners == 1)
-    }
-}
-
 struct ACMENoncesTests {
     func problem(_ work: () async throws -> Void) async -> ACMEProblem? {
         do {
