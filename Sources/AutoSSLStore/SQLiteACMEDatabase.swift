@@ -276,7 +276,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func orderIDs(accountID: String) async throws -> [String] {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             try String.fetchAll(try db.cached("SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at", [accountID]))
         }
     }
@@ -403,13 +403,13 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func ordersInProcessing() async throws -> [String] {
-        try await pool.read { db in try String.fetchAll(try db.cached("SELECT id FROM acme_orders WHERE status = 'processing'")) }
+        try await pool.readOnWorker { db in try String.fetchAll(try db.cached("SELECT id FROM acme_orders WHERE status = 'processing'")) }
     }
 
     public var sharedByReplicas: Bool { false }
 
     public func challengesInProcessing() async throws -> [String] {
-        try await pool.read { db in try String.fetchAll(try db.cached("SELECT id FROM acme_challenges WHERE status = 'processing'")) }
+        try await pool.readOnWorker { db in try String.fetchAll(try db.cached("SELECT id FROM acme_challenges WHERE status = 'processing'")) }
     }
 
     // MARK: - External account binding
@@ -427,7 +427,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func eabKeys(provisioner: String) async throws -> [ACMEEABKeyInfo] {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             try Row.fetchAll(try db.cached("SELECT * FROM acme_eab_keys WHERE provisioner = ? ORDER BY created_at", [provisioner])).map {
                 ACMEEABKeyInfo(
                     kid: $0["kid"], provisioner: $0["provisioner"], createdAt: Date(timeIntervalSince1970: $0["created_at"]),

@@ -82,7 +82,7 @@ enum SQLiteTransfer {
 
     static func digest(_ reader: some DatabaseReader, _ table: TransferTable) async throws -> TableDigest {
         let sql = "SELECT \(selectList(table)) FROM \(table.name) ORDER BY \(orderBy(table))"
-        return try await reader.read { db in
+        return try await reader.readOnWorker { db in
             var digester = TableDigester(table)
             let cursor = try Row.fetchCursor(db, sql: sql)
             while let row = try cursor.next() { digester.add(try values(row, table)) }
@@ -122,7 +122,7 @@ struct SQLiteTransferSource: TransferSource {
         var after: [TransferValue]?
         while true {
             let last = after
-            let batch: [[TransferValue]] = try await snapshot.read { db in
+            let batch: [[TransferValue]] = try await snapshot.readOnWorker { db in
                 var rows: [[TransferValue]] = []
                 if let last {
                     let arguments = StatementArguments(last.map(SQLiteTransfer.databaseValue))
@@ -166,7 +166,7 @@ struct SQLiteTransferTarget: TransferTarget {
         }
         let query = sql
         let bound = arguments
-        return try await pool.read { db in try Int.fetchOne(db, sql: query, arguments: bound) ?? 0 }
+        return try await pool.readOnWorker { db in try Int.fetchOne(db, sql: query, arguments: bound) ?? 0 }
     }
 
     func clear(_ table: TransferTable) async throws {

@@ -210,7 +210,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     /// in the page cache: the lookup costs microseconds, less than the two thread hops of an
     /// asynchronous read (to a dispatch queue and back to the caller's executor), which cost more
     /// than the SQL under load (docs/benchmarks.md). Reads that may return many rows, or scan a
-    /// table, stay asynchronous. The statements of `body` read one snapshot (a read transaction).
+    /// table, go to a worker thread (`readOnWorker`). The statements of `body` read one snapshot (a read transaction).
     func lookup<T>(_ body: (Database) throws -> T) throws -> T {
         try pool.read(body)
     }
@@ -244,7 +244,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         if let limit = query.limit { sql += " LIMIT \(max(0, limit))" }
         let finalSQL = sql
         let finalArguments = StatementArguments(arguments.map { $0.databaseValue })
-        return try await pool.read { db in
+        return try await pool.readOnWorker { db in
             try Row.fetchAll(db, sql: finalSQL, arguments: finalArguments).map(Self.record)
         }
     }
@@ -277,7 +277,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry] {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             try Row.fetchAll(
                 db,
                 sql: """
@@ -304,7 +304,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func revocationMarker() async throws -> Int64 {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             try Int64.fetchOne(db, sql: "SELECT COUNT(*) * 1000003 + COALESCE(MAX(rowid), 0) FROM revocations") ?? 0
         }
     }
@@ -317,7 +317,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func lifetimes(notExpiredBefore date: Date) async throws -> [CertificateLifetime] {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             let rows = try Row.fetchCursor(
                 db,
                 sql: """
@@ -336,7 +336,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func fleetCertificates(notExpiredBefore date: Date) async throws -> [FleetCertificate] {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             let rows = try Row.fetchCursor(
                 db,
                 sql: """
@@ -361,7 +361,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func issuedNames() async throws -> Set<String> {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             var names = Set<String>()
             let rows = try String.fetchCursor(db, sql: "SELECT DISTINCT names FROM certificates WHERE status = 'issued'")
             while let text = try rows.next() { names.formUnion(NamesColumn.decode(text)) }
@@ -370,7 +370,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func hasIssued(name: String, otherThan serial: String) async throws -> Bool {
-        try await pool.read { db in
+        try await pool.readOnWorker { db in
             try Bool.fetchOne(
                 db,
                 sql: "SELECT 1 FROM certificates WHERE status = 'issued' AND serial <> ? AND names LIKE ? ESCAPE '\\' LIMIT 1",

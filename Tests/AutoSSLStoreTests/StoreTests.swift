@@ -37,6 +37,36 @@ enum AffinityMarker {
         try await store.close()
     }
 
+    /// Listings and lookups at once, more of them than there are reader connections (5) or
+    /// threads to run tasks on: a lookup holds its thread until a reader is free, so no reader
+    /// may be held by a task that needs a thread to give it back. A deadlock stops the process
+    /// (the watchdog) instead of hanging the run.
+    @Test func listingsAndLookupsAtOnceNeverWaitForEachOther() async throws {
+        let dir = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        for index in 0..<20 { try await store.recordIssuance(record("0\(index)"), token: nil) }
+        let watchdog = DispatchWorkItem { fatalError("reads of the SQLite store deadlocked (listings and lookups at once)") }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
+        defer { watchdog.cancel() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<24 {
+                group.addTask {
+                    for round in 0..<40 {
+                        if index % 2 == 0 {
+                            let listed = try await store.certificates(CertificateQuery(), now: Date())
+                            #expect(listed.count == 20)
+                        } else {
+                            let found = try await store.certificate(serial: "0\(round % 20)")
+                            #expect(found != nil)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await store.close()
+    }
+
     @Test func recordsTheCertificateAndKeepsNothingOfAFailure() async throws {
         let dir = TemporaryDirectory()
         let store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
