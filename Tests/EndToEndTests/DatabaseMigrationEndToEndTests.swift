@@ -83,7 +83,9 @@ import Glibc
         let before = try Self.dump(database)
         let counts = try Self.rowCounts(before)
         #expect(counts["certificates"] ?? 0 >= 5 && counts["revocations"] == 1 && counts["acme_accounts"] == 1, "\(counts)")
-        #expect(counts["acme_orders"] == 2 && counts["acme_eab_keys"] == 1 && counts["acme_keys"] ?? 0 >= 1, "\(counts)")
+        // A CA on SQLite keeps its nonce key in memory (docs/acme.md), so acme_keys is empty here;
+        // DatabaseTransferTests carries rows through that table.
+        #expect(counts["acme_orders"] == 2 && counts["acme_eab_keys"] == 1 && counts["acme_keys"] == 0, "\(counts)")
         #expect(counts["used_tokens"] ?? 0 >= 3, "\(counts)")
         let listed = try sandbox.run(["ca", "certs", "list", "--json"]).stdout
         let listedRevoked = try sandbox.run(["ca", "certs", "list", "--revoked", "--json"]).stdout
