@@ -20,6 +20,7 @@ Prints JSON: the account URL, per order its URL, the certificate's serial (lower
 leading zeros) and the file its chain was written to, and every request as [replica, method, path].
 """
 import datetime
+import errno
 import http.server
 import ipaddress
 import json
@@ -80,8 +81,21 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
+def listen(address):
+    """The responder on the port the CA validates against. The test picked a free port, but a
+    parallel test's short-lived socket may hold it for a moment: retry for up to 10 s."""
+    deadline = time.time() + 10
+    while True:
+        try:
+            return Server((address, int(http01_port)), Responder)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or time.time() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 for address in ("127.0.0.1", "127.0.0.2"):
-    server = Server((address, int(http01_port)), Responder)
+    server = listen(address)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 account_key = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
