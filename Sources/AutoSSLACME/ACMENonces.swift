@@ -46,7 +46,9 @@ public final class ACMENonces: Sendable {
         let ticket: UInt64
         switch singleUse {
         case .window(let window): ticket = window.issue()
-        case .database: ticket = SecureRandom.bytes(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        case .database:
+            var generator = SystemRandomNumberGenerator()  // the system CSPRNG, one 64-bit draw
+            ticket = generator.next()
         }
         return ACMENonceFormat(issued: UInt64(max(0, now.timeIntervalSince1970)), ticket: ticket).text(key: key)
     }
