@@ -217,6 +217,7 @@ let package = Package(
             name: "AutoSSLHost",
             dependencies: [
                 "AutoSSLCore",
+                "CAutoSSLSpawn",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -254,6 +255,9 @@ let package = Package(
         // Sends Swift's global-executor jobs to NIO's event loops in `ca serve` (see
         // Sources/auto-ssl/EventLoopExecutor.swift); C because the hook is a runtime variable.
         .target(name: "CAutoSSLExecutorHook"),
+        // glibc's GNU-only process calls (close every inherited descriptor in a spawned child,
+        // close-on-exec pipes), which Swift's Glibc module does not declare.
+        .target(name: "CAutoSSLSpawn"),
         .executableTarget(
             name: "auto-ssl",
             dependencies: [
@@ -279,7 +283,7 @@ let package = Package(
             ]
         ),
         // Helpers shared by the test targets: temporary directories, running processes (openssl, python).
-        .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["AutoSSLCore", "AutoSSLHost", "CAutoSSLSpawn"], path: "Tests/TestSupport"),
         .testTarget(name: "AutoSSLCoreTests", dependencies: ["AutoSSLCore", "TestSupport"]),
         .testTarget(name: "AutoSSLWireTests", dependencies: ["AutoSSLWire"]),
         .testTarget(

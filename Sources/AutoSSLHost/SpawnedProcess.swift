@@ -1,3 +1,4 @@
+import CAutoSSLSpawn
 import Foundation
 
 #if canImport(Glibc)
@@ -90,10 +91,11 @@ extension SpawnedProcess {
         }
         var pipeFDs: [Int32] = [-1, -1]
         if input != nil {
-            guard pipe(&pipeFDs) == 0 else {
+            // Close-on-exec from the start: a child spawned by another thread between pipe() and
+            // fcntl() would keep the write end open, and this child would never see end of input.
+            guard autossl_pipe_cloexec(&pipeFDs) == 0 else {
                 throw LaunchError(message: "could not make a pipe: \(String(cString: strerror(errno)))")
             }
-            for fd in pipeFDs { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         }
         defer { for fd in pipeFDs where fd >= 0 { close(fd) } }
 
@@ -157,6 +159,12 @@ extension SpawnedProcess {
         }
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        // The child gets descriptors 0-2 only, even one a library opened without close-on-exec
+        // (the CA's lock, its database, a listening socket).
+        let closing = autossl_spawn_add_close_from(&actions, 3)
+        guard closing == 0 else {
+            throw LaunchError(message: "could not start \(arguments[0]): \(String(cString: strerror(closing)))")
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

@@ -154,6 +154,17 @@ import TestSupport
         #expect(result.status == 3 && String(decoding: result.stdout, as: UTF8.self) == "got secret\n" && result.stderr == "err\n")
     }
 
+    @Test func aChildGetsOnlyItsThreeStandardDescriptors() throws {
+        // A pipe this process holds without close-on-exec, as a library might open one.
+        var leaked: [Int32] = [-1, -1]
+        #expect(pipe(&leaked) == 0)
+        defer { for fd in leaked { close(fd) } }
+        let listing = try SpawnedProcess.capture(["/bin/sh", "-c", "ls /proc/self/fd"], timeout: 10)
+        let open = Set(String(decoding: listing.stdout, as: UTF8.self).split(separator: "\n").compactMap { Int32($0) })
+        // 0-2, and the descriptor `ls` opens on /proc/self/fd itself.
+        #expect(listing.status == 0 && open.isDisjoint(with: leaked) && open.filter { $0 > 2 }.count <= 1, "\(open) \(leaked)")
+    }
+
     @Test func outputAndTimeAreBounded() throws {
         let chatty = try SpawnedProcess.capture(["/bin/sh", "-c", "yes"], timeout: 20, outputLimit: 64 * 1024)
         #expect(chatty.overflowed && chatty.stdout.count == 64 * 1024)

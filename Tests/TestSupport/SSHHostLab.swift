@@ -1,3 +1,4 @@
+import CAutoSSLSpawn
 import Foundation
 
 #if canImport(Glibc)
@@ -232,6 +233,10 @@ public final class SSHHostLab: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else: a descriptor another thread has open at this moment (the pipe of a
+        // concurrent test's child) would otherwise stay open in sshd for the whole test, and that
+        // test's read to end of file would wait for it.
+        guard autossl_spawn_add_close_from(&actions, 3) == 0 else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np failed") }
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
@@ -254,7 +259,7 @@ public final class SSHHostLab: @unchecked Sendable {
         let list = (try? runProcess("ip", ["netns", "list"]).stdout) ?? ""
         for line in list.split(separator: "\n") {
             let name = String(line.split(separator: " ").first ?? "")
-            if name.hasPrefix("autossl-h") && name.contains(matching) { removeNamespace(name) }
+            if name.hasPrefix("autossl-h") && (matching.isEmpty || name.contains(matching)) { removeNamespace(name) }
         }
         let links = (try? runProcess("ip", ["-o", "link", "show"]).stdout) ?? ""
         for line in links.split(separator: "\n") {
@@ -262,7 +267,8 @@ public final class SSHHostLab: @unchecked Sendable {
             guard fields.count > 1 else { continue }
             let name = String(fields[1].split(separator: "@").first ?? "").trimmingCharacters(in: CharacterSet(charactersIn: ":"))
             let isLabLink = name.range(of: "^asl[0-9]+h[0-9]+$", options: .regularExpression) != nil
-            if isLabLink && name.contains(matching.dropFirst()) { _ = try? runProcess("ip", ["link", "del", name]) }
+            // (`contains` of an empty string is false: the empty matching means every lab link.)
+            if isLabLink && (matching.isEmpty || name.contains(matching.dropFirst())) { _ = try? runProcess("ip", ["link", "del", name]) }
         }
     }
 
