@@ -129,9 +129,8 @@ extension ACMEAuthority {
             guard let failure else { break }
             try? await database.noteValidationAttempt(challengeID: challengeID, error: ProblemDocument(failure).stored)
         }
-        let others = failure == nil ? try? await database.authorizations(orderID: authorization.orderID) : nil
         let outcome = ACMEStateRules.outcome(
-            challengeID: challengeID, authorization: authorization, others: others, failure: failure.map(ProblemDocument.init), now: Date())
+            challengeID: challengeID, authorization: authorization, failure: failure.map(ProblemDocument.init), now: Date())
         _ = try? await database.recordValidationOutcome(outcome)
         authority.record(.challenge(
             provisioner: provisioner.name, account: account.id, identifier: identifier.value, type: challenge.type, failure: failure?.detail,

@@ -43,18 +43,15 @@ public enum ACMEStateRules {
     }
 
     /// What one validation's result changes: the challenge, its authorization, and the order (invalid
-    /// when the challenge failed; ready when this was the last authorization it waited for).
-    /// `others` are the order's authorizations as stored (nil when they could not be read: the order
-    /// is then left for readers to derive and finalize to mark).
+    /// when the challenge failed; ready when this was the last authorization it waited for, which
+    /// the database decides in the same transaction: see `ACMEValidationOutcome.orderStatus`).
     public static func outcome(
-        challengeID: String, authorization: ACMEAuthorizationRecord, others: [ACMEAuthorizationRecord]?, failure: ProblemDocument?,
-        now: Date
+        challengeID: String, authorization: ACMEAuthorizationRecord, failure: ProblemDocument?, now: Date
     ) -> ACMEValidationOutcome {
         guard let failure else {
-            let othersValid = others?.allSatisfy { $0.id == authorization.id || $0.status == .valid } ?? false
             return ACMEValidationOutcome(
                 challengeID: challengeID, challengeStatus: .valid, validatedAt: now, error: nil, authorizationID: authorization.id,
-                authorizationStatus: .valid, orderStatus: othersValid ? .ready : nil)
+                authorizationStatus: .valid, orderStatus: .ready)
         }
         return ACMEValidationOutcome(
             challengeID: challengeID, challengeStatus: .invalid, validatedAt: nil, error: failure.stored, authorizationID: authorization.id,

@@ -175,6 +175,8 @@ public struct ACMEValidationOutcome: Sendable, Equatable {
     /// Applied only to an authorization still `pending`.
     public var authorizationStatus: ACMEAuthorizationStatus
     /// The order's new status, applied only to an order still `pending`; nil leaves the order alone.
+    /// `.ready` is applied only when, in the same transaction, every authorization of the order is
+    /// valid: so when two validations of one order finish together, the second to write marks it.
     public var orderStatus: ACMEOrderStatus?
 
     public init(

@@ -392,11 +392,14 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
                 ]).execute()
             guard db.changesCount == 1 else { return false }
             try db.cached("UPDATE acme_authorizations SET status = ? WHERE id = ? AND status = 'pending'", [outcome.authorizationStatus.rawValue, outcome.authorizationID]).execute()
+            // Writes are serialized: the other authorizations read here are as they will stay.
             if let orderStatus = outcome.orderStatus {
                 try db.cached("""
                         UPDATE acme_orders SET status = ?, error = COALESCE(?, error)
                         WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = ?) AND status = 'pending'
-                        """, [orderStatus.rawValue, orderStatus == .invalid ? outcome.error : nil, outcome.authorizationID]).execute()
+                        AND (? <> 'ready' OR NOT EXISTS (
+                            SELECT 1 FROM acme_authorizations AS other WHERE other.order_id = acme_orders.id AND other.status <> 'valid'))
+                        """, [orderStatus.rawValue, orderStatus == .invalid ? outcome.error : nil, outcome.authorizationID, orderStatus.rawValue]).execute()
             }
             return true
         }

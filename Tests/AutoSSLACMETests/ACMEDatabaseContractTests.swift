@@ -156,6 +156,40 @@ enum ACMEDatabaseContract {
         #expect(!(try await store.setOrderStatus(id: "o", from: .ready, to: .processing, error: nil)))
     }
 
+    /// An outcome asking for `ready` marks the order only once every authorization is valid, decided
+    /// in its own transaction: of two validations finishing together, the second to write marks it.
+    static func theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        func valid(_ order: String, _ index: Int) -> ACMEValidationOutcome {
+            ACMEValidationOutcome(
+                challengeID: "\(order)-c\(index)", challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: "\(order)-a\(index)",
+                authorizationStatus: .valid, orderStatus: .ready)
+        }
+        let (first, firstAuthorizations) = Self.order("one", account: "a", authorizations: 2)
+        try await store.createOrder(first, authorizations: firstAuthorizations)
+        for index in 0..<2 { #expect(try await store.startValidation(challengeID: "one-c\(index)")) }
+        #expect(try await store.recordValidationOutcome(valid("one", 0)))
+        #expect(try await store.order(id: "one")?.status == .pending, "one authorization is still pending")
+        #expect(try await store.recordValidationOutcome(valid("one", 1)))
+        #expect(try await store.order(id: "one")?.status == .ready)
+
+        let orders = (0..<12).map { "o\($0)" }
+        for id in orders {
+            let (record, authorizations) = Self.order(id, account: "a", authorizations: 3)
+            try await store.createOrder(record, authorizations: authorizations)
+            for index in 0..<3 { #expect(try await store.startValidation(challengeID: "\(id)-c\(index)")) }
+        }
+        let outcomes = orders.flatMap { id in (0..<3).map { valid(id, $0) } }
+        let written = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for outcome in outcomes { group.addTask { try await store.recordValidationOutcome(outcome) } }
+            return try await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
+        }
+        #expect(written == outcomes.count)
+        for id in orders { #expect(try await store.order(id: id)?.status == .ready, "\(id)") }
+    }
+
     static func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(_ factory: ACMEDatabaseFactory) async throws {
         let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
@@ -211,6 +245,10 @@ enum ACMEDatabaseContract {
 
     @Test func validationAndFinalizationHappenOnceUnderConcurrency() async throws {
         try await ACMEDatabaseContract.validationAndFinalizationHappenOnceUnderConcurrency(.sqlite)
+    }
+
+    @Test func theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether() async throws {
+        try await ACMEDatabaseContract.theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether(.sqlite)
     }
 
     @Test func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged() async throws {

@@ -50,6 +50,10 @@ struct PostgresACMEDatabaseContractTests {
         try await ACMEDatabaseContract.validationAndFinalizationHappenOnceUnderConcurrency(.postgres)
     }
 
+    @Test func theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether() async throws {
+        try await ACMEDatabaseContract.theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether(.postgres)
+    }
+
     @Test func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged() async throws {
         try await ACMEDatabaseContract.aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(.postgres)
     }

@@ -446,6 +446,13 @@ public final class PostgresACMEDatabase: ACMEDatabase {
     public func recordValidationOutcome(_ outcome: ACMEValidationOutcome) async throws -> Bool {
         let logger = logger
         return try await transaction { connection in
+            // The order's row first: two validations of one order (on any replicas) then write one
+            // after the other, and the second sees the first's authorization when it decides `ready`.
+            // Every transaction that locks an order and its children locks the order first.
+            _ = try await Self.count(connection.query(
+                """
+                SELECT 1 FROM acme_orders WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = \(outcome.authorizationID)) FOR UPDATE
+                """, logger: logger))
             let changed = try await Self.count(connection.query(
                 """
                 UPDATE acme_challenges SET status = \(outcome.challengeStatus.rawValue), validated_at = \(outcome.validatedAt?.timeIntervalSince1970),
@@ -465,6 +472,8 @@ public final class PostgresACMEDatabase: ACMEDatabase {
                     """
                     UPDATE acme_orders SET status = \(orderStatus.rawValue), error = COALESCE(\(orderError), error)
                     WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = \(outcome.authorizationID)) AND status = 'pending'
+                    AND (\(orderStatus.rawValue) <> 'ready' OR NOT EXISTS (
+                        SELECT 1 FROM acme_authorizations AS other WHERE other.order_id = acme_orders.id AND other.status <> 'valid'))
                     """, logger: logger)
             }
             return true
