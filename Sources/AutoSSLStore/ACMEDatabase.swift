@@ -9,7 +9,13 @@ import Foundation
 /// - Every change is atomic and conditional: it names the state it changes from and reports
 ///   whether it applied, so concurrent requests on the same object cannot overwrite each other and
 ///   a transition happens exactly once.
-/// - Every write is durable when it returns.
+/// - Every write has happened when it returns: a crash of the process loses none. Most are also
+///   on disk by then. The steps of an order in flight (creating it, starting and recording a
+///   validation, counting its attempts, marking it ready, beginning its finalization) may be
+///   committed without waiting for the disk (SQLite: `synchronous=NORMAL`): a power loss can lose
+///   the last of them, and they are on disk with the next durable write. A lost step leaves the
+///   order where a client retries or the CA resumes (docs/database.md); accounts, the certificate,
+///   the order's `valid` and revocations are always durable.
 public protocol ACMEDatabase: Sendable {
     // MARK: Server secrets and nonces
 

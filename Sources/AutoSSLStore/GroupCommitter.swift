@@ -59,6 +59,15 @@ public struct WaiterAffinity: Sendable {
 /// error and the rest of the batch is committed again without it. Failures are rare, so the common
 /// case costs one transaction and one fsync for the whole batch, with no per-write savepoints.
 ///
+/// A write is submitted `durable` (the default) or not. A batch with a durable write commits with
+/// `synchronous=FULL`: fsync of the WAL before the waiters resume. A batch of only non-durable
+/// writes commits with `synchronous=NORMAL`: no fsync, so a power loss or a kernel crash can lose
+/// it, but a crash of the process cannot (the WAL is written before the waiters resume), and it
+/// becomes durable with the next durable commit (the WAL is one sequence, synced up to its end).
+/// Non-durable is for states that the next step makes durable anyway, or that a client recovers
+/// from by retrying (see docs/database.md); certificates, tokens, revocations and accounts are
+/// durable.
+///
 /// The batches run on one dedicated writer thread that calls SQLite synchronously: a submitter pays
 /// one lock and one wake-up, instead of an actor hop, a task and a dispatch-queue hop per write (which
 /// cost more than the SQL itself under load). The thread starts on demand and ends after a second
@@ -71,6 +80,8 @@ final class GroupCommitter: Sendable {
         let continuation: CheckedContinuation<Void, any Error>
         /// The executor the submitter ran on, when `WaiterAffinity` names one.
         let home: (any AnyObject & Sendable)?
+        /// Whether the batch must be on disk before this waiter resumes.
+        let durable: Bool
     }
 
     private struct State {
@@ -78,6 +89,16 @@ final class GroupCommitter: Sendable {
         var writerRunning = false
         var closed = false
         var largestBatch = 0
+        var commits = CommitCounts()
+        /// Whether the writer connection is known to be in `synchronous=FULL` (as opened): false
+        /// only if setting it back after a relaxed batch failed.
+        var synchronousFull = true
+    }
+
+    /// How many batches were committed with and without an fsync, for tests.
+    struct CommitCounts: Sendable, Equatable {
+        var durable = 0
+        var relaxed = 0
     }
 
     private let pool: DatabasePool
@@ -103,12 +124,15 @@ final class GroupCommitter: Sendable {
     /// Largest batch seen, for benchmarks and tests.
     var largestBatch: Int { state.withLock { $0.largestBatch } }
 
-    func submit(_ operation: @escaping Operation) async throws {
+    /// Batches committed so far, with and without an fsync.
+    var commitCounts: CommitCounts { state.withLock { $0.commits } }
+
+    func submit(durable: Bool = true, _ operation: @escaping Operation) async throws {
         let home = affinity?.current()
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let action: SubmitAction = state.withLock { state in
                 if state.closed { return .refuse }
-                state.pending.append(Pending(operation: operation, continuation: continuation, home: home))
+                state.pending.append(Pending(operation: operation, continuation: continuation, home: home, durable: durable))
                 if state.writerRunning { return state.pending.count == 1 ? .wake : .none }
                 state.writerRunning = true
                 return .start
@@ -126,9 +150,9 @@ final class GroupCommitter: Sendable {
 
     /// Submits a write that produces a value (read inside the same transaction). If its batch is
     /// retried (another write in it failed), the operation runs again and its last value counts.
-    func submit<T: Sendable>(returning operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func submit<T: Sendable>(durable: Bool = true, returning operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let produced = Mutex<T?>(nil)
-        try await submit { db in
+        try await submit(durable: durable) { db in
             let value = try operation(db)
             produced.withLock { $0 = value }
         }
@@ -199,7 +223,11 @@ final class GroupCommitter: Sendable {
             case .commit(let batch):
                 timedOut = false
                 let started = ContinuousClock.now
-                let outcomes = commit(batch.map(\.operation))
+                let durable = batch.contains { $0.durable }
+                let outcomes = commit(batch.map(\.operation), durable: durable)
+                state.withLock { state in
+                    if durable { state.commits.durable += 1 } else { state.commits.relaxed += 1 }
+                }
                 if let onCommit { onCommit(batch.count, .now - started) }
                 resume(batch, with: outcomes)
             case .wait:
@@ -241,20 +269,41 @@ final class GroupCommitter: Sendable {
         let error: any Error
     }
 
-    /// Runs the operations in as few transactions as possible: one, unless some fail.
-    func commit(_ operations: [Operation]) -> [Result<Void, any Error>] {
+    /// Runs the operations in as few transactions as possible: one, unless some fail. A relaxed batch
+    /// switches the writer connection to `synchronous=NORMAL` for its transaction and back to FULL
+    /// right after, so every other write on that connection (housekeeping, tools) stays durable; if
+    /// switching back fails, the next durable batch sets FULL first, and fails rather than commit
+    /// without it.
+    func commit(_ operations: [Operation], durable: Bool = true) -> [Result<Void, any Error>] {
         var outcomes = [Result<Void, any Error>?](repeating: nil, count: operations.count)
         var remaining = Array(operations.indices)
         while !remaining.isEmpty {
             let attempt = remaining
             do {
-                try pool.write { db in
-                    for index in attempt {
-                        do {
-                            try operations[index](db)
-                        } catch {
-                            throw OperationFailed(index: index, error: error)
+                try pool.writeWithoutTransaction { db in
+                    if durable {
+                        if !state.withLock({ $0.synchronousFull }) {
+                            try db.execute(sql: "PRAGMA synchronous = FULL")
+                            state.withLock { $0.synchronousFull = true }
                         }
+                    } else {
+                        state.withLock { $0.synchronousFull = false }
+                        try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                    }
+                    defer {
+                        if !durable, (try? db.execute(sql: "PRAGMA synchronous = FULL")) != nil {
+                            state.withLock { $0.synchronousFull = true }
+                        }
+                    }
+                    try db.inTransaction {
+                        for index in attempt {
+                            do {
+                                try operations[index](db)
+                            } catch {
+                                throw OperationFailed(index: index, error: error)
+                            }
+                        }
+                        return .commit
                     }
                 }
                 for index in attempt { outcomes[index] = .success(()) }

@@ -95,8 +95,8 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     /// committed without it (see GroupCommitter). Writes fail with `StoreError.unavailable` when
     /// the database cannot take them (a full disk, an I/O error, a read-only file), as the
     /// certificate store's do.
-    func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
-        try await store.write(returning: updates)
+    func write<T: Sendable>(durable: Bool = true, _ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await store.write(durable: durable, returning: updates)
     }
 
     /// A lookup by key (primary key or an indexed column, a handful of rows), run on the calling
@@ -229,7 +229,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     // MARK: - Orders
 
     public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws {
-        try await write { db in
+        try await write(durable: false) { db in
             try db.cached("""
                     INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -291,7 +291,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func setOrderStatus(id: String, from: ACMEOrderStatus, to: ACMEOrderStatus, error: String?) async throws -> Bool {
-        try await write { db in
+        try await write(durable: to != .processing && to != .ready) { db in
             try db.cached("UPDATE acme_orders SET status = ?, error = COALESCE(?, error) WHERE id = ? AND status = ?", [to.rawValue, error, id, from.rawValue]).execute()
             return db.changesCount == 1
         }
@@ -358,7 +358,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func startValidation(challengeID: String) async throws -> Bool {
-        try await write { db in
+        try await write(durable: false) { db in
             try db.cached("""
                     UPDATE acme_challenges SET status = 'processing', attempts = attempts + 1
                     WHERE id = ? AND status = 'pending'
@@ -369,20 +369,20 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func beginValidationAttempt(challengeID: String, maximum: Int) async throws -> Bool {
-        try await write { db in
+        try await write(durable: false) { db in
             try db.cached("UPDATE acme_challenges SET attempts = attempts + 1 WHERE id = ? AND status = 'processing' AND attempts < ?", [challengeID, maximum]).execute()
             return db.changesCount == 1
         }
     }
 
     public func noteValidationAttempt(challengeID: String, error: String) async throws {
-        try await write { db in
+        try await write(durable: false) { db in
             try db.cached("UPDATE acme_challenges SET error = ? WHERE id = ? AND status = 'processing'", [error, challengeID]).execute()
         }
     }
 
     public func recordValidationOutcome(_ outcome: ACMEValidationOutcome) async throws -> Bool {
-        try await write { db in
+        try await write(durable: false) { db in
             try db.cached("""
                     UPDATE acme_challenges SET status = ?, validated_at = ?, error = ?
                     WHERE id = ? AND authorization_id = ? AND status = 'processing'

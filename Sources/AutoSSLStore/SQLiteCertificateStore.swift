@@ -142,9 +142,9 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 
     /// Submits a write that produces a value; the ACME database's writes come here too, so they
     /// share the group commits (one fsync for every write waiting at that moment).
-    func write<T: Sendable>(returning operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func write<T: Sendable>(durable: Bool = true, returning operation: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
-            return try await committer.submit(returning: operation)
+            return try await committer.submit(durable: durable, returning: operation)
         } catch let error as DatabaseError {
             throw Self.unavailable(error) ?? error
         }

@@ -37,6 +37,64 @@ enum AffinityMarker {
         try await store.close()
     }
 
+    /// The steps of an ACME order in flight commit without an fsync (`synchronous=NORMAL`), accounts,
+    /// the order's end and certificates with one; the writer connection is back in FULL after each
+    /// relaxed batch, and what was committed relaxed is there after reopening.
+    @Test func anOrderInFlightCommitsWithoutAnFsyncAndTheRestWithOne() async throws {
+        let dir = TemporaryDirectory()
+        var store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        var acme = SQLiteACMEDatabase(store: store)
+        var counts: GroupCommitter.CommitCounts { store.committer.commitCounts }
+        func expectStep(durable: Bool, _ comment: Comment, _ step: () async throws -> Void) async throws {
+            let before = counts
+            try await step()
+            let after = counts
+            #expect(after.durable - before.durable == (durable ? 1 : 0) && after.relaxed - before.relaxed == (durable ? 0 : 1), comment)
+            #expect(try await store.synchronousMode() == 2, "FULL again after \(comment)")
+        }
+        let expires = Date().addingTimeInterval(3_600)
+        let authorization = ACMEAuthorizationRecord(
+            id: "a0", accountID: "acct", orderID: "o", identifier: ACMEIdentifier(type: "dns", value: "x.test"), wildcard: false, status: .pending,
+            expires: expires, challenges: [ACMEChallengeRecord(id: "c0", authorizationID: "a0", type: "http-01", token: "t", status: .pending)])
+        let order = ACMEOrderRecord(
+            id: "o", accountID: "acct", provisioner: "acme", status: .pending, identifiers: [authorization.identifier], notBefore: nil,
+            notAfter: nil, expires: expires, createdAt: Date(), authorizationIDs: ["a0"])
+        try await expectStep(durable: true, "new account") {
+            _ = try await acme.createAccount(ACMEAccountRecord(
+                id: "acct", provisioner: "acme", thumbprint: "t", jwk: "{}", status: .valid, contact: [], createdAt: Date(), eabKeyID: nil))
+        }
+        try await expectStep(durable: false, "new order") { try await acme.createOrder(order, authorizations: [authorization]) }
+        try await expectStep(durable: false, "validation started") {
+            let started = try await acme.startValidation(challengeID: "c0")
+            #expect(started)
+        }
+        try await expectStep(durable: false, "attempt counted") {
+            let counted = try await acme.beginValidationAttempt(challengeID: "c0", maximum: 3)
+            #expect(counted)
+        }
+        try await expectStep(durable: false, "attempt noted") { try await acme.noteValidationAttempt(challengeID: "c0", error: "{}") }
+        try await expectStep(durable: false, "validation recorded") {
+            let recorded = try await acme.recordValidationOutcome(ACMEValidationOutcome(
+                challengeID: "c0", challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: "a0", authorizationStatus: .valid,
+                orderStatus: .ready))
+            #expect(recorded)
+        }
+        try await expectStep(durable: false, "finalization begun") {
+            let begun = try await acme.beginFinalize(orderID: "o")
+            #expect(begun)
+        }
+        try await expectStep(durable: true, "finalization given up") { try await acme.abortFinalize(orderID: "o", invalidate: #"{"type":"x"}"#) }
+        try await expectStep(durable: true, "certificate") { try await store.recordIssuance(record("01"), token: nil) }
+        try await store.close()
+
+        store = try SQLiteCertificateStore(path: dir.file("db.sqlite"))
+        acme = SQLiteACMEDatabase(store: store)
+        let challenge = try await acme.challenge(id: "c0")
+        let reopened = try await acme.order(id: "o")
+        #expect(challenge?.0.status == .valid && reopened?.status == .invalid)
+        try await store.close()
+    }
+
     /// Listings and lookups at once, more of them than there are reader connections (5) or
     /// threads to run tasks on: a lookup holds its thread until a reader is free, so no reader
     /// may be held by a task that needs a thread to give it back. A deadlock stops the process
