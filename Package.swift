@@ -318,7 +318,7 @@ let package = Package(
         .testTarget(
             name: "AutoSSLServerTests",
             dependencies: [
-                "AutoSSLServer", "AutoSSLConfig", "AutoSSLCA", "AutoSSLCore", "AutoSSLIO", "AutoSSLStore", "TestSupport",
+                "AutoSSLServer", "AutoSSLACME", "AutoSSLConfig", "AutoSSLCA", "AutoSSLCore", "AutoSSLIO", "AutoSSLStore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),

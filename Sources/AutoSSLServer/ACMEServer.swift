@@ -38,48 +38,110 @@ final class ACMEService: Sendable {
 
     typealias Operation = @Sendable (ACMEAuthority) -> @Sendable (ACMERequest) async throws -> ACMEReply
 
+    /// The POST routes under /acme/{provisioner}/, for the router and for `FastPath` alike.
+    static let postRoutes: [(path: String, operation: Operation)] = [
+        ("new-account", { acme in { try await acme.newAccount($0) } }),
+        ("new-order", { acme in { try await acme.newOrder($0) } }),
+        ("key-change", { acme in { try await acme.keyChange($0) } }),
+        ("revoke-cert", { acme in { try await acme.revokeCertificate($0) } }),
+        ("account/:id", { acme in { try await acme.account($0) } }),
+        ("account/:id/orders", { acme in { try await acme.accountOrders($0) } }),
+        ("order/:id", { acme in { try await acme.order($0) } }),
+        ("order/:id/finalize", { acme in { try await acme.finalize($0) } }),
+        ("authz/:id", { acme in { try await acme.authorization($0) } }),
+        ("chall/:id", { acme in { try await acme.challenge($0) } }),
+        ("cert/:id", { acme in { try await acme.certificate($0) } }),
+    ]
+
     func register(on router: Router<CARequestContext>) {
         let group = router.group("acme/:provisioner")
         group.get("directory") { request, context in await self.respond(request, context) { try self.acme.directory($0) } }
         group.head("new-nonce") { request, context in await self.respond(request, context) { _ in .empty(200) } }
         group.get("new-nonce") { request, context in await self.respond(request, context) { _ in .empty(204) } }
-        let routes: [(String, Operation)] = [
-            ("new-account", { acme in { try await acme.newAccount($0) } }),
-            ("new-order", { acme in { try await acme.newOrder($0) } }),
-            ("key-change", { acme in { try await acme.keyChange($0) } }),
-            ("revoke-cert", { acme in { try await acme.revokeCertificate($0) } }),
-            ("account/:id", { acme in { try await acme.account($0) } }),
-            ("account/:id/orders", { acme in { try await acme.accountOrders($0) } }),
-            ("order/:id", { acme in { try await acme.order($0) } }),
-            ("order/:id/finalize", { acme in { try await acme.finalize($0) } }),
-            ("authz/:id", { acme in { try await acme.authorization($0) } }),
-            ("chall/:id", { acme in { try await acme.challenge($0) } }),
-            ("cert/:id", { acme in { try await acme.certificate($0) } }),
-        ]
-        for (path, operation) in routes {
+        for (path, operation) in Self.postRoutes {
             group.post(RouterPath(path)) { request, context in
                 await self.respond(request, context) { endpoint in
                     let body: ByteBuffer
                     do {
                         body = try await request.body.collect(upTo: CAServer.maximumBodySize)
                     } catch is NIOTooManyBytesError {
-                        throw ACMEProblem(.malformed, "the request body exceeds \(CAServer.maximumBodySize) bytes", status: 413)
+                        throw Self.bodyTooLarge
                     }
-                    let authenticated = try await self.acme.authenticate(
-                        endpoint, body: Data(buffer: body), contentType: request.headers[.contentType])
-                    return try await operation(self.acme)(authenticated)
+                    return try await self.post(operation, endpoint: endpoint, body: body, contentType: request.headers[.contentType])
                 }
             }
         }
+    }
+
+    static let bodyTooLarge = ACMEProblem(.malformed, "the request body exceeds \(CAServer.maximumBodySize) bytes", status: 413)
+
+    /// An authenticated POST: the JWS checked, then the route's operation.
+    func post(_ operation: Operation, endpoint: ACMEEndpoint, body: ByteBuffer, contentType: String?) async throws -> ACMEReply {
+        let authenticated = try await acme.authenticate(endpoint, body: Data(buffer: body), contentType: contentType)
+        return try await operation(acme)(authenticated)
+    }
+
+    /// A POST that `FastPath` answers in the channel pipeline: which route, for which provisioner.
+    struct PostTarget: Sendable {
+        let provisioner: String
+        /// The route's pattern in `postRoutes` ("order/:id").
+        let route: String
+        let operation: Operation
+        let id: String?
+        let path: String
+    }
+
+    /// The POST route `path` names, when it is one of `postRoutes` in its plain form (no query, no
+    /// percent-encoding, no empty segment); anything else is left to the router, which answers it
+    /// the same way or with its 404/405.
+    static func postTarget(path: String) -> PostTarget? {
+        guard path.hasPrefix("/acme/"), path.utf8.count <= 512,
+              !path.utf8.contains(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "%") || $0 == UInt8(ascii: "#") }) else { return nil }
+        let segments = path.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).dropFirst(2)
+        guard segments.count >= 2, !segments.contains(where: \.isEmpty), let provisioner = segments.first.map({ String(decoding: $0, as: UTF8.self) }) else {
+            return nil
+        }
+        let rest = Array(segments.dropFirst())
+        for (pattern, operation) in postRoutes {
+            let parts = pattern.split(separator: "/")
+            guard parts.count == rest.count else { continue }
+            var id: String?
+            var matched = true
+            for (part, segment) in zip(parts, rest) {
+                if part == ":id" {
+                    id = String(decoding: segment, as: UTF8.self)
+                } else if !part.utf8.elementsEqual(segment) {
+                    matched = false
+                    break
+                }
+            }
+            if matched { return PostTarget(provisioner: provisioner, route: pattern, operation: operation, id: id, path: path) }
+        }
+        return nil
+    }
+
+    /// Answers a POST taken by `FastPath`: the same reply, headers and body as through the router.
+    func answer(_ target: PostTarget, host: String?, remote: String?, body: ByteBuffer, contentType: String?) async -> (HTTPResponse.Status, HTTPFields, ByteBuffer) {
+        let reply = await reply(provisioner: target.provisioner, host: host, path: target.path, id: target.id, remote: remote) { endpoint in
+            try await self.post(target.operation, endpoint: endpoint, body: body, contentType: contentType)
+        }
+        return (.init(code: reply.status), headers(for: reply, base: acme.base(host: host, provisioner: target.provisioner)), ByteBuffer(bytes: reply.body))
     }
 
     /// Runs one route and turns its reply, or its error, into the response.
     func respond(_ request: Request, _ context: CARequestContext, _ body: (ACMEEndpoint) async throws -> ACMEReply) async -> Response {
         let name = context.parameters.get("provisioner") ?? ""
         let host = request.head.authority
+        let reply = await reply(provisioner: name, host: host, path: request.uri.path, id: context.parameters.get("id"), remote: context.remoteAddress, body)
+        return response(reply, base: acme.base(host: host, provisioner: name))
+    }
+
+    /// The reply of one route, its errors turned into problem documents.
+    func reply(
+        provisioner name: String, host: String?, path: String, id: String?, remote: String?, _ body: (ACMEEndpoint) async throws -> ACMEReply
+    ) async -> ACMEReply {
         let reply: ACMEReply
-        if let endpoint = acme.endpoint(
-            provisioner: name, host: host, path: request.uri.path, id: context.parameters.get("id"), remote: context.remoteAddress) {
+        if let endpoint = acme.endpoint(provisioner: name, host: host, path: path, id: id, remote: remote) {
             do {
                 reply = try await body(endpoint)
             } catch {
@@ -100,10 +162,15 @@ final class ACMEService: Sendable {
         } else {
             reply = .problem(ACMEProblem(.malformed, "no ACME provisioner named \"\(name)\" here", status: 404))
         }
-        return response(reply, base: acme.base(host: host, provisioner: name))
+        return reply
     }
 
     func response(_ reply: ACMEReply, base: String) -> Response {
+        Response(status: .init(code: reply.status), headers: headers(for: reply, base: base), body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+    }
+
+    /// The headers of a reply: its own, a fresh nonce, the directory link, no caching.
+    func headers(for reply: ACMEReply, base: String) -> HTTPFields {
         var headers: HTTPFields = [:]
         if let contentType = reply.contentType { headers[.contentType] = contentType }
         if let location = reply.location { headers[.location] = location }
@@ -112,6 +179,6 @@ final class ACMEService: Sendable {
         for link in reply.links { headers.append(HTTPField(name: Self.link, value: link)) }
         headers.append(HTTPField(name: Self.link, value: "<\(base)/directory>;rel=\"index\""))
         headers[.cacheControl] = "no-store"
-        return Response(status: .init(code: reply.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: reply.body)))
+        return headers
     }
 }

@@ -459,9 +459,9 @@ public final class CAServer: Sendable {
         OpenFileLimit.raiseToHardLimit()
         let counter = ConnectionCounter(limits: connectionLimits)
         // Every connection: the guard (caps, handshake deadline), TLS (client certificates checked
-        // by `verifyClientChain`), HTTP/1 with an idle timeout and header limits, then /sign in the
-        // pipeline (SignFastPath) and everything else through the router.
-        let http = http1Configuration(handlers: [HandshakeNotifier(), SignFastPath(endpoint: self.signEndpoint)])
+        // by `verifyClientChain`), HTTP/1 with an idle timeout and header limits, then /sign and the
+        // ACME POSTs in the pipeline (FastPath) and everything else through the router.
+        let http = http1Configuration(handlers: [HandshakeNotifier(), FastPath(endpoint: self.signEndpoint, acme: self.acme)])
         let tlsChannel = TLSChannelConfiguration(
             tlsConfiguration: tls,
             customVerificationCallback: { [authority] certificates, promise in

@@ -7,7 +7,7 @@ import Logging
 import NIOCore
 
 /// `/sign` and the gate in front of every authenticated endpoint, as one value: the router
-/// (`CAServer`) and the pipeline handler (`SignFastPath`) both hold it, so the rules (rate limit,
+/// (`CAServer`) and the pipeline handler (`FastPath`) both hold it, so the rules (rate limit,
 /// body limit, failure counting and auditing, the response body) exist once whichever path a
 /// request takes.
 final class SignEndpoint: Sendable {

@@ -1,3 +1,4 @@
+import AutoSSLACME
 import AutoSSLCA
 import AutoSSLCore
 import Foundation
@@ -12,33 +13,62 @@ import Glibc
 import Darwin
 #endif
 
-/// Answers `POST /sign` (and `/1.0/sign`) in the connection's channel pipeline, right after HTTP
-/// decoding, instead of passing it through Hummingbird's async request machinery: issuance is the
-/// hot path, and that machinery cost about as much CPU per request as parsing and checking the CSR
-/// (see docs/benchmarks.md). The work itself (rate limit, body limit, authority, audit, JSON errors)
-/// is the same code the router uses; only the plumbing differs.
+/// Answers the hot requests in the connection's channel pipeline, right after HTTP decoding,
+/// instead of passing them through Hummingbird's async request machinery, which cost about as much
+/// CPU per request as parsing and checking a CSR (see docs/benchmarks.md):
+/// - `POST /sign` (and `/1.0/sign`): issuance;
+/// - the ACME POSTs (`ACMEService.postRoutes`: new order, POST-as-GET of orders, authorizations
+///   and certificates, challenges, finalize, ...) with a `Content-Length` within the body limit.
+/// The work itself (rate limit, body limit, authority, audit, JSON errors, ACME problem documents
+/// and headers) is the same code the router uses; only the plumbing differs.
 ///
-/// Everything else, and any `/sign` the fast path does not take (a query string, `Expect`,
-/// `Connection: close`), goes to the router unchanged. Responses stay in request order on a
-/// keep-alive connection: a `/sign` is taken only when no routed response is outstanding, and
-/// requests arriving while one is answered are held (and reading pauses) until its response is
-/// written.
-final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
+/// Everything else, and any such request the fast path does not take (a query string, `Expect`,
+/// `Connection: close`, an ACME body without a length), goes to the router unchanged. Responses
+/// stay in request order on a keep-alive connection: a request is taken only when no routed
+/// response is outstanding, and requests arriving while one is answered are held (and reading
+/// pauses) until its response is written.
+final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
+
+    /// What a request taken here is.
+    private enum Target {
+        case sign(path: String)
+        case acme(ACMEService.PostTarget, host: String?, contentType: String?)
+    }
+
+    /// A response ready to be written (`Content-Length` and `Date` are added then).
+    struct Prepared {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields
+        var body: ByteBuffer
+
+        init(status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
+
+        /// A `/sign` refusal: `{"status", "message"}` as JSON.
+        init(_ error: APIError) {
+            var fields = error.headers
+            fields[.contentType] = "application/json"
+            self.init(status: error.status, headers: fields, body: ByteBuffer(string: error.jsonBody))
+        }
+    }
 
     private enum State {
         /// Between requests.
         case idle
         /// A request handed to the router; its parts follow it there.
         case routing
-        /// Reading a `/sign` body.
-        case collecting(ByteBuffer, path: String)
+        /// Reading the body of a request taken here.
+        case collecting(ByteBuffer, Target)
         /// Reading and dropping a body whose answer is already known (too large, rate limited),
         /// with how many more bytes will be dropped before the connection is closed instead.
-        case discarding(APIError, budget: Int)
+        case discarding(Prepared, budget: Int)
         /// The answer went out with `Connection: close`; nothing more is read.
         case closing
         /// Waiting for the authority; then the response is written.
@@ -46,6 +76,8 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let endpoint: SignEndpoint
+    /// The ACME routes, when the CA serves ACME.
+    private let acme: ACMEService?
     private var state = State.idle
     /// Requests handed to the router whose responses have not been written completely.
     private var routedResponsesOutstanding = 0
@@ -58,8 +90,9 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var quiesceDeferred: Any?
     private var dateHeader = HTTPDate()
 
-    init(endpoint: SignEndpoint) {
+    init(endpoint: SignEndpoint, acme: ACMEService? = nil) {
         self.endpoint = endpoint
+        self.acme = acme
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -74,7 +107,7 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private func handle(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
         switch state {
         case .idle:
-            guard case .head(let head) = part, routedResponsesOutstanding == 0, let path = Self.signPath(head) else {
+            guard case .head(let head) = part, routedResponsesOutstanding == 0, let target = target(of: head) else {
                 if case .head = part {
                     routedResponsesOutstanding += 1
                     state = .routing
@@ -82,54 +115,69 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireChannelRead(wrapInboundOut(part))
                 return
             }
+            guard case .sign(let path) = target else {
+                state = .collecting(context.channel.allocator.buffer(capacity: 1024), target)
+                return
+            }
             let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
             do {
                 try endpoint.refuseIfRateLimited(remote)
                 if let length = head.headerFields[.contentLength].flatMap(Int.init), length > SignEndpoint.maximumBodySize {
-                    let refusal = apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger)
+                    let refusal = Prepared(apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger))
                     // Reading a body that large only to drop it would let a client keep the
                     // connection busy at will: answer now and close.
                     guard length <= Self.discardLimit else { return respondAndClose(refusal, context: context) }
                     state = .discarding(refusal, budget: Self.discardLimit)
                     return
                 }
-                state = .collecting(context.channel.allocator.buffer(capacity: 2048), path: path)
+                state = .collecting(context.channel.allocator.buffer(capacity: 2048), target)
             } catch {
-                state = .discarding(apiError(for: error, logger: endpoint.logger), budget: Self.discardLimit)
+                state = .discarding(Prepared(apiError(for: error, logger: endpoint.logger)), budget: Self.discardLimit)
             }
         case .routing:
             if case .end = part { state = .idle }
             context.fireChannelRead(wrapInboundOut(part))
-        case .collecting(var buffer, let path):
+        case .collecting(var buffer, let target):
             switch part {
             case .head:
                 break  // cannot happen: the decoder ends a request before the next head
             case .body(var chunk):
                 if buffer.readableBytes + chunk.readableBytes > SignEndpoint.maximumBodySize {
-                    let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
-                    state = .discarding(
-                        apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger), budget: Self.discardLimit)
+                    switch target {
+                    case .sign(let path):
+                        let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
+                        state = .discarding(
+                            Prepared(apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger)),
+                            budget: Self.discardLimit)
+                    case .acme(let route, let host, _):
+                        // Cannot happen (the declared length was within the limit and the decoder
+                        // holds the body to it); answered as the router would, and closed.
+                        respondAndClose(acmeProblem(ACMEService.bodyTooLarge, route: route, host: host), context: context)
+                    }
                 } else {
                     state = .idle  // drop the buffer's second reference before appending
                     buffer.writeBuffer(&chunk)
-                    state = .collecting(buffer, path: path)
+                    state = .collecting(buffer, target)
                 }
             case .end:
                 state = .answering
-                answer(body: buffer, path: path, context: context)
+                switch target {
+                case .sign(let path): answer(body: buffer, path: path, context: context)
+                case .acme(let route, let host, let contentType): answer(route, host: host, contentType: contentType, body: buffer, context: context)
+                }
             }
-        case .discarding(let error, let budget):
+        case .discarding(let refusal, let budget):
             switch part {
             case .body(let chunk):
                 let left = budget - chunk.readableBytes
                 if left < 0 {
-                    respondAndClose(error, context: context)
+                    respondAndClose(refusal, context: context)
                 } else {
-                    state = .discarding(error, budget: left)
+                    state = .discarding(refusal, budget: left)
                 }
             case .end:
                 state = .answering
-                respond(status: error.status, headers: error.headers, body: ByteBuffer(string: error.jsonBody), context: context)
+                respond(refusal, context: context)
             case .head:
                 break
             }
@@ -145,29 +193,31 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     static let discardLimit = 4 * SignEndpoint.maximumBodySize
 
     /// Answers with `Connection: close` and closes once it is written.
-    private func respondAndClose(_ error: APIError, context: ChannelHandlerContext) {
+    private func respondAndClose(_ refusal: Prepared, context: ChannelHandlerContext) {
         state = .closing
         held.removeAll()
-        var fields = error.headers
-        fields[.contentType] = "application/json"
+        var fields = refusal.headers
         fields[.connection] = "close"
-        let body = ByteBuffer(string: error.jsonBody)
-        fields[.contentLength] = String(body.readableBytes)
+        fields[.contentLength] = String(refusal.body.readableBytes)
         fields[.date] = dateHeader.now()
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: error.status, headerFields: fields))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: refusal.status, headerFields: fields))), promise: nil)
+        context.write(wrapOutboundOut(.body(refusal.body)), promise: nil)
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
     }
 
-    /// The path if this request is one the fast path takes.
-    static func signPath(_ head: HTTPRequest) -> String? {
-        guard head.method == .post, let path = head.path, path == "/sign" || path == "/1.0/sign" else { return nil }
+    /// What this request is, if the fast path takes it.
+    private func target(of head: HTTPRequest) -> Target? {
+        guard head.method == .post, let path = head.path else { return nil }
         guard head.headerFields[.expect] == nil else { return nil }  // the router handles 100-continue
         if let connection = head.headerFields[.connection], connection.lowercased().contains("close") { return nil }
-        return path
+        if path == "/sign" || path == "/1.0/sign" { return .sign(path: path) }
+        // ACME: only with a declared length within the limit (the router refuses the rest).
+        guard acme != nil, path.hasPrefix("/acme/"), let length = head.headerFields[.contentLength].flatMap(Int.init),
+              length <= CAServer.maximumBodySize, let route = ACMEService.postTarget(path: path) else { return nil }
+        return .acme(route, host: head.authority, contentType: head.headerFields[.contentType])
     }
 
     private func answer(body: ByteBuffer, path: String, context: ChannelHandlerContext) {
@@ -177,35 +227,55 @@ final class SignFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         let started = ContinuousClock.now
         // Started on this channel's event loop, which (in `ca serve`) also runs the task.
         Task {
-            let status: HTTPResponse.Status
-            let headers: HTTPFields
-            let bytes: ByteBuffer
+            let prepared: Prepared
             do {
-                bytes = try await endpoint.countingFailures(remote: remote, path: path) {
+                let bytes = try await endpoint.countingFailures(remote: remote, path: path) {
                     try await endpoint.signedChain(body: body, remote: remote)
                 }
-                status = .created
-                headers = [:]
+                prepared = Prepared(status: .created, headers: [.contentType: "application/json"], body: bytes)
             } catch {
-                let refusal = apiError(for: error, logger: endpoint.logger)
-                (status, headers, bytes) = (refusal.status, refusal.headers, ByteBuffer(string: refusal.jsonBody))
+                prepared = Prepared(apiError(for: error, logger: endpoint.logger))
             }
             endpoint.authority.metrics.request(.sign, duration: .now - started)
             bound.eventLoop.execute {
                 let (handler, context) = bound.value
-                handler.respond(status: status, headers: headers, body: bytes, context: context)
+                handler.respond(prepared, context: context)
             }
         }
     }
 
+    /// An ACME POST: `ACMEService` authenticates it and runs its route, as it does for the router.
+    private func answer(_ route: ACMEService.PostTarget, host: String?, contentType: String?, body: ByteBuffer, context: ChannelHandlerContext) {
+        guard let acme else { return }
+        let remote = context.channel.remoteAddress?.ipAddress
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        let started = ContinuousClock.now
+        Task {
+            let (status, headers, bytes) = await acme.answer(route, host: host, remote: remote, body: body, contentType: contentType)
+            acme.acme.authority.metrics.request(.acme, duration: .now - started)
+            bound.eventLoop.execute {
+                let (handler, context) = bound.value
+                handler.respond(Prepared(status: status, headers: headers, body: bytes), context: context)
+            }
+        }
+    }
+
+    /// An ACME problem as the route would answer it.
+    private func acmeProblem(_ problem: ACMEProblem, route: ACMEService.PostTarget, host: String?) -> Prepared {
+        guard let acme else { return Prepared(APIError(status: .contentTooLarge, message: problem.detail)) }
+        let reply = ACMEReply.problem(problem)
+        return Prepared(
+            status: .init(code: reply.status), headers: acme.headers(for: reply, base: acme.acme.base(host: host, provisioner: route.provisioner)),
+            body: ByteBuffer(bytes: reply.body))
+    }
+
     /// Writes one complete response, then carries on with whatever arrived meanwhile.
-    private func respond(status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer, context: ChannelHandlerContext) {
-        var fields = headers
-        fields[.contentType] = "application/json"
-        fields[.contentLength] = String(body.readableBytes)
+    private func respond(_ prepared: Prepared, context: ChannelHandlerContext) {
+        var fields = prepared.headers
+        fields[.contentLength] = String(prepared.body.readableBytes)
         fields[.date] = dateHeader.now()
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: prepared.status, headerFields: fields))), promise: nil)
+        context.write(wrapOutboundOut(.body(prepared.body)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         state = .idle
         if let event = quiesceDeferred {

@@ -1,3 +1,4 @@
+import AutoSSLACME
 import AutoSSLCA
 import AutoSSLConfig
 import AutoSSLCore
@@ -13,17 +14,19 @@ import X509
 
 @testable import AutoSSLServer
 
-/// `SignFastPath` in a channel of its own (no sockets, no TLS): what it answers, what it passes to
+/// `FastPath` in a channel of its own (no sockets, no TLS): what it answers, what it passes to
 /// the router, and in which order.
-@Suite struct SignFastPathTests {
+@Suite struct FastPathTests {
     /// A throw-away CA and a way to make the tokens its provisioner signs.
     final class Fixture: @unchecked Sendable {
         let dir = TemporaryDirectory()
         let authority: Authority
         let endpoint: SignEndpoint
         let key: ECJWK
+        /// The ACME routes (the CA's `acme` provisioner), when asked for.
+        let acme: ACMEService?
 
-        init() async throws {
+        init(acme withACME: Bool = false) async throws {
             let directories = Directories(
                 configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"), systemdDir: dir.file("sd"))
             var options = CAInitOptions()
@@ -31,9 +34,11 @@ import X509
             options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
             options.caPassword = .given("ca-password-for-tests-123")
             options.provisionerPassword = .given("provisioner-password-for-tests")
-            options.acme = false
+            options.acme = withACME
             _ = try CAInitializer(directories: directories).initialise(options)
-            authority = try await AuthorityLoader(directories: directories).load(passwordFile: try dir.write("pw", "ca-password-for-tests-123\n"))
+            let opened = try await AuthorityLoader(directories: directories).open(passwordFile: try dir.write("pw", "ca-password-for-tests-123\n"))
+            authority = opened.authority
+            acme = withACME ? try await ACMEService(authority: authority, store: opened.database.acme, logger: .init(label: "test")) : nil
             endpoint = try SignEndpoint(authority: authority, logger: .init(label: "test"))
             let jwe = try FileOperations.readText(authority.settings.provisioners[0].encryptedKeyFile)
             key = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: "provisioner-password-for-tests"))
@@ -52,7 +57,7 @@ import X509
 
         func channel() async throws -> NIOAsyncTestingChannel {
             let channel = NIOAsyncTestingChannel()
-            try await channel.pipeline.addHandler(SignFastPath(endpoint: endpoint))
+            try await channel.pipeline.addHandler(FastPath(endpoint: endpoint, acme: acme))
             return channel
         }
     }
@@ -99,6 +104,52 @@ import X509
         #expect(try await f.authority.certificateRecord(serial: leaf.serialNumber.hexString) != nil)
     }
 
+    @Test func acmePostsAreRecognisedOnlyInTheirPlainForm() {
+        let cases: [(String, String?, String?)] = [
+            ("/acme/acme/new-order", "new-order", nil), ("/acme/acme/order/abc", "order/:id", "abc"),
+            ("/acme/acme/order/abc/finalize", "order/:id/finalize", "abc"), ("/acme/x/authz/z1", "authz/:id", "z1"),
+            ("/acme/acme/chall/c-1", "chall/:id", "c-1"), ("/acme/acme/cert/01AB", "cert/:id", "01AB"),
+            ("/acme/acme/account/a/orders", "account/:id/orders", "a"),
+            // Left to the router: a query, percent-encoding, empty segments, unknown or partial routes.
+            ("/acme/acme/new-order?x=1", nil, nil), ("/acme/acme/order/a%2Fb", nil, nil), ("/acme/acme/order/abc/", nil, nil),
+            ("/acme//new-order", nil, nil), ("/acme/acme/order", nil, nil), ("/acme/acme/directory", nil, nil), ("/acme/acme", nil, nil),
+            ("/acme/acme/order/a/b/c", nil, nil), ("/sign", nil, nil), ("/acme/acme/new-order#x", nil, nil),
+        ]
+        for (path, route, id) in cases {
+            let target = ACMEService.postTarget(path: path)
+            #expect(target?.route == route && target?.id == id, "\(path)")
+            if let target { #expect(target.path == path && target.provisioner == path.split(separator: "/")[1]) }
+        }
+    }
+
+    /// An ACME POST the pipeline answers carries what the router's answer carries: the problem
+    /// document, a fresh nonce, the directory link, no caching; nothing reaches the router.
+    @Test func anACMEPostIsAnsweredInThePipelineWithTheRoutersHeaders() async throws {
+        let f = try await Fixture(acme: true)
+        let channel = try await f.channel()
+        let body = #"{"protected":"e30","payload":"","signature":"AA"}"#
+        let head = HTTPRequest(
+            method: .post, scheme: nil, authority: "127.0.0.1:9443", path: "/acme/acme/new-order",
+            headerFields: [.contentLength: String(body.utf8.count), .contentType: "application/jose+json"])
+        try await channel.writeInbound(HTTPRequestPart.head(head))
+        try await channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: body)))
+        try await channel.writeInbound(HTTPRequestPart.end(nil))
+        let (response, text) = try await Self.response(from: channel)
+        #expect(response.status.code == 400, "\(text)")
+        #expect(response.headerFields[.contentType] == "application/problem+json")
+        #expect(response.headerFields[HTTPField.Name("Replay-Nonce")!]?.count == 43)
+        #expect(response.headerFields[.cacheControl] == "no-store")
+        #expect(response.headerFields[HTTPField.Name("Link")!] == #"<https://127.0.0.1:9443/acme/acme/directory>;rel="index""#)
+        #expect(response.headerFields[.contentLength] == String(text.utf8.count))
+        #expect(text.contains("urn:ietf:params:acme:error:"))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == nil)
+
+        // Without a declared length it goes to the router.
+        let chunked = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/acme/acme/new-order", headerFields: [:])
+        try await channel.writeInbound(HTTPRequestPart.head(chunked))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(chunked))
+    }
+
     @Test func otherRequestsPassToTheRouterUnchanged() async throws {
         let f = try await Fixture()
         let channel = try await f.channel()
@@ -138,7 +189,7 @@ import X509
         let f = try await Fixture()
         let channel = try await f.channel()
         let head = HTTPRequest(
-            method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [.contentLength: String(SignFastPath.discardLimit + 1)])
+            method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [.contentLength: String(FastPath.discardLimit + 1)])
         try await channel.writeInbound(HTTPRequestPart.head(head))
         let (response, _) = try await Self.response(from: channel)
         #expect(response.status == .contentTooLarge)
