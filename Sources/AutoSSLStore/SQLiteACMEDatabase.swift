@@ -99,13 +99,8 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         try await store.write(durable: durable, returning: updates)
     }
 
-    /// A lookup by key (primary key or an indexed column, a handful of rows), run on the calling
-    /// thread (see `SQLiteCertificateStore.lookup`).
-    func lookup<T>(_ body: (Database) throws -> T) throws -> T {
-        try store.lookup(body)
-    }
-
-    /// `lookup` for a body that runs a single statement (see `SQLiteCertificateStore.lookupOne`).
+    /// A lookup by key on the calling thread, with no read transaction (see
+    /// `SQLiteCertificateStore.lookupOne`).
     func lookupOne<T>(_ body: (Database) throws -> T) throws -> T {
         try store.lookupOne(body)
     }
@@ -272,7 +267,8 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func order(id: String) async throws -> ACMEOrderRecord? {
-        try lookup { db in try Self.fetchOrder(db, id: id) }
+        // Without a common snapshot: an order's authorizations are written with it and never change.
+        try lookupOne { db in try Self.fetchOrder(db, id: id) }
     }
 
     public func orderIDs(accountID: String) async throws -> [String] {
@@ -282,7 +278,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func order(certificateSerial: String) async throws -> ACMEOrderRecord? {
-        try lookup { db in
+        try lookupOne { db in
             guard let id = try String.fetchOne(try db.cached("SELECT id FROM acme_orders WHERE certificate_serial = ?", [certificateSerial])) else {
                 return nil
             }
@@ -306,37 +302,41 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     // MARK: - Authorizations and challenges
 
-    static func challenge(_ row: Row) -> ACMEChallengeRecord {
-        ACMEChallengeRecord(
-            id: row["id"], authorizationID: row["authorization_id"], type: row["type"], token: row["token"],
-            status: ACMEChallengeStatus(rawValue: row["status"]) ?? .invalid,
-            validatedAt: (row["validated_at"] as Double?).map(Date.init(timeIntervalSince1970:)), error: row["error"])
-    }
-
-    static func authorization(_ db: Database, _ row: Row) throws -> ACMEAuthorizationRecord {
-        let id: String = row["id"]
-        let challenges = try Row.fetchAll(try db.cached("SELECT * FROM acme_challenges WHERE authorization_id = ? ORDER BY position", [id])).map(challenge)
-        return ACMEAuthorizationRecord(
-            id: id, accountID: row["account_id"], orderID: row["order_id"],
-            identifier: ACMEIdentifier(type: row["identifier_type"], value: row["identifier_value"]), wildcard: row["wildcard"],
-            status: ACMEAuthorizationStatus(rawValue: row["status"]) ?? .invalid, expires: Date(timeIntervalSince1970: row["expires"]),
-            challenges: challenges)
-    }
-
-    static func fetchAuthorization(_ db: Database, id: String) throws -> ACMEAuthorizationRecord? {
-        guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_authorizations WHERE id = ?", [id])) else { return nil }
-        return try authorization(db, row)
+    /// Authorizations with their challenges in one statement (one snapshot, so an authorization
+    /// and its challenges agree, with no read transaction around it), in order. `condition` is
+    /// on `a`, the authorization.
+    static func fetchAuthorizations(_ db: Database, where condition: String, _ argument: String) throws -> [ACMEAuthorizationRecord] {
+        let rows = try Row.fetchAll(try db.cached("""
+                SELECT a.id, a.account_id, a.order_id, a.identifier_type, a.identifier_value, a.wildcard, a.status, a.expires,
+                    c.id AS c_id, c.type AS c_type, c.token AS c_token, c.status AS c_status, c.validated_at AS c_validated_at, c.error AS c_error
+                FROM acme_authorizations AS a LEFT JOIN acme_challenges AS c ON c.authorization_id = a.id
+                WHERE \(condition) ORDER BY a.order_id, a.position, c.position
+                """, [argument]))
+        var records: [ACMEAuthorizationRecord] = []
+        for row in rows {
+            let id: String = row["id"]
+            if records.last?.id != id {
+                records.append(ACMEAuthorizationRecord(
+                    id: id, accountID: row["account_id"], orderID: row["order_id"],
+                    identifier: ACMEIdentifier(type: row["identifier_type"], value: row["identifier_value"]), wildcard: row["wildcard"],
+                    status: ACMEAuthorizationStatus(rawValue: row["status"]) ?? .invalid, expires: Date(timeIntervalSince1970: row["expires"]),
+                    challenges: []))
+            }
+            guard let challengeID: String = row["c_id"] else { continue }
+            records[records.count - 1].challenges.append(ACMEChallengeRecord(
+                id: challengeID, authorizationID: id, type: row["c_type"], token: row["c_token"],
+                status: ACMEChallengeStatus(rawValue: row["c_status"]) ?? .invalid,
+                validatedAt: (row["c_validated_at"] as Double?).map(Date.init(timeIntervalSince1970:)), error: row["c_error"]))
+        }
+        return records
     }
 
     public func authorization(id: String) async throws -> ACMEAuthorizationRecord? {
-        try lookup { db in try Self.fetchAuthorization(db, id: id) }
+        try lookupOne { db in try Self.fetchAuthorizations(db, where: "a.id = ?", id).first }
     }
 
     public func authorizations(orderID: String) async throws -> [ACMEAuthorizationRecord] {
-        try lookup { db in
-            try Row.fetchAll(try db.cached("SELECT * FROM acme_authorizations WHERE order_id = ? ORDER BY position", [orderID]))
-                .map { try Self.authorization(db, $0) }
-        }
+        try lookupOne { db in try Self.fetchAuthorizations(db, where: "a.order_id = ?", orderID) }
     }
 
     public func setAuthorizationStatus(id: String, from: Set<ACMEAuthorizationStatus>, to: ACMEAuthorizationStatus) async throws -> Bool {
@@ -349,10 +349,10 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     public func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)? {
-        try lookup { db in
-            guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_challenges WHERE id = ?", [id])) else { return nil }
-            let challenge = Self.challenge(row)
-            guard let authorization = try Self.fetchAuthorization(db, id: challenge.authorizationID) else { return nil }
+        try lookupOne { db in
+            guard let authorization = try Self.fetchAuthorizations(
+                db, where: "a.id = (SELECT authorization_id FROM acme_challenges WHERE id = ?)", id
+            ).first, let challenge = authorization.challenges.first(where: { $0.id == id }) else { return nil }
             return (challenge, authorization)
         }
     }

@@ -210,14 +210,12 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     /// in the page cache: the lookup costs microseconds, less than the two thread hops of an
     /// asynchronous read (to a dispatch queue and back to the caller's executor), which cost more
     /// than the SQL under load (docs/benchmarks.md). Reads that may return many rows, or scan a
-    /// table, go to a worker thread (`readOnWorker`). The statements of `body` read one snapshot (a read transaction).
-    func lookup<T>(_ body: (Database) throws -> T) throws -> T {
-        try pool.read(body)
-    }
-
-    /// `lookup` for a body that runs a single statement: SQLite reads one statement from one
-    /// snapshot by itself, so no transaction is opened around it (its BEGIN and COMMIT cost more
-    /// than a lookup by key).
+    /// table, go to a worker thread (`readOnWorker`).
+    ///
+    /// No read transaction is opened around `body` (its BEGIN and COMMIT cost more than a lookup by
+    /// key): SQLite reads each statement from one snapshot by itself, so `body` runs one statement
+    /// (a join when it needs related rows), or statements whose rows need no common snapshot (rows
+    /// that never change once written).
     func lookupOne<T>(_ body: (Database) throws -> T) throws -> T {
         try pool.unsafeRead(body)
     }
