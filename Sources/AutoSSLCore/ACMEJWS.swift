@@ -158,7 +158,7 @@ public enum ACMEAccountKey: Sendable {
 
 /// A flattened JWS (RFC 7515 §7.2.2) as ACME requests carry them.
 public struct ACMEJWS: Sendable {
-    public struct Header: Decodable, Sendable {
+    public struct Header: Decodable, Sendable, Equatable {
         public var alg: String
         public var nonce: String?
         public var url: String?
@@ -173,18 +173,37 @@ public struct ACMEJWS: Sendable {
     /// Empty for POST-as-GET.
     public let payload: Data
 
-    struct Wire: Decodable {
+    struct Wire: Decodable, Equatable {
         var protected: String
         var payload: String
         var signature: String
     }
 
+    /// The body's three members through `FlatJSON`; nil (then `JSONDecoder` decides) for anything
+    /// it does not read, or a member of another type.
+    static func fastWire(_ body: Data) -> Wire? {
+        guard let object = FlatJSON.object(body), let protected = object.string("protected"), let payload = object.string("payload"),
+              let signature = object.string("signature") else { return nil }
+        return Wire(protected: protected, payload: payload, signature: signature)
+    }
+
+    /// A protected header with `kid` (every request after new-account) through `FlatJSON`; nil
+    /// (then `JSONDecoder` decides) for one with a `jwk` object or a member of another type.
+    static func fastHeader(_ data: Data) -> Header? {
+        guard let object = FlatJSON.object(data), let alg = object.string("alg"), let nonce = object.optionalString("nonce"),
+              let url = object.optionalString("url"), let kid = object.optionalString("kid") else { return nil }
+        switch object["jwk"] {
+        case nil, .null?: return Header(alg: alg, nonce: nonce, url: url, jwk: nil, kid: kid)
+        default: return nil
+        }
+    }
+
     public init(body: Data) throws {
-        guard let wire = try? JSONDecoder().decode(Wire.self, from: body) else {
+        guard let wire = Self.fastWire(body) ?? (try? JSONDecoder().decode(Wire.self, from: body)) else {
             throw ACMEProblem(.malformed, "the request body must be a flattened JWS: {\"protected\", \"payload\", \"signature\"}")
         }
         guard let protectedData = Base64URL.decode(wire.protected),
-              let header = try? JSONDecoder().decode(Header.self, from: protectedData) else {
+              let header = Self.fastHeader(protectedData) ?? (try? JSONDecoder().decode(Header.self, from: protectedData)) else {
             throw ACMEProblem(.malformed, "the JWS protected header is not base64url JSON with \"alg\"")
         }
         guard let signature = Base64URL.decode(wire.signature), !signature.isEmpty else {

@@ -1,4 +1,4 @@
-import AutoSSLCore
+@testable import AutoSSLCore
 import Crypto
 import Foundation
 import Testing
@@ -99,6 +99,33 @@ struct ACMEJWSTests {
         let otherAccount = try binding(kid: "k1", key: macKey, boundTo: .p256(P256.Signing.PrivateKey().publicKey), url: url)
         #expect(throws: ACMEProblem.self) { try ACMEJWS.verifyExternalBinding(otherAccount, accountKey: accountKey, url: url) { _ in macKey } }
         #expect(throws: ACMEProblem.self) { try ACMEJWS.verifyExternalBinding(good, accountKey: accountKey, url: url) { _ in nil } }
+    }
+
+    /// The fast readers of the JWS members and of a `kid` header give what `JSONDecoder` gives, and
+    /// step aside (nil) for what they do not read, which `JSONDecoder` then decides.
+    @Test func theFastReadersAgreeWithJSONDecoderOrStepAside() throws {
+        let headers = [
+            #"{"alg":"ES256","nonce":"n","url":"https://ca/x","kid":"https://ca/acct/1"}"#, #"{"alg":"ES256","nonce":null,"kid":"k","jwk":null}"#,
+            #"{"alg":"ES256","url":"u\u0041","kid":"k","extra":[ "a" ]}"#, #"{"alg":"ES256","jwk":{"kty":"EC"}}"#, #"{"alg":1,"kid":"k"}"#,
+            #"{"alg":"ES256","nonce":5}"#, #"{"alg":"ES256","jwk":"text"}"#, #"{"alg":"ES256","kid":"a","kid":"b"}"#, #"[]"#,
+        ]
+        var read = 0
+        for text in headers {
+            let data = Data(text.utf8)
+            let decoded = try? JSONDecoder().decode(ACMEJWS.Header.self, from: data)
+            if let fast = ACMEJWS.fastHeader(data) {
+                read += 1
+                #expect(fast == decoded, "\(text)")
+            }
+        }
+        #expect(read == 3, "the kid headers are read fast")
+        for text in [#"{"protected":"a","payload":"","signature":"c"}"#, #"{"protected":"a","payload":"b","signature":"c","header":{}}"#,
+                     #"{"protected":"a","payload":1,"signature":"c"}"#] {
+            let data = Data(text.utf8)
+            let decoded = try? JSONDecoder().decode(ACMEJWS.Wire.self, from: data)
+            if let fast = ACMEJWS.fastWire(data) { #expect(fast == decoded, "\(text)") }
+        }
+        #expect(ACMEJWS.fastWire(Data(#"{"protected":"a","payload":"","signature":"c"}"#.utf8)) != nil)
     }
 
     @Test func challengeValues() {

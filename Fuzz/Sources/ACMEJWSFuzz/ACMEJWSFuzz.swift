@@ -1,4 +1,4 @@
-import AutoSSLCore
+@testable import AutoSSLCore
 import Crypto
 import Foundation
 import FuzzSupport
@@ -6,10 +6,19 @@ import FuzzSupport
 /// ACME request bodies: the flattened JWS (`ACMEJWS(body:)`), the JWK it may carry (to a key, its
 /// normal form and RFC 7638 thumbprint, and signature verification), and the external account
 /// binding. Nothing may crash, and a key read from a JWK must read back from its own normal form
-/// to the same key.
+/// to the same key. The fast readers of the body and the protected header (`FlatJSON`) must agree
+/// with `JSONDecoder` on whatever they read.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     let data = Data(Fuzz.bytes(start, count))
+    if let fast = ACMEJWS.fastWire(data) {
+        let decoded = try? JSONDecoder().decode(ACMEJWS.Wire.self, from: data)
+        Fuzz.require(decoded == fast, "the JWS members: FlatJSON \(fast), JSONDecoder \(String(describing: decoded))")
+    }
+    if let fast = ACMEJWS.fastHeader(data) {
+        let decoded = try? JSONDecoder().decode(ACMEJWS.Header.self, from: data)
+        Fuzz.require(decoded == fast, "the protected header: FlatJSON \(fast), JSONDecoder \(String(describing: decoded))")
+    }
     if let jws = try? ACMEJWS(body: data) {
         if let jwk = jws.header.jwk, let key = try? ACMEAccountKey(jwk: jwk) {
             checkKey(key)
