@@ -97,7 +97,7 @@ public struct NIOValidationNetwork: ValidationNetwork {
             }
         let channel: any Channel
         do {
-            channel = try await bootstrap.connect(host: address.description, port: port).get()
+            channel = try await bootstrap.connect(to: try Self.socketAddress(address, port: port)).get()
         } catch {
             let problem = ACMEProblem(.connection, ValidationWords.plain(error, target: "\(address):\(port)"))
             promise.fail(problem)
@@ -113,6 +113,12 @@ public struct NIOValidationNetwork: ValidationNetwork {
         } catch {
             throw ACMEProblem(.connection, ValidationWords.plain(error, target: "\(address):\(port)"))
         }
+    }
+
+    /// The socket address of an address the policy already checked: connected to as it is, with no
+    /// resolver and no Happy Eyeballs in between (what `connect(host:port:)` would add).
+    static func socketAddress(_ address: IPAddress, port: Int) throws -> SocketAddress {
+        try SocketAddress(ipAddress: address.description, port: port)
     }
 
     /// Connects with ALPN `acme-tls/1` and SNI, and returns the certificate the server presents.
@@ -142,7 +148,7 @@ public struct NIOValidationNetwork: ValidationNetwork {
             }
         let channel: any Channel
         do {
-            channel = try await bootstrap.connect(host: address.description, port: port).get()
+            channel = try await bootstrap.connect(to: try Self.socketAddress(address, port: port)).get()
         } catch {
             throw ACMEProblem(.connection, ValidationWords.plain(error, target: "\(address):\(port)"))
         }
