@@ -3,6 +3,7 @@ import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLStore
 import Foundation
+import Synchronization
 
 /// Authorizations and challenges (RFC 8555 §7.5): reading and deactivating authorizations,
 /// starting a validation, and the validation itself with its durable attempt count.
@@ -59,12 +60,40 @@ extension ACMEAuthority {
             if try await database.startValidation(challengeID: id) {
                 challenge.status = .processing
                 let remote = request.endpoint.remote
-                Task { await self.validate(challengeID: id, remote: remote, firstAttemptCounted: true) }
+                let validation = Task { await self.validate(challengeID: id, remote: remote, firstAttemptCounted: true) }
+                // A validation that ends at once (the usual first attempt) is answered with its
+                // outcome, so the client's first poll finds it; one that takes longer, or retries,
+                // goes on in the background and the answer says processing.
+                if let outcome = await Self.value(of: validation, within: Self.challengeAnswerWait) ?? nil {
+                    challenge.status = outcome.challengeStatus
+                    challenge.validatedAt = outcome.validatedAt
+                    challenge.error = outcome.error
+                }
             }
         }
         var reply = try ACMEReply.json(challengeObject(challenge, request.endpoint)).retrying(when: challenge.status == .processing)
         reply.links.append("<\(request.endpoint.authorizationURL(authorization.id))>;rel=\"up\"")
         return reply
+    }
+
+    /// How long a challenge's POST waits for its validation to end before answering `processing`.
+    static let challengeAnswerWait: TimeInterval = 1
+
+    /// The task's value if it is there within `seconds`, else nil (the task goes on).
+    static func value<T: Sendable>(of task: Task<T, Never>, within seconds: TimeInterval) async -> T? {
+        let waiting = FirstAnswer<T?>()
+        return await withCheckedContinuation { continuation in
+            waiting.set(continuation)
+            let timer = Task {
+                try? await Task.sleep(nanoseconds: UInt64(seconds * 1_000_000_000))
+                waiting.resume(returning: nil)
+            }
+            Task {
+                let value = await task.value
+                timer.cancel()
+                waiting.resume(returning: value)
+            }
+        }
     }
 
     /// The addresses validation may connect to for this provisioner: its `validation_allow`
@@ -85,18 +114,21 @@ extension ACMEAuthority {
     /// result. Each attempt is counted in the database before it starts, so however often the CA
     /// restarts, a challenge gets at most `attemptDelays.count` attempts. `firstAttemptCounted`:
     /// the write that started the validation (`startValidation`) counted the first attempt already.
-    public func validate(challengeID: String, remote: String?, firstAttemptCounted: Bool = false) async {
+    /// Returns the outcome it wrote (nil when it wrote none: the challenge was no longer in processing).
+    @discardableResult
+    public func validate(challengeID: String, remote: String?, firstAttemptCounted: Bool = false) async -> ACMEValidationOutcome? {
         guard let (challenge, authorization) = try? await database.challenge(id: challengeID),
               let account = try? await database.account(id: authorization.accountID),
               let provisioner = provisioners.first(where: { $0.name == account.provisioner }),
               let identifier = try? ACMEIdentifierValue(authorization.identifier),
               let key = try? key(of: account) else {
             if let (challenge, authorization) = try? await database.challenge(id: challengeID) {
-                _ = try? await database.recordValidationOutcome(ACMEValidationOutcome(
+                let outcome = ACMEValidationOutcome(
                     challengeID: challenge.id, challengeStatus: .invalid, validatedAt: nil, error: nil, authorizationID: authorization.id,
-                    authorizationStatus: .invalid, orderStatus: .invalid))
+                    authorizationStatus: .invalid, orderStatus: .invalid)
+                if (try? await database.recordValidationOutcome(outcome)) == true { return outcome }
             }
-            return
+            return nil
         }
         let keyAuthorization = ACMEChallengeValues.keyAuthorization(token: challenge.token, thumbprint: key.thumbprint)
         let validator = validator(for: provisioner)
@@ -131,9 +163,23 @@ extension ACMEAuthority {
         }
         let outcome = ACMEStateRules.outcome(
             challengeID: challengeID, authorization: authorization, failure: failure.map(ProblemDocument.init), now: Date())
-        _ = try? await database.recordValidationOutcome(outcome)
+        let written = (try? await database.recordValidationOutcome(outcome)) == true
         authority.record(.challenge(
             provisioner: provisioner.name, account: account.id, identifier: identifier.value, type: challenge.type, failure: failure?.detail,
             remote: remote))
+        return written ? outcome : nil
+    }
+}
+
+/// A continuation resumed by whichever answer comes first; later ones are dropped.
+final class FirstAnswer<T: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<T, Never>?>(nil)
+
+    func set(_ continuation: CheckedContinuation<T, Never>) {
+        self.continuation.withLock { $0 = continuation }
+    }
+
+    func resume(returning value: T) {
+        continuation.withLock { $0.take() }?.resume(returning: value)
     }
 }

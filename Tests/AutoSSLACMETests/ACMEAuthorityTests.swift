@@ -167,6 +167,27 @@ import TestSupport
         #expect(metric(fixture, "auto_ssl_acme_orders_total", [#"state="invalid""#]) == 1)
     }
 
+    /// A challenge's POST answers with the validation's outcome when it ends at once, and with
+    /// `processing` (and Retry-After) when its first attempt failed and the next waits.
+    @Test func aChallengeAnswersItsOutcomeWhenTheValidationEndsAtOnce() async throws {
+        for (content, delays, expected) in [(nil as String?, [0.0, 0, 0], ACMEChallengeStatus.valid), ("wrong", [0, 5, 5], .processing)] {
+            let fixture = try await ACMEFixture(attemptDelays: delays)
+            let (account, _) = try await fixture.newAccount()
+            let created = try await fixture.newOrder(account, names: ["at-once.example.test"])
+            let authorization = try await fixture.authorization(account, url: try #require(created.authorizations.first))
+            let challenge = try #require(authorization.challenges.first { $0.type == "http-01" })
+            fixture.network.serve(token: challenge.token, content: content ?? challenge.token + "." + account.thumbprint)
+            let id = String(challenge.url.split(separator: "/").last ?? "")
+            let started = ContinuousClock.now
+            let reply = try await fixture.post(account, "chall/" + id, id: id, json: [String: String]()) { acme in { try await acme.challenge($0) } }
+            let waited = ContinuousClock.now - started
+            let answered = try JSONDecoder().decode(ACMEChallengeObject.self, from: Data(reply.body))
+            #expect(answered.status == expected, "\(String(decoding: reply.body, as: UTF8.self))")
+            #expect((reply.retryAfter != nil) == (expected == .processing))
+            #expect(expected == .valid ? answered.validated != nil : waited < .seconds(3), "\(waited)")
+        }
+    }
+
     @Test func aNonceWorksOnceAndOnlyIfItIsOurs() async throws {
         let fixture = try await ACMEFixture()
         let nonce = fixture.acme.makeNonce()
