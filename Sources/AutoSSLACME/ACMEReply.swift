@@ -31,10 +31,21 @@ public struct ACMEReply: Sendable {
         ACMEReply(status: status, contentType: "application/json", body: Array(try encoder.encode(object)), location: location)
     }
 
+    /// The same, for an object that writes its JSON itself (the same text, without `JSONEncoder`).
+    public static func json(_ object: some ACMEWritableObject, status: Int = 200, location: String? = nil) throws -> ACMEReply {
+        var writer = JSONWriter(capacity: 512)
+        object.write(to: &writer)
+        return ACMEReply(status: status, contentType: "application/json", body: writer.bytes, location: location)
+    }
+
     public static func problem(_ problem: ACMEProblem) -> ACMEReply {
         ACMEReply(
             status: problem.httpStatus, contentType: "application/problem+json",
-            body: Array((try? encoder.encode(ProblemDocument(problem))) ?? Data()))
+            body: {
+                var writer = JSONWriter(capacity: 256)
+                ProblemDocument(problem).write(to: &writer)
+                return writer.bytes
+            }())
     }
 
     public static func empty(_ status: Int) -> ACMEReply {

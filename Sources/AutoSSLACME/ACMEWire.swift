@@ -206,3 +206,141 @@ extension ACMEProblem {
         }
     }
 }
+
+// MARK: - Writing the hot objects
+
+/// A wire object that writes its JSON itself: the order, authorization and challenge objects are
+/// in nearly every ACME answer, and `JSONEncoder` cost more than the rest of building them. The
+/// text is what `ACMEReply.encoder` writes (sorted keys, slashes unescaped, absent optionals left
+/// out), checked against it by `ACMEWireWritingTests`.
+public protocol ACMEWritableObject: Encodable {
+    func write(to json: inout JSONWriter)
+}
+
+extension JSONWriter {
+    /// `,"key":` (or without the comma for a first member); `key` needs no escaping.
+    mutating func key(_ key: StaticString, first: inout Bool) {
+        raw(first ? "\"" : ",\"")
+        first = false
+        raw(key)
+        raw("\":")
+    }
+}
+
+extension ProblemDocument: ACMEWritableObject {
+    public func write(to json: inout JSONWriter) {
+        var first = true
+        json.raw("{")
+        if let algorithms {
+            json.key("algorithms", first: &first)
+            json.array(algorithms)
+        }
+        if let detail {
+            json.key("detail", first: &first)
+            json.string(detail)
+        }
+        if let status {
+            json.key("status", first: &first)
+            json.raw(String(status))
+        }
+        json.key("type", first: &first)
+        json.string(type)
+        json.raw("}")
+    }
+}
+
+extension ACMEChallengeObject: ACMEWritableObject {
+    public func write(to json: inout JSONWriter) {
+        var first = true
+        json.raw("{")
+        if let error {
+            json.key("error", first: &first)
+            error.write(to: &json)
+        }
+        json.key("status", first: &first)
+        json.string(status.rawValue)
+        json.key("token", first: &first)
+        json.string(token)
+        json.key("type", first: &first)
+        json.string(type)
+        json.key("url", first: &first)
+        json.string(url)
+        if let validated {
+            json.key("validated", first: &first)
+            json.string(validated)
+        }
+        json.raw("}")
+    }
+}
+
+extension ACMEAuthorizationObject: ACMEWritableObject {
+    public func write(to json: inout JSONWriter) {
+        var first = true
+        json.raw("{")
+        json.key("challenges", first: &first)
+        json.raw("[")
+        for (index, challenge) in challenges.enumerated() {
+            if index > 0 { json.raw(",") }
+            challenge.write(to: &json)
+        }
+        json.raw("]")
+        json.key("expires", first: &first)
+        json.string(expires)
+        json.key("identifier", first: &first)
+        Self.write(identifier, to: &json)
+        json.key("status", first: &first)
+        json.string(status.rawValue)
+        if let wildcard {
+            json.key("wildcard", first: &first)
+            json.raw(wildcard ? "true" : "false")
+        }
+        json.raw("}")
+    }
+
+    static func write(_ identifier: ACMEIdentifier, to json: inout JSONWriter) {
+        json.raw("{\"type\":")
+        json.string(identifier.type)
+        json.raw(",\"value\":")
+        json.string(identifier.value)
+        json.raw("}")
+    }
+}
+
+extension ACMEOrderObject: ACMEWritableObject {
+    public func write(to json: inout JSONWriter) {
+        var first = true
+        json.raw("{")
+        json.key("authorizations", first: &first)
+        json.array(authorizations)
+        if let certificate {
+            json.key("certificate", first: &first)
+            json.string(certificate)
+        }
+        if let error {
+            json.key("error", first: &first)
+            error.write(to: &json)
+        }
+        json.key("expires", first: &first)
+        json.string(expires)
+        json.key("finalize", first: &first)
+        json.string(finalize)
+        json.key("identifiers", first: &first)
+        json.raw("[")
+        for (index, identifier) in identifiers.enumerated() {
+            if index > 0 { json.raw(",") }
+            ACMEAuthorizationObject.write(identifier, to: &json)
+        }
+        json.raw("]")
+        if let notAfter {
+            json.key("notAfter", first: &first)
+            json.string(notAfter)
+        }
+        if let notBefore {
+            json.key("notBefore", first: &first)
+            json.string(notBefore)
+        }
+        json.key("status", first: &first)
+        json.string(status.rawValue)
+        json.raw("}")
+    }
+}
