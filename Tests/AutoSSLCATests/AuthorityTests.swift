@@ -315,3 +315,18 @@ import X509
         return try readFile(dir.file("r"))
     }
 }
+
+/// The first-issuance watch: silent until it knows the issued names, then each new name once.
+@Suite struct FirstIssuanceWatchTests {
+    @Test func eachNewNameIsReportedOnceAfterTheKnownNamesAreLoaded() {
+        let watch = FirstIssuanceWatch()
+        #expect(watch.unseen(["a.internal"]).isEmpty, "nothing before load")
+        watch.load(["a.internal", "10.0.0.1"])
+        #expect(watch.unseen(["a.internal", "10.0.0.1"]).isEmpty)
+        #expect(watch.unseen(["b.internal", "a.internal", "b.internal"]) == ["b.internal"])
+        #expect(watch.unseen(["b.internal"]).isEmpty)
+        let many = (0..<10_000).map { "host-\($0).internal" }
+        #expect(watch.unseen(many) == many, "no two of 10,000 names share a hash")
+        #expect(watch.unseen(many).isEmpty)
+    }
+}
