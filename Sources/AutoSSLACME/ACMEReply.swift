@@ -33,19 +33,20 @@ public struct ACMEReply: Sendable {
 
     /// The same, for an object that writes its JSON itself (the same text, without `JSONEncoder`).
     public static func json(_ object: some ACMEWritableObject, status: Int = 200, location: String? = nil) throws -> ACMEReply {
+        ACMEReply(status: status, contentType: "application/json", body: written(object), location: location)
+    }
+
+    /// The JSON an `ACMEWritableObject` writes.
+    static func written(_ object: some ACMEWritableObject) -> [UInt8] {
         var writer = JSONWriter(capacity: 512)
         object.write(to: &writer)
-        return ACMEReply(status: status, contentType: "application/json", body: writer.bytes, location: location)
+        return writer.bytes
     }
 
     public static func problem(_ problem: ACMEProblem) -> ACMEReply {
         ACMEReply(
             status: problem.httpStatus, contentType: "application/problem+json",
-            body: {
-                var writer = JSONWriter(capacity: 256)
-                ProblemDocument(problem).write(to: &writer)
-                return writer.bytes
-            }())
+            body: written(ProblemDocument(problem)))
     }
 
     public static func empty(_ status: Int) -> ACMEReply {

@@ -91,6 +91,9 @@ final class ACMEService: Sendable {
         let path: String
     }
 
+    /// `postRoutes`' patterns split at "/", once.
+    static let postRouteParts = postRoutes.map { $0.path.split(separator: "/") }
+
     /// The POST route `path` names, when it is one of `postRoutes` in its plain form (no query, no
     /// percent-encoding, no empty segment); anything else is left to the router, which answers it
     /// the same way or with its 404/405.
@@ -102,8 +105,7 @@ final class ACMEService: Sendable {
             return nil
         }
         let rest = Array(segments.dropFirst())
-        for (pattern, operation) in postRoutes {
-            let parts = pattern.split(separator: "/")
+        for ((pattern, operation), parts) in zip(postRoutes, postRouteParts) {
             guard parts.count == rest.count else { continue }
             var id: String?
             var matched = true
@@ -125,7 +127,12 @@ final class ACMEService: Sendable {
         let reply = await reply(provisioner: target.provisioner, host: host, path: target.path, id: target.id, remote: remote) { endpoint in
             try await self.post(target.operation, endpoint: endpoint, body: body, contentType: contentType)
         }
-        return (.init(code: reply.status), headers(for: reply, base: acme.base(host: host, provisioner: target.provisioner)), ByteBuffer(bytes: reply.body))
+        return parts(of: reply, provisioner: target.provisioner, host: host)
+    }
+
+    /// A reply as `FastPath` writes it: status, every header the router's response carries, body.
+    func parts(of reply: ACMEReply, provisioner: String, host: String?) -> (HTTPResponse.Status, HTTPFields, ByteBuffer) {
+        (.init(code: reply.status), headers(for: reply, base: acme.base(host: host, provisioner: provisioner)), ByteBuffer(bytes: reply.body))
     }
 
     /// Runs one route and turns its reply, or its error, into the response.

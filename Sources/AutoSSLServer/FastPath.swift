@@ -263,10 +263,8 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// An ACME problem as the route would answer it.
     private func acmeProblem(_ problem: ACMEProblem, route: ACMEService.PostTarget, host: String?) -> Prepared {
         guard let acme else { return Prepared(APIError(status: .contentTooLarge, message: problem.detail)) }
-        let reply = ACMEReply.problem(problem)
-        return Prepared(
-            status: .init(code: reply.status), headers: acme.headers(for: reply, base: acme.acme.base(host: host, provisioner: route.provisioner)),
-            body: ByteBuffer(bytes: reply.body))
+        let (status, headers, body) = acme.parts(of: .problem(problem), provisioner: route.provisioner, host: host)
+        return Prepared(status: status, headers: headers, body: body)
     }
 
     /// Writes one complete response, then carries on with whatever arrived meanwhile.

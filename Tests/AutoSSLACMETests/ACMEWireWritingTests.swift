@@ -45,18 +45,12 @@ import Testing
         return objects
     }
 
-    static func written(_ object: some ACMEWritableObject) -> [UInt8] {
-        var writer = JSONWriter()
-        object.write(to: &writer)
-        return writer.bytes
-    }
-
     @Test func theBytesAreWhatJSONEncoderWrites() throws {
         var count = 0
         for text in Self.texts {
             for object in Self.objects(text) {
                 let expected = Array(try ACMEReply.encoder.encode(object))
-                let actual = Self.written(object)
+                let actual = ACMEReply.written(object)
                 #expect(actual == expected, "\(String(decoding: actual, as: UTF8.self)) != \(String(decoding: expected, as: UTF8.self))")
                 count += 1
             }
@@ -68,7 +62,7 @@ import Testing
         for text in Self.controls {
             for object in Self.objects(text) {
                 let fromEncoder = try JSONSerialization.jsonObject(with: try ACMEReply.encoder.encode(object)) as? NSDictionary
-                let fromWriter = try JSONSerialization.jsonObject(with: Data(Self.written(object))) as? NSDictionary
+                let fromWriter = try JSONSerialization.jsonObject(with: Data(ACMEReply.written(object))) as? NSDictionary
                 #expect(fromEncoder != nil && fromWriter == fromEncoder, "\(text.debugDescription)")
             }
         }

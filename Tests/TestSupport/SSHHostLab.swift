@@ -256,10 +256,12 @@ public final class SSHHostLab: @unchecked Sendable {
     /// Namespaces named autossl-h* (of this run with `matching`, else of any earlier run) and
     /// their links, so 10.231.N.0/24 is free.
     static func removeStale(matching: String = "") {
+        // (`contains` of an empty string is false: the empty matching means every lab name.)
+        func ours(_ name: String, _ part: some StringProtocol) -> Bool { part.isEmpty || name.contains(part) }
         let list = (try? runProcess("ip", ["netns", "list"]).stdout) ?? ""
         for line in list.split(separator: "\n") {
             let name = String(line.split(separator: " ").first ?? "")
-            if name.hasPrefix("autossl-h") && (matching.isEmpty || name.contains(matching)) { removeNamespace(name) }
+            if name.hasPrefix("autossl-h") && ours(name, matching) { removeNamespace(name) }
         }
         let links = (try? runProcess("ip", ["-o", "link", "show"]).stdout) ?? ""
         for line in links.split(separator: "\n") {
@@ -267,8 +269,7 @@ public final class SSHHostLab: @unchecked Sendable {
             guard fields.count > 1 else { continue }
             let name = String(fields[1].split(separator: "@").first ?? "").trimmingCharacters(in: CharacterSet(charactersIn: ":"))
             let isLabLink = name.range(of: "^asl[0-9]+h[0-9]+$", options: .regularExpression) != nil
-            // (`contains` of an empty string is false: the empty matching means every lab link.)
-            if isLabLink && (matching.isEmpty || name.contains(matching.dropFirst())) { _ = try? runProcess("ip", ["link", "del", name]) }
+            if isLabLink && ours(name, matching.dropFirst()) { _ = try? runProcess("ip", ["link", "del", name]) }
         }
     }
 
