@@ -320,7 +320,9 @@ let package = Package(
             dependencies: [
                 "AutoSSLServer", "AutoSSLACME", "AutoSSLConfig", "AutoSSLCA", "AutoSSLCore", "AutoSSLIO", "AutoSSLStore", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "X509", package: "swift-certificates"),
             ]),
         .testTarget(

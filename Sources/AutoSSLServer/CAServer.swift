@@ -460,8 +460,10 @@ public final class CAServer: Sendable {
         let counter = ConnectionCounter(limits: connectionLimits)
         // Every connection: the guard (caps, handshake deadline), TLS (client certificates checked
         // by `verifyClientChain`), HTTP/1 with an idle timeout and header limits, then /sign and the
-        // ACME POSTs in the pipeline (FastPath) and everything else through the router.
-        let http = http1Configuration(handlers: [HandshakeNotifier(), FastPath(endpoint: self.signEndpoint, acme: self.acme)])
+        // ACME POSTs in the pipeline (FastPath, after the idle-timeout handler) and everything else
+        // through the router.
+        let http = http1Configuration(handlers: [HandshakeNotifier()])
+        let (signEndpoint, acme) = (self.signEndpoint, self.acme)
         let tlsChannel = TLSChannelConfiguration(
             tlsConfiguration: tls,
             customVerificationCallback: { [authority] certificates, promise in
@@ -470,7 +472,11 @@ public final class CAServer: Sendable {
         let logger = self.logger
         let server = HTTPServerBuilder { responder in
             GuardedChildChannel(
-                base: try TLSChannel(HTTP1Channel(responder: responder, configuration: http), configuration: tlsChannel),
+                base: try TLSChannel(
+                    FastPathChildChannel(
+                        base: HTTP1Channel(responder: responder, configuration: http),
+                        makeFastPath: { FastPath(endpoint: signEndpoint, acme: acme) }),
+                    configuration: tlsChannel),
                 counter: counter, logger: logger)
         }
         var services: [any Service] = []

@@ -4,6 +4,8 @@ import AutoSSLCore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import Logging
 import NIOCore
 import NIOHTTPTypes
 
@@ -26,7 +28,12 @@ import Darwin
 /// `Connection: close`, an ACME body without a length), goes to the router unchanged. Responses
 /// stay in request order on a keep-alive connection: a request is taken only when no routed
 /// response is outstanding, and requests arriving while one is answered are held (and reading
-/// pauses) until its response is written.
+/// pauses) until its response is written. So are the end of the input and errors (a half-close,
+/// a pipelined request the decoder refused): they reach the router after the answer is out.
+///
+/// It sits after Hummingbird's `HTTPConnectionStateHandler` (``FastPathChildChannel``), which
+/// therefore sees every request and response: the idle timeout and a graceful shutdown count the
+/// requests answered here as they count the router's.
 final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -81,14 +88,28 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle
     /// Requests handed to the router whose responses have not been written completely.
     private var routedResponsesOutstanding = 0
-    /// Inbound parts that arrived while a `/sign` was being answered, in order.
-    private var held: [HTTPRequestPart] = []
+    /// What arrived while a request was being answered here, in order.
+    private enum Held {
+        case part(HTTPRequestPart)
+        case inputClosed(Any)
+        case error(any Error)
+    }
+
+    /// Held inbound parts and events; `held[heldNext...]` are still to be handled.
+    private var held: [Held] = []
+    private var heldNext = 0
+    /// Handling held parts: an answer given meanwhile does not start a second (nested) round.
+    private var draining = false
     /// A read requested while answering, issued once the response is out.
     private var readDeferred = false
-    /// A graceful-shutdown request that arrived while answering: passed on after the response, so
-    /// the connection is not closed under an in-flight issuance.
-    private var quiesceDeferred: Any?
     private var dateHeader = HTTPDate()
+
+    private var hasHeld: Bool { heldNext < held.count }
+
+    private func dropHeld() {
+        held.removeAll()
+        heldNext = 0
+    }
 
     init(endpoint: SignEndpoint, acme: ACMEService? = nil) {
         self.endpoint = endpoint
@@ -98,7 +119,7 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if case .answering = state {
-            held.append(part)
+            held.append(.part(part))
             return
         }
         handle(part, context: context)
@@ -182,7 +203,7 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 break
             }
         case .answering:
-            held.append(part)
+            held.append(.part(part))
         case .closing:
             break
         }
@@ -195,7 +216,7 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// Answers with `Connection: close` and closes once it is written.
     private func respondAndClose(_ refusal: Prepared, context: ChannelHandlerContext) {
         state = .closing
-        held.removeAll()
+        dropHeld()
         var fields = refusal.headers
         fields[.connection] = "close"
         fields[.contentLength] = String(refusal.body.readableBytes)
@@ -276,18 +297,30 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.body(prepared.body)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         state = .idle
-        if let event = quiesceDeferred {
-            quiesceDeferred = nil
-            context.fireUserInboundEventTriggered(event)
-        }
-        if !held.isEmpty {
-            while !held.isEmpty {
-                if case .answering = state { break }
-                handle(held.removeFirst(), context: context)
+        drainHeld(context: context)
+    }
+
+    /// Handles what was held, in order, until a request is being answered again. One loop, not a
+    /// recursion: a held request answered at once (a refusal) writes its response and returns here.
+    private func drainHeld(context: ChannelHandlerContext) {
+        guard !draining else { return }
+        draining = true
+        defer { draining = false }
+        var handedOn = false
+        while hasHeld {
+            if case .answering = state { break }
+            let next = held[heldNext]
+            heldNext += 1
+            if !hasHeld { dropHeld() }
+            handedOn = true
+            switch next {
+            case .part(let part): handle(part, context: context)
+            case .inputClosed(let event): context.fireUserInboundEventTriggered(event)
+            case .error(let error): context.fireErrorCaught(error)
             }
-            // The router's side (NIOAsyncChannel) hands reads on at read-complete.
-            context.fireChannelReadComplete()
         }
+        // The router's side (NIOAsyncChannel) hands reads on at read-complete.
+        if handedOn { context.fireChannelReadComplete() }
         if readDeferred, !isAnswering {
             readDeferred = false
             context.read()
@@ -296,7 +329,7 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var isAnswering: Bool {
         if case .answering = state { return true }
-        return !held.isEmpty
+        return hasHeld
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -310,31 +343,66 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
         // further pipelined requests wait in the socket, so at most one read's worth is buffered
         // here. (Pausing at every answer cost two epoll_ctl calls per request, and a client with
         // one request in flight sends nothing meanwhile.)
-        if held.isEmpty {
-            context.read()
-        } else {
+        if hasHeld {
             readDeferred = true
+        } else {
+            context.read()
         }
     }
 
+    /// The end of the input waits behind an answer in flight and what is held: the router ends
+    /// the connection's request stream when it sees it, and would close or half-close the
+    /// connection under the answer.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent, isAnswering || Self.isReadingSign(state) {
-            quiesceDeferred = event
+        if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed, isAnswering {
+            held.append(.inputClosed(event))
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
 
-    private static func isReadingSign(_ state: State) -> Bool {
-        switch state {
-        case .collecting, .discarding: return true
-        default: return false
+    /// An error (a pipelined request the decoder refused, a TLS close without close_notify) waits
+    /// likewise: the router answers it with 400 and closes.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if isAnswering {
+            held.append(.error(error))
+            return
         }
+        context.fireErrorCaught(error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        held.removeAll()
+        dropHeld()
         context.fireChannelInactive()
+    }
+}
+
+/// HTTP/1 with ``FastPath`` placed right after Hummingbird's `HTTPConnectionStateHandler`: there
+/// the state handler sees the requests answered in the pipeline (its idle timeout does not close a
+/// busy connection, and a graceful shutdown waits for their answers), and the router still gets
+/// everything else.
+struct FastPathChildChannel<Base: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Base.Value
+    let base: Base
+    let makeFastPath: @Sendable () -> FastPath
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        base.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            try FastPath.install(makeFastPath(), in: channel.pipeline.syncOperations)
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+extension FastPath {
+    /// Adds `fastPath` after the pipeline's `HTTPConnectionStateHandler` (which HTTP/1 setup adds).
+    static func install(_ fastPath: FastPath, in pipeline: ChannelPipeline.SynchronousOperations) throws {
+        let stateHandler = try pipeline.handler(type: HTTPConnectionStateHandler.self)
+        try pipeline.addHandler(fastPath, position: .after(stateHandler))
     }
 }
 

@@ -5,6 +5,8 @@ import AutoSSLCore
 import AutoSSLIO
 import Foundation
 import HTTPTypes
+import HummingbirdCore
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOHTTPTypes
@@ -55,9 +57,20 @@ import X509
             return String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         }
 
-        func channel() async throws -> NIOAsyncTestingChannel {
+        /// FastPath as `ca serve` places it: after Hummingbird's connection-state handler.
+        /// `first` and `last` go in front of both and behind FastPath (where the router would be).
+        func channel(
+            first: (any ChannelHandler & Sendable)? = nil, last: (any ChannelHandler & Sendable)? = nil, idleTimeout: Duration? = nil
+        ) async throws -> NIOAsyncTestingChannel {
             let channel = NIOAsyncTestingChannel()
-            try await channel.pipeline.addHandler(FastPath(endpoint: endpoint, acme: acme))
+            let (endpoint, acme) = (self.endpoint, self.acme)
+            try await channel.testingEventLoop.executeInContext {
+                let pipeline = channel.pipeline.syncOperations
+                if let first { try pipeline.addHandler(first) }
+                try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: .init(label: "test")))
+                try FastPath.install(FastPath(endpoint: endpoint, acme: acme), in: pipeline)
+                if let last { try pipeline.addHandler(last) }
+            }
             return channel
         }
     }
@@ -208,5 +221,115 @@ import X509
         let (head, _) = try await Self.response(from: channel)
         #expect(head.status == .created)
         #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(next))
+    }
+
+    /// Records into one list: as the first handler, the responses written past it; as the last
+    /// (where the router would be), the errors and the end of input that reach it (and keeps them).
+    final class OrderLog: ChannelDuplexHandler, @unchecked Sendable {
+        typealias InboundIn = HTTPRequestPart
+        typealias OutboundIn = HTTPResponsePart
+        let entries: NIOLockedValueBox<[String]>
+        let asRouter: Bool
+
+        init(_ entries: NIOLockedValueBox<[String]>, asRouter: Bool) {
+            self.entries = entries
+            self.asRouter = asRouter
+        }
+
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            if !asRouter, case .end = unwrapOutboundIn(data) { entries.withLockedValue { $0.append("response") } }
+            context.write(data, promise: promise)
+        }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if asRouter, let event = event as? ChannelEvent, event == .inputClosed {
+                entries.withLockedValue { $0.append("input closed") }
+                return
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            guard asRouter else { return context.fireErrorCaught(error) }
+            entries.withLockedValue { $0.append("error") }
+        }
+    }
+
+    struct PipelinedParserError: Error {}
+
+    @Test(.timeLimit(.minutes(1))) func theEndOfInputAndErrorsReachTheRouterOnlyAfterTheAnswer() async throws {
+        let f = try await Fixture()
+        let entries = NIOLockedValueBox<[String]>([])
+        let channel = try await f.channel(first: OrderLog(entries, asRouter: false), last: OrderLog(entries, asRouter: true))
+        try await Self.post("/sign", body: try f.signBody("half-closed.internal"), on: channel)
+        // The client half-closes (or a pipelined request fails to parse) while the issuance runs.
+        channel.pipeline.fireErrorCaught(PipelinedParserError())
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        let (head, _) = try await Self.response(from: channel)
+        #expect(head.status == .created)
+        try await channel.testingEventLoop.executeInContext {}
+        // Both logs see the answer go out before the router learns of the error and the end.
+        #expect(entries.withLockedValue { $0 } == ["response", "error", "input closed"])
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aGracefulShutdownWaitsForTheAnswerInFlight() async throws {
+        let f = try await Fixture()
+        let channel = try await f.channel()
+        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 9443))
+        try await Self.post("/sign", body: try f.signBody("shutdown.internal"), on: channel)
+        // The connection-state handler saw the request: it closes after its answer, not before.
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        let (head, _) = try await Self.response(from: channel)
+        #expect(head.status == .created)
+        try await channel.closeFuture.get()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aConnectionBusyWithRequestsAnsweredHereIsNotClosedAsIdle() async throws {
+        let f = try await Fixture()
+        let channel = try await f.channel(idleTimeout: .seconds(1))
+        try await channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 9443))
+        for round in 0..<3 {
+            try await Task.sleep(for: .milliseconds(400))
+            try await Self.post("/sign", body: try f.signBody("busy-\(round).internal"), on: channel)
+            let (head, _) = try await Self.response(from: channel)
+            #expect(head.status == .created)
+        }
+        // The idle check runs: more than the timeout since the connection opened, a moment since
+        // its last answer.
+        await channel.testingEventLoop.advanceTime(by: .seconds(2))
+        #expect(channel.isActive)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func manyHeldRequestsAreAnsweredInOrderInOneLoop() async throws {
+        let f = try await Fixture()
+        let channel = try await f.channel()
+        let body = try f.signBody("first-of-many.internal")
+        let count = 3_000
+        // One read's worth: a /sign, then refusals answered at once (declared bodies over the
+        // limit), all held behind the issuance and handled one after another when it is out.
+        try await channel.testingEventLoop.executeInContext {
+            let pipeline = channel.pipeline.syncOperations
+            let sign = HTTPRequest(
+                method: .post, scheme: nil, authority: "ca", path: "/sign",
+                headerFields: [.contentLength: String(body.utf8.count), .contentType: "application/json"])
+            pipeline.fireChannelRead(NIOAny(HTTPRequestPart.head(sign)))
+            pipeline.fireChannelRead(NIOAny(HTTPRequestPart.body(ByteBuffer(string: body))))
+            pipeline.fireChannelRead(NIOAny(HTTPRequestPart.end(nil)))
+            let tooLarge = HTTPRequest(
+                method: .post, scheme: nil, authority: "ca", path: "/sign",
+                headerFields: [.contentLength: String(SignEndpoint.maximumBodySize + 1), .contentType: "application/json"])
+            for _ in 0..<count {
+                pipeline.fireChannelRead(NIOAny(HTTPRequestPart.head(tooLarge)))
+                pipeline.fireChannelRead(NIOAny(HTTPRequestPart.end(nil)))
+            }
+        }
+        let (first, _) = try await Self.response(from: channel)
+        #expect(first.status == .created)
+        var refused = 0
+        for _ in 0..<count {
+            let (head, _) = try await Self.response(from: channel)
+            if head.status == .contentTooLarge { refused += 1 }
+        }
+        #expect(refused == count)
     }
 }
