@@ -141,9 +141,10 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
+            let declaredLength = head.headerFields[.contentLength].flatMap(Int.init)
             do {
                 try endpoint.refuseIfRateLimited(remote)
-                if let length = head.headerFields[.contentLength].flatMap(Int.init), length > SignEndpoint.maximumBodySize {
+                if let length = declaredLength, length > SignEndpoint.maximumBodySize {
                     let refusal = Prepared(apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger))
                     // Reading a body that large only to drop it would let a client keep the
                     // connection busy at will: answer now and close.
@@ -153,7 +154,10 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 state = .collecting(context.channel.allocator.buffer(capacity: 2048), target)
             } catch {
-                state = .discarding(Prepared(apiError(for: error, logger: endpoint.logger)), budget: Self.discardLimit)
+                let refusal = Prepared(apiError(for: error, logger: endpoint.logger))
+                // As for a body too large: one beyond what is ever dropped is not read at all.
+                if let length = declaredLength, length > Self.discardLimit { return respondAndClose(refusal, context: context) }
+                state = .discarding(refusal, budget: Self.discardLimit)
             }
         case .routing:
             if case .end = part { state = .idle }

@@ -300,6 +300,24 @@ import X509
         #expect(channel.isActive)
     }
 
+    @Test(.timeLimit(.minutes(1))) func aRateLimitedClientDeclaringAHugeBodyIsAnsweredAndClosedWithoutReadingIt() async throws {
+        let f = try await Fixture()
+        for _ in 0..<f.endpoint.limiter.limit { f.endpoint.limiter.recordFailure("unknown") }
+        let channel = try await f.channel()
+        let head = HTTPRequest(
+            method: .post, scheme: nil, authority: "ca", path: "/sign",
+            headerFields: [.contentLength: String(FastPath.discardLimit + 1), .contentType: "application/json"])
+        try await channel.writeInbound(HTTPRequestPart.head(head))
+        // Answered from the head alone, at once: no body was sent.
+        guard case .head(let response) = try await channel.readOutbound(as: HTTPResponsePart.self) else {
+            Issue.record("the head alone got no answer")
+            return
+        }
+        #expect(response.status == .tooManyRequests)
+        #expect(response.headerFields[.connection] == "close")
+        try await channel.closeFuture.get()
+    }
+
     @Test(.timeLimit(.minutes(1))) func manyHeldRequestsAreAnsweredInOrderInOneLoop() async throws {
         let f = try await Fixture()
         let channel = try await f.channel()
