@@ -91,7 +91,7 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// What arrived while a request was being answered here, in order.
     private enum Held {
         case part(HTTPRequestPart)
-        case inputClosed(Any)
+        case inputClosed
         case error(any Error)
     }
 
@@ -146,18 +146,11 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
                 try endpoint.refuseIfRateLimited(remote)
                 if let length = declaredLength, length > SignEndpoint.maximumBodySize {
                     let refusal = Prepared(apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger))
-                    // Reading a body that large only to drop it would let a client keep the
-                    // connection busy at will: answer now and close.
-                    guard length <= Self.discardLimit else { return respondAndClose(refusal, context: context) }
-                    state = .discarding(refusal, budget: Self.discardLimit)
-                    return
+                    return refuse(refusal, declaredLength: length, context: context)
                 }
                 state = .collecting(context.channel.allocator.buffer(capacity: 2048), target)
             } catch {
-                let refusal = Prepared(apiError(for: error, logger: endpoint.logger))
-                // As for a body too large: one beyond what is ever dropped is not read at all.
-                if let length = declaredLength, length > Self.discardLimit { return respondAndClose(refusal, context: context) }
-                state = .discarding(refusal, budget: Self.discardLimit)
+                refuse(Prepared(apiError(for: error, logger: endpoint.logger)), declaredLength: declaredLength, context: context)
             }
         case .routing:
             if case .end = part { state = .idle }
@@ -171,9 +164,9 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
                     switch target {
                     case .sign(let path):
                         let remote = context.channel.remoteAddress?.ipAddress ?? "unknown"
-                        state = .discarding(
+                        refuse(
                             Prepared(apiError(for: endpoint.bodyTooLarge(remote: remote, path: path), logger: endpoint.logger)),
-                            budget: Self.discardLimit)
+                            declaredLength: nil, context: context)
                     case .acme(let route, let host, _):
                         // Cannot happen (the declared length was within the limit and the decoder
                         // holds the body to it); answered as the router would, and closed.
@@ -216,6 +209,14 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// At most this much of a refused request's body is read and dropped (so a pipelined request
     /// after it still gets its answer); beyond it the connection is answered and closed.
     static let discardLimit = 4 * SignEndpoint.maximumBodySize
+
+    /// A request refused from its head: its body is read and dropped so the connection stays
+    /// usable, unless it declares more than is ever dropped (reading that much only to drop it
+    /// would let a client keep the connection busy at will): then it is answered now and closed.
+    private func refuse(_ refusal: Prepared, declaredLength: Int?, context: ChannelHandlerContext) {
+        if let length = declaredLength, length > Self.discardLimit { return respondAndClose(refusal, context: context) }
+        state = .discarding(refusal, budget: Self.discardLimit)
+    }
 
     /// Answers with `Connection: close` and closes once it is written.
     private func respondAndClose(_ refusal: Prepared, context: ChannelHandlerContext) {
@@ -319,7 +320,7 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
             handedOn = true
             switch next {
             case .part(let part): handle(part, context: context)
-            case .inputClosed(let event): context.fireUserInboundEventTriggered(event)
+            case .inputClosed: context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
             case .error(let error): context.fireErrorCaught(error)
             }
         }
@@ -359,7 +360,7 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// connection under the answer.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed, isAnswering {
-            held.append(.inputClosed(event))
+            held.append(.inputClosed)
             return
         }
         context.fireUserInboundEventTriggered(event)

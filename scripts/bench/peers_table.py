@@ -56,7 +56,11 @@ row("`/sign` throughput, certificates/s (wrk -t2 -c16)", per_run(lambda r: r["wr
 row("`/sign` p50 latency, ms", per_run(lambda r: r["wrk"]["p50_us"] / 1000), lambda x: f"{x:.1f}")
 row("`/sign` p99 latency, ms", per_run(lambda r: r["wrk"]["p99_us"] / 1000), lambda x: f"{x:.1f}")
 row("server CPU per certificate, µs", per_run(lambda r: r["cpu_s"] * 1e6 / max(r["wrk"]["ok"], 1)), number)
-row("wrk's own CPU per request, µs", per_run(lambda r: r["wrk_cpu_s"] * 1e6 / max(r["wrk"]["requests"], 1)), number)
+def wrk_us(r):
+    return r["wrk_cpu_s"] * 1e6 / max(r["wrk"]["requests"], 1)
+
+
+row("wrk's own CPU per request, µs", per_run(wrk_us), number)
 failures = {s: sum(r["wrk"]["bad"] + r["wrk"]["socket_errors"] for r in runs) for s, runs in sign.items()}
 answered = {s: sum(r["wrk"]["ok"] for r in runs) for s, runs in sign.items()}
 rows.append("| other answers or socket errors / certificates answered, all rounds | "
@@ -110,11 +114,11 @@ if p256 and sign["ours"] and sign["cfssl"]:
     sign_us = max(1e6 / r["sign_per_s"] for r in p256)
     verify_us = max(1e6 / r["verify_per_s"] for r in p256)
     cfssl_rate = statistics.median(r["wrk"]["rps"] for r in sign["cfssl"])
-    wrk_us = statistics.median(r["wrk_cpu_s"] * 1e6 / max(r["wrk"]["requests"], 1) for r in sign["ours"])
+    wrk_ours_us = statistics.median(wrk_us(r) for r in sign["ours"])
     target = 1.3 * cfssl_rate
-    budget = machine["cores"] * 1e6 / target - wrk_us
+    budget = machine["cores"] * 1e6 / target - wrk_ours_us
     floor = 2 * verify_us + sign_us
     print(f"\nP-256 on one core (openssl speed, slower of {len(p256)} runs): sign {sign_us:.0f} µs, verify {verify_us:.0f} µs. "
-          f"At 1.3× cfssl's median rate ({target:,.0f}/s) on {machine['cores']} cores, with wrk's {wrk_us:.0f} µs per request, "
+          f"At 1.3× cfssl's median rate ({target:,.0f}/s) on {machine['cores']} cores, with wrk's {wrk_ours_us:.0f} µs per request, "
           f"our server would have {budget:.0f} µs of CPU per certificate; its two verifications and one signature "
           f"take {floor:.0f} µs of it, leaving {budget - floor:.0f} µs for TLS, HTTP, the certificate, the durable row and the audit line.")
