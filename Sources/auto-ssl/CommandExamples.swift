@@ -86,7 +86,7 @@ enum CommandExamples {
         "ca provisioner eab": ["auto-ssl ca provisioner eab add acme", "auto-ssl ca provisioner eab list acme"],
         "ca provisioner eab add": ["auto-ssl ca provisioner eab add acme", "auto-ssl ca provisioner eab add acme --json"],
         "ca provisioner eab list": ["auto-ssl ca provisioner eab list acme"],
-        "ca provisioner eab remove": ["auto-ssl ca provisioner eab remove acme KEY-ID"],
+        "ca provisioner eab remove": ["auto-ssl ca provisioner eab remove KID"],
         "ca rotate-intermediate": [
             "auto-ssl ca rotate-intermediate",
             "auto-ssl ca rotate-intermediate --password-file ca.pass --yes",
