@@ -137,6 +137,7 @@ extension ProvisionerAdmin {
         let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
         try await database.acme.addEABKey(kid: kid, provisioner: name, key: key, now: Date())
         await AdminEventLog.record(database, event: "eab.added", detail: "key \(kid) for ACME provisioner \(name)")
+        AdminEventLog.recordLocally(directories: directories, .init("eab.added", provisioner: name, detail: "key \(kid)"))
         try await database.close()
         return (kid, Base64URL.encode(key))
     }
@@ -152,6 +153,7 @@ extension ProvisionerAdmin {
             outcome = try await database.acme.removeEABKey(kid: kid)
             if case .removed(let provisioner) = outcome {
                 await AdminEventLog.record(database, event: "eab.removed", detail: "key \(kid) of ACME provisioner \(provisioner)")
+                AdminEventLog.recordLocally(directories: directories, .init("eab.removed", provisioner: provisioner, detail: "key \(kid)"))
             }
         } catch {
             try? await database.close()

@@ -15,6 +15,8 @@ public struct AdminRevocation {
     public struct Result: Sendable {
         public var record: CertificateRecord
         public var alreadyRevoked: Bool
+        /// Other certificates with the same key, revoked with it (serials).
+        public var sameKey: [String]
     }
 
     public func revoke(serial text: String, reasonCode: Int, reason: String, now: Date = Date()) async throws -> Result {
@@ -33,20 +35,22 @@ public struct AdminRevocation {
             guard let record = found else {
                 throw AutoSSLError.general("no certificate with serial \(text) was issued by this CA; nothing was revoked")
             }
-            let changed = try await store.revoke(
-                serial: record.serial, RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: "admin"))
-            if changed {
+            let revocation = RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: "admin")
+            let revoked = try await store.revoke(serial: record.serial, revocation)
+            let audit = try loader.openAuditLog()
+            for serial in revoked {
+                let names = serial == record.serial ? record.names : (try await store.certificate(serial: serial))?.names ?? []
+                let by = serial == record.serial ? revocation.revokedBy : revocation.sameKey(as: record.serial).revokedBy
                 await AdminEventLog.record(
-                    database, event: "certificate.revoked", detail: "\(record.serial) (\(record.names.joined(separator: ", "))), reason code \(reasonCode)",
-                    now: now)
-                try loader.openAuditLog().record(.init(
-                    "certificate.revoked", time: now, serial: record.serial, sans: record.names,
-                    reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
-                    detail: "reason code \(reasonCode), by admin"))
+                    database, event: "certificate.revoked",
+                    detail: "\(serial) (\(names.joined(separator: ", "))), reason code \(reasonCode), by \(by)", now: now)
+                audit.record(.init(
+                    "certificate.revoked", time: now, serial: serial, sans: names, reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
+                    detail: "reason code \(reasonCode), by \(by)"))
             }
             let updated = try await store.certificate(serial: record.serial) ?? record
             try await store.close()
-            return Result(record: updated, alreadyRevoked: !changed)
+            return Result(record: updated, alreadyRevoked: revoked.isEmpty, sameKey: Array(revoked.dropFirst()))
         } catch {
             try? await store.close()
             throw error

@@ -77,6 +77,13 @@ extension Authority {
                 throw refuse(.forbidden, request.purpose == .issue ? error.message : "the certificate no longer meets policy: \(error.message)")
             }
         }
+        // A revocation cuts off the key (renewal keeps it): no certificate is issued for a key that
+        // any revoked certificate had, whether renewed, asked for with a token or through ACME.
+        if try await store.isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: request.publicKey)) {
+            throw refuse(
+                .forbidden,
+                "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
+        }
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
         // Signed before the transaction, in the request's own task (so signatures run in parallel,

@@ -118,26 +118,38 @@ public struct ProvisionerAdmin {
         if let passwordFile = provisioner.passwordFile { try FileOperations.removeTree(passwordFile) }
     }
 
-    /// Re-encrypts the provisioner key under a new password. The key pair stays the same, so
-    /// nothing else changes; servers must use the new password from now on.
-    public func changePassword(name: String, current: String, new: String) throws -> ProvisionerSettings {
-        let (_, settings) = try load()
-        guard let provisioner = settings.provisioners.first(where: { $0.name == name }) else {
+    /// Replaces the provisioner's key pair with a new one, encrypted under a new password (the
+    /// current one must open the old key). A password that leaked gives its holder the key itself
+    /// (anyone can fetch the encrypted key from `/provisioners`), so re-encrypting the same key would
+    /// leave them able to sign tokens: the new key has a new key id, and tokens signed with the old
+    /// key, including one-time tokens already handed out, are refused from now on. Certificates
+    /// already issued are not affected. The key file is written first, then config.yaml, each
+    /// atomically; a crash in between is mended by running the command again with the new password.
+    public func changePassword(
+        name: String, current: String, new: String, kdfIterations: Int = PasswordJWE.defaultIterations
+    ) throws -> ProvisionerSettings {
+        var (configuration, settings) = try load()
+        guard let index = settings.provisioners.firstIndex(where: { $0.name == name }) else {
             throw AutoSSLError.general("there is no provisioner named \"\(name)\"")
         }
+        var provisioner = settings.provisioners[index]
         try Passwords.validate(new, purpose: "new provisioner password")
         let jwe = try FileOperations.readText(provisioner.encryptedKeyFile)
-        let plaintext: Data
         do {
-            plaintext = try PasswordJWE.decrypt(jwe, password: current)
+            _ = try PasswordJWE.decrypt(jwe, password: current)
         } catch {
             throw AutoSSLError.general("the current password of provisioner \"\(name)\" is wrong; nothing was changed")
         }
-        let reencrypted = try PasswordJWE.encrypt(plaintext, password: new)
-        try FileOperations.writeAtomically(reencrypted + "\n", to: provisioner.encryptedKeyFile, mode: 0o600)
+        let jwk = ECJWK.generatePrivate()
+        let encrypted = try PasswordJWE.encrypt(Data(try jwk.jsonString().utf8), password: new, iterations: kdfIterations)
+        provisioner.publicKey = try jwk.publicOnly.jsonString()
+        try FileOperations.writeAtomically(encrypted + "\n", to: provisioner.encryptedKeyFile, mode: 0o600)
         if let passwordFile = provisioner.passwordFile {
             try FileOperations.writeAtomically(new + "\n", to: passwordFile, mode: 0o600)
         }
+        settings.provisioners[index] = provisioner
+        configuration.ca = settings
+        try configuration.save(to: directories.configFile)
         return provisioner
     }
 }

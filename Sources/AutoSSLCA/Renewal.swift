@@ -23,6 +23,15 @@ extension Authority {
         }
     }
 
+    /// Whether a certificate presented as proof of possession is the very one this CA recorded
+    /// under its serial. A signature by one of this CA's intermediates is not enough: a leaked
+    /// (archived) intermediate key could sign a certificate with a recorded serial and other names
+    /// or key. Records from before the certificate's bytes were kept compare by names.
+    static func isRecorded(_ leaf: Certificate, as record: CertificateRecord) throws -> Bool {
+        if let der = record.der { return try leaf.derBytes() == der }
+        return Set(leaf.subjectNames.map(\.description)) == Set(record.names)
+    }
+
     /// Renews the presented certificate: same names and key, same lifetime (capped by policy).
     public func renew(_ proof: PossessionProof, remote: String?, now: Date = Date()) async throws -> IssuedCertificate {
         let label = ProvisionerLabel()
@@ -50,6 +59,9 @@ extension Authority {
         let record: CertificateRecord
         if let found = try await store.certificate(serial: serial) {
             guard found.status == .issued else { throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)") }
+            guard try Self.isRecorded(leaf, as: found) else {
+                throw refuseRenewal(.unauthorized, "certificate \(serial) is not the certificate this CA recorded under that serial")
+            }
             record = found
         } else if let imported = settings.imported, leaf.notValidBefore < imported.importedAt {
             // Issued by the same intermediate before `ca import` brought the CA here (step-ca kept its
@@ -64,13 +76,6 @@ extension Authority {
         label.name = record.provisioner
         if let revocation = record.revocation {
             throw refuseRenewal(.forbidden, "certificate \(serial) was revoked (\(revocation.reason.isEmpty ? "reason code \(revocation.reasonCode)" : revocation.reason)); revoked certificates are never renewed")
-        }
-        // Renewal keeps the key, so a revocation cuts off the key: an earlier or later certificate
-        // with the same key is not renewed either.
-        if try await store.isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: leaf)) {
-            throw refuseRenewal(
-                .forbidden,
-                "another certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
         }
         let names = leaf.subjectNames
         guard !names.isEmpty, let keyType = KeyAlgorithm(publicKey: leaf.publicKey) else {

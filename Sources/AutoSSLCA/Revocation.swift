@@ -89,6 +89,11 @@ extension Authority {
                 throw refuse(.forbidden, "a certificate can only revoke itself; serial \(request.serial) is not the presented certificate", remote: request.remote)
             }
             serial = leaf.serialNumber.hexString
+            if let record = try await store.certificate(serial: serial), try !Self.isRecorded(leaf, as: record) {
+                throw refuse(
+                    .unauthorized, "certificate \(serial) is not the certificate this CA recorded under that serial", remote: request.remote,
+                    authFailure: true, failure: .certificate)
+            }
             revokedBy = "holder"
             label.name = "holder"
             tokenUse = use
@@ -103,24 +108,27 @@ extension Authority {
         try await recordRevocation(serial: serial, reasonCode: request.reasonCode, reason: request.reason, revokedBy: revokedBy, remote: request.remote, now: now)
     }
 
-    /// Stores the revocation and audits it; unknown serials are a 404.
+    /// Stores the revocation (with the other certificates of the same key, see
+    /// `CertificateStore.revoke`) and audits each; unknown serials are a 404.
     func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws {
-        let changed: Bool
+        let revocation = RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: revokedBy)
+        let revoked: [String]
         do {
-            changed = try await store.revoke(
-                serial: serial, RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: revokedBy))
+            revoked = try await store.revoke(serial: serial, revocation)
         } catch StoreError.unknownSerial {
             throw AuthorityError(.notFound, "this CA issued no certificate with serial \(serial)")
         }
-        if changed {
+        guard !revoked.isEmpty else { return }
+        for each in revoked {
+            let by = each == serial ? revokedBy : revocation.sameKey(as: serial).revokedBy
             audit.record(.init(
-                "certificate.revoked", time: now, serial: serial, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
+                "certificate.revoked", time: now, serial: each, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
                 remote: remote, reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
-                detail: "reason code \(reasonCode), by \(revokedBy)"))
+                detail: "reason code \(reasonCode), by \(by)"))
             // Publish at once: the CRL must list the serial, and OCSP must not answer from an
             // earlier "good", before this call returns.
-            ocsp.revoked(serial: serial)
-            try await regenerateCRLs(now: now)
+            ocsp.revoked(serial: each)
         }
+        try await regenerateCRLs(now: now)
     }
 }

@@ -177,8 +177,15 @@ public struct SharedSettingsSync: Sendable {
     /// that it is in force on every replica: for a CA on a shared database, the document in force is
     /// applied here first, then `body` runs, then the result is published; when another replica
     /// published in between, the publication is refused and the command must be run again.
-    /// `what` (e.g. "provisioner add fleet") goes to the shared log of administrative changes.
-    public func change<T>(_ what: String, _ body: () throws -> T) async throws -> T {
+    /// `what` (e.g. "provisioner add fleet") goes to the shared log of administrative changes, and
+    /// once the change is made, to this machine's audit log as `event` (e.g. "provisioner.added").
+    public func change<T>(_ what: String, event: String, provisioner: String?, _ body: () throws -> T) async throws -> T {
+        let result = try await changeEverywhere(what, body)
+        AdminEventLog.recordLocally(directories: directories, .init(event, provisioner: provisioner, detail: what), logger: logger)
+        return result
+    }
+
+    private func changeEverywhere<T>(_ what: String, _ body: () throws -> T) async throws -> T {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
         guard settings.database != nil else { return try body() }
@@ -267,6 +274,18 @@ public struct SharedSettingsSync: Sendable {
 /// next to each machine's own audit log. Recording is best effort: the change it describes is
 /// already made, so a failure to log it is reported, not undone.
 public enum AdminEventLog {
+    /// Appends an administrative change to this machine's audit log. Best effort, as for the shared
+    /// log: the change is already made, so a failure to log it is reported, not undone.
+    public static func recordLocally(
+        directories: Directories, _ event: AuditLog.Event, logger: Logger = Logger(label: "auto-ssl.ca.admin")
+    ) {
+        do {
+            try AuthorityLoader(directories: directories).openAuditLog().record(event)
+        } catch {
+            logger.warning("the change was made, but the audit log could not record it: \(error)")
+        }
+    }
+
     public static func record(
         _ database: CADatabase, event: String, detail: String, now: Date = Date(),
         logger: Logger = Logger(label: "auto-ssl.ca.admin")

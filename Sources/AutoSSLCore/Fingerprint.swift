@@ -17,12 +17,25 @@ public enum Fingerprint {
     /// SHA-256 of a certificate's public key (its SubjectPublicKeyInfo, DER), lower-case hex: the
     /// key's identity across renewals, which keep the key.
     public static func publicKeyHash(of certificate: Certificate) -> String {
-        sha256(der: certificate.publicKey.subjectPublicKeyInfoBytes)
+        publicKeyHash(of: certificate.publicKey)
+    }
+
+    /// The same for a key (a CSR's, say), whatever encoding of it the CSR carried.
+    public static func publicKeyHash(of key: Certificate.PublicKey) -> String {
+        sha256(der: key.subjectPublicKeyInfoBytes)
     }
 
     /// The same from a certificate's DER; nil when it does not parse.
     public static func publicKeyHash(certificateDER der: [UInt8]) -> String? {
         (try? Certificate(derEncoded: der)).map(publicKeyHash(of:))
+    }
+
+    /// A certificate's SubjectPublicKeyInfo as it is hashed above, with that hash; nil when the DER
+    /// does not parse.
+    public static func publicKey(certificateDER der: [UInt8]) -> (subjectPublicKeyInfo: [UInt8], hash: String)? {
+        guard let certificate = try? Certificate(derEncoded: der) else { return nil }
+        let spki = Array(certificate.publicKey.subjectPublicKeyInfoBytes)
+        return (spki, sha256(der: spki))
     }
 
     /// Normalises what a user typed: case-insensitive, colons and spaces allowed.

@@ -305,21 +305,25 @@ public enum TarReader {
 
     /// Writes the accepted members of `tar` below `directory` (which must be new and private):
     /// directories 0700, files with `fileMode` (set before anything is written), nothing followed
-    /// through a symbolic link, nothing created twice.
+    /// through a symbolic link, nothing created twice. Every file and directory is on disk when it
+    /// returns (a restore moves the result into place next, and must not leave empty keys after a crash).
     public static func write(
         _ members: [TarMember], from tar: [UInt8], into directory: String, fileMode: (TarMember) -> mode_t
     ) throws {
+        var directories: Set<String> = [directory]
         for member in members where !member.path.isEmpty {
             let components = member.components
             var current = directory
             for component in components.dropLast() {
                 current += "/" + component
                 try makeDirectory(current, member: member.path)
+                directories.insert(current)
             }
             let target = directory + "/" + member.path
             switch member.kind {
             case .directory:
                 try makeDirectory(target, member: member.path)
+                directories.insert(target)
             case .file:
                 guard member.offset >= 0, member.offset + member.size <= tar.count else { throw damaged("a member's data is cut short") }
                 do {
@@ -329,6 +333,16 @@ public enum TarReader {
                 }
             }
         }
+        for path in directories.sorted(by: >) {       // deepest first
+            try syncDirectory(path)
+        }
+    }
+
+    static func syncDirectory(_ path: String) throws {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard descriptor >= 0 else { throw AutoSSLError.general("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw AutoSSLError.general("cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
     }
 
     static func makeDirectory(_ path: String, member: String) throws {
@@ -362,6 +376,7 @@ public enum TarReader {
                 written += count
             }
         }
+        guard fsync(descriptor) == 0 else { throw AutoSSLError.general("cannot flush \(path) to disk: \(String(cString: strerror(errno)))") }
     }
 
     /// Sets `mode` on `path` only if it is a directory or regular file (never through a symbolic link).

@@ -56,6 +56,15 @@ public struct RevocationRecord: Sendable, Equatable, Codable {
         self.revokedAt = revokedAt
         self.revokedBy = revokedBy
     }
+
+    /// Whether this revocation also revokes the other certificates with the same key (see
+    /// `CertificateStore.revoke`): every reason but superseded (4).
+    public var coversTheKey: Bool { reasonCode != 4 }
+
+    /// The revocation of a certificate that shares the key of `serial`, revoked with it.
+    public func sameKey(as serial: String) -> RevocationRecord {
+        RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: revokedAt, revokedBy: "\(revokedBy), same key as \(serial)")
+    }
 }
 
 /// A one-time token id, remembered until the token would have expired anyway. Both the id and the
@@ -132,10 +141,14 @@ public protocol CertificateDatabase: Sendable {
     func consume(_ token: TokenUse) async throws
     func certificate(serial: String) async throws -> CertificateRecord?
     func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord]
-    /// Records a revocation durably. Returns false (and changes nothing) when it was already revoked.
-    func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool
+    /// Records a revocation durably and returns the serials it revoked, `serial` first; empty (and
+    /// nothing changed) when it was already revoked. Renewal keeps the key, so in the same
+    /// transaction every other unexpired, unrevoked certificate with the same public key is revoked
+    /// too (revoked by "<revokedBy>, same key as <serial>"), unless the reason is superseded (4): a
+    /// certificate replaced by a later one with the same key leaves that later one in force.
+    func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String]
     /// Whether any revoked certificate has this public key (`Fingerprint.publicKeyHash`): a revocation
-    /// cuts off the key, so no certificate with it is renewed again.
+    /// cuts off the key, so no certificate with it is issued or renewed again.
     func isKeyRevoked(publicKeyHash: String) async throws -> Bool
     /// Revoked certificates whose notAfter is after `date`, for the CRL.
     func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry]

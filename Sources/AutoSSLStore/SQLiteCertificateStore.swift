@@ -247,25 +247,46 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
     }
 
-    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool {
+    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String] {
         let box = ResultBox()
         try await write { db in
+            box.serials = []
             guard try String.fetchOne(db, sql: "SELECT status FROM certificates WHERE serial = ?", arguments: [serial]) == "issued" else {
                 throw StoreError.unknownSerial
             }
-            try db.execute(
+            func insert(_ serial: String, _ revocation: RevocationRecord) throws -> Bool {
+                try db.execute(
+                    sql: """
+                        INSERT OR IGNORE INTO revocations (serial, reason_code, reason, revoked_at, revoked_by)
+                        VALUES (?, ?, ?, ?, ?)
+                        """,
+                    arguments: [serial, revocation.reasonCode, revocation.reason, revocation.revokedAt.timeIntervalSince1970, revocation.revokedBy])
+                return db.changesCount > 0
+            }
+            guard try insert(serial, revocation) else { return }
+            box.serials = [serial]
+            guard let der = try Data.fetchOne(db, sql: "SELECT der FROM certificates WHERE serial = ?", arguments: [serial]),
+                  let key = Fingerprint.publicKey(certificateDER: Array(der))
+            else { return }
+            try db.execute(sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [key.hash, serial])
+            guard revocation.coversTheKey else { return }
+            // The other certificates with this key: its SubjectPublicKeyInfo found in their DER, then
+            // each confirmed by parsing (a byte match elsewhere in a certificate is not its key).
+            let siblings = try Row.fetchAll(
+                db,
                 sql: """
-                    INSERT OR IGNORE INTO revocations (serial, reason_code, reason, revoked_at, revoked_by)
-                    VALUES (?, ?, ?, ?, ?)
+                    SELECT c.serial, c.der FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+                    WHERE c.status = 'issued' AND c.not_after > ? AND r.serial IS NULL AND instr(c.der, ?) > 0
                     """,
-                arguments: [serial, revocation.reasonCode, revocation.reason, revocation.revokedAt.timeIntervalSince1970, revocation.revokedBy])
-            box.changed = db.changesCount > 0
-            if box.changed, let der = try Data.fetchOne(db, sql: "SELECT der FROM certificates WHERE serial = ?", arguments: [serial]),
-               let hash = Fingerprint.publicKeyHash(certificateDER: Array(der)) {
-                try db.execute(sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [hash, serial])
+                arguments: [revocation.revokedAt.timeIntervalSince1970, Data(key.subjectPublicKeyInfo)])
+            for row in siblings {
+                let other: String = row["serial"]
+                let otherDER: Data? = row["der"]
+                guard let otherDER, Fingerprint.publicKey(certificateDER: Array(otherDER))?.hash == key.hash else { continue }
+                if try insert(other, revocation.sameKey(as: serial)) { box.serials.append(other) }
             }
         }
-        return box.changed
+        return box.serials
     }
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
@@ -435,5 +456,6 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 /// Carries a value out of a group-committed operation (which runs on the database's queue).
 final class ResultBox: @unchecked Sendable {
     var changed = false
+    var serials: [String] = []
     var number: Int64 = 0
 }

@@ -168,7 +168,7 @@ struct ProvisionerAddCommand: AsyncParsableCommand {
         case "acme":
             guard passwordFile == nil else { throw AutoSSLError.invalidArgument("ACME provisioners have no password") }
             let changes = acme.changes(policy: policy.settings)
-            let added = try await Self.everywhere("provisioner add \(name) (ACME)") { try admin.addACME(name: name, changes: changes) }
+            let added = try await Self.everywhere("provisioner add \(name) (ACME)", event: "provisioner.added", provisioner: name) { try admin.addACME(name: name, changes: changes) }
             print("Added ACME provisioner \(added.name) (challenges: \(added.challenges.joined(separator: ", "))\(added.requireEAB ? "; external account binding required" : "")).")
             let directories = Directories.fromEnvironment()
             let base = try? AutoSSLConfiguration.load(from: directories.configFile).ca?.addresses.first?.urlString
@@ -192,7 +192,7 @@ struct ProvisionerAddCommand: AsyncParsableCommand {
             throw AutoSSLError.invalidArgument(
                 "standard input is not a terminal", hint: "pass --password-file, or --non-interactive to generate one")
         }
-        let added = try await Self.everywhere("provisioner add \(name)") { try admin.add(name: name, password: password, policy: policy.settings) }
+        let added = try await Self.everywhere("provisioner add \(name)", event: "provisioner.added", provisioner: name) { try admin.add(name: name, password: password, policy: policy.settings) }
         print("Added provisioner \(added.settings.name) (JWK).")
         if let file = added.generatedPasswordFile {
             print("Its password was generated and stored in \(file) (mode 0600).")
@@ -222,13 +222,13 @@ struct ProvisionerUpdateCommand: AsyncParsableCommand {
                 throw AutoSSLError.invalidArgument(
                     "\(name) is a password (JWK) provisioner: --challenges, --require-eab, --resolver, the ports and --validation-allow are for ACME ones")
             }
-            let updated = try await Self.everywhere("provisioner update \(name)") { try admin.update(name: name, policy: policy.settings ?? PolicySettings()) }
+            let updated = try await Self.everywhere("provisioner update \(name)", event: "provisioner.updated", provisioner: name) { try admin.update(name: name, policy: policy.settings ?? PolicySettings()) }
             print("Updated provisioner \(updated.name) (JWK): " + PolicyText.describe(updated.policy) + ".")
             print(Self.inForce)
             return
         }
         let changes = acme.changes(policy: policy.settings)
-        let updated = try await Self.everywhere("provisioner update \(name) (ACME)") { try admin.updateACME(name: name, changes: changes) }
+        let updated = try await Self.everywhere("provisioner update \(name) (ACME)", event: "provisioner.updated", provisioner: name) { try admin.updateACME(name: name, changes: changes) }
         var parts = ["challenges: " + updated.challenges.joined(separator: ",")]
         parts.append(updated.requireEAB ? "EAB required" : "EAB optional")
         parts.append("resolver: " + (updated.resolver ?? "system"))
@@ -346,7 +346,7 @@ struct ProvisionerRemoveCommand: AsyncParsableCommand {
         try Terminal.requireConfirmation(
             yes: yes, action: "removing a provisioner", question: "Remove provisioner \(name)? Servers using it can no longer enroll.")
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
-        try await Self.everywhere("provisioner remove \(name)") {
+        try await Self.everywhere("provisioner remove \(name)", event: "provisioner.removed", provisioner: name) {
             if try !admin.removeACME(name: name) {
                 try admin.remove(name: name)
             }
@@ -357,7 +357,8 @@ struct ProvisionerRemoveCommand: AsyncParsableCommand {
 
 struct ProvisionerPasswordCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "password", abstract: "Re-encrypt a provisioner's key under a new password.")
+        commandName: "password",
+        abstract: "Give a provisioner a new key under a new password; tokens signed with the old key stop working.")
 
     @Argument(help: "Provisioner name.")
     var name: String
@@ -403,18 +404,21 @@ struct ProvisionerPasswordCommand: AsyncParsableCommand {
             throw AutoSSLError.invalidArgument("the new password is needed", hint: "pass --new-password-file")
         }
         guard new != current else { throw AutoSSLError.invalidArgument("the new password is the same as the current one") }
-        let changed = try await Self.everywhere("provisioner password \(name)") { try admin.changePassword(name: name, current: current, new: new) }
-        print("The key of provisioner \(name) is now encrypted under the new password.")
+        let changed = try await Self.everywhere("provisioner password \(name)", event: "provisioner.key-rotated", provisioner: name) { try admin.changePassword(name: name, current: current, new: new) }
+        let kid = (try? JSONDecoder().decode(ECJWK.self, from: Data(changed.publicKey.utf8)).kid) ?? "?"
+        print("Provisioner \(name) has a new key (key id \(kid)), encrypted under the new password.")
         if let file = changed.passwordFile { print("The stored password in \(file) was updated.") }
+        print("Tokens signed with the old key, including one-time tokens made before now, are refused from now on.")
         print("Servers that enroll from now on need the new password; certificates already issued are not affected.")
+        print(Self.inForce)
     }
 }
 
 extension AsyncParsableCommand {
     /// Runs a change of provisioners or policy so that it is in force on every replica of a CA on a
     /// shared database (see `SharedSettingsSync.change`); on SQLite, just runs it.
-    static func everywhere<T>(_ what: String, _ body: () throws -> T) async throws -> T {
-        try await SharedSettingsSync(directories: Directories.fromEnvironment()).change(what, body)
+    static func everywhere<T>(_ what: String, event: String, provisioner: String, _ body: () throws -> T) async throws -> T {
+        try await SharedSettingsSync(directories: Directories.fromEnvironment()).change(what, event: event, provisioner: provisioner, body)
     }
 
     static var inForce: String {

@@ -100,7 +100,10 @@ struct CARevokeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke",
         abstract: "Revoke a certificate on the CA host (works whether or not the server runs).",
-        discussion: "A running server notices within seconds and publishes the serial in its CRL.")
+        discussion: """
+            Every other unexpired certificate with the same key is revoked with it (renewal keeps the key), \
+            unless the reason code is 4 (superseded). A running server notices within seconds and publishes the serials in its CRL.
+            """)
 
     @Argument(help: "Serial: decimal, or hex with or without colons.")
     var serial: String
@@ -114,6 +117,9 @@ struct CARevokeCommand: AsyncParsableCommand {
             print("Certificate \(result.record.serial) was already revoked; nothing changed.")
         } else {
             print("Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode).")
+            if !result.sameKey.isEmpty {
+                print("Also revoked, for having the same key: \(result.sameKey.joined(separator: ", ")).")
+            }
         }
     }
 }

@@ -305,6 +305,93 @@ import X509
         }
     }
 
+    /// A certificate signed with the CA's own intermediate key (as a leaked key, current or
+    /// archived, would sign one) under a recorded serial, but with other names and another key, is
+    /// not the recorded certificate: it renews nothing and revokes nothing.
+    @Test func aCertificateSignedByTheCAButNotTheOneRecordedNeitherRenewsNorRevokes() async throws {
+        let f = try await Fixture()
+        let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["victim.internal"]), token: try f.token(sans: ["victim.internal"])))
+        let genuine = try issued.leaf
+        let forged = try CertificateProfiles.leaf(
+            names: [try SubjectName(parsing: "forged.internal")], publicKey: try SigningKey.generate(.p256).publicKey,
+            serial: genuine.serialNumber, issuer: f.authority.intermediate, issuerKey: f.authority.intermediateKey,
+            notBefore: genuine.notValidBefore, notAfter: genuine.notValidAfter)
+        #expect(f.authority.isIssuedByThisCA(forged), "the signature alone is genuine")
+        do {
+            _ = try await f.authority.renew(.mutualTLS(forged), remote: "192.0.2.66")
+            Issue.record("a forged certificate was renewed")
+        } catch let error as AuthorityError {
+            #expect(error.kind == .unauthorized && error.message.contains("not the certificate this CA recorded"), "\(error.message)")
+        }
+        do {
+            try await f.authority.revoke(.init(
+                serial: issued.serial, reasonCode: 0, reason: "", token: nil, presented: forged, remote: "192.0.2.66"))
+            Issue.record("a forged certificate revoked the genuine one")
+        } catch let error as AuthorityError {
+            #expect(error.kind == .unauthorized && error.message.contains("not the certificate this CA recorded"), "\(error.message)")
+        }
+        #expect(try await f.authority.store.certificate(serial: issued.serial)?.revocation == nil)
+        // The genuine certificate still renews.
+        _ = try await f.authority.renew(.mutualTLS(genuine), remote: nil)
+    }
+
+    /// Renewal keeps the key: revoking the renewed certificate revokes its predecessor too (both in
+    /// the CRL, each audited), and no certificate is issued for that key again, by token or renewal.
+    @Test func revokingACertificateRevokesItsKeyEverywhere() async throws {
+        let f = try await Fixture()
+        let key = try SigningKey.generate(.p256)
+        let names = ["keyed.internal"]
+        let first = try await f.authority.sign(.init(
+            csrPEM: try VerifiedCSR.make(names: names.map(SubjectName.init(parsing:)), key: key), token: try f.token(sans: names)))
+        let renewed = try await f.authority.renew(.mutualTLS(try first.leaf), remote: nil)
+        try await f.authority.revoke(.init(
+            serial: renewed.serial, reasonCode: 1, reason: "key compromise", token: nil, presented: try renewed.leaf, remote: "192.0.2.7"))
+        let predecessor = try #require(try await f.authority.store.certificate(serial: first.serial)?.revocation)
+        #expect(predecessor.reasonCode == 1 && predecessor.revokedBy == "holder, same key as \(renewed.serial)")
+        let crl = try await f.authority.crl.current()
+        let dir = TemporaryDirectory()
+        let text = try runProcess("openssl", ["crl", "-inform", "DER", "-in", try dir.writeData("crl.der", crl), "-noout", "-text"]).stdout.uppercased()
+        #expect(text.contains(first.serial.uppercased()) && text.contains(renewed.serial.uppercased()), "\(text)")
+        let revokedLines = try f.auditLines().filter { $0["event"] as? String == "certificate.revoked" }
+        #expect(Set(revokedLines.compactMap { $0["serial"] as? String }) == [first.serial, renewed.serial])
+        await expectRefusal(
+            f, .init(csrPEM: try VerifiedCSR.make(names: names.map(SubjectName.init(parsing:)), key: key), token: try f.token(sans: names)),
+            kind: .forbidden, containing: "same key")
+        await #expect(throws: AuthorityError.self) { _ = try await f.authority.renew(.mutualTLS(try first.leaf), remote: nil) }
+        // Another key for the same names is issued as before.
+        _ = try await f.authority.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names)))
+    }
+
+    /// A stolen provisioner password gives its holder the key (the encrypted key is public), so
+    /// changing the password gives the provisioner a new key: tokens signed with the old one are
+    /// refused, the new password opens the new key, and the change is in the audit log.
+    @Test func changingAProvisionerPasswordReplacesItsKey() async throws {
+        let f = try await Fixture()
+        let before = f.authority.settings.provisioners[0]
+        let newPassword = "another-provisioner-password-456"
+        let changed = try await SharedSettingsSync(directories: f.directories).change(
+            "provisioner password admin", event: "provisioner.key-rotated", provisioner: "admin"
+        ) {
+            try ProvisionerAdmin(directories: f.directories).changePassword(
+                name: "admin", current: AuthorityTests.provisionerPassword, new: newPassword, kdfIterations: 210_000)
+        }
+        #expect(changed.publicKey != before.publicKey)
+        let reloaded = try await AuthorityLoader(directories: f.directories).load(passwordFile: try f.dir.write("ca2.pw", "ca-password-for-tests-123\n"))
+        let names = ["after.internal"]
+        do {
+            _ = try await reloaded.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names)))
+            Issue.record("a token signed with the old key was accepted")
+        } catch let error as AuthorityError {
+            #expect(error.kind == .unauthorized, "\(error.message)")
+        }
+        let jwe = try FileOperations.readText(changed.encryptedKeyFile)
+        #expect(throws: (any Error).self) { _ = try PasswordJWE.decrypt(jwe, password: AuthorityTests.provisionerPassword) }
+        let newKey = try JSONDecoder().decode(ECJWK.self, from: try PasswordJWE.decrypt(jwe, password: newPassword))
+        _ = try await reloaded.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names, signer: newKey)))
+        let rotated = try #require(try f.auditLines().last { $0["event"] as? String == "provisioner.key-rotated" })
+        #expect(rotated["provisioner"] as? String == "admin")
+    }
+
     func rsa1024CSR() throws -> String {
         let dir = TemporaryDirectory()
         let result = try runProcess("openssl", [

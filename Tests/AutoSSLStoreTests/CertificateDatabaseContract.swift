@@ -167,6 +167,39 @@ enum CertificateDatabaseContract {
         }
     }
 
+    /// Renewal keeps the key, so revoking one certificate revokes, in the same transaction, every
+    /// other unexpired and unrevoked one with that key; superseded (4) revokes only the one named.
+    static func revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded(_ factory: some CertificateDatabaseFactory) async throws {
+        let key = P256.Signing.PrivateKey()
+        let other = P256.Signing.PrivateKey()
+        try await withStore(factory) { store in
+            let now = Date()
+            try await store.recordIssuance(try record("5c01", der: certificateDER(key: key)), token: nil)
+            var renewed = try record("5c02", der: certificateDER(key: key))
+            renewed.renewedFrom = "5c01"
+            try await store.recordIssuance(renewed, token: nil)
+            try await store.recordIssuance(try record("5c03", notAfter: now.addingTimeInterval(-60), der: certificateDER(key: key)), token: nil)
+            try await store.recordIssuance(try record("5c04", der: certificateDER(key: other)), token: nil)
+            try await store.recordIssuance(try record("5c05", der: certificateDER(key: key)), token: nil)
+            let earlier = RevocationRecord(reasonCode: 5, reason: "", revokedAt: now, revokedBy: "holder")
+            let revoked = try await store.revoke(serial: "5c05", earlier)
+            #expect(revoked.first == "5c05" && Set(revoked.dropFirst()) == ["5c01", "5c02"] && revoked.count == 3, "\(revoked)")
+            let first = try #require(try await store.certificate(serial: "5c01")?.revocation)
+            #expect(first.reasonCode == 5 && first.revokedBy == "holder, same key as 5c05")
+            #expect(try await store.certificate(serial: "5c02")?.revocation?.revokedBy == "holder, same key as 5c05")
+            #expect(try await store.certificate(serial: "5c03")?.revocation == nil, "an expired certificate is left as it is")
+            #expect(try await store.certificate(serial: "5c04")?.revocation == nil, "another key is left alone")
+            #expect(Set(try await store.revokedCertificates(notExpiredBefore: now).map(\.serial)) == ["5c01", "5c02", "5c05"])
+            #expect(try await store.revoke(serial: "5c02", earlier).isEmpty, "already revoked with its key")
+
+            try await store.recordIssuance(try record("5d01", der: certificateDER(key: other)), token: nil)
+            let superseded = RevocationRecord(reasonCode: 4, reason: "superseded", revokedAt: now, revokedBy: "holder")
+            #expect(try await store.revoke(serial: "5d01", superseded) == ["5d01"])
+            #expect(try await store.certificate(serial: "5c04")?.revocation == nil, "superseded leaves the later certificate in force")
+            #expect(try await store.isKeyRevoked(publicKeyHash: try #require(Fingerprint.publicKeyHash(certificateDER: certificateDER(key: other)))))
+        }
+    }
+
     /// Revocation: once, of a known serial; it cuts off the key; the CRL's inputs follow.
     static func revocationIsRecordedOnceAndCutsOffTheKey(_ factory: some CertificateDatabaseFactory) async throws {
         let key = P256.Signing.PrivateKey()
@@ -179,8 +212,8 @@ enum CertificateDatabaseContract {
             await #expect(throws: StoreError.unknownSerial) { _ = try await store.revoke(serial: "ffff", revocation) }
             #expect(try await store.isKeyRevoked(publicKeyHash: keyHash) == false)
             let markerBefore = try await store.revocationMarker()
-            #expect(try await store.revoke(serial: "0e01", revocation) == true)
-            #expect(try await store.revoke(serial: "0e01", revocation) == false)
+            #expect(try await store.revoke(serial: "0e01", revocation) == ["0e01"])
+            #expect(try await store.revoke(serial: "0e01", revocation).isEmpty)
             #expect(try await store.revocationMarker() != markerBefore)
             #expect(try await store.isKeyRevoked(publicKeyHash: keyHash))
             #expect(try await store.certificate(serial: "0e01")?.revocation?.reason == "key compromise")
@@ -244,7 +277,7 @@ enum CertificateDatabaseContract {
             var odd = try record("2a04", notAfter: now.addingTimeInterval(3_600))
             odd.names = ["a_b.internal"]
             for certificate in [live, revoked, old, odd] { try await store.recordIssuance(certificate, token: nil) }
-            #expect(try await store.revoke(serial: "2a02", RevocationRecord(reasonCode: 1, reason: "", revokedAt: now, revokedBy: "test")))
+            #expect(try await store.revoke(serial: "2a02", RevocationRecord(reasonCode: 1, reason: "", revokedAt: now, revokedBy: "test")) == ["2a02"])
 
             let lifetimes = try await store.lifetimes(notExpiredBefore: now.addingTimeInterval(-86_400))
             #expect(lifetimes.count == 3)
@@ -280,7 +313,7 @@ enum CertificateDatabaseContract {
             old.names = ["gone.internal"]
             for certificate in [first, renewed, revoked, old] { try await store.recordIssuance(certificate, token: nil) }
             let revokedAt = now.addingTimeInterval(5)
-            #expect(try await store.revoke(serial: "3b03", RevocationRecord(reasonCode: 1, reason: "", revokedAt: revokedAt, revokedBy: "test")))
+            #expect(try await store.revoke(serial: "3b03", RevocationRecord(reasonCode: 1, reason: "", revokedAt: revokedAt, revokedBy: "test")) == ["3b03"])
 
             let fleet = try await store.fleetCertificates(notExpiredBefore: now.addingTimeInterval(-86_400))
             #expect(fleet.map(\.serial).sorted() == ["3b01", "3b02", "3b03"], "the expired one is left out")
@@ -339,6 +372,10 @@ struct SQLiteFactory: CADatabaseFactory {
 
     @Test func revocationIsRecordedOnceAndCutsOffTheKey() async throws {
         try await CertificateDatabaseContract.revocationIsRecordedOnceAndCutsOffTheKey(factory)
+    }
+
+    @Test func revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded() async throws {
+        try await CertificateDatabaseContract.revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded(factory)
     }
 
     @Test func crlNumbersOnlyGoUp() async throws {

@@ -55,6 +55,10 @@ struct PostgresCertificateDatabaseContractTests {
         try await CertificateDatabaseContract.revocationIsRecordedOnceAndCutsOffTheKey(try PostgresCertificatesFactory())
     }
 
+    @Test func revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded() async throws {
+        try await CertificateDatabaseContract.revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded(try PostgresCertificatesFactory())
+    }
+
     @Test func crlNumbersOnlyGoUp() async throws {
         try await CertificateDatabaseContract.crlNumbersOnlyGoUp(try PostgresCertificatesFactory())
     }

@@ -286,10 +286,30 @@ import TestSupport
         #expect(try issue("ops", opsPassword, duration: "48h").stderr.contains("maximum 24h"))
 
         let oldPassword = try readFile(opsPassword)
+        // What someone who stole the password keeps: it and the public /provisioners document.
+        let saved = try runProcess("curl", ["-sf", "--cacert", ca.rootPath, "-o", ca.sandbox.root.file("provisioners.json"), ca.url + "/provisioners"])
+        #expect(saved.status == 0, "\(saved)")
+        let stale = try ca.sandbox.root.write("old.pw", oldPassword)
+        func signWithSavedKey() throws -> [String: Any] {
+            let result = try runProcess("python3", [
+                URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources/provisioner_sign.py").path,
+                ca.url, ca.rootPath, ca.sandbox.root.file("provisioners.json"), "ops", stale, "stolen.internal",
+            ])
+            return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? ["failed": "\(result)"]
+        }
+        #expect(try signWithSavedKey()["status"] as? Int == 201, "the saved key works before the change")
         let changed = try ca.sandbox.run(["ca", "provisioner", "password", "ops", "--non-interactive"])
         #expect(changed.status == 0, "\(changed)")
+        #expect(changed.stdout.contains("new key") && changed.stdout.contains("refused from now on"), "\(changed)")
         #expect(try readFile(opsPassword) != oldPassword)
-        let stale = try ca.sandbox.root.write("old.pw", oldPassword)
+        // The password opened the key itself; the change gives the provisioner a new key, so the
+        // old one signs nothing any more.
+        var attempt = try signWithSavedKey()
+        for _ in 0..<20 where attempt["status"] as? Int == 201 {
+            usleep(500_000)
+            attempt = try signWithSavedKey()
+        }
+        #expect(attempt["status"] as? Int == 401, "\(attempt)")
         var staleResult = try issue("ops", stale)
         for _ in 0..<20 where staleResult.status != 6 {
             usleep(500_000)
@@ -307,6 +327,10 @@ import TestSupport
             gone = try issue("ops", opsPassword)
         }
         #expect(gone.status != 0, "\(gone)")
+        let events = try ca.auditEvents().compactMap { $0["provisioner"] as? String == "ops" ? $0["event"] as? String : nil }
+        for event in ["provisioner.added", "provisioner.key-rotated", "provisioner.removed"] {
+            #expect(events.contains(event), "\(events)")
+        }
     }
 
     @Test func installServiceWritesAVerifiedHardenedUnit() throws {

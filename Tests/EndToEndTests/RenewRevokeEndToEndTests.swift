@@ -286,25 +286,40 @@ import TestSupport
         #expect(failures.count == 6 && failures.allSatisfy { ($0["reason"] as? String ?? "").contains("not issued by this CA") }, "\(failures)")
     }
 
-    /// Renewal keeps the key: once any certificate with a key is revoked, no certificate with that
-    /// key renews again (issue A, renew to B, revoke B, then A is refused).
-    @Test func revokingARenewedCertificateCutsOffItsPredecessor() throws {
+    /// Renewal keeps the key: revoking a certificate revokes the earlier one with its key (both on
+    /// the CRL), neither renews, and the CA issues nothing for that key again (issue A, renew to B,
+    /// revoke B, then A is revoked, refused renewal, and a /sign with A's key is refused).
+    @Test func revokingARenewedCertificateRevokesItsPredecessorAndItsKey() throws {
         let s = try Setup()
-        try s.issue("a", san: "keyed.internal")
+        let first = try s.issue("a", san: "keyed.internal")
         let renewed = try s.renew("a", method: "mtls", out: "b")
         #expect(renewed.status == 0, "\(renewed)")
+        let second = try s.serial(s.file("b.crt"))
         let revoke = try s.ca.sandbox.run([
             "cert", "revoke", "--ca-url", s.ca.url, "--fingerprint", s.fingerprint, "--cert", s.file("b.crt"), "--key", s.file("a.key"),
             "--reason-code", "1", "--reason", "key compromise",
         ])
         #expect(revoke.status == 0, "\(revoke)")
+        let stripped = { (serial: String) in String(serial.drop { $0 == "0" }) }
+        #expect(try s.crlSerials().isSuperset(of: [stripped(first), stripped(second)]), "both serials are on the CRL")
+        let crl = try s.ca.sandbox.root.write("crl.pem", try s.crlPEM())
+        let verify = try runProcess("openssl", [
+            "verify", "-crl_check", "-CAfile", s.ca.rootPath, "-untrusted", s.file("a.crt"), "-CRLfile", crl, s.file("a.crt"),
+        ])
+        #expect(verify.status != 0 && (verify.stdout + verify.stderr).contains("revoked"), "\(verify)")
         for method in ["mtls", "token"] {
             let refused = try s.renew("a", method: method, out: "c-\(method)")
-            #expect(refused.status != 0 && refused.stderr.contains("same key"), "\(method): \(refused)")
+            #expect(refused.status != 0 && refused.stderr.contains("revoked"), "\(method): \(refused)")
             #expect(!FileManager.default.fileExists(atPath: s.file("c-\(method).crt")))
         }
-        let refusals = try s.ca.auditEvents().filter { $0["event"] as? String == "renewal.refused" }
-        #expect(refusals.filter { ($0["reason"] as? String ?? "").contains("same key") }.count == 2)
+        let signed = try runProcess("python3", [
+            Self.resources + "/provisioner_sign.py", s.ca.url, s.ca.rootPath, "-", "admin", s.provisionerPassword, "keyed.internal",
+            s.file("a.key"),
+        ])
+        let answer = try JSONSerialization.jsonObject(with: Data(signed.stdout.utf8)) as? [String: Any] ?? [:]
+        #expect(answer["status"] as? Int == 403 && (answer["message"] as? String ?? "").contains("same key"), "\(signed)")
+        let revoked = try s.ca.auditEvents().filter { $0["event"] as? String == "certificate.revoked" }
+        #expect(revoked.contains { $0["serial"] as? String == first && ($0["detail"] as? String ?? "").contains("same key as \(second)") }, "\(revoked)")
     }
 
     /// Over mutual TLS the handshake takes an expired leaf of this CA and the authority applies the

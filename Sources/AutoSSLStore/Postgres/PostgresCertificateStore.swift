@@ -180,10 +180,11 @@ public final class PostgresCertificateStore: CertificateDatabase {
         return try await records(PostgresQuery(unsafeSQL: sql, binds: bindings))
     }
 
-    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> Bool {
-        let changed = ChangedFlag()
+    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String] {
+        let revoked = RevokedSerials()
         let logger = logger
         try await committer.submit { connection in
+            revoked.serials = []
             let status = try await connection.query("SELECT status, der FROM certificates WHERE serial = \(serial)", logger: logger)
             var der: Data?
             var known = false
@@ -192,21 +193,38 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 der = bytes
             }
             guard known else { throw StoreError.unknownSerial }
-            let inserted = try await connection.query(
+            func insert(_ serial: String, _ revocation: RevocationRecord) async throws -> Bool {
+                try await !connection.query(
+                    """
+                    INSERT INTO revocations (serial, reason_code, reason, revoked_at, revoked_by)
+                    VALUES (\(serial), \(revocation.reasonCode), \(revocation.reason), \(revocation.revokedAt.timeIntervalSince1970),
+                        \(revocation.revokedBy))
+                    ON CONFLICT (serial) DO NOTHING RETURNING serial
+                    """, logger: logger
+                ).collect().isEmpty
+            }
+            guard try await insert(serial, revocation) else { return }
+            revoked.serials = [serial]
+            guard let der, let key = Fingerprint.publicKey(certificateDER: Array(der)) else { return }
+            try await connection.query(
+                "INSERT INTO revoked_keys (key_hash, serial) VALUES (\(key.hash), \(serial)) ON CONFLICT (key_hash) DO NOTHING",
+                logger: logger)
+            guard revocation.coversTheKey else { return }
+            // The other certificates with this key, as on SQLite: found by their DER, confirmed by parsing.
+            let siblings = try await connection.query(
                 """
-                INSERT INTO revocations (serial, reason_code, reason, revoked_at, revoked_by)
-                VALUES (\(serial), \(revocation.reasonCode), \(revocation.reason), \(revocation.revokedAt.timeIntervalSince1970),
-                    \(revocation.revokedBy))
-                ON CONFLICT (serial) DO NOTHING RETURNING serial
-                """, logger: logger).collect()
-            changed.value = !inserted.isEmpty
-            if changed.value, let der, let hash = Fingerprint.publicKeyHash(certificateDER: Array(der)) {
-                try await connection.query(
-                    "INSERT INTO revoked_keys (key_hash, serial) VALUES (\(hash), \(serial)) ON CONFLICT (key_hash) DO NOTHING",
-                    logger: logger)
+                SELECT c.serial, c.der FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
+                WHERE c.status = 'issued' AND c.not_after > \(revocation.revokedAt.timeIntervalSince1970) AND r.serial IS NULL
+                    AND position(\(Data(key.subjectPublicKeyInfo)) IN c.der) > 0
+                """, logger: logger
+            ).collect()
+            for row in siblings {
+                let (other, otherDER) = try row.decode((String, Data?).self)
+                guard let otherDER, Fingerprint.publicKey(certificateDER: Array(otherDER))?.hash == key.hash else { continue }
+                if try await insert(other, revocation.sameKey(as: serial)) { revoked.serials.append(other) }
             }
         }
-        return changed.value
+        return revoked.serials
     }
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
@@ -334,8 +352,8 @@ public final class PostgresCertificateStore: CertificateDatabase {
 }
 
 /// Values carried out of a committed operation (which runs inside the committer's transaction).
-final class ChangedFlag: @unchecked Sendable {
-    var value = false
+final class RevokedSerials: @unchecked Sendable {
+    var serials: [String] = []
 }
 
 final class NumberBox: @unchecked Sendable {
