@@ -32,6 +32,18 @@ extension Authority {
         return Set(leaf.subjectNames.map(\.description)) == Set(record.names)
     }
 
+    /// The record of a certificate issued by the same intermediate before `ca import` brought the CA
+    /// here (step-ca kept its records in its own database), which this CA has no row for: renewed
+    /// under the CA's policy, and revocable by its holder (the row is then made from it).
+    func importedRecord(of leaf: Certificate) -> CertificateRecord? {
+        guard let imported = settings.imported, leaf.notValidBefore < imported.importedAt else { return nil }
+        return CertificateRecord(
+            serial: leaf.serialNumber.hexString, status: .issued, commonName: leaf.subjectNames.first?.description ?? "",
+            names: leaf.subjectNames.map(\.description), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
+            keyType: KeyAlgorithm(publicKey: leaf.publicKey)?.rawValue ?? "", provisioner: imported.source, requester: nil,
+            renewedFrom: nil, der: try? leaf.derBytes(), createdAt: imported.importedAt)
+    }
+
     /// Renews the presented certificate: same names and key, same lifetime (capped by policy).
     public func renew(_ proof: PossessionProof, remote: String?, now: Date = Date()) async throws -> IssuedCertificate {
         let label = ProvisionerLabel()
@@ -63,13 +75,8 @@ extension Authority {
                 throw refuseRenewal(.unauthorized, "certificate \(serial) is not the certificate this CA recorded under that serial")
             }
             record = found
-        } else if let imported = settings.imported, leaf.notValidBefore < imported.importedAt {
-            // Issued by the same intermediate before `ca import` brought the CA here (step-ca kept its
-            // records in its own database): renewed under the CA's policy, and recorded from now on.
-            record = CertificateRecord(
-                serial: serial, status: .issued, commonName: "", names: leaf.subjectNames.map(\.description),
-                notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter, keyType: "", provisioner: imported.source,
-                requester: nil, renewedFrom: nil, der: nil, createdAt: imported.importedAt)
+        } else if let imported = importedRecord(of: leaf) {
+            record = imported
         } else {
             throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)")
         }

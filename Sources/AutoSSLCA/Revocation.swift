@@ -89,10 +89,19 @@ extension Authority {
                 throw refuse(.forbidden, "a certificate can only revoke itself; serial \(request.serial) is not the presented certificate", remote: request.remote)
             }
             serial = leaf.serialNumber.hexString
-            if let record = try await store.certificate(serial: serial), try !Self.isRecorded(leaf, as: record) {
-                throw refuse(
-                    .unauthorized, "certificate \(serial) is not the certificate this CA recorded under that serial", remote: request.remote,
-                    authFailure: true, failure: .certificate)
+            if let record = try await store.certificate(serial: serial) {
+                guard try Self.isRecorded(leaf, as: record) else {
+                    throw refuse(
+                        .unauthorized, "certificate \(serial) is not the certificate this CA recorded under that serial", remote: request.remote,
+                        authFailure: true, failure: .certificate)
+                }
+            } else if let imported = importedRecord(of: leaf) {
+                // Issued before `ca import`: recorded now, so that its revocation reaches the CRL and OCSP.
+                do {
+                    try await store.recordIssuance(imported, token: nil)
+                } catch StoreError.serialAlreadyExists {
+                    // Recorded by a concurrent request in between.
+                }
             }
             revokedBy = "holder"
             label.name = "holder"

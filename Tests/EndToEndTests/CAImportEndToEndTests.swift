@@ -100,6 +100,19 @@ import TestSupport
         // The renewed certificate is recorded now.
         let list = try sandbox.run(["ca", "certs", "list", "--json"])
         #expect(list.stdout.contains("old.step.internal") && list.stdout.contains("new.step.internal"), "\(list)")
+        // Its holder can revoke it too, though this CA never issued it: it is recorded from the
+        // presented certificate, and its revocation (with the renewed one, which has its key) is on the CRL.
+        let revoked = try sandbox.run([
+            "cert", "revoke", "--ca-url", ca.url, "--fingerprint", step.rootFingerprint, "--cert", leafCert, "--key", leafKey,
+            "--reason-code", "1", "--reason", "key compromise",
+        ])
+        #expect(revoked.status == 0, "\(revoked)\n\(ca.log)")
+        let crl = try runProcess("sh", ["-c", "curl -sf --cacert '\(step.directory)/certs/root_ca.crt' '\(ca.url)/crl' | openssl crl -inform DER -noout -text"])
+        for certificate in [leafCert, out2.file("renewed.crt")] {
+            let serial = try runProcess("openssl", ["x509", "-in", certificate, "-noout", "-serial"]).stdout
+                .split(separator: "=").last.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "?"
+            #expect(crl.stdout.contains(String(serial.drop { $0 == "0" })), "\(serial) not on the CRL: \(crl)")
+        }
     }
 
     @Test func wrongPasswordsTooLongDurationsAndAnExistingCAChangeNothing() throws {
