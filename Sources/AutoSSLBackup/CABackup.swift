@@ -137,7 +137,8 @@ public struct CABackup: Sendable {
             try FileOperations.makeDirectory(files, mode: 0o700)
             try TarReader.write(members, from: tar, into: files) { member in
                 let relative = wrapped ? member.components.dropFirst() : member.components[...]
-                return relative.count == 3 && relative.first == "ca" && relative.dropFirst().first == "certs" ? 0o644 : 0o600
+                // Certificates (ca/certs/, archived intermediates included) are public; the rest is not.
+                return relative.count >= 3 && relative.first == "ca" && relative.dropFirst().first == "certs" ? 0o644 : 0o600
             }
             let content = wrapped ? files + "/" + Self.topDirectory : files
             var manifest: Manifest?

@@ -76,7 +76,7 @@ extension CAInitializer {
     /// Secrets 0700/0600, database 0700, certificates readable: whatever the archive said. Never
     /// through a symbolic link (the archive cannot hold one; this does not trust that either).
     static func tightenModes(_ caDir: String) throws {
-        for (path, mode) in [(caDir + "/secrets", mode_t(0o700)), (caDir + "/db", 0o700), (caDir + "/certs", 0o755), (caDir, 0o755)] {
+        for (path, mode) in [(caDir + "/secrets", mode_t(0o700)), (caDir + "/db", 0o700), (caDir + "/certs", 0o755), (caDir + "/certs/intermediates", 0o755), (caDir, 0o755)] {
             TarReader.setMode(path, mode)
         }
         for directory in [caDir + "/secrets", caDir + "/db", caDir + "/secrets/intermediates"] {

@@ -29,6 +29,10 @@ import TestSupport
         let revokedSerial = try runProcess("openssl", ["x509", "-in", out.file("revoked.crt"), "-noout", "-serial"]).stdout
             .split(separator: "=").last!.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
 
+        // An archived intermediate, whose certificate is public and whose key is not.
+        let rotated = try ca.sandbox.run(["ca", "rotate-intermediate", "--yes"])
+        #expect(rotated.status == 0, "\(rotated)")
+
         // Back up while the server runs.
         let passphraseFile = try out.write("pp", Self.passphrase + "\n")
         let backupFile = out.file("ca-backup.enc")
@@ -59,6 +63,12 @@ import TestSupport
             "ca", "restore", "--input", backupFile, "--passphrase-file", passphraseFile, "--new-address", "127.0.0.1:\(port)",
         ])
         #expect(restore.status == 0, "\(restore)")
+        // The same modes as the CA that was backed up, archived intermediates included.
+        let archived = try FileManager.default.contentsOfDirectory(atPath: target.caDir + "/certs/intermediates")
+        #expect(archived.count == 1 && archived.allSatisfy { fileMode(target.caDir + "/certs/intermediates/" + $0) == 0o644 }, "\(archived)")
+        #expect(fileMode(target.caDir + "/certs/intermediates") == 0o755 && fileMode(target.caDir + "/secrets/intermediates") == 0o700)
+        let archivedKeys = try FileManager.default.contentsOfDirectory(atPath: target.caDir + "/secrets/intermediates")
+        #expect(archivedKeys.count == 1 && archivedKeys.allSatisfy { fileMode(target.caDir + "/secrets/intermediates/" + $0) == 0o600 })
         // The backup held the stored CA password: the next steps start the CA without a password file.
         #expect(restore.stdout.contains("Start the CA:          auto-ssl ca serve   (it reads the CA password from \(target.configDir)/ca-password)"), "\(restore)")
         #expect(restore.stdout.contains("sudo auto-ssl ca install-service --now"), "\(restore)")
@@ -78,7 +88,9 @@ import TestSupport
         #expect(status.stdout.contains("\"fingerprint\" : \"\(fingerprint)\""), "\(status)")
         let serveLog = (try? readFile(log)) ?? ""
         #expect(status.stdout.contains("running"), "\(status)\n\(serveLog)")
-        let crl = try runProcess("sh", ["-c", "curl -sf --cacert \(target.caDir)/certs/root_ca.crt \(url)/crl?pem | openssl crl -noout -text"])
+        // The revoked certificate was signed by the intermediate archived before the backup: on its CRL.
+        let archivedSerial = archived.first.map { String($0.dropLast(".crt".count)) } ?? "?"
+        let crl = try runProcess("sh", ["-c", "curl -sf --cacert \(target.caDir)/certs/root_ca.crt '\(url)/crl/\(archivedSerial)?pem' | openssl crl -noout -text"])
         #expect(crl.stdout.lowercased().replacingOccurrences(of: " ", with: "").contains("serialnumber:" + revokedSerial), "\(crl)")
         let renew = try target.run([
             "cert", "renew", "--ca-url", url, "--fingerprint", fingerprint, "--cert", out.file("kept.crt"),
