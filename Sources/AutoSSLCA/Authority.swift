@@ -76,6 +76,9 @@ public final class Authority: Sendable {
     /// CRLs of archived intermediates that have not expired (their certificates may still be in
     /// use), keyed by the intermediate's serial in lower-case hex.
     public let previousCRLs: [String: CRLPublisher]
+    /// The root's CRL (DER), which revokes intermediates whose key leaked (`ca rotate-intermediate
+    /// --compromised`); nil when the root revoked none.
+    public let rootCRL: [UInt8]?
     /// The OCSP responder: signed by the current and the archived intermediates.
     public let ocsp: OCSPResponder
     /// The CRL distribution point and OCSP URL every leaf carries (config.yaml `revocation:`).
@@ -96,7 +99,7 @@ public final class Authority: Sendable {
     public init(
         settings: CASettings, root: Certificate, intermediate: Certificate, intermediateKey: SigningKey,
         provisioners: ProvisionerCollection, store: any CertificateDatabase, audit: AuditLog,
-        previousIntermediates: [Certificate] = [], previousIntermediateKeys: [String: SigningKey] = [:],
+        previousIntermediates: [Certificate] = [], previousIntermediateKeys: [String: SigningKey] = [:], rootCRL: [UInt8]? = nil,
         replicated: (any ReplicatedState)? = nil, metrics: CAMetrics = CAMetrics(version: "unknown"),
         logger: Logger = Logger(label: "auto-ssl.authority")
     ) throws {
@@ -117,6 +120,7 @@ public final class Authority: Sendable {
         self.store = store
         self.audit = audit
         self.previousIntermediates = previousIntermediates
+        self.rootCRL = rootCRL
         self.crl = try CRLPublisher(issuer: intermediate, key: intermediateKey, store: store, shared: replicated)
         var previousCRLs: [String: CRLPublisher] = [:]
         var archivedSigners: [(Certificate, SigningKey)] = []

@@ -80,13 +80,24 @@ public struct AuthorityLoader: Sendable {
         try ProvisionerCollection.load(settings)
     }
 
-    /// Intermediates archived by `ca rotate-intermediate` (certs/intermediates/*.crt).
+    /// Intermediates archived by `ca rotate-intermediate` (certs/intermediates/*.crt), without any
+    /// the root revoked.
     public func previousIntermediates(_ settings: CASettings) throws -> [Certificate] {
         let directory = settings.paths.caDir + "/certs/intermediates"
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
+        let revoked = Set(try IntermediateRotation.revokedIntermediates(caDir: settings.paths.caDir).map(\.serial))
         return try names.filter { $0.hasSuffix(".crt") }.sorted().map {
             try CAStatusReport.loadCertificate(directory + "/" + $0, what: "archived intermediate certificate")
-        }
+        }.filter { !revoked.contains($0.serialNumber.hexString) }
+    }
+
+    /// The root's CRL of revoked intermediates (certs/root_ca.crl), if the root revoked any.
+    public func rootCRL(_ settings: CASettings) throws -> [UInt8]? {
+        let path = settings.paths.caDir + "/certs/root_ca.crl"
+        guard FileOperations.exists(path) else { return nil }
+        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+        guard bytes.count <= 1 << 20 else { throw AutoSSLError.general("\(path) is larger than 1 MiB; it is not one auto-ssl wrote") }
+        return bytes
     }
 
     /// Opens the CA's database: the embedded SQLite file (created on a new CA's first use), or the
@@ -165,7 +176,7 @@ public struct AuthorityLoader: Sendable {
                 settings: settings, root: root, intermediate: intermediate, intermediateKey: key,
                 provisioners: provisioners, store: database.certificates, audit: audit,
                 previousIntermediates: previous, previousIntermediateKeys: previousIntermediateKeys(previous, settings: settings, password: password),
-                replicated: database.replicated, metrics: metrics, logger: logger)
+                rootCRL: try rootCRL(settings), replicated: database.replicated, metrics: metrics, logger: logger)
             return (authority, database)
         } catch {
             // Nothing else holds the database yet.

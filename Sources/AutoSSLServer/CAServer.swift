@@ -373,6 +373,12 @@ public final class CAServer: Sendable {
     /// its serial in hex: the current one or one archived by `ca rotate-intermediate`.
     func crl(_ request: Request, issuerSerial: String? = nil) async throws -> Response {
         var publisher = authority.crl
+        if issuerSerial == "root" {
+            guard let rootCRL = authority.rootCRL else {
+                throw APIError(status: .notFound, message: "the root has revoked no intermediate, so it has no CRL")
+            }
+            return Self.crlResponse(rootCRL, request: request)
+        }
         if let issuerSerial {
             let serial = issuerSerial.lowercased().filter { $0 != ":" }
             if serial == authority.intermediate.serialNumber.hexString {
@@ -385,7 +391,11 @@ public final class CAServer: Sendable {
                     message: "no CRL for an intermediate with serial \(issuerSerial) (known: \(([authority.intermediate.serialNumber.hexString] + authority.previousCRLs.keys.sorted()).joined(separator: ", ")))")
             }
         }
-        let der = try await publisher.current()
+        return Self.crlResponse(try await publisher.current(), request: request)
+    }
+
+    /// A CRL as DER, or as PEM with `?pem`.
+    static func crlResponse(_ der: [UInt8], request: Request) -> Response {
         if request.uri.queryParameters["pem"] != nil || request.uri.query?.split(separator: "&").contains("pem") == true {
             return Response(
                 status: .ok, headers: [.contentType: "application/x-pem-file"],

@@ -257,6 +257,44 @@ import TestSupport
         #expect(missing.stdout.hasSuffix("404") && missing.stdout.contains("no CRL for an intermediate"), "\(missing)")
     }
 
+    /// A leaked intermediate key: `rotate-intermediate --compromised` has the root revoke the old
+    /// intermediate in its own CRL (openssl verifies it with the root and refuses the intermediate
+    /// under it), and what the old intermediate signed neither renews nor revokes any more.
+    @Test func aCompromisedIntermediateIsRevokedByTheRootAndRenewsNothing() throws {
+        let s = try Setup()
+        let missing = try runProcess("curl", ["-s", "--cacert", s.ca.rootPath, "-w", "\n%{http_code}", s.ca.url + "/crl/root"])
+        #expect(missing.stdout.hasSuffix("404") && missing.stdout.contains("revoked no intermediate"), "\(missing)")
+        let oldIntermediate = try s.ca.sandbox.root.write(
+            "old-intermediate.pem", try readFile(s.ca.sandbox.caDir + "/certs/intermediate_ca.crt"))
+        let oldSerial = try s.serial(oldIntermediate)
+        try s.issue("before", san: "before.compromise.internal")
+        let rotated = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--compromised", "--yes"])
+        #expect(rotated.status == 0 && rotated.stdout.contains("revoked by the root"), "\(rotated)")
+        #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/certs/intermediates/\(oldSerial).crt"))
+        #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/secrets/intermediates/\(oldSerial).key"))
+        try s.ca.restart()
+
+        let arl = try s.ca.sandbox.root.write("root-crl.pem", try s.crlPEM("/1.0/crl/root"))
+        let signed = try runProcess("openssl", ["crl", "-in", arl, "-CAfile", s.ca.rootPath, "-noout", "-verify", "-text"])
+        #expect(signed.status == 0 && (signed.stdout + signed.stderr).contains("verify OK"), "\(signed)")
+        #expect(signed.stdout.uppercased().contains(String(oldSerial.uppercased().drop { $0 == "0" })), "\(signed)")
+        #expect(signed.stdout.contains("CA Compromise"), "\(signed)")
+        let refused = try runProcess("openssl", ["verify", "-crl_check", "-CAfile", s.ca.rootPath, "-CRLfile", arl, oldIntermediate])
+        #expect(refused.status != 0 && (refused.stdout + refused.stderr).contains("certificate revoked"), "\(refused)")
+
+        for method in ["mtls", "token"] {
+            let renewal = try s.renew("before", method: method, out: "after-\(method)")
+            #expect(renewal.status != 0, "\(method): \(renewal)")
+            #expect(!FileManager.default.fileExists(atPath: s.file("after-\(method).crt")))
+        }
+        // A new certificate comes from the new intermediate, which the root has not revoked.
+        try s.issue("fresh", san: "after.compromise.internal")
+        let fresh = try runProcess("openssl", [
+            "verify", "-crl_check", "-CAfile", s.ca.rootPath, "-CRLfile", arl, s.ca.sandbox.caDir + "/certs/intermediate_ca.crt",
+        ])
+        #expect(fresh.status == 0, "\(fresh)")
+    }
+
     func certificateCount(_ s: Setup) throws -> Int {
         let listed = try s.ca.sandbox.run(["ca", "certs", "list", "--json"])
         return (try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [Any])?.count ?? -1
