@@ -50,7 +50,7 @@ public struct AdminRevocation {
             }
             let updated = try await store.certificate(serial: record.serial) ?? record
             try await store.close()
-            return Result(record: updated, alreadyRevoked: revoked.isEmpty, sameKey: Array(revoked.dropFirst()))
+            return Result(record: updated, alreadyRevoked: !revoked.contains(record.serial), sameKey: revoked.filter { $0 != record.serial })
         } catch {
             try? await store.close()
             throw error

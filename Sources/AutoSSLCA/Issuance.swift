@@ -77,13 +77,6 @@ extension Authority {
                 throw refuse(.forbidden, request.purpose == .issue ? error.message : "the certificate no longer meets policy: \(error.message)")
             }
         }
-        // A revocation cuts off the key (renewal keeps it): no certificate is issued for a key that
-        // any revoked certificate had, whether renewed, asked for with a token or through ACME.
-        if try await store.isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: request.publicKey)) {
-            throw refuse(
-                .forbidden,
-                "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
-        }
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
         // Signed before the transaction, in the request's own task (so signatures run in parallel,
@@ -113,7 +106,16 @@ extension Authority {
             notBefore: notBefore, notAfter: notAfter, keyType: request.keyType.rawValue, provisioner: options.provisioner,
             requester: options.requester ?? request.remote, renewedFrom: renewedFrom, der: der, createdAt: now)
         do {
-            try await store.recordIssuance(record, token: options.token, completingOrder: options.completingOrder)
+            // A revocation cuts off the key (renewal keeps it): no certificate is issued for a key
+            // that a revocation cut off, whether renewed, asked for with a token or through ACME.
+            // Checked in the transaction that records it, so a revocation in between is never missed.
+            try await store.recordIssuance(
+                record, token: options.token, completingOrder: options.completingOrder,
+                refusingRevokedKey: Fingerprint.publicKeyHash(of: request.publicKey))
+        } catch StoreError.keyRevoked {
+            throw refuse(
+                .forbidden,
+                "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
         } catch StoreError.tokenAlreadyUsed {
             throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", failure: .replayedToken)
         } catch StoreError.orderNotProcessing {

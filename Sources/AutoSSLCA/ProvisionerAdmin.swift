@@ -123,8 +123,15 @@ public struct ProvisionerAdmin {
     /// (anyone can fetch the encrypted key from `/provisioners`), so re-encrypting the same key would
     /// leave them able to sign tokens: the new key has a new key id, and tokens signed with the old
     /// key, including one-time tokens already handed out, are refused from now on. Certificates
-    /// already issued are not affected. The key file is written first, then config.yaml, each
-    /// atomically; a crash in between is mended by running the command again with the new password.
+    /// already issued are not affected.
+    ///
+    /// Order, so that a crash or a failed write never leaves the old key accepted nor the new key
+    /// without its password: the new stored password goes to `<password file>.pending`, then
+    /// config.yaml names the new public key (the old one is refused from there on), then the key
+    /// file is replaced, then the pending password takes the stored one's place. A failed write puts
+    /// back what was changed. After a crash the command is run again: with the current password if
+    /// the key file was not replaced yet; else the pending password opens the new key, and the
+    /// change it belonged to is completed first.
     public func changePassword(
         name: String, current: String, new: String, kdfIterations: Int = PasswordJWE.defaultIterations
     ) throws -> ProvisionerSettings {
@@ -134,22 +141,41 @@ public struct ProvisionerAdmin {
         }
         var provisioner = settings.provisioners[index]
         try Passwords.validate(new, purpose: "new provisioner password")
-        let jwe = try FileOperations.readText(provisioner.encryptedKeyFile)
-        do {
-            _ = try PasswordJWE.decrypt(jwe, password: current)
-        } catch {
-            throw AutoSSLError.general("the current password of provisioner \"\(name)\" is wrong; nothing was changed")
+        let keyFile = provisioner.encryptedKeyFile
+        let oldJWE = try FileOperations.readText(keyFile)
+        let pending = provisioner.passwordFile.map { $0 + ".pending" }
+        if (try? PasswordJWE.decrypt(oldJWE, password: current)) == nil {
+            // An interrupted change: its new key under the password it was storing.
+            guard let pending, let passwordFile = provisioner.passwordFile, FileOperations.exists(pending),
+                  let interrupted = try? Passwords.fromFileContents(FileOperations.readText(pending)),
+                  (try? PasswordJWE.decrypt(oldJWE, password: interrupted)) != nil
+            else {
+                throw AutoSSLError.general("the current password of provisioner \"\(name)\" is wrong; nothing was changed")
+            }
+            try FileOperations.move(pending, to: passwordFile)
         }
         let jwk = ECJWK.generatePrivate()
         let encrypted = try PasswordJWE.encrypt(Data(try jwk.jsonString().utf8), password: new, iterations: kdfIterations)
+        let previous = settings
         provisioner.publicKey = try jwk.publicOnly.jsonString()
-        try FileOperations.writeAtomically(encrypted + "\n", to: provisioner.encryptedKeyFile, mode: 0o600)
-        if let passwordFile = provisioner.passwordFile {
-            try FileOperations.writeAtomically(new + "\n", to: passwordFile, mode: 0o600)
-        }
         settings.provisioners[index] = provisioner
         configuration.ca = settings
-        try configuration.save(to: directories.configFile)
+        if let pending { try FileOperations.writeAtomically(new + "\n", to: pending, mode: 0o600) }
+        do {
+            try configuration.save(to: directories.configFile)
+            do {
+                try FileOperations.writeAtomically(encrypted + "\n", to: keyFile, mode: 0o600)
+                if let pending, let passwordFile = provisioner.passwordFile { try FileOperations.move(pending, to: passwordFile) }
+            } catch {
+                try? FileOperations.writeAtomically(oldJWE, to: keyFile, mode: 0o600)
+                configuration.ca = previous
+                try? configuration.save(to: directories.configFile)
+                throw error
+            }
+        } catch {
+            if let pending { try? FileOperations.removeTree(pending) }
+            throw error
+        }
         return provisioner
     }
 }

@@ -35,8 +35,19 @@ extension Authority {
     /// The record of a certificate issued by the same intermediate before `ca import` brought the CA
     /// here (step-ca kept its records in its own database), which this CA has no row for: renewed
     /// under the CA's policy, and revocable by its holder (the row is then made from it).
+    ///
+    /// Only within what the imported CA could have issued: signed by an intermediate that existed
+    /// before the import (not one made by `ca rotate-intermediate` since, whose key would otherwise
+    /// vouch for backdated certificates), and expiring within the longest lifetime (30 days) after
+    /// the import, so the rule ends by itself.
     func importedRecord(of leaf: Certificate) -> CertificateRecord? {
-        guard let imported = settings.imported, leaf.notValidBefore < imported.importedAt else { return nil }
+        guard let imported = settings.imported, leaf.notValidBefore < imported.importedAt,
+              leaf.notValidAfter <= imported.importedAt.addingTimeInterval(TimeInterval(CAInitOptions.durationCeiling.seconds)),
+              let issuer = ([intermediate] + previousIntermediates).first(where: { issuer in
+                  leaf.issuer == issuer.subject && issuer.publicKey.isValidSignature(leaf.signature, for: leaf)
+              }),
+              issuer.notValidBefore < imported.importedAt
+        else { return nil }
         return CertificateRecord(
             serial: leaf.serialNumber.hexString, status: .issued, commonName: leaf.subjectNames.first?.description ?? "",
             names: leaf.subjectNames.map(\.description), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
@@ -76,6 +87,12 @@ extension Authority {
             }
             record = found
         } else if let imported = importedRecord(of: leaf) {
+            // Recorded now, so that a later revocation of its renewal finds it by its key.
+            do {
+                try await store.recordIssuance(imported, token: nil)
+            } catch StoreError.serialAlreadyExists {
+                // Recorded by a concurrent request in between.
+            }
             record = imported
         } else {
             throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)")

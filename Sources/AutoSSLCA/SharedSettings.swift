@@ -200,6 +200,11 @@ public struct SharedSettingsSync: Sendable {
             let lock = try settingsLock()
             defer { lock.release() }
             let revision = try await pullLocked(state)
+            // The stored provisioner passwords are this machine's own (not in the shared document):
+            // kept to be put back if the change is not published, so each still opens its key.
+            let passwords = try loader.settings().provisioners.compactMap(\.passwordFile).map { path in
+                (path, FileOperations.exists(path) ? try FileOperations.readText(path) : nil)
+            }
             let result = try body()
             do {
                 let published = try await publish(state, expectedRevision: revision)
@@ -208,6 +213,11 @@ public struct SharedSettingsSync: Sendable {
                 // Not published: this machine goes back to the document in force, so that it never
                 // serves settings the other replicas do not have.
                 _ = try? await pullLocked(state)
+                for (path, text) in passwords {
+                    if let text {
+                        try? FileOperations.writeAtomically(text, to: path, mode: 0o600)
+                    }
+                }
                 if case StoreError.settingsChangedConcurrently = error {
                     throw AutoSSLError.general(
                         "another replica changed the provisioners or policy at the same time; this change is not in force",

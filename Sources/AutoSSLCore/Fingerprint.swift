@@ -14,7 +14,7 @@ public enum Fingerprint {
         sha256(der: try certificate.derBytes())
     }
 
-    /// SHA-256 of a certificate's public key (its SubjectPublicKeyInfo, DER), lower-case hex: the
+    /// SHA-256 of a certificate's public key (the subjectPublicKey bits), lower-case hex: the
     /// key's identity across renewals, which keep the key.
     public static func publicKeyHash(of certificate: Certificate) -> String {
         publicKeyHash(of: certificate.publicKey)
@@ -30,12 +30,13 @@ public enum Fingerprint {
         (try? Certificate(derEncoded: der)).map(publicKeyHash(of:))
     }
 
-    /// A certificate's SubjectPublicKeyInfo as it is hashed above, with that hash; nil when the DER
-    /// does not parse.
-    public static func publicKey(certificateDER der: [UInt8]) -> (subjectPublicKeyInfo: [UInt8], hash: String)? {
+    /// A certificate's public key as it is hashed above (swift-certificates' `subjectPublicKeyInfoBytes`:
+    /// the subjectPublicKey BIT STRING's contents, e.g. the uncompressed EC point), with that hash;
+    /// nil when the DER does not parse.
+    public static func publicKey(certificateDER der: [UInt8]) -> (bytes: [UInt8], hash: String)? {
         guard let certificate = try? Certificate(derEncoded: der) else { return nil }
-        let spki = Array(certificate.publicKey.subjectPublicKeyInfoBytes)
-        return (spki, sha256(der: spki))
+        let bytes = Array(certificate.publicKey.subjectPublicKeyInfoBytes)
+        return (bytes, sha256(der: bytes))
     }
 
     /// Normalises what a user typed: case-insensitive, colons and spaces allowed.

@@ -126,6 +126,8 @@ public enum StoreError: Error, Equatable, Sendable {
     case settingsChangedConcurrently
     /// The shared database was left by its CA (moved back to SQLite) at this time.
     case retired(since: Date)
+    /// A certificate with the issuance's public key was revoked; nothing was written.
+    case keyRevoked
 }
 
 /// The CA's database. Every write returns only once it is durable on disk.
@@ -136,19 +138,26 @@ public protocol CertificateDatabase: Sendable {
     /// already taken) nothing of it remains and the certificate is discarded unseen.
     /// With `completingOrder`, the same transaction moves that ACME order from processing to valid
     /// with this serial; if the order is not processing it throws `orderNotProcessing` and stores nothing.
-    func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws
+    /// With `refusingRevokedKey` (the certificate's `Fingerprint.publicKeyHash`), the same
+    /// transaction first checks that no revocation cut off that key and throws `keyRevoked` if one
+    /// did: a revocation committed while the certificate was being signed is never missed.
+    func recordIssuance(
+        _ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?, refusingRevokedKey keyHash: String?
+    ) async throws
     /// Marks a token as used on its own (revocation tokens issue nothing).
     func consume(_ token: TokenUse) async throws
     func certificate(serial: String) async throws -> CertificateRecord?
     func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord]
-    /// Records a revocation durably and returns the serials it revoked, `serial` first; empty (and
-    /// nothing changed) when it was already revoked. Renewal keeps the key, so in the same
-    /// transaction every other unexpired, unrevoked certificate with the same public key is revoked
-    /// too (revoked by "<revokedBy>, same key as <serial>"), unless the reason is superseded (4): a
-    /// certificate replaced by a later one with the same key leaves that later one in force.
+    /// Records a revocation durably and returns the serials it revoked: `serial` first unless it
+    /// was revoked already (then nothing of it changes). Renewal keeps the key, so in the same
+    /// transaction the key is cut off (`isKeyRevoked`) and every other unexpired, unrevoked
+    /// certificate with the same public key is revoked too (revoked by "<revokedBy>, same key as
+    /// <serial>"), also when `serial` was revoked already. Not for reason superseded (4): a
+    /// certificate replaced by a later one with the same key leaves that later one, and the key, in force.
+    /// Finding them reads every unexpired certificate's DER (about a microsecond each).
     func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String]
-    /// Whether any revoked certificate has this public key (`Fingerprint.publicKeyHash`): a revocation
-    /// cuts off the key, so no certificate with it is issued or renewed again.
+    /// Whether a revocation cut off this public key (`Fingerprint.publicKeyHash`): no certificate
+    /// with it is issued or renewed again.
     func isKeyRevoked(publicKeyHash: String) async throws -> Bool
     /// Revoked certificates whose notAfter is after `date`, for the CRL.
     func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry]
@@ -252,7 +261,11 @@ enum NamesColumn {
 extension CertificateDatabase {
     /// An issuance that completes no ACME order (`/sign`, `/renew`, the CA's own certificate).
     public func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws {
-        try await recordIssuance(record, token: token, completingOrder: nil)
+        try await recordIssuance(record, token: token, completingOrder: nil, refusingRevokedKey: nil)
+    }
+
+    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws {
+        try await recordIssuance(record, token: token, completingOrder: orderID, refusingRevokedKey: nil)
     }
 }
 

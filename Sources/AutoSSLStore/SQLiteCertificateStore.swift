@@ -162,10 +162,16 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
     }
 
-    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws {
+    public func recordIssuance(
+        _ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?, refusingRevokedKey keyHash: String?
+    ) async throws {
         guard let der = record.der else { throw StoreError.missingCertificate }
         let names = Self.encodeNames(record.names)
         try await write { db in
+            if let keyHash,
+               try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM revoked_keys WHERE key_hash = ?"), arguments: [keyHash]) == true {
+                throw StoreError.keyRevoked
+            }
             if let token { try Self.insert(token, into: db) }
             if let orderID {
                 // The ACME order becomes valid in the same transaction that records its certificate.
@@ -263,14 +269,13 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                     arguments: [serial, revocation.reasonCode, revocation.reason, revocation.revokedAt.timeIntervalSince1970, revocation.revokedBy])
                 return db.changesCount > 0
             }
-            guard try insert(serial, revocation) else { return }
-            box.serials = [serial]
-            guard let der = try Data.fetchOne(db, sql: "SELECT der FROM certificates WHERE serial = ?", arguments: [serial]),
+            if try insert(serial, revocation) { box.serials = [serial] }
+            guard revocation.coversTheKey,
+                  let der = try Data.fetchOne(db, sql: "SELECT der FROM certificates WHERE serial = ?", arguments: [serial]),
                   let key = Fingerprint.publicKey(certificateDER: Array(der))
             else { return }
             try db.execute(sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [key.hash, serial])
-            guard revocation.coversTheKey else { return }
-            // The other certificates with this key: its SubjectPublicKeyInfo found in their DER, then
+            // The other certificates with this key: its public key's bytes found in their DER, then
             // each confirmed by parsing (a byte match elsewhere in a certificate is not its key).
             let siblings = try Row.fetchAll(
                 db,
@@ -278,7 +283,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                     SELECT c.serial, c.der FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
                     WHERE c.status = 'issued' AND c.not_after > ? AND r.serial IS NULL AND instr(c.der, ?) > 0
                     """,
-                arguments: [revocation.revokedAt.timeIntervalSince1970, Data(key.subjectPublicKeyInfo)])
+                arguments: [revocation.revokedAt.timeIntervalSince1970, Data(key.bytes)])
             for row in siblings {
                 let other: String = row["serial"]
                 let otherDER: Data? = row["der"]
@@ -455,7 +460,6 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 
 /// Carries a value out of a group-committed operation (which runs on the database's queue).
 final class ResultBox: @unchecked Sendable {
-    var changed = false
     var serials: [String] = []
     var number: Int64 = 0
 }

@@ -114,12 +114,12 @@ struct CARevokeCommand: AsyncParsableCommand {
         let result = try await AdminRevocation(directories: Directories.fromEnvironment()).revoke(
             serial: serial, reasonCode: reason.reasonCode, reason: reason.reason)
         if result.alreadyRevoked {
-            print("Certificate \(result.record.serial) was already revoked; nothing changed.")
+            print("Certificate \(result.record.serial) was already revoked; it is unchanged.")
         } else {
             print("Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode).")
-            if !result.sameKey.isEmpty {
-                print("Also revoked, for having the same key: \(result.sameKey.joined(separator: ", ")).")
-            }
+        }
+        if !result.sameKey.isEmpty {
+            print("Also revoked, for having the same key: \(result.sameKey.joined(separator: ", ")).")
         }
     }
 }

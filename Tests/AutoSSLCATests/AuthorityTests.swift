@@ -392,6 +392,34 @@ import X509
         #expect(rotated["provisioner"] as? String == "admin")
     }
 
+    /// A key change interrupted after the new key file was written (config.yaml names the new key,
+    /// the stored password is still the old one, the new one waits in `.pending`): running the
+    /// command again with the stored password completes it first, and no key is left unopenable.
+    @Test func anInterruptedProvisionerKeyChangeIsCompletedByRunningItAgain() async throws {
+        let f = try await Fixture()
+        let admin = ProvisionerAdmin(directories: f.directories)
+        let added = try admin.add(name: "ops", password: .generate, policy: nil, kdfIterations: 210_000)
+        let stored = try #require(added.generatedPasswordFile)
+        let first = try Passwords.fromFileContents(readFile(stored))
+        let changed = try admin.changePassword(name: "ops", current: first, new: "second-password-for-ops-123", kdfIterations: 210_000)
+        #expect(try Passwords.fromFileContents(readFile(stored)) == "second-password-for-ops-123")
+        #expect(!FileManager.default.fileExists(atPath: stored + ".pending"))
+        // The state a crash before the last step leaves.
+        try FileOperations.writeAtomically("second-password-for-ops-123\n", to: stored + ".pending", mode: 0o600)
+        try FileOperations.writeAtomically(first + "\n", to: stored, mode: 0o600)
+        let repaired = try admin.changePassword(name: "ops", current: first, new: "third-password-for-ops-123", kdfIterations: 210_000)
+        #expect(repaired.publicKey != changed.publicKey)
+        #expect(try Passwords.fromFileContents(readFile(stored)) == "third-password-for-ops-123")
+        let opened = try JSONDecoder().decode(
+            ECJWK.self, from: try PasswordJWE.decrypt(try FileOperations.readText(repaired.encryptedKeyFile), password: "third-password-for-ops-123"))
+        #expect(try opened.publicOnly.jsonString() == (try admin.list().first { $0.name == "ops" })?.publicKey)
+        // A wrong password with nothing pending changes nothing.
+        #expect(throws: AutoSSLError.self) {
+            _ = try admin.changePassword(name: "ops", current: "not-the-password-at-all", new: "fourth-password-for-ops-1", kdfIterations: 210_000)
+        }
+        #expect(try Passwords.fromFileContents(readFile(stored)) == "third-password-for-ops-123")
+    }
+
     func rsa1024CSR() throws -> String {
         let dir = TemporaryDirectory()
         let result = try runProcess("openssl", [

@@ -196,7 +196,33 @@ enum CertificateDatabaseContract {
             let superseded = RevocationRecord(reasonCode: 4, reason: "superseded", revokedAt: now, revokedBy: "holder")
             #expect(try await store.revoke(serial: "5d01", superseded) == ["5d01"])
             #expect(try await store.certificate(serial: "5c04")?.revocation == nil, "superseded leaves the later certificate in force")
-            #expect(try await store.isKeyRevoked(publicKeyHash: try #require(Fingerprint.publicKeyHash(certificateDER: certificateDER(key: other)))))
+            let otherHash = try #require(Fingerprint.publicKeyHash(certificateDER: certificateDER(key: other)))
+            #expect(try await !store.isKeyRevoked(publicKeyHash: otherHash), "and its key")
+            // Learning later that the key was compromised: revoking the superseded one again (it
+            // stays as it was) now revokes the others with its key and cuts the key off.
+            let compromised = RevocationRecord(reasonCode: 1, reason: "key compromise", revokedAt: now, revokedBy: "admin")
+            #expect(try await store.revoke(serial: "5d01", compromised) == ["5c04"])
+            #expect(try await store.certificate(serial: "5d01")?.revocation?.reasonCode == 4)
+            #expect(try await store.isKeyRevoked(publicKeyHash: otherHash))
+        }
+    }
+
+    /// An issuance checks, in its own transaction, that no revocation cut off its key: one committed
+    /// while the certificate was being signed is not missed, and nothing is stored.
+    static func anIssuanceForARevokedKeyStoresNothing(_ factory: some CertificateDatabaseFactory) async throws {
+        let key = P256.Signing.PrivateKey()
+        let keyHash = try #require(Fingerprint.publicKeyHash(certificateDER: try certificateDER(key: key)))
+        try await withStore(factory) { store in
+            try await store.recordIssuance(try record("6a01", der: certificateDER(key: key)), token: nil, completingOrder: nil, refusingRevokedKey: keyHash)
+            #expect(try await store.revoke(serial: "6a01", RevocationRecord(reasonCode: 1, reason: "", revokedAt: Date(), revokedBy: "admin")) == ["6a01"])
+            await #expect(throws: StoreError.keyRevoked) {
+                try await store.recordIssuance(
+                    try record("6a02", der: certificateDER(key: key)), token: token("admin:6a02"), completingOrder: nil, refusingRevokedKey: keyHash)
+            }
+            #expect(try await store.certificate(serial: "6a02") == nil)
+            // The token was not spent either: the whole transaction was refused.
+            try await store.consume(token("admin:6a02"))
+            try await store.recordIssuance(try record("6a03"), token: nil, completingOrder: nil, refusingRevokedKey: "another key")
         }
     }
 
@@ -376,6 +402,10 @@ struct SQLiteFactory: CADatabaseFactory {
 
     @Test func revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded() async throws {
         try await CertificateDatabaseContract.revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded(factory)
+    }
+
+    @Test func anIssuanceForARevokedKeyStoresNothing() async throws {
+        try await CertificateDatabaseContract.anIssuanceForARevokedKeyStoresNothing(factory)
     }
 
     @Test func crlNumbersOnlyGoUp() async throws {

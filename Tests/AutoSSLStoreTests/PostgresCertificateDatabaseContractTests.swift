@@ -59,6 +59,10 @@ struct PostgresCertificateDatabaseContractTests {
         try await CertificateDatabaseContract.revokingACertificateRevokesTheOthersWithItsKeyUnlessSuperseded(try PostgresCertificatesFactory())
     }
 
+    @Test func anIssuanceForARevokedKeyStoresNothing() async throws {
+        try await CertificateDatabaseContract.anIssuanceForARevokedKeyStoresNothing(try PostgresCertificatesFactory())
+    }
+
     @Test func crlNumbersOnlyGoUp() async throws {
         try await CertificateDatabaseContract.crlNumbersOnlyGoUp(try PostgresCertificatesFactory())
     }

@@ -358,6 +358,13 @@ import TestSupport
         #expect(answer["status"] as? Int == 403 && (answer["message"] as? String ?? "").contains("same key"), "\(signed)")
         let revoked = try s.ca.auditEvents().filter { $0["event"] as? String == "certificate.revoked" }
         #expect(revoked.contains { $0["serial"] as? String == first && ($0["detail"] as? String ?? "").contains("same key as \(second)") }, "\(revoked)")
+
+        // `ca revoke` on the CA host does the same and names what it revoked with the key.
+        let third = try s.issue("c", san: "admin-keyed.internal")
+        #expect(try s.renew("c", method: "mtls", out: "d").status == 0)
+        let fourth = try s.serial(s.file("d.crt"))
+        let admin = try s.ca.sandbox.run(["ca", "revoke", fourth, "--reason-code", "1"])
+        #expect(admin.status == 0 && admin.stdout.contains("Also revoked, for having the same key: \(third)"), "\(admin)")
     }
 
     /// Over mutual TLS the handshake takes an expired leaf of this CA and the authority applies the

@@ -77,11 +77,20 @@ public final class PostgresCertificateStore: CertificateDatabase {
         try await PostgresStoreErrors.call(client, body)
     }
 
-    public func recordIssuance(_ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?) async throws {
+    public func recordIssuance(
+        _ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?, refusingRevokedKey keyHash: String?
+    ) async throws {
         guard let der = record.der else { throw StoreError.missingCertificate }
         let names = JSONText.array(record.names.map(JSONText.quote))
         let logger = logger
         try await committer.submit { connection in
+            if let keyHash {
+                // Held until the transaction ends, as `revoke` holds it: an issuance and a revocation
+                // of the same key, on any replica, see each other.
+                try await Self.lockKey(keyHash, on: connection, logger: logger)
+                let revoked = try await connection.query("SELECT 1 FROM revoked_keys WHERE key_hash = \(keyHash)", logger: logger).collect()
+                guard revoked.isEmpty else { throw StoreError.keyRevoked }
+            }
             if let token { try await Self.insert(token, on: connection, logger: logger) }
             if let orderID {
                 let updated = try await connection.query(
@@ -180,6 +189,12 @@ public final class PostgresCertificateStore: CertificateDatabase {
         return try await records(PostgresQuery(unsafeSQL: sql, binds: bindings))
     }
 
+    /// A transaction-scoped lock on one public key (`pg_advisory_xact_lock`), taken by issuance and
+    /// revocation before they read or write anything about that key.
+    static func lockKey(_ keyHash: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(keyHash), 0))", logger: logger).collect()
+    }
+
     public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String] {
         let revoked = RevokedSerials()
         let logger = logger
@@ -193,6 +208,10 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 der = bytes
             }
             guard known else { throw StoreError.unknownSerial }
+            let key = der.flatMap { Fingerprint.publicKey(certificateDER: Array($0)) }
+            // The key's lock first, before any row is written: two revocations of certificates with
+            // the same key wait for each other instead of deadlocking over each other's rows.
+            if let key, revocation.coversTheKey { try await Self.lockKey(key.hash, on: connection, logger: logger) }
             func insert(_ serial: String, _ revocation: RevocationRecord) async throws -> Bool {
                 try await !connection.query(
                     """
@@ -203,19 +222,17 @@ public final class PostgresCertificateStore: CertificateDatabase {
                     """, logger: logger
                 ).collect().isEmpty
             }
-            guard try await insert(serial, revocation) else { return }
-            revoked.serials = [serial]
-            guard let der, let key = Fingerprint.publicKey(certificateDER: Array(der)) else { return }
+            if try await insert(serial, revocation) { revoked.serials = [serial] }
+            guard revocation.coversTheKey, let key else { return }
             try await connection.query(
                 "INSERT INTO revoked_keys (key_hash, serial) VALUES (\(key.hash), \(serial)) ON CONFLICT (key_hash) DO NOTHING",
                 logger: logger)
-            guard revocation.coversTheKey else { return }
             // The other certificates with this key, as on SQLite: found by their DER, confirmed by parsing.
             let siblings = try await connection.query(
                 """
                 SELECT c.serial, c.der FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
                 WHERE c.status = 'issued' AND c.not_after > \(revocation.revokedAt.timeIntervalSince1970) AND r.serial IS NULL
-                    AND position(\(Data(key.subjectPublicKeyInfo)) IN c.der) > 0
+                    AND position(\(Data(key.bytes)) IN c.der) > 0
                 """, logger: logger
             ).collect()
             for row in siblings {
