@@ -333,11 +333,21 @@ import TestSupport
         let renewed = try s.renew("a", method: "mtls", out: "b")
         #expect(renewed.status == 0, "\(renewed)")
         let second = try s.serial(s.file("b.crt"))
+        // OCSP for A, asked first so the server holds a cached "good" for it.
+        func ocspForA() throws -> String {
+            try runProcess("openssl", [
+                "ocsp", "-issuer", s.ca.sandbox.caDir + "/certs/intermediate_ca.crt", "-cert", s.file("a.crt"),
+                "-url", s.ca.url + "/ocsp", "-CAfile", s.ca.rootPath,
+            ]).stdout
+        }
+        #expect(try ocspForA().contains(": good"))
         let revoke = try s.ca.sandbox.run([
             "cert", "revoke", "--ca-url", s.ca.url, "--fingerprint", s.fingerprint, "--cert", s.file("b.crt"), "--key", s.file("a.key"),
             "--reason-code", "1", "--reason", "key compromise",
         ])
         #expect(revoke.status == 0, "\(revoke)")
+        let status = try ocspForA()
+        #expect(status.contains(": revoked") && status.contains("keyCompromise"), "\(status)")
         let stripped = { (serial: String) in String(serial.drop { $0 == "0" }) }
         #expect(try s.crlSerials().isSuperset(of: [stripped(first), stripped(second)]), "both serials are on the CRL")
         let crl = try s.ca.sandbox.root.write("crl.pem", try s.crlPEM())
