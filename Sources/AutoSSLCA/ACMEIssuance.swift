@@ -51,7 +51,7 @@ extension Authority {
     public func pemChain(serial: String) async throws -> String? {
         guard let record = try await store.certificate(serial: serial), let der = record.der else { return nil }
         let leaf = try Certificate(derEncoded: der)
-        let issuer = ([intermediate] + previousIntermediates).first { $0.subject == leaf.issuer } ?? intermediate
+        let issuer = issuer(of: leaf) ?? intermediate
         return try leaf.pemString() + issuer.pemString()
     }
 }

@@ -85,7 +85,7 @@ public struct AuthorityLoader: Sendable {
     public func previousIntermediates(_ settings: CASettings) throws -> [Certificate] {
         let directory = settings.paths.caDir + "/certs/intermediates"
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return [] }
-        let revoked = Set(try IntermediateRotation.revokedIntermediates(caDir: settings.paths.caDir).map(\.serial))
+        let revoked = Set(try IntermediateRotation.revokedIntermediates(caDir: settings.paths.caDir).revoked.map(\.serial))
         return try names.filter { $0.hasSuffix(".crt") }.sorted().map {
             try CAStatusReport.loadCertificate(directory + "/" + $0, what: "archived intermediate certificate")
         }.filter { !revoked.contains($0.serialNumber.hexString) }
@@ -166,6 +166,14 @@ public struct AuthorityLoader: Sendable {
         } catch let error as AutoSSLError {
             throw AutoSSLError(.general, "the intermediate key could not be opened: \(error.message)",
                                hint: "check the CA password (--password-file or \(directories.caPasswordFile))")
+        }
+        // An interrupted `ca rotate-intermediate --compromised` revoked the intermediate before
+        // replacing it: never sign with an intermediate the root revoked.
+        if try IntermediateRotation.revokedIntermediates(caDir: settings.paths.caDir).revoked
+            .contains(where: { $0.serial == intermediate.serialNumber.hexString }) {
+            throw AutoSSLError.general(
+                "the current intermediate \(intermediate.serialNumber.hexString) is revoked by the root (its key leaked); the CA does not start",
+                hint: "complete the rotation: auto-ssl ca rotate-intermediate --compromised \(intermediate.serialNumber.hexString) --yes")
         }
         let previous = try previousIntermediates(settings)
         let provisioners = try provisioners(settings)

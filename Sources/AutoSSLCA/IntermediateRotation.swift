@@ -32,25 +32,40 @@ public struct IntermediateRotation {
         }
     }
 
+    /// `certs/revoked_intermediates.json`: the intermediates the root revoked and the number of the
+    /// root's last CRL (it only goes up).
+    public struct RevokedIntermediates: Codable, Equatable, Sendable {
+        public var crlNumber: Int64
+        public var revoked: [RevokedIntermediate]
+        enum CodingKeys: String, CodingKey {
+            case crlNumber = "crl_number"
+            case revoked
+        }
+    }
+
+    static func revokedIntermediatesFile(caDir: String) -> String { caDir + "/certs/revoked_intermediates.json" }
+
     /// The intermediates the root revoked (none when the file does not exist).
-    public static func revokedIntermediates(caDir: String) throws -> [RevokedIntermediate] {
-        let path = caDir + "/certs/revoked_intermediates.json"
-        guard FileOperations.exists(path) else { return [] }
+    public static func revokedIntermediates(caDir: String) throws -> RevokedIntermediates {
+        let path = revokedIntermediatesFile(caDir: caDir)
+        guard FileOperations.exists(path) else { return RevokedIntermediates(crlNumber: 0, revoked: []) }
         let text = try FileOperations.readText(path)
         guard text.utf8.count <= 1 << 20 else { throw AutoSSLError.general("\(path) is larger than 1 MiB; it is not one auto-ssl wrote") }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
         do {
-            return try decoder.decode([RevokedIntermediate].self, from: Data(text.utf8))
+            return try decoder.decode(RevokedIntermediates.self, from: Data(text.utf8))
         } catch {
             throw AutoSSLError.general("\(path) is damaged (\(error))", hint: "restore it from a backup of the CA")
         }
     }
 
-    /// Rotates the intermediate. With `compromised` (its key leaked), the previous intermediate is
-    /// not archived: the root revokes it (reason cACompromise) in the root's CRL, and its key is
-    /// deleted, so nothing it signed renews or authenticates to the CA any more.
-    public func rotate(caPassword: String, compromised: Bool = false, now: Date = Date()) throws -> Result {
+    /// Rotates the intermediate. With `compromised` (the current intermediate's serial, in hex:
+    /// its key leaked), no intermediate is archived: the root revokes the current one and every
+    /// archived one that has not expired (their keys were kept under the same password, and
+    /// `ca serve` held them in the same process), reason cACompromise, in the root's CRL; their
+    /// keys are deleted, so nothing they signed renews or authenticates to the CA any more.
+    public func rotate(caPassword: String, compromised: String? = nil, now: Date = Date()) throws -> Result {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
         try AuthorityLoader.checkSecretPermissions(settings)
@@ -78,25 +93,36 @@ public struct IntermediateRotation {
 
         let serial = previous.serialNumber.hexString
         let archivedCertificate: String
-        if compromised {
-            // The root's CRL first: once it is written the old intermediate is revoked for every
-            // client that reads it, whatever happens next (running the command again revokes the
-            // then-current intermediate, a fresh one, too).
-            var revoked = try Self.revokedIntermediates(caDir: paths.caDir).filter { $0.serial != serial }
-            revoked.append(RevokedIntermediate(serial: serial, revokedAt: now))
+        if let compromised {
+            guard compromised.lowercased().filter({ $0 != ":" }) == serial else {
+                throw AutoSSLError.invalidArgument(
+                    "\(compromised) is not the current intermediate (that is \(serial)); nothing was changed",
+                    hint: "name the current intermediate's serial (`auto-ssl ca status`); an intermediate revoked before stays revoked")
+            }
+            // The root's CRL first: once it is written the intermediates are revoked for every client
+            // that reads it, whatever happens next; `ca serve` refuses to start with a revoked
+            // current intermediate, and running the command again completes the rotation.
+            let archived = try loader.previousIntermediates(settings).filter { $0.notValidAfter > now }
+            var state = try Self.revokedIntermediates(caDir: paths.caDir)
+            for certificate in [previous] + archived where !state.revoked.contains(where: { $0.serial == certificate.serialNumber.hexString }) {
+                state.revoked.append(RevokedIntermediate(serial: certificate.serialNumber.hexString, revokedAt: now))
+            }
+            state.crlNumber += 1
             let crl = try CRLBuilder.build(
-                issuer: root, issuerKey: rootKey, number: Int64(revoked.count), thisUpdate: now.addingTimeInterval(-CAMaterial.backdate),
-                nextUpdate: root.notValidAfter,
-                entries: try revoked.map { entry in
+                issuer: root, issuerKey: rootKey, number: state.crlNumber, thisUpdate: now, nextUpdate: root.notValidAfter,
+                entries: state.revoked.map { entry in
                     CRLBuilder.Entry(serial: SerialText.bytes(fromHex: entry.serial), revokedAt: entry.revokedAt, reasonCode: 2)
                 })
             let encoder = JSONEncoder()
             encoder.dateEncodingStrategy = .secondsSince1970
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             archivedCertificate = paths.caDir + "/certs/root_ca.crl"
-            try FileOperations.writeAtomically(String(decoding: try encoder.encode(revoked), as: UTF8.self) + "\n",
-                                               to: paths.caDir + "/certs/revoked_intermediates.json", mode: 0o644)
+            try FileOperations.writeAtomically(
+                String(decoding: try encoder.encode(state), as: UTF8.self) + "\n", to: Self.revokedIntermediatesFile(caDir: paths.caDir), mode: 0o644)
             try FileOperations.writeAtomically(crl, to: archivedCertificate, mode: 0o644)
+            for certificate in archived {
+                try FileOperations.removeTree(paths.secretsDir + "/intermediates/\(certificate.serialNumber.hexString).key")
+            }
         } else {
             let certificateArchive = paths.caDir + "/certs/intermediates"
             let keyArchive = paths.secretsDir + "/intermediates"

@@ -67,6 +67,11 @@ extension Authority {
         func refuse(_ kind: AuthorityError.Kind, _ message: String, failure: CAMetrics.AuthFailure? = nil) -> AuthorityError {
             refusal(kind, message, request: request, provisioner: options.provisioner, failure: failure, now: now)
         }
+        func refuseRevokedKey() -> AuthorityError {
+            refuse(
+                .forbidden,
+                "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
+        }
         guard let first = request.names.first else { throw refuse(.badRequest, "a certificate needs at least one name") }
         let (notBefore, notAfter) = try validity(request.validity, policy: options.policy, now: now, refuse: { refuse($0, $1) })
         if let policy = options.policy {
@@ -77,6 +82,10 @@ extension Authority {
                 throw refuse(.forbidden, request.purpose == .issue ? error.message : "the certificate no longer meets policy: \(error.message)")
             }
         }
+        // A key cut off by a revocation is refused before anything is signed (a read, no write);
+        // `recordIssuance` checks again in its transaction, for a revocation committed meanwhile.
+        let keyHash = Fingerprint.publicKeyHash(of: request.publicKey)
+        if try await store.isKeyRevoked(publicKeyHash: keyHash) { throw refuseRevokedKey() }
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
         // Signed before the transaction, in the request's own task (so signatures run in parallel,
@@ -109,13 +118,9 @@ extension Authority {
             // A revocation cuts off the key (renewal keeps it): no certificate is issued for a key
             // that a revocation cut off, whether renewed, asked for with a token or through ACME.
             // Checked in the transaction that records it, so a revocation in between is never missed.
-            try await store.recordIssuance(
-                record, token: options.token, completingOrder: options.completingOrder,
-                refusingRevokedKey: Fingerprint.publicKeyHash(of: request.publicKey))
+            try await store.recordIssuance(record, token: options.token, completingOrder: options.completingOrder, refusingRevokedKey: keyHash)
         } catch StoreError.keyRevoked {
-            throw refuse(
-                .forbidden,
-                "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
+            throw refuseRevokedKey()
         } catch StoreError.tokenAlreadyUsed {
             throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", failure: .replayedToken)
         } catch StoreError.orderNotProcessing {

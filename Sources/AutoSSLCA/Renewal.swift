@@ -18,7 +18,13 @@ extension Authority {
     /// Whether `leaf` was signed by this CA's current or an archived intermediate (its dates are not
     /// looked at: renewal applies the grace window itself).
     public func isIssuedByThisCA(_ leaf: Certificate) -> Bool {
-        ([intermediate] + previousIntermediates).contains { issuer in
+        issuer(of: leaf) != nil
+    }
+
+    /// The current or archived intermediate that signed `leaf` (by its signature: every
+    /// intermediate of a CA has the same subject), if any.
+    func issuer(of leaf: Certificate) -> Certificate? {
+        ([intermediate] + previousIntermediates).first { issuer in
             leaf.issuer == issuer.subject && issuer.publicKey.isValidSignature(leaf.signature, for: leaf)
         }
     }
@@ -43,16 +49,13 @@ extension Authority {
     func importedRecord(of leaf: Certificate) -> CertificateRecord? {
         guard let imported = settings.imported, leaf.notValidBefore < imported.importedAt,
               leaf.notValidAfter <= imported.importedAt.addingTimeInterval(TimeInterval(CAInitOptions.durationCeiling.seconds)),
-              let issuer = ([intermediate] + previousIntermediates).first(where: { issuer in
-                  leaf.issuer == issuer.subject && issuer.publicKey.isValidSignature(leaf.signature, for: leaf)
-              }),
-              issuer.notValidBefore < imported.importedAt
+              let issuer = issuer(of: leaf), issuer.notValidBefore < imported.importedAt, let der = try? leaf.derBytes()
         else { return nil }
         return CertificateRecord(
             serial: leaf.serialNumber.hexString, status: .issued, commonName: leaf.subjectNames.first?.description ?? "",
             names: leaf.subjectNames.map(\.description), notBefore: leaf.notValidBefore, notAfter: leaf.notValidAfter,
             keyType: KeyAlgorithm(publicKey: leaf.publicKey)?.rawValue ?? "", provisioner: imported.source, requester: nil,
-            renewedFrom: nil, der: try? leaf.derBytes(), createdAt: imported.importedAt)
+            renewedFrom: nil, der: der, createdAt: imported.importedAt)
     }
 
     /// Renews the presented certificate: same names and key, same lifetime (capped by policy).
@@ -89,11 +92,20 @@ extension Authority {
         } else if let imported = importedRecord(of: leaf) {
             // Recorded now, so that a later revocation of its renewal finds it by its key.
             do {
-                try await store.recordIssuance(imported, token: nil)
+                try await store.recordIssuance(
+                    imported, token: nil, completingOrder: nil, refusingRevokedKey: Fingerprint.publicKeyHash(of: leaf))
+                record = imported
             } catch StoreError.serialAlreadyExists {
-                // Recorded by a concurrent request in between.
+                // Recorded by a concurrent request in between: as that request left it.
+                guard let found = try await store.certificate(serial: serial), found.status == .issued else {
+                    throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)")
+                }
+                record = found
+            } catch StoreError.keyRevoked {
+                throw refuseRenewal(
+                    .forbidden,
+                    "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
             }
-            record = imported
         } else {
             throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)")
         }

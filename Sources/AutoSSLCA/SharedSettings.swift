@@ -200,11 +200,10 @@ public struct SharedSettingsSync: Sendable {
             let lock = try settingsLock()
             defer { lock.release() }
             let revision = try await pullLocked(state)
-            // The stored provisioner passwords are this machine's own (not in the shared document):
-            // kept to be put back if the change is not published, so each still opens its key.
-            let passwords = try loader.settings().provisioners.compactMap(\.passwordFile).map { path in
-                (path, FileOperations.exists(path) ? try FileOperations.readText(path) : nil)
-            }
+            // What `body` may change on this machine (config.yaml, the provisioners' keys and stored
+            // passwords, which are this machine's own), put back as it was if the change is not
+            // published: the database may be unreachable for the pull as well.
+            let before = try LocalProvisionerFiles(directories: directories, secretsDir: loader.settings().paths.secretsDir)
             let result = try body()
             do {
                 let published = try await publish(state, expectedRevision: revision)
@@ -212,12 +211,8 @@ public struct SharedSettingsSync: Sendable {
             } catch {
                 // Not published: this machine goes back to the document in force, so that it never
                 // serves settings the other replicas do not have.
+                before.restore(logger: logger)
                 _ = try? await pullLocked(state)
-                for (path, text) in passwords {
-                    if let text {
-                        try? FileOperations.writeAtomically(text, to: path, mode: 0o600)
-                    }
-                }
                 if case StoreError.settingsChangedConcurrently = error {
                     throw AutoSSLError.general(
                         "another replica changed the provisioners or policy at the same time; this change is not in force",
@@ -276,6 +271,47 @@ public struct SharedSettingsSync: Sendable {
                 }
             }
             group.cancelAll()
+        }
+    }
+}
+
+/// config.yaml, the provisioners' encrypted keys (`provisioner_*.jwe`) and stored passwords
+/// (`provisioner-*password*`, with `.pending` ones) as they are now, to put back exactly: files
+/// that appear later are removed, changed ones written back with their mode.
+struct LocalProvisionerFiles {
+    let configFile: String
+    let directories: [String]
+    let files: [String: (text: String, mode: mode_t)]
+
+    init(directories: Directories, secretsDir: String) throws {
+        configFile = directories.configFile
+        self.directories = [directories.configDir, secretsDir]
+        var files: [String: (text: String, mode: mode_t)] = [:]
+        for path in [configFile] + Self.provisionerFiles(in: self.directories) {
+            files[path] = (try FileOperations.readText(path), FileOperations.mode(of: path) ?? 0o600)
+        }
+        self.files = files
+    }
+
+    static func provisionerFiles(in directories: [String]) -> [String] {
+        directories.flatMap { directory in
+            ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+                .filter { ($0.hasPrefix("provisioner_") && $0.hasSuffix(".jwe")) || ($0.hasPrefix("provisioner-") && $0.contains("password")) }
+                .map { directory + "/" + $0 }
+        }
+    }
+
+    func restore(logger: Logger = Logger(label: "auto-ssl.ca.settings")) {
+        for path in Self.provisionerFiles(in: directories) where files[path] == nil {
+            try? FileOperations.removeTree(path)
+        }
+        for (path, saved) in files {
+            guard (try? FileOperations.readText(path)) != saved.text else { continue }
+            do {
+                try FileOperations.writeAtomically(saved.text, to: path, mode: saved.mode & 0o777)
+            } catch {
+                logger.error("could not put \(path) back as it was: \(error)")
+            }
         }
     }
 }

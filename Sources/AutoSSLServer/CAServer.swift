@@ -373,7 +373,7 @@ public final class CAServer: Sendable {
     /// its serial in hex: the current one or one archived by `ca rotate-intermediate`.
     func crl(_ request: Request, issuerSerial: String? = nil) async throws -> Response {
         var publisher = authority.crl
-        if issuerSerial == "root" {
+        if issuerSerial?.lowercased() == "root" {
             guard let rootCRL = authority.rootCRL else {
                 throw APIError(status: .notFound, message: "the root has revoked no intermediate, so it has no CRL")
             }

@@ -11,16 +11,20 @@ struct CARotateIntermediateCommand: ParsableCommand {
         discussion: """
             Certificates issued by the old intermediate stay valid (the root did not change, so clients \
             need nothing). Restart `auto-ssl ca serve` afterwards so it signs with the new intermediate.
-            With --compromised (the old intermediate's key leaked), the root revokes the old intermediate \
-            in its CRL (served at /crl/root) and its key is not kept: certificates it signed no longer \
-            renew or authenticate to the CA, and their servers must enroll again.
+            With --compromised SERIAL (the current intermediate's key leaked), the root revokes it and every \
+            archived intermediate that has not expired in its CRL (served at /crl/root), and their keys are \
+            not kept: certificates they signed no longer renew or authenticate to the CA, and their servers \
+            must enroll again.
             """)
 
     @Option(help: ArgumentHelp("File holding the CA key password.", valueName: "file"))
     var passwordFile: String?
 
-    @Flag(help: "The old intermediate's key leaked: the root revokes it, and what it signed stops renewing.")
-    var compromised = false
+    @Option(
+        help: ArgumentHelp(
+            "The current intermediate's key leaked: its serial (hex, from `ca status`). The root revokes it and every archived intermediate; what they signed stops renewing.",
+            valueName: "serial"))
+    var compromised: String?
 
     @Flag(help: "Do not ask for confirmation.")
     var yes = false
@@ -30,13 +34,14 @@ struct CARotateIntermediateCommand: ParsableCommand {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
         try Terminal.requireConfirmation(
-            yes: yes, action: "rotating the intermediate", question: "Create a new intermediate for \(settings.name)?")
+            yes: yes, action: "rotating the intermediate", question: compromised.map { "Revoke intermediate \($0) and every archived one, and create a new intermediate for \(settings.name)?" }
+                ?? "Create a new intermediate for \(settings.name)?")
         let password = try loader.caPassword(explicitFile: passwordFile, settings: settings)
         let result = try IntermediateRotation(directories: directories).rotate(caPassword: password, compromised: compromised)
         print("New intermediate \(result.current.serialNumber.hexString), valid until \(Output.date(result.current.notValidAfter)).")
-        if compromised {
-            print("The previous one (\(result.previous.serialNumber.hexString)) is revoked by the root: \(result.archivedCertificate), served at /crl/root.")
-            print("Certificates it signed no longer renew; enroll their servers again (auto-ssl ca token create, auto-ssl server enroll).")
+        if compromised != nil {
+            print("The previous one (\(result.previous.serialNumber.hexString)) and every archived intermediate are revoked by the root: \(result.archivedCertificate), served at /crl/root.")
+            print("Certificates they signed no longer renew; enroll their servers again (auto-ssl ca token create, auto-ssl server enroll).")
         } else {
             print("The previous one (valid until \(Output.date(result.previous.notValidAfter))) is archived in \(result.archivedCertificate).")
         }

@@ -90,7 +90,7 @@ enum CommandExamples {
         "ca rotate-intermediate": [
             "auto-ssl ca rotate-intermediate",
             "auto-ssl ca rotate-intermediate --password-file ca.pass --yes",
-            "auto-ssl ca rotate-intermediate --compromised --yes",
+            "auto-ssl ca rotate-intermediate --compromised 4f1c0e2a9b --yes",
         ],
         "ca backup": [
             "auto-ssl ca backup --output /var/backups/auto-ssl/ --retention 7",

@@ -420,6 +420,22 @@ import X509
         #expect(try Passwords.fromFileContents(readFile(stored)) == "third-password-for-ops-123")
     }
 
+    /// An interrupted `rotate-intermediate --compromised` may leave the current intermediate listed
+    /// as revoked by the root before it was replaced: the CA then refuses to start, naming the fix.
+    @Test func aCAWhoseCurrentIntermediateTheRootRevokedDoesNotStart() async throws {
+        let f = try await Fixture()
+        let serial = f.authority.intermediate.serialNumber.hexString
+        try FileOperations.writeAtomically(
+            #"{"crl_number": 1, "revoked": [{"serial": "\#(serial)", "revoked_at": 1800000000}]}"# + "\n",
+            to: f.authority.settings.paths.caDir + "/certs/revoked_intermediates.json", mode: 0o644)
+        do {
+            _ = try await AuthorityLoader(directories: f.directories).load(passwordFile: try f.dir.write("ca3.pw", "ca-password-for-tests-123\n"))
+            Issue.record("the CA started with a revoked intermediate")
+        } catch let error as AutoSSLError {
+            #expect(error.message.contains("revoked by the root") && (error.hint ?? "").contains("--compromised \(serial)"), "\(error)")
+        }
+    }
+
     func rsa1024CSR() throws -> String {
         let dir = TemporaryDirectory()
         let result = try runProcess("openssl", [

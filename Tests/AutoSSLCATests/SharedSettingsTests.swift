@@ -17,6 +17,32 @@ import TestSupport
         return (directories, try CAInitializer(directories: directories).initialise(options).settings)
     }
 
+    /// What a change that could not be published puts back on this machine: config.yaml, the
+    /// provisioners' keys and stored passwords exactly as they were, files it created removed.
+    @Test func anUnpublishedChangeLeavesThisMachinesProvisionerFilesAsTheyWere() throws {
+        let dir = TemporaryDirectory()
+        let (directories, settings) = try makeCA(dir)
+        let admin = ProvisionerAdmin(directories: directories)
+        _ = try admin.add(name: "ops", password: .generate, policy: nil, kdfIterations: 210_000)
+        let files = LocalProvisionerFiles.provisionerFiles(in: [directories.configDir, settings.paths.secretsDir]) + [directories.configFile]
+        func contents() throws -> [String: String] {
+            Dictionary(uniqueKeysWithValues: try files.map { ($0, try FileOperations.readText($0)) })
+        }
+        let expected = try contents()
+        let snapshot = try LocalProvisionerFiles(directories: directories, secretsDir: settings.paths.secretsDir)
+        let stored = directories.configDir + "/provisioner-ops-password"
+        _ = try admin.changePassword(
+            name: "ops", current: Passwords.fromFileContents(try FileOperations.readText(stored)), new: "a-new-password-for-ops-1",
+            kdfIterations: 210_000)
+        _ = try admin.add(name: "extra", password: .generate, policy: nil, kdfIterations: 210_000)
+        #expect(try contents() != expected)
+        snapshot.restore()
+        #expect(try contents() == expected)
+        #expect(!FileManager.default.fileExists(atPath: settings.paths.provisionerKeyFile("extra")))
+        #expect(!FileManager.default.fileExists(atPath: directories.configDir + "/provisioner-extra-password"))
+        #expect(fileMode(stored) == 0o600)
+    }
+
     @Test func aDocumentCarriesProvisionersAndPolicyButNothingOfThisMachine() throws {
         let dir = TemporaryDirectory()
         let (_, settings) = try makeCA(dir)

@@ -257,36 +257,62 @@ import TestSupport
         #expect(missing.stdout.hasSuffix("404") && missing.stdout.contains("no CRL for an intermediate"), "\(missing)")
     }
 
-    /// A leaked intermediate key: `rotate-intermediate --compromised` has the root revoke the old
-    /// intermediate in its own CRL (openssl verifies it with the root and refuses the intermediate
-    /// under it), and what the old intermediate signed neither renews nor revokes any more.
+    /// A leaked intermediate key: `rotate-intermediate --compromised SERIAL` has the root revoke the
+    /// current intermediate and the archived ones in its own CRL (openssl verifies it with the root
+    /// and refuses them under it), deletes their keys, and what they signed neither renews nor
+    /// revokes any more; naming an intermediate that is not the current one changes nothing.
     @Test func aCompromisedIntermediateIsRevokedByTheRootAndRenewsNothing() throws {
         let s = try Setup()
         let missing = try runProcess("curl", ["-s", "--cacert", s.ca.rootPath, "-w", "\n%{http_code}", s.ca.url + "/crl/root"])
         #expect(missing.stdout.hasSuffix("404") && missing.stdout.contains("revoked no intermediate"), "\(missing)")
+        // One intermediate archived by an ordinary rotation, then the current one leaks.
+        let archivedIntermediate = try s.ca.sandbox.root.write(
+            "archived-intermediate.pem", try readFile(s.ca.sandbox.caDir + "/certs/intermediate_ca.crt"))
+        let archivedSerial = try s.serial(archivedIntermediate)
+        #expect(try s.ca.sandbox.run(["ca", "rotate-intermediate", "--yes"]).status == 0)
+        try s.ca.restart()
         let oldIntermediate = try s.ca.sandbox.root.write(
             "old-intermediate.pem", try readFile(s.ca.sandbox.caDir + "/certs/intermediate_ca.crt"))
         let oldSerial = try s.serial(oldIntermediate)
         try s.issue("before", san: "before.compromise.internal")
-        let rotated = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--compromised", "--yes"])
+        let wrong = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--compromised", archivedSerial, "--yes"])
+        #expect(wrong.status == 2 && wrong.stderr.contains("not the current intermediate"), "\(wrong)")
+        #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/certs/root_ca.crl"))
+        let rotated = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--compromised", oldSerial, "--yes"])
         #expect(rotated.status == 0 && rotated.stdout.contains("revoked by the root"), "\(rotated)")
         #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/certs/intermediates/\(oldSerial).crt"))
-        #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/secrets/intermediates/\(oldSerial).key"))
+        for serial in [oldSerial, archivedSerial] {
+            #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/secrets/intermediates/\(serial).key"), "\(serial)'s key is kept")
+        }
+        // Naming it again (it is no longer the current one) revokes nothing more.
+        let again = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--compromised", oldSerial, "--yes"])
+        #expect(again.status == 2, "\(again)")
         try s.ca.restart()
 
-        let arl = try s.ca.sandbox.root.write("root-crl.pem", try s.crlPEM("/1.0/crl/root"))
+        let arl = try s.ca.sandbox.root.write("root-crl.pem", try s.crlPEM("/1.0/crl/ROOT"))
         let signed = try runProcess("openssl", ["crl", "-in", arl, "-CAfile", s.ca.rootPath, "-noout", "-verify", "-text"])
         #expect(signed.status == 0 && (signed.stdout + signed.stderr).contains("verify OK"), "\(signed)")
-        #expect(signed.stdout.uppercased().contains(String(oldSerial.uppercased().drop { $0 == "0" })), "\(signed)")
-        #expect(signed.stdout.contains("CA Compromise"), "\(signed)")
-        let refused = try runProcess("openssl", ["verify", "-crl_check", "-CAfile", s.ca.rootPath, "-CRLfile", arl, oldIntermediate])
-        #expect(refused.status != 0 && (refused.stdout + refused.stderr).contains("certificate revoked"), "\(refused)")
-
-        for method in ["mtls", "token"] {
-            let renewal = try s.renew("before", method: method, out: "after-\(method)")
-            #expect(renewal.status != 0, "\(method): \(renewal)")
-            #expect(!FileManager.default.fileExists(atPath: s.file("after-\(method).crt")))
+        for serial in [oldSerial, archivedSerial] {
+            #expect(signed.stdout.uppercased().contains(String(serial.uppercased().drop { $0 == "0" })), "\(serial): \(signed)")
         }
+        #expect(signed.stdout.contains("CA Compromise"), "\(signed)")
+        let number = signed.stdout.components(separatedBy: "CRL Number:").dropFirst().first?
+            .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").first.map(String.init)
+        #expect(number == "1", "the first root CRL is number 1: \(signed)")
+        for intermediate in [oldIntermediate, archivedIntermediate] {
+            let refused = try runProcess("openssl", ["verify", "-crl_check", "-CAfile", s.ca.rootPath, "-CRLfile", arl, intermediate])
+            #expect(refused.status != 0 && (refused.stdout + refused.stderr).contains("certificate revoked"), "\(refused)")
+        }
+
+        let byToken = try s.renew("before", method: "token", out: "after-token")
+        #expect(byToken.status != 0 && byToken.stderr.contains("not issued by this CA"), "\(byToken)")
+        let byMTLS = try s.renew("before", method: "mtls", out: "after-mtls")
+        #expect(byMTLS.status != 0, "\(byMTLS)")
+        for out in ["after-token", "after-mtls"] { #expect(!FileManager.default.fileExists(atPath: s.file(out + ".crt"))) }
+        let revoke = try s.ca.sandbox.run([
+            "cert", "revoke", "--ca-url", s.ca.url, "--fingerprint", s.fingerprint, "--cert", s.file("before.crt"), "--key", s.file("before.key"),
+        ])
+        #expect(revoke.status != 0, "\(revoke)")
         // A new certificate comes from the new intermediate, which the root has not revoked.
         try s.issue("fresh", san: "after.compromise.internal")
         let fresh = try runProcess("openssl", [

@@ -72,6 +72,7 @@ actor PostgresCommitter {
     private func commit(_ operations: [Operation]) async -> [Result<Void, any Error>] {
         var outcomes = [Result<Void, any Error>?](repeating: nil, count: operations.count)
         var remaining = Array(operations.indices)
+        var transientRetries = 0
         while !remaining.isEmpty {
             let attempt = remaining
             do {
@@ -91,7 +92,14 @@ actor PostgresCommitter {
                 for index in attempt { outcomes[index] = .success(()) }
                 remaining = []
             } catch let transaction as PostgresTransactionError {
-                if let failed = transaction.closureError as? OperationFailed, transaction.commitError == nil {
+                if let failed = transaction.closureError as? OperationFailed, transaction.commitError == nil,
+                   PostgresStoreErrors.isTransient(failed.error), transientRetries < 5 {
+                    // A deadlock with another replica's transaction (their per-key locks taken in
+                    // another order) or a serialization failure: the server rolled this one back;
+                    // the same operations are tried again.
+                    transientRetries += 1
+                    logger.notice("database transaction retried after \(PostgresStoreErrors.map(failed.error))")
+                } else if let failed = transaction.closureError as? OperationFailed, transaction.commitError == nil {
                     // The operation's own refusal (a replayed token) as it is; a connection that
                     // died under it (the server stopping) as `unavailable`, never an internal error.
                     outcomes[failed.index] = .failure(PostgresStoreErrors.map(failed.error))
@@ -116,6 +124,14 @@ actor PostgresCommitter {
 
 /// PostgreSQL failures that say nothing about the request become `StoreError.unavailable` in plain words.
 enum PostgresStoreErrors {
+    /// A deadlock (40P01) or serialization failure (40001): the transaction was rolled back and may
+    /// simply be run again.
+    static func isTransient(_ error: any Error) -> Bool {
+        guard let psql = error as? PSQLError, psql.code == .server else { return false }
+        let state = psql.serverInfo?[.sqlState] ?? ""
+        return state == "40P01" || state == "40001"
+    }
+
     static func map(_ error: any Error) -> any Error {
         if error is StoreError { return error }
         // The pool gave up creating connections (the server is down) or is shutting down.
