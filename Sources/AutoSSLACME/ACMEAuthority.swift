@@ -153,6 +153,7 @@ public final class ACMEAuthority: Sendable {
     static func problem(for error: AuthorityError) -> ACMEProblem {
         switch error.kind {
         case .forbidden: return ACMEProblem(.rejectedIdentifier, error.message)
+        case .revokedKey: return ACMEProblem(.badPublicKey, error.message)
         case .unauthorized: return ACMEProblem(.unauthorized, error.message)
         case .badRequest: return ACMEProblem(.malformed, error.message)
         case .notFound: return ACMEProblem(.malformed, error.message, status: 404)

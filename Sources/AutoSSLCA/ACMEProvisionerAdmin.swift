@@ -132,7 +132,10 @@ extension ProvisionerAdmin {
         guard settings.acmeProvisioners?.contains(where: { $0.name == name }) == true else {
             throw AutoSSLError.general("there is no ACME provisioner named \"\(name)\"")
         }
-        let kid = Base64URL.encode(SecureRandom.bytes(12))
+        // Never starting with "-": the key id is given on command lines (`eab remove KID`), where it
+        // would be read as an option (one in 64 base64url ids would, "-h" even as --help).
+        var kid = Base64URL.encode(SecureRandom.bytes(12))
+        while kid.hasPrefix("-") { kid = Base64URL.encode(SecureRandom.bytes(12)) }
         let key = Data(SecureRandom.bytes(32))
         let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
         try await database.acme.addEABKey(kid: kid, provisioner: name, key: key, now: Date())

@@ -13,6 +13,8 @@ import X509
 public struct AuthorityError: Error, Sendable, CustomStringConvertible {
     public enum Kind: Sendable {
         case badRequest, unauthorized, forbidden, notFound, conflict, unavailable
+        /// The request's public key was cut off by a revocation (HTTP 403; ACME `badPublicKey`).
+        case revokedKey
     }
 
     public var kind: Kind

@@ -69,7 +69,7 @@ extension Authority {
         }
         func refuseRevokedKey() -> AuthorityError {
             refuse(
-                .forbidden,
+                .revokedKey,
                 "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
         }
         guard let first = request.names.first else { throw refuse(.badRequest, "a certificate needs at least one name") }

@@ -103,7 +103,7 @@ extension Authority {
                 record = found
             } catch StoreError.keyRevoked {
                 throw refuseRenewal(
-                    .forbidden,
+                    .revokedKey,
                     "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
             }
         } else {

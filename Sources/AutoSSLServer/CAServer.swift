@@ -136,7 +136,7 @@ extension AuthorityError.Kind {
         switch self {
         case .badRequest: return .badRequest
         case .unauthorized: return .unauthorized
-        case .forbidden: return .forbidden
+        case .forbidden, .revokedKey: return .forbidden
         case .notFound: return .notFound
         case .conflict: return .conflict
         case .unavailable: return .serviceUnavailable

@@ -5,6 +5,7 @@ import AutoSSLStore
 import Foundation
 import Testing
 import TestSupport
+import X509
 
 /// The ACME authority without HTTP: the order lifecycle, the derived states, nonces, finalization,
 /// over the real SQLite database and a fake network.
@@ -94,6 +95,36 @@ import TestSupport
         #expect(metric(fixture, "auto_ssl_acme_orders_total", [#"state="valid""#]) == 1)
         #expect(metric(fixture, "auto_ssl_acme_validations_total", [#"type="http-01""#, #"outcome="valid""#]) == 2)
         #expect(metric(fixture, "auto_ssl_certificate_operations_total", [#"operation="issue""#, #"outcome="ok""#, #"provisioner="acme/"#]) == 1)
+    }
+
+    /// A key cut off by a revocation is refused at finalize as RFC 8555's badPublicKey, and the
+    /// order does not become valid.
+    @Test func finalizingWithTheKeyOfARevokedCertificateIsBadPublicKey() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let key = try SigningKey.generate(.p256)
+        var serial = ""
+        for round in 0..<2 {
+            let created = try await fixture.newOrder(account, names: ["keyed.example.test"])
+            let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+            _ = try await fixture.validate(account, order: created, orderID: orderID)
+            let outcome = await problem {
+                try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["keyed.example.test"], key: key)]) {
+                    acme in { try await acme.finalize($0) }
+                }
+            }
+            if round == 0 {
+                #expect(outcome == nil, "\(String(describing: outcome))")
+                serial = try #require(try await fixture.database.acme.order(id: orderID)?.certificateSerial)
+                let der = try #require(try await fixture.acme.authority.certificateRecord(serial: serial)?.der)
+                try await fixture.acme.authority.revoke(.init(
+                    serial: SerialText.decimal(fromHex: serial), reasonCode: 1, reason: "key compromise", token: nil,
+                    presented: try Certificate(derEncoded: der), remote: nil))
+            } else {
+                #expect(outcome?.kind == .badPublicKey && outcome?.detail.contains("same key") == true, "\(String(describing: outcome))")
+                #expect(try await fixture.database.acme.order(id: orderID)?.status != .valid)
+            }
+        }
     }
 
     @Test func pollingAnOrderIsARead() async throws {

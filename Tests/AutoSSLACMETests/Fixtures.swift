@@ -138,8 +138,8 @@ extension ACMEFixture {
         throw TestFailure("the order stayed pending")
     }
 
-    func csr(_ names: [String]) throws -> String {
-        let pem = try VerifiedCSR.make(names: names.map(SubjectName.init(parsing:)), key: SigningKey.generate(.p256))
+    func csr(_ names: [String], key: SigningKey? = nil) throws -> String {
+        let pem = try VerifiedCSR.make(names: names.map(SubjectName.init(parsing:)), key: key ?? SigningKey.generate(.p256))
         let csr = try CertificateSigningRequest(pemEncoded: pem)
         var serializer = DER.Serializer()
         try serializer.serialize(csr)

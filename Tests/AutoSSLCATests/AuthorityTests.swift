@@ -356,7 +356,7 @@ import X509
         #expect(Set(revokedLines.compactMap { $0["serial"] as? String }) == [first.serial, renewed.serial])
         await expectRefusal(
             f, .init(csrPEM: try VerifiedCSR.make(names: names.map(SubjectName.init(parsing:)), key: key), token: try f.token(sans: names)),
-            kind: .forbidden, containing: "same key")
+            kind: .revokedKey, containing: "same key")
         await #expect(throws: AuthorityError.self) { _ = try await f.authority.renew(.mutualTLS(try first.leaf), remote: nil) }
         // Another key for the same names is issued as before.
         _ = try await f.authority.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names)))

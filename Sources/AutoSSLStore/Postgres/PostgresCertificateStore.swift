@@ -40,7 +40,9 @@ public final class PostgresCertificateStore: CertificateDatabase {
             tls: .disable)
         configuration.options.maximumConnections = 8
         configuration.options.connectionIdleTimeout = .seconds(60)
-        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        var background = logger
+        background.handler = WithoutLeaseBeforeRunWarning(wrapped: logger.handler)
+        let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         let store = PostgresCertificateStore(client: client, location: location, onCommit: onCommit, logger: logger)
         // The client must be running before the first query (else PostgresNIO warns and waits).
         await store.started.wait()
@@ -394,6 +396,39 @@ extension PostgresStoreErrors {
 }
 
 /// Set once the client's `run()` is about to be called.
+/// PostgresNIO's background log without one warning: that a connection was leased before
+/// `PostgresClient.run()` began. The store starts `run()` before its first query, but the query's
+/// thread may reach the pool a few microseconds before `run()` marks itself running; the lease then
+/// just waits, so the warning (which reached `ca restore --as-replica`'s output) says nothing.
+struct WithoutLeaseBeforeRunWarning: LogHandler {
+    var wrapped: any LogHandler
+
+    func log(event: LogEvent) {
+        if event.message.description.hasPrefix("Trying to lease connection from `PostgresClient`, but `PostgresClient.run()`") { return }
+        wrapped.log(event: event)
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { wrapped[metadataKey: key] }
+        set { wrapped[metadataKey: key] = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { wrapped.metadata }
+        set { wrapped.metadata = newValue }
+    }
+
+    var logLevel: Logger.Level {
+        get { wrapped.logLevel }
+        set { wrapped.logLevel = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { wrapped.metadataProvider }
+        set { wrapped.metadataProvider = newValue }
+    }
+}
+
 final class StartSignal: Sendable {
     private let state = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
