@@ -82,10 +82,9 @@ extension Authority {
                 throw refuse(.forbidden, request.purpose == .issue ? error.message : "the certificate no longer meets policy: \(error.message)")
             }
         }
-        // A key cut off by a revocation is refused before anything is signed (a read, no write);
-        // `recordIssuance` checks again in its transaction, for a revocation committed meanwhile.
+        // A key cut off by a revocation is refused by `recordIssuance`, in the transaction that
+        // would record the certificate (no read before signing: it cost ~20 % of /sign's CPU).
         let keyHash = Fingerprint.publicKeyHash(of: request.publicKey)
-        if try await store.isKeyRevoked(publicKeyHash: keyHash) { throw refuseRevokedKey() }
         let serial = CertificateProfiles.randomSerial()
         let serialHex = serial.hexString
         // Signed before the transaction, in the request's own task (so signatures run in parallel,
