@@ -40,13 +40,10 @@ public struct AdminRevocation {
             let audit = try loader.openAuditLog()
             for serial in revoked {
                 let names = serial == record.serial ? record.names : (try await store.certificate(serial: serial))?.names ?? []
-                let by = serial == record.serial ? revocation.revokedBy : revocation.sameKey(as: record.serial).revokedBy
+                let event = AuditLog.Event.revoked(serial, named: record.serial, revocation, sans: names)
                 await AdminEventLog.record(
-                    database, event: "certificate.revoked",
-                    detail: "\(serial) (\(names.joined(separator: ", "))), reason code \(reasonCode), by \(by)", now: now)
-                audit.record(.init(
-                    "certificate.revoked", time: now, serial: serial, sans: names, reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
-                    detail: "reason code \(reasonCode), by \(by)"))
+                    database, event: event.event, detail: "\(serial) (\(names.joined(separator: ", "))), \(event.detail ?? "")", now: now)
+                audit.record(event)
             }
             let updated = try await store.certificate(serial: record.serial) ?? record
             try await store.close()

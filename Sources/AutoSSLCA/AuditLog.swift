@@ -1,5 +1,6 @@
 import AutoSSLCore
 import AutoSSLIO
+import AutoSSLStore
 import Foundation
 import Logging
 
@@ -34,6 +35,19 @@ public final class AuditLog: Sendable {
             self.remote = remote
             self.reason = reason
             self.detail = detail
+        }
+
+        /// `certificate.revoked` for `serial`, revoked by `revocation` of the certificate `named`
+        /// (itself, or one with the same key): the reason's name when no text was given, and who.
+        public static func revoked(
+            _ serial: String, named: String, _ revocation: RevocationRecord, sans: [String]? = nil, provisioner: String? = nil,
+            remote: String? = nil
+        ) -> Event {
+            let by = serial == named ? revocation.revokedBy : revocation.sameKey(as: named).revokedBy
+            return Event(
+                "certificate.revoked", time: revocation.revokedAt, serial: serial, sans: sans, provisioner: provisioner, remote: remote,
+                reason: revocation.reason.isEmpty ? CRLBuilder.reasonNames[revocation.reasonCode] : revocation.reason,
+                detail: "reason code \(revocation.reasonCode), by \(by)")
         }
 
         /// One JSON object, keys sorted, no whitespace (built by hand: this runs for every issuance).

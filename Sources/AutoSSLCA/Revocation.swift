@@ -129,11 +129,9 @@ extension Authority {
         }
         guard !revoked.isEmpty else { return }
         for each in revoked {
-            let by = each == serial ? revokedBy : revocation.sameKey(as: serial).revokedBy
-            audit.record(.init(
-                "certificate.revoked", time: now, serial: each, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
-                remote: remote, reason: reason.isEmpty ? CRLBuilder.reasonNames[reasonCode] : reason,
-                detail: "reason code \(reasonCode), by \(by)"))
+            audit.record(.revoked(
+                each, named: serial, revocation, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
+                remote: remote))
             // Publish at once: the CRL must list the serial, and OCSP must not answer from an
             // earlier "good", before this call returns.
             ocsp.revoked(serial: each)

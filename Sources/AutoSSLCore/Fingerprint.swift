@@ -27,7 +27,7 @@ public enum Fingerprint {
 
     /// The same from a certificate's DER; nil when it does not parse.
     public static func publicKeyHash(certificateDER der: [UInt8]) -> String? {
-        (try? Certificate(derEncoded: der)).map(publicKeyHash(of:))
+        publicKey(certificateDER: der)?.hash
     }
 
     /// A certificate's public key as it is hashed above (swift-certificates' `subjectPublicKeyInfoBytes`:
