@@ -64,7 +64,7 @@ extension ACMEAuthority {
                 // A validation that ends at once (the usual first attempt) is answered with its
                 // outcome, so the client's first poll finds it; one that takes longer, or retries,
                 // goes on in the background and the answer says processing.
-                if let outcome = await Self.value(of: validation, within: Self.challengeAnswerWait) ?? nil {
+                if let outcome = await Self.value(of: validation, within: challengeAnswerWait) ?? nil {
                     challenge.status = outcome.challengeStatus
                     challenge.validatedAt = outcome.validatedAt
                     challenge.error = outcome.error
@@ -76,8 +76,9 @@ extension ACMEAuthority {
         return reply
     }
 
-    /// How long a challenge's POST waits for its validation to end before answering `processing`.
-    static let challengeAnswerWait: TimeInterval = 1
+    /// How long a challenge's POST waits, by default, for its validation to end before answering
+    /// `processing`.
+    public static let challengeAnswerWait: TimeInterval = 1
 
     /// The task's value if it is there within `seconds`, else nil (the task goes on).
     static func value<T: Sendable>(of task: Task<T, Never>, within seconds: TimeInterval) async -> T? {

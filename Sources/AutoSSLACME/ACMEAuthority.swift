@@ -28,6 +28,8 @@ public final class ACMEAuthority: Sendable {
     let attemptDelays: [TimeInterval]
     /// The budget of one validation attempt.
     let attemptTimeout: TimeInterval
+    /// How long a challenge's POST waits for its validation to end before answering `processing`.
+    let challengeAnswerWait: TimeInterval
 
     public static let nonceLifetime: TimeInterval = ACMENonces.lifetime
     public static let orderLifetime: TimeInterval = 86_400
@@ -40,6 +42,7 @@ public final class ACMEAuthority: Sendable {
         authority: Authority, database: any ACMEDatabase,
         network: any ValidationNetwork = NIOValidationNetwork(), ownMachineAddresses: [IPAddress] = NetworkAddresses.allInterfaceAddresses(),
         attemptDelays: [TimeInterval] = ACMEAuthority.validationAttempts, attemptTimeout: TimeInterval = 10,
+        challengeAnswerWait: TimeInterval = ACMEAuthority.challengeAnswerWait,
         logger: Logger = Logger(label: "auto-ssl.acme")
     ) async throws {
         self.authority = authority
@@ -48,6 +51,7 @@ public final class ACMEAuthority: Sendable {
         self.ownMachineAddresses = ownMachineAddresses
         self.attemptDelays = attemptDelays
         self.attemptTimeout = attemptTimeout
+        self.challengeAnswerWait = challengeAnswerWait
         self.logger = logger
         self.nonces = try await ACMENonces(database: database)
     }

@@ -25,7 +25,10 @@ final class ACMEFixture: @unchecked Sendable {
     let provisioner: ACMEProvisionerSettings
     static let host = "127.0.0.1:9443"
 
-    init(network: FakeNetwork = FakeNetwork(), attemptDelays: [TimeInterval] = [0, 0, 0], challenges: [String] = ACMEProvisionerSettings.allChallenges) async throws {
+    init(
+        network: FakeNetwork = FakeNetwork(), attemptDelays: [TimeInterval] = [0, 0, 0],
+        challenges: [String] = ACMEProvisionerSettings.allChallenges, challengeAnswerWait: TimeInterval = ACMEAuthority.challengeAnswerWait
+    ) async throws {
         directories = Directories(
             configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"), systemdDir: dir.file("sd"))
         var options = CAInitOptions()
@@ -43,7 +46,7 @@ final class ACMEFixture: @unchecked Sendable {
         self.network = network
         acme = try await ACMEAuthority(
             authority: authority, database: database.acme, network: network, ownMachineAddresses: [],
-            attemptDelays: attemptDelays, attemptTimeout: 2)
+            attemptDelays: attemptDelays, attemptTimeout: 2, challengeAnswerWait: challengeAnswerWait)
     }
 
     func endpoint(_ path: String, id: String? = nil) -> ACMEEndpoint {
