@@ -72,7 +72,8 @@ public struct ServerAgent: Sendable {
             state.lastSuccess = now
             state.consecutiveFailures = 0
         case false?:
-            state.consecutiveFailures += 1
+            // Saturating: the count comes from server-state.json, which could hold anything.
+            state.consecutiveFailures = state.consecutiveFailures < Int.max ? max(state.consecutiveFailures, 0) + 1 : Int.max
         case nil:
             break
         }
@@ -387,7 +388,10 @@ public struct ServerAgent: Sendable {
     // MARK: - Renew
 
     public func renewalPoint(of leaf: Certificate, enrollment: ServerEnrollment) -> Date {
-        let fraction = min(max(enrollment.renewAtFraction ?? Self.defaultRenewFraction, 0), 1)
+        // config.yaml is edited by hand: a fraction YAML reads as .nan or .inf is ignored (NaN
+        // would pass through min and max, and then no time would ever compare as due or not due).
+        let configured = enrollment.renewAtFraction.flatMap { $0.isFinite ? $0 : nil } ?? Self.defaultRenewFraction
+        let fraction = min(max(configured, 0), 1)
         let lifetime = leaf.notValidAfter.timeIntervalSince(leaf.notValidBefore)
         return leaf.notValidBefore.addingTimeInterval(lifetime * fraction)
     }

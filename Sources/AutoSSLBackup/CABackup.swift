@@ -95,7 +95,7 @@ public struct CABackup: Sendable {
         let root = try CAStatusReport.loadCertificate(settings.paths.rootCertificate, what: "root certificate")
         let manifest = Manifest(
             format: 1, createdAt: now, caName: settings.name, caFingerprint: try Fingerprint.sha256(of: root),
-            toolVersion: toolVersion, files: try Self.hashes(under: top), sharedDatabase: settings.database?.url)
+            toolVersion: toolVersion, files: try Self.hashes(under: top), sharedDatabase: settings.database?.displayURL)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601

@@ -15,8 +15,15 @@ public struct S3Connection: Sendable {
 
     public init(endpoint: String?, region: String, credentials: SigV4Signer.Credentials) throws {
         let text = endpoint ?? "https://s3.\(region).amazonaws.com"
+        // The endpoint is printed in progress lines and restore hints, so it may not carry
+        // credentials; an unreadable one is not repeated, in case it does.
         guard let url = URL(string: text), let scheme = url.scheme, ["https", "http"].contains(scheme), let host = url.host, !host.isEmpty else {
-            throw AutoSSLError.invalidArgument("--s3-endpoint \"\(text)\" is not an http(s) URL")
+            throw AutoSSLError.invalidArgument("--s3-endpoint is not an http(s) URL", hint: "for example --s3-endpoint https://s3.example.internal:9000")
+        }
+        guard url.user == nil, url.password == nil else {
+            throw AutoSSLError.invalidArgument(
+                "--s3-endpoint carries a user name or password",
+                hint: "leave them out of the URL: the credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials")
         }
         self.endpoint = url
         self.region = region

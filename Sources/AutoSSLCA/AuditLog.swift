@@ -95,8 +95,24 @@ public final class AuditLog: Sendable {
         self.path = path
         self.logger = logger
         try FileOperations.makeDirectory((path as NSString).deletingLastPathComponent, mode: 0o755)
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileOperations.systemError(errno, "open the audit log \(path)") }
+        // The log's directory belongs to the CA's service account, and admin commands that append
+        // to it run as root: a symlink or a hard link planted there must not make root change
+        // another file's mode or contents.
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
+        guard fd >= 0 else {
+            if errno == ELOOP {
+                throw AutoSSLError.general(
+                    "the audit log \(path) is a symbolic link", hint: "Remove the link (it is not an audit log written by auto-ssl) and run again.")
+            }
+            throw FileOperations.systemError(errno, "open the audit log \(path)")
+        }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG, status.st_nlink == 1 else {
+            close(fd)
+            throw AutoSSLError.general(
+                "the audit log \(path) is not a regular file with a single name",
+                hint: "Move it away (it is not an audit log written by auto-ssl) and run again.")
+        }
         // An audit log that others can read leaks who asked for which names; keep it private.
         fchmod(fd, 0o600)
         descriptor = fd

@@ -48,7 +48,7 @@ extension CAStatusReport {
                 return DatabaseReport(
                     kind: "sqlite", location: settings.paths.databaseDir + "/auto-ssl.sqlite", state: "ok", replicas: nil, adminEvents: nil)
             }
-            var report = DatabaseReport(kind: "postgresql", location: shared.url, state: "ok", replicas: [], adminEvents: [])
+            var report = DatabaseReport(kind: "postgresql", location: shared.displayURL, state: "ok", replicas: [], adminEvents: [])
             do {
                 let database = try await AuthorityLoader(directories: directories).openDatabase(settings)
                 defer { Task { try? await database.close() } }

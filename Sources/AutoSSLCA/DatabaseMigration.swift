@@ -77,7 +77,7 @@ public struct DatabaseMigration: Sendable {
         let settings = try loader.settings()
         if let database = settings.database {
             throw AutoSSLError.general(
-                "the CA already keeps its records in PostgreSQL (\(database.url)); nothing was changed",
+                "the CA already keeps its records in PostgreSQL (\(database.displayURL)); nothing was changed",
                 hint: "to move them back to SQLite: auto-ssl ca database migrate --to sqlite")
         }
         let password = try loader.databasePassword(

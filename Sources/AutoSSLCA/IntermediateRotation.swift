@@ -107,6 +107,11 @@ public struct IntermediateRotation {
             for certificate in [previous] + archived where !state.revoked.contains(where: { $0.serial == certificate.serialNumber.hexString }) {
                 state.revoked.append(RevokedIntermediate(serial: certificate.serialNumber.hexString, revokedAt: now))
             }
+            guard state.crlNumber >= 0, state.crlNumber < Int64.max else {
+                throw AutoSSLError.general(
+                    "\(Self.revokedIntermediatesFile(caDir: paths.caDir)) holds crl_number \(state.crlNumber), which cannot be increased",
+                    hint: "The file is damaged; restore it from a backup (its crl_number only ever goes up by one per rotation).")
+            }
             state.crlNumber += 1
             let crl = try CRLBuilder.build(
                 issuer: root, issuerKey: rootKey, number: state.crlNumber, thisUpdate: now, nextUpdate: root.notValidAfter,

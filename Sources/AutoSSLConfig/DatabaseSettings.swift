@@ -1,3 +1,4 @@
+import AutoSSLCore
 import Foundation
 
 /// Where a CA keeps its records when it is not the embedded SQLite file: a PostgreSQL database
@@ -10,6 +11,12 @@ public struct DatabaseSettings: Codable, Equatable, Sendable {
     /// or `ca database migrate`. Nil: the password comes from `PGPASSFILE` / `~/.pgpass`, or a systemd
     /// credential named `database-password`, or the server needs none.
     public var passwordFile: String?
+
+    /// The URL as it may be shown or recorded: read back in its canonical form, so that a
+    /// hand-edited URL that carries a password (or is not a PostgreSQL URL) is never repeated.
+    public var displayURL: String {
+        (try? PostgresLocation(url: url))?.description ?? "an invalid PostgreSQL URL (database.url in config.yaml)"
+    }
 
     public init(url: String, passwordFile: String? = nil) {
         self.url = url

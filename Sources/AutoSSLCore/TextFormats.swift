@@ -160,7 +160,11 @@ public enum Timestamp {
 
     /// Appends the RFC 3339 form of `date` (UTC) as ASCII digits.
     public static func append(_ date: Date, milliseconds: Bool, to bytes: inout [UInt8]) {
-        let interval = date.timeIntervalSince1970
+        // A date read from a file or a database row can be anything a Double holds: NaN and
+        // infinities become the epoch, and the rest is held to years 1 through 9999, so that the
+        // conversion to time_t cannot trap.
+        let raw = date.timeIntervalSince1970
+        let interval = raw.isFinite ? min(max(raw, -62_135_596_800), 253_402_300_799) : 0
         var seconds = time_t(interval.rounded(.down))
         var parts = tm()
         gmtime_r(&seconds, &parts)

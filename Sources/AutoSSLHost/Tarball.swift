@@ -228,17 +228,21 @@ public enum TarReader {
         while index < data.count {
             guard let space = data[index...].firstIndex(of: UInt8(ascii: " ")), space - index <= 20,
                   let length = Int(String(decoding: data[index..<space], as: UTF8.self)), length > 0,
-                  index + length <= data.count, index + length > space + 1, data[index + length - 1] == UInt8(ascii: "\n"),
-                  let equals = data[(space + 1)..<(index + length)].firstIndex(of: UInt8(ascii: "="))
+                  length <= data.count - index
+            else { throw damaged("a pax header is malformed") }
+            // `end` cannot overflow: the length was checked against what is left, not added first.
+            let end = index + length
+            guard end > space + 1, data[end - 1] == UInt8(ascii: "\n"),
+                  let equals = data[(space + 1)..<end].firstIndex(of: UInt8(ascii: "="))
             else { throw damaged("a pax header is malformed") }
             let key = String(decoding: data[(space + 1)..<equals], as: UTF8.self)
             guard !key.isEmpty else { throw damaged("a pax header is malformed") }
-            guard let value = String(validating: data[(equals + 1)..<(index + length - 1)], as: UTF8.self) else {
+            guard let value = String(validating: data[(equals + 1)..<(end - 1)], as: UTF8.self) else {
                 throw damaged("a pax value is not UTF-8")
             }
             if key == "path" { path = value }
             if key == "size" || key.hasPrefix("GNU.sparse.") { throw damaged("a pax header sets \(key); not supported") }
-            index += length
+            index = end
         }
         return path
     }

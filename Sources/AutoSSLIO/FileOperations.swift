@@ -15,7 +15,7 @@ import Darwin
 public enum FileOperations {
     /// Writes `data` to `path` atomically with `mode`. Readers see the old file or the new one, never a mix.
     public static func writeAtomically(_ data: some DataProtocol, to path: String, mode: mode_t) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = Self.directory(of: path)
         let name = (path as NSString).lastPathComponent
         var template = Array("\(directory)/.\(name).tmp-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -47,6 +47,13 @@ public enum FileOperations {
 
     public static func writeAtomically(_ text: String, to path: String, mode: mode_t) throws {
         try writeAtomically(Array(text.utf8), to: path, mode: mode)
+    }
+
+    /// The directory a file is in: "." for a bare file name ("replica.bundle"), which has none in
+    /// its path.
+    public static func directory(of path: String) -> String {
+        let parent = (path as NSString).deletingLastPathComponent
+        return parent.isEmpty ? "." : parent
     }
 
     /// fsync a directory so a rename in it survives power loss.
@@ -116,7 +123,7 @@ public enum FileOperations {
     /// rename(2) with errors mapped; both paths must be on one file system.
     public static func move(_ from: String, to: String) throws {
         guard rename(from, to) == 0 else { throw systemError(errno, "move \(from) to \(to)") }
-        try syncDirectory((to as NSString).deletingLastPathComponent)
+        try syncDirectory(Self.directory(of: to))
     }
 
     public static func removeTree(_ path: String) throws {
@@ -189,7 +196,7 @@ extension FileOperations {
         var staged: [(temp: String, path: String)] = []
         defer { for entry in staged { unlink(entry.temp) } }
         for file in files {
-            let directory = (file.path as NSString).deletingLastPathComponent
+            let directory = Self.directory(of: file.path)
             let temp = directory + "/." + (file.path as NSString).lastPathComponent + ".staged-" + UUID().uuidString
             try writeAtomically(file.data, to: temp, mode: file.mode)
             staged.append((temp, file.path))
@@ -197,7 +204,7 @@ extension FileOperations {
         for entry in staged {
             guard rename(entry.temp, entry.path) == 0 else { throw systemError(errno, "replace \(entry.path)") }
         }
-        for directory in Set(staged.map { ($0.path as NSString).deletingLastPathComponent }) {
+        for directory in Set(staged.map { Self.directory(of: $0.path) }) {
             try syncDirectory(directory)
         }
         staged.removeAll()

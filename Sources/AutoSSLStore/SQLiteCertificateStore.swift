@@ -20,6 +20,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
+        try Self.keepPrivate(path)
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             // WAL + FULL: each commit is fsync'd (NORMAL, GRDB's WAL default, would lose the last commits
@@ -30,6 +31,35 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
         try Self.migrator.migrate(pool)
         committer = GroupCommitter(pool: pool, logger: logger, options: writer)
+    }
+
+    /// The database holds the EAB keys and every certificate's record, so it is readable by its
+    /// owner only, whatever the umask of whoever opens it first: created here with mode 0600 before
+    /// SQLite opens it (SQLite gives its `-wal` and `-shm` files the database file's mode), and an
+    /// older database, or its companions, opened to others is tightened. A symbolic link in the
+    /// database's place is refused: the directory belongs to the CA's service account, and root
+    /// runs admin commands in it.
+    static func keepPrivate(_ path: String) throws {
+        for (file, create) in [(path, true), (path + "-wal", false), (path + "-shm", false)] {
+            let fd = open(file, (create ? O_RDWR | O_CREAT : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
+            guard fd >= 0 else {
+                let code = errno
+                if code == ENOENT && !create { continue }
+                throw StoreOpenError(
+                    path: file,
+                    underlying: code == ELOOP
+                        ? "it is a symbolic link, and the database's files must be regular files (database_dir in config.yaml moves them)"
+                        : String(cString: strerror(code)))
+            }
+            defer { closeDescriptor(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+                throw StoreOpenError(path: file, underlying: "it is not a regular file")
+            }
+            if info.st_mode & 0o077 != 0, fchmod(fd, info.st_mode & 0o700) != 0 {
+                throw StoreOpenError(path: file, underlying: "could not make it private: \(String(cString: strerror(errno)))")
+            }
+        }
     }
 
     public struct StoreOpenError: Error, CustomStringConvertible {
@@ -409,6 +439,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 
     /// SQLite's online backup into a new file: consistent while the CA keeps writing.
     public func snapshot(to path: String) async throws {
+        try Self.keepPrivate(path)
         let snapshot = try DatabaseQueue(path: path)
         do {
             try pool.backup(to: snapshot)
@@ -462,4 +493,9 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 final class ResultBox: @unchecked Sendable {
     var serials: [String] = []
     var number: Int64 = 0
+}
+
+/// close(2), out of reach of the store's own `close()`.
+private func closeDescriptor(_ descriptor: Int32) {
+    close(descriptor)
 }

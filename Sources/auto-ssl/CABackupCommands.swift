@@ -274,7 +274,7 @@ struct CARestoreCommand: AsyncParsableCommand {
             do {
                 try await CAInitializer(directories: backup.directories).checkReplicaDatabase(
                     restored.settings, rootFingerprint: restored.fingerprint)
-                Output.progress("Database: \(database.url) answers and belongs to this CA; this machine is a replica of it.")
+                Output.progress("Database: \(database.displayURL) answers and belongs to this CA; this machine is a replica of it.")
             } catch {
                 Output.warning("the CA was restored, but its database was not checked: \(error)")
             }

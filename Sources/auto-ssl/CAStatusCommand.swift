@@ -55,7 +55,9 @@ struct CAStatusCommand: AsyncParsableCommand {
         if let replicas = database.replicas {
             lines.append("Replicas:       " + (replicas.isEmpty ? "none has started yet" : "\(replicas.filter(\.alive).count) of \(replicas.count) alive"))
             for replica in replicas {
-                let ago = Int(Date().timeIntervalSince(replica.lastSeen))
+                // last_seen is a database value: anything not a plausible age prints as a date.
+                let age = Date().timeIntervalSince(replica.lastSeen)
+                let ago = age.isFinite && abs(age) < 1e9 ? Int(age) : Int.max
                 lines.append(
                     "    \(replica.alive ? "up  " : "DOWN") \(replica.name): \(replica.addresses.joined(separator: ", ")), auto-ssl \(replica.version), "
                         + "last seen \(ago < 120 ? "\(max(0, ago)) s" : Output.date(replica.lastSeen)) ago")

@@ -38,6 +38,10 @@ struct AgentTests {
         #expect(abs(agent.renewalPoint(of: leaf, enrollment: enrollment(fraction: 0.5)).timeIntervalSince(start) - 4_500) < 1)
         // Out-of-range fractions are clamped, never past the expiry.
         #expect(abs(agent.renewalPoint(of: leaf, enrollment: enrollment(fraction: 3)).timeIntervalSince(start) - 9_000) < 1)
+        // A hand-edited .nan or .inf is ignored: the default point, not one no time compares with.
+        for unusable in [Double.nan, .infinity, -.infinity] {
+            #expect(abs(agent.renewalPoint(of: leaf, enrollment: enrollment(fraction: unusable)).timeIntervalSince(start) - 6_000) < 1)
+        }
     }
 
     @Test func theEnrollAgainCommandCarriesEveryRecordedOption() throws {
@@ -151,6 +155,11 @@ struct AgentTests {
         #expect(state.consecutiveFailures == 2 && state.lastAttempt?.message == "two")
         #expect(agent.recordAttempt("renewed", "ok", success: true, now: now).consecutiveFailures == 0)
         #expect(ServerState.load(from: agent.stateFile).lastSuccess == now)
+        // The count is read back from the file, which could hold anything: it saturates.
+        var full = ServerState.load(from: agent.stateFile)
+        full.consecutiveFailures = Int.max
+        try full.save(to: agent.stateFile)
+        #expect(agent.recordAttempt("failed", "again", success: false, now: now).consecutiveFailures == Int.max)
     }
 
     @Test func shellCommandsDoNotHangOnDaemonsAndTimeOut() throws {

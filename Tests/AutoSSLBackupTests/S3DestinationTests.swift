@@ -16,6 +16,24 @@ import TestSupport
         #expect(S3XML.values(of: "Key", in: "</Key><Key>unterminated") == [])
     }
 
+    /// The endpoint is printed in progress lines and restore hints: one with credentials in it is
+    /// refused, and an unreadable one is not repeated.
+    @Test func anEndpointWithCredentialsIsRefusedWithoutRepeatingThem() {
+        let credentials = SigV4Signer.Credentials(accessKeyID: "AKID", secretAccessKey: "secret")
+        for endpoint in ["https://user:hunter2@s3.example.internal", "hunter2://s3", "https://:hunter2@"] {
+            do {
+                _ = try S3Connection(endpoint: endpoint, region: "us-east-1", credentials: credentials)
+                Issue.record("\(endpoint) was accepted")
+            } catch let error as AutoSSLError {
+                #expect(!"\(error.message) \(error.hint ?? "")".contains("hunter2"), "\(error)")
+                #expect(error.kind == .invalidArguments)
+            } catch {
+                Issue.record("\(error)")
+            }
+        }
+        #expect((try? S3Connection(endpoint: "https://s3.example.internal:9000", region: "us-east-1", credentials: credentials)) != nil)
+    }
+
     static var motoIsInstalled: Bool {
         (try? runProcess("sh", ["-c", "command -v moto_server"]))?.status == 0
     }

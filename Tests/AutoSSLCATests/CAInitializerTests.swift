@@ -8,6 +8,15 @@ import TestSupport
 import X509
 
 @Suite struct CAInitializerTests {
+    /// `ca status`, `ca replica list`, `ca database migrate` and backup manifests show the
+    /// database URL of config.yaml, which is edited by hand: a password in it is never shown.
+    @Test func aDatabaseURLIsShownOnlyInItsCanonicalFormWithoutAPassword() {
+        #expect(DatabaseSettings(url: "postgresql://ca@db.internal/auto_ssl").displayURL == "postgres://ca@db.internal:5432/auto_ssl")
+        for unsafe in ["postgres://ca:hunter2@db.internal/auto_ssl", "hunter2", "postgres://ca@db.internal/auto_ssl?password=hunter2"] {
+            #expect(!DatabaseSettings(url: unsafe).displayURL.contains("hunter2"), "\(unsafe)")
+        }
+    }
+
     func directories(_ dir: TemporaryDirectory) -> Directories {
         Directories(
             configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"),

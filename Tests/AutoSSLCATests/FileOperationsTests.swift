@@ -1,3 +1,4 @@
+import AutoSSLCA
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
@@ -47,5 +48,29 @@ import TestSupport
         chmod(secrets, 0o755)
         try FileOperations.makeDirectory(secrets, mode: 0o700, enforceMode: true)
         #expect(fileMode(secrets) == 0o700)
+    }
+
+    @Test func aBareFileNameIsInTheCurrentDirectory() {
+        #expect(FileOperations.directory(of: "replica.bundle") == ".")
+        #expect(FileOperations.directory(of: "out/replica.bundle") == "out")
+        #expect(FileOperations.directory(of: "/etc/auto-ssl/config.yaml") == "/etc/auto-ssl")
+    }
+
+    @Test func theAuditLogIsNeverWrittenThroughALinkPlantedInItsPlace() throws {
+        let dir = TemporaryDirectory()
+        let victim = try dir.write("victim", "precious\n", mode: 0o644)
+        let log = dir.file("audit.log")
+        try FileManager.default.createSymbolicLink(atPath: log, withDestinationPath: victim)
+        #expect(throws: AutoSSLError.self) { _ = try AuditLog(path: log) }
+        let hardLinked = dir.file("hard.log")
+        #expect(link(victim, hardLinked) == 0)
+        #expect(throws: AutoSSLError.self) { _ = try AuditLog(path: hardLinked) }
+        #expect(try readFile(victim) == "precious\n")
+        #expect(fileMode(victim) == 0o644)
+        // A genuine log is created private and appended to.
+        let genuine = dir.file("logs/audit.log")
+        try AuditLog(path: genuine).record(.init("test.event", serial: "01"))
+        #expect(fileMode(genuine) == 0o600)
+        #expect(try readFile(genuine).contains("test.event"))
     }
 }

@@ -24,6 +24,15 @@ import X509
         #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: 1_796_000_000.25), milliseconds: true).hasSuffix(":20.250Z"))
     }
 
+    /// Dates read from database rows or files can be any Double; formatting one never traps.
+    @Test func timestampsOfImpossibleDatesAreHeldToTheRepresentableYears() {
+        #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: .nan)) == "1970-01-01T00:00:00Z")
+        #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: .infinity), milliseconds: true) == "1970-01-01T00:00:00.000Z")
+        #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: 1e300)) == "9999-12-31T23:59:59Z")
+        #expect(Timestamp.rfc3339(Date(timeIntervalSince1970: -1e300)) == "0001-01-01T00:00:00Z")
+        #expect(Timestamp.compact(Date(timeIntervalSince1970: 9.3e18)) == "99991231T235959Z")
+    }
+
     @Test func parsingReadsWhatISO8601DateFormatterReadsAndRefusesTrailingText() {
         let plain = ISO8601DateFormatter()
         let fractional = ISO8601DateFormatter()

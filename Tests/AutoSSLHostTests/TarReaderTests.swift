@@ -114,7 +114,9 @@ import Testing
     @Test func paxRecordsAreBoundsChecked() throws {
         #expect(try TarReader.paxPath(Array("14 path=a/b/c\n".utf8)) == "a/b/c")
         #expect(try TarReader.paxPath(Array("13 mtime=1.5\n".utf8)) == nil)
-        for malformed in ["1 x", "2 x", "3 x\n", "99 path=x\n", "5 =\n\n", "x path=y\n", "-1 a=b\n", "9 size=1\n"] {
+        for malformed in ["1 x", "2 x", "3 x\n", "99 path=x\n", "5 =\n\n", "x path=y\n", "-1 a=b\n", "9 size=1\n",
+            // a second record whose length would overflow `index + length`
+            "5 a=\n9223372036854775807 x", "5 a=\n9223372036854775806 x"] {
             #expect(throws: AutoSSLError.self, "\(malformed)") { _ = try TarReader.paxPath(Array(malformed.utf8)) }
         }
     }

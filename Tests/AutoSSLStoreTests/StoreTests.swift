@@ -37,6 +37,28 @@ enum AffinityMarker {
         try await store.close()
     }
 
+    /// The database holds the EAB keys: its files are private whoever opens it first, an older
+    /// database opened to others is tightened, and a symbolic link in its place is refused.
+    @Test func theDatabaseFilesAreReadableByTheirOwnerOnly() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("db.sqlite")
+        let store = try SQLiteCertificateStore(path: path)
+        try await store.recordIssuance(record("01"), token: nil)
+        #expect(fileMode(path) == 0o600 && fileMode(path + "-wal") == 0o600 && fileMode(path + "-shm") == 0o600)
+        try await store.close()
+        chmod(path, 0o644)
+        let reopened = try SQLiteCertificateStore(path: path)
+        #expect(fileMode(path) == 0o600)
+        #expect(try await reopened.certificate(serial: "01") != nil)
+        try await reopened.close()
+
+        let victim = try dir.write("victim", "precious", mode: 0o644)
+        let planted = dir.file("planted.sqlite")
+        try FileManager.default.createSymbolicLink(atPath: planted, withDestinationPath: victim)
+        #expect(throws: SQLiteCertificateStore.StoreOpenError.self) { _ = try SQLiteCertificateStore(path: planted) }
+        #expect(try fileMode(victim) == 0o644 && readFile(victim) == "precious")
+    }
+
     /// The steps of an ACME order in flight commit without an fsync (`synchronous=NORMAL`), accounts,
     /// the order's end and certificates with one; the writer connection is back in FULL after each
     /// relaxed batch, and what was committed relaxed is there after reopening.

@@ -27,8 +27,10 @@ import TestSupport
         let portB = freeLoopbackPort()
         let passphraseFile = try a.sandbox.root.write("bundle-passphrase", passphrase + "\n")
         let bundle = a.sandbox.root.file("replica.bundle")
+        // A bare file name, as docs/ha.md writes it: the bundle goes to the current directory
+        // (the sandbox's root), not to a temporary file in "/".
         let made = try a.sandbox.run([
-            "ca", "replica", "add", "--output", bundle, "--address", "127.0.0.1:\(portB)", "--passphrase-file", passphraseFile,
+            "ca", "replica", "add", "--output", "replica.bundle", "--address", "127.0.0.1:\(portB)", "--passphrase-file", passphraseFile,
         ])
         guard made.status == 0 else { throw TestFailure("ca replica add failed: \(made)") }
         #expect(fileMode(bundle) == 0o600)
