@@ -59,21 +59,26 @@ final class ConnectionCounter: Sendable {
     var open: Int { state.withLock { $0.total } }
 }
 
-/// First in every connection's pipeline: admits or closes it, and closes it when its TLS handshake
-/// has not finished in time.
+/// First in every connection's pipeline: admits or closes it, and, on a TLS listener, closes it
+/// when its TLS handshake has not finished in time. On a plain HTTP listener (CRL and OCSP,
+/// metrics) only the caps apply; the HTTP layer's idle timeout bounds a silent connection.
 final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private let counter: ConnectionCounter
     private let logger: Logger
+    private let tls: Bool
     private var source: String?
     private var handshakeTimer: Scheduled<Void>?
     private var sawFirstBytes = false
 
-    init(counter: ConnectionCounter, logger: Logger) {
+    init(counter: ConnectionCounter, logger: Logger, tls: Bool = true) {
         self.counter = counter
         self.logger = logger
+        self.tls = tls
+        // A plain listener has no handshake to wait for and nothing to tell its clients.
+        sawFirstBytes = !tls
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -84,6 +89,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
             return
         }
         self.source = source
+        guard tls else { return }
         let deadline = counter.limits.handshakeTimeout
         handshakeTimer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) {
             context.close(promise: nil)
@@ -151,16 +157,18 @@ final class HandshakeNotifier: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// A child channel (TLS + HTTP/1) with the guard in front.
+/// A child channel with the guard in front: TLS + HTTP/1 (`tls`: the TLS handshake has a
+/// deadline, and `HandshakeNotifier` must be among the HTTP handlers), or plain HTTP/1.
 struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
     let counter: ConnectionCounter
     let logger: Logger
+    var tls = true
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(counter: counter, logger: self.logger))
+            try channel.pipeline.syncOperations.addHandler(ConnectionGuardHandler(counter: counter, logger: self.logger, tls: tls))
         }.flatMap {
             self.base.setup(channel: channel, logger: logger)
         }

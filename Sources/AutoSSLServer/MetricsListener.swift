@@ -89,7 +89,10 @@ enum MetricsListener {
                 body: .init(byteBuffer: ByteBuffer(bytes: await exporter.exposition())))
         }
         let host = address.host.isEmpty ? "0.0.0.0" : address.host
-        let http = server.http1Configuration()
+        // Its own connection caps (the HTTPS listener's figures), and with TLS a deadline for the
+        // handshake, as on the HTTPS listener.
+        let counter = ConnectionCounter(limits: server.connectionLimits)
+        let http = server.http1Configuration(handlers: tls ? [HandshakeNotifier()] : [])
         let scheme = tls ? "https" : "http"
         let bind = BindAddress.hostname(host, port: address.port)
         let running: @Sendable (any Channel) async -> Void = { channel in
@@ -97,12 +100,22 @@ enum MetricsListener {
             await onRunning("\(scheme)://\(ListenAddress(host: host, port: port))/metrics (Prometheus)")
         }
         if tls {
+            let tlsConfiguration = try server.identity.tlsConfiguration()
             return try Listener.service(
-                router: router, server: try .tls(.http1(configuration: http), tlsConfiguration: server.identity.tlsConfiguration()),
+                router: router,
+                server: HTTPServerBuilder { responder in
+                    GuardedChildChannel(
+                        base: try TLSChannel(HTTP1Channel(responder: responder, configuration: http), tlsConfiguration: tlsConfiguration),
+                        counter: counter, logger: logger)
+                },
                 address: bind, onRunning: running, logger: logger)
         }
         return try Listener.service(
-            router: router, server: .http1(configuration: http), address: bind, onRunning: running, logger: logger)
+            router: router,
+            server: HTTPServerBuilder { responder in
+                GuardedChildChannel(base: HTTP1Channel(responder: responder, configuration: http), counter: counter, logger: logger, tls: false)
+            },
+            address: bind, onRunning: running, logger: logger)
     }
 }
 

@@ -64,9 +64,14 @@ enum RevocationListener {
         }
         let host = address.host.isEmpty ? "0.0.0.0" : address.host
         let http = server.http1Configuration(handlers: [CloseAfterAnswerHandler()])
+        // Its own caps (the HTTPS listener's figures): a flood of this public port is refused
+        // here before it uses up the descriptors the HTTPS listener needs too.
+        let counter = ConnectionCounter(limits: server.connectionLimits)
         return try Listener.service(
             router: router,
-            server: .http1(configuration: http),
+            server: HTTPServerBuilder { responder in
+                GuardedChildChannel(base: HTTP1Channel(responder: responder, configuration: http), counter: counter, logger: logger, tls: false)
+            },
             address: .hostname(host, port: address.port),
             onRunning: { channel in
                 let port = channel.localAddress?.port ?? address.port

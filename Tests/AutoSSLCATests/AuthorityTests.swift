@@ -242,6 +242,21 @@ import X509
         #expect(limiter.retryAfter("a", now: start.addingTimeInterval(61)) == nil)
     }
 
+    /// Failures from more addresses than it remembers (easy from an IPv6 network): memory stays
+    /// bounded, and the addresses that failed last are the ones kept.
+    @Test func failureLimiterRemembersABoundedNumberOfAddresses() {
+        let limiter = FailureLimiter(limit: 3, window: 60, maximumAddresses: 1_000)
+        let start = Date()
+        for i in 0..<5_000 { limiter.recordFailure("2001:db8::\(String(i, radix: 16))", now: start.addingTimeInterval(Double(i) / 1_000)) }
+        #expect(limiter.rememberedAddresses <= 1_000)
+        for _ in 0..<3 { limiter.recordFailure("10.0.0.1", now: start.addingTimeInterval(5)) }
+        for i in 0..<2_000 { limiter.recordFailure("2001:db8:1::\(String(i, radix: 16))", now: start.addingTimeInterval(5)) }
+        #expect(limiter.rememberedAddresses <= 1_000)
+        // One address failing again and again keeps only what decides.
+        for _ in 0..<10_000 { limiter.recordFailure("10.0.0.2", now: start.addingTimeInterval(6)) }
+        #expect(limiter.retryAfter("10.0.0.2", now: start.addingTimeInterval(6)) == 60)
+    }
+
     @Test func renewalKeepsNamesKeyAndLifetimeAndRecordsTheOrigin() async throws {
         let f = try await Fixture()
         let names = ["keep.internal", "10.0.0.9"]

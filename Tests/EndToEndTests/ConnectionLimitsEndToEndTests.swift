@@ -48,6 +48,37 @@ import TestSupport
         #expect(try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/health"]).status == 0)
     }
 
+    /// The plain-HTTP CRL and OCSP port is public too: one source gets no more than its share of
+    /// connections there, and CRLs are still served to others during the flood.
+    @Test func aFloodOfTheRevocationPortIsCappedPerSource() throws {
+        let revocationPort = freeLoopbackPort()
+        let ca = try RunningCA(initArguments: ["--revocation-address", "127.0.0.1:\(revocationPort)"])
+        let ready = ca.sandbox.root.file("flood.ready")
+        let output = ca.sandbox.root.file("flood.json")
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let flood = Process()
+        flood.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        flood.arguments = ["python3", Self.resources + "/connection_flood.py", "127.0.0.1", "\(revocationPort)", "127.0.0.2", "1000", "0", "8", ready]
+        flood.standardOutput = FileHandle(forWritingAtPath: output)
+        flood.standardError = FileHandle(forWritingAtPath: output)
+        flood.standardInput = FileHandle.nullDevice
+        try flood.run()
+        defer { if flood.isRunning { flood.terminate() } }
+        let readyBy = Date().addingTimeInterval(60)
+        while !FileManager.default.fileExists(atPath: ready) && Date() < readyBy && flood.isRunning { usleep(100_000) }
+        #expect(FileManager.default.fileExists(atPath: ready), "\((try? readFile(output)) ?? "")")
+        let crl = try runProcess("curl", ["-sf", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(revocationPort)/crl"])
+        #expect(crl.status == 0 && crl.stdout == "200", "\(crl)")
+
+        flood.waitUntilExit()
+        let text = try readFile(output)
+        let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? ["output": text]
+        let opened = report["idle_opened"] as? Int ?? 0
+        let closed = report["idle_closed_by_server"] as? Int ?? 0
+        #expect(opened > 128 && opened - closed <= 128, "\(report)")
+        #expect(ca.process.isRunning, "\(ca.log)")
+    }
+
     @Test func plainHTTPToTheHTTPSPortGetsAShortAnswerPointingAtHTTPS() throws {
         let ca = try RunningCA()
         let plain = try runProcess("curl", ["-s", "-w", "\\n%{http_code}", "--max-time", "5", "http://127.0.0.1:\(ca.port)/health"])
