@@ -72,10 +72,11 @@ public struct RsyncDestination: BackupDestination {
         } catch {
             throw AutoSSLError(.missingDependency, "could not run rsync: \(error)")
         }
-        guard outcome.status == 0, !outcome.timedOut else {
+        guard outcome.status == 0, !outcome.timedOut, !outcome.overflowed else {
             let detail = String(outcome.output.trimmingCharacters(in: .whitespacesAndNewlines).prefix(2000))
+            let stopped = outcome.timedOut ? ", timed out" : outcome.overflowed ? ", stopped after more than 16 MiB of messages" : ""
             throw AutoSSLError(
-                .network, "\(action) failed (exit \(outcome.status)\(outcome.timedOut ? ", timed out" : ""))\(detail.isEmpty ? "" : ": \(detail)")",
+                .network, "\(action) failed (exit \(outcome.status)\(stopped))\(detail.isEmpty ? "" : ": \(detail)")",
                 hint: "check the target, that this machine's ssh key is accepted there (--ssh-command), and the network")
         }
     }

@@ -95,9 +95,7 @@ public struct AuthorityLoader: Sendable {
     public func rootCRL(_ settings: CASettings) throws -> [UInt8]? {
         let path = settings.paths.caDir + "/certs/root_ca.crl"
         guard FileOperations.exists(path) else { return nil }
-        let bytes = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
-        guard bytes.count <= 1 << 20 else { throw AutoSSLError.general("\(path) is larger than 1 MiB; it is not one auto-ssl wrote") }
-        return bytes
+        return try FileOperations.readBytes(path, limit: 1 << 20)
     }
 
     /// Opens the CA's database: the embedded SQLite file (created on a new CA's first use), or the

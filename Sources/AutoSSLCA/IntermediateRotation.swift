@@ -49,8 +49,7 @@ public struct IntermediateRotation {
     public static func revokedIntermediates(caDir: String) throws -> RevokedIntermediates {
         let path = revokedIntermediatesFile(caDir: caDir)
         guard FileOperations.exists(path) else { return RevokedIntermediates(crlNumber: 0, revoked: []) }
-        let text = try FileOperations.readText(path)
-        guard text.utf8.count <= 1 << 20 else { throw AutoSSLError.general("\(path) is larger than 1 MiB; it is not one auto-ssl wrote") }
+        let text = String(decoding: try FileOperations.readBytes(path, limit: 1 << 20), as: UTF8.self)
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
         do {

@@ -30,29 +30,16 @@ public struct SystemCommandRunner: CommandRunning {
         return nil
     }
 
-    /// Runs a program with stdin closed; returns nil when it cannot be started. Output is stdout and
-    /// stderr together, capped at 64 KiB. A program that outlives `timeout` is killed.
+    /// Runs a program with stdin from /dev/null; returns nil when it cannot be started. Output is
+    /// its stdout then its stderr, at most 64 KiB. A program that outlives `timeout`, or writes
+    /// more than 1 MiB to either, is stopped with its process group; one that leaves a daemon
+    /// holding its output does not hang the caller (`SpawnedProcess` waits for the program, not
+    /// for its output to close).
     public func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 10) -> CommandResult? {
-        guard let path = executable.hasPrefix("/") ? executable : which(executable) else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return nil
-        }
-        let deadline = DispatchTime.now() + timeout
-        let killer = DispatchWorkItem { if process.isRunning { process.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: deadline, execute: killer)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        killer.cancel()
-        let output = String(decoding: data.prefix(65_536), as: UTF8.self)
-        return CommandResult(status: process.terminationStatus, output: output)
+        guard let path = executable.hasPrefix("/") ? executable : which(executable),
+              let captured = try? SpawnedProcess.capture([path] + arguments, timeout: timeout)
+        else { return nil }
+        let output = String(decoding: (captured.stdout + Array(captured.stderr.utf8)).prefix(65_536), as: UTF8.self)
+        return CommandResult(status: captured.status, output: output)
     }
 }

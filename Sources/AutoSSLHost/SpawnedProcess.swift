@@ -17,11 +17,14 @@ public enum SpawnedProcess {
         public var status: Int32
         public var output: String
         public var timedOut: Bool
+        /// The program wrote more than `run`'s output limit and was stopped.
+        public var overflowed: Bool
 
-        public init(status: Int32, output: String, timedOut: Bool) {
+        public init(status: Int32, output: String, timedOut: Bool, overflowed: Bool = false) {
             self.status = status
             self.output = output
             self.timedOut = timedOut
+            self.overflowed = overflowed
         }
     }
 
@@ -30,10 +33,12 @@ public enum SpawnedProcess {
         public var description: String { message }
     }
 
-    /// `arguments[0]` is the program's absolute path.
-    public static func run(_ arguments: [String], timeout: TimeInterval) throws -> Outcome {
+    /// `arguments[0]` is the program's absolute path. The output kept is its last 4,000
+    /// characters; a program that writes more than `outputLimit` bytes (rsync relays what the
+    /// remote side says) is stopped with its process group, as one that outlives `timeout` is.
+    public static func run(_ arguments: [String], timeout: TimeInterval, outputLimit: Int = 16 << 20) throws -> Outcome {
         let outputPath = FileManager.default.temporaryDirectory.appendingPathComponent("auto-ssl-run-\(UUID().uuidString)").path
-        let outputFD = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let outputFD = open(outputPath, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard outputFD >= 0 else { throw LaunchError(message: "could not create \(outputPath): \(String(cString: strerror(errno)))") }
         defer {
             close(outputFD)
@@ -41,9 +46,26 @@ public enum SpawnedProcess {
         }
 
         let pid = try spawn(arguments, stdin: nil, stdout: outputFD, stderr: outputFD, environment: nil)
-        let waited = wait(pid, deadline: Date().addingTimeInterval(timeout), overflowed: { false })
-        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-        return Outcome(status: waited.status, output: String(text.suffix(4_000)), timedOut: waited.timedOut)
+        let waited = wait(pid, deadline: Date().addingTimeInterval(timeout)) { fileSize(outputFD) > outputLimit }
+        // Only the end is read: at most 16 KiB, whatever the program wrote.
+        let end = fileSize(outputFD)
+        let start = max(0, end - 16_384)
+        var tail = [UInt8](repeating: 0, count: end - start)
+        var total = 0
+        while total < tail.count {
+            let count = tail[total...].withUnsafeMutableBytes { pread(outputFD, $0.baseAddress, $0.count, off_t(start + total)) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            total += count
+        }
+        let text = String(decoding: tail.prefix(total), as: UTF8.self)
+        return Outcome(status: waited.status, output: String(text.suffix(4_000)), timedOut: waited.timedOut, overflowed: waited.overflowed)
+    }
+
+    /// The size of an open file, 0 when it cannot be read.
+    static func fileSize(_ fd: Int32) -> Int {
+        var info = stat()
+        return fstat(fd, &info) == 0 ? Int(clamping: info.st_size) : 0
     }
 }
 
@@ -120,11 +142,7 @@ extension SpawnedProcess {
             feeder.start()
         }
 
-        func size(_ fd: Int32) -> Int {
-            var info = stat()
-            return fstat(fd, &info) == 0 ? Int(info.st_size) : 0
-        }
-        let waited = wait(pid, deadline: Date().addingTimeInterval(timeout)) { size(outFD) > outputLimit || size(errFD) > outputLimit }
+        let waited = wait(pid, deadline: Date().addingTimeInterval(timeout)) { fileSize(outFD) > outputLimit || fileSize(errFD) > outputLimit }
         func read(_ fd: Int32) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: outputLimit)
             var total = 0

@@ -100,7 +100,12 @@ public enum FileOperations {
     }
 
     public static func readText(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY)
+        String(decoding: try readBytes(path), as: UTF8.self)
+    }
+
+    /// The file's bytes, refused once more than `limit` have been read (never read past it).
+    public static func readBytes(_ path: String, limit: Int = 16 << 20) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw readError(errno, path) }
         defer { close(fd) }
         var result = [UInt8]()
@@ -113,11 +118,11 @@ public enum FileOperations {
             }
             if n == 0 { break }
             result.append(contentsOf: buffer[0..<n])
-            if result.count > 16 * 1024 * 1024 {
-                throw AutoSSLError.general("\(path) is larger than 16 MiB; refusing to read it")
+            if result.count > limit {
+                throw AutoSSLError.general("\(path) is larger than \(limit >> 20 > 0 ? "\(limit >> 20) MiB" : "\(limit) bytes"); refusing to read it")
             }
         }
-        return String(decoding: result, as: UTF8.self)
+        return result
     }
 
     /// rename(2) with errors mapped; both paths must be on one file system.

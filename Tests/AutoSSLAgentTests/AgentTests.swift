@@ -172,6 +172,9 @@ struct AgentTests {
         #expect(slow.timedOut && slow.status != 0)
         #expect(try ShellCommand.run("echo out; echo err >&2; exit 3").output == "out\nerr\n")
         #expect(try ShellCommand.run("exit 3").status == 3)
+        // Output without end is stopped at the limit, and only its end is read back.
+        let endless = try SpawnedProcess.run(["/bin/sh", "-c", "yes"], timeout: 30, outputLimit: 1 << 20)
+        #expect(endless.overflowed && !endless.timedOut && endless.status != 0 && endless.output.utf8.count == 4_000)
     }
 
     @Test func defaultNamesHaveNoLoopbackAndNoDuplicates() {

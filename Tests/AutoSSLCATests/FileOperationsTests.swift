@@ -50,6 +50,15 @@ import TestSupport
         #expect(fileMode(secrets) == 0o700)
     }
 
+    @Test func readingStopsPastTheLimit() throws {
+        let dir = TemporaryDirectory()
+        let file = try dir.writeData("big", [UInt8](repeating: 0x41, count: 200_000))
+        #expect(try FileOperations.readBytes(file, limit: 200_000).count == 200_000)
+        #expect(throws: AutoSSLError.self) { _ = try FileOperations.readBytes(file, limit: 199_999) }
+        // /dev/zero never ends: the limit ends the read.
+        #expect(throws: AutoSSLError.self) { _ = try FileOperations.readBytes("/dev/zero", limit: 1 << 20) }
+    }
+
     @Test func aBareFileNameIsInTheCurrentDirectory() {
         #expect(FileOperations.directory(of: "replica.bundle") == ".")
         #expect(FileOperations.directory(of: "out/replica.bundle") == "out")

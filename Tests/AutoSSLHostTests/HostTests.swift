@@ -94,6 +94,14 @@ final class FakeRunner: CommandRunning, @unchecked Sendable {
         #expect(runner.which("sh") != nil)
         #expect(runner.run("sh", ["-c", "echo hi; exit 3"], timeout: 5) == CommandResult(status: 3, output: "hi\n"))
         #expect(runner.run("definitely-not-a-command-xyz", [], timeout: 5) == nil)
+        // A program that leaves a daemon holding its output returns at once; one that writes
+        // without end is stopped, and at most 64 KiB of what it wrote is kept.
+        let started = Date()
+        #expect(runner.run("sh", ["-c", "sleep 20 & echo started"], timeout: 10)?.output == "started\n")
+        #expect(Date().timeIntervalSince(started) < 5)
+        let endless = runner.run("sh", ["-c", "yes"], timeout: 30)
+        #expect(endless?.status != 0 && endless?.output.utf8.count == 65_536)
+        #expect(Date().timeIntervalSince(started) < 15)
     }
 
     /// A tool without a version option is only found; a usage text is never shown as a version.
