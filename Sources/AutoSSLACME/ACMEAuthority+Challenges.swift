@@ -57,10 +57,21 @@ extension ACMEAuthority {
         guard authorization.accountID == account.id else { throw ACMEProblem(.unauthorized, "the challenge belongs to another account") }
         if !request.isPostAsGet, challenge.status == .pending {
             if authorization.expires < now { throw ACMEProblem(.malformed, "the authorization expired") }
+            // Validations wait for one of a few slots: their number is bounded, so that clients
+            // asking faster than validation goes cannot pile up work without end. The challenge
+            // stays pending, and the client may ask again.
+            guard validationsInProgress.load(ordering: .relaxed) < Self.maximumValidationsInProgress else {
+                throw ACMEProblem(
+                    .rateLimited, "the CA is validating \(Self.maximumValidationsInProgress) challenges already; ask again in a few seconds")
+            }
             if try await database.startValidation(challengeID: id) {
                 challenge.status = .processing
                 let remote = request.endpoint.remote
-                let validation = Task { await self.validate(challengeID: id, remote: remote, firstAttemptCounted: true) }
+                validationsInProgress.add(1, ordering: .relaxed)
+                let validation = Task {
+                    defer { self.validationsInProgress.subtract(1, ordering: .relaxed) }
+                    return await self.validate(challengeID: id, remote: remote, firstAttemptCounted: true)
+                }
                 // A validation that ends at once (the usual first attempt) is answered with its
                 // outcome, so the client's first poll finds it; one that takes longer, or retries,
                 // goes on in the background and the answer says processing.

@@ -61,7 +61,13 @@ extension ACMEAuthority {
         let order = ACMEOrderRecord(
             id: orderID, accountID: account.id, provisioner: provisioner.name, status: .pending, identifiers: identifiers,
             notBefore: notBefore, notAfter: notAfter, expires: expires, createdAt: now, authorizationIDs: authorizations.map(\.id))
-        try await database.createOrder(order, authorizations: authorizations)
+        do {
+            try await database.createOrder(order, authorizations: authorizations, openOrderLimit: Self.maximumOpenOrders)
+        } catch ACMEDatabaseError.tooManyOpenOrders(let limit) {
+            throw ACMEProblem(
+                .rateLimited,
+                "the account already has \(limit) open orders (pending, ready or processing): finish them, or wait for them to expire (24 hours after they were made)")
+        }
         authority.metrics.acmeOrder(.created, provisioner: ACMEProvisioner.labelPrefix + request.endpoint.provisioner.name)
         return try .json(orderObject(order, request.endpoint), status: 201, location: request.endpoint.orderURL(orderID))
     }

@@ -22,6 +22,13 @@ public final class ACMEAuthority: Sendable {
     let nonces: ACMENonces
     let accountKeys = AccountKeys()
     let validationSlots = ValidationSlots(limit: 32)
+    /// Validations started by a challenge's POST and not finished (their retries included).
+    let validationsInProgress = Atomic<Int>(0)
+    /// Past this many, a challenge's POST is answered rateLimited and the challenge stays pending.
+    public static let maximumValidationsInProgress = 1_024
+    /// Orders one account may have open (pending, ready or processing) at once; Let's Encrypt
+    /// allows 300 pending authorizations per account.
+    public static let maximumOpenOrders = 300
     /// Every address of this machine's interfaces (read once at start), refused to validation.
     let ownMachineAddresses: [IPAddress]
     /// Delays before each attempt of one validation; their count is the durable maximum per challenge.

@@ -43,8 +43,12 @@ public protocol ACMEDatabase: Sendable {
 
     // MARK: Orders
 
-    /// The order, its authorizations and their challenges, in one transaction.
-    func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws
+    /// The order, its authorizations and their challenges, in one transaction; throws
+    /// `ACMEDatabaseError.tooManyOpenOrders` (and creates nothing) when the account already has
+    /// `openOrderLimit` orders that are pending, ready or processing and not expired at the
+    /// order's creation. (On PostgreSQL, concurrent orders of one account may pass the count
+    /// together: the limit bounds what an account holds, give or take its requests in flight.)
+    func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord], openOrderLimit: Int) async throws
     func order(id: String) async throws -> ACMEOrderRecord?
     /// The ids of an account's orders, oldest first.
     func orderIDs(accountID: String) async throws -> [String]
@@ -113,5 +117,12 @@ extension ACMEDatabase {
     /// the problem document when the refusal is final.
     public func abortFinalize(orderID: String, invalidate error: String?) async throws {
         _ = try await setOrderStatus(id: orderID, from: .processing, to: error == nil ? .ready : .invalid, error: error)
+    }
+}
+
+extension ACMEDatabase {
+    /// An order with no limit on the account's open orders (migrations, tests).
+    public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws {
+        try await createOrder(order, authorizations: authorizations, openOrderLimit: .max)
     }
 }

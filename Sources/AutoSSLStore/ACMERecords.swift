@@ -197,4 +197,6 @@ public enum ACMEDatabaseError: Error, Equatable, Sendable {
     case accountKeyInUse(existingID: String)
     case notFound
     case eabKeyAlreadyUsed
+    /// The account already has this many orders open (pending, ready or processing, unexpired).
+    case tooManyOpenOrders(limit: Int)
 }

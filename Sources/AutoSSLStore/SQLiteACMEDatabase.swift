@@ -223,8 +223,14 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     // MARK: - Orders
 
-    public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws {
+    public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord], openOrderLimit: Int) async throws {
         try await write(durable: false) { db in
+            if openOrderLimit < .max {
+                let open = try Int.fetchOne(db.cached(
+                    "SELECT COUNT(*) FROM acme_orders WHERE account_id = ? AND status IN ('pending', 'ready', 'processing') AND expires > ?",
+                    [order.accountID, order.createdAt.timeIntervalSince1970])) ?? 0
+                guard open < openOrderLimit else { throw ACMEDatabaseError.tooManyOpenOrders(limit: openOrderLimit) }
+            }
             try db.cached("""
                     INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -224,6 +224,44 @@ import X509
         }
     }
 
+    /// Work a client can pile up is bounded: validations in progress across the CA, and the
+    /// orders one account holds open. Past either, the answer is rateLimited (429) and nothing
+    /// changes: the challenge stays pending, no order is made.
+    @Test func validationsAndOpenOrdersAreBounded() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["bounded.example.test"])
+        let authorization = try await fixture.authorization(account, url: try #require(created.authorizations.first))
+        let challenge = try #require(authorization.challenges.first { $0.type == "http-01" })
+        fixture.network.serve(token: challenge.token, content: challenge.token + "." + account.thumbprint)
+        let id = String(challenge.url.split(separator: "/").last ?? "")
+        fixture.acme.validationsInProgress.store(ACMEAuthority.maximumValidationsInProgress, ordering: .relaxed)
+        let refused = await problem {
+            try await fixture.post(account, "chall/" + id, id: id, json: [String: String]()) { acme in { try await acme.challenge($0) } }
+        }
+        #expect(refused?.kind == .rateLimited && refused?.httpStatus == 429, "\(String(describing: refused))")
+        #expect(try await fixture.database.acme.challenge(id: id)?.0.status == .pending)
+        fixture.acme.validationsInProgress.store(0, ordering: .relaxed)
+        let accepted = try await fixture.post(account, "chall/" + id, id: id, json: [String: String]()) { acme in { try await acme.challenge($0) } }
+        #expect(accepted.status == 200)
+        #expect(fixture.acme.validationsInProgress.load(ordering: .relaxed) == 0, "the finished validation gave its place back")
+
+        for index in 1..<ACMEAuthority.maximumOpenOrders {
+            _ = try await fixture.post(account, "new-order", json: ["identifiers": [["type": "dns", "value": "o\(index).example.test"]]]) { acme in
+                { try await acme.newOrder($0) }
+            }
+        }
+        // The first order is ready (its one challenge is valid): still open.
+        let tooMany = await problem {
+            try await fixture.post(account, "new-order", json: ["identifiers": [["type": "dns", "value": "one-more.example.test"]]]) { acme in
+                { try await acme.newOrder($0) }
+            }
+        }
+        #expect(tooMany?.kind == .rateLimited && tooMany?.detail.contains("\(ACMEAuthority.maximumOpenOrders) open orders") == true)
+        let (other, _) = try await fixture.newAccount()
+        _ = try await fixture.newOrder(other, names: ["other-account.example.test"])
+    }
+
     @Test func aNonceWorksOnceAndOnlyIfItIsOurs() async throws {
         let fixture = try await ACMEFixture()
         let nonce = fixture.acme.makeNonce()

@@ -190,6 +190,38 @@ enum ACMEDatabaseContract {
         for id in orders { #expect(try await store.order(id: id)?.status == .ready, "\(id)") }
     }
 
+    /// An account holds at most `openOrderLimit` open orders: one more creates nothing; an order
+    /// that ends (here: invalid) or expires makes room again; other accounts are not counted.
+    static func anAccountsOpenOrdersAreLimited(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        _ = try await store.createAccount(Self.account("b", thumbprint: "u"))
+        for id in ["o1", "o2"] {
+            let (record, authorizations) = Self.order(id, account: "a")
+            try await store.createOrder(record, authorizations: authorizations, openOrderLimit: 2)
+        }
+        let (third, thirdAuthorizations) = Self.order("o3", account: "a")
+        await #expect(throws: ACMEDatabaseError.tooManyOpenOrders(limit: 2)) {
+            try await store.createOrder(third, authorizations: thirdAuthorizations, openOrderLimit: 2)
+        }
+        #expect(try await store.order(id: "o3") == nil)
+        #expect(try await store.authorization(id: "o3-a0") == nil)
+        let (other, otherAuthorizations) = Self.order("b1", account: "b")
+        try await store.createOrder(other, authorizations: otherAuthorizations, openOrderLimit: 2)
+        #expect(try await store.setOrderStatus(id: "o1", from: .pending, to: .invalid, error: nil))
+        try await store.createOrder(third, authorizations: thirdAuthorizations, openOrderLimit: 2)
+        // An expired order is not open: it does not count.
+        let (stale, staleAuthorizations) = Self.order("o4", account: "a", expires: Date().addingTimeInterval(-1))
+        try await store.createOrder(stale, authorizations: staleAuthorizations)
+        let (fifth, fifthAuthorizations) = Self.order("o5", account: "a")
+        await #expect(throws: ACMEDatabaseError.tooManyOpenOrders(limit: 2)) {
+            try await store.createOrder(fifth, authorizations: fifthAuthorizations, openOrderLimit: 2)
+        }
+        #expect(try await store.setOrderStatus(id: "o2", from: .pending, to: .invalid, error: nil))
+        try await store.createOrder(fifth, authorizations: fifthAuthorizations, openOrderLimit: 2)
+    }
+
     static func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(_ factory: ACMEDatabaseFactory) async throws {
         let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
@@ -249,6 +281,10 @@ enum ACMEDatabaseContract {
 
     @Test func theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether() async throws {
         try await ACMEDatabaseContract.theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether(.sqlite)
+    }
+
+    @Test func anAccountsOpenOrdersAreLimited() async throws {
+        try await ACMEDatabaseContract.anAccountsOpenOrdersAreLimited(.sqlite)
     }
 
     @Test func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged() async throws {

@@ -54,6 +54,10 @@ struct PostgresACMEDatabaseContractTests {
         try await ACMEDatabaseContract.theLastValidationOfAnOrderMarksItReadyEvenWhenTheyFinishTogether(.postgres)
     }
 
+    @Test func anAccountsOpenOrdersAreLimited() async throws {
+        try await ACMEDatabaseContract.anAccountsOpenOrdersAreLimited(.postgres)
+    }
+
     @Test func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged() async throws {
         try await ACMEDatabaseContract.aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(.postgres)
     }

@@ -242,9 +242,19 @@ public final class PostgresACMEDatabase: ACMEDatabase {
 
     // MARK: - Orders
 
-    public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord]) async throws {
+    public func createOrder(_ order: ACMEOrderRecord, authorizations: [ACMEAuthorizationRecord], openOrderLimit: Int) async throws {
         let logger = logger
         try await transaction { connection in
+            if openOrderLimit < .max {
+                var open = 0
+                for try await count in try await connection.query(
+                    """
+                    SELECT COUNT(*) FROM acme_orders WHERE account_id = \(order.accountID)
+                        AND status IN ('pending', 'ready', 'processing') AND expires > \(order.createdAt.timeIntervalSince1970)
+                    """, logger: logger
+                ).decode(Int64.self) { open = Int(count) }
+                guard open < openOrderLimit else { throw ACMEDatabaseError.tooManyOpenOrders(limit: openOrderLimit) }
+            }
             try await connection.query(
                 """
                 INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
