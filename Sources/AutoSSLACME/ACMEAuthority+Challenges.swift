@@ -60,14 +60,19 @@ extension ACMEAuthority {
             // Validations wait for one of a few slots: their number is bounded, so that clients
             // asking faster than validation goes cannot pile up work without end. The challenge
             // stays pending, and the client may ask again.
-            guard validationsInProgress.load(ordering: .relaxed) < Self.maximumValidationsInProgress else {
+            // The place is taken before the check, so that requests arriving together cannot all
+            // pass it; it is given back unless a validation starts.
+            let (taken, _) = validationsInProgress.add(1, ordering: .relaxed)
+            var started = false
+            defer { if !started { validationsInProgress.subtract(1, ordering: .relaxed) } }
+            guard taken < Self.maximumValidationsInProgress else {
                 throw ACMEProblem(
-                    .rateLimited, "the CA is validating \(Self.maximumValidationsInProgress) challenges already; ask again in a few seconds")
+                    .rateLimited, "this CA is validating \(Self.maximumValidationsInProgress) challenges already; ask again in a few seconds")
             }
             if try await database.startValidation(challengeID: id) {
                 challenge.status = .processing
                 let remote = request.endpoint.remote
-                validationsInProgress.add(1, ordering: .relaxed)
+                started = true
                 let validation = Task {
                     defer { self.validationsInProgress.subtract(1, ordering: .relaxed) }
                     return await self.validate(challengeID: id, remote: remote, firstAttemptCounted: true)

@@ -22,7 +22,8 @@ public final class ACMEAuthority: Sendable {
     let nonces: ACMENonces
     let accountKeys = AccountKeys()
     let validationSlots = ValidationSlots(limit: 32)
-    /// Validations started by a challenge's POST and not finished (their retries included).
+    /// Validations started by a challenge's POST in this process and not finished (their retries
+    /// included); those resumed after a restart are bounded by what was pending then.
     let validationsInProgress = Atomic<Int>(0)
     /// Past this many, a challenge's POST is answered rateLimited and the challenge stays pending.
     public static let maximumValidationsInProgress = 1_024

@@ -16,9 +16,10 @@ public struct S3Connection: Sendable {
     public init(endpoint: String?, region: String, credentials: SigV4Signer.Credentials) throws {
         let text = endpoint ?? "https://s3.\(region).amazonaws.com"
         // The endpoint is printed in progress lines and restore hints, so it may not carry
-        // credentials; an unreadable one is not repeated, in case it does.
+        // credentials; an unreadable one is repeated only if it cannot hold any (no "@").
         guard let url = URL(string: text), let scheme = url.scheme, ["https", "http"].contains(scheme), let host = url.host, !host.isEmpty else {
-            throw AutoSSLError.invalidArgument("--s3-endpoint is not an http(s) URL", hint: "for example --s3-endpoint https://s3.example.internal:9000")
+            let shown = text.contains("@") ? "" : " \"\(text)\""
+            throw AutoSSLError.invalidArgument("--s3-endpoint\(shown) is not an http(s) URL", hint: "for example --s3-endpoint https://s3.example.internal:9000")
         }
         guard url.user == nil, url.password == nil else {
             throw AutoSSLError.invalidArgument(

@@ -62,6 +62,9 @@ public final class FailureLimiter: Sendable {
     /// The number of addresses remembered (for tests).
     var rememberedAddresses: Int { state.withLock { $0.failures.count } }
 
+    /// The failures remembered for `address` (for tests).
+    func recordedFailures(_ address: String) -> Int { state.withLock { $0.failures[address]?.count ?? 0 } }
+
     private static func prune(_ failures: inout [String: [Date]], _ address: String, now: Date, window: TimeInterval) -> [Date] {
         let recent = (failures[address] ?? []).filter { $0 > now.addingTimeInterval(-window) }
         failures[address] = recent.isEmpty ? nil : recent

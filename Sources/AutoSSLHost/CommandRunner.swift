@@ -23,7 +23,9 @@ public struct SystemCommandRunner: CommandRunning {
     public func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/sbin", "/usr/local/sbin"]
-        for directory in directories {
+        // Only absolute directories: a relative PATH entry ("." or "bin") names a program by where
+        // the command happens to run, and programs are run by absolute path.
+        for directory in directories where directory.hasPrefix("/") {
             let candidate = directory + "/" + name
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
@@ -39,7 +41,9 @@ public struct SystemCommandRunner: CommandRunning {
         guard let path = executable.hasPrefix("/") ? executable : which(executable),
               let captured = try? SpawnedProcess.capture([path] + arguments, timeout: timeout)
         else { return nil }
-        let output = String(decoding: (captured.stdout + Array(captured.stderr.utf8)).prefix(65_536), as: UTF8.self)
+        // stderr keeps a share of its own (its end, where the error usually is) beside a long stdout.
+        let errors = Array(captured.stderr.utf8.suffix(16_384))
+        let output = String(decoding: captured.stdout.prefix(65_536 - errors.count) + errors, as: UTF8.self)
         return CommandResult(status: captured.status, output: output)
     }
 }

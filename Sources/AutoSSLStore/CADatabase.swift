@@ -68,6 +68,8 @@ public struct CADatabase: Sendable {
             store = try SQLiteCertificateStore(path: path, writer: writer, logger: logger)
         } catch let error as SQLiteCertificateStore.StoreOpenError {
             throw AutoSSLError.general("\(error.description); \(advice)")
+        } catch let error as AutoSSLError {
+            throw error
         } catch {
             throw AutoSSLError.general("could not open the certificate database \(path): \(error); \(advice)")
         }

@@ -87,6 +87,11 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         migrator.registerMigration("v6-acme-validation-attempts") { db in
             try db.execute(sql: "ALTER TABLE acme_challenges ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
         }
+        // A new order counts the account's open orders (the limit on open orders): the index
+        // leads it to the unexpired ones, however many the account made before.
+        migrator.registerMigration("v7-acme-orders-by-account-and-expiry") { db in
+            try db.execute(sql: "CREATE INDEX acme_orders_account_expires ON acme_orders(account_id, expires)")
+        }
     }
 
     /// Writes go through the certificate store's group committer: the ACME requests waiting at the

@@ -20,15 +20,29 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
-        try Self.keepPrivate(path)
+        let expected = try Self.keepPrivate(path)
+        var opened: String?
+        let pool: DatabasePool
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             // WAL + FULL: each commit is fsync'd (NORMAL, GRDB's WAL default, would lose the last commits
             // on power loss). Set on the one writer connection, after GRDB's own WAL setup.
-            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+            opened = try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                return try String.fetchOne(db, sql: "SELECT file FROM pragma_database_list WHERE name = 'main'")
+            }
         } catch {
             throw StoreOpenError(path: path, underlying: "\(error)")
         }
+        // SQLite resolves symbolic links: a link put in the file's place after the check above
+        // shows here as another file than the one checked.
+        guard opened == expected else {
+            try? pool.close()
+            throw AutoSSLError.general(
+                "the certificate database \(path) was replaced while it was being opened (SQLite opened \(opened ?? "nothing"))",
+                hint: "check who else can write to \((path as NSString).deletingLastPathComponent); it should be the CA's service account only")
+        }
+        self.pool = pool
         try Self.migrator.migrate(pool)
         committer = GroupCommitter(pool: pool, logger: logger, options: writer)
     }
@@ -39,27 +53,44 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     /// older database, or its companions, opened to others is tightened. A symbolic link in the
     /// database's place is refused: the directory belongs to the CA's service account, and root
     /// runs admin commands in it.
-    static func keepPrivate(_ path: String) throws {
+    /// Returns the database file's real path, as SQLite reports the file it opened.
+    @discardableResult
+    static func keepPrivate(_ path: String) throws -> String {
+        func permission(_ file: String, _ code: Int32) -> AutoSSLError {
+            AutoSSLError(
+                .permissionDenied, "cannot open the certificate database file \(file): \(String(cString: strerror(code)))",
+                hint: "run as the user that owns the CA (root, or the service user)")
+        }
+        var real = path
         for (file, create) in [(path, true), (path + "-wal", false), (path + "-shm", false)] {
             let fd = open(file, (create ? O_RDWR | O_CREAT : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
             guard fd >= 0 else {
                 let code = errno
                 if code == ENOENT && !create { continue }
-                throw StoreOpenError(
-                    path: file,
-                    underlying: code == ELOOP
-                        ? "it is a symbolic link, and the database's files must be regular files (database_dir in config.yaml moves them)"
-                        : String(cString: strerror(code)))
+                if code == EACCES || code == EPERM { throw permission(file, code) }
+                if code == ELOOP {
+                    throw AutoSSLError.general(
+                        "the certificate database file \(file) is a symbolic link",
+                        hint: "the database's files must be regular files; to keep them elsewhere, set database_dir in config.yaml")
+                }
+                throw StoreOpenError(path: file, underlying: String(cString: strerror(code)))
             }
             defer { closeDescriptor(fd) }
             var info = stat()
             guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-                throw StoreOpenError(path: file, underlying: "it is not a regular file")
+                throw AutoSSLError.general("the certificate database file \(file) is not a regular file", hint: "move it aside and run again")
             }
             if info.st_mode & 0o077 != 0, fchmod(fd, info.st_mode & 0o700) != 0 {
-                throw StoreOpenError(path: file, underlying: "could not make it private: \(String(cString: strerror(errno)))")
+                let code = errno
+                if code == EACCES || code == EPERM { throw permission(file, code) }
+                throw StoreOpenError(path: file, underlying: "could not make it private: \(String(cString: strerror(code)))")
+            }
+            if create, let resolved = realpath(file, nil) {
+                real = String(cString: resolved)
+                free(resolved)
             }
         }
+        return real
     }
 
     public struct StoreOpenError: Error, CustomStringConvertible {

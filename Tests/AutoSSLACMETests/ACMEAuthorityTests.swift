@@ -228,7 +228,7 @@ import X509
     /// orders one account holds open. Past either, the answer is rateLimited (429) and nothing
     /// changes: the challenge stays pending, no order is made.
     @Test func validationsAndOpenOrdersAreBounded() async throws {
-        let fixture = try await ACMEFixture()
+        let fixture = try await ACMEFixture(challengeAnswerWait: 60)
         let (account, _) = try await fixture.newAccount()
         let created = try await fixture.newOrder(account, names: ["bounded.example.test"])
         let authorization = try await fixture.authorization(account, url: try #require(created.authorizations.first))

@@ -20,7 +20,7 @@ import TestSupport
     /// refused, and an unreadable one is not repeated.
     @Test func anEndpointWithCredentialsIsRefusedWithoutRepeatingThem() {
         let credentials = SigV4Signer.Credentials(accessKeyID: "AKID", secretAccessKey: "secret")
-        for endpoint in ["https://user:hunter2@s3.example.internal", "hunter2://s3", "https://:hunter2@"] {
+        for endpoint in ["https://user:hunter2@s3.example.internal", "ftp://user:hunter2@s3", "https://:hunter2@"] {
             do {
                 _ = try S3Connection(endpoint: endpoint, region: "us-east-1", credentials: credentials)
                 Issue.record("\(endpoint) was accepted")

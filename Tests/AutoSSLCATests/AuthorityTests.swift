@@ -252,6 +252,11 @@ import X509
         for _ in 0..<3 { limiter.recordFailure("10.0.0.1", now: start.addingTimeInterval(5)) }
         for i in 0..<2_000 { limiter.recordFailure("2001:db8:1::\(String(i, radix: 16))", now: start.addingTimeInterval(5)) }
         #expect(limiter.rememberedAddresses <= 1_000)
+        // The address that failed last is still blocked; one of the first was forgotten.
+        for _ in 0..<3 { limiter.recordFailure("10.0.0.3", now: start.addingTimeInterval(7)) }
+        for i in 0..<2_000 { limiter.recordFailure("2001:db8:2::\(String(i, radix: 16))", now: start.addingTimeInterval(6)) }
+        #expect(limiter.retryAfter("10.0.0.3", now: start.addingTimeInterval(8)) != nil)
+        #expect(limiter.recordedFailures("2001:db8::0") == 0)
         // One address failing again and again keeps only what decides.
         for _ in 0..<10_000 { limiter.recordFailure("10.0.0.2", now: start.addingTimeInterval(6)) }
         #expect(limiter.retryAfter("10.0.0.2", now: start.addingTimeInterval(6)) == 60)

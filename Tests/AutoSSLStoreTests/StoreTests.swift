@@ -1,3 +1,4 @@
+import AutoSSLCore
 @testable import AutoSSLStore
 import Foundation
 import GRDB
@@ -55,7 +56,7 @@ enum AffinityMarker {
         let victim = try dir.write("victim", "precious", mode: 0o644)
         let planted = dir.file("planted.sqlite")
         try FileManager.default.createSymbolicLink(atPath: planted, withDestinationPath: victim)
-        #expect(throws: SQLiteCertificateStore.StoreOpenError.self) { _ = try SQLiteCertificateStore(path: planted) }
+        #expect(throws: AutoSSLError.self) { _ = try SQLiteCertificateStore(path: planted) }
         #expect(try fileMode(victim) == 0o644 && readFile(victim) == "precious")
     }
 

@@ -167,6 +167,10 @@ enum PostgresSchema {
             )
             """,
         ]),
+        // A new order counts the account's open orders: the index leads it to the unexpired ones.
+        ("v3", [
+            "CREATE INDEX acme_orders_account_expires ON acme_orders(account_id, expires)",
+        ]),
     ]
 
     /// Applies what is missing, in one transaction under the advisory lock: replicas that start
