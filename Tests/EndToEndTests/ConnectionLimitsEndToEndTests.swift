@@ -7,24 +7,48 @@ import TestSupport
 @Suite(.serialized) struct ConnectionLimitsEndToEndTests {
     static let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Resources").path
 
+    /// `connection_flood.py` from 127.0.0.2 (another source address on loopback; the tests'
+    /// clients connect from 127.0.0.1), started and waited for until its connections are open.
+    /// `finish` waits for it to end and returns its report.
+    struct Flood {
+        let process: Process
+        let output: String
+
+        init(port: Int, idle: Int, halfOpen: Int, holdSeconds: Int, in sandbox: Sandbox) throws {
+            let ready = sandbox.root.file("flood.ready")
+            output = sandbox.root.file("flood.json")
+            FileManager.default.createFile(atPath: output, contents: nil)
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [
+                "python3", ConnectionLimitsEndToEndTests.resources + "/connection_flood.py", "127.0.0.1", "\(port)", "127.0.0.2",
+                "\(idle)", "\(halfOpen)", "\(holdSeconds)", ready,
+            ]
+            process.standardOutput = FileHandle(forWritingAtPath: output)
+            process.standardError = FileHandle(forWritingAtPath: output)
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+            let readyBy = Date().addingTimeInterval(60)
+            while !FileManager.default.fileExists(atPath: ready) && Date() < readyBy && process.isRunning { usleep(100_000) }
+            #expect(FileManager.default.fileExists(atPath: ready), "\((try? readFile(output)) ?? "")")
+        }
+
+        func finish() throws -> [String: Any] {
+            process.waitUntilExit()
+            let text = try readFile(output)
+            return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? ["output": text]
+        }
+
+        func stop() {
+            if process.isRunning { process.terminate() }
+        }
+    }
+
     @Test func aFloodFromOneAddressDoesNotStopAnotherClientFromGettingACertificate() throws {
         let ca = try RunningCA()
         let fingerprint = try ca.fingerprint
-        let ready = ca.sandbox.root.file("flood.ready")
-        let output = ca.sandbox.root.file("flood.json")
-        FileManager.default.createFile(atPath: output, contents: nil)
-        // 127.0.0.2 is another source address on loopback; the client below connects from 127.0.0.1.
-        let flood = Process()
-        flood.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        flood.arguments = ["python3", Self.resources + "/connection_flood.py", "127.0.0.1", "\(ca.port)", "127.0.0.2", "2000", "200", "25", ready]
-        flood.standardOutput = FileHandle(forWritingAtPath: output)
-        flood.standardError = FileHandle(forWritingAtPath: output)
-        flood.standardInput = FileHandle.nullDevice
-        try flood.run()
-        defer { if flood.isRunning { flood.terminate() } }
-        let readyBy = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: ready) && Date() < readyBy && flood.isRunning { usleep(100_000) }
-        #expect(FileManager.default.fileExists(atPath: ready), "\((try? readFile(output)) ?? "")")
+        let flood = try Flood(port: ca.port, idle: 2000, halfOpen: 200, holdSeconds: 25, in: ca.sandbox)
+        defer { flood.stop() }
 
         let started = Date()
         let issued = try ca.sandbox.run([
@@ -35,9 +59,7 @@ import TestSupport
         #expect(issued.status == 0, "\(issued)")
         #expect(Date().timeIntervalSince(started) < 10, "issuance took \(Date().timeIntervalSince(started)) s during the flood")
 
-        flood.waitUntilExit()
-        let text = try readFile(output)
-        let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? ["output": text]
+        let report = try flood.finish()
         // The source got at most its share; every half-finished handshake was closed by the deadline,
         // and the idle connections beyond the per-source cap were closed at once.
         #expect(report["half_closed_by_server"] as? Int == report["half_opened"] as? Int, "\(report)")
@@ -53,26 +75,12 @@ import TestSupport
     @Test func aFloodOfTheRevocationPortIsCappedPerSource() throws {
         let revocationPort = freeLoopbackPort()
         let ca = try RunningCA(initArguments: ["--revocation-address", "127.0.0.1:\(revocationPort)"])
-        let ready = ca.sandbox.root.file("flood.ready")
-        let output = ca.sandbox.root.file("flood.json")
-        FileManager.default.createFile(atPath: output, contents: nil)
-        let flood = Process()
-        flood.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        flood.arguments = ["python3", Self.resources + "/connection_flood.py", "127.0.0.1", "\(revocationPort)", "127.0.0.2", "1000", "0", "8", ready]
-        flood.standardOutput = FileHandle(forWritingAtPath: output)
-        flood.standardError = FileHandle(forWritingAtPath: output)
-        flood.standardInput = FileHandle.nullDevice
-        try flood.run()
-        defer { if flood.isRunning { flood.terminate() } }
-        let readyBy = Date().addingTimeInterval(60)
-        while !FileManager.default.fileExists(atPath: ready) && Date() < readyBy && flood.isRunning { usleep(100_000) }
-        #expect(FileManager.default.fileExists(atPath: ready), "\((try? readFile(output)) ?? "")")
+        let flood = try Flood(port: revocationPort, idle: 1000, halfOpen: 0, holdSeconds: 8, in: ca.sandbox)
+        defer { flood.stop() }
         let crl = try runProcess("curl", ["-sf", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(revocationPort)/crl"])
         #expect(crl.status == 0 && crl.stdout == "200", "\(crl)")
 
-        flood.waitUntilExit()
-        let text = try readFile(output)
-        let report = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] ?? ["output": text]
+        let report = try flood.finish()
         let opened = report["idle_opened"] as? Int ?? 0
         let closed = report["idle_closed_by_server"] as? Int ?? 0
         #expect(opened > 128 && opened - closed <= 128, "\(report)")
