@@ -151,12 +151,12 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     // MARK: - Accounts
 
-    static func account(_ row: Row) -> ACMEAccountRecord {
-        ACMEAccountRecord(
-            id: row["id"], provisioner: row["provisioner"], thumbprint: row["thumbprint"], jwk: row["jwk"],
-            status: ACMEAccountStatus(rawValue: row["status"]) ?? .deactivated,
-            contact: contacts(row["contact"]), createdAt: Date(timeIntervalSince1970: row["created_at"]),
-            eabKeyID: row["eab_kid"])
+    static func account(_ row: Row) throws -> ACMEAccountRecord {
+        try ACMEAccountRecord(
+            id: row.decode(forColumn: "id"), provisioner: row.decode(forColumn: "provisioner"), thumbprint: row.decode(forColumn: "thumbprint"), jwk: row.decode(forColumn: "jwk"),
+            status: ACMEAccountStatus(rawValue: row.decode(forColumn: "status")) ?? .deactivated,
+            contact: contacts(row.decode(forColumn: "contact")), createdAt: Date(timeIntervalSince1970: row.decode(forColumn: "created_at")),
+            eabKeyID: row.decode(forColumn: "eab_kid"))
     }
 
     /// The stored contact list; most accounts have none, read without a JSON decoder.
@@ -167,7 +167,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     public func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool) {
         try await write { db in
             if let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [account.provisioner, account.thumbprint])) {
-                return (Self.account(row), false)
+                return (try Self.account(row), false)
             }
             if let kid = account.eabKeyID {
                 try db.cached("UPDATE acme_eab_keys SET bound_account = ?, bound_at = ? WHERE kid = ? AND provisioner = ? AND bound_account IS NULL", [account.id, account.createdAt.timeIntervalSince1970, kid, account.provisioner]).execute()
@@ -218,7 +218,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
             guard let row = try Row.fetchOne(try db.cached("SELECT provisioner FROM acme_accounts WHERE id = ?", [id])) else {
                 throw ACMEDatabaseError.notFound
             }
-            let provisioner: String = row["provisioner"]
+            let provisioner: String = try row.decode(forColumn: "provisioner")
             if let other = try String.fetchOne(try db.cached("SELECT id FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])) {
                 throw ACMEDatabaseError.accountKeyInUse(existingID: other)
             }
@@ -260,21 +260,21 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         }
     }
 
-    static func order(_ row: Row, authorizationIDs: [String]) -> ACMEOrderRecord {
-        ACMEOrderRecord(
-            id: row["id"], accountID: row["account_id"], provisioner: row["provisioner"],
-            status: ACMEOrderStatus(rawValue: row["status"]) ?? .invalid,
-            identifiers: decode([ACMEIdentifier].self, row["identifiers"]) ?? [],
-            notBefore: (row["not_before"] as Double?).map(Date.init(timeIntervalSince1970:)),
-            notAfter: (row["not_after"] as Double?).map(Date.init(timeIntervalSince1970:)),
-            expires: Date(timeIntervalSince1970: row["expires"]), error: row["error"], certificateSerial: row["certificate_serial"],
-            createdAt: Date(timeIntervalSince1970: row["created_at"]), authorizationIDs: authorizationIDs)
+    static func order(_ row: Row, authorizationIDs: [String]) throws -> ACMEOrderRecord {
+        try ACMEOrderRecord(
+            id: row.decode(forColumn: "id"), accountID: row.decode(forColumn: "account_id"), provisioner: row.decode(forColumn: "provisioner"),
+            status: ACMEOrderStatus(rawValue: row.decode(forColumn: "status")) ?? .invalid,
+            identifiers: decode([ACMEIdentifier].self, row.decode(forColumn: "identifiers")) ?? [],
+            notBefore: (row.decode(forColumn: "not_before") as Double?).map(Date.init(timeIntervalSince1970:)),
+            notAfter: (row.decode(forColumn: "not_after") as Double?).map(Date.init(timeIntervalSince1970:)),
+            expires: Date(timeIntervalSince1970: row.decode(forColumn: "expires")), error: row.decode(forColumn: "error"), certificateSerial: row.decode(forColumn: "certificate_serial"),
+            createdAt: Date(timeIntervalSince1970: row.decode(forColumn: "created_at")), authorizationIDs: authorizationIDs)
     }
 
     static func fetchOrder(_ db: Database, id: String) throws -> ACMEOrderRecord? {
         guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_orders WHERE id = ?", [id])) else { return nil }
         let ids = try String.fetchAll(try db.cached("SELECT id FROM acme_authorizations WHERE order_id = ? ORDER BY position", [id]))
-        return order(row, authorizationIDs: ids)
+        return try order(row, authorizationIDs: ids)
     }
 
     public func order(id: String) async throws -> ACMEOrderRecord? {
@@ -325,19 +325,19 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
                 """, [argument]))
         var records: [ACMEAuthorizationRecord] = []
         for row in rows {
-            let id: String = row["id"]
+            let id: String = try row.decode(forColumn: "id")
             if records.last?.id != id {
-                records.append(ACMEAuthorizationRecord(
-                    id: id, accountID: row["account_id"], orderID: row["order_id"],
-                    identifier: ACMEIdentifier(type: row["identifier_type"], value: row["identifier_value"]), wildcard: row["wildcard"],
-                    status: ACMEAuthorizationStatus(rawValue: row["status"]) ?? .invalid, expires: Date(timeIntervalSince1970: row["expires"]),
+                try records.append(ACMEAuthorizationRecord(
+                    id: id, accountID: row.decode(forColumn: "account_id"), orderID: row.decode(forColumn: "order_id"),
+                    identifier: ACMEIdentifier(type: row.decode(forColumn: "identifier_type"), value: row.decode(forColumn: "identifier_value")), wildcard: row.decode(forColumn: "wildcard"),
+                    status: ACMEAuthorizationStatus(rawValue: row.decode(forColumn: "status")) ?? .invalid, expires: Date(timeIntervalSince1970: row.decode(forColumn: "expires")),
                     challenges: []))
             }
-            guard let challengeID: String = row["c_id"] else { continue }
-            records[records.count - 1].challenges.append(ACMEChallengeRecord(
-                id: challengeID, authorizationID: id, type: row["c_type"], token: row["c_token"],
-                status: ACMEChallengeStatus(rawValue: row["c_status"]) ?? .invalid,
-                validatedAt: (row["c_validated_at"] as Double?).map(Date.init(timeIntervalSince1970:)), error: row["c_error"]))
+            guard let challengeID: String = try row.decode(forColumn: "c_id") else { continue }
+            try records[records.count - 1].challenges.append(ACMEChallengeRecord(
+                id: challengeID, authorizationID: id, type: row.decode(forColumn: "c_type"), token: row.decode(forColumn: "c_token"),
+                status: ACMEChallengeStatus(rawValue: row.decode(forColumn: "c_status")) ?? .invalid,
+                validatedAt: (row.decode(forColumn: "c_validated_at") as Double?).map(Date.init(timeIntervalSince1970:)), error: row.decode(forColumn: "c_error")))
         }
         return records
     }
@@ -443,9 +443,9 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     public func eabKeys(provisioner: String) async throws -> [ACMEEABKeyInfo] {
         try await pool.readOnWorker { db in
             try Row.fetchAll(try db.cached("SELECT * FROM acme_eab_keys WHERE provisioner = ? ORDER BY created_at", [provisioner])).map {
-                ACMEEABKeyInfo(
-                    kid: $0["kid"], provisioner: $0["provisioner"], createdAt: Date(timeIntervalSince1970: $0["created_at"]),
-                    boundAccount: $0["bound_account"])
+                try ACMEEABKeyInfo(
+                    kid: $0.decode(forColumn: "kid"), provisioner: $0.decode(forColumn: "provisioner"), createdAt: Date(timeIntervalSince1970: $0.decode(forColumn: "created_at")),
+                    boundAccount: $0.decode(forColumn: "bound_account"))
             }
         }
     }
@@ -455,8 +455,8 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
             guard let row = try Row.fetchOne(try db.cached("SELECT provisioner, bound_account FROM acme_eab_keys WHERE kid = ?", [kid])) else {
                 return .notFound
             }
-            let provisioner: String = row["provisioner"]
-            if let account: String = row["bound_account"] { return .bound(provisioner: provisioner, account: account) }
+            let provisioner: String = try row.decode(forColumn: "provisioner")
+            if let account: String = try row.decode(forColumn: "bound_account") { return .bound(provisioner: provisioner, account: account) }
             // In the same write transaction as the read: an account cannot bind it in between.
             try db.cached("DELETE FROM acme_eab_keys WHERE kid = ? AND bound_account IS NULL", [kid]).execute()
             return db.changesCount == 1 ? .removed(provisioner: provisioner) : .notFound

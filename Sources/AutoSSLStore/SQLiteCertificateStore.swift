@@ -14,33 +14,28 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     /// `writer`: how the database writer thread treats the requests waiting on it.
     public init(path: String, writer: WriterOptions = WriterOptions(), logger: Logger = Logger(label: "auto-ssl.store")) throws {
         self.path = path
+        let expected = try Self.keepPrivate(path)
         var configuration = Configuration()
         configuration.busyMode = .timeout(10)
         configuration.label = "auto-ssl"
         configuration.prepareDatabase { db in
+            // Every connection, the writer and each reader GRDB opens later: SQLite resolves symbolic
+            // links, so a link put in the file's place after the check above shows here as another
+            // file than the one checked, and that connection is refused before it reads or writes.
+            let opened = try String.fetchOne(db, sql: "SELECT file FROM pragma_database_list WHERE name = 'main'")
+            guard opened == expected else { throw Self.replaced(path, opened: opened) }
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
-        let expected = try Self.keepPrivate(path)
-        var opened: String?
         let pool: DatabasePool
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             // WAL + FULL: each commit is fsync'd (NORMAL, GRDB's WAL default, would lose the last commits
             // on power loss). Set on the one writer connection, after GRDB's own WAL setup.
-            opened = try pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                return try String.fetchOne(db, sql: "SELECT file FROM pragma_database_list WHERE name = 'main'")
-            }
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        } catch let error as AutoSSLError {
+            throw error
         } catch {
             throw StoreOpenError(path: path, underlying: "\(error)")
-        }
-        // SQLite resolves symbolic links: a link put in the file's place after the check above
-        // shows here as another file than the one checked.
-        guard opened == expected else {
-            try? pool.close()
-            throw AutoSSLError.general(
-                "the certificate database \(path) was replaced while it was being opened (SQLite opened \(opened ?? "nothing"))",
-                hint: "check who else can write to \((path as NSString).deletingLastPathComponent); it should be the CA's service account only")
         }
         self.pool = pool
         try Self.migrator.migrate(pool)
@@ -91,6 +86,12 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             }
         }
         return real
+    }
+
+    static func replaced(_ path: String, opened: String?) -> AutoSSLError {
+        AutoSSLError.general(
+            "the certificate database \(path) was replaced after it was checked (SQLite opened \(opened ?? "nothing"))",
+            hint: "check who else can write to \((path as NSString).deletingLastPathComponent); it should be the CA's service account only")
     }
 
     public struct StoreOpenError: Error, CustomStringConvertible {
@@ -180,10 +181,10 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                 """)
             let rows = try Row.fetchAll(db, sql: "SELECT r.serial, c.der FROM revocations r JOIN certificates c ON c.serial = r.serial")
             for row in rows {
-                let der: Data? = row["der"]
+                let der: Data? = try row.decode(forColumn: "der")
                 guard let der, let hash = Fingerprint.publicKeyHash(certificateDER: Array(der)) else { continue }
                 try db.execute(
-                    sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [hash, row["serial"] as String])
+                    sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [hash, try row.decode(forColumn: "serial") as String])
             }
         }
         SQLiteACMEDatabase.migrateValidationAttempts(&migrator)
@@ -346,8 +347,8 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                     """,
                 arguments: [revocation.revokedAt.timeIntervalSince1970, Data(key.bytes)])
             for row in siblings {
-                let other: String = row["serial"]
-                let otherDER: Data? = row["der"]
+                let other: String = try row.decode(forColumn: "serial")
+                let otherDER: Data? = try row.decode(forColumn: "der")
                 guard let otherDER, Fingerprint.publicKey(certificateDER: Array(otherDER))?.hash == key.hash else { continue }
                 if try insert(other, revocation.sameKey(as: serial)) { box.serials.append(other) }
             }
@@ -371,9 +372,9 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                     """,
                 arguments: [date.timeIntervalSince1970]
             ).map { row in
-                let der: Data? = row["der"]
-                return RevokedEntry(
-                    serial: row["serial"], revokedAt: Date(timeIntervalSince1970: row["revoked_at"]), reasonCode: row["reason_code"],
+                let der: Data? = try row.decode(forColumn: "der")
+                return try RevokedEntry(
+                    serial: row.decode(forColumn: "serial"), revokedAt: Date(timeIntervalSince1970: row.decode(forColumn: "revoked_at")), reasonCode: row.decode(forColumn: "reason_code"),
                     der: der.map { Array($0) })
             }
         }
@@ -412,9 +413,9 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                 arguments: [date.timeIntervalSince1970])
             var lifetimes: [CertificateLifetime] = []
             while let row = try rows.next() {
-                lifetimes.append(CertificateLifetime(
-                    names: NamesColumn.decode(row[0]), notBefore: Date(timeIntervalSince1970: row[1]),
-                    notAfter: Date(timeIntervalSince1970: row[2]), revoked: row[3]))
+                try lifetimes.append(CertificateLifetime(
+                    names: NamesColumn.decode(row.decode(atIndex: 0)), notBefore: Date(timeIntervalSince1970: row.decode(atIndex: 1)),
+                    notAfter: Date(timeIntervalSince1970: row.decode(atIndex: 2)), revoked: row.decode(atIndex: 3)))
             }
             return lifetimes
         }
@@ -432,13 +433,13 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                 arguments: [date.timeIntervalSince1970])
             var certificates: [FleetCertificate] = []
             while let row = try rows.next() {
-                let revokedAt: Double? = row[8]
-                certificates.append(FleetCertificate(
-                    serial: row[0],
+                let revokedAt: Double? = try row.decode(atIndex: 8)
+                try certificates.append(FleetCertificate(
+                    serial: row.decode(atIndex: 0),
                     lifetime: CertificateLifetime(
-                        names: NamesColumn.decode(row[1]), notBefore: Date(timeIntervalSince1970: row[2]),
-                        notAfter: Date(timeIntervalSince1970: row[3]), revoked: revokedAt != nil),
-                    provisioner: row[4], requester: row[5], renewedFrom: row[6], createdAt: Date(timeIntervalSince1970: row[7]),
+                        names: NamesColumn.decode(row.decode(atIndex: 1)), notBefore: Date(timeIntervalSince1970: row.decode(atIndex: 2)),
+                        notAfter: Date(timeIntervalSince1970: row.decode(atIndex: 3)), revoked: revokedAt != nil),
+                    provisioner: row.decode(atIndex: 4), requester: row.decode(atIndex: 5), renewedFrom: row.decode(atIndex: 6), createdAt: Date(timeIntervalSince1970: row.decode(atIndex: 7)),
                     revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:))))
             }
             return certificates
@@ -486,27 +487,27 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
         """
 
-    static func record(_ row: Row) -> CertificateRecord {
+    static func record(_ row: Row) throws -> CertificateRecord {
         var revocation: RevocationRecord?
-        if let revokedAt: Double = row["revoked_at"] {
-            revocation = RevocationRecord(
-                reasonCode: row["reason_code"], reason: row["reason"],
-                revokedAt: Date(timeIntervalSince1970: revokedAt), revokedBy: row["revoked_by"])
+        if let revokedAt: Double = try row.decode(forColumn: "revoked_at") {
+            revocation = try RevocationRecord(
+                reasonCode: row.decode(forColumn: "reason_code"), reason: row.decode(forColumn: "reason"),
+                revokedAt: Date(timeIntervalSince1970: revokedAt), revokedBy: row.decode(forColumn: "revoked_by"))
         }
-        let der: Data? = row["der"]
-        return CertificateRecord(
-            serial: row["serial"],
-            status: CertificateRecord.Status(rawValue: row["status"]) ?? .reserved,
-            commonName: row["common_name"],
-            names: decodeNames(row["names"]),
-            notBefore: Date(timeIntervalSince1970: row["not_before"]),
-            notAfter: Date(timeIntervalSince1970: row["not_after"]),
-            keyType: row["key_type"],
-            provisioner: row["provisioner"],
-            requester: row["requester"],
-            renewedFrom: row["renewed_from"],
+        let der: Data? = try row.decode(forColumn: "der")
+        return try CertificateRecord(
+            serial: row.decode(forColumn: "serial"),
+            status: CertificateRecord.Status(rawValue: row.decode(forColumn: "status")) ?? .reserved,
+            commonName: row.decode(forColumn: "common_name"),
+            names: decodeNames(row.decode(forColumn: "names")),
+            notBefore: Date(timeIntervalSince1970: row.decode(forColumn: "not_before")),
+            notAfter: Date(timeIntervalSince1970: row.decode(forColumn: "not_after")),
+            keyType: row.decode(forColumn: "key_type"),
+            provisioner: row.decode(forColumn: "provisioner"),
+            requester: row.decode(forColumn: "requester"),
+            renewedFrom: row.decode(forColumn: "renewed_from"),
             der: der.map { Array($0) },
-            createdAt: Date(timeIntervalSince1970: row["created_at"]),
+            createdAt: Date(timeIntervalSince1970: row.decode(forColumn: "created_at")),
             revocation: revocation)
     }
 

@@ -60,6 +60,98 @@ enum AffinityMarker {
         #expect(try fileMode(victim) == 0o644 && readFile(victim) == "precious")
     }
 
+    /// GRDB opens reader connections as they are needed, long after the store was opened: each one
+    /// is checked against the file checked at open, so a link put in the database's place later is
+    /// refused instead of being read (or trusted as the CA's records).
+    @Test func aConnectionOpenedAfterTheDatabaseWasReplacedIsRefused() async throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("db.sqlite")
+        let store = try SQLiteCertificateStore(path: path)
+        try await store.recordIssuance(record("01"), token: nil)
+        #expect(try await store.certificate(serial: "01") != nil)
+
+        let other = try SQLiteCertificateStore(path: dir.file("other.sqlite"))
+        try await other.recordIssuance(record("02"), token: nil)
+        try await other.close()
+        #expect(rename(path, dir.file("moved.sqlite")) == 0)
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: dir.file("other.sqlite"))
+        store.pool.releaseMemory()  // closes the idle readers: the next read opens a new connection
+        await #expect(throws: (any Error).self) { _ = try await store.certificate(serial: "02") }
+        try await store.close()
+    }
+
+    /// A row the CA did not write (a crafted or hand-edited database file, a restored one): a value
+    /// of another type, bytes that are not UTF-8, a number past `Int`, NULL where the schema once
+    /// said NOT NULL. GRDB's row subscripts stop the process on them (and the OCSP responder, the
+    /// CRL and every ACME request read such rows); every read that meets one throws instead.
+    @Test func aDamagedRowIsAnErrorNotAStop() async throws {
+        let dir = TemporaryDirectory()
+        let pristine = dir.file("pristine.sqlite")
+        do {
+            let store = try SQLiteCertificateStore(path: pristine)
+            try await store.recordIssuance(record("01"), token: nil)
+            try await store.recordIssuance(record("02", der: [1]), token: nil)
+            _ = try await store.revoke(serial: "02", RevocationRecord(reasonCode: 5, reason: "gone", revokedAt: Date(), revokedBy: "admin"))
+            let acme = SQLiteACMEDatabase(store: store)
+            let expires = Date().addingTimeInterval(3_600)
+            let authorization = ACMEAuthorizationRecord(
+                id: "a0", accountID: "acct", orderID: "o", identifier: ACMEIdentifier(type: "dns", value: "x.test"), wildcard: false,
+                status: .pending, expires: expires,
+                challenges: [ACMEChallengeRecord(id: "c0", authorizationID: "a0", type: "http-01", token: "t", status: .pending)])
+            _ = try await acme.createAccount(ACMEAccountRecord(
+                id: "acct", provisioner: "acme", thumbprint: "t", jwk: "{}", status: .valid, contact: [], createdAt: Date(), eabKeyID: nil))
+            try await acme.createOrder(
+                ACMEOrderRecord(
+                    id: "o", accountID: "acct", provisioner: "acme", status: .pending, identifiers: [authorization.identifier],
+                    notBefore: nil, notAfter: nil, expires: expires, createdAt: Date(), authorizationIDs: ["a0"]),
+                authorizations: [authorization])
+            try await store.close()
+        }
+        typealias Read = @Sendable (SQLiteCertificateStore) async throws -> Void
+        let certificate: Read = { _ = try await $0.certificate(serial: "01") }
+        let list: Read = { _ = try await $0.certificates(CertificateQuery(), now: Date()) }
+        let revoked: Read = { _ = try await $0.revokedCertificates(notExpiredBefore: Date()) }
+        let revokedRecord: Read = { _ = try await $0.certificate(serial: "02") }
+        let lifetimes: Read = { _ = try await $0.lifetimes(notExpiredBefore: Date()) }
+        let fleet: Read = { _ = try await $0.fleetCertificates(notExpiredBefore: Date()) }
+        let account: Read = { _ = try await SQLiteACMEDatabase(store: $0).account(id: "acct") }
+        let order: Read = { _ = try await SQLiteACMEDatabase(store: $0).order(id: "o") }
+        let authorizations: Read = { _ = try await SQLiteACMEDatabase(store: $0).authorizations(orderID: "o") }
+        let cases: [(damage: [String], reads: [Read])] = [
+            (["UPDATE certificates SET not_before = 'x' WHERE serial = '01'"], [certificate, list]),
+            (["UPDATE certificates SET names = X'FF' WHERE serial = '01'"], [certificate, list]),
+            (["UPDATE revocations SET revoked_at = 'x'"], [revoked, revokedRecord]),
+            (["UPDATE revocations SET reason_code = 1e300"], [revoked, revokedRecord]),
+            (["UPDATE acme_accounts SET created_at = 'x'"], [account]),
+            (["UPDATE acme_accounts SET jwk = X'FF'"], [account]),
+            (["UPDATE acme_orders SET expires = 'x'"], [order]),
+            (["UPDATE acme_authorizations SET wildcard = 'x'"], [authorizations]),
+            // A file made with its own schema: NULL where auto-ssl's schema says NOT NULL.
+            (["PRAGMA writable_schema = ON", "UPDATE sqlite_schema SET sql = replace(sql, 'NOT NULL', '') WHERE name = 'certificates'"],
+             []),
+        ]
+        for (index, (damage, reads)) in cases.enumerated() {
+            let path = dir.file("case\(index).sqlite")
+            for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: pristine + suffix) {
+                try FileManager.default.copyItem(atPath: pristine + suffix, toPath: path + suffix)
+            }
+            let queue = try DatabaseQueue(path: path)
+            try await queue.writeWithoutTransaction { db in for sql in damage { try db.execute(sql: sql) } }
+            try queue.close()
+            if damage.contains(where: { $0.contains("writable_schema") }) {
+                let reopened = try DatabaseQueue(path: path)
+                try await reopened.write { db in try db.execute(sql: "UPDATE certificates SET names = NULL WHERE serial = '01'") }
+                try reopened.close()
+            }
+            let store = try SQLiteCertificateStore(path: path)
+            let all = damage.contains(where: { $0.contains("writable_schema") }) ? [certificate, list, lifetimes, fleet] : reads
+            for read in all {
+                await #expect(throws: (any Error).self, "\(damage)") { try await read(store) }
+            }
+            try await store.close()
+        }
+    }
+
     /// The steps of an ACME order in flight commit without an fsync (`synchronous=NORMAL`), accounts,
     /// the order's end and certificates with one; the writer connection is back in FULL after each
     /// relaxed batch, and what was committed relaxed is there after reopening.
