@@ -281,6 +281,31 @@ public struct BackupSchedule: Codable, Equatable, Sendable {
         case retention
         case passphraseFile = "passphrase_file"
     }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        schedule = try container.decode(String.self, forKey: .schedule)
+        outputDirectory = try container.decode(String.self, forKey: .outputDirectory)
+        retention = try container.decode(DecimalInteger.self, forKey: .retention).value
+        passphraseFile = try container.decode(String.self, forKey: .passphraseFile)
+    }
+}
+
+/// A whole number of config.yaml, in decimal digits. Yams reads a YAML 1.1 integer with colons
+/// (`1:30`) as base 60 with unchecked arithmetic, which stops the process on a long one; so the
+/// number is read as text and parsed here: digits with an optional sign, within `Int`'s range.
+struct DecimalInteger: Decodable {
+    var value: Int
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let text = try container.decode(String.self)
+        guard let value = Int(text, radix: 10) else {
+            throw DecodingError.dataCorruptedError(
+                in: container, debugDescription: "expected a whole number in decimal digits, found '\(text.prefix(40))'")
+        }
+        self.value = value
+    }
 }
 
 /// What `server enroll` recorded: enough for `server renew` to run unattended from a timer.
@@ -445,5 +470,17 @@ public struct ACMEProvisionerSettings: Codable, Equatable, Sendable {
         case http01Port = "http01_port"
         case tlsALPN01Port = "tlsalpn01_port"
         case validationAllow = "validation_allow"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try container.decode(String.self, forKey: .name)
+        challenges = try container.decode([String].self, forKey: .challenges)
+        requireEAB = try container.decode(Bool.self, forKey: .requireEAB)
+        resolver = try container.decodeIfPresent(String.self, forKey: .resolver)
+        http01Port = try container.decodeIfPresent(DecimalInteger.self, forKey: .http01Port)?.value
+        tlsALPN01Port = try container.decodeIfPresent(DecimalInteger.self, forKey: .tlsALPN01Port)?.value
+        policy = try container.decodeIfPresent(PolicySettings.self, forKey: .policy)
+        validationAllow = try container.decodeIfPresent([String].self, forKey: .validationAllow)
     }
 }

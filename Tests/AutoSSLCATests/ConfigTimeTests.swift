@@ -50,6 +50,31 @@ import TestSupport
         #expect(throws: (any Error).self) { try AutoSSLConfiguration.decode(text.replacingOccurrences(of: "enrolled_at: 2026", with: "enrolled_at: x2026")) }
     }
 
+    /// Yams reads an integer with colons as base 60 with unchecked arithmetic, which stopped the
+    /// process on a long one (every CA command reads config.yaml; `ca restore` reads the backup's):
+    /// the integers of config.yaml are read as decimal text, and anything else is a damaged file.
+    @Test func integersOfTheConfigurationAreDecimalAndNeverStopTheProcess() throws {
+        let settings = CASettings(
+            name: "Example", addresses: [], dnsNames: [], keyType: .ec, defaultDuration: "168h", minimumDuration: "5m",
+            maximumDuration: "720h", provisioners: [], paths: CAPaths(caDir: "/var/lib/auto-ssl/ca"),
+            createdAt: Date(timeIntervalSince1970: 1_796_058_708),
+            backupSchedule: BackupSchedule(schedule: "daily", outputDirectory: "/srv/backups", retention: 14, passphraseFile: "/etc/pp"),
+            acmeProvisioners: [ACMEProvisionerSettings(name: "acme", http01Port: 8080, tlsALPN01Port: 8443)])
+        let text = try AutoSSLConfiguration(ca: settings).yamlString()
+        #expect(text.contains("retention: 14") && text.contains("http01_port: 8080") && text.contains("tlsalpn01_port: 8443"), "\(text)")
+        #expect(try AutoSSLConfiguration.decode(text).ca == settings)
+        #expect(try AutoSSLConfiguration.decode(text.replacingOccurrences(of: "retention: 14", with: "retention: '+14'")).ca == settings)
+        for (field, value) in [
+            ("retention: 14", "1:0:0:0:0:0:0:0:0:0:0"), ("http01_port: 8080", "9223372036854775807:1"),
+            ("tlsalpn01_port: 8443", "-9223372036854775807:59:59"), ("retention: 14", "1:30"), ("retention: 14", "0x10"),
+            ("http01_port: 8080", "99999999999999999999"), ("retention: 14", "[1]"),
+        ] {
+            let damaged = text.replacingOccurrences(of: field, with: field.split(separator: ":")[0] + ": " + value)
+            #expect(damaged != text)
+            #expect(throws: (any Error).self, "\(field) → \(value)") { try AutoSSLConfiguration.decode(damaged) }
+        }
+    }
+
     /// The server role reads its own section alone: a CA section on the same machine is not
     /// decoded, an absent or null section is no enrollment, and a damaged server section is an error.
     @Test func theServerSectionReadsAloneAndItsDamageIsReported() throws {
