@@ -5,6 +5,7 @@ import AutoSSLHost
 import AutoSSLMetrics
 import AutoSSLStore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
@@ -218,7 +219,7 @@ public final class CAServer: Sendable {
             }
             group.get("roots.der") { _, _ in
                 Response(
-                    status: .ok, headers: [.contentType: "application/pkix-cert", .contentDisposition: "attachment; filename=\"root_ca.crt\""],
+                    status: .ok, headers: [.contentType: "application/pkix-cert", .contentDisposition: "attachment; filename=\"root_ca.cer\""],
                     body: .init(byteBuffer: ByteBuffer(bytes: try self.authority.root.derBytes())))
             }
             group.get("root/:sha") { _, context in try self.root(fingerprint: context.parameters.get("sha") ?? "") }
@@ -275,7 +276,7 @@ public final class CAServer: Sendable {
     func trustPage(_ request: Request) -> Response {
         let host = request.head.authority ?? authority.settings.addresses.first?.description ?? "ca"
         let url = "https://" + host
-        return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(
+        return Response(status: .ok, headers: HTMLHeaders.fields, body: .init(byteBuffer: ByteBuffer(
             string: TrustPage.html(caName: authority.settings.name, fingerprint: authority.rootFingerprint, url: url))))
     }
 
@@ -331,6 +332,7 @@ public final class CAServer: Sendable {
             if let authorization = request.headers[.authorization], authorization.lowercased().hasPrefix("bearer ") {
                 proof = .x5cToken(String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces))
             } else if let certificate = await context.peerCertificate() {
+                try refuseIfAPageCouldHaveSent(request, remote: remote)
                 proof = .mutualTLS(certificate)
             } else {
                 throw authority.refuse(
@@ -339,6 +341,35 @@ public final class CAServer: Sendable {
             }
             return try chainResponse(try await authority.renew(proof, remote: remote))
         }
+    }
+
+    static let secFetchSite = HTTPField.Name("Sec-Fetch-Site")!
+
+    /// A browser sends a client certificate it holds with any request a page makes, other sites'
+    /// pages included, and CORS lets a page POST a form, text/plain or multipart body without asking
+    /// the CA first. So a certificate presented over mutual TLS is taken as the holder's word only
+    /// on a request no page could have sent by itself: no `Origin` (browsers add it to every
+    /// cross-origin request and every POST), no `Sec-Fetch-Site` other than `none` (a user's own
+    /// navigation), and a body that is not one of those three kinds. Programs (auto-ssl, step,
+    /// curl with `Content-Type: application/json`) send none of them. Refused: 403, audited.
+    func refuseIfAPageCouldHaveSent(_ request: Request, remote: String) throws {
+        var reason: String?
+        if request.headers[.origin] != nil {
+            reason = "it carries an Origin header"
+        } else if let site = request.headers[Self.secFetchSite], site.lowercased() != "none" {
+            reason = "it carries a Sec-Fetch-Site header from a browser"
+        } else if let type = request.headers[.contentType] {
+            let media = type.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            if ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"].contains(media) {
+                reason = "its body is \(media), which any web page may send to another site"
+            }
+        }
+        guard let reason else { return }
+        throw authority.refuse(
+            .forbidden,
+            "a certificate presented over mutual TLS is not accepted on a request a web page could have sent: \(reason); "
+                + "send the request from a program, with Content-Type: application/json or no body",
+            remote: remote)
     }
 
     struct RevokeBody: Decodable {
@@ -362,6 +393,7 @@ public final class CAServer: Sendable {
                 token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
             }
             let presented = token == nil ? await context.peerCertificate() : nil
+            if presented != nil { try refuseIfAPageCouldHaveSent(request, remote: remote) }
             try await authority.revoke(.init(
                 serial: body.serial, reasonCode: body.reasonCode ?? 0, reason: body.reason ?? "", token: token,
                 presented: presented, remote: remote))

@@ -111,23 +111,8 @@ struct DashboardService: Sendable {
     let access: DashboardAccess
     let cache: DashboardCache
 
-    /// Headers of every dashboard answer (the page, a refusal): nothing runs, nothing frames it,
-    /// nothing keeps it.
-    static let securityHeaders: HTTPFields = {
-        var fields = HTTPFields()
-        fields[.contentType] = "text/html; charset=utf-8"
-        fields[.cacheControl] = "no-store"
-        for (name, value) in [
-            ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"), ("X-Frame-Options", "DENY"),
-            ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
-        ] {
-            if let name = HTTPField.Name(name) { fields[name] = value }
-        }
-        return fields
-    }()
-
     static func page(_ status: HTTPResponse.Status, _ html: String) -> Response {
-        Response(status: status, headers: securityHeaders, body: .init(byteBuffer: ByteBuffer(string: html)))
+        Response(status: status, headers: HTMLHeaders.fields, body: .init(byteBuffer: ByteBuffer(string: html)))
     }
 
     func respond(_ request: Request, remote: String?) async -> Response {

@@ -51,22 +51,23 @@ enum TrustPage {
             <h2>Linux (any distribution, with auto-ssl)</h2>
             <pre>sudo auto-ssl client trust --ca-url \(base) --fingerprint \(fingerprint)</pre>
             <h2>Debian / Ubuntu (without auto-ssl)</h2>
-            <pre>sudo curl -fsSk \(base)/roots.pem -o /usr/local/share/ca-certificates/auto-ssl-root.crt
-            openssl x509 -in /usr/local/share/ca-certificates/auto-ssl-root.crt -noout -fingerprint -sha256
-            sudo update-ca-certificates</pre>
+            <pre>f=$(mktemp) &amp;&amp; curl -fsSk \(base)/roots.pem -o "$f"
+            openssl x509 -in "$f" -noout -fingerprint -sha256
+            sudo install -m 0644 "$f" /usr/local/share/ca-certificates/auto-ssl-root.crt &amp;&amp; sudo update-ca-certificates</pre>
             <h2>RHEL / Fedora / Rocky / Alma (without auto-ssl)</h2>
-            <pre>sudo curl -fsSk \(base)/roots.pem -o /etc/pki/ca-trust/source/anchors/auto-ssl-root.pem
-            openssl x509 -in /etc/pki/ca-trust/source/anchors/auto-ssl-root.pem -noout -fingerprint -sha256
-            sudo update-ca-trust extract</pre>
+            <pre>f=$(mktemp) &amp;&amp; curl -fsSk \(base)/roots.pem -o "$f"
+            openssl x509 -in "$f" -noout -fingerprint -sha256
+            sudo install -m 0644 "$f" /etc/pki/ca-trust/source/anchors/auto-ssl-root.pem &amp;&amp; sudo update-ca-trust extract</pre>
             <h2>macOS</h2>
-            <pre>curl -fsSk \(base)/roots.pem -o /tmp/root_ca.crt
-            openssl x509 -in /tmp/root_ca.crt -noout -fingerprint -sha256
-            sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain /tmp/root_ca.crt</pre>
+            <pre>f=$(mktemp) &amp;&amp; curl -fsSk \(base)/roots.pem -o "$f"
+            openssl x509 -in "$f" -noout -fingerprint -sha256
+            sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain "$f"</pre>
             <h2>Windows (elevated PowerShell)</h2>
             <pre>curl.exe -fsSk \(base)/roots.der -o $env:TEMP\\root_ca.cer
             certutil -dump $env:TEMP\\root_ca.cer | findstr /i "sha256"
             certutil -addstore Root $env:TEMP\\root_ca.cer</pre>
-            <p>Check the fingerprint printed by each command against the one above before the last step.</p>
+            <p>Each set of commands downloads the root to a temporary file and prints its fingerprint; nothing is
+            trusted before the last line. Run that line only if the fingerprint printed is the one above.</p>
             </body></html>
 
             """

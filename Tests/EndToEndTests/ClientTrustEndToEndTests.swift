@@ -91,6 +91,24 @@ import TestSupport
             #expect(page.stdout.contains("/roots.pem") && page.stdout.contains("/roots.der") && page.stdout.contains("certutil -addstore Root"))
             #expect(page.stdout.contains("auto-ssl client trust --ca-url \(ca.url) --fingerprint \(fingerprint)"))
         }
+        // The commands without auto-ssl: the root goes to a temporary file and its fingerprint is
+        // printed; only the last line puts it where the system trusts it.
+        let page = try runProcess("curl", ["-sf", "-D", "/dev/stderr", "--cacert", ca.rootPath, ca.url + "/trust"])
+        let headers = page.stderr.lowercased()
+        #expect(headers.contains("content-security-policy: default-src 'none'") && headers.contains("x-content-type-options: nosniff")
+                && headers.contains("x-frame-options: deny"), "\(headers)")
+        let colons = stride(from: 0, to: 64, by: 2).map { offset -> String in
+            let start = fingerprint.index(fingerprint.startIndex, offsetBy: offset)
+            return String(fingerprint[start..<fingerprint.index(start, offsetBy: 2)]).uppercased()
+        }.joined(separator: ":")
+        for store in ["/usr/local/share/ca-certificates/", "/etc/pki/ca-trust/source/anchors/", "/Library/Keychains/System.keychain"] {
+            let block = try #require(page.stdout.components(separatedBy: "<pre>").first { $0.contains(store) }?
+                .components(separatedBy: "</pre>").first?.replacingOccurrences(of: "&amp;", with: "&"), "\(store)")
+            let lines = block.split(separator: "\n").map(String.init)
+            #expect(lines.count == 3 && lines[2].contains(store) && !lines[0].contains(store) && !lines[1].contains(store), "\(block)")
+            let fetched = try runProcess("sh", ["-c", lines[0] + "\n" + lines[1] + "\nrm -f \"$f\""])
+            #expect(fetched.status == 0 && fetched.stdout.contains(colons), "\(store): \(fetched)")
+        }
         let der = try runProcess("sh", ["-c", "curl -sf --cacert \(ca.rootPath) \(ca.url)/roots.der | openssl x509 -inform DER -noout -fingerprint -sha256"])
         #expect(der.stdout.replacingOccurrences(of: ":", with: "").lowercased().contains(fingerprint))
     }

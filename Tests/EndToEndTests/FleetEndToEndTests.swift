@@ -156,7 +156,8 @@ import TestSupport
         let page = try fleet.get("/dashboard")
         #expect(page.status == "200", "\(page)")
         for header in [
-            "content-security-policy: default-src 'none'; style-src 'unsafe-inline'", "x-frame-options: deny", "cache-control: no-store",
+            "content-security-policy: default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+            "x-frame-options: deny", "cache-control: no-store",
             "content-type: text/html; charset=utf-8",
         ] {
             #expect(page.headers.contains(header), "\(header) in \(page.headers)")

@@ -146,6 +146,50 @@ import TestSupport
         #expect(failures.contains { $0.contains("not issued by this CA") })
     }
 
+    /// A browser that holds a certificate of this CA sends it with any request a page makes, other
+    /// sites' pages included: a certificate presented over mutual TLS renews or revokes only on a
+    /// request no page could have sent by itself (no Origin, no cross-site Sec-Fetch-Site, no form or
+    /// text/plain body). curl stands in for the browser, the same certificate for the one it holds.
+    @Test func aWebPageCannotRenewOrRevokeWithTheBrowsersClientCertificate() throws {
+        let s = try Setup()
+        let serial = try s.issue("b", san: "browser.internal")
+        let decimal = try runProcess("python3", ["-c", "import sys; print(int(sys.argv[1], 16))", serial]).stdout
+            .trimmingCharacters(in: .newlines)
+        let body = #"{"serial":"\#(decimal)","reasonCode":1,"passive":true}"#
+        func post(_ path: String, _ headers: [String], body: String?) throws -> (status: String, body: String) {
+            var arguments = ["-s", "-o", "/dev/stderr", "-w", "%{http_code}", "--cacert", s.ca.rootPath,
+                             "--cert", s.file("b.crt"), "--key", s.file("b.key"), "-X", "POST", s.ca.url + path]
+            for header in headers { arguments += ["-H", header] }
+            if let body { arguments += ["--data-binary", body] }
+            let result = try runProcess("curl", arguments)
+            return (result.stdout, result.stderr)
+        }
+        let pages: [(String, [String], String?)] = [
+            ("/revoke", ["Content-Type: application/json", "Origin: https://evil.example"], body),
+            ("/revoke", ["Content-Type: text/plain;charset=UTF-8"], body),
+            ("/revoke", ["Content-Type: application/x-www-form-urlencoded"], body),
+            ("/revoke", ["Content-Type: multipart/form-data; boundary=x"], body),
+            ("/revoke", ["Sec-Fetch-Site: cross-site"], body),
+            ("/renew", ["Origin: null"], nil),
+            ("/renew", ["Content-Type: text/plain"], ""),
+            ("/renew", ["Sec-Fetch-Site: same-site"], nil),
+        ]
+        for (path, headers, body) in pages {
+            let answer = try post(path, headers, body: body)
+            #expect(answer.status == "403" && answer.body.contains("a web page could have sent"), "\(path) \(headers): \(answer)")
+        }
+        #expect(try s.crlSerials().isEmpty)
+        #expect(try s.ca.auditEvents().filter { $0["event"] as? String == "certificate.renewed" }.isEmpty)
+        #expect(try s.ca.auditEvents().filter { ($0["reason"] as? String ?? "").contains("a web page could have sent") }.count == pages.count)
+
+        // The same certificate from a program: renewed, then revoked.
+        let renewed = try post("/renew", ["Content-Type: application/json"], body: nil)
+        #expect(renewed.status == "201", "\(renewed)")
+        let revoked = try post("/revoke", ["Content-Type: application/json"], body: body)
+        #expect(revoked.status == "200", "\(revoked)")
+        #expect(try s.crlSerials().contains(String(serial.drop { $0 == "0" })))
+    }
+
     @Test func revocationPathsAndTheCRL() throws {
         let s = try Setup()
         let keep = try s.issue("keep", san: "keep.internal")
