@@ -58,9 +58,44 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
     /// holds its anchors lives. `YAMLDecoder.decode(_:from: String)` would resolve every key
     /// against an ICU regular expression for YAML's merge key `<<`; only a file that has one needs
     /// that resolver (docs/benchmarks.md).
+    /// The document is refused past this many values once its aliases are expanded.
+    static let maximumExpandedNodes = 50_000
+
     static func decodeRoot<T>(_ text: String, _ body: (Node?) throws -> T) throws -> T {
         let parser = try Parser(yaml: text, resolver: text.contains("<<") ? Resolver.basic.appending(.merge) : .basic, encoding: .utf8)
-        return try withExtendedLifetime(parser) { try body(try parser.singleRoot()) }
+        return try withExtendedLifetime(parser) {
+            let root = try parser.singleRoot()
+            if let root, expandedNodeCount(root, limit: maximumExpandedNodes) > maximumExpandedNodes {
+                throw DecodingError.dataCorrupted(.init(
+                    codingPath: [],
+                    debugDescription: "it holds more than \(maximumExpandedNodes) values once its aliases are expanded (auto-ssl writes none)"))
+            }
+            return try body(root)
+        }
+    }
+
+    /// The values (scalars, mappings, sequences) of the document once every alias is expanded,
+    /// counted until past `limit`. An alias repeats its anchor's whole tree, and a merge key
+    /// copies it again wherever it is used, so a kilobyte of aliases of aliases expands
+    /// exponentially ("billion laughs"): Yams would decode it for minutes and gigabytes.
+    static func expandedNodeCount(_ root: Node, limit: Int) -> Int {
+        var count = 0
+        func visit(_ node: Node) -> Bool {
+            count += 1
+            guard count <= limit else { return false }
+            switch node {
+            case .scalar, .alias:
+                return true
+            case .mapping(let mapping):
+                for pair in mapping { guard visit(pair.key), visit(pair.value) else { return false } }
+                return true
+            case .sequence(let sequence):
+                for element in sequence { guard visit(element) else { return false } }
+                return true
+            }
+        }
+        _ = visit(root)
+        return count
     }
 
     public func yamlString() throws -> String {

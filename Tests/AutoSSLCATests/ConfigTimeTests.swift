@@ -75,6 +75,33 @@ import TestSupport
         }
     }
 
+    /// Aliases of aliases expand exponentially, and a merge key copies the expansion again:
+    /// about a kilobyte of them ("billion laughs") would keep Yams decoding for minutes and
+    /// gigabytes. A document past 50,000 values once expanded is refused before it is decoded;
+    /// aliases and merge keys within that still read.
+    @Test func aDocumentThatExpandsWithoutEndIsRefusedBeforeItIsDecoded() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("config.yaml")
+        var laughs = "a0: &a0 {k0: v}\n"
+        for level in 1...40 { laughs += "a\(level): &a\(level) {<<: [*a\(level - 1), *a\(level - 1)], k\(level): v}\n" }
+        for (top, section) in [("server", "server:\n  <<: *a40\n"), ("ca", "ca:\n  <<: *a40\n"), ("root", "<<: *a40\n")] {
+            try (laughs + section).write(toFile: path, atomically: true, encoding: .utf8)
+            #expect(throws: AutoSSLError.self, "\(top)") { try AutoSSLConfiguration.load(from: path) }
+            #expect(throws: AutoSSLError.self, "\(top)") { try AutoSSLConfiguration.loadServerSection(from: path) }
+        }
+        var list = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for level in 1...12 { list += "a\(level): &a\(level) [*a\(level - 1), *a\(level - 1), *a\(level - 1), *a\(level - 1)]\n" }
+        try (list + "ca:\n  name: x\n").write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.load(from: path) }
+
+        // Within the limit, aliases and merge keys still read.
+        let counted = try AutoSSLConfiguration.decodeRoot("a: &a [1, 2]\nb: *a\nc: {<<: {d: *a}}\n") { root in
+            let node = try #require(root)
+            return [AutoSSLConfiguration.expandedNodeCount(node, limit: 100), AutoSSLConfiguration.expandedNodeCount(node, limit: 4)]
+        }
+        #expect(counted == [17, 5])
+    }
+
     /// The server role reads its own section alone: a CA section on the same machine is not
     /// decoded, an absent or null section is no enrollment, and a damaged server section is an error.
     @Test func theServerSectionReadsAloneAndItsDamageIsReported() throws {

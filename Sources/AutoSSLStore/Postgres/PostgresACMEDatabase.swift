@@ -52,7 +52,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
 
     /// The first column of the first row, the rows read to the end (so the connection is free again).
     static func first<T: PostgresDecodable>(_ rows: PostgresRowSequence, as type: T.Type) async throws -> T? {
-        try await rows.collect().first?.decode(T.self)
+        try await rows.collect().first?.checkedDecode(T.self)
     }
 
     static func date(_ seconds: Double) -> Date { Date(timeIntervalSince1970: seconds) }
@@ -108,7 +108,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
 
     static func accounts(_ rows: PostgresRowSequence) async throws -> [ACMEAccountRecord] {
         var found: [ACMEAccountRecord] = []
-        for try await row in rows.decode(AccountRow.self) { found.append(account(row)) }
+        for try await row in rows.checkedDecode(AccountRow.self) { found.append(account(row)) }
         return found
     }
 
@@ -252,7 +252,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
                     SELECT COUNT(*) FROM acme_orders WHERE account_id = \(order.accountID)
                         AND status IN ('pending', 'ready', 'processing') AND expires > \(order.createdAt.timeIntervalSince1970)
                     """, logger: logger
-                ).decode(Int64.self) { open = Int(count) }
+                ).checkedDecode(Int64.self) { open = Int(count) }
                 guard open < openOrderLimit else { throw ACMEDatabaseError.tooManyOpenOrders(limit: openOrderLimit) }
             }
             try await connection.query(
@@ -306,7 +306,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         let statement = query
         return try await run { client in
             var found: [ACMEOrderRecord] = []
-            for try await row in try await client.query(statement, logger: logger).decode(OrderRow.self) { found.append(Self.order(row)) }
+            for try await row in try await client.query(statement, logger: logger).checkedDecode(OrderRow.self) { found.append(Self.order(row)) }
             return found
         }
     }
@@ -321,7 +321,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
             var ids: [String] = []
             for try await id in try await client.query(
                 "SELECT id FROM acme_orders WHERE account_id = \(accountID) ORDER BY created_at, id", logger: logger
-            ).decode(String.self) {
+            ).checkedDecode(String.self) {
                 ids.append(id)
             }
             return ids
@@ -366,7 +366,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
     /// Groups the joined rows (ordered by authorization, then challenge) back into records.
     static func authorizations(_ rows: PostgresRowSequence) async throws -> [ACMEAuthorizationRecord] {
         var found: [ACMEAuthorizationRecord] = []
-        for try await row in rows.decode(AuthorizationRow.self) {
+        for try await row in rows.checkedDecode(AuthorizationRow.self) {
             let (id, accountID, orderID, identifierType, identifierValue, wildcard, status, expires,
                  challengeID, type, token, challengeStatus, validatedAt, error) = row
             if found.last?.id != id {
@@ -496,7 +496,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
             var ids: [String] = []
             for try await id in try await client.query(
                 "SELECT id FROM acme_orders WHERE status = 'processing' ORDER BY id LIMIT 10000", logger: logger
-            ).decode(String.self) {
+            ).checkedDecode(String.self) {
                 ids.append(id)
             }
             return ids
@@ -511,7 +511,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
             var ids: [String] = []
             for try await id in try await client.query(
                 "SELECT id FROM acme_challenges WHERE status = 'processing' ORDER BY id", logger: logger
-            ).decode(String.self) {
+            ).checkedDecode(String.self) {
                 ids.append(id)
             }
             return ids
@@ -547,7 +547,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
             for try await (kid, owner, createdAt, boundAccount) in try await client.query(
                 "SELECT kid, provisioner, created_at, bound_account FROM acme_eab_keys WHERE provisioner = \(provisioner) ORDER BY created_at, kid",
                 logger: logger
-            ).decode((String, String, Double, String?).self) {
+            ).checkedDecode((String, String, Double, String?).self) {
                 keys.append(ACMEEABKeyInfo(kid: kid, provisioner: owner, createdAt: Self.date(createdAt), boundAccount: boundAccount))
             }
             return keys
@@ -561,7 +561,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
             var found: (String, String?)?
             for try await row in try await connection.query(
                 "SELECT provisioner, bound_account FROM acme_eab_keys WHERE kid = \(kid) FOR UPDATE", logger: logger
-            ).decode((String, String?).self) {
+            ).checkedDecode((String, String?).self) {
                 found = row
             }
             guard let found else { return .notFound }

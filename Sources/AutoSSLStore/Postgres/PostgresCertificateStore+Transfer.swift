@@ -188,7 +188,7 @@ struct PostgresTransferSession: TransferSource, TransferTarget {
             sql += " WHERE NOT (" + conditions.joined(separator: " AND ") + ")"
         }
         var count: Int64 = 0
-        for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).decode(Int64.self) {
+        for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger).checkedDecode(Int64.self) {
             count = value
         }
         return Int(clamping: count)

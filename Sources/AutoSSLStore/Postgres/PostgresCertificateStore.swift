@@ -161,7 +161,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         let logger = logger
         return try await read { client in
             var found: [CertificateRecord] = []
-            for try await row in try await client.query(query, logger: logger).decode(CertificateRow.self) {
+            for try await row in try await client.query(query, logger: logger).checkedDecode(CertificateRow.self) {
                 found.append(Self.record(row))
             }
             return found
@@ -205,7 +205,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
             let status = try await connection.query("SELECT status, der FROM certificates WHERE serial = \(serial)", logger: logger)
             var der: Data?
             var known = false
-            for try await (state, bytes) in status.decode((String, Data?).self) where state == "issued" {
+            for try await (state, bytes) in status.checkedDecode((String, Data?).self) where state == "issued" {
                 known = true
                 der = bytes
             }
@@ -238,7 +238,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 """, logger: logger
             ).collect()
             for row in siblings {
-                let (other, otherDER) = try row.decode((String, Data?).self)
+                let (other, otherDER) = try row.checkedDecode((String, Data?).self)
                 guard let otherDER, Fingerprint.publicKey(certificateDER: Array(otherDER))?.hash == key.hash else { continue }
                 if try await insert(other, revocation.sameKey(as: serial)) { revoked.serials.append(other) }
             }
@@ -262,7 +262,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 WHERE c.not_after > \(date.timeIntervalSince1970) ORDER BY r.revoked_at
                 """, logger: logger)
             var entries: [RevokedEntry] = []
-            for try await (serial, revokedAt, reasonCode, der) in rows.decode((String, Double, Int, Data?).self) {
+            for try await (serial, revokedAt, reasonCode, der) in rows.checkedDecode((String, Double, Int, Data?).self) {
                 entries.append(RevokedEntry(
                     serial: serial, revokedAt: Date(timeIntervalSince1970: revokedAt), reasonCode: reasonCode, der: der.map { Array($0) }))
             }
@@ -276,7 +276,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         try await committer.submit { connection in
             let rows = try await connection.query(
                 "UPDATE crl_state SET number = number + 1 WHERE id = 1 RETURNING number", logger: logger)
-            for try await value in rows.decode(Int64.self) { number.value = value }
+            for try await value in rows.checkedDecode(Int64.self) { number.value = value }
         }
         return number.value
     }
@@ -287,7 +287,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
             var marker: Int64 = 0
             let rows = try await client.query(
                 "SELECT COUNT(*) * 1000003 + COALESCE(MAX(id), 0) FROM revocations", logger: logger)
-            for try await value in rows.decode(Int64.self) { marker = value }
+            for try await value in rows.checkedDecode(Int64.self) { marker = value }
             return marker
         }
     }
@@ -309,7 +309,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 LEFT JOIN revocations r ON r.serial = c.serial WHERE c.status = 'issued' AND c.not_after > \(date.timeIntervalSince1970)
                 """, logger: logger)
             var lifetimes: [CertificateLifetime] = []
-            for try await (names, notBefore, notAfter, revoked) in rows.decode((String, Double, Double, Bool).self) {
+            for try await (names, notBefore, notAfter, revoked) in rows.checkedDecode((String, Double, Double, Bool).self) {
                 lifetimes.append(CertificateLifetime(
                     names: NamesColumn.decode(names), notBefore: Date(timeIntervalSince1970: notBefore),
                     notAfter: Date(timeIntervalSince1970: notAfter), revoked: revoked))
@@ -328,7 +328,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 LEFT JOIN revocations r ON r.serial = c.serial WHERE c.status = 'issued' AND c.not_after > \(date.timeIntervalSince1970)
                 """, logger: logger)
             var certificates: [FleetCertificate] = []
-            for try await (serial, names, notBefore, notAfter, provisioner, requester, renewedFrom, createdAt, revokedAt) in rows.decode(
+            for try await (serial, names, notBefore, notAfter, provisioner, requester, renewedFrom, createdAt, revokedAt) in rows.checkedDecode(
                 (String, String, Double, Double, String, String?, String?, Double, Double?).self)
             {
                 certificates.append(FleetCertificate(
@@ -348,7 +348,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         return try await read { client in
             let rows = try await client.query("SELECT DISTINCT names FROM certificates WHERE status = 'issued'", logger: logger)
             var names = Set<String>()
-            for try await text in rows.decode(String.self) { names.formUnion(NamesColumn.decode(text)) }
+            for try await text in rows.checkedDecode(String.self) { names.formUnion(NamesColumn.decode(text)) }
             return names
         }
     }

@@ -33,7 +33,7 @@ public final class PostgresReplicatedState: ReplicatedState {
                     """, logger: logger)
                 var found = ("", nil as Double?)
                 for try await value in try await connection.query(
-                    "SELECT root_fingerprint, retired_at FROM ca_identity WHERE id = 1", logger: logger).decode((String, Double?).self) {
+                    "SELECT root_fingerprint, retired_at FROM ca_identity WHERE id = 1", logger: logger).checkedDecode((String, Double?).self) {
                     found = value
                 }
                 return found
@@ -56,7 +56,7 @@ public final class PostgresReplicatedState: ReplicatedState {
         return try await read { client in
             var found: Date?
             for try await value in try await client.query(
-                "SELECT retired_at FROM ca_identity WHERE id = 1", logger: logger).decode(Double?.self) {
+                "SELECT retired_at FROM ca_identity WHERE id = 1", logger: logger).checkedDecode(Double?.self) {
                 found = value.map { Date(timeIntervalSince1970: $0) }
             }
             return found
@@ -68,7 +68,7 @@ public final class PostgresReplicatedState: ReplicatedState {
         return try await read { client in
             var found: String?
             for try await value in try await client.query(
-                "SELECT root_fingerprint FROM ca_identity WHERE id = 1", logger: logger).decode(String.self) {
+                "SELECT root_fingerprint FROM ca_identity WHERE id = 1", logger: logger).checkedDecode(String.self) {
                 found = value
             }
             return found
@@ -103,7 +103,7 @@ public final class PostgresReplicatedState: ReplicatedState {
             var found: [ReplicaHeartbeat] = []
             let rows = try await client.query(
                 "SELECT name, addresses, version, started_at, last_seen FROM replicas ORDER BY last_seen DESC, name", logger: logger)
-            for try await (name, addresses, version, startedAt, lastSeen) in rows.decode((String, String, String, Double, Double).self) {
+            for try await (name, addresses, version, startedAt, lastSeen) in rows.checkedDecode((String, String, String, Double, Double).self) {
                 found.append(ReplicaHeartbeat(
                     name: name, addresses: (try? JSONDecoder().decode([String].self, from: Data(addresses.utf8))) ?? [],
                     version: version, startedAt: Date(timeIntervalSince1970: startedAt), lastSeen: Date(timeIntervalSince1970: lastSeen)))
@@ -117,7 +117,7 @@ public final class PostgresReplicatedState: ReplicatedState {
         return try await read { client in
             var found: SharedSettingsDocument?
             let rows = try await client.query("SELECT revision, document, updated_at FROM shared_settings WHERE id = 1", logger: logger)
-            for try await (revision, document, updatedAt) in rows.decode((Int64, String, Double).self) {
+            for try await (revision, document, updatedAt) in rows.checkedDecode((Int64, String, Double).self) {
                 found = SharedSettingsDocument(revision: revision, json: document, updatedAt: Date(timeIntervalSince1970: updatedAt))
             }
             return found
@@ -176,7 +176,7 @@ public final class PostgresReplicatedState: ReplicatedState {
             var found: SharedCRL?
             let rows = try await client.query(
                 "SELECT number, this_update, der FROM current_crls WHERE issuer_serial = \(issuerSerial)", logger: logger)
-            for try await (number, thisUpdate, der) in rows.decode((Int64, Double, Data).self) {
+            for try await (number, thisUpdate, der) in rows.checkedDecode((Int64, Double, Data).self) {
                 found = SharedCRL(
                     issuerSerial: issuerSerial, number: number, thisUpdate: Date(timeIntervalSince1970: thisUpdate), der: Array(der))
             }
@@ -202,7 +202,7 @@ public final class PostgresReplicatedState: ReplicatedState {
             var found: [AdminEvent] = []
             let rows = try await client.query(
                 "SELECT at, host, event, detail FROM admin_events ORDER BY id DESC LIMIT \(count)", logger: logger)
-            for try await (at, host, event, detail) in rows.decode((Double, String, String, String).self) {
+            for try await (at, host, event, detail) in rows.checkedDecode((Double, String, String, String).self) {
                 found.append(AdminEvent(at: Date(timeIntervalSince1970: at), host: host, event: event, detail: detail))
             }
             return found
