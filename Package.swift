@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "AutoSSLHost", targets: ["AutoSSLHost"]),
         .library(name: "AutoSSLWire", targets: ["AutoSSLWire"]),
         .library(name: "AutoSSLRemote", targets: ["AutoSSLRemote"]),
+        .library(name: "AutoSSLConfig", targets: ["AutoSSLConfig"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -26,6 +26,7 @@ let targets: [(name: String, modules: [String])] = [
     ("DNSMessageFuzz", ["AutoSSLWire"]),
     ("HTTPResponseFuzz", ["AutoSSLWire"]),
     ("RemoteReplyFuzz", ["AutoSSLRemote"]),
+    ("ConfigFuzz", ["AutoSSLConfig"]),
 ]
 
 let package = Package(

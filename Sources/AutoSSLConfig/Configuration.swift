@@ -54,48 +54,22 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
         try decodeRoot(text) { try YAMLDecoder().decode(AutoSSLConfiguration.self, from: $0 ?? "") }
     }
 
-    /// The document's root node (nil for an empty file) through `body`, while the parser that
-    /// holds its anchors lives. `YAMLDecoder.decode(_:from: String)` would resolve every key
-    /// against an ICU regular expression for YAML's merge key `<<`; only a file that has one needs
-    /// that resolver (docs/benchmarks.md).
     /// The document is refused past this many values once its aliases are expanded.
     static let maximumExpandedNodes = 50_000
 
+    /// The document's root node (nil for an empty file) through `body`, while the parser that
+    /// holds its anchors lives. `YAMLDecoder.decode(_:from: String)` would resolve every key
+    /// against an ICU regular expression for YAML's merge key `<<`; only a file that has one needs
+    /// that resolver (docs/benchmarks.md). A text past `maximumExpandedNodes` values once its
+    /// aliases are expanded is refused before Yams reads it (`YAMLExpansion`).
     static func decodeRoot<T>(_ text: String, _ body: (Node?) throws -> T) throws -> T {
+        guard YAMLExpansion.values(text, limit: maximumExpandedNodes) != nil else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: [],
+                debugDescription: "it holds more than \(maximumExpandedNodes) values once its aliases are expanded (auto-ssl writes none)"))
+        }
         let parser = try Parser(yaml: text, resolver: text.contains("<<") ? Resolver.basic.appending(.merge) : .basic, encoding: .utf8)
-        return try withExtendedLifetime(parser) {
-            let root = try parser.singleRoot()
-            if let root, expandedNodeCount(root, limit: maximumExpandedNodes) > maximumExpandedNodes {
-                throw DecodingError.dataCorrupted(.init(
-                    codingPath: [],
-                    debugDescription: "it holds more than \(maximumExpandedNodes) values once its aliases are expanded (auto-ssl writes none)"))
-            }
-            return try body(root)
-        }
-    }
-
-    /// The values (scalars, mappings, sequences) of the document once every alias is expanded,
-    /// counted until past `limit`. An alias repeats its anchor's whole tree, and a merge key
-    /// copies it again wherever it is used, so a kilobyte of aliases of aliases expands
-    /// exponentially ("billion laughs"): Yams would decode it for minutes and gigabytes.
-    static func expandedNodeCount(_ root: Node, limit: Int) -> Int {
-        var count = 0
-        func visit(_ node: Node) -> Bool {
-            count += 1
-            guard count <= limit else { return false }
-            switch node {
-            case .scalar, .alias:
-                return true
-            case .mapping(let mapping):
-                for pair in mapping { guard visit(pair.key), visit(pair.value) else { return false } }
-                return true
-            case .sequence(let sequence):
-                for element in sequence { guard visit(element) else { return false } }
-                return true
-            }
-        }
-        _ = visit(root)
-        return count
+        return try withExtendedLifetime(parser) { try body(try parser.singleRoot()) }
     }
 
     public func yamlString() throws -> String {
@@ -329,12 +303,17 @@ public struct BackupSchedule: Codable, Equatable, Sendable {
 /// A whole number of config.yaml, in decimal digits. Yams reads a YAML 1.1 integer with colons
 /// (`1:30`) as base 60 with unchecked arithmetic, which stops the process on a long one; so the
 /// number is read as text and parsed here: digits with an optional sign, within `Int`'s range.
+/// The same settings travel between replicas as JSON (`SharedCASettings`), where the number is a
+/// JSON number: a decoder that gives no text gets the number read as one.
 struct DecimalInteger: Decodable {
     var value: Int
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        let text = try container.decode(String.self)
+        guard let text = try? container.decode(String.self) else {
+            value = try container.decode(Int.self)
+            return
+        }
         guard let value = Int(text, radix: 10) else {
             throw DecodingError.dataCorruptedError(
                 in: container, debugDescription: "expected a whole number in decimal digits, found '\(text.prefix(40))'")

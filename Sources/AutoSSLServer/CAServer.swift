@@ -368,7 +368,7 @@ public final class CAServer: Sendable {
         throw authority.refuse(
             .forbidden,
             "a certificate presented over mutual TLS is not accepted on a request a web page could have sent: \(reason); "
-                + "send the request from a program, with Content-Type: application/json or no body",
+                + "send the request from a program, without Origin or Sec-Fetch-Site headers, with Content-Type: application/json or no body",
             remote: remote)
     }
 

@@ -23,7 +23,13 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             // links, so a link put in the file's place after the check above shows here as another
             // file than the one checked, and that connection is refused before it reads or writes.
             let opened = try String.fetchOne(db, sql: "SELECT file FROM pragma_database_list WHERE name = 'main'")
-            guard opened == expected else { throw Self.replaced(path, opened: opened) }
+            guard opened == expected else {
+                // Not an AutoSSLError: a reader opened for a request answers 500, the details go to the log.
+                throw StoreOpenError(
+                    path: path,
+                    underlying: "it was replaced after it was checked (SQLite opened \(opened ?? "nothing")); check who else can write to "
+                        + (path as NSString).deletingLastPathComponent + ": it should be the CA's service account only")
+            }
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         let pool: DatabasePool
@@ -32,7 +38,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             // WAL + FULL: each commit is fsync'd (NORMAL, GRDB's WAL default, would lose the last commits
             // on power loss). Set on the one writer connection, after GRDB's own WAL setup.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        } catch let error as AutoSSLError {
+        } catch let error as StoreOpenError {
             throw error
         } catch {
             throw StoreOpenError(path: path, underlying: "\(error)")
@@ -86,12 +92,6 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             }
         }
         return real
-    }
-
-    static func replaced(_ path: String, opened: String?) -> AutoSSLError {
-        AutoSSLError.general(
-            "the certificate database \(path) was replaced after it was checked (SQLite opened \(opened ?? "nothing"))",
-            hint: "check who else can write to \((path as NSString).deletingLastPathComponent); it should be the CA's service account only")
     }
 
     public struct StoreOpenError: Error, CustomStringConvertible {

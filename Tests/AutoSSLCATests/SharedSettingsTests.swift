@@ -55,6 +55,25 @@ import TestSupport
         #expect(try SharedCASettings.decode(json) == document)
     }
 
+    /// The ACME provisioners' ports are JSON numbers between replicas and decimal text in
+    /// config.yaml: both read back to the same settings.
+    @Test func acmePortsTravelAsJSONNumbersAndReadBack() throws {
+        let dir = TemporaryDirectory()
+        var (_, settings) = try makeCA(dir)
+        settings.acmeProvisioners = [ACMEProvisionerSettings(name: "acme", http01Port: 8080, tlsALPN01Port: 8443)]
+        let document = try SharedCASettings(settings)
+        let json = try document.json()
+        #expect(json.contains("\"http01_port\":8080") && json.contains("\"tlsalpn01_port\":8443"), "\(json)")
+        #expect(try SharedCASettings.decode(json) == document)
+        #expect(try SharedCASettings.decode(json.replacingOccurrences(of: "\"http01_port\":8080", with: "\"http01_port\":\"8080\"")) == document)
+        #expect(throws: AutoSSLError.self) {
+            try SharedCASettings.decode(json.replacingOccurrences(of: "\"http01_port\":8080", with: "\"http01_port\":\"1:30\""))
+        }
+        let path = dir.file("roundtrip.yaml")
+        try AutoSSLConfiguration(ca: settings).yamlString().write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try AutoSSLConfiguration.load(from: path).ca?.acmeProvisioners == settings.acmeProvisioners)
+    }
+
     @Test func applyingADocumentKeepsThisMachinesPathsAddressesAndPasswordFiles() throws {
         let dir = TemporaryDirectory()
         var (_, settings) = try makeCA(dir)

@@ -109,6 +109,8 @@ import TestSupport
             let fetched = try runProcess("sh", ["-c", lines[0] + "\n" + lines[1] + "\nrm -f \"$f\""])
             #expect(fetched.status == 0 && fetched.stdout.contains(colons), "\(store): \(fetched)")
         }
+        let derHeaders = try runProcess("curl", ["-sf", "-D", "/dev/stdout", "-o", "/dev/null", "--cacert", ca.rootPath, ca.url + "/roots.der"])
+        #expect(derHeaders.stdout.lowercased().contains("content-disposition: attachment; filename=\"root_ca.cer\""), "\(derHeaders)")
         let der = try runProcess("sh", ["-c", "curl -sf --cacert \(ca.rootPath) \(ca.url)/roots.der | openssl x509 -inform DER -noout -fingerprint -sha256"])
         #expect(der.stdout.replacingOccurrences(of: ":", with: "").lowercased().contains(fingerprint))
     }

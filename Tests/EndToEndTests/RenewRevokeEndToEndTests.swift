@@ -169,7 +169,7 @@ import TestSupport
             ("/revoke", ["Content-Type: text/plain;charset=UTF-8"], body),
             ("/revoke", ["Content-Type: application/x-www-form-urlencoded"], body),
             ("/revoke", ["Content-Type: multipart/form-data; boundary=x"], body),
-            ("/revoke", ["Sec-Fetch-Site: cross-site"], body),
+            ("/revoke", ["Content-Type: application/json", "Sec-Fetch-Site: cross-site"], body),
             ("/renew", ["Origin: null"], nil),
             ("/renew", ["Content-Type: text/plain"], ""),
             ("/renew", ["Sec-Fetch-Site: same-site"], nil),
@@ -182,8 +182,8 @@ import TestSupport
         #expect(try s.ca.auditEvents().filter { $0["event"] as? String == "certificate.renewed" }.isEmpty)
         #expect(try s.ca.auditEvents().filter { ($0["reason"] as? String ?? "").contains("a web page could have sent") }.count == pages.count)
 
-        // The same certificate from a program: renewed, then revoked.
-        let renewed = try post("/renew", ["Content-Type: application/json"], body: nil)
+        // The same certificate from a program (or the user's own navigation): renewed, then revoked.
+        let renewed = try post("/renew", ["Content-Type: application/json", "Sec-Fetch-Site: none"], body: nil)
         #expect(renewed.status == "201", "\(renewed)")
         let revoked = try post("/revoke", ["Content-Type: application/json"], body: body)
         #expect(revoked.status == "200", "\(revoked)")
