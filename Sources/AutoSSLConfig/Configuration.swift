@@ -54,8 +54,11 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
         try decodeRoot(text) { try YAMLDecoder().decode(AutoSSLConfiguration.self, from: $0 ?? "") }
     }
 
-    /// The document is refused past this many values once its aliases are expanded.
+    /// The document is refused past this many values, or this deep, once its aliases are expanded
+    /// (auto-ssl writes about 500 values, 5 deep).
     static let maximumExpandedNodes = 50_000
+    static let maximumExpandedDepth = 64
+    static var expansionLimits: YAMLExpansion.Limits { .init(values: maximumExpandedNodes, depth: maximumExpandedDepth) }
 
     /// The document's root node (nil for an empty file) through `body`, while the parser that
     /// holds its anchors lives. `YAMLDecoder.decode(_:from: String)` would resolve every key
@@ -63,10 +66,11 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
     /// that resolver (docs/benchmarks.md). A text past `maximumExpandedNodes` values once its
     /// aliases are expanded is refused before Yams reads it (`YAMLExpansion`).
     static func decodeRoot<T>(_ text: String, _ body: (Node?) throws -> T) throws -> T {
-        guard YAMLExpansion.values(text, limit: maximumExpandedNodes) != nil else {
+        guard YAMLExpansion.values(text, limits: expansionLimits) != nil else {
             throw DecodingError.dataCorrupted(.init(
                 codingPath: [],
-                debugDescription: "it holds more than \(maximumExpandedNodes) values once its aliases are expanded (auto-ssl writes none)"))
+                debugDescription: "it holds more than \(maximumExpandedNodes) values, or values nested more than \(maximumExpandedDepth) deep, "
+                    + "once its aliases are expanded (auto-ssl writes no aliases)"))
         }
         let parser = try Parser(yaml: text, resolver: text.contains("<<") ? Resolver.basic.appending(.merge) : .basic, encoding: .utf8)
         return try withExtendedLifetime(parser) { try body(try parser.singleRoot()) }
@@ -310,7 +314,11 @@ struct DecimalInteger: Decodable {
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
-        guard let text = try? container.decode(String.self) else {
+        let text: String
+        do {
+            text = try container.decode(String.self)
+        } catch DecodingError.typeMismatch {
+            // JSON's number; from Yams a sequence or mapping, which Int refuses before reading it.
             value = try container.decode(Int.self)
             return
         }

@@ -67,7 +67,8 @@ import TestSupport
         for (field, value) in [
             ("retention: 14", "1:0:0:0:0:0:0:0:0:0:0"), ("http01_port: 8080", "9223372036854775807:1"),
             ("tlsalpn01_port: 8443", "-9223372036854775807:59:59"), ("retention: 14", "1:30"), ("retention: 14", "0x10"),
-            ("http01_port: 8080", "99999999999999999999"), ("retention: 14", "[1]"),
+            ("http01_port: 8080", "99999999999999999999"), ("retention: 14", "[1]"), ("retention: 14", "!!int 1:0:0:0:0:0:0:0:0:0:0"),
+            ("http01_port: 8080", "{a: 1}"),
         ] {
             let damaged = text.replacingOccurrences(of: field, with: field.split(separator: ":")[0] + ": " + value)
             #expect(damaged != text)
@@ -105,10 +106,26 @@ import TestSupport
         #expect(refused(lists + "b: {*a40 : v}\n"))
         #expect(refused(lists + "ca:\n  dns_names: *a40\n"))
 
-        #expect(YAMLExpansion.values("a: &a [1, 2]\nb: *a\nc: {<<: {d: *a}}\n", limit: 100) == 17)
-        #expect(YAMLExpansion.values("a: &a [1, 2]\nb: *a\nc: {<<: {d: *a}}\n", limit: 16) == nil)
-        #expect(YAMLExpansion.values("a: [unclosed", limit: 100) != nil)
-        #expect(YAMLExpansion.values("", limit: 100) == 0)
+        // A text cut off inside 200 levels of lists is measured as it goes, not when it closes.
+        var ladder = "a0: &a0 [x, x]\n"
+        for level in 1...12 { ladder += "a\(level): &a\(level) [*a\(level - 1), *a\(level - 1)]\n" }
+        #expect(refused(ladder + "b: [" + String(repeating: "[{*a12 : v}, {*a12 : v}, ", count: 200)))
+        // Nesting deeper than 64 once expanded: each block aliases the one before.
+        var deep = "b0: &b0 {x: 1}\n"
+        for level in 1...70 { deep += "b\(level): &b\(level) {x: *b\(level - 1)}\n" }
+        #expect(refused(deep))
+
+        let sample = "a: &a [1, 2]\nb: *a\nc: {<<: {d: *a}}\n"
+        #expect(YAMLExpansion.values(sample, limits: .init(values: 100, depth: 64)) == 17)
+        #expect(YAMLExpansion.values(sample, limits: .init(values: 16, depth: 64)) == nil)
+        #expect(YAMLExpansion.values(sample, limits: .init(values: 100, depth: 4)) == 17)
+        #expect(YAMLExpansion.values(sample, limits: .init(values: 100, depth: 3)) == nil)
+        #expect(YAMLExpansion.values("a: [unclosed", limits: .init(values: 100, depth: 64)) == 4)
+        #expect(YAMLExpansion.values("", limits: .init(values: 100, depth: 64)) == 0)
+        // Within the limits, aliases and merge keys still read.
+        try "defaults: &d\n  name: Merged\nca:\n  <<: *d\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(throws: (any Error).self) { try AutoSSLConfiguration.load(from: path) }  // a CA needs more than a name
+        #expect(!refused("defaults: &d\n  name: Merged\nca:\n  <<: *d\n"))
     }
 
     /// The server role reads its own section alone: a CA section on the same machine is not
