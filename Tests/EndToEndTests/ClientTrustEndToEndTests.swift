@@ -97,17 +97,13 @@ import TestSupport
         let headers = page.stderr.lowercased()
         #expect(headers.contains("content-security-policy: default-src 'none'") && headers.contains("x-content-type-options: nosniff")
                 && headers.contains("x-frame-options: deny"), "\(headers)")
-        let colons = stride(from: 0, to: 64, by: 2).map { offset -> String in
-            let start = fingerprint.index(fingerprint.startIndex, offsetBy: offset)
-            return String(fingerprint[start..<fingerprint.index(start, offsetBy: 2)]).uppercased()
-        }.joined(separator: ":")
         for store in ["/usr/local/share/ca-certificates/", "/etc/pki/ca-trust/source/anchors/", "/Library/Keychains/System.keychain"] {
             let block = try #require(page.stdout.components(separatedBy: "<pre>").first { $0.contains(store) }?
                 .components(separatedBy: "</pre>").first?.replacingOccurrences(of: "&amp;", with: "&"), "\(store)")
             let lines = block.split(separator: "\n").map(String.init)
             #expect(lines.count == 3 && lines[2].contains(store) && !lines[0].contains(store) && !lines[1].contains(store), "\(block)")
             let fetched = try runProcess("sh", ["-c", lines[0] + "\n" + lines[1] + "\nrm -f \"$f\""])
-            #expect(fetched.status == 0 && fetched.stdout.contains(colons), "\(store): \(fetched)")
+            #expect(fetched.status == 0 && fetched.stdout.replacingOccurrences(of: ":", with: "").lowercased().contains(fingerprint), "\(store): \(fetched)")
         }
         let derHeaders = try runProcess("curl", ["-sf", "-D", "/dev/stdout", "-o", "/dev/null", "--cacert", ca.rootPath, ca.url + "/roots.der"])
         #expect(derHeaders.stdout.lowercased().contains("content-disposition: attachment; filename=\"root_ca.cer\""), "\(derHeaders)")
