@@ -67,6 +67,8 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 // Only to recognise the pool's "cannot connect" error (postgres-nio's own pool).
                 .product(name: "_ConnectionPoolModule", package: "postgres-nio"),
+                // TLS to PostgreSQL (sslmode, sslrootcert).
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

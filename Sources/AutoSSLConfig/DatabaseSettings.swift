@@ -5,7 +5,7 @@ import Foundation
 /// shared by every replica of the CA. Only the location and the path of a password file are kept
 /// here; the password itself never is.
 public struct DatabaseSettings: Codable, Equatable, Sendable {
-    /// `postgres://USER@HOST[:PORT]/DATABASE`, without a password.
+    /// `postgres://USER@HOST[:PORT]/DATABASE[?sslmode=MODE&sslrootcert=FILE]`, without a password.
     public var url: String
     /// A file (mode 0600) holding the database password, recorded by `ca init --database-password-file`
     /// or `ca database migrate`. Nil: the password comes from `PGPASSFILE` / `~/.pgpass`, or a systemd

@@ -47,7 +47,7 @@ struct CAInitCommand: AsyncParsableCommand {
     var provisionerPasswordFile: String?
 
     @Option(help: ArgumentHelp(
-        "Keep the CA's records in this PostgreSQL database, shared by the CA's replicas: postgres://USER@HOST[:PORT]/DB (no password in the URL). Default: SQLite in the CA directory.",
+        "Keep the CA's records in this PostgreSQL database, shared by the CA's replicas: postgres://USER@HOST[:PORT]/DB[?sslmode=MODE&sslrootcert=FILE] (no password in the URL; TLS verified unless the host is this machine). Default: SQLite in the CA directory.",
         valueName: "url"))
     var database: String?
 

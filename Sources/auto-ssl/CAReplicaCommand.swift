@@ -35,7 +35,7 @@ struct CAReplicaAddCommand: AsyncParsableCommand {
     func run() async throws {
         let directories = Directories.fromEnvironment()
         let settings = try AuthorityLoader(directories: directories).settings()
-        guard settings.database != nil else {
+        guard let database = settings.database else {
             throw AutoSSLError.invalidArgument(
                 "this CA keeps its records in SQLite on this machine, so it cannot have replicas",
                 hint: "move it to PostgreSQL first: auto-ssl ca database migrate --to postgres://USER@HOST/DB")
@@ -51,6 +51,9 @@ struct CAReplicaAddCommand: AsyncParsableCommand {
         print("Wrote the replica bundle of CA \"\(manifest.caName)\" (root \(manifest.caFingerprint)) to \(output) (mode 0600).")
         print("It holds the encrypted CA keys and the database password file: copy it to the new machine privately, then run there:")
         print("")
+        if let roots = (try? PostgresLocation(url: database.url))?.rootCertificateFile {
+            print("    # first copy \(roots) (the roots that check the PostgreSQL server's certificate) to the same path")
+        }
         print("    sudo auto-ssl ca restore --as-replica --input \(output) --new-address \(newAddress?.description ?? "HOST:PORT") --passphrase-file FILE")
         print("    sudo auto-ssl ca install-service        # or: auto-ssl ca serve")
         print("")

@@ -168,7 +168,9 @@ struct PostgresCertificateDatabaseContractTests {
         #expect(try PostgresLocation(url: "postgresql://ca@db.internal/autossl").port == 5432)
         for bad in [
             "postgres://ca:secret@db.internal/autossl", "mysql://ca@db/x", "postgres://db.internal/autossl", "postgres://ca@db.internal/",
-            "postgres://ca@db.internal/a/b", "postgres://ca@db.internal/x?sslmode=disable", "postgres://ca@db.internal:70000/x", "",
+            "postgres://ca@db.internal/a/b", "postgres://ca@db.internal/x?application_name=x", "postgres://ca@db.internal:70000/x", "",
+            // Not ASCII (Foundation would make punycode of the host that does not read back).
+            "postgres://ca@db.intérnal/x", "postgres://ca@db.interna%\u{5BF}543/x",
         ] {
             #expect(throws: AutoSSLError.self, "\(bad)") { try PostgresLocation(url: bad) }
         }

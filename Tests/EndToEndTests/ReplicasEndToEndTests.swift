@@ -35,6 +35,12 @@ import TestSupport
         guard made.status == 0 else { throw TestFailure("ca replica add failed: \(made)") }
         #expect(fileMode(bundle) == 0o600)
         #expect(made.stdout.contains("ca restore --as-replica"))
+        // The bundle carries the URL, not the roots file it names: the command says to copy it.
+        if let roots = postgres.rootCertificateFile {
+            #expect(made.stdout.contains("first copy \(roots)"), "\(made)")
+        } else {
+            #expect(!made.stdout.contains("first copy"), "\(made)")
+        }
 
         let sandboxB = Sandbox()
         let restored = try sandboxB.run([
@@ -204,5 +210,43 @@ import TestSupport
             "ca", "init", "--non-interactive", "--database", "postgres://autossl:s3cret-in-url@127.0.0.1:\(postgres.port)/\(database)",
         ])
         #expect(leaky.status == 2 && leaky.stderr.contains("carries a password") && !leaky.stderr.contains("s3cret-in-url"), "\(leaky)")
+    }
+
+    /// Two replicas on a PostgreSQL server that admits only TLS, with `sslmode=verify-full` and the
+    /// server's root in `sslrootcert`: set up, both issue, and the server counts their TLS sessions. The
+    /// same URL with another root is refused by `ca init` (exit 6, no CA folder left behind).
+    @Test func replicasTalkToPostgreSQLOverVerifiedTLS() throws {
+        let server = try TemporaryPostgres.sharedTLS.get()
+        let root = try #require(server.rootCertificateFile), other = try #require(server.otherRootCertificateFile)
+        let replicas = try Self.startReplicas(on: server)
+        let (a, b) = (replicas.a, replicas.b)
+        for ca in [a, b] {
+            let config = try readFile(ca.sandbox.configDir + "/config.yaml")
+            #expect(config.contains("sslrootcert=\(root)"), "\(config)")
+        }
+        let client = Sandbox()
+        for (ca, name) in [(a, "tls-a.internal"), (b, "tls-b.internal")] {
+            let issued = try issue(on: ca, name: name, password: replicas.adminPassword, in: client)
+            #expect(issued.status == 0, "\(issued)\n\(ca.log)")
+        }
+        // Seen from the server: both replicas' pools hold TCP sessions, each one TLS (pg_hba.conf
+        // would refuse a plain one, so the count is the proof that they connected at all).
+        let sessions = try server.query(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+                + " WHERE a.datname = '\(replicas.database)' AND a.client_port IS NOT NULL AND s.ssl",
+            database: replicas.database)
+        #expect((Int(sessions) ?? 0) >= 2, "TLS sessions: \(sessions)")
+        let stored = try server.query("SELECT count(*) FROM certificates", database: replicas.database)
+        #expect((Int(stored) ?? 0) >= 2, "\(stored)")
+
+        let database = try server.makeDatabase("tls_refused")
+        let sandbox = Sandbox()
+        let refused = try sandbox.run([
+            "ca", "init", "--non-interactive", "--address", "127.0.0.1:\(freeLoopbackPort())",
+            "--database", "postgres://\(server.user)@127.0.0.1:\(server.port)/\(database)?sslmode=verify-full&sslrootcert=\(other)",
+            "--database-password-file", server.passwordFile,
+        ])
+        #expect(refused.status == 6 && refused.stderr.contains("not signed by a root in \(other)"), "\(refused)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.caDir))
     }
 }

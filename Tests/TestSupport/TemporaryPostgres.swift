@@ -13,6 +13,11 @@ public final class TemporaryPostgres: @unchecked Sendable {
     let directory: String
     let dataDirectory: String
     let runAs: String?
+    /// With TLS: the PEM file of the root that signed the server's certificate (made with the
+    /// openssl CLI, for DNS `localhost` and IP 127.0.0.1 only), and a root that signed nothing.
+    public let rootCertificateFile: String?
+    public let otherRootCertificateFile: String?
+    let serverOptions: String
     private let lock = NSLock()
     private var databases = 0
 
@@ -27,9 +32,14 @@ public final class TemporaryPostgres: @unchecked Sendable {
     /// One server for every PostgreSQL test of a test process, started on first use (and stopped at exit).
     public static let shared: Result<TemporaryPostgres, any Error> = Result { try TemporaryPostgres() }
 
+    /// A second server for the TLS tests: `ssl = on`, and `pg_hba.conf` admits only TLS connections
+    /// (plain ones get PostgreSQL's "no encryption" refusal). It also listens on 127.0.0.2, a
+    /// name its certificate does not hold.
+    public static let sharedTLS: Result<TemporaryPostgres, any Error> = Result { try TemporaryPostgres(tls: true) }
+
     public static var isAvailable: Bool { binDirectory.map { FileManager.default.fileExists(atPath: $0 + "/initdb") } ?? false }
 
-    public init() throws {
+    public init(tls: Bool = false) throws {
         guard let bin = Self.binDirectory else { throw TestFailure("PostgreSQL is not installed (apt-get install postgresql)") }
         port = freeLoopbackPort()
         password = "pg-" + UUID().uuidString
@@ -45,15 +55,60 @@ public final class TemporaryPostgres: @unchecked Sendable {
         if runAs != nil {
             _ = try runProcess("chown", ["-R", "postgres:postgres", directory])
         }
+        if tls {
+            rootCertificateFile = directory + "/root.pem"
+            otherRootCertificateFile = directory + "/other-root.pem"
+            serverOptions = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1,127.0.0.2 -c fsync=on -c max_connections=200"
+                + " -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key"
+        } else {
+            rootCertificateFile = nil
+            otherRootCertificateFile = nil
+            serverOptions = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200"
+        }
         try run(bin + "/initdb", [
             "-D", dataDirectory, "-U", user, "--pwfile=\(serverPasswordFile)", "--auth-host=scram-sha-256", "--auth-local=trust",
             "--encoding=UTF8", "--no-instructions",
         ])
+        if let root = rootCertificateFile, let other = otherRootCertificateFile {
+            try Self.makeCertificates(root: root, other: other, in: directory, data: dataDirectory, runAs: runAs)
+            // Only TLS over TCP; the Unix socket (createdb, psql in tests) stays trusted.
+            let hba = "local all all trust\nhostssl all all 127.0.0.0/8 scram-sha-256\n"
+            try hba.write(toFile: dataDirectory + "/pg_hba.conf", atomically: false, encoding: .utf8)
+        }
         try run(bin + "/pg_ctl", [
-            "-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60",
-            "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200", "start",
+            "-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60", "-o", serverOptions, "start",
         ])
         Self.stopAtExit(self)
+    }
+
+    /// A root and a server certificate (P-256, two days) made by the openssl CLI, the key in the data
+    /// directory with the mode PostgreSQL demands; and a second root that signed nothing.
+    static func makeCertificates(root: String, other: String, in directory: String, data: String, runAs: String?) throws {
+        func openssl(_ arguments: [String]) throws {
+            let result = try runProcess("openssl", arguments)
+            guard result.status == 0 else { throw TestFailure("openssl \(arguments.joined(separator: " ")): \(result)") }
+        }
+        for (certificate, name) in [(root, "pg-test-root"), (other, "pg-test-other-root")] {
+            try openssl([
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", certificate + ".key",
+                "-out", certificate, "-subj", "/CN=\(name)", "-days", "2",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            ])
+        }
+        try openssl([
+            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", data + "/server.key",
+            "-out", directory + "/server.csr", "-subj", "/CN=pg-test-server",
+        ])
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"
+            .write(toFile: directory + "/server.ext", atomically: false, encoding: .utf8)
+        try openssl([
+            "x509", "-req", "-in", directory + "/server.csr", "-CA", root, "-CAkey", root + ".key", "-CAcreateserial",
+            "-out", data + "/server.pem", "-days", "2", "-extfile", directory + "/server.ext",
+        ])
+        chmod(data + "/server.key", 0o600)
+        if let runAs {
+            _ = try runProcess("chown", ["\(runAs):\(runAs)", data + "/server.key", data + "/server.pem"])
+        }
     }
 
     deinit { stop() }
@@ -92,8 +147,21 @@ public final class TemporaryPostgres: @unchecked Sendable {
         }
     }
 
-    /// `postgres://autossl@127.0.0.1:PORT/DATABASE`
-    public func url(database: String) -> String { "postgres://\(user)@127.0.0.1:\(port)/\(database)" }
+    /// `postgres://autossl@127.0.0.1:PORT/DATABASE`; with TLS, `?sslmode=verify-full&sslrootcert=ROOT`.
+    public func url(database: String) -> String {
+        let base = "postgres://\(user)@127.0.0.1:\(port)/\(database)"
+        return rootCertificateFile.map { base + "?sslmode=verify-full&sslrootcert=\($0)" } ?? base
+    }
+
+    /// What psql prints for one query, run over the Unix socket (trusted, no password).
+    public func query(_ sql: String, database: String) throws -> String {
+        let command = (runAs.map { ["/usr/sbin/runuser", "-u", $0, "--"] } ?? []) + [
+            "psql", "-h", directory, "-p", String(port), "-U", user, "-d", database, "-Atc", sql,
+        ]
+        let result = try runProcess(command[0], Array(command.dropFirst()))
+        guard result.status == 0 else { throw TestFailure("psql: \(result)") }
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 
     /// A new, empty database owned by the test user.
     public func makeDatabase(_ prefix: String = "ca") throws -> String {
@@ -116,8 +184,7 @@ public final class TemporaryPostgres: @unchecked Sendable {
     public func startServer() throws {
         guard let bin = Self.binDirectory else { return }
         try run(bin + "/pg_ctl", [
-            "-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60",
-            "-o", "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200", "start",
+            "-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60", "-o", serverOptions, "start",
         ])
     }
 

@@ -23,11 +23,13 @@ public final class PostgresCertificateStore: CertificateDatabase {
         _ location: PostgresLocation, password: String?, onCommit: (@Sendable (Int, Duration) -> Void)? = nil,
         logger: Logger = Logger(label: "auto-ssl.store")
     ) async throws -> PostgresCertificateStore {
-        // One connection first: a wrong password or a missing database is then PostgreSQL's own
-        // answer at once, instead of the pool's retries running into its circuit breaker.
+        let tls = try PostgresTLS.configuration(for: location)
+        // One connection first: a wrong password, a missing database or a server certificate that
+        // fails the checks is then reported at once, instead of the pool's retries running into
+        // its circuit breaker.
         var probe = PostgresConnection.Configuration(
             host: location.host, port: location.port, username: location.user, password: password, database: location.database,
-            tls: .disable)
+            tls: tls.connection)
         probe.options.connectTimeout = .seconds(10)
         do {
             let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
@@ -37,7 +39,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         }
         var configuration = PostgresClient.Configuration(
             host: location.host, port: location.port, username: location.user, password: password, database: location.database,
-            tls: .disable)
+            tls: tls.client)
         configuration.options.maximumConnections = 8
         configuration.options.connectionIdleTimeout = .seconds(60)
         var background = logger
@@ -56,7 +58,12 @@ public final class PostgresCertificateStore: CertificateDatabase {
     }
 
     static func openFailure(_ location: PostgresLocation, _ error: any Error) -> AutoSSLError {
-        AutoSSLError(
+        if let tls = PostgresTLS.describe(error, location: location) {
+            return AutoSSLError(
+                .trustFailure, "could not open the certificate database \(location): \(tls)",
+                hint: "see sslmode and sslrootcert in docs/database.md; the connection was not used")
+        }
+        return AutoSSLError(
             .network, "could not open the certificate database \(location): \(PostgresStoreErrors.describe(error))",
             hint: "check that PostgreSQL runs there, that the user may log in to the database, and the password file")
     }
