@@ -1,3 +1,4 @@
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
 import AutoSSLStore
@@ -36,15 +37,7 @@ public struct AdminRevocation {
                 throw AutoSSLError.general("no certificate with serial \(text) was issued by this CA; nothing was revoked")
             }
             let revocation = RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: "admin")
-            let revoked = try await store.revoke(serial: record.serial, revocation)
-            let audit = try loader.openAuditLog()
-            for serial in revoked {
-                let names = serial == record.serial ? record.names : (try await store.certificate(serial: serial))?.names ?? []
-                let event = AuditLog.Event.revoked(serial, named: record.serial, revocation, sans: names)
-                await AdminEventLog.record(
-                    database, event: event.event, detail: "\(serial) (\(names.joined(separator: ", "))), \(event.detail ?? "")", now: now)
-                audit.record(event)
-            }
+            let revoked = try await Self.revoke(record, revocation, in: database, audit: try loader.openAuditLog(), now: now)
             let updated = try await store.certificate(serial: record.serial) ?? record
             try await store.close()
             return Result(record: updated, alreadyRevoked: !revoked.contains(record.serial), sameKey: revoked.filter { $0 != record.serial })
@@ -52,5 +45,111 @@ public struct AdminRevocation {
             try? await store.close()
             throw error
         }
+    }
+
+    /// What a revocation of everything one provisioner issued in a time window did.
+    public struct BulkResult: Sendable {
+        /// The unexpired, unrevoked certificates the provisioner issued in the window (revoked now,
+        /// unless it was a dry run), oldest first.
+        public var matched: [CertificateRecord]
+        /// Other certificates revoked with them for having the same key (serials).
+        public var sameKey: [String]
+        /// Whether a provisioner of that name is configured now (a removed one's certificates can
+        /// still be revoked; an unknown name with nothing matched is likely a typo).
+        public var isConfigured: Bool
+    }
+
+    /// Revokes every certificate that `provisioner` issued (unexpired, or expired but still within
+    /// the widest renewal grace window) at or after `after` and before
+    /// `before`: the answer to a leaked provisioner password, from the time of the leak. A renewal
+    /// counts from the certificate first issued with a token (renewals keep its provisioner), so a
+    /// certificate issued before the leak and renewed since is kept, and one issued since is revoked
+    /// with all its renewals. `dryRun` lists them.
+    public func revokeIssued(
+        by provisioner: String, after: Date, before: Date?, reasonCode: Int, reason: String, dryRun: Bool, now: Date = Date()
+    ) async throws -> BulkResult {
+        try Authority.validateReasonCode(reasonCode)
+        if let before, before <= after {
+            throw AutoSSLError.invalidArgument("--issued-before must be later than --issued-after")
+        }
+        let loader = AuthorityLoader(directories: directories)
+        let settings = try loader.settings()
+        let isConfigured = settings.provisioners.contains { $0.name == provisioner }
+            || (settings.acmeProvisioners ?? []).contains { $0.name == provisioner }
+        let database = try await loader.openDatabase(settings)
+        let store = database.certificates
+        do {
+            let end = before ?? .distantFuture
+            // Expired ones too while they can still be renewed (the grace window after expiry, at its widest).
+            let candidates = try await store.certificates(CertificateQuery(includeExpired: true), now: now).filter {
+                let lifetime = $0.notAfter.timeIntervalSince($0.notBefore)
+                return $0.status == .issued && $0.revocation == nil && $0.provisioner == provisioner
+                    && $0.notAfter.addingTimeInterval(max(0, lifetime) * Authority.maximumRenewalGraceFraction) > now
+            }
+            var known = Dictionary(candidates.map { ($0.serial, $0) }, uniquingKeysWith: { first, _ in first })
+            var matched: [CertificateRecord] = []
+            for record in candidates {
+                let issued = try await Self.firstIssued(record, known: &known, store: store)
+                if issued >= after && issued < end { matched.append(record) }
+            }
+            matched.sort { ($0.createdAt, $0.serial) < ($1.createdAt, $1.serial) }
+            var revokedSerials = Set<String>()
+            if !dryRun {
+                let audit = try loader.openAuditLog()
+                let revocation = RevocationRecord(
+                    reasonCode: reasonCode, reason: reason.isEmpty ? "issued by provisioner \(provisioner)" : reason, revokedAt: now,
+                    revokedBy: "admin")
+                for record in matched where !revokedSerials.contains(record.serial) {
+                    revokedSerials.formUnion(try await Self.revoke(record, revocation, in: database, audit: audit, now: now))
+                }
+            }
+            try await store.close()
+            let matchedSerials = Set(matched.map(\.serial))
+            return BulkResult(
+                matched: matched, sameKey: revokedSerials.subtracting(matchedSerials).sorted(), isConfigured: isConfigured)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    /// When the chain of renewals that ends in `record` began: the creation of the first certificate,
+    /// the one issued with a token. Predecessors are looked up (expired ones too); a chain longer
+    /// than 10,000 renewals, or one that loops, ends where it stops.
+    static func firstIssued(
+        _ record: CertificateRecord, known: inout [String: CertificateRecord], store: any CertificateDatabase
+    ) async throws -> Date {
+        var current = record
+        var seen: Set<String> = [record.serial]
+        for _ in 0..<10_000 {
+            guard let previous = current.renewedFrom, seen.insert(previous).inserted else { break }
+            let found: CertificateRecord?
+            if let cached = known[previous] {
+                found = cached
+            } else {
+                found = try await store.certificate(serial: previous)
+                if let found { known[previous] = found }
+            }
+            guard let found else { break }
+            current = found
+        }
+        return current.createdAt
+    }
+
+    /// One revocation written, audited and logged for the replicas; the serials it revoked (the
+    /// certificate's, unless it already was, and those with the same key).
+    static func revoke(
+        _ record: CertificateRecord, _ revocation: RevocationRecord, in database: CADatabase, audit: AuditLog, now: Date
+    ) async throws -> [String] {
+        let store = database.certificates
+        let revoked = try await store.revoke(serial: record.serial, revocation)
+        for serial in revoked {
+            let names = serial == record.serial ? record.names : (try await store.certificate(serial: serial))?.names ?? []
+            let event = AuditLog.Event.revoked(serial, named: record.serial, revocation, sans: names)
+            await AdminEventLog.record(
+                database, event: event.event, detail: "\(serial) (\(names.joined(separator: ", "))), \(event.detail ?? "")", now: now)
+            audit.record(event)
+        }
+        return revoked
     }
 }

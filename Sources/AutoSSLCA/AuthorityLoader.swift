@@ -56,22 +56,34 @@ public struct AuthorityLoader: Sendable {
         return nil
     }
 
-    /// Refuses to go on when a key file or the secrets directory can be read by group or others.
-    public static func checkSecretPermissions(_ settings: CASettings) throws {
+    /// The password files a CA may read: those recorded in config.yaml (the CA password, each
+    /// provisioner's, the database's) and the default CA password file. Files only root should
+    /// read, like the keys they unlock.
+    public static func passwordFiles(_ settings: CASettings, directories: Directories) -> [String] {
+        let recorded = [settings.passwordFile, settings.database?.passwordFile] + settings.provisioners.map(\.passwordFile)
+            + [directories.caPasswordFile]
+        var seen = Set<String>()
+        return recorded.compactMap { $0 }.filter { seen.insert($0).inserted }
+    }
+
+    /// Refuses to go on when a key file, a password file (`passwordFiles`) or the secrets directory
+    /// can be read by group or others.
+    public static func checkSecretPermissions(_ settings: CASettings, directories: Directories) throws {
         var problems: [String] = []
         if let mode = FileOperations.mode(of: settings.paths.secretsDir), mode & 0o077 != 0 {
             problems.append("\(settings.paths.secretsDir) has mode \(String(mode, radix: 8)) (run: chmod 700 \(settings.paths.secretsDir))")
         }
-        var keyFiles = [settings.paths.rootKey, settings.paths.intermediateKey]
-        keyFiles += settings.provisioners.map(\.encryptedKeyFile)
-        for path in keyFiles {
+        var secretFiles = [settings.paths.rootKey, settings.paths.intermediateKey]
+        secretFiles += settings.provisioners.map(\.encryptedKeyFile)
+        secretFiles += passwordFiles(settings, directories: directories).filter { !secretFiles.contains($0) }
+        for path in secretFiles {
             if let mode = FileOperations.mode(of: path), mode & 0o077 != 0 {
                 problems.append("\(path) has mode \(String(mode, radix: 8)) (run: chmod 600 \(path))")
             }
         }
         guard problems.isEmpty else {
             throw AutoSSLError(
-                .permissionDenied, "refusing to use CA keys that group or others can read:\n  " + problems.joined(separator: "\n  "),
+                .permissionDenied, "refusing to use CA keys or passwords that group or others can read:\n  " + problems.joined(separator: "\n  "),
                 hint: "fix the modes, then start again")
         }
     }
@@ -152,7 +164,8 @@ public struct AuthorityLoader: Sendable {
         metrics: CAMetrics = CAMetrics(version: "unknown")
     ) async throws -> (authority: Authority, database: CADatabase) {
         let settings = try settings()
-        try Self.checkSecretPermissions(settings)
+        try Self.checkSecretPermissions(settings, directories: directories)
+        try Authority.checkRenewalGraceFraction(settings.renewalGraceFraction)
         let password = try caPassword(explicitFile: passwordFile, settings: settings)
         let root = try CAStatusReport.loadCertificate(settings.paths.rootCertificate, what: "root certificate")
         let intermediate = try CAStatusReport.loadCertificate(

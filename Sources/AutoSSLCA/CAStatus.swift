@@ -159,6 +159,12 @@ public struct CAStatusReport: Codable, Sendable {
                 warnings.append("\(path) is missing")
             }
         }
+        // A password file may be gone on purpose (a systemd credential instead); one that is there is private.
+        for path in AuthorityLoader.passwordFiles(settings, directories: directories) {
+            if let mode = FileOperations.mode(of: path), mode & 0o077 != 0 {
+                warnings.append("\(path) is readable by group or others (mode \(String(mode, radix: 8))); run chmod 600 on it")
+            }
+        }
         if let mode = FileOperations.mode(of: settings.paths.secretsDir), mode & 0o077 != 0 {
             warnings.append("\(settings.paths.secretsDir) is accessible by group or others; run chmod 700 on it")
         }

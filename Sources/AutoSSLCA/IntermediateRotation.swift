@@ -67,7 +67,7 @@ public struct IntermediateRotation {
     public func rotate(caPassword: String, compromised: String? = nil, now: Date = Date()) throws -> Result {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
-        try AuthorityLoader.checkSecretPermissions(settings)
+        try AuthorityLoader.checkSecretPermissions(settings, directories: directories)
         let paths = settings.paths
         let root = try CAStatusReport.loadCertificate(paths.rootCertificate, what: "root certificate")
         let previous = try CAStatusReport.loadCertificate(paths.intermediateCertificate, what: "intermediate certificate")

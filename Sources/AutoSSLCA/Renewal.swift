@@ -6,10 +6,28 @@ import X509
 extension Authority {
     /// Default grace window after expiry within which renewal still works: 5 % of the lifetime.
     public static let defaultRenewalGraceFraction = 0.05
+    /// The widest window the security model allows: a certificate expired for longer than 5 % of its
+    /// lifetime is never renewed, whatever config.yaml says.
+    public static let maximumRenewalGraceFraction = 0.05
 
-    /// The configured fraction when it is a number from 0 to 1 (config.yaml could say `.nan`), else the default.
+    /// Whether `fraction` may be configured: a number from 0 to the maximum (config.yaml could say `.nan`).
+    public static func isAllowedRenewalGraceFraction(_ fraction: Double) -> Bool {
+        fraction.isFinite && (0...maximumRenewalGraceFraction).contains(fraction)
+    }
+
+    /// Refuses a configured fraction outside 0 to 0.05 (`ca serve` and every command that loads the CA).
+    public static func checkRenewalGraceFraction(_ fraction: Double?) throws {
+        guard let fraction, !isAllowedRenewalGraceFraction(fraction) else { return }
+        throw AutoSSLError.invalidArgument(
+            "renewal_grace_fraction in config.yaml is \(fraction); it must be from 0 to \(maximumRenewalGraceFraction)"
+                + " (a certificate expired for longer than 5 % of its lifetime must enroll again)",
+            hint: "set it to 0.05 or less (0 turns renewal after expiry off), or remove it for the default of 0.05")
+    }
+
+    /// The configured fraction when it is allowed, else the default (a shared setting from another
+    /// replica is not checked by this machine's loader).
     public var renewalGraceFraction: Double {
-        guard let fraction = settings.renewalGraceFraction, fraction.isFinite, (0...1).contains(fraction) else {
+        guard let fraction = settings.renewalGraceFraction, Self.isAllowedRenewalGraceFraction(fraction) else {
             return Self.defaultRenewalGraceFraction
         }
         return fraction

@@ -146,6 +146,9 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     public var isIPv4: Bool { bytes.count == 4 }
 
+    /// 0.0.0.0 or `::`: every address of the machine, when listening.
+    public var isUnspecified: Bool { bytes.allSatisfy { $0 == 0 } }
+
     public var isLoopback: Bool {
         if isIPv4 { return bytes[0] == 127 }
         return bytes == Array(repeating: 0, count: 15) + [1]

@@ -1,6 +1,8 @@
+import AutoSSLCore
 import Foundation
 
-/// Opens the CA port where a host firewall is active, or says which rule to add.
+/// Opens the CA port where a host firewall is active, or says which rule to add: to the internal
+/// networks only (the private ranges by default, or the ranges an operator names), never to anyone.
 public struct Firewall: Sendable {
     public enum Kind: String, Sendable {
         case firewalld, ufw
@@ -37,34 +39,61 @@ public struct Firewall: Sendable {
         return nil
     }
 
-    public static func commands(for kind: Kind, port: Int) -> [[String]] {
+    /// Where a CA port is opened to unless the operator names ranges: the private IPv4 ranges
+    /// (RFC 1918) and IPv6 unique local addresses (RFC 4193).
+    public static let privateNetworks: [IPRange] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"].compactMap {
+        try? IPRange(parsing: $0)
+    }
+
+    /// The commands that admit TCP to `port` from each of `sources`, and nothing else.
+    public static func commands(for kind: Kind, port: Int, sources: [IPRange]) -> [[String]] {
         switch kind {
         case .firewalld:
-            return [["firewall-cmd", "--permanent", "--add-port=\(port)/tcp"], ["firewall-cmd", "--reload"]]
+            return sources.map { source in
+                let family = source.network.isIPv4 ? "ipv4" : "ipv6"
+                return [
+                    "firewall-cmd", "--permanent",
+                    "--add-rich-rule=rule family=\"\(family)\" source address=\"\(source)\" port port=\"\(port)\" protocol=\"tcp\" accept",
+                ]
+            } + [["firewall-cmd", "--reload"]]
         case .ufw:
-            return [["ufw", "allow", "\(port)/tcp"]]
+            return sources.map { ["ufw", "allow", "from", "\($0)", "to", "any", "port", "\(port)", "proto", "tcp"] }
         }
     }
 
+    /// The commands as one line to paste into a shell: `sudo` before each, quoted where needed.
     public static func display(_ commands: [[String]]) -> String {
-        commands.map { "sudo " + $0.joined(separator: " ") }.joined(separator: " && ")
+        commands.map { "sudo " + $0.map(shellQuoted).joined(separator: " ") }.joined(separator: " && ")
     }
 
-    public func openPort(_ port: Int) -> Outcome {
+    static func shellQuoted(_ word: String) -> String {
+        let plain = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=,@+")
+        guard word.isEmpty || !word.allSatisfy(plain.contains) else { return word }
+        return "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+
+    /// The rules for a firewall auto-ssl does not manage.
+    static func otherFirewallRules(port: Int, sources: [IPRange]) -> [String] {
+        sources.map { source in
+            "sudo \(source.network.isIPv4 ? "iptables" : "ip6tables") -A INPUT -p tcp -s \(source) --dport \(port) -j ACCEPT"
+        }
+    }
+
+    /// Opens `port` to `sources` in the active firewall, as root; else says which commands would.
+    public func openPort(_ port: Int, to sources: [IPRange] = Firewall.privateNetworks) -> Outcome {
         guard let kind = activeFirewall() else {
             return .noActiveFirewall(suggestions: [
-                Self.display(Self.commands(for: .ufw, port: port)),
-                Self.display(Self.commands(for: .firewalld, port: port)),
-                "sudo iptables -A INPUT -p tcp --dport \(port) -j ACCEPT",
-            ])
+                Self.display(Self.commands(for: .ufw, port: port, sources: sources)),
+                Self.display(Self.commands(for: .firewalld, port: port, sources: sources)),
+            ] + Self.otherFirewallRules(port: port, sources: sources))
         }
-        let commands = Self.commands(for: kind, port: port)
+        let commands = Self.commands(for: kind, port: port, sources: sources)
         guard isRoot else {
             return .couldNotOpen(kind, command: Self.display(commands), reason: "changing the firewall needs root")
         }
         for command in commands {
             guard let result = runner.run(command[0], Array(command.dropFirst()), timeout: 30), result.status == 0 else {
-                return .couldNotOpen(kind, command: Self.display(commands), reason: "`\(command.joined(separator: " "))` failed")
+                return .couldNotOpen(kind, command: Self.display(commands), reason: "`\(command.joined(separator: " "))` failed; the rules before it were added")
             }
         }
         return .opened(kind)

@@ -67,7 +67,8 @@ enum TrustPage {
             certutil -dump $env:TEMP\\root_ca.cer | findstr /i "sha256"
             certutil -addstore Root $env:TEMP\\root_ca.cer</pre>
             <p>Each set of commands downloads the root to a temporary file and prints its fingerprint; nothing is
-            trusted before the last line. Run that line only if the fingerprint printed is the one above.</p>
+            trusted before the last line. Run that line only if the fingerprint printed is the one your administrator
+            gave you, not only the one on this page (a page can be forged; the fingerprint you were given cannot).</p>
             </body></html>
 
             """

@@ -30,7 +30,7 @@ struct CADatabaseMigrateCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("to"),
-        help: ArgumentHelp("postgres://USER@HOST[:PORT]/DATABASE[?sslmode=MODE&sslrootcert=FILE], or sqlite.", valueName: "target"))
+        help: ArgumentHelp("postgres://USER@HOST[:PORT]/DATABASE (TLS settings after ?: sslmode=MODE&sslrootcert=FILE), or sqlite.", valueName: "target"))
     var target: String
 
     @Option(help: ArgumentHelp(

@@ -47,7 +47,7 @@ struct CAInitCommand: AsyncParsableCommand {
     var provisionerPasswordFile: String?
 
     @Option(help: ArgumentHelp(
-        "Keep the CA's records in this PostgreSQL database, shared by the CA's replicas: postgres://USER@HOST[:PORT]/DB[?sslmode=MODE&sslrootcert=FILE] (no password in the URL; TLS verified unless the host is this machine). Default: SQLite in the CA directory.",
+        "Keep the CA's records in this PostgreSQL database, shared by the CA's replicas: postgres://USER@HOST[:PORT]/DB, with ?sslmode=MODE&sslrootcert=FILE for TLS (no password in the URL; TLS verified unless the host is this machine). Default: SQLite in the CA directory.",
         valueName: "url"))
     var database: String?
 
@@ -73,6 +73,11 @@ struct CAInitCommand: AsyncParsableCommand {
 
     @Flag(help: "Serve /metrics over HTTPS with the CA's own certificate.")
     var metricsTLS = false
+
+    @Option(help: ArgumentHelp(
+        "Where an active firewalld or ufw admits the CA port from, in CIDR form (repeatable). Default: the private networks 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16 and fc00::/7.",
+        valueName: "cidr"))
+    var firewallAllowFrom: [String] = []
 
     @Flag(help: "Do not create the ACME provisioner \"acme\".")
     var noAcme = false
@@ -106,6 +111,7 @@ struct CAInitCommand: AsyncParsableCommand {
             ? [ListenAddress(host: NetworkAddresses.defaultCAHost(), port: 9000)]
             : address.map(ListenAddress.init(parsing:))
         options.dnsNames = dns
+        let firewallSources = try firewallAllowFrom.isEmpty ? Firewall.privateNetworks : firewallAllowFrom.map(IPRange.init(parsing:))
         if let metricsAddress {
             options.metricsAddress = try ListenAddress(parsing: metricsAddress)
             options.metricsTLS = metricsTLS
@@ -161,7 +167,7 @@ struct CAInitCommand: AsyncParsableCommand {
                     "warning: the CA was created, but its database could not be prepared yet (\(error)); `ca serve` does it when it starts\n")
             }
         }
-        report(result, directories: directories)
+        report(result, directories: directories, firewallSources: firewallSources)
     }
 
     /// The database part of config.yaml: the URL checked, and the password file's path when it is a
@@ -179,7 +185,7 @@ struct CAInitCommand: AsyncParsableCommand {
         return DatabaseSettings(url: location.description, passwordFile: path)
     }
 
-    private func report(_ result: CAInitResult, directories: Directories) {
+    private func report(_ result: CAInitResult, directories: Directories, firewallSources: [IPRange]) {
         let settings = result.settings
         let url = settings.addresses[0].urlString
         var lines: [String] = []
@@ -204,7 +210,7 @@ struct CAInitCommand: AsyncParsableCommand {
             lines.append("  The \(purpose) was generated and stored in \(path) (mode 0600).")
         }
         lines.append("")
-        lines.append(firewallReport(settings.addresses))
+        lines.append(firewallReport(settings.addresses, sources: firewallSources))
         lines += [
             "",
             "Next steps:",
@@ -219,23 +225,31 @@ struct CAInitCommand: AsyncParsableCommand {
         print(Output.quiet ? result.rootFingerprint : lines.joined(separator: "\n"))
     }
 
-    private func firewallReport(_ addresses: [ListenAddress]) -> String {
+    private func firewallReport(_ addresses: [ListenAddress], sources: [IPRange]) -> String {
         let exposed = addresses.filter { address in
             guard let ip = IPAddress(address.host) else { return address.host != "localhost" }
             return !ip.isLoopback
         }
         guard !exposed.isEmpty else { return "Firewall: the CA listens on loopback only; no rule is needed." }
-        let ports = Array(Set(exposed.map(\.port))).sorted()
+        let ranges = sources.map(\.description).joined(separator: ", ")
         var lines: [String] = []
+        // An address outside every admitted range (a public one, by default) is worth saying out loud.
+        for address in exposed {
+            if let ip = IPAddress(address.host), !ip.isUnspecified, !sources.contains(where: { $0.contains(ip) }) {
+                lines.append("Firewall: warning: the CA listens on \(address.host), outside \(ranges); the rules below do not admit"
+                    + " clients that reach it there (name their networks with --firewall-allow-from)")
+            }
+        }
+        let ports = Array(Set(exposed.map(\.port))).sorted()
         let firewall = Firewall()
         for port in ports {
-            switch firewall.openPort(port) {
+            switch firewall.openPort(port, to: sources) {
             case .opened(let kind):
-                lines.append("Firewall: opened \(port)/tcp in \(kind.rawValue).")
+                lines.append("Firewall: opened \(port)/tcp in \(kind.rawValue) to \(ranges).")
             case .couldNotOpen(let kind, let command, let reason):
                 lines.append("Firewall: \(kind.rawValue) is active but \(port)/tcp was not opened (\(reason)); run: \(command)")
             case .noActiveFirewall(let suggestions):
-                lines.append("Firewall: no active firewalld or ufw found. If another firewall filters this host, allow \(port)/tcp, e.g.:")
+                lines.append("Firewall: no active firewalld or ufw found. If another firewall filters this host, allow \(port)/tcp from \(ranges) only, e.g.:")
                 lines += suggestions.map { "    \($0)" }
             }
         }

@@ -99,27 +99,88 @@ struct CertRevokeCommand: AsyncParsableCommand {
 struct CARevokeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "revoke",
-        abstract: "Revoke a certificate on the CA host (works whether or not the server runs).",
+        abstract: "Revoke a certificate on the CA host, or everything one provisioner issued since a time (works whether or not the server runs).",
         discussion: """
             Every other unexpired certificate with the same key is revoked with it (renewal keeps the key), \
-            unless the reason code is 4 (superseded). A running server notices within seconds and publishes the serials in its CRL.
+            unless the reason code is 4 (superseded). A running server notices within seconds and publishes the serials in its CRL. \
+            After a provisioner password leaked: change it (ca provisioner password NAME), then revoke what was issued with it \
+            since the leak: ca revoke --provisioner NAME --issued-after 2026-11-30T08:00:00Z (--dry-run lists them first). \
+            Renewals keep the provisioner of the certificate they renew, so they are included.
             """)
 
     @Argument(help: "Serial: decimal, or hex with or without colons.")
-    var serial: String
+    var serial: String?
+
+    @Option(help: "Revoke every unexpired certificate this provisioner issued in the window (instead of one serial).")
+    var provisioner: String?
+
+    @Option(help: ArgumentHelp("With --provisioner: the start of the window, an RFC 3339 time (e.g. 2026-11-30T08:00:00Z).", valueName: "time"))
+    var issuedAfter: String?
+
+    @Option(help: ArgumentHelp("With --provisioner: the end of the window (default: now).", valueName: "time"))
+    var issuedBefore: String?
+
+    @Flag(help: "With --provisioner: list what would be revoked, revoke nothing.")
+    var dryRun = false
 
     @OptionGroup var reason: RevocationReason
 
-    func run() async throws {
-        let result = try await AdminRevocation(directories: Directories.fromEnvironment()).revoke(
-            serial: serial, reasonCode: reason.reasonCode, reason: reason.reason)
-        if result.alreadyRevoked {
-            print("Certificate \(result.record.serial) was already revoked; it is unchanged.")
-        } else {
-            print("Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode).")
+    static func time(_ text: String, option: String) throws -> Date {
+        guard let date = Timestamp.parse(text) else {
+            throw AutoSSLError.invalidArgument(
+                "\(option) must be an RFC 3339 time", hint: "e.g. 2026-11-30T08:00:00Z, or 2026-11-30T09:00:00+01:00")
         }
-        if !result.sameKey.isEmpty {
-            print("Also revoked, for having the same key: \(result.sameKey.joined(separator: ", ")).")
+        return date
+    }
+
+    func run() async throws {
+        let revocation = AdminRevocation(directories: Directories.fromEnvironment())
+        switch (serial, provisioner) {
+        case (let serial?, nil):
+            guard issuedAfter == nil, issuedBefore == nil, !dryRun else {
+                throw AutoSSLError.invalidArgument("--issued-after, --issued-before and --dry-run go with --provisioner, not a serial")
+            }
+            let result = try await revocation.revoke(serial: serial, reasonCode: reason.reasonCode, reason: reason.reason)
+            if result.alreadyRevoked {
+                print("Certificate \(result.record.serial) was already revoked; it is unchanged.")
+            } else {
+                print("Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode).")
+            }
+            if !result.sameKey.isEmpty {
+                print("Also revoked, for having the same key: \(result.sameKey.joined(separator: ", ")).")
+            }
+        case (nil, let provisioner?):
+            guard let issuedAfter else {
+                throw AutoSSLError.invalidArgument(
+                    "--provisioner needs --issued-after: the time from which its certificates are to be revoked",
+                    hint: "the time the password may have leaked, e.g. --issued-after 2026-11-30T08:00:00Z (--dry-run lists them first)")
+            }
+            let after = try Self.time(issuedAfter, option: "--issued-after")
+            let before = try issuedBefore.map { try Self.time($0, option: "--issued-before") }
+            let result = try await revocation.revokeIssued(
+                by: provisioner, after: after, before: before, reasonCode: reason.reasonCode, reason: reason.reason, dryRun: dryRun)
+            let window = "from \(Timestamp.rfc3339(after))" + (before.map { " to \(Timestamp.rfc3339($0))" } ?? "")
+            guard !result.matched.isEmpty else {
+                print("No certificate that could still be used or renewed was issued by provisioner \"\(provisioner)\" \(window); nothing was revoked.")
+                if !result.isConfigured {
+                    Output.standardError("warning: no provisioner \"\(provisioner)\" is configured (see auto-ssl ca provisioner list)\n")
+                }
+                return
+            }
+            for record in result.matched {
+                print("\(record.serial)  \(Timestamp.rfc3339(record.createdAt))  \(record.names.joined(separator: ", "))")
+            }
+            if dryRun {
+                print("\(result.matched.count) certificate(s) issued by \"\(provisioner)\" \(window) would be revoked (dry run: nothing changed).")
+            } else {
+                print("Revoked \(result.matched.count) certificate(s) issued by \"\(provisioner)\" \(window), reason code \(reason.reasonCode).")
+                if !result.sameKey.isEmpty {
+                    print("Also revoked, for having the same key: \(result.sameKey.joined(separator: ", ")).")
+                }
+            }
+        default:
+            throw AutoSSLError.invalidArgument(
+                "name one certificate by its serial, or a --provisioner with --issued-after", hint: "auto-ssl ca revoke --help")
         }
     }
 }

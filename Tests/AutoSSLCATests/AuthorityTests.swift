@@ -302,6 +302,20 @@ import X509
         _ = try await f.authority.renew(.mutualTLS(issuedLeaf), remote: nil, now: issuedLeaf.notValidAfter.addingTimeInterval(-1))
     }
 
+    @Test func aGraceWindowWiderThanFivePercentIsRefusedWhenTheCALoads() async throws {
+        for wide in [0.06, 0.5, 1.0, -0.01] {
+            do {
+                _ = try await Fixture(grace: wide)
+                Issue.record("loaded with renewal_grace_fraction \(wide)")
+            } catch let error as AutoSSLError {
+                #expect(error.kind == .invalidArguments && error.message.contains("renewal_grace_fraction"), "\(error)")
+            }
+        }
+        // The widest allowed window works as configured.
+        let f = try await Fixture(grace: 0.05)
+        #expect(f.authority.renewalGraceFraction == 0.05)
+    }
+
     @Test func revokedCertificatesAreNeverRenewedAndAppearInTheCRL() async throws {
         let f = try await Fixture()
         let issued = try await f.authority.sign(.init(csrPEM: try f.csr(["r.internal"]), token: try f.token(sans: ["r.internal"])))

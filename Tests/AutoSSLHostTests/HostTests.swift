@@ -1,3 +1,4 @@
+import AutoSSLCore
 import AutoSSLHost
 import Foundation
 import Testing
@@ -43,41 +44,64 @@ final class FakeRunner: CommandRunning, @unchecked Sendable {
         #expect(OSFamily.detect(osRelease: "ID=debian\nPRETTY_NAME=\"Debian 12\"\n# c\n").prettyName == "Debian 12")
     }
 
-    @Test func opensThePortInAnActiveUfw() {
-        let runner = FakeRunner(available: ["ufw"], responses: [
-            "ufw status": CommandResult(status: 0, output: "Status: active\n"),
-            "ufw allow 9000/tcp": CommandResult(status: 0, output: "Rule added\n"),
-        ])
+    @Test func opensThePortInAnActiveUfwToThePrivateNetworksOnly() {
+        var responses = ["ufw status": CommandResult(status: 0, output: "Status: active\n")]
+        for range in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"] {
+            responses["ufw allow from \(range) to any port 9000 proto tcp"] = CommandResult(status: 0, output: "Rule added\n")
+        }
+        let runner = FakeRunner(available: ["ufw"], responses: responses)
         #expect(Firewall(runner: runner, isRoot: true).openPort(9000) == .opened(.ufw))
-        #expect(runner.calls.last == ["ufw", "allow", "9000/tcp"])
+        #expect(Array(runner.calls.dropFirst()) == [
+            ["ufw", "allow", "from", "10.0.0.0/8", "to", "any", "port", "9000", "proto", "tcp"],
+            ["ufw", "allow", "from", "172.16.0.0/12", "to", "any", "port", "9000", "proto", "tcp"],
+            ["ufw", "allow", "from", "192.168.0.0/16", "to", "any", "port", "9000", "proto", "tcp"],
+            ["ufw", "allow", "from", "fc00::/7", "to", "any", "port", "9000", "proto", "tcp"],
+        ])
+        // Never a rule open to everyone.
+        #expect(!runner.calls.contains(["ufw", "allow", "9000/tcp"]))
     }
 
-    @Test func opensThePortInFirewalld() {
+    @Test func opensThePortInFirewalldWithRichRulesPerSource() throws {
+        let sources = [try IPRange(parsing: "10.20.0.0/16"), try IPRange(parsing: "fd12:3456::/48")]
         let runner = FakeRunner(available: ["firewall-cmd"], responses: [
             "firewall-cmd --state": CommandResult(status: 0, output: "running\n"),
-            "firewall-cmd --permanent --add-port=9000/tcp": CommandResult(status: 0, output: "success\n"),
+            "firewall-cmd --permanent --add-rich-rule=rule family=\"ipv4\" source address=\"10.20.0.0/16\" port port=\"9000\" protocol=\"tcp\" accept":
+                CommandResult(status: 0, output: "success\n"),
+            "firewall-cmd --permanent --add-rich-rule=rule family=\"ipv6\" source address=\"fd12:3456::/48\" port port=\"9000\" protocol=\"tcp\" accept":
+                CommandResult(status: 0, output: "success\n"),
             "firewall-cmd --reload": CommandResult(status: 0, output: "success\n"),
         ])
-        #expect(Firewall(runner: runner, isRoot: true).openPort(9000) == .opened(.firewalld))
+        #expect(Firewall(runner: runner, isRoot: true).openPort(9000, to: sources) == .opened(.firewalld))
+        #expect(runner.calls.count == 4 && runner.calls.last == ["firewall-cmd", "--reload"])
+        #expect(!runner.calls.contains { $0.contains("--add-port=9000/tcp") })
     }
 
-    @Test func explainsWhenItCannotOpen() {
-        let runner = FakeRunner(available: ["ufw"], responses: ["ufw status": CommandResult(status: 0, output: "Status: active")])
-        guard case .couldNotOpen(.ufw, let command, _) = Firewall(runner: runner, isRoot: false).openPort(9000) else {
+    @Test func explainsWhenItCannotOpenWithACommandAShellRunsAsPrinted() throws {
+        let runner = FakeRunner(available: ["firewall-cmd"], responses: ["firewall-cmd --state": CommandResult(status: 0, output: "running")])
+        let sources = [try IPRange(parsing: "10.0.0.0/8")]
+        guard case .couldNotOpen(.firewalld, let command, _) = Firewall(runner: runner, isRoot: false).openPort(9000, to: sources) else {
             Issue.record("expected couldNotOpen")
             return
         }
-        #expect(command == "sudo ufw allow 9000/tcp")
-        #expect(runner.calls == [["ufw", "status"]])  // nothing was attempted without root
+        #expect(command == "sudo firewall-cmd --permanent '--add-rich-rule=rule family=\"ipv4\" source address=\"10.0.0.0/8\" port port=\"9000\" protocol=\"tcp\" accept' && sudo firewall-cmd --reload")
+        #expect(runner.calls == [["firewall-cmd", "--state"]])  // nothing was attempted without root
+        // The printed line, split by a real shell, gives back the arguments the rule needs.
+        let script = "for w in " + command.replacingOccurrences(of: "sudo ", with: "").replacingOccurrences(of: " && ", with: " ") + "; do echo \"$w\"; done"
+        let words = try #require(SystemCommandRunner().run("sh", ["-c", script], timeout: 10)?.output)
+        #expect(words.split(separator: "\n").map(String.init) == Firewall.commands(for: .firewalld, port: 9000, sources: sources).flatMap { $0 })
     }
 
-    @Test func inactiveUfwMeansNoActiveFirewall() {
+    @Test func inactiveUfwMeansNoActiveFirewall() throws {
         let runner = FakeRunner(available: ["ufw"], responses: ["ufw status": CommandResult(status: 0, output: "Status: inactive")])
-        guard case .noActiveFirewall(let suggestions) = Firewall(runner: runner, isRoot: true).openPort(9443) else {
+        let sources = [try IPRange(parsing: "10.1.0.0/16"), try IPRange(parsing: "fd00::/8")]
+        guard case .noActiveFirewall(let suggestions) = Firewall(runner: runner, isRoot: true).openPort(9443, to: sources) else {
             Issue.record("expected noActiveFirewall")
             return
         }
-        #expect(suggestions.contains("sudo ufw allow 9443/tcp"))
+        #expect(suggestions.contains("sudo ufw allow from 10.1.0.0/16 to any port 9443 proto tcp && sudo ufw allow from fd00::/8 to any port 9443 proto tcp"))
+        #expect(suggestions.contains("sudo iptables -A INPUT -p tcp -s 10.1.0.0/16 --dport 9443 -j ACCEPT"))
+        #expect(suggestions.contains("sudo ip6tables -A INPUT -p tcp -s fd00::/8 --dport 9443 -j ACCEPT"))
+        #expect(!suggestions.contains { $0.contains("allow 9443/tcp") || $0.contains("--add-port") })
     }
 
     @Test func virtualInterfacesAreNotPrimary() {

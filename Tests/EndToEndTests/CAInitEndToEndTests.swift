@@ -228,6 +228,25 @@ import TestSupport
         #expect(addresses.count == 1 && addresses[0].hasSuffix(":9000"), "\(addresses)")
         #expect(result.stdout.contains("Firewall:"))
     }
+
+    /// The firewall is opened (or the rule printed) for the named networks only; an address outside
+    /// them is called out; a range that is not one is refused before anything is created.
+    @Test func firewallRulesAdmitOnlyTheNetworksNamed() throws {
+        let sandbox = Sandbox()
+        let bad = try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443", "--firewall-allow-from", "10.0.0.0/33"])
+        #expect(bad.status == 2 && bad.stderr.contains("10.0.0.0/33"), "\(bad)")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.caDir))
+
+        let made = try sandbox.run([
+            "ca", "init", "--non-interactive", "--address", "203.0.113.5:9443", "--firewall-allow-from", "10.1.0.0/16",
+            "--firewall-allow-from", "fd00:1::/64",
+        ])
+        #expect(made.status == 0, "\(made)")
+        let firewall = made.stdout.split(separator: "\n").filter { $0.contains("Firewall:") || $0.hasPrefix("    sudo") }.joined(separator: "\n")
+        #expect(firewall.contains("warning: the CA listens on 203.0.113.5, outside 10.1.0.0/16, fd00:1::/64"), "\(made.stdout)")
+        #expect(firewall.contains("10.1.0.0/16") && !firewall.contains("192.168.0.0/16"), "\(firewall)")
+        #expect(!firewall.contains("ufw allow 9443/tcp") && !firewall.contains("--add-port"), "\(firewall)")
+    }
 }
 
 /// Tiny helpers that do not go through the code under test.

@@ -1,3 +1,4 @@
+import AutoSSLCore
 import Foundation
 import Synchronization
 import Testing
@@ -258,6 +259,74 @@ import TestSupport
         let result = try sandbox.run(["ca", "serve"])
         #expect(result.status == 4, "\(result)")
         #expect(result.stderr.contains("intermediate_ca_key") && result.stderr.contains("chmod 600"), "\(result)")
+
+        // A password file the CA recorded is a secret too: the provisioner's lets anyone who reads
+        // it issue certificates. ca serve refuses it, ca status warns about it.
+        chmod(sandbox.caDir + "/secrets/intermediate_ca_key", 0o600)
+        let provisionerPassword = sandbox.configDir + "/provisioner-password"
+        #expect(fileMode(provisionerPassword) == 0o600)
+        chmod(provisionerPassword, 0o644)
+        let readablePassword = try sandbox.run(["ca", "serve"])
+        #expect(readablePassword.status == 4, "\(readablePassword)")
+        #expect(readablePassword.stderr.contains("\(provisionerPassword) has mode 644 (run: chmod 600"), "\(readablePassword)")
+        let status = try sandbox.run(["ca", "status"])
+        #expect((status.stdout + status.stderr).contains("\(provisionerPassword) is readable by group or others"), "\(status)")
+    }
+
+    /// After a provisioner password leaked: `ca revoke --provisioner NAME --issued-after T` revokes
+    /// what was issued with it since T (and the renewals of those), keeps a certificate issued
+    /// before T even when it was renewed since, and `--dry-run` only lists.
+    @Test func revokingWhatAProvisionerIssuedSinceALeakKeepsWhatCameBefore() throws {
+        let ca = try RunningCA()
+        let fingerprint = try ca.fingerprint
+        let password = ca.sandbox.configDir + "/provisioner-password"
+        let out = ca.sandbox.root
+        func issue(_ name: String) throws {
+            let result = try ca.sandbox.run([
+                "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint, "--san", name, "--out-cert", out.file("\(name).crt"),
+                "--out-key", out.file("\(name).key"), "--provisioner", "admin", "--password-file", password,
+            ])
+            #expect(result.status == 0, "\(result)")
+        }
+        // Renewal keeps the key: the key file is the one first issued under `key`.
+        func renew(_ name: String, key: String, to renewed: String) throws -> ProcessResult {
+            try ca.sandbox.run([
+                "cert", "renew", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("\(name).crt"),
+                "--key", out.file("\(key).key"), "--out-cert", out.file("\(renewed).crt"),
+            ])
+        }
+        try issue("before.internal")
+        let leak = Date(timeIntervalSince1970: (Date().timeIntervalSince1970).rounded(.down) + 1)
+        while Date() < leak.addingTimeInterval(0.2) { usleep(100_000) }
+        let renewedBefore = try renew("before.internal", key: "before.internal", to: "before-renewed.internal")
+        #expect(renewedBefore.status == 0, "\(renewedBefore)")
+        try issue("after.internal")
+        let leakText = Timestamp.rfc3339(leak)
+
+        let refused = try ca.sandbox.run(["ca", "revoke", "--provisioner", "admin"])
+        #expect(refused.status == 2 && refused.stderr.contains("--issued-after"), "\(refused)")
+        let badTime = try ca.sandbox.run(["ca", "revoke", "--provisioner", "admin", "--issued-after", "yesterday"])
+        #expect(badTime.status == 2 && badTime.stderr.contains("RFC 3339"), "\(badTime)")
+
+        let dry = try ca.sandbox.run(["ca", "revoke", "--provisioner", "admin", "--issued-after", leakText, "--dry-run"])
+        #expect(dry.status == 0 && dry.stdout.contains("after.internal") && !dry.stdout.contains("before.internal"), "\(dry)")
+        #expect(dry.stdout.contains("1 certificate(s)") && dry.stdout.contains("would be revoked"), "\(dry)")
+        #expect(try renew("after.internal", key: "after.internal", to: "after-still.internal").status == 0, "a dry run revoked something")
+
+        let revoked = try ca.sandbox.run([
+            "ca", "revoke", "--provisioner", "admin", "--issued-after", leakText, "--reason-code", "1", "--reason", "password leaked",
+        ])
+        // after.internal and its renewal (same key: revoked with it).
+        #expect(revoked.status == 0 && revoked.stdout.contains("Revoked") && revoked.stdout.contains("after.internal"), "\(revoked)")
+        #expect(!revoked.stdout.contains("before.internal"), "\(revoked)")
+        let afterRenewal = try renew("after.internal", key: "after.internal", to: "after-again.internal")
+        #expect(afterRenewal.status != 0 && afterRenewal.stderr.contains("revoked"), "\(afterRenewal)")
+        let stillRenews = try renew("before-renewed.internal", key: "before.internal", to: "before-again.internal")
+        #expect(stillRenews.status == 0, "\(stillRenews)")
+        let nothing = try ca.sandbox.run(["ca", "revoke", "--provisioner", "nobody", "--issued-after", leakText])
+        #expect(nothing.status == 0 && nothing.stdout.contains("nothing was revoked") && nothing.stderr.contains("no provisioner \"nobody\""), "\(nothing)")
+        let audit = try readFile(ca.sandbox.dataDir + "/audit.log")
+        #expect(audit.contains("password leaked"), "no revocation in the audit log")
     }
 
     @Test func provisionerManagementTakesEffectWhileServing() throws {
