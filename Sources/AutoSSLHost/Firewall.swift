@@ -19,10 +19,37 @@ public struct Firewall: Sendable {
 
     let runner: CommandRunning
     let isRoot: Bool
+    /// ufw's settings file, for `IPV6=no` (ufw then refuses IPv6 rules).
+    let ufwDefaultsFile: String
 
-    public init(runner: CommandRunning = SystemCommandRunner(), isRoot: Bool = geteuid() == 0) {
+    public init(runner: CommandRunning = SystemCommandRunner(), isRoot: Bool = geteuid() == 0, ufwDefaultsFile: String = "/etc/default/ufw") {
         self.runner = runner
         self.isRoot = isRoot
+        self.ufwDefaultsFile = ufwDefaultsFile
+    }
+
+    /// Whether ufw's settings turn IPv6 off: a line `IPV6=no` (quotes allowed). At most 64 KiB of
+    /// the file is read; a file that is missing or unreadable means ufw's default, IPv6 on.
+    static func ufwIPv6IsOff(settings text: String) -> Bool {
+        text.split(whereSeparator: \.isNewline).contains { line in
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            guard trimmed.hasPrefix("IPV6=") else { return false }
+            let value = trimmed.dropFirst("IPV6=".count).trimmingCharacters(in: CharacterSet(charactersIn: "\"' \t"))
+            return value.lowercased() == "no"
+        }
+    }
+
+    var ufwIPv6IsOff: Bool {
+        guard let handle = FileHandle(forReadingAtPath: ufwDefaultsFile) else { return false }
+        defer { try? handle.close() }
+        let bytes = (try? handle.read(upToCount: 1 << 16)) ?? Data()
+        return Self.ufwIPv6IsOff(settings: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The ranges a rule can be added for in `kind`: all of them, but IPv6 ones for a ufw with
+    /// IPv6 turned off.
+    public func ranges(for kind: Kind, _ sources: [IPRange]) -> [IPRange] {
+        kind == .ufw && ufwIPv6IsOff ? sources.filter(\.network.isIPv4) : sources
     }
 
     public func activeFirewall() -> Kind? {
@@ -87,7 +114,11 @@ public struct Firewall: Sendable {
                 Self.display(Self.commands(for: .firewalld, port: port, sources: sources)),
             ] + Self.otherFirewallRules(port: port, sources: sources))
         }
-        let commands = Self.commands(for: kind, port: port, sources: sources)
+        let usable = ranges(for: kind, sources)
+        guard !usable.isEmpty else {
+            return .couldNotOpen(kind, command: "", reason: "ufw has IPv6 turned off (IPV6=no in \(ufwDefaultsFile)) and every range given is IPv6")
+        }
+        let commands = Self.commands(for: kind, port: port, sources: usable)
         guard isRoot else {
             return .couldNotOpen(kind, command: Self.display(commands), reason: "changing the firewall needs root")
         }

@@ -245,7 +245,11 @@ struct CAInitCommand: AsyncParsableCommand {
         for port in ports {
             switch firewall.openPort(port, to: sources) {
             case .opened(let kind):
-                lines.append("Firewall: opened \(port)/tcp in \(kind.rawValue) to \(ranges).")
+                let opened = firewall.ranges(for: kind, sources)
+                lines.append("Firewall: opened \(port)/tcp in \(kind.rawValue) to \(opened.map(\.description).joined(separator: ", ")).")
+                if opened.count < sources.count {
+                    lines.append("Firewall: ufw has IPv6 turned off (IPV6=no in /etc/default/ufw): no rule for the IPv6 ranges.")
+                }
             case .couldNotOpen(let kind, let command, let reason):
                 lines.append("Firewall: \(kind.rawValue) is active but \(port)/tcp was not opened (\(reason)); run: \(command)")
             case .noActiveFirewall(let suggestions):

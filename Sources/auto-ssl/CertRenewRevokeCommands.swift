@@ -111,7 +111,7 @@ struct CARevokeCommand: AsyncParsableCommand {
     @Argument(help: "Serial: decimal, or hex with or without colons.")
     var serial: String?
 
-    @Option(help: "Revoke every unexpired certificate this provisioner issued in the window (instead of one serial).")
+    @Option(help: "Revoke every certificate this provisioner issued in the window that can still be used or renewed (instead of one serial).")
     var provisioner: String?
 
     @Option(help: ArgumentHelp("With --provisioner: the start of the window, an RFC 3339 time (e.g. 2026-11-30T08:00:00Z).", valueName: "time"))

@@ -1,5 +1,5 @@
 import AutoSSLCore
-import AutoSSLHost
+@testable import AutoSSLHost
 import Foundation
 import Testing
 
@@ -50,7 +50,7 @@ final class FakeRunner: CommandRunning, @unchecked Sendable {
             responses["ufw allow from \(range) to any port 9000 proto tcp"] = CommandResult(status: 0, output: "Rule added\n")
         }
         let runner = FakeRunner(available: ["ufw"], responses: responses)
-        #expect(Firewall(runner: runner, isRoot: true).openPort(9000) == .opened(.ufw))
+        #expect(Firewall(runner: runner, isRoot: true, ufwDefaultsFile: "/nonexistent/ufw").openPort(9000) == .opened(.ufw))
         #expect(Array(runner.calls.dropFirst()) == [
             ["ufw", "allow", "from", "10.0.0.0/8", "to", "any", "port", "9000", "proto", "tcp"],
             ["ufw", "allow", "from", "172.16.0.0/12", "to", "any", "port", "9000", "proto", "tcp"],
@@ -59,6 +59,36 @@ final class FakeRunner: CommandRunning, @unchecked Sendable {
         ])
         // Never a rule open to everyone.
         #expect(!runner.calls.contains(["ufw", "allow", "9000/tcp"]))
+    }
+
+    @Test func aUfwWithIPv6OffGetsTheIPv4RulesOnly() throws {
+        #expect(Firewall.ufwIPv6IsOff(settings: "# comment\nIPV6=no\nDEFAULT_INPUT_POLICY=\"DROP\"\n"))
+        #expect(Firewall.ufwIPv6IsOff(settings: "IPV6=\"no\"\n"))
+        #expect(!Firewall.ufwIPv6IsOff(settings: "IPV6=yes\n"))
+        #expect(!Firewall.ufwIPv6IsOff(settings: "#IPV6=no\n"))
+        #expect(!Firewall.ufwIPv6IsOff(settings: ""))
+        let directory = NSTemporaryDirectory() + "ufw-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let settings = directory + "/ufw"
+        try "IPV6=no\n".write(toFile: settings, atomically: true, encoding: .utf8)
+        var responses = ["ufw status": CommandResult(status: 0, output: "Status: active\n")]
+        for range in ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] {
+            responses["ufw allow from \(range) to any port 9000 proto tcp"] = CommandResult(status: 0, output: "Rule added\n")
+        }
+        let runner = FakeRunner(available: ["ufw"], responses: responses)
+        let firewall = Firewall(runner: runner, isRoot: true, ufwDefaultsFile: settings)
+        #expect(firewall.openPort(9000) == .opened(.ufw))
+        #expect(!runner.calls.contains { $0.contains("fc00::/7") }, "\(runner.calls)")
+        #expect(firewall.ranges(for: .ufw, Firewall.privateNetworks).count == 3)
+        // IPv6 ranges only: nothing to add, said so.
+        guard case .couldNotOpen(.ufw, _, let reason) = firewall.openPort(9000, to: [try IPRange(parsing: "fd00::/8")]) else {
+            Issue.record("expected couldNotOpen")
+            return
+        }
+        #expect(reason.contains("IPV6=no"))
+        // A missing settings file is ufw's default: IPv6 on.
+        #expect(Firewall(runner: runner, isRoot: true, ufwDefaultsFile: directory + "/missing").ranges(for: .ufw, Firewall.privateNetworks).count == 4)
     }
 
     @Test func opensThePortInFirewalldWithRichRulesPerSource() throws {
