@@ -26,7 +26,10 @@ import TestSupport
         #expect(enroll.status == 6, "\(enroll)")
         #expect(enroll.stderr.contains("does not name localhost"), "\(enroll)")
         #expect(enroll.stderr.contains("https://127.0.0.1:\(ca.port)"), "\(enroll)")
-        #expect(!enroll.stderr.contains("401") && !enroll.stderr.contains("audience"), "\(enroll)")
+        // No answer from the CA's API (a 401 for the token's audience): the port number, which may
+        // hold the digits 401, is left out of the comparison.
+        let withoutPort = enroll.stderr.replacingOccurrences(of: String(ca.port), with: "PORT")
+        #expect(!withoutPort.contains("401") && !withoutPort.contains("audience"), "\(enroll)")
         #expect(!FileManager.default.fileExists(atPath: server.certDir + "/server.crt"))
 
         let out = server.root
