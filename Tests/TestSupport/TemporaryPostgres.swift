@@ -55,15 +55,15 @@ public final class TemporaryPostgres: @unchecked Sendable {
         if runAs != nil {
             _ = try runProcess("chown", ["-R", "postgres:postgres", directory])
         }
+        let common = "-p \(port) -k \(directory) -c fsync=on -c max_connections=200"
         if tls {
             rootCertificateFile = directory + "/root.pem"
             otherRootCertificateFile = directory + "/other-root.pem"
-            serverOptions = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1,127.0.0.2 -c fsync=on -c max_connections=200"
-                + " -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key"
+            serverOptions = common + " -c listen_addresses=127.0.0.1,127.0.0.2 -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key"
         } else {
             rootCertificateFile = nil
             otherRootCertificateFile = nil
-            serverOptions = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200"
+            serverOptions = common + " -c listen_addresses=127.0.0.1"
         }
         try run(bin + "/initdb", [
             "-D", dataDirectory, "-U", user, "--pwfile=\(serverPasswordFile)", "--auth-host=scram-sha-256", "--auth-local=trust",
