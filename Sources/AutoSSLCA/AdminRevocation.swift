@@ -80,12 +80,7 @@ public struct AdminRevocation {
         let store = database.certificates
         do {
             let end = before ?? .distantFuture
-            // Expired ones too while they can still be renewed (the grace window after expiry, at its widest).
-            let candidates = try await store.certificates(CertificateQuery(includeExpired: true), now: now).filter {
-                let lifetime = $0.notAfter.timeIntervalSince($0.notBefore)
-                return $0.status == .issued && $0.revocation == nil && $0.provisioner == provisioner
-                    && $0.notAfter.addingTimeInterval(max(0, lifetime) * Authority.maximumRenewalGraceFraction) > now
-            }
+            let candidates = try await Self.usable(by: provisioner, in: store, now: now)
             var known = Dictionary(candidates.map { ($0.serial, $0) }, uniquingKeysWith: { first, _ in first })
             var matched: [CertificateRecord] = []
             for record in candidates {
@@ -107,6 +102,34 @@ public struct AdminRevocation {
             let matchedSerials = Set(matched.map(\.serial))
             return BulkResult(
                 matched: matched, sameKey: revokedSerials.subtracting(matchedSerials).sorted(), isConfigured: isConfigured)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
+    /// The certificates that `provisioner` issued and that can still be used or renewed: issued,
+    /// unrevoked, and unexpired or expired within the widest renewal grace window. `provisioner` is
+    /// a name as `ca provisioner list` shows it (an ACME provisioner's certificates are recorded as
+    /// `acme/NAME`) or such a recorded label.
+    static func usable(by provisioner: String, in store: any CertificateDatabase, now: Date) async throws -> [CertificateRecord] {
+        let labels: Set<String> = [provisioner, ACMEProvisioner.labelPrefix + provisioner]
+        return try await store.certificates(CertificateQuery(includeExpired: true), now: now).filter {
+            let lifetime = $0.notAfter.timeIntervalSince($0.notBefore)
+            return $0.status == .issued && $0.revocation == nil && labels.contains($0.provisioner)
+                && $0.notAfter.addingTimeInterval(max(0, lifetime) * Authority.maximumRenewalGraceFraction) > now
+        }
+    }
+
+    /// The certificates `provisioner` issued that can still be used or renewed (see `usable`),
+    /// oldest first: what stops renewing when the provisioner is removed.
+    public func usableCertificates(of provisioner: String, now: Date = Date()) async throws -> [CertificateRecord] {
+        let loader = AuthorityLoader(directories: directories)
+        let store = try await loader.openDatabase(try loader.settings()).certificates
+        do {
+            let found = try await Self.usable(by: provisioner, in: store, now: now)
+            try await store.close()
+            return found.sorted { ($0.createdAt, $0.serial) < ($1.createdAt, $1.serial) }
         } catch {
             try? await store.close()
             throw error

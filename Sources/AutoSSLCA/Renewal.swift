@@ -135,12 +135,18 @@ extension Authority {
         guard !names.isEmpty, let keyType = KeyAlgorithm(publicKey: leaf.publicKey) else {
             throw refuseRenewal(.badRequest, "the certificate has no names or an unsupported key")
         }
-        // The provisioner that authorised the original decides again (the CA's policy if it is gone).
+        // The provisioner that authorised the original decides again. A removed provisioner renews
+        // nothing (as in step-ca): removing it ends what it issued within one lifetime. Certificates
+        // from before `ca import` (labelled with the import's source) renew under the CA's policy.
         var options: IssuanceOptions
         if let issuer = provisioners.issuer(of: record.provisioner) {
             options = try issuer.authorizeRenew(record, context: context(path: "/renew", remote: remote, now: now))
-        } else {
+        } else if let imported = settings.imported, record.provisioner == imported.source {
             options = IssuanceOptions(provisioner: record.provisioner, policy: try? IssuancePolicy(settings.basePolicySettings))
+        } else {
+            throw refuseRenewal(
+                .forbidden,
+                "certificate \(serial) was issued through provisioner \"\(record.provisioner)\", which this CA no longer has; certificates of a removed provisioner are not renewed. Enroll again with a current provisioner (`auto-ssl server enroll`)")
         }
         options.token = tokenUse
         return try await issue(

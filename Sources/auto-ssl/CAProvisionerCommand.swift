@@ -334,7 +334,11 @@ struct EABRemoveCommand: AsyncParsableCommand {
 
 struct ProvisionerRemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "remove", abstract: "Remove a provisioner: its tokens stop working at once.")
+        commandName: "remove", abstract: "Remove a provisioner: its tokens stop working at once.",
+        discussion: """
+            The certificates it issued stay valid until they expire but are no longer renewed: their servers must \
+            enroll again with another provisioner. The command says how many there are.
+            """)
 
     @Argument(help: "Provisioner name.")
     var name: String
@@ -343,15 +347,33 @@ struct ProvisionerRemoveCommand: AsyncParsableCommand {
     var yes = false
 
     func run() async throws {
+        let directories = Directories.fromEnvironment()
+        // What stops renewing; a database that cannot be read is reported and does not block the removal.
+        var usable: [Date]?  // their expiry times
+        do {
+            usable = try await AdminRevocation(directories: directories).usableCertificates(of: name).map(\.notAfter)
+        } catch {
+            Output.warning("could not count the certificates of provisioner \(name): \(error)")
+        }
+        let consequence = usable.map {
+            $0.isEmpty ? "" : " The \($0.count) certificate\($0.count == 1 ? "" : "s") it issued that can still be used will not be renewed."
+        } ?? ""
         try Terminal.requireConfirmation(
-            yes: yes, action: "removing a provisioner", question: "Remove provisioner \(name)? Servers using it can no longer enroll.")
-        let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
+            yes: yes, action: "removing a provisioner",
+            question: "Remove provisioner \(name)? Servers using it can no longer enroll.\(consequence)")
+        let admin = ProvisionerAdmin(directories: directories)
         try await Self.everywhere("provisioner remove \(name)", event: "provisioner.removed", provisioner: name) {
             if try !admin.removeACME(name: name) {
                 try admin.remove(name: name)
             }
         }
         print("Removed provisioner \(name).")
+        if let usable, let last = usable.max() {
+            print(
+                "\(usable.count) certificate\(usable.count == 1 ? "" : "s") it issued will not be renewed; the last expires \(Output.date(last)).")
+            print("Their servers must enroll again with another provisioner (`auto-ssl server enroll`).")
+            print("If its password leaked, revoke them now: auto-ssl ca revoke --provisioner \(name) --issued-after TIME")
+        }
     }
 }
 

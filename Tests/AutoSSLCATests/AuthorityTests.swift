@@ -426,6 +426,43 @@ import X509
         #expect(rotated["provisioner"] as? String == "admin")
     }
 
+    /// As in step-ca, a removed provisioner renews nothing: its certificates stay valid until they
+    /// expire, a renewal is refused (and audited) with what to do instead, and `ca provisioner
+    /// remove` finds them beforehand to say so. A provisioner that remains renews as before.
+    @Test func certificatesOfARemovedProvisionerAreNotRenewed() async throws {
+        let f = try await Fixture()
+        _ = try ProvisionerAdmin(directories: f.directories).add(
+            name: "ops", password: .given("ops-provisioner-password-789"), policy: nil, kdfIterations: 210_000)
+        let withOps = try await AuthorityLoader(directories: f.directories).load(passwordFile: try f.dir.write("ca2.pw", "ca-password-for-tests-123\n"))
+        let issued = try await withOps.sign(.init(csrPEM: try f.csr(["gone.internal"]), token: try f.token(sans: ["gone.internal"])))
+        let issuedLeaf = try issued.leaf
+        let revocations = AdminRevocation(directories: f.directories)
+        #expect(try await revocations.usableCertificates(of: "admin").map(\.serial) == [issued.serial])
+        #expect(try await revocations.usableCertificates(of: "ops").isEmpty)
+        // An ACME provisioner's certificates are recorded as acme/NAME and found by its name too.
+        let now = Date()
+        let acmeRecord = CertificateRecord(
+            serial: "0A1B2C", status: .issued, commonName: "acme.internal", names: ["acme.internal"], notBefore: now - 60,
+            notAfter: now + 3600, keyType: "P-256", provisioner: "acme/acme", requester: nil, renewedFrom: nil,
+            der: try issuedLeaf.derBytes(), createdAt: now)
+        try await f.authority.store.recordIssuance(acmeRecord, token: nil, completingOrder: nil, refusingRevokedKey: nil)
+        #expect(try await revocations.usableCertificates(of: "acme").map(\.serial) == ["0A1B2C"])
+        #expect(try await revocations.usableCertificates(of: "acme/acme").map(\.serial) == ["0A1B2C"])
+
+        try ProvisionerAdmin(directories: f.directories).remove(name: "admin")
+        let reloaded = try await AuthorityLoader(directories: f.directories).load(passwordFile: try f.dir.write("ca3.pw", "ca-password-for-tests-123\n"))
+        do {
+            _ = try await reloaded.renew(.mutualTLS(issuedLeaf), remote: "192.0.2.7")
+            Issue.record("a certificate of a removed provisioner was renewed")
+        } catch let error as AuthorityError {
+            #expect(error.kind == .forbidden, "\(error.message)")
+            #expect(error.message.contains("provisioner \"admin\", which this CA no longer has") && error.message.contains("server enroll"), "\(error.message)")
+        }
+        let refusal = try #require(try f.auditLines().last { $0["event"] as? String == "renewal.refused" })
+        #expect(refusal["serial"] as? String == issued.serial)
+        #expect(try await reloaded.store.certificate(serial: issued.serial)?.revocation == nil, "the certificate itself stays valid")
+    }
+
     /// A key change interrupted after the new key file was written (config.yaml names the new key,
     /// the stored password is still the old one, the new one waits in `.pending`): running the
     /// command again with the stored password completes it first, and no key is left unopenable.

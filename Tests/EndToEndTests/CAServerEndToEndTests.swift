@@ -388,7 +388,10 @@ import TestSupport
         #expect(try issue("ops", opsPassword).status == 0)
 
         #expect(try ca.sandbox.run(["ca", "provisioner", "remove", "ops"]).status == 2)  // needs --yes off a terminal
-        #expect(try ca.sandbox.run(["ca", "provisioner", "remove", "ops", "--yes"]).status == 0)
+        let removed = try ca.sandbox.run(["ca", "provisioner", "remove", "ops", "--yes"])
+        #expect(removed.status == 0, "\(removed)")
+        // It said what stops renewing: the certificates ops issued above (and what the stolen key signed).
+        #expect(removed.stdout.contains("certificates it issued will not be renewed; the last expires"), "\(removed)")
         #expect(!FileManager.default.fileExists(atPath: opsPassword))
         var gone = try issue("ops", opsPassword)
         for _ in 0..<20 where gone.status == 0 || !gone.stderr.contains("no provisioner named") {
@@ -396,6 +399,13 @@ import TestSupport
             gone = try issue("ops", opsPassword)
         }
         #expect(gone.status != 0, "\(gone)")
+        // The certificate ops issued last is valid but no longer renews.
+        let renewal = try ca.sandbox.run([
+            "cert", "renew", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", ca.sandbox.root.file("o.crt"),
+            "--key", ca.sandbox.root.file("o.key"), "--out-cert", ca.sandbox.root.file("o-renewed.crt"),
+        ])
+        #expect(renewal.status != 0 && renewal.stderr.contains("provisioner \"ops\", which this CA no longer has"), "\(renewal)")
+        #expect(!FileManager.default.fileExists(atPath: ca.sandbox.root.file("o-renewed.crt")))
         let events = try ca.auditEvents().compactMap { $0["provisioner"] as? String == "ops" ? $0["event"] as? String : nil }
         for event in ["provisioner.added", "provisioner.key-rotated", "provisioner.removed"] {
             #expect(events.contains(event), "\(events)")
