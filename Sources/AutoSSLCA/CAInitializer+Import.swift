@@ -84,6 +84,10 @@ extension CAInitializer {
         guard let root = roots.first(where: { $0.subject == intermediate.issuer && $0.publicKey.isValidSignature(intermediate.signature, for: intermediate) }) else {
             throw AutoSSLError.general("the intermediate certificate in ca.json's \"crt\" was not signed by its root; nothing was changed")
         }
+        if let algorithm = KeyAlgorithm(publicKey: root.publicKey), [.p256, .rsa2048, .rsa3072].contains(algorithm) {
+            notes.append(
+                "the root's key is \(algorithm.rawValue), weaker than the P-384 or RSA 4096 that auto-ssl gives the roots it makes; it is kept, since another root would have to be trusted again on every client (for a stronger root later, start a new CA with `auto-ssl ca init` and enroll the servers again)")
+        }
         for other in roots where other != root {
             notCarried.append("root \(other.commonName ?? other.subject.description) (only the root that issued the intermediate is kept)")
         }

@@ -349,9 +349,9 @@ struct ProvisionerRemoveCommand: AsyncParsableCommand {
     func run() async throws {
         let directories = Directories.fromEnvironment()
         // What stops renewing; a database that cannot be read is reported and does not block the removal.
-        var usable: [Date]?  // their expiry times
+        var usable: [(names: [String], notAfter: Date)]?
         do {
-            usable = try await AdminRevocation(directories: directories).usableCertificates(of: name).map(\.notAfter)
+            usable = try await AdminRevocation(directories: directories).usableCertificates(of: name).map { ($0.names, $0.notAfter) }
         } catch {
             Output.warning("could not count the certificates of provisioner \(name): \(error)")
         }
@@ -368,10 +368,17 @@ struct ProvisionerRemoveCommand: AsyncParsableCommand {
             }
         }
         print("Removed provisioner \(name).")
-        if let usable, let last = usable.max() {
+        if let usable, let last = usable.map(\.notAfter).max() {
             print(
                 "\(usable.count) certificate\(usable.count == 1 ? "" : "s") it issued will not be renewed; the last expires \(Output.date(last)).")
-            print("Their servers must enroll again with another provisioner (`auto-ssl server enroll`).")
+            var nameSets: [String] = []
+            for entry in usable {
+                let text = entry.names.joined(separator: ", ")
+                if !nameSets.contains(text) { nameSets.append(text) }
+            }
+            let shown = nameSets.prefix(20).map { "  " + $0 }.joined(separator: "\n")
+            print("Their servers must enroll again with another provisioner (`auto-ssl server enroll`):\n" + shown)
+            if nameSets.count > 20 { print("  and \(nameSets.count - 20) more (`auto-ssl ca certs list` shows them)") }
             print("If its password leaked, revoke them now: auto-ssl ca revoke --provisioner \(name) --issued-after TIME")
         }
     }

@@ -51,6 +51,8 @@ import TestSupport
         #expect(out.contains("JWK provisioner \"admin\"") && out.contains("the provisioner password opens it"), "\(imported)")
         #expect(out.contains("ACME provisioner \"acme\": http-01, dns-01, tls-alpn-01"), "\(imported)")
         #expect(out.contains("key re-encrypted (was traditional PEM (AES-256-CBC))"), "\(imported)")
+        // step-ca's P-256 root is kept, and said to be weaker than the roots auto-ssl makes.
+        #expect(out.contains("the root's key is P-256, weaker than the P-384 or RSA 4096"), "\(imported)")
         // What is not carried over is named, not dropped.
         for named in ["provisioner \"Google\" of type OIDC", "provisioner \"sshpop\" of type SSHPOP", "the badgerv2 database",
                       "templates/", "tls (cipher suites", "authority.backdate"] {

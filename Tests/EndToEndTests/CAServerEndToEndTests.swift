@@ -392,6 +392,7 @@ import TestSupport
         #expect(removed.status == 0, "\(removed)")
         // It said what stops renewing: the certificates ops issued above (and what the stolen key signed).
         #expect(removed.stdout.contains("certificates it issued will not be renewed; the last expires"), "\(removed)")
+        #expect(removed.stdout.contains("  ops.internal\n"), "\(removed)")
         #expect(!FileManager.default.fileExists(atPath: opsPassword))
         var gone = try issue("ops", opsPassword)
         for _ in 0..<20 where gone.status == 0 || !gone.stderr.contains("no provisioner named") {
