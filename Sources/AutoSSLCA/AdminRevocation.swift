@@ -113,7 +113,7 @@ public struct AdminRevocation {
     /// a name as `ca provisioner list` shows it (an ACME provisioner's certificates are recorded as
     /// `acme/NAME`) or such a recorded label.
     static func usable(by provisioner: String, in store: any CertificateDatabase, now: Date) async throws -> [CertificateRecord] {
-        let labels: Set<String> = [provisioner, ACMEProvisioner.labelPrefix + provisioner]
+        let labels = ACMEProvisioner.recordedLabels(forName: provisioner)
         return try await store.certificates(CertificateQuery(includeExpired: true), now: now).filter {
             let lifetime = $0.notAfter.timeIntervalSince($0.notBefore)
             return $0.status == .issued && $0.revocation == nil && labels.contains($0.provisioner)

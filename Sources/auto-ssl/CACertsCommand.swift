@@ -70,6 +70,9 @@ struct CACertsListCommand: AsyncParsableCommand {
     @Flag(help: "Only revoked certificates.")
     var revoked = false
 
+    @Option(help: "Only certificates this provisioner issued (an ACME one's by its name or acme/NAME).")
+    var provisioner: String?
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -81,8 +84,12 @@ struct CACertsListCommand: AsyncParsableCommand {
             query.includeExpired = false
         }
         let store = try await openStoreForAdmin()
-        let records = try await store.certificates(query, now: now)
+        var records = try await store.certificates(query, now: now)
         try await store.close()
+        if let provisioner {
+            let labels = ACMEProvisioner.recordedLabels(forName: provisioner)
+            records.removeAll { !labels.contains($0.provisioner) }
+        }
         let views = records.map { CertificateView($0, now: now) }
         if json {
             try Output.json(views)

@@ -378,7 +378,7 @@ struct ProvisionerRemoveCommand: AsyncParsableCommand {
             }
             let shown = nameSets.prefix(20).map { "  " + $0 }.joined(separator: "\n")
             print("Their servers must enroll again with another provisioner (`auto-ssl server enroll`):\n" + shown)
-            if nameSets.count > 20 { print("  and \(nameSets.count - 20) more (`auto-ssl ca certs list` shows them)") }
+            if nameSets.count > 20 { print("  and \(nameSets.count - 20) more (`auto-ssl ca certs list --provisioner \(name)`)") }
             print("If its password leaked, revoke them now: auto-ssl ca revoke --provisioner \(name) --issued-after TIME")
         }
     }

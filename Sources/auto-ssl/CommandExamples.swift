@@ -43,6 +43,7 @@ enum CommandExamples {
             "auto-ssl ca certs list",
             "auto-ssl ca certs list --expiring 48h",
             "auto-ssl ca certs list --revoked --json",
+            "auto-ssl ca certs list --provisioner ops",
         ],
         "ca import": [
             "auto-ssl ca import --step-ca /root/.step --password-file ca.pass \\",

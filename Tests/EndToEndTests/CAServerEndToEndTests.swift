@@ -393,6 +393,13 @@ import TestSupport
         // It said what stops renewing: the certificates ops issued above (and what the stolen key signed).
         #expect(removed.stdout.contains("certificates it issued will not be renewed; the last expires"), "\(removed)")
         #expect(removed.stdout.contains("  ops.internal\n"), "\(removed)")
+        // The records keep the removed provisioner's name, and the list filters by it.
+        let listed = try ca.sandbox.run(["ca", "certs", "list", "--provisioner", "ops", "--json"])
+        let rows = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(!rows.isEmpty && rows.allSatisfy { $0["provisioner"] as? String == "ops" }, "\(listed)")
+        #expect(rows.contains { ($0["names"] as? [String]) == ["ops.internal"] }, "\(listed)")
+        let none = try ca.sandbox.run(["ca", "certs", "list", "--provisioner", "nobody"])
+        #expect(none.status == 0 && none.stdout.contains("No certificates match."), "\(none)")
         #expect(!FileManager.default.fileExists(atPath: opsPassword))
         var gone = try issue("ops", opsPassword)
         for _ in 0..<20 where gone.status == 0 || !gone.stderr.contains("no provisioner named") {

@@ -15,6 +15,13 @@ public struct ACMEProvisioner: Provisioner, Equatable {
     /// The provisioner name recorded with the certificates it authorised.
     public var label: String { Self.labelPrefix + name }
 
+    /// The recorded provisioner names that an operator's `name` stands for: the name itself (a
+    /// password provisioner's, or a recorded label given as it is shown) and the label an ACME
+    /// provisioner of that name records (names are unique across kinds).
+    public static func recordedLabels(forName name: String) -> Set<String> {
+        [name, labelPrefix + name]
+    }
+
     public init(settings: ACMEProvisionerSettings, base: PolicySettings) throws {
         do {
             policy = try IssuancePolicy(base.overlaid(by: settings.policy))
