@@ -63,6 +63,7 @@ let package = Package(
             name: "AutoSSLStore",
             dependencies: [
                 "AutoSSLCore",
+                "AutoSSLIO",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 // Only to recognise the pool's "cannot connect" error (postgres-nio's own pool).

@@ -157,6 +157,10 @@ public struct ServerAgent: Sendable {
                 throw AutoSSLError.invalidArgument("the directory \(directory) does not exist", hint: "create it or choose another path")
             }
         }
+        // Before the CA is asked: the files must all be writable together, or none is touched.
+        try FileOperations.checkReplaceable(
+            [plan.certPath, plan.keyPath, plan.rootPath] + (plan.combinedPath.map { [$0] } ?? []),
+            options: ["--cert-path", "--key-path", "the copy of the root", "the combined chain and key file"])
         let key = try SigningKey.generate(plan.keyAlgorithm)
         let token: String
         switch credential {
@@ -183,7 +187,9 @@ public struct ServerAgent: Sendable {
         if let combined = plan.combinedPath {
             files.append((Array((signed.pemChain + key.pkcs8PEMRepresentation).utf8), combined, 0o600))
         }
-        let replaced = try replaceKeepingBackup(files, certPath: plan.certPath, keyPath: plan.keyPath, now: now)
+        // The pair kept is the one in use: the current enrollment's, wherever the new files go.
+        let inUse = (try? serverSection()).map { ($0.certPath, $0.keyPath) } ?? (plan.certPath, plan.keyPath)
+        let replaced = try replaceKeepingBackup(files, certPath: inUse.0, keyPath: inUse.1, now: now)
         let backedUpTo = replaced.backedUpTo
         var warnings = replaced.warnings
         var enrollment = ServerEnrollment(

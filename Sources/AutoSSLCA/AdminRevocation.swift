@@ -69,6 +69,11 @@ public struct AdminRevocation {
         by provisioner: String, after: Date, before: Date?, reasonCode: Int, reason: String, dryRun: Bool, now: Date = Date()
     ) async throws -> BulkResult {
         try Authority.validateReasonCode(reasonCode)
+        guard provisioner != ProvisionerName.caServer else {
+            throw AutoSSLError.invalidArgument(
+                "\"\(ProvisionerName.caServer)\" is the CA's own TLS certificates, not a provisioner; nothing was revoked",
+                hint: "restart the CA (`systemctl restart auto-ssl-ca`) and it serves a new certificate; revoke an old one by its serial with `auto-ssl ca revoke SERIAL`")
+        }
         if let before, before <= after {
             throw AutoSSLError.invalidArgument("--issued-before must be later than --issued-after")
         }
@@ -119,6 +124,21 @@ public struct AdminRevocation {
             return $0.status == .issued && $0.revocation == nil && labels.contains($0.provisioner)
                 && $0.notAfter.addingTimeInterval(max(0, lifetime) * Authority.maximumRenewalGraceFraction) > now
         }
+    }
+
+    /// Refuses to give a new provisioner the name of a removed one whose certificates can still be
+    /// used: renewals are authorised by the provisioner of that name, so they would renew again.
+    /// (An existing provisioner of that name is left to the add itself to refuse.)
+    public func checkNameReusable(forNewProvisioner name: String, now: Date = Date()) async throws {
+        let settings = try AuthorityLoader(directories: directories).settings()
+        if settings.provisioners.contains(where: { $0.name == name }) || (settings.acmeProvisioners ?? []).contains(where: { $0.name == name }) {
+            return
+        }
+        let usable = try await usableCertificates(of: name, now: now)
+        guard let last = usable.map(\.notAfter).max() else { return }
+        throw AutoSSLError.general(
+            "\(usable.count) certificate\(usable.count == 1 ? "" : "s") of a removed provisioner named \"\(name)\" can still be used (the last until \(AuditLog.timestamp(last))); a new provisioner of that name would renew them again, so it was not added",
+            hint: "choose another name, or revoke them first: auto-ssl ca revoke --provisioner \(name) --issued-after 1970-01-01T00:00:00Z")
     }
 
     /// The certificates `provisioner` issued that can still be used or renewed (see `usable`),

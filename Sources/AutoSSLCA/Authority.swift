@@ -340,7 +340,7 @@ public final class Authority: Sendable {
         let key = try SigningKey.generate(.p256)
         let issued = try await issue(
             IssuanceRequest(names: unique, publicKey: key.publicKey, keyType: .p256, validity: .upTo(lifetime), purpose: .serverCertificate, remote: nil),
-            IssuanceOptions(provisioner: "ca-server", policy: nil), now: now)
+            IssuanceOptions(provisioner: ProvisionerName.caServer, policy: nil), now: now)
         return (key, [try issued.leaf, issued.intermediate])
     }
 }

@@ -76,7 +76,16 @@ public struct CAInitOptions: Sendable {
 }
 
 public enum ProvisionerName {
+    /// The name the CA records its own TLS certificates under (not a provisioner: no provisioner
+    /// may take it, and `ca revoke --provisioner` does not take it).
+    public static let caServer = "ca-server"
+
     public static func validate(_ name: String) throws {
+        guard name != caServer else {
+            throw AutoSSLError.invalidArgument(
+                "\"\(caServer)\" is the name the CA records its own TLS certificates under; a provisioner cannot have it",
+                hint: "choose another name")
+        }
         // "@": step-ca names its first provisioner after an e-mail address, and `ca import` keeps it.
         let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
         guard (1...64).contains(name.count), name.unicodeScalars.allSatisfy(allowed.contains), !name.hasPrefix(".") else {

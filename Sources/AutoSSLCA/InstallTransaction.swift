@@ -28,6 +28,17 @@ struct InstallTransaction {
 
     static let configFilesKeptWithCA = ["config.yaml", "ca-password", "provisioner-password"]
 
+    /// The files of `configDir` that belong to the CA: `configFilesKeptWithCA` and the stored
+    /// passwords of the provisioners added since (`provisioner-NAME-password`, and a `.pending`
+    /// one an interrupted password change left).
+    static func configFilesOfCA(in configDir: String) -> [String] {
+        let stored = ((try? FileManager.default.contentsOfDirectory(atPath: configDir)) ?? []).filter {
+            $0.hasPrefix("provisioner-") && ($0.hasSuffix("-password") || $0.hasSuffix("-password.pending"))
+                && !configFilesKeptWithCA.contains($0)
+        }
+        return configFilesKeptWithCA + stored.sorted()
+    }
+
     /// Moves `$DATA/ca` to `$DATA/ca.<suffix>` (keys stay encrypted, nothing is deleted) and puts copies of
     /// config.yaml and the password files in its `previous-config/`, so the old CA can be brought back whole.
     mutating func moveExistingCAAside(suffix: String) throws {
@@ -43,7 +54,7 @@ struct InstallTransaction {
         movedAside = aside
         let copies = aside + "/previous-config"
         try FileOperations.makeDirectory(copies, mode: 0o700)
-        for name in Self.configFilesKeptWithCA {
+        for name in Self.configFilesOfCA(in: directories.configDir) {
             let path = directories.configDir + "/" + name
             guard FileOperations.exists(path) else { continue }
             let contents = try FileOperations.readText(path)

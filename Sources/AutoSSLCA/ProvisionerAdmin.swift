@@ -56,6 +56,13 @@ public struct ProvisionerAdmin {
         switch password {
         case .given(let given):
             try Passwords.validate(given, purpose: "provisioner password")
+            // As at `ca init`: the CA key password (when this machine stores it) never doubles as one.
+            if let caPassword = try? AuthorityLoader(directories: directories).caPassword(explicitFile: nil, settings: settings),
+               caPassword == given {
+                throw AutoSSLError.invalidArgument(
+                    "the provisioner password must differ from the CA key password",
+                    hint: "the provisioner password is shared with every application server; the CA key password never leaves the CA")
+            }
             secret = given
         case .generate:
             secret = Passwords.generate()

@@ -185,15 +185,38 @@ public struct SharedSettingsSync: Sendable {
         return result
     }
 
+    /// Runs `body`, a read-modify-write of config.yaml (and the files it names) on this machine,
+    /// under the settings lock: two admin commands run at once (two `ca provisioner add`, a key
+    /// change and an add) take turns instead of one writing its copy over the other's change.
+    public func locked<T>(_ body: () throws -> T) throws -> T {
+        let lock = try settingsLock()
+        defer { lock.release() }
+        return try body()
+    }
+
+    /// Changes this machine's own settings in config.yaml (ones no other replica shares, such as
+    /// the backup schedule): read, changed and written under the settings lock.
+    public func updateLocalSettings(_ change: (inout CASettings) throws -> Void) throws {
+        try locked {
+            var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+            guard var settings = configuration.ca else {
+                throw AutoSSLError.general("no CA on this machine", hint: "create one with `auto-ssl ca init`")
+            }
+            try change(&settings)
+            configuration.ca = settings
+            try configuration.save(to: directories.configFile)
+        }
+    }
+
     private func changeEverywhere<T>(_ what: String, _ body: () throws -> T) async throws -> T {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
-        guard settings.database != nil else { return try body() }
+        guard settings.database != nil else { return try locked(body) }
         let database = try await loader.openDatabase(settings)
         do {
             guard let state = database.replicated else {
                 try await database.close()
-                return try body()
+                return try locked(body)
             }
             // Held from the pull to the publication: `ca serve`'s follower on this machine cannot
             // write an older document over this change in between.

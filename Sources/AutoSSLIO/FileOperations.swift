@@ -194,10 +194,44 @@ public enum FileOperations {
 }
 
 extension FileOperations {
-    /// Writes several files that belong together (a key and its certificate): all are staged and
-    /// synced first, then renamed into place one after the other, so a failure while staging
-    /// changes nothing.
+    /// Refuses, before anything is made or asked for, a set of files that `replaceTogether` could
+    /// not write: two of them at the same path, or a path that is a directory (exit 2).
+    /// `options` names each path's option for the message (e.g. "--out-cert"), in the same order.
+    public static func checkReplaceable(_ paths: [String], options: [String]? = nil) throws {
+        func label(_ index: Int) -> String {
+            guard let options, index < options.count else { return paths[index] }
+            return "\(options[index]) \(paths[index])"
+        }
+        var seen: [String: Int] = [:]
+        for (index, path) in paths.enumerated() {
+            let absolute = (path as NSString).standardizingPath
+            if let first = seen[absolute] {
+                throw AutoSSLError.invalidArgument(
+                    "\(label(first)) and \(label(index)) name the same file; each file needs a path of its own", hint: "choose another path for one of them")
+            }
+            seen[absolute] = index
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                throw AutoSSLError.invalidArgument(
+                    "\(label(index)) is a directory; give the path of a file (it is created or replaced)", hint: "for example \(path)/server.crt")
+            }
+        }
+    }
+
+    /// Writes several files that belong together (a key and its certificate): all or none. All are
+    /// staged and synced first, so a failure while staging changes nothing. Then each is renamed
+    /// into place; the file it replaces is kept as a hard link until every rename has succeeded,
+    /// and if one fails, those already renamed are put back as they were (or removed, where there
+    /// was none) before the error is thrown.
     public static func replaceTogether(_ files: [(data: [UInt8], path: String, mode: mode_t)]) throws {
+        try replaceTogether(files, renaming: { rename($0, $1) })
+    }
+
+    /// `replaceTogether` with the rename step given (the tests make one fail).
+    static func replaceTogether(
+        _ files: [(data: [UInt8], path: String, mode: mode_t)], renaming: (String, String) -> Int32
+    ) throws {
+        try checkReplaceable(files.map(\.path))
         var staged: [(temp: String, path: String)] = []
         defer { for entry in staged { unlink(entry.temp) } }
         for file in files {
@@ -206,8 +240,37 @@ extension FileOperations {
             try writeAtomically(file.data, to: temp, mode: file.mode)
             staged.append((temp, file.path))
         }
+        // What each rename replaced: a hard link to the previous file, or nil where there was none.
+        var done: [(path: String, previous: String?)] = []
+        func rollBack() {
+            for entry in done.reversed() {
+                if let previous = entry.previous {
+                    _ = rename(previous, entry.path)
+                } else {
+                    _ = unlink(entry.path)
+                }
+            }
+            done.removeAll()
+        }
+        defer { for entry in done { if let previous = entry.previous { unlink(previous) } } }
         for entry in staged {
-            guard rename(entry.temp, entry.path) == 0 else { throw systemError(errno, "replace \(entry.path)") }
+            var previous: String?
+            if exists(entry.path) {
+                let kept = directory(of: entry.path) + "/." + (entry.path as NSString).lastPathComponent + ".previous-" + UUID().uuidString
+                guard link(entry.path, kept) == 0 else {
+                    let code = errno
+                    rollBack()
+                    throw systemError(code, "keep the previous \(entry.path) while replacing it")
+                }
+                previous = kept
+            }
+            guard renaming(entry.temp, entry.path) == 0 else {
+                let code = errno
+                if let previous { unlink(previous) }
+                rollBack()
+                throw systemError(code, "replace \(entry.path)")
+            }
+            done.append((entry.path, previous))
         }
         for directory in Set(staged.map { Self.directory(of: $0.path) }) {
             try syncDirectory(directory)

@@ -1,4 +1,5 @@
 import AutoSSLCore
+import AutoSSLIO
 import Foundation
 import GRDB
 import Logging
@@ -44,7 +45,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             throw StoreOpenError(path: path, underlying: "\(error)")
         }
         self.pool = pool
-        try Self.migrator.migrate(pool)
+        try Self.migrateOneAtATime(pool, path: path)
         committer = GroupCommitter(pool: pool, logger: logger, options: writer)
     }
 
@@ -98,6 +99,18 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         public var path: String
         public var underlying: String
         public var description: String { "could not open the certificate database \(path): \(underlying)" }
+    }
+
+    /// Brings the schema up to date. Each migration checks what was applied before its own
+    /// transaction, so two processes opening a database that is not up to date (two admin commands
+    /// run at once on a new CA) would both apply the same migration, and the second would fail
+    /// ("table ... already exists"): they take turns on an exclusive `flock` of `.migrate.lock`
+    /// next to the database. An up-to-date database, the usual case, takes no lock.
+    static func migrateOneAtATime(_ pool: DatabasePool, path: String) throws {
+        if try pool.read({ try migrator.hasCompletedMigrations($0) }) { return }
+        let lock = try FileLock.acquire((path as NSString).deletingLastPathComponent + "/.migrate.lock", exclusive: true, wait: true)
+        defer { lock?.release() }
+        try migrator.migrate(pool)
     }
 
     static var migrator: DatabaseMigrator {

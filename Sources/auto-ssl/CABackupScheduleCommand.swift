@@ -30,8 +30,8 @@ struct CABackupScheduleCommand: ParsableCommand {
     func run() throws {
         guard !(enable && disable) else { throw AutoSSLError.invalidArgument("give --enable or --disable, not both") }
         let directories = Directories.fromEnvironment()
-        var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
-        guard var settings = configuration.ca else {
+        let configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        guard let settings = configuration.ca else {
             throw AutoSSLError.general("no CA on this machine", hint: "create one with `auto-ssl ca init`")
         }
         if !enable && !disable {
@@ -51,9 +51,7 @@ struct CABackupScheduleCommand: ParsableCommand {
             if managesSystem { _ = SystemCommandRunner().run("systemctl", ["disable", "--now", "auto-ssl-backup.timer"], timeout: 60) }
             try FileOperations.removeTree(service)
             try FileOperations.removeTree(timer)
-            settings.backupSchedule = nil
-            configuration.ca = settings
-            try configuration.save(to: directories.configFile)
+            try SharedSettingsSync(directories: directories).updateLocalSettings { $0.backupSchedule = nil }
             if managesSystem { _ = SystemCommandRunner().run("systemctl", ["daemon-reload"], timeout: 60) }
             print("Scheduled backups are disabled (units removed).")
             return
@@ -86,10 +84,9 @@ struct CABackupScheduleCommand: ParsableCommand {
                 throw AutoSSLError.general("systemd-analyze verify reports problems with \(unit):\n\(output)")
             }
         }
-        settings.backupSchedule = BackupSchedule(
+        let backupSchedule = BackupSchedule(
             schedule: schedule, outputDirectory: outputDirectory, retention: retention, passphraseFile: passphrasePath)
-        configuration.ca = settings
-        try configuration.save(to: directories.configFile)
+        try SharedSettingsSync(directories: directories).updateLocalSettings { $0.backupSchedule = backupSchedule }
         print("Wrote \(service) and \(timer) (\(schedule), keeping \(retention) backups in \(outputDirectory)).")
         if managesSystem {
             let runner = SystemCommandRunner()

@@ -24,7 +24,22 @@ struct CertificateView: Encodable {
     var requester: String?
     var renewedFrom: String?
     var status: String
-    var revocation: RevocationRecord?
+    var revocation: RevocationView?
+
+    /// The revocation, with the snake_case keys of the rest of the JSON.
+    struct RevocationView: Encodable {
+        var reasonCode: Int
+        var reason: String
+        var revokedAt: Date
+        var revokedBy: String
+
+        enum CodingKeys: String, CodingKey {
+            case reasonCode = "reason_code"
+            case reason
+            case revokedAt = "revoked_at"
+            case revokedBy = "revoked_by"
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case serial
@@ -50,7 +65,9 @@ struct CertificateView: Encodable {
         provisioner = record.provisioner
         requester = record.requester
         renewedFrom = record.renewedFrom
-        revocation = record.revocation
+        revocation = record.revocation.map {
+            RevocationView(reasonCode: $0.reasonCode, reason: $0.reason, revokedAt: $0.revokedAt, revokedBy: $0.revokedBy)
+        }
         status = record.revocation != nil ? "revoked" : (record.notAfter < now ? "expired" : "valid")
     }
 }

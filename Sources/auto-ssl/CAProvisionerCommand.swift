@@ -163,7 +163,12 @@ struct ProvisionerAddCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let name = nameOption ?? positionalName else { throw AutoSSLError.invalidArgument("name the provisioner") }
+        if let nameOption, let positionalName, nameOption != positionalName {
+            throw AutoSSLError.invalidArgument("the provisioner is named twice (\(positionalName) and --name \(nameOption)); give one name")
+        }
+        try ProvisionerName.validate(name)
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
+        try await AdminRevocation(directories: Directories.fromEnvironment()).checkNameReusable(forNewProvisioner: name)
         switch type.lowercased() {
         case "acme":
             guard passwordFile == nil else { throw AutoSSLError.invalidArgument("ACME provisioners have no password") }

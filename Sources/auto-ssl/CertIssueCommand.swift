@@ -73,6 +73,8 @@ struct CertIssueCommand: AsyncParsableCommand {
                 throw AutoSSLError.invalidArgument("the directory \(directory) does not exist")
             }
         }
+        // Before the CA is asked: a certificate it signs must not be lost to a path that cannot be written.
+        try FileOperations.checkReplaceable([Directories.absolute(outCert), Directories.absolute(outKey)], options: ["--out-cert", "--out-key"])
         let password: String
         if let passwordFile {
             password = try SecretFiles.read(passwordFile, option: "--password-file")

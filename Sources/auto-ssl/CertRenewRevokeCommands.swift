@@ -29,11 +29,18 @@ struct CertRenewCommand: AsyncParsableCommand {
         let endpoints = try CAEndpoints(caUrl)
         let chain = try HolderFiles.chain(cert)
         let signingKey = try HolderFiles.key(key, matching: chain[0])
+        // Before the CA is asked: a renewed certificate must not be lost to a path that cannot be written.
+        let target = Directories.absolute(outCert ?? cert)
+        let directory = (target as NSString).deletingLastPathComponent
+        guard FileManager.default.fileExists(atPath: directory) else {
+            throw AutoSSLError.invalidArgument("the directory \(directory) does not exist")
+        }
+        try FileOperations.checkReplaceable([target, Directories.absolute(key)], options: [outCert == nil ? "--cert" : "--out-cert", "--key"])
         let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             try await client.renew(chain: chain, key: signingKey, method: authentication)
         }
         let renewed = answer.value
-        try FileOperations.writeAtomically(renewed.pemChain, to: Directories.absolute(outCert ?? cert), mode: 0o644)
+        try FileOperations.writeAtomically(renewed.pemChain, to: target, mode: 0o644)
         print("Renewed: new serial \(renewed.leaf.serialNumber.hexString), valid until \(Output.date(renewed.leaf.notValidAfter)) (written to \(outCert ?? cert))")
         Output.contact(answer.contact)
     }
@@ -65,6 +72,14 @@ struct CertRevokeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try Authority.validateReasonCode(reason.reasonCode)
+        // Revocation is permanent: two ways of naming the certificate at once is refused, not guessed.
+        if serial != nil, cert != nil || key != nil {
+            throw AutoSSLError.invalidArgument(
+                "give either --serial (with a provisioner password) or --cert and --key, not both; nothing was revoked")
+        }
+        if (cert == nil) != (key == nil) {
+            throw AutoSSLError.invalidArgument("--cert and --key go together (the certificate and its private key); nothing was revoked")
+        }
         let endpoints = try CAEndpoints(caUrl)
         let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client -> String in
             if let cert, let key {

@@ -461,6 +461,38 @@ import X509
         let refusal = try #require(try f.auditLines().last { $0["event"] as? String == "renewal.refused" })
         #expect(refusal["serial"] as? String == issued.serial)
         #expect(try await reloaded.store.certificate(serial: issued.serial)?.revocation == nil, "the certificate itself stays valid")
+
+        // A new provisioner under the removed one's name would renew them again: refused while they
+        // can be used; another name, or the name of a provisioner that exists, is not checked.
+        do {
+            try await revocations.checkNameReusable(forNewProvisioner: "admin")
+            Issue.record("the removed provisioner's name was given out again")
+        } catch let error as AutoSSLError {
+            #expect(error.message.contains("1 certificate of a removed provisioner named \"admin\""), "\(error)")
+            #expect(error.hint?.contains("ca revoke --provisioner admin") == true, "\(error)")
+        }
+        try await revocations.checkNameReusable(forNewProvisioner: "fresh")
+        try await revocations.checkNameReusable(forNewProvisioner: "ops")
+    }
+
+    /// The name the CA's own TLS certificates are recorded under is no provisioner's, and the CA key
+    /// password (stored on this machine) is refused as a new provisioner's, as at `ca init`.
+    @Test func provisionersCannotTakeTheCAServerNameOrTheCAPassword() async throws {
+        let f = try await Fixture()
+        let admin = ProvisionerAdmin(directories: f.directories)
+        #expect(throws: AutoSSLError.self) { _ = try admin.add(name: "ca-server", password: .generate, policy: nil, kdfIterations: 210_000) }
+        try FileOperations.writeAtomically("ca-password-for-tests-123\n", to: f.directories.caPasswordFile, mode: 0o600)
+        do {
+            _ = try admin.add(name: "same", password: .given("ca-password-for-tests-123"), policy: nil, kdfIterations: 210_000)
+            Issue.record("the CA key password became a provisioner password")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .invalidArguments && error.message.contains("must differ from the CA key password"), "\(error)")
+        }
+        _ = try admin.add(name: "other", password: .given("another-password-for-tests"), policy: nil, kdfIterations: 210_000)
+        await #expect(throws: AutoSSLError.self) {
+            _ = try await AdminRevocation(directories: f.directories).revokeIssued(
+                by: "ca-server", after: Date(timeIntervalSince1970: 0), before: nil, reasonCode: 0, reason: "", dryRun: true)
+        }
     }
 
     /// A key change interrupted after the new key file was written (config.yaml names the new key,

@@ -112,6 +112,10 @@ import X509
         let first = try CAInitializer(directories: dirs).initialise(options())
         let oldRoot = try readFile(first.settings.paths.rootCertificate)
         let oldProvisionerPassword = try readFile(dirs.provisionerPasswordFile)
+        // A provisioner added since, with a generated (stored) password.
+        let ops = try ProvisionerAdmin(directories: dirs).add(name: "ops", password: .generate, policy: nil, kdfIterations: 210_000)
+        let opsPasswordFile = try #require(ops.generatedPasswordFile)
+        let opsPassword = try readFile(opsPasswordFile)
         let second = try CAInitializer(directories: dirs).initialise(
             options(force: true), now: Date().addingTimeInterval(5))
         let aside = try #require(second.previousCALocation)
@@ -119,6 +123,11 @@ import X509
         #expect(try readFile(aside + "/certs/root_ca.crt") == oldRoot)
         #expect(try readFile(aside + "/previous-config/provisioner-password") == oldProvisionerPassword)
         #expect(fileMode(aside + "/previous-config/provisioner-password") == 0o600)
+        // Every provisioner's stored password goes with the old CA (a later `provisioner add ops`
+        // must not overwrite the password that opens the old CA's key).
+        #expect(try readFile(aside + "/previous-config/provisioner-ops-password") == opsPassword)
+        #expect(fileMode(aside + "/previous-config/provisioner-ops-password") == 0o600)
+        #expect(!FileManager.default.fileExists(atPath: opsPasswordFile))
         #expect(second.rootFingerprint != first.rootFingerprint)
         #expect(try readFile(dirs.provisionerPasswordFile) != oldProvisionerPassword)
     }

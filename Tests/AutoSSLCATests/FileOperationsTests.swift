@@ -1,6 +1,6 @@
 import AutoSSLCA
 import AutoSSLCore
-import AutoSSLIO
+@testable import AutoSSLIO
 import Foundation
 import Testing
 import TestSupport
@@ -14,6 +14,58 @@ import TestSupport
         #expect(try readFile(target) == "second")
         #expect(fileMode(target) == 0o640)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["secret"])
+    }
+
+    /// A key and its certificate are written all or none: when the second rename fails, the
+    /// first file is put back as it was (or removed, where there was none), and no staged or kept
+    /// copy is left behind.
+    @Test func filesWrittenTogetherAreAllPutBackWhenOneCannotBeReplaced() throws {
+        let dir = TemporaryDirectory()
+        let (key, cert, fresh) = (dir.file("server.key"), dir.file("server.crt"), dir.file("new.pem"))
+        try FileOperations.writeAtomically("old key", to: key, mode: 0o600)
+        try FileOperations.writeAtomically("old cert", to: cert, mode: 0o644)
+        var calls = 0
+        #expect(throws: AutoSSLError.self) {
+            try FileOperations.replaceTogether(
+                [(Array("new key".utf8), key, 0o600), (Array("new extra".utf8), fresh, 0o644), (Array("new cert".utf8), cert, 0o644)],
+                renaming: { from, to in
+                    calls += 1
+                    if calls == 3 { errno = EIO; return -1 }
+                    return rename(from, to)
+                })
+        }
+        #expect(try readFile(key) == "old key" && fileMode(key) == 0o600)
+        #expect(try readFile(cert) == "old cert")
+        #expect(!FileManager.default.fileExists(atPath: fresh), "a file that was not there before is removed again")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["server.crt", "server.key"])
+        // The same files without the failure: all replaced, nothing left over.
+        try FileOperations.replaceTogether([(Array("new key".utf8), key, 0o600), (Array("new cert".utf8), cert, 0o644)])
+        #expect(try readFile(key) == "new key" && fileMode(key) == 0o600 && readFile(cert) == "new cert")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["server.crt", "server.key"])
+    }
+
+    /// A path that is a directory, or two files at one path, is refused before anything is written
+    /// (exit 2), naming the option.
+    @Test func filesThatCannotBeWrittenTogetherAreRefusedUpFront() throws {
+        let dir = TemporaryDirectory()
+        try FileManager.default.createDirectory(atPath: dir.file("certs"), withIntermediateDirectories: false)
+        let key = dir.file("server.key")
+        do {
+            try FileOperations.checkReplaceable([dir.file("certs"), key], options: ["--out-cert", "--out-key"])
+            Issue.record("a directory was accepted")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .invalidArguments && error.message.contains("--out-cert \(dir.file("certs")) is a directory"), "\(error)")
+        }
+        do {
+            try FileOperations.checkReplaceable([key, dir.path + "/./server.key"], options: ["--out-cert", "--out-key"])
+            Issue.record("one file for both was accepted")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .invalidArguments && error.message.contains("name the same file"), "\(error)")
+        }
+        #expect(throws: AutoSSLError.self) {
+            try FileOperations.replaceTogether([(Array("k".utf8), key, 0o600), (Array("c".utf8), dir.file("certs"), 0o644)])
+        }
+        #expect(!FileManager.default.fileExists(atPath: key), "nothing was written")
     }
 
     @Test func aFailedWriteKeepsTheOldFile() throws {

@@ -1,5 +1,6 @@
 import AutoSSLCore
 import Foundation
+import Synchronization
 import Testing
 import TestSupport
 
@@ -100,6 +101,46 @@ import TestSupport
             sandbox.configDir + "/config.yaml",
         ])
         #expect(result.status == 0 && result.stdout == "ok\n", "\(result)")
+    }
+
+    /// Admin commands run at the same time take turns on config.yaml: four `ca provisioner add` at
+    /// once all land, and a key change run next to an add keeps its new key in force (before, the
+    /// add could write its older copy over the change, leaving the old key accepted).
+    @Test func concurrentProvisionerChangesAllTakeEffect() throws {
+        let (sandbox, _) = try initialised()
+        let names = ["par1", "par2", "par3", "par4"]
+        let results = Mutex<[String: ProcessResult]>([:])
+        DispatchQueue.concurrentPerform(iterations: names.count) { index in
+            let result = try? sandbox.run(["ca", "provisioner", "add", names[index], "--non-interactive"])
+            results.withLock { $0[names[index]] = result }
+        }
+        let listed = try sandbox.run(["ca", "provisioner", "list", "--json"])
+        let provisioners = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+        let present = Set(provisioners.compactMap { $0["name"] as? String })
+        for name in names {
+            #expect(results.withLock { $0[name]?.status } == 0, "\(name): \(String(describing: results.withLock { $0[name] }))")
+            #expect(present.contains(name), "\(name) was lost: \(listed.stdout)")
+            let token = try sandbox.run(["ca", "token", "create", "--san", "t.internal", "--provisioner", name])
+            #expect(token.status == 0, "\(name): \(token)")
+        }
+
+        let keyID = { () throws -> String? in
+            let listed = try sandbox.run(["ca", "provisioner", "list", "--json"])
+            let all = try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]] ?? []
+            return all.first { $0["name"] as? String == "par1" }?["kid"] as? String
+        }
+        let before = try keyID()
+        let both = Mutex<[ProcessResult?]>([nil, nil])
+        DispatchQueue.concurrentPerform(iterations: 2) { index in
+            let result = try? sandbox.run(
+                index == 0 ? ["ca", "provisioner", "password", "par1", "--non-interactive"] : ["ca", "provisioner", "add", "par5", "--non-interactive"])
+            both.withLock { $0[index] = result }
+        }
+        #expect(both.withLock { $0.allSatisfy { $0?.status == 0 } }, "\(both.withLock { $0 })")
+        let after = try keyID()
+        #expect(after != nil && after != before, "the key change was lost: \(String(describing: before)) → \(String(describing: after))")
+        #expect(try sandbox.run(["ca", "token", "create", "--san", "t.internal", "--provisioner", "par1"]).status == 0)
+        #expect(try sandbox.run(["ca", "token", "create", "--san", "t.internal", "--provisioner", "par5"]).status == 0)
     }
 
     @Test func aSecondInitLeavesTheCAByteForByteUnchanged() throws {

@@ -210,6 +210,67 @@ import TestSupport
         #expect(unreachable.status == 5, "\(unreachable)")
     }
 
+    /// Output paths that cannot be written (a directory, one file for both) and two ways of naming
+    /// the certificate to revoke are refused with exit 2 before the CA is asked: nothing is issued,
+    /// renewed, revoked or written.
+    @Test func ourClientRefusesUnwritableOutputsAndAmbiguousRevocationsBeforeAskingTheCA() throws {
+        let ca = try RunningCA()
+        let out = ca.sandbox.root
+        let fingerprint = try ca.fingerprint
+        let password = ca.sandbox.configDir + "/provisioner-password"
+        try FileManager.default.createDirectory(atPath: out.file("dir"), withIntermediateDirectories: false)
+        func issue(cert: String, key: String) throws -> ProcessResult {
+            try ca.sandbox.run([
+                "cert", "issue", "--ca-url", ca.url, "--fingerprint", fingerprint, "--san", "p.internal",
+                "--out-cert", cert, "--out-key", key, "--password-file", password,
+            ])
+        }
+        func issuedCount() throws -> Int {
+            let listed = try ca.sandbox.run(["ca", "certs", "list", "--json"])
+            return (try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [Any])?.count ?? -1
+        }
+        let before = try issuedCount()
+        let intoDirectory = try issue(cert: out.file("dir"), key: out.file("p.key"))
+        #expect(intoDirectory.status == 2 && intoDirectory.stderr.contains("--out-cert \(out.file("dir")) is a directory"), "\(intoDirectory)")
+        let keyIntoDirectory = try issue(cert: out.file("p.crt"), key: out.file("dir"))
+        #expect(keyIntoDirectory.status == 2 && keyIntoDirectory.stderr.contains("--out-key"), "\(keyIntoDirectory)")
+        let sameFile = try issue(cert: out.file("same.pem"), key: out.file("same.pem"))
+        #expect(sameFile.status == 2 && sameFile.stderr.contains("name the same file"), "\(sameFile)")
+        for path in ["p.key", "p.crt", "same.pem"] { #expect(!FileManager.default.fileExists(atPath: out.file(path)), "\(path) written") }
+        #expect(try issuedCount() == before, "the CA issued a certificate nobody has")
+
+        #expect(try issue(cert: out.file("p.crt"), key: out.file("p.key")).status == 0)
+        let renewed = try ca.sandbox.run([
+            "cert", "renew", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt"), "--key", out.file("p.key"),
+            "--out-cert", out.file("dir"),
+        ])
+        #expect(renewed.status == 2 && renewed.stderr.contains("--out-cert \(out.file("dir")) is a directory"), "\(renewed)")
+        #expect(try issuedCount() == before + 1, "the CA renewed into a file that cannot be written")
+
+        let serial = try #require(try runProcess("openssl", ["x509", "-in", out.file("p.crt"), "-noout", "-serial"]).stdout
+            .split(separator: "=").last.map { String($0).trimmingCharacters(in: .whitespacesAndNewlines) })
+        let ambiguous = try ca.sandbox.run([
+            "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--serial", "01", "--password-file", password,
+            "--cert", out.file("p.crt"), "--key", out.file("p.key"),
+        ])
+        #expect(ambiguous.status == 2 && ambiguous.stderr.contains("not both"), "\(ambiguous)")
+        let half = try ca.sandbox.run(["cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt")])
+        #expect(half.status == 2 && half.stderr.contains("--cert and --key go together"), "\(half)")
+        func shown() throws -> [String: Any] {
+            let result = try ca.sandbox.run(["ca", "certs", "show", serial, "--json"])
+            return try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any] ?? ["failed": "\(result)"]
+        }
+        #expect(try shown()["status"] as? String == "valid")
+        // Revoked by its holder: the JSON names the revocation in snake_case like everything else.
+        let revoked = try ca.sandbox.run([
+            "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt"), "--key", out.file("p.key"),
+            "--reason-code", "4",
+        ])
+        #expect(revoked.status == 0, "\(revoked)")
+        let revocation = try #require(try shown()["revocation"] as? [String: Any])
+        #expect(revocation["reason_code"] as? Int == 4 && revocation["revoked_at"] != nil && revocation["revoked_by"] != nil, "\(revocation)")
+    }
+
     @Test func repeatedAuthenticationFailuresAreSlowedDown() throws {
         let ca = try RunningCA()
         var statuses: [Int] = []

@@ -484,6 +484,24 @@ import TestSupport
         #expect(text.contains("renewed:") && text.contains("renewal daemon stopped"), "\(text)")
     }
 
+    /// A re-enrollment whose new certificate path is a directory (or names the key file) is refused
+    /// before a key is made or the CA is asked: exit 2, and the working pair is untouched.
+    @Test func aReEnrollmentToAPathThatCannotBeWrittenChangesNothing() throws {
+        let setup = try Setup()
+        #expect(try setup.enroll().status == 0)
+        let before = try setup.files()
+        let issuedBefore = try setup.ca.sandbox.run(["ca", "certs", "list", "--json"]).stdout
+        let directory = setup.server.root.file("certs-dir")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let intoDirectory = try setup.enroll(["--no-renewal", "--cert-path", directory])
+        #expect(intoDirectory.status == 2 && intoDirectory.stderr.contains("--cert-path \(directory) is a directory"), "\(intoDirectory)")
+        let ontoKey = try setup.enroll(["--no-renewal", "--cert-path", setup.keyFile])
+        #expect(ontoKey.status == 2 && ontoKey.stderr.contains("name the same file"), "\(ontoKey)")
+        #expect(try setup.files() == before)
+        #expect(try setup.ca.sandbox.run(["ca", "certs", "list", "--json"]).stdout == issuedBefore, "the CA issued nothing")
+        #expect(try setup.server.run(["server", "renew", "--force"]).status == 0, "the pair still renews")
+    }
+
     @Test func aReadOnlyCertificateDirectoryFailsWithExit4AndKeepsTheFiles() throws {
         let setup = try Setup()
         #expect(try setup.enroll().status == 0)
