@@ -65,6 +65,52 @@ public struct BackupLocation: Sendable {
         }
     }
 
+    /// Refuses (before anything is done) a local backup file that would replace something other
+    /// than an earlier backup: a file inside one of `protected` (the CA's configuration and
+    /// directory), one of `protectedFiles` (the passphrase file), anything that is not a regular
+    /// file, or a file that does not begin the way every backup does (`Salted__`, openssl enc).
+    public func checkLocalOverwrite(protected directories: [String], protectedFiles: [String]) throws {
+        guard destination is FileDestination, let name else { return }
+        let path = Directories.absolute(destination.location(of: name))
+        let real = Self.resolved(path)
+        for file in protectedFiles where Self.resolved(Directories.absolute(file)) == real {
+            throw AutoSSLError.invalidArgument(
+                "--output \(path) is the passphrase file; the backup would replace the passphrase it is encrypted with", hint: "choose another --output")
+        }
+        for directory in directories {
+            let root = Self.resolved(Directories.absolute(directory))
+            if real == root || real.hasPrefix(root.hasSuffix("/") ? root : root + "/") {
+                throw AutoSSLError.invalidArgument(
+                    "--output \(path) is inside \(directory), which holds the CA's own files; a backup is not written there",
+                    hint: "keep backups outside the CA's directories (e.g. /var/backups/auto-ssl/)")
+            }
+        }
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        guard attributes?[.type] as? FileAttributeType == .typeRegular, let handle = FileHandle(forReadingAtPath: path) else {
+            throw AutoSSLError.invalidArgument("--output \(path) exists and is not a regular file; nothing was written")
+        }
+        defer { try? handle.close() }
+        let head = (try? handle.read(upToCount: 8)) ?? Data()
+        guard head == Data("Salted__".utf8) else {
+            throw AutoSSLError.invalidArgument(
+                "--output \(path) exists and is not an auto-ssl backup; it is not overwritten",
+                hint: "choose a new file name, or a directory for timestamped backups")
+        }
+    }
+
+    /// `path` with its directory's symbolic links resolved (the file itself may not exist yet).
+    static func resolved(_ path: String) -> String {
+        let directory = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        let realDirectory = (directory as NSString).resolvingSymlinksInPath
+        var real = (realDirectory as NSString).appendingPathComponent(base)
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: real) {
+            real = target.hasPrefix("/") ? target : (realDirectory as NSString).appendingPathComponent(target)
+        }
+        return (real as NSString).standardizingPath
+    }
+
     /// How the backup this location names is written for people (the destination itself for a place).
     public var location: String { destination.location(of: name ?? "") }
 

@@ -30,9 +30,13 @@ public struct CABackup: Sendable {
         /// The shared database (postgres://...) of a CA on PostgreSQL, whose records are not in the
         /// backup (PostgreSQL's own tools back them up); nil when the backup holds the SQLite database.
         public var sharedDatabase: String?
+        /// About how many bytes the archive unpacks to (nil in backups made before it was recorded):
+        /// what `--max-unpacked-mib` must allow when it is more than the default.
+        public var unpackedBytes: Int?
 
         enum CodingKeys: String, CodingKey {
             case sharedDatabase = "shared_database"
+            case unpackedBytes = "unpacked_bytes"
             case format
             case createdAt = "created_at"
             case caName = "ca_name"
@@ -93,15 +97,34 @@ public struct CABackup: Sendable {
         }
 
         let root = try CAStatusReport.loadCertificate(settings.paths.rootCertificate, what: "root certificate")
-        let manifest = Manifest(
+        var manifest = Manifest(
             format: 1, createdAt: now, caName: settings.name, caFingerprint: try Fingerprint.sha256(of: root),
             toolVersion: toolVersion, files: try Self.hashes(under: top), sharedDatabase: settings.database?.displayURL)
+        manifest.unpackedBytes = try Self.unpackedSize(of: work) + 64 * 1024  // the manifest itself and the end marker
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .iso8601
         try FileOperations.writeAtomically(try encoder.encode(manifest), to: top + "/manifest.json", mode: 0o600)
         let archive = try Tarball.create(directory: work, member: Self.topDirectory)
         return (try OpenSSLEnc.encrypt(archive, passphrase: passphrase, iterations: iterations), manifest)
+    }
+
+    /// The default of `--max-unpacked-mib`: what restore and verify accept unless told otherwise.
+    public static let defaultMaximumUnpackedMiB = TarReader.defaultMaximumBytes >> 20
+
+    /// What a tar of everything under `directory` takes: a 512-byte header per entry, each file's
+    /// bytes rounded up to 512.
+    static func unpackedSize(of directory: String) throws -> Int {
+        var total = 0
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
+        while let relative = walker.nextObject() as? String {
+            total += 512
+            if let size = walker.fileAttributes?[.size] as? Int, walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular {
+                total += (size + 511) / 512 * 512
+            }
+            _ = relative
+        }
+        return total
     }
 
     // MARK: - Open and verify
@@ -124,13 +147,22 @@ public struct CABackup: Sendable {
     /// members are written by us (no owner or mode from the archive): directories 0700, certificates
     /// under `ca/certs/` 0644, everything else 0600. Without `manifest.json` the archive is refused
     /// unless `allowNoManifest` (a hand-made archive of the same layout).
-    public func open(_ bytes: [UInt8], passphrase: String, iterations: Int, allowNoManifest: Bool = false) throws -> Opened {
+    public func open(
+        _ bytes: [UInt8], passphrase: String, iterations: Int, allowNoManifest: Bool = false,
+        maximumUnpackedBytes: Int = TarReader.defaultMaximumBytes
+    ) throws -> Opened {
         let archive = try OpenSSLEnc.decrypt(bytes, passphrase: passphrase, iterations: iterations)
         let createdDataDirectory = !FileOperations.exists(directories.dataDir)
         try FileOperations.makeDirectory(directories.dataDir, mode: 0o755)
         let work = try Self.privateWorkDirectory(in: directories.dataDir, prefix: ".restore-")
         do {
-            let tar = try TarReader.gunzip(archive, scratchDirectory: work)
+            let tar: [UInt8]
+            do {
+                tar = try TarReader.gunzip(archive, scratchDirectory: work, limit: maximumUnpackedBytes)
+            } catch var error as AutoSSLError where error.message.contains("gzip bomb") {
+                error.hint = "a backup of a large CA may unpack to more (`ca backup` says how much when it writes one): give --max-unpacked-mib with that size"
+                throw error
+            }
             let members = try TarReader.members(of: tar)
             let wrapped = try Self.checkLayout(members, allowNoManifest: allowNoManifest)
             let files = work + "/files"

@@ -20,6 +20,9 @@ public final class CALock: @unchecked Sendable {
     public enum Mode: Sendable {
         case serving
         case migrating
+        /// `ca init --force`, `ca import --force`, `ca restore --force` and `ca reset`, which move the
+        /// CA directory aside: a server still running would go on writing to the moved database.
+        case replacing
     }
 
     public let path: String
@@ -42,7 +45,7 @@ public final class CALock: @unchecked Sendable {
 
     public init(path: String, mode: Mode) throws {
         self.path = path
-        guard let held = try FileLock.acquire(path, exclusive: mode == .migrating, wait: false) else {
+        guard let held = try FileLock.acquire(path, exclusive: mode != .serving, wait: false) else {
             switch mode {
             case .serving:
                 throw AutoSSLError(
@@ -52,6 +55,11 @@ public final class CALock: @unchecked Sendable {
                 throw AutoSSLError(
                     .inUse, "the CA is running on this machine; stop it (systemctl stop auto-ssl-ca) and run again",
                     hint: "a running `auto-ssl ca serve` holds \(path); nothing was changed")
+            case .replacing:
+                throw AutoSSLError(
+                    .inUse,
+                    "the CA is running on this machine (or its database is being migrated); stop it (systemctl stop auto-ssl-ca) before the CA is replaced or removed, and run again",
+                    hint: "a running `auto-ssl ca serve` holds \(path) and would go on writing to the moved CA's database; nothing was changed")
             }
         }
         self.held = held

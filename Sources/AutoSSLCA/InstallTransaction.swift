@@ -47,11 +47,22 @@ struct InstallTransaction {
             throw AutoSSLError.general("\(aside) already exists; wait a second and try again")
         }
         if FileOperations.exists(directories.caDir) {
+            // Not while the CA runs here: its server would go on writing to the moved database.
+            // (A CA that never served has no lock file, and none is made for it.)
+            let settings = try? AutoSSLConfiguration.load(from: directories.configFile).ca
+            let lockPath = settings.map(CALock.path(for:)) ?? directories.caDir + "/db/.serve.lock"
+            let lock = FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .replacing) : nil
+            defer { lock?.release() }
             try FileOperations.move(directories.caDir, to: aside)
         } else {
             try FileOperations.makeDirectory(aside, mode: 0o700)
         }
         movedAside = aside
+        try writeCopiesOfConfiguration(to: aside)
+        logger.info("moved the existing CA aside", metadata: ["path": "\(aside)"])
+    }
+
+    private mutating func writeCopiesOfConfiguration(to aside: String) throws {
         let copies = aside + "/previous-config"
         try FileOperations.makeDirectory(copies, mode: 0o700)
         for name in Self.configFilesOfCA(in: directories.configDir) {
@@ -63,7 +74,6 @@ struct InstallTransaction {
                 try remove(path)
             }
         }
-        logger.info("moved the existing CA aside", metadata: ["path": "\(aside)"])
     }
 
     mutating func writeSecret(_ secret: String, to path: String) throws {

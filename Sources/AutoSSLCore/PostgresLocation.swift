@@ -150,15 +150,15 @@ public struct PostgresLocation: Sendable, Equatable, CustomStringConvertible {
                     "the PostgreSQL URL may carry only sslmode and sslrootcert after '?'", hint: form)
             }
         }
-        if root == "system" { root = nil }
-        // A roots file named without a mode means the checks it is for, on any host.
+        // Roots named without a mode (a file, or `system` for the system's) mean the checks they
+        // are for, on any host.
         let effective = mode ?? (root != nil ? .verifyFull : defaultTLS(host: host))
         if let root, !effective.checksChain {
             throw AutoSSLError.invalidArgument(
                 "the PostgreSQL URL names sslrootcert \(root) but sslmode=\(effective.rawValue) does not check the server's certificate",
                 hint: "use sslmode=verify-full (or verify-ca) with sslrootcert")
         }
-        return (effective, root)
+        return (effective, root == "system" ? nil : root)
     }
 
     /// The canonical URL, read back to an equal value: `sslmode` is written when it is not the

@@ -105,7 +105,7 @@ public enum TarReader {
             let size = try octal(header[124..<136], field: "size")
             let dataStart = offset + 512
             let padded = (size + 511) / 512 * 512
-            guard size <= defaultMaximumBytes, dataStart + padded <= tar.count else { throw damaged("a member's data is cut short") }
+            guard size <= tar.count, dataStart + padded <= tar.count else { throw damaged("a member's data is cut short") }
             let data = Array(tar[dataStart..<(dataStart + size)])
             offset = dataStart + padded
             let type = header[156]

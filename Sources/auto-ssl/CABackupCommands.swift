@@ -91,6 +91,8 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             try checkRetention()
             let location = try BackupLocation.output(output)
             if retention != nil { try location.checkRotation() }
+            try location.checkLocalOverwrite(
+                protected: [directories.configDir, directories.caDir], protectedFiles: passphrase.passphraseFile.map { [$0] } ?? [])
             let (bytes, manifest) = try await create(directories)
             let path = try await location.destination.put(bytes, name: location.nameForNewBackup(at: Date()))
             let pruned = try await prune(location)
@@ -110,6 +112,8 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             if retention != nil { try remote.checkRotation() }
             let secret = try passphrase.passphrase(confirm: true)
             let local = try output.map(BackupLocation.output)
+            try local?.checkLocalOverwrite(
+                protected: [directories.configDir, directories.caDir], protectedFiles: passphrase.passphraseFile.map { [$0] } ?? [])
             let localName = local?.nameForNewBackup(at: Date()) ?? BackupRotation.fileName(at: Date())
             let (bytes, manifest) = try await create(directories, secret: secret)
             let localPath = try await local?.destination.put(bytes, name: localName)
@@ -153,6 +157,11 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             Output.warning(
                 "the certificate records are in PostgreSQL (\(database)) and not in this backup: back them up with PostgreSQL's tools (pg_dump, or its replication)")
         }
+        if let unpacked = made.manifest.unpackedBytes, unpacked > CABackup.defaultMaximumUnpackedMiB << 20 {
+            let needed = (unpacked + (1 << 20) - 1) >> 20
+            Output.warning(
+                "this backup unpacks to \(needed) MiB, more than the \(CABackup.defaultMaximumUnpackedMiB) MiB that `ca restore` and `ca backup verify` accept by default: give them --max-unpacked-mib \(needed + needed / 4) (restoring needs that much memory)")
+        }
         return made
     }
 
@@ -194,6 +203,18 @@ struct ManifestOptions: ParsableArguments {
     @Flag(help: ArgumentHelp(
         "Accept an archive without manifest.json (one made by hand from ca/ and config/); its files are then not hash-checked."))
     var allowNoManifest = false
+
+    @Option(help: ArgumentHelp(
+        "The most the archive may unpack to, in MiB (default 256; a larger CA's backup says what it needs).", valueName: "MiB"))
+    var maxUnpackedMib = CABackup.defaultMaximumUnpackedMiB
+
+    /// The bound in bytes, checked: 1 MiB to 64 GiB.
+    func maximumUnpackedBytes() throws -> Int {
+        guard (1...65_536).contains(maxUnpackedMib) else {
+            throw AutoSSLError.invalidArgument("--max-unpacked-mib must be from 1 to 65536")
+        }
+        return maxUnpackedMib << 20
+    }
 }
 
 struct CABackupVerifyCommand: AsyncParsableCommand {
@@ -215,7 +236,8 @@ struct CABackupVerifyCommand: AsyncParsableCommand {
         let location = BackupLocation.file(file)
         let bytes = try await location.destination.get(location.name ?? "")
         let opened = try backup.open(
-            bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
+            bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest,
+            maximumUnpackedBytes: try manifestOptions.maximumUnpackedBytes())
         try? FileManager.default.removeItem(atPath: opened.workDirectory)
         if let manifest = opened.manifest {
             print("OK: \(manifest.files.count) files match the manifest; CA \"\(manifest.caName)\", root \(opened.rootFingerprint), made \(Output.date(manifest.createdAt)) by auto-ssl \(manifest.toolVersion)")
@@ -257,7 +279,8 @@ struct CARestoreCommand: AsyncParsableCommand {
         let location = try BackupLocation.input(input, s3: s3.connection)
         let bytes = try await location.destination.get(location.name ?? "")
         let opened = try backup.open(
-            bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest)
+            bytes, passphrase: secret, iterations: passphrase.iterations, allowNoManifest: manifestOptions.allowNoManifest,
+            maximumUnpackedBytes: try manifestOptions.maximumUnpackedBytes())
         let restored: CABackup.Restored
         do {
             if asReplica { try CAInitializer.checkReplicaBackup(content: opened.content, newAddress: address) }

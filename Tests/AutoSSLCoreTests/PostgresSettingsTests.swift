@@ -65,7 +65,8 @@ import Testing
             // A roots file without a mode asks for the full checks, even on loopback.
             ("postgres://u@127.0.0.1/ca?sslrootcert=/etc/pg.pem", .verifyFull, "/etc/pg.pem",
              "postgres://u@127.0.0.1:5432/ca?sslmode=verify-full&sslrootcert=/etc/pg.pem"),
-            ("postgres://u@localhost/ca?sslrootcert=system", .disable, nil, "postgres://u@localhost:5432/ca"),
+            // So does `system` (the system's roots) without a mode: it is not dropped.
+            ("postgres://u@localhost/ca?sslrootcert=system", .verifyFull, nil, "postgres://u@localhost:5432/ca?sslmode=verify-full"),
         ]
         for (url, mode, root, canonical) in cases {
             let parsed = try PostgresLocation(url: url)
@@ -84,6 +85,7 @@ import Testing
             ("postgres://u@db/ca?sslrootcert=/a.pem&sslrootcert=/b.pem", "twice"),
             ("postgres://u@db/ca?sslmode=require&sslrootcert=/a.pem", "does not check"),
             ("postgres://u@db/ca?sslmode=disable&sslrootcert=/a.pem", "does not check"),
+            ("postgres://u@127.0.0.1/ca?sslmode=disable&sslrootcert=system", "does not check"),
             ("postgres://u@db/ca?sslrootcert=roots.pem", "absolute path"),
             ("postgres://u@db/ca?sslrootcert=/etc/../root/x.pem", "absolute path"),
             ("postgres://u@db/ca?sslrootcert=/etc/a%20b.pem", "absolute path"),

@@ -106,6 +106,60 @@ import TestSupport
         #expect(list.stdout.contains(revokedSerial.count % 2 == 1 ? "0" + revokedSerial : revokedSerial))
     }
 
+    /// A backup never replaces what is not an earlier backup: the passphrase file, the CA's own
+    /// files, or any other file (exit 2, nothing written); an earlier backup is replaced. While
+    /// `ca serve` runs, `ca restore --force`, `ca init --force` and `ca reset` refuse with exit 7
+    /// (the server would go on writing to the moved database). A bound below the archive's size is
+    /// refused with the option that raises it, which then restores it.
+    @Test func backupsReplaceOnlyBackupsAndNothingReplacesARunningCA() throws {
+        let ca = try RunningCA()
+        let out = ca.sandbox.root
+        let passphraseFile = try out.write("pp", Self.passphrase + "\n")
+        func backup(_ output: String) throws -> ProcessResult {
+            try ca.sandbox.run(["ca", "backup", "--output", output, "--passphrase-file", passphraseFile])
+        }
+        let config = ca.sandbox.configDir + "/config.yaml"
+        let configBefore = try readFile(config)
+        for (target, words) in [
+            (passphraseFile, "is the passphrase file"), (config, "holds the CA's own files"),
+            (ca.sandbox.caDir + "/db/auto-ssl.sqlite", "holds the CA's own files"), (try out.write("notes.txt", "keep me\n"), "not an auto-ssl backup"),
+        ] {
+            let refused = try backup(target)
+            #expect(refused.status == 2 && refused.stderr.contains(words), "\(target): \(refused)")
+        }
+        #expect(try readFile(passphraseFile) == Self.passphrase + "\n" && readFile(config) == configBefore)
+        #expect(try readFile(out.file("notes.txt")) == "keep me\n")
+        // 2 MiB that does not compress, so that the archive unpacks to more than a 1 MiB bound.
+        var noise = [UInt8](repeating: 0, count: 2 << 20)
+        for index in noise.indices { noise[index] = UInt8.random(in: 0...255) }
+        try Data(noise).write(to: URL(fileURLWithPath: ca.sandbox.caDir + "/noise.bin"))
+        let file = out.file("ca.enc")
+        #expect(try backup(file).status == 0)
+        #expect(try backup(file).status == 0, "an earlier backup is replaced")
+
+        let before = try snapshotTree(ca.sandbox.caDir)
+        let restore = try ca.sandbox.run(["ca", "restore", "--input", file, "--passphrase-file", passphraseFile, "--force"])
+        #expect(restore.status == 7 && restore.stderr.contains("the CA is running"), "\(restore)")
+        let reinit = try ca.sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443", "--force"])
+        #expect(reinit.status == 7, "\(reinit)")
+        let reset = try ca.sandbox.run(["ca", "reset", "--yes"])
+        #expect(reset.status == 7, "\(reset)")
+        #expect(try snapshotTree(ca.sandbox.caDir).keys.sorted() == before.keys.sorted(), "the running CA's directory was moved")
+
+        func verify(_ mib: String) throws -> ProcessResult {
+            try ca.sandbox.run(["ca", "backup", "verify", file, "--passphrase-file", passphraseFile, "--max-unpacked-mib", mib])
+        }
+        let tooSmall = try verify("1")
+        #expect(tooSmall.status == 1 && tooSmall.stderr.contains("more than 1 MiB") && tooSmall.stderr.contains("--max-unpacked-mib"), "\(tooSmall)")
+        #expect(try verify("4").status == 0)
+        let outOfRange = try verify("0")
+        #expect(outOfRange.status == 2 && outOfRange.stderr.contains("--max-unpacked-mib must be"), "\(outOfRange)")
+        #expect(ca.stop() == 0)
+        let stopped = try ca.sandbox.run(["ca", "restore", "--input", file, "--passphrase-file", passphraseFile, "--force", "--max-unpacked-mib", "4"])
+        #expect(stopped.status == 0, "\(stopped)")
+        #expect(FileManager.default.fileExists(atPath: ca.sandbox.caDir + "/noise.bin"))
+    }
+
     @Test func wrongPassphraseAndDamagedFilesChangeNothing() throws {
         let source = Sandbox()
         #expect(try source.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
