@@ -13,8 +13,8 @@ struct AutoSSLCommand: AsyncParsableCommand {
             AUTO_SSL_SYSTEMD_DIR; AUTO_SSL_DEBUG=1 adds debug logging on stderr.
 
             Exit codes: 0 ok, 1 error, 2 invalid arguments, 3 missing dependency, 4 permission denied, \
-            5 network error, 6 trust failure, 7 the CA is in use (ca serve and ca database migrate \
-            exclude each other), 8 a command on a remote host failed (remote).
+            5 network error, 6 trust failure, 7 the CA is in use (ca serve excludes ca database migrate, \
+            ca reset and replacing the CA with --force), 8 a command on a remote host failed (remote).
             """,
         version: versionLine,
         subcommands: [CACommand.self, ServerCommand.self, RemoteCommand.self, CertCommand.self, ClientCommand.self, InfoCommand.self, VersionCommand.self]
