@@ -127,7 +127,14 @@ public struct CAInitializer {
     /// Describes an existing CA on this machine, or nil when there is none.
     public func existingCA() throws -> String? {
         if FileOperations.exists(directories.caDir) { return "a CA directory exists at \(directories.caDir)" }
-        if try AutoSSLConfiguration.load(from: directories.configFile).ca != nil {
+        let configuration: AutoSSLConfiguration
+        do {
+            configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        } catch {
+            // A damaged file may describe a CA: only --force replaces it (keeping a copy).
+            return "\(directories.configFile) exists and cannot be read"
+        }
+        if configuration.ca != nil {
             return "\(directories.configFile) describes a CA"
         }
         return nil

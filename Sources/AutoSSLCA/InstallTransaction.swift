@@ -19,7 +19,10 @@ struct InstallTransaction {
     private(set) var movedAside: String?
     var installedCADirectory = false
     /// Original contents of files we overwrote or removed (nil = the file did not exist).
-    private var originals: [(path: String, contents: String?, mode: mode_t)] = []
+    private var originals: [(path: String, contents: [UInt8]?, mode: mode_t)] = []
+    /// config.yaml could not be read when the CA was moved aside (`--force` over a damaged file): its
+    /// copy went with the old CA, and the new CA section starts from an empty configuration.
+    private var configurationUnreadable = false
 
     init(directories: Directories, logger: Logger) {
         self.directories = directories
@@ -46,10 +49,12 @@ struct InstallTransaction {
         guard !FileOperations.exists(aside) else {
             throw AutoSSLError.general("\(aside) already exists; wait a second and try again")
         }
+        let loaded = Result { try AutoSSLConfiguration.load(from: directories.configFile) }
+        if case .failure = loaded { configurationUnreadable = true }
         if FileOperations.exists(directories.caDir) {
             // Not while the CA runs here: its server would go on writing to the moved database.
             // (A CA that never served has no lock file, and none is made for it.)
-            let settings = try? AutoSSLConfiguration.load(from: directories.configFile).ca
+            let settings = (try? loaded.get())?.ca
             let lockPath = settings.map(CALock.path(for:)) ?? directories.caDir + "/db/.serve.lock"
             let lock = FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .replacing) : nil
             defer { lock?.release() }
@@ -68,8 +73,8 @@ struct InstallTransaction {
         for name in Self.configFilesOfCA(in: directories.configDir) {
             let path = directories.configDir + "/" + name
             guard FileOperations.exists(path) else { continue }
-            let contents = try FileOperations.readText(path)
-            try FileOperations.writeAtomically(contents, to: copies + "/" + name, mode: 0o600)
+            // As bytes: a damaged config.yaml is kept as it is, whatever it holds.
+            try FileOperations.writeAtomically(try FileOperations.readBytes(path), to: copies + "/" + name, mode: 0o600)
             if name != "config.yaml" {
                 try remove(path)
             }
@@ -83,7 +88,8 @@ struct InstallTransaction {
 
     /// Puts `settings` into config.yaml as the CA section, keeping every other section.
     mutating func installCASettings(_ settings: CASettings?) throws {
-        var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
+        var configuration = configurationUnreadable
+            ? AutoSSLConfiguration() : try AutoSSLConfiguration.load(from: directories.configFile)
         configuration.ca = settings
         try writeConfiguration(configuration)
     }
@@ -105,7 +111,7 @@ struct InstallTransaction {
     private mutating func remember(_ path: String) throws {
         guard !originals.contains(where: { $0.path == path }) else { return }
         if FileOperations.exists(path) {
-            originals.append((path, try FileOperations.readText(path), FileOperations.mode(of: path) ?? 0o600))
+            originals.append((path, try FileOperations.readBytes(path), FileOperations.mode(of: path) ?? 0o600))
         } else {
             originals.append((path, nil, 0))
         }

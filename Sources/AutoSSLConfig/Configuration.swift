@@ -46,7 +46,7 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
         } catch {
             throw AutoSSLError.general(
                 "\(path) could not be read: \(error)",
-                hint: "fix the file by hand or restore it from the copy kept next to the CA directory")
+                hint: "fix the file by hand, or restore the CA from a backup with `auto-ssl ca restore --force` (the damaged file is kept with the CA it replaces)")
         }
     }
 

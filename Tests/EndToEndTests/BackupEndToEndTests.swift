@@ -155,9 +155,18 @@ import TestSupport
         let outOfRange = try verify("0")
         #expect(outOfRange.status == 2 && outOfRange.stderr.contains("--max-unpacked-mib must be"), "\(outOfRange)")
         #expect(ca.stop() == 0)
+        // Disaster recovery: a damaged config.yaml does not stop `restore --force`; the damaged file
+        // goes with the CA it replaces.
+        try "ca: [\u{1}garbage\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let status = try ca.sandbox.run(["ca", "status"])
+        #expect(status.status == 1 && status.stderr.contains("ca restore --force"), "\(status)")
         let stopped = try ca.sandbox.run(["ca", "restore", "--input", file, "--passphrase-file", passphraseFile, "--force", "--max-unpacked-mib", "4"])
         #expect(stopped.status == 0, "\(stopped)")
         #expect(FileManager.default.fileExists(atPath: ca.sandbox.caDir + "/noise.bin"))
+        #expect(try readFile(config) == configBefore)
+        let aside = try FileManager.default.contentsOfDirectory(atPath: ca.sandbox.dataDir).filter { $0.hasPrefix("ca.replaced-") }
+        #expect(aside.count == 1 && (try? readFile(ca.sandbox.dataDir + "/" + aside[0] + "/previous-config/config.yaml")) == "ca: [\u{1}garbage\n", "\(aside)")
+        #expect(try ca.sandbox.run(["ca", "status"]).status == 0)
     }
 
     @Test func wrongPassphraseAndDamagedFilesChangeNothing() throws {
