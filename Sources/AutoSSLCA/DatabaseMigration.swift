@@ -192,6 +192,12 @@ public struct DatabaseMigration: Sendable {
                 hint: "it is not the database the CA uses now; move it aside (mv \(path) \(path).old) and run again")
         }
         try FileOperations.makeDirectory(directory, mode: 0o700)
+        // A partial copy left by an interrupted run (this run holds the migration lock, so no other
+        // is writing one) is removed first.
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        where name.hasPrefix(".\(Self.sqliteName).migrating-") {
+            unlink(directory + "/" + name)
+        }
         let staging = directory + "/.\(Self.sqliteName).migrating-" + Passwords.generate(length: 8)
         func removeStaging() {
             for suffix in ["", "-wal", "-shm", "-journal"] { unlink(staging + suffix) }

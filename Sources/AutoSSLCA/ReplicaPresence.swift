@@ -61,8 +61,8 @@ public struct ReplicaPresence: Sendable {
             try await state.bind(rootFingerprint: authority.rootFingerprint, caName: authority.settings.name, now: now)
         } catch StoreError.retired(let since) {
             throw AutoSSLError.general(
-                "the database \(database.location) was left by this CA on \(since) (`ca database migrate --to sqlite`): its records are in SQLite on the machine that ran it; this replica was not started",
-                hint: "run the CA from that machine, or move it to a new, empty PostgreSQL database with `ca database migrate --to postgres://...`")
+                "the database \(database.location) was marked as left by this CA on \(since) by `ca database migrate --to sqlite`: either that migration finished on another machine, which now holds the records in SQLite, or it was interrupted; this replica was not started",
+                hint: "if the migration finished elsewhere, run the CA from that machine; if it was interrupted (nothing holds the records in SQLite), run `auto-ssl ca database migrate --to sqlite` again here: it copies the records again and finishes")
         } catch StoreError.belongsToAnotherCA(let other) {
             throw AutoSSLError.general(
                 "the database \(database.location) belongs to another CA (root \(other)), not to this one (root \(authority.rootFingerprint)); nothing was changed",

@@ -131,9 +131,13 @@ import Glibc
         let audit = try readFile(sandbox.dataDir + "/audit.log")
         #expect(audit.contains("\"event\":\"database.migrated\""), "\(audit)")
 
-        // Back to SQLite (the password now comes from the file recorded in config.yaml).
+        // Back to SQLite (the password now comes from the file recorded in config.yaml). A partial
+        // copy an interrupted run left behind is removed first.
+        let leftover = (database as NSString).deletingLastPathComponent + "/.auto-ssl.sqlite.migrating-abcd1234"
+        for suffix in ["", "-wal"] { try "partial".write(toFile: leftover + suffix, atomically: false, encoding: .utf8) }
         let toSQLite = try sandbox.run(["ca", "database", "migrate", "--to", "sqlite"])
         #expect(toSQLite.status == 0, "\(toSQLite)")
+        #expect(!FileManager.default.fileExists(atPath: leftover) && !FileManager.default.fileExists(atPath: leftover + "-wal"))
         #expect(toSQLite.stdout.contains("Verified") && toSQLite.stdout.contains("start the CA"), "\(toSQLite.stdout)")
         #expect(try Self.dump(database) == before, "every row of every table is back, value for value")
         #expect(fileMode(database) == 0o600)

@@ -187,7 +187,7 @@ import TestSupport
         try lateStart.run()
         let refusal = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         lateStart.waitUntilExit()
-        #expect(lateStart.terminationStatus != 0 && refusal.contains("was left by this CA"), "\(refusal)")
+        #expect(lateStart.terminationStatus != 0 && refusal.contains("was marked as left by this CA"), "\(refusal)")
     }
 
     @Test func aDatabaseOfAnotherCAIsRefused() throws {
