@@ -510,6 +510,10 @@ public struct ServerAgent: Sendable {
         let enrollAgain = enrollCommand(enrollment)
         if let leaf, now > leaf.notValidAfter, failure.kind != .network {
             failure.hint = "the certificate expired at \(Timestamp.rfc3339(leaf.notValidAfter)) and can no longer be renewed; enroll again:\n    \(enrollAgain)"
+        } else if leaf != nil, failure.kind == .trustFailure, failure.message.contains("which this CA no longer has") {
+            var withoutProvisioner = enrollment
+            withoutProvisioner.provisioner = "admin"  // the default, left out of the command
+            failure.hint = "the provisioner that enrolled this host (\(enrollment.provisioner)) was removed from the CA; the files were left as they were. Enroll again with one the CA has (`auto-ssl ca provisioner list` on the CA):\n    \(enrollCommand(withoutProvisioner)) --provisioner NAME"
         } else if leaf != nil, failure.kind == .trustFailure {
             failure.hint = "the CA will not renew this certificate; the files were left as they were. Enroll again to get a new one:\n    \(enrollAgain)"
         } else if let leaf, state.consecutiveFailures >= Self.failureWarningThreshold {

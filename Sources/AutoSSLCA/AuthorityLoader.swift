@@ -30,9 +30,14 @@ public struct AuthorityLoader: Sendable {
     /// The CA password: --password-file, else a systemd credential named ca-password, else the
     /// password file recorded by `ca init`, else $AUTO_SSL_CONFIG_DIR/ca-password.
     public func caPassword(explicitFile: String?, settings: CASettings) throws -> String {
-        if let password = try Self.secret(
+        try caPasswordAndSource(explicitFile: explicitFile, settings: settings).password
+    }
+
+    /// `caPassword` and the file it was read from (for a message when it does not open the keys).
+    func caPasswordAndSource(explicitFile: String?, settings: CASettings) throws -> (password: String, source: String) {
+        if let found = try Self.secretAndSource(
             explicitFile: explicitFile, credential: "ca-password", recorded: [settings.passwordFile, directories.caPasswordFile]) {
-            return password
+            return found
         }
         throw AutoSSLError.invalidArgument(
             "no CA password available",
@@ -42,6 +47,11 @@ public struct AuthorityLoader: Sendable {
     /// A secret from the first file that is there: the explicit one (which must be), a systemd
     /// credential named `credential`, then the recorded files in order. Nil when there is none.
     static func secret(explicitFile: String?, credential: String, recorded: [String?]) throws -> String? {
+        try secretAndSource(explicitFile: explicitFile, credential: credential, recorded: recorded)?.password
+    }
+
+    /// `secret` and the file it came from.
+    static func secretAndSource(explicitFile: String?, credential: String, recorded: [String?]) throws -> (password: String, source: String)? {
         var candidates: [String] = []
         if let explicitFile { candidates.append(explicitFile) }
         if let credentials = ProcessInfo.processInfo.environment["CREDENTIALS_DIRECTORY"] {
@@ -51,7 +61,7 @@ public struct AuthorityLoader: Sendable {
         for path in candidates where explicitFile == path || FileOperations.exists(path) {
             let secret = Passwords.fromFileContents(try FileOperations.readText(path))
             guard !secret.isEmpty else { throw AutoSSLError.invalidArgument("\(path) is empty") }
-            return secret
+            return (secret, path)
         }
         return nil
     }
@@ -166,7 +176,7 @@ public struct AuthorityLoader: Sendable {
         let settings = try settings()
         try Self.checkSecretPermissions(settings, directories: directories)
         try Authority.checkRenewalGraceFraction(settings.renewalGraceFraction)
-        let password = try caPassword(explicitFile: passwordFile, settings: settings)
+        let (password, passwordSource) = try caPasswordAndSource(explicitFile: passwordFile, settings: settings)
         let root = try CAStatusReport.loadCertificate(settings.paths.rootCertificate, what: "root certificate")
         let intermediate = try CAStatusReport.loadCertificate(
             settings.paths.intermediateCertificate, what: "intermediate certificate")
@@ -176,7 +186,7 @@ public struct AuthorityLoader: Sendable {
                 pem: try FileOperations.readText(settings.paths.intermediateKey), password: password)
         } catch let error as AutoSSLError {
             throw AutoSSLError(.general, "the intermediate key could not be opened: \(error.message)",
-                               hint: "check the CA password (--password-file or \(directories.caPasswordFile))")
+                               hint: "the CA password was read from \(passwordSource); check it (or give the right one with --password-file)")
         }
         // An interrupted `ca rotate-intermediate --compromised` revoked the intermediate before
         // replacing it: never sign with an intermediate the root revoked.

@@ -62,7 +62,9 @@ struct CertIssueCommand: AsyncParsableCommand {
         guard !san.isEmpty else { throw AutoSSLError.invalidArgument("at least one --san is required") }
         let names = try san.map(SubjectName.init(parsing:))
         let endpoints = try CAEndpoints(caUrl)
-        if let duration { _ = try CertificateDuration(parsing: duration) }
+        if let duration, try CertificateDuration(parsing: duration).seconds <= 0 {
+            throw AutoSSLError.invalidArgument("--duration must be longer than zero (e.g. 24h)")
+        }
         if let notBefore, Timestamp.parse(notBefore) == nil {
             throw AutoSSLError.invalidArgument("--not-before \"\(notBefore)\" is not an RFC 3339 time", hint: "e.g. 2026-01-02T03:04:05Z")
         }

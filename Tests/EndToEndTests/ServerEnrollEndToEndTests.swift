@@ -502,6 +502,33 @@ import TestSupport
         #expect(try setup.server.run(["server", "renew", "--force"]).status == 0, "the pair still renews")
     }
 
+    /// Once the provisioner a host enrolled with is removed, its renewal is refused (exit 6), the
+    /// files stay, and the hint gives an enroll command that picks another provisioner.
+    @Test func aHostWhoseProvisionerWasRemovedIsToldToEnrollWithAnother() throws {
+        let setup = try Setup()
+        #expect(try setup.ca.sandbox.run(["ca", "provisioner", "add", "ops", "--non-interactive"]).status == 0)
+        let opsPassword = setup.ca.sandbox.configDir + "/provisioner-ops-password"
+        var enrolled = try setup.enroll(["--provisioner", "ops", "--password-file", opsPassword, "--no-renewal"])
+        for _ in 0..<20 where enrolled.status != 0 {  // the running CA picks the new provisioner up within seconds
+            usleep(500_000)
+            enrolled = try setup.enroll(["--provisioner", "ops", "--password-file", opsPassword, "--no-renewal"])
+        }
+        #expect(enrolled.status == 0, "\(enrolled)")
+        #expect(try setup.ca.sandbox.run(["ca", "provisioner", "remove", "ops", "--yes"]).status == 0)
+        var renewal = try setup.server.run(["server", "renew", "--force"])
+        for _ in 0..<20 where renewal.status == 0 {
+            usleep(500_000)
+            renewal = try setup.server.run(["server", "renew", "--force"])
+        }
+        #expect(renewal.status == 6, "\(renewal)")
+        #expect(renewal.stderr.contains("(ops) was removed from the CA") && renewal.stderr.contains("--provisioner NAME"), "\(renewal)")
+        #expect(!renewal.stderr.contains("--provisioner ops"), "\(renewal)")
+        // (A renewal before the server picked the removal up succeeded; from the refusal on, the files stay.)
+        let before = try setup.files()
+        #expect(try setup.server.run(["server", "renew", "--force"]).status == 6)
+        #expect(try setup.files() == before)
+    }
+
     @Test func aReadOnlyCertificateDirectoryFailsWithExit4AndKeepsTheFiles() throws {
         let setup = try Setup()
         #expect(try setup.enroll().status == 0)
