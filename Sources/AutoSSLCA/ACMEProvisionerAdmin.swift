@@ -92,7 +92,7 @@ extension ProvisionerAdmin {
         try ProvisionerName.validate(name)
         var (configuration, settings) = try load()
         let taken = settings.provisioners.map(\.name) + (settings.acmeProvisioners ?? []).map(\.name)
-        guard !taken.contains(name) else { throw AutoSSLError.general("a provisioner named \"\(name)\" already exists") }
+        guard !taken.contains(name) else { throw AutoSSLError.invalidArgument("a provisioner named \"\(name)\" already exists") }
         var provisioner = ACMEProvisionerSettings(name: name)
         try Self.apply(changes, to: &provisioner, base: settings.basePolicySettings)
         settings.acmeProvisioners = (settings.acmeProvisioners ?? []) + [provisioner]

@@ -186,10 +186,13 @@ public struct DatabaseMigration: Sendable {
         let finalPath = directory + "/" + Self.sqliteName
         // Refused rather than moved aside: a file there is not the CA's database (the CA uses
         // PostgreSQL), so what it is is for the operator to decide.
-        for path in [finalPath, finalPath + "-wal", finalPath + "-shm"] where FileOperations.exists(path) {
+        // The database and its -wal and -shm files go together: the WAL may hold committed rows.
+        let present = [finalPath, finalPath + "-wal", finalPath + "-shm"].filter(FileOperations.exists)
+        if !present.isEmpty {
+            let aside = directory + "/old-" + FileOperations.timestamp(Date())
             throw AutoSSLError.general(
-                "\(path) already exists; \(Self.unchanged)",
-                hint: "it is not the database the CA uses now; move it aside (mv \(path) \(path).old) and run again")
+                "\(present.joined(separator: ", ")) already exist\(present.count == 1 ? "s" : ""); \(Self.unchanged)",
+                hint: "it is not the database the CA uses now; move the database and its -wal and -shm files aside together (mkdir \(aside) && mv \(finalPath)* \(aside)/) and run again")
         }
         try FileOperations.makeDirectory(directory, mode: 0o700)
         // A partial copy left by an interrupted run (this run holds the migration lock, so no other

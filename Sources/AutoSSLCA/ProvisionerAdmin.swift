@@ -35,7 +35,7 @@ public struct ProvisionerAdmin {
         try ProvisionerName.validate(name)
         var (configuration, settings) = try load()
         if settings.acmeProvisioners?.contains(where: { $0.name == name }) == true {
-            throw AutoSSLError.general("an ACME provisioner named \"\(name)\" already exists")
+            throw AutoSSLError.invalidArgument("an ACME provisioner named \"\(name)\" already exists")
         }
         guard !settings.provisioners.contains(where: { $0.name == name }) else {
             throw AutoSSLError.invalidArgument("a provisioner named \"\(name)\" already exists")

@@ -138,6 +138,7 @@ struct CACertsShowCommand: AsyncParsableCommand {
     var pem = false
 
     func run() async throws {
+        guard !(json && pem) else { throw AutoSSLError.invalidArgument("give --json or --pem, not both") }
         let store = try await openStoreForAdmin()
         var found: CertificateRecord?
         for candidate in try SerialText.candidates(serial) {
