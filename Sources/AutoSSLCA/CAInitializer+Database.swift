@@ -77,5 +77,10 @@ extension CAInitializer {
                 "the database \(database.location) belongs to another CA (root \(bound)), not to this one (root \(rootFingerprint))",
                 hint: "check `database.url` in config.yaml")
         }
+        if let since = try await database.replicated?.retiredAt() {
+            throw AutoSSLError.general(
+                "the database \(database.location) was marked as left by this CA on \(AuditLog.timestamp(since)) (`ca database migrate --to sqlite`); the CA was restored, but `ca serve` will refuse this database",
+                hint: "run the CA from the machine that holds its records in SQLite, or move them to a new, empty PostgreSQL database with `ca database migrate --to postgres://...`")
+        }
     }
 }

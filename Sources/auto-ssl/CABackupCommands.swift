@@ -94,7 +94,14 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             try location.checkLocalOverwrite(
                 protected: [directories.configDir, directories.caDir], protectedFiles: passphrase.passphraseFile.map { [$0] } ?? [])
             let (bytes, manifest) = try await create(directories)
-            let path = try await location.destination.put(bytes, name: location.nameForNewBackup(at: Date()))
+            // Names have a resolution of one second: a second backup within the same second waits
+            // for the next name instead of replacing the first (at most a few tries).
+            var name = location.nameForNewBackup(at: Date())
+            for _ in 0..<8 where location.name == nil && FileManager.default.fileExists(atPath: Directories.absolute(location.destination.location(of: name))) {
+                try await Task.sleep(for: .milliseconds(250))
+                name = location.nameForNewBackup(at: Date())
+            }
+            let path = try await location.destination.put(bytes, name: name)
             let pruned = try await prune(location)
             BackupState.record(.init(time: Date(), succeeded: true, detail: path), directories: directories)
             Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
@@ -299,7 +306,7 @@ struct CARestoreCommand: AsyncParsableCommand {
                     restored.settings, rootFingerprint: restored.fingerprint)
                 Output.progress("Database: \(database.displayURL) answers and belongs to this CA; this machine is a replica of it.")
             } catch {
-                Output.warning("the CA was restored, but its database was not checked: \(error)")
+                Output.warning("the CA was restored, but its database did not pass the check: \(error)")
             }
         }
         Output.progress("Next steps:")

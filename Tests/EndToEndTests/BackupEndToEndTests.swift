@@ -136,6 +136,11 @@ import TestSupport
         let file = out.file("ca.enc")
         #expect(try backup(file).status == 0)
         #expect(try backup(file).status == 0, "an earlier backup is replaced")
+        // Backups into a directory one right after the other (often within one second) are all kept.
+        let many = out.file("many")
+        try FileManager.default.createDirectory(atPath: many, withIntermediateDirectories: false)
+        for _ in 0..<3 { #expect(try backup(many + "/").status == 0) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: many).count == 3)
 
         let before = try snapshotTree(ca.sandbox.caDir)
         let restore = try ca.sandbox.run(["ca", "restore", "--input", file, "--passphrase-file", passphraseFile, "--force"])

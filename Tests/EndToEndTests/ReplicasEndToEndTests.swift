@@ -188,6 +188,12 @@ import TestSupport
         let refusal = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         lateStart.waitUntilExit()
         #expect(lateStart.terminationStatus != 0 && refusal.contains("was marked as left by this CA"), "\(refusal)")
+        // Restoring B again from its bundle says so too, instead of calling the database this CA's.
+        let again = try b.sandbox.run([
+            "ca", "restore", "--as-replica", "--input", a.sandbox.root.file("replica.bundle"), "--new-address", "127.0.0.1:\(b.port)",
+            "--passphrase-file", a.sandbox.root.file("bundle-passphrase"), "--force",
+        ])
+        #expect(again.status == 0 && !again.stdout.contains("belongs to this CA") && again.stderr.contains("marked as left by this CA"), "\(again)")
     }
 
     @Test func aDatabaseOfAnotherCAIsRefused() throws {
