@@ -164,6 +164,12 @@ extension ServerAgent {
     /// root next to it, and records the enrollment. Any failure before the CA's answer changes nothing.
     public func adopt(_ original: OriginalServer, plan: AdoptionPlan, client: CAClient, now: Date = Date()) async throws -> AdoptionResult {
         try Self.checkChain(original.chain, path: original.certPath, root: client.root, fingerprint: client.rootFingerprint)
+        // Before the CA is asked: the files it will replace must be writable together.
+        let directory = (original.certPath as NSString).deletingLastPathComponent
+        let rootPath = directory + "/ca.crt"
+        let combinedPath = plan.reload?.wantsCombinedFile == true ? directory + "/server.pem" : nil
+        try FileOperations.checkReplaceable(
+            [original.certPath, rootPath] + (combinedPath.map { $0 == original.certPath ? [] : [$0] } ?? []))
         let previousSerial = Self.serialText(original.leaf)
         let renewed: CAClient.SignedChain
         do {
@@ -197,15 +203,12 @@ extension ServerAgent {
         }
         kept += try keepOriginalUnits()
 
-        let directory = (original.certPath as NSString).deletingLastPathComponent
-        let rootPath = directory + "/ca.crt"
-        let combinedPath = plan.reload?.wantsCombinedFile == true ? directory + "/server.pem" : nil
         var files: [(data: [UInt8], path: String, mode: mode_t)] = [
             (Array(renewed.pemChain.utf8), original.certPath, 0o644),
             (Array(try client.root.pemString().utf8), rootPath, 0o644),
         ]
         if let combinedPath {
-            files.append((Array((renewed.pemChain + original.key.pkcs8PEMRepresentation).utf8), combinedPath, 0o600))
+            Self.add((Array((renewed.pemChain + original.key.pkcs8PEMRepresentation).utf8), combinedPath, 0o600), to: &files)
         }
         let replaced = try replaceKeepingBackup(files, certPath: original.certPath, keyPath: original.keyPath, now: now)
         let backedUpTo = replaced.backedUpTo

@@ -159,7 +159,7 @@ public struct ServerAgent: Sendable {
         }
         // Before the CA is asked: the files must all be writable together, or none is touched.
         try FileOperations.checkReplaceable(
-            [plan.certPath, plan.keyPath, plan.rootPath] + (plan.combinedPath.map { [$0] } ?? []),
+            [plan.certPath, plan.keyPath, plan.rootPath] + (plan.combinedPath.map { $0 == plan.certPath ? [] : [$0] } ?? []),
             options: ["--cert-path", "--key-path", "the copy of the root", "the combined chain and key file"])
         let key = try SigningKey.generate(plan.keyAlgorithm)
         let token: String
@@ -185,7 +185,7 @@ public struct ServerAgent: Sendable {
             (Array(try client.root.pemString().utf8), plan.rootPath, 0o644),
         ]
         if let combined = plan.combinedPath {
-            files.append((Array((signed.pemChain + key.pkcs8PEMRepresentation).utf8), combined, 0o600))
+            Self.add((Array((signed.pemChain + key.pkcs8PEMRepresentation).utf8), combined, 0o600), to: &files)
         }
         // The pair kept is the one in use: the current enrollment's, wherever the new files go.
         let inUse = (try? serverSection()).map { ($0.certPath, $0.keyPath) } ?? (plan.certPath, plan.keyPath)
@@ -211,6 +211,17 @@ public struct ServerAgent: Sendable {
             "enrolled", "certificate \(Self.serialText(signed.leaf)) issued", success: true, now: now, caURL: client.baseURL)
         if let problem = writeMetrics(now: now) { warnings.append(problem) }
         return EnrollmentResult(leaf: signed.leaf, enrollment: enrollment, backedUpTo: backedUpTo, warnings: warnings)
+    }
+
+    /// Adds HAProxy's combined chain + key file to the files written together. A certificate path
+    /// that is itself `server.pem` (HAProxy's own layout) gets the combined file in its place: it
+    /// holds the chain too, and the renewal reads only its certificates.
+    static func add(_ combined: (data: [UInt8], path: String, mode: mode_t), to files: inout [(data: [UInt8], path: String, mode: mode_t)]) {
+        if let index = files.firstIndex(where: { $0.path == combined.path }) {
+            files[index] = combined
+        } else {
+            files.append(combined)
+        }
     }
 
     /// Writes `files` together (all or none) and keeps the certificate and key they replace in
@@ -477,7 +488,7 @@ public struct ServerAgent: Sendable {
         }
         var files: [(data: [UInt8], path: String, mode: mode_t)] = [(Array(renewed.pemChain.utf8), enrollment.certPath, 0o644)]
         if let combined = enrollment.combinedPath {
-            files.append((Array((renewed.pemChain + holder.key.pkcs8PEMRepresentation).utf8), combined, 0o600))
+            Self.add((Array((renewed.pemChain + holder.key.pkcs8PEMRepresentation).utf8), combined, 0o600), to: &files)
         }
         do {
             _ = try replaceKeepingBackup(files, certPath: enrollment.certPath, keyPath: enrollment.keyPath, now: now)

@@ -65,13 +65,14 @@ public struct BackupLocation: Sendable {
         }
     }
 
-    /// Refuses (before anything is done) a local backup file that would replace something other
-    /// than an earlier backup: a file inside one of `protected` (the CA's configuration and
-    /// directory), one of `protectedFiles` (the passphrase file), anything that is not a regular
-    /// file, or a file that does not begin the way every backup does (`Salted__`, openssl enc).
+    /// Refuses (before anything is done) a local backup that would go where it does not belong: a
+    /// file or directory inside one of `protected` (the CA's configuration and directory), one of
+    /// `protectedFiles` (the passphrase file), or a file that would replace something other than
+    /// an earlier backup (anything but an empty file or one that begins as every backup does,
+    /// `Salted__`, openssl enc). Paths are compared with every symbolic link resolved.
     public func checkLocalOverwrite(protected directories: [String], protectedFiles: [String]) throws {
-        guard destination is FileDestination, let name else { return }
-        let path = Directories.absolute(destination.location(of: name))
+        guard destination is FileDestination else { return }
+        let path = Directories.absolute(name.map { destination.location(of: $0) } ?? destination.description)
         let real = Self.resolved(path)
         for file in protectedFiles where Self.resolved(Directories.absolute(file)) == real {
             throw AutoSSLError.invalidArgument(
@@ -85,10 +86,14 @@ public struct BackupLocation: Sendable {
                     hint: "keep backups outside the CA's directories (e.g. /var/backups/auto-ssl/)")
             }
         }
-        guard FileManager.default.fileExists(atPath: path) else { return }
+        guard name != nil, FileManager.default.fileExists(atPath: path) else { return }
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        guard attributes?[.type] as? FileAttributeType == .typeRegular, let handle = FileHandle(forReadingAtPath: path) else {
+        guard attributes?[.type] as? FileAttributeType == .typeRegular else {
             throw AutoSSLError.invalidArgument("--output \(path) exists and is not a regular file; nothing was written")
+        }
+        if (attributes?[.size] as? Int) == 0 { return }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw AutoSSLError(.permissionDenied, "--output \(path) exists and cannot be read, so it cannot be told to be an earlier backup; nothing was written")
         }
         defer { try? handle.close() }
         let head = (try? handle.read(upToCount: 8)) ?? Data()
@@ -99,16 +104,18 @@ public struct BackupLocation: Sendable {
         }
     }
 
-    /// `path` with its directory's symbolic links resolved (the file itself may not exist yet).
+    /// `path` with every symbolic link resolved: the deepest part that exists through realpath(3),
+    /// the rest (not made yet) appended as it is.
     static func resolved(_ path: String) -> String {
-        let directory = (path as NSString).deletingLastPathComponent
-        let base = (path as NSString).lastPathComponent
-        let realDirectory = (directory as NSString).resolvingSymlinksInPath
-        var real = (realDirectory as NSString).appendingPathComponent(base)
-        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: real) {
-            real = target.hasPrefix("/") ? target : (realDirectory as NSString).appendingPathComponent(target)
+        let standard = (path as NSString).standardizingPath
+        var existing = standard
+        var rest: [String] = []
+        while FileOperations.realPath(existing) == nil, existing != "/", !existing.isEmpty {
+            rest.insert((existing as NSString).lastPathComponent, at: 0)
+            existing = (existing as NSString).deletingLastPathComponent
         }
-        return (real as NSString).standardizingPath
+        let base = FileOperations.realPath(existing) ?? existing
+        return ([base] + rest).joined(separator: "/").replacingOccurrences(of: "//", with: "/")
     }
 
     /// How the backup this location names is written for people (the destination itself for a place).

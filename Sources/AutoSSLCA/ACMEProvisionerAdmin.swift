@@ -89,7 +89,7 @@ extension ProvisionerAdmin {
     }
 
     public func addACME(name: String, changes: ACMEChanges) throws -> ACMEProvisionerSettings {
-        try ProvisionerName.validate(name)
+        try ProvisionerName.validateNew(name)
         var (configuration, settings) = try load()
         let taken = settings.provisioners.map(\.name) + (settings.acmeProvisioners ?? []).map(\.name)
         guard !taken.contains(name) else { throw AutoSSLError.invalidArgument("a provisioner named \"\(name)\" already exists") }

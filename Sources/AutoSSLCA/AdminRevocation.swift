@@ -129,12 +129,15 @@ public struct AdminRevocation {
     /// Refuses to give a new provisioner the name of a removed one whose certificates can still be
     /// used: renewals are authorised by the provisioner of that name, so they would renew again.
     /// (An existing provisioner of that name is left to the add itself to refuse.)
-    public func checkNameReusable(forNewProvisioner name: String, now: Date = Date()) async throws {
+    /// `acme`: the new provisioner is an ACME one (its certificates are recorded as `acme/NAME`, so
+    /// only a removed ACME provisioner's would renew under it).
+    public func checkNameReusable(forNewProvisioner name: String, acme: Bool, now: Date = Date()) async throws {
         let settings = try AuthorityLoader(directories: directories).settings()
         if settings.provisioners.contains(where: { $0.name == name }) || (settings.acmeProvisioners ?? []).contains(where: { $0.name == name }) {
             return
         }
-        let usable = try await usableCertificates(of: name, now: now)
+        let label = acme ? ACMEProvisioner.labelPrefix + name : name
+        let usable = try await usableCertificates(of: label, now: now).filter { $0.provisioner == label }
         guard let last = usable.map(\.notAfter).max() else { return }
         throw AutoSSLError.general(
             "\(usable.count) certificate\(usable.count == 1 ? "" : "s") of a removed provisioner named \"\(name)\" can still be used (the last until \(AuditLog.timestamp(last))); a new provisioner of that name would renew them again, so it was not added",

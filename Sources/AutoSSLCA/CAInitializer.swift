@@ -42,7 +42,7 @@ public struct CAInitOptions: Sendable {
         try Self.validateCAName(name)
         guard !addresses.isEmpty else { throw AutoSSLError.invalidArgument("at least one --address is needed") }
         for name in dnsNames { _ = try SubjectName(parsing: name) }
-        try ProvisionerName.validate(provisionerName)
+        try ProvisionerName.validateNew(provisionerName)
         guard maximumDuration >= Self.minimumDuration, maximumDuration <= Self.durationCeiling else {
             throw AutoSSLError.invalidArgument(
                 "--max-duration \(maximumDuration) is out of bounds",
@@ -80,12 +80,19 @@ public enum ProvisionerName {
     /// may take it, and `ca revoke --provisioner` does not take it).
     public static let caServer = "ca-server"
 
-    public static func validate(_ name: String) throws {
+    /// A name for a provisioner made now (`ca init`, `ca provisioner add`): well formed and not
+    /// reserved. (Names read back, from config.yaml or the shared settings, are only checked for
+    /// their form, so that one made before a name was reserved can still be removed.)
+    public static func validateNew(_ name: String) throws {
         guard name != caServer else {
             throw AutoSSLError.invalidArgument(
                 "\"\(caServer)\" is the name the CA records its own TLS certificates under; a provisioner cannot have it",
                 hint: "choose another name")
         }
+        try validate(name)
+    }
+
+    public static func validate(_ name: String) throws {
         // "@": step-ca names its first provisioner after an e-mail address, and `ca import` keeps it.
         let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
         guard (1...64).contains(name.count), name.unicodeScalars.allSatisfy(allowed.contains), !name.hasPrefix(".") else {

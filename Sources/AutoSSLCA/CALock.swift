@@ -23,6 +23,9 @@ public final class CALock: @unchecked Sendable {
         /// `ca init --force`, `ca import --force`, `ca restore --force` and `ca reset`, which move the
         /// CA directory aside: a server still running would go on writing to the moved database.
         case replacing
+        /// A change of provisioners or policy (shared, like a server): not while a migration copies
+        /// the settings to another database, which would miss it.
+        case administering
     }
 
     public let path: String
@@ -45,7 +48,7 @@ public final class CALock: @unchecked Sendable {
 
     public init(path: String, mode: Mode) throws {
         self.path = path
-        guard let held = try FileLock.acquire(path, exclusive: mode != .serving, wait: false) else {
+        guard let held = try FileLock.acquire(path, exclusive: mode == .migrating || mode == .replacing, wait: false) else {
             switch mode {
             case .serving:
                 throw AutoSSLError(
@@ -55,6 +58,10 @@ public final class CALock: @unchecked Sendable {
                 throw AutoSSLError(
                     .inUse, "the CA is running on this machine; stop it (systemctl stop auto-ssl-ca) and run again",
                     hint: "a running `auto-ssl ca serve` holds \(path); nothing was changed")
+            case .administering:
+                throw AutoSSLError(
+                    .inUse, "the CA's database is being migrated (`auto-ssl ca database migrate` is running); nothing was changed",
+                    hint: "run this again when the migration has finished (it holds \(path))")
             case .replacing:
                 throw AutoSSLError(
                     .inUse,

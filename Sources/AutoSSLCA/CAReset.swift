@@ -26,12 +26,14 @@ public struct CAReset {
         do {
             if keepCopy {
                 try transaction.moveExistingCAAside(suffix: "reset-" + FileOperations.timestamp(now))
+                try transaction.installCASettings(nil)
             } else {
-                try transaction.remove(directories.caPasswordFile)
-                try transaction.remove(directories.provisionerPasswordFile)
-            }
-            try transaction.installCASettings(nil)
-            if !keepCopy {
+                let lock = try InstallTransaction.lockAgainstServing(directories)
+                defer { lock?.release() }
+                for name in InstallTransaction.configFilesOfCA(in: directories.configDir) where name != "config.yaml" {
+                    try transaction.remove(directories.configDir + "/" + name)
+                }
+                try transaction.installCASettings(nil)
                 // Last: once the keys are gone there is nothing to roll back to.
                 try FileOperations.removeTree(directories.caDir)
             }

@@ -132,9 +132,9 @@ public struct DatabaseMigration: Sendable {
 
         // The copy is committed and verified: switch config.yaml, then move the old file aside.
         do {
-            var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
-            configuration.ca?.database = DatabaseSettings(url: location.description, passwordFile: passwordFile)
-            try configuration.save(to: directories.configFile)
+            try SharedSettingsSync(directories: directories, logger: logger).updateLocalSettings {
+                $0.database = DatabaseSettings(url: location.description, passwordFile: passwordFile)
+            }
         } catch {
             throw AutoSSLError(
                 .general,
@@ -192,7 +192,7 @@ public struct DatabaseMigration: Sendable {
             let aside = directory + "/old-" + FileOperations.timestamp(Date())
             throw AutoSSLError.general(
                 "\(present.joined(separator: ", ")) already exist\(present.count == 1 ? "s" : ""); \(Self.unchanged)",
-                hint: "it is not the database the CA uses now; move the database and its -wal and -shm files aside together (mkdir \(aside) && mv \(finalPath)* \(aside)/) and run again")
+                hint: "it is not the database the CA uses now; move the database and its -wal and -shm files aside together (mkdir \(aside) && mv \(present.joined(separator: " ")) \(aside)/) and run again")
         }
         try FileOperations.makeDirectory(directory, mode: 0o700)
         // A partial copy left by an interrupted run (this run holds the migration lock, so no other
@@ -252,9 +252,7 @@ public struct DatabaseMigration: Sendable {
             // force there become this machine's (config.yaml and key files) as it leaves it.
             if let state = source.replicated { try await SharedSettingsSync(directories: directories, logger: logger).pull(state) }
             try await source.close()
-            var configuration = try AutoSSLConfiguration.load(from: directories.configFile)
-            configuration.ca?.database = nil
-            try configuration.save(to: directories.configFile)
+            try SharedSettingsSync(directories: directories, logger: logger).updateLocalSettings { $0.database = nil }
         } catch {
             try? await source.close()
             unlink(finalPath)

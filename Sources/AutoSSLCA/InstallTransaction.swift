@@ -52,11 +52,7 @@ struct InstallTransaction {
         let loaded = Result { try AutoSSLConfiguration.load(from: directories.configFile) }
         if case .failure = loaded { configurationUnreadable = true }
         if FileOperations.exists(directories.caDir) {
-            // Not while the CA runs here: its server would go on writing to the moved database.
-            // (A CA that never served has no lock file, and none is made for it.)
-            let settings = (try? loaded.get())?.ca
-            let lockPath = settings.map(CALock.path(for:)) ?? directories.caDir + "/db/.serve.lock"
-            let lock = FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .replacing) : nil
+            let lock = try Self.lockAgainstServing(directories)
             defer { lock?.release() }
             try FileOperations.move(directories.caDir, to: aside)
         } else {
@@ -65,6 +61,15 @@ struct InstallTransaction {
         movedAside = aside
         try writeCopiesOfConfiguration(to: aside)
         logger.info("moved the existing CA aside", metadata: ["path": "\(aside)"])
+    }
+
+    /// Not while the CA runs here: its server would go on writing to a moved or deleted database
+    /// (exit 7). Held by the caller until the CA directory is gone; nil for a CA that never served
+    /// (it has no lock file, and none is made for it).
+    static func lockAgainstServing(_ directories: Directories) throws -> CALock? {
+        let settings = try? AutoSSLConfiguration.load(from: directories.configFile).ca
+        let lockPath = settings.map(CALock.path(for:)) ?? directories.caDir + "/db/.serve.lock"
+        return FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .replacing) : nil
     }
 
     private mutating func writeCopiesOfConfiguration(to aside: String) throws {
@@ -88,8 +93,11 @@ struct InstallTransaction {
 
     /// Puts `settings` into config.yaml as the CA section, keeping every other section.
     mutating func installCASettings(_ settings: CASettings?) throws {
+        // Over a damaged file, the server section is kept when it can still be read (this machine
+        // may also be an enrolled server); the whole file went with the old CA.
         var configuration = configurationUnreadable
-            ? AutoSSLConfiguration() : try AutoSSLConfiguration.load(from: directories.configFile)
+            ? AutoSSLConfiguration(server: try? AutoSSLConfiguration.loadServerSection(from: directories.configFile))
+            : try AutoSSLConfiguration.load(from: directories.configFile)
         configuration.ca = settings
         try writeConfiguration(configuration)
     }

@@ -32,7 +32,7 @@ public struct ProvisionerAdmin {
     public func add(
         name: String, password: PasswordChoice, policy: PolicySettings?, kdfIterations: Int = PasswordJWE.defaultIterations
     ) throws -> Added {
-        try ProvisionerName.validate(name)
+        try ProvisionerName.validateNew(name)
         var (configuration, settings) = try load()
         if settings.acmeProvisioners?.contains(where: { $0.name == name }) == true {
             throw AutoSSLError.invalidArgument("an ACME provisioner named \"\(name)\" already exists")

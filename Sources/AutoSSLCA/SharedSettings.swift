@@ -211,6 +211,10 @@ public struct SharedSettingsSync: Sendable {
     private func changeEverywhere<T>(_ what: String, _ body: () throws -> T) async throws -> T {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
+        // Not during a migration (it publishes the settings before its copy and would miss this change).
+        let lockPath = CALock.path(for: settings)
+        let migrationGuard = FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .administering) : nil
+        defer { migrationGuard?.release() }
         guard settings.database != nil else { return try locked(body) }
         let database = try await loader.openDatabase(settings)
         do {

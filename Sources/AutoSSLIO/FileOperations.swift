@@ -204,7 +204,9 @@ extension FileOperations {
         }
         var seen: [String: Int] = [:]
         for (index, path) in paths.enumerated() {
-            let absolute = (path as NSString).standardizingPath
+            // The same file however it is named: the directory with its links resolved.
+            let standard = (path as NSString).standardizingPath
+            let absolute = (realPath(directory(of: standard)) ?? directory(of: standard)) + "/" + (standard as NSString).lastPathComponent
             if let first = seen[absolute] {
                 throw AutoSSLError.invalidArgument(
                     "\(label(first)) and \(label(index)) name the same file; each file needs a path of its own", hint: "choose another path for one of them")
@@ -216,6 +218,13 @@ extension FileOperations {
                     "\(label(index)) is a directory; give the path of a file (it is created or replaced)", hint: "for example \(path)/server.crt")
             }
         }
+    }
+
+    /// The path with every symbolic link resolved (realpath(3)); nil when it does not exist.
+    public static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// Writes several files that belong together (a key and its certificate): all or none. All are
@@ -257,10 +266,15 @@ extension FileOperations {
             var previous: String?
             if exists(entry.path) {
                 let kept = directory(of: entry.path) + "/." + (entry.path as NSString).lastPathComponent + ".previous-" + UUID().uuidString
-                guard link(entry.path, kept) == 0 else {
-                    let code = errno
-                    rollBack()
-                    throw systemError(code, "keep the previous \(entry.path) while replacing it")
+                // A hard link (the file itself, not a symbolic link's target); where the file system
+                // or its rules refuse one, a copy with the same mode.
+                if linkat(AT_FDCWD, entry.path, AT_FDCWD, kept, 0) != 0 {
+                    do {
+                        try writeAtomically(try readBytes(entry.path, limit: 64 << 20), to: kept, mode: mode(of: entry.path) ?? 0o600)
+                    } catch {
+                        rollBack()
+                        throw error
+                    }
                 }
                 previous = kept
             }

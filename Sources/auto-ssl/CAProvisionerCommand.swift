@@ -166,9 +166,10 @@ struct ProvisionerAddCommand: AsyncParsableCommand {
         if let nameOption, let positionalName, nameOption != positionalName {
             throw AutoSSLError.invalidArgument("the provisioner is named twice (\(positionalName) and --name \(nameOption)); give one name")
         }
-        try ProvisionerName.validate(name)
+        try ProvisionerName.validateNew(name)
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
-        try await AdminRevocation(directories: Directories.fromEnvironment()).checkNameReusable(forNewProvisioner: name)
+        try await AdminRevocation(directories: Directories.fromEnvironment()).checkNameReusable(
+            forNewProvisioner: name, acme: type.lowercased() == "acme")
         switch type.lowercased() {
         case "acme":
             guard passwordFile == nil else { throw AutoSSLError.invalidArgument("ACME provisioners have no password") }

@@ -78,6 +78,25 @@ import TestSupport
         #expect(try BackupLocation.output(temporary.file("missing")).name == "missing")
     }
 
+    /// The CA's directories are protected however links name them (a chain of links to the data
+    /// directory, a directory output inside the CA directory); an empty file may be replaced.
+    @Test func backupsStayOutOfTheCADirectoriesThroughLinks() throws {
+        let temporary = TemporaryDirectory("auto-ssl-backup-location")
+        let real = temporary.file("mnt/data")
+        try FileManager.default.createDirectory(atPath: real + "/ca", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: temporary.file("data"), withDestinationPath: real)
+        try FileManager.default.createSymbolicLink(atPath: temporary.file("lib"), withDestinationPath: temporary.file("data"))
+        let protected = [temporary.file("data/ca")]
+        for output in [temporary.file("lib/ca/new.enc"), real + "/ca/new.enc", temporary.file("lib/ca") + "/"] {
+            let error = refusal { try BackupLocation.output(output).checkLocalOverwrite(protected: protected, protectedFiles: []) }
+            #expect(error?.kind == .invalidArguments && error?.message.contains("holds the CA's own files") == true, "\(output): \(String(describing: error))")
+        }
+        let empty = temporary.file("empty.enc")
+        FileManager.default.createFile(atPath: empty, contents: Data())
+        try BackupLocation.output(empty).checkLocalOverwrite(protected: protected, protectedFiles: [])
+        try BackupLocation.output(temporary.file("elsewhere.enc")).checkLocalOverwrite(protected: protected, protectedFiles: [])
+    }
+
     @Test func retentionNeedsAPlaceThatCanBeListed() throws {
         let temporary = TemporaryDirectory("auto-ssl-backup-location")
         try BackupLocation.output(temporary.path).checkRotation()

@@ -465,14 +465,16 @@ import X509
         // A new provisioner under the removed one's name would renew them again: refused while they
         // can be used; another name, or the name of a provisioner that exists, is not checked.
         do {
-            try await revocations.checkNameReusable(forNewProvisioner: "admin")
+            try await revocations.checkNameReusable(forNewProvisioner: "admin", acme: false)
             Issue.record("the removed provisioner's name was given out again")
         } catch let error as AutoSSLError {
             #expect(error.message.contains("1 certificate of a removed provisioner named \"admin\""), "\(error)")
             #expect(error.hint?.contains("ca revoke --provisioner admin") == true, "\(error)")
         }
-        try await revocations.checkNameReusable(forNewProvisioner: "fresh")
-        try await revocations.checkNameReusable(forNewProvisioner: "ops")
+        try await revocations.checkNameReusable(forNewProvisioner: "fresh", acme: false)
+        try await revocations.checkNameReusable(forNewProvisioner: "ops", acme: false)
+        // An ACME provisioner named admin would not renew the password provisioner's certificates.
+        try await revocations.checkNameReusable(forNewProvisioner: "admin", acme: true)
     }
 
     /// The name the CA's own TLS certificates are recorded under is no provisioner's, and the CA key

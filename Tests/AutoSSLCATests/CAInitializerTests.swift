@@ -132,6 +132,27 @@ import X509
         #expect(try readFile(dirs.provisionerPasswordFile) != oldProvisionerPassword)
     }
 
+    /// `--force` over a config.yaml whose CA section is damaged keeps this machine's server
+    /// section (it may also be an enrolled server); the damaged file goes with the old CA.
+    @Test func forceOverADamagedCASectionKeepsTheServerSection() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        _ = try CAInitializer(directories: dirs).initialise(options())
+        var serverOnly = AutoSSLConfiguration()
+        serverOnly.server = ServerEnrollment(
+            caURL: "https://ca.internal:9000", fingerprint: String(repeating: "a", count: 64), names: ["web"], certPath: "/a.crt",
+            keyPath: "/a.key", rootPath: "/ca.crt", combinedPath: nil, keyType: "ec", provisioner: "admin", duration: nil, reload: nil,
+            reloadCommand: nil, renewalTimer: true, enrolledAt: Date(timeIntervalSince1970: 1_800_000_000))
+        let damaged = "ca: 5\n" + (try serverOnly.yamlString())
+        try damaged.write(toFile: dirs.configFile, atomically: true, encoding: .utf8)
+        #expect(throws: AutoSSLError.self) { _ = try AutoSSLConfiguration.load(from: dirs.configFile) }
+        let second = try CAInitializer(directories: dirs).initialise(options(force: true), now: Date().addingTimeInterval(5))
+        let loaded = try AutoSSLConfiguration.load(from: dirs.configFile)
+        #expect(loaded.ca != nil && loaded.server == serverOnly.server)
+        let aside = try #require(second.previousCALocation)
+        #expect(try readFile(aside + "/previous-config/config.yaml") == damaged)
+    }
+
     struct InjectedFault: Error {}
 
     @Test(arguments: [CAInitializer.InstallPoint.installedCADirectory, .wroteSecrets])

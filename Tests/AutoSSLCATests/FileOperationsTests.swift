@@ -62,6 +62,11 @@ import TestSupport
         } catch let error as AutoSSLError {
             #expect(error.kind == .invalidArguments && error.message.contains("name the same file"), "\(error)")
         }
+        // One directory reached through a symbolic link is the same directory.
+        try FileManager.default.createSymbolicLink(atPath: dir.file("linked"), withDestinationPath: dir.file("certs"))
+        #expect(throws: AutoSSLError.self) {
+            try FileOperations.checkReplaceable([dir.file("certs/web.pem"), dir.file("linked/web.pem")])
+        }
         #expect(throws: AutoSSLError.self) {
             try FileOperations.replaceTogether([(Array("k".utf8), key, 0o600), (Array("c".utf8), dir.file("certs"), 0o644)])
         }

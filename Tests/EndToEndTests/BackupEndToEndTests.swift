@@ -149,6 +149,8 @@ import TestSupport
         #expect(reinit.status == 7, "\(reinit)")
         let reset = try ca.sandbox.run(["ca", "reset", "--yes"])
         #expect(reset.status == 7, "\(reset)")
+        let deleted = try ca.sandbox.run(["ca", "reset", "--yes", "--no-backup"])
+        #expect(deleted.status == 7, "\(deleted)")
         #expect(try snapshotTree(ca.sandbox.caDir).keys.sorted() == before.keys.sorted(), "the running CA's directory was moved")
 
         func verify(_ mib: String) throws -> ProcessResult {

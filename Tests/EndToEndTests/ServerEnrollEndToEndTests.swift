@@ -286,6 +286,22 @@ import TestSupport
         #expect(try readFile(combined).hasPrefix(try readFile(setup.certFile)))
         #expect(try readFile(combined) != pem)
 
+        // HAProxy's own layout: the certificate path is server.pem itself. The combined file takes
+        // its place (chain + key), and renewal reads the chain from it.
+        let haproxy = Sandbox()
+        let own = haproxy.root.file("server.pem")
+        let sameFile = try haproxy.run([
+            "server", "enroll", "--ca-url", setup.ca.url, "--fingerprint", setup.fingerprint, "--san", "localhost",
+            "--password-file", setup.provisionerPassword, "--non-interactive", "--no-renewal", "--reload", "haproxy",
+            "--cert-path", own, "--key-path", haproxy.root.file("server.key"),
+        ])
+        #expect(sameFile.status == 0, "\(sameFile)")
+        let first = try readFile(own)
+        #expect(first.contains("BEGIN CERTIFICATE") && first.contains("BEGIN PRIVATE KEY"), "\(first)")
+        let renewedInPlace = try haproxy.run(["server", "renew", "--force", "--exec", "true"])
+        #expect(renewedInPlace.status == 0, "\(renewedInPlace)")
+        #expect(try readFile(own) != first && readFile(own).contains("BEGIN PRIVATE KEY"))
+
         let noRenewal = Sandbox()
         let plain = try noRenewal.run([
             "server", "enroll", "--ca-url", setup.ca.url, "--fingerprint", setup.fingerprint, "--san", "localhost",
