@@ -117,12 +117,11 @@ public struct CABackup: Sendable {
     static func unpackedSize(of directory: String) throws -> Int {
         var total = 0
         guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
-        while let relative = walker.nextObject() as? String {
+        while walker.nextObject() != nil {
             total += 512
             if let size = walker.fileAttributes?[.size] as? Int, walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular {
                 total += (size + 511) / 512 * 512
             }
-            _ = relative
         }
         return total
     }

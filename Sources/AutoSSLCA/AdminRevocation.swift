@@ -85,7 +85,7 @@ public struct AdminRevocation {
         let store = database.certificates
         do {
             let end = before ?? .distantFuture
-            let candidates = try await Self.usable(by: provisioner, in: store, now: now)
+            let candidates = try await Self.usable(labels: ACMEProvisioner.recordedLabels(forName: provisioner), in: store, now: now)
             var known = Dictionary(candidates.map { ($0.serial, $0) }, uniquingKeysWith: { first, _ in first })
             var matched: [CertificateRecord] = []
             for record in candidates {
@@ -113,15 +113,12 @@ public struct AdminRevocation {
         }
     }
 
-    /// The certificates that `provisioner` issued and that can still be used or renewed: issued,
-    /// unrevoked, and unexpired or expired within the widest renewal grace window. `provisioner` is
-    /// a name as `ca provisioner list` shows it (an ACME provisioner's certificates are recorded as
-    /// `acme/NAME`) or such a recorded label.
-    static func usable(by provisioner: String, in store: any CertificateDatabase, now: Date) async throws -> [CertificateRecord] {
-        let labels = ACMEProvisioner.recordedLabels(forName: provisioner)
-        return try await store.certificates(CertificateQuery(includeExpired: true), now: now).filter {
+    /// The certificates recorded under one of `labels` that can still be used or renewed: issued,
+    /// unrevoked, and unexpired or expired within the widest renewal grace window.
+    static func usable(labels: Set<String>, in store: any CertificateDatabase, now: Date) async throws -> [CertificateRecord] {
+        try await store.certificates(CertificateQuery(includeExpired: true, provisioners: labels), now: now).filter {
             let lifetime = $0.notAfter.timeIntervalSince($0.notBefore)
-            return $0.status == .issued && $0.revocation == nil && labels.contains($0.provisioner)
+            return $0.status == .issued && $0.revocation == nil
                 && $0.notAfter.addingTimeInterval(max(0, lifetime) * Authority.maximumRenewalGraceFraction) > now
         }
     }
@@ -136,8 +133,7 @@ public struct AdminRevocation {
         if settings.provisioners.contains(where: { $0.name == name }) || (settings.acmeProvisioners ?? []).contains(where: { $0.name == name }) {
             return
         }
-        let label = acme ? ACMEProvisioner.labelPrefix + name : name
-        let usable = try await usableCertificates(of: label, now: now).filter { $0.provisioner == label }
+        let usable = try await usableCertificates(labels: [acme ? ACMEProvisioner.labelPrefix + name : name], now: now)
         guard let last = usable.map(\.notAfter).max() else { return }
         throw AutoSSLError.general(
             "\(usable.count) certificate\(usable.count == 1 ? "" : "s") of a removed provisioner named \"\(name)\" can still be used (the last until \(AuditLog.timestamp(last))); a new provisioner of that name would renew them again, so it was not added",
@@ -145,12 +141,18 @@ public struct AdminRevocation {
     }
 
     /// The certificates `provisioner` issued that can still be used or renewed (see `usable`),
-    /// oldest first: what stops renewing when the provisioner is removed.
+    /// oldest first: what stops renewing when the provisioner is removed. `provisioner` is a name as
+    /// `ca provisioner list` shows it (an ACME provisioner's certificates are recorded as
+    /// `acme/NAME`) or such a recorded label.
     public func usableCertificates(of provisioner: String, now: Date = Date()) async throws -> [CertificateRecord] {
+        try await usableCertificates(labels: ACMEProvisioner.recordedLabels(forName: provisioner), now: now)
+    }
+
+    func usableCertificates(labels: Set<String>, now: Date) async throws -> [CertificateRecord] {
         let loader = AuthorityLoader(directories: directories)
         let store = try await loader.openDatabase(try loader.settings()).certificates
         do {
-            let found = try await Self.usable(by: provisioner, in: store, now: now)
+            let found = try await Self.usable(labels: labels, in: store, now: now)
             try await store.close()
             return found.sorted { ($0.createdAt, $0.serial) < ($1.createdAt, $1.serial) }
         } catch {

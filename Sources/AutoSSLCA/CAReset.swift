@@ -1,3 +1,4 @@
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
@@ -28,7 +29,8 @@ public struct CAReset {
                 try transaction.moveExistingCAAside(suffix: "reset-" + FileOperations.timestamp(now))
                 try transaction.installCASettings(nil)
             } else {
-                let lock = try InstallTransaction.lockAgainstServing(directories)
+                let lock = try InstallTransaction.lockAgainstServing(
+                    directories, settings: try? AutoSSLConfiguration.load(from: directories.configFile).ca)
                 defer { lock?.release() }
                 for name in InstallTransaction.configFilesOfCA(in: directories.configDir) where name != "config.yaml" {
                     try transaction.remove(directories.configDir + "/" + name)

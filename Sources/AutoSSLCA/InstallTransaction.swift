@@ -52,7 +52,7 @@ struct InstallTransaction {
         let loaded = Result { try AutoSSLConfiguration.load(from: directories.configFile) }
         if case .failure = loaded { configurationUnreadable = true }
         if FileOperations.exists(directories.caDir) {
-            let lock = try Self.lockAgainstServing(directories)
+            let lock = try Self.lockAgainstServing(directories, settings: (try? loaded.get())?.ca)
             defer { lock?.release() }
             try FileOperations.move(directories.caDir, to: aside)
         } else {
@@ -66,8 +66,7 @@ struct InstallTransaction {
     /// Not while the CA runs here: its server would go on writing to a moved or deleted database
     /// (exit 7). Held by the caller until the CA directory is gone; nil for a CA that never served
     /// (it has no lock file, and none is made for it).
-    static func lockAgainstServing(_ directories: Directories) throws -> CALock? {
-        let settings = try? AutoSSLConfiguration.load(from: directories.configFile).ca
+    static func lockAgainstServing(_ directories: Directories, settings: CASettings?) throws -> CALock? {
         let lockPath = settings.map(CALock.path(for:)) ?? directories.caDir + "/db/.serve.lock"
         return FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .replacing) : nil
     }

@@ -85,12 +85,18 @@ public struct CertificateQuery: Sendable {
     public var onlyRevoked = false
     public var includeExpired = true
     public var limit: Int?
+    /// Only certificates recorded under one of these provisioner names (labels such as `acme/NAME`).
+    public var provisioners: Set<String>?
 
-    public init(expiringBefore: Date? = nil, onlyRevoked: Bool = false, includeExpired: Bool = true, limit: Int? = nil) {
+    public init(
+        expiringBefore: Date? = nil, onlyRevoked: Bool = false, includeExpired: Bool = true, limit: Int? = nil,
+        provisioners: Set<String>? = nil
+    ) {
         self.expiringBefore = expiringBefore
         self.onlyRevoked = onlyRevoked
         self.includeExpired = includeExpired
         self.limit = limit
+        self.provisioners = provisioners
     }
 }
 

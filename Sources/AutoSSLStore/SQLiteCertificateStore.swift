@@ -319,6 +319,11 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             arguments.append(now.timeIntervalSince1970)
         }
         if query.onlyRevoked { clauses.append("r.serial IS NOT NULL") }
+        if let provisioners = query.provisioners {
+            let names = provisioners.sorted()
+            clauses.append(names.isEmpty ? "0" : "c.provisioner IN (" + Array(repeating: "?", count: names.count).joined(separator: ", ") + ")")
+            for name in names { arguments.append(name) }
+        }
         var sql = Self.selectSQL + " WHERE " + clauses.joined(separator: " AND ") + " ORDER BY c.created_at DESC"
         if let limit = query.limit { sql += " LIMIT \(max(0, limit))" }
         let finalSQL = sql

@@ -91,8 +91,7 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             try checkRetention()
             let location = try BackupLocation.output(output)
             if retention != nil { try location.checkRotation() }
-            try location.checkLocalOverwrite(
-                protected: [directories.configDir, directories.caDir], protectedFiles: passphrase.passphraseFile.map { [$0] } ?? [])
+            try checkOutput(location, directories)
             let (bytes, manifest) = try await create(directories)
             // Names have a resolution of one second: a second backup within the same second waits
             // for the next name instead of replacing the first (at most a few tries).
@@ -119,8 +118,7 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             if retention != nil { try remote.checkRotation() }
             let secret = try passphrase.passphrase(confirm: true)
             let local = try output.map(BackupLocation.output)
-            try local?.checkLocalOverwrite(
-                protected: [directories.configDir, directories.caDir], protectedFiles: passphrase.passphraseFile.map { [$0] } ?? [])
+            if let local { try checkOutput(local, directories) }
             let localName = local?.nameForNewBackup(at: Date()) ?? BackupRotation.fileName(at: Date())
             let (bytes, manifest) = try await create(directories, secret: secret)
             let localPath = try await local?.destination.put(bytes, name: localName)
@@ -170,6 +168,12 @@ struct CABackupCreateCommand: AsyncParsableCommand {
                 "this backup unpacks to \(needed) MiB, more than the \(CABackup.defaultMaximumUnpackedMiB) MiB that `ca restore` and `ca backup verify` accept by default: give them --max-unpacked-mib \(needed + needed / 4) (restoring needs that much memory)")
         }
         return made
+    }
+
+    /// A local --output stays out of the CA's directories and off the passphrase file.
+    func checkOutput(_ location: BackupLocation, _ directories: Directories) throws {
+        try location.checkLocalOverwrite(
+            protected: [directories.configDir, directories.caDir], protectedFiles: passphrase.passphraseFile.map { [$0] } ?? [])
     }
 
     /// With --retention, after the new backup succeeded: all but the newest N go.

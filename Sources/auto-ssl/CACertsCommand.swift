@@ -95,18 +95,14 @@ struct CACertsListCommand: AsyncParsableCommand {
 
     func run() async throws {
         let now = Date()
-        var query = CertificateQuery(onlyRevoked: revoked)
+        var query = CertificateQuery(onlyRevoked: revoked, provisioners: provisioner.map(ACMEProvisioner.recordedLabels(forName:)))
         if let expiring {
             query.expiringBefore = now.addingTimeInterval(TimeInterval(try CertificateDuration(parsing: expiring).seconds))
             query.includeExpired = false
         }
         let store = try await openStoreForAdmin()
-        var records = try await store.certificates(query, now: now)
+        let records = try await store.certificates(query, now: now)
         try await store.close()
-        if let provisioner {
-            let labels = ACMEProvisioner.recordedLabels(forName: provisioner)
-            records.removeAll { !labels.contains($0.provisioner) }
-        }
         let views = records.map { CertificateView($0, now: now) }
         if json {
             try Output.json(views)

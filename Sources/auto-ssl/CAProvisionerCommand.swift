@@ -377,11 +377,8 @@ struct ProvisionerRemoveCommand: AsyncParsableCommand {
         if let usable, let last = usable.map(\.notAfter).max() {
             print(
                 "\(usable.count) certificate\(usable.count == 1 ? "" : "s") it issued will not be renewed; the last expires \(Output.date(last)).")
-            var nameSets: [String] = []
-            for entry in usable {
-                let text = entry.names.joined(separator: ", ")
-                if !nameSets.contains(text) { nameSets.append(text) }
-            }
+            var seen = Set<String>()
+            let nameSets = usable.map { $0.names.joined(separator: ", ") }.filter { seen.insert($0).inserted }
             let shown = nameSets.prefix(20).map { "  " + $0 }.joined(separator: "\n")
             print("Their servers must enroll again with another provisioner (`auto-ssl server enroll`):\n" + shown)
             if nameSets.count > 20 { print("  and \(nameSets.count - 20) more (`auto-ssl ca certs list --provisioner \(name)`)") }

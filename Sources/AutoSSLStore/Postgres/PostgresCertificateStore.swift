@@ -193,6 +193,14 @@ public final class PostgresCertificateStore: CertificateDatabase {
             clauses.append("c.not_after > $\(bindings.count)")
         }
         if query.onlyRevoked { clauses.append("r.serial IS NOT NULL") }
+        if let provisioners = query.provisioners {
+            var placeholders: [String] = []
+            for name in provisioners.sorted() {
+                try bindings.append(name)
+                placeholders.append("$\(bindings.count)")
+            }
+            clauses.append(placeholders.isEmpty ? "FALSE" : "c.provisioner IN (" + placeholders.joined(separator: ", ") + ")")
+        }
         var sql = Self.selectSQL + " WHERE " + clauses.joined(separator: " AND ") + " ORDER BY c.created_at DESC"
         if let limit = query.limit { sql += " LIMIT \(max(0, limit))" }
         return try await records(PostgresQuery(unsafeSQL: sql, binds: bindings))
