@@ -33,6 +33,9 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             }
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
+        // Opened one process at a time (see `openingLock`), until the schema is up to date.
+        let opening = try Self.openingLock(path)
+        defer { opening?.release() }
         let pool: DatabasePool
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
@@ -45,7 +48,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             throw StoreOpenError(path: path, underlying: "\(error)")
         }
         self.pool = pool
-        try Self.migrateOneAtATime(pool, path: path)
+        try Self.migrator.migrate(pool)
         committer = GroupCommitter(pool: pool, logger: logger, options: writer)
     }
 
@@ -101,16 +104,14 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         public var description: String { "could not open the certificate database \(path): \(underlying)" }
     }
 
-    /// Brings the schema up to date. Each migration checks what was applied before its own
-    /// transaction, so two processes opening a database that is not up to date (two admin commands
-    /// run at once on a new CA) would both apply the same migration, and the second would fail
-    /// ("table ... already exists"): they take turns on an exclusive `flock` of `.migrate.lock`
-    /// next to the database. An up-to-date database, the usual case, takes no lock.
-    static func migrateOneAtATime(_ pool: DatabasePool, path: String) throws {
-        if try pool.read({ try migrator.hasCompletedMigrations($0) }) { return }
-        let lock = try FileLock.acquire((path as NSString).deletingLastPathComponent + "/.migrate.lock", exclusive: true, wait: true)
-        defer { lock?.release() }
-        try migrator.migrate(pool)
+    /// Two processes opening the database at once (two admin commands run together on a new CA)
+    /// would both switch a new file to WAL ("database is locked") and both apply the same
+    /// migration, each checking what was applied before its own transaction ("table ... already
+    /// exists"). So the open, from the WAL setup to the last migration, takes turns on an exclusive
+    /// `flock` of `.migrate.lock` next to the database; it is held for the open only, never while
+    /// serving. Waits for a migration another process is running.
+    static func openingLock(_ path: String) throws -> FileLock? {
+        try FileLock.acquire((path as NSString).deletingLastPathComponent + "/.migrate.lock", exclusive: true, wait: true)
     }
 
     static var migrator: DatabaseMigrator {
