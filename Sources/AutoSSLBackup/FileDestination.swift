@@ -1,6 +1,9 @@
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Backups in a local directory, written atomically with mode 0600.
 public struct FileDestination: BackupDestination {
@@ -24,25 +27,40 @@ public struct FileDestination: BackupDestination {
         return path
     }
 
+    /// Writes backup `name` only if there is none of that name yet: its path, or nil when the name
+    /// is taken (another backup made in the same second, perhaps by another process).
+    public func putNew(_ bytes: [UInt8], name: String) throws -> String? {
+        try BackupRotation.checkName(name)
+        let path = location(of: name)
+        return try FileOperations.writeNew(bytes, to: Directories.absolute(path), mode: 0o600) ? path : nil
+    }
+
+    /// A path that is missing or a directory is a wrong argument (exit 2); one this user may not
+    /// read exits 4; an empty file is not a backup (exit 1, like a damaged one).
     public func get(_ name: String) async throws -> [UInt8] {
         let path = location(of: name)
         let absolute = Directories.absolute(path)
-        if let size = (try? FileManager.default.attributesOfItem(atPath: absolute))?[.size] as? Int, size > BackupLimits.maximumBytes {
-            throw AutoSSLError.invalidArgument("\(path) is larger than any backup (\(size) bytes)")
+        var info = stat()
+        if stat(absolute, &info) != 0 {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR {
+                throw AutoSSLError.invalidArgument("\(path) does not exist", hint: "give the path of a backup written by `auto-ssl ca backup`")
+            }
+            throw FileOperations.readError(code, path)
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: absolute, isDirectory: &isDirectory), !isDirectory.boolValue,
-              let handle = FileHandle(forReadingAtPath: absolute) else {
-            throw AutoSSLError.invalidArgument("\(path) cannot be read")
+        switch info.st_mode & S_IFMT {
+        case S_IFDIR:
+            throw AutoSSLError.invalidArgument("\(path) is a directory, not a backup", hint: "give the path of a backup file inside it")
+        case S_IFREG where info.st_size > BackupLimits.maximumBytes:
+            throw AutoSSLError.invalidArgument("\(path) is larger than any backup (\(info.st_size) bytes)")
+        default:
+            break
         }
-        defer { try? handle.close() }
-        guard let data = try? handle.read(upToCount: BackupLimits.maximumBytes + 1) else {
-            throw AutoSSLError.invalidArgument("\(path) cannot be read")
+        let bytes = try FileOperations.readBytes(absolute, limit: BackupLimits.maximumBytes)
+        guard !bytes.isEmpty else {
+            throw AutoSSLError.general("\(path) is empty: it is not a backup (perhaps a copy that did not finish)")
         }
-        guard data.count <= BackupLimits.maximumBytes else {
-            throw AutoSSLError.invalidArgument("\(path) is larger than any backup")
-        }
-        return Array(data)
+        return bytes
     }
 
     public var listingUnavailableReason: String? { nil }

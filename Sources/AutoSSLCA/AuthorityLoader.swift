@@ -142,8 +142,20 @@ public struct AuthorityLoader: Sendable {
     /// database-password, else the file recorded in config.yaml, else the `PGPASSFILE` (or
     /// `~/.pgpass`) line for this database, else none (the server may use another login method).
     public func databasePassword(explicitFile: String?, settings: DatabaseSettings, location: PostgresLocation) throws -> String? {
+        if explicitFile == nil, let recorded = settings.passwordFile, !recorded.hasPrefix("/") {
+            // Read relative to wherever the command happens to run (/ under systemd): never what was meant.
+            throw AutoSSLError.general(
+                "database.password_file in \(directories.configFile) is \(recorded), a relative path",
+                hint: "write the file's absolute path there")
+        }
         if let password = try Self.secret(explicitFile: explicitFile, credential: "database-password", recorded: [settings.passwordFile]) {
             return password
+        }
+        if let recorded = settings.passwordFile {
+            // Recorded but gone: connecting without it would only fail later with the server's "no password".
+            throw AutoSSLError.general(
+                "the database password file \(recorded) (database.password_file in \(directories.configFile)) does not exist",
+                hint: "put the PostgreSQL password on its first line (mode 0600), give it with --database-password-file, or remove password_file from config.yaml to use PGPASSFILE or ~/.pgpass")
         }
         let environment = ProcessInfo.processInfo.environment
         let passFile = environment["PGPASSFILE"] ?? environment["HOME"].map { $0 + "/.pgpass" }

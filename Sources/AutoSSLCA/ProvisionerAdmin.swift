@@ -157,7 +157,9 @@ public struct ProvisionerAdmin {
                   let interrupted = try? Passwords.fromFileContents(FileOperations.readText(pending)),
                   (try? PasswordJWE.decrypt(oldJWE, password: interrupted)) != nil
             else {
-                throw AutoSSLError.general("the current password of provisioner \"\(name)\" is wrong; nothing was changed")
+                throw AutoSSLError(
+                    .trustFailure, "the current password of provisioner \"\(name)\" is wrong; nothing was changed",
+                    hint: "give the password it has now with --password-file")
             }
             try FileOperations.move(pending, to: passwordFile)
         }

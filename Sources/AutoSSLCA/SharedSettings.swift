@@ -179,8 +179,14 @@ public struct SharedSettingsSync: Sendable {
     /// published in between, the publication is refused and the command must be run again.
     /// `what` (e.g. "provisioner add fleet") goes to the shared log of administrative changes, and
     /// once the change is made, to this machine's audit log as `event` (e.g. "provisioner.added").
-    public func change<T>(_ what: String, event: String, provisioner: String?, _ body: () throws -> T) async throws -> T {
-        let result = try await changeEverywhere(what, body)
+    /// `checkFirst` runs just before `body`, on the settings in force (after the pull, under the
+    /// settings lock): a check that depends on them, which a stale config.yaml on this replica
+    /// would otherwise get wrong.
+    public func change<T>(
+        _ what: String, event: String, provisioner: String?, checkFirst: (() async throws -> Void)? = nil,
+        _ body: () throws -> T
+    ) async throws -> T {
+        let result = try await changeEverywhere(what, checkFirst: checkFirst, body)
         AdminEventLog.recordLocally(directories: directories, .init(event, provisioner: provisioner, detail: what), logger: logger)
         return result
     }
@@ -208,19 +214,27 @@ public struct SharedSettingsSync: Sendable {
         }
     }
 
-    private func changeEverywhere<T>(_ what: String, _ body: () throws -> T) async throws -> T {
+    private func changeEverywhere<T>(
+        _ what: String, checkFirst: (() async throws -> Void)?, _ body: () throws -> T
+    ) async throws -> T {
         let loader = AuthorityLoader(directories: directories)
         let settings = try loader.settings()
         // Not during a migration (it publishes the settings before its copy and would miss this change).
         let lockPath = CALock.path(for: settings)
         let migrationGuard = FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .administering) : nil
         defer { migrationGuard?.release() }
-        guard settings.database != nil else { return try locked(body) }
+        func locally() async throws -> T {
+            let lock = try settingsLock()
+            defer { lock.release() }
+            try await checkFirst?()
+            return try body()
+        }
+        guard settings.database != nil else { return try await locally() }
         let database = try await loader.openDatabase(settings)
         do {
             guard let state = database.replicated else {
                 try await database.close()
-                return try locked(body)
+                return try await locally()
             }
             // Held from the pull to the publication: `ca serve`'s follower on this machine cannot
             // write an older document over this change in between.
@@ -230,6 +244,7 @@ public struct SharedSettingsSync: Sendable {
             // What `body` may change on this machine (config.yaml, the provisioners' keys and stored
             // passwords, which are this machine's own), put back as it was if the change is not
             // published: the database may be unreachable for the pull as well.
+            try await checkFirst?()
             let before = try LocalProvisionerFiles(directories: directories, secretsDir: loader.settings().paths.secretsDir)
             let result = try body()
             do {

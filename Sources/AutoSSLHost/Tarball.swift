@@ -154,8 +154,9 @@ public enum TarReader {
             throw refused(path, "its path has control characters")
         }
         var parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        while parts.count > 1, parts.first == "." { parts.removeFirst() }
+        // The trailing "/" first, so that "./" (what `tar -C dir .` writes first) comes down to ".".
         if parts.count > 1, parts.last == "" { parts.removeLast() }
+        while parts.count > 1, parts.first == "." { parts.removeFirst() }
         if parts.contains("..") { throw refused(path, "its path has a .. component") }
         if parts == ["."] { return "" }  // the archive's own top directory, "./"
         guard !parts.contains(where: { $0.isEmpty || $0 == "." }) else { throw refused(path, "its path is not normalised") }

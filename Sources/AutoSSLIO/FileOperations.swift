@@ -45,6 +45,37 @@ public enum FileOperations {
         try syncDirectory(directory)
     }
 
+    /// Writes `data` to `path` atomically with `mode`, but only where there is nothing yet: false,
+    /// with nothing written, when `path` exists. Of several writers racing for one path, one gets it
+    /// and the others get false (the complete file is hard-linked into place, which fails if
+    /// anything is there; where hard links are refused, the name is claimed with O_EXCL first).
+    public static func writeNew(_ data: some DataProtocol, to path: String, mode: mode_t) throws -> Bool {
+        let directory = Self.directory(of: path)
+        let temp = directory + "/." + (path as NSString).lastPathComponent + ".new-" + UUID().uuidString
+        try writeAtomically(data, to: temp, mode: mode)
+        defer { unlink(temp) }
+        if linkat(AT_FDCWD, temp, AT_FDCWD, path, 0) == 0 {
+            try syncDirectory(directory)
+            return true
+        }
+        let code = errno
+        if code == EEXIST { return false }
+        guard code == EPERM || code == EOPNOTSUPP || code == EMLINK else { throw systemError(code, "write \(path)") }
+        let claimed = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard claimed >= 0 else {
+            if errno == EEXIST { return false }
+            throw systemError(errno, "write \(path)")
+        }
+        close(claimed)
+        guard rename(temp, path) == 0 else {
+            let failed = errno
+            unlink(path)
+            throw systemError(failed, "write \(path)")
+        }
+        try syncDirectory(directory)
+        return true
+    }
+
     public static func writeAtomically(_ text: String, to path: String, mode: mode_t) throws {
         try writeAtomically(Array(text.utf8), to: path, mode: mode)
     }

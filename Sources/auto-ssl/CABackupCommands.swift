@@ -84,6 +84,27 @@ struct CABackupCreateCommand: AsyncParsableCommand {
         }
     }
 
+    /// Writes a backup to a local `--output`: the file named, or in a directory a new file named
+    /// for this second. Names have a resolution of one second, so a backup that finds its name
+    /// taken (another one in the same second, from this machine's timer or another command) waits
+    /// for the next name instead of replacing it; the name is claimed atomically, so two processes
+    /// never both get it.
+    func putLocal(_ bytes: [UInt8], at location: BackupLocation) async throws -> (path: String, name: String) {
+        guard location.name == nil, let directory = location.destination as? FileDestination else {
+            let name = location.nameForNewBackup(at: Date())
+            return (try await location.destination.put(bytes, name: name), name)
+        }
+        var name = location.nameForNewBackup(at: Date())
+        for _ in 0..<12 {
+            if let path = try directory.putNew(bytes, name: name) { return (path, name) }
+            try await Task.sleep(for: .milliseconds(250))
+            name = location.nameForNewBackup(at: Date())
+        }
+        throw AutoSSLError.general(
+            "\(directory.location(of: name)) and every name after it for 3 seconds were taken; nothing was written",
+            hint: "another program is writing backups into \(directory.description) at the same time: run this one again")
+    }
+
     func backUp(_ directories: Directories) async throws {
         switch destType {
         case "local":
@@ -93,14 +114,7 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             if retention != nil { try location.checkRotation() }
             try checkOutput(location, directories)
             let (bytes, manifest) = try await create(directories)
-            // Names have a resolution of one second: a second backup within the same second waits
-            // for the next name instead of replacing the first (at most a few tries).
-            var name = location.nameForNewBackup(at: Date())
-            for _ in 0..<8 where location.name == nil && FileManager.default.fileExists(atPath: Directories.absolute(location.destination.location(of: name))) {
-                try await Task.sleep(for: .milliseconds(250))
-                name = location.nameForNewBackup(at: Date())
-            }
-            let path = try await location.destination.put(bytes, name: name)
+            let (path, _) = try await putLocal(bytes, at: location)
             let pruned = try await prune(location)
             BackupState.record(.init(time: Date(), succeeded: true, detail: path), directories: directories)
             Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
@@ -119,9 +133,11 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             let secret = try passphrase.passphrase(confirm: true)
             let local = try output.map(BackupLocation.output)
             if let local { try checkOutput(local, directories) }
-            let localName = local?.nameForNewBackup(at: Date()) ?? BackupRotation.fileName(at: Date())
             let (bytes, manifest) = try await create(directories, secret: secret)
-            let localPath = try await local?.destination.put(bytes, name: localName)
+            var localCopy: (path: String, name: String)?
+            if let local { localCopy = try await putLocal(bytes, at: local) }
+            let localPath = localCopy?.path
+            let localName = localCopy?.name ?? BackupRotation.fileName(at: Date())
             let destination = try await remote.destination.put(bytes, name: remote.name ?? localName)
             let pruned = try await prune(remote)
             BackupState.record(.init(time: Date(), succeeded: true, detail: destination), directories: directories)

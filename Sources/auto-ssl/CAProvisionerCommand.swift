@@ -168,13 +168,20 @@ struct ProvisionerAddCommand: AsyncParsableCommand {
         }
         try ProvisionerName.validateNew(name)
         let admin = ProvisionerAdmin(directories: Directories.fromEnvironment())
-        try await AdminRevocation(directories: Directories.fromEnvironment()).checkNameReusable(
-            forNewProvisioner: name, acme: type.lowercased() == "acme")
+        // Checked now, before a password is asked for, and again on the settings in force (a stale
+        // config.yaml on a replica may still list a provisioner another replica removed).
+        let reusable: () async throws -> Void = {
+            try await AdminRevocation(directories: Directories.fromEnvironment()).checkNameReusable(
+                forNewProvisioner: name, acme: type.lowercased() == "acme")
+        }
+        try await reusable()
         switch type.lowercased() {
         case "acme":
             guard passwordFile == nil else { throw AutoSSLError.invalidArgument("ACME provisioners have no password") }
             let changes = acme.changes(policy: policy.settings)
-            let added = try await Self.everywhere("provisioner add \(name) (ACME)", event: "provisioner.added", provisioner: name) { try admin.addACME(name: name, changes: changes) }
+            let added = try await Self.everywhere(
+                "provisioner add \(name) (ACME)", event: "provisioner.added", provisioner: name, checkFirst: reusable
+            ) { try admin.addACME(name: name, changes: changes) }
             print("Added ACME provisioner \(added.name) (challenges: \(added.challenges.joined(separator: ", "))\(added.requireEAB ? "; external account binding required" : "")).")
             let directories = Directories.fromEnvironment()
             let base = try? AutoSSLConfiguration.load(from: directories.configFile).ca?.addresses.first?.urlString
@@ -198,7 +205,9 @@ struct ProvisionerAddCommand: AsyncParsableCommand {
             throw AutoSSLError.invalidArgument(
                 "standard input is not a terminal", hint: "pass --password-file, or --non-interactive to generate one")
         }
-        let added = try await Self.everywhere("provisioner add \(name)", event: "provisioner.added", provisioner: name) { try admin.add(name: name, password: password, policy: policy.settings) }
+        let added = try await Self.everywhere(
+            "provisioner add \(name)", event: "provisioner.added", provisioner: name, checkFirst: reusable
+        ) { try admin.add(name: name, password: password, policy: policy.settings) }
         print("Added provisioner \(added.settings.name) (JWK).")
         if let file = added.generatedPasswordFile {
             print("Its password was generated and stored in \(file) (mode 0600).")
@@ -449,8 +458,11 @@ struct ProvisionerPasswordCommand: AsyncParsableCommand {
 extension AsyncParsableCommand {
     /// Runs a change of provisioners or policy so that it is in force on every replica of a CA on a
     /// shared database (see `SharedSettingsSync.change`); on SQLite, just runs it.
-    static func everywhere<T>(_ what: String, event: String, provisioner: String, _ body: () throws -> T) async throws -> T {
-        try await SharedSettingsSync(directories: Directories.fromEnvironment()).change(what, event: event, provisioner: provisioner, body)
+    static func everywhere<T>(
+        _ what: String, event: String, provisioner: String, checkFirst: (() async throws -> Void)? = nil, _ body: () throws -> T
+    ) async throws -> T {
+        try await SharedSettingsSync(directories: Directories.fromEnvironment()).change(
+            what, event: event, provisioner: provisioner, checkFirst: checkFirst, body)
     }
 
     static var inForce: String {

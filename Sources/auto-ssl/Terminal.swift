@@ -79,11 +79,27 @@ enum Terminal {
 
 /// Reading secrets from files named on the command line (never from argv itself).
 enum SecretFiles {
+    /// A password file holds one line; anything bigger is the wrong file.
+    static let secretFileLimit = 64 << 10
+
     /// Reads the first line of `path`; `/dev/stdin` and `-` read standard input.
     static func read(_ path: String, option: String) throws -> String {
         let effective = path == "-" ? "/dev/stdin" : path
-        if effective != "/dev/stdin", !FileOperations.exists(effective) {
-            throw AutoSSLError.invalidArgument("\(option): \(path) does not exist")
+        if effective != "/dev/stdin" {
+            var info = stat()
+            let found = stat(effective, &info) == 0
+            if !found, errno == ENOENT || errno == ENOTDIR {
+                throw AutoSSLError.invalidArgument("\(option): \(path) does not exist", hint: "give the file that holds the password")
+            }
+            // Anything else stat refuses (permission) is reported by the read below, with its exit code.
+            if found, info.st_mode & S_IFMT == S_IFDIR {
+                throw AutoSSLError.invalidArgument("\(option): \(path) is a directory", hint: "give the file that holds the password")
+            }
+            if found, info.st_mode & S_IFMT == S_IFREG, info.st_size > secretFileLimit {
+                throw AutoSSLError.invalidArgument(
+                    "\(option): \(path) is larger than \(secretFileLimit >> 10) KiB, too big to be a password file",
+                    hint: "give the file that holds the password on its first line")
+            }
         }
         let contents: String
         if effective == "/dev/stdin" {
@@ -94,7 +110,8 @@ enum SecretFiles {
             }
             contents = lines.first ?? ""
         } else {
-            contents = try FileOperations.readText(effective)
+            // A password file is a line, not a disk image: refuse big files before reading them whole.
+            contents = String(decoding: try FileOperations.readBytes(effective, limit: secretFileLimit), as: UTF8.self)
         }
         let secret = Passwords.fromFileContents(contents)
         guard !secret.isEmpty else {

@@ -58,7 +58,26 @@ import TestSupport
             _ = try await directory.get("missing.enc")
             Issue.record("a missing file was read")
         } catch let error as AutoSSLError {
-            #expect(error.kind == .invalidArguments && error.message == temporary.path + "/missing.enc cannot be read")
+            #expect(error.kind == .invalidArguments && error.message == temporary.path + "/missing.enc does not exist")
+        }
+        // A directory is a wrong argument too (exit 2); an empty file or /dev/null is not a backup (exit 1, like a damaged one).
+        try FileManager.default.createDirectory(atPath: temporary.path + "/dir.enc", withIntermediateDirectories: false)
+        try Data().write(to: URL(fileURLWithPath: temporary.path + "/empty.enc"))
+        for (name, kind, words) in [
+            ("dir.enc", FailureKind.invalidArguments, "is a directory"), ("empty.enc", .general, "is empty"),
+        ] {
+            do {
+                _ = try await directory.get(name)
+                Issue.record("\(name) was read as a backup")
+            } catch let error as AutoSSLError {
+                #expect(error.kind == kind && error.message.contains(words), "\(error)")
+            }
+        }
+        do {
+            _ = try await FileDestination(directory: "/dev/").get("null")
+            Issue.record("/dev/null was read as a backup")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .general && error.message.contains("is empty"), "\(error)")
         }
     }
 

@@ -410,6 +410,15 @@ import X509
                 name: "admin", current: AuthorityTests.provisionerPassword, new: newPassword, kdfIterations: 210_000)
         }
         #expect(changed.publicKey != before.publicKey)
+        // A wrong current password is a trust failure (exit 6, as for a token), and changes nothing.
+        do {
+            _ = try ProvisionerAdmin(directories: f.directories).changePassword(
+                name: "admin", current: "not-the-password-at-all-000", new: "a-third-password-789", kdfIterations: 210_000)
+            Issue.record("a wrong current password changed the provisioner's key")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .trustFailure && error.message.contains("is wrong"), "\(error)")
+        }
+        #expect(try ProvisionerAdmin(directories: f.directories).list().first { $0.name == "admin" }?.publicKey == changed.publicKey)
         let reloaded = try await AuthorityLoader(directories: f.directories).load(passwordFile: try f.dir.write("ca2.pw", "ca-password-for-tests-123\n"))
         let names = ["after.internal"]
         do {

@@ -17,6 +17,29 @@ import X509
         }
     }
 
+    /// database.password_file names the file the PostgreSQL password is read from: when it is gone
+    /// or relative (a hand edit), the command says so and names it, instead of connecting without a
+    /// password and failing with the server's "no password supplied".
+    @Test func aRecordedDatabasePasswordFileThatIsMissingOrRelativeIsNamed() throws {
+        let dir = TemporaryDirectory()
+        let loader = AuthorityLoader(directories: directories(dir))
+        let location = try PostgresLocation(url: "postgres://ca@db.internal/auto_ssl")
+        let missing = dir.file("gone-database-password")
+        #expect {
+            _ = try loader.databasePassword(explicitFile: nil, settings: DatabaseSettings(url: location.description, passwordFile: missing), location: location)
+        } throws: { error in
+            "\(error)".contains(missing) && "\(error)".contains("does not exist")
+        }
+        #expect {
+            _ = try loader.databasePassword(explicitFile: nil, settings: DatabaseSettings(url: location.description, passwordFile: "db-password"), location: location)
+        } throws: { error in
+            "\(error)".contains("db-password") && "\(error)".contains("relative path")
+        }
+        try "a-database-password\n".write(toFile: missing, atomically: true, encoding: .utf8)
+        #expect(try loader.databasePassword(
+            explicitFile: nil, settings: DatabaseSettings(url: location.description, passwordFile: missing), location: location) == "a-database-password")
+    }
+
     func directories(_ dir: TemporaryDirectory) -> Directories {
         Directories(
             configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"),

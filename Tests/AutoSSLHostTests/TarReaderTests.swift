@@ -72,6 +72,24 @@ import Testing
         #expect(message { try TarReader.write(members, from: tar, into: again) { _ in 0o600 } }.contains("\"top/a.txt\" is refused: it appears twice"))
     }
 
+    /// `tar -C dir .` (how an archive is made by hand) starts with "./" and prefixes every member
+    /// with "./": read as the archive's top directory and plain relative paths, not refused.
+    @Test func readsAnArchiveMadeFromInsideItsDirectory() throws {
+        let directory = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = try shell("mkdir -p top/ca/certs && echo r > top/ca/certs/root_ca.crt && echo m > top/manifest.json", in: directory)
+        let tar = try shell("tar --sort=name -C top -cf - .", in: directory)
+        let members = try TarReader.members(of: tar)
+        #expect(members.map(\.path) == ["", "ca", "ca/certs", "ca/certs/root_ca.crt", "manifest.json"], "\(members.map(\.path))")
+        let out = directory + "/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
+        try TarReader.write(members, from: tar, into: out) { _ in 0o600 }
+        #expect(try String(contentsOfFile: out + "/ca/certs/root_ca.crt", encoding: .utf8) == "r\n")
+        for odd in [".//ca", "ca//x", "ca/./x", ""] {
+            #expect(throws: AutoSSLError.self, "\(odd)") { _ = try TarReader.normalise(odd) }
+        }
+    }
+
     @Test func refusesLinksSpecialFilesAndPathsThatLeaveTheDirectory() throws {
         let directory = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -236,6 +236,12 @@ import TestSupport
         #expect(fileMode(target.caDir + "/secrets") == 0o700 && fileMode(target.caDir) == 0o755)
         let verified = try target.run(["ca", "backup", "verify", source.root.file("manual.enc"), "--passphrase-file", passphraseFile, "--allow-no-manifest"])
         #expect(verified.status == 0 && verified.stdout.contains("no manifest"), "\(verified)")
+        // The same made from inside the directory (`tar -C layout .`: every member starts with "./").
+        let dotted = try Self.handMadeArchive(from: source, prepare: ":", members: ".")
+        let third = Sandbox()
+        let fromDot = try third.run(["ca", "restore", "--input", dotted, "--passphrase-file", passphraseFile, "--allow-no-manifest"])
+        #expect(fromDot.status == 0, "\(fromDot)")
+        #expect(try readFile(third.caDir + "/certs/root_ca.crt") == (try readFile(source.caDir + "/certs/root_ca.crt")))
     }
 
     @Test func anArchiveWithoutManifestIsRefusedUnlessAllowed() throws {
@@ -463,6 +469,33 @@ import TestSupport
             "ca", "restore", "--input", "s3://ca-backups/" + key, "--s3-endpoint", endpoint, "--passphrase-file", passphraseFile,
         ])
         #expect(missing.status == 2 && missing.stderr.contains("no S3 credentials"), "\(missing)")
+    }
+
+    /// Backups started together into one directory (a timer and an operator, say) each get their
+    /// own file: a name taken in the same second is never replaced, the later one takes the next.
+    @Test func concurrentBackupsIntoOneDirectoryNeverReplaceEachOther() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let passphraseFile = try sandbox.root.write("pp", "concurrent-backups-passphrase\n")
+        let directory = sandbox.root.file("backups")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let script = """
+            for i in 1 2 3; do
+              '\(autoSSLBinaryPath())' ca backup -q --output '\(directory)' --passphrase-file '\(passphraseFile)' > '\(directory)'.out$i 2>&1 &
+            done
+            status=0
+            for job in $(jobs -p); do wait $job || status=1; done
+            exit $status
+            """
+        let run = try runProcess("sh", ["-c", script], environment: sandbox.environment)
+        #expect(run.status == 0, "\(run) \((try? readFile(directory + ".out1")) ?? "")")
+        let written = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".enc") }
+        #expect(Set(written).count == 3, "\(written)")
+        for name in written {
+            let verified = try sandbox.run(["ca", "backup", "verify", directory + "/" + name, "--passphrase-file", passphraseFile])
+            #expect(verified.status == 0, "\(name): \(verified)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 3, "no temporary file is left")
     }
 
     @Test func aTrailingSlashMakesTheOutputADirectoryThatRetentionThenUses() throws {

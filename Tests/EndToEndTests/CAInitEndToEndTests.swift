@@ -195,6 +195,15 @@ import TestSupport
         let missingFile = try sandbox.run(["ca", "init", "--address", "127.0.0.1:9443", "--password-file", "/nonexistent/pw"])
         #expect(missingFile.status == 2, "\(missingFile)")
         #expect(!FileOperationsProbe.exists(sandbox.caDir))
+
+        // A directory or a file too big to be a password is a wrong argument too (exit 2), like a missing file.
+        let directory = try sandbox.run(["ca", "init", "--address", "127.0.0.1:9443", "--non-interactive", "--password-file", sandbox.root.path])
+        #expect(directory.status == 2 && directory.stderr.contains("is a directory"), "\(directory)")
+        let big = sandbox.root.file("big.pw")
+        try String(repeating: "a-long-enough-password\n", count: 4_000).write(toFile: big, atomically: true, encoding: .utf8)
+        let tooBig = try sandbox.run(["ca", "init", "--address", "127.0.0.1:9443", "--non-interactive", "--password-file", big])
+        #expect(tooBig.status == 2 && tooBig.stderr.contains("larger than"), "\(tooBig)")
+        #expect(!FileOperationsProbe.exists(sandbox.caDir))
     }
 
     @Test func givenPasswordsAreUsedAndNotStored() throws {

@@ -160,13 +160,23 @@ import TestSupport
         #expect(events.contains { $0.hasPrefix("settings.changed provisioner add fleet") }, "\(listed)")
         #expect(events.contains { $0.hasPrefix("certificate.revoked") && $0.lowercased().contains(serial.lowercased().drop { $0 == "0" }) }, "\(listed)")
 
-        // Removed on B, refused on A within seconds.
+        // Removed on B, refused on A within seconds. (A certificate of it that stays usable first.)
+        #expect(try issue(on: a, name: "fleet-kept.internal", provisioner: "fleet", password: "fleet-provisioner-password-1", in: client).status == 0)
+        let staleConfig = a.sandbox.root.file("config.yaml.stale")
+        #expect(try runProcess("cp", [a.sandbox.configDir + "/config.yaml", staleConfig]).status == 0)
         let removed = try b.sandbox.run(["ca", "provisioner", "remove", "fleet", "--yes"])
         #expect(removed.status == 0, "\(removed)")
         let refusedOnA = try Self.eventually(within: 20) {
             try issue(on: a, name: "fleet-3.internal", provisioner: "fleet", password: "fleet-provisioner-password-1", in: client).status != 0
         }
         #expect(refusedOnA)
+        // A replica whose config.yaml is stale (it still lists "fleet") does not give the removed
+        // name out again while fleet's certificates can be used: the check runs on the settings in force.
+        #expect(try runProcess("cp", [staleConfig, a.sandbox.configDir + "/config.yaml"]).status == 0)
+        let reused = try a.sandbox.run(
+            ["ca", "provisioner", "add", "fleet", "--password-file", "/dev/stdin"], stdin: "fleet-provisioner-password-2\n")
+        #expect(reused.status == 1 && reused.stderr.contains("of a removed provisioner named \"fleet\""), "\(reused)")
+        #expect(try issue(on: b, name: "fleet-4.internal", provisioner: "fleet", password: "fleet-provisioner-password-2", in: client).status != 0)
 
         // Moving the records back to SQLite is refused while another replica runs, then works once
         // every replica stopped (a replica that stops says so in the database).
