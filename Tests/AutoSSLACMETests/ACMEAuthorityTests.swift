@@ -220,7 +220,8 @@ import X509
             let answered = try JSONDecoder().decode(ACMEChallengeObject.self, from: Data(reply.body))
             #expect(answered.status == expected, "\(String(decoding: reply.body, as: UTF8.self))")
             #expect((reply.retryAfter != nil) == (expected == .processing))
-            #expect(expected == .valid ? answered.validated != nil : waited < .seconds(3), "\(waited)")
+            // Not held until the retry 5 s away (the bound leaves a loaded machine its margin).
+            #expect(expected == .valid ? answered.validated != nil : waited < .seconds(4.5), "\(waited)")
         }
     }
 
