@@ -23,6 +23,15 @@ func runMain(_ arguments: [String]) async -> Int32 {
         print(AutoSSLCommand.versionLine)
         return 0
     }
+    // ArgumentParser reads "-5h" as short flags, "-h" among them: a negative duration would print
+    // the help and exit 0, or be reported as a missing value. No option or value of ours starts
+    // with "-" and a digit, so such an argument is a negative value, refused as one.
+    if let negative = arguments.first(where: { $0.count > 1 && $0.hasPrefix("-") && $0.dropFirst().first?.isNumber == true }) {
+        Output.error(AutoSSLError.invalidArgument(
+            "\(negative): negative values are not accepted (durations, counts and ports are positive)",
+            hint: "see '\((["auto-ssl"] + arguments.prefix { !$0.hasPrefix("-") }.prefix(3)).joined(separator: " ")) --help'"))
+        return FailureKind.invalidArguments.exitCode
+    }
     do {
         var command = try AutoSSLCommand.parseAsRoot(arguments)
         if var asyncCommand = command as? AsyncParsableCommand {

@@ -27,6 +27,12 @@ import TestSupport
             #expect(initHelp.stdout.contains(option), "ca init --help lacks \(option)")
         }
         #expect(try sandbox.run(["ca", "reset", "--help"]).stdout.contains("--yes"))
+        // A negative value ("-5h" would otherwise be read as short flags, -h among them: the help and exit 0).
+        for arguments in [["ca", "token", "create", "--san", "a.internal", "--duration", "-5h"], ["cert", "issue", "--duration", "-5m"]] {
+            let negative = try sandbox.run(arguments)
+            #expect(negative.status == 2 && negative.stderr.contains("negative values are not accepted"), "\(arguments): \(negative)")
+            #expect(!negative.stdout.contains("USAGE"), "\(negative)")
+        }
     }
 
     /// The benchmark's own load generator and bookkeeping (the figures themselves are in docs/benchmarks.md).
