@@ -32,6 +32,11 @@ extension ACMEAuthority {
             throw ACMEProblem(.malformed, "newAccount needs a JSON object payload")
         }
         if let existing = try await database.account(provisioner: endpoint.provisioner.name, thumbprint: request.key.thumbprint) {
+            guard existing.status == .valid else {
+                throw ACMEProblem(
+                    .unauthorized, "the account of this key (\(existing.id)) is \(existing.status.rawValue); a new account needs a new key",
+                    status: 401)
+            }
             return try .json(accountObject(existing, endpoint), status: 200, location: endpoint.accountURL(existing.id))
         }
         if payload.onlyReturnExisting {

@@ -57,6 +57,12 @@ extension ACMEAuthority {
         guard authorization.accountID == account.id else { throw ACMEProblem(.unauthorized, "the challenge belongs to another account") }
         if !request.isPostAsGet, challenge.status == .pending {
             if authorization.expires < now { throw ACMEProblem(.malformed, "the authorization expired") }
+            // A deactivated (or otherwise settled) authorization's challenges cannot be answered any more.
+            guard authorization.status == .pending else {
+                throw ACMEProblem(
+                    .malformed,
+                    "the authorization is \(authorization.status.rawValue): its challenges can no longer be answered; place a new order")
+            }
             // Validations wait for one of a few slots: their number is bounded, so that clients
             // asking faster than validation goes cannot pile up work without end. The challenge
             // stays pending, and the client may ask again.

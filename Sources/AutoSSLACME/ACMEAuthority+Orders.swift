@@ -135,6 +135,11 @@ extension ACMEAuthority {
         } catch let error as AutoSSLError {
             throw ACMEProblem(.badCSR, error.message)
         }
+        // RFC 8555 §11.1: the account key must not also be a certificate's key (whoever held the
+        // certificate's key could then act as the account).
+        if let certificateKey = ACMEAccountKey(certificateKey: csr.publicKey), certificateKey.thumbprint == request.key.thumbprint {
+            throw ACMEProblem(.badCSR, "the CSR's key is the account key; make the certificate a key of its own")
+        }
         let values = try order.identifiers.map(ACMEIdentifierValue.init)
         // Compared as text: lego puts an IP identifier into the CN and even into a dNSName; what is
         // issued is the order's identifiers, an IP as an iPAddress SAN.

@@ -33,7 +33,8 @@ extension ACMEAuthority {
             }
             revokedBy = "holder"
         }
-        guard try await authority.revokeForACME(serial: serial, reasonCode: reason, revokedBy: revokedBy, remote: request.endpoint.remote) else {
+        guard try await authority.revokeForACME(
+            serial: serial, reasonCode: reason, revokedBy: revokedBy, provisioner: request.endpoint.provisioner.name, remote: request.endpoint.remote) else {
             throw ACMEProblem(.alreadyRevoked, "certificate \(serial) is already revoked")
         }
         return .empty(200)

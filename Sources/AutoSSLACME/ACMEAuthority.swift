@@ -218,7 +218,8 @@ public final class ACMEAuthority: Sendable {
             throw ACMEProblem(.accountDoesNotExist, "no account \(id)", status: 400)
         }
         guard account.status == .valid else {
-            throw ACMEProblem(.unauthorized, "account \(id) is \(account.status.rawValue)")
+            // RFC 8555 §7.3.6: requests of a deactivated account are answered 401.
+            throw ACMEProblem(.unauthorized, "account \(id) is \(account.status.rawValue)", status: 401)
         }
         let key = try key(of: account)
         try verify(jws, key)

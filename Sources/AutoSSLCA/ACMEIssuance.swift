@@ -39,11 +39,15 @@ extension Authority {
 
     /// Revokes a certificate on behalf of an ACME client that proved its right to (the ordering
     /// account, or the certificate's own key). Returns false when it was already revoked.
-    public func revokeForACME(serial: String, reasonCode: Int, revokedBy: String, remote: String?, now: Date = Date()) async throws -> Bool {
-        try await counted(.revoke, provisioner: ProvisionerLabel("acme")) {
-            if let record = try await store.certificate(serial: serial), record.revocation != nil { return false }
+    /// Revokes a certificate for an ACME request (authorized by the ACME layer: the ordering
+    /// account of `provisioner`, or the certificate's own key when `revokedBy` is "holder"). False
+    /// when it was revoked already (nothing changed; counted as refused).
+    public func revokeForACME(
+        serial: String, reasonCode: Int, revokedBy: String, provisioner: String, remote: String?, now: Date = Date()
+    ) async throws -> Bool {
+        let label = ProvisionerLabel(revokedBy == "holder" ? "holder" : ACMEProvisioner.labelPrefix + provisioner)
+        return try await counted(.revoke, provisioner: label, outcome: { $0 ? .ok : .refused }) {
             try await recordRevocation(serial: serial, reasonCode: reasonCode, reason: "", revokedBy: revokedBy, remote: remote, now: now)
-            return true
         }
     }
 

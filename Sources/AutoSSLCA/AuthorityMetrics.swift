@@ -10,11 +10,12 @@ extension Authority {
     /// Counts one certificate operation by its outcome. `provisioner` is read when the work ends, so
     /// the work can name the provisioner once it knows it.
     func counted<T>(
-        _ operation: CAMetrics.Operation, provisioner: ProvisionerLabel, _ work: () async throws -> T
+        _ operation: CAMetrics.Operation, provisioner: ProvisionerLabel,
+        outcome success: (T) -> CAMetrics.Outcome = { _ in .ok }, _ work: () async throws -> T
     ) async throws -> T {
         do {
             let result = try await work()
-            metrics.operation(operation, provisioner: provisioner.name, outcome: .ok)
+            metrics.operation(operation, provisioner: provisioner.name, outcome: success(result))
             return result
         } catch {
             metrics.operation(operation, provisioner: provisioner.name, outcome: Self.outcome(of: error))

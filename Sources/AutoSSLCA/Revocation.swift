@@ -35,14 +35,21 @@ extension Authority {
 
     /// Revokes a certificate, authenticated by the certificate itself (mTLS or x5c token) or by a
     /// provisioner token whose `sub` is the serial. Revocation is permanent.
-    public func revoke(_ request: RevokeRequest, now: Date = Date()) async throws {
+    /// What a revocation changed: the certificate was revoked now, or had been before (then nothing
+    /// changes, and the operation counts as refused: there was nothing to do).
+    public enum RevocationOutcome: Sendable, Equatable {
+        case revoked, alreadyRevoked
+    }
+
+    @discardableResult
+    public func revoke(_ request: RevokeRequest, now: Date = Date()) async throws -> RevocationOutcome {
         let label = ProvisionerLabel()
-        try await counted(.revoke, provisioner: label) {
+        return try await counted(.revoke, provisioner: label, outcome: { $0 == .revoked ? .ok : .refused }) {
             try await revoke(request, label: label, now: now)
         }
     }
 
-    private func revoke(_ request: RevokeRequest, label: ProvisionerLabel, now: Date) async throws {
+    private func revoke(_ request: RevokeRequest, label: ProvisionerLabel, now: Date) async throws -> RevocationOutcome {
         do {
             try Self.validateReasonCode(request.reasonCode)
         } catch let error as AutoSSLError {
@@ -114,12 +121,15 @@ extension Authority {
                 throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", remote: request.remote, authFailure: true, failure: .replayedToken)
             }
         }
-        try await recordRevocation(serial: serial, reasonCode: request.reasonCode, reason: request.reason, revokedBy: revokedBy, remote: request.remote, now: now)
+        let changed = try await recordRevocation(
+            serial: serial, reasonCode: request.reasonCode, reason: request.reason, revokedBy: revokedBy, remote: request.remote, now: now)
+        return changed ? .revoked : .alreadyRevoked
     }
 
     /// Stores the revocation (with the other certificates of the same key, see
-    /// `CertificateStore.revoke`) and audits each; unknown serials are a 404.
-    func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws {
+    /// `CertificateStore.revoke`) and audits each; unknown serials are a 404. False when the
+    /// certificate was revoked already (nothing changed).
+    func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws -> Bool {
         let revocation = RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: revokedBy)
         let revoked: [String]
         do {
@@ -127,7 +137,7 @@ extension Authority {
         } catch StoreError.unknownSerial {
             throw AuthorityError(.notFound, "this CA issued no certificate with serial \(serial)")
         }
-        guard !revoked.isEmpty else { return }
+        guard !revoked.isEmpty else { return false }
         for each in revoked {
             audit.record(.revoked(
                 each, named: serial, revocation, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
@@ -137,5 +147,6 @@ extension Authority {
             ocsp.revoked(serial: each)
         }
         try await regenerateCRLs(now: now)
+        return true
     }
 }

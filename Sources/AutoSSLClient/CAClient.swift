@@ -555,17 +555,26 @@ extension CAClient {
     }
 
     /// Revokes `chain[0]`, authenticated by the certificate itself.
-    public func revoke(chain: [Certificate], key: SigningKey, method: HolderAuthentication, reasonCode: Int, reason: String) async throws {
+    /// Revokes the holder's certificate; true when the CA says it was revoked already (unchanged).
+    @discardableResult
+    public func revoke(chain: [Certificate], key: SigningKey, method: HolderAuthentication, reasonCode: Int, reason: String) async throws -> Bool {
         let body = try JSONSerialization.data(withJSONObject: [
             "serial": SerialText.decimal(fromHex: chain[0].serialNumber.hexString), "reasonCode": reasonCode, "reason": reason,
             "passive": true,
         ] as [String: Any])
         let (status, data) = try await holderRequest("/revoke", body: body, chain: chain, key: key, method: method)
         guard status == 200 else { throw refusal(status: status, body: data, action: "revoke the certificate") }
+        return Self.saysAlreadyRevoked(data)
+    }
+
+    /// The `/revoke` answer's `already_revoked` (absent from step-ca's answers: false).
+    static func saysAlreadyRevoked(_ data: Data) -> Bool {
+        ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["already_revoked"] as? Bool == true
     }
 
     /// Revokes any serial with a provisioner token (`sub` = the serial).
-    public func revoke(serialDecimal: String, provisioner: String, key: ECJWK, reasonCode: Int, reason: String, now: Date = Date()) async throws {
+    @discardableResult
+    public func revoke(serialDecimal: String, provisioner: String, key: ECJWK, reasonCode: Int, reason: String, now: Date = Date()) async throws -> Bool {
         let issued = Int64(now.timeIntervalSince1970)
         let claims = ProvisionerTokenClaims(
             iss: provisioner, aud: [baseURL + "/1.0/revoke"], sub: serialDecimal, sans: [], nbf: issued, iat: issued,
@@ -576,6 +585,7 @@ extension CAClient {
         ] as [String: Any])
         let (status, data) = try await request("POST", "/1.0/revoke", body: body)
         guard status == 200 else { throw refusal(status: status, body: data, action: "revoke the certificate") }
+        return Self.saysAlreadyRevoked(data)
     }
 
     /// The current CRL (DER).

@@ -164,6 +164,14 @@ public struct ACMEJWS: Sendable {
         public var url: String?
         public var jwk: ACMEAccountKey.Fields?
         public var kid: String?
+        /// Present when the header names critical extensions (none is supported: refused).
+        var crit: Present? = nil
+    }
+
+    /// A JSON member whose presence alone matters (any value but null).
+    struct Present: Decodable, Equatable, Sendable {
+        init() {}
+        init(from decoder: any Decoder) throws {}
     }
 
     public let protectedB64: String
@@ -177,20 +185,22 @@ public struct ACMEJWS: Sendable {
         var protected: String
         var payload: String
         var signature: String
+        /// An unprotected header, which RFC 8555 §6.2 forbids.
+        var header: Present? = nil
     }
 
     /// The body's three members through `FlatJSON`; nil (then `JSONDecoder` decides) for anything
     /// it does not read, or a member of another type.
     static func fastWire(_ body: Data) -> Wire? {
-        guard let object = FlatJSON.object(body), let protected = object.string("protected"), let payload = object.string("payload"),
-              let signature = object.string("signature") else { return nil }
+        guard let object = FlatJSON.object(body), object["header"] == nil, let protected = object.string("protected"),
+              let payload = object.string("payload"), let signature = object.string("signature") else { return nil }
         return Wire(protected: protected, payload: payload, signature: signature)
     }
 
     /// A protected header with `kid` (every request after new-account) through `FlatJSON`; nil
     /// (then `JSONDecoder` decides) for one with a `jwk` object or a member of another type.
     static func fastHeader(_ data: Data) -> Header? {
-        guard let object = FlatJSON.object(data), let alg = object.string("alg"), let nonce = object.optionalString("nonce"),
+        guard let object = FlatJSON.object(data), object["crit"] == nil, let alg = object.string("alg"), let nonce = object.optionalString("nonce"),
               let url = object.optionalString("url"), let kid = object.optionalString("kid") else { return nil }
         switch object["jwk"] {
         case nil, .null?: return Header(alg: alg, nonce: nonce, url: url, jwk: nil, kid: kid)
@@ -205,6 +215,12 @@ public struct ACMEJWS: Sendable {
         guard let protectedData = Base64URL.decode(wire.protected),
               let header = Self.fastHeader(protectedData) ?? (try? JSONDecoder().decode(Header.self, from: protectedData)) else {
             throw ACMEProblem(.malformed, "the JWS protected header is not base64url JSON with \"alg\"")
+        }
+        guard wire.header == nil else {
+            throw ACMEProblem(.malformed, "the JWS has an unprotected \"header\"; ACME requests carry only the protected header")
+        }
+        guard header.crit == nil else {
+            throw ACMEProblem(.malformed, "the JWS protected header lists critical extensions (\"crit\"), and this server supports none")
         }
         guard let signature = Base64URL.decode(wire.signature), !signature.isEmpty else {
             throw ACMEProblem(.malformed, "the JWS signature is not base64url")

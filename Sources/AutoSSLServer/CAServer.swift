@@ -394,10 +394,11 @@ public final class CAServer: Sendable {
             }
             let presented = token == nil ? await context.peerCertificate() : nil
             if presented != nil { try refuseIfAPageCouldHaveSent(request, remote: remote) }
-            try await authority.revoke(.init(
+            let outcome = try await authority.revoke(.init(
                 serial: body.serial, reasonCode: body.reasonCode ?? 0, reason: body.reason ?? "", token: token,
                 presented: presented, remote: remote))
-            return Self.json(#"{"status":"ok"}"#)
+            // Asking again is not an error (a client that lost the answer retries), but says so.
+            return Self.json(outcome == .revoked ? #"{"status":"ok"}"# : #"{"status":"ok","already_revoked":true}"#)
         }
     }
 

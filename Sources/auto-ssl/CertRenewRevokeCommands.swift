@@ -87,10 +87,12 @@ struct CertRevokeCommand: AsyncParsableCommand {
                     throw AutoSSLError.invalidArgument("--method must be mtls or token")
                 }
                 let chain = try HolderFiles.chain(cert)
-                try await client.revoke(
+                let already = try await client.revoke(
                     chain: chain, key: try HolderFiles.key(key, matching: chain[0]), method: authentication,
                     reasonCode: reason.reasonCode, reason: reason.reason)
-                return "Revoked \(chain[0].serialNumber.hexString)."
+                return already
+                    ? "Certificate \(chain[0].serialNumber.hexString) was already revoked; it is unchanged."
+                    : "Revoked \(chain[0].serialNumber.hexString)."
             } else if let serial {
                 guard let passwordFile else {
                     throw AutoSSLError.invalidArgument("--serial needs the provisioner password", hint: "pass --password-file")
@@ -99,9 +101,9 @@ struct CertRevokeCommand: AsyncParsableCommand {
                 let decimal = serial.allSatisfy(\.isNumber) ? serial : SerialText.decimal(fromHex: candidates[0])
                 let jwk = try await client.provisionerKey(
                     name: provisioner, password: try SecretFiles.read(passwordFile, option: "--password-file"))
-                try await client.revoke(
+                let already = try await client.revoke(
                     serialDecimal: decimal, provisioner: provisioner, key: jwk, reasonCode: reason.reasonCode, reason: reason.reason)
-                return "Revoked serial \(serial)."
+                return already ? "Serial \(serial) was already revoked; it is unchanged." : "Revoked serial \(serial)."
             } else {
                 throw AutoSSLError.invalidArgument("name the certificate (--cert and --key) or a --serial")
             }

@@ -127,6 +127,73 @@ import X509
         }
     }
 
+    /// RFC 8555 §11.1: a CSR for the account's own key is badCSR, and the order stays ready for a
+    /// CSR with a key of its own.
+    @Test func aCSRForTheAccountKeyIsBadCSR() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["own-key.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        _ = try await fixture.validate(account, order: created, orderID: orderID)
+        let accountKey = try SigningKey(derRepresentation: account.key.derRepresentation)
+        let refused = await problem {
+            try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["own-key.example.test"], key: accountKey)]) {
+                acme in { try await acme.finalize($0) }
+            }
+        }
+        #expect(refused?.kind == .badCSR && refused?.detail.contains("account key") == true, "\(String(describing: refused))")
+        let status = try await fixture.database.acme.order(id: orderID)?.status
+        #expect(status == .ready || status == .pending, "\(String(describing: status))")  // ready, whether marked so yet or not
+        let issued = try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["own-key.example.test"])]) {
+            acme in { try await acme.finalize($0) }
+        }
+        #expect(issued.status == 200)
+    }
+
+    /// After its authorization was deactivated, answering a challenge is refused (it would stay
+    /// pending forever while the order is invalid), and no validation starts.
+    @Test func aChallengeOfADeactivatedAuthorizationCannotBeAnswered() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["dropped.example.test"])
+        let authorizationURL = try #require(created.authorizations.first)
+        let authorizationID = String(authorizationURL.split(separator: "/").last ?? "")
+        let authorization = try await fixture.authorization(account, url: authorizationURL)
+        let challenge = try #require(authorization.challenges.first { $0.type == "http-01" })
+        _ = try await fixture.post(account, "authz/" + authorizationID, id: authorizationID, json: ["status": "deactivated"]) { acme in { try await acme.authorization($0) } }
+        fixture.network.serve(token: challenge.token, content: challenge.token + "." + account.thumbprint)
+        let id = String(challenge.url.split(separator: "/").last ?? "")
+        let refused = await problem {
+            try await fixture.post(account, "chall/" + id, id: id, json: [String: String]()) { acme in { try await acme.challenge($0) } }
+        }
+        #expect(refused?.kind == .malformed && refused?.detail.contains("deactivated") == true, "\(String(describing: refused))")
+        #expect(try await fixture.database.acme.challenge(id: id)?.0.status == .pending)
+        #expect(fixture.network.requests.isEmpty, "no validation was attempted")
+    }
+
+    /// An ACME revocation is counted under its provisioner (`acme/NAME`); asking again is
+    /// alreadyRevoked and counts as refused, not as another revocation.
+    @Test func acmeRevocationsAreCountedUnderTheirProvisionerOnce() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["counted.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        _ = try await fixture.validate(account, order: created, orderID: orderID)
+        _ = try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["counted.example.test"])]) {
+            acme in { try await acme.finalize($0) }
+        }
+        let serial = try #require(try await fixture.database.acme.order(id: orderID)?.certificateSerial)
+        let der = try #require(try await fixture.acme.authority.certificateRecord(serial: serial)?.der)
+        let payload: [String: Any] = ["certificate": Base64URL.encode(der), "reason": 4]
+        let first = try await fixture.post(account, "revoke-cert", json: payload) { acme in { try await acme.revokeCertificate($0) } }
+        #expect(first.status == 200)
+        let second = await problem { try await fixture.post(account, "revoke-cert", json: payload) { acme in { try await acme.revokeCertificate($0) } } }
+        #expect(second?.kind == .alreadyRevoked, "\(String(describing: second))")
+        let revoke = [#"operation="revoke""#, #"provisioner="acme/acme""#]
+        #expect(metric(fixture, "auto_ssl_certificate_operations_total", revoke + [#"outcome="ok""#]) == 1)
+        #expect(metric(fixture, "auto_ssl_certificate_operations_total", revoke + [#"outcome="refused""#]) == 1)
+    }
+
     @Test func pollingAnOrderIsARead() async throws {
         let fixture = try await ACMEFixture()
         let (account, _) = try await fixture.newAccount()
@@ -315,7 +382,10 @@ import X509
         // A deactivated account can do nothing more.
         _ = try await fixture.post(account, "account/" + accountID, id: accountID, json: ["status": "deactivated"]) { $0.account }
         let after = await problem { try await fixture.newOrder(account, names: ["late.example.test"]) }
-        #expect(after?.kind == .unauthorized)
+        #expect(after?.kind == .unauthorized && after?.httpStatus == 401, "RFC 8555 §7.3.6: \(String(describing: after))")
+        // Nor does its key get it back through newAccount.
+        let again = await problem { try await fixture.post(same, "new-account", json: [String: String]()) { $0.newAccount } }
+        #expect(again?.kind == .unauthorized && again?.httpStatus == 401 && again?.detail.contains("deactivated") == true, "\(String(describing: again))")
     }
 
     @Test func wildcardsNeedDNS01AndIPsNeverGetIt() async throws {

@@ -52,6 +52,32 @@ struct ACMEJWSTests {
         #expect(throws: ACMEProblem.self) { try ACMEJWS(body: Data("not json".utf8)) }
     }
 
+    /// RFC 7515 §4.1.11: a "crit" naming extensions we do not support makes the JWS invalid; RFC
+    /// 8555 §6.2: no unprotected header. Both are refused, whichever parser reads the body.
+    @Test func criticalExtensionsAndUnprotectedHeadersAreRefused() throws {
+        let privateKey = P256.Signing.PrivateKey()
+        let sign: (Data) throws -> Data = { try privateKey.signature(for: $0).rawRepresentation }
+        let base: [String: Any] = ["alg": "ES256", "nonce": "n", "url": "https://ca/acme/a/new-order", "kid": "https://ca/acme/a/account/1"]
+        _ = try ACMEJWS(body: try jws(base, "{}", sign: sign))
+        var critical = base
+        critical["crit"] = ["zzz"]
+        critical["zzz"] = "1"
+        let refusedCrit = #expect(throws: ACMEProblem.self) { try ACMEJWS(body: try jws(critical, "{}", sign: sign)) }
+        #expect(refusedCrit?.kind == .malformed && refusedCrit?.detail.contains("crit") == true)
+        let signed = try JSONSerialization.jsonObject(with: try jws(base, "{}", sign: sign)) as? [String: Any] ?? [:]
+        for unprotected in [["kid": "x"] as Any, "x", NSNull()] {
+            var body = signed
+            body["header"] = unprotected
+            let data = try JSONSerialization.data(withJSONObject: body)
+            if unprotected is NSNull {
+                _ = try ACMEJWS(body: data)  // a null member is no header
+            } else {
+                let refused = #expect(throws: ACMEProblem.self) { try ACMEJWS(body: data) }
+                #expect(refused?.detail.contains("unprotected") == true, "\(unprotected)")
+            }
+        }
+    }
+
     /// JWS made by jwcrypto (an independent implementation) with ES384, RS256 and EdDSA verify here.
     @Test func jwcryptoSignaturesVerify() throws {
         let script = """

@@ -266,7 +266,13 @@ import TestSupport
             "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt"), "--key", out.file("p.key"),
             "--reason-code", "4",
         ])
-        #expect(revoked.status == 0, "\(revoked)")
+        #expect(revoked.status == 0 && revoked.stdout.hasPrefix("Revoked "), "\(revoked)")
+        // Asked again: nothing changes, and the command says so rather than "Revoked".
+        let again = try ca.sandbox.run([
+            "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt"), "--key", out.file("p.key"),
+            "--reason-code", "1",
+        ])
+        #expect(again.status == 0 && again.stdout.contains("was already revoked; it is unchanged"), "\(again)")
         let revocation = try #require(try shown()["revocation"] as? [String: Any])
         #expect(revocation["reason_code"] as? Int == 4 && revocation["revoked_at"] != nil && revocation["revoked_by"] != nil, "\(revocation)")
     }
