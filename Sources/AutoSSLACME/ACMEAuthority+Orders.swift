@@ -37,6 +37,11 @@ extension ACMEAuthority {
         }
         let notBefore = try Self.parseTime(payload.notBefore)
         let notAfter = try Self.parseTime(payload.notAfter)
+        do {
+            try authority.checkACMEValidity(provisioner: provisioner, notBefore: notBefore, notAfter: notAfter, now: now)
+        } catch let error as AuthorityError {
+            throw ACMEProblem(.malformed, "the order's notBefore/notAfter cannot be issued: \(error.message)")
+        }
         let expires = now.addingTimeInterval(Self.orderLifetime)
         let orderID = Self.randomID()
         var authorizations: [ACMEAuthorizationRecord] = []

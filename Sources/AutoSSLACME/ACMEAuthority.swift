@@ -164,7 +164,13 @@ public final class ACMEAuthority: Sendable {
 
     static func problem(for error: AuthorityError) -> ACMEProblem {
         switch error.kind {
-        case .forbidden: return ACMEProblem(.rejectedIdentifier, error.message)
+        case .forbidden:
+            switch error.subject {
+            case .names?: return ACMEProblem(.rejectedIdentifier, error.message)
+            case .key?: return ACMEProblem(.badCSR, error.message)
+            case .validity?: return ACMEProblem(.malformed, error.message, status: 403)
+            case nil: return ACMEProblem(.unauthorized, error.message)
+            }
         case .revokedKey: return ACMEProblem(.badPublicKey, error.message)
         case .unauthorized: return ACMEProblem(.unauthorized, error.message)
         case .badRequest: return ACMEProblem(.malformed, error.message)

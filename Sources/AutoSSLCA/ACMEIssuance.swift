@@ -17,6 +17,18 @@ extension Authority {
         return try ACMEProvisioner(settings: settings, base: self.settings.basePolicySettings)
     }
 
+    /// Checks the dates a new order asks for by the rule its certificate will be issued under (the
+    /// provisioner's durations, the intermediate's lifetime), so that an order the CA would refuse
+    /// at finalize is refused before the client proves control of its names.
+    public func checkACMEValidity(
+        provisioner: ACMEProvisionerSettings, notBefore: Date?, notAfter: Date?, now: Date = Date()
+    ) throws {
+        guard notBefore != nil || notAfter != nil else { return }
+        _ = try requestedValidity(
+            notBefore: notBefore.map { Timestamp.rfc3339($0) }, notAfter: notAfter.map { Timestamp.rfc3339($0) },
+            policy: try acmePolicy(provisioner), now: now, refuse: { AuthorityError($0, $1, about: .validity) })
+    }
+
     /// Issues for a finalized order whose names were validated. `names` is the order's identifiers;
     /// the CSR must ask for exactly those (its CN may repeat one of them). The order moves from
     /// processing to valid in the transaction that records the certificate (with `orderID`).

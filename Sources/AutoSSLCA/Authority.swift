@@ -17,13 +17,21 @@ public struct AuthorityError: Error, Sendable, CustomStringConvertible {
         case revokedKey
     }
 
+    /// What in the request a refusal is about, where a protocol names it (ACME answers a refused
+    /// name with rejectedIdentifier, a refused key with badCSR, refused dates with malformed).
+    public enum Subject: Sendable {
+        case names, key, validity
+    }
+
     public var kind: Kind
     public var message: String
+    public var subject: Subject?
     public var description: String { message }
 
-    public init(_ kind: Kind, _ message: String) {
+    public init(_ kind: Kind, _ message: String, about subject: Subject? = nil) {
         self.kind = kind
         self.message = message
+        self.subject = subject
     }
 }
 

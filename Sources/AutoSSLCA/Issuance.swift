@@ -73,14 +73,19 @@ extension Authority {
                 "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
         }
         guard let first = request.names.first else { throw refuse(.badRequest, "a certificate needs at least one name") }
-        let (notBefore, notAfter) = try validity(request.validity, policy: options.policy, now: now, refuse: { refuse($0, $1) })
+        let (notBefore, notAfter) = try validity(request.validity, policy: options.policy, now: now, refuse: {
+            var refusal = refuse($0, $1)
+            refusal.subject = .validity
+            return refusal
+        })
         if let policy = options.policy {
-            do {
-                try policy.check(names: request.names)
-                try policy.check(keyType: request.keyType)
-            } catch {
-                throw refuse(.forbidden, request.purpose == .issue ? error.message : "the certificate no longer meets policy: \(error.message)")
+            func refusePolicy(_ error: PolicyViolation, about subject: AuthorityError.Subject) -> AuthorityError {
+                var refusal = refuse(.forbidden, request.purpose == .issue ? error.message : "the certificate no longer meets policy: \(error.message)")
+                refusal.subject = subject
+                return refusal
             }
+            do { try policy.check(names: request.names) } catch { throw refusePolicy(error, about: .names) }
+            do { try policy.check(keyType: request.keyType) } catch { throw refusePolicy(error, about: .key) }
         }
         // A key cut off by a revocation is refused by `recordIssuance`, in the transaction that
         // would record the certificate (no read before signing: it cost ~20 % of /sign's CPU).

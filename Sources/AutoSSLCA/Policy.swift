@@ -83,13 +83,18 @@ public struct IssuancePolicy: Sendable, Equatable {
     }
 
     public func check(lifetime: CertificateDuration) throws(PolicyViolation) {
+        // "720h (30 days)"; a duration with no rounder form is shown once.
+        func shown(_ duration: CertificateDuration) -> String {
+            let words = duration.humanReadable
+            return words == duration.description ? words : "\(duration) (\(words))"
+        }
         guard lifetime >= minimumDuration else {
             throw PolicyViolation(
-                message: "the requested lifetime \(lifetime) is shorter than the minimum \(minimumDuration)")
+                message: "the requested lifetime \(shown(lifetime)) is shorter than the minimum \(shown(minimumDuration))")
         }
         guard lifetime <= maximumDuration else {
             throw PolicyViolation(
-                message: "the requested lifetime \(lifetime) (\(lifetime.humanReadable)) exceeds the maximum \(maximumDuration) (\(maximumDuration.humanReadable))")
+                message: "the requested lifetime \(shown(lifetime)) exceeds the maximum \(shown(maximumDuration))")
         }
     }
 }

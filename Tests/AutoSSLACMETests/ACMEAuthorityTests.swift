@@ -194,6 +194,28 @@ import X509
         #expect(metric(fixture, "auto_ssl_certificate_operations_total", revoke + [#"outcome="refused""#]) == 1)
     }
 
+    /// Dates the CA would refuse at finalize are refused at newOrder (malformed, no order made),
+    /// before the client proves control of its names; dates within the policy are accepted.
+    @Test func orderDatesOutsideThePolicyAreRefusedAtNewOrder() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let identifiers = [["type": "dns", "value": "dated.example.test"]]
+        for (notBefore, notAfter, words) in [
+            (nil as String?, "2099-01-01T00:00:00Z", "exceeds the maximum 720h (30 days)"),
+            ("2098-01-01T00:00:00Z", nil as String?, "notBefore is too far in the future"),
+        ] {
+            var payload: [String: Any] = ["identifiers": identifiers]
+            payload["notBefore"] = notBefore
+            payload["notAfter"] = notAfter
+            let refused = await problem { try await fixture.post(account, "new-order", json: payload) { acme in { try await acme.newOrder($0) } } }
+            #expect(refused?.kind == .malformed && refused?.detail.contains(words) == true, "\(String(describing: refused))")
+            #expect(refused?.detail.contains("(631") != true, "a duration is not repeated: \(String(describing: refused))")
+        }
+        let within = Timestamp.rfc3339(Date().addingTimeInterval(3 * 86_400))
+        let accepted = try await fixture.post(account, "new-order", json: ["identifiers": identifiers, "notAfter": within]) { acme in { try await acme.newOrder($0) } }
+        #expect(accepted.status == 201)
+    }
+
     @Test func pollingAnOrderIsARead() async throws {
         let fixture = try await ACMEFixture()
         let (account, _) = try await fixture.newAccount()
