@@ -130,7 +130,11 @@ extension ACMEAuthority {
     public func finalize(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
         let (account, order, stored) = try await ownedOrder(request, now: now)
         guard order.status == .ready else {
-            throw ACMEProblem(.orderNotReady, "the order is \(order.status.rawValue), not ready: every authorization must be valid first")
+            switch order.status {
+            case .valid: throw ACMEProblem(.orderNotReady, "the order was finalized already: its certificate is at the order's \"certificate\" URL")
+            case .processing: throw ACMEProblem(.orderNotReady, "the order is being finalized already")
+            default: throw ACMEProblem(.orderNotReady, "the order is \(order.status.rawValue), not ready: every authorization must be valid first")
+            }
         }
         let payload = try request.payload(FinalizePayload.self)
         guard let der = Base64URL.decode(payload.csr) else { throw ACMEProblem(.badCSR, "the CSR is not base64url DER") }

@@ -42,7 +42,8 @@ public struct EnrollmentTokens: Sendable {
     ) throws -> Token {
         guard Self.lifetimes.contains(lifetime) else {
             throw AutoSSLError.invalidArgument(
-                "a token may be valid for 1 minute to \(Self.lifetimes.upperBound / 3600) hours, not \(lifetime) s")
+                "a token may be valid for 1 minute to \(Self.lifetimes.upperBound / 3600) hours, not \(CertificateDuration(seconds: lifetime))",
+                hint: "give --ttl between 1m and \(Self.lifetimes.upperBound / 3600)h")
         }
         guard !names.isEmpty else { throw AutoSSLError.invalidArgument("name the host's names with --san (at least one)") }
         let parsed = try names.map(SubjectName.init(parsing:))

@@ -277,7 +277,10 @@ public struct ACMEJWS: Sendable {
         guard header.nonce == nil else { throw ACMEProblem(.malformed, "externalAccountBinding must not carry a nonce") }
         guard header.url == url else { throw ACMEProblem(.unauthorized, "externalAccountBinding's url must be the newAccount URL") }
         guard let key = macKey(header.kid) else {
-            throw ACMEProblem(.unauthorized, "unknown external account key id \(header.kid)")
+            // A key already bound to an account is one-time: not told apart from an unknown one
+            // before its MAC is checked (that would tell anyone which key ids exist).
+            throw ACMEProblem(
+                .unauthorized, "the external account key id \(header.kid) is unknown or already bound to an account; ask the CA operator for a new one")
         }
         let input = Data((wire.protected + "." + wire.payload).utf8)
         let symmetric = SymmetricKey(data: key)

@@ -270,6 +270,12 @@ public enum OCSP {
         [0x30, 0x03, 0x0A, 0x01, UInt8(status.rawValue)]
     }
 
+    /// True for what `errorResponse` makes (an unsigned answer with no responseBytes): it says
+    /// nothing about a certificate and must not be cached.
+    public static func isErrorResponse(_ bytes: [UInt8]) -> Bool {
+        bytes.count == 5 && bytes[0] == 0x30 && bytes[1] == 0x03 && bytes[2] == 0x0A && bytes[3] == 0x01 && bytes[4] != 0
+    }
+
     /// What the responder says about one certificate.
     public enum CertStatus: Sendable, Equatable {
         case good

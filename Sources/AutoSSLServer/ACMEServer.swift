@@ -70,7 +70,28 @@ final class ACMEService: Sendable {
                     return try await self.post(operation, endpoint: endpoint, body: body, contentType: request.headers[.contentType])
                 }
             }
+            // RFC 8555 §6.3: resources are read with POST-as-GET, never GET; another method gets a
+            // problem document (with a nonce and the directory link) and 405, not the API's plain 404.
+            for method in [HTTPRequest.Method.get, .head, .put, .delete, .patch] {
+                group.on(RouterPath(path), method: method) { request, context in
+                    await self.methodNotAllowed(request, context, allow: "POST", hint: "read it with a POST-as-GET (an empty payload)")
+                }
+            }
         }
+        for method in [HTTPRequest.Method.post, .put, .delete, .patch] {
+            group.on("directory", method: method) { request, context in
+                await self.methodNotAllowed(request, context, allow: "GET", hint: "fetch it with GET")
+            }
+        }
+    }
+
+    /// 405 for a method an ACME resource does not take, as a problem document with `Allow`.
+    func methodNotAllowed(_ request: Request, _ context: CARequestContext, allow: String, hint: String) async -> Response {
+        var response = await respond(request, context) { _ in
+            throw ACMEProblem(.malformed, "\(request.method.rawValue) is not allowed here; \(hint)", status: 405)
+        }
+        response.headers[.allow] = allow
+        return response
     }
 
     static let bodyTooLarge = ACMEProblem(.malformed, "the request body exceeds \(CAServer.maximumBodySize) bytes", status: 413)

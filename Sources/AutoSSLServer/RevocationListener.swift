@@ -38,9 +38,12 @@ enum OCSPRoutes {
         }
     }
 
+    /// A signed answer may be cached for its lifetime; an error answer (malformedRequest,
+    /// tryLater, ...) is about the request, not a certificate, and is not cached.
     static func answer(_ bytes: [UInt8]) -> Response {
-        Response(
-            status: .ok, headers: [.contentType: contentType, .cacheControl: "max-age=\(Int(OCSPResponder.cacheLifetime)), public, no-transform"],
+        let caching = OCSP.isErrorResponse(bytes) ? "no-store" : "max-age=\(Int(OCSPResponder.cacheLifetime)), public, no-transform"
+        return Response(
+            status: .ok, headers: [.contentType: contentType, .cacheControl: caching],
             body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 }

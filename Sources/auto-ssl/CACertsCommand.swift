@@ -168,7 +168,9 @@ struct CACertsShowCommand: AsyncParsableCommand {
         ]
         if let renewedFrom = view.renewedFrom { lines.append("Renewed from: \(renewedFrom)") }
         if let revocation = view.revocation {
-            lines.append("Revoked:      \(Output.date(revocation.revokedAt)) by \(revocation.revokedBy), reason code \(revocation.reasonCode) (\(revocation.reason))")
+            lines.append("Revoked:      \(Output.date(revocation.revokedAt)) by \(revocation.revokedBy), reason code \(revocation.reasonCode)"
+                + (CRLBuilder.reasonNames[revocation.reasonCode].map { " (\($0))" } ?? "")
+                + (revocation.reason.isEmpty ? "" : ": \(revocation.reason)"))
         }
         print(lines.joined(separator: "\n"))
     }

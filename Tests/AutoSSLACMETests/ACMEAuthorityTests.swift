@@ -85,7 +85,7 @@ import X509
         let again = await problem {
             try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": csr]) { acme in { try await acme.finalize($0) } }
         }
-        #expect(again?.kind == .orderNotReady && again?.detail.contains("valid") == true, "\(String(describing: again))")
+        #expect(again?.kind == .orderNotReady && again?.detail.contains("finalized already") == true, "\(String(describing: again))")
         let chain = try await fixture.post(account, "cert/" + orderID, id: orderID, json: nil) { acme in { try await acme.certificate($0) } }
         #expect(chain.contentType == "application/pem-certificate-chain")
         #expect(String(decoding: chain.body, as: UTF8.self).components(separatedBy: "BEGIN CERTIFICATE").count == 3)

@@ -353,6 +353,10 @@ import TestSupport
             usleep(300_000)
             served = try runProcess("curl", ["-s", "--cacert", setup.root, directory]).stdout
         }
+        // Another method than POST on a resource: 405 as a problem document, with Allow, a nonce and the directory link.
+        let wrongMethod = try runProcess("curl", ["-s", "-i", "--cacert", setup.root, setup.ca.url + "/acme/bound/new-account"]).stdout.lowercased()
+        #expect(wrongMethod.hasPrefix("http/1.1 405") && wrongMethod.contains("allow: post"), "\(wrongMethod)")
+        #expect(wrongMethod.contains("application/problem+json") && wrongMethod.contains("replay-nonce:") && wrongMethod.contains("rel=\"index\""), "\(wrongMethod)")
         var environment = ProcessInfo.processInfo.environment
         environment["LEGO_CA_CERTIFICATES"] = setup.root
         let base = ["--server", directory, "--email", "ops@example.com", "--accept-tos", "--domains", "bound.test.internal",

@@ -131,8 +131,12 @@ import TestSupport
             let text = try runProcess("openssl", ["ocsp", "-respin", out, "-resp_text", "-noverify"])
             #expect((text.stdout + text.stderr).contains("malformedrequest"), "\(text)")
         }
-        let malformedGet = try runProcess("curl", ["-s", "-o", setup.file("get.der"), "http://127.0.0.1:\(setup.revocationPort)/ocsp/!!!notbase64"])
+        // An error answer is about the request, not a certificate: no cache may keep it.
+        let malformedGet = try runProcess(
+            "curl", ["-s", "-D", setup.file("get.headers"), "-o", setup.file("get.der"), "http://127.0.0.1:\(setup.revocationPort)/ocsp/!!!notbase64"])
         #expect(malformedGet.status == 0)
+        let errorHeaders = try readFile(setup.file("get.headers")).lowercased()
+        #expect(errorHeaders.contains("cache-control: no-store") && !errorHeaders.contains("max-age"), "\(errorHeaders)")
         #expect(try runProcess("openssl", ["ocsp", "-respin", setup.file("get.der"), "-resp_text", "-noverify"]).stdout.contains("malformedrequest"))
         let good = try setup.ocsp(leaf)
         #expect(good.contains("\(leaf): good"), "still serving: \(good)")
