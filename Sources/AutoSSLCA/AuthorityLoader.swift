@@ -113,7 +113,8 @@ public struct AuthorityLoader: Sendable {
         }.filter { !revoked.contains($0.serialNumber.hexString) }
     }
 
-    /// The root's CRL of revoked intermediates (certs/root_ca.crl), if the root revoked any.
+    /// The root's CRL of revoked intermediates (certs/root_ca.crl): written by `ca init` (empty)
+    /// and by `ca rotate-intermediate --compromised`; nil for a CA made before there was one.
     public func rootCRL(_ settings: CASettings) throws -> [UInt8]? {
         let path = settings.paths.caDir + "/certs/root_ca.crl"
         guard FileOperations.exists(path) else { return nil }

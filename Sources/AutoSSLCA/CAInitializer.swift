@@ -260,6 +260,8 @@ public struct CAInitializer {
                 try material.intermediate.pemString(), to: paths.intermediateCertificate, mode: 0o644)
             try FileOperations.writeAtomically(material.encryptedRootKey, to: paths.rootKey, mode: 0o600)
             try FileOperations.writeAtomically(material.encryptedIntermediateKey, to: paths.intermediateKey, mode: 0o600)
+            try IntermediateRotation.writeRootCRL(
+                material.rootCRL, state: .init(crlNumber: IntermediateRotation.firstRootCRLNumber, revoked: []), caDir: staging)
             for provisioner in settings.provisioners {
                 try FileOperations.writeAtomically(
                     material.provisionerEncryptedKey + "\n", to: paths.provisionerKeyFile(provisioner.name), mode: 0o600)

@@ -10,6 +10,9 @@ public struct CAMaterial: Sendable {
     public var intermediate: Certificate
     public var encryptedRootKey: String
     public var encryptedIntermediateKey: String
+    /// The root's first CRL (number 1, nothing revoked, valid as long as the root): clients that
+    /// check CRLs for the whole chain (curl --crlfile, openssl -crl_check_all) need one for the root.
+    public var rootCRL: [UInt8]
     public var provisionerPublicJWK: ECJWK
     public var provisionerEncryptedKey: String
 
@@ -46,6 +49,9 @@ public struct CAMaterial: Sendable {
                 pkcs8: rootKey.pkcs8DERRepresentation, password: caPassword, iterations: kdfIterations),
             encryptedIntermediateKey: try EncryptedPrivateKey.encrypt(
                 pkcs8: intermediateKey.pkcs8DERRepresentation, password: caPassword, iterations: kdfIterations),
+            rootCRL: try CRLBuilder.build(
+                issuer: root, issuerKey: rootKey, number: IntermediateRotation.firstRootCRLNumber, thisUpdate: notBefore,
+                nextUpdate: root.notValidAfter, entries: []),
             provisionerPublicJWK: privateJWK.publicOnly,
             provisionerEncryptedKey: provisionerJWE)
     }

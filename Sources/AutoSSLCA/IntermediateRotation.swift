@@ -44,6 +44,20 @@ public struct IntermediateRotation {
     }
 
     static func revokedIntermediatesFile(caDir: String) -> String { caDir + "/certs/revoked_intermediates.json" }
+    static func rootCRLFile(caDir: String) -> String { caDir + "/certs/root_ca.crl" }
+    /// The number of the root CRL `ca init` writes (nothing revoked yet).
+    static let firstRootCRLNumber: Int64 = 1
+
+    /// Writes the root's CRL and its state (number and entries): the state first, so that a CRL
+    /// on disk never has a number the state does not know.
+    static func writeRootCRL(_ crl: [UInt8], state: RevokedIntermediates, caDir: String) throws {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .secondsSince1970
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try FileOperations.writeAtomically(
+            String(decoding: try encoder.encode(state), as: UTF8.self) + "\n", to: revokedIntermediatesFile(caDir: caDir), mode: 0o644)
+        try FileOperations.writeAtomically(crl, to: rootCRLFile(caDir: caDir), mode: 0o644)
+    }
 
     /// The intermediates the root revoked (none when the file does not exist).
     public static func revokedIntermediates(caDir: String) throws -> RevokedIntermediates {
@@ -117,13 +131,8 @@ public struct IntermediateRotation {
                 entries: state.revoked.map { entry in
                     CRLBuilder.Entry(serial: SerialText.bytes(fromHex: entry.serial), revokedAt: entry.revokedAt, reasonCode: 2)
                 })
-            let encoder = JSONEncoder()
-            encoder.dateEncodingStrategy = .secondsSince1970
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            archivedCertificate = paths.caDir + "/certs/root_ca.crl"
-            try FileOperations.writeAtomically(
-                String(decoding: try encoder.encode(state), as: UTF8.self) + "\n", to: Self.revokedIntermediatesFile(caDir: paths.caDir), mode: 0o644)
-            try FileOperations.writeAtomically(crl, to: archivedCertificate, mode: 0o644)
+            archivedCertificate = Self.rootCRLFile(caDir: paths.caDir)
+            try Self.writeRootCRL(crl, state: state, caDir: paths.caDir)
             for certificate in archived {
                 try FileOperations.removeTree(paths.secretsDir + "/intermediates/\(certificate.serialNumber.hexString).key")
             }

@@ -307,8 +307,14 @@ import TestSupport
     /// revokes any more; naming an intermediate that is not the current one changes nothing.
     @Test func aCompromisedIntermediateIsRevokedByTheRootAndRenewsNothing() throws {
         let s = try Setup()
-        let missing = try runProcess("curl", ["-s", "--cacert", s.ca.rootPath, "-w", "\n%{http_code}", s.ca.url + "/crl/root"])
-        #expect(missing.stdout.hasSuffix("404") && missing.stdout.contains("revoked no intermediate"), "\(missing)")
+        // From `ca init` on, the root has a CRL (number 1, empty), so that clients checking CRLs
+        // for the whole chain work: curl --crlfile with both CRLs in one file, as operations.md says.
+        let first = try s.ca.sandbox.root.write("root-crl-1.pem", try s.crlPEM("/crl/root"))
+        let firstText = try runProcess("openssl", ["crl", "-in", first, "-CAfile", s.ca.rootPath, "-noout", "-verify", "-text"])
+        #expect(firstText.status == 0 && firstText.stdout.contains("No Revoked Certificates"), "\(firstText)")
+        let both = try s.ca.sandbox.root.write("chain-crls.pem", try s.crlPEM("/crl") + (try s.crlPEM("/crl/root")))
+        let checked = try runProcess("curl", ["-sf", "--crlfile", both, "--cacert", s.ca.rootPath, s.ca.url + "/health"])
+        #expect(checked.status == 0, "curl --crlfile with the intermediate's and the root's CRL: \(checked)")
         // One intermediate archived by an ordinary rotation, then the current one leaks.
         let archivedIntermediate = try s.ca.sandbox.root.write(
             "archived-intermediate.pem", try readFile(s.ca.sandbox.caDir + "/certs/intermediate_ca.crt"))
@@ -321,7 +327,8 @@ import TestSupport
         try s.issue("before", san: "before.compromise.internal")
         let wrong = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--compromised", archivedSerial, "--yes"])
         #expect(wrong.status == 2 && wrong.stderr.contains("not the current intermediate"), "\(wrong)")
-        #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/certs/root_ca.crl"))
+        let unchanged = try runProcess("openssl", ["crl", "-in", s.ca.sandbox.caDir + "/certs/root_ca.crl", "-inform", "DER", "-noout", "-crlnumber"])
+        #expect(unchanged.stdout.contains("crlNumber=0x01"), "a refused rotation changes nothing: \(unchanged)")
         let rotated = try s.ca.sandbox.run(["ca", "rotate-intermediate", "--compromised", oldSerial, "--yes"])
         #expect(rotated.status == 0 && rotated.stdout.contains("revoked by the root"), "\(rotated)")
         #expect(!FileManager.default.fileExists(atPath: s.ca.sandbox.caDir + "/certs/intermediates/\(oldSerial).crt"))
@@ -342,7 +349,7 @@ import TestSupport
         #expect(signed.stdout.contains("CA Compromise"), "\(signed)")
         let number = signed.stdout.components(separatedBy: "CRL Number:").dropFirst().first?
             .trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").first.map(String.init)
-        #expect(number == "1", "the first root CRL is number 1: \(signed)")
+        #expect(number == "2", "the root CRL of the first compromise is number 2 (ca init wrote 1): \(signed)")
         for intermediate in [oldIntermediate, archivedIntermediate] {
             let refused = try runProcess("openssl", ["verify", "-crl_check", "-CAfile", s.ca.rootPath, "-CRLfile", arl, intermediate])
             #expect(refused.status != 0 && (refused.stdout + refused.stderr).contains("certificate revoked"), "\(refused)")
