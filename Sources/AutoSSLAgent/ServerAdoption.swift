@@ -163,13 +163,15 @@ extension ServerAgent {
     /// token past expiry, for the CA's grace window), then installs the renewed chain in place, the
     /// root next to it, and records the enrollment. Any failure before the CA's answer changes nothing.
     public func adopt(_ original: OriginalServer, plan: AdoptionPlan, client: CAClient, now: Date = Date()) async throws -> AdoptionResult {
+        let lock = try holderLock()
+        defer { lock.release() }
         try Self.checkChain(original.chain, path: original.certPath, root: client.root, fingerprint: client.rootFingerprint)
         // Before the CA is asked: the files it will replace must be writable together.
         let directory = (original.certPath as NSString).deletingLastPathComponent
         let rootPath = directory + "/ca.crt"
         let combinedPath = plan.reload?.wantsCombinedFile == true ? directory + "/server.pem" : nil
         try FileOperations.checkReplaceable(
-            [original.certPath, rootPath] + (combinedPath.map { $0 == original.certPath ? [] : [$0] } ?? []))
+            [original.certPath, rootPath] + (combinedPath.map { $0 == original.certPath ? [] : [$0] } ?? []), reserved: directories.ownPaths)
         let previousSerial = Self.serialText(original.leaf)
         let renewed: CAClient.SignedChain
         do {

@@ -33,6 +33,23 @@ public struct ServerAgent: Sendable {
         SystemdUnits.systemdIsRunning && directories.systemdDir == Directories.defaults.systemdDir
     }
 
+    /// `server enroll`, `renew` (the timer's and the daemon's too), `revoke`, `remove` and
+    /// `--adopt` take turns on `<data>/.server.lock`: each reads the certificate and key, asks the
+    /// CA and writes them, and two at once would leave a certificate with another run's key.
+    /// On a machine without a data directory yet (a first enrollment or adoption), the nearest
+    /// directory above it is locked instead, so that a refused first attempt creates nothing.
+    func holderLock() throws -> FileLock {
+        guard FileOperations.exists(directories.dataDir) else {
+            var ancestor = FileOperations.directory(of: directories.dataDir)
+            while ancestor != "/", !FileOperations.exists(ancestor) { ancestor = FileOperations.directory(of: ancestor) }
+            return try FileLock.acquireDirectory(ancestor)
+        }
+        guard let lock = try FileLock.acquire(directories.dataDir + "/.server.lock", exclusive: true, wait: true) else {
+            throw AutoSSLError.general("could not lock \(directories.dataDir)/.server.lock")
+        }
+        return lock
+    }
+
     // MARK: - Enrollment record
 
     public func configuration() throws -> AutoSSLConfiguration {
@@ -151,6 +168,8 @@ public struct ServerAgent: Sendable {
     public func enroll(_ plan: EnrollmentPlan, client: CAClient, credential: EnrollmentCredential, now: Date = Date()) async throws
         -> EnrollmentResult
     {
+        let lock = try holderLock()
+        defer { lock.release() }
         for path in [plan.certPath, plan.keyPath, plan.rootPath] {
             let directory = (path as NSString).deletingLastPathComponent
             if directory != directories.certDir, !FileOperations.exists(directory) {
@@ -158,9 +177,12 @@ public struct ServerAgent: Sendable {
             }
         }
         // Before the CA is asked: the files must all be writable together, or none is touched.
+        // The metrics file is written by every renewal: it must not be one of them either.
+        let combined = plan.combinedPath.map { $0 == plan.certPath ? [] : [$0] } ?? []
         try FileOperations.checkReplaceable(
-            [plan.certPath, plan.keyPath, plan.rootPath] + (plan.combinedPath.map { $0 == plan.certPath ? [] : [$0] } ?? []),
-            options: ["--cert-path", "--key-path", "the copy of the root", "the combined chain and key file"])
+            [plan.certPath, plan.keyPath, plan.rootPath] + combined + (plan.metricsFile.map { [$0] } ?? []),
+            options: ["--cert-path", "--key-path", "the copy of the root"] + combined.map { _ in "the combined chain and key file" } + ["--metrics-file"],
+            reserved: directories.ownPaths)
         let key = try SigningKey.generate(plan.keyAlgorithm)
         let token: String
         switch credential {
@@ -434,8 +456,10 @@ public struct ServerAgent: Sendable {
         force: Bool, execOverride: String? = nil, metricsFile: String? = nil, now: Date = Date(),
         metricsWarning: (String) -> Void = { _ in }
     ) async throws -> RenewOutcome {
+        let lock = try holderLock()
         defer {
             if let problem = writeMetrics(override: metricsFile, now: now) { metricsWarning(problem) }
+            lock.release()
         }
         return try await renewOnce(force: force, execOverride: execOverride, now: now)
     }
@@ -564,6 +588,13 @@ public struct ServerAgent: Sendable {
 
     /// Revokes at the CA; revoking the current certificate also stops scheduled renewals. Returns the revoked serial.
     public func revoke(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date = Date()) async throws -> String {
+        let lock = try holderLock()
+        defer { lock.release() }
+        return try await revokeLocked(target, reasonCode: reasonCode, reason: reason, now: now)
+    }
+
+    /// `revoke` for a caller that holds `holderLock`.
+    func revokeLocked(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date) async throws -> String {
         let enrollment = try enrollment()
         let roots = try HolderFiles.chain(enrollment.rootPath)
         guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
@@ -616,12 +647,14 @@ public struct ServerAgent: Sendable {
     /// Revokes (unless already revoked or `revoke` is false), removes the renewal units, the files
     /// (unless `keepCertificates`) and the enrollment. Everything a CA on this machine owns stays.
     public func remove(reason: String, keepCertificates: Bool, revoke: Bool = true, now: Date = Date()) async throws -> RemovalReport {
+        let lock = try holderLock()
+        defer { lock.release() }
         let enrollment = try enrollment()
         var revokedSerial: String?
         let state = ServerState.load(from: stateFile)
         let current = try? holder(enrollment)
         if revoke, let current, !state.isRevoked(serial: Self.serialText(current.leaf)), now < current.leaf.notValidAfter {
-            revokedSerial = try await self.revoke(.current, reasonCode: 5, reason: reason.isEmpty ? "server removed" : reason, now: now)
+            revokedSerial = try await revokeLocked(.current, reasonCode: 5, reason: reason.isEmpty ? "server removed" : reason, now: now)
         }
         var removed = try removeRenewalUnits()
         let files = [enrollment.certPath, enrollment.keyPath, enrollment.rootPath] + (enrollment.combinedPath.map { [$0] } ?? [])

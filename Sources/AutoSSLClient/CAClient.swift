@@ -143,8 +143,28 @@ public final class CAClient: Sendable {
 
     static func get(_ client: HTTPClient, _ url: String) async throws -> (Int, Data) {
         let response = try await client.execute(HTTPClientRequest(url: url), timeout: timeout)
-        let body = try await response.body.collect(upTo: 1 << 20)
+        let body = try await Self.body(of: response, upTo: 1 << 20, from: url)
         return (Int(response.status.code), Data(buffer: body))
+    }
+
+    /// A response's body, at most `limit` bytes, complete within `timeout` of its head: the
+    /// client's timeout ends when the head arrives, and a server that then sends a byte now and
+    /// then would otherwise hold the command for ever.
+    static func body(of response: HTTPClientResponse, upTo limit: Int, from url: String) async throws -> ByteBuffer {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { try await response.body.collect(upTo: limit) }
+            group.addTask {
+                try await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds)))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let body = first else {
+                throw AutoSSLError(
+                    .network, "\(url) did not finish sending its answer within \(timeout.nanoseconds / 1_000_000_000) s",
+                    hint: "check that the URL is the CA's, and the network between this machine and it")
+            }
+            return body
+        }
     }
 
     /// A failure as the commands report it. A connection-level failure (see `connectionStage`)
@@ -472,7 +492,7 @@ public final class CAClient: Sendable {
         }
         do {
             let response = try await http.execute(request, timeout: Self.timeout)
-            let data = try await response.body.collect(upTo: 4 << 20)
+            let data = try await Self.body(of: response, upTo: 4 << 20, from: baseURL + path)
             return (Int(response.status.code), Data(buffer: data))
         } catch {
             throw Self.map(error, url: baseURL)
@@ -537,7 +557,7 @@ extension CAClient {
             request.body = .bytes(ByteBuffer(data: body ?? Data()))
             do {
                 let response = try await client.execute(request, timeout: Self.timeout)
-                let data = try await response.body.collect(upTo: 4 << 20)
+                let data = try await Self.body(of: response, upTo: 4 << 20, from: baseURL + "/1.0" + path)
                 try? await client.shutdown()
                 return (Int(response.status.code), Data(buffer: data))
             } catch {
@@ -614,7 +634,7 @@ extension CAClient {
         defer { Task { try? await http.shutdown() } }
         do {
             let response = try await http.execute(HTTPClientRequest(url: base + "/health"), timeout: timeout)
-            _ = try await response.body.collect(upTo: 1 << 16)
+            _ = try await body(of: response, upTo: 1 << 16, from: base + "/health")
             return (response.status.code == 200, "HTTP \(response.status.code)")
         } catch {
             if tlsWords(error) != nil {

@@ -46,4 +46,19 @@ public struct Directories: Sendable, Codable, Equatable {
     public var provisionerPasswordFile: String { configDir + "/provisioner-password" }
     public var caDir: String { dataDir + "/ca" }
     public var auditLog: String { dataDir + "/audit.log" }
+
+    /// What auto-ssl keeps for itself: the configuration directory (config.yaml, stored passwords),
+    /// the CA, the server's state and certificate backups, the audit log. No certificate or key it
+    /// writes for a server may be one of them or lie inside one (`FileOperations.checkReplaceable`).
+    /// A certificate directory placed inside the configuration directory stays usable: then only
+    /// the files auto-ssl keeps there are reserved.
+    public var ownPaths: [String] {
+        var paths = [caDir, dataDir + "/server-state.json", dataDir + "/cert-backups", auditLog]
+        if (certDir + "/").hasPrefix(configDir + "/") {
+            paths += [configFile, caPasswordFile, provisionerPasswordFile]
+        } else {
+            paths.append(configDir)
+        }
+        return paths
+    }
 }

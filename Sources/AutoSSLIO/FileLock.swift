@@ -35,6 +35,22 @@ public final class FileLock: @unchecked Sendable {
         return FileLock(path: path, descriptor: fd)
     }
 
+    /// An exclusive lock on an existing directory itself (nothing is created), waiting until it is free.
+    public static func acquireDirectory(_ path: String) throws -> FileLock {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileOperations.systemError(errno, "open \(path) to lock it") }
+        var result: Int32
+        repeat {
+            result = flock(fd, LOCK_EX)
+        } while result != 0 && errno == EINTR
+        guard result == 0 else {
+            let code = errno
+            close(fd)
+            throw FileOperations.systemError(code, "lock \(path)")
+        }
+        return FileLock(path: path, descriptor: fd)
+    }
+
     private init(path: String, descriptor: Int32) {
         self.path = path
         self.descriptor = descriptor

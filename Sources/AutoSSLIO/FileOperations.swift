@@ -226,9 +226,11 @@ public enum FileOperations {
 
 extension FileOperations {
     /// Refuses, before anything is made or asked for, a set of files that `replaceTogether` could
-    /// not write: two of them at the same path, or a path that is a directory (exit 2).
+    /// not write: two of them at the same path, a path that is a directory, one whose directory is
+    /// a file (exit 2), or one in a directory this user may not write (exit 4); and any path that
+    /// is, or lies inside, one of `reserved` (auto-ssl's own files, `Directories.ownPaths`; exit 2).
     /// `options` names each path's option for the message (e.g. "--out-cert"), in the same order.
-    public static func checkReplaceable(_ paths: [String], options: [String]? = nil) throws {
+    public static func checkReplaceable(_ paths: [String], options: [String]? = nil, reserved: [String] = []) throws {
         func label(_ index: Int) -> String {
             guard let options, index < options.count else { return paths[index] }
             return "\(options[index]) \(paths[index])"
@@ -248,6 +250,36 @@ extension FileOperations {
                 throw AutoSSLError.invalidArgument(
                     "\(label(index)) is a directory; give the path of a file (it is created or replaced)", hint: "for example \(path)/server.crt")
             }
+            for own in reserved {
+                let ownStandard = (own as NSString).standardizingPath
+                let ownAbsolute = realPath(ownStandard) ?? ownStandard
+                if absolute == ownAbsolute || absolute.hasPrefix(ownAbsolute + "/") {
+                    throw AutoSSLError.invalidArgument(
+                        "\(label(index)) is auto-ssl's own \(own == ownAbsolute ? own : "\(own) (\(ownAbsolute))")\(absolute == ownAbsolute ? "" : ", or inside it"); nothing was written",
+                        hint: "choose a path outside auto-ssl's configuration and data directories, e.g. under /etc/ssl")
+                }
+            }
+            try checkWritableDirectory(of: absolute, label: label(index))
+        }
+    }
+
+    /// The nearest existing directory above `path` (where the file, and any directory still to be
+    /// made for it, would go) must be a directory this user may write.
+    static func checkWritableDirectory(of path: String, label: String) throws {
+        var ancestor = directory(of: path)
+        while ancestor != "/", ancestor != ".", !exists(ancestor) { ancestor = directory(of: ancestor) }
+        var info = stat()
+        guard stat(ancestor, &info) == 0 else { return }  // vanished meanwhile: the write reports it
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw AutoSSLError.invalidArgument("\(label): \(ancestor) is a file, not a directory; nothing was written", hint: "choose another path")
+        }
+        if access(ancestor, W_OK) != 0 {
+            let code = errno
+            guard code == EACCES || code == EPERM || code == EROFS else { return }
+            throw AutoSSLError(
+                .permissionDenied,
+                "\(label): cannot write in \(ancestor) (\(String(cString: strerror(code)))); nothing was written",
+                hint: code == EROFS ? "the file system is read-only: choose another path" : "run as a user who may write there (e.g. with sudo), or choose another path")
         }
     }
 

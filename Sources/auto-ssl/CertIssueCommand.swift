@@ -76,7 +76,9 @@ struct CertIssueCommand: AsyncParsableCommand {
             }
         }
         // Before the CA is asked: a certificate it signs must not be lost to a path that cannot be written.
-        try FileOperations.checkReplaceable([Directories.absolute(outCert), Directories.absolute(outKey)], options: ["--out-cert", "--out-key"])
+        try FileOperations.checkReplaceable(
+            [Directories.absolute(outCert), Directories.absolute(outKey)], options: ["--out-cert", "--out-key"],
+            reserved: Directories.fromEnvironment().ownPaths)
         let password: String
         if let passwordFile {
             password = try SecretFiles.read(passwordFile, option: "--password-file")

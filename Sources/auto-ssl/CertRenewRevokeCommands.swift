@@ -35,7 +35,9 @@ struct CertRenewCommand: AsyncParsableCommand {
         guard FileManager.default.fileExists(atPath: directory) else {
             throw AutoSSLError.invalidArgument("the directory \(directory) does not exist")
         }
-        try FileOperations.checkReplaceable([target, Directories.absolute(key)], options: [outCert == nil ? "--cert" : "--out-cert", "--key"])
+        try FileOperations.checkReplaceable(
+            [target, Directories.absolute(key)], options: [outCert == nil ? "--cert" : "--out-cert", "--key"],
+            reserved: Directories.fromEnvironment().ownPaths)
         let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             try await client.renew(chain: chain, key: signingKey, method: authentication)
         }

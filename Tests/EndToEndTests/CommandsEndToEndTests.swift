@@ -414,4 +414,54 @@ import TestSupport
         #expect(unknown.status == 5 && unknown.stderr.contains("no such host no-such-host.invalid"), "\(unknown)")
         #expect(!unknown.stderr.contains("SocketAddressError"), "\(unknown)")
     }
+
+    /// A "CA" that answers at once but then sends its body a byte a second (before any trust, while
+    /// the root is fetched): the command gives up within its timeout (exit 5) instead of hanging.
+    @Test func aCAThatSendsItsAnswerByteByByteIsGivenUpOn() throws {
+        let sandbox = Sandbox()
+        let port = freeLoopbackPort()
+        let script = """
+            import socket, ssl, subprocess, sys, threading, time
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                            "-keyout", "k.pem", "-out", "c.pem", "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain("c.pem", "k.pem")
+            server = socket.socket()
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(("127.0.0.1", \(port)))
+            server.listen(8)
+            print("ready", flush=True)
+            def drip(connection):
+                try:
+                    connection = context.wrap_socket(connection, server_side=True)
+                    connection.recv(65536)
+                    connection.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 100000\\r\\n\\r\\n")
+                    while True:
+                        connection.sendall(b"a")
+                        time.sleep(1)
+                except Exception:
+                    pass
+            server.settimeout(90)
+            while True:
+                connection, _ = server.accept()
+                threading.Thread(target=drip, args=(connection,), daemon=True).start()
+            """
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", "-c", script]
+        server.currentDirectoryURL = URL(fileURLWithPath: sandbox.root.path)
+        let ready = Pipe()
+        server.standardOutput = ready
+        try server.run()
+        defer { server.terminate() }
+        _ = ready.fileHandleForReading.availableData  // "ready"
+        let started = Date()
+        let enroll = try sandbox.run([
+            "server", "enroll", "--ca-url", "https://127.0.0.1:\(port)", "--fingerprint", String(repeating: "a", count: 64),
+            "--san", "slow.internal", "--password-file", "/dev/stdin", "--no-renewal",
+        ], stdin: "some-provisioner-password\n")
+        #expect(enroll.status == 5 && enroll.stderr.contains("did not finish sending its answer"), "\(enroll)")
+        #expect(Date().timeIntervalSince(started) < 60, "gave up after \(Date().timeIntervalSince(started)) s")
+        #expect(!FileManager.default.fileExists(atPath: sandbox.certDir + "/server.key"))
+    }
 }

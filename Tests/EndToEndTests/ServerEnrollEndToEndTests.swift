@@ -518,6 +518,54 @@ import TestSupport
         #expect(try setup.server.run(["server", "renew", "--force"]).status == 0, "the pair still renews")
     }
 
+    /// auto-ssl's own files are never a certificate, key or metrics path: config.yaml, anything in
+    /// the CA directory, or two paths at one file are refused (exit 2) before the CA is asked, and
+    /// so is a path whose directory is a file.
+    @Test func auto_sslsOwnFilesAreNeverWrittenAsACertificateOrKey() throws {
+        let setup = try Setup()
+        #expect(try setup.enroll().status == 0)
+        let before = try setup.files()
+        let config = try readFile(setup.server.configDir + "/config.yaml")
+        let issuedBefore = try setup.ca.sandbox.run(["ca", "certs", "list", "--json"]).stdout
+        try FileManager.default.createDirectory(atPath: setup.server.dataDir + "/ca/certs", withIntermediateDirectories: true)
+        let aFile = try setup.server.root.write("a-file", "x\n")
+        for (extra, words) in [
+            (["--key-path", setup.server.configDir + "/config.yaml"], "auto-ssl's own"),
+            (["--cert-path", setup.server.dataDir + "/ca/certs/root_ca.crt"], "auto-ssl's own"),
+            (["--cert-path", setup.server.root.file("m.prom"), "--metrics-file", setup.server.root.file("m.prom")], "name the same file"),
+            (["--cert-path", aFile + "/server.crt"], "is a file, not a directory"),
+        ] {
+            let refused = try setup.enroll(["--no-renewal"] + extra)
+            #expect(refused.status == 2 && refused.stderr.contains(words), "\(extra): \(refused)")
+        }
+        #expect(try readFile(setup.server.configDir + "/config.yaml") == config)
+        #expect(try setup.files() == before)
+        #expect(try setup.ca.sandbox.run(["ca", "certs", "list", "--json"]).stdout == issuedBefore, "the CA issued nothing")
+    }
+
+    /// `server enroll` and `server renew` run at once take turns: the certificate installed always
+    /// belongs to the key installed, and renewals go on working.
+    @Test func enrollAndRenewRunAtOnceLeaveAMatchingPair() throws {
+        let setup = try Setup()
+        #expect(try setup.enroll(["--no-renewal"]).status == 0)
+        let binary = autoSSLBinaryPath()
+        let script = """
+            (for i in 1 2 3 4 5 6; do '\(binary)' server renew --force -q || exit 1; done) &
+            renewals=$!
+            for i in 1 2 3; do
+              '\(binary)' server enroll --ca-url '\(setup.ca.url)' --fingerprint \(setup.fingerprint) \\
+                --password-file '\(setup.provisionerPassword)' --non-interactive --no-renewal --san localhost -q || exit 1
+            done
+            wait $renewals
+            """
+        let raced = try runProcess("sh", ["-c", script], environment: setup.server.environment)
+        #expect(raced.status == 0, "\(raced)")
+        let certificateKey = try runProcess("openssl", ["x509", "-in", setup.certFile, "-noout", "-pubkey"]).stdout
+        let key = try runProcess("openssl", ["pkey", "-in", setup.keyFile, "-pubout"]).stdout
+        #expect(!key.isEmpty && certificateKey == key, "the certificate belongs to the key")
+        #expect(try setup.server.run(["server", "renew", "--force"]).status == 0)
+    }
+
     /// Once the provisioner a host enrolled with is removed, its renewal is refused (exit 6), the
     /// files stay, and the hint gives an enroll command that picks another provisioner.
     @Test func aHostWhoseProvisionerWasRemovedIsToldToEnrollWithAnother() throws {
