@@ -294,7 +294,7 @@ public struct ServerAgent: Sendable {
     }
 
     /// Stops and removes the renewal units (only ours: the CA's and backup units are left alone).
-    func removeRenewalUnits() throws -> [String] {
+    public func removeRenewalUnits() throws -> [String] {
         if managesSystemd {
             _ = SystemCommandRunner().run("systemctl", ["disable", "--now", SystemdUnits.renewTimerName], timeout: 60)
         }
@@ -367,9 +367,19 @@ public struct ServerAgent: Sendable {
 
     /// The current chain, its key and the pinned root, each checked against the enrollment.
     public func holder(_ enrollment: ServerEnrollment) throws -> Holder {
-        let chain = try HolderFiles.chain(enrollment.certPath)
-        let key = try HolderFiles.key(enrollment.keyPath, matching: chain[0])
-        let roots = try HolderFiles.chain(enrollment.rootPath)
+        // The files recorded at enrollment: one that is not what it should be is damaged (exit 1),
+        // and stays so whatever the next run does.
+        func recorded<T>(_ read: () throws -> T) throws -> T {
+            do {
+                return try read()
+            } catch var error as AutoSSLError where error.kind == .invalidArguments {
+                error.kind = .general
+                throw error
+            }
+        }
+        let chain = try recorded { try HolderFiles.chain(enrollment.certPath) }
+        let key = try recorded { try HolderFiles.key(enrollment.keyPath, matching: chain[0]) }
+        let roots = try recorded { try HolderFiles.chain(enrollment.rootPath) }
         guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
             throw AutoSSLError(
                 .trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment (\(enrollment.fingerprint))",

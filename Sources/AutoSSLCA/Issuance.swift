@@ -40,7 +40,9 @@ public struct IssuanceRequest: Sendable {
         names: [SubjectName], publicKey: Certificate.PublicKey, keyType: KeyAlgorithm, validity: Validity, purpose: Purpose = .issue,
         remote: String?, subjectKeyIdentifier: ArraySlice<UInt8>? = nil, subjectPublicKeyInfo: ArraySlice<UInt8>? = nil
     ) {
-        self.names = names
+        // Each name once, in the order first given (a token or command line may repeat one).
+        var seen = Set<SubjectName>()
+        self.names = names.filter { seen.insert($0).inserted }
         self.publicKey = publicKey
         self.keyType = keyType
         self.validity = validity

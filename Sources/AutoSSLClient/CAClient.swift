@@ -628,19 +628,21 @@ extension CAClient {
 
 extension CAClient {
     /// Whether `url` answers over TLS verified with the operating system's trust store alone.
-    public static func verifiesWithSystemTrust(url: String) async -> (ok: Bool, detail: String) {
-        guard let base = try? normalise(url: url) else { return (false, "not an https URL") }
+    /// `failure` says why not: trust (the certificate is not trusted), network (no answer), or
+    /// general (an answer other than 200, or not an https URL).
+    public static func verifiesWithSystemTrust(url: String) async -> (ok: Bool, detail: String, failure: FailureKind?) {
+        guard let base = try? normalise(url: url) else { return (false, "not an https URL", .invalidArguments) }
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: .makeClientConfiguration()))
         defer { Task { try? await http.shutdown() } }
         do {
             let response = try await http.execute(HTTPClientRequest(url: base + "/health"), timeout: timeout)
             _ = try await body(of: response, upTo: 1 << 16, from: base + "/health")
-            return (response.status.code == 200, "HTTP \(response.status.code)")
+            return (response.status.code == 200, "HTTP \(response.status.code)", response.status.code == 200 ? nil : .general)
         } catch {
             if tlsWords(error) != nil {
-                return (false, "the CA's certificate is not trusted by this machine's store (`auto-ssl client trust` installs its root)")
+                return (false, "the CA's certificate is not trusted by this machine's store (`auto-ssl client trust` installs its root)", .trustFailure)
             }
-            return (false, NetworkFailureWords.describe(error, target: target(of: base)) ?? "no usable answer from \(target(of: base))")
+            return (false, NetworkFailureWords.describe(error, target: target(of: base)) ?? "no usable answer from \(target(of: base))", .network)
         }
     }
 }

@@ -183,11 +183,13 @@ struct ClientStatusCommand: AsyncParsableCommand {
         let store = try storeOptions.store()
         let extra = ExtraTrustStores()
         var report = Report(roots: try store.list(), nss: extra.names(in: .nss), java: extra.names(in: .java))
+        var failure: FailureKind?
         if let caUrl {
             let check = await CAClient.verifiesWithSystemTrust(url: caUrl)
             report.caURL = caUrl
             report.verifiesWithSystemTrust = check.ok
             report.detail = check.detail
+            failure = check.failure
         }
         if json {
             try Output.json(report)
@@ -199,10 +201,12 @@ struct ClientStatusCommand: AsyncParsableCommand {
             if !report.nss.isEmpty { print("NSS (browsers): \(report.nss.joined(separator: ", "))") }
             if !report.java.isEmpty { print("Java cacerts:   \(report.java.joined(separator: ", "))") }
             if let ok = report.verifiesWithSystemTrust {
-                print("\(caUrl ?? ""): \(ok ? "verifies with the system trust store" : "does NOT verify with the system trust store (\(report.detail ?? ""))")")
+                let words = failure == .network || failure == .general ? "could not be checked" : "does NOT verify with the system trust store"
+                print("\(caUrl ?? ""): \(ok ? "verifies with the system trust store" : "\(words) (\(report.detail ?? ""))")")
             }
         }
-        if report.verifiesWithSystemTrust == false { throw ExitCode(FailureKind.trustFailure.exitCode) }
+        // Not trusted: 6; no answer: 5 (the trust store may be fine); another answer: 1.
+        if report.verifiesWithSystemTrust == false { throw ExitCode((failure ?? .trustFailure).exitCode) }
     }
 }
 

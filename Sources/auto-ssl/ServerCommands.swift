@@ -170,7 +170,11 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         Output.progress("  recorded in \(directories.configFile)" + (endpoints.urls.count > 1 ? " with the CA's \(endpoints.urls.count) URLs, tried in this order at renewal: \(endpoints.urls.joined(separator: ", "))" : ""))
 
         if noRenewal {
-            Output.progress("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`.")
+            // A re-enrollment without renewal takes away the timer an earlier one installed.
+            // (Only units auto-ssl wrote: another tool's of the same names are left alone.)
+            let removed = agent.originalUnits().isEmpty ? try agent.removeRenewalUnits() : []
+            Output.progress("Automatic renewal: off (--no-renewal); renew with `auto-ssl server renew`."
+                + (removed.isEmpty ? "" : " The renewal timer installed before was removed: \(removed.joined(separator: ", "))."))
         } else {
             ServerCLI.describe(try agent.installRenewalUnits(executable: ServerCLI.executable), systemdDir: directories.systemdDir)
         }

@@ -111,7 +111,14 @@ enum SecretFiles {
             contents = lines.first ?? ""
         } else {
             // A password file is a line, not a disk image: refuse big files before reading them whole.
-            contents = String(decoding: try FileOperations.readBytes(effective, limit: secretFileLimit), as: UTF8.self)
+            do {
+                contents = String(decoding: try FileOperations.readBytes(effective, limit: secretFileLimit), as: UTF8.self)
+            } catch let error as AutoSSLError where error.message.contains("refusing to read it") {
+                // A device or pipe that goes on (/dev/zero): the same wrong argument as a big file.
+                throw AutoSSLError.invalidArgument(
+                    "\(option): \(path) gives more than \(secretFileLimit >> 10) KiB, too much to be a password file",
+                    hint: "give the file that holds the password on its first line")
+            }
         }
         let secret = Passwords.fromFileContents(contents)
         guard !secret.isEmpty else {

@@ -100,6 +100,10 @@ import X509
         let ski = try #require(try issuedLeaf.extensions.subjectKeyIdentifier)
         #expect(ski.keyIdentifier == CertificateProfiles.keyIdentifier(for: issuedLeaf.publicKey))
         #expect(issued.leafPEM == (try issuedLeaf.pemString()))
+        // A token that repeats a name (in any case) gets a certificate that names it once.
+        let repeated = try await f.authority.sign(.init(
+            csrPEM: try f.csr(["a.internal", "10.0.0.8"]), token: try f.token(sans: ["a.internal", "A.Internal", "10.0.0.8", "10.0.0.8"])))
+        #expect(try repeated.leaf.subjectNames.map(\.description) == ["a.internal", "10.0.0.8"])
     }
 
     @Test func auditLinesAreSortedCompactJSON() throws {

@@ -203,6 +203,8 @@ import TestSupport
         try String(repeating: "a-long-enough-password\n", count: 4_000).write(toFile: big, atomically: true, encoding: .utf8)
         let tooBig = try sandbox.run(["ca", "init", "--address", "127.0.0.1:9443", "--non-interactive", "--password-file", big])
         #expect(tooBig.status == 2 && tooBig.stderr.contains("larger than"), "\(tooBig)")
+        let endless = try sandbox.run(["ca", "init", "--address", "127.0.0.1:9443", "--non-interactive", "--password-file", "/dev/zero"])
+        #expect(endless.status == 2 && endless.stderr.contains("too much to be a password file"), "\(endless)")
         #expect(!FileOperationsProbe.exists(sandbox.caDir))
     }
 

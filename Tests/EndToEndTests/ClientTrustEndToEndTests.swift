@@ -51,6 +51,9 @@ import TestSupport
         #expect(try storeSnapshot() == before)
         let after = try ca.sandbox.run(["client", "status", "--ca-url", ca.url])
         #expect(after.status == 6 && after.stdout.contains("does NOT verify"), "\(after)")
+        // A CA that does not answer is a network failure (5), not a verdict on the trust store.
+        let down = try ca.sandbox.run(["client", "status", "--ca-url", "https://127.0.0.1:\(freeLoopbackPort())"])
+        #expect(down.status == 5 && down.stdout.contains("could not be checked") && down.stdout.contains("connection refused"), "\(down)")
     }
 
     @Test func otherFamiliesOnAFakeFilesystem() throws {

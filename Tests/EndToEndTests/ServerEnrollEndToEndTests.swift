@@ -543,6 +543,20 @@ import TestSupport
         #expect(try setup.ca.sandbox.run(["ca", "certs", "list", "--json"]).stdout == issuedBefore, "the CA issued nothing")
     }
 
+    /// Enrolling again with --no-renewal takes away the timer the first enrollment installed (it
+    /// would go on renewing a host that asked for no renewal).
+    @Test func reEnrollingWithoutRenewalRemovesTheTimer() throws {
+        let setup = try Setup()
+        #expect(try setup.enroll().status == 0)
+        let timer = setup.server.systemdDir + "/auto-ssl-renew.timer"
+        #expect(FileManager.default.fileExists(atPath: timer))
+        let again = try setup.enroll(["--no-renewal"])
+        #expect(again.status == 0 && again.stdout.contains("renewal timer installed before was removed"), "\(again)")
+        #expect(!FileManager.default.fileExists(atPath: timer) && !FileManager.default.fileExists(atPath: setup.server.systemdDir + "/auto-ssl-renew.service"))
+        let shown = try setup.server.run(["server", "status"]).stdout
+        #expect(shown.contains("Timer:") && shown.contains("not installed"), "\(shown)")
+    }
+
     /// `server enroll` and `server renew` run at once take turns: the certificate installed always
     /// belongs to the key installed, and renewals go on working.
     @Test func enrollAndRenewRunAtOnceLeaveAMatchingPair() throws {
