@@ -596,15 +596,25 @@ public struct ServerAgent: Sendable {
         case serial(String, password: String)
     }
 
-    /// Revokes at the CA; revoking the current certificate also stops scheduled renewals. Returns the revoked serial.
-    public func revoke(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date = Date()) async throws -> String {
+    /// What `revoke` did: the serial revoked (lower-case hex), the others the CA revoked with it for
+    /// having its key, and whether this host's current certificate was among them (then scheduled
+    /// renewals are stopped).
+    public struct RevocationReport: Sendable {
+        public var serial: String
+        public var alsoRevoked: [String]
+        public var currentRevoked: Bool
+    }
+
+    /// Revokes at the CA; revoking the current certificate (itself, by its serial, or as one of the
+    /// same key as the serial named) also stops scheduled renewals.
+    public func revoke(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date = Date()) async throws -> RevocationReport {
         let lock = try holderLock()
         defer { lock.release() }
         return try await revokeLocked(target, reasonCode: reasonCode, reason: reason, now: now)
     }
 
     /// `revoke` for a caller that holds `holderLock`.
-    func revokeLocked(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date) async throws -> String {
+    func revokeLocked(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date) async throws -> RevocationReport {
         let enrollment = try enrollment()
         let roots = try HolderFiles.chain(enrollment.rootPath)
         guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
@@ -613,28 +623,32 @@ public struct ServerAgent: Sendable {
         switch target {
         case .current:
             let holder = try self.holder(enrollment)
-            _ = try await CAClient.withConnection(to: try CAEndpoints(enrollment.urls), pinnedRoot: root) { client in
+            let answer = try await CAClient.withConnection(to: try CAEndpoints(enrollment.urls), pinnedRoot: root) { client in
                 try await client.revoke(chain: holder.chain, key: holder.key, method: .mtls, reasonCode: reasonCode, reason: reason)
             }
             let serial = Self.serialText(holder.leaf)
             try stopAfterRevocation(serial: serial, reason: reason, enrollment: enrollment, now: now)
-            return serial
+            return RevocationReport(serial: serial, alsoRevoked: answer.value.alsoRevoked, currentRevoked: true)
         case .serial(let text, let password):
             let candidates = try SerialText.candidates(text)
             // All digits: decimal (step-ca's form), else hex; shown back as lower-case hex.
             let hex = (text.allSatisfy(\.isNumber) ? candidates.last : candidates.first) ?? text
             let decimal = text.allSatisfy(\.isNumber) ? text : SerialText.decimal(fromHex: hex)
             // The provisioner key is fetched from the URL that answers; its token is made for that URL.
-            _ = try await CAClient.withConnection(to: try CAEndpoints(enrollment.urls), pinnedRoot: root) { client in
+            let answer = try await CAClient.withConnection(to: try CAEndpoints(enrollment.urls), pinnedRoot: root) { client in
                 let jwk = try await client.provisionerKey(name: enrollment.provisioner, password: password)
-                try await client.revoke(
+                return try await client.revoke(
                     serialDecimal: decimal, provisioner: enrollment.provisioner, key: jwk, reasonCode: reasonCode, reason: reason)
             }
-            // The current certificate revoked by its serial: the same as revoking it by itself.
-            if let current = try? holder(enrollment), ServerState.canonicalSerial(hex) == ServerState.canonicalSerial(Self.serialText(current.leaf)) {
+            // The current certificate revoked by its serial, or with an earlier one of its key (a
+            // renewal keeps the key): the same as revoking it by itself.
+            let revoked = Set(([hex] + answer.value.alsoRevoked).map(ServerState.canonicalSerial))
+            var currentRevoked = false
+            if let current = try? holder(enrollment), revoked.contains(ServerState.canonicalSerial(Self.serialText(current.leaf))) {
                 try stopAfterRevocation(serial: Self.serialText(current.leaf), reason: reason, enrollment: enrollment, now: now)
+                currentRevoked = true
             }
-            return hex
+            return RevocationReport(serial: hex, alsoRevoked: answer.value.alsoRevoked, currentRevoked: currentRevoked)
         }
     }
 
@@ -664,7 +678,7 @@ public struct ServerAgent: Sendable {
         let state = ServerState.load(from: stateFile)
         let current = try? holder(enrollment)
         if revoke, let current, !state.isRevoked(serial: Self.serialText(current.leaf)), now < current.leaf.notValidAfter {
-            revokedSerial = try await revokeLocked(.current, reasonCode: 5, reason: reason.isEmpty ? "server removed" : reason, now: now)
+            revokedSerial = try await revokeLocked(.current, reasonCode: 5, reason: reason.isEmpty ? "server removed" : reason, now: now).serial
         }
         var removed = try removeRenewalUnits()
         let files = [enrollment.certPath, enrollment.keyPath, enrollment.rootPath] + (enrollment.combinedPath.map { [$0] } ?? [])

@@ -59,7 +59,7 @@ extension Authority {
     ) async throws -> Bool {
         let label = ProvisionerLabel(revokedBy == "holder" ? "holder" : ACMEProvisioner.labelPrefix + provisioner)
         return try await counted(.revoke, provisioner: label, outcome: { $0 ? .ok : .refused }) {
-            try await recordRevocation(serial: serial, reasonCode: reasonCode, reason: "", revokedBy: revokedBy, remote: remote, now: now)
+            !(try await recordRevocation(serial: serial, reasonCode: reasonCode, reason: "", revokedBy: revokedBy, remote: remote, now: now)).isEmpty
         }
     }
 

@@ -35,16 +35,26 @@ extension Authority {
 
     /// Revokes a certificate, authenticated by the certificate itself (mTLS or x5c token) or by a
     /// provisioner token whose `sub` is the serial. Revocation is permanent.
-    /// What a revocation changed: the certificate was revoked now, or had been before (then nothing
-    /// changes, and the operation counts as refused: there was nothing to do).
-    public enum RevocationOutcome: Sendable, Equatable {
-        case revoked, alreadyRevoked
+    /// What a revocation changed: the certificate named, and the other unexpired certificates of
+    /// its key revoked with it; or nothing, when it had been revoked before (then the operation
+    /// counts as refused: there was nothing to do).
+    public struct RevocationOutcome: Sendable, Equatable {
+        public var serial: String
+        public var alreadyRevoked: Bool
+        /// Revoked with it for having the same key (none with reason superseded).
+        public var alsoRevoked: [String]
+
+        init(serial: String, revokedNow: [String]) {
+            self.serial = serial
+            alreadyRevoked = revokedNow.isEmpty
+            alsoRevoked = revokedNow.filter { $0 != serial }
+        }
     }
 
     @discardableResult
     public func revoke(_ request: RevokeRequest, now: Date = Date()) async throws -> RevocationOutcome {
         let label = ProvisionerLabel()
-        return try await counted(.revoke, provisioner: label, outcome: { $0 == .revoked ? .ok : .refused }) {
+        return try await counted(.revoke, provisioner: label, outcome: { $0.alreadyRevoked ? .refused : .ok }) {
             try await revoke(request, label: label, now: now)
         }
     }
@@ -121,15 +131,15 @@ extension Authority {
                 throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", remote: request.remote, authFailure: true, failure: .replayedToken)
             }
         }
-        let changed = try await recordRevocation(
+        let revoked = try await recordRevocation(
             serial: serial, reasonCode: request.reasonCode, reason: request.reason, revokedBy: revokedBy, remote: request.remote, now: now)
-        return changed ? .revoked : .alreadyRevoked
+        return RevocationOutcome(serial: serial, revokedNow: revoked)
     }
 
     /// Stores the revocation (with the other certificates of the same key, see
-    /// `CertificateStore.revoke`) and audits each; unknown serials are a 404. False when the
-    /// certificate was revoked already (nothing changed).
-    func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws -> Bool {
+    /// `CertificateStore.revoke`) and audits each; unknown serials are a 404. Returns the serials
+    /// revoked now: none when the certificate was revoked already (nothing changed).
+    func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws -> [String] {
         let revocation = RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: revokedBy)
         let revoked: [String]
         do {
@@ -137,7 +147,7 @@ extension Authority {
         } catch StoreError.unknownSerial {
             throw AuthorityError(.notFound, "this CA issued no certificate with serial \(serial)")
         }
-        guard !revoked.isEmpty else { return false }
+        guard !revoked.isEmpty else { return [] }
         for each in revoked {
             audit.record(.revoked(
                 each, named: serial, revocation, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
@@ -147,6 +157,6 @@ extension Authority {
             ocsp.revoked(serial: each)
         }
         try await regenerateCRLs(now: now)
-        return true
+        return revoked
     }
 }

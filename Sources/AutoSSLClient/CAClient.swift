@@ -575,26 +575,36 @@ extension CAClient {
     }
 
     /// Revokes `chain[0]`, authenticated by the certificate itself.
-    /// Revokes the holder's certificate; true when the CA says it was revoked already (unchanged).
+    /// What the CA said a revocation did (absent from step-ca's answers: nothing more than "ok").
+    public struct RevokeAnswer: Sendable, Equatable {
+        /// Revoked before; nothing changed.
+        public var alreadyRevoked: Bool
+        /// Revoked with it for having the same key (hex serials).
+        public var alsoRevoked: [String]
+    }
+
+    /// Revokes the holder's certificate.
     @discardableResult
-    public func revoke(chain: [Certificate], key: SigningKey, method: HolderAuthentication, reasonCode: Int, reason: String) async throws -> Bool {
+    public func revoke(chain: [Certificate], key: SigningKey, method: HolderAuthentication, reasonCode: Int, reason: String) async throws -> RevokeAnswer {
         let body = try JSONSerialization.data(withJSONObject: [
             "serial": SerialText.decimal(fromHex: chain[0].serialNumber.hexString), "reasonCode": reasonCode, "reason": reason,
             "passive": true,
         ] as [String: Any])
         let (status, data) = try await holderRequest("/revoke", body: body, chain: chain, key: key, method: method)
         guard status == 200 else { throw refusal(status: status, body: data, action: "revoke the certificate") }
-        return Self.saysAlreadyRevoked(data)
+        return Self.revokeAnswer(data)
     }
 
-    /// The `/revoke` answer's `already_revoked` (absent from step-ca's answers: false).
-    static func saysAlreadyRevoked(_ data: Data) -> Bool {
-        ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["already_revoked"] as? Bool == true
+    /// The `/revoke` answer's `already_revoked` and `also_revoked`, when there.
+    static func revokeAnswer(_ data: Data) -> RevokeAnswer {
+        let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        let also = (object?["also_revoked"] as? [String] ?? []).filter { !$0.isEmpty && $0.count <= 64 && $0.allSatisfy(\.isHexDigit) }
+        return RevokeAnswer(alreadyRevoked: object?["already_revoked"] as? Bool == true, alsoRevoked: Array(also.prefix(1_000)))
     }
 
     /// Revokes any serial with a provisioner token (`sub` = the serial).
     @discardableResult
-    public func revoke(serialDecimal: String, provisioner: String, key: ECJWK, reasonCode: Int, reason: String, now: Date = Date()) async throws -> Bool {
+    public func revoke(serialDecimal: String, provisioner: String, key: ECJWK, reasonCode: Int, reason: String, now: Date = Date()) async throws -> RevokeAnswer {
         let issued = Int64(now.timeIntervalSince1970)
         let claims = ProvisionerTokenClaims(
             iss: provisioner, aud: [baseURL + "/1.0/revoke"], sub: serialDecimal, sans: [], nbf: issued, iat: issued,
@@ -605,7 +615,7 @@ extension CAClient {
         ] as [String: Any])
         let (status, data) = try await request("POST", "/1.0/revoke", body: body)
         guard status == 200 else { throw refusal(status: status, body: data, action: "revoke the certificate") }
-        return Self.saysAlreadyRevoked(data)
+        return Self.revokeAnswer(data)
     }
 
     /// The current CRL (DER).

@@ -397,8 +397,12 @@ public final class CAServer: Sendable {
             let outcome = try await authority.revoke(.init(
                 serial: body.serial, reasonCode: body.reasonCode ?? 0, reason: body.reason ?? "", token: token,
                 presented: presented, remote: remote))
-            // Asking again is not an error (a client that lost the answer retries), but says so.
-            return Self.json(outcome == .revoked ? #"{"status":"ok"}"# : #"{"status":"ok","already_revoked":true}"#)
+            // Asking again is not an error (a client that lost the answer retries), but says so; the
+            // certificates revoked with it for having its key are named (hex serials).
+            if outcome.alreadyRevoked { return Self.json(#"{"status":"ok","already_revoked":true}"#) }
+            guard !outcome.alsoRevoked.isEmpty else { return Self.json(#"{"status":"ok"}"#) }
+            let also = outcome.alsoRevoked.filter { $0.allSatisfy(\.isHexDigit) }.map { "\"\($0)\"" }.joined(separator: ",")
+            return Self.json(#"{"status":"ok","also_revoked":["# + also + "]}")
         }
     }
 

@@ -89,12 +89,12 @@ struct CertRevokeCommand: AsyncParsableCommand {
                     throw AutoSSLError.invalidArgument("--method must be mtls or token")
                 }
                 let chain = try HolderFiles.chain(cert)
-                let already = try await client.revoke(
+                let answer = try await client.revoke(
                     chain: chain, key: try HolderFiles.key(key, matching: chain[0]), method: authentication,
                     reasonCode: reason.reasonCode, reason: reason.reason)
-                return already
+                return answer.alreadyRevoked
                     ? "Certificate \(chain[0].serialNumber.hexString) was already revoked; it is unchanged."
-                    : "Revoked \(chain[0].serialNumber.hexString)."
+                    : "Revoked \(chain[0].serialNumber.hexString)." + Self.sameKey(answer.alsoRevoked)
             } else if let serial {
                 guard let passwordFile else {
                     throw AutoSSLError.invalidArgument("--serial needs the provisioner password", hint: "pass --password-file")
@@ -103,15 +103,21 @@ struct CertRevokeCommand: AsyncParsableCommand {
                 let decimal = serial.allSatisfy(\.isNumber) ? serial : SerialText.decimal(fromHex: candidates[0])
                 let jwk = try await client.provisionerKey(
                     name: provisioner, password: try SecretFiles.read(passwordFile, option: "--password-file"))
-                let already = try await client.revoke(
+                let answer = try await client.revoke(
                     serialDecimal: decimal, provisioner: provisioner, key: jwk, reasonCode: reason.reasonCode, reason: reason.reason)
-                return already ? "Serial \(serial) was already revoked; it is unchanged." : "Revoked serial \(serial)."
+                return answer.alreadyRevoked
+                    ? "Serial \(serial) was already revoked; it is unchanged." : "Revoked serial \(serial)." + Self.sameKey(answer.alsoRevoked)
             } else {
                 throw AutoSSLError.invalidArgument("name the certificate (--cert and --key) or a --serial")
             }
         }
         print(answer.value)
         Output.contact(answer.contact)
+    }
+
+    /// The certificates the CA revoked with it, for having its key.
+    static func sameKey(_ serials: [String]) -> String {
+        serials.isEmpty ? "" : "\nAlso revoked, for having the same key: \(serials.joined(separator: ", "))."
     }
 }
 

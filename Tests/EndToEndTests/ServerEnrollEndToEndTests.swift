@@ -557,6 +557,29 @@ import TestSupport
         #expect(shown.contains("Timer:") && shown.contains("not installed"), "\(shown)")
     }
 
+    /// Revoking an earlier certificate of this host by its serial revokes the current one too at
+    /// the CA (same key); the host learns it from the answer: it says so, stops renewing and
+    /// reports the certificate revoked. With reason 4 (superseded) only the serial named goes.
+    @Test func revokingAnEarlierSerialOfTheSameKeyIsKnownToRevokeTheCurrentCertificate() throws {
+        let setup = try Setup()
+        #expect(try setup.enroll(["--no-renewal"]).status == 0)
+        let first = try setup.serial()
+        #expect(try setup.server.run(["server", "renew", "--force"]).status == 0)
+        let second = try setup.serial()
+        #expect(try setup.server.run(["server", "renew", "--force"]).status == 0)
+        let current = try setup.serial()
+        let superseded = try setup.server.run(
+            ["server", "revoke", "--serial", first, "--reason-code", "4", "--password-file", setup.provisionerPassword])
+        #expect(superseded.status == 0 && !superseded.stdout.contains("current certificate is revoked"), "\(superseded)")
+        #expect(try setup.server.run(["server", "status"]).status == 0, "superseded revokes only the serial named")
+        let revoked = try setup.server.run(
+            ["server", "revoke", "--serial", second, "--reason-code", "1", "--password-file", setup.provisionerPassword])
+        #expect(revoked.status == 0 && revoked.stdout.contains("Also revoked, for having the same key"), "\(revoked)")
+        #expect(revoked.stdout.contains(current.drop { $0 == "0" }) && revoked.stdout.contains("current certificate is revoked with it"), "\(revoked)")
+        let status = try setup.server.run(["server", "status"])
+        #expect(status.status == 1 && status.stdout.contains("Revoked"), "\(status)")
+    }
+
     /// `server enroll` and `server renew` run at once take turns: the certificate installed always
     /// belongs to the key installed, and renewals go on working.
     @Test func enrollAndRenewRunAtOnceLeaveAMatchingPair() throws {
