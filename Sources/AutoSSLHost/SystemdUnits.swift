@@ -2,6 +2,41 @@ import Foundation
 
 /// systemd unit files the product installs, and their verification.
 public enum SystemdUnits {
+    /// One word of a unit file setting as systemd reads it back: `%` doubled (specifiers), `$`
+    /// doubled where `exec` (ExecStart= expands variables), backslash and double quote escaped,
+    /// control characters as `\xNN`, and the whole quoted when it holds a space, a quote, a
+    /// backslash or a control character. A directory with a space or a `%` in its name stays one
+    /// path instead of breaking the unit.
+    public static func word(_ text: String, exec: Bool = false) -> String {
+        var escaped = ""
+        var quote = false
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "%": escaped += "%%"
+            case "$" where exec: escaped += "$$"
+            case "\\", "\"":
+                escaped += "\\" + String(scalar)
+                quote = true
+            case " ", "\t", "'":
+                escaped.unicodeScalars.append(scalar)
+                quote = true
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    escaped += "\\x" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+                    quote = true
+                } else {
+                    escaped.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return quote ? "\"" + escaped + "\"" : escaped
+    }
+
+    /// `Environment=NAME=value`, the value kept whole (see `word`).
+    static func environment(_ name: String, _ value: String) -> String {
+        "Environment=" + word(name + "=" + value)
+    }
+
     /// A hardened unit for `auto-ssl ca serve`: no new privileges, read-only system, private /tmp,
     /// write access only to the data directory, restart on failure. The CA password arrives as a
     /// systemd credential when a password file exists. With a `user` (and `group`) the service runs
@@ -28,9 +63,9 @@ public enum SystemdUnits {
             lines.append("Group=\(group)")
         }
         lines += [
-            "ExecStart=\(executable) ca serve",
-            "Environment=AUTO_SSL_CONFIG_DIR=\(configDir)",
-            "Environment=AUTO_SSL_DATA_DIR=\(dataDir)",
+            "ExecStart=\(word(executable, exec: true)) ca serve",
+            environment("AUTO_SSL_CONFIG_DIR", configDir),
+            environment("AUTO_SSL_DATA_DIR", dataDir),
             "Restart=on-failure",
             "RestartSec=5",
             "TimeoutStopSec=30",
@@ -56,11 +91,12 @@ public enum SystemdUnits {
             "RestrictSUIDSGID=yes",
             "LockPersonality=yes",
             "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK",
-            "ReadWritePaths=\(dataDir)",
-            "ReadOnlyPaths=\(configDir)",
+            "ReadWritePaths=\(word(dataDir))",
+            "ReadOnlyPaths=\(word(configDir))",
         ]
         if let passwordFile {
-            lines.append("LoadCredential=ca-password:\(passwordFile)")
+            // The path is the rest of the line (not a quoted word): only specifiers are escaped.
+            lines.append("LoadCredential=ca-password:" + passwordFile.replacingOccurrences(of: "%", with: "%%"))
         }
         if lowPort {
             lines += ["AmbientCapabilities=CAP_NET_BIND_SERVICE", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE"]
@@ -108,9 +144,9 @@ extension SystemdUnits {
 
         [Service]
         Type=oneshot
-        ExecStart=\(executable) ca backup --output \(outputDirectory) --retention \(retention) --passphrase-file \(passphraseFile)
-        Environment=AUTO_SSL_CONFIG_DIR=\(configDir)
-        Environment=AUTO_SSL_DATA_DIR=\(dataDir)
+        ExecStart=\(word(executable, exec: true)) ca backup --output \(word(outputDirectory, exec: true)) --retention \(retention) --passphrase-file \(word(passphraseFile, exec: true))
+        \(environment("AUTO_SSL_CONFIG_DIR", configDir))
+        \(environment("AUTO_SSL_DATA_DIR", dataDir))
         UMask=0077
         NoNewPrivileges=yes
         ProtectSystem=strict
@@ -119,8 +155,8 @@ extension SystemdUnits {
         ProtectKernelTunables=yes
         ProtectKernelModules=yes
         ProtectControlGroups=yes
-        ReadWritePaths=\(dataDir) \(outputDirectory)
-        ReadOnlyPaths=\(configDir)
+        ReadWritePaths=\(word(dataDir)) \(word(outputDirectory))
+        ReadOnlyPaths=\(word(configDir))
 
         """
     }
@@ -159,10 +195,10 @@ extension SystemdUnits {
 
         [Service]
         Type=oneshot
-        ExecStart=\(executable) server renew
-        Environment=AUTO_SSL_CONFIG_DIR=\(configDir)
-        Environment=AUTO_SSL_DATA_DIR=\(dataDir)
-        Environment=AUTO_SSL_CERT_DIR=\(certDir)
+        ExecStart=\(word(executable, exec: true)) server renew
+        \(environment("AUTO_SSL_CONFIG_DIR", configDir))
+        \(environment("AUTO_SSL_DATA_DIR", dataDir))
+        \(environment("AUTO_SSL_CERT_DIR", certDir))
         UMask=0022
         TimeoutStartSec=5min
 

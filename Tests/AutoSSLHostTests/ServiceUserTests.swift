@@ -47,6 +47,35 @@ private let hasSystemdAnalyze = SystemCommandRunner().which("systemd-analyze") !
         #expect(SystemdUnits.verify(path) == .passed)
     }
 
+    /// Directories with a space, `%`, `$` or a quote stay whole paths in every unit: quoted and
+    /// escaped as systemd reads them (`%%`, `$$` in ExecStart=), and systemd-analyze verify finds
+    /// no invalid assignment (it used to ignore all three Environment= lines).
+    @Test func oddDirectoryNamesStayWholePathsInTheUnits() throws {
+        let odd = "/tmp/sp ace/x%y$z\"q"
+        #expect(SystemdUnits.word(odd) == #""/tmp/sp ace/x%%y$z\"q""#)
+        #expect(SystemdUnits.word(odd, exec: true) == #""/tmp/sp ace/x%%y$$z\"q""#)
+        #expect(SystemdUnits.word("/etc/auto-ssl") == "/etc/auto-ssl", "a plain path is written as it is")
+        #expect(SystemdUnits.word("a\nb") == #""a\x0ab""#)
+        let renew = unitLines(SystemdUnits.renewService(executable: "/bin/true", configDir: odd + "/etc", dataDir: odd + "/data", certDir: odd + "/certs"))
+        #expect(renew.contains(#"Environment="AUTO_SSL_CONFIG_DIR=/tmp/sp ace/x%%y$z\"q/etc""#), "\(renew)")
+        guard hasSystemdAnalyze else { return }
+        let directory = TemporaryDirectoryForHost()
+        defer { directory.remove() }
+        for (name, unit) in [
+            ("auto-ssl-renew.service", SystemdUnits.renewService(executable: "/bin/true", configDir: odd + "/etc", dataDir: odd + "/data", certDir: odd + "/certs")),
+            ("auto-ssl-ca.service", SystemdUnits.caService(
+                executable: "/bin/true", configDir: odd + "/etc", dataDir: odd + "/data", passwordFile: odd + "/etc/ca-password", lowPort: false)),
+            ("auto-ssl-backup.service", SystemdUnits.backupService(
+                executable: "/bin/true", configDir: odd + "/etc", dataDir: odd + "/data", outputDirectory: odd + "/backups", retention: 3,
+                passphraseFile: odd + "/pass")),
+        ] {
+            let path = directory.path + "/" + name
+            try unit.write(toFile: path, atomically: true, encoding: .utf8)
+            let result = try #require(SystemCommandRunner().run("systemd-analyze", ["verify", path], timeout: 30))
+            #expect(!result.output.contains("Invalid") && !result.output.contains("Ignoring"), "\(name): \(result.output)")
+        }
+    }
+
     @Test func lookupFindsRootAndItsGroupAndNotAnUnknownName() throws {
         let root = try #require(ServiceUser.lookup("root"))
         #expect(root.uid == 0 && root.gid == 0 && root.group == "root" && root.isRoot)
