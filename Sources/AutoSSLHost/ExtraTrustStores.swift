@@ -10,10 +10,28 @@ public struct ExtraTrustStores: Sendable {
 
     let runner: CommandRunning
     let nssDatabase: String
+    let home: String
+    /// Who owns the NSS database when root writes it for another user (`sudo`): it is given back.
+    let owner: ServiceUser?
 
-    public init(runner: CommandRunning = SystemCommandRunner(), home: String = NSHomeDirectory()) {
+    public init(runner: CommandRunning = SystemCommandRunner(), home: String? = nil, owner: ServiceUser? = nil) {
+        let browser = home.map { ($0, owner) } ?? Self.browserUser()
         self.runner = runner
-        self.nssDatabase = "sql:" + home + "/.pki/nssdb"
+        self.home = browser.0
+        self.owner = browser.1
+        self.nssDatabase = "sql:" + browser.0 + "/.pki/nssdb"
+    }
+
+    /// Whose browsers `--nss` means: under sudo, the user who ran sudo (the system store needs
+    /// root, the browser database is theirs); otherwise this user, at $HOME.
+    static func browserUser(environment: [String: String] = ProcessInfo.processInfo.environment) -> (String, ServiceUser?) {
+        if geteuid() == 0, let name = environment["SUDO_USER"], !name.isEmpty, name != "root",
+           let user = ServiceUser.lookup(name), let entry = getpwnam(name), let directory = entry.pointee.pw_dir {
+            let home = String(cString: directory)
+            if home.hasPrefix("/") { return (home, user) }
+        }
+        if let home = environment["HOME"], home.hasPrefix("/") { return (home, nil) }
+        return (NSHomeDirectory(), nil)
     }
 
     static let javaPassword = "changeit"  // the JDK's documented default for cacerts; not a secret
@@ -39,6 +57,9 @@ public struct ExtraTrustStores: Sendable {
     }
 
     public func install(_ kind: Kind, name: String, file: String) throws {
+        // Made or changed by root for the user who ran sudo: theirs again afterwards, or their
+        // browser could no longer write its own database.
+        defer { if kind == .nss { try? owner?.own(home + "/.pki", recursive: true) } }
         switch kind {
         case .nss:
             try require("certutil", package: "libnss3-tools")

@@ -1,4 +1,4 @@
-import AutoSSLHost
+@testable import AutoSSLHost
 import Foundation
 import Testing
 
@@ -74,6 +74,17 @@ private let hasSystemdAnalyze = SystemCommandRunner().which("systemd-analyze") !
             let result = try #require(SystemCommandRunner().run("systemd-analyze", ["verify", path], timeout: 30))
             #expect(!result.output.contains("Invalid") && !result.output.contains("Ignoring"), "\(name): \(result.output)")
         }
+    }
+
+    /// `sudo auto-ssl client trust --nss` means the browser database of the user who ran sudo
+    /// (given back to them), not root's; without sudo, $HOME's.
+    @Test func theNSSDatabaseIsTheOneOfTheUserWhoRanSudo() throws {
+        let plain = ExtraTrustStores.browserUser(environment: ["HOME": "/home/alice"])
+        #expect(plain.0 == "/home/alice" && plain.1 == nil)
+        guard isRoot, let nobody = ServiceUser.lookup("nobody"), let entry = getpwnam("nobody"), let directory = entry.pointee.pw_dir else { return }
+        let sudo = ExtraTrustStores.browserUser(environment: ["HOME": "/root", "SUDO_USER": "nobody"])
+        #expect(sudo.0 == String(cString: directory) && sudo.1 == nobody)
+        #expect(ExtraTrustStores.browserUser(environment: ["HOME": "/root", "SUDO_USER": "root"]).0 == "/root")
     }
 
     @Test func lookupFindsRootAndItsGroupAndNotAnUnknownName() throws {

@@ -74,6 +74,20 @@ import TestSupport
             #expect(try sandbox.run(["client", "untrust", "--os", os]).status == 0)
             #expect(try FileManager.default.contentsOfDirectory(atPath: fs + directory).filter { $0.hasPrefix("auto-ssl-") }.isEmpty)
         }
+        // --nss writes $HOME's browser database (not the password database's home of this user),
+        // and untrust takes the root out of the same one.
+        if FileManager.default.fileExists(atPath: "/usr/bin/certutil") {
+            let home = sandbox.root.file("home")
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: false)
+            sandbox.extraEnvironment["HOME"] = home
+            sandbox.extraEnvironment["SUDO_USER"] = ""
+            let withNSS = try sandbox.run(["client", "trust", "--cert-file", root, "--os", "rhel", "--nss"])
+            #expect(withNSS.status == 0 && withNSS.stdout.contains("NSS (browser)"), "\(withNSS)")
+            let listed = try runProcess("certutil", ["-d", "sql:" + home + "/.pki/nssdb", "-L"])
+            #expect(listed.stdout.contains("auto-ssl-fake-fs-"), "\(listed)")
+            #expect(try sandbox.run(["client", "untrust", "--os", "rhel"]).status == 0)
+            #expect(!(try runProcess("certutil", ["-d", "sql:" + home + "/.pki/nssdb", "-L"]).stdout.contains("auto-ssl-")))
+        }
         // A fingerprint given with --cert-file is checked too; a leaf is not a trust anchor.
         let mismatch = try sandbox.run(["client", "trust", "--cert-file", root, "--fingerprint", String(repeating: "0", count: 64), "--os", "rhel"])
         #expect(mismatch.status == 6, "\(mismatch)")
