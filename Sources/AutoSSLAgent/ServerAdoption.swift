@@ -109,6 +109,12 @@ extension ServerAgent {
     static func checkChain(_ chain: [Certificate], path: String, root: Certificate, fingerprint: String) throws {
         var links = chain
         if links.count > 1, let last = links.last, last == root { links.removeLast() }
+        // A certificate that signs itself is nobody's leaf: no intermediate would make it this CA's.
+        if links.count == 1, let only = links.first, only.issuer == only.subject {
+            throw AutoSSLError(
+                .trustFailure, "\(path) holds a self-signed certificate, not one issued by this CA (root fingerprint \(fingerprint))",
+                hint: "a certificate from another CA cannot be taken over; enroll normally instead")
+        }
         guard links.count >= 2 else {
             throw AutoSSLError(
                 .trustFailure, "\(path) holds only the leaf certificate; the intermediate that signed it must follow it (as the step CLI writes it)",
@@ -181,6 +187,11 @@ extension ServerAgent {
             var failure = error as? AutoSSLError ?? AutoSSLError.general("\(error)")
             // A CA that does not answer says so as it is; a refusal says what the CA needs.
             guard failure.kind != .network else { throw failure }
+            // A revoked certificate is never renewed, whoever issued it.
+            if failure.message.contains("revoked") {
+                failure.hint = "nothing was changed. A revoked certificate cannot be taken over: enroll normally (with a provisioner password): auto-ssl server enroll --ca-url \(client.baseURL) --fingerprint \(client.rootFingerprint)"
+                throw failure
+            }
             failure.hint = """
                 nothing was changed. The CA renews a certificate it did not issue itself only when it was \
                 made with `auto-ssl ca import` from the CA that issued it (config.yaml imported:) and the \

@@ -44,9 +44,13 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
         do {
             return try body(text)
         } catch {
+            // A CA's file can come back from a backup; a server's section is made by enrolling.
+            let holdsCA = text.hasPrefix("ca:") || text.contains("\nca:")
             throw AutoSSLError.general(
                 "\(path) could not be read: \(error)",
-                hint: "fix the file by hand, or restore the CA from a backup with `auto-ssl ca restore --force` (the damaged file is kept with the CA it replaces)")
+                hint: holdsCA
+                    ? "fix the file by hand, or restore the CA from a backup with `auto-ssl ca restore --force` (the damaged file is kept with the CA it replaces)"
+                    : "fix the file by hand, or move it aside and enroll this server again with `auto-ssl server enroll`")
         }
     }
 

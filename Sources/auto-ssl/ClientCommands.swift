@@ -230,7 +230,8 @@ struct ClientUntrustCommand: AsyncParsableCommand {
             }
         }
         if removed.isEmpty && extraRemoved.isEmpty {
-            print("No auto-ssl root was trusted here; nothing changed.")
+            print(wanted.map { "No auto-ssl root with fingerprint \($0) was trusted here; nothing changed." }
+                ?? "No auto-ssl root was trusted here; nothing changed.")
             return
         }
         for root in removed { print("Removed \(root.name) (\(root.fingerprint)) from the system store.") }

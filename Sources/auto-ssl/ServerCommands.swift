@@ -161,7 +161,7 @@ struct ServerEnrollCommand: AsyncParsableCommand {
         Output.contact(answer.contact)
         if Output.quiet { print(ServerAgent.serialText(result.leaf)) }
         Output.progress("Enrolled: serial \(ServerAgent.serialText(result.leaf)), valid until \(Output.date(result.leaf.notValidAfter))")
-        Output.progress("  certificate chain: \(plan.certPath) (0644)")
+        if plan.combinedPath != plan.certPath { Output.progress("  certificate chain: \(plan.certPath) (0644)") }
         Output.progress("  private key:       \(plan.keyPath) (0600)")
         Output.progress("  CA root:           \(plan.rootPath)")
         if let combined = plan.combinedPath { Output.progress("  key + chain:       \(combined) (0600, for HAProxy)") }
@@ -468,7 +468,15 @@ struct ServerRemoveCommand: AsyncParsableCommand {
         _ = try agent.enrollment()
         try Terminal.requireConfirmation(
             yes: yes, action: "server remove", question: "Revoke this server's certificate and remove its enrollment?")
-        let report = try await agent.remove(reason: reason, keepCertificates: keepCerts, revoke: !noRevoke)
+        let report: ServerAgent.RemovalReport
+        do {
+            report = try await agent.remove(reason: reason, keepCertificates: keepCerts, revoke: !noRevoke)
+        } catch var error as AutoSSLError where error.kind == .network && !noRevoke {
+            // Nothing was removed: the revocation comes first.
+            error.hint = (error.hint.map { $0 + "\n  " } ?? "")
+                + "nothing was removed; to unenroll without revoking (the CA is gone for good), add --no-revoke"
+            throw error
+        }
         if let serial = report.revokedSerial { print("Revoked \(serial).") }
         for file in report.removedFiles { print("Removed \(file)") }
         for file in report.keptFiles { print("Kept \(file)") }

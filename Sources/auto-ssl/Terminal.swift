@@ -122,7 +122,9 @@ enum SecretFiles {
         }
         let secret = Passwords.fromFileContents(contents)
         guard !secret.isEmpty else {
-            throw AutoSSLError.invalidArgument("\(option): \(path) is empty", hint: "put the password on its first line")
+            throw AutoSSLError.invalidArgument(
+                "\(option): \(path) is empty",
+                hint: option == "--token-file" ? "put the token from `auto-ssl ca token create` on its first line" : "put the password on its first line")
         }
         return secret
     }

@@ -83,6 +83,13 @@ import X509
         // An empty file is not a missing one: it is reported as damaged, not read as "no CA".
         try "".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.load(from: path) }
+        // The hint fits the machine: a CA comes back from a backup, a server enrolls again.
+        try "ca:\n  name: 'true'\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let caHint = #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.load(from: path) }
+        #expect(caHint?.hint?.contains("ca restore --force") == true, "\(String(describing: caHint))")
+        try "server:\n  renew_at_fraction: abc\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let serverHint = #expect(throws: AutoSSLError.self) { try AutoSSLConfiguration.load(from: path) }
+        #expect(serverHint?.hint?.contains("server enroll") == true && serverHint?.hint?.contains("ca restore") == false, "\(String(describing: serverHint))")
     }
 
     @Test func createsTheLayoutWithTightModes() throws {

@@ -85,6 +85,8 @@ import TestSupport
             #expect(withNSS.status == 0 && withNSS.stdout.contains("NSS (browser)"), "\(withNSS)")
             let listed = try runProcess("certutil", ["-d", "sql:" + home + "/.pki/nssdb", "-L"])
             #expect(listed.stdout.contains("auto-ssl-fake-fs-"), "\(listed)")
+            let other = try sandbox.run(["client", "untrust", "--os", "rhel", "--fingerprint", String(repeating: "0", count: 64)])
+            #expect(other.status == 0 && other.stdout.contains("No auto-ssl root with fingerprint 0000"), "\(other)")
             #expect(try sandbox.run(["client", "untrust", "--os", "rhel"]).status == 0)
             #expect(!(try runProcess("certutil", ["-d", "sql:" + home + "/.pki/nssdb", "-L"]).stdout.contains("auto-ssl-")))
         }
