@@ -75,9 +75,15 @@ public struct S3Connection: Sendable {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             let response = try await client.execute(request, timeout: .seconds(120))
-            let data = try await response.body.collect(upTo: limit)
+            // The body too must come within the time (the client's timeout ends with the head).
+            guard let data = try await TimeLimit.run(within: .seconds(120), { try await response.body.collect(upTo: limit) }) else {
+                try? await client.shutdown()
+                throw AutoSSLError(.network, "S3 at \(endpoint.absoluteString) did not finish sending its answer within 120 s")
+            }
             try? await client.shutdown()
             return (Int(response.status.code), Array(data.readableBytesView))
+        } catch let error as AutoSSLError {
+            throw error
         } catch {
             try? await client.shutdown()
             throw AutoSSLError(.network, "could not reach S3 at \(endpoint.absoluteString): \(error)")

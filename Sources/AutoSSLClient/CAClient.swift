@@ -151,20 +151,13 @@ public final class CAClient: Sendable {
     /// client's timeout ends when the head arrives, and a server that then sends a byte now and
     /// then would otherwise hold the command for ever.
     static func body(of response: HTTPClientResponse, upTo limit: Int, from url: String) async throws -> ByteBuffer {
-        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask { try await response.body.collect(upTo: limit) }
-            group.addTask {
-                try await Task.sleep(nanoseconds: UInt64(max(0, timeout.nanoseconds)))
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let body = first else {
-                throw AutoSSLError(
-                    .network, "\(url) did not finish sending its answer within \(timeout.nanoseconds / 1_000_000_000) s",
-                    hint: "check that the URL is the CA's, and the network between this machine and it")
-            }
-            return body
+        let seconds = timeout.nanoseconds / 1_000_000_000
+        guard let body = try await TimeLimit.run(within: .seconds(seconds), { try await response.body.collect(upTo: limit) }) else {
+            throw AutoSSLError(
+                .network, "\(url) did not finish sending its answer within \(seconds) s",
+                hint: "check that the URL is the CA's, and the network between this machine and it")
         }
+        return body
     }
 
     /// A failure as the commands report it. A connection-level failure (see `connectionStage`)

@@ -93,3 +93,19 @@ import Testing
         #expect(Passwords.fromFileContents("crlf-secret\r\n") == "crlf-secret")
     }
 }
+
+/// `TimeLimit`: the value when the work ends in time; nil, and the work cancelled, when not.
+@Suite struct TimeLimitTests {
+    @Test func givesTheValueInTimeAndNilAfterTheLimit() async throws {
+        #expect(try await TimeLimit.run(within: .seconds(5)) { 42 } == 42)
+        let started = ContinuousClock.now
+        let late = try await TimeLimit.run(within: .milliseconds(100)) { () async throws -> Int in
+            try await Task.sleep(for: .seconds(30))
+            return 1
+        }
+        #expect(late == nil && ContinuousClock.now - started < .seconds(10))
+        await #expect(throws: CancellationError.self) {
+            _ = try await TimeLimit.run(within: .seconds(5)) { () async throws -> Int in throw CancellationError() }
+        }
+    }
+}
