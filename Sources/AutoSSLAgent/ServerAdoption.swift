@@ -177,7 +177,8 @@ extension ServerAgent {
         let rootPath = directory + "/ca.crt"
         let combinedPath = plan.reload?.wantsCombinedFile == true ? directory + "/server.pem" : nil
         try FileOperations.checkReplaceable(
-            [original.certPath, rootPath] + (combinedPath.map { $0 == original.certPath ? [] : [$0] } ?? []), reserved: directories.ownPaths)
+            [original.certPath, rootPath] + (combinedPath.map { $0 == original.certPath ? [] : [$0] } ?? []) + (plan.metricsFile.map { [$0] } ?? []),
+            reserved: AutoSSLConfiguration.reservedPaths(directories))
         let previousSerial = Self.serialText(original.leaf)
         let renewed: CAClient.SignedChain
         do {

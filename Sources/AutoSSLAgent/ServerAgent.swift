@@ -182,7 +182,7 @@ public struct ServerAgent: Sendable {
         try FileOperations.checkReplaceable(
             [plan.certPath, plan.keyPath, plan.rootPath] + combined + (plan.metricsFile.map { [$0] } ?? []),
             options: ["--cert-path", "--key-path", "the copy of the root"] + combined.map { _ in "the combined chain and key file" } + ["--metrics-file"],
-            reserved: directories.ownPaths)
+            reserved: AutoSSLConfiguration.reservedPaths(directories))
         let key = try SigningKey.generate(plan.keyAlgorithm)
         let token: String
         switch credential {
@@ -367,25 +367,34 @@ public struct ServerAgent: Sendable {
 
     /// The current chain, its key and the pinned root, each checked against the enrollment.
     public func holder(_ enrollment: ServerEnrollment) throws -> Holder {
-        // The files recorded at enrollment: one that is not what it should be is damaged (exit 1),
-        // and stays so whatever the next run does.
-        func recorded<T>(_ read: () throws -> T) throws -> T {
-            do {
-                return try read()
-            } catch var error as AutoSSLError where error.kind == .invalidArguments {
-                error.kind = .general
-                throw error
-            }
-        }
-        let chain = try recorded { try HolderFiles.chain(enrollment.certPath) }
-        let key = try recorded { try HolderFiles.key(enrollment.keyPath, matching: chain[0]) }
-        let roots = try recorded { try HolderFiles.chain(enrollment.rootPath) }
+        let repair = "put back the certificate and key that belong together (earlier pairs are kept in \(backupsDir)), or enroll again:\n    \(enrollCommand(enrollment))"
+        let chain = try Self.recorded(hint: repair) { try HolderFiles.chain(enrollment.certPath) }
+        let key = try Self.recorded(hint: repair) { try HolderFiles.key(enrollment.keyPath, matching: chain[0]) }
+        return Holder(chain: chain, key: key, root: try pinnedRoot(enrollment))
+    }
+
+    /// The copy of the root written at enrollment, checked against the fingerprint pinned then.
+    public func pinnedRoot(_ enrollment: ServerEnrollment) throws -> Certificate {
+        let restore = "enroll again with the CA's fingerprint to restore it:\n    \(enrollCommand(enrollment))"
+        let roots = try Self.recorded(hint: restore) { try HolderFiles.chain(enrollment.rootPath) }
         guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
             throw AutoSSLError(
-                .trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment (\(enrollment.fingerprint))",
-                hint: "enroll again with the CA's fingerprint to restore it")
+                .trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment (\(enrollment.fingerprint))", hint: restore)
         }
-        return Holder(chain: chain, key: key, root: root)
+        return root
+    }
+
+    /// A file recorded at enrollment that is not what it should be is damaged (exit 1) and stays
+    /// so whatever the next run does: the error says how to repair it (`hint`, unless the error
+    /// has a more specific one, as for an encrypted key).
+    static func recorded<T>(hint: String, _ read: () throws -> T) throws -> T {
+        do {
+            return try read()
+        } catch var error as AutoSSLError where error.kind == .invalidArguments || error.message.hasSuffix("does not exist") {
+            error.kind = .general
+            if error.hint == nil || error.hint == HolderFiles.repair { error.hint = hint }
+            throw error
+        }
     }
 
     /// Serials in text are lower-case hex without colons, as the CA stores and prints them.
@@ -601,8 +610,10 @@ public struct ServerAgent: Sendable {
     /// renewals are stopped).
     public struct RevocationReport: Sendable {
         public var serial: String
-        public var alsoRevoked: [String]
+        public var alsoRevoked: [String] { answer.alsoRevoked }
         public var currentRevoked: Bool
+        /// What the CA said it did (revoked before, the key cut off now, the others with it).
+        public var answer: CAClient.RevokeAnswer
     }
 
     /// Revokes at the CA; revoking the current certificate (itself, by its serial, or as one of the
@@ -616,10 +627,7 @@ public struct ServerAgent: Sendable {
     /// `revoke` for a caller that holds `holderLock`.
     func revokeLocked(_ target: RevocationTarget, reasonCode: Int, reason: String, now: Date) async throws -> RevocationReport {
         let enrollment = try enrollment()
-        let roots = try HolderFiles.chain(enrollment.rootPath)
-        guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
-            throw AutoSSLError(.trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment")
-        }
+        let root = try pinnedRoot(enrollment)
         switch target {
         case .current:
             let holder = try self.holder(enrollment)
@@ -628,7 +636,7 @@ public struct ServerAgent: Sendable {
             }
             let serial = Self.serialText(holder.leaf)
             try stopAfterRevocation(serial: serial, reason: reason, enrollment: enrollment, now: now)
-            return RevocationReport(serial: serial, alsoRevoked: answer.value.alsoRevoked, currentRevoked: true)
+            return RevocationReport(serial: serial, currentRevoked: true, answer: answer.value)
         case .serial(let text, let password):
             let candidates = try SerialText.candidates(text)
             // All digits: decimal (step-ca's form), else hex; shown back as lower-case hex.
@@ -648,7 +656,7 @@ public struct ServerAgent: Sendable {
                 try stopAfterRevocation(serial: Self.serialText(current.leaf), reason: reason, enrollment: enrollment, now: now)
                 currentRevoked = true
             }
-            return RevocationReport(serial: hex, alsoRevoked: answer.value.alsoRevoked, currentRevoked: currentRevoked)
+            return RevocationReport(serial: hex, currentRevoked: currentRevoked, answer: answer.value)
         }
     }
 

@@ -62,6 +62,13 @@ public struct S3Connection: Sendable {
             hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or add a [\(profile)] profile to \(file)")
     }
 
+    /// How long an answer's body may take: 120 s, plus a second for every 256 KiB announced by
+    /// its Content-Length (at most `limit`; the whole `limit` when none or a bad one is announced).
+    static func bodySeconds(announced: Int?, limit: Int) -> Int64 {
+        let bytes = announced.map { min(max($0, 0), limit) } ?? limit
+        return 120 + Int64(bytes / (256 << 10))
+    }
+
     /// One signed request; the answer's body is read up to `limit` bytes.
     func request(method: String, path: String, query: [(String, String)] = [], body: [UInt8], limit: Int) async throws -> (Int, [UInt8]) {
         let headers = SigV4Signer(credentials: credentials, region: region)
@@ -75,10 +82,13 @@ public struct S3Connection: Sendable {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             let response = try await client.execute(request, timeout: .seconds(120))
-            // The body too must come within the time (the client's timeout ends with the head).
-            guard let data = try await TimeLimit.run(within: .seconds(120), { try await response.body.collect(upTo: limit) }) else {
+            // The body too must come within a time (the client's timeout ends with the head): one
+            // that grows with the size announced, so a large backup on a slow link still arrives.
+            let announced = response.headers.first(name: "content-length").flatMap { Int($0) }
+            let seconds = Self.bodySeconds(announced: announced, limit: limit)
+            guard let data = try await TimeLimit.run(within: .seconds(seconds), { try await response.body.collect(upTo: limit) }) else {
                 try? await client.shutdown()
-                throw AutoSSLError(.network, "S3 at \(endpoint.absoluteString) did not finish sending its answer within 120 s")
+                throw AutoSSLError(.network, "S3 at \(endpoint.absoluteString) did not finish sending its answer within \(seconds) s")
             }
             try? await client.shutdown()
             return (Int(response.status.code), Array(data.readableBytesView))

@@ -49,11 +49,11 @@ extension Authority {
         }
     }
 
-    /// Revokes a certificate on behalf of an ACME client that proved its right to (the ordering
-    /// account, or the certificate's own key). Returns false when it was already revoked.
     /// Revokes a certificate for an ACME request (authorized by the ACME layer: the ordering
     /// account of `provisioner`, or the certificate's own key when `revokedBy` is "holder"). False
-    /// when it was revoked already (nothing changed; counted as refused).
+    /// when nothing changed: it was revoked already, and so was its key if the reason covers it
+    /// (counted as refused). A certificate revoked as superseded and then for key compromise
+    /// keeps its first record, but its key is cut off then (true).
     public func revokeForACME(
         serial: String, reasonCode: Int, revokedBy: String, provisioner: String, remote: String?, now: Date = Date()
     ) async throws -> Bool {

@@ -15,7 +15,10 @@ public struct AdminRevocation {
 
     public struct Result: Sendable {
         public var record: CertificateRecord
+        /// It had been revoked before (its record, reason included, is unchanged).
         public var alreadyRevoked: Bool
+        /// Its key was cut off now (revoked before for a reason that left the key in force).
+        public var keyRevoked: Bool
         /// Other certificates with the same key, revoked with it (serials).
         public var sameKey: [String]
     }
@@ -37,10 +40,12 @@ public struct AdminRevocation {
                 throw AutoSSLError.general("no certificate with serial \(text) was issued by this CA; nothing was revoked")
             }
             let revocation = RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: "admin")
-            let revoked = try await Self.revoke(record, revocation, in: database, audit: try loader.openAuditLog(), now: now)
+            let changes = try await Self.revoke(record, revocation, in: database, audit: try loader.openAuditLog(), now: now)
             let updated = try await store.certificate(serial: record.serial) ?? record
             try await store.close()
-            return Result(record: updated, alreadyRevoked: !revoked.contains(record.serial), sameKey: revoked.filter { $0 != record.serial })
+            return Result(
+                record: updated, alreadyRevoked: !changes.serials.contains(record.serial), keyRevoked: changes.keyRevoked,
+                sameKey: changes.serials.filter { $0 != record.serial })
         } catch {
             try? await store.close()
             throw error
@@ -100,7 +105,7 @@ public struct AdminRevocation {
                     reasonCode: reasonCode, reason: reason.isEmpty ? "issued by provisioner \(provisioner)" : reason, revokedAt: now,
                     revokedBy: "admin")
                 for record in matched where !revokedSerials.contains(record.serial) {
-                    revokedSerials.formUnion(try await Self.revoke(record, revocation, in: database, audit: audit, now: now))
+                    revokedSerials.formUnion(try await Self.revoke(record, revocation, in: database, audit: audit, now: now).serials)
                 }
             }
             try await store.close()
@@ -184,20 +189,26 @@ public struct AdminRevocation {
         return current.createdAt
     }
 
-    /// One revocation written, audited and logged for the replicas; the serials it revoked (the
-    /// certificate's, unless it already was, and those with the same key).
+    /// One revocation written, audited and logged for the replicas; what it changed (the
+    /// certificate, unless it was revoked already, those with the same key, and the key).
     static func revoke(
         _ record: CertificateRecord, _ revocation: RevocationRecord, in database: CADatabase, audit: AuditLog, now: Date
-    ) async throws -> [String] {
+    ) async throws -> RevocationChanges {
         let store = database.certificates
-        let revoked = try await store.revoke(serial: record.serial, revocation)
-        for serial in revoked {
+        let changes = try await store.revoke(serial: record.serial, revocation)
+        if changes.keyRevoked, !changes.serials.contains(record.serial) {
+            let event = AuditLog.Event.keyRevoked(of: record.serial, revocation)
+            await AdminEventLog.record(
+                database, event: event.event, detail: "\(record.serial) (\(record.names.joined(separator: ", "))), \(event.detail ?? "")", now: now)
+            audit.record(event)
+        }
+        for serial in changes.serials {
             let names = serial == record.serial ? record.names : (try await store.certificate(serial: serial))?.names ?? []
             let event = AuditLog.Event.revoked(serial, named: record.serial, revocation, sans: names)
             await AdminEventLog.record(
                 database, event: event.event, detail: "\(serial) (\(names.joined(separator: ", "))), \(event.detail ?? "")", now: now)
             audit.record(event)
         }
-        return revoked
+        return changes
     }
 }

@@ -37,6 +37,17 @@ public final class AuditLog: Sendable {
             self.detail = detail
         }
 
+        /// `key.revoked`: a revocation of `serial`, which had been revoked before for a reason that
+        /// left its key in force, cut the key off now (no certificate is issued or renewed with it).
+        public static func keyRevoked(
+            of serial: String, _ revocation: RevocationRecord, provisioner: String? = nil, remote: String? = nil
+        ) -> Event {
+            Event(
+                "key.revoked", time: revocation.revokedAt, serial: serial, provisioner: provisioner, remote: remote,
+                reason: revocation.reason.isEmpty ? CRLBuilder.reasonNames[revocation.reasonCode] : revocation.reason,
+                detail: "reason code \(revocation.reasonCode), by \(revocation.revokedBy); the certificate itself was revoked before and keeps its first reason")
+        }
+
         /// `certificate.revoked` for `serial`, revoked by `revocation` of the certificate `named`
         /// (itself, or one with the same key): the reason's name when no text was given, and who.
         public static func revoked(

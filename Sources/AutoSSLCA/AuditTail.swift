@@ -21,7 +21,7 @@ public struct RecentActivity: Sendable, Equatable {
 
     /// `certificate.issued`, `certificate.renewed`, newest first.
     public var issuances: [AuditEntry] = []
-    /// `certificate.revoked`, newest first.
+    /// `certificate.revoked`, `key.revoked`, newest first.
     public var revocations: [AuditEntry] = []
     /// `auth.failure`, `auth.rate-limited`, newest first.
     public var authenticationFailures: [AuditEntry] = []
@@ -33,7 +33,7 @@ public struct RecentActivity: Sendable, Equatable {
             switch entry.event {
             case "certificate.issued", "certificate.renewed":
                 if issuances.count < Self.perKind { issuances.append(entry) }
-            case "certificate.revoked":
+            case "certificate.revoked", "key.revoked":
                 if revocations.count < Self.perKind { revocations.append(entry) }
             case "auth.failure", "auth.rate-limited":
                 if authenticationFailures.count < Self.perKind { authenticationFailures.append(entry) }

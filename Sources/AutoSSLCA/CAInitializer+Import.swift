@@ -286,6 +286,14 @@ extension CAInitializer {
         try FileOperations.writeAtomically(try root.pemString(), to: stagingPaths.rootCertificate, mode: 0o644)
         try FileOperations.writeAtomically(try intermediate.pemString(), to: stagingPaths.intermediateCertificate, mode: 0o644)
         if let encryptedRoot { try FileOperations.writeAtomically(encryptedRoot, to: stagingPaths.rootKey, mode: 0o600) }
+        // The root's first CRL (number 1, empty), as `ca init` writes it, when the root key came
+        // along: clients that check a CRL for every certificate of the chain find one for the root.
+        if let rootKey {
+            let crl = try CRLBuilder.build(
+                issuer: root, issuerKey: rootKey.key, number: IntermediateRotation.firstRootCRLNumber, thisUpdate: now,
+                nextUpdate: root.notValidAfter, entries: [])
+            try IntermediateRotation.writeRootCRL(crl, state: .init(crlNumber: IntermediateRotation.firstRootCRLNumber, revoked: []), caDir: staging)
+        }
         try FileOperations.writeAtomically(encryptedIntermediate, to: stagingPaths.intermediateKey, mode: 0o600)
         for provisioner in provisioners {
             guard let jwe = jwes[provisioner.name] else { continue }

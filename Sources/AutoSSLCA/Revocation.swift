@@ -36,25 +36,33 @@ extension Authority {
     /// Revokes a certificate, authenticated by the certificate itself (mTLS or x5c token) or by a
     /// provisioner token whose `sub` is the serial. Revocation is permanent.
     /// What a revocation changed: the certificate named, and the other unexpired certificates of
-    /// its key revoked with it; or nothing, when it had been revoked before (then the operation
-    /// counts as refused: there was nothing to do).
+    /// its key revoked with it. A certificate revoked before keeps its first record; a reason that
+    /// covers the key (any but superseded) still cuts its key off, and the others with it, when
+    /// the first reason had not. When nothing changed at all the operation counts as refused.
     public struct RevocationOutcome: Sendable, Equatable {
         public var serial: String
+        /// The certificate itself had been revoked before (its record is unchanged).
         public var alreadyRevoked: Bool
         /// Revoked with it for having the same key (none with reason superseded).
         public var alsoRevoked: [String]
+        /// Its key was cut off by this revocation (it had not been before).
+        public var keyRevoked: Bool
 
-        init(serial: String, revokedNow: [String]) {
+        init(serial: String, changes: RevocationChanges) {
             self.serial = serial
-            alreadyRevoked = revokedNow.isEmpty
-            alsoRevoked = revokedNow.filter { $0 != serial }
+            alreadyRevoked = !changes.serials.contains(serial)
+            alsoRevoked = changes.serials.filter { $0 != serial }
+            keyRevoked = changes.keyRevoked
         }
+
+        /// Nothing changed: revoked before, and so was its key if this reason covers it.
+        public var changedNothing: Bool { alreadyRevoked && alsoRevoked.isEmpty && !keyRevoked }
     }
 
     @discardableResult
     public func revoke(_ request: RevokeRequest, now: Date = Date()) async throws -> RevocationOutcome {
         let label = ProvisionerLabel()
-        return try await counted(.revoke, provisioner: label, outcome: { $0.alreadyRevoked ? .refused : .ok }) {
+        return try await counted(.revoke, provisioner: label, outcome: { $0.changedNothing ? .refused : .ok }) {
             try await revoke(request, label: label, now: now)
         }
     }
@@ -131,32 +139,35 @@ extension Authority {
                 throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", remote: request.remote, authFailure: true, failure: .replayedToken)
             }
         }
-        let revoked = try await recordRevocation(
+        let changes = try await recordRevocation(
             serial: serial, reasonCode: request.reasonCode, reason: request.reason, revokedBy: revokedBy, remote: request.remote, now: now)
-        return RevocationOutcome(serial: serial, revokedNow: revoked)
+        return RevocationOutcome(serial: serial, changes: changes)
     }
 
     /// Stores the revocation (with the other certificates of the same key, see
-    /// `CertificateStore.revoke`) and audits each; unknown serials are a 404. Returns the serials
-    /// revoked now: none when the certificate was revoked already (nothing changed).
-    func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws -> [String] {
+    /// `CertificateStore.revoke`) and audits each; unknown serials are a 404. Returns what changed:
+    /// nothing when the certificate was revoked already (and its key, if the reason covers it).
+    func recordRevocation(serial: String, reasonCode: Int, reason: String, revokedBy: String, remote: String?, now: Date) async throws -> RevocationChanges {
         let revocation = RevocationRecord(reasonCode: reasonCode, reason: reason, revokedAt: now, revokedBy: revokedBy)
-        let revoked: [String]
+        let changes: RevocationChanges
         do {
-            revoked = try await store.revoke(serial: serial, revocation)
+            changes = try await store.revoke(serial: serial, revocation)
         } catch StoreError.unknownSerial {
             throw AuthorityError(.notFound, "this CA issued no certificate with serial \(serial)")
         }
-        guard !revoked.isEmpty else { return [] }
+        let provisioner = revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil
+        if changes.keyRevoked, !changes.serials.contains(serial) {
+            audit.record(.keyRevoked(of: serial, revocation, provisioner: provisioner, remote: remote))
+        }
+        let revoked = changes.serials
+        guard !revoked.isEmpty else { return changes }
         for each in revoked {
-            audit.record(.revoked(
-                each, named: serial, revocation, provisioner: revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil,
-                remote: remote))
+            audit.record(.revoked(each, named: serial, revocation, provisioner: provisioner, remote: remote))
             // Publish at once: the CRL must list the serial, and OCSP must not answer from an
             // earlier "good", before this call returns.
             ocsp.revoked(serial: each)
         }
         try await regenerateCRLs(now: now)
-        return revoked
+        return changes
     }
 }

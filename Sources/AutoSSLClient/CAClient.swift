@@ -570,10 +570,15 @@ extension CAClient {
     /// Revokes `chain[0]`, authenticated by the certificate itself.
     /// What the CA said a revocation did (absent from step-ca's answers: nothing more than "ok").
     public struct RevokeAnswer: Sendable, Equatable {
-        /// Revoked before; nothing changed.
+        /// Revoked before (its record is unchanged).
         public var alreadyRevoked: Bool
         /// Revoked with it for having the same key (hex serials).
         public var alsoRevoked: [String]
+        /// The key was cut off by this revocation: no certificate is issued or renewed with it again.
+        public var keyRevoked: Bool = false
+
+        /// Nothing changed at the CA.
+        public var changedNothing: Bool { alreadyRevoked && alsoRevoked.isEmpty && !keyRevoked }
     }
 
     /// Revokes the holder's certificate.
@@ -592,7 +597,9 @@ extension CAClient {
     static func revokeAnswer(_ data: Data) -> RevokeAnswer {
         let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         let also = (object?["also_revoked"] as? [String] ?? []).filter { !$0.isEmpty && $0.count <= 64 && $0.allSatisfy(\.isHexDigit) }
-        return RevokeAnswer(alreadyRevoked: object?["already_revoked"] as? Bool == true, alsoRevoked: Array(also.prefix(1_000)))
+        return RevokeAnswer(
+            alreadyRevoked: object?["already_revoked"] as? Bool == true, alsoRevoked: Array(also.prefix(1_000)),
+            keyRevoked: object?["key_revoked"] as? Bool == true)
     }
 
     /// Revokes any serial with a provisioner token (`sub` = the serial).

@@ -17,6 +17,19 @@ public struct AutoSSLConfiguration: Codable, Equatable, Sendable {
 
     public var isEmpty: Bool { ca == nil && server == nil }
 
+    /// Every path no certificate or key auto-ssl writes may take (`FileOperations.checkReplaceable`):
+    /// `Directories.ownPaths`, and the secret files the CA section of config.yaml names wherever
+    /// they are (its password file, the provisioners' and the database's). A config.yaml that
+    /// cannot be read adds nothing here (the command that needs it reports it).
+    public static func reservedPaths(_ directories: Directories) -> [String] {
+        var paths = directories.ownPaths
+        if let ca = (try? load(from: directories.configFile))?.ca {
+            let named = [ca.passwordFile, ca.database?.passwordFile] + ca.provisioners.map(\.passwordFile)
+            for case let path? in named where path.hasPrefix("/") && !paths.contains(path) { paths.append(path) }
+        }
+        return paths
+    }
+
     /// Loads the file; a missing file is an empty configuration, a damaged one is an error.
     public static func load(from path: String) throws -> AutoSSLConfiguration {
         try read(path) { try decode($0) } ?? AutoSSLConfiguration()

@@ -265,8 +265,8 @@ public struct ACMEJWS: Sendable {
     public static func verifyExternalBinding(
         _ binding: Data, accountKey: ACMEAccountKey, url: String, macKey: (String) -> Data?
     ) throws -> String {
-        struct Wire: Decodable { var protected: String; var payload: String; var signature: String }
-        struct Header: Decodable { var alg: String; var kid: String; var url: String; var nonce: String? }
+        struct Wire: Decodable { var protected: String; var payload: String; var signature: String; var header: Present? }
+        struct Header: Decodable { var alg: String; var kid: String; var url: String; var nonce: String?; var crit: Present?; var jwk: Present? }
         guard let wire = try? JSONDecoder().decode(Wire.self, from: binding),
               let headerData = Base64URL.decode(wire.protected),
               let header = try? JSONDecoder().decode(Header.self, from: headerData),
@@ -274,6 +274,15 @@ public struct ACMEJWS: Sendable {
               let signature = Base64URL.decode(wire.signature) else {
             throw ACMEProblem(.malformed, "externalAccountBinding must be a flattened JWS with alg, kid and url")
         }
+        // The same rules as the outer JWS: no unprotected header, no critical extension; and
+        // (RFC 8555 §7.3.4) a MAC names its key by kid only.
+        guard wire.header == nil else {
+            throw ACMEProblem(.malformed, "externalAccountBinding has an unprotected \"header\"; it carries only the protected header")
+        }
+        guard header.crit == nil else {
+            throw ACMEProblem(.malformed, "externalAccountBinding's protected header lists critical extensions (\"crit\"), and this server supports none")
+        }
+        guard header.jwk == nil else { throw ACMEProblem(.malformed, "externalAccountBinding names its key by kid, not jwk") }
         guard header.nonce == nil else { throw ACMEProblem(.malformed, "externalAccountBinding must not carry a nonce") }
         guard header.url == url else { throw ACMEProblem(.unauthorized, "externalAccountBinding's url must be the newAccount URL") }
         guard let key = macKey(header.kid) else {

@@ -11,7 +11,9 @@ public struct ExtraTrustStores: Sendable {
     let runner: CommandRunning
     let nssDatabase: String
     let home: String
-    /// Who owns the NSS database when root writes it for another user (`sudo`): it is given back.
+    /// Whose NSS database it is when root works on it for another user (`sudo`): every command on
+    /// it runs as that user (`setpriv`), so the files stay theirs and root never follows a link
+    /// they control in their home.
     let owner: ServiceUser?
 
     public init(runner: CommandRunning = SystemCommandRunner(), home: String? = nil, owner: ServiceUser? = nil) {
@@ -46,10 +48,17 @@ public struct ExtraTrustStores: Sendable {
         runner.run(arguments[0], Array(arguments.dropFirst()), timeout: 60)
     }
 
+    /// `command` as the database's user: through `setpriv` when root works for another user,
+    /// as it is otherwise.
+    func asBrowserUser(_ command: [String]) -> [String] {
+        guard let owner, !owner.isRoot else { return command }
+        return ["setpriv", "--reuid=\(owner.uid)", "--regid=\(owner.gid)", "--init-groups", "--"] + command
+    }
+
     public func commands(install kind: Kind, name: String, file: String) -> [[String]] {
         switch kind {
         case .nss:
-            return [["certutil", "-d", nssDatabase, "-A", "-t", "C,,", "-n", name, "-i", file]]
+            return [asBrowserUser(["certutil", "-d", nssDatabase, "-A", "-t", "C,,", "-n", name, "-i", file])]
         case .java:
             return [["keytool", "-importcert", "-noprompt", "-trustcacerts", "-cacerts", "-storepass", Self.javaPassword,
                      "-alias", name, "-file", file]]
@@ -57,16 +66,19 @@ public struct ExtraTrustStores: Sendable {
     }
 
     public func install(_ kind: Kind, name: String, file: String) throws {
-        // Made or changed by root for the user who ran sudo: theirs again afterwards, or their
-        // browser could no longer write its own database.
-        defer { if kind == .nss { try? owner?.own(home + "/.pki", recursive: true) } }
         switch kind {
         case .nss:
             try require("certutil", package: "libnss3-tools")
             let directory = String(nssDatabase.dropFirst(4))
             if !FileManager.default.fileExists(atPath: directory + "/cert9.db") {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                _ = run(["certutil", "-d", nssDatabase, "-N", "--empty-password"])
+                // Made by the database's user (under sudo, the one who ran it): theirs, mode 0700
+                // like the browsers make it, and the root can be read by that user (0644).
+                guard let made = run(asBrowserUser(["mkdir", "-p", "-m", "0700", directory])), made.status == 0 else {
+                    throw AutoSSLError.general(
+                        "could not create the browser database directory \(directory)" + (owner.map { " as \($0.name)" } ?? ""),
+                        hint: "check that \(home) exists and belongs to its user")
+                }
+                _ = run(asBrowserUser(["certutil", "-d", nssDatabase, "-N", "--empty-password"]))
             }
         case .java:
             try require("keytool", package: "a Java runtime (default-jre-headless)")
@@ -85,7 +97,7 @@ public struct ExtraTrustStores: Sendable {
         switch kind {
         case .nss:
             guard runner.which("certutil") != nil else { return [] }
-            output = run(["certutil", "-d", nssDatabase, "-L"])?.output
+            output = run(asBrowserUser(["certutil", "-d", nssDatabase, "-L"]))?.output
         case .java:
             guard runner.which("keytool") != nil else { return [] }
             output = run(["keytool", "-list", "-cacerts", "-storepass", Self.javaPassword])?.output
@@ -98,7 +110,7 @@ public struct ExtraTrustStores: Sendable {
 
     public func remove(_ kind: Kind, name: String) {
         switch kind {
-        case .nss: _ = run(["certutil", "-d", nssDatabase, "-D", "-n", name])
+        case .nss: _ = run(asBrowserUser(["certutil", "-d", nssDatabase, "-D", "-n", name]))
         case .java: _ = run(["keytool", "-delete", "-cacerts", "-storepass", Self.javaPassword, "-alias", name])
         }
     }

@@ -47,18 +47,36 @@ public struct Directories: Sendable, Codable, Equatable {
     public var caDir: String { dataDir + "/ca" }
     public var auditLog: String { dataDir + "/audit.log" }
 
-    /// What auto-ssl keeps for itself: the configuration directory (config.yaml, stored passwords),
-    /// the CA, the server's state and certificate backups, the audit log. No certificate or key it
-    /// writes for a server may be one of them or lie inside one (`FileOperations.checkReplaceable`).
-    /// A certificate directory placed inside the configuration directory stays usable: then only
-    /// the files auto-ssl keeps there are reserved.
+    /// What auto-ssl keeps for itself: the configuration directory (config.yaml, stored passwords,
+    /// its lock) and the data directory (the CA, the server's state, lock and certificate backups,
+    /// adopted files, the audit log). No certificate or key it writes for a server may be one of
+    /// them or lie inside one (`FileOperations.checkReplaceable`). A certificate directory placed
+    /// inside either directory stays usable: then only the files auto-ssl keeps there are
+    /// reserved (in the configuration directory, every `provisioner-*-password` there now too).
+    /// Secret files config.yaml names elsewhere are added by `AutoSSLConfiguration.reservedPaths`.
     public var ownPaths: [String] {
-        var paths = [caDir, dataDir + "/server-state.json", dataDir + "/cert-backups", auditLog]
-        if (certDir + "/").hasPrefix(configDir + "/") {
-            paths += [configFile, caPasswordFile, provisionerPasswordFile]
+        var paths: [String] = []
+        if Self.isInside(certDir, dataDir) {
+            paths += [caDir, auditLog] + ["server-state.json", ".server.lock", "cert-backups", "adopted", "backup-state.json",
+                                          "remote-hosts.json"].map { dataDir + "/" + $0 }
+        } else {
+            paths.append(dataDir)
+        }
+        if Self.isInside(certDir, configDir) {
+            paths += [configFile, caPasswordFile, provisionerPasswordFile, configDir + "/.settings.lock"]
+            let stored = ((try? FileManager.default.contentsOfDirectory(atPath: configDir)) ?? []).filter {
+                $0.hasPrefix("provisioner-") && ($0.hasSuffix("-password") || $0.hasSuffix("-password.pending"))
+            }
+            paths += stored.sorted().map { configDir + "/" + $0 }.filter { !paths.contains($0) }
         } else {
             paths.append(configDir)
         }
         return paths
+    }
+
+    /// Whether `path` is `directory` or lies inside it (as written, after standardizing).
+    static func isInside(_ path: String, _ directory: String) -> Bool {
+        let path = (path as NSString).standardizingPath, directory = (directory as NSString).standardizingPath
+        return path == directory || path.hasPrefix(directory == "/" ? "/" : directory + "/")
     }
 }

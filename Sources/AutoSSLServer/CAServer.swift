@@ -397,12 +397,17 @@ public final class CAServer: Sendable {
             let outcome = try await authority.revoke(.init(
                 serial: body.serial, reasonCode: body.reasonCode ?? 0, reason: body.reason ?? "", token: token,
                 presented: presented, remote: remote))
-            // Asking again is not an error (a client that lost the answer retries), but says so; the
-            // certificates revoked with it for having its key are named (hex serials).
-            if outcome.alreadyRevoked { return Self.json(#"{"status":"ok","already_revoked":true}"#) }
-            guard !outcome.alsoRevoked.isEmpty else { return Self.json(#"{"status":"ok"}"#) }
-            let also = outcome.alsoRevoked.filter { $0.allSatisfy(\.isHexDigit) }.map { "\"\($0)\"" }.joined(separator: ",")
-            return Self.json(#"{"status":"ok","also_revoked":["# + also + "]}")
+            // Asking again is not an error (a client that lost the answer retries), but says so; a
+            // key cut off now and the certificates revoked with it for having that key are named
+            // (hex serials).
+            var answer = #"{"status":"ok""#
+            if outcome.alreadyRevoked { answer += #","already_revoked":true"# }
+            if outcome.keyRevoked { answer += #","key_revoked":true"# }
+            if !outcome.alsoRevoked.isEmpty {
+                let also = outcome.alsoRevoked.filter { $0.allSatisfy(\.isHexDigit) }.map { "\"\($0)\"" }.joined(separator: ",")
+                answer += #","also_revoked":["# + also + "]"
+            }
+            return Self.json(answer + "}")
         }
     }
 
@@ -412,7 +417,7 @@ public final class CAServer: Sendable {
         var publisher = authority.crl
         if issuerSerial?.lowercased() == "root" {
             guard let rootCRL = authority.rootCRL else {
-                throw APIError(status: .notFound, message: "the root has revoked no intermediate, so it has no CRL")
+                throw APIError(status: .notFound, message: "this CA's root has no CRL yet (made by an earlier version, or imported without its root key); it has one after its first `ca rotate-intermediate --compromised`")
             }
             return Self.crlResponse(rootCRL, request: request)
         }

@@ -154,14 +154,16 @@ public protocol CertificateDatabase: Sendable {
     func consume(_ token: TokenUse) async throws
     func certificate(serial: String) async throws -> CertificateRecord?
     func certificates(_ query: CertificateQuery, now: Date) async throws -> [CertificateRecord]
-    /// Records a revocation durably and returns the serials it revoked: `serial` first unless it
-    /// was revoked already (then nothing of it changes). Renewal keeps the key, so in the same
-    /// transaction the key is cut off (`isKeyRevoked`) and every other unexpired, unrevoked
-    /// certificate with the same public key is revoked too (revoked by "<revokedBy>, same key as
-    /// <serial>"), also when `serial` was revoked already. Not for reason superseded (4): a
-    /// certificate replaced by a later one with the same key leaves that later one, and the key, in force.
-    /// Finding them reads every unexpired certificate's DER (about a microsecond each).
-    func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String]
+    /// Records a revocation durably and returns what it changed: the serials it revoked (`serial`
+    /// first unless it was revoked already: then its own record, reason included, stays as it
+    /// was). Renewal keeps the key, so in the same transaction the key is cut off
+    /// (`isKeyRevoked`) and every other unexpired, unrevoked certificate with the same public key
+    /// is revoked too (revoked by "<revokedBy>, same key as <serial>"), also when `serial` was
+    /// revoked already (a certificate revoked as superseded, then found compromised). Not for
+    /// reason superseded (4): a certificate replaced by a later one with the same key leaves that
+    /// later one, and the key, in force. Finding them reads every unexpired certificate's DER
+    /// (about a microsecond each).
+    func revoke(serial: String, _ revocation: RevocationRecord) async throws -> RevocationChanges
     /// Whether a revocation cut off this public key (`Fingerprint.publicKeyHash`): no certificate
     /// with it is issued or renewed again.
     func isKeyRevoked(publicKeyHash: String) async throws -> Bool
@@ -279,4 +281,21 @@ extension CertificateDatabase {
 public protocol DatabaseSnapshotting: Sendable {
     /// Writes the copy to `path`, a file that must not exist yet, in the format the store opens.
     func snapshot(to path: String) async throws
+}
+
+/// What one revocation changed in the store.
+public struct RevocationChanges: Sendable, Equatable {
+    /// The serials revoked now: the one named first unless it was revoked before, then those
+    /// with its key.
+    public var serials: [String]
+    /// Whether the key was cut off now (it had not been by an earlier revocation).
+    public var keyRevoked: Bool
+
+    public init(serials: [String] = [], keyRevoked: Bool = false) {
+        self.serials = serials
+        self.keyRevoked = keyRevoked
+    }
+
+    /// Nothing changed: the certificate was revoked before, and so was its key if this revocation covers it.
+    public var isEmpty: Bool { serials.isEmpty && !keyRevoked }
 }

@@ -334,10 +334,11 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
     }
 
-    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String] {
+    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> RevocationChanges {
         let box = ResultBox()
         try await write { db in
             box.serials = []
+            box.flag = false
             guard try String.fetchOne(db, sql: "SELECT status FROM certificates WHERE serial = ?", arguments: [serial]) == "issued" else {
                 throw StoreError.unknownSerial
             }
@@ -356,6 +357,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                   let key = Fingerprint.publicKey(certificateDER: Array(der))
             else { return }
             try db.execute(sql: "INSERT OR IGNORE INTO revoked_keys (key_hash, serial) VALUES (?, ?)", arguments: [key.hash, serial])
+            box.flag = db.changesCount > 0
             // The other certificates with this key: its public key's bytes found in their DER, then
             // each confirmed by parsing (a byte match elsewhere in a certificate is not its key).
             let siblings = try Row.fetchAll(
@@ -372,7 +374,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                 if try insert(other, revocation.sameKey(as: serial)) { box.serials.append(other) }
             }
         }
-        return box.serials
+        return RevocationChanges(serials: box.serials, keyRevoked: box.flag)
     }
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
@@ -543,6 +545,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 /// Carries a value out of a group-committed operation (which runs on the database's queue).
 final class ResultBox: @unchecked Sendable {
     var serials: [String] = []
+    var flag = false
     var number: Int64 = 0
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AutoSSLCA
 import AutoSSLClient
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
@@ -78,7 +79,7 @@ struct CertIssueCommand: AsyncParsableCommand {
         // Before the CA is asked: a certificate it signs must not be lost to a path that cannot be written.
         try FileOperations.checkReplaceable(
             [Directories.absolute(outCert), Directories.absolute(outKey)], options: ["--out-cert", "--out-key"],
-            reserved: Directories.fromEnvironment().ownPaths)
+            reserved: AutoSSLConfiguration.reservedPaths(Directories.fromEnvironment()))
         let password: String
         if let passwordFile {
             password = try SecretFiles.read(passwordFile, option: "--password-file")

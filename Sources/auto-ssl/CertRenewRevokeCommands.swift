@@ -2,6 +2,7 @@ import ArgumentParser
 import AutoSSLAgent
 import AutoSSLCA
 import AutoSSLClient
+import AutoSSLConfig
 import AutoSSLCore
 import AutoSSLIO
 import Foundation
@@ -37,7 +38,7 @@ struct CertRenewCommand: AsyncParsableCommand {
         }
         try FileOperations.checkReplaceable(
             [target, Directories.absolute(key)], options: [outCert == nil ? "--cert" : "--out-cert", "--key"],
-            reserved: Directories.fromEnvironment().ownPaths)
+            reserved: AutoSSLConfiguration.reservedPaths(Directories.fromEnvironment()))
         let answer = try await CAClient.withConnection(to: endpoints, fingerprint: fingerprint) { client in
             try await client.renew(chain: chain, key: signingKey, method: authentication)
         }
@@ -92,9 +93,7 @@ struct CertRevokeCommand: AsyncParsableCommand {
                 let answer = try await client.revoke(
                     chain: chain, key: try HolderFiles.key(key, matching: chain[0]), method: authentication,
                     reasonCode: reason.reasonCode, reason: reason.reason)
-                return answer.alreadyRevoked
-                    ? "Certificate \(chain[0].serialNumber.hexString) was already revoked; it is unchanged."
-                    : "Revoked \(chain[0].serialNumber.hexString)." + Self.sameKey(answer.alsoRevoked)
+                return Self.report(answer, named: "Certificate \(chain[0].serialNumber.hexString)", revoked: "Revoked \(chain[0].serialNumber.hexString).")
             } else if let serial {
                 guard let passwordFile else {
                     throw AutoSSLError.invalidArgument("--serial needs the provisioner password", hint: "pass --password-file")
@@ -105,14 +104,22 @@ struct CertRevokeCommand: AsyncParsableCommand {
                     name: provisioner, password: try SecretFiles.read(passwordFile, option: "--password-file"))
                 let answer = try await client.revoke(
                     serialDecimal: decimal, provisioner: provisioner, key: jwk, reasonCode: reason.reasonCode, reason: reason.reason)
-                return answer.alreadyRevoked
-                    ? "Serial \(serial) was already revoked; it is unchanged." : "Revoked serial \(serial)." + Self.sameKey(answer.alsoRevoked)
+                return Self.report(answer, named: "Serial \(serial)", revoked: "Revoked serial \(serial).")
             } else {
                 throw AutoSSLError.invalidArgument("name the certificate (--cert and --key) or a --serial")
             }
         }
         print(answer.value)
         Output.contact(answer.contact)
+    }
+
+    /// What the CA said it did, in words.
+    static func report(_ answer: CAClient.RevokeAnswer, named: String, revoked: String) -> String {
+        guard answer.alreadyRevoked else { return revoked + sameKey(answer.alsoRevoked) }
+        if answer.changedNothing { return "\(named) was already revoked; it is unchanged." }
+        return "\(named) was already revoked (it keeps its first reason)"
+            + (answer.keyRevoked ? "; its key is revoked now: no certificate is issued or renewed with it again." : ".")
+            + sameKey(answer.alsoRevoked)
     }
 
     /// The certificates the CA revoked with it, for having its key.
@@ -166,8 +173,13 @@ struct CARevokeCommand: AsyncParsableCommand {
                 throw AutoSSLError.invalidArgument("--issued-after, --issued-before and --dry-run go with --provisioner, not a serial")
             }
             let result = try await revocation.revoke(serial: serial, reasonCode: reason.reasonCode, reason: reason.reason)
-            if result.alreadyRevoked {
+            if result.alreadyRevoked, result.keyRevoked {
+                print("Certificate \(result.record.serial) was already revoked (it keeps its first reason); its key is revoked now "
+                      + "with reason code \(reason.reasonCode): no certificate is issued or renewed with it again.")
+            } else if result.alreadyRevoked, result.sameKey.isEmpty {
                 print("Certificate \(result.record.serial) was already revoked; it is unchanged.")
+            } else if result.alreadyRevoked {
+                print("Certificate \(result.record.serial) was already revoked (it keeps its first reason).")
             } else {
                 print("Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode).")
             }

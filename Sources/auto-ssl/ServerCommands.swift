@@ -439,14 +439,15 @@ struct ServerRevokeCommand: AsyncParsableCommand {
             let enrollment = try agent.enrollment()
             let password = try ServerCLI.password(file: passwordFile, nonInteractive: false, provisioner: enrollment.provisioner)
             let revoked = try await agent.revoke(.serial(serial, password: password), reasonCode: reason.reasonCode, reason: reason.reason)
-            print("Revoked serial \(revoked.serial)." + CertRevokeCommand.sameKey(revoked.alsoRevoked))
+            print(CertRevokeCommand.report(revoked.answer, named: "Serial \(revoked.serial)", revoked: "Revoked serial \(revoked.serial)."))
             if revoked.currentRevoked {
                 print("This host's current certificate is revoked with it (same key). Scheduled renewals are stopped; to get a new certificate with the same options, run:")
                 print("    \(agent.enrollCommand(try agent.enrollment()))")
             }
         } else {
             let revoked = try await agent.revoke(.current, reasonCode: reason.reasonCode, reason: reason.reason)
-            print("Revoked \(revoked.serial). Scheduled renewals are stopped; to get a new certificate with the same options, run:")
+            print(CertRevokeCommand.report(revoked.answer, named: "Certificate \(revoked.serial)", revoked: "Revoked \(revoked.serial).")
+                  + " Scheduled renewals are stopped; to get a new certificate with the same options, run:")
             print("    \(agent.enrollCommand(try agent.enrollment()))")
         }
     }

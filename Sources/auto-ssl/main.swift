@@ -18,6 +18,14 @@ if Array(CommandLine.arguments.dropFirst().prefix(2)) == ["ca", "serve"] {
 }
 exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 
+/// A whole argument that reads as a negative number or duration: "-" then a digit, then only
+/// ASCII digits, dots and lowercase letters.
+func isNegativeValue(_ argument: String) -> Bool {
+    let scalars = Array(argument.unicodeScalars)
+    guard scalars.count > 1, scalars[0] == "-", ("0"..."9").contains(scalars[1]) else { return false }
+    return scalars.dropFirst(2).allSatisfy { ("0"..."9").contains($0) || ("a"..."z").contains($0) || $0 == "." }
+}
+
 func runMain(_ arguments: [String]) async -> Int32 {
     if arguments == ["-v"] {
         print(AutoSSLCommand.versionLine)
@@ -25,8 +33,10 @@ func runMain(_ arguments: [String]) async -> Int32 {
     }
     // ArgumentParser reads "-5h" as short flags, "-h" among them: a negative duration would print
     // the help and exit 0, or be reported as a missing value. No option or value of ours starts
-    // with "-" and a digit, so such an argument is a negative value, refused as one.
-    if let negative = arguments.first(where: { $0.count > 1 && $0.hasPrefix("-") && $0.dropFirst().first?.isNumber == true }) {
+    // with "-" and a digit, so such a word ("-5", "-5h", "-1.5h30m": a minus, a digit, then only
+    // digits, dots and lowercase letters) is a negative value, refused as one. Free text that
+    // merely starts that way ("--reason '-2 weeks early'") is left to the parser.
+    if let negative = arguments.first(where: isNegativeValue) {
         Output.error(AutoSSLError.invalidArgument(
             "\(negative): negative values are not accepted (durations, counts and ports are positive)",
             hint: "see '\((["auto-ssl"] + arguments.prefix { !$0.hasPrefix("-") }.prefix(3)).joined(separator: " ")) --help'"))

@@ -77,11 +77,21 @@ struct AdoptionTests {
             caName: "Alone", key: key, notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(3600))
         let other = try CertificateProfiles.root(
             caName: "Root", key: try SigningKey.generate(.p256), notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(3600))
+        // Signed by "Alone", so not self-signed: a leaf whose intermediate is missing.
+        let leaf = try CertificateProfiles.intermediate(
+            caName: "Leaf", publicKey: try SigningKey.generate(.p256).publicKey, root: alone, rootKey: key,
+            notBefore: Date().addingTimeInterval(-60), notAfter: Date().addingTimeInterval(1800))
         do {
-            try ServerAgent.checkChain([alone], path: "/x.crt", root: other, fingerprint: "ff")
+            try ServerAgent.checkChain([leaf], path: "/x.crt", root: other, fingerprint: "ff")
             Issue.record("a lone leaf was accepted")
         } catch let error as AutoSSLError {
             #expect(error.kind == .trustFailure && error.message.contains("only the leaf"), "\(error)")
+        }
+        do {
+            try ServerAgent.checkChain([alone], path: "/x.crt", root: other, fingerprint: "ff")
+            Issue.record("a self-signed certificate was accepted")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .trustFailure && error.message.contains("self-signed"), "\(error)")
         }
         do {
             try ServerAgent.checkChain([alone, alone], path: "/x.crt", root: other, fingerprint: "ff")

@@ -1,4 +1,5 @@
 import AutoSSLCA
+import AutoSSLConfig
 import AutoSSLCore
 @testable import AutoSSLIO
 import Foundation
@@ -84,6 +85,41 @@ import TestSupport
         #expect(FileOperations.systemError(EACCES, "write x").hint?.contains("sudo") == true)
         #expect(FileOperations.systemError(EROFS, "write x").kind == .permissionDenied)
         #expect(FileOperations.systemError(ENOSPC, "write x").kind == .general)
+    }
+
+    /// Whatever auto-ssl keeps for itself is refused as a certificate or key path: the whole data
+    /// and configuration directories, or (when the certificate directory lies inside one) each
+    /// file it keeps there, and the secret files config.yaml names elsewhere.
+    @Test func auto_sslsOwnFilesAndTheSecretsConfigYAMLNamesAreReserved() throws {
+        let dir = TemporaryDirectory()
+        let apart = Directories(configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("certs"), systemdDir: dir.file("systemd"))
+        #expect(apart.ownPaths.contains(dir.file("data")) && apart.ownPaths.contains(dir.file("etc")))
+        try FileManager.default.createDirectory(atPath: dir.file("etc"), withIntermediateDirectories: true)
+        _ = try dir.write("etc/provisioner-ops-password", "secret\n")
+        let inside = Directories(configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("etc/ssl"), systemdDir: dir.file("systemd"))
+        for own in ["etc/config.yaml", "etc/.settings.lock", "etc/provisioner-ops-password"] {
+            #expect(inside.ownPaths.contains(dir.file(own)), "\(own) in \(inside.ownPaths)")
+        }
+        #expect(!inside.ownPaths.contains(dir.file("etc")), "the certificate directory inside it stays usable")
+        let inData = Directories(configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("data/certs"), systemdDir: dir.file("systemd"))
+        for own in ["data/ca", "data/.server.lock", "data/adopted", "data/server-state.json", "data/audit.log"] {
+            #expect(inData.ownPaths.contains(dir.file(own)), "\(own) in \(inData.ownPaths)")
+        }
+        try FileOperations.checkReplaceable([dir.file("data/certs/web.crt")], reserved: inData.ownPaths)
+        // A database password file named in config.yaml, outside both directories.
+        var options = CAInitOptions()
+        options.name = "Reserved"
+        options.addresses = [ListenAddress(host: "127.0.0.1", port: 9443)]
+        options.caPassword = .given("ca-password-0123456789")
+        options.provisionerPassword = .generate
+        _ = try CAInitializer(directories: apart).initialise(options)
+        var configuration = try AutoSSLConfiguration.load(from: apart.configFile)
+        configuration.ca?.database = DatabaseSettings(url: "postgres://ca@127.0.0.1/ca", passwordFile: dir.file("db-password"))
+        try configuration.save(to: apart.configFile)
+        #expect(AutoSSLConfiguration.reservedPaths(apart).contains(dir.file("db-password")))
+        #expect(throws: AutoSSLError.self) {
+            try FileOperations.checkReplaceable([dir.file("db-password")], reserved: AutoSSLConfiguration.reservedPaths(apart))
+        }
     }
 
     @Test func directoriesComeFromTheEnvironment() {

@@ -125,6 +125,23 @@ struct ACMEJWSTests {
         let otherAccount = try binding(kid: "k1", key: macKey, boundTo: .p256(P256.Signing.PrivateKey().publicKey), url: url)
         #expect(throws: ACMEProblem.self) { try ACMEJWS.verifyExternalBinding(otherAccount, accountKey: accountKey, url: url) { _ in macKey } }
         #expect(throws: ACMEProblem.self) { try ACMEJWS.verifyExternalBinding(good, accountKey: accountKey, url: url) { _ in nil } }
+        // The binding's own JWS follows the outer one's rules: no crit, no unprotected header, no jwk
+        // (each correctly MAC'd, so only the rule refuses it).
+        let f = accountKey.fields
+        let payload = String(decoding: try JSONSerialization.data(withJSONObject: ["kty": f.kty, "crv": f.crv!, "x": f.x!, "y": f.y!]), as: UTF8.self)
+        func mac(_ input: Data) -> Data { Data(HMAC<SHA256>.authenticationCode(for: input, using: SymmetricKey(data: macKey))) }
+        for (extra, words) in [(["crit": ["exp"]] as [String: Any], "crit"), (["jwk": ["kty": "oct"]], "jwk")] {
+            let header = ["alg": "HS256", "kid": "k1", "url": url].merging(extra) { $1 }
+            let hostile = try jws(header, payload, sign: mac)
+            #expect {
+                try ACMEJWS.verifyExternalBinding(hostile, accountKey: accountKey, url: url) { _ in macKey }
+            } throws: { ($0 as? ACMEProblem)?.detail.contains(words) == true }
+        }
+        var withHeader = try JSONSerialization.jsonObject(with: good) as? [String: Any] ?? [:]
+        withHeader["header"] = ["kid": "k2"]
+        #expect {
+            try ACMEJWS.verifyExternalBinding(try JSONSerialization.data(withJSONObject: withHeader), accountKey: accountKey, url: url) { _ in macKey }
+        } throws: { ($0 as? ACMEProblem)?.detail.contains("unprotected") == true }
     }
 
     /// The fast readers of the JWS members and of a `kid` header give what `JSONDecoder` gives, and

@@ -87,6 +87,29 @@ private let hasSystemdAnalyze = SystemCommandRunner().which("systemd-analyze") !
         #expect(ExtraTrustStores.browserUser(environment: ["HOME": "/root", "SUDO_USER": "root"]).0 == "/root")
     }
 
+    /// Root works on another user's browser database as that user (setpriv), so nothing in it is
+    /// root's and no link they control is followed with root's rights.
+    @Test func theNSSDatabaseOfAnotherUserIsWorkedOnAsThatUser() throws {
+        let alice = ServiceUser(name: "alice", uid: 1_000, gid: 1_001, group: "alice")
+        let stores = ExtraTrustStores(runner: SystemCommandRunner(), home: "/home/alice", owner: alice)
+        #expect(stores.commands(install: .nss, name: "auto-ssl-x", file: "/a.crt")
+            == [["setpriv", "--reuid=1000", "--regid=1001", "--init-groups", "--",
+                 "certutil", "-d", "sql:/home/alice/.pki/nssdb", "-A", "-t", "C,,", "-n", "auto-ssl-x", "-i", "/a.crt"]])
+        #expect(ExtraTrustStores(runner: SystemCommandRunner(), home: "/home/alice").commands(install: .nss, name: "n", file: "/a.crt")[0][0]
+            == "certutil", "without sudo, as this user")
+        // The prefix really runs the command as that user.
+        guard isRoot, let nobody = ServiceUser.lookup("nobody"), SystemCommandRunner().which("setpriv") != nil else { return }
+        let directory = TemporaryDirectoryForHost()
+        defer { directory.remove() }
+        chmod(directory.path, 0o1777)
+        let asNobody = ExtraTrustStores(runner: SystemCommandRunner(), home: directory.path, owner: nobody)
+        let made = directory.path + "/made-by-nobody"
+        let command = asNobody.asBrowserUser(["touch", made])
+        #expect(SystemCommandRunner().run(command[0], Array(command.dropFirst()), timeout: 10)?.status == 0)
+        var info = stat()
+        #expect(lstat(made, &info) == 0 && info.st_uid == nobody.uid, "made as nobody")
+    }
+
     @Test func lookupFindsRootAndItsGroupAndNotAnUnknownName() throws {
         let root = try #require(ServiceUser.lookup("root"))
         #expect(root.uid == 0 && root.gid == 0 && root.group == "root" && root.isRoot)

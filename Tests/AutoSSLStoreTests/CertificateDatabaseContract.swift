@@ -182,7 +182,9 @@ enum CertificateDatabaseContract {
             try await store.recordIssuance(try record("5c04", der: certificateDER(key: other)), token: nil)
             try await store.recordIssuance(try record("5c05", der: certificateDER(key: key)), token: nil)
             let earlier = RevocationRecord(reasonCode: 5, reason: "", revokedAt: now, revokedBy: "holder")
-            let revoked = try await store.revoke(serial: "5c05", earlier)
+            let changes = try await store.revoke(serial: "5c05", earlier)
+            #expect(changes.keyRevoked, "the first revocation that covers the key cuts it off")
+            let revoked = changes.serials
             #expect(revoked.first == "5c05" && Set(revoked.dropFirst()) == ["5c01", "5c02"] && revoked.count == 3, "\(revoked)")
             let first = try #require(try await store.certificate(serial: "5c01")?.revocation)
             #expect(first.reasonCode == 5 && first.revokedBy == "holder, same key as 5c05")
@@ -194,16 +196,22 @@ enum CertificateDatabaseContract {
 
             try await store.recordIssuance(try record("5d01", der: certificateDER(key: other)), token: nil)
             let superseded = RevocationRecord(reasonCode: 4, reason: "superseded", revokedAt: now, revokedBy: "holder")
-            #expect(try await store.revoke(serial: "5d01", superseded) == ["5d01"])
+            #expect(try await store.revoke(serial: "5d01", superseded) == RevocationChanges(serials: ["5d01"], keyRevoked: false))
             #expect(try await store.certificate(serial: "5c04")?.revocation == nil, "superseded leaves the later certificate in force")
             let otherHash = try #require(Fingerprint.publicKeyHash(certificateDER: certificateDER(key: other)))
             #expect(try await !store.isKeyRevoked(publicKeyHash: otherHash), "and its key")
             // Learning later that the key was compromised: revoking the superseded one again (it
             // stays as it was) now revokes the others with its key and cuts the key off.
             let compromised = RevocationRecord(reasonCode: 1, reason: "key compromise", revokedAt: now, revokedBy: "admin")
-            #expect(try await store.revoke(serial: "5d01", compromised) == ["5c04"])
+            #expect(try await store.revoke(serial: "5d01", compromised) == RevocationChanges(serials: ["5c04"], keyRevoked: true))
             #expect(try await store.certificate(serial: "5d01")?.revocation?.reasonCode == 4)
             #expect(try await store.isKeyRevoked(publicKeyHash: otherHash))
+            #expect(try await store.revoke(serial: "5d01", compromised).isEmpty, "a third time changes nothing")
+            // A key cut off with no other certificate of it left to revoke is still a change.
+            let lone = P256.Signing.PrivateKey()
+            try await store.recordIssuance(try record("5e01", der: certificateDER(key: lone)), token: nil)
+            #expect(try await store.revoke(serial: "5e01", superseded).serials == ["5e01"])
+            #expect(try await store.revoke(serial: "5e01", compromised) == RevocationChanges(serials: [], keyRevoked: true))
         }
     }
 
@@ -214,7 +222,7 @@ enum CertificateDatabaseContract {
         let keyHash = try #require(Fingerprint.publicKeyHash(certificateDER: try certificateDER(key: key)))
         try await withStore(factory) { store in
             try await store.recordIssuance(try record("6a01", der: certificateDER(key: key)), token: nil, completingOrder: nil, refusingRevokedKey: keyHash)
-            #expect(try await store.revoke(serial: "6a01", RevocationRecord(reasonCode: 1, reason: "", revokedAt: Date(), revokedBy: "admin")) == ["6a01"])
+            #expect(try await store.revoke(serial: "6a01", RevocationRecord(reasonCode: 1, reason: "", revokedAt: Date(), revokedBy: "admin")).serials == ["6a01"])
             await #expect(throws: StoreError.keyRevoked) {
                 try await store.recordIssuance(
                     try record("6a02", der: certificateDER(key: key)), token: token("admin:6a02"), completingOrder: nil, refusingRevokedKey: keyHash)
@@ -238,7 +246,7 @@ enum CertificateDatabaseContract {
             await #expect(throws: StoreError.unknownSerial) { _ = try await store.revoke(serial: "ffff", revocation) }
             #expect(try await store.isKeyRevoked(publicKeyHash: keyHash) == false)
             let markerBefore = try await store.revocationMarker()
-            #expect(try await store.revoke(serial: "0e01", revocation) == ["0e01"])
+            #expect(try await store.revoke(serial: "0e01", revocation).serials == ["0e01"])
             #expect(try await store.revoke(serial: "0e01", revocation).isEmpty)
             #expect(try await store.revocationMarker() != markerBefore)
             #expect(try await store.isKeyRevoked(publicKeyHash: keyHash))
@@ -303,7 +311,7 @@ enum CertificateDatabaseContract {
             var odd = try record("2a04", notAfter: now.addingTimeInterval(3_600))
             odd.names = ["a_b.internal"]
             for certificate in [live, revoked, old, odd] { try await store.recordIssuance(certificate, token: nil) }
-            #expect(try await store.revoke(serial: "2a02", RevocationRecord(reasonCode: 1, reason: "", revokedAt: now, revokedBy: "test")) == ["2a02"])
+            #expect(try await store.revoke(serial: "2a02", RevocationRecord(reasonCode: 1, reason: "", revokedAt: now, revokedBy: "test")).serials == ["2a02"])
 
             let lifetimes = try await store.lifetimes(notExpiredBefore: now.addingTimeInterval(-86_400))
             #expect(lifetimes.count == 3)
@@ -339,7 +347,7 @@ enum CertificateDatabaseContract {
             old.names = ["gone.internal"]
             for certificate in [first, renewed, revoked, old] { try await store.recordIssuance(certificate, token: nil) }
             let revokedAt = now.addingTimeInterval(5)
-            #expect(try await store.revoke(serial: "3b03", RevocationRecord(reasonCode: 1, reason: "", revokedAt: revokedAt, revokedBy: "test")) == ["3b03"])
+            #expect(try await store.revoke(serial: "3b03", RevocationRecord(reasonCode: 1, reason: "", revokedAt: revokedAt, revokedBy: "test")).serials == ["3b03"])
 
             let fleet = try await store.fleetCertificates(notExpiredBefore: now.addingTimeInterval(-86_400))
             #expect(fleet.map(\.serial).sorted() == ["3b01", "3b02", "3b03"], "the expired one is left out")

@@ -68,6 +68,11 @@ import TestSupport
         #expect(try readFile(key).hasPrefix("-----BEGIN ENCRYPTED PRIVATE KEY-----"))
         #expect(fileMode(key) == 0o600)
         #expect(try runProcess("openssl", ["pkey", "-in", key, "-passin", "file:" + step.passwordFile, "-noout"]).status == 0)
+        // The root's first CRL, as ca init writes it: number 1, empty, signed by the imported root.
+        let rootCRL = try runProcess("openssl", [
+            "crl", "-in", sandbox.caDir + "/certs/root_ca.crl", "-inform", "DER", "-CAfile", sandbox.caDir + "/certs/root_ca.crt", "-noout", "-crlnumber",
+        ])
+        #expect(rootCRL.status == 0 && rootCRL.stdout.contains("crlNumber=0x01") && rootCRL.stderr.contains("verify OK"), "\(rootCRL)")
         let config = try readFile(sandbox.configDir + "/config.yaml")
         #expect(config.contains("default_duration: 24h") && config.contains("max_duration: 720h") && config.contains("default_duration: 12h"), "\(config)")
         #expect(config.contains("max_duration: 48h"), "\(config)")

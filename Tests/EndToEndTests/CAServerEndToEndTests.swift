@@ -267,12 +267,22 @@ import TestSupport
             "--reason-code", "4",
         ])
         #expect(revoked.status == 0 && revoked.stdout.hasPrefix("Revoked "), "\(revoked)")
+        // Revoked again, now for key compromise: the certificate keeps its first reason, but its
+        // key (left in force by "superseded") is cut off now, and the command says so.
+        let compromised = try ca.sandbox.run([
+            "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt"), "--key", out.file("p.key"),
+            "--reason-code", "1",
+        ])
+        #expect(compromised.status == 0 && compromised.stdout.contains("was already revoked (it keeps its first reason); its key is revoked now"),
+                "\(compromised)")
         // Asked again: nothing changes, and the command says so rather than "Revoked".
         let again = try ca.sandbox.run([
             "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt"), "--key", out.file("p.key"),
             "--reason-code", "1",
         ])
         #expect(again.status == 0 && again.stdout.contains("was already revoked; it is unchanged"), "\(again)")
+        let audit = try String(contentsOfFile: ca.sandbox.dataDir + "/audit.log", encoding: .utf8)
+        #expect(audit.contains(#""event":"key.revoked""#), "the key's revocation is audited")
         let revocation = try #require(try shown()["revocation"] as? [String: Any])
         #expect(revocation["reason_code"] as? Int == 4 && revocation["revoked_at"] != nil && revocation["revoked_by"] != nil, "\(revocation)")
     }

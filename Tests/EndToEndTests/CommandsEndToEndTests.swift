@@ -28,11 +28,15 @@ import TestSupport
         }
         #expect(try sandbox.run(["ca", "reset", "--help"]).stdout.contains("--yes"))
         // A negative value ("-5h" would otherwise be read as short flags, -h among them: the help and exit 0).
-        for arguments in [["ca", "token", "create", "--san", "a.internal", "--duration", "-5h"], ["cert", "issue", "--duration", "-5m"]] {
+        for arguments in [["ca", "token", "create", "--san", "a.internal", "--ttl", "-5h"], ["cert", "issue", "--duration", "-5m"]] {
             let negative = try sandbox.run(arguments)
             #expect(negative.status == 2 && negative.stderr.contains("negative values are not accepted"), "\(arguments): \(negative)")
             #expect(!negative.stdout.contains("USAGE"), "\(negative)")
         }
+        // Free text that merely starts with "-" and a digit is a value like any other.
+        let freeText = try sandbox.run(["cert", "revoke", "--ca-url", "https://127.0.0.1:1", "--fingerprint", String(repeating: "0", count: 64),
+                                        "--serial", "1", "--reason", "-2 weeks early", "--password-file", "/nonexistent/password"])
+        #expect(freeText.status != 0 && !freeText.stderr.contains("negative values"), "\(freeText)")
     }
 
     /// The benchmark's own load generator and bookkeeping (the figures themselves are in docs/benchmarks.md).

@@ -532,6 +532,8 @@ import TestSupport
         for (extra, words) in [
             (["--key-path", setup.server.configDir + "/config.yaml"], "auto-ssl's own"),
             (["--cert-path", setup.server.dataDir + "/ca/certs/root_ca.crt"], "auto-ssl's own"),
+            (["--key-path", setup.server.dataDir + "/.server.lock"], "auto-ssl's own"),
+            (["--cert-path", setup.server.dataDir + "/adopted/server.crt"], "auto-ssl's own"),
             (["--cert-path", setup.server.root.file("m.prom"), "--metrics-file", setup.server.root.file("m.prom")], "name the same file"),
             (["--cert-path", aFile + "/server.crt"], "is a file, not a directory"),
         ] {
@@ -541,6 +543,26 @@ import TestSupport
         #expect(try readFile(setup.server.configDir + "/config.yaml") == config)
         #expect(try setup.files() == before)
         #expect(try setup.ca.sandbox.run(["ca", "certs", "list", "--json"]).stdout == issuedBefore, "the CA issued nothing")
+    }
+
+    /// A file recorded at enrollment that is damaged stays damaged whatever the next run does: the
+    /// commands exit 1 and say how to repair it (the kept pairs, or enrolling again), never "the
+    /// next scheduled run tries again"; a damaged copy of the root is exit 1 for revocation too.
+    @Test func damagedRecordedFilesAreExit1WithHowToRepairThem() throws {
+        let setup = try Setup()
+        #expect(try setup.enroll(["--no-renewal"]).status == 0)
+        let key = try readFile(setup.keyFile)
+        try "not a key\n".write(toFile: setup.keyFile, atomically: true, encoding: .utf8)
+        let renew = try setup.server.run(["server", "renew", "--force"])
+        #expect(renew.status == 1 && renew.stderr.contains("is not a PEM private key") && renew.stderr.contains(setup.server.dataDir + "/cert-backups")
+                && renew.stderr.contains("auto-ssl server enroll") && !renew.stderr.contains("next scheduled run"), "\(renew)")
+        try key.write(toFile: setup.keyFile, atomically: true, encoding: .utf8)
+        let root = try readFile(setup.rootFile)
+        try "damaged\n".write(toFile: setup.rootFile, atomically: true, encoding: .utf8)
+        let revoke = try setup.server.run(["server", "revoke"])
+        #expect(revoke.status == 1 && revoke.stderr.contains("holds no PEM certificate") && revoke.stderr.contains("with the CA's fingerprint"), "\(revoke)")
+        try root.write(toFile: setup.rootFile, atomically: true, encoding: .utf8)
+        #expect(try setup.server.run(["server", "renew", "--force"]).status == 0, "repaired, it renews")
     }
 
     /// Enrolling again with --no-renewal takes away the timer the first enrollment installed (it

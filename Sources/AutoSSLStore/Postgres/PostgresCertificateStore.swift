@@ -212,11 +212,12 @@ public final class PostgresCertificateStore: CertificateDatabase {
         try await connection.query("SELECT pg_advisory_xact_lock(hashtextextended(\(keyHash), 0))", logger: logger).collect()
     }
 
-    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> [String] {
+    public func revoke(serial: String, _ revocation: RevocationRecord) async throws -> RevocationChanges {
         let revoked = RevokedSerials()
         let logger = logger
         try await committer.submit { connection in
             revoked.serials = []
+            revoked.keyRevoked = false
             let status = try await connection.query("SELECT status, der FROM certificates WHERE serial = \(serial)", logger: logger)
             var der: Data?
             var known = false
@@ -241,9 +242,10 @@ public final class PostgresCertificateStore: CertificateDatabase {
             }
             if try await insert(serial, revocation) { revoked.serials = [serial] }
             guard revocation.coversTheKey, let key else { return }
-            try await connection.query(
-                "INSERT INTO revoked_keys (key_hash, serial) VALUES (\(key.hash), \(serial)) ON CONFLICT (key_hash) DO NOTHING",
-                logger: logger)
+            revoked.keyRevoked = try await !connection.query(
+                "INSERT INTO revoked_keys (key_hash, serial) VALUES (\(key.hash), \(serial)) ON CONFLICT (key_hash) DO NOTHING RETURNING key_hash",
+                logger: logger
+            ).collect().isEmpty
             // The other certificates with this key, as on SQLite: found by their DER, confirmed by parsing.
             let siblings = try await connection.query(
                 """
@@ -258,7 +260,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 if try await insert(other, revocation.sameKey(as: serial)) { revoked.serials.append(other) }
             }
         }
-        return revoked.serials
+        return RevocationChanges(serials: revoked.serials, keyRevoked: revoked.keyRevoked)
     }
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
@@ -388,6 +390,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
 /// Values carried out of a committed operation (which runs inside the committer's transaction).
 final class RevokedSerials: @unchecked Sendable {
     var serials: [String] = []
+    var keyRevoked = false
 }
 
 final class NumberBox: @unchecked Sendable {
