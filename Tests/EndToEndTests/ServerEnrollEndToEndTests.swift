@@ -533,7 +533,7 @@ import TestSupport
             (["--key-path", setup.server.configDir + "/config.yaml"], "auto-ssl's own"),
             (["--cert-path", setup.server.dataDir + "/ca/certs/root_ca.crt"], "auto-ssl's own"),
             (["--key-path", setup.server.dataDir + "/.server.lock"], "auto-ssl's own"),
-            (["--cert-path", setup.server.dataDir + "/adopted/server.crt"], "auto-ssl's own"),
+            (["--cert-path", setup.server.dataDir + "/server.crt"], "auto-ssl's own"),
             (["--cert-path", setup.server.root.file("m.prom"), "--metrics-file", setup.server.root.file("m.prom")], "name the same file"),
             (["--cert-path", aFile + "/server.crt"], "is a file, not a directory"),
         ] {
