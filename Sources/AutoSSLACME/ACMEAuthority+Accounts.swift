@@ -43,6 +43,7 @@ extension ACMEAuthority {
             throw ACMEProblem(.accountDoesNotExist, "no account exists for this key", status: 400)
         }
         try Self.validateContacts(payload.contact)
+        try await refuseRevokedKey(request.key)
         var eabKeyID: String?
         if payload.isBindingMalformed {
             throw ACMEProblem(.malformed, "externalAccountBinding must be a flattened JWS object")
@@ -71,6 +72,15 @@ extension ACMEAuthority {
             authority.record(.accountCreated(provisioner: endpoint.provisioner.name, account: account.id, boundTo: eabKeyID, remote: endpoint.remote))
         }
         return try .json(accountObject(account, endpoint), status: created ? 201 : 200, location: endpoint.accountURL(account.id))
+    }
+
+    /// A key that a revocation cut off (a certificate of it revoked for key compromise, say) is
+    /// known to others: it becomes no account's key (RFC 8555 §7.3, badPublicKey).
+    func refuseRevokedKey(_ key: ACMEAccountKey) async throws {
+        if try await authority.isKeyRevoked(key.certificatePublicKey) {
+            throw ACMEProblem(
+                .badPublicKey, "this key was revoked with a certificate of it (a reason other than superseded) and cannot be an account key; make a new key")
+        }
     }
 
     func ownAccount(_ request: ACMERequest) throws -> ACMEAccountRecord {
@@ -133,6 +143,7 @@ extension ACMEAuthority {
         guard (try? ACMEAccountKey(jwk: payload.oldKey))?.thumbprint == request.key.thumbprint else {
             throw ACMEProblem(.malformed, "oldKey is not the account's current key")
         }
+        try await refuseRevokedKey(newKey)
         do {
             try await database.changeAccountKey(id: account.id, thumbprint: newKey.thumbprint, jwk: newKey.canonicalJSON)
         } catch ACMEDatabaseError.accountKeyInUse(let existing) {

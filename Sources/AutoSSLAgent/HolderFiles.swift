@@ -20,20 +20,37 @@ public enum HolderFiles {
         let text = try FileOperations.readText(absolute)
         let documents = ((try? PEMDocument.parseMultiple(pemString: text)) ?? []).filter { $0.discriminator == "CERTIFICATE" }
         guard !documents.isEmpty else { throw AutoSSLError.invalidArgument("\(path) holds no PEM certificate", hint: repair) }
-        return try documents.map { try Certificate(derEncoded: $0.derBytes) }
+        return try documents.enumerated().map { index, document in
+            do {
+                return try Certificate(derEncoded: document.derBytes)
+            } catch {
+                throw AutoSSLError.invalidArgument("certificate \(index + 1) in \(path) is a PEM block that is not an X.509 certificate", hint: repair)
+            }
+        }
     }
 
     public static func key(_ path: String, matching certificate: Certificate) throws -> SigningKey {
-        let text = try FileOperations.readText(Directories.absolute(path))
+        let absolute = Directories.absolute(path)
+        guard FileOperations.exists(absolute) else {
+            throw AutoSSLError.general("\(path) does not exist")
+        }
+        let text = try FileOperations.readText(absolute)
         guard let document = try? PEMDocument(pemString: text) else {
             throw AutoSSLError.invalidArgument("\(path) is not a PEM private key", hint: repair)
         }
         if document.discriminator == "ENCRYPTED PRIVATE KEY" {
             throw AutoSSLError.invalidArgument(
                 "\(path) is encrypted; renewal needs the key the web server uses (unencrypted, mode 0600)",
-                hint: "write it unencrypted (openssl pkey -in \(path) -out \(path).new, then chmod 0600 \(path).new and move it over \(path))")
+                hint: "write it unencrypted: (umask 077; openssl pkey -in \(path) -out \(path).new) && mv \(path).new \(path)")
         }
-        let key = try SigningKey(derRepresentation: document.derBytes)
+        let key: SigningKey
+        do {
+            key = try SigningKey(derRepresentation: document.derBytes)
+        } catch let error as AutoSSLError {
+            throw AutoSSLError.invalidArgument("\(path): \(error.message)", hint: repair)
+        } catch {
+            throw AutoSSLError.invalidArgument("\(path): the private key could not be parsed", hint: repair)
+        }
         guard key.publicKey == certificate.publicKey else {
             throw AutoSSLError.invalidArgument("the key in \(path) does not belong to the certificate", hint: repair)
         }

@@ -81,7 +81,8 @@ public struct S3Connection: Sendable {
         if !body.isEmpty { request.body = .bytes(ByteBuffer(bytes: body)) }
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
-            let response = try await client.execute(request, timeout: .seconds(120))
+            // The request's time covers sending its body: as long as for an answer of that size.
+            let response = try await client.execute(request, timeout: .seconds(Self.bodySeconds(announced: body.count, limit: body.count)))
             // The body too must come within a time (the client's timeout ends with the head): one
             // that grows with the size announced, so a large backup on a slow link still arrives.
             let announced = response.headers.first(name: "content-length").flatMap { Int($0) }

@@ -290,7 +290,8 @@ extension CAInitializer {
         // along: clients that check a CRL for every certificate of the chain find one for the root.
         if let rootKey {
             let crl = try CRLBuilder.build(
-                issuer: root, issuerKey: rootKey.key, number: IntermediateRotation.firstRootCRLNumber, thisUpdate: now,
+                issuer: root, issuerKey: rootKey.key, number: IntermediateRotation.firstRootCRLNumber,
+                thisUpdate: now.addingTimeInterval(-CAMaterial.backdate),
                 nextUpdate: root.notValidAfter, entries: [])
             try IntermediateRotation.writeRootCRL(crl, state: .init(crlNumber: IntermediateRotation.firstRootCRLNumber, revoked: []), caDir: staging)
         }

@@ -144,6 +144,12 @@ extension Authority {
         return RevocationOutcome(serial: serial, changes: changes)
     }
 
+    /// Whether a revocation cut this key off (no certificate is issued with it, and ACME takes it
+    /// as no account's key).
+    public func isKeyRevoked(_ key: Certificate.PublicKey) async throws -> Bool {
+        try await store.isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: key))
+    }
+
     /// Stores the revocation (with the other certificates of the same key, see
     /// `CertificateStore.revoke`) and audits each; unknown serials are a 404. Returns what changed:
     /// nothing when the certificate was revoked already (and its key, if the reason covers it).

@@ -122,6 +122,15 @@ public final class CAClient: Sendable {
                 }
                 guard rootsStatus == 200,
                       let crts = (try? JSONSerialization.jsonObject(with: rootsBody) as? [String: Any])?["crts"] as? [String] else {
+                    // A path after host:port that the server does not know is a wrong URL, not a
+                    // CA that is down: said so (exit 2), with the URL without it.
+                    if rootsStatus == 404, let parsed = URLComponents(string: base), !parsed.path.isEmpty, parsed.path != "/" {
+                        var root = parsed
+                        root.path = ""
+                        throw AutoSSLError.invalidArgument(
+                            "\(base) did not answer like a CA (HTTP 404 for \(parsed.path)/roots)",
+                            hint: "an auto-ssl CA answers at the root of its URL: try \(root.string ?? base)")
+                    }
                     throw AutoSSLError(.network, "\(base) did not answer like a CA (HTTP \(rootsStatus) for /roots)")
                 }
                 candidates = try crts.map { try Certificate(pemEncoded: $0) }
@@ -593,12 +602,14 @@ extension CAClient {
         return Self.revokeAnswer(data)
     }
 
-    /// The `/revoke` answer's `already_revoked` and `also_revoked`, when there.
+    /// The `/revoke` answer's `already_revoked` (nothing changed) or `previously_revoked` (revoked
+    /// before, its key cut off now), `key_revoked` and `also_revoked`, when there.
     static func revokeAnswer(_ data: Data) -> RevokeAnswer {
         let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
         let also = (object?["also_revoked"] as? [String] ?? []).filter { !$0.isEmpty && $0.count <= 64 && $0.allSatisfy(\.isHexDigit) }
         return RevokeAnswer(
-            alreadyRevoked: object?["already_revoked"] as? Bool == true, alsoRevoked: Array(also.prefix(1_000)),
+            alreadyRevoked: object?["already_revoked"] as? Bool == true || object?["previously_revoked"] as? Bool == true,
+            alsoRevoked: Array(also.prefix(1_000)),
             keyRevoked: object?["key_revoked"] as? Bool == true)
     }
 

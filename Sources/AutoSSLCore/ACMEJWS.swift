@@ -122,6 +122,16 @@ public enum ACMEAccountKey: Sendable {
         }
     }
 
+    /// The key as a certificate would carry it (to compare with certificates' keys).
+    public var certificatePublicKey: Certificate.PublicKey {
+        switch self {
+        case .p256(let key): return Certificate.PublicKey(key)
+        case .p384(let key): return Certificate.PublicKey(key)
+        case .rsa(let key): return Certificate.PublicKey(key)
+        case .ed25519(let key): return Certificate.PublicKey(key)
+        }
+    }
+
     /// A certificate's subject public key as an ACME key (revocation signed by the certificate key).
     public init?(certificateKey key: Certificate.PublicKey) {
         if let inner = P256.Signing.PublicKey(key) { self = .p256(inner); return }

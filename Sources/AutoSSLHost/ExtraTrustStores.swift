@@ -69,6 +69,7 @@ public struct ExtraTrustStores: Sendable {
         switch kind {
         case .nss:
             try require("certutil", package: "libnss3-tools")
+            if asBrowserUser([]).first == "setpriv" { try require("setpriv", package: "util-linux") }
             let directory = String(nssDatabase.dropFirst(4))
             if !FileManager.default.fileExists(atPath: directory + "/cert9.db") {
                 // Made by the database's user (under sudo, the one who ran it): theirs, mode 0700

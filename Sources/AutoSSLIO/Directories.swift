@@ -44,39 +44,57 @@ public struct Directories: Sendable, Codable, Equatable {
     public var configFile: String { configDir + "/config.yaml" }
     public var caPasswordFile: String { configDir + "/ca-password" }
     public var provisionerPasswordFile: String { configDir + "/provisioner-password" }
-    public var caDir: String { dataDir + "/ca" }
+    public var caDir: String { dataDir + "/" + Self.caDirName }
+    static let caDirName = "ca"
     public var auditLog: String { dataDir + "/audit.log" }
 
     /// What auto-ssl keeps for itself: the configuration directory (config.yaml, stored passwords,
-    /// its lock) and the data directory (the CA, the server's state, lock and certificate backups,
-    /// adopted files, the audit log). No certificate or key it writes for a server may be one of
-    /// them or lie inside one (`FileOperations.checkReplaceable`). A certificate directory placed
-    /// inside either directory stays usable: then only the files auto-ssl keeps there are
-    /// reserved (in the configuration directory, every `provisioner-*-password` there now too).
-    /// Secret files config.yaml names elsewhere are added by `AutoSSLConfiguration.reservedPaths`.
+    /// its lock) and the data directory (the CA and the copies set aside by `--force`, the
+    /// server's state, lock and certificate backups, adopted files, the audit log). No certificate
+    /// or key it writes for a server may be one of them or lie inside one
+    /// (`FileOperations.checkReplaceable`). A certificate directory placed inside either directory
+    /// stays usable: then everything else there is reserved (each entry but the one that leads to
+    /// the certificate directory, and the files auto-ssl makes there later). Secret files
+    /// config.yaml names elsewhere are added by `AutoSSLConfiguration.reservedPaths`.
     public var ownPaths: [String] {
         var paths: [String] = []
-        if Self.isInside(certDir, dataDir) {
-            paths += [caDir, auditLog] + ["server-state.json", ".server.lock", "cert-backups", "adopted", "backup-state.json",
-                                          "remote-hosts.json"].map { dataDir + "/" + $0 }
-        } else {
-            paths.append(dataDir)
-        }
-        if Self.isInside(certDir, configDir) {
-            paths += [configFile, caPasswordFile, provisionerPasswordFile, configDir + "/.settings.lock"]
-            let stored = ((try? FileManager.default.contentsOfDirectory(atPath: configDir)) ?? []).filter {
-                $0.hasPrefix("provisioner-") && ($0.hasSuffix("-password") || $0.hasSuffix("-password.pending"))
+        func reserve(_ directory: String, known: [String]) {
+            guard let leading = Self.entry(of: directory, leadingTo: certDir) else {
+                paths.append(directory)
+                return
             }
-            paths += stored.sorted().map { configDir + "/" + $0 }.filter { !paths.contains($0) }
-        } else {
-            paths.append(configDir)
+            // Everything there but the way to the certificates; when the certificates are in the
+            // directory itself, what auto-ssl keeps there (its own names and name patterns).
+            let present = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { name in
+                !leading.isEmpty || [Self.caDirName + ".", ".ca-staging-", ".import-", ".backup-", "provisioner-"].contains { name.hasPrefix($0) }
+            }
+            for name in Set(known + present).sorted() where name != leading {
+                paths.append(directory + "/" + name)
+            }
         }
+        reserve(dataDir, known: ["ca", "audit.log", "server-state.json", ".server.lock", "cert-backups", "adopted", "backup-state.json", "remote-hosts.json"])
+        reserve(configDir, known: ["config.yaml", "ca-password", "provisioner-password", ".settings.lock"])
         return paths
     }
 
-    /// Whether `path` is `directory` or lies inside it (as written, after standardizing).
-    static func isInside(_ path: String, _ directory: String) -> Bool {
-        let path = (path as NSString).standardizingPath, directory = (directory as NSString).standardizingPath
-        return path == directory || path.hasPrefix(directory == "/" ? "/" : directory + "/")
+    /// The name of the entry of `directory` on the way to `path` when `path` lies inside it (its
+    /// links resolved as far as they exist, as `FileOperations.checkReplaceable` compares paths),
+    /// nil otherwise; "" when `path` is `directory` itself.
+    static func entry(of directory: String, leadingTo path: String) -> String? {
+        func resolved(_ path: String) -> String {
+            var existing = (path as NSString).standardizingPath
+            var rest: [String] = []
+            while existing != "/", !existing.isEmpty, !FileManager.default.fileExists(atPath: existing) {
+                rest.insert((existing as NSString).lastPathComponent, at: 0)
+                existing = (existing as NSString).deletingLastPathComponent
+            }
+            let real = FileOperations.realPath(existing) ?? existing
+            return rest.isEmpty ? real : (real == "/" ? "" : real) + "/" + rest.joined(separator: "/")
+        }
+        let directory = resolved(directory), path = resolved(path)
+        if path == directory { return "" }
+        let prefix = directory == "/" ? "/" : directory + "/"
+        guard path.hasPrefix(prefix) else { return nil }
+        return path.dropFirst(prefix.count).split(separator: "/").first.map(String.init)
     }
 }

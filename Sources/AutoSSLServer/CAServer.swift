@@ -399,9 +399,15 @@ public final class CAServer: Sendable {
                 presented: presented, remote: remote))
             // Asking again is not an error (a client that lost the answer retries), but says so; a
             // key cut off now and the certificates revoked with it for having that key are named
-            // (hex serials).
+            // (hex serials). `already_revoked` means nothing changed (what clients of earlier
+            // versions take it for); a certificate revoked before whose key is cut off now is
+            // `previously_revoked`.
             var answer = #"{"status":"ok""#
-            if outcome.alreadyRevoked { answer += #","already_revoked":true"# }
+            if outcome.changedNothing {
+                answer += #","already_revoked":true"#
+            } else if outcome.alreadyRevoked {
+                answer += #","previously_revoked":true"#
+            }
             if outcome.keyRevoked { answer += #","key_revoked":true"# }
             if !outcome.alsoRevoked.isEmpty {
                 let also = outcome.alsoRevoked.filter { $0.allSatisfy(\.isHexDigit) }.map { "\"\($0)\"" }.joined(separator: ",")

@@ -446,8 +446,8 @@ struct ServerRevokeCommand: AsyncParsableCommand {
             }
         } else {
             let revoked = try await agent.revoke(.current, reasonCode: reason.reasonCode, reason: reason.reason)
-            print(CertRevokeCommand.report(revoked.answer, named: "Certificate \(revoked.serial)", revoked: "Revoked \(revoked.serial).")
-                  + " Scheduled renewals are stopped; to get a new certificate with the same options, run:")
+            print(CertRevokeCommand.report(revoked.answer, named: "Certificate \(revoked.serial)", revoked: "Revoked \(revoked.serial)."))
+            print("Scheduled renewals are stopped; to get a new certificate with the same options, run:")
             print("    \(agent.enrollCommand(try agent.enrollment()))")
         }
     }

@@ -52,6 +52,34 @@ enum SubcommandSuggestion {
         return nil
     }
 
+    /// ArgumentParser's "Unknown option '--ca-ur'" with the command's nearest options suggested
+    /// ("Did you mean '--ca-url'?"); nil when the message is another one or nothing is near.
+    static func optionMessage(for arguments: [String], message: String) -> String? {
+        let prefix = "Error: Unknown option '"
+        guard message.hasPrefix(prefix), !message.contains("Did you mean"), let end = message.dropFirst(prefix.count).firstIndex(of: "'") else { return nil }
+        let unknown = String(message[message.index(message.startIndex, offsetBy: prefix.count)..<end])
+        guard unknown.hasPrefix("--"), unknown.count > 3 else { return nil }
+        // The command the arguments name: its subcommands followed as far as they go.
+        var command: any ParsableCommand.Type = AutoSSLCommand.self
+        for argument in arguments where !argument.hasPrefix("-") {
+            guard let next = command.configuration.subcommands.first(where: {
+                $0._commandName == argument || $0.configuration.aliases.contains(argument)
+            }) else { break }
+            command = next
+        }
+        let help = AutoSSLCommand.helpMessage(for: command, columns: 1_000)
+        var options = Set<String>()
+        for word in help.split(whereSeparator: { " ,|[]<>()\n".contains($0) }) where word.hasPrefix("--") && word.count > 3 {
+            let name = word.prefix { $0.isLetter || $0.isNumber || $0 == "-" }
+            if name.count > 3 { options.insert(String(name)) }
+        }
+        let close = closest(to: unknown, in: options.sorted())
+        guard !close.isEmpty else { return nil }
+        var lines = message.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        lines[0] += " Did you mean " + close.map { "'\($0)'" }.joined(separator: " or ") + "?"
+        return lines.joined(separator: "\n")
+    }
+
     /// The names within a small edit distance of `typo` (transpositions count once), best first;
     /// a unique prefix counts too (`ca prov` for provisioner).
     static func closest(to typo: String, in names: [String]) -> [String] {

@@ -18,25 +18,36 @@ if Array(CommandLine.arguments.dropFirst().prefix(2)) == ["ca", "serve"] {
 }
 exit(await runMain(Array(CommandLine.arguments.dropFirst())))
 
-/// A whole argument that reads as a negative number or duration: "-" then a digit, then only
-/// ASCII digits, dots and lowercase letters.
-func isNegativeValue(_ argument: String) -> Bool {
-    let scalars = Array(argument.unicodeScalars)
-    guard scalars.count > 1, scalars[0] == "-", ("0"..."9").contains(scalars[1]) else { return false }
-    return scalars.dropFirst(2).allSatisfy { ("0"..."9").contains($0) || ("a"..."z").contains($0) || $0 == "." }
+/// `--reason TEXT` as one word, `--reason=TEXT`, when the text starts with "-" (but not "--"):
+/// ArgumentParser would take "-2 weeks early" for short flags, and the check below for a negative
+/// value. Free text is the only value that may start that way.
+func attachingFreeText(_ arguments: [String]) -> [String] {
+    var result: [String] = []
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        if argument == "--reason", index + 1 < arguments.count, arguments[index + 1].hasPrefix("-"), !arguments[index + 1].hasPrefix("--") {
+            result.append("--reason=" + arguments[index + 1])
+            index += 2
+        } else {
+            result.append(argument)
+            index += 1
+        }
+    }
+    return result
 }
 
-func runMain(_ arguments: [String]) async -> Int32 {
+func runMain(_ given: [String]) async -> Int32 {
+    let arguments = attachingFreeText(given)
     if arguments == ["-v"] {
         print(AutoSSLCommand.versionLine)
         return 0
     }
     // ArgumentParser reads "-5h" as short flags, "-h" among them: a negative duration would print
     // the help and exit 0, or be reported as a missing value. No option or value of ours starts
-    // with "-" and a digit, so such a word ("-5", "-5h", "-1.5h30m": a minus, a digit, then only
-    // digits, dots and lowercase letters) is a negative value, refused as one. Free text that
-    // merely starts that way ("--reason '-2 weeks early'") is left to the parser.
-    if let negative = arguments.first(where: isNegativeValue) {
+    // with "-" and a digit (free text after --reason is attached to it above), so such an
+    // argument is a negative value, refused as one.
+    if let negative = arguments.first(where: { $0.count > 1 && $0.hasPrefix("-") && $0.dropFirst().first?.isNumber == true }) {
         Output.error(AutoSSLError.invalidArgument(
             "\(negative): negative values are not accepted (durations, counts and ports are positive)",
             hint: "see '\((["auto-ssl"] + arguments.prefix { !$0.hasPrefix("-") }.prefix(3)).joined(separator: " ")) --help'"))
@@ -60,7 +71,8 @@ func runMain(_ arguments: [String]) async -> Int32 {
             if !message.isEmpty { print(CommandExamples.withExamples(message)) }
             return 0
         } else if code == .validationFailure {
-            Output.standardError((SubcommandSuggestion.message(for: arguments) ?? message) + "\n")
+            Output.standardError(
+                (SubcommandSuggestion.message(for: arguments) ?? SubcommandSuggestion.optionMessage(for: arguments, message: message) ?? message) + "\n")
             return FailureKind.invalidArguments.exitCode
         } else if error is ExitCode {
             if !message.isEmpty { Output.standardError(message + "\n") }

@@ -2,6 +2,7 @@
 import AutoSSLCA
 import AutoSSLCore
 import AutoSSLStore
+import Crypto
 import Foundation
 import Testing
 import TestSupport
@@ -98,11 +99,12 @@ import X509
     }
 
     /// A key cut off by a revocation is refused at finalize as RFC 8555's badPublicKey, and the
-    /// order does not become valid.
+    /// order does not become valid; nor can it become an account's key (new account, key change).
     @Test func finalizingWithTheKeyOfARevokedCertificateIsBadPublicKey() async throws {
         let fixture = try await ACMEFixture()
         let (account, _) = try await fixture.newAccount()
-        let key = try SigningKey.generate(.p256)
+        let raw = P256.Signing.PrivateKey()
+        let key = try SigningKey(derRepresentation: raw.derRepresentation)
         var serial = ""
         for round in 0..<2 {
             let created = try await fixture.newOrder(account, names: ["keyed.example.test"])
@@ -125,6 +127,10 @@ import X509
                 #expect(try await fixture.database.acme.order(id: orderID)?.status != .valid)
             }
         }
+        let compromised = await problem {
+            try await fixture.post(TestAccount(key: raw), "new-account", json: ["contact": ["mailto:a@example.com"]]) { $0.newAccount }
+        }
+        #expect(compromised?.kind == .badPublicKey && compromised?.detail.contains("cannot be an account key") == true, "\(String(describing: compromised))")
     }
 
     /// RFC 8555 §11.1: a CSR for the account's own key is badCSR, and the order stays ready for a

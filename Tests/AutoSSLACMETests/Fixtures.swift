@@ -58,8 +58,13 @@ final class ACMEFixture: @unchecked Sendable {
 
 /// An ACME client key that signs JWS requests (ES256).
 struct TestAccount {
-    let key = P256.Signing.PrivateKey()
+    let key: P256.Signing.PrivateKey
     var kid: String?
+
+    init(key: P256.Signing.PrivateKey = P256.Signing.PrivateKey(), kid: String? = nil) {
+        self.key = key
+        self.kid = kid
+    }
 
     var jwk: [String: String] {
         let raw = Array(key.publicKey.rawRepresentation)

@@ -16,17 +16,19 @@ import TestSupport
         #expect(S3XML.values(of: "Key", in: "</Key><Key>unterminated") == [])
     }
 
-    /// The endpoint is printed in progress lines and restore hints: one with credentials in it is
-    /// refused, and an unreadable one is not repeated.
     /// An answer's body may take 120 s plus a second per 256 KiB announced (never more than the
-    /// limit's worth, whatever a hostile Content-Length says).
+    /// limit's worth, whatever a hostile Content-Length says); an upload, a second per 256 KiB sent.
     @Test func theTimeForAnAnswerGrowsWithItsAnnouncedSize() {
         #expect(S3Connection.bodySeconds(announced: 1_000, limit: 1 << 20) == 120)
         #expect(S3Connection.bodySeconds(announced: 64 << 20, limit: 512 << 20) == 120 + 256)
         #expect(S3Connection.bodySeconds(announced: nil, limit: 512 << 20) == 120 + 2_048)
         #expect(S3Connection.bodySeconds(announced: Int.max, limit: 512 << 20) == 120 + 2_048)
         #expect(S3Connection.bodySeconds(announced: -5, limit: 512 << 20) == 120)
+        #expect(S3Connection.bodySeconds(announced: 64 << 20, limit: 64 << 20) == 376, "an upload of 64 MiB")
     }
+
+    /// The endpoint is printed in progress lines and restore hints: one with credentials in it is
+    /// refused, and an unreadable one is not repeated.
 
     @Test func anEndpointWithCredentialsIsRefusedWithoutRepeatingThem() {
         let credentials = SigV4Signer.Credentials(accessKeyID: "AKID", secretAccessKey: "secret")

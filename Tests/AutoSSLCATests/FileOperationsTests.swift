@@ -106,6 +106,21 @@ import TestSupport
             #expect(inData.ownPaths.contains(dir.file(own)), "\(own) in \(inData.ownPaths)")
         }
         try FileOperations.checkReplaceable([dir.file("data/certs/web.crt")], reserved: inData.ownPaths)
+        // Everything else there is reserved, also what --force set aside, and whatever way the
+        // certificate directory is named (here through a link).
+        try FileManager.default.createDirectory(atPath: dir.file("data/ca.replaced-20261203T000000Z"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir.file("data/certs"), withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: dir.file("linked-certs"), withDestinationPath: dir.file("data/certs"))
+        let linked = Directories(configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("linked-certs"), systemdDir: dir.file("systemd"))
+        #expect(linked.ownPaths.contains(dir.file("data/ca.replaced-20261203T000000Z")) && !linked.ownPaths.contains(dir.file("data")), "\(linked.ownPaths)")
+        try FileOperations.checkReplaceable([dir.file("linked-certs/web.crt")], reserved: linked.ownPaths)
+        // Certificates in the data directory itself: theirs stay writable, auto-ssl's are not.
+        _ = try dir.write("data/server.crt", "old\n")
+        let same = Directories(configDir: dir.file("etc"), dataDir: dir.file("data"), certDir: dir.file("data"), systemdDir: dir.file("systemd"))
+        try FileOperations.checkReplaceable([dir.file("data/server.crt")], reserved: same.ownPaths)
+        #expect(throws: AutoSSLError.self) {
+            try FileOperations.checkReplaceable([dir.file("data/ca.replaced-20261203T000000Z/x")], reserved: same.ownPaths)
+        }
         // A database password file named in config.yaml, outside both directories.
         var options = CAInitOptions()
         options.name = "Reserved"

@@ -264,7 +264,7 @@ import TestSupport
         // Revoked by its holder: the JSON names the revocation in snake_case like everything else.
         let revoked = try ca.sandbox.run([
             "cert", "revoke", "--ca-url", ca.url, "--fingerprint", fingerprint, "--cert", out.file("p.crt"), "--key", out.file("p.key"),
-            "--reason-code", "4",
+            "--reason-code", "4", "--reason", "-2 weeks early",
         ])
         #expect(revoked.status == 0 && revoked.stdout.hasPrefix("Revoked "), "\(revoked)")
         // Revoked again, now for key compromise: the certificate keeps its first reason, but its
@@ -283,8 +283,22 @@ import TestSupport
         #expect(again.status == 0 && again.stdout.contains("was already revoked; it is unchanged"), "\(again)")
         let audit = try String(contentsOfFile: ca.sandbox.dataDir + "/audit.log", encoding: .utf8)
         #expect(audit.contains(#""event":"key.revoked""#), "the key's revocation is audited")
+        #expect(audit.contains(#""reason":"-2 weeks early""#), "free text that starts with a minus is taken as written")
         let revocation = try #require(try shown()["revocation"] as? [String: Any])
         #expect(revocation["reason_code"] as? Int == 4 && revocation["revoked_at"] != nil && revocation["revoked_by"] != nil, "\(revocation)")
+    }
+
+    /// A CA URL with a path the CA does not serve is a wrong argument (exit 2) that names the URL
+    /// to use, not a CA that is down (exit 5).
+    @Test func aCAURLWithAPathTheCADoesNotServeIsAWrongArgument() throws {
+        let ca = try RunningCA()
+        let out = TemporaryDirectory()
+        let wrong = try ca.sandbox.run([
+            "cert", "issue", "--ca-url", ca.url + "/ca", "--fingerprint", try ca.fingerprint, "--san", "a.internal",
+            "--password-file", ca.sandbox.configDir + "/provisioner-password", "--out-cert", out.file("a.crt"), "--out-key", out.file("a.key"),
+        ])
+        #expect(wrong.status == 2 && wrong.stderr.contains("HTTP 404 for /ca/roots") && wrong.stderr.contains("try \(ca.url)"), "\(wrong)")
+        #expect(!FileManager.default.fileExists(atPath: out.file("a.key")))
     }
 
     @Test func repeatedAuthenticationFailuresAreSlowedDown() throws {

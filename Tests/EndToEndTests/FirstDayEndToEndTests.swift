@@ -103,6 +103,10 @@ import TestSupport
         // Option typos keep ArgumentParser's own suggestion.
         let option = try sandbox.run(["ca", "status", "--jsn"])
         #expect(option.status == 2 && option.stderr.contains("Did you mean '--json'?"), "\(option)")
+        // Where it has none (a prefix of a longer option), ours: the command's nearest options.
+        let cut = try sandbox.run(["client", "status", "--ca-ur", "https://ca.internal:9000"])
+        #expect(cut.status == 2 && cut.stderr.contains("Unknown option '--ca-ur'") && cut.stderr.contains("Did you mean '--ca-url'?"), "\(cut)")
+        #expect(cut.stderr.components(separatedBy: "Did you mean").count == 2, "one suggestion: \(cut)")
     }
 
     /// Every command's --help: EXAMPLES, nothing wider than 80 columns (but the USAGE line),
