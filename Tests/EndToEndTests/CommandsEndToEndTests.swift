@@ -36,7 +36,8 @@ import TestSupport
         // Free text that merely starts with "-" and a digit is a value like any other.
         let freeText = try sandbox.run(["cert", "revoke", "--ca-url", "https://127.0.0.1:1", "--fingerprint", String(repeating: "0", count: 64),
                                         "--serial", "1", "--reason", "-2 weeks early", "--password-file", "/nonexistent/password"])
-        #expect(freeText.status == 2 && freeText.stderr.contains("/nonexistent/password") && !freeText.stderr.contains("negative values"), "\(freeText)")
+        // (Parsed, so it went on to ask the CA, which is not there; CAServerEndToEndTests sees the text arrive.)
+        #expect(freeText.status == 5 && freeText.stderr.contains("could not reach the CA") && !freeText.stderr.contains("negative values"), "\(freeText)")
     }
 
     /// The benchmark's own load generator and bookkeeping (the figures themselves are in docs/benchmarks.md).
