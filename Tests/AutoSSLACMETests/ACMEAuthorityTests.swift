@@ -131,6 +131,15 @@ import X509
             try await fixture.post(TestAccount(key: raw), "new-account", json: ["contact": ["mailto:a@example.com"]]) { $0.newAccount }
         }
         #expect(compromised?.kind == .badPublicKey && compromised?.detail.contains("cannot be an account key") == true, "\(String(describing: compromised))")
+        // Nor can an account change its key to it (RFC 8555 §7.3.5: the inner JWS is signed by the new key).
+        let keyChange = fixture.endpoint("key-change")
+        let inner = try TestAccount(key: raw).body(
+            url: keyChange.url, nonce: "unused",
+            payload: try JSONSerialization.data(withJSONObject: ["account": try #require(account.kid), "oldKey": account.jwk]), useJWK: true)
+        let changed = await problem {
+            try await fixture.post(account, "key-change", json: try JSONSerialization.jsonObject(with: inner)) { acme in { try await acme.keyChange($0) } }
+        }
+        #expect(changed?.kind == .badPublicKey && changed?.detail.contains("cannot be an account key") == true, "\(String(describing: changed))")
     }
 
     /// RFC 8555 §11.1: a CSR for the account's own key is badCSR, and the order stays ready for a
