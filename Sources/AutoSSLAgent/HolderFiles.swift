@@ -7,15 +7,15 @@ import X509
 /// Reading the certificate chain and key files an app or web server uses (`cert renew|revoke`,
 /// `server renew|revoke`): PEM, the key unencrypted and belonging to the first certificate. A file
 /// that is not what it should be is a wrong argument (exit 2) where the command line named it;
-/// `ServerAgent.holder` reports the files recorded at enrollment as damaged (exit 1), with how to
-/// repair them there.
+/// `ServerAgent.holder` reports the files recorded at enrollment as damaged (exit 1). `repair` is
+/// the hint for a file that is missing or not what it should be: how to put it right.
 public enum HolderFiles {
-    static let repair = "give the certificate (PEM, the chain the CA issued) and its own private key"
+    public static let repair = "give the certificate (PEM, the chain the CA issued) and its own private key"
 
-    public static func chain(_ path: String) throws -> [Certificate] {
+    public static func chain(_ path: String, repair: String = repair) throws -> [Certificate] {
         let absolute = Directories.absolute(path)
         guard FileOperations.exists(absolute) else {
-            throw AutoSSLError.general("\(path) does not exist")
+            throw AutoSSLError.general("\(path) does not exist", hint: repair)
         }
         let text = try FileOperations.readText(absolute)
         let documents = ((try? PEMDocument.parseMultiple(pemString: text)) ?? []).filter { $0.discriminator == "CERTIFICATE" }
@@ -29,10 +29,10 @@ public enum HolderFiles {
         }
     }
 
-    public static func key(_ path: String, matching certificate: Certificate) throws -> SigningKey {
+    public static func key(_ path: String, matching certificate: Certificate, repair: String = repair) throws -> SigningKey {
         let absolute = Directories.absolute(path)
         guard FileOperations.exists(absolute) else {
-            throw AutoSSLError.general("\(path) does not exist")
+            throw AutoSSLError.general("\(path) does not exist", hint: repair)
         }
         let text = try FileOperations.readText(absolute)
         guard let document = try? PEMDocument(pemString: text) else {

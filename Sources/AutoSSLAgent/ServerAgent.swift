@@ -368,15 +368,15 @@ public struct ServerAgent: Sendable {
     /// The current chain, its key and the pinned root, each checked against the enrollment.
     public func holder(_ enrollment: ServerEnrollment) throws -> Holder {
         let repair = "put back the certificate and key that belong together (earlier pairs are kept in \(backupsDir)), or enroll again:\n    \(enrollCommand(enrollment))"
-        let chain = try Self.recorded(hint: repair) { try HolderFiles.chain(enrollment.certPath) }
-        let key = try Self.recorded(hint: repair) { try HolderFiles.key(enrollment.keyPath, matching: chain[0]) }
+        let chain = try Self.recorded { try HolderFiles.chain(enrollment.certPath, repair: repair) }
+        let key = try Self.recorded { try HolderFiles.key(enrollment.keyPath, matching: chain[0], repair: repair) }
         return Holder(chain: chain, key: key, root: try pinnedRoot(enrollment))
     }
 
     /// The copy of the root written at enrollment, checked against the fingerprint pinned then.
     public func pinnedRoot(_ enrollment: ServerEnrollment) throws -> Certificate {
         let restore = "enroll again with the CA's fingerprint to restore it:\n    \(enrollCommand(enrollment))"
-        let roots = try Self.recorded(hint: restore) { try HolderFiles.chain(enrollment.rootPath) }
+        let roots = try Self.recorded { try HolderFiles.chain(enrollment.rootPath, repair: restore) }
         guard let root = roots.first, try Fingerprint.sha256(of: root) == enrollment.fingerprint else {
             throw AutoSSLError(
                 .trustFailure, "\(enrollment.rootPath) is not the root pinned at enrollment (\(enrollment.fingerprint))", hint: restore)
@@ -384,15 +384,13 @@ public struct ServerAgent: Sendable {
         return root
     }
 
-    /// A file recorded at enrollment that is not what it should be is damaged (exit 1) and stays
-    /// so whatever the next run does: the error says how to repair it (`hint`, unless the error
-    /// has a more specific one, as for an encrypted key).
-    static func recorded<T>(hint: String, _ read: () throws -> T) throws -> T {
+    /// A file recorded at enrollment that is not what it should be is damaged (exit 1), not a
+    /// wrong argument, and stays so whatever the next run does (its hint says how to repair it).
+    static func recorded<T>(_ read: () throws -> T) throws -> T {
         do {
             return try read()
-        } catch var error as AutoSSLError where error.kind == .invalidArguments || error.message.hasSuffix("does not exist") {
+        } catch var error as AutoSSLError where error.kind == .invalidArguments {
             error.kind = .general
-            if error.hint == nil || error.hint == HolderFiles.repair { error.hint = hint }
             throw error
         }
     }

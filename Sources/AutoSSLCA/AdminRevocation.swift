@@ -15,12 +15,13 @@ public struct AdminRevocation {
 
     public struct Result: Sendable {
         public var record: CertificateRecord
+        public var changes: RevocationChanges
         /// It had been revoked before (its record, reason included, is unchanged).
-        public var alreadyRevoked: Bool
+        public var alreadyRevoked: Bool { changes.revokedBefore(record.serial) }
         /// Its key was cut off now (revoked before for a reason that left the key in force).
-        public var keyRevoked: Bool
+        public var keyRevoked: Bool { changes.keyRevoked }
         /// Other certificates with the same key, revoked with it (serials).
-        public var sameKey: [String]
+        public var sameKey: [String] { changes.sameKey(as: record.serial) }
     }
 
     public func revoke(serial text: String, reasonCode: Int, reason: String, now: Date = Date()) async throws -> Result {
@@ -43,9 +44,7 @@ public struct AdminRevocation {
             let changes = try await Self.revoke(record, revocation, in: database, audit: try loader.openAuditLog(), now: now)
             let updated = try await store.certificate(serial: record.serial) ?? record
             try await store.close()
-            return Result(
-                record: updated, alreadyRevoked: !changes.serials.contains(record.serial), keyRevoked: changes.keyRevoked,
-                sameKey: changes.serials.filter { $0 != record.serial })
+            return Result(record: updated, changes: changes)
         } catch {
             try? await store.close()
             throw error
@@ -196,7 +195,7 @@ public struct AdminRevocation {
     ) async throws -> RevocationChanges {
         let store = database.certificates
         let changes = try await store.revoke(serial: record.serial, revocation)
-        if changes.keyRevoked, !changes.serials.contains(record.serial) {
+        if changes.onlyKeyRevoked(of: record.serial) {
             let event = AuditLog.Event.keyRevoked(of: record.serial, revocation)
             await AdminEventLog.record(
                 database, event: event.event, detail: "\(record.serial) (\(record.names.joined(separator: ", "))), \(event.detail ?? "")", now: now)

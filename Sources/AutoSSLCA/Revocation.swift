@@ -41,22 +41,15 @@ extension Authority {
     /// the first reason had not. When nothing changed at all the operation counts as refused.
     public struct RevocationOutcome: Sendable, Equatable {
         public var serial: String
+        public var changes: RevocationChanges
         /// The certificate itself had been revoked before (its record is unchanged).
-        public var alreadyRevoked: Bool
+        public var alreadyRevoked: Bool { changes.revokedBefore(serial) }
         /// Revoked with it for having the same key (none with reason superseded).
-        public var alsoRevoked: [String]
+        public var alsoRevoked: [String] { changes.sameKey(as: serial) }
         /// Its key was cut off by this revocation (it had not been before).
-        public var keyRevoked: Bool
-
-        init(serial: String, changes: RevocationChanges) {
-            self.serial = serial
-            alreadyRevoked = !changes.serials.contains(serial)
-            alsoRevoked = changes.serials.filter { $0 != serial }
-            keyRevoked = changes.keyRevoked
-        }
-
+        public var keyRevoked: Bool { changes.keyRevoked }
         /// Nothing changed: revoked before, and so was its key if this reason covers it.
-        public var changedNothing: Bool { alreadyRevoked && alsoRevoked.isEmpty && !keyRevoked }
+        public var changedNothing: Bool { changes.isEmpty }
     }
 
     @discardableResult
@@ -162,7 +155,7 @@ extension Authority {
             throw AuthorityError(.notFound, "this CA issued no certificate with serial \(serial)")
         }
         let provisioner = revokedBy.hasPrefix("provisioner:") ? String(revokedBy.dropFirst(12)) : nil
-        if changes.keyRevoked, !changes.serials.contains(serial) {
+        if changes.onlyKeyRevoked(of: serial) {
             audit.record(.keyRevoked(of: serial, revocation, provisioner: provisioner, remote: remote))
         }
         let revoked = changes.serials

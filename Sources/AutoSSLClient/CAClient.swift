@@ -588,6 +588,12 @@ extension CAClient {
 
         /// Nothing changed at the CA.
         public var changedNothing: Bool { alreadyRevoked && alsoRevoked.isEmpty && !keyRevoked }
+
+        public init(alreadyRevoked: Bool, alsoRevoked: [String], keyRevoked: Bool = false) {
+            self.alreadyRevoked = alreadyRevoked
+            self.alsoRevoked = alsoRevoked
+            self.keyRevoked = keyRevoked
+        }
     }
 
     /// Revokes the holder's certificate.

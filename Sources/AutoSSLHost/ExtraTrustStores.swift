@@ -48,10 +48,13 @@ public struct ExtraTrustStores: Sendable {
         runner.run(arguments[0], Array(arguments.dropFirst()), timeout: 60)
     }
 
+    /// Root working on another user's database (under sudo).
+    var forAnotherUser: Bool { owner.map { !$0.isRoot } ?? false }
+
     /// `command` as the database's user: through `setpriv` when root works for another user,
     /// as it is otherwise.
     func asBrowserUser(_ command: [String]) -> [String] {
-        guard let owner, !owner.isRoot else { return command }
+        guard let owner, forAnotherUser else { return command }
         return ["setpriv", "--reuid=\(owner.uid)", "--regid=\(owner.gid)", "--init-groups", "--"] + command
     }
 
@@ -69,7 +72,7 @@ public struct ExtraTrustStores: Sendable {
         switch kind {
         case .nss:
             try require("certutil", package: "libnss3-tools")
-            if asBrowserUser([]).first == "setpriv" { try require("setpriv", package: "util-linux") }
+            if forAnotherUser { try require("setpriv", package: "util-linux") }
             let directory = String(nssDatabase.dropFirst(4))
             if !FileManager.default.fileExists(atPath: directory + "/cert9.db") {
                 // Made by the database's user (under sudo, the one who ran it): theirs, mode 0700

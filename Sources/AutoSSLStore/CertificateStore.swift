@@ -298,4 +298,14 @@ public struct RevocationChanges: Sendable, Equatable {
 
     /// Nothing changed: the certificate was revoked before, and so was its key if this revocation covers it.
     public var isEmpty: Bool { serials.isEmpty && !keyRevoked }
+
+    /// Whether `serial`, the certificate named, had been revoked before (its record is unchanged).
+    public func revokedBefore(_ serial: String) -> Bool { !serials.contains(serial) }
+
+    /// The others revoked for having the key of `serial`.
+    public func sameKey(as serial: String) -> [String] { serials.filter { $0 != serial } }
+
+    /// Only the key of `serial` was cut off now: the certificate itself had been revoked before
+    /// (as superseded), so its own revocation is not what the audit log records.
+    public func onlyKeyRevoked(of serial: String) -> Bool { keyRevoked && revokedBefore(serial) }
 }

@@ -173,19 +173,10 @@ struct CARevokeCommand: AsyncParsableCommand {
                 throw AutoSSLError.invalidArgument("--issued-after, --issued-before and --dry-run go with --provisioner, not a serial")
             }
             let result = try await revocation.revoke(serial: serial, reasonCode: reason.reasonCode, reason: reason.reason)
-            if result.alreadyRevoked, result.keyRevoked {
-                print("Certificate \(result.record.serial) was already revoked (it keeps its first reason); its key is revoked now "
-                      + "with reason code \(reason.reasonCode): no certificate is issued or renewed with it again.")
-            } else if result.alreadyRevoked, result.sameKey.isEmpty {
-                print("Certificate \(result.record.serial) was already revoked; it is unchanged.")
-            } else if result.alreadyRevoked {
-                print("Certificate \(result.record.serial) was already revoked (it keeps its first reason).")
-            } else {
-                print("Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode).")
-            }
-            if !result.sameKey.isEmpty {
-                print("Also revoked, for having the same key: \(result.sameKey.joined(separator: ", ")).")
-            }
+            print(CertRevokeCommand.report(
+                CAClient.RevokeAnswer(alreadyRevoked: result.alreadyRevoked, alsoRevoked: result.sameKey, keyRevoked: result.keyRevoked),
+                named: "Certificate \(result.record.serial)",
+                revoked: "Revoked \(result.record.serial) (\(result.record.names.joined(separator: ", "))), reason code \(reason.reasonCode)."))
         case (nil, let provisioner?):
             guard let issuedAfter else {
                 throw AutoSSLError.invalidArgument(
