@@ -229,6 +229,15 @@ public final class ACMEAuthority: Sendable {
         }
         let key = try key(of: account)
         try verify(jws, key)
+        // A key that a revocation cut off after the account was made (a certificate of it revoked
+        // for key compromise, say) may be known to others: its account can do nothing more, not
+        // even a key change, which would hand the account to whoever else holds the key.
+        if try await authority.isKeyRevoked(key.certificatePublicKey) {
+            throw ACMEProblem(
+                .unauthorized,
+                "account \(id)'s key was revoked with a certificate of it (a reason other than superseded); make a new account with a new key",
+                status: 401)
+        }
         return ACMERequest(endpoint: endpoint, jws: jws, account: account, key: key)
     }
 

@@ -142,6 +142,41 @@ import X509
         #expect(changed?.kind == .badPublicKey && changed?.detail.contains("cannot be an account key") == true, "\(String(describing: changed))")
     }
 
+    /// An account whose key a revocation cuts off later (another account got a certificate for
+    /// that key, revoked for key compromise) can do nothing more: no order, no key change (which
+    /// would hand the account to whoever else holds the key). Its requests are 401 unauthorized.
+    @Test func anAccountWhoseKeyIsRevokedLaterIsRefused() async throws {
+        let fixture = try await ACMEFixture()
+        let (victim, _) = try await fixture.newAccount()
+        _ = try await fixture.newOrder(victim, names: ["before.example.test"])
+        let (other, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(other, names: ["shared.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        _ = try await fixture.validate(other, order: created, orderID: orderID)
+        let victimKey = try SigningKey(derRepresentation: victim.key.derRepresentation)
+        _ = try await fixture.post(other, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["shared.example.test"], key: victimKey)]) {
+            acme in { try await acme.finalize($0) }
+        }
+        let serial = try #require(try await fixture.database.acme.order(id: orderID)?.certificateSerial)
+        let der = try #require(try await fixture.acme.authority.certificateRecord(serial: serial)?.der)
+        _ = try await fixture.acme.authority.revoke(.init(
+            serial: SerialText.decimal(fromHex: serial), reasonCode: 1, reason: "key compromise", token: nil,
+            presented: try Certificate(derEncoded: der), remote: nil))
+
+        let order = await problem { try await fixture.newOrder(victim, names: ["after.example.test"]) }
+        #expect(order?.kind == .unauthorized && order?.httpStatus == 401 && order?.detail.contains("key was revoked") == true, "\(String(describing: order))")
+        let keyChange = fixture.endpoint("key-change")
+        let inner = try TestAccount().body(
+            url: keyChange.url, nonce: "unused",
+            payload: try JSONSerialization.data(withJSONObject: ["account": try #require(victim.kid), "oldKey": victim.jwk]), useJWK: true)
+        let changed = await problem {
+            try await fixture.post(victim, "key-change", json: try JSONSerialization.jsonObject(with: inner)) { acme in { try await acme.keyChange($0) } }
+        }
+        #expect(changed?.kind == .unauthorized && changed?.httpStatus == 401, "\(String(describing: changed))")
+        // The other account, whose own key is untouched, goes on.
+        _ = try await fixture.newOrder(other, names: ["still.example.test"])
+    }
+
     /// RFC 8555 §11.1: a CSR for the account's own key is badCSR, and the order stays ready for a
     /// CSR with a key of its own.
     @Test func aCSRForTheAccountKeyIsBadCSR() async throws {
