@@ -144,12 +144,21 @@ extension ACMEAuthority {
             throw ACMEProblem(.malformed, "oldKey is not the account's current key")
         }
         try await refuseRevokedKey(newKey)
+        // A compare-and-swap from the key this request was signed with: of two rollovers signed
+        // with the same key, only the first changes it.
+        let changed: Bool
         do {
-            try await database.changeAccountKey(id: account.id, thumbprint: newKey.thumbprint, jwk: newKey.canonicalJSON)
+            changed = try await database.changeAccountKey(
+                id: account.id, oldThumbprint: account.thumbprint, thumbprint: newKey.thumbprint, jwk: newKey.canonicalJSON)
         } catch ACMEDatabaseError.accountKeyInUse(let existing) {
             var reply = ACMEReply.problem(ACMEProblem(.malformed, "the new key already belongs to another account", status: 409))
             reply.location = request.endpoint.accountURL(existing)
             return reply
+        }
+        guard changed else {
+            throw ACMEProblem(
+                .unauthorized,
+                "the account's key changed meanwhile (another key change, or the account was deactivated); nothing was changed: sign with the account's current key and try again")
         }
         authority.record(.accountKeyChanged(provisioner: account.provisioner, account: account.id, remote: request.endpoint.remote))
         var updated = account

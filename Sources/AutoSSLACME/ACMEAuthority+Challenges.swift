@@ -35,8 +35,12 @@ extension ACMEAuthority {
             guard try request.payload(StatusPayload.self).status == ACMEAuthorizationStatus.deactivated.rawValue else {
                 throw ACMEProblem(.malformed, "an authorization can only be deactivated")
             }
+            // Its order, if pending or ready, becomes invalid in the same transaction (RFC 8555
+            // §7.1.6): it is never finalized for an identifier the client gave up.
+            let orderError = ProblemDocument(ACMEProblem(
+                .unauthorized, "the authorization for \(stored.identifier.value) was deactivated; place a new order")).stored
             if authorization.status == .pending || authorization.status == .valid,
-               try await database.setAuthorizationStatus(id: id, from: [.pending, .valid], to: .deactivated) {
+               try await database.deactivateAuthorization(id: id, orderError: orderError) {
                 authorization.status = .deactivated
             } else if let fresh = try await database.authorization(id: id) {
                 authorization = ACMEStateRules.effective(fresh, now: now)
@@ -178,9 +182,9 @@ extension ACMEAuthority {
             }
             attempted = true
             // Each attempt holds one of a bounded number of slots.
-            await validationSlots.acquire()
+            await validationSlots.acquire(account: account.id)
             failure = await validator.validate(type: challenge.type, identifier: identifier, token: challenge.token, keyAuthorization: keyAuthorization)
-            await validationSlots.release()
+            await validationSlots.release(account: account.id)
             guard let failure else { break }
             try? await database.noteValidationAttempt(challengeID: challengeID, error: ProblemDocument(failure).stored)
         }

@@ -170,14 +170,24 @@ extension ACMEAuthority {
                 csr: csr, names: values.map(\.subjectName), provisioner: request.endpoint.provisioner, accountID: account.id,
                 orderID: order.id, notBefore: order.notBefore, notAfter: order.notAfter, remote: request.endpoint.remote)
         } catch {
-            let problem = (error as? AuthorityError).map(Self.problem(for:)) ?? ACMEProblem(.serverInternal, "issuance failed")
-            try? await database.abortFinalize(orderID: order.id, invalidate: ProblemDocument(problem).stored)
+            let problem = await abandonFinalize(orderID: order.id, after: error)
             throw problem
         }
         var done = order
         done.status = .valid
         done.certificateSerial = issued.serial
         return try .json(orderObject(done, request.endpoint), location: request.endpoint.orderURL(order.id))
+    }
+
+    /// A finalization that did not issue: returns the problem to answer (503 when the CA cannot
+    /// issue right now: its database unavailable, say), and leaves the order so: after such a
+    /// temporary failure back to ready, so that the client can finalize again; after a refusal
+    /// (the CSR, the policy, a revoked key) or an internal error, invalid with the problem.
+    func abandonFinalize(orderID: String, after error: any Error) async -> ACMEProblem {
+        let problem = Self.problem(for: error) ?? ACMEProblem(.serverInternal, "issuance failed")
+        let temporary = problem.httpStatus == 503
+        try? await database.abortFinalize(orderID: orderID, invalidate: temporary ? nil : ProblemDocument(problem).stored)
+        return problem
     }
 
     public func certificate(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {

@@ -154,7 +154,9 @@ public final class ACMEAuthority: Sendable {
         case let problem as ACMEProblem:
             return problem
         case let error as AuthorityError:
-            return problem(for: error)
+            // Named apart: `problem(for: error)` here resolved to this function again and
+            // recursed until the stack ran out.
+            return problem(forAuthorityError: error)
         case StoreError.unavailable(let reason):
             return ACMEProblem(.serverInternal, "the CA cannot write its database right now (\(reason)); try again later", status: 503)
         default:
@@ -162,7 +164,7 @@ public final class ACMEAuthority: Sendable {
         }
     }
 
-    static func problem(for error: AuthorityError) -> ACMEProblem {
+    static func problem(forAuthorityError error: AuthorityError) -> ACMEProblem {
         switch error.kind {
         case .forbidden:
             switch error.subject {

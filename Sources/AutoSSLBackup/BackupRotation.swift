@@ -13,10 +13,15 @@ public enum BackupRotation {
         prefix + FileOperations.timestamp(date) + suffix
     }
 
-    /// A name `fileName(at:)` makes (a backup this tool may rotate away).
+    /// A name `fileName(at:)` makes (a backup this tool may rotate away): the prefix, a UTC time
+    /// `YYYYMMDDTHHMMSSZ`, the suffix. A name chosen by hand, such as
+    /// `auto-ssl-backup-before-upgrade.enc`, is not one: it is never deleted, and it cannot pass for
+    /// the newest backup (letters sort after digits) and have the real ones rotated away instead.
     public static func isBackupName(_ name: String) -> Bool {
-        name.hasPrefix(prefix) && name.hasSuffix(suffix) && name.count > prefix.count + suffix.count
-            && !name.contains("/") && name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return false }
+        let time = Array(name.utf8.dropFirst(prefix.utf8.count).dropLast(suffix.utf8.count))
+        guard time.count == 16, time[8] == UInt8(ascii: "T"), time[15] == UInt8(ascii: "Z") else { return false }
+        return time.enumerated().allSatisfy { index, byte in index == 8 || index == 15 || (0x30...0x39).contains(byte) }
     }
 
     /// Refuses names that would leave the destination or be empty.
@@ -32,13 +37,20 @@ public enum BackupRotation {
     }
 
     /// Deletes all but the newest `keep` backups in `destination`; returns the deleted names.
-    /// A destination that cannot list its backups is refused before anything is deleted.
+    /// `written`, the backup just made, is always one of those kept, even when another name sorts
+    /// after it (a backup made while the clock was ahead). A destination that cannot list its
+    /// backups is refused before anything is deleted.
     @discardableResult
-    public static func prune(_ destination: any BackupDestination, keep: Int) async throws -> [String] {
+    public static func prune(_ destination: any BackupDestination, keep: Int, written: String?) async throws -> [String] {
         if let reason = destination.listingUnavailableReason {
             throw AutoSSLError.invalidArgument("cannot rotate the backups in \(destination): \(reason)")
         }
-        let surplus = Array(newestFirst(try await destination.list()).dropFirst(max(keep, 1)))
+        var names = newestFirst(try await destination.list())
+        if let written, let index = names.firstIndex(of: written) {
+            names.remove(at: index)
+            names.insert(written, at: 0)
+        }
+        let surplus = Array(names.dropFirst(max(keep, 1)))
         for name in surplus { try await destination.delete(name) }
         return surplus
     }

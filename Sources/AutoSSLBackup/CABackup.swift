@@ -282,21 +282,57 @@ public struct CABackup: Sendable {
         return result
     }
 
+    /// Copies the CA directory. Everything in it must be read: a file or directory this user
+    /// cannot read fails the backup (a backup without the keys would restore a CA that cannot
+    /// sign), where `FileManager`'s enumerator would skip it without a word. A link is copied as
+    /// what it points to when that is a file; a link to a directory, a socket or a FIFO is refused.
     static func copyTree(from source: String, to destination: String, skipping: (String) -> Bool) throws {
         try FileOperations.makeDirectory(destination, mode: 0o700)
-        guard let enumerator = FileManager.default.enumerator(atPath: source) else { return }
-        while let relative = enumerator.nextObject() as? String {
-            if skipping(relative) { continue }
-            let from = source + "/" + relative
-            let to = destination + "/" + relative
-            var isDirectory: ObjCBool = false
-            FileManager.default.fileExists(atPath: from, isDirectory: &isDirectory)
-            let mode = FileOperations.mode(of: from) ?? 0o600
-            if isDirectory.boolValue {
-                try FileOperations.makeDirectory(to, mode: mode)
-            } else if let data = FileManager.default.contents(atPath: from) {
-                try FileOperations.writeAtomically(data, to: to, mode: mode)
+        func walk(_ relative: String) throws {
+            let from = relative.isEmpty ? source : source + "/" + relative
+            let names: [String]
+            do {
+                names = try FileManager.default.contentsOfDirectory(atPath: from).sorted()
+            } catch {
+                throw AutoSSLError(
+                    .permissionDenied, "cannot list \(from) for the backup; nothing was written",
+                    hint: "run the backup as the CA's owner (or root)")
+            }
+            for name in names {
+                let path = relative.isEmpty ? name : relative + "/" + name
+                if skipping(path) { continue }
+                let full = source + "/" + path
+                var info = stat()
+                guard stat(full, &info) == 0 else {
+                    throw FileOperations.systemError(errno, "read \(full) for the backup")
+                }
+                let mode = info.st_mode & 0o7777
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR:
+                    try FileOperations.makeDirectory(destination + "/" + path, mode: mode)
+                    // A directory whose contents are skipped (the database's) may be a link.
+                    if skipping(path + "/") { continue }
+                    var own = stat()
+                    guard lstat(full, &own) == 0, own.st_mode & S_IFMT == S_IFDIR else {
+                        throw AutoSSLError.general(
+                            "\(full) is a link to a directory; the backup copies the CA directory's own files only",
+                            hint: "replace the link with the directory itself")
+                    }
+                    try walk(path)
+                case S_IFREG:
+                    guard let data = FileManager.default.contents(atPath: full) else {
+                        throw AutoSSLError(
+                            .permissionDenied, "cannot read \(full) for the backup; nothing was written",
+                            hint: "run the backup as the CA's owner (or root)")
+                    }
+                    try FileOperations.writeAtomically(data, to: destination + "/" + path, mode: mode)
+                default:
+                    throw AutoSSLError.general(
+                        "\(full) is neither a file nor a directory; the backup does not copy it",
+                        hint: "move it out of \(source)")
+                }
             }
         }
+        try walk("")
     }
 }

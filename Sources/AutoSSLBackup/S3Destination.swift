@@ -144,7 +144,12 @@ public struct S3Destination: BackupDestination {
 
     public var listingUnavailableReason: String? { nil }
 
-    /// ListObjectsV2 under the prefix, page by page (at most 1,000 pages of 1,000 keys).
+    /// At most this many backups under one prefix: far more than any rotation keeps, and a bound
+    /// on what a listing (a server's word) can make this process hold.
+    static let maximumListedBackups = 100_000
+
+    /// ListObjectsV2 under the prefix, page by page (at most 1,000 pages, of at most 16 MiB each,
+    /// and at most `maximumListedBackups` backup names in all).
     public func list() async throws -> [String] {
         var names: [String] = []
         var continuation: String?
@@ -157,6 +162,11 @@ public struct S3Destination: BackupDestination {
             for key in S3XML.values(of: "Key", in: text) where key.hasPrefix(prefix) {
                 let name = String(key.dropFirst(prefix.count))
                 if BackupRotation.isBackupName(name) { names.append(name) }
+                guard names.count <= Self.maximumListedBackups else {
+                    throw AutoSSLError.general(
+                        "could not list \(description): more than \(Self.maximumListedBackups) backups under the prefix; nothing was deleted",
+                        hint: "move old backups to another prefix, or rotate them with the bucket's lifecycle rules")
+                }
             }
             guard S3XML.firstValue(of: "IsTruncated", in: text) == "true" else { return names }
             guard let next = S3XML.firstValue(of: "NextContinuationToken", in: text), !next.isEmpty else {
@@ -179,21 +189,49 @@ public struct S3Destination: BackupDestination {
 /// The few elements read from S3's XML answers (error codes, listed keys), by plain search: no
 /// entity expansion beyond the five predefined ones, no DTDs.
 enum S3XML {
+    /// The text of every `<element>...</element>`, in order. One pass over the bytes: a listing
+    /// page may be 16 MiB of keys, and Foundation's `range(of:)` on the rest of the text each time
+    /// (which copies it) made such a page cost minutes of CPU.
     static func values(of element: String, in text: String) -> [String] {
+        let bytes = Array(text.utf8)
+        let open = Array("<\(element)>".utf8)
+        let close = Array("</\(element)>".utf8)
         var found: [String] = []
-        var rest = text[...]
+        var position = 0
         // The closing tag is searched after the opening one: a body with them in the other order
         // must not make a backwards range.
-        while let open = rest.range(of: "<\(element)>"), let close = rest[open.upperBound...].range(of: "</\(element)>") {
-            found.append(unescape(String(rest[open.upperBound..<close.lowerBound])))
-            rest = rest[close.upperBound...]
+        while let start = find(open, in: bytes, from: position), let end = find(close, in: bytes, from: start + open.count) {
+            found.append(unescape(String(decoding: bytes[(start + open.count)..<end], as: UTF8.self)))
+            position = end + close.count
         }
         return found
     }
 
     static func firstValue(of element: String, in text: String) -> String? {
-        guard let open = text.range(of: "<\(element)>"), let close = text[open.upperBound...].range(of: "</\(element)>") else { return nil }
-        return unescape(String(text[open.upperBound..<close.lowerBound]))
+        let bytes = Array(text.utf8)
+        let open = Array("<\(element)>".utf8)
+        let close = Array("</\(element)>".utf8)
+        guard let start = find(open, in: bytes, from: 0), let end = find(close, in: bytes, from: start + open.count) else { return nil }
+        return unescape(String(decoding: bytes[(start + open.count)..<end], as: UTF8.self))
+    }
+
+    /// The first index at or after `from` where `needle` (a short tag) starts in `haystack`.
+    static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
+        guard let first = needle.first, from >= 0, haystack.count >= needle.count else { return nil }
+        var index = from
+        let last = haystack.count - needle.count
+        while index <= last {
+            if haystack[index] == first {
+                var matches = true
+                for offset in 1..<needle.count where haystack[index + offset] != needle[offset] {
+                    matches = false
+                    break
+                }
+                if matches { return index }
+            }
+            index += 1
+        }
+        return nil
     }
 
     static func unescape(_ text: String) -> String {

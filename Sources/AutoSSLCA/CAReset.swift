@@ -29,10 +29,10 @@ public struct CAReset {
                 try transaction.moveExistingCAAside(suffix: "reset-" + FileOperations.timestamp(now))
                 try transaction.installCASettings(nil)
             } else {
-                let lock = try InstallTransaction.lockAgainstServing(
-                    directories, settings: try? AutoSSLConfiguration.load(from: directories.configFile).ca)
+                let settings = try? AutoSSLConfiguration.load(from: directories.configFile).ca
+                let lock = try InstallTransaction.lockAgainstServing(directories, settings: settings)
                 defer { lock?.release() }
-                for name in InstallTransaction.configFilesOfCA(in: directories.configDir) where name != "config.yaml" {
+                for name in InstallTransaction.configFilesOfCA(in: directories.configDir, settings: settings) where name != "config.yaml" {
                     try transaction.remove(directories.configDir + "/" + name)
                 }
                 try transaction.installCASettings(nil)

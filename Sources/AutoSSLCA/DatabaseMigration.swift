@@ -69,7 +69,13 @@ public struct DatabaseMigration: Sendable {
     /// to `auto-ssl.sqlite.migrated-to-postgres-<time>`.
     public func toPostgres(url: String, passwordFile: String?, now: Date = Date()) async throws -> Outcome {
         let location = try PostgresLocation(url: url)
-        if let passwordFile { try Self.checkPasswordFile(passwordFile) }
+        if let passwordFile {
+            // config.yaml records it for `ca serve`, which refuses a relative path.
+            guard passwordFile.hasPrefix("/") else {
+                throw AutoSSLError.invalidArgument("the database password file must be given as an absolute path, not \(passwordFile); nothing was changed")
+            }
+            try Self.checkPasswordFile(passwordFile)
+        }
         let loader = AuthorityLoader(directories: directories)
         let lock = try CALock.migrating(try loader.settings())
         defer { lock.release() }
@@ -251,15 +257,19 @@ public struct DatabaseMigration: Sendable {
             // A CA on PostgreSQL keeps its provisioners and policy in the database: the ones in
             // force there become this machine's (config.yaml and key files) as it leaves it.
             if let state = source.replicated { try await SharedSettingsSync(directories: directories, logger: logger).pull(state) }
-            try await source.close()
             try SharedSettingsSync(directories: directories, logger: logger).updateLocalSettings { $0.database = nil }
         } catch {
+            // config.yaml still names PostgreSQL: the database is taken out of retirement again
+            // (through the connection still open), so the CA and its replicas can start on it.
+            try? await source.replicated?.setRetired(false, now: Date())
             try? await source.close()
             unlink(finalPath)
             throw AutoSSLError(
                 .general, "the switch to SQLite failed: \(Self.words(error)); config.yaml still names the PostgreSQL database",
                 hint: "the SQLite copy was deleted again; fix the cause and run the migration again")
         }
+        // The switch is made; a failure to close the connection changes nothing of it.
+        try? await source.close()
         let outcome = Outcome(
             to: .sqlite, source: location.description, target: finalPath, tables: reports,
             totalRows: reports.reduce(0) { $0 + $1.rows }, passwordFile: nil, keptFile: nil, warnings: [])
@@ -269,8 +279,6 @@ public struct DatabaseMigration: Sendable {
 
     // MARK: - Helpers
 
-    /// A password file to be recorded in config.yaml must be a regular file only its owner can
-    /// read and write (0600 or stricter).
     /// A database password file whose path is recorded (for `ca serve`): a regular file that only
     /// its owner can read. `ca init --database` and the migration hold it to the same rule.
     public static func checkPasswordFile(_ path: String) throws {

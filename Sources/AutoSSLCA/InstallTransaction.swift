@@ -31,15 +31,25 @@ struct InstallTransaction {
 
     static let configFilesKeptWithCA = ["config.yaml", "ca-password", "provisioner-password"]
 
-    /// The files of `configDir` that belong to the CA: `configFilesKeptWithCA` and the stored
+    /// The files of `configDir` that belong to the CA: `configFilesKeptWithCA`, the stored
     /// passwords of the provisioners added since (`provisioner-NAME-password`, and a `.pending`
-    /// one an interrupted password change left).
-    static func configFilesOfCA(in configDir: String) -> [String] {
+    /// one an interrupted password change left), and any other password file in `configDir` that
+    /// the CA's `settings` name (its database's, say: a restore or init over it must keep a copy).
+    static func configFilesOfCA(in configDir: String, settings: CASettings? = nil) -> [String] {
         let stored = ((try? FileManager.default.contentsOfDirectory(atPath: configDir)) ?? []).filter {
             $0.hasPrefix("provisioner-") && ($0.hasSuffix("-password") || $0.hasSuffix("-password.pending"))
                 && !configFilesKeptWithCA.contains($0)
         }
-        return configFilesKeptWithCA + stored.sorted()
+        let named = settings.map { settings in
+            ([settings.passwordFile, settings.database?.passwordFile] + settings.provisioners.map(\.passwordFile)).compactMap { path -> String? in
+                guard let path, (path as NSString).deletingLastPathComponent == configDir else { return nil }
+                return (path as NSString).lastPathComponent
+            }
+        } ?? []
+        var seen = Set(configFilesKeptWithCA)
+        var names = configFilesKeptWithCA
+        for name in stored.sorted() + named where seen.insert(name).inserted { names.append(name) }
+        return names
     }
 
     /// Moves `$DATA/ca` to `$DATA/ca.<suffix>` (keys stay encrypted, nothing is deleted) and puts copies of
@@ -59,7 +69,7 @@ struct InstallTransaction {
             try FileOperations.makeDirectory(aside, mode: 0o700)
         }
         movedAside = aside
-        try writeCopiesOfConfiguration(to: aside)
+        try writeCopiesOfConfiguration(to: aside, settings: (try? loaded.get())?.ca)
         logger.info("moved the existing CA aside", metadata: ["path": "\(aside)"])
     }
 
@@ -71,10 +81,10 @@ struct InstallTransaction {
         return FileOperations.exists(lockPath) ? try CALock(path: lockPath, mode: .replacing) : nil
     }
 
-    private mutating func writeCopiesOfConfiguration(to aside: String) throws {
+    private mutating func writeCopiesOfConfiguration(to aside: String, settings: CASettings?) throws {
         let copies = aside + "/previous-config"
         try FileOperations.makeDirectory(copies, mode: 0o700)
-        for name in Self.configFilesOfCA(in: directories.configDir) {
+        for name in Self.configFilesOfCA(in: directories.configDir, settings: settings) {
             let path = directories.configDir + "/" + name
             guard FileOperations.exists(path) else { continue }
             // As bytes: a damaged config.yaml is kept as it is, whatever it holds.

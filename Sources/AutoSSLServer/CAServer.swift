@@ -495,13 +495,15 @@ public final class CAServer: Sendable {
         }
     }
 
-    /// HTTP/1 as every listener of the CA speaks it: the connections' idle timeout and the header
-    /// limits (100 lines, 16 KiB each, 32 KiB in all), with `handlers` after the decoder.
+    /// HTTP/1 as every listener of the CA speaks it: the connections' idle timeout, the deadlines
+    /// for a request to arrive (`RequestDeadlineHandler`) and the header limits (100 lines, 16 KiB
+    /// each, 32 KiB in all), with `handlers` after the decoder.
     func http1Configuration(handlers: @autoclosure @escaping @Sendable () -> [any RemovableChannelHandler] = [])
         -> HTTP1Channel.Configuration
     {
-        HTTP1Channel.Configuration(
-            additionalChannelHandlers: handlers(),
+        let limits = connectionLimits
+        return HTTP1Channel.Configuration(
+            additionalChannelHandlers: [RequestDeadlineHandler(limits: limits)] + handlers(),
             idleTimeout: connectionLimits.idleTimeout,
             httpDecoderConfiguration: .init(maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))
     }

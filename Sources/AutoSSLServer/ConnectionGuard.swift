@@ -1,7 +1,9 @@
+import HTTPTypes
 import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTPTypes
 import NIOSSL
 import NIOTLS
 import Synchronization
@@ -16,8 +18,14 @@ public struct ConnectionLimits: Sendable, Equatable {
     public var maximumPerSource = 128
     /// Time from accepting a connection to a finished TLS handshake.
     public var handshakeTimeout: TimeAmount = .seconds(10)
-    /// Time a keep-alive connection may sit between requests.
+    /// Time a keep-alive connection may sit between requests, and also the most a request's head
+    /// may take to arrive in full (from the connection's start or the previous answer), however
+    /// its bytes trickle in.
     public var idleTimeout: TimeAmount = .seconds(60)
+    /// The most a request may take from its head to the end of its body (a body of 1 MiB at
+    /// 35 KB/s). The idle timeout alone starts again with every byte, so a client sending one
+    /// byte every few seconds could hold a connection (and its place under the caps) for ever.
+    public var requestTimeout: TimeAmount = .seconds(30)
 
     public init() {}
 }
@@ -140,6 +148,57 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
         if let source {
             counter.release(source)
             self.source = nil
+        }
+    }
+}
+
+/// After the HTTP decoder, on every listener: bounds the time a request may take to arrive, from
+/// the start of the connection or the previous answer to its head (`idleTimeout`), then from its
+/// head to its end (`requestTimeout`); a connection past either is closed. No deadline runs while
+/// the CA works on an answer.
+final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+    private let headTimeout: TimeAmount
+    private let requestTimeout: TimeAmount
+    private var timer: Scheduled<Void>?
+
+    init(limits: ConnectionLimits) {
+        self.headTimeout = limits.idleTimeout
+        self.requestTimeout = limits.requestTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        arm(headTimeout, context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head: arm(requestTimeout, context: context)
+        case .body: break
+        case .end:
+            timer?.cancel()
+            timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) { arm(headTimeout, context: context) }
+        context.write(data, promise: promise)
+    }
+
+    private func arm(_ deadline: TimeAmount, context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) {
+            context.close(promise: nil)
         }
     }
 }

@@ -37,9 +37,12 @@ public protocol ACMEDatabase: Sendable {
     /// valid → deactivated, with the account's pending and valid authorizations (RFC 8555 §7.3.6),
     /// in one transaction; returns the account as it is afterwards (nil: no such account).
     func deactivateAccount(id: String) async throws -> ACMEAccountRecord?
-    /// Key rollover; throws `ACMEDatabaseError.accountKeyInUse` when the new key belongs to another
-    /// account of the provisioner, `.notFound` when there is no such account.
-    func changeAccountKey(id: String, thumbprint: String, jwk: String) async throws
+    /// Key rollover, as a compare-and-swap: the key changes only while the account is valid and its
+    /// key is still `oldThumbprint` (the one the request was signed with); false, with nothing
+    /// changed, when it is not (a concurrent rollover or deactivation came first). Throws
+    /// `ACMEDatabaseError.accountKeyInUse` when the new key belongs to another account of the
+    /// provisioner, `.notFound` when there is no such account.
+    func changeAccountKey(id: String, oldThumbprint: String, thumbprint: String, jwk: String) async throws -> Bool
 
     // MARK: Orders
 
@@ -71,8 +74,14 @@ public protocol ACMEDatabase: Sendable {
     func authorization(id: String) async throws -> ACMEAuthorizationRecord?
     /// The authorizations of an order, in the order's order.
     func authorizations(orderID: String) async throws -> [ACMEAuthorizationRecord]
-    /// Any of `from` → to; false when the authorization was in none of them.
+    /// Any of `from` → to; false when the authorization was in none of them. The order is left
+    /// alone: a client's deactivation is `deactivateAuthorization`.
     func setAuthorizationStatus(id: String, from: Set<ACMEAuthorizationStatus>, to: ACMEAuthorizationStatus) async throws -> Bool
+    /// pending or valid → deactivated (RFC 8555 §7.5.2), and in the same transaction its order, if
+    /// pending or ready, → invalid with `orderError` (a problem document): an order cannot be
+    /// finalized for an identifier whose authorization the client gave up, and no longer counts as
+    /// open. False, with nothing written, when the authorization was neither pending nor valid.
+    func deactivateAuthorization(id: String, orderError: String?) async throws -> Bool
     /// A challenge and its authorization.
     func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)?
     /// pending → processing, only while its authorization is pending, with its first validation
@@ -84,7 +93,9 @@ public protocol ACMEDatabase: Sendable {
     /// Keeps the last attempt's error (problem document JSON) on a challenge still in processing.
     func noteValidationAttempt(challengeID: String, error: String) async throws
     /// Writes a validation's outcome (see `ACMEValidationOutcome`); false when the challenge was no
-    /// longer in processing (nothing is written then).
+    /// longer in processing (nothing is written then). The order becomes invalid only when the
+    /// outcome changed its authorization: a failed challenge of an authorization that another
+    /// challenge made valid meanwhile leaves the order as it is.
     func recordValidationOutcome(_ outcome: ACMEValidationOutcome) async throws -> Bool
     /// Challenges left in processing (by a restart), to validate again.
     func challengesInProcessing() async throws -> [String]
@@ -113,8 +124,8 @@ extension ACMEDatabase {
         try await setOrderStatus(id: orderID, from: .ready, to: .processing, error: nil)
     }
 
-    /// A finalization that did not issue: back to ready (the client can try again), or invalid with
-    /// the problem document when the refusal is final.
+    /// A finalization that did not issue: back to ready when `error` is nil (a temporary failure:
+    /// the client can try again), or invalid with the problem document when the refusal is final.
     public func abortFinalize(orderID: String, invalidate error: String?) async throws {
         _ = try await setOrderStatus(id: orderID, from: .processing, to: error == nil ? .ready : .invalid, error: error)
     }

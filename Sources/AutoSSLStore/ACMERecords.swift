@@ -177,6 +177,8 @@ public struct ACMEValidationOutcome: Sendable, Equatable {
     /// The order's new status, applied only to an order still `pending`; nil leaves the order alone.
     /// `.ready` is applied only when, in the same transaction, every authorization of the order is
     /// valid: so when two validations of one order finish together, the second to write marks it.
+    /// `.invalid` is applied only when this outcome changed the authorization: a failure written
+    /// after another challenge of the same authorization made it valid leaves the order alone.
     public var orderStatus: ACMEOrderStatus?
 
     public init(

@@ -213,16 +213,20 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         }
     }
 
-    public func changeAccountKey(id: String, thumbprint: String, jwk: String) async throws {
+    public func changeAccountKey(id: String, oldThumbprint: String, thumbprint: String, jwk: String) async throws -> Bool {
         try await write { db in
             guard let row = try Row.fetchOne(try db.cached("SELECT provisioner FROM acme_accounts WHERE id = ?", [id])) else {
                 throw ACMEDatabaseError.notFound
             }
             let provisioner: String = try row.decode(forColumn: "provisioner")
-            if let other = try String.fetchOne(try db.cached("SELECT id FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])) {
+            if let other = try String.fetchOne(try db.cached("SELECT id FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])),
+               other != id {
                 throw ACMEDatabaseError.accountKeyInUse(existingID: other)
             }
-            try db.cached("UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ?", [thumbprint, jwk, id]).execute()
+            // Only from the key the request was signed with: of two rollovers signed with the same
+            // key, the second finds the key changed and changes nothing.
+            try db.cached("UPDATE acme_accounts SET thumbprint = ?, jwk = ? WHERE id = ? AND thumbprint = ? AND status = 'valid'", [thumbprint, jwk, id, oldThumbprint]).execute()
+            return db.changesCount == 1
         }
     }
 
@@ -359,6 +363,18 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         }
     }
 
+    public func deactivateAuthorization(id: String, orderError: String?) async throws -> Bool {
+        try await write { db in
+            try db.cached("UPDATE acme_authorizations SET status = 'deactivated' WHERE id = ? AND status IN ('pending', 'valid')", [id]).execute()
+            guard db.changesCount == 1 else { return false }
+            try db.cached("""
+                    UPDATE acme_orders SET status = 'invalid', error = COALESCE(?, error)
+                    WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = ?) AND status IN ('pending', 'ready')
+                    """, [orderError, id]).execute()
+            return true
+        }
+    }
+
     public func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)? {
         try lookupOne { db in
             guard let authorization = try Self.fetchAuthorizations(
@@ -403,8 +419,11 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
                 ]).execute()
             guard db.changesCount == 1 else { return false }
             try db.cached("UPDATE acme_authorizations SET status = ? WHERE id = ? AND status = 'pending'", [outcome.authorizationStatus.rawValue, outcome.authorizationID]).execute()
+            // Another challenge of the authorization may have decided it first (valid, say): a
+            // failure that changed no authorization does not invalidate the order.
+            let authorizationChanged = db.changesCount == 1
             // Writes are serialized: the other authorizations read here are as they will stay.
-            if let orderStatus = outcome.orderStatus {
+            if let orderStatus = outcome.orderStatus, orderStatus != .invalid || authorizationChanged {
                 try db.cached("""
                         UPDATE acme_orders SET status = ?, error = COALESCE(?, error)
                         WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = ?) AND status = 'pending'

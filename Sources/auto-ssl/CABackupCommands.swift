@@ -114,8 +114,8 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             if retention != nil { try location.checkRotation() }
             try checkOutput(location, directories)
             let (bytes, manifest) = try await create(directories)
-            let (path, _) = try await putLocal(bytes, at: location)
-            let pruned = try await prune(location)
+            let (path, name) = try await putLocal(bytes, at: location)
+            let pruned = try await prune(location, written: name)
             BackupState.record(.init(time: Date(), succeeded: true, detail: path), directories: directories)
             Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
             if Output.quiet { print(path) }
@@ -138,8 +138,9 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             if let local { localCopy = try await putLocal(bytes, at: local) }
             let localPath = localCopy?.path
             let localName = localCopy?.name ?? BackupRotation.fileName(at: Date())
-            let destination = try await remote.destination.put(bytes, name: remote.name ?? localName)
-            let pruned = try await prune(remote)
+            let remoteName = remote.name ?? localName
+            let destination = try await remote.destination.put(bytes, name: remoteName)
+            let pruned = try await prune(remote, written: remoteName)
             BackupState.record(.init(time: Date(), succeeded: true, detail: destination), directories: directories)
             Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)): \(manifest.files.count) files, \(bytes.count) bytes")
             if Output.quiet { print(destination) }
@@ -154,8 +155,9 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             let location = try BackupLocation.s3(bucket: bucket, prefix: s3.s3Prefix, connection: connection)
             try checkRetention()
             let (bytes, manifest) = try await create(directories)
-            let key = try await location.destination.put(bytes, name: location.nameForNewBackup(at: Date()))
-            let pruned = try await prune(location)
+            let name = location.nameForNewBackup(at: Date())
+            let key = try await location.destination.put(bytes, name: name)
+            let pruned = try await prune(location, written: name)
             BackupState.record(.init(time: Date(), succeeded: true, detail: key), directories: directories)
             if Output.quiet { print(key) }
             Output.progress("Backed up CA \"\(manifest.caName)\" (\(manifest.caFingerprint)) to \(key) (\(bytes.count) bytes)")
@@ -192,10 +194,11 @@ struct CABackupCreateCommand: AsyncParsableCommand {
             protected: [directories.configDir, directories.caDir], protectedFiles: passphrase.passphraseFile.map { [$0] } ?? [])
     }
 
-    /// With --retention, after the new backup succeeded: all but the newest N go.
-    func prune(_ location: BackupLocation) async throws -> [String] {
+    /// With --retention, after the new backup `written` succeeded: all but the newest N go, and
+    /// `written` stays.
+    func prune(_ location: BackupLocation, written: String) async throws -> [String] {
         guard let retention else { return [] }
-        return try await BackupRotation.prune(location.destination, keep: retention)
+        return try await BackupRotation.prune(location.destination, keep: retention, written: written)
     }
 
     func printPruned(_ pruned: [String]) {

@@ -47,7 +47,7 @@ struct CADatabaseMigrateCommand: AsyncParsableCommand {
         if target == "sqlite" {
             outcome = try await migration.toSQLite(passwordFile: databasePasswordFile)
         } else if target.hasPrefix("postgres://") || target.hasPrefix("postgresql://") {
-            outcome = try await migration.toPostgres(url: target, passwordFile: databasePasswordFile)
+            outcome = try await migration.toPostgres(url: target, passwordFile: try databasePasswordFile.map(CAInitCommand.recordedPasswordFile))
         } else {
             throw AutoSSLError.invalidArgument(
                 "--to takes postgres://USER@HOST[:PORT]/DATABASE or sqlite",

@@ -175,14 +175,21 @@ struct CAInitCommand: AsyncParsableCommand {
     static func databaseSettings(url: String, passwordFile: String?) throws -> DatabaseSettings {
         let location = try PostgresLocation(url: url)
         guard let passwordFile else { return DatabaseSettings(url: location.description) }
-        guard !SecretFiles.isStandardInput(passwordFile) else {
+        return DatabaseSettings(url: location.description, passwordFile: try recordedPasswordFile(passwordFile))
+    }
+
+    /// The `--database-password-file` whose path config.yaml records for `ca serve` (`ca init
+    /// --database`, `ca database migrate --to postgres://...`): a file that stays, as an absolute
+    /// path (`ca serve` may start in any directory), held to `DatabaseMigration.checkPasswordFile`.
+    static func recordedPasswordFile(_ given: String) throws -> String {
+        guard !SecretFiles.isStandardInput(given) else {
             throw AutoSSLError.invalidArgument(
                 "--database-password-file must be a file that stays (its path is recorded for `ca serve`), not standard input",
                 hint: "write the password to a file with mode 0600, e.g. /etc/auto-ssl/database-password")
         }
-        let path = Directories.absolute(passwordFile)
+        let path = Directories.absolute(given)
         try DatabaseMigration.checkPasswordFile(path)
-        return DatabaseSettings(url: location.description, passwordFile: path)
+        return path
     }
 
     private func report(_ result: CAInitResult, directories: Directories, firewallSources: [IPRange]) {

@@ -221,6 +221,97 @@ import X509
         #expect(fixture.network.requests.isEmpty, "no validation was attempted")
     }
 
+    /// RFC 8555 §7.5.2: an authorization the client deactivates after its order became ready makes
+    /// the order invalid (in the same write): finalize is refused and nothing is issued.
+    @Test func deactivatingAnAuthorizationOfAReadyOrderInvalidatesIt() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let names = ["kept.example.test", "dropped.example.test"]
+        let created = try await fixture.newOrder(account, names: names)
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        let ready = try await fixture.validate(account, order: created, orderID: orderID)
+        #expect(ready.status == .ready)
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .ready)
+        let authorizationID = String(created.authorizations[1].split(separator: "/").last ?? "")
+        let reply = try await fixture.post(account, "authz/" + authorizationID, id: authorizationID, json: ["status": "deactivated"]) { acme in
+            { try await acme.authorization($0) }
+        }
+        #expect(try JSONDecoder().decode(ACMEAuthorizationObject.self, from: Data(reply.body)).status == .deactivated)
+        let order = try await fixture.order(account, id: orderID)
+        #expect(order.status == .invalid && order.error?.detail?.contains("deactivated") == true, "\(String(describing: order.error))")
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .invalid)
+        let refused = await problem {
+            try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(names)]) {
+                acme in { try await acme.finalize($0) }
+            }
+        }
+        #expect(refused?.kind == .orderNotReady && refused?.detail.contains("invalid") == true, "\(String(describing: refused))")
+        let stored = try #require(try await fixture.database.acme.order(id: orderID))
+        #expect(stored.status == .invalid && stored.certificateSerial == nil)
+    }
+
+    /// A finalization that fails for a temporary reason (the CA's database unavailable: 503) leaves
+    /// the order ready, to be finalized again; a refusal (here: a name the policy refuses) makes it
+    /// invalid with the problem.
+    @Test func aFinalizationThatFailsForATemporaryReasonLeavesTheOrderReady() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["retry.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        _ = try await fixture.validate(account, order: created, orderID: orderID)
+        let temporary: [any Error] = [StoreError.unavailable("disk full"), AuthorityError(.unavailable, "serial collision; retry the request")]
+        for error in temporary {
+            #expect(try await fixture.database.acme.beginFinalize(orderID: orderID))
+            let problem = await fixture.acme.abandonFinalize(orderID: orderID, after: error)
+            #expect(problem.kind == .serverInternal && problem.httpStatus == 503, "\(problem)")
+            let stored = try #require(try await fixture.database.acme.order(id: orderID))
+            #expect(stored.status == .ready && stored.error == nil, "\(error)")
+        }
+        let issued = try await fixture.post(account, "order/\(orderID)/finalize", id: orderID, json: ["csr": try fixture.csr(["retry.example.test"])]) {
+            acme in { try await acme.finalize($0) }
+        }
+        #expect(issued.status == 200)
+        #expect(try await fixture.database.acme.order(id: orderID)?.status == .valid)
+
+        let refusedOrder = try await fixture.newOrder(account, names: ["refused.example.test"])
+        let refusedID = String(refusedOrder.finalize.split(separator: "/").dropLast().last ?? "")
+        _ = try await fixture.validate(account, order: refusedOrder, orderID: refusedID)
+        #expect(try await fixture.database.acme.beginFinalize(orderID: refusedID))
+        let refusal = await fixture.acme.abandonFinalize(orderID: refusedID, after: AuthorityError(.forbidden, "not allowed", about: .names))
+        #expect(refusal.kind == .rejectedIdentifier, "\(refusal)")
+        let stored = try #require(try await fixture.database.acme.order(id: refusedID))
+        #expect(stored.status == .invalid && ProblemDocument(stored: stored.error)?.type.hasSuffix("rejectedIdentifier") == true)
+    }
+
+    /// Key rollover is a compare-and-swap (RFC 8555 §7.3.5): of two key changes signed with the same
+    /// old key, both authenticated before either ran, the first applies and the second is refused.
+    @Test func aSecondKeyChangeSignedWithTheSameOldKeyIsRefused() async throws {
+        let fixture = try await ACMEFixture()
+        let (account, accountID) = try await fixture.newAccount()
+        let kid = try #require(account.kid)
+        let endpoint = fixture.endpoint("key-change")
+        var requests: [ACMERequest] = []
+        var newKeys: [TestAccount] = []
+        for _ in 0..<2 {
+            let newKey = TestAccount()
+            let inner = try newKey.body(
+                url: endpoint.url, nonce: "unused", payload: try JSONSerialization.data(withJSONObject: ["account": kid, "oldKey": account.jwk]),
+                useJWK: true)
+            let body = try account.body(url: endpoint.url, nonce: fixture.acme.makeNonce(), payload: inner)
+            requests.append(try await fixture.acme.authenticate(endpoint, body: body, contentType: "application/jose+json"))
+            newKeys.append(newKey)
+        }
+        let first = try await fixture.acme.keyChange(requests[0])
+        #expect(first.status == 200)
+        let second = requests[1]
+        let refused = await problem { try await fixture.acme.keyChange(second) }
+        #expect(refused?.kind == .unauthorized && refused?.detail.contains("changed meanwhile") == true, "\(String(describing: refused))")
+        #expect(try await fixture.database.acme.account(id: accountID)?.thumbprint == newKeys[0].thumbprint, "the first key change stands")
+        var rolled = newKeys[0]
+        rolled.kid = kid
+        _ = try await fixture.newOrder(rolled, names: ["rolled.example.test"])
+    }
+
     /// An ACME revocation is counted under its provisioner (`acme/NAME`); asking again is
     /// alreadyRevoked and counts as refused, not as another revocation.
     @Test func acmeRevocationsAreCountedUnderTheirProvisionerOnce() async throws {

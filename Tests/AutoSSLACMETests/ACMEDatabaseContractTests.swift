@@ -65,13 +65,40 @@ enum ACMEDatabaseContract {
         #expect(try await store.eabKeys(provisioner: "acme").map(\.boundAccount) == ["a1"])
         _ = try await store.createAccount(Self.account("a4", thumbprint: "t4"))
         await #expect(throws: ACMEDatabaseError.accountKeyInUse(existingID: "a1")) {
-            try await store.changeAccountKey(id: "a4", thumbprint: "t1", jwk: "{}")
+            _ = try await store.changeAccountKey(id: "a4", oldThumbprint: "t4", thumbprint: "t1", jwk: "{}")
         }
-        await #expect(throws: ACMEDatabaseError.notFound) { try await store.changeAccountKey(id: "nobody", thumbprint: "t9", jwk: "{}") }
-        try await store.changeAccountKey(id: "a4", thumbprint: "t5", jwk: #"{"new":1}"#)
+        await #expect(throws: ACMEDatabaseError.notFound) {
+            _ = try await store.changeAccountKey(id: "nobody", oldThumbprint: "t8", thumbprint: "t9", jwk: "{}")
+        }
+        #expect(try await store.changeAccountKey(id: "a4", oldThumbprint: "t4", thumbprint: "t5", jwk: #"{"new":1}"#))
         #expect(try await store.account(provisioner: "acme", thumbprint: "t5")?.id == "a4")
         #expect(try await store.account(provisioner: "acme", thumbprint: "t4") == nil)
         #expect(try await store.updateAccountContact(id: "a4", contact: ["mailto:x@y.z"])?.contact == ["mailto:x@y.z"])
+    }
+
+    /// Key rollover is a compare-and-swap from the key the request was signed with: a second
+    /// rollover from the same old key changes nothing, of concurrent ones exactly one applies, and a
+    /// deactivated account keeps its key.
+    static func aKeyRolloverAppliesOnlyFromTheCurrentKey(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "old"))
+        #expect(try await store.changeAccountKey(id: "a", oldThumbprint: "old", thumbprint: "first", jwk: #"{"k":"first"}"#))
+        #expect(!(try await store.changeAccountKey(id: "a", oldThumbprint: "old", thumbprint: "second", jwk: #"{"k":"second"}"#)))
+        let account = try #require(try await store.account(id: "a"))
+        #expect(account.thumbprint == "first" && account.jwk == #"{"k":"first"}"#)
+        #expect(try await store.account(provisioner: "acme", thumbprint: "second") == nil)
+        let applied = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<10 {
+                group.addTask { try await store.changeAccountKey(id: "a", oldThumbprint: "first", thumbprint: "racer\(index)", jwk: "{}") }
+            }
+            return try await group.reduce(into: 0) { $0 += $1 ? 1 : 0 }
+        }
+        #expect(applied == 1, "of concurrent rollovers from one key, exactly one applies")
+        _ = try await store.createAccount(Self.account("b", thumbprint: "b-key"))
+        #expect(try await store.deactivateAccount(id: "b")?.status == .deactivated)
+        #expect(!(try await store.changeAccountKey(id: "b", oldThumbprint: "b-key", thumbprint: "b-new", jwk: "{}")))
+        #expect(try await store.account(id: "b")?.thumbprint == "b-key", "a deactivated account keeps its key")
     }
 
     static func onlyUnboundEABKeysAreRemoved(_ factory: ACMEDatabaseFactory) async throws {
@@ -148,6 +175,10 @@ enum ACMEDatabaseContract {
         #expect(try await store.ordersInProcessing() == ["o"])
         #expect(try await store.resetInterruptedFinalizations() == 1)
         #expect(try await store.ordersInProcessing().isEmpty)
+        #expect(try await store.order(id: "o")?.status == .ready)
+        // A finalization that failed for a temporary reason leaves the order ready, to be finalized again.
+        #expect(try await store.beginFinalize(orderID: "o"))
+        try await store.abortFinalize(orderID: "o", invalidate: nil)
         #expect(try await store.order(id: "o")?.status == .ready)
         #expect(try await store.beginFinalize(orderID: "o"))
         try await store.abortFinalize(orderID: "o", invalidate: #"{"type":"urn:ietf:params:acme:error:badCSR"}"#)
@@ -244,6 +275,82 @@ enum ACMEDatabaseContract {
         #expect(try await store.challenge(id: "o-c0") == nil)
     }
 
+    /// Of two challenges of one authorization validated at once, one valid and one failing: the
+    /// failure written second changes neither the authorization (valid already) nor the order.
+    static func aFailureAfterAnotherChallengeValidatedTheAuthorizationLeavesTheOrder(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        let (record, authorizations) = Self.order("o", account: "a", authorizations: 2)
+        try await store.createOrder(record, authorizations: authorizations)
+        // Both challenges of the first authorization start while it is pending.
+        #expect(try await store.startValidation(challengeID: "o-c0"))
+        #expect(try await store.startValidation(challengeID: "o-d0"))
+        #expect(try await store.recordValidationOutcome(ACMEValidationOutcome(
+            challengeID: "o-c0", challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: "o-a0", authorizationStatus: .valid,
+            orderStatus: .ready)))
+        let error = #"{"type":"urn:ietf:params:acme:error:dns"}"#
+        #expect(try await store.recordValidationOutcome(ACMEValidationOutcome(
+            challengeID: "o-d0", challengeStatus: .invalid, validatedAt: nil, error: error, authorizationID: "o-a0", authorizationStatus: .invalid,
+            orderStatus: .invalid)))
+        #expect(try await store.challenge(id: "o-d0")?.0.status == .invalid, "the failed challenge is recorded")
+        #expect(try await store.authorization(id: "o-a0")?.status == .valid)
+        let order = try #require(try await store.order(id: "o"))
+        #expect(order.status == .pending && order.error == nil, "the order still waits for its other authorization")
+        #expect(try await store.startValidation(challengeID: "o-c1"))
+        #expect(try await store.recordValidationOutcome(ACMEValidationOutcome(
+            challengeID: "o-c1", challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: "o-a1", authorizationStatus: .valid,
+            orderStatus: .ready)))
+        #expect(try await store.order(id: "o")?.status == .ready)
+    }
+
+    /// Deactivating an authorization (RFC 8555 §7.5.2) makes its order invalid, in the same
+    /// transaction, when it is pending or ready: it cannot be finalized any more, and it no longer
+    /// counts as open. An order being finalized is left to finish.
+    static func deactivatingAnAuthorizationInvalidatesItsOrder(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a", thumbprint: "t"))
+        func validate(_ order: String, authorizations count: Int) async throws {
+            for index in 0..<count {
+                #expect(try await store.startValidation(challengeID: "\(order)-c\(index)"))
+                #expect(try await store.recordValidationOutcome(ACMEValidationOutcome(
+                    challengeID: "\(order)-c\(index)", challengeStatus: .valid, validatedAt: Date(), error: nil,
+                    authorizationID: "\(order)-a\(index)", authorizationStatus: .valid, orderStatus: .ready)))
+            }
+        }
+        for (id, count) in [("pending", 1), ("ready", 2), ("finalizing", 1)] {
+            let (record, authorizations) = Self.order(id, account: "a", authorizations: count)
+            try await store.createOrder(record, authorizations: authorizations)
+        }
+        let error = #"{"type":"urn:ietf:params:acme:error:unauthorized","detail":"deactivated"}"#
+        #expect(try await store.deactivateAuthorization(id: "pending-a0", orderError: error))
+        #expect(try await store.authorization(id: "pending-a0")?.status == .deactivated)
+        let pending = try #require(try await store.order(id: "pending"))
+        #expect(pending.status == .invalid && pending.error == error)
+
+        try await validate("ready", authorizations: 2)
+        #expect(try await store.order(id: "ready")?.status == .ready)
+        #expect(try await store.deactivateAuthorization(id: "ready-a1", orderError: error))
+        #expect(try await store.authorization(id: "ready-a1")?.status == .deactivated)
+        #expect(try await store.authorization(id: "ready-a0")?.status == .valid, "the order's other authorizations stay as they are")
+        let ready = try #require(try await store.order(id: "ready"))
+        #expect(ready.status == .invalid && ready.error == error)
+        #expect(!(try await store.beginFinalize(orderID: "ready")), "an order with a deactivated authorization is never finalized")
+        #expect(!(try await store.deactivateAuthorization(id: "ready-a1", orderError: error)), "deactivated already")
+        #expect(!(try await store.deactivateAuthorization(id: "nothing", orderError: error)))
+
+        try await validate("finalizing", authorizations: 1)
+        #expect(try await store.beginFinalize(orderID: "finalizing"))
+        #expect(try await store.deactivateAuthorization(id: "finalizing-a0", orderError: error))
+        #expect(try await store.order(id: "finalizing")?.status == .processing)
+        try await store.abortFinalize(orderID: "finalizing", invalidate: error)
+
+        // None of the three is open now: a limit of one open order leaves room for one more.
+        let (next, nextAuthorizations) = Self.order("next", account: "a")
+        try await store.createOrder(next, authorizations: nextAuthorizations, openOrderLimit: 1)
+    }
+
     static func noncesAreSpentOnceAndSecretsAreStable(_ factory: ACMEDatabaseFactory) async throws {
         let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
@@ -289,6 +396,18 @@ enum ACMEDatabaseContract {
 
     @Test func aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged() async throws {
         try await ACMEDatabaseContract.aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(.sqlite)
+    }
+
+    @Test func aKeyRolloverAppliesOnlyFromTheCurrentKey() async throws {
+        try await ACMEDatabaseContract.aKeyRolloverAppliesOnlyFromTheCurrentKey(.sqlite)
+    }
+
+    @Test func aFailureAfterAnotherChallengeValidatedTheAuthorizationLeavesTheOrder() async throws {
+        try await ACMEDatabaseContract.aFailureAfterAnotherChallengeValidatedTheAuthorizationLeavesTheOrder(.sqlite)
+    }
+
+    @Test func deactivatingAnAuthorizationInvalidatesItsOrder() async throws {
+        try await ACMEDatabaseContract.deactivatingAnAuthorizationInvalidatesItsOrder(.sqlite)
     }
 
     @Test func noncesAreSpentOnceAndSecretsAreStable() async throws {

@@ -62,6 +62,18 @@ struct PostgresACMEDatabaseContractTests {
         try await ACMEDatabaseContract.aFailedChallengeInvalidatesTheOrderAndExpiredOrdersArePurged(.postgres)
     }
 
+    @Test func aKeyRolloverAppliesOnlyFromTheCurrentKey() async throws {
+        try await ACMEDatabaseContract.aKeyRolloverAppliesOnlyFromTheCurrentKey(.postgres)
+    }
+
+    @Test func aFailureAfterAnotherChallengeValidatedTheAuthorizationLeavesTheOrder() async throws {
+        try await ACMEDatabaseContract.aFailureAfterAnotherChallengeValidatedTheAuthorizationLeavesTheOrder(.postgres)
+    }
+
+    @Test func deactivatingAnAuthorizationInvalidatesItsOrder() async throws {
+        try await ACMEDatabaseContract.deactivatingAnAuthorizationInvalidatesItsOrder(.postgres)
+    }
+
     @Test func noncesAreSpentOnceAndSecretsAreStable() async throws {
         try await ACMEDatabaseContract.noncesAreSpentOnceAndSecretsAreStable(.postgres)
     }

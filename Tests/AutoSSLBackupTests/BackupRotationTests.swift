@@ -15,9 +15,31 @@ import TestSupport
         let names = Self.names(3)
         #expect(BackupRotation.newestFirst(names.shuffled()) == names.reversed())
         #expect(names.allSatisfy(BackupRotation.isBackupName))
-        for other in ["notes.txt", "auto-ssl-backup-.enc", "auto-ssl-backup-x.txt", "dir/auto-ssl-backup-1.enc", "auto-ssl-backup-a b.enc"] {
+        for other in [
+            "notes.txt", "auto-ssl-backup-.enc", "auto-ssl-backup-x.txt", "dir/auto-ssl-backup-1.enc", "auto-ssl-backup-a b.enc",
+            "auto-ssl-backup-before-upgrade.enc", "auto-ssl-backup-20261203T091420Z-copy.enc", "auto-ssl-backup-2026120xT091420Z.enc",
+            "auto-ssl-backup-20261203 091420Z.enc", "auto-ssl-backup-20261203T0914200.enc",
+        ] {
             #expect(!BackupRotation.isBackupName(other), "\(other)")
         }
+    }
+
+    /// A backup named by hand sorts after every timestamped one; it must neither count as the
+    /// newest nor be deleted, and the backup just written is kept even when a name from a clock
+    /// that ran ahead sorts after it.
+    @Test func rotationKeepsTheBackupJustWrittenAndIgnoresHandNamedOnes() async throws {
+        let temporary = TemporaryDirectory("auto-ssl-rotation-named")
+        let directory = FileDestination(directory: temporary.path)
+        let made = Self.names(3)
+        let ahead = BackupRotation.fileName(at: Date(timeIntervalSince1970: 1_796_000_000).addingTimeInterval(86_400 * 400))
+        for name in made + [ahead, "auto-ssl-backup-before-upgrade.enc"] {
+            try await directory.put(Array("backup".utf8), name: name)
+        }
+        let written = try #require(made.last)
+        let pruned = try await BackupRotation.prune(directory, keep: 1, written: written)
+        #expect(Set(pruned) == Set(made.dropLast() + [ahead]), "\(pruned)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: temporary.path).sorted()
+        #expect(left == ["auto-ssl-backup-before-upgrade.enc", written].sorted())
     }
 
     @Test func aDirectoryKeepsTheNewestNAndNothingElseIsTouched() async throws {
@@ -32,13 +54,13 @@ import TestSupport
         _ = try temporary.write("auto-ssl-backup-manual.txt", "keep me too")
         #expect(Set(try await directory.list()) == Set(made))
 
-        let pruned = try await BackupRotation.prune(directory, keep: 3)
+        let pruned = try await BackupRotation.prune(directory, keep: 3, written: nil)
         #expect(pruned == Array(made.prefix(2).reversed()))
         let left = try FileManager.default.contentsOfDirectory(atPath: temporary.path).sorted()
         #expect(left == (Array(made.suffix(3)) + ["auto-ssl-backup-manual.txt", "notes.txt"]).sorted())
         // Nothing more to do; keep is at least one.
-        #expect(try await BackupRotation.prune(directory, keep: 3).isEmpty)
-        #expect(try await BackupRotation.prune(directory, keep: 0) == Array(made.suffix(3).prefix(2).reversed()))
+        #expect(try await BackupRotation.prune(directory, keep: 3, written: nil).isEmpty)
+        #expect(try await BackupRotation.prune(directory, keep: 0, written: nil) == Array(made.suffix(3).prefix(2).reversed()))
         #expect(try await directory.list() == [made[4]])
     }
 
@@ -84,7 +106,7 @@ import TestSupport
     @Test func aDestinationThatCannotListIsRefusedBeforeAnythingIsDeleted() async throws {
         let rsync = RsyncDestination(directory: "vault:/srv/", sshCommand: nil, runner: NoCommands())
         do {
-            _ = try await BackupRotation.prune(rsync, keep: 1)
+            _ = try await BackupRotation.prune(rsync, keep: 1, written: nil)
             Issue.record("rsync was rotated")
         } catch let error as AutoSSLError {
             #expect(error.kind == .invalidArguments && error.message.contains("cannot rotate the backups in vault:/srv/"), "\(error)")
@@ -96,7 +118,7 @@ import TestSupport
         let made = Self.names(4)
         for name in made { try await memory.put([1], name: name) }
         try await memory.put([2], name: "someone-elses.enc")
-        #expect(try await BackupRotation.prune(memory, keep: 2) == [made[1], made[0]])
+        #expect(try await BackupRotation.prune(memory, keep: 2, written: nil) == [made[1], made[0]])
         #expect(await memory.names() == Set(made.suffix(2) + ["someone-elses.enc"]))
     }
 }

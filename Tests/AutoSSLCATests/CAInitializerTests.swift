@@ -162,6 +162,25 @@ import X509
         #expect(try readFile(dirs.provisionerPasswordFile) != oldProvisionerPassword)
     }
 
+    /// A password file in the config directory that the old CA's config.yaml names (its
+    /// database's) goes with the old CA too: a restore or init bringing a file of that name must
+    /// not overwrite the only copy of the password that opens the old CA's database.
+    @Test func forceKeepsACopyOfTheOldDatabasePasswordFile() throws {
+        let dir = TemporaryDirectory()
+        let dirs = directories(dir)
+        _ = try CAInitializer(directories: dirs).initialise(options())
+        let passwordFile = dirs.configDir + "/database-password"
+        try FileOperations.writeAtomically("old-database-password\n", to: passwordFile, mode: 0o600)
+        var configuration = try AutoSSLConfiguration.load(from: dirs.configFile)
+        configuration.ca?.database = DatabaseSettings(url: "postgres://autossl@127.0.0.1:1/old", passwordFile: passwordFile)
+        try configuration.save(to: dirs.configFile)
+        let second = try CAInitializer(directories: dirs).initialise(options(force: true), now: Date().addingTimeInterval(5))
+        let aside = try #require(second.previousCALocation)
+        #expect(try readFile(aside + "/previous-config/database-password") == "old-database-password\n")
+        #expect(fileMode(aside + "/previous-config/database-password") == 0o600)
+        #expect(!FileManager.default.fileExists(atPath: passwordFile))
+    }
+
     /// `--force` over a config.yaml whose CA section is damaged keeps this machine's server
     /// section (it may also be an enrolled server); the damaged file goes with the old CA.
     @Test func forceOverADamagedCASectionKeepsTheServerSection() throws {

@@ -498,6 +498,57 @@ import TestSupport
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 3, "no temporary file is left")
     }
 
+    /// A backup that cannot read part of the CA directory (its keys) fails and writes nothing,
+    /// where it used to skip them and verify; a FIFO there is refused instead of read forever.
+    /// The unreadable case needs root, which gives up its right to read others' files for it.
+    @Test func aBackupThatCannotReadTheKeysFailsAndWritesNothing() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let passphraseFile = try sandbox.root.write("pp", BackupEndToEndTests.passphrase + "\n")
+        let output = sandbox.root.file("backups")
+        let fifo = sandbox.caDir + "/pipe"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let refused = try sandbox.run(["ca", "backup", "--output", output + "/", "--passphrase-file", passphraseFile])
+        #expect(refused.status != 0 && refused.stderr.contains("neither a file nor a directory"), "\(refused)")
+        unlink(fifo)
+        guard getuid() == 0 else { return }
+        let secrets = sandbox.caDir + "/secrets"
+        #expect(chown(secrets, 65534, 65534) == 0)
+        defer { _ = chown(secrets, 0, 0) }
+        let unreadable = try runProcess(
+            "/usr/bin/setpriv", ["--bounding-set", "-dac_override,-dac_read_search", autoSSLBinaryPath(),
+                "ca", "backup", "--output", output + "/", "--passphrase-file", passphraseFile],
+            environment: sandbox.environment, currentDirectory: sandbox.root.path)
+        #expect(unreadable.status == 4 && unreadable.stderr.contains("cannot list \(secrets)"), "\(unreadable)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []).isEmpty, "nothing was written")
+        _ = chown(secrets, 0, 0)
+        let made = try sandbox.run(["ca", "backup", "--output", output + "/", "--passphrase-file", passphraseFile])
+        #expect(made.status == 0, "\(made)")
+    }
+
+    /// A backup named by hand sorts after the timestamped ones; rotation neither counts it as the
+    /// newest nor deletes it, and keeps the backup it just wrote.
+    @Test func retentionKeepsTheNewBackupAndLeavesHandNamedOnes() throws {
+        let sandbox = Sandbox()
+        #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)
+        let passphraseFile = try sandbox.root.write("pp", BackupEndToEndTests.passphrase + "\n")
+        let directory = sandbox.root.file("rotated")
+        let named = directory + "/auto-ssl-backup-before-upgrade.enc"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        #expect(try sandbox.run(["ca", "backup", "--output", named, "--passphrase-file", passphraseFile]).status == 0)
+        let rotated = try sandbox.run(["ca", "backup", "--output", directory + "/", "--retention", "1", "--passphrase-file", passphraseFile])
+        #expect(rotated.status == 0 && !(rotated.stdout + rotated.stderr).contains("removed"), "\(rotated)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        #expect(left.count == 2 && left.contains("auto-ssl-backup-before-upgrade.enc"), "\(left)")
+        let again = try sandbox.run(["ca", "backup", "--output", directory + "/", "--retention", "1", "--passphrase-file", passphraseFile])
+        #expect(again.status == 0, "\(again)")
+        let after = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
+        #expect(after.count == 2 && after.contains("auto-ssl-backup-before-upgrade.enc") && !after.contains(left.first { $0 != "auto-ssl-backup-before-upgrade.enc" } ?? ""), "\(after)")
+        for file in after {
+            #expect(try sandbox.run(["ca", "backup", "verify", directory + "/" + file, "--passphrase-file", passphraseFile]).status == 0)
+        }
+    }
+
     @Test func aTrailingSlashMakesTheOutputADirectoryThatRetentionThenUses() throws {
         let sandbox = Sandbox()
         #expect(try sandbox.run(["ca", "init", "--non-interactive", "--address", "127.0.0.1:9443"]).status == 0)

@@ -93,7 +93,8 @@ import Glibc
         let configBefore = try readFile(config)
 
         let server = try TemporaryPostgres.shared.get()
-        let url = server.url(database: try server.makeDatabase("migrate"))
+        let pgDatabase = try server.makeDatabase("migrate")
+        let url = server.url(database: pgDatabase)
         let passwordFile = try sandbox.root.write("database-password", server.password + "\n", mode: 0o600)
         func unchanged(_ result: ProcessResult, _ what: String) throws {
             #expect(try readFile(config) == configBefore, "\(what): config.yaml changed")
@@ -113,8 +114,10 @@ import Glibc
         #expect(wrong.stderr.contains("nothing was changed"), "\(wrong)")
         try unchanged(wrong, "a wrong password")
 
-        // To PostgreSQL.
-        let toPostgres = try sandbox.run(["ca", "database", "migrate", "--to", url, "--database-password-file", passwordFile, "--json"])
+        // To PostgreSQL, the password file named relative to the current directory (the sandbox's
+        // root): config.yaml records its absolute path, which `ca serve` needs from any directory.
+        #expect(passwordFile == sandbox.root.path + "/database-password")
+        let toPostgres = try sandbox.run(["ca", "database", "migrate", "--to", url, "--database-password-file", "database-password", "--json"])
         #expect(toPostgres.status == 0, "\(toPostgres)")
         let outcome = try JSONSerialization.jsonObject(with: Data(toPostgres.stdout.utf8)) as? [String: Any] ?? [:]
         let tables = (outcome["tables"] as? [[String: Any]] ?? []).reduce(into: [String: Int]()) { $0[$1["table"] as? String ?? ""] = $1["rows"] as? Int }
@@ -135,6 +138,19 @@ import Glibc
         // copy an interrupted run left behind is removed first.
         let leftover = (database as NSString).deletingLastPathComponent + "/.auto-ssl.sqlite.migrating-abcd1234"
         for suffix in ["", "-wal"] { try "partial".write(toFile: leftover + suffix, atomically: false, encoding: .utf8) }
+        // A switch that fails after the copy (here: the settings lock cannot be taken, a directory
+        // is in its place) takes the PostgreSQL database out of retirement again, so the CA,
+        // which config.yaml still puts on PostgreSQL, can start on it.
+        let settingsLock = sandbox.configDir + "/.settings.lock"
+        unlink(settingsLock)
+        try FileManager.default.createDirectory(atPath: settingsLock, withIntermediateDirectories: false)
+        let failedSwitch = try sandbox.run(["ca", "database", "migrate", "--to", "sqlite"])
+        #expect(failedSwitch.status == 1 && failedSwitch.stderr.contains("the switch to SQLite failed"), "\(failedSwitch)")
+        #expect(!FileManager.default.fileExists(atPath: database), "the SQLite copy was deleted again")
+        #expect(try server.query("SELECT coalesce(retired_at::text, 'none') FROM ca_identity", database: pgDatabase).contains("none"))
+        #expect(try sandbox.run(["ca", "certs", "list", "--json"]).stdout == listed, "the CA still works on PostgreSQL")
+        try FileManager.default.removeItem(atPath: settingsLock)
+
         let toSQLite = try sandbox.run(["ca", "database", "migrate", "--to", "sqlite"])
         #expect(toSQLite.status == 0, "\(toSQLite)")
         #expect(!FileManager.default.fileExists(atPath: leftover) && !FileManager.default.fileExists(atPath: leftover + "-wal"))

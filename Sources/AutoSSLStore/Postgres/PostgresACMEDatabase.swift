@@ -210,19 +210,25 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         }
     }
 
-    public func changeAccountKey(id: String, thumbprint: String, jwk: String) async throws {
+    public func changeAccountKey(id: String, oldThumbprint: String, thumbprint: String, jwk: String) async throws -> Bool {
         let logger = logger
         do {
-            try await transaction { connection in
+            return try await transaction { connection in
                 guard let provisioner = try await Self.first(
                     connection.query("SELECT provisioner FROM acme_accounts WHERE id = \(id)", logger: logger), as: String.self)
                 else { throw ACMEDatabaseError.notFound }
-                if let other = try await Self.accountID(provisioner: provisioner, thumbprint: thumbprint, connection: connection, logger: logger) {
+                if let other = try await Self.accountID(provisioner: provisioner, thumbprint: thumbprint, connection: connection, logger: logger),
+                   other != id {
                     throw ACMEDatabaseError.accountKeyInUse(existingID: other)
                 }
                 // A concurrent rollover (or newAccount) to the same key is caught by UNIQUE (provisioner, thumbprint).
-                try await connection.query(
-                    "UPDATE acme_accounts SET thumbprint = \(thumbprint), jwk = \(jwk) WHERE id = \(id)", logger: logger)
+                // Only from the key the request was signed with: a concurrent rollover of this account
+                // waits for the row lock, then finds the key changed and changes nothing.
+                return try await Self.count(connection.query(
+                    """
+                    UPDATE acme_accounts SET thumbprint = \(thumbprint), jwk = \(jwk)
+                    WHERE id = \(id) AND thumbprint = \(oldThumbprint) AND status = 'valid' RETURNING id
+                    """, logger: logger)) == 1
             }
         } catch where PostgresStoreErrors.isUniqueViolation(error) {
             // Another account took the key between the check and the update (and committed first).
@@ -411,6 +417,26 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         }
     }
 
+    public func deactivateAuthorization(id: String, orderError: String?) async throws -> Bool {
+        let logger = logger
+        return try await transaction { connection in
+            // The order's row first, as every transaction that locks an order and its children does.
+            _ = try await Self.count(connection.query(
+                "SELECT 1 FROM acme_orders WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = \(id)) FOR UPDATE", logger: logger))
+            let changed = try await Self.count(connection.query(
+                """
+                UPDATE acme_authorizations SET status = 'deactivated' WHERE id = \(id) AND status IN ('pending', 'valid') RETURNING id
+                """, logger: logger))
+            guard changed == 1 else { return false }
+            try await connection.query(
+                """
+                UPDATE acme_orders SET status = 'invalid', error = COALESCE(\(orderError), error)
+                WHERE id = (SELECT order_id FROM acme_authorizations WHERE id = \(id)) AND status IN ('pending', 'ready')
+                """, logger: logger)
+            return true
+        }
+    }
+
     public func challenge(id: String) async throws -> (ACMEChallengeRecord, ACMEAuthorizationRecord)? {
         // The challenge's authorization with all its challenges, in one statement.
         guard let authorization = try await authorizations(
@@ -471,12 +497,14 @@ public final class PostgresACMEDatabase: ACMEDatabase {
                 RETURNING id
                 """, logger: logger))
             guard changed == 1 else { return false }
-            try await connection.query(
+            let authorizationChanged = try await Self.count(connection.query(
                 """
                 UPDATE acme_authorizations SET status = \(outcome.authorizationStatus.rawValue)
-                WHERE id = \(outcome.authorizationID) AND status = 'pending'
-                """, logger: logger)
-            if let orderStatus = outcome.orderStatus {
+                WHERE id = \(outcome.authorizationID) AND status = 'pending' RETURNING id
+                """, logger: logger)) == 1
+            // Another challenge of the authorization may have decided it first (valid, say): a
+            // failure that changed no authorization does not invalidate the order.
+            if let orderStatus = outcome.orderStatus, orderStatus != .invalid || authorizationChanged {
                 let orderError = orderStatus == .invalid ? outcome.error : nil
                 try await connection.query(
                     """
