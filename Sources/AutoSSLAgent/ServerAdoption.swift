@@ -189,7 +189,7 @@ extension ServerAgent {
             // A CA that does not answer says so as it is; a refusal says what the CA needs.
             guard failure.kind != .network else { throw failure }
             // A revoked certificate is never renewed, whoever issued it.
-            if failure.message.contains("revoked") {
+            if RenewalRefusal.isRevocation(failure.message) {
                 failure.hint = "nothing was changed. A revoked certificate cannot be taken over: enroll normally (with a provisioner password): auto-ssl server enroll --ca-url \(client.baseURL) --fingerprint \(client.rootFingerprint)"
                 throw failure
             }
@@ -200,9 +200,6 @@ extension ServerAgent {
                 provisioner password): auto-ssl server enroll --ca-url \(client.baseURL) --fingerprint \(client.rootFingerprint)
                 """
             throw failure
-        }
-        guard renewed.leaf.publicKey == original.key.publicKey else {
-            throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key; nothing was changed")
         }
 
         // The original tool's files are copied before anything of theirs is replaced.

@@ -194,9 +194,6 @@ public struct ServerAgent: Sendable {
         }
         let signed = try await client.sign(
             csrPEM: try VerifiedCSR.make(names: plan.names, key: key), token: token, notAfter: plan.duration)
-        guard signed.leaf.publicKey == key.publicKey else {
-            throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key; nothing was written")
-        }
 
         if [plan.certPath, plan.keyPath, plan.rootPath].contains(where: { ($0 as NSString).deletingLastPathComponent == directories.certDir }) {
             try FileOperations.makeDirectory(directories.certDir, mode: 0o755)
@@ -489,7 +486,7 @@ public struct ServerAgent: Sendable {
         if !force, known.revokedSerial != nil, let current = try? holder(enrollment),
            known.isRevoked(serial: Self.serialText(current.leaf)) {
             let serial = Self.serialText(current.leaf)
-            let message = "certificate \(serial) is revoked (\(known.revocationNote ?? "revoked")); revoked certificates are never renewed"
+            let message = "certificate \(serial) is revoked (\(known.revocationNote ?? "revoked")); \(RenewalRefusal.revokedCertificate)"
             _ = recordAttempt("failed", message, success: false, now: now)
             throw AutoSSLError(
                 .trustFailure, message,
@@ -521,9 +518,6 @@ public struct ServerAgent: Sendable {
             }
             renewed = answer.value
             contact = answer.contact
-            guard renewed.leaf.publicKey == holder.key.publicKey else {
-                throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key")
-            }
         } catch {
             throw failure(error, enrollment: enrollment, leaf: holder.leaf, now: now)
         }
@@ -556,7 +550,7 @@ public struct ServerAgent: Sendable {
         let state = recordAttempt("failed", failure.message, success: false, now: now)
         // The CA refuses to renew a revoked certificate (or one whose key was revoked): from now on
         // `server status` reports it as revoked.
-        if let leaf, failure.kind == .trustFailure, failure.message.contains("revoked") {
+        if let leaf, failure.kind == .trustFailure, RenewalRefusal.isRevocation(failure.message) {
             recordRevocation(serial: Self.serialText(leaf), note: failure.message, now: now)
         }
         let enrollAgain = enrollCommand(enrollment)

@@ -61,6 +61,25 @@ public final class AuditLog: Sendable {
                 detail: "reason code \(revocation.reasonCode), by \(by)")
         }
 
+        /// The most of one text member a line holds: a refusal's reason may quote what a client
+        /// sent (a token's 40 KB `alg`, say), and a line per request must not let anyone fill the
+        /// disk with their own text.
+        public static let maximumTextBytes = 512
+
+        /// `text`, or its first `maximumTextBytes` bytes (whole characters) with how long it was.
+        static func bounded(_ text: String) -> String {
+            let count = text.utf8.count
+            guard count > maximumTextBytes else { return text }
+            var end = text.startIndex
+            var bytes = 0
+            for character in text {
+                bytes += character.utf8.count
+                guard bytes <= maximumTextBytes else { break }
+                end = text.index(after: end)
+            }
+            return String(text[..<end]) + "... (\(count) bytes, cut)"
+        }
+
         /// One JSON object, keys sorted, no whitespace (built by hand: this runs for every issuance).
         public var jsonLine: String { String(decoding: jsonBytes, as: UTF8.self) }
 
@@ -72,12 +91,12 @@ public final class AuditLog: Sendable {
             func member(_ key: StaticString, _ value: String?) {
                 guard let value else { return }
                 writer.raw(key)
-                writer.string(value)
+                writer.string(Self.bounded(value))
             }
             writer.raw("{")
             if let detail {
                 writer.raw("\"detail\":")
-                writer.string(detail)
+                writer.string(Self.bounded(detail))
                 writer.raw(",")
             }
             writer.raw("\"event\":")

@@ -73,6 +73,8 @@ public final class Authority: Sendable {
     let store: any CertificateDatabase
     /// The audit trail: every line is written by the authority.
     let audit: AuditLog
+    /// Lines about requests refused before they were read, per source (see `record(_:)`).
+    let refusalThrottle = AuditThrottle()
     /// What `/metrics` shows (counted whether or not anyone scrapes).
     public let metrics: CAMetrics
     /// The names issued for, to notice a new one (loaded by `watchFirstIssuances`).
@@ -266,6 +268,16 @@ public final class Authority: Sendable {
     }
 
     public func record(_ event: ServiceEvent) {
+        // Requests refused before they were read: anyone can send them, so their lines are
+        // throttled per source (`AuditThrottle`); the metric counts each.
+        func throttled(_ remote: String, _ line: AuditLog.Event) {
+            guard let leftOut = refusalThrottle.admit(remote) else { return }
+            var line = line
+            if leftOut > 0 {
+                line.detail = (line.detail.map { $0 + "; " } ?? "") + "\(leftOut) more such lines from this address were left out in the minute before"
+            }
+            audit.record(line)
+        }
         switch event {
         case .started(let listening):
             audit.record(.init("service.start", detail: "listening on \(listening)"))
@@ -273,11 +285,11 @@ public final class Authority: Sendable {
             audit.record(.init("service.stop", reason: reason))
         case .rateLimited(let remote):
             metrics.rateLimitedRequest()
-            audit.record(.init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
+            throttled(remote, .init("auth.rate-limited", remote: remote, reason: "too many authentication failures"))
         case .bodyTooLarge(let remote, let path, let limit):
-            audit.record(.init("request.refused", remote: remote, reason: "request body larger than \(limit) bytes", detail: path))
+            throttled(remote, .init("request.refused", remote: remote, reason: "request body larger than \(limit) bytes", detail: path))
         case .refused(let remote, let path, let reason):
-            audit.record(.init("request.refused", remote: remote, reason: reason, detail: path))
+            throttled(remote, .init("request.refused", remote: remote, reason: reason, detail: path))
         }
     }
 

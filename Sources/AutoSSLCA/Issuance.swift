@@ -70,9 +70,7 @@ extension Authority {
             refusal(kind, message, request: request, provisioner: options.provisioner, failure: failure, now: now)
         }
         func refuseRevokedKey() -> AuthorityError {
-            refuse(
-                .revokedKey,
-                "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
+            refuse(.revokedKey, RenewalRefusal.revokedKey)
         }
         guard let first = request.names.first else { throw refuse(.badRequest, "a certificate needs at least one name") }
         let (notBefore, notAfter) = try validity(request.validity, policy: options.policy, now: now, refuse: {

@@ -120,16 +120,14 @@ extension Authority {
                 }
                 record = found
             } catch StoreError.keyRevoked {
-                throw refuseRenewal(
-                    .revokedKey,
-                    "a certificate with the same key was revoked, so this key is no longer trusted; enroll again with a new key (`auto-ssl server enroll`)")
+                throw refuseRenewal(.revokedKey, RenewalRefusal.revokedKey)
             }
         } else {
             throw refuseRenewal(.unauthorized, "this CA has no record of certificate \(serial)")
         }
         label.name = record.provisioner
         if let revocation = record.revocation {
-            throw refuseRenewal(.forbidden, "certificate \(serial) was revoked (\(revocation.reason.isEmpty ? "reason code \(revocation.reasonCode)" : revocation.reason)); revoked certificates are never renewed")
+            throw refuseRenewal(.forbidden, "certificate \(serial) was revoked (\(revocation.reason.isEmpty ? "reason code \(revocation.reasonCode)" : revocation.reason)); \(RenewalRefusal.revokedCertificate)")
         }
         let names = leaf.subjectNames
         guard !names.isEmpty, let keyType = KeyAlgorithm(publicKey: leaf.publicKey) else {

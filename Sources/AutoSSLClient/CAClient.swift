@@ -447,7 +447,10 @@ public final class CAClient: Sendable {
         if let notBefore { body["notBefore"] = notBefore }
         let (status, data) = try await request("POST", "/1.0/sign", body: try JSONSerialization.data(withJSONObject: body))
         guard status == 201 else { throw refusal(status: status, body: data, action: "sign the certificate") }
-        return try parseChain(data)
+        guard let csrKey = try? CertificateSigningRequest(pemEncoded: csrPEM).publicKey else {
+            throw AutoSSLError.invalidArgument("the certificate request to sign is not a readable PEM CSR")
+        }
+        return try parseChain(data, for: csrKey)
     }
 
     /// The chain must lead to the pinned root (defence in depth: the TLS channel already did).
@@ -573,7 +576,7 @@ extension CAClient {
     public func renew(chain: [Certificate], key: SigningKey, method: HolderAuthentication) async throws -> SignedChain {
         let (status, data) = try await holderRequest("/renew", body: nil, chain: chain, key: key, method: method)
         guard status == 201 else { throw refusal(status: status, body: data, action: "renew the certificate") }
-        return try parseChain(data)
+        return try parseChain(data, for: key.publicKey)
     }
 
     /// Revokes `chain[0]`, authenticated by the certificate itself.
@@ -642,13 +645,19 @@ extension CAClient {
         return Array(data)
     }
 
-    func parseChain(_ data: Data) throws -> SignedChain {
+    /// The chain of a `/sign` or `/renew` answer: it must lead to the pinned root and be for `key`
+    /// (the CSR's, the holder's), or the caller would write a certificate and key that do not go
+    /// together (and a web server reloaded with them fails).
+    func parseChain(_ data: Data, for key: Certificate.PublicKey) throws -> SignedChain {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
               let chainPEMs = object["certChain"] as? [String], !chainPEMs.isEmpty else {
             throw AutoSSLError(.network, "the CA's answer has no certificate chain")
         }
         let chain = try chainPEMs.map { try Certificate(pemEncoded: $0) }
         try verify(chain: chain)
+        guard chain[0].publicKey == key else {
+            throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key; nothing was written")
+        }
         return SignedChain(leaf: chain[0], chain: chain, pemChain: try chain.map { try $0.pemString() }.joined())
     }
 }

@@ -74,21 +74,29 @@ import X509
         let chain = try Chain()
         let client = try CAClient(baseURL: "https://ca.internal:9443", root: chain.root)
         defer { Task { await client.shutdown() } }
-        let signed = try client.parseChain(try chain.json)
+        let signed = try client.parseChain(try chain.json, for: chain.leaf.publicKey)
         #expect(signed.leaf == chain.leaf && signed.chain.count == 2)
+        // A chain for another key than the one asked for is refused: its certificate and the
+        // caller's key would not go together.
+        do {
+            _ = try client.parseChain(try chain.json, for: Certificate.PublicKey(P256.Signing.PrivateKey().publicKey))
+            Issue.record("a certificate for another key was accepted")
+        } catch let error as AutoSSLError {
+            #expect(error.kind == .trustFailure && error.message.contains("different key"))
+        }
         #expect(signed.pemChain == (try chain.leaf.pemString() + chain.intermediate.pemString()))
 
         // The same answer from another CA does not verify against this root.
         let other = try Chain(caName: "Somebody Else")
         do {
-            _ = try client.parseChain(try other.json)
+            _ = try client.parseChain(try other.json, for: other.leaf.publicKey)
             Issue.record("a foreign chain was accepted")
         } catch let error as AutoSSLError {
             #expect(error.kind == .trustFailure && error.message.contains("pinned root"))
         }
         #expect(throws: AutoSSLError.self) { try client.verify(chain: [chain.leaf]) }
-        #expect(throws: AutoSSLError.self) { try client.parseChain(Data(#"{"certChain": []}"#.utf8)) }
-        #expect(throws: AutoSSLError.self) { try client.parseChain(Data("not json".utf8)) }
+        #expect(throws: AutoSSLError.self) { try client.parseChain(Data(#"{"certChain": []}"#.utf8), for: chain.leaf.publicKey) }
+        #expect(throws: AutoSSLError.self) { try client.parseChain(Data("not json".utf8), for: chain.leaf.publicKey) }
     }
 
     @Test func refusalsBecomeErrorsOfTheRightKind() {
