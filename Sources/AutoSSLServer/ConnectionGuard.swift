@@ -1,3 +1,4 @@
+import AutoSSLCore
 import HTTPTypes
 import HummingbirdCore
 import Logging
@@ -90,7 +91,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        let source = SourceAddress.group(context.channel.remoteAddress?.ipAddress)
         if let refusal = counter.admit(source) {
             logger.warning("connection from \(source) refused: \(refusal)")
             context.close(promise: nil)

@@ -1,4 +1,5 @@
 @testable import AutoSSLServer
+import AutoSSLCore
 import HTTPTypes
 import NIOCore
 import NIOEmbedded
@@ -19,6 +20,18 @@ import Testing
         counter.release("a")
         #expect(counter.admit("a") == nil)
         #expect(counter.open == 5)
+    }
+
+    /// An IPv6 host usually has a whole /64: its addresses share one source's cap.
+    @Test func ipv6SourcesCountByTheirSlash64AndMappedIPv4AsItself() {
+        #expect(SourceAddress.group("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64")
+        #expect(SourceAddress.group("2001:db8:1:2:ffff:ffff:ffff:fffe") == "2001:db8:1:2::/64")
+        #expect(SourceAddress.group("2001:db8:1:3::1") == "2001:db8:1:3::/64")
+        #expect(SourceAddress.group("::ffff:192.0.2.7") == "192.0.2.7")
+        #expect(SourceAddress.group("192.0.2.7") == "192.0.2.7")
+        #expect(SourceAddress.group("::1") == "0:0:0:0::/64")
+        #expect(SourceAddress.group(nil) == "unknown")
+        #expect(SourceAddress.group("not:an:address::zz") == "not:an:address::zz")
     }
 }
 

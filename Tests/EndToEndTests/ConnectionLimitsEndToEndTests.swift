@@ -70,6 +70,54 @@ import TestSupport
         #expect(try runProcess("curl", ["-sf", "--cacert", ca.rootPath, ca.url + "/health"]).status == 0)
     }
 
+    /// A request whose body trickles in (a byte every 3 s, each of which restarts the idle
+    /// timeout) is closed 30 s after its head instead of holding its connection for ever, and one
+    /// whose head trickles in is closed 60 s after the connection started.
+    @Test func aRequestThatTricklesInIsClosedAtItsDeadline() throws {
+        let ca = try RunningCA()
+        let result = try runPython("""
+            import socket, ssl, sys, threading, time, json
+            port, root = int(sys.argv[1]), sys.argv[2]
+            context = ssl.create_default_context(cafile=root)
+            context.check_hostname = False
+            def trickle(first, step, results, name):
+                raw = socket.create_connection(("127.0.0.1", port), timeout=120)
+                conn = context.wrap_socket(raw, server_hostname="127.0.0.1")
+                start = time.monotonic()
+                conn.sendall(first)
+                conn.settimeout(3)
+                closed = None
+                while time.monotonic() - start < 100:
+                    try:
+                        data = conn.recv(4096)
+                        if not data:
+                            closed = time.monotonic() - start
+                            break
+                    except socket.timeout:
+                        try:
+                            conn.sendall(step)
+                        except OSError:
+                            closed = time.monotonic() - start
+                            break
+                    except OSError:
+                        closed = time.monotonic() - start
+                        break
+                results[name] = closed
+            results = {}
+            body = threading.Thread(target=trickle, args=(b"POST /1.0/sign HTTP/1.1\\r\\nHost: ca\\r\\nContent-Type: application/json\\r\\nContent-Length: 100000\\r\\n\\r\\n", b"x", results, "body"))
+            head = threading.Thread(target=trickle, args=(b"GET /health HTTP/1.1\\r\\n", b"X", results, "head"))
+            body.start(); head.start(); body.join(); head.join()
+            print(json.dumps(results))
+            """, arguments: ["\(ca.port)", ca.rootPath])
+        #expect(result.status == 0, "\(result)")
+        let closed = (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8))) as? [String: Double] ?? [:]
+        let body = try #require(closed["body"], "the trickled body was never closed: \(result)")
+        let head = try #require(closed["head"], "the trickled head was never closed: \(result)")
+        #expect(body > 27 && body < 40, "closed \(body) s after the head")
+        #expect(head > 57 && head < 70, "closed \(head) s after the connection started")
+        #expect(ca.process.isRunning, "\(ca.log)")
+    }
+
     /// The plain-HTTP CRL and OCSP port is public too: one source gets no more than its share of
     /// connections there, and CRLs are still served to others during the flood.
     @Test func aFloodOfTheRevocationPortIsCappedPerSource() throws {
