@@ -486,7 +486,7 @@ public struct ServerAgent: Sendable {
         if !force, known.revokedSerial != nil, let current = try? holder(enrollment),
            known.isRevoked(serial: Self.serialText(current.leaf)) {
             let serial = Self.serialText(current.leaf)
-            let message = "certificate \(serial) is revoked (\(known.revocationNote ?? "revoked")); \(RenewalRefusal.revokedCertificate)"
+            let message = "\(RenewalRefusal.revokedCertificate): certificate \(serial) is revoked (\(known.revocationNote ?? "revoked"))"
             _ = recordAttempt("failed", message, success: false, now: now)
             throw AutoSSLError(
                 .trustFailure, message,

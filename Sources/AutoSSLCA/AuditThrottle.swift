@@ -1,4 +1,3 @@
-import AutoSSLCore
 import Foundation
 import Synchronization
 
@@ -29,9 +28,8 @@ final class AuditThrottle: Sendable {
 
     /// Nil when this line is to be left out; otherwise how many lines from `source` were left
     /// out in its previous minute.
-    func admit(_ address: String, now: Date = Date()) -> Int? {
-        let source = SourceAddress.group(address)
-        return slots.withLock { slots in
+    func admit(_ source: String, now: Date = Date()) -> Int? {
+        slots.withLock { slots in
             if slots[source] == nil, slots.count >= maximumSources {
                 slots = slots.filter { now.timeIntervalSince($0.value.windowStart) < window }
                 if slots.count >= maximumSources { slots.removeAll() }

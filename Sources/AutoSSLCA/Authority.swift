@@ -274,7 +274,8 @@ public final class Authority: Sendable {
             guard let leftOut = refusalThrottle.admit(remote) else { return }
             var line = line
             if leftOut > 0 {
-                line.detail = (line.detail.map { $0 + "; " } ?? "") + "\(leftOut) more such lines from this address were left out in the minute before"
+                // First: the detail that follows may be long (a client's path) and is cut.
+                line.detail = "\(leftOut) more such lines from this address were left out in the minute before" + (line.detail.map { "; " + $0 } ?? "")
             }
             audit.record(line)
         }

@@ -32,7 +32,7 @@ public struct CAReset {
                 let settings = try? AutoSSLConfiguration.load(from: directories.configFile).ca
                 let lock = try InstallTransaction.lockAgainstServing(directories, settings: settings)
                 defer { lock?.release() }
-                for name in InstallTransaction.configFilesOfCA(in: directories.configDir, settings: settings) where name != "config.yaml" {
+                for name in InstallTransaction.configFilesOfCA(in: directories.configDir) where name != "config.yaml" {
                     try transaction.remove(directories.configDir + "/" + name)
                 }
                 try transaction.installCASettings(nil)

@@ -1,9 +1,8 @@
-import AutoSSLCore
 import Foundation
 import Synchronization
 
-/// Slows down guessing: after `limit` authentication failures from one source (an address, or an
-/// IPv6 /64: `SourceAddress`) within `window`, that source is refused (HTTP 429) until its oldest failure leaves the window.
+/// Slows down guessing: after `limit` authentication failures from one address within `window`,
+/// that address is refused (HTTP 429) until its oldest failure leaves the window.
 /// A lock rather than an actor: it is consulted on every request, and an actor hop per request
 /// costs more than the check itself.
 public final class FailureLimiter: Sendable {
@@ -30,8 +29,7 @@ public final class FailureLimiter: Sendable {
 
     /// Seconds to wait before trying again, or nil when the address may proceed.
     public func retryAfter(_ address: String, now: Date = Date()) -> Int? {
-        let address = SourceAddress.group(address)
-        return state.withLock { state in
+        state.withLock { state in
             // Fast path: an address that never failed (the common case) costs one lookup.
             guard state.failures[address] != nil else { return nil }
             let recent = Self.prune(&state.failures, address, now: now, window: window)
@@ -41,7 +39,6 @@ public final class FailureLimiter: Sendable {
     }
 
     public func recordFailure(_ address: String, now: Date = Date()) {
-        let address = SourceAddress.group(address)
         state.withLock { state in
             var recent = Self.prune(&state.failures, address, now: now, window: window)
             recent.append(now)
@@ -66,10 +63,7 @@ public final class FailureLimiter: Sendable {
     var rememberedAddresses: Int { state.withLock { $0.failures.count } }
 
     /// The failures remembered for `address` (for tests).
-    func recordedFailures(_ address: String) -> Int {
-        let source = SourceAddress.group(address)
-        return state.withLock { $0.failures[source]?.count ?? 0 }
-    }
+    func recordedFailures(_ address: String) -> Int { state.withLock { $0.failures[address]?.count ?? 0 } }
 
     private static func prune(_ failures: inout [String: [Date]], _ address: String, now: Date, window: TimeInterval) -> [Date] {
         let recent = (failures[address] ?? []).filter { $0 > now.addingTimeInterval(-window) }

@@ -84,12 +84,15 @@ struct InstallTransaction {
     private mutating func writeCopiesOfConfiguration(to aside: String, settings: CASettings?) throws {
         let copies = aside + "/previous-config"
         try FileOperations.makeDirectory(copies, mode: 0o700)
+        // The CA's own password files leave with it; another file its settings name (the
+        // database's password, which the new CA may name too) is copied and stays where it is.
+        let leaving = Set(Self.configFilesOfCA(in: directories.configDir))
         for name in Self.configFilesOfCA(in: directories.configDir, settings: settings) {
             let path = directories.configDir + "/" + name
             guard FileOperations.exists(path) else { continue }
             // As bytes: a damaged config.yaml is kept as it is, whatever it holds.
             try FileOperations.writeAtomically(try FileOperations.readBytes(path), to: copies + "/" + name, mode: 0o600)
-            if name != "config.yaml" {
+            if name != "config.yaml", leaving.contains(name) {
                 try remove(path)
             }
         }

@@ -127,7 +127,9 @@ extension Authority {
         }
         label.name = record.provisioner
         if let revocation = record.revocation {
-            throw refuseRenewal(.forbidden, "certificate \(serial) was revoked (\(revocation.reason.isEmpty ? "reason code \(revocation.reasonCode)" : revocation.reason)); \(RenewalRefusal.revokedCertificate)")
+            // The phrase first: clients keep only the start of a message, and the reason is free text.
+            let reason = revocation.reason.isEmpty ? "reason code \(revocation.reasonCode)" : String(revocation.reason.prefix(100))
+            throw refuseRenewal(.forbidden, "\(RenewalRefusal.revokedCertificate): certificate \(serial) was revoked (\(reason))")
         }
         let names = leaf.subjectNames
         guard !names.isEmpty, let keyType = KeyAlgorithm(publicKey: leaf.publicKey) else {

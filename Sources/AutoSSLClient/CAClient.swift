@@ -442,14 +442,16 @@ public final class CAClient: Sendable {
     }
 
     public func sign(csrPEM: String, token: String, notAfter: String? = nil, notBefore: String? = nil) async throws -> SignedChain {
+        // Read first: the answer is checked against its key, and a CSR that cannot be read must
+        // not cost a one-time token and an issued certificate.
+        guard let csrKey = try? CertificateSigningRequest(pemEncoded: csrPEM).publicKey else {
+            throw AutoSSLError.invalidArgument("the certificate request to sign is not a readable PEM CSR")
+        }
         var body: [String: Any] = ["csr": csrPEM, "ott": token]
         if let notAfter { body["notAfter"] = notAfter }
         if let notBefore { body["notBefore"] = notBefore }
         let (status, data) = try await request("POST", "/1.0/sign", body: try JSONSerialization.data(withJSONObject: body))
         guard status == 201 else { throw refusal(status: status, body: data, action: "sign the certificate") }
-        guard let csrKey = try? CertificateSigningRequest(pemEncoded: csrPEM).publicKey else {
-            throw AutoSSLError.invalidArgument("the certificate request to sign is not a readable PEM CSR")
-        }
         return try parseChain(data, for: csrKey)
     }
 

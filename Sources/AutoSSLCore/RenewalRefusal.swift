@@ -4,7 +4,8 @@
 /// reason may quote names or text (a host called `unrevoked-api.example.com`), and a client that
 /// took it for a revocation would stop renewing for good.
 public enum RenewalRefusal {
-    /// Ends the refusal of a revoked certificate.
+    /// Starts the refusal of a revoked certificate (first: a client keeps only the start of a
+    /// message, and the revocation's reason that follows is free text of any length).
     public static let revokedCertificate = "revoked certificates are never renewed"
     /// The refusal of a key that a revocation cut off.
     public static let revokedKey =

@@ -1,4 +1,3 @@
-import AutoSSLCore
 import HTTPTypes
 import HummingbirdCore
 import Logging
@@ -24,8 +23,9 @@ public struct ConnectionLimits: Sendable, Equatable {
     /// its bytes trickle in.
     public var idleTimeout: TimeAmount = .seconds(60)
     /// The most a request may take from its head to the end of its body (a body of 1 MiB at
-    /// 35 KB/s). The idle timeout alone starts again with every byte, so a client sending one
-    /// byte every few seconds could hold a connection (and its place under the caps) for ever.
+    /// 35 KB/s). The idle timeout alone starts again with every part of a body that arrives, so a
+    /// client sending a byte every few seconds could hold a connection (and its place under the
+    /// caps) for ever.
     public var requestTimeout: TimeAmount = .seconds(30)
 
     public init() {}
@@ -91,7 +91,7 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        let source = SourceAddress.group(context.channel.remoteAddress?.ipAddress)
+        let source = context.channel.remoteAddress?.ipAddress ?? "unknown"
         if let refusal = counter.admit(source) {
             logger.warning("connection from \(source) refused: \(refusal)")
             context.close(promise: nil)
@@ -153,17 +153,31 @@ final class ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 }
 
-/// After the HTTP decoder, on every listener: bounds the time a request may take to arrive, from
-/// the start of the connection or the previous answer to its head (`idleTimeout`), then from its
-/// head to its end (`requestTimeout`); a connection past either is closed. No deadline runs while
-/// the CA works on an answer.
+/// After the HTTP decoder, on every listener: bounds the time a request may take to arrive. With
+/// no request in flight, the next head must arrive in full within `idleTimeout` (of the
+/// connection's start or the last answer); a request being read whose answers before it are all
+/// done must end within `requestTimeout` (of its head, or of the last of those answers: while the
+/// CA answers earlier requests it may stop reading). A connection past either is closed. No
+/// deadline runs while the CA works on an answer, and pipelined requests are counted, so an answer
+/// in progress is never cut short by them.
 final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
+
+    enum Deadline: Equatable {
+        case none, head, body
+    }
+
     private let headTimeout: TimeAmount
     private let requestTimeout: TimeAmount
+    /// Requests whose head arrived and whose answer is not finished (an answer may finish before
+    /// its request's body does: a 413, say).
+    private var unanswered = 0
+    /// A request's head arrived and its end has not.
+    private var reading = false
+    private var armed = Deadline.none
     private var timer: Scheduled<Void>?
 
     init(limits: ConnectionLimits) {
@@ -171,8 +185,15 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
         self.requestTimeout = limits.requestTimeout
     }
 
+    /// The deadline that applies in a state (also for tests).
+    static func deadline(unanswered: Int, reading: Bool) -> Deadline {
+        if unanswered == 0 { return .head }
+        if reading && unanswered == 1 { return .body }
+        return .none
+    }
+
     func handlerAdded(context: ChannelHandlerContext) {
-        arm(headTimeout, context: context)
+        update(context: context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -182,23 +203,40 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head: arm(requestTimeout, context: context)
+        case .head:
+            unanswered += 1
+            reading = true
+            update(context: context)
         case .body: break
         case .end:
-            timer?.cancel()
-            timer = nil
+            reading = false
+            update(context: context)
         }
         context.fireChannelRead(data)
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) { arm(headTimeout, context: context) }
+        if case .end = unwrapOutboundIn(data) {
+            unanswered = max(0, unanswered - 1)
+            update(context: context)
+        }
         context.write(data, promise: promise)
     }
 
-    private func arm(_ deadline: TimeAmount, context: ChannelHandlerContext) {
+    /// Arms the deadline the state calls for; one already running for the same reason goes on.
+    private func update(context: ChannelHandlerContext) {
+        let wanted = Self.deadline(unanswered: unanswered, reading: reading)
+        guard wanted != armed else { return }
+        armed = wanted
         timer?.cancel()
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: deadline) {
+        timer = nil
+        let time: TimeAmount
+        switch wanted {
+        case .none: return
+        case .head: time = headTimeout
+        case .body: time = requestTimeout
+        }
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: time) {
             context.close(promise: nil)
         }
     }

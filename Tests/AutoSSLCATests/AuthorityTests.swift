@@ -246,25 +246,21 @@ import X509
         #expect(limiter.retryAfter("a", now: start.addingTimeInterval(61)) == nil)
     }
 
-    /// Failures from more sources than it remembers (IPv6 networks: each /64 is one source):
-    /// memory stays bounded, and the sources that failed last are the ones kept.
+    /// Failures from more addresses than it remembers (easy from an IPv6 network): memory stays
+    /// bounded, and the addresses that failed last are the ones kept.
     @Test func failureLimiterRemembersABoundedNumberOfAddresses() {
         let limiter = FailureLimiter(limit: 3, window: 60, maximumAddresses: 1_000)
         let start = Date()
-        for i in 0..<5_000 { limiter.recordFailure("2001:db8:\(String(i, radix: 16))::1", now: start.addingTimeInterval(Double(i) / 1_000)) }
+        for i in 0..<5_000 { limiter.recordFailure("2001:db8::\(String(i, radix: 16))", now: start.addingTimeInterval(Double(i) / 1_000)) }
         #expect(limiter.rememberedAddresses <= 1_000)
         for _ in 0..<3 { limiter.recordFailure("10.0.0.1", now: start.addingTimeInterval(5)) }
-        for i in 0..<2_000 { limiter.recordFailure("2001:db9:\(String(i, radix: 16))::1", now: start.addingTimeInterval(5)) }
+        for i in 0..<2_000 { limiter.recordFailure("2001:db8:1::\(String(i, radix: 16))", now: start.addingTimeInterval(5)) }
         #expect(limiter.rememberedAddresses <= 1_000)
         // The address that failed last is still blocked; one of the first was forgotten.
         for _ in 0..<3 { limiter.recordFailure("10.0.0.3", now: start.addingTimeInterval(7)) }
-        for i in 0..<2_000 { limiter.recordFailure("2001:dba:\(String(i, radix: 16))::1", now: start.addingTimeInterval(6)) }
+        for i in 0..<2_000 { limiter.recordFailure("2001:db8:2::\(String(i, radix: 16))", now: start.addingTimeInterval(6)) }
         #expect(limiter.retryAfter("10.0.0.3", now: start.addingTimeInterval(8)) != nil)
-        #expect(limiter.recordedFailures("2001:db8:0::1") == 0)
-        // Addresses of one /64 are one source: three failures from three of them block a fourth.
-        for host in 1...3 { limiter.recordFailure("2001:db8:ffff:1::\(host)", now: start.addingTimeInterval(8)) }
-        #expect(limiter.retryAfter("2001:db8:ffff:1::99", now: start.addingTimeInterval(8)) != nil)
-        #expect(limiter.retryAfter("2001:db8:ffff:2::1", now: start.addingTimeInterval(8)) == nil)
+        #expect(limiter.recordedFailures("2001:db8::0") == 0)
         // One address failing again and again keeps only what decides.
         for _ in 0..<10_000 { limiter.recordFailure("10.0.0.2", now: start.addingTimeInterval(6)) }
         #expect(limiter.retryAfter("10.0.0.2", now: start.addingTimeInterval(6)) == 60)

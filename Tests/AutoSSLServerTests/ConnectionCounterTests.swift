@@ -1,5 +1,4 @@
 @testable import AutoSSLServer
-import AutoSSLCore
 import HTTPTypes
 import NIOCore
 import NIOEmbedded
@@ -20,18 +19,6 @@ import Testing
         counter.release("a")
         #expect(counter.admit("a") == nil)
         #expect(counter.open == 5)
-    }
-
-    /// An IPv6 host usually has a whole /64: its addresses share one source's cap.
-    @Test func ipv6SourcesCountByTheirSlash64AndMappedIPv4AsItself() {
-        #expect(SourceAddress.group("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64")
-        #expect(SourceAddress.group("2001:db8:1:2:ffff:ffff:ffff:fffe") == "2001:db8:1:2::/64")
-        #expect(SourceAddress.group("2001:db8:1:3::1") == "2001:db8:1:3::/64")
-        #expect(SourceAddress.group("::ffff:192.0.2.7") == "192.0.2.7")
-        #expect(SourceAddress.group("192.0.2.7") == "192.0.2.7")
-        #expect(SourceAddress.group("::1") == "0:0:0:0::/64")
-        #expect(SourceAddress.group(nil) == "unknown")
-        #expect(SourceAddress.group("not:an:address::zz") == "not:an:address::zz")
     }
 }
 
@@ -78,6 +65,41 @@ import Testing
         #expect(channel.isActive)
         channel.embeddedEventLoop.advanceTime(by: .seconds(2))
         #expect(!channel.isActive)
+    }
+
+    /// Pipelined requests (Hummingbird reads on while it answers): no deadline while an earlier
+    /// answer is in progress, and the next request's 30 s start when the answers before it are done.
+    @Test func aPipelinedRequestGetsItsTimeOnlyOnceTheAnswersBeforeItAreDone() throws {
+        let channel = try connectedChannel()
+        try channel.writeInbound(Self.head)
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        try channel.writeInbound(Self.head)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(120))
+        #expect(channel.isActive, "the first answer is still being made")
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .created)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        channel.embeddedEventLoop.advanceTime(by: .seconds(29))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive, "the second request's body did not come within 30 s of the first answer")
+    }
+
+    /// An answer that comes before its request's body ended (a 413, say): the rest of the body
+    /// and the next head have 60 s from that answer, not for ever.
+    @Test func anEarlyAnswerLeavesTheRestOfTheBody60Seconds() throws {
+        let channel = try connectedChannel()
+        try channel.writeInbound(Self.head)
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .contentTooLarge)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        for _ in 0..<5 {
+            channel.embeddedEventLoop.advanceTime(by: .seconds(10))
+            try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: "x")))
+        }
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(11))
+        #expect(!channel.isActive)
+        #expect(RequestDeadlineHandler.deadline(unanswered: 2, reading: true) == .none)
+        #expect(RequestDeadlineHandler.deadline(unanswered: 1, reading: false) == .none)
     }
 
     @Test func aConnectionWhoseFirstHeadNeverArrivesIsClosedAfter60Seconds() throws {

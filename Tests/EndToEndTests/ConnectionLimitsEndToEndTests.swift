@@ -71,8 +71,9 @@ import TestSupport
     }
 
     /// A request whose body trickles in (a byte every 3 s, each of which restarts the idle
-    /// timeout) is closed 30 s after its head instead of holding its connection for ever, and one
-    /// whose head trickles in is closed 60 s after the connection started.
+    /// timeout) is closed 30 s after its head instead of holding its connection for ever; one
+    /// whose head trickles in is closed 60 s after the connection started (the idle timeout,
+    /// which only restarts on whole request parts, would close that one too).
     @Test func aRequestThatTricklesInIsClosedAtItsDeadline() throws {
         let ca = try RunningCA()
         let result = try runPython("""

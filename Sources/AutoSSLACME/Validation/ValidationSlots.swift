@@ -36,8 +36,10 @@ actor ValidationSlots {
         dispatch()
     }
 
-    /// Slots taken and accounts waiting (for tests).
-    var state: (inUse: Int, waitingAccounts: Int) { (inUse, turns.count) }
+    /// Slots taken, accounts waiting and attempts waiting (for tests).
+    var state: (inUse: Int, waitingAccounts: Int, waitingAttempts: Int) {
+        (inUse, turns.count, waiting.values.reduce(0) { $0 + $1.count })
+    }
 
     private func take(_ account: String) {
         inUse += 1
