@@ -217,21 +217,8 @@ enum S3XML {
 
     /// The first index at or after `from` where `needle` (a short tag) starts in `haystack`.
     static func find(_ needle: [UInt8], in haystack: [UInt8], from: Int) -> Int? {
-        guard let first = needle.first, from >= 0, haystack.count >= needle.count else { return nil }
-        var index = from
-        let last = haystack.count - needle.count
-        while index <= last {
-            if haystack[index] == first {
-                var matches = true
-                for offset in 1..<needle.count where haystack[index + offset] != needle[offset] {
-                    matches = false
-                    break
-                }
-                if matches { return index }
-            }
-            index += 1
-        }
-        return nil
+        guard !needle.isEmpty, from >= 0, from <= haystack.count else { return nil }
+        return haystack[from...].firstRange(of: needle)?.lowerBound
     }
 
     static func unescape(_ text: String) -> String {
