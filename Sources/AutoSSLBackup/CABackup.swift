@@ -264,13 +264,7 @@ public struct CABackup: Sendable {
     /// while a backup or restore runs and is removed after it; one that a killed run left behind
     /// is removed by the next run once it is a day old (a younger one may be another run's).
     static func privateWorkDirectory(in parent: String, prefix: String, now: Date = Date()) throws -> String {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(prefix) {
-            var info = stat()
-            let stale = parent + "/" + name
-            guard lstat(stale, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
-                  now.timeIntervalSince1970 - Double(info.st_mtim.tv_sec) > 86_400 else { continue }
-            try? FileOperations.removeTree(stale)
-        }
+        FileOperations.removeStaleDirectories(in: parent, prefix: prefix, olderThan: 86_400, now: now)
         let path = parent + "/" + prefix + Passwords.generate(length: 10)
         try FileOperations.makeDirectory(path, mode: 0o700)
         return path

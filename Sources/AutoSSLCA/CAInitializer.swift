@@ -278,10 +278,8 @@ public struct CAInitializer {
 
     /// A crash between staging and rename leaves a hidden directory with encrypted keys; clear it.
     func removeStaleStagingDirectories() {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directories.dataDir) else { return }
-        for entry in entries where entry.hasPrefix(".ca-staging-") {
-            logger.debug("removing stale staging directory", metadata: ["path": "\(entry)"])
-            try? FileOperations.removeTree(directories.dataDir + "/" + entry)
+        for path in FileOperations.removeStaleDirectories(in: directories.dataDir, prefix: ".ca-staging-", olderThan: 0) {
+            logger.debug("removed stale staging directory", metadata: ["path": "\(path)"])
         }
     }
 }

@@ -175,6 +175,25 @@ public enum FileOperations {
         }
     }
 
+    /// Removes the directories directly in `parent` whose names start with `prefix` and that
+    /// were last modified at least `minimumAge` seconds before `now`: the work or staging
+    /// directories a killed run left behind. Files and links with that prefix are left alone.
+    /// Best effort: a directory that cannot be removed stays, and its path is not returned.
+    @discardableResult
+    public static func removeStaleDirectories(
+        in parent: String, prefix: String, olderThan minimumAge: TimeInterval, now: Date = Date()
+    ) -> [String] {
+        var removed: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(prefix) {
+            let path = parent + "/" + name
+            var info = stat()
+            guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
+                  now.timeIntervalSince1970 - Double(info.st_mtim.tv_sec) >= minimumAge else { continue }
+            if (try? removeTree(path)) != nil { removed.append(path) }
+        }
+        return removed
+    }
+
     /// A file that cannot be opened for reading. Permission problems (exit 4) say whose file it is
     /// and its mode: moving the AUTO_SSL_* directories would not help there.
     public static func readError(_ code: Int32, _ path: String) -> AutoSSLError {

@@ -17,6 +17,34 @@ import TestSupport
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["secret"])
     }
 
+    /// Stale-directory cleanup removes only directories with the prefix and the age asked for:
+    /// a file or a link with that name, and whatever a link points to, stay.
+    @Test func staleDirectoryCleanupRemovesOnlyOldDirectoriesWithThePrefix() throws {
+        let dir = TemporaryDirectory()
+        let target = TemporaryDirectory()
+        try "keep\n".write(toFile: target.file("key"), atomically: false, encoding: .utf8)
+        for name in [".ca-staging-old", ".ca-staging-new", ".other-old"] {
+            try FileManager.default.createDirectory(atPath: dir.file(name), withIntermediateDirectories: false)
+        }
+        let old = Date().addingTimeInterval(-3_600)
+        for name in [".ca-staging-old", ".other-old"] {
+            try FileManager.default.setAttributes([.modificationDate: old], ofItemAtPath: dir.file(name))
+        }
+        try "not a directory\n".write(toFile: dir.file(".ca-staging-file"), atomically: false, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir.file(".ca-staging-link"), withDestinationPath: target.path)
+
+        let removed = FileOperations.removeStaleDirectories(in: dir.path, prefix: ".ca-staging-", olderThan: 60)
+        #expect(removed == [dir.file(".ca-staging-old")])
+        #expect(FileManager.default.fileExists(atPath: dir.file(".ca-staging-new")), "younger than the age asked for")
+        #expect(FileManager.default.fileExists(atPath: dir.file(".other-old")), "another prefix")
+        #expect(FileManager.default.fileExists(atPath: dir.file(".ca-staging-file")))
+        #expect(FileManager.default.fileExists(atPath: target.file("key")), "a link is not followed")
+
+        let all = FileOperations.removeStaleDirectories(in: dir.path, prefix: ".ca-staging-", olderThan: 0)
+        #expect(all == [dir.file(".ca-staging-new")])
+        #expect(FileManager.default.fileExists(atPath: dir.file(".ca-staging-link")))
+    }
+
     /// A key and its certificate are written all or none: when the second rename fails, the
     /// first file is put back as it was (or removed, where there was none), and no staged or kept
     /// copy is left behind.
