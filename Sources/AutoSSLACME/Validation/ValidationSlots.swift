@@ -50,15 +50,11 @@ actor ValidationSlots {
     /// back of the line if it has more attempts waiting.
     private func dispatch() {
         while inUse < limit, let index = turns.firstIndex(where: { running[$0, default: 0] < perAccount }) {
+            // `turns` lists exactly the accounts with attempts waiting, so the queue has one.
             let account = turns.remove(at: index)
-            guard var queue = waiting[account], !queue.isEmpty else {
-                waiting[account] = nil
-                continue
-            }
+            guard var queue = waiting.removeValue(forKey: account), !queue.isEmpty else { continue }
             let next = queue.removeFirst()
-            if queue.isEmpty {
-                waiting[account] = nil
-            } else {
+            if !queue.isEmpty {
                 waiting[account] = queue
                 turns.append(account)
             }
