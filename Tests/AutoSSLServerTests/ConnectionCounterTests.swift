@@ -36,6 +36,21 @@ import Testing
 
     static let head = HTTPRequestPart.head(HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/sign"))
 
+    /// Writes a whole answer.
+    func answer(_ channel: EmbeddedChannel, _ status: HTTPResponse.Status = .created) throws {
+        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: status)))
+        try channel.writeOutbound(HTTPResponsePart.end(nil))
+    }
+
+    /// Checks that the connection is still open `seconds` - 1 from now and closed 1 s later.
+    func expectClosed(_ channel: EmbeddedChannel, in seconds: Int64, _ comment: Comment? = nil,
+                      sourceLocation: SourceLocation = #_sourceLocation) {
+        channel.embeddedEventLoop.advanceTime(by: .seconds(seconds - 1))
+        #expect(channel.isActive, sourceLocation: sourceLocation)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive, comment, sourceLocation: sourceLocation)
+    }
+
     @Test func aBodyThatTricklesInIsClosed30SecondsAfterItsHead() throws {
         let channel = try connectedChannel()
         try channel.writeInbound(Self.head)
@@ -43,10 +58,7 @@ import Testing
             channel.embeddedEventLoop.advanceTime(by: .seconds(10))
             try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: "x")))
         }
-        channel.embeddedEventLoop.advanceTime(by: .seconds(9))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
-        #expect(!channel.isActive, "closed 30 s after the head, although a byte came 11 s ago")
+        expectClosed(channel, in: 10, "closed 30 s after the head, although a byte came 11 s ago")
     }
 
     @Test func noDeadlineRunsWhileTheAnswerIsMadeAndTheNextHeadHas60Seconds() throws {
@@ -55,16 +67,12 @@ import Testing
         try channel.writeInbound(HTTPRequestPart.end(nil))
         channel.embeddedEventLoop.advanceTime(by: .seconds(120))
         #expect(channel.isActive, "the CA may take its time to answer")
-        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .created)))
-        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        try answer(channel)
         channel.embeddedEventLoop.advanceTime(by: .seconds(59))
         #expect(channel.isActive)
         // A head that arrives in time gets its own 30 s.
         try channel.writeInbound(Self.head)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(29))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
-        #expect(!channel.isActive)
+        expectClosed(channel, in: 30)
     }
 
     /// Pipelined requests (Hummingbird reads on while it answers): no deadline while an earlier
@@ -76,12 +84,8 @@ import Testing
         try channel.writeInbound(Self.head)
         channel.embeddedEventLoop.advanceTime(by: .seconds(120))
         #expect(channel.isActive, "the first answer is still being made")
-        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .created)))
-        try channel.writeOutbound(HTTPResponsePart.end(nil))
-        channel.embeddedEventLoop.advanceTime(by: .seconds(29))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
-        #expect(!channel.isActive, "the second request's body did not come within 30 s of the first answer")
+        try answer(channel)
+        expectClosed(channel, in: 30, "the second request's body did not come within 30 s of the first answer")
     }
 
     /// An answer that comes before its request's body ended (a 413, say): the rest of the body
@@ -89,24 +93,18 @@ import Testing
     @Test func anEarlyAnswerLeavesTheRestOfTheBody60Seconds() throws {
         let channel = try connectedChannel()
         try channel.writeInbound(Self.head)
-        try channel.writeOutbound(HTTPResponsePart.head(HTTPResponse(status: .contentTooLarge)))
-        try channel.writeOutbound(HTTPResponsePart.end(nil))
+        try answer(channel, .contentTooLarge)
         for _ in 0..<5 {
             channel.embeddedEventLoop.advanceTime(by: .seconds(10))
             try channel.writeInbound(HTTPRequestPart.body(ByteBuffer(string: "x")))
         }
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(11))
-        #expect(!channel.isActive)
+        expectClosed(channel, in: 10)
         #expect(RequestDeadlineHandler.deadline(unanswered: 2, reading: true) == .none)
         #expect(RequestDeadlineHandler.deadline(unanswered: 1, reading: false) == .none)
     }
 
     @Test func aConnectionWhoseFirstHeadNeverArrivesIsClosedAfter60Seconds() throws {
         let channel = try connectedChannel()
-        channel.embeddedEventLoop.advanceTime(by: .seconds(59))
-        #expect(channel.isActive)
-        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
-        #expect(!channel.isActive)
+        expectClosed(channel, in: 60)
     }
 }
