@@ -8,66 +8,60 @@ import Synchronization
 public final class FailureLimiter: Sendable {
     public let limit: Int
     public let window: TimeInterval
-    /// Addresses remembered at most; past it, those whose last failure is oldest are forgotten.
+    /// Addresses remembered at most (see `SourceTable`): when they fill up, those whose failures
+    /// have all left the window are forgotten, and if more than half remain, all but the half that
+    /// failed last.
     public let maximumAddresses: Int
 
-    private struct State {
-        var failures: [String: [Date]] = [:]
-        /// The count of addresses at which aged-out ones are swept next: twice what is left after
-        /// a sweep, so that a sweep's cost is spread over as many failures as it examines.
-        var sweepAt: Int
+    /// The failures of one address, oldest first: at most the last `limit`, since only those
+    /// decide anything.
+    private struct Failures: SourceTableEntry {
+        var times: [Date]
+        var lastActive: Date { times.last ?? .distantPast }
     }
 
-    private let state: Mutex<State>
+    private let state: Mutex<SourceTable<Failures>>
 
     public init(limit: Int = 10, window: TimeInterval = 60, maximumAddresses: Int = 100_000) {
         self.limit = limit
         self.window = window
         self.maximumAddresses = max(maximumAddresses, 2)
-        state = Mutex(State(sweepAt: min(10_000, self.maximumAddresses)))
+        state = Mutex(SourceTable(capacity: self.maximumAddresses))
     }
 
     /// Seconds to wait before trying again, or nil when the address may proceed.
     public func retryAfter(_ address: String, now: Date = Date()) -> Int? {
-        state.withLock { state in
+        state.withLock { table in
             // Fast path: an address that never failed (the common case) costs one lookup.
-            guard state.failures[address] != nil else { return nil }
-            let recent = Self.prune(&state.failures, address, now: now, window: window)
+            guard let failures = table[address] else { return nil }
+            let cutoff = now.addingTimeInterval(-window)
+            let recent = failures.times.filter { $0 > cutoff }
+            // What has left the window is forgotten here too, not only in the table's sweeps.
+            if recent.isEmpty {
+                table.remove(address)
+            } else if recent.count < failures.times.count {
+                table.store(Failures(times: recent), for: address, liveAfter: cutoff)
+            }
             guard recent.count >= limit, let oldest = recent.first else { return nil }
             return max(1, Int((oldest.addingTimeInterval(window).timeIntervalSince(now)).rounded(.up)))
         }
     }
 
     public func recordFailure(_ address: String, now: Date = Date()) {
-        state.withLock { state in
-            var recent = Self.prune(&state.failures, address, now: now, window: window)
+        state.withLock { table in
+            let cutoff = now.addingTimeInterval(-window)
+            var recent = (table[address]?.times ?? []).filter { $0 > cutoff }
             recent.append(now)
             // Only the last `limit` failures decide anything.
             if recent.count > limit { recent.removeFirst(recent.count - limit) }
-            state.failures[address] = recent
-            // Memory stays bounded when many addresses fail (an IPv6 network has plenty of them),
-            // and each failure costs O(1) amortized: a sweep runs only once the count has doubled.
-            guard state.failures.count >= state.sweepAt else { return }
-            let cutoff = now.addingTimeInterval(-window)
-            state.failures = state.failures.filter { ($0.value.last ?? .distantPast) > cutoff }
-            if state.failures.count > maximumAddresses / 2 {
-                let kept = state.failures.sorted { ($0.value.last ?? .distantPast) > ($1.value.last ?? .distantPast) }
-                    .prefix(maximumAddresses / 2)
-                state.failures = Dictionary(kept.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
-            }
-            state.sweepAt = min(max(10_000, state.failures.count * 2), maximumAddresses)
+            // Memory stays bounded however many addresses fail (an IPv6 network has plenty of them).
+            table.store(Failures(times: recent), for: address, liveAfter: cutoff)
         }
     }
 
     /// The number of addresses remembered (for tests).
-    var rememberedAddresses: Int { state.withLock { $0.failures.count } }
+    var rememberedAddresses: Int { state.withLock { $0.count } }
 
     /// The failures remembered for `address` (for tests).
-    func recordedFailures(_ address: String) -> Int { state.withLock { $0.failures[address]?.count ?? 0 } }
-
-    private static func prune(_ failures: inout [String: [Date]], _ address: String, now: Date, window: TimeInterval) -> [Date] {
-        let recent = (failures[address] ?? []).filter { $0 > now.addingTimeInterval(-window) }
-        failures[address] = recent.isEmpty ? nil : recent
-        return recent
-    }
+    func recordedFailures(_ address: String) -> Int { state.withLock { $0[address]?.times.count ?? 0 } }
 }

@@ -18,10 +18,17 @@ import Testing
 
     @Test func theSourcesRememberedAreBounded() {
         let throttle = AuditThrottle(perWindow: 1, window: 60, maximumSources: 100)
-        let now = Date(timeIntervalSince1970: 1_800_000_000)
-        for index in 0..<1_000 { _ = throttle.admit("198.51.100.\(index)", now: now) }
-        // The table started over instead of growing: a source seen long ago is new again.
-        #expect(throttle.admit("198.51.100.0", now: now) == 0)
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        var most = 0
+        for index in 0..<1_000 {
+            _ = throttle.admit("198.51.100.\(index)", now: start.addingTimeInterval(Double(index) / 100))
+            most = max(most, throttle.rememberedSources)
+        }
+        #expect(most <= 100)
+        // All of them are within their minute, so the table kept those seen last: the last source
+        // has had its line this minute, while the first was forgotten and is new again.
+        #expect(throttle.admit("198.51.100.999", now: start.addingTimeInterval(10)) == nil)
+        #expect(throttle.admit("198.51.100.0", now: start.addingTimeInterval(10)) == 0)
     }
 
     @Test func aLongTextIsCutAtACharacterBoundaryAndSaysSo() throws {

@@ -247,7 +247,7 @@ import X509
     }
 
     /// Failures from more addresses than it remembers (easy from an IPv6 network): memory stays
-    /// bounded, and the addresses that failed last are the ones kept.
+    /// bounded; those whose failures left the window go first, then those that failed longest ago.
     @Test func failureLimiterRemembersABoundedNumberOfAddresses() {
         let limiter = FailureLimiter(limit: 3, window: 60, maximumAddresses: 1_000)
         let start = Date()
@@ -264,6 +264,11 @@ import X509
         // One address failing again and again keeps only what decides.
         for _ in 0..<10_000 { limiter.recordFailure("10.0.0.2", now: start.addingTimeInterval(6)) }
         #expect(limiter.retryAfter("10.0.0.2", now: start.addingTimeInterval(6)) == 60)
+        #expect(limiter.recordedFailures("10.0.0.2") == 3)
+        // An address whose failures have all left the window is forgotten at the next sweep.
+        for i in 0..<1_000 { limiter.recordFailure("2001:db8:3::\(String(i, radix: 16))", now: start.addingTimeInterval(100)) }
+        #expect(limiter.recordedFailures("10.0.0.2") == 0)
+        #expect(limiter.rememberedAddresses <= 1_000)
     }
 
     @Test func renewalKeepsNamesKeyAndLifetimeAndRecordsTheOrigin() async throws {
