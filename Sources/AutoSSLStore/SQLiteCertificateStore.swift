@@ -379,7 +379,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
         try lookupOne { db in
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM revoked_keys WHERE key_hash = ?", arguments: [publicKeyHash]) ?? false
+            try Bool.fetchOne(try db.cached("SELECT 1 FROM revoked_keys WHERE key_hash = ?", [publicKeyHash])) ?? false
         }
     }
 
