@@ -335,7 +335,7 @@ let package = Package(
             dependencies: ["AutoSSLCA", "AutoSSLConfig", "AutoSSLStore", "AutoSSLIO", "AutoSSLCore", "AutoSSLMetrics", "TestSupport"]),
         .testTarget(
             name: "AutoSSLAgentTests",
-            dependencies: ["AutoSSLAgent", "AutoSSLMetrics", "AutoSSLConfig", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",
+            dependencies: ["AutoSSLAgent", "AutoSSLClient", "AutoSSLMetrics", "AutoSSLConfig", "AutoSSLCA", "AutoSSLHost", "AutoSSLIO", "AutoSSLCore", "TestSupport",
                            .product(name: "X509", package: "swift-certificates")]),
         .testTarget(
             name: "AutoSSLBackupTests",

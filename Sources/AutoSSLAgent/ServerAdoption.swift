@@ -185,21 +185,7 @@ extension ServerAgent {
             let method: CAClient.HolderAuthentication = now > original.leaf.notValidAfter ? .token : .mtls
             renewed = try await client.renew(chain: original.chain, key: original.key, method: method)
         } catch {
-            var failure = error as? AutoSSLError ?? AutoSSLError.general("\(error)")
-            // A CA that does not answer says so as it is; a refusal says what the CA needs.
-            guard failure.kind != .network else { throw failure }
-            // A revoked certificate is never renewed, whoever issued it.
-            if RenewalRefusal.isRevocation(failure.message) {
-                failure.hint = "nothing was changed. A revoked certificate cannot be taken over: enroll normally (with a provisioner password): auto-ssl server enroll --ca-url \(client.baseURL) --fingerprint \(client.rootFingerprint)"
-                throw failure
-            }
-            failure.hint = """
-                nothing was changed. The CA renews a certificate it did not issue itself only when it was \
-                made with `auto-ssl ca import` from the CA that issued it (config.yaml imported:) and the \
-                certificate has not expired beyond its grace window; otherwise enroll normally (with a \
-                provisioner password): auto-ssl server enroll --ca-url \(client.baseURL) --fingerprint \(client.rootFingerprint)
-                """
-            throw failure
+            throw Self.adoptionFailure(error, caURL: client.baseURL, fingerprint: client.rootFingerprint)
         }
 
         // The original tool's files are copied before anything of theirs is replaced.
@@ -255,6 +241,26 @@ extension ServerAgent {
         if let problem = writeMetrics(now: now) { warnings.append(problem) }
         return AdoptionResult(
             leaf: renewed.leaf, previousSerial: previousSerial, enrollment: enrollment, backedUpTo: backedUpTo, kept: kept, warnings: warnings)
+    }
+
+    /// A failed renewal of the certificate to take over (nothing was changed), with what to do next.
+    static func adoptionFailure(_ error: any Error, caURL: String, fingerprint: String) -> AutoSSLError {
+        var failure = error as? AutoSSLError ?? AutoSSLError.general("\(error)")
+        // A CA that does not answer says so as it is; so does an error whose hint is its thrower's
+        // own advice (an answer with a certificate for another key: the CA did not refuse).
+        guard failure.kind != .network, !failure.hintIsFinal else { return failure }
+        // A refusal says what the CA needs. A revoked certificate is never renewed, whoever issued it.
+        if RenewalRefusal.isRevocation(failure.message) {
+            failure.hint = "nothing was changed. A revoked certificate cannot be taken over: enroll normally (with a provisioner password): auto-ssl server enroll --ca-url \(caURL) --fingerprint \(fingerprint)"
+            return failure
+        }
+        failure.hint = """
+            nothing was changed. The CA renews a certificate it did not issue itself only when it was \
+            made with `auto-ssl ca import` from the CA that issued it (config.yaml imported:) and the \
+            certificate has not expired beyond its grace window; otherwise enroll normally (with a \
+            provisioner password): auto-ssl server enroll --ca-url \(caURL) --fingerprint \(fingerprint)
+            """
+        return failure
     }
 
     func makeAdoptedDir() throws {

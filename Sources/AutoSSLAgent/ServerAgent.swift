@@ -554,7 +554,13 @@ public struct ServerAgent: Sendable {
             recordRevocation(serial: Self.serialText(leaf), note: failure.message, now: now)
         }
         let enrollAgain = enrollCommand(enrollment)
-        if let leaf, now > leaf.notValidAfter, failure.kind != .network {
+        if failure.hintIsFinal {
+            // The thrower's own advice (a CA's answer for another key: the CA did not refuse, and
+            // "enroll again" would be wrong), with the time left once failures pile up.
+            if let leaf, state.consecutiveFailures >= Self.failureWarningThreshold {
+                failure.hint = (failure.hint.map { $0 + "\n  " } ?? "") + Self.failuresInARow(state.consecutiveFailures, leaf: leaf, now: now)
+            }
+        } else if let leaf, now > leaf.notValidAfter, failure.kind != .network {
             failure.hint = "the certificate expired at \(Timestamp.rfc3339(leaf.notValidAfter)) and can no longer be renewed; enroll again:\n    \(enrollAgain)"
         } else if leaf != nil, failure.kind == .trustFailure, failure.message.contains("which this CA no longer has") {
             var withoutProvisioner = enrollment
@@ -563,12 +569,16 @@ public struct ServerAgent: Sendable {
         } else if leaf != nil, failure.kind == .trustFailure {
             failure.hint = "the CA will not renew this certificate; the files were left as they were. Enroll again to get a new one:\n    \(enrollAgain)"
         } else if let leaf, state.consecutiveFailures >= Self.failureWarningThreshold {
-            let left = leaf.notValidAfter.timeIntervalSince(now)
-            failure.hint = "renewal has failed \(state.consecutiveFailures) times in a row; the certificate expires in \(CertificateDuration(seconds: Int64(max(left, 0))).humanReadable) (\(Timestamp.rfc3339(leaf.notValidAfter)))"
+            failure.hint = Self.failuresInARow(state.consecutiveFailures, leaf: leaf, now: now)
         } else if failure.hint == nil {
             failure.hint = "the current certificate and key were left as they were; the next scheduled run tries again"
         }
         return failure
+    }
+
+    static func failuresInARow(_ count: Int, leaf: Certificate, now: Date) -> String {
+        let left = leaf.notValidAfter.timeIntervalSince(now)
+        return "renewal has failed \(count) times in a row; the certificate expires in \(CertificateDuration(seconds: Int64(max(left, 0))).humanReadable) (\(Timestamp.rfc3339(leaf.notValidAfter)))"
     }
 
     // MARK: - Suspend, resume

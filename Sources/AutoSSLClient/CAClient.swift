@@ -657,10 +657,24 @@ extension CAClient {
         }
         let chain = try chainPEMs.map { try Certificate(pemEncoded: $0) }
         try verify(chain: chain)
-        guard chain[0].publicKey == key else {
-            throw AutoSSLError(.trustFailure, "the CA returned a certificate for a different key; nothing was written")
-        }
+        guard chain[0].publicKey == key else { throw Self.certificateForAnotherKey(url: baseURL) }
         return SignedChain(leaf: chain[0], chain: chain, pemChain: try chain.map { try $0.pemString() }.joined())
+    }
+
+    /// The refusal of an answer whose certificate is for another key than the one asked for (exit
+    /// 6). Its hint is final: the CA did not refuse, so its callers' advice for a refusal ("enroll
+    /// again", for `server renew` and `server enroll --adopt`) would be wrong.
+    static func certificateForAnotherKey(url: String) -> AutoSSLError {
+        AutoSSLError(
+            .trustFailure, "the CA returned a certificate for a different key; nothing was written",
+            hint: """
+                the CA at \(url), or something between it and this host (such as a proxy), answered with a \
+                certificate for another key than the one asked for; no certificate or key file was changed. \
+                Check that the CA URL (--ca-url, or those recorded at enrollment, which `auto-ssl server \
+                set-ca-url` changes) is the real CA's, look for this request in the CA's audit log \
+                (audit.log in its data directory), and try again
+                """,
+            hintIsFinal: true)
     }
 }
 

@@ -19,11 +19,16 @@ public struct AutoSSLError: Error, CustomStringConvertible, Sendable {
     public var kind: FailureKind
     public var message: String
     public var hint: String?
+    /// The hint is the thrower's own advice for this very failure, which a caller that gives
+    /// general advice for its kind (a renewal's "enroll again" for any trust failure) keeps as it
+    /// is: e.g. a CA's answer with a certificate for another key (`CAClient.parseChain`).
+    public var hintIsFinal: Bool
 
-    public init(_ kind: FailureKind, _ message: String, hint: String? = nil) {
+    public init(_ kind: FailureKind, _ message: String, hint: String? = nil, hintIsFinal: Bool = false) {
         self.kind = kind
         self.message = message
         self.hint = hint
+        self.hintIsFinal = hintIsFinal
     }
 
     public var description: String {

@@ -83,6 +83,8 @@ import X509
             Issue.record("a certificate for another key was accepted")
         } catch let error as AutoSSLError {
             #expect(error.kind == .trustFailure && error.message.contains("different key"))
+            // Its own advice (check the URL, the CA's audit log), which callers pass on as it is.
+            #expect(error.hintIsFinal && error.hint?.contains("https://ca.internal:9443") == true, "\(error)")
         }
         #expect(signed.pemChain == (try chain.leaf.pemString() + chain.intermediate.pemString()))
 
