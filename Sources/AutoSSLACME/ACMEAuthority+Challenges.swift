@@ -70,21 +70,26 @@ extension ACMEAuthority {
             // Validations wait for one of a few slots: their number is bounded, so that clients
             // asking faster than validation goes cannot pile up work without end. The challenge
             // stays pending, and the client may ask again.
-            // The place is taken before the check, so that requests arriving together cannot all
-            // pass it; it is given back unless a validation starts.
-            let (taken, _) = validationsInProgress.add(1, ordering: .relaxed)
-            var started = false
-            defer { if !started { validationsInProgress.subtract(1, ordering: .relaxed) } }
-            guard taken < Self.maximumValidationsInProgress else {
+            // The place is taken before the validation is recorded, so that requests arriving
+            // together cannot all pass the check; it is given back unless a validation starts.
+            switch validationsInProgress.take(account: account.id) {
+            case .full(let limit)?:
+                throw ACMEProblem(.rateLimited, "this CA is validating \(limit) challenges already; ask again in a few seconds")
+            case .accountFull(let perAccount)?:
                 throw ACMEProblem(
-                    .rateLimited, "this CA is validating \(Self.maximumValidationsInProgress) challenges already; ask again in a few seconds")
+                    .rateLimited,
+                    "this account has \(perAccount) validations in progress already; ask again once some of them have ended")
+            case nil:
+                break
             }
+            var started = false
+            defer { if !started { validationsInProgress.release(account: account.id) } }
             if try await database.startValidation(challengeID: id) {
                 challenge.status = .processing
                 let remote = request.endpoint.remote
                 started = true
                 let validation = Task {
-                    defer { self.validationsInProgress.subtract(1, ordering: .relaxed) }
+                    defer { self.validationsInProgress.release(account: account.id) }
                     return await self.validate(challengeID: id, remote: remote, firstAttemptCounted: true)
                 }
                 // A validation that ends at once (the usual first attempt) is answered with its

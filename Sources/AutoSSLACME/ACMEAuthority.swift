@@ -23,10 +23,15 @@ public final class ACMEAuthority: Sendable {
     let accountKeys = AccountKeys()
     let validationSlots = ValidationSlots(limit: 32)
     /// Validations started by a challenge's POST in this process and not finished (their retries
-    /// included); those resumed after a restart are bounded by what was pending then.
-    let validationsInProgress = Atomic<Int>(0)
+    /// included), in all and per account; those resumed after a restart are bounded by what was
+    /// pending then.
+    let validationsInProgress = ValidationsInProgress(
+        limit: maximumValidationsInProgress, perAccount: maximumValidationsInProgressPerAccount)
     /// Past this many, a challenge's POST is answered rateLimited and the challenge stays pending.
     public static let maximumValidationsInProgress = 1_024
+    /// Past this many of one account's, that account's challenge POSTs are answered rateLimited:
+    /// a quarter of the whole, so that one account cannot hold every place.
+    public static let maximumValidationsInProgressPerAccount = 256
     /// Orders one account may have open (pending, ready or processing) at once; Let's Encrypt
     /// allows 300 pending authorizations per account.
     public static let maximumOpenOrders = 300

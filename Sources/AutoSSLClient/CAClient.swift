@@ -457,12 +457,26 @@ public final class CAClient: Sendable {
 
     /// The chain must lead to the pinned root (defence in depth: the TLS channel already did).
     func verify(chain: [Certificate]) throws {
-        guard chain.count >= 2 else { throw AutoSSLError(.trustFailure, "the CA returned an incomplete chain") }
+        guard chain.count >= 2 else { throw unverifiedChain("the CA returned an incomplete chain") }
         for (child, parent) in zip(chain, chain.dropFirst() + [root]) {
             guard child.issuer == parent.subject, parent.publicKey.isValidSignature(child.signature, for: child) else {
-                throw AutoSSLError(.trustFailure, "the returned certificate chain does not verify against the pinned root")
+                throw unverifiedChain("the returned certificate chain does not verify against the pinned root")
             }
         }
+    }
+
+    /// The refusal of an answer that does not lead to the pinned root (exit 6). Its hint is final:
+    /// the CA did not refuse anything, so a renewal's "enroll again" with the same fingerprint
+    /// would fail the same way.
+    func unverifiedChain(_ message: String) -> AutoSSLError {
+        AutoSSLError(
+            .trustFailure, message + "; nothing was written",
+            hint: """
+                the answer from \(baseURL) does not lead to the root this host trusts (fingerprint \(rootFingerprint)). \
+                Check that the CA URL is the real CA's and not something in between (such as a proxy). If that CA \
+                was set up again with a new root, enroll again with the fingerprint `auto-ssl ca status` shows there
+                """,
+            hintIsFinal: true)
     }
 
     static func apiError(status: Int, body: Data, action: String) -> AutoSSLError {

@@ -466,16 +466,36 @@ import X509
         let challenge = try #require(authorization.challenges.first { $0.type == "http-01" })
         fixture.network.serve(token: challenge.token, content: challenge.token + "." + account.thumbprint)
         let id = String(challenge.url.split(separator: "/").last ?? "")
-        fixture.acme.validationsInProgress.store(ACMEAuthority.maximumValidationsInProgress, ordering: .relaxed)
+        let inProgress = fixture.acme.validationsInProgress
+        let accountID = String(try #require(account.kid).split(separator: "/").last ?? "")
+        let perAccount = ACMEAuthority.maximumValidationsInProgressPerAccount
+        // The account's own share taken (by its other validations): refused, others are not.
+        for _ in 0..<perAccount { #expect(inProgress.take(account: accountID) == nil) }
+        let refusedForTheAccount = await problem {
+            try await fixture.post(account, "chall/" + id, id: id, json: [String: String]()) { acme in { try await acme.challenge($0) } }
+        }
+        #expect(refusedForTheAccount?.kind == .rateLimited && refusedForTheAccount?.httpStatus == 429)
+        #expect(refusedForTheAccount?.detail.contains("this account has \(perAccount)") == true, "\(String(describing: refusedForTheAccount))")
+        #expect(inProgress.take(account: "another") == nil && inProgress.held(by: "another") == 1)
+        inProgress.release(account: "another")
+        for _ in 0..<perAccount { inProgress.release(account: accountID) }
+        // The whole CA's places taken by other accounts: refused too.
+        let fillers = ACMEAuthority.maximumValidationsInProgress / perAccount
+        for filler in 0..<fillers {
+            for _ in 0..<perAccount { #expect(inProgress.take(account: "filler-\(filler)") == nil) }
+        }
         let refused = await problem {
             try await fixture.post(account, "chall/" + id, id: id, json: [String: String]()) { acme in { try await acme.challenge($0) } }
         }
         #expect(refused?.kind == .rateLimited && refused?.httpStatus == 429, "\(String(describing: refused))")
         #expect(try await fixture.database.acme.challenge(id: id)?.0.status == .pending)
-        fixture.acme.validationsInProgress.store(0, ordering: .relaxed)
+        #expect(inProgress.held() == ACMEAuthority.maximumValidationsInProgress, "a refused POST gives back the place it did not get")
+        for filler in 0..<fillers {
+            for _ in 0..<perAccount { inProgress.release(account: "filler-\(filler)") }
+        }
         let accepted = try await fixture.post(account, "chall/" + id, id: id, json: [String: String]()) { acme in { try await acme.challenge($0) } }
         #expect(accepted.status == 200)
-        #expect(fixture.acme.validationsInProgress.load(ordering: .relaxed) == 0, "the finished validation gave its place back")
+        #expect(inProgress.held() == 0 && inProgress.held(by: accountID) == 0, "the finished validation gave its place back")
 
         for index in 1..<ACMEAuthority.maximumOpenOrders {
             _ = try await fixture.post(account, "new-order", json: ["identifiers": [["type": "dns", "value": "o\(index).example.test"]]]) { acme in

@@ -67,3 +67,21 @@ final class StartedLog: Sendable {
         #expect(await slots.state.inUse == 0)
     }
 }
+
+/// The validations in progress are bounded in all and per account, and a release without a
+/// place gives nothing back.
+@Suite struct ValidationsInProgressTests {
+    @Test func anAccountHoldsAtMostItsShareAndTheTotalIsBounded() {
+        let counter = ValidationsInProgress(limit: 5, perAccount: 2)
+        #expect(counter.take(account: "a") == nil && counter.take(account: "a") == nil)
+        #expect(counter.take(account: "a") == .accountFull(perAccount: 2))
+        #expect(counter.take(account: "b") == nil && counter.take(account: "b") == nil && counter.take(account: "c") == nil)
+        #expect(counter.take(account: "d") == .full(limit: 5))
+        counter.release(account: "a")
+        #expect(counter.held() == 4 && counter.held(by: "a") == 1)
+        #expect(counter.take(account: "d") == nil)
+        // "e" holds nothing: its release must not free a place that another account holds.
+        counter.release(account: "e")
+        #expect(counter.held() == 5 && counter.take(account: "e") == .full(limit: 5))
+    }
+}

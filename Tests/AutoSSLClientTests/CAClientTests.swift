@@ -95,6 +95,8 @@ import X509
             Issue.record("a foreign chain was accepted")
         } catch let error as AutoSSLError {
             #expect(error.kind == .trustFailure && error.message.contains("pinned root"))
+            // Not "enroll again" with the same fingerprint, which would fail the same way.
+            #expect(error.hintIsFinal && error.hint?.contains(client.rootFingerprint) == true, "\(error)")
         }
         #expect(throws: AutoSSLError.self) { try client.verify(chain: [chain.leaf]) }
         #expect(throws: AutoSSLError.self) { try client.parseChain(Data(#"{"certChain": []}"#.utf8), for: chain.leaf.publicKey) }
