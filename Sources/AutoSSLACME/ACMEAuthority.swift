@@ -234,12 +234,14 @@ public final class ACMEAuthority: Sendable {
             // RFC 8555 §7.3.6: requests of a deactivated account are answered 401.
             throw ACMEProblem(.unauthorized, "account \(id) is \(account.status.rawValue)", status: 401)
         }
-        let key = try key(of: account)
+        let known = try knownKey(of: account)
+        let key = known.key
         try verify(jws, key)
         // A key that a revocation cut off after the account was made (a certificate of it revoked
         // for key compromise, say) may be known to others: its account can do nothing more, not
-        // even a key change, which would hand the account to whoever else holds the key.
-        if try await authority.isKeyRevoked(key.certificatePublicKey) {
+        // even a key change, which would hand the account to whoever else holds the key. Looked
+        // up on every request (a revocation may come from `ca revoke` or another replica).
+        if try await authority.isKeyRevoked(publicKeyHash: known.publicKeyHash) {
             throw ACMEProblem(
                 .unauthorized,
                 "account \(id)'s key was revoked with a certificate of it (a reason other than superseded); make a new account with a new key",
@@ -266,21 +268,33 @@ public final class ACMEAuthority: Sendable {
     /// parsed keys are kept (`AccountKeys`): a key is a function of the JWK text alone, so an
     /// entry can never be stale (a key rollover stores another text).
     func key(of account: ACMEAccountRecord) throws -> ACMEAccountKey {
+        try knownKey(of: account).key
+    }
+
+    /// An account's key with the hash a revocation records it under (`Fingerprint.publicKeyHash`),
+    /// both worked out once per key: every request of the account needs them.
+    func knownKey(of account: ACMEAccountRecord) throws -> KnownKey {
         if let known = accountKeys.key(jwk: account.jwk) { return known }
         let key = try ACMEAccountKey(jwk: try JSONDecoder().decode(ACMEAccountKey.Fields.self, from: Data(account.jwk.utf8)))
-        accountKeys.keep(key, jwk: account.jwk)
-        return key
+        let known = KnownKey(key: key, publicKeyHash: Fingerprint.publicKeyHash(of: key.certificatePublicKey))
+        accountKeys.keep(known, jwk: account.jwk)
+        return known
+    }
+
+    struct KnownKey: Sendable {
+        let key: ACMEAccountKey
+        let publicKeyHash: String
     }
 
     /// Parsed account keys by their JWK text, at most `capacity` of them (when full, the table
     /// starts over: the busy accounts are back after their next request).
     final class AccountKeys: Sendable {
         static let capacity = 4_096
-        private let table = Mutex<[String: ACMEAccountKey]>([:])
+        private let table = Mutex<[String: KnownKey]>([:])
 
-        func key(jwk: String) -> ACMEAccountKey? { table.withLock { $0[jwk] } }
+        func key(jwk: String) -> KnownKey? { table.withLock { $0[jwk] } }
 
-        func keep(_ key: ACMEAccountKey, jwk: String) {
+        func keep(_ key: KnownKey, jwk: String) {
             table.withLock { table in
                 if table.count >= Self.capacity { table.removeAll(keepingCapacity: true) }
                 table[jwk] = key

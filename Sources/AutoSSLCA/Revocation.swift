@@ -140,7 +140,12 @@ extension Authority {
     /// Whether a revocation cut this key off (no certificate is issued with it, and ACME takes it
     /// as no account's key).
     public func isKeyRevoked(_ key: Certificate.PublicKey) async throws -> Bool {
-        try await store.isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: key))
+        try await isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: key))
+    }
+
+    /// The same by the key's `Fingerprint.publicKeyHash`, for a caller that keeps it.
+    public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
+        try await store.isKeyRevoked(publicKeyHash: publicKeyHash)
     }
 
     /// Stores the revocation (with the other certificates of the same key, see

@@ -178,7 +178,12 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     /// A request's head arrived and its end has not.
     private var reading = false
     private var armed = Deadline.none
-    private var timer: Scheduled<Void>?
+    /// When the armed deadline runs out (nil while none is armed).
+    private var expiry: NIODeadline?
+    /// The pending wake-up and when it comes: never after `expiry`. A deadline that moves later
+    /// leaves it as it is (it looks again when it fires), so a busy keep-alive connection
+    /// schedules a timer about once per timeout rather than twice per request.
+    private var timer: (task: Scheduled<Void>, at: NIODeadline)?
 
     init(limits: ConnectionLimits) {
         self.headTimeout = limits.idleTimeout
@@ -197,8 +202,9 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        timer?.task.cancel()
         timer = nil
+        expiry = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -228,17 +234,29 @@ final class RequestDeadlineHandler: ChannelDuplexHandler, RemovableChannelHandle
         let wanted = Self.deadline(unanswered: unanswered, reading: reading)
         guard wanted != armed else { return }
         armed = wanted
-        timer?.cancel()
-        timer = nil
-        let time: TimeAmount
+        let now = context.eventLoop.now
         switch wanted {
-        case .none: return
-        case .head: time = headTimeout
-        case .body: time = requestTimeout
+        case .none: expiry = nil
+        case .head: expiry = now + headTimeout
+        case .body: expiry = now + requestTimeout
         }
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: time) {
-            context.close(promise: nil)
+        guard let expiry else { return }
+        if let timer, timer.at <= expiry { return }
+        schedule(at: expiry, context: context)
+    }
+
+    private func schedule(at when: NIODeadline, context: ChannelHandlerContext) {
+        timer?.task.cancel()
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [self] in
+            timer = nil
+            guard let expiry else { return }
+            if expiry <= context.eventLoop.now {
+                context.close(promise: nil)
+            } else {
+                schedule(at: expiry, context: context)
+            }
         }
+        timer = (task, when)
     }
 }
 

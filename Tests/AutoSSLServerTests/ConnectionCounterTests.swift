@@ -103,6 +103,24 @@ import Testing
         #expect(RequestDeadlineHandler.deadline(unanswered: 1, reading: false) == .none)
     }
 
+    /// The wake-up is not moved for each request (it looks again when it fires), yet a busy
+    /// connection is never cut short and an idle one is closed on time.
+    @Test func aBusyKeepAliveConnectionKeepsItsDeadlinesExactly() throws {
+        let channel = try connectedChannel()
+        for _ in 0..<100 {
+            channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+            try channel.writeInbound(Self.head)
+            channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+            try channel.writeInbound(HTTPRequestPart.end(nil))
+            try answer(channel)
+        }
+        #expect(channel.isActive, "300 s of requests, none late")
+        // A head that comes 50 s after the last answer, then a body that trickles.
+        channel.embeddedEventLoop.advanceTime(by: .seconds(50))
+        try channel.writeInbound(Self.head)
+        expectClosed(channel, in: 30, "30 s after the head, not 60 s after the last answer")
+    }
+
     @Test func aConnectionWhoseFirstHeadNeverArrivesIsClosedAfter60Seconds() throws {
         let channel = try connectedChannel()
         expectClosed(channel, in: 60)
