@@ -578,7 +578,10 @@ public struct ServerAgent: Sendable {
 
     static func failuresInARow(_ count: Int, leaf: Certificate, now: Date) -> String {
         let left = leaf.notValidAfter.timeIntervalSince(now)
-        return "renewal has failed \(count) times in a row; the certificate expires in \(CertificateDuration(seconds: Int64(max(left, 0))).humanReadable) (\(Timestamp.rfc3339(leaf.notValidAfter)))"
+        guard left > 0 else {
+            return "renewal has failed \(count) times in a row; the certificate expired at \(Timestamp.rfc3339(leaf.notValidAfter)), and the CA renews it only within its grace window after that"
+        }
+        return "renewal has failed \(count) times in a row; the certificate expires in \(CertificateDuration(seconds: Int64(left)).humanReadable) (\(Timestamp.rfc3339(leaf.notValidAfter)))"
     }
 
     // MARK: - Suspend, resume

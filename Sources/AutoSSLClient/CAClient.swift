@@ -684,8 +684,8 @@ extension CAClient {
             hint: """
                 the CA at \(url), or something between it and this host (such as a proxy), answered with a \
                 certificate for another key than the one asked for; no certificate or key file was changed. \
-                Check that the CA URL (--ca-url, or those recorded at enrollment, which `auto-ssl server \
-                set-ca-url` changes) is the real CA's, look for this request in the CA's audit log \
+                Check that the CA URL (--ca-url, or for a renewal those recorded at enrollment, which \
+                `auto-ssl server set-ca-url` changes) is the real CA's, look for this request in the CA's audit log \
                 (audit.log in its data directory), and try again
                 """,
             hintIsFinal: true)

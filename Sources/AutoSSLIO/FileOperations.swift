@@ -187,8 +187,10 @@ public enum FileOperations {
         for name in (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(prefix) {
             let path = parent + "/" + name
             var info = stat()
+            // With no minimum age, a directory is removed whatever its time says (a clock set back
+            // after the crash that left it must not keep it).
             guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
-                  now.timeIntervalSince1970 - Double(info.st_mtim.tv_sec) >= minimumAge else { continue }
+                  minimumAge <= 0 || now.timeIntervalSince1970 - Double(info.st_mtim.tv_sec) >= minimumAge else { continue }
             if (try? removeTree(path)) != nil { removed.append(path) }
         }
         return removed

@@ -103,6 +103,10 @@ struct AnswerForAnotherKeyTests {
         let expired = try Chain(leafExpiresIn: -60)
         let late = agent.failure(try refusal(expired), enrollment: enrollment(), leaf: expired.leaf, now: now)
         #expect(late.hint?.contains("can no longer be renewed") == false && late.hint?.contains(Self.caURL) == true, "\(late)")
+        // Once failures pile up, the time left is said as a past expiry, not "expires in 0 days".
+        _ = agent.failure(try refusal(expired), enrollment: enrollment(), leaf: expired.leaf, now: now)
+        let lateThird = agent.failure(try refusal(expired), enrollment: enrollment(), leaf: expired.leaf, now: now)
+        #expect(lateThird.hint?.contains("the certificate expired at") == true && lateThird.hint?.contains("expires in") == false, "\(lateThird)")
 
         // A refusal by the CA itself still gets "enroll again".
         let denied = CAClient.apiError(status: 403, body: Data(#"{"message":"not renewable"}"#.utf8), action: "renew the certificate")
