@@ -37,7 +37,7 @@ final class AuditThrottle: Sendable {
     func admit(_ source: String, now: Date = Date()) -> Int? {
         slots.withLock { slots in
             let cutoff = now.addingTimeInterval(-window)
-            guard var slot = slots[source], now.timeIntervalSince(slot.windowStart) < window, now >= slot.windowStart else {
+            guard var slot = slots[source], slot.windowStart > cutoff, now >= slot.windowStart else {
                 let leftOut = slots[source]?.leftOut ?? 0
                 slots.store(Slot(windowStart: now, written: 1, leftOut: 0), for: source, liveAfter: cutoff)
                 return leftOut

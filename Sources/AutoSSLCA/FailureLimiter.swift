@@ -18,6 +18,9 @@ public final class FailureLimiter: Sendable {
     private struct Failures: SourceTableEntry {
         var times: [Date]
         var lastActive: Date { times.last ?? .distantPast }
+
+        /// The failures still in the window that ends now.
+        func recent(after cutoff: Date) -> [Date] { times.filter { $0 > cutoff } }
     }
 
     private let state: Mutex<SourceTable<Failures>>
@@ -35,7 +38,7 @@ public final class FailureLimiter: Sendable {
             // Fast path: an address that never failed (the common case) costs one lookup.
             guard let failures = table[address] else { return nil }
             let cutoff = now.addingTimeInterval(-window)
-            let recent = failures.times.filter { $0 > cutoff }
+            let recent = failures.recent(after: cutoff)
             // What has left the window is forgotten here too, not only in the table's sweeps.
             if recent.isEmpty {
                 table.remove(address)
@@ -50,7 +53,7 @@ public final class FailureLimiter: Sendable {
     public func recordFailure(_ address: String, now: Date = Date()) {
         state.withLock { table in
             let cutoff = now.addingTimeInterval(-window)
-            var recent = (table[address]?.times ?? []).filter { $0 > cutoff }
+            var recent = table[address]?.recent(after: cutoff) ?? []
             recent.append(now)
             // Only the last `limit` failures decide anything.
             if recent.count > limit { recent.removeFirst(recent.count - limit) }
