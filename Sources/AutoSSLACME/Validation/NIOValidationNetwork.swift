@@ -11,12 +11,21 @@ import X509
 
 /// The real network for validation, on NIO: everything a responder sends is hostile input. Each
 /// operation stops at the attempt's deadline; answers are read by NIO's HTTP/1 decoder with size
-/// caps; connections run on an event loop of their own and look-ups on threads of their own, never
-/// on the loops that serve the CA.
+/// caps. Connections run on the event loop the validation task runs on (`loop`); blocking
+/// look-ups run on threads of their own, never on an event loop.
 public struct NIOValidationNetwork: ValidationNetwork {
-    /// The event loop validation's connections run on: one thread of its own, so that a slow or
-    /// hostile responder never holds a loop that serves the CA.
+    /// The event loop for validations that do not run on one (tests, tools): one thread.
     static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    /// Where a validation's connection runs: the calling thread's event loop when it is one (in
+    /// `ca serve`, tasks run on the loops that serve the CA), so that the connection's events and
+    /// the task waiting on them stay on one thread instead of waking another twice per
+    /// validation; otherwise the group above. Nothing a responder does can hold the loop: the
+    /// socket is non-blocking, every read is capped (`HTTPAnswer.Limits`) and every step ends at
+    /// the attempt's deadline.
+    static var loop: any EventLoop {
+        MultiThreadedEventLoopGroup.currentEventLoop ?? group.next()
+    }
 
     public init() {}
 
@@ -73,7 +82,7 @@ public struct NIOValidationNetwork: ValidationNetwork {
         } else {
             context = nil
         }
-        let loop = Self.group.next()
+        let loop = Self.loop
         let promise = loop.makePromise(of: HTTPAnswer.self)
         let timer = loop.scheduleTask(deadline: deadline.end) {
             promise.fail(ACMEProblem(.connection, "timeout: no complete answer from \(address):\(port) within \(deadline.seconds) s"))
@@ -137,7 +146,7 @@ public struct NIOValidationNetwork: ValidationNetwork {
         }
         let context = try NIOSSLContext(configuration: tls)
         let collector = PeerCertificateCollector()
-        let bootstrap = ClientBootstrap(group: Self.group)
+        let bootstrap = ClientBootstrap(group: Self.loop)
             .connectTimeout(left)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
