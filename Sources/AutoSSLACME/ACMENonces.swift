@@ -27,16 +27,16 @@ public final class ACMENonces: Sendable {
         case database(any ACMEDatabase)
     }
 
-    private let key: SymmetricKey
+    private let key: ACMENonceFormat.Key
     private let singleUse: SingleUse
 
     /// The design `database` calls for (see the type's documentation).
     public init(database: any ACMEDatabase) async throws {
         if database.sharedByReplicas {
-            key = SymmetricKey(data: try await database.key(named: "acme-nonce", size: 32))
+            key = ACMENonceFormat.Key(SymmetricKey(data: try await database.key(named: "acme-nonce", size: 32)))
             singleUse = .database(database)
         } else {
-            key = SymmetricKey(size: .bits256)
+            key = ACMENonceFormat.Key(SymmetricKey(size: .bits256))
             singleUse = .window(NonceWindow())
         }
     }

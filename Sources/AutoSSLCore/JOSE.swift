@@ -4,17 +4,44 @@ import _CryptoExtras
 
 /// base64url without padding (RFC 7515 §2).
 public enum Base64URL {
+    /// Unpadded base64url (RFC 4648 §5), written in one pass (a nonce, a thumbprint or a JWS part
+    /// on every ACME request); checked against Foundation's encoder in `Base64URLTests`.
     public static func encode(_ bytes: some DataProtocol) -> String {
-        var encoded = Array(Data(bytes).base64EncodedData())
-        while encoded.last == 0x3D { encoded.removeLast() }  // "="
-        for index in encoded.indices {
-            switch encoded[index] {
-            case 0x2B: encoded[index] = 0x2D  // + -> -
-            case 0x2F: encoded[index] = 0x5F  // / -> _
-            default: break
+        if let encoded = bytes.withContiguousStorageIfAvailable(encode(contiguous:)) { return encoded }
+        return Array(bytes).withUnsafeBufferPointer(encode(contiguous:))
+    }
+
+    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    static func encode(contiguous input: UnsafeBufferPointer<UInt8>) -> String {
+        let (groups, remainder) = input.count.quotientAndRemainder(dividingBy: 3)
+        let length = groups * 4 + (remainder == 0 ? 0 : remainder + 1)
+        return alphabet.withUnsafeBufferPointer { table in
+            String(unsafeUninitializedCapacity: length) { out in
+                var written = 0
+                var index = 0
+                while index + 3 <= input.count {
+                    let bits = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
+                    out[written] = table[Int(bits >> 18)]
+                    out[written + 1] = table[Int(bits >> 12 & 0x3F)]
+                    out[written + 2] = table[Int(bits >> 6 & 0x3F)]
+                    out[written + 3] = table[Int(bits & 0x3F)]
+                    written += 4
+                    index += 3
+                }
+                if remainder > 0 {
+                    let bits = UInt32(input[index]) << 16 | (remainder == 2 ? UInt32(input[index + 1]) << 8 : 0)
+                    out[written] = table[Int(bits >> 18)]
+                    out[written + 1] = table[Int(bits >> 12 & 0x3F)]
+                    written += 2
+                    if remainder == 2 {
+                        out[written] = table[Int(bits >> 6 & 0x3F)]
+                        written += 1
+                    }
+                }
+                return written
             }
         }
-        return String(decoding: encoded, as: UTF8.self)
     }
 
     public static func decode(_ text: some StringProtocol) -> Data? {

@@ -4,14 +4,15 @@ import Foundation
 import Testing
 
 struct ACMENonceFormatTests {
-    let key = SymmetricKey(data: Data(repeating: 7, count: 32))
+    let secret = SymmetricKey(data: Data(repeating: 7, count: 32))
+    var key: ACMENonceFormat.Key { ACMENonceFormat.Key(secret) }
 
     @Test func aNonceReadsBackToWhatItCarriesAndOnlyUnderItsKey() throws {
         let nonce = ACMENonceFormat(issued: 1_764_500_000, ticket: 0x0102_0304_0506_0708)
         let text = nonce.text(key: key)
         #expect(text.count == 43 && !text.contains("=") && !text.contains("+") && !text.contains("/"))
         #expect(try ACMENonceFormat.open(text, key: key) == nonce)
-        #expect(throws: ACMENonceFormat.Refusal.unknown) { try ACMENonceFormat.open(text, key: SymmetricKey(size: .bits256)) }
+        #expect(throws: ACMENonceFormat.Refusal.unknown) { try ACMENonceFormat.open(text, key: ACMENonceFormat.Key(SymmetricKey(size: .bits256))) }
         // Every byte is covered by the MAC: time, ticket and the MAC itself.
         let bytes = Array(try #require(Base64URL.decode(text)))
         for index in bytes.indices {
@@ -25,8 +26,13 @@ struct ACMENonceFormatTests {
         // Computed independently of `text`: the layout docs/acme.md describes.
         let nonce = ACMENonceFormat(issued: 0x0000_0000_6930_0000, ticket: 42)
         var body: [UInt8] = [0, 0, 0, 0, 0x69, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 42]
-        body += HMAC<SHA256>.authenticationCode(for: body, using: key).prefix(16)
+        body += HMAC<SHA256>.authenticationCode(for: body, using: secret).prefix(16)
         #expect(nonce.text(key: key) == Base64URL.encode(body))
+        // One keyed state serves many nonces: each MAC starts from the key alone.
+        let shared = key
+        let again = ACMENonceFormat(issued: 0x0000_0000_6930_0000, ticket: 42)
+        #expect(ACMENonceFormat(issued: 9, ticket: 9).text(key: shared) != again.text(key: shared))
+        #expect(again.text(key: shared) == Base64URL.encode(body))
     }
 
     @Test func anythingButTheCanonicalBase64URLOfThirtyTwoBytesIsMalformed() throws {

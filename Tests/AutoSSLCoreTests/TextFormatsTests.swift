@@ -84,6 +84,21 @@ import X509
         #expect(Base64URL.decode("abc=") == nil)
         #expect(Base64URL.decode("a") == nil)
     }
+
+    @Test func base64URLEncodingIsFoundationsBase64WithTheURLAlphabetAndNoPadding() {
+        var generator = SystemRandomNumberGenerator()
+        for length in Array(0..<70) + [255, 256, 257, 4_096] {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let foundation = Data(bytes).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == foundation, "\(length) bytes")
+            #expect(Base64URL.encode(Data(bytes)) == foundation)
+        }
+        // A collection with no contiguous storage takes the other path.
+        let repeated = repeatElement(UInt8(0xFB), count: 31)
+        #expect(Base64URL.encode(repeated) == Base64URL.encode(Array(repeated)))
+        #expect(Base64URL.encode(repeated).hasPrefix("-_v7"))
+    }
 }
 
 struct PEMEncodingTests {

@@ -9,7 +9,7 @@ import FuzzSupport
 /// - `NonceWindow` against a model (a set of unspent tickets): the input, byte by byte, issues a
 ///   ticket (high bit clear) or spends one a few tickets back (high bit set, the rest the
 ///   distance, reaching past the window and past the newest); both must agree on every answer.
-let key = SymmetricKey(data: Data(repeating: 7, count: 32))  // the corpus's nonces are made with it
+let key = ACMENonceFormat.Key(SymmetricKey(data: Data(repeating: 7, count: 32)))  // the corpus's nonces are made with it
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
