@@ -280,22 +280,27 @@ final class GroupCommitter: Sendable {
         while !remaining.isEmpty {
             let attempt = remaining
             do {
+                // Every statement here is one of the connection's cached ones: a batch prepares
+                // nothing (GRDB's `inTransaction` and `execute(sql:)` parse their SQL each time).
                 try pool.writeWithoutTransaction { db in
                     if durable {
                         if !state.withLock({ $0.synchronousFull }) {
-                            try db.execute(sql: "PRAGMA synchronous = FULL")
+                            try db.cached("PRAGMA synchronous = FULL").execute()
                             state.withLock { $0.synchronousFull = true }
                         }
                     } else {
                         state.withLock { $0.synchronousFull = false }
-                        try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                        try db.cached("PRAGMA synchronous = NORMAL").execute()
                     }
                     defer {
-                        if !durable, (try? db.execute(sql: "PRAGMA synchronous = FULL")) != nil {
+                        if !durable, (try? db.cached("PRAGMA synchronous = FULL").execute()) != nil {
                             state.withLock { $0.synchronousFull = true }
                         }
                     }
-                    try db.inTransaction {
+                    // IMMEDIATE: the write lock is taken (or waited for) at the start, never
+                    // upgraded halfway through the batch.
+                    try db.cached("BEGIN IMMEDIATE TRANSACTION").execute()
+                    do {
                         for index in attempt {
                             do {
                                 try operations[index](db)
@@ -303,7 +308,10 @@ final class GroupCommitter: Sendable {
                                 throw OperationFailed(index: index, error: error)
                             }
                         }
-                        return .commit
+                        try db.cached("COMMIT TRANSACTION").execute()
+                    } catch {
+                        if db.isInsideTransaction { try? db.rollback() }
+                        throw error
                     }
                 }
                 for index in attempt { outcomes[index] = .success(()) }

