@@ -8,6 +8,8 @@ import GRDB
 struct SelectedColumns: Sendable {
     /// The list to put after SELECT: each column's expression, with `AS` where its name differs.
     let sql: String
+    /// How many columns the list has.
+    let count: Int
     private let positions: [String: Int]
 
     /// `columns`: the expression each column is read from (`c.serial`, `a.id`) and the name it is
@@ -19,9 +21,10 @@ struct SelectedColumns: Sendable {
         var positions: [String: Int] = [:]
         for (index, column) in columns.enumerated() { positions[column.name ?? column.expression] = index }
         self.positions = positions
+        count = columns.count
     }
 
-    /// Every column of `table`, read as `alias.name` and decoded by its bare name.
+    /// Columns by name: read as `alias.name` when an alias is given, decoded by the bare name.
     init(_ names: [String], of alias: String? = nil) {
         self.init(names.map { name in (expression: alias.map { "\($0).\(name)" } ?? name, name: alias == nil ? nil : name) })
     }
@@ -29,12 +32,13 @@ struct SelectedColumns: Sendable {
     /// Both lists, this one first.
     static func + (first: SelectedColumns, second: SelectedColumns) -> SelectedColumns {
         var positions = first.positions
-        for (name, index) in second.positions { positions[name] = index + first.positions.count }
-        return SelectedColumns(sql: first.sql + ", " + second.sql, positions: positions)
+        for (name, index) in second.positions { positions[name] = index + first.count }
+        return SelectedColumns(sql: first.sql + ", " + second.sql, count: first.count + second.count, positions: positions)
     }
 
-    private init(sql: String, positions: [String: Int]) {
+    private init(sql: String, count: Int, positions: [String: Int]) {
         self.sql = sql
+        self.count = count
         self.positions = positions
     }
 
