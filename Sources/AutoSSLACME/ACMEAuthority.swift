@@ -227,9 +227,13 @@ public final class ACMEAuthority: Sendable {
         if endpoint.url.hasSuffix("/new-account") {
             throw ACMEProblem(.malformed, "newAccount must carry \"jwk\", not \"kid\"")
         }
-        guard let account = try await database.account(id: id), account.provisioner == endpoint.provisioner.name else {
+        // The account's key and whether a revocation cut it off, read together where the
+        // database can (the key's hash comes from the parsed key, kept per key).
+        guard let found = try await database.account(id: id, keyHash: { try self.knownKey(of: $0).publicKeyHash }),
+              found.account.provisioner == endpoint.provisioner.name else {
             throw ACMEProblem(.accountDoesNotExist, "no account \(id)", status: 400)
         }
+        let account = found.account
         guard account.status == .valid else {
             // RFC 8555 §7.3.6: requests of a deactivated account are answered 401.
             throw ACMEProblem(.unauthorized, "account \(id) is \(account.status.rawValue)", status: 401)
@@ -241,7 +245,13 @@ public final class ACMEAuthority: Sendable {
         // for key compromise, say) may be known to others: its account can do nothing more, not
         // even a key change, which would hand the account to whoever else holds the key. Looked
         // up on every request (a revocation may come from `ca revoke` or another replica).
-        if try await authority.isKeyRevoked(publicKeyHash: known.publicKeyHash) {
+        let keyRevoked: Bool
+        if let checked = found.keyRevoked {
+            keyRevoked = checked
+        } else {
+            keyRevoked = try await authority.isKeyRevoked(publicKeyHash: known.publicKeyHash)
+        }
+        if keyRevoked {
             throw ACMEProblem(
                 .unauthorized,
                 "account \(id)'s key was revoked with a certificate of it (a reason other than superseded); make a new account with a new key",

@@ -378,9 +378,12 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     }
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
-        try lookupOne { db in
-            try Bool.fetchOne(try db.cached("SELECT 1 FROM revoked_keys WHERE key_hash = ?", [publicKeyHash])) ?? false
-        }
+        try lookupOne { db in try Self.isKeyRevoked(db, publicKeyHash: publicKeyHash) }
+    }
+
+    /// The look-up itself, for a caller already holding a connection (`SQLiteACMEDatabase`).
+    static func isKeyRevoked(_ db: Database, publicKeyHash: String) throws -> Bool {
+        try Bool.fetchOne(try db.cached("SELECT 1 FROM revoked_keys WHERE key_hash = ?", [publicKeyHash])) ?? false
     }
 
     public func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry] {
