@@ -316,6 +316,7 @@ let package = Package(
             dependencies: [
                 "AutoSSLACME", "AutoSSLConfig", "AutoSSLCA", "AutoSSLStore", "AutoSSLCore", "AutoSSLWire", "AutoSSLIO", "TestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -73,6 +73,9 @@ public struct WaiterAffinity: Sendable {
 /// cost more than the SQL itself under load). The thread starts on demand and ends after a second
 /// without work, so an idle store holds no thread.
 final class GroupCommitter: Sendable {
+    /// One write. It may catch a constraint violation (which leaves the transaction open) and go
+    /// on, and must let every other SQLite error through: after some of them SQLite has already
+    /// ended the transaction (see `commit`).
     typealias Operation = @Sendable (Database) throws -> Void
 
     private struct Pending {
@@ -280,25 +283,26 @@ final class GroupCommitter: Sendable {
         while !remaining.isEmpty {
             let attempt = remaining
             do {
-                // Every statement here is one of the connection's cached ones: a batch prepares
-                // nothing (GRDB's `inTransaction` and `execute(sql:)` parse their SQL each time).
                 try pool.writeWithoutTransaction { db in
+                    // Not cached statements: SQLite applies a PRAGMA when it is prepared, and
+                    // prepares it again on every run anyway.
                     if durable {
                         if !state.withLock({ $0.synchronousFull }) {
-                            try db.cached("PRAGMA synchronous = FULL").execute()
+                            try db.execute(sql: "PRAGMA synchronous = FULL")
                             state.withLock { $0.synchronousFull = true }
                         }
                     } else {
                         state.withLock { $0.synchronousFull = false }
-                        try db.cached("PRAGMA synchronous = NORMAL").execute()
+                        try db.execute(sql: "PRAGMA synchronous = NORMAL")
                     }
                     defer {
-                        if !durable, (try? db.cached("PRAGMA synchronous = FULL").execute()) != nil {
+                        if !durable, (try? db.execute(sql: "PRAGMA synchronous = FULL")) != nil {
                             state.withLock { $0.synchronousFull = true }
                         }
                     }
-                    // IMMEDIATE: the write lock is taken (or waited for) at the start, never
-                    // upgraded halfway through the batch.
+                    // The transaction's own statements are cached (GRDB's `inTransaction` parses
+                    // BEGIN and COMMIT each time). IMMEDIATE, as GRDB's: the write lock is taken
+                    // (or waited for) at the start, never upgraded halfway through the batch.
                     try db.cached("BEGIN IMMEDIATE TRANSACTION").execute()
                     do {
                         for index in attempt {
@@ -306,6 +310,15 @@ final class GroupCommitter: Sendable {
                                 try operations[index](db)
                             } catch {
                                 throw OperationFailed(index: index, error: error)
+                            }
+                            // SQLite ends a transaction by itself on some errors (a full disk, an
+                            // I/O error, an interrupt). An operation that caught such an error and
+                            // went on would leave the rest of the batch to run in autocommit, each
+                            // statement on its own: that operation fails, the others are retried
+                            // in a transaction of their own.
+                            guard db.isInsideTransaction else {
+                                throw OperationFailed(
+                                    index: index, error: DatabaseError(resultCode: .SQLITE_ABORT, message: "the transaction was rolled back by SQLite"))
                             }
                         }
                         try db.cached("COMMIT TRANSACTION").execute()

@@ -154,6 +154,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     static let accountColumns = SelectedColumns(["id", "provisioner", "thumbprint", "jwk", "status", "contact", "created_at", "eab_kid"])
     /// An account's row, as `account(_:)` reads it.
     static let selectAccountSQL = "SELECT \(accountColumns.sql) FROM acme_accounts"
+    static let selectAccountByIDSQL = selectAccountSQL + " WHERE id = ?"
 
     static func account(_ row: Row) throws -> ACMEAccountRecord {
         let column = accountColumns
@@ -191,7 +192,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func account(id: String) async throws -> ACMEAccountRecord? {
         try lookupOne { db in
-            try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE id = ?", [id])).map(Self.account)
+            try Row.fetchOne(try db.cached(Self.selectAccountByIDSQL, [id])).map(Self.account)
         }
     }
 
@@ -200,7 +201,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     /// would have seen too).
     public func account(id: String, keyHash: (ACMEAccountRecord) throws -> String) async throws -> (account: ACMEAccountRecord, keyRevoked: Bool?)? {
         try lookupOne { db in
-            guard let account = try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE id = ?", [id])).map(Self.account) else { return nil }
+            guard let account = try Row.fetchOne(try db.cached(Self.selectAccountByIDSQL, [id])).map(Self.account) else { return nil }
             return (account, try SQLiteCertificateStore.isKeyRevoked(db, publicKeyHash: keyHash(account)))
         }
     }
@@ -214,7 +215,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     public func updateAccountContact(id: String, contact: [String]) async throws -> ACMEAccountRecord? {
         try await write { db in
             try db.cached("UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", [Self.encode(contact), id]).execute()
-            return try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE id = ?", [id])).map(Self.account)
+            return try Row.fetchOne(try db.cached(Self.selectAccountByIDSQL, [id])).map(Self.account)
         }
     }
 
@@ -224,7 +225,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
             if db.changesCount == 1 {
                 try db.cached("UPDATE acme_authorizations SET status = 'deactivated' WHERE account_id = ? AND status IN ('pending', 'valid')", [id]).execute()
             }
-            return try Row.fetchOne(try db.cached(Self.selectAccountSQL + " WHERE id = ?", [id])).map(Self.account)
+            return try Row.fetchOne(try db.cached(Self.selectAccountByIDSQL, [id])).map(Self.account)
         }
     }
 
@@ -283,6 +284,8 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         "id", "account_id", "provisioner", "status", "identifiers", "not_before", "not_after", "expires", "error", "certificate_serial", "created_at",
     ])
 
+    static let selectOrderByIDSQL = "SELECT \(orderColumns.sql) FROM acme_orders WHERE id = ?"
+
     static func order(_ row: Row, authorizationIDs: [String]) throws -> ACMEOrderRecord {
         let column = orderColumns
         return try ACMEOrderRecord(
@@ -297,7 +300,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     }
 
     static func fetchOrder(_ db: Database, id: String) throws -> ACMEOrderRecord? {
-        guard let row = try Row.fetchOne(try db.cached("SELECT \(orderColumns.sql) FROM acme_orders WHERE id = ?", [id])) else { return nil }
+        guard let row = try Row.fetchOne(try db.cached(selectOrderByIDSQL, [id])) else { return nil }
         let ids = try String.fetchAll(try db.cached("SELECT id FROM acme_authorizations WHERE order_id = ? ORDER BY position", [id]))
         return try order(row, authorizationIDs: ids)
     }
@@ -338,9 +341,6 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     // MARK: - Authorizations and challenges
 
-    /// Authorizations with their challenges in one statement (one snapshot, so an authorization
-    /// and its challenges agree, with no read transaction around it), in order. `condition` is
-    /// on `a`, the authorization.
     static let authorizationColumns = SelectedColumns(
         ["id", "account_id", "order_id", "identifier_type", "identifier_value", "wildcard", "status", "expires"], of: "a")
         + SelectedColumns([
@@ -348,6 +348,9 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
             (expression: "c.status", name: "c_status"), (expression: "c.validated_at", name: "c_validated_at"), (expression: "c.error", name: "c_error"),
         ])
 
+    /// Authorizations with their challenges in one statement (one snapshot, so an authorization
+    /// and its challenges agree, with no read transaction around it), in order. `condition` is
+    /// on `a`, the authorization.
     static func fetchAuthorizations(_ db: Database, where condition: String, _ argument: String) throws -> [ACMEAuthorizationRecord] {
         let column = authorizationColumns
         let rows = try Row.fetchAll(try db.cached("""

@@ -304,7 +304,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 
     public func certificate(serial: String) async throws -> CertificateRecord? {
         try lookupOne { db in
-            try Row.fetchOne(try db.cached(Self.selectSQL + " WHERE c.serial = ?", [serial])).map(Self.record)
+            try Row.fetchOne(try db.cached(Self.selectBySerialSQL, [serial])).map(Self.record)
         }
     }
 
@@ -514,6 +514,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         SELECT \(recordColumns.sql)
         FROM certificates c LEFT JOIN revocations r ON r.serial = c.serial
         """
+    static let selectBySerialSQL = selectSQL + " WHERE c.serial = ?"
 
     static func record(_ row: Row) throws -> CertificateRecord {
         let column = recordColumns

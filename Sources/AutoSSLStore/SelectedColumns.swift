@@ -13,13 +13,16 @@ struct SelectedColumns: Sendable {
     private let positions: [String: Int]
 
     /// `columns`: the expression each column is read from (`c.serial`, `a.id`) and the name it is
-    /// decoded by (nil: the expression itself, which must then be a plain column name).
+    /// decoded by (nil: the expression itself). Names are unique (a programming error otherwise).
     init(_ columns: [(expression: String, name: String?)]) {
         sql = columns.map { column in
             column.name.map { "\(column.expression) AS \($0)" } ?? column.expression
         }.joined(separator: ", ")
         var positions: [String: Int] = [:]
-        for (index, column) in columns.enumerated() { positions[column.name ?? column.expression] = index }
+        for (index, column) in columns.enumerated() {
+            let previous = positions.updateValue(index, forKey: column.name ?? column.expression)
+            precondition(previous == nil, "\(column.name ?? column.expression) is twice in a SELECT list")
+        }
         self.positions = positions
         count = columns.count
     }
@@ -32,7 +35,9 @@ struct SelectedColumns: Sendable {
     /// Both lists, this one first.
     static func + (first: SelectedColumns, second: SelectedColumns) -> SelectedColumns {
         var positions = first.positions
-        for (name, index) in second.positions { positions[name] = index + first.count }
+        for (name, index) in second.positions {
+            precondition(positions.updateValue(index + first.count, forKey: name) == nil, "\(name) is twice in a SELECT list")
+        }
         return SelectedColumns(sql: first.sql + ", " + second.sql, count: first.count + second.count, positions: positions)
     }
 
@@ -42,10 +47,11 @@ struct SelectedColumns: Sendable {
         self.positions = positions
     }
 
-    /// The value of column `name` in `row`, a row of this list.
+    /// The value of column `name` in `row`, a row of this list: a row with another number of
+    /// columns (of another SELECT) is an error, not a read at the wrong place.
     func decode<Value: DatabaseValueConvertible>(_ row: Row, _ name: String, as type: Value.Type = Value.self) throws -> Value {
-        guard let index = positions[name], index < row.count else {
-            throw DatabaseError(resultCode: .SQLITE_ERROR, message: "no column \(name) in the selected columns")
+        guard let index = positions[name], row.count == count else {
+            throw DatabaseError(resultCode: .SQLITE_ERROR, message: "no column \(name) in the selected columns, or a row of another query")
         }
         return try row.decode(Value.self, atIndex: index)
     }

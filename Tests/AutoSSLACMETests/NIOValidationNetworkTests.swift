@@ -2,6 +2,7 @@
 import AutoSSLCore
 import Foundation
 import NIOCore
+import NIOPosix
 import Testing
 import TestSupport
 
@@ -82,6 +83,19 @@ import TestSupport
         let refused = await ChallengeValidator(http01Port: port).validate(
             type: "http-01", identifier: .ip(IPAddress("127.0.0.1")!), token: "tok", keyAuthorization: "tok.thumb")
         #expect(refused?.kind == .rejectedIdentifier && refused?.detail.contains("loopback") == true, "\(String(describing: refused))")
+    }
+
+    /// In `ca serve` a validation's task runs on a serving event loop, and its connection stays on
+    /// that loop; elsewhere (tools, tests) connections go to the validation group.
+    @Test func aConnectionRunsOnTheCallersEventLoopWhenThereIsOne() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        for loop in group.makeIterator() {
+            #expect(try await loop.submit { NIOValidationNetwork.loop === loop }.get())
+        }
+        let elsewhere = NIOValidationNetwork.loop
+        #expect(group.makeIterator().allSatisfy { $0 !== elsewhere })
+        #expect(try await elsewhere.submit { MultiThreadedEventLoopGroup.currentEventLoop === elsewhere }.get())
+        try await group.shutdownGracefully()
     }
 }
 

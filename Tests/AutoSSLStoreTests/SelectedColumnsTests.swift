@@ -24,9 +24,11 @@ struct SelectedColumnsTests {
             #expect(try columns.decode(row, "u_id", as: String.self) == "b")
             #expect(try columns.decode(row, "u.score", as: Double.self) == 2.5)
             #expect(throws: DatabaseError.self) { try columns.decode(row, "score", as: Double.self) }
-            // A row shorter than the list (another SELECT) is an error, not a read past its end.
+            // A row of another SELECT, shorter or longer, is an error, not a read at the wrong place.
             let short = try #require(try Row.fetchOne(db, sql: "SELECT id FROM t"))
-            #expect(throws: DatabaseError.self) { try columns.decode(short, "u_id", as: String.self) }
+            #expect(throws: DatabaseError.self) { try columns.decode(short, "id", as: String.self) }
+            let long = try #require(try Row.fetchOne(db, sql: "SELECT \(columns.sql), 1 FROM t JOIN u ON u.t_id = t.id"))
+            #expect(throws: DatabaseError.self) { try columns.decode(long, "id", as: String.self) }
         }
     }
 }

@@ -66,7 +66,7 @@ public struct NIOValidationNetwork: ValidationNetwork {
         }
     }
 
-    /// One GET on the validation event loop: connect, optional TLS (no certificate checks: the
+    /// One GET on the validation's event loop (`loop`): connect, optional TLS (no certificate checks: the
     /// content is what is checked), the request, and one answer read by NIO's HTTP/1 decoder, all
     /// within the attempt's deadline.
     public func get(_ request: HTTPGet, deadline: ValidationDeadline) async throws -> HTTPAnswer {
