@@ -543,6 +543,25 @@ import X509
         #expect(try Passwords.fromFileContents(readFile(stored)) == "third-password-for-ops-123")
     }
 
+    /// The certificate download (ACME) carries each leaf's own intermediate: the one there is
+    /// before a rotation (served without parsing the leaf), the archived one for a leaf it signed
+    /// after the rotation, and the new one for the new leaves.
+    @Test func aDownloadedChainCarriesTheLeafsOwnIntermediate() async throws {
+        let f = try await Fixture()
+        let names = ["chain.internal"]
+        let before = try await f.authority.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names), remote: "192.0.2.1"))
+        let oldIntermediate = try f.authority.intermediate.pemString()
+        #expect(try await f.authority.pemChain(serial: before.serial) == before.leafPEM + oldIntermediate)
+        #expect(try await f.authority.pemChain(serial: "00") == nil)
+
+        _ = try IntermediateRotation(directories: f.directories).rotate(caPassword: "ca-password-for-tests-123")
+        let rotated = try await AuthorityLoader(directories: f.directories).load(passwordFile: try f.dir.write("ca4.pw", "ca-password-for-tests-123\n"))
+        #expect(rotated.previousIntermediates.count == 1 && rotated.intermediate != f.authority.intermediate)
+        #expect(try await rotated.pemChain(serial: before.serial) == before.leafPEM + oldIntermediate)
+        let after = try await rotated.sign(.init(csrPEM: try f.csr(names), token: try f.token(sans: names), remote: "192.0.2.1"))
+        #expect(try await rotated.pemChain(serial: after.serial) == after.leafPEM + (try rotated.intermediate.pemString()))
+    }
+
     /// An interrupted `rotate-intermediate --compromised` may leave the current intermediate listed
     /// as revoked by the root before it was replaced: the CA then refuses to start, naming the fix.
     @Test func aCAWhoseCurrentIntermediateTheRootRevokedDoesNotStart() async throws {
