@@ -227,10 +227,14 @@ public final class ACMEAuthority: Sendable {
         if endpoint.url.hasSuffix("/new-account") {
             throw ACMEProblem(.malformed, "newAccount must carry \"jwk\", not \"kid\"")
         }
-        // The account's key and whether a revocation cut it off, read together where the
-        // database can (the key's hash comes from the parsed key, kept per key).
-        guard let found = try await database.account(id: id, keyHash: { try self.knownKey(of: $0).publicKeyHash }),
-              found.account.provisioner == endpoint.provisioner.name else {
+        // The account and whether a revocation cut its key off, read together; the key (parsed
+        // once per key, with the hash a revocation records it under) comes from the account read.
+        var accountKey: ACMEAccountKey?
+        guard let found = try await database.account(id: id, keyHash: { account in
+            let known = try self.knownKey(of: account)
+            accountKey = known.key
+            return known.publicKeyHash
+        }), let key = accountKey, found.account.provisioner == endpoint.provisioner.name else {
             throw ACMEProblem(.accountDoesNotExist, "no account \(id)", status: 400)
         }
         let account = found.account
@@ -238,20 +242,12 @@ public final class ACMEAuthority: Sendable {
             // RFC 8555 §7.3.6: requests of a deactivated account are answered 401.
             throw ACMEProblem(.unauthorized, "account \(id) is \(account.status.rawValue)", status: 401)
         }
-        let known = try knownKey(of: account)
-        let key = known.key
         try verify(jws, key)
         // A key that a revocation cut off after the account was made (a certificate of it revoked
         // for key compromise, say) may be known to others: its account can do nothing more, not
         // even a key change, which would hand the account to whoever else holds the key. Looked
         // up on every request (a revocation may come from `ca revoke` or another replica).
-        let keyRevoked: Bool
-        if let checked = found.keyRevoked {
-            keyRevoked = checked
-        } else {
-            keyRevoked = try await authority.isKeyRevoked(publicKeyHash: known.publicKeyHash)
-        }
-        if keyRevoked {
+        if found.keyRevoked {
             throw ACMEProblem(
                 .unauthorized,
                 "account \(id)'s key was revoked with a certificate of it (a reason other than superseded); make a new account with a new key",

@@ -140,12 +140,7 @@ extension Authority {
     /// Whether a revocation cut this key off (no certificate is issued with it, and ACME takes it
     /// as no account's key).
     public func isKeyRevoked(_ key: Certificate.PublicKey) async throws -> Bool {
-        try await isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: key))
-    }
-
-    /// The same by the key's `Fingerprint.publicKeyHash`, for a caller that keeps it.
-    public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
-        try await store.isKeyRevoked(publicKeyHash: publicKeyHash)
+        try await store.isKeyRevoked(publicKeyHash: Fingerprint.publicKeyHash(of: key))
     }
 
     /// Stores the revocation (with the other certificates of the same key, see

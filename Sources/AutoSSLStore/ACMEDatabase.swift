@@ -32,11 +32,9 @@ public protocol ACMEDatabase: Sendable {
     func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool)
     func account(id: String) async throws -> ACMEAccountRecord?
     /// The account `id` and whether its key is one a revocation cut off (`revoked_keys`, the
-    /// certificate store's), which every account-signed request needs: read together where the
-    /// database can (SQLite: one look-up instead of two). `keyHash` gives the hash a revocation
-    /// records the account's key under. `keyRevoked` is nil when this database did not look (the
-    /// caller then asks the certificate store).
-    func account(id: String, keyHash: (ACMEAccountRecord) throws -> String) async throws -> (account: ACMEAccountRecord, keyRevoked: Bool?)?
+    /// certificate store's table), which every account-signed request needs: on SQLite in one
+    /// look-up. `keyHash` gives the hash a revocation records the account's key under.
+    func account(id: String, keyHash: (ACMEAccountRecord) throws -> String) async throws -> (account: ACMEAccountRecord, keyRevoked: Bool)?
     func account(provisioner: String, thumbprint: String) async throws -> ACMEAccountRecord?
     /// Replaces the contacts of a valid account; returns the account as it is afterwards (nil: no such account).
     func updateAccountContact(id: String, contact: [String]) async throws -> ACMEAccountRecord?
@@ -125,11 +123,6 @@ public protocol ACMEDatabase: Sendable {
 }
 
 extension ACMEDatabase {
-    /// The account alone: the revoked-key check is left to the caller.
-    public func account(id: String, keyHash: (ACMEAccountRecord) throws -> String) async throws -> (account: ACMEAccountRecord, keyRevoked: Bool?)? {
-        try await account(id: id).map { (account: $0, keyRevoked: nil) }
-    }
-
     /// ready → processing, exactly once however many finalize requests race.
     public func beginFinalize(orderID: String) async throws -> Bool {
         try await setOrderStatus(id: orderID, from: .ready, to: .processing, error: nil)

@@ -199,7 +199,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
     /// Both in one look-up on the calling thread (two statements, no common snapshot needed: a
     /// revoked key stays revoked, and an account read a moment earlier is what a separate look-up
     /// would have seen too).
-    public func account(id: String, keyHash: (ACMEAccountRecord) throws -> String) async throws -> (account: ACMEAccountRecord, keyRevoked: Bool?)? {
+    public func account(id: String, keyHash: (ACMEAccountRecord) throws -> String) async throws -> (account: ACMEAccountRecord, keyRevoked: Bool)? {
         try lookupOne { db in
             guard let account = try Row.fetchOne(try db.cached(Self.selectAccountByIDSQL, [id])).map(Self.account) else { return nil }
             return (account, try SQLiteCertificateStore.isKeyRevoked(db, publicKeyHash: keyHash(account)))

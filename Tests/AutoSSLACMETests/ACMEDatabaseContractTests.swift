@@ -351,6 +351,21 @@ enum ACMEDatabaseContract {
         try await store.createOrder(next, authorizations: nextAuthorizations, openOrderLimit: 1)
     }
 
+    struct NoKey: Error {}
+
+    /// An account with its revoked-key check: the hash is asked of the account read, an unknown
+    /// account asks nothing, and a key that cannot be worked out fails the look-up.
+    static func anAccountIsReadWithItsRevokedKeyCheck(_ factory: ACMEDatabaseFactory) async throws {
+        let (store, keepAlive) = try await factory.open()
+        defer { withExtendedLifetime(keepAlive) {} }
+        _ = try await store.createAccount(Self.account("a1", thumbprint: "t1"))
+        var asked: [String] = []
+        let found = try #require(try await store.account(id: "a1", keyHash: { asked.append($0.id); return "no-such-hash" }))
+        #expect(found.account.thumbprint == "t1" && !found.keyRevoked && asked == ["a1"])
+        #expect(try await store.account(id: "nobody", keyHash: { _ in Issue.record("asked for no account"); return "" }) == nil)
+        await #expect(throws: NoKey.self) { try await store.account(id: "a1", keyHash: { _ in throw NoKey() }) }
+    }
+
     static func noncesAreSpentOnceAndSecretsAreStable(_ factory: ACMEDatabaseFactory) async throws {
         let (store, keepAlive) = try await factory.open()
         defer { withExtendedLifetime(keepAlive) {} }
@@ -408,6 +423,10 @@ enum ACMEDatabaseContract {
 
     @Test func deactivatingAnAuthorizationInvalidatesItsOrder() async throws {
         try await ACMEDatabaseContract.deactivatingAnAuthorizationInvalidatesItsOrder(.sqlite)
+    }
+
+    @Test func anAccountIsReadWithItsRevokedKeyCheck() async throws {
+        try await ACMEDatabaseContract.anAccountIsReadWithItsRevokedKeyCheck(.sqlite)
     }
 
     @Test func noncesAreSpentOnceAndSecretsAreStable() async throws {

@@ -74,6 +74,10 @@ struct PostgresACMEDatabaseContractTests {
         try await ACMEDatabaseContract.deactivatingAnAuthorizationInvalidatesItsOrder(.postgres)
     }
 
+    @Test func anAccountIsReadWithItsRevokedKeyCheck() async throws {
+        try await ACMEDatabaseContract.anAccountIsReadWithItsRevokedKeyCheck(.postgres)
+    }
+
     @Test func noncesAreSpentOnceAndSecretsAreStable() async throws {
         try await ACMEDatabaseContract.noncesAreSpentOnceAndSecretsAreStable(.postgres)
     }

@@ -180,6 +180,14 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         return try await run { client in try await Self.accounts(client.query(Self.accountQuery(id: id), logger: logger)).first }
     }
 
+    /// Two queries here: the key's hash is worked out from the account the first one reads.
+    public func account(id: String, keyHash: (ACMEAccountRecord) throws -> String) async throws -> (account: ACMEAccountRecord, keyRevoked: Bool)? {
+        guard let account = try await account(id: id) else { return nil }
+        let hash = try keyHash(account)
+        let logger = logger
+        return (account, try await run { client in try await PostgresCertificateStore.isKeyRevoked(hash, client: client, logger: logger) })
+    }
+
     public func account(provisioner: String, thumbprint: String) async throws -> ACMEAccountRecord? {
         let logger = logger
         return try await run { client in

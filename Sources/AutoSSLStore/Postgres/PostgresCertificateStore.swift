@@ -265,9 +265,12 @@ public final class PostgresCertificateStore: CertificateDatabase {
 
     public func isKeyRevoked(publicKeyHash: String) async throws -> Bool {
         let logger = logger
-        return try await read { client in
-            try await !client.query("SELECT 1 FROM revoked_keys WHERE key_hash = \(publicKeyHash)", logger: logger).collect().isEmpty
-        }
+        return try await read { client in try await Self.isKeyRevoked(publicKeyHash, client: client, logger: logger) }
+    }
+
+    /// The query itself, for the ACME database (same tables).
+    static func isKeyRevoked(_ publicKeyHash: String, client: PostgresClient, logger: Logger) async throws -> Bool {
+        try await !client.query("SELECT 1 FROM revoked_keys WHERE key_hash = \(publicKeyHash)", logger: logger).collect().isEmpty
     }
 
     public func revokedCertificates(notExpiredBefore date: Date) async throws -> [RevokedEntry] {
