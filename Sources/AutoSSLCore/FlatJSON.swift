@@ -31,6 +31,33 @@ public enum FlatJSON {
         return reader.readDocument()
     }
 
+    /// An array of such objects (the ACME store keeps an order's identifiers so), nil for
+    /// anything else, with the same fallback rule.
+    public static func objects(_ bytes: UnsafeBufferPointer<UInt8>) -> [[String: Value]]? {
+        var reader = Reader(bytes: bytes)
+        return reader.readObjectsDocument()
+    }
+
+    public static func objects(_ text: String) -> [[String: Value]]? {
+        withUTF8(text) { objects($0) }
+    }
+
+    /// An array of strings (an ACME account's contacts as stored), nil for anything else, with
+    /// the same fallback rule.
+    public static func strings(_ bytes: UnsafeBufferPointer<UInt8>) -> [String]? {
+        var reader = Reader(bytes: bytes)
+        return reader.readStringsDocument()
+    }
+
+    public static func strings(_ text: String) -> [String]? {
+        withUTF8(text) { strings($0) }
+    }
+
+    private static func withUTF8<T>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T {
+        var text = text
+        return text.withUTF8(body)
+    }
+
     private struct Reader {
         let bytes: UnsafeBufferPointer<UInt8>
         var index = 0
@@ -58,13 +85,45 @@ public enum FlatJSON {
 
         mutating func readDocument() -> [String: Value]? {
             skipWhitespace()
+            guard let object = readObject() else { return nil }
+            return atEnd(object)
+        }
+
+        mutating func readObjectsDocument() -> [[String: Value]]? {
+            skipWhitespace()
+            guard consume(0x5B) else { return nil }  // [
+            var objects: [[String: Value]] = []
+            skipWhitespace()
+            if consume(0x5D) { return atEnd(objects) }  // ]
+            while true {
+                skipWhitespace()
+                guard let object = readObject() else { return nil }
+                objects.append(object)
+                skipWhitespace()
+                if consume(0x2C) { continue }  // ,
+                guard consume(0x5D) else { return nil }
+                return atEnd(objects)
+            }
+        }
+
+        mutating func readStringsDocument() -> [String]? {
+            skipWhitespace()
+            guard consume(0x5B), let strings = readStrings() else { return nil }  // [
+            return atEnd(strings)
+        }
+
+        /// `value` when only whitespace is left.
+        mutating func atEnd<T>(_ value: T) -> T? {
+            skipWhitespace()
+            return index == bytes.count ? value : nil
+        }
+
+        /// One object, from its `{` to its `}`.
+        mutating func readObject() -> [String: Value]? {
             guard consume(0x7B) else { return nil }  // {
             var members: [String: Value] = [:]
             skipWhitespace()
-            if consume(0x7D) {  // }
-                skipWhitespace()
-                return index == bytes.count ? members : nil
-            }
+            if consume(0x7D) { return members }  // }
             while true {
                 skipWhitespace()
                 guard consume(0x22), let key = readStringBody() else { return nil }
@@ -77,8 +136,23 @@ public enum FlatJSON {
                 skipWhitespace()
                 if consume(0x2C) { continue }  // ,
                 guard consume(0x7D) else { return nil }
+                return members
+            }
+        }
+
+        /// The strings of an array whose `[` was just read, up to its `]`.
+        mutating func readStrings() -> [String]? {
+            var strings: [String] = []
+            skipWhitespace()
+            if consume(0x5D) { return strings }  // ]
+            while true {
                 skipWhitespace()
-                return index == bytes.count ? members : nil
+                guard consume(0x22), let string = readStringBody() else { return nil }
+                strings.append(string)
+                skipWhitespace()
+                if consume(0x2C) { continue }  // ,
+                guard consume(0x5D) else { return nil }
+                return strings
             }
         }
 
@@ -90,18 +164,7 @@ public enum FlatJSON {
                 return readStringBody().map(Value.string)
             case 0x5B:  // [
                 index += 1
-                var strings: [String] = []
-                skipWhitespace()
-                if consume(0x5D) { return .strings(strings) }
-                while true {
-                    skipWhitespace()
-                    guard consume(0x22), let string = readStringBody() else { return nil }
-                    strings.append(string)
-                    skipWhitespace()
-                    if consume(0x2C) { continue }
-                    guard consume(0x5D) else { return nil }
-                    return .strings(strings)
-                }
+                return readStrings().map(Value.strings)
             case 0x74: return readLiteral("true") ? .bool(true) : nil
             case 0x66: return readLiteral("false") ? .bool(false) : nil
             case 0x6E: return readLiteral("null") ? .null : nil

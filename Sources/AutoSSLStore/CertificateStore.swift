@@ -230,31 +230,8 @@ public struct FleetCertificate: Sendable, Equatable {
     }
 }
 
-/// The `names` column: a JSON array of strings.
+/// The `names` column: a JSON array of strings (read with `StoredJSON.strings`).
 enum NamesColumn {
-    /// Reads it without a JSON decoder when no name has an escape (always, for names the CA
-    /// validated); anything else goes through JSONDecoder. Unreadable text gives no names.
-    static func decode(_ text: String) -> [String] {
-        let utf8 = text.utf8
-        if !utf8.contains(UInt8(ascii: "\\")), utf8.first == UInt8(ascii: "["), utf8.last == UInt8(ascii: "]") {
-            let inner = text.dropFirst().dropLast()
-            if inner.isEmpty { return [] }
-            var names: [String] = []
-            for part in inner.split(separator: ",", omittingEmptySubsequences: false) {
-                guard part.count >= 2, part.first == "\"", part.last == "\"" else { return slow(text) }
-                let name = part.dropFirst().dropLast()
-                guard !name.contains("\"") else { return slow(text) }
-                names.append(String(name))
-            }
-            return names
-        }
-        return slow(text)
-    }
-
-    private static func slow(_ text: String) -> [String] {
-        (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
-    }
-
     /// A LIKE pattern matching the column of any certificate that carries `name` (`\` escapes).
     static func likePattern(_ name: String) -> String {
         var escaped = ""

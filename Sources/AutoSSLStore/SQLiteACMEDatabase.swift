@@ -110,14 +110,6 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         try store.lookupOne(body)
     }
 
-    static func encode(_ value: some Encodable) -> String {
-        String(decoding: (try? JSONEncoder().encode(value)) ?? Data("[]".utf8), as: UTF8.self)
-    }
-
-    static func decode<T: Decodable>(_ type: T.Type, _ text: String) -> T? {
-        try? JSONDecoder().decode(type, from: Data(text.utf8))
-    }
-
     // MARK: - Server secrets and nonces
 
     public func key(named name: String, size: Int) async throws -> Data {
@@ -161,14 +153,10 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         return try ACMEAccountRecord(
             id: column.decode(row, "id"), provisioner: column.decode(row, "provisioner"), thumbprint: column.decode(row, "thumbprint"), jwk: column.decode(row, "jwk"),
             status: ACMEAccountStatus(rawValue: column.decode(row, "status")) ?? .deactivated,
-            contact: contacts(column.decode(row, "contact")), createdAt: Date(timeIntervalSince1970: column.decode(row, "created_at")),
+            contact: StoredJSON.strings(column.decode(row, "contact")), createdAt: Date(timeIntervalSince1970: column.decode(row, "created_at")),
             eabKeyID: column.decode(row, "eab_kid"))
     }
 
-    /// The stored contact list; most accounts have none, read without a JSON decoder.
-    static func contacts(_ text: String) -> [String] {
-        text == "[]" ? [] : decode([String].self, text) ?? []
-    }
 
     public func createAccount(_ account: ACMEAccountRecord) async throws -> (ACMEAccountRecord, created: Bool) {
         try await write { db in
@@ -183,7 +171,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
                     INSERT INTO acme_accounts (id, provisioner, thumbprint, jwk, status, contact, created_at, eab_kid)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """, [
-                    account.id, account.provisioner, account.thumbprint, account.jwk, account.status.rawValue, Self.encode(account.contact),
+                    account.id, account.provisioner, account.thumbprint, account.jwk, account.status.rawValue, StoredJSON.encode(account.contact),
                     account.createdAt.timeIntervalSince1970, account.eabKeyID,
                 ]).execute()
             return (account, true)
@@ -214,7 +202,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
 
     public func updateAccountContact(id: String, contact: [String]) async throws -> ACMEAccountRecord? {
         try await write { db in
-            try db.cached("UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", [Self.encode(contact), id]).execute()
+            try db.cached("UPDATE acme_accounts SET contact = ? WHERE id = ? AND status = 'valid'", [StoredJSON.encode(contact), id]).execute()
             return try Row.fetchOne(try db.cached(Self.selectAccountByIDSQL, [id])).map(Self.account)
         }
     }
@@ -260,7 +248,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
                     INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, [
-                    order.id, order.accountID, order.provisioner, order.status.rawValue, Self.encode(order.identifiers),
+                    order.id, order.accountID, order.provisioner, order.status.rawValue, StoredJSON.encode(order.identifiers),
                     order.notBefore?.timeIntervalSince1970, order.notAfter?.timeIntervalSince1970, order.expires.timeIntervalSince1970,
                     order.createdAt.timeIntervalSince1970,
                 ]).execute()
@@ -291,7 +279,7 @@ public final class SQLiteACMEDatabase: ACMEDatabase {
         return try ACMEOrderRecord(
             id: column.decode(row, "id"), accountID: column.decode(row, "account_id"), provisioner: column.decode(row, "provisioner"),
             status: ACMEOrderStatus(rawValue: column.decode(row, "status")) ?? .invalid,
-            identifiers: decode([ACMEIdentifier].self, column.decode(row, "identifiers")) ?? [],
+            identifiers: StoredJSON.identifiers(column.decode(row, "identifiers")),
             notBefore: column.decode(row, "not_before", as: Double?.self).map(Date.init(timeIntervalSince1970:)),
             notAfter: column.decode(row, "not_after", as: Double?.self).map(Date.init(timeIntervalSince1970:)),
             expires: Date(timeIntervalSince1970: column.decode(row, "expires")), error: column.decode(row, "error"),

@@ -10,6 +10,7 @@ import Logging
 public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshotting {
     let pool: DatabasePool
     let committer: GroupCommitter
+    let readers: LookupReaders
     public let path: String
 
     /// `writer`: how the database writer thread treats the requests waiting on it.
@@ -50,6 +51,8 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         self.pool = pool
         try Self.migrator.migrate(pool)
         committer = GroupCommitter(pool: pool, logger: logger, options: writer)
+        // After the migrations: the lookup connections skip GRDB's per-read schema check.
+        readers = LookupReaders(path: path, configuration: configuration, maximum: Self.lookupConnections)
     }
 
     /// The database holds the EAB keys and every certificate's record, so it is readable by its
@@ -242,7 +245,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         _ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?, refusingRevokedKey keyHash: String?
     ) async throws {
         guard let der = record.der else { throw StoreError.missingCertificate }
-        let names = Self.encodeNames(record.names)
+        let names = StoredJSON.encode(record.names)
         try await write { db in
             if let keyHash,
                try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM revoked_keys WHERE key_hash = ?"), arguments: [keyHash]) == true {
@@ -299,8 +302,12 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
     /// (a join when it needs related rows), or statements whose rows need no common snapshot (rows
     /// that never change once written).
     func lookupOne<T>(_ body: (Database) throws -> T) throws -> T {
-        try pool.unsafeRead(body)
+        try readers.read(orThrough: pool, body)
     }
+
+    /// As many as lookups can run at once on a small server: one per event loop, and a few
+    /// from other tasks.
+    static let lookupConnections = 4
 
     public func certificate(serial: String) async throws -> CertificateRecord? {
         try lookupOne { db in
@@ -438,7 +445,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             var lifetimes: [CertificateLifetime] = []
             while let row = try rows.next() {
                 try lifetimes.append(CertificateLifetime(
-                    names: NamesColumn.decode(row.decode(atIndex: 0)), notBefore: Date(timeIntervalSince1970: row.decode(atIndex: 1)),
+                    names: StoredJSON.strings(row.decode(atIndex: 0)), notBefore: Date(timeIntervalSince1970: row.decode(atIndex: 1)),
                     notAfter: Date(timeIntervalSince1970: row.decode(atIndex: 2)), revoked: row.decode(atIndex: 3)))
             }
             return lifetimes
@@ -461,7 +468,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
                 try certificates.append(FleetCertificate(
                     serial: row.decode(atIndex: 0),
                     lifetime: CertificateLifetime(
-                        names: NamesColumn.decode(row.decode(atIndex: 1)), notBefore: Date(timeIntervalSince1970: row.decode(atIndex: 2)),
+                        names: StoredJSON.strings(row.decode(atIndex: 1)), notBefore: Date(timeIntervalSince1970: row.decode(atIndex: 2)),
                         notAfter: Date(timeIntervalSince1970: row.decode(atIndex: 3)), revoked: revokedAt != nil),
                     provisioner: row.decode(atIndex: 4), requester: row.decode(atIndex: 5), renewedFrom: row.decode(atIndex: 6), createdAt: Date(timeIntervalSince1970: row.decode(atIndex: 7)),
                     revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:))))
@@ -474,7 +481,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
         try await pool.readOnWorker { db in
             var names = Set<String>()
             let rows = try String.fetchCursor(db, sql: "SELECT DISTINCT names FROM certificates WHERE status = 'issued'")
-            while let text = try rows.next() { names.formUnion(NamesColumn.decode(text)) }
+            while let text = try rows.next() { names.formUnion(StoredJSON.strings(text)) }
             return names
         }
     }
@@ -490,6 +497,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
 
     public func close() async throws {
         committer.close()
+        readers.close()
         try pool.close()
     }
 
@@ -529,7 +537,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             serial: column.decode(row, "serial"),
             status: CertificateRecord.Status(rawValue: column.decode(row, "status")) ?? .reserved,
             commonName: column.decode(row, "common_name"),
-            names: decodeNames(column.decode(row, "names")),
+            names: StoredJSON.strings(column.decode(row, "names")),
             notBefore: Date(timeIntervalSince1970: column.decode(row, "not_before")),
             notAfter: Date(timeIntervalSince1970: column.decode(row, "not_after")),
             keyType: column.decode(row, "key_type"),
@@ -541,14 +549,6 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             revocation: revocation)
     }
 
-    /// A JSON array of strings (by hand: this runs for every issuance).
-    static func encodeNames(_ names: [String]) -> String {
-        JSONText.array(names.map(JSONText.quote))
-    }
-
-    static func decodeNames(_ text: String) -> [String] {
-        (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
-    }
 }
 
 /// Carries a value out of a group-committed operation (which runs on the database's queue).

@@ -78,6 +78,31 @@ import Testing
         }
     }
 
+    /// The top-level arrays the stores keep (identifiers, names, contacts): the same members as
+    /// JSONDecoder reads, nil for any other shape.
+    @Test func readsArraysOfFlatObjectsAndOfStringsLikeJSONDecoder() throws {
+        let objects = [
+            #"[]"#, #" [ ] "#, #"[{"type":"dns","value":"a.internal"}]"#,
+            #"[{"type":"dns","value":"*.a.internal"},{"type":"ip","value":"10.0.0.1"} , {"value":"::1","type":"ip"}]"#,
+            #"[{"type":"dns","value":"a\/b\u00e9"},{}]"#,
+        ]
+        for text in objects {
+            let fast = try #require(FlatJSON.objects(text), "\(text)")
+            let decoded = try JSONDecoder().decode([[String: String]].self, from: Data(text.utf8))
+            #expect(fast.map { $0.compactMapValues { if case .string(let s) = $0 { s } else { nil } } } == decoded, "\(text)")
+        }
+        let strings = [#"[]"#, #"["a.internal"]"#, #" ["a", "b\"c" ,"\u00e9"] "#]
+        for text in strings {
+            #expect(FlatJSON.strings(text) == (try JSONDecoder().decode([String].self, from: Data(text.utf8))), "\(text)")
+        }
+        for text in ["", "[", "]", "{}", #"[{"a":"b"}"#, #"[{"a":"b"},]"#, #"[{"a":"b"}]x"#, #"[{"a":{"b":"c"}}]"#, #"["a"]"#, #"[[]]"#, #"[{"a":"b"}{"c":"d"}]"#] {
+            #expect(FlatJSON.objects(text) == nil, "\(text)")
+        }
+        for text in ["", "[", #"["a""#, #"["a",]"#, #"[1]"#, #"[null]"#, #"["a"]]"#, #"{"a":"b"}"#, #"[{"a":"b"}]"#] {
+            #expect(FlatJSON.strings(text) == nil, "\(text)")
+        }
+    }
+
     @Test func tokenClaimsDecodeExactlyAsJSONDecoderDoes() throws {
         let documents = [
             #"{"iss":"admin","aud":"https://ca:9000/1.0/sign","sub":"a","sans":["a"],"nbf":1,"iat":2,"exp":3,"jti":"j","sha":"f"}"#,

@@ -60,8 +60,8 @@ enum AffinityMarker {
         #expect(try fileMode(victim) == 0o644 && readFile(victim) == "precious")
     }
 
-    /// GRDB opens reader connections as they are needed, long after the store was opened: each one
-    /// is checked against the file checked at open, so a link put in the database's place later is
+    /// Reader connections open as they are needed (GRDB's, and the store's lookup connections),
+    /// long after the store was opened: each one is checked against the file checked at open, so a link put in the database's place later is
     /// refused instead of being read (or trusted as the CA's records).
     @Test func aConnectionOpenedAfterTheDatabaseWasReplacedIsRefused() async throws {
         let dir = TemporaryDirectory()
@@ -75,7 +75,9 @@ enum AffinityMarker {
         try await other.close()
         #expect(rename(path, dir.file("moved.sqlite")) == 0)
         try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: dir.file("other.sqlite"))
-        store.pool.releaseMemory()  // closes the idle readers: the next read opens a new connection
+        // Closes the idle connections: the next read opens a new one.
+        store.pool.releaseMemory()
+        store.readers.closeIdle()
         await #expect(throws: (any Error).self) { _ = try await store.certificate(serial: "02") }
         try await store.close()
     }

@@ -2,9 +2,10 @@
 import Foundation
 import FuzzSupport
 
-/// FlatJSON, the fast reader of `/sign` bodies and token headers and claims, against Foundation:
-/// whatever it accepts, JSONDecoder (the fallback path) and JSONSerialization must accept too,
-/// with the same members and values. Stepping aside (nil) is always allowed.
+/// FlatJSON, the fast reader of `/sign` bodies, token headers and claims and the stores' JSON
+/// columns, against Foundation: whatever it accepts, JSONDecoder (the fallback path) and
+/// JSONSerialization must accept too, with the same members and values. Stepping aside (nil) is
+/// always allowed.
 ///
 /// Numbers are held to JSONDecoder's value: JSONSerialization reads a number of more than about
 /// 17 digits as a Decimal whose `doubleValue` is not correctly rounded (1.00000000000000000001
@@ -12,6 +13,7 @@ import FuzzSupport
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ start: UnsafeRawPointer, _ count: Int) -> CInt {
     let bytes = Fuzz.bytes(start, count)
+    checkArrays(bytes)
     guard let fast = FlatJSON.object(bytes) else { return 0 }
     let data = Data(bytes)
 
@@ -67,4 +69,32 @@ struct DecodedValue: Decodable, CustomStringConvertible {
     }
 
     var description: String { "\(value)" }
+}
+
+/// The top-level arrays (of strings; of flat objects) against JSONDecoder and JSONSerialization.
+func checkArrays(_ bytes: [UInt8]) {
+    let data = Data(bytes)
+    if let strings = bytes.withUnsafeBufferPointer({ FlatJSON.strings($0) }) {
+        let decoded = try? JSONDecoder().decode([String].self, from: data)
+        Fuzz.require(decoded == strings, "strings: FlatJSON \(strings) vs JSONDecoder \(String(describing: decoded))")
+    }
+    if let objects = bytes.withUnsafeBufferPointer({ FlatJSON.objects($0) }) {
+        let serialized = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]]
+        Fuzz.require(serialized?.count == objects.count, "objects: FlatJSON read \(objects.count), JSONSerialization \(String(describing: serialized?.count))")
+        if let serialized, serialized.count == objects.count {
+            for (object, foundation) in zip(objects, serialized) {
+                Fuzz.require(foundation.count == object.count, "object member count \(foundation.count) vs \(object.count)")
+                for (key, value) in object {
+                    Fuzz.require(foundation[key].map { matches(value, $0) } ?? false, "object member \(key.debugDescription): \(value)")
+                }
+            }
+        }
+        let decoded = try? JSONDecoder().decode([[String: DecodedValue]].self, from: data)
+        Fuzz.require(decoded?.count == objects.count, "objects: JSONDecoder refuses what FlatJSON read")
+        if let decoded, decoded.count == objects.count {
+            for (object, members) in zip(objects, decoded) {
+                Fuzz.require(members.count == object.count && object.allSatisfy { members[$0.key]?.value == $0.value }, "objects: JSONDecoder reads \(members) for \(object)")
+            }
+        }
+    }
 }

@@ -103,7 +103,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         let (id, provisioner, thumbprint, jwk, status, contact, createdAt, eabKeyID) = row
         return ACMEAccountRecord(
             id: id, provisioner: provisioner, thumbprint: thumbprint, jwk: jwk, status: ACMEAccountStatus(rawValue: status) ?? .deactivated,
-            contact: SQLiteACMEDatabase.decode([String].self, contact) ?? [], createdAt: date(createdAt), eabKeyID: eabKeyID)
+            contact: StoredJSON.strings(contact), createdAt: date(createdAt), eabKeyID: eabKeyID)
     }
 
     static func accounts(_ rows: PostgresRowSequence) async throws -> [ACMEAccountRecord] {
@@ -158,7 +158,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
                     """
                     INSERT INTO acme_accounts (id, provisioner, thumbprint, jwk, status, contact, created_at, eab_kid)
                     VALUES (\(account.id), \(account.provisioner), \(account.thumbprint), \(account.jwk), \(account.status.rawValue),
-                        \(SQLiteACMEDatabase.encode(account.contact)), \(account.createdAt.timeIntervalSince1970), \(account.eabKeyID))
+                        \(StoredJSON.encode(account.contact)), \(account.createdAt.timeIntervalSince1970), \(account.eabKeyID))
                     ON CONFLICT (provisioner, thumbprint) DO NOTHING RETURNING id
                     """, logger: logger))
                 // A concurrent newAccount with the same key committed in between: undo the binding, return that one.
@@ -199,7 +199,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         let logger = logger
         return try await transaction { connection in
             try await connection.query(
-                "UPDATE acme_accounts SET contact = \(SQLiteACMEDatabase.encode(contact)) WHERE id = \(id) AND status = 'valid'", logger: logger)
+                "UPDATE acme_accounts SET contact = \(StoredJSON.encode(contact)) WHERE id = \(id) AND status = 'valid'", logger: logger)
             return try await Self.accounts(connection.query(Self.accountQuery(id: id), logger: logger)).first
         }
     }
@@ -273,7 +273,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
                 """
                 INSERT INTO acme_orders (id, account_id, provisioner, status, identifiers, not_before, not_after, expires, created_at)
                 VALUES (\(order.id), \(order.accountID), \(order.provisioner), \(order.status.rawValue),
-                    \(SQLiteACMEDatabase.encode(order.identifiers)), \(order.notBefore?.timeIntervalSince1970),
+                    \(StoredJSON.encode(order.identifiers)), \(order.notBefore?.timeIntervalSince1970),
                     \(order.notAfter?.timeIntervalSince1970), \(order.expires.timeIntervalSince1970), \(order.createdAt.timeIntervalSince1970))
                 """, logger: logger)
             for (position, authorization) in authorizations.enumerated() {
@@ -308,7 +308,7 @@ public final class PostgresACMEDatabase: ACMEDatabase {
         let (id, accountID, provisioner, status, identifiers, notBefore, notAfter, expires, error, serial, createdAt, authorizationIDs) = row
         return ACMEOrderRecord(
             id: id, accountID: accountID, provisioner: provisioner, status: ACMEOrderStatus(rawValue: status) ?? .invalid,
-            identifiers: SQLiteACMEDatabase.decode([ACMEIdentifier].self, identifiers) ?? [], notBefore: notBefore.map(date),
+            identifiers: StoredJSON.identifiers(identifiers), notBefore: notBefore.map(date),
             notAfter: notAfter.map(date), expires: date(expires), error: error, certificateSerial: serial, createdAt: date(createdAt),
             authorizationIDs: authorizationIDs)
     }

@@ -90,7 +90,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         _ record: CertificateRecord, token: TokenUse?, completingOrder orderID: String?, refusingRevokedKey keyHash: String?
     ) async throws {
         guard let der = record.der else { throw StoreError.missingCertificate }
-        let names = JSONText.array(record.names.map(JSONText.quote))
+        let names = StoredJSON.encode(record.names)
         let logger = logger
         try await committer.submit { connection in
             if let keyHash {
@@ -158,7 +158,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         }
         return CertificateRecord(
             serial: serial, status: CertificateRecord.Status(rawValue: status) ?? .reserved, commonName: commonName,
-            names: (try? JSONDecoder().decode([String].self, from: Data(names.utf8))) ?? [],
+            names: StoredJSON.strings(names),
             notBefore: Date(timeIntervalSince1970: notBefore), notAfter: Date(timeIntervalSince1970: notAfter), keyType: keyType,
             provisioner: provisioner, requester: requester, renewedFrom: renewedFrom, der: der.map { Array($0) },
             createdAt: Date(timeIntervalSince1970: createdAt), revocation: revocation)
@@ -331,7 +331,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
             var lifetimes: [CertificateLifetime] = []
             for try await (names, notBefore, notAfter, revoked) in rows.checkedDecode((String, Double, Double, Bool).self) {
                 lifetimes.append(CertificateLifetime(
-                    names: NamesColumn.decode(names), notBefore: Date(timeIntervalSince1970: notBefore),
+                    names: StoredJSON.strings(names), notBefore: Date(timeIntervalSince1970: notBefore),
                     notAfter: Date(timeIntervalSince1970: notAfter), revoked: revoked))
             }
             return lifetimes
@@ -354,7 +354,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 certificates.append(FleetCertificate(
                     serial: serial,
                     lifetime: CertificateLifetime(
-                        names: NamesColumn.decode(names), notBefore: Date(timeIntervalSince1970: notBefore),
+                        names: StoredJSON.strings(names), notBefore: Date(timeIntervalSince1970: notBefore),
                         notAfter: Date(timeIntervalSince1970: notAfter), revoked: revokedAt != nil),
                     provisioner: provisioner, requester: requester, renewedFrom: renewedFrom, createdAt: Date(timeIntervalSince1970: createdAt),
                     revokedAt: revokedAt.map(Date.init(timeIntervalSince1970:))))
@@ -368,7 +368,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
         return try await read { client in
             let rows = try await client.query("SELECT DISTINCT names FROM certificates WHERE status = 'issued'", logger: logger)
             var names = Set<String>()
-            for try await text in rows.checkedDecode(String.self) { names.formUnion(NamesColumn.decode(text)) }
+            for try await text in rows.checkedDecode(String.self) { names.formUnion(StoredJSON.strings(text)) }
             return names
         }
     }

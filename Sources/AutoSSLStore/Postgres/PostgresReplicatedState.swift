@@ -76,7 +76,7 @@ public final class PostgresReplicatedState: ReplicatedState {
     }
 
     public func heartbeat(_ replica: ReplicaHeartbeat) async throws {
-        let addresses = JSONText.array(replica.addresses.map(JSONText.quote))
+        let addresses = StoredJSON.encode(replica.addresses)
         let logger = logger
         try await read { client in
             try await client.query(
@@ -105,7 +105,7 @@ public final class PostgresReplicatedState: ReplicatedState {
                 "SELECT name, addresses, version, started_at, last_seen FROM replicas ORDER BY last_seen DESC, name", logger: logger)
             for try await (name, addresses, version, startedAt, lastSeen) in rows.checkedDecode((String, String, String, Double, Double).self) {
                 found.append(ReplicaHeartbeat(
-                    name: name, addresses: (try? JSONDecoder().decode([String].self, from: Data(addresses.utf8))) ?? [],
+                    name: name, addresses: StoredJSON.strings(addresses),
                     version: version, startedAt: Date(timeIntervalSince1970: startedAt), lastSeen: Date(timeIntervalSince1970: lastSeen)))
             }
             return found
