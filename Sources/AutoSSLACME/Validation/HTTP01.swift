@@ -21,6 +21,9 @@ extension ChallengeValidator {
                 guard answer.status == 200 else {
                     throw ACMEProblem(.unauthorized, "\(url) answered HTTP \(answer.status) (from \(address))")
                 }
+                // The key authorization (base64url and a dot) has no whitespace: a body that is
+                // exactly it needs no trimming (Foundation's trim was 0.4 % of the server's CPU).
+                if answer.body.elementsEqual(keyAuthorization.utf8) { return }
                 let text = String(decoding: answer.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
                 guard text == keyAuthorization else {
                     throw ACMEProblem(.incorrectResponse, "wrong content: the key authorization served at \(url) is not the expected one (from \(address))")
