@@ -52,6 +52,9 @@ public struct ACMERequest: Sendable {
     }
 
     func payload<T: Decodable>(_ type: T.Type) throws -> T {
+        if let flat = type as? any FlatPayload.Type, let object = FlatJSON.object(jws.payload), let value = flat.init(flat: object) as? T {
+            return value
+        }
         do {
             return try JSONDecoder().decode(type, from: jws.payload)
         } catch let problem as ACMEProblem {

@@ -174,12 +174,30 @@ public struct NewOrderPayload: Decodable, Sendable {
     public var notAfter: String?
 }
 
-public struct FinalizePayload: Decodable, Sendable {
+public struct FinalizePayload: Decodable, Sendable, FlatPayload {
     public var csr: String
+
+    init?(flat object: [String: FlatJSON.Value]) {
+        guard let csr = object.string("csr") else { return nil }
+        self.csr = csr
+    }
 }
 
-public struct StatusPayload: Decodable, Sendable {
+public struct StatusPayload: Decodable, Sendable, FlatPayload {
     public var status: String
+
+    init?(flat object: [String: FlatJSON.Value]) {
+        guard let status = object.string("status") else { return nil }
+        self.status = status
+    }
+}
+
+/// A payload that is a flat JSON object, read by `FlatJSON` when it can (ahead of JSONDecoder,
+/// which cost 0.4 % of the server's CPU under ACME load for the finalize payload alone). `nil`
+/// when a member it needs is missing or of another type: JSONDecoder then decides, and reports,
+/// as it always has. Members it does not know are ignored, as JSONDecoder ignores them.
+protocol FlatPayload {
+    init?(flat object: [String: FlatJSON.Value])
 }
 
 public struct RevocationPayload: Decodable, Sendable {
