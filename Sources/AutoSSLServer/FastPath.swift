@@ -255,11 +255,14 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// What this request is, if the fast path takes it.
     private func target(of head: HTTPRequest) -> Target? {
         guard head.method == .post, let path = head.path else { return nil }
-        guard head.headerFields[.expect] == nil else { return nil }  // the router handles 100-continue
-        if let connection = head.headerFields[.connection], Self.asksToClose(connection) { return nil }
+        // The fields by name without joining their values into a new string (the subscript's way).
+        let fields = head.headerFields
+        guard !fields.contains(.expect) else { return nil }  // the router handles 100-continue
+        if fields[values: .connection].contains(where: Self.asksToClose) { return nil }
         if path == "/sign" || path == "/1.0/sign" { return .sign(path: path) }
-        // ACME: only with a declared length within the limit (the router refuses the rest).
-        guard acme != nil, path.hasPrefix("/acme/"), let length = head.headerFields[.contentLength].flatMap(Int.init),
+        // ACME: only with one declared length, within the limit (the router refuses the rest).
+        let lengths = fields[values: .contentLength]
+        guard acme != nil, path.hasPrefix("/acme/"), lengths.count == 1, let length = Int(lengths[0]),
               length <= CAServer.maximumBodySize, let route = ACMEService.postTarget(path: path) else { return nil }
         return .acme(route, host: head.authority, contentType: head.headerFields[.contentType])
     }

@@ -172,6 +172,14 @@ import X509
         let chunked = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/acme/acme/new-order", headerFields: [:])
         try await channel.writeInbound(HTTPRequestPart.head(chunked))
         #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(chunked))
+        try await channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .end(nil))
+        // Nor with two declared lengths, even equal ones.
+        var twoLengths = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/acme/acme/new-order", headerFields: [:])
+        twoLengths.headerFields.append(HTTPField(name: .contentLength, value: "2"))
+        twoLengths.headerFields.append(HTTPField(name: .contentLength, value: "2"))
+        try await channel.writeInbound(HTTPRequestPart.head(twoLengths))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(twoLengths))
     }
 
     @Test func otherRequestsPassToTheRouterUnchanged() async throws {
@@ -187,6 +195,14 @@ import X509
         expecting.headerFields[.expect] = "100-continue"
         try await channel.writeInbound(HTTPRequestPart.head(expecting))
         #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(expecting))
+        try await channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .end(nil))
+        // So does one whose Connection field (its second) asks to close.
+        var closing = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [:])
+        closing.headerFields.append(HTTPField(name: .connection, value: "keep-alive"))
+        closing.headerFields.append(HTTPField(name: .connection, value: "Close"))
+        try await channel.writeInbound(HTTPRequestPart.head(closing))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(closing))
     }
 
     @Test func aMalformedBodyGetsA400AndIsAudited() async throws {
