@@ -125,8 +125,10 @@ extension ACMEAuthority {
     }
 
     /// Finalization (RFC 8555 §7.4): a CSR for exactly the order's identifiers, once the order is
-    /// ready. ready → processing happens once however many requests race; the certificate's record
-    /// and processing → valid are one transaction (in the authority's issuance).
+    /// ready. Nothing is written before the certificate: its record and ready → valid are one
+    /// transaction (in the authority's issuance), so of requests that race only one certificate is
+    /// recorded and handed out. In this process one request at a time signs for an order; the
+    /// others are answered that it is being finalized.
     public func finalize(_ request: ACMERequest, now: Date = Date()) async throws -> ACMEReply {
         let (account, order, stored) = try await ownedOrder(request, now: now)
         guard order.status == .ready else {
@@ -161,9 +163,10 @@ extension ACMEAuthority {
             // Ready by its authorizations, not yet marked so: mark it (whoever does it first).
             _ = try await database.setOrderStatus(id: order.id, from: .pending, to: .ready, error: nil)
         }
-        guard try await database.beginFinalize(orderID: order.id) else {
+        guard finalizing.withLock({ $0.insert(order.id).inserted }) else {
             throw ACMEProblem(.orderNotReady, "the order is already being finalized")
         }
+        defer { _ = finalizing.withLock { $0.remove(order.id) } }
         let issued: IssuedCertificate
         do {
             issued = try await authority.issueForACME(
@@ -181,12 +184,13 @@ extension ACMEAuthority {
 
     /// A finalization that did not issue: returns the problem to answer (503 when the CA cannot
     /// issue right now: its database unavailable, say), and leaves the order so: after such a
-    /// temporary failure back to ready, so that the client can finalize again; after a refusal
-    /// (the CSR, the policy, a revoked key) or an internal error, invalid with the problem.
+    /// temporary failure ready, so that the client can finalize again; after a refusal (the CSR,
+    /// the policy, a revoked key) or an internal error, invalid with the problem.
     func abandonFinalize(orderID: String, after error: any Error) async -> ACMEProblem {
         let problem = Self.problem(for: error) ?? ACMEProblem(.serverInternal, "issuance failed")
-        let temporary = problem.httpStatus == 503
-        try? await database.abortFinalize(orderID: orderID, invalidate: temporary ? nil : ProblemDocument(problem).stored)
+        if problem.httpStatus != 503 {
+            try? await database.refuseFinalization(orderID: orderID, problem: ProblemDocument(problem).stored)
+        }
         return problem
     }
 

@@ -22,6 +22,10 @@ public final class ACMEAuthority: Sendable {
     let nonces: ACMENonces
     let accountKeys = AccountKeys()
     let validationSlots = ValidationSlots(limit: 32)
+    /// The orders this process is finalizing: one finalization per order at a time here. (Across
+    /// replicas, the first certificate recorded completes the order; another replica's is
+    /// discarded unseen, `CertificateDatabase.recordIssuance`.)
+    let finalizing = Mutex<Set<String>>([])
     /// Validations started by a challenge's POST in this process and not finished (their retries
     /// included), in all and per account; those resumed after a restart are bounded by what was
     /// pending then.
@@ -182,7 +186,8 @@ public final class ACMEAuthority: Sendable {
         case .unauthorized: return ACMEProblem(.unauthorized, error.message)
         case .badRequest: return ACMEProblem(.malformed, error.message)
         case .notFound: return ACMEProblem(.malformed, error.message, status: 404)
-        case .conflict: return ACMEProblem(.malformed, error.message, status: 409)
+        // An issuance's one conflict: the order it was to complete is no longer ready.
+        case .conflict: return ACMEProblem(.orderNotReady, error.message)
         case .unavailable: return ACMEProblem(.serverInternal, error.message, status: 503)
         }
     }

@@ -127,8 +127,8 @@ extension Authority {
             throw refuseRevokedKey()
         } catch StoreError.tokenAlreadyUsed {
             throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", failure: .replayedToken)
-        } catch StoreError.orderNotProcessing {
-            throw refuse(.conflict, "the order is not being finalized any more; nothing was issued")
+        } catch StoreError.orderNotReady {
+            throw refuse(.conflict, "the order is not ready any more (finalized by another request, deactivated or expired); nothing was issued")
         } catch StoreError.serialAlreadyExists {
             // 80 random bits within one millisecond make this practically impossible; never reuse a serial all the same.
             throw AuthorityError(.unavailable, "serial collision; retry the request")

@@ -11,7 +11,7 @@ import Foundation
 ///   a transition happens exactly once.
 /// - Every write has happened when it returns: a crash of the process loses none. Most are also
 ///   on disk by then. The steps of an order in flight (creating it, starting and recording a
-///   validation, counting its attempts, marking it ready, beginning its finalization) may be
+///   validation, counting its attempts, marking it ready) may be
 ///   committed without waiting for the disk (SQLite: `synchronous=NORMAL`): a power loss can lose
 ///   the last of them, and they are on disk with the next durable write. A lost step leaves the
 ///   order where a client retries or the CA resumes (docs/database.md); accounts, the certificate,
@@ -123,15 +123,11 @@ public protocol ACMEDatabase: Sendable {
 }
 
 extension ACMEDatabase {
-    /// ready → processing, exactly once however many finalize requests race.
-    public func beginFinalize(orderID: String) async throws -> Bool {
-        try await setOrderStatus(id: orderID, from: .ready, to: .processing, error: nil)
-    }
-
-    /// A finalization that did not issue: back to ready when `error` is nil (a temporary failure:
-    /// the client can try again), or invalid with the problem document when the refusal is final.
-    public func abortFinalize(orderID: String, invalidate error: String?) async throws {
-        _ = try await setOrderStatus(id: orderID, from: .processing, to: error == nil ? .ready : .invalid, error: error)
+    /// A finalization refused for good (the CSR, the policy, a revoked key): ready → invalid with
+    /// the problem document. (A finalization writes nothing before its certificate: the
+    /// certificate's record moves the order from ready to valid, `CertificateDatabase.recordIssuance`.)
+    public func refuseFinalization(orderID: String, problem: String) async throws {
+        _ = try await setOrderStatus(id: orderID, from: .ready, to: .invalid, error: problem)
     }
 }
 

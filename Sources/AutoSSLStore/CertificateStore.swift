@@ -121,8 +121,9 @@ public enum StoreError: Error, Equatable, Sendable {
     case unknownSerial
     /// An issuance record without the certificate's DER.
     case missingCertificate
-    /// The ACME order the issuance was to complete is not being finalized (any more).
-    case orderNotProcessing
+    /// The ACME order the issuance was to complete is not ready (any more): another request
+    /// finalized it, or it was deactivated or expired meanwhile.
+    case orderNotReady
     /// The database cannot take writes now (disk full, I/O error, read-only); nothing was written.
     /// The reason is for the operator; a later try may succeed once it is fixed.
     case unavailable(String)
@@ -142,8 +143,8 @@ public protocol CertificateDatabase: Sendable {
     /// certificate (`record.der`) under its serial. Returns only once the transaction is on disk; the
     /// caller hands the certificate out only then. If anything fails (a replayed token, a serial
     /// already taken) nothing of it remains and the certificate is discarded unseen.
-    /// With `completingOrder`, the same transaction moves that ACME order from processing to valid
-    /// with this serial; if the order is not processing it throws `orderNotProcessing` and stores nothing.
+    /// With `completingOrder`, the same transaction moves that ACME order from ready to valid with
+    /// this serial; if the order is not ready it throws `orderNotReady` and stores nothing.
     /// With `refusingRevokedKey` (the certificate's `Fingerprint.publicKeyHash`), the same
     /// transaction first checks that no revocation cut off that key and throws `keyRevoked` if one
     /// did: a revocation committed while the certificate was being signed is never missed.

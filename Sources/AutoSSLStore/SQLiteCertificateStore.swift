@@ -255,9 +255,9 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             if let orderID {
                 // The ACME order becomes valid in the same transaction that records its certificate.
                 try db.cachedStatement(
-                    sql: "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'processing'"
+                    sql: "UPDATE acme_orders SET status = 'valid', certificate_serial = ? WHERE id = ? AND status = 'ready'"
                 ).execute(arguments: [record.serial, orderID])
-                guard db.changesCount == 1 else { throw StoreError.orderNotProcessing }
+                guard db.changesCount == 1 else { throw StoreError.orderNotReady }
             }
             do {
                 // Cached statements: the SQL is compiled once per connection, not once per issuance.

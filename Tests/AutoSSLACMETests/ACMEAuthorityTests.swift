@@ -250,6 +250,48 @@ import X509
         #expect(stored.status == .invalid && stored.certificateSerial == nil)
     }
 
+    /// Two replicas (two authorities over one database) finalizing one order at once: each signs,
+    /// one certificate is recorded and handed out, the other request is told the order is no longer
+    /// ready, and the order stays valid with the recorded one.
+    @Test func replicasFinalizingOneOrderRecordOneCertificate() async throws {
+        let fixture = try await ACMEFixture()
+        let second = try await ACMEAuthority(
+            authority: fixture.authority, database: fixture.database.acme, network: fixture.network, ownMachineAddresses: [],
+            attemptDelays: [0], attemptTimeout: 2)
+        let (account, _) = try await fixture.newAccount()
+        let created = try await fixture.newOrder(account, names: ["replicas.example.test"])
+        let orderID = String(created.finalize.split(separator: "/").dropLast().last ?? "")
+        _ = try await fixture.validate(account, order: created, orderID: orderID)
+        let csr = try fixture.csr(["replicas.example.test"])
+        var requests: [ACMERequest] = []
+        for _ in 0..<2 {
+            let endpoint = fixture.endpoint("order/\(orderID)/finalize", id: orderID)
+            let body = try account.body(
+                url: endpoint.url, nonce: fixture.acme.makeNonce(), payload: try JSONSerialization.data(withJSONObject: ["csr": csr]), useJWK: false)
+            requests.append(try await fixture.acme.authenticate(endpoint, body: body, contentType: "application/jose+json"))
+        }
+        let (first, other) = (requests[0], requests[1])
+        async let one = Self.outcome { try await fixture.acme.finalize(first) }
+        async let two = Self.outcome { try await second.finalize(other) }
+        let outcomes = await [one, two]
+        #expect(outcomes.filter { $0 == nil }.count == 1, "\(outcomes)")
+        #expect(outcomes.compactMap { $0 }.allSatisfy { $0.kind == .orderNotReady }, "\(outcomes)")
+        let stored = try #require(try await fixture.database.acme.order(id: orderID))
+        let issued = try await fixture.database.certificates.certificates(CertificateQuery(), now: Date()).filter { $0.names == ["replicas.example.test"] }
+        #expect(stored.status == .valid && issued.map(\.serial) == [stored.certificateSerial].compactMap { $0 }, "\(issued.map(\.serial))")
+    }
+
+    static func outcome(_ body: () async throws -> ACMEReply) async -> ACMEProblem? {
+        do {
+            _ = try await body()
+            return nil
+        } catch let problem as ACMEProblem {
+            return problem
+        } catch {
+            return ACMEProblem(.serverInternal, "\(error)")
+        }
+    }
+
     /// A finalization that fails for a temporary reason (the CA's database unavailable: 503) leaves
     /// the order ready, to be finalized again; a refusal (here: a name the policy refuses) makes it
     /// invalid with the problem.
@@ -261,7 +303,6 @@ import X509
         _ = try await fixture.validate(account, order: created, orderID: orderID)
         let temporary: [any Error] = [StoreError.unavailable("disk full"), AuthorityError(.unavailable, "serial collision; retry the request")]
         for error in temporary {
-            #expect(try await fixture.database.acme.beginFinalize(orderID: orderID))
             let problem = await fixture.acme.abandonFinalize(orderID: orderID, after: error)
             #expect(problem.kind == .serverInternal && problem.httpStatus == 503, "\(problem)")
             let stored = try #require(try await fixture.database.acme.order(id: orderID))
@@ -276,7 +317,6 @@ import X509
         let refusedOrder = try await fixture.newOrder(account, names: ["refused.example.test"])
         let refusedID = String(refusedOrder.finalize.split(separator: "/").dropLast().last ?? "")
         _ = try await fixture.validate(account, order: refusedOrder, orderID: refusedID)
-        #expect(try await fixture.database.acme.beginFinalize(orderID: refusedID))
         let refusal = await fixture.acme.abandonFinalize(orderID: refusedID, after: AuthorityError(.forbidden, "not allowed", about: .names))
         #expect(refusal.kind == .rejectedIdentifier, "\(refusal)")
         let stored = try #require(try await fixture.database.acme.order(id: refusedID))

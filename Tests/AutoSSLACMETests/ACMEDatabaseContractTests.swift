@@ -171,17 +171,16 @@ enum ACMEDatabaseContract {
             challengeID: "o-c1", challengeStatus: .valid, validatedAt: Date(), error: nil, authorizationID: "o-a1", authorizationStatus: .valid,
             orderStatus: .ready)))
         #expect(try await store.order(id: "o")?.status == .ready)
-        #expect(try await Self.winners(20) { try await store.beginFinalize(orderID: "o") } == 1, "an order is finalized exactly once")
+        #expect(
+            try await Self.winners(20) { try await store.setOrderStatus(id: "o", from: .ready, to: .processing, error: nil) } == 1,
+            "a transition happens exactly once")
+        // Processing: a finalization of an earlier version, which a crash interrupted.
         #expect(try await store.ordersInProcessing() == ["o"])
         #expect(try await store.resetInterruptedFinalizations() == 1)
         #expect(try await store.ordersInProcessing().isEmpty)
         #expect(try await store.order(id: "o")?.status == .ready)
-        // A finalization that failed for a temporary reason leaves the order ready, to be finalized again.
-        #expect(try await store.beginFinalize(orderID: "o"))
-        try await store.abortFinalize(orderID: "o", invalidate: nil)
-        #expect(try await store.order(id: "o")?.status == .ready)
-        #expect(try await store.beginFinalize(orderID: "o"))
-        try await store.abortFinalize(orderID: "o", invalidate: #"{"type":"urn:ietf:params:acme:error:badCSR"}"#)
+        // A finalization refused for good makes the ready order invalid with the problem.
+        try await store.refuseFinalization(orderID: "o", problem: #"{"type":"urn:ietf:params:acme:error:badCSR"}"#)
         let invalid = try #require(try await store.order(id: "o"))
         #expect(invalid.status == .invalid && invalid.error?.contains("badCSR") == true)
         #expect(!(try await store.setOrderStatus(id: "o", from: .ready, to: .processing, error: nil)))
@@ -336,15 +335,16 @@ enum ACMEDatabaseContract {
         #expect(try await store.authorization(id: "ready-a0")?.status == .valid, "the order's other authorizations stay as they are")
         let ready = try #require(try await store.order(id: "ready"))
         #expect(ready.status == .invalid && ready.error == error)
-        #expect(!(try await store.beginFinalize(orderID: "ready")), "an order with a deactivated authorization is never finalized")
+        #expect(!(try await store.setOrderStatus(id: "ready", from: .ready, to: .valid, error: nil)), "an order with a deactivated authorization is never completed")
         #expect(!(try await store.deactivateAuthorization(id: "ready-a1", orderError: error)), "deactivated already")
         #expect(!(try await store.deactivateAuthorization(id: "nothing", orderError: error)))
 
         try await validate("finalizing", authorizations: 1)
-        #expect(try await store.beginFinalize(orderID: "finalizing"))
+        // Processing: an earlier version's finalization, which a deactivation leaves alone.
+        #expect(try await store.setOrderStatus(id: "finalizing", from: .ready, to: .processing, error: nil))
         #expect(try await store.deactivateAuthorization(id: "finalizing-a0", orderError: error))
         #expect(try await store.order(id: "finalizing")?.status == .processing)
-        try await store.abortFinalize(orderID: "finalizing", invalidate: error)
+        #expect(try await store.setOrderStatus(id: "finalizing", from: .processing, to: .invalid, error: error))
 
         // None of the three is open now: a limit of one open order leaves room for one more.
         let (next, nextAuthorizations) = Self.order("next", account: "a")

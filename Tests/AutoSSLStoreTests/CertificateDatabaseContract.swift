@@ -134,10 +134,10 @@ enum CertificateDatabaseContract {
         }
     }
 
-    /// An issuance that completes an ACME order needs the order in processing; otherwise nothing is stored.
-    static func anIssuanceCompletesOnlyAProcessingOrder(_ factory: some CADatabaseFactory) async throws {
+    /// An issuance that completes an ACME order needs the order ready; otherwise nothing is stored.
+    static func anIssuanceCompletesOnlyAReadyOrder(_ factory: some CADatabaseFactory) async throws {
         try await withDatabase(factory) { database in
-            await #expect(throws: StoreError.orderNotProcessing) {
+            await #expect(throws: StoreError.orderNotReady) {
                 try await database.certificates.recordIssuance(try record("0d01"), token: token("admin:d"), completingOrder: "no-such-order")
             }
             #expect(try await database.certificates.certificate(serial: "0d01") == nil)
@@ -151,16 +151,18 @@ enum CertificateDatabaseContract {
                 id: "order", accountID: "acct", provisioner: "acme", status: .ready, identifiers: [ACMEIdentifier(type: "dns", value: "a.internal")],
                 notBefore: nil, notAfter: nil, expires: now.addingTimeInterval(3600), createdAt: now, authorizationIDs: [])
             try await database.acme.createOrder(order, authorizations: [])
-            // Ready is not processing: refused.
-            await #expect(throws: StoreError.orderNotProcessing) {
+            // Processing (an earlier version's finalization in flight) is not ready: refused.
+            #expect(try await database.acme.setOrderStatus(id: "order", from: .ready, to: .processing, error: nil))
+            await #expect(throws: StoreError.orderNotReady) {
                 try await database.certificates.recordIssuance(try record("0d02"), token: nil, completingOrder: "order")
             }
-            #expect(try await database.acme.beginFinalize(orderID: "order"))
+            #expect(try await database.certificates.certificate(serial: "0d02") == nil)
+            #expect(try await database.acme.setOrderStatus(id: "order", from: .processing, to: .ready, error: nil))
             try await database.certificates.recordIssuance(try record("0d03"), token: nil, completingOrder: "order")
             let completed = try #require(try await database.acme.order(id: "order"))
             #expect(completed.status == .valid && completed.certificateSerial == "0d03")
             // Once valid, a second issuance for the same order is refused.
-            await #expect(throws: StoreError.orderNotProcessing) {
+            await #expect(throws: StoreError.orderNotReady) {
                 try await database.certificates.recordIssuance(try record("0d04"), token: nil, completingOrder: "order")
             }
             #expect(try await database.certificates.certificate(serial: "0d04") == nil)
@@ -400,8 +402,8 @@ struct SQLiteFactory: CADatabaseFactory {
         try await CertificateDatabaseContract.concurrentIssuancesAllLand(factory)
     }
 
-    @Test func anIssuanceCompletesOnlyAProcessingOrder() async throws {
-        try await CertificateDatabaseContract.anIssuanceCompletesOnlyAProcessingOrder(factory)
+    @Test func anIssuanceCompletesOnlyAReadyOrder() async throws {
+        try await CertificateDatabaseContract.anIssuanceCompletesOnlyAReadyOrder(factory)
     }
 
     @Test func revocationIsRecordedOnceAndCutsOffTheKey() async throws {

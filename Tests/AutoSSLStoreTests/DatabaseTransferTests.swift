@@ -65,7 +65,6 @@ enum TransferFixture {
         #expect(try await acme.recordValidationOutcome(ACMEValidationOutcome(
             challengeID: "chall-1-0", challengeStatus: .valid, validatedAt: epoch.addingTimeInterval(2.75), error: nil,
             authorizationID: "authz-1", authorizationStatus: .valid, orderStatus: .ready)))
-        #expect(try await acme.beginFinalize(orderID: "order-1"))
         var issued = try CertificateDatabaseContract.record("acme01")
         issued.provisioner = "acme/acme"
         try await store.recordIssuance(issued, token: nil, completingOrder: "order-1")

@@ -47,8 +47,8 @@ struct PostgresCertificateDatabaseContractTests {
         try await CertificateDatabaseContract.fleetQuerySeesWhereEachCertificateCameFrom(try PostgresCertificatesFactory())
     }
 
-    @Test func anIssuanceCompletesOnlyAProcessingOrder() async throws {
-        try await CertificateDatabaseContract.anIssuanceCompletesOnlyAProcessingOrder(try PostgresCertificatesFactory())
+    @Test func anIssuanceCompletesOnlyAReadyOrder() async throws {
+        try await CertificateDatabaseContract.anIssuanceCompletesOnlyAReadyOrder(try PostgresCertificatesFactory())
     }
 
     @Test func revocationIsRecordedOnceAndCutsOffTheKey() async throws {

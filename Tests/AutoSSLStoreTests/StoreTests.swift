@@ -196,11 +196,7 @@ enum AffinityMarker {
                 orderStatus: .ready))
             #expect(recorded)
         }
-        try await expectStep(durable: false, "finalization begun") {
-            let begun = try await acme.beginFinalize(orderID: "o")
-            #expect(begun)
-        }
-        try await expectStep(durable: true, "finalization given up") { try await acme.abortFinalize(orderID: "o", invalidate: #"{"type":"x"}"#) }
+        try await expectStep(durable: true, "finalization refused") { try await acme.refuseFinalization(orderID: "o", problem: #"{"type":"x"}"#) }
         try await expectStep(durable: true, "certificate") { try await store.recordIssuance(record("01"), token: nil) }
         try await store.close()
 

@@ -105,9 +105,9 @@ public final class PostgresCertificateStore: CertificateDatabase {
                 let updated = try await connection.query(
                     """
                     UPDATE acme_orders SET status = 'valid', certificate_serial = \(record.serial)
-                    WHERE id = \(orderID) AND status = 'processing' RETURNING id
+                    WHERE id = \(orderID) AND status = 'ready' RETURNING id
                     """, logger: logger).collect()
-                guard updated.count == 1 else { throw StoreError.orderNotProcessing }
+                guard updated.count == 1 else { throw StoreError.orderNotReady }
             }
             do {
                 try await connection.query(
