@@ -184,11 +184,14 @@ extension ACMEAuthority {
 
     /// A finalization that did not issue: returns the problem to answer (503 when the CA cannot
     /// issue right now: its database unavailable, say), and leaves the order so: after such a
-    /// temporary failure ready, so that the client can finalize again; after a refusal (the CSR,
-    /// the policy, a revoked key) or an internal error, invalid with the problem.
+    /// temporary failure ready, so that the client can finalize again; when the order was no
+    /// longer ready (another request finalized it, a deactivation) as it is; after a refusal (the
+    /// policy, a revoked key) or an internal error, invalid with the problem. (A refusal on one
+    /// replica while another replica signs for the same order, which takes one account racing
+    /// itself with different keys, ends the order: the other certificate is then discarded.)
     func abandonFinalize(orderID: String, after error: any Error) async -> ACMEProblem {
         let problem = Self.problem(for: error) ?? ACMEProblem(.serverInternal, "issuance failed")
-        if problem.httpStatus != 503 {
+        if problem.httpStatus != 503, problem.kind != .orderNotReady {
             try? await database.refuseFinalization(orderID: orderID, problem: ProblemDocument(problem).stored)
         }
         return problem

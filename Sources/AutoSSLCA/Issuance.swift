@@ -128,7 +128,7 @@ extension Authority {
         } catch StoreError.tokenAlreadyUsed {
             throw refuse(.unauthorized, "the token was already used (tokens work exactly once)", failure: .replayedToken)
         } catch StoreError.orderNotReady {
-            throw refuse(.conflict, "the order is not ready any more (finalized by another request, deactivated or expired); nothing was issued")
+            throw refuse(.conflict, "the order is not ready any more (finalized by another request, or deactivated); nothing was issued")
         } catch StoreError.serialAlreadyExists {
             // 80 random bits within one millisecond make this practically impossible; never reuse a serial all the same.
             throw AuthorityError(.unavailable, "serial collision; retry the request")

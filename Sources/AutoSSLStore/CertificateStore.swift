@@ -122,7 +122,7 @@ public enum StoreError: Error, Equatable, Sendable {
     /// An issuance record without the certificate's DER.
     case missingCertificate
     /// The ACME order the issuance was to complete is not ready (any more): another request
-    /// finalized it, or it was deactivated or expired meanwhile.
+    /// finalized it, or it was deactivated meanwhile.
     case orderNotReady
     /// The database cannot take writes now (disk full, I/O error, read-only); nothing was written.
     /// The reason is for the operator; a later try may succeed once it is fixed.

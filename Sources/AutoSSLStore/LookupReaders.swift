@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import Synchronization
 
@@ -20,6 +21,8 @@ final class LookupReaders: Sendable {
     private struct State {
         var idle: [DatabaseQueue] = []
         var opened = 0
+        /// Connections a look-up holds now.
+        var inUse = 0
         var closed = false
     }
 
@@ -50,9 +53,13 @@ final class LookupReaders: Sendable {
     func read<T>(orThrough pool: DatabasePool, _ body: (Database) throws -> T) throws -> T {
         let take: Take = state.withLock { state in
             if state.closed { return .pool }
-            if let reader = state.idle.popLast() { return .reader(reader) }
+            if let reader = state.idle.popLast() {
+                state.inUse += 1
+                return .reader(reader)
+            }
             guard state.opened < maximum else { return .pool }
             state.opened += 1
+            state.inUse += 1
             return .open
         }
         let reader: DatabaseQueue
@@ -65,7 +72,10 @@ final class LookupReaders: Sendable {
             do {
                 reader = try DatabaseQueue(path: path, configuration: configuration)
             } catch {
-                state.withLock { $0.opened -= 1 }
+                state.withLock { state in
+                    state.opened -= 1
+                    state.inUse -= 1
+                }
                 throw error
             }
         }
@@ -75,20 +85,26 @@ final class LookupReaders: Sendable {
 
     private func giveBack(_ reader: DatabaseQueue) {
         let keep = state.withLock { state in
-            if state.closed {
-                state.opened -= 1
-                return false
-            }
+            if state.closed { return false }
             state.idle.append(reader)
+            state.inUse -= 1
             return true
         }
-        if !keep { try? reader.close() }
+        guard !keep else { return }
+        try? reader.close()
+        state.withLock { state in
+            state.opened -= 1
+            state.inUse -= 1
+        }
     }
 
-    /// Closes the idle connections; those in use close when their lookup ends. Later lookups read
-    /// through the pool (closed with the store, so they fail as any read of a closed store does).
+    /// Closes every connection, waiting for the look-ups that hold one (microseconds each), so
+    /// that no connection reads the file once this returns (a migration removes the database's
+    /// files after closing the store). Later look-ups read through the pool, closed with the
+    /// store, so they fail as any read of a closed store does.
     func close() {
         closeIdle(andRefuseMore: true)
+        while state.withLock({ $0.inUse > 0 }) { usleep(1_000) }
     }
 
     /// Closes the idle connections, so that the next lookups open new ones (tests).

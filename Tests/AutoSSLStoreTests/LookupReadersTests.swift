@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import Testing
 import TestSupport
 
@@ -40,5 +41,29 @@ struct LookupReadersTests {
 
         try await store.close()
         #expect(throws: (any Error).self) { try store.lookupOne(Self.count) }
+    }
+
+    /// Closing waits for a look-up that holds a connection: once `close` returns, no connection of
+    /// the store's reads the file.
+    @Test func closingWaitsForTheLookUpsInProgress() async throws {
+        let directory = TemporaryDirectory()
+        let store = try SQLiteCertificateStore(path: directory.file("db.sqlite"))
+        let ended = Mutex(false)
+        let started = DispatchSemaphore(value: 0)
+        let lookUp = Thread {
+            _ = try? store.lookupOne { db in
+                started.signal()
+                usleep(200_000)
+                let count = try Self.count(db)
+                ended.withLock { $0 = true }
+                return count
+            }
+        }
+        lookUp.start()
+        started.wait()
+        store.readers.close()
+        #expect(ended.withLock { $0 }, "close returned while a look-up still held its connection")
+        #expect(store.readers.opened == 0)
+        try await store.close()
     }
 }
