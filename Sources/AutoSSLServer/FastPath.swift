@@ -238,19 +238,18 @@ final class FastPath: ChannelDuplexHandler, RemovableChannelHandler {
     /// the comma-separated options. Byte by byte: Foundation's substring search, which
     /// `String.contains` resolves to here, cost 0.4 % of the server's CPU under ACME load.
     static func asksToClose(_ connection: String) -> Bool {
-        let close = Array("close".utf8)
-        for option in connection.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
-            let trimmed = option.drop { $0 == 0x20 || $0 == 0x09 }
-            var end = trimmed.endIndex
-            while end > trimmed.startIndex, let last = trimmed[..<end].last, last == 0x20 || last == 0x09 {
-                end = trimmed.index(before: end)
-            }
-            let token = trimmed[..<end]
+        func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 }
+        for option in connection.utf8.split(separator: UInt8(ascii: ",")) {
+            var token = option
+            while let first = token.first, isSpace(first) { token = token.dropFirst() }
+            while let last = token.last, isSpace(last) { token = token.dropLast() }
             // ASCII letters only: OR-ing 0x20 lowercases them, and leaves no other byte equal to one.
-            if token.count == close.count, zip(token, close).allSatisfy({ ($0 | 0x20) == $1 }) { return true }
+            if token.count == closeOption.count, zip(token, closeOption).allSatisfy({ ($0 | 0x20) == $1 }) { return true }
         }
         return false
     }
+
+    private static let closeOption = Array("close".utf8)
 
     /// What this request is, if the fast path takes it.
     private func target(of head: HTTPRequest) -> Target? {

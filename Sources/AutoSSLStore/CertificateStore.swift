@@ -231,19 +231,6 @@ public struct FleetCertificate: Sendable, Equatable {
     }
 }
 
-/// The `names` column: a JSON array of strings (read with `StoredJSON.strings`).
-enum NamesColumn {
-    /// A LIKE pattern matching the column of any certificate that carries `name` (`\` escapes).
-    static func likePattern(_ name: String) -> String {
-        var escaped = ""
-        for character in name {
-            if character == "%" || character == "_" || character == "\\" { escaped.append("\\") }
-            escaped.append(character)
-        }
-        return "%\"" + escaped + "\"%"
-    }
-}
-
 extension CertificateDatabase {
     /// An issuance that completes no ACME order (`/sign`, `/renew`, the CA's own certificate).
     public func recordIssuance(_ record: CertificateRecord, token: TokenUse?) async throws {

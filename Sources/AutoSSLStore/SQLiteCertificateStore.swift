@@ -491,7 +491,7 @@ public final class SQLiteCertificateStore: CertificateDatabase, DatabaseSnapshot
             try Bool.fetchOne(
                 db,
                 sql: "SELECT 1 FROM certificates WHERE status = 'issued' AND serial <> ? AND names LIKE ? ESCAPE '\\' LIMIT 1",
-                arguments: [serial, NamesColumn.likePattern(name)]) ?? false
+                arguments: [serial, StoredJSON.likePattern(forName: name)]) ?? false
         }
     }
 

@@ -8,8 +8,7 @@ import Foundation
 /// way. Text neither can read gives an empty list: the column was written by the store itself.
 enum StoredJSON {
     static func strings(_ text: String) -> [String] {
-        if let strings = FlatJSON.strings(text) { return strings }
-        return (try? JSONDecoder().decode([String].self, from: Data(text.utf8))) ?? []
+        FlatJSON.strings(text) ?? decoded(text)
     }
 
     static func identifiers(_ text: String) -> [ACMEIdentifier] {
@@ -28,8 +27,8 @@ enum StoredJSON {
         return decoded(text)
     }
 
-    private static func decoded(_ text: String) -> [ACMEIdentifier] {
-        (try? JSONDecoder().decode([ACMEIdentifier].self, from: Data(text.utf8))) ?? []
+    private static func decoded<Element: Decodable>(_ text: String) -> [Element] {
+        (try? JSONDecoder().decode([Element].self, from: Data(text.utf8))) ?? []
     }
 
     /// A list of strings as the stores write it (by hand: a certificate's names are written at
@@ -40,5 +39,16 @@ enum StoredJSON {
 
     static func encode(_ identifiers: [ACMEIdentifier]) -> String {
         JSONText.array(identifiers.map { JSONText.object([("type", JSONText.quote($0.type)), ("value", JSONText.quote($0.value))]) })
+    }
+
+    /// A LIKE pattern (`\` escapes) matching a `names` column that carries `name`: `encode`
+    /// writes a name that needs no JSON escape (every name the CA issues for) as `"name"`.
+    static func likePattern(forName name: String) -> String {
+        var escaped = ""
+        for character in name {
+            if character == "%" || character == "_" || character == "\\" { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return "%\"" + escaped + "\"%"
     }
 }

@@ -75,6 +75,14 @@ import X509
         }
     }
 
+    /// A request without a body that reaches the router as it was sent.
+    static func expectPassedOn(_ head: HTTPRequest, on channel: NIOAsyncTestingChannel) async throws {
+        try await channel.writeInbound(HTTPRequestPart.head(head))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(head))
+        try await channel.writeInbound(HTTPRequestPart.end(nil))
+        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .end(nil))
+    }
+
     static func post(_ path: String, body: String, on channel: NIOAsyncTestingChannel, contentLength: Int? = nil) async throws {
         let head = HTTPRequest(
             method: .post, scheme: nil, authority: "ca", path: path,
@@ -170,10 +178,7 @@ import X509
 
         // Without a declared length it goes to the router.
         let chunked = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/acme/acme/new-order", headerFields: [:])
-        try await channel.writeInbound(HTTPRequestPart.head(chunked))
-        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(chunked))
-        try await channel.writeInbound(HTTPRequestPart.end(nil))
-        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .end(nil))
+        try await Self.expectPassedOn(chunked, on: channel)
         // Nor with two declared lengths, even equal ones.
         var twoLengths = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/acme/acme/new-order", headerFields: [:])
         twoLengths.headerFields.append(HTTPField(name: .contentLength, value: "2"))
@@ -193,10 +198,7 @@ import X509
         // A /sign the fast path does not take (Expect: 100-continue) goes to the router as well.
         var expecting = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [:])
         expecting.headerFields[.expect] = "100-continue"
-        try await channel.writeInbound(HTTPRequestPart.head(expecting))
-        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .head(expecting))
-        try await channel.writeInbound(HTTPRequestPart.end(nil))
-        #expect(try await channel.readInbound(as: HTTPRequestPart.self) == .end(nil))
+        try await Self.expectPassedOn(expecting, on: channel)
         // So does one whose Connection field (its second) asks to close.
         var closing = HTTPRequest(method: .post, scheme: nil, authority: "ca", path: "/sign", headerFields: [:])
         closing.headerFields.append(HTTPField(name: .connection, value: "keep-alive"))

@@ -375,7 +375,7 @@ public final class PostgresCertificateStore: CertificateDatabase {
 
     public func hasIssued(name: String, otherThan serial: String) async throws -> Bool {
         let logger = logger
-        let pattern = NamesColumn.likePattern(name)
+        let pattern = StoredJSON.likePattern(forName: name)
         return try await read { client in
             let rows = try await client.query(
                 "SELECT 1 FROM certificates WHERE status = 'issued' AND serial <> \(serial) AND names LIKE \(pattern) ESCAPE '\\' LIMIT 1",
